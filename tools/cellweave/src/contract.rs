@@ -1,0 +1,670 @@
+//! The data contract: the in-memory form of every table that stages exchange.
+//!
+//! The on-disk form (Arrow IPC or Parquet) is described in `schemas/*.md` and read and
+//! written by [`crate::io::table`]. Each table records its kind, the contract version,
+//! and the provenance (every stage that touched it) in the schema metadata.
+
+use crate::{bail, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// Contract version written into every file; readers accept the same major version.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// Schema-metadata keys.
+pub mod meta {
+    pub const TABLE: &str = "cellweave.table";
+    pub const VERSION: &str = "cellweave.schema_version";
+    pub const PROVENANCE: &str = "cellweave.provenance";
+    pub const GENE_IDS: &str = "cellweave.gene_ids";
+    pub const GENE_NAMES: &str = "cellweave.gene_names";
+    pub const VALUES: &str = "cellweave.values";
+    pub const N_GENES: &str = "cellweave.n_genes";
+    pub const FINGERPRINT: &str = "cellweave.cells_fingerprint";
+    pub const N_CELLS: &str = "cellweave.n_cells";
+    pub const EMBEDDING_NAME: &str = "cellweave.embedding_name";
+    pub const BATCH_KEY: &str = "cellweave.batch_key";
+}
+
+/// What kind of table a file holds (`cellweave.table` in its metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Cells,
+    Genes,
+    Pairs,
+    Embedding,
+    Scores,
+    TrainingLog,
+    Qc,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Cells => "cells",
+            TableKind::Genes => "genes",
+            TableKind::Pairs => "pairs",
+            TableKind::Embedding => "embedding",
+            TableKind::Scores => "scores",
+            TableKind::TrainingLog => "training_log",
+            TableKind::Qc => "qc",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "cells" => TableKind::Cells,
+            "genes" => TableKind::Genes,
+            "pairs" => TableKind::Pairs,
+            "embedding" => TableKind::Embedding,
+            "scores" => TableKind::Scores,
+            "training_log" => TableKind::TrainingLog,
+            "qc" => TableKind::Qc,
+            _ => return None,
+        })
+    }
+}
+
+/// What the expression values of a cells table are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    /// Raw (integer) counts.
+    Counts,
+    /// Total-count normalized, not logged.
+    Normalized,
+    /// Total-count normalized then natural log1p (scanpy's `log1p`).
+    Log1p,
+    /// log10(x + 1) of raw counts (LATE's input scale).
+    Log10p,
+    /// Values written by an imputation model (on the scale named in the provenance).
+    Imputed,
+}
+
+impl ValueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueKind::Counts => "counts",
+            ValueKind::Normalized => "normalized",
+            ValueKind::Log1p => "log1p",
+            ValueKind::Log10p => "log10p",
+            ValueKind::Imputed => "imputed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "counts" => ValueKind::Counts,
+            "normalized" => ValueKind::Normalized,
+            "log1p" => ValueKind::Log1p,
+            "log10p" => ValueKind::Log10p,
+            "imputed" => ValueKind::Imputed,
+            _ => return None,
+        })
+    }
+}
+
+/// One stage that touched a file: the tool, its version and its parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    pub tool: String,
+    pub version: String,
+    pub params: serde_json::Value,
+}
+
+impl Step {
+    /// A provenance step for `tool` with its parsed arguments as parameters.
+    pub fn new(tool: &str, params: &impl Serialize) -> Self {
+        Step {
+            tool: tool.to_string(),
+            version: crate::VERSION.to_string(),
+            params: serde_json::to_value(params).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// Compressed sparse rows: row `r` holds `indices[indptr[r]..indptr[r+1]]` (ascending
+/// column positions) and the matching `data`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Csr {
+    pub n_cols: usize,
+    pub indptr: Vec<u64>,
+    pub indices: Vec<u32>,
+    pub data: Vec<f32>,
+}
+
+impl Csr {
+    pub fn empty(n_cols: usize) -> Self {
+        Csr { n_cols, indptr: vec![0], indices: Vec::new(), data: Vec::new() }
+    }
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+    #[inline]
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
+        (&self.indices[a..b], &self.data[a..b])
+    }
+    #[inline]
+    pub fn row_mut(&mut self, r: usize) -> &mut [f32] {
+        let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
+        &mut self.data[a..b]
+    }
+    /// Build from dense row-major values, keeping non-zeros.
+    pub fn from_dense(n_rows: usize, n_cols: usize, dense: &[f32]) -> Self {
+        assert_eq!(dense.len(), n_rows * n_cols);
+        let mut m = Csr::empty(n_cols);
+        for r in 0..n_rows {
+            for (c, &v) in dense[r * n_cols..(r + 1) * n_cols].iter().enumerate() {
+                if v != 0.0 {
+                    m.indices.push(c as u32);
+                    m.data.push(v);
+                }
+            }
+            m.indptr.push(m.indices.len() as u64);
+        }
+        m
+    }
+    /// Dense row-major copy of the given rows (all columns).
+    pub fn to_dense_rows(&self, rows: &[usize]) -> Vec<f32> {
+        let mut out = vec![0f32; rows.len() * self.n_cols];
+        for (o, &r) in rows.iter().enumerate() {
+            let (idx, val) = self.row(r);
+            let dst = &mut out[o * self.n_cols..(o + 1) * self.n_cols];
+            for (&c, &v) in idx.iter().zip(val) {
+                dst[c as usize] = v;
+            }
+        }
+        out
+    }
+    /// Dense row-major copy of the whole matrix.
+    pub fn to_dense(&self) -> Vec<f32> {
+        let rows: Vec<usize> = (0..self.n_rows()).collect();
+        self.to_dense_rows(&rows)
+    }
+    /// Keep the given rows, in the given order.
+    pub fn select_rows(&self, rows: &[usize]) -> Csr {
+        let mut m = Csr::empty(self.n_cols);
+        let nnz: usize = rows.iter().map(|&r| (self.indptr[r + 1] - self.indptr[r]) as usize).sum();
+        m.indices.reserve(nnz);
+        m.data.reserve(nnz);
+        m.indptr.reserve(rows.len());
+        for &r in rows {
+            let (i, v) = self.row(r);
+            m.indices.extend_from_slice(i);
+            m.data.extend_from_slice(v);
+            m.indptr.push(m.indices.len() as u64);
+        }
+        m
+    }
+    /// Keep the given columns (ascending positions); columns are renumbered 0..cols.len().
+    pub fn select_cols(&self, cols: &[usize]) -> Csr {
+        let mut map = vec![u32::MAX; self.n_cols];
+        for (new, &old) in cols.iter().enumerate() {
+            map[old] = new as u32;
+        }
+        let ascending = cols.windows(2).all(|w| w[0] < w[1]);
+        let mut m = Csr::empty(cols.len());
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        for r in 0..self.n_rows() {
+            let (idx, val) = self.row(r);
+            row.clear();
+            for (&c, &v) in idx.iter().zip(val) {
+                let n = map[c as usize];
+                if n != u32::MAX {
+                    row.push((n, v));
+                }
+            }
+            if !ascending {
+                row.sort_unstable_by_key(|p| p.0);
+            }
+            for &(c, v) in &row {
+                m.indices.push(c);
+                m.data.push(v);
+            }
+            m.indptr.push(m.indices.len() as u64);
+        }
+        m
+    }
+    /// Check the structure: monotone indptr, ascending in-range column positions.
+    pub fn validate(&self) -> Result<()> {
+        if self.indptr.first() != Some(&0) || *self.indptr.last().unwrap() as usize != self.data.len() {
+            bail!("row offsets do not cover the values");
+        }
+        if self.indices.len() != self.data.len() {
+            bail!("{} gene positions but {} values", self.indices.len(), self.data.len());
+        }
+        for r in 0..self.n_rows() {
+            if self.indptr[r] > self.indptr[r + 1] {
+                bail!("row offsets decrease at row {r}");
+            }
+            let (idx, _) = self.row(r);
+            for w in idx.windows(2) {
+                if w[0] >= w[1] {
+                    bail!("gene positions in row {r} are not strictly ascending ({} then {})", w[0], w[1]);
+                }
+            }
+            if let Some(&last) = idx.last() {
+                if last as usize >= self.n_cols {
+                    bail!("row {r} refers to gene position {last} but there are {} genes", self.n_cols);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A categorical column: codes into `categories`; [`Categorical::MISSING`] marks a null.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Categorical {
+    pub codes: Vec<u32>,
+    pub categories: Vec<String>,
+}
+
+impl Categorical {
+    pub const MISSING: u32 = u32::MAX;
+
+    /// Build from string values; categories in order of first appearance.
+    pub fn from_strings<S: AsRef<str>>(values: &[S]) -> Self {
+        let mut index: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut categories = Vec::new();
+        let codes = values
+            .iter()
+            .map(|v| {
+                let v = v.as_ref();
+                *index.entry(v).or_insert_with(|| {
+                    categories.push(v.to_string());
+                    (categories.len() - 1) as u32
+                })
+            })
+            .collect();
+        Categorical { codes, categories }
+    }
+    /// A single category repeated `n` times.
+    pub fn constant(name: &str, n: usize) -> Self {
+        Categorical { codes: vec![0; n], categories: vec![name.to_string()] }
+    }
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let c = self.codes[i];
+        (c != Self::MISSING).then(|| self.categories[c as usize].as_str())
+    }
+    pub fn select(&self, rows: &[usize]) -> Self {
+        Categorical { codes: rows.iter().map(|&r| self.codes[r]).collect(), categories: self.categories.clone() }
+    }
+    /// Drop categories that no row uses, keeping the order of the rest.
+    pub fn compact(&mut self) {
+        let mut used = vec![false; self.categories.len()];
+        for &c in &self.codes {
+            if c != Self::MISSING {
+                used[c as usize] = true;
+            }
+        }
+        let mut remap = vec![Self::MISSING; self.categories.len()];
+        let mut cats = Vec::new();
+        for (i, u) in used.iter().enumerate() {
+            if *u {
+                remap[i] = cats.len() as u32;
+                cats.push(self.categories[i].clone());
+            }
+        }
+        for c in &mut self.codes {
+            if *c != Self::MISSING {
+                *c = remap[*c as usize];
+            }
+        }
+        self.categories = cats;
+    }
+}
+
+/// The values of one per-cell (or per-gene) column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Cat(Categorical),
+    Str(Vec<Option<String>>),
+    F64(Vec<f64>),
+    F32(Vec<f32>),
+    I64(Vec<Option<i64>>),
+    U32(Vec<u32>),
+    Bool(Vec<Option<bool>>),
+}
+
+impl Column {
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Cat(c) => c.len(),
+            Column::Str(v) => v.len(),
+            Column::F64(v) => v.len(),
+            Column::F32(v) => v.len(),
+            Column::I64(v) => v.len(),
+            Column::U32(v) => v.len(),
+            Column::Bool(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn select(&self, rows: &[usize]) -> Column {
+        fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&r| v[r].clone()).collect()
+        }
+        match self {
+            Column::Cat(c) => Column::Cat(c.select(rows)),
+            Column::Str(v) => Column::Str(pick(v, rows)),
+            Column::F64(v) => Column::F64(pick(v, rows)),
+            Column::F32(v) => Column::F32(pick(v, rows)),
+            Column::I64(v) => Column::I64(pick(v, rows)),
+            Column::U32(v) => Column::U32(pick(v, rows)),
+            Column::Bool(v) => Column::Bool(pick(v, rows)),
+        }
+    }
+    /// The value of row `i` as text (for TSV output and for label lookups).
+    pub fn text(&self, i: usize) -> Option<String> {
+        match self {
+            Column::Cat(c) => c.get(i).map(str::to_string),
+            Column::Str(v) => v[i].clone(),
+            Column::F64(v) => (!v[i].is_nan()).then(|| v[i].to_string()),
+            Column::F32(v) => (!v[i].is_nan()).then(|| v[i].to_string()),
+            Column::I64(v) => v[i].map(|x| x.to_string()),
+            Column::U32(v) => Some(v[i].to_string()),
+            Column::Bool(v) => v[i].map(|x| x.to_string()),
+        }
+    }
+    /// As a categorical (labels such as batch or cell type); numbers become their text.
+    pub fn to_categorical(&self) -> Categorical {
+        match self {
+            Column::Cat(c) => c.clone(),
+            other => {
+                let texts: Vec<Option<String>> = (0..other.len()).map(|i| other.text(i)).collect();
+                let present: Vec<&str> = texts.iter().map(|t| t.as_deref().unwrap_or("")).collect();
+                let mut cat = Categorical::from_strings(&present);
+                for (i, t) in texts.iter().enumerate() {
+                    if t.is_none() {
+                        cat.codes[i] = Categorical::MISSING;
+                    }
+                }
+                cat.compact();
+                cat
+            }
+        }
+    }
+}
+
+/// A named column.
+pub type Named = (String, Column);
+
+/// The cells table: one row per cell, expression as CSR over `gene_ids`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellsTable {
+    pub cell_ids: Vec<String>,
+    /// The batch of each cell (column `batch` on disk).
+    pub batch: Categorical,
+    /// Every other per-cell column, carried through untouched, in order.
+    pub obs: Vec<Named>,
+    pub gene_ids: Vec<String>,
+    pub gene_names: Vec<String>,
+    pub x: Csr,
+    pub values: ValueKind,
+    pub provenance: Vec<Step>,
+}
+
+impl CellsTable {
+    pub fn n_cells(&self) -> usize {
+        self.cell_ids.len()
+    }
+    pub fn n_genes(&self) -> usize {
+        self.gene_ids.len()
+    }
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.cell_ids)
+    }
+    /// A per-cell column by name (`batch` and `cell_id` included).
+    pub fn column(&self, name: &str) -> Option<Column> {
+        match name {
+            "batch" => Some(Column::Cat(self.batch.clone())),
+            "cell_id" => Some(Column::Str(self.cell_ids.iter().cloned().map(Some).collect())),
+            _ => self.obs.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone()),
+        }
+    }
+    /// Like [`CellsTable::column`] but an error that lists the columns that exist.
+    pub fn require_column(&self, name: &str) -> Result<Column> {
+        self.column(name).ok_or_else(|| {
+            let mut names = vec!["cell_id".to_string(), "batch".to_string()];
+            names.extend(self.obs.iter().map(|(n, _)| n.clone()));
+            Error::new(format!("column not found (columns: {})", names.join(", "))).field(name)
+        })
+    }
+    /// Keep the given cells, in the given order.
+    pub fn select_cells(&self, rows: &[usize]) -> CellsTable {
+        let mut batch = self.batch.select(rows);
+        batch.compact();
+        CellsTable {
+            cell_ids: rows.iter().map(|&r| self.cell_ids[r].clone()).collect(),
+            batch,
+            obs: self.obs.iter().map(|(n, c)| (n.clone(), c.select(rows))).collect(),
+            gene_ids: self.gene_ids.clone(),
+            gene_names: self.gene_names.clone(),
+            x: self.x.select_rows(rows),
+            values: self.values,
+            provenance: self.provenance.clone(),
+        }
+    }
+    /// Keep the given genes (ascending positions).
+    pub fn select_genes(&self, cols: &[usize]) -> CellsTable {
+        CellsTable {
+            cell_ids: self.cell_ids.clone(),
+            batch: self.batch.clone(),
+            obs: self.obs.clone(),
+            gene_ids: cols.iter().map(|&c| self.gene_ids[c].clone()).collect(),
+            gene_names: cols.iter().map(|&c| self.gene_names[c].clone()).collect(),
+            x: self.x.select_cols(cols),
+            values: self.values,
+            provenance: self.provenance.clone(),
+        }
+    }
+    /// Check everything the contract promises; `raw counts` are checked for being
+    /// finite, non-negative numbers.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.n_cells();
+        if self.x.n_rows() != n {
+            bail!("{} cells but {} expression rows", n, self.x.n_rows());
+        }
+        if self.batch.len() != n {
+            return Err(Error::new(format!("{} values for {} cells", self.batch.len(), n)).field("batch"));
+        }
+        for (name, col) in &self.obs {
+            if col.len() != n {
+                return Err(Error::new(format!("{} values for {} cells", col.len(), n)).field(name.clone()));
+            }
+        }
+        if self.gene_names.len() != self.gene_ids.len() || self.x.n_cols != self.gene_ids.len() {
+            return Err(Error::new(format!(
+                "{} gene ids, {} gene names, matrix has {} columns",
+                self.gene_ids.len(),
+                self.gene_names.len(),
+                self.x.n_cols
+            ))
+            .field("genes"));
+        }
+        check_unique(&self.cell_ids).map_err(|e| e.field("cell_id"))?;
+        if let Some(i) = self.batch.codes.iter().position(|&c| c == Categorical::MISSING) {
+            return Err(Error::new(format!("cell '{}' has no batch", self.cell_ids[i])).field("batch"));
+        }
+        self.x.validate().map_err(|e| e.field("expression"))?;
+        if let Some(p) = self.x.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::new(format!("non-finite value {} in the expression values", self.x.data[p]))
+                .field("values"));
+        }
+        if self.values == ValueKind::Counts {
+            if let Some(p) = self.x.data.iter().position(|&v| v < 0.0) {
+                return Err(Error::new(format!(
+                    "negative count {} (expected non-negative raw counts)",
+                    self.x.data[p]
+                ))
+                .field("values"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Error when ids repeat, saying how many and suggesting the fix.
+pub fn check_unique(ids: &[String]) -> Result<()> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    let mut dups = 0usize;
+    let mut first = None;
+    for id in ids {
+        if !seen.insert(id.as_str()) {
+            dups += 1;
+            first.get_or_insert(id.clone());
+        }
+    }
+    if dups > 0 {
+        bail!(
+            "{dups} duplicate id(s), first '{}' (use --make-unique to suffix duplicates with -1, -2, ...)",
+            first.unwrap()
+        );
+    }
+    Ok(())
+}
+
+/// Stable fingerprint of an ordered list of cell ids: `<count>:<fnv1a64 hex>`.
+/// Tables that refer to cells by row position carry it; a mismatch is a clear error.
+pub fn fingerprint(ids: &[String]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for id in ids {
+        for &b in id.as_bytes().iter().chain(std::iter::once(&0u8)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("{}:{h:016x}", ids.len())
+}
+
+/// A per-cell embedding: `dim` numbers per cell, row-major, plus the cells' obs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingTable {
+    pub name: String,
+    pub cell_ids: Vec<String>,
+    /// Per-cell columns carried from the cells table (`batch`, `cell_type`, ...).
+    pub obs: Vec<Named>,
+    pub dim: usize,
+    pub data: Vec<f32>,
+    pub provenance: Vec<Step>,
+}
+
+impl EmbeddingTable {
+    pub fn n_cells(&self) -> usize {
+        self.cell_ids.len()
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.obs.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+    /// Per-cell columns of a cells table, to carry into an embedding (batch first).
+    pub fn obs_from_cells(cells: &CellsTable) -> Vec<Named> {
+        let mut obs = vec![("batch".to_string(), Column::Cat(cells.batch.clone()))];
+        obs.extend(cells.obs.iter().cloned());
+        obs
+    }
+}
+
+/// What a row of a pairs table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairKind {
+    /// A seed pair: mutual nearest neighbours across two batches.
+    Mnn,
+    /// An intra-batch nearest neighbour (i's neighbour j).
+    Knn,
+}
+
+impl PairKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairKind::Mnn => "mnn",
+            PairKind::Knn => "knn",
+        }
+    }
+}
+
+/// Pairs of cells referred to by row position in the cells table whose fingerprint is kept.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PairsTable {
+    pub n_cells: usize,
+    pub fingerprint: String,
+    pub kind: Vec<PairKind>,
+    pub i: Vec<u32>,
+    pub j: Vec<u32>,
+    pub distance: Vec<f32>,
+    /// Posterior of the "true pair" component after refinement (NaN before).
+    pub posterior: Vec<f32>,
+    pub provenance: Vec<Step>,
+}
+
+impl PairsTable {
+    pub fn len(&self) -> usize {
+        self.i.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.i.is_empty()
+    }
+    pub fn push(&mut self, kind: PairKind, i: u32, j: u32, distance: f32, posterior: f32) {
+        self.kind.push(kind);
+        self.i.push(i);
+        self.j.push(j);
+        self.distance.push(distance);
+        self.posterior.push(posterior);
+    }
+    /// Error unless this table refers to exactly these cells.
+    pub fn check_cells(&self, cells_fingerprint: &str) -> Result<()> {
+        if self.fingerprint != cells_fingerprint {
+            bail!(
+                "the pairs refer to other cells (fingerprint {} here, {} in the cells table): \
+                 recompute the pairs on this cells table",
+                self.fingerprint,
+                cells_fingerprint
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A generic table of named columns (genes, scores, QC reports, training logs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub kind: TableKind,
+    pub columns: Vec<Named>,
+    /// Extra schema metadata (e.g. the cells fingerprint, gene scale).
+    pub meta: BTreeMap<String, String>,
+    pub provenance: Vec<Step>,
+}
+
+impl Frame {
+    pub fn new(kind: TableKind) -> Self {
+        Frame { kind, columns: Vec::new(), meta: BTreeMap::new(), provenance: Vec::new() }
+    }
+    pub fn n_rows(&self) -> usize {
+        self.columns.first().map(|(_, c)| c.len()).unwrap_or(0)
+    }
+    pub fn with(mut self, name: &str, col: Column) -> Self {
+        self.columns.push((name.to_string(), col));
+        self
+    }
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+    }
+    pub fn require(&self, name: &str) -> Result<&Column> {
+        self.column(name).ok_or_else(|| {
+            let names: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
+            Error::new(format!("column not found (columns: {})", names.join(", "))).field(name)
+        })
+    }
+}

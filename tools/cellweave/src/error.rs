@@ -1,0 +1,101 @@
+//! One error type for the whole toolkit.
+//!
+//! Every error a user sees is one line that names the file, the field and what was
+//! expected, e.g. `data/obs.tsv: field 'batch': column not found (expected one of: cell_id, donor)`.
+//! Library code builds errors with [`Error::new`] and attaches the file and field as the
+//! error travels up, so that the place that knows the path adds it.
+
+use std::fmt;
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub file: Option<String>,
+    pub field: Option<String>,
+    pub msg: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Error { file: None, field: None, msg: msg.into() }
+    }
+    /// Attach the file (kept if one is already set: the innermost file is the precise one).
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        if self.file.is_none() {
+            self.file = Some(path.as_ref().display().to_string());
+        }
+        self
+    }
+    /// Attach the field (kept if one is already set).
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        if self.field.is_none() {
+            self.field = Some(field.into());
+        }
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field '{field}': ")?;
+        }
+        // Errors are printed on one line: fold any newline a dependency put in its message.
+        let msg = self.msg.replace('\n', " ");
+        write!(f, "{msg}")
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::new(e.to_string())
+    }
+}
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::new(format!("not a readable Arrow file or table ({e})"))
+    }
+}
+impl From<parquet::errors::ParquetError> for Error {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        Error::new(format!("not a readable Parquet file ({e})"))
+    }
+}
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::new(format!("invalid JSON ({e})"))
+    }
+}
+impl From<hdf5::Error> for Error {
+    fn from(e: hdf5::Error) -> Self {
+        Error::new(format!("HDF5 error ({e})"))
+    }
+}
+
+/// Attach a path to any error convertible into [`Error`].
+pub trait ResultExt<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+    fn in_field(self, field: &str) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| e.into().file(path))
+    }
+    fn in_field(self, field: &str) -> Result<T> {
+        self.map_err(|e| e.into().field(field))
+    }
+}
+
+/// `bail!("...")` returns an [`Error`] built from a format string.
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err($crate::Error::new(format!($($arg)*))) };
+}

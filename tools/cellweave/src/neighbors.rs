@@ -1,0 +1,575 @@
+//! Nearest neighbours: exact blocked search and, for big data, HNSW (`instant-distance`).
+//!
+//! Data are dense row-major `f32` matrices (`n` rows of `d` numbers).
+//! Results are `n x k` row-major, each row sorted by ascending distance, ties broken by
+//! the lower reference index.
+//!
+//! Exact search for Euclidean and cosine distance computes `|q|^2 + |r|^2 - 2 q.r` with one
+//! matrix multiply per (query block, reference tile), keeps a bounded top-k per query row,
+//! and runs query blocks in parallel (rayon); each multiply is sequential and the tiling
+//! does not depend on the thread count, so results are identical with 1 or N threads.
+//! The distances of the k kept neighbours are then recomputed directly (no cancellation
+//! error in what is reported). Manhattan distance is computed directly in the same tiles.
+
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Distance used for a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Euclidean,
+    /// 1 - cosine similarity.
+    Cosine,
+    Manhattan,
+}
+
+/// How to search: exact blocked brute force, HNSW, or chosen by size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Exact,
+    Hnsw,
+    #[default]
+    Auto,
+}
+
+/// Search settings for [`knn_with`] / [`knn_query_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Search {
+    pub method: Method,
+    /// Seed of the HNSW layer assignment.
+    pub seed: u64,
+    /// HNSW `ef` at construction and at search time (raised to `k` when smaller).
+    pub ef: usize,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search { method: Method::Auto, seed: 0, ef: 64 }
+    }
+}
+
+impl Search {
+    pub fn new(method: Method, seed: u64) -> Self {
+        Search { method, seed, ..Default::default() }
+    }
+}
+
+/// Reference sizes (rows) from which `auto` uses HNSW instead of exact search, by
+/// dimension. Measured by `bench/pairs.sh` (see its `knn` table): on 2 cores exact search
+/// stays ahead at every size the pairs stage meets per batch; HNSW only pays off for
+/// large references searched by as many queries.
+pub fn auto_method(n_ref: usize, n_query: usize, d: usize) -> Method {
+    // Exact cost ~ n_ref * n_query * d; HNSW ~ (n_ref + n_query) * ef * log(n_ref) * d
+    // with a large constant (graph walks, cache misses). The break-even point below was
+    // measured for d in 30..200 (see bench/pairs.sh).
+    let threshold = if d <= 64 { 150_000 } else { 100_000 };
+    if n_ref >= threshold && n_query >= threshold / 4 {
+        Method::Hnsw
+    } else {
+        Method::Exact
+    }
+}
+
+/// `k` neighbours per query row: `indices[q * k + r]` is the r-th nearest of query `q`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Knn {
+    pub k: usize,
+    pub indices: Vec<u32>,
+    pub distances: Vec<f32>,
+}
+
+impl Knn {
+    pub fn n(&self) -> usize {
+        if self.k == 0 {
+            0
+        } else {
+            self.indices.len() / self.k
+        }
+    }
+    pub fn row(&self, q: usize) -> (&[u32], &[f32]) {
+        (&self.indices[q * self.k..(q + 1) * self.k], &self.distances[q * self.k..(q + 1) * self.k])
+    }
+}
+
+/// Sum over 8 lanes so the compiler vectorises it (f32 adds are not reassociated).
+#[inline]
+fn lanes8(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    let mut s = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        s += f(*x, *y);
+    }
+    acc.iter().sum::<f32>() + s
+}
+
+#[inline]
+pub fn squared_euclidean(a: &[f32], b: &[f32]) -> f32 {
+    lanes8(a, b, |x, y| (x - y) * (x - y))
+}
+
+#[inline]
+pub fn manhattan(a: &[f32], b: &[f32]) -> f32 {
+    lanes8(a, b, |x, y| (x - y).abs())
+}
+
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    lanes8(a, b, |x, y| x * y)
+}
+
+#[inline]
+pub fn distance(a: &[f32], b: &[f32], metric: Metric) -> f32 {
+    match metric {
+        Metric::Euclidean => squared_euclidean(a, b).sqrt(),
+        Metric::Manhattan => manhattan(a, b),
+        Metric::Cosine => {
+            let (ab, aa, bb) = (dot(a, b), dot(a, a), dot(b, b));
+            let den = (aa * bb).sqrt();
+            if den > 0.0 {
+                1.0 - ab / den
+            } else {
+                1.0
+            }
+        }
+    }
+}
+
+/// Scale every row to unit Euclidean length (zero rows stay zero).
+pub fn l2_normalize_rows(data: &mut [f32], d: usize) {
+    if d == 0 {
+        return;
+    }
+    data.par_chunks_mut(d).for_each(|row| {
+        let n = dot(row, row).sqrt();
+        if n > 0.0 {
+            row.iter_mut().for_each(|v| *v /= n);
+        }
+    });
+}
+
+/// The `k` smallest `(distance, index)` pairs seen so far, sorted ascending.
+struct TopK {
+    k: usize,
+    items: Vec<(f32, u32)>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK { k, items: Vec::with_capacity(k + 1) }
+    }
+    /// Worst kept distance once full (candidates at or above it with a higher index lose).
+    #[inline]
+    fn bound(&self) -> f32 {
+        if self.items.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.items[self.k - 1].0
+        }
+    }
+    /// Offer a candidate; indices must be offered in ascending order, so an equal distance
+    /// never displaces a lower index.
+    #[inline]
+    fn push(&mut self, dist: f32, idx: u32) {
+        if self.k == 0 || (self.items.len() == self.k && dist >= self.items[self.k - 1].0) {
+            return;
+        }
+        let pos = self.items.partition_point(|&(d, _)| d <= dist);
+        self.items.insert(pos, (dist, idx));
+        self.items.truncate(self.k);
+    }
+}
+
+const QUERY_BLOCK: usize = 256;
+const REF_TILE: usize = 2048;
+
+/// Exact k nearest neighbours of every `query` row among the `reference` rows.
+/// Ties are broken by the lower reference index, so results are deterministic.
+pub fn knn_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
+    exact_query(reference, query, d, k, metric)
+}
+
+/// Exact kNN of every row among all rows. With `include_self` the row itself is the first
+/// neighbour (distance 0, as scib-metrics counts it); without, it is left out.
+pub fn knn(data: &[f32], d: usize, k: usize, metric: Metric, include_self: bool) -> Knn {
+    knn_with(data, d, k, metric, include_self, &Search::new(Method::Exact, 0))
+}
+
+/// [`knn_query`] with a choice of search method.
+pub fn knn_query_with(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric, s: &Search) -> Knn {
+    let n_ref = reference.len() / d.max(1);
+    let n_q = query.len() / d.max(1);
+    let method = match s.method {
+        Method::Auto => auto_method(n_ref, n_q, d),
+        m => m,
+    };
+    match method {
+        Method::Hnsw => hnsw_query(reference, query, d, k, metric, s),
+        _ => exact_query(reference, query, d, k, metric),
+    }
+}
+
+/// [`knn`] with a choice of search method.
+pub fn knn_with(data: &[f32], d: usize, k: usize, metric: Metric, include_self: bool, s: &Search) -> Knn {
+    let n = data.len() / d.max(1);
+    if include_self {
+        let mut r = knn_query_with(data, data, d, k, metric, s);
+        // Put self first even when duplicates tie with it at distance 0.
+        for q in 0..r.n() {
+            let row = &mut r.indices[q * r.k..(q + 1) * r.k];
+            if let Some(p) = row.iter().position(|&j| j as usize == q) {
+                row[..=p].rotate_right(1);
+                r.distances[q * r.k..q * r.k + p + 1].rotate_right(1);
+            } else if r.k > 0 {
+                row.rotate_right(1);
+                row[0] = q as u32;
+                r.distances[q * r.k..(q + 1) * r.k].rotate_right(1);
+            }
+            r.distances[q * r.k] = 0.0;
+        }
+        r
+    } else {
+        let r = knn_query_with(data, data, d, (k + 1).min(n), metric, s);
+        let k2 = r.k;
+        let kk = k.min(n.saturating_sub(1));
+        let mut out = Knn { k: kk, indices: Vec::with_capacity(n * kk), distances: Vec::with_capacity(n * kk) };
+        for q in 0..n {
+            let (i, dd) = (&r.indices[q * k2..(q + 1) * k2], &r.distances[q * k2..(q + 1) * k2]);
+            let mut taken = 0;
+            for (&j, &dist) in i.iter().zip(dd) {
+                if j as usize != q && taken < kk {
+                    out.indices.push(j);
+                    out.distances.push(dist);
+                    taken += 1;
+                }
+            }
+            // A search that did not return self (possible with HNSW among duplicates)
+            // has one neighbour too many: nothing to do; one too few cannot happen.
+        }
+        out
+    }
+}
+
+/// Assemble per-row top-k lists into a [`Knn`], recomputing each kept distance directly
+/// and re-sorting by (distance, index).
+fn finish(rows: Vec<Vec<(f32, u32)>>, k: usize, reference: &[f32], query: &[f32], d: usize, metric: Metric) -> Knn {
+    let mut out = Knn { k, indices: Vec::with_capacity(rows.len() * k), distances: Vec::with_capacity(rows.len() * k) };
+    let fixed: Vec<Vec<(f32, u32)>> = rows
+        .into_par_iter()
+        .enumerate()
+        .map(|(q, mut row)| {
+            let qv = &query[q * d..(q + 1) * d];
+            for item in row.iter_mut() {
+                let j = item.1 as usize;
+                item.0 = distance(qv, &reference[j * d..(j + 1) * d], metric);
+            }
+            row.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            row
+        })
+        .collect();
+    for row in fixed {
+        debug_assert_eq!(row.len(), k);
+        for (dist, j) in row {
+            out.indices.push(j);
+            out.distances.push(dist);
+        }
+    }
+    out
+}
+
+/// Exact search (see the module notes).
+pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
+    let n_ref = if d == 0 { 0 } else { reference.len() / d };
+    let n_q = if d == 0 { 0 } else { query.len() / d };
+    let k = k.min(n_ref);
+    if n_q == 0 || k == 0 {
+        return Knn { k, indices: Vec::new(), distances: Vec::new() };
+    }
+    // Cosine: unit rows, then the Euclidean machinery ranks identically.
+    let (ref_n, query_n);
+    let (r, q) = if metric == Metric::Cosine {
+        let mut a = reference.to_vec();
+        l2_normalize_rows(&mut a, d);
+        let mut b = query.to_vec();
+        l2_normalize_rows(&mut b, d);
+        ref_n = a;
+        query_n = b;
+        (ref_n.as_slice(), query_n.as_slice())
+    } else {
+        (reference, query)
+    };
+    let rows: Vec<Vec<(f32, u32)>> = if metric == Metric::Manhattan {
+        query
+            .par_chunks(QUERY_BLOCK * d)
+            .flat_map_iter(|qb| manhattan_block(reference, qb, d, k))
+            .collect()
+    } else {
+        let r_norm: Vec<f32> = r.par_chunks(d).map(|x| dot(x, x)).collect();
+        q.par_chunks(QUERY_BLOCK * d).flat_map_iter(|qb| euclidean_block(r, &r_norm, qb, d, k)).collect()
+    };
+    finish(rows, k, reference, query, d, metric)
+}
+
+/// Top-k by squared Euclidean distance of one block of query rows, one matrix multiply per
+/// reference tile.
+fn euclidean_block(r: &[f32], r_norm: &[f32], qb: &[f32], d: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
+    let nq = qb.len() / d;
+    let n_ref = r.len() / d;
+    let q_norm: Vec<f32> = qb.chunks(d).map(|x| dot(x, x)).collect();
+    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    let tile = REF_TILE.min(n_ref);
+    let mut dots = vec![0f32; nq * tile];
+    let lhs = MatRef::from_row_major_slice(qb, nq, d);
+    let mut start = 0;
+    while start < n_ref {
+        let nt = tile.min(n_ref - start);
+        let rt = &r[start * d..(start + nt) * d];
+        let rhs = MatRef::from_row_major_slice(rt, nt, d).transpose();
+        let dst = MatMut::from_row_major_slice_mut(&mut dots[..nq * nt], nq, nt);
+        faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        for (qi, top) in tops.iter_mut().enumerate() {
+            let row = &dots[qi * nt..(qi + 1) * nt];
+            let qn = q_norm[qi];
+            let rn = &r_norm[start..start + nt];
+            let mut bound = top.bound();
+            for (t, (&dp, &rnv)) in row.iter().zip(rn).enumerate() {
+                let d2 = (qn + rnv - 2.0 * dp).max(0.0);
+                if d2 < bound {
+                    top.push(d2, (start + t) as u32);
+                    bound = top.bound();
+                }
+            }
+        }
+        start += nt;
+    }
+    tops.into_iter().map(|t| t.items).collect()
+}
+
+fn manhattan_block(r: &[f32], qb: &[f32], d: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
+    let nq = qb.len() / d;
+    let n_ref = r.len() / d;
+    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    let mut start = 0;
+    while start < n_ref {
+        let nt = REF_TILE.min(n_ref - start);
+        for (qi, top) in tops.iter_mut().enumerate() {
+            let qv = &qb[qi * d..(qi + 1) * d];
+            let mut bound = top.bound();
+            for t in start..start + nt {
+                let dist = manhattan(qv, &r[t * d..(t + 1) * d]);
+                if dist < bound {
+                    top.push(dist, t as u32);
+                    bound = top.bound();
+                }
+            }
+        }
+        start += nt;
+    }
+    tops.into_iter().map(|t| t.items).collect()
+}
+
+/// A row of the data as an `instant-distance` point (squared Euclidean or Manhattan).
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    v: &'a [f32],
+    manhattan: bool,
+}
+
+impl instant_distance::Point for Row<'_> {
+    fn distance(&self, other: &Self) -> f32 {
+        if self.manhattan {
+            manhattan(self.v, other.v)
+        } else {
+            squared_euclidean(self.v, other.v)
+        }
+    }
+}
+
+/// Approximate search with an HNSW graph (`instant-distance`). The graph is built in
+/// parallel, so with more than one thread results can vary slightly between runs.
+pub fn hnsw_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric, s: &Search) -> Knn {
+    let n_ref = if d == 0 { 0 } else { reference.len() / d };
+    let n_q = if d == 0 { 0 } else { query.len() / d };
+    let k = k.min(n_ref);
+    if n_q == 0 || k == 0 {
+        return Knn { k, indices: Vec::new(), distances: Vec::new() };
+    }
+    let (ref_n, query_n);
+    let (r, q) = if metric == Metric::Cosine {
+        let mut a = reference.to_vec();
+        l2_normalize_rows(&mut a, d);
+        let mut b = query.to_vec();
+        l2_normalize_rows(&mut b, d);
+        ref_n = a;
+        query_n = b;
+        (ref_n.as_slice(), query_n.as_slice())
+    } else {
+        (reference, query)
+    };
+    let manhattan = metric == Metric::Manhattan;
+    let points: Vec<Row> = r.chunks(d).map(|v| Row { v, manhattan }).collect();
+    let ef = s.ef.max(k);
+    let (index, ids) = instant_distance::Builder::default()
+        .ef_construction(ef.max(64))
+        .ef_search(ef)
+        .seed(s.seed)
+        .build_hnsw(points);
+    let mut original = vec![0u32; n_ref];
+    for (orig, pid) in ids.iter().enumerate() {
+        original[pid.into_inner() as usize] = orig as u32;
+    }
+    let rows: Vec<Vec<(f32, u32)>> = q
+        .par_chunks(d)
+        .map_init(instant_distance::Search::default, |search, v| {
+            let p = Row { v, manhattan };
+            let mut row: Vec<(f32, u32)> =
+                index.search(&p, search).take(k).map(|it| (it.distance, original[it.pid.into_inner() as usize])).collect();
+            // The graph may return fewer than k (tiny or disconnected data): fill exactly.
+            if row.len() < k {
+                let mut top = TopK::new(k);
+                for (j, rv) in r.chunks(d).enumerate() {
+                    top.push(Row { v: rv, manhattan }.dist_to(&p), j as u32);
+                }
+                row = top.items;
+            }
+            row
+        })
+        .collect();
+    finish(rows, k, reference, query, d, metric)
+}
+
+impl Row<'_> {
+    fn dist_to(&self, other: &Self) -> f32 {
+        instant_distance::Point::distance(self, other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn brute(r: &[f32], q: &[f32], d: usize, k: usize, m: Metric) -> Knn {
+        let n_ref = r.len() / d;
+        let mut out = Knn { k: k.min(n_ref), indices: vec![], distances: vec![] };
+        for qv in q.chunks(d) {
+            let mut c: Vec<(f32, u32)> =
+                r.chunks(d).enumerate().map(|(j, rv)| (distance(qv, rv, m), j as u32)).collect();
+            c.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for &(dd, j) in c.iter().take(out.k) {
+                out.indices.push(j);
+                out.distances.push(dd);
+            }
+        }
+        out
+    }
+
+    fn random(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+    }
+
+    /// Same neighbours as brute force, except where two candidates tie within rounding.
+    fn assert_close(a: &Knn, b: &Knn) {
+        assert_eq!(a.k, b.k);
+        assert_eq!(a.indices.len(), b.indices.len());
+        let mut differ = 0;
+        for (p, (x, y)) in a.indices.iter().zip(&b.indices).enumerate() {
+            assert!((a.distances[p] - b.distances[p]).abs() <= 1e-4 * (1.0 + b.distances[p]), "distance at {p}");
+            if x != y {
+                differ += 1;
+            }
+        }
+        assert!(differ * 1000 <= a.indices.len(), "{differ} of {} positions differ", a.indices.len());
+    }
+
+    #[test]
+    fn self_first_and_sorted() {
+        let data = vec![0.0, 0.0, 1.0, 0.0, 0.0, 2.0, 5.0, 5.0];
+        let r = knn(&data, 2, 3, Metric::Euclidean, true);
+        assert_eq!(r.row(0).0, &[0, 1, 2]);
+        assert_eq!(r.row(0).1[0], 0.0);
+        let r = knn(&data, 2, 2, Metric::Euclidean, false);
+        assert_eq!(r.row(0).0, &[1, 2]);
+        assert_eq!(r.row(3).0[0], 2);
+    }
+
+    #[test]
+    fn exact_matches_brute_force_every_metric() {
+        // Sizes that cross the block and tile boundaries.
+        let (d, n_ref, n_q) = (13, 2 * REF_TILE + 77, QUERY_BLOCK + 31);
+        let r = random(n_ref, d, 1);
+        let q = random(n_q, d, 2);
+        for m in [Metric::Euclidean, Metric::Cosine, Metric::Manhattan] {
+            let fast = knn_query(&r, &q, d, 15, m);
+            let slow = brute(&r, &q, d, 15, m);
+            assert_close(&fast, &slow);
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_index() {
+        // Four copies of the same point and a query on it: all at distance 0.
+        let r = vec![1.0, 1.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let q = vec![1.0, 1.0];
+        for m in [Metric::Euclidean, Metric::Cosine, Metric::Manhattan] {
+            let k = knn_query(&r, &q, 2, 3, m);
+            assert_eq!(k.indices, vec![0, 2, 3], "{m:?}");
+        }
+    }
+
+    #[test]
+    fn thread_count_does_not_change_results() {
+        let d = 20;
+        let r = random(3000, d, 3);
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let a = one.install(|| knn(&r, d, 10, Metric::Euclidean, false));
+        let b = two.install(|| knn(&r, d, 10, Metric::Euclidean, false));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn hnsw_recall_is_high() {
+        let d = 16;
+        // Clustered data, as cells are.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let centers = random(20, d, 4);
+        let r: Vec<f32> = (0..4000)
+            .flat_map(|i| {
+                let c = &centers[(i % 20) * d..(i % 20 + 1) * d];
+                c.iter().map(|v| v + 0.3 * (rng.random::<f32>() - 0.5)).collect::<Vec<_>>()
+            })
+            .collect();
+        let s = Search { method: Method::Hnsw, seed: 1, ef: 64 };
+        for m in [Metric::Euclidean, Metric::Cosine, Metric::Manhattan] {
+            let a = knn_with(&r, d, 10, m, false, &s);
+            let b = knn(&r, d, 10, m, false);
+            let mut hit = 0;
+            for q in 0..4000 {
+                let exact: std::collections::HashSet<u32> = b.row(q).0.iter().copied().collect();
+                hit += a.row(q).0.iter().filter(|j| exact.contains(j)).count();
+            }
+            let recall = hit as f64 / (4000.0 * 10.0);
+            assert!(recall > 0.95, "{m:?} recall {recall}");
+            // Reported distances are exact for the neighbours found.
+            for q in 0..50 {
+                let (idx, dist) = a.row(q);
+                for (&j, &dd) in idx.iter().zip(dist) {
+                    let e = distance(&r[q * d..(q + 1) * d], &r[j as usize * d..(j as usize + 1) * d], m);
+                    assert!((dd - e).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! cellweave-normalize (not implemented yet).
+fn main() {
+    eprintln!("cellweave-normalize: not implemented yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,5 @@
+//! cellweave-simulate (not implemented yet).
+fn main() {
+    eprintln!("cellweave-simulate: not implemented yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,5 @@
+//! cellweave-train (not implemented yet).
+fn main() {
+    eprintln!("cellweave-train: not implemented yet");
+    std::process::exit(2);
+}

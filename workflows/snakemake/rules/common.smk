@@ -1,0 +1,207 @@
+# Configuration, validation and the helpers the rules share.
+
+import csv
+import gzip
+import itertools
+import os
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+WORKFLOW_DIR = Path(workflow.basedir)
+REPO = WORKFLOW_DIR.parents[1]
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+
+# "$CELLWEAVE_SHARED" in a configured path: the shared data folder beside the repository
+# unless the environment says otherwise.
+os.environ.setdefault("CELLWEAVE_SHARED", str(REPO.parent / "shared"))
+
+# Without a --configfile, run the embedded demo (a simulated data set).
+if "datasets" not in config:
+    _demo = yaml.safe_load((WORKFLOW_DIR / "config" / "default.yaml").read_text())
+    _demo.update(config)
+    config.clear()
+    config.update(_demo)
+
+validate(config, str(SCHEMA))
+
+OUT = os.path.normpath(config["outdir"])
+DATASETS = list(config["datasets"])
+
+
+def expand_path(p):
+    """A configured path with $VARS and ~ expanded."""
+    return os.path.expanduser(os.path.expandvars(str(p)))
+
+
+def ds(name):
+    return config["datasets"][name]
+
+
+def tool(stage):
+    """The command of a cellweave binary: from bin_dir when configured, else from PATH."""
+    exe = f"cellweave-{stage}"
+    if config["bin_dir"]:
+        exe = str(Path(expand_path(config["bin_dir"])) / exe)
+    return shlex.quote(exe)
+
+
+def flag(name, value):
+    """`--name value`, `--name` for true, nothing for false/None."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return f"--{name}"
+    return f"--{name} {shlex.quote(str(value))}"
+
+
+def flags(*pairs):
+    return " ".join(f for f in (flag(n, v) for n, v in pairs) if f)
+
+
+def extra(stage):
+    return config[stage]["extra"]
+
+
+def mem(kind):
+    return config["mem_mb"].get(kind, config["mem_mb"]["default"])
+
+
+def inputs_of(name):
+    d = ds(name)
+    if "input" not in d:
+        return []
+    items = d["input"] if isinstance(d["input"], list) else [d["input"]]
+    return [expand_path(p) for p in items]
+
+
+def obs_of(name):
+    d = ds(name)
+    return [expand_path(d["obs"])] if "obs" in d else []
+
+
+def _open_text(path):
+    return gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)
+
+
+def _batches_from_obs(name):
+    d = ds(name)
+    path = obs_of(name)[0]
+    key = d["batch_key"]
+    try:
+        with _open_text(path) as fh:
+            rows = csv.reader(fh, delimiter="\t")
+            header = next(rows)
+            if key not in header:
+                raise WorkflowError(
+                    f"{path}: field '{key}': batch_key of data set '{name}' is not a column "
+                    f"(columns: {', '.join(header)})"
+                )
+            col = header.index(key)
+            return sorted({r[col] for r in rows if len(r) > col})
+    except OSError as e:
+        raise WorkflowError(f"{path}: cannot read the obs TSV of data set '{name}': {e}")
+
+
+def batches_of(name):
+    """The batch names of a data set when they can be known before running; else None."""
+    d = ds(name)
+    if "batches" in d:
+        return list(d["batches"])
+    if "batch" in d:
+        return [d["batch"]]
+    if "simulate" in d:
+        n = d["simulate"]["batches"]
+        return [f"batch{i}" for i in range(n)]
+    if "obs" in d:
+        return _batches_from_obs(name)
+    return None
+
+
+def _safe(s):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", s)
+
+
+def shards_of(name):
+    """{shard id: (batch a, batch b)} when the pairs stage is scattered, else {}.
+
+    Scattered when enabled, the batches are known and there are more than two of them.
+    """
+    b = batches_of(name)
+    if not config["pairs"]["scatter"] or b is None or len(b) <= 2:
+        return {}
+    pairs = list(itertools.combinations(b, 2))
+    ids = [f"{_safe(x)}--{_safe(y)}" for x, y in pairs]
+    if len(set(ids)) < len(ids):  # batch names that differ only in odd characters
+        ids = [f"pair{i:03d}" for i in range(len(pairs))]
+    return dict(zip(ids, pairs))
+
+
+def is_scattered(name):
+    return bool(shards_of(name))
+
+
+def names_where(pred):
+    """A wildcard constraint matching exactly the data sets for which pred holds."""
+    names = [n for n in DATASETS if pred(n)]
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def label_key(name):
+    return ds(name).get("label_key")
+
+
+def targets_of(name):
+    base = f"{OUT}/{name}"
+    t = [f"{base}/integrated.h5ad", f"{base}/umap.png"]
+    if label_key(name):
+        t.append(f"{base}/scores.tsv")
+    if ds(name)["impute"]:
+        t.append(f"{base}/10_imputed.arrow")
+    return t
+
+
+def gpu_resources():
+    return {"gpu": 1} if config["train"]["device"] == "cuda" else {}
+
+
+# Command-line arguments of the stages.
+
+
+def import_args(name):
+    d = ds(name)
+    obs = obs_of(name)
+    return " ".join(
+        x
+        for x in [
+            flags(
+                ("obs", obs[0] if obs else None),
+                ("batch-key", None if "batch" in d else d["batch_key"]),
+                ("batch", d.get("batch")),
+                ("layer", d.get("counts_layer")),
+                ("make-unique", config["import"]["make_unique"]),
+            ),
+            extra("import"),
+        ]
+        if x
+    )
+
+
+def pairs_args():
+    return " ".join(x for x in [flag("space", config["pairs"]["space"]), extra("pairs")] if x)
+
+
+def train_args():
+    t = config["train"]
+    return " ".join(x for x in [flags(("device", t["device"]), ("seed", t["seed"])), extra("train")] if x)
+
+
+def colors(name):
+    c = ["batch"] + ([label_key(name)] if label_key(name) else [])
+    return " ".join(f"--color {shlex.quote(x)}" for x in c)
