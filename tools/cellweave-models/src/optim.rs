@@ -15,6 +15,7 @@
 //! [`ema_update`] (`key = m * key + (1 - m) * query`) is the same kind of fused loop, for
 //! momentum (MoCo) encoders.
 
+use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, Device, Layout, Storage, Tensor, Var};
 use std::cell::RefCell;
@@ -43,7 +44,14 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decay: WeightDecay::L2 }
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decay: WeightDecay::L2,
+        }
     }
 }
 
@@ -65,7 +73,6 @@ pub struct Adam {
 /// Scalars of one update, computed in f64 as torch does, applied in f32.
 #[derive(Clone, Copy)]
 struct Coefs {
-    b1: f32,
     one_minus_b1: f32,
     b2: f32,
     one_minus_b2: f32,
@@ -90,7 +97,6 @@ impl Coefs {
             WeightDecay::Decoupled => (0.0, (1.0 - c.lr * c.weight_decay) as f32),
         };
         Coefs {
-            b1: c.beta1 as f32,
             one_minus_b1: (1.0 - c.beta1) as f32,
             b2: c.beta2 as f32,
             one_minus_b2: (1.0 - c.beta2) as f32,
@@ -128,8 +134,18 @@ unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: C
 }
 
 /// One fused Adam update of a parameter buffer (exposed for tests and hand-written models).
-pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], config: &AdamConfig, step: u64) {
-    assert!(g.len() == p.len() && m.len() == p.len() && v.len() == p.len(), "adam: buffer sizes differ");
+pub fn adam_update(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    config: &AdamConfig,
+    step: u64,
+) {
+    assert!(
+        g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+        "adam: buffer sizes differ"
+    );
     let c = Coefs::new(config, step);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -156,19 +172,32 @@ impl candle_core::InplaceOp1 for AdamOp<'_> {
     }
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let p = contiguous_mut(storage, layout)?;
-        adam_update(p, self.grad, &mut self.m.borrow_mut(), &mut self.v.borrow_mut(), &self.config, self.step);
+        adam_update(
+            p,
+            self.grad,
+            &mut self.m.borrow_mut(),
+            &mut self.v.borrow_mut(),
+            &self.config,
+            self.step,
+        );
         Ok(())
     }
 }
 
 /// The f32 values of a contiguous CPU storage, mutable.
-fn contiguous_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_core::Result<&'a mut [f32]> {
+fn contiguous_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a mut [f32]> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("fused op: tensor is not contiguous".into()))?;
     match storage {
         CpuStorage::F32(data) => Ok(&mut data[start..end]),
-        other => Err(candle_core::Error::Msg(format!("fused op: expected f32, found {:?}", other.dtype()))),
+        other => Err(candle_core::Error::Msg(format!(
+            "fused op: expected f32, found {:?}",
+            other.dtype()
+        ))),
     }
 }
 
@@ -180,7 +209,10 @@ pub fn with_cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core
         .ok_or_else(|| candle_core::Error::Msg("tensor is not contiguous".into()))?;
     match &*storage {
         Storage::Cpu(CpuStorage::F32(data)) => Ok(f(&data[start..end])),
-        Storage::Cpu(other) => Err(candle_core::Error::Msg(format!("expected f32, found {:?}", other.dtype()))),
+        Storage::Cpu(other) => Err(candle_core::Error::Msg(format!(
+            "expected f32, found {:?}",
+            other.dtype()
+        ))),
         _ => Err(candle_core::Error::Msg("expected a CPU tensor".into())),
     }
 }
@@ -217,13 +249,24 @@ impl Adam {
             .iter()
             .map(|var| {
                 if var.device().is_cpu() {
-                    Ok(Moments::Cpu { m: vec![0.0; var.elem_count()], v: vec![0.0; var.elem_count()] })
+                    Ok(Moments::Cpu {
+                        m: vec![0.0; var.elem_count()],
+                        v: vec![0.0; var.elem_count()],
+                    })
                 } else {
-                    Ok(Moments::Device { m: var.zeros_like()?, v: var.zeros_like()? })
+                    Ok(Moments::Device {
+                        m: var.zeros_like()?,
+                        v: var.zeros_like()?,
+                    })
                 }
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Adam { config, vars, moments, step: 0 })
+        Ok(Adam {
+            config,
+            vars,
+            moments,
+            step: 0,
+        })
     }
 
     pub fn vars(&self) -> &[Var] {
@@ -239,7 +282,32 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
         self.step += 1;
         for (var, mom) in self.vars.iter().zip(self.moments.iter_mut()) {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            update_one(var, g, mom, &self.config, self.step)?;
+        }
+        Ok(())
+    }
+
+    /// One step with one gradient tensor per variable, in order (any device).
+    pub fn step_tensors(&mut self, grads: &[Tensor]) -> candle_core::Result<()> {
+        if grads.len() != self.vars.len() {
+            return Err(candle_core::Error::Msg(format!(
+                "adam: {} gradients for {} variables",
+                grads.len(),
+                self.vars.len()
+            )));
+        }
+        self.step += 1;
+        for ((var, mom), g) in self.vars.iter().zip(self.moments.iter_mut()).zip(grads) {
+            if g.shape() != var.shape() {
+                return Err(candle_core::Error::Msg(format!(
+                    "adam: gradient of shape {:?} for a variable of shape {:?}",
+                    g.shape(),
+                    var.shape()
+                )));
+            }
             update_one(var, g, mom, &self.config, self.step)?;
         }
         Ok(())
@@ -257,7 +325,9 @@ impl Adam {
         self.step += 1;
         for ((var, mom), g) in self.vars.iter().zip(self.moments.iter_mut()).zip(grads) {
             let Moments::Cpu { m, v } = mom else {
-                return Err(candle_core::Error::Msg("adam: slice gradients need CPU variables".into()));
+                return Err(candle_core::Error::Msg(
+                    "adam: slice gradients need CPU variables".into(),
+                ));
             };
             if g.len() != var.elem_count() {
                 return Err(candle_core::Error::Msg(format!(
@@ -287,32 +357,52 @@ impl Adam {
                     Tensor::from_slice(m, var.shape(), &Device::Cpu)?,
                     Tensor::from_slice(v, var.shape(), &Device::Cpu)?,
                 ),
-                Moments::Device { m, v } => (m.to_device(&Device::Cpu)?, v.to_device(&Device::Cpu)?),
+                Moments::Device { m, v } => {
+                    (m.to_device(&Device::Cpu)?, v.to_device(&Device::Cpu)?)
+                }
             };
             out.insert(format!("{prefix}m.{i}"), m);
             out.insert(format!("{prefix}v.{i}"), v);
         }
         // The step count as two u32 halves (safetensors via candle has no u64 I/O here).
         let s = [(self.step & 0xffff_ffff) as u32, (self.step >> 32) as u32];
-        out.insert(format!("{prefix}step"), Tensor::from_slice(&s, 2, &Device::Cpu)?);
+        out.insert(
+            format!("{prefix}step"),
+            Tensor::from_slice(&s, 2, &Device::Cpu)?,
+        );
         Ok(out)
     }
 
     /// Restore what [`Adam::state`] wrote.
-    pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        tensors: &HashMap<String, Tensor>,
+    ) -> candle_core::Result<()> {
         let get = |name: String| {
-            tensors.get(&name).cloned().ok_or_else(|| candle_core::Error::Msg(format!("missing optimiser tensor {name}")))
+            tensors
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing optimiser tensor {name}")))
         };
         let s = get(format!("{prefix}step"))?.to_vec1::<u32>()?;
         for (i, (var, mom)) in self.vars.iter().zip(self.moments.iter_mut()).enumerate() {
             let m = get(format!("{prefix}m.{i}"))?;
             let v = get(format!("{prefix}v.{i}"))?;
             if m.shape() != var.shape() || v.shape() != var.shape() {
-                return Err(candle_core::Error::Msg(format!("optimiser state {i} has the wrong shape")));
+                return Err(candle_core::Error::Msg(format!(
+                    "optimiser state {i} has the wrong shape"
+                )));
             }
             *mom = match mom {
-                Moments::Cpu { .. } => Moments::Cpu { m: m.flatten_all()?.to_vec1()?, v: v.flatten_all()?.to_vec1()? },
-                Moments::Device { .. } => Moments::Device { m: m.to_device(var.device())?, v: v.to_device(var.device())? },
+                Moments::Cpu { .. } => Moments::Cpu {
+                    m: m.flatten_all()?.to_vec1()?,
+                    v: v.flatten_all()?.to_vec1()?,
+                },
+                Moments::Device { .. } => Moments::Device {
+                    m: m.to_device(var.device())?,
+                    v: v.to_device(var.device())?,
+                },
             };
         }
         self.step = s[0] as u64 | ((s.get(1).copied().unwrap_or(0) as u64) << 32);
@@ -320,12 +410,24 @@ impl Adam {
     }
 }
 
-fn update_one(var: &Var, g: &Tensor, mom: &mut Moments, config: &AdamConfig, step: u64) -> candle_core::Result<()> {
+fn update_one(
+    var: &Var,
+    g: &Tensor,
+    mom: &mut Moments,
+    config: &AdamConfig,
+    step: u64,
+) -> candle_core::Result<()> {
     match mom {
         Moments::Cpu { m, v } => {
             let g = g.contiguous()?;
             with_cpu_slice(&g, |gs| {
-                var.inplace_op1(&AdamOp { grad: gs, m: RefCell::new(m), v: RefCell::new(v), config: *config, step })
+                var.inplace_op1(&AdamOp {
+                    grad: gs,
+                    m: RefCell::new(m),
+                    v: RefCell::new(v),
+                    config: *config,
+                    step,
+                })
             })?
         }
         Moments::Device { m, v } => {
@@ -375,9 +477,12 @@ pub fn ema_slices(key: &mut [f32], query: &[f32], momentum: f32) {
 pub fn ema_update(keys: &[Var], queries: &[Var], momentum: f32) -> candle_core::Result<()> {
     for (k, q) in keys.iter().zip(queries) {
         if k.device().is_cpu() {
-            with_cpu_slice(q.as_tensor(), |qs| with_cpu_slice_mut(k.as_tensor(), |ks| ema_slices(ks, qs, momentum)))??;
+            with_cpu_slice(q.as_tensor(), |qs| {
+                with_cpu_slice_mut(k.as_tensor(), |ks| ema_slices(ks, qs, momentum))
+            })??;
         } else {
-            let new = ((k.as_tensor() * momentum as f64)? + (q.as_tensor() * (1.0 - momentum as f64))?)?;
+            let new =
+                ((k.as_tensor() * momentum as f64)? + (q.as_tensor() * (1.0 - momentum as f64))?)?;
             k.set(&new)?;
         }
     }
@@ -408,10 +513,25 @@ mod tests {
     #[test]
     fn fused_adam_matches_textbook_adam() {
         for decay in [WeightDecay::L2, WeightDecay::Decoupled] {
-            let c = AdamConfig { lr: 1e-2, weight_decay: 0.1, decay, ..Default::default() };
+            let c = AdamConfig {
+                lr: 1e-2,
+                weight_decay: 0.1,
+                decay,
+                ..Default::default()
+            };
             let n = 37;
-            let var = Var::from_vec((0..n).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(), n, &Device::Cpu).unwrap();
-            let mut p64: Vec<f64> = var.to_vec1::<f32>().unwrap().iter().map(|&x| x as f64).collect();
+            let var = Var::from_vec(
+                (0..n).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(),
+                n,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let mut p64: Vec<f64> = var
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
             let (mut m64, mut v64) = (vec![0.0; n], vec![0.0; n]);
             let mut opt = Adam::new(vec![var.clone()], c).unwrap();
             for t in 1..=20 {
@@ -430,7 +550,11 @@ mod tests {
 
     #[test]
     fn autograd_and_slice_steps_agree_and_state_round_trips() {
-        let c = AdamConfig { lr: 1e-3, weight_decay: 1e-5, ..Default::default() };
+        let c = AdamConfig {
+            lr: 1e-3,
+            weight_decay: 1e-5,
+            ..Default::default()
+        };
         let init: Vec<f32> = (0..12).map(|i| i as f32 / 7.0 - 0.5).collect();
         let a = Var::from_vec(init.clone(), (3, 4), &Device::Cpu).unwrap();
         let b = Var::from_vec(init, (3, 4), &Device::Cpu).unwrap();
@@ -443,23 +567,29 @@ mod tests {
             let g = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             ob.step_slices(&[&g]).unwrap();
         }
-        assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
         let st = oa.state("opt.").unwrap();
-        let c2 = Var::from_tensor(a.as_tensor()).unwrap();
+        let c2 = Var::from_tensor(&a.as_tensor().copy().unwrap()).unwrap();
         let mut oc = Adam::new(vec![c2.clone()], c).unwrap();
         oc.load_state("opt.", &st).unwrap();
         assert_eq!(oc.step, 3);
         let g = vec![0.25f32; 12];
         oa.step_slices(&[&g]).unwrap();
         oc.step_slices(&[&g]).unwrap();
-        assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), c2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            c2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 
     #[test]
     fn ema_moves_key_towards_query() {
         let k = Var::from_vec(vec![1.0f32, 2.0, 3.0], 3, &Device::Cpu).unwrap();
         let q = Var::from_vec(vec![0.0f32, 0.0, 13.0], 3, &Device::Cpu).unwrap();
-        ema_update(&[k.clone()], &[q], 0.9).unwrap();
+        ema_update(std::slice::from_ref(&k), &[q], 0.9).unwrap();
         let got = k.to_vec1::<f32>().unwrap();
         let want = [0.9f32, 1.8, 3.0 * 0.9 + 13.0 * 0.1];
         for (a, b) in got.iter().zip(want) {

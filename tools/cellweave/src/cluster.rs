@@ -10,8 +10,10 @@
 //! `w(v, C) - γ k_v K_C / 2m` (`w`: edge weight between `v` and `C`, `k`: strengths), which
 //! is what both methods compare.
 //!
-//! - Louvain (Blondel et al. 2008): repeated sweeps of greedy node moves, then aggregation of
-//!   each community into one node, until a level moves nothing.
+//! - Louvain (Blondel et al. 2008): greedy node moves until no move improves (visiting nodes
+//!   from a queue: a node whose neighbourhood changed is visited again, as the louvain and
+//!   leidenalg packages do), then aggregation of each community into one node, until a level
+//!   moves nothing.
 //! - Leiden (Traag, Waltman & van Eck 2019): a queue-driven fast local move, a refinement that
 //!   only merges nodes into well-connected sub-communities (randomly, favouring larger gains,
 //!   randomness `θ`), aggregation on the refined partition, with the unrefined partition as the
@@ -169,8 +171,8 @@ impl CommWeights {
     }
 }
 
-/// Community bookkeeping: total strength and node count per community id, and a pool of
-/// empty ids.
+/// Community bookkeeping: total strength and node count per community id, and a stack of
+/// ids that were emptied (entries may be stale: an id refilled since is skipped when popped).
 struct Communities {
     weight: Vec<f64>,
     size: Vec<usize>,
@@ -198,19 +200,24 @@ impl Communities {
         }
     }
     fn insert(&mut self, c: usize, k: f64) {
-        if self.size[c] == 0 {
-            if let Some(p) = self.empty.iter().rposition(|&e| e == c) {
-                self.empty.swap_remove(p);
-            }
-        }
         self.weight[c] += k;
         self.size[c] += 1;
+    }
+    /// An empty community id, if any (drops stale entries on the way).
+    fn an_empty(&mut self) -> Option<usize> {
+        while let Some(&c) = self.empty.last() {
+            if self.size[c] == 0 {
+                return Some(c);
+            }
+            self.empty.pop();
+        }
+        None
     }
 }
 
 /// Best community for `v` (already removed from `cur`): the largest gain, staying on ties;
 /// an empty community (gain 0) when every neighbouring one loses.
-fn best_move(g: &Graph, v: usize, cur: usize, cw: &CommWeights, comms: &Communities, gamma: f64) -> usize {
+fn best_move(g: &Graph, v: usize, cur: usize, cw: &CommWeights, comms: &mut Communities, gamma: f64) -> usize {
     let kv = g.strength[v] * gamma / g.total;
     let gain = |c: usize| cw.acc[c] - kv * comms.weight[c];
     let mut best = cur;
@@ -226,15 +233,16 @@ fn best_move(g: &Graph, v: usize, cur: usize, cw: &CommWeights, comms: &Communit
         if comms.size[cur] == 0 {
             return cur;
         }
-        if let Some(&e) = comms.empty.last() {
+        if let Some(e) = comms.an_empty() {
             return e;
         }
     }
     best
 }
 
-/// Leiden's fast local move: a queue of nodes (random order); a node that moves puts its
-/// neighbours outside its new community back in the queue. Returns whether anything moved.
+/// Local moving from a queue of nodes (random order); a node that moves puts its neighbours
+/// outside its new community back in the queue (Leiden's "fast local move", also used for
+/// Louvain). Returns whether anything moved.
 fn move_nodes_fast(g: &Graph, memb: &mut [usize], gamma: f64, rng: &mut StdRng) -> bool {
     let n = g.n();
     let mut comms = Communities::new(g, memb);
@@ -251,7 +259,7 @@ fn move_nodes_fast(g: &Graph, memb: &mut [usize], gamma: f64, rng: &mut StdRng) 
             cw.add(memb[u], x);
         }
         comms.remove(cur, g.strength[v]);
-        let best = best_move(g, v, cur, &cw, &comms, gamma);
+        let best = best_move(g, v, cur, &cw, &mut comms, gamma);
         comms.insert(best, g.strength[v]);
         memb[v] = best;
         cw.clear();
@@ -266,37 +274,6 @@ fn move_nodes_fast(g: &Graph, memb: &mut [usize], gamma: f64, rng: &mut StdRng) 
         }
     }
     moved
-}
-
-/// Louvain's local move: sweeps over the nodes in a random order until a sweep moves nothing.
-fn move_nodes_sweep(g: &Graph, memb: &mut [usize], gamma: f64, rng: &mut StdRng) -> bool {
-    let n = g.n();
-    let mut comms = Communities::new(g, memb);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(rng);
-    let mut cw = CommWeights::new(n);
-    let mut any = false;
-    loop {
-        let mut moves = 0;
-        for &v in &order {
-            let cur = memb[v];
-            for (u, x) in g.edges(v) {
-                cw.add(memb[u], x);
-            }
-            comms.remove(cur, g.strength[v]);
-            let best = best_move(g, v, cur, &cw, &comms, gamma);
-            comms.insert(best, g.strength[v]);
-            memb[v] = best;
-            cw.clear();
-            if best != cur {
-                moves += 1;
-            }
-        }
-        if moves == 0 {
-            return any;
-        }
-        any = true;
-    }
 }
 
 /// Leiden's refinement: inside each community `S` of `memb`, start from singletons and merge
@@ -428,7 +405,7 @@ pub fn louvain(g: &Graph, gamma: f64, seed: u64) -> Vec<usize> {
     let mut graph = g.clone();
     loop {
         let mut memb: Vec<usize> = (0..graph.n()).collect();
-        move_nodes_sweep(&graph, &mut memb, gamma, &mut rng);
+        move_nodes_fast(&graph, &mut memb, gamma, &mut rng);
         let n_comm = renumber(&mut memb);
         for o in node_of.iter_mut() {
             *o = memb[*o];
@@ -488,32 +465,114 @@ fn assign(x: &[f64], d: usize, centers: &[f64], labels: &mut [u32]) -> f64 {
         .sum()
 }
 
-/// k-means++ seeding with greedy local trials (`2 + ln k` candidates per step).
-fn seed_plus_plus(x: &[f64], d: usize, k: usize, rng: &mut StdRng) -> Vec<f64> {
+/// JAX's default random numbers (threefry2x32, "partitionable" layout, jax 0.5+), enough of
+/// them to draw k-means++ seeds exactly as scib-metrics' JAX `KMeans` does for a seed: the
+/// same keys, bits, uniforms, Gumbel noise, permutations and weighted choices.
+pub mod jax_random {
+    /// A key: two 32-bit words (`jax.random.PRNGKey(seed)` = `[seed >> 32, seed & 0xffffffff]`).
+    pub type Key = [u32; 2];
+
+    pub fn key(seed: u64) -> Key {
+        [(seed >> 32) as u32, seed as u32]
+    }
+
+    /// The Threefry-2x32 block cipher (20 rounds).
+    pub fn threefry2x32(key: Key, x: [u32; 2]) -> [u32; 2] {
+        const ROT: [[u32; 4]; 2] = [[13, 15, 26, 6], [17, 29, 16, 24]];
+        let ks = [key[0], key[1], key[0] ^ key[1] ^ 0x1BD1_1BDA];
+        let (mut x0, mut x1) = (x[0].wrapping_add(ks[0]), x[1].wrapping_add(ks[1]));
+        for i in 0..5 {
+            for &r in &ROT[i % 2] {
+                x0 = x0.wrapping_add(x1);
+                x1 = x1.rotate_left(r) ^ x0;
+            }
+            x0 = x0.wrapping_add(ks[(i + 1) % 3]);
+            x1 = x1.wrapping_add(ks[(i + 2) % 3]).wrapping_add(i as u32 + 1);
+        }
+        [x0, x1]
+    }
+
+    /// `jax.random.split(key, num)`.
+    pub fn split(key: Key, num: usize) -> Vec<Key> {
+        (0..num as u64).map(|j| threefry2x32(key, [(j >> 32) as u32, j as u32])).collect()
+    }
+
+    /// `jax.random.bits(key, (n,), uint32)`.
+    pub fn bits(key: Key, n: usize) -> Vec<u32> {
+        (0..n as u64)
+            .map(|i| {
+                let b = threefry2x32(key, [(i >> 32) as u32, i as u32]);
+                b[0] ^ b[1]
+            })
+            .collect()
+    }
+
+    /// `jax.random.uniform(key, (n,), float32, minval, maxval)`.
+    pub fn uniform(key: Key, n: usize, minval: f32, maxval: f32) -> Vec<f32> {
+        bits(key, n)
+            .into_iter()
+            .map(|b| {
+                let u = f32::from_bits((b >> 9) | 0x3F80_0000) - 1.0;
+                (u * (maxval - minval) + minval).max(minval)
+            })
+            .collect()
+    }
+
+    /// `jax.random.gumbel(key, (n,), float32)` (mode "low", the default).
+    pub fn gumbel(key: Key, n: usize) -> Vec<f32> {
+        uniform(key, n, f32::MIN_POSITIVE, 1.0).into_iter().map(|u| -(-u.ln()).ln()).collect()
+    }
+
+    /// `jax.random.permutation(key, n)`: rounds of stable sorts by random 32-bit keys.
+    pub fn permutation(key: Key, n: usize) -> Vec<usize> {
+        let rounds = (3.0 * (n.max(1) as f64).ln() / (u32::MAX as f64).ln()).ceil() as usize;
+        let mut x: Vec<usize> = (0..n).collect();
+        let mut key = key;
+        for _ in 0..rounds {
+            let ks = split(key, 2);
+            key = ks[0];
+            let sort_keys = bits(ks[1], n);
+            let mut pairs: Vec<(u32, usize)> = sort_keys.into_iter().zip(x).collect();
+            pairs.sort_by_key(|p| p.0);
+            x = pairs.into_iter().map(|p| p.1).collect();
+        }
+        x
+    }
+
+    /// `jax.random.choice(key, n, (m,), replace=False, p=p)`: Gumbel top-m of `log p`.
+    pub fn choice_weighted(key: Key, p: &[f32], m: usize) -> Vec<usize> {
+        let g = gumbel(key, p.len());
+        let mut scored: Vec<(f32, usize)> = g.iter().zip(p).enumerate().map(|(i, (&gi, &pi))| (gi + pi.ln(), i)).collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(m).map(|s| s.1).collect()
+    }
+}
+
+/// k-means++ seeding with greedy local trials (`2 + ln k` candidates per step), drawing the
+/// random numbers exactly as scib-metrics' JAX implementation does for the same key (the
+/// first centre uniformly, each next one among candidates drawn in proportion to the squared
+/// distance to the nearest centre, keeping the candidate that lowers the potential most).
+fn seed_plus_plus(x: &[f32], d: usize, k: usize, key: jax_random::Key) -> Vec<f64> {
+    use jax_random::{choice_weighted, permutation, split};
     let n = x.len() / d;
-    let sqdist = |i: usize, c: &[f64]| -> f64 { x[i * d..(i + 1) * d].iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
-    let first = rng.random_range(0..n);
-    let mut centers: Vec<f64> = x[first * d..(first + 1) * d].to_vec();
-    let mut min_d: Vec<f64> = (0..n).into_par_iter().map(|i| sqdist(i, &x[first * d..(first + 1) * d])).collect();
+    let sqdist = |i: usize, c: &[f32]| -> f64 {
+        x[i * d..(i + 1) * d].iter().zip(c).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
+    };
+    let ks = split(key, 2);
+    let first = permutation(ks[1], n)[0];
+    let mut key = ks[0];
+    let mut chosen = vec![first];
+    let c0 = &x[first * d..(first + 1) * d];
+    let mut min_d: Vec<f64> = (0..n).into_par_iter().map(|i| sqdist(i, c0)).collect();
     let trials = 2 + (k as f64).ln() as usize;
     for _ in 1..k {
+        let ks = split(key, 2);
+        key = ks[0];
         let total: f64 = min_d.iter().sum();
+        let p: Vec<f32> = min_d.iter().map(|&m| (m / total) as f32).collect();
+        let cands = choice_weighted(ks[1], &p, trials.min(n));
         let mut best: Option<(f64, usize, Vec<f64>)> = None;
-        for _ in 0..trials {
-            let cand = if total > 0.0 {
-                let mut r = rng.random::<f64>() * total;
-                let mut pick = n - 1;
-                for (i, &m) in min_d.iter().enumerate() {
-                    if r < m {
-                        pick = i;
-                        break;
-                    }
-                    r -= m;
-                }
-                pick
-            } else {
-                rng.random_range(0..n)
-            };
+        for cand in cands {
             let c = &x[cand * d..(cand + 1) * d];
             let new_d: Vec<f64> = (0..n).into_par_iter().map(|i| sqdist(i, c).min(min_d[i])).collect();
             let pot: f64 = new_d.iter().sum();
@@ -521,34 +580,38 @@ fn seed_plus_plus(x: &[f64], d: usize, k: usize, rng: &mut StdRng) -> Vec<f64> {
                 best = Some((pot, cand, new_d));
             }
         }
-        let (_, cand, new_d) = best.expect("at least one trial");
-        centers.extend_from_slice(&x[cand * d..(cand + 1) * d]);
+        let (_, cand, new_d) = best.expect("at least one candidate");
+        chosen.push(cand);
         min_d = new_d;
     }
-    centers
+    chosen.iter().flat_map(|&c| x[c * d..(c + 1) * d].iter().map(|&v| v as f64)).collect()
 }
 
-/// k-means of `n x d` rows (row-major) into `k` clusters: k-means++ seeding, Lloyd iterations
-/// until the assignment no longer changes (at most `max_iter`), best of `n_init` runs by
-/// inertia. The data are centred first; an empty cluster's centre moves to the data mean.
+/// k-means of `n x d` rows (row-major) into `k` clusters, as scib-metrics' `KMeans`: the data
+/// are centred (float32, as numpy), `n_init` runs with keys `split(PRNGKey(seed), n_init)`,
+/// k-means++ seeding ([`seed_plus_plus`]), Lloyd iterations until the assignment no longer
+/// changes (at most `max_iter`; an empty cluster's centre moves to the data mean), the run
+/// with the lowest inertia kept.
 pub fn kmeans(data: &[f32], d: usize, k: usize, n_init: usize, max_iter: usize, seed: u64) -> KMeans {
     let n = if d == 0 { 0 } else { data.len() / d };
     let k = k.min(n).max(1);
-    let mut mean = vec![0f64; d];
+    // numpy's float32 column means (rows added in order), then X -= mean in float32.
+    let mut mean32 = vec![0f32; d];
     for i in 0..n {
-        for (m, &v) in mean.iter_mut().zip(&data[i * d..(i + 1) * d]) {
-            *m += v as f64;
+        for (m, &v) in mean32.iter_mut().zip(&data[i * d..(i + 1) * d]) {
+            *m += v;
         }
     }
-    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    let x: Vec<f64> = data.iter().enumerate().map(|(p, &v)| v as f64 - mean[p % d]).collect();
-    let mut rng = StdRng::seed_from_u64(seed);
+    mean32.iter_mut().for_each(|m| *m /= n.max(1) as f32);
+    let xc: Vec<f32> = data.iter().enumerate().map(|(p, &v)| v - mean32[p % d]).collect();
+    let x: Vec<f64> = xc.iter().map(|&v| v as f64).collect();
+    let mean: Vec<f64> = mean32.iter().map(|&m| m as f64).collect();
     let mut best: Option<KMeans> = None;
-    for _ in 0..n_init.max(1) {
+    for key in jax_random::split(jax_random::key(seed), n_init.max(1)) {
         if n == 0 {
             break;
         }
-        let mut centers = seed_plus_plus(&x, d, k, &mut rng);
+        let mut centers = seed_plus_plus(&xc, d, k, key);
         let mut labels = vec![u32::MAX; n];
         let mut prev = labels.clone();
         let mut inertia = assign(&x, d, &centers, &mut labels);
@@ -632,6 +695,31 @@ mod tests {
         let q_flat = modularity(&g, &[0, 0, 0, 0, 0, 1, 1, 1, 1, 1], 1.0);
         assert!((q_agg - q_flat).abs() < 1e-12);
         assert!(q < q_flat);
+    }
+
+    /// Values printed by jax 0.10.2 (threefry, partitionable) for the same calls.
+    #[test]
+    fn jax_random_matches_jax() {
+        use jax_random::*;
+        assert_eq!(key(0), [0, 0]);
+        let k1 = split(key(0), 1)[0];
+        assert_eq!(k1, [1797259609, 2579123966]);
+        let ks = split(k1, 2);
+        assert_eq!(ks, vec![[4165894930, 804218099], [1353695780, 2116000888]]);
+        let b = ks[1];
+        assert_eq!(bits(b, 5), vec![447923887, 1477415817, 562929823, 3479484537, 834989922]);
+        let u = uniform(b, 3, 0.0, 1.0);
+        assert_eq!(u, vec![0.10429036617279053, 0.3439875841140747, 0.13106727600097656]);
+        let g = gumbel(b, 3);
+        for (x, y) in g.iter().zip([-0.8156197667121887f32, -0.06499120593070984, -0.7090423703193665]) {
+            assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+        }
+        assert_eq!(permutation(b, 10), vec![4, 3, 6, 1, 7, 8, 9, 0, 2, 5]);
+        assert_eq!(permutation(b, 2000)[..5], [142, 1097, 216, 1740, 434]);
+        assert_eq!(choice_weighted(b, &[0.1, 0.2, 0.3, 0.4, 0.0], 2), vec![3, 1]);
+        assert_eq!(permutation(b, 1394)[0], 1378);
+        assert_eq!(permutation(b, 3000)[0], 1884);
+        assert_eq!(split(key(7), 2), vec![[3625411723, 1954958720], [195045567, 4062205631]]);
     }
 
     #[test]

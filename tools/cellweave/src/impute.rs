@@ -1,1 +1,472 @@
-//! (in progress)
+//! Imputation of dropout zeros, everything but the neural model: the value scale LATE
+//! trains on, the baselines users compare against (each gene's mean of its observed
+//! values; kNN smoothing in PCA space), writing dense imputed rows into a cells table,
+//! and the held-out evaluation (MSE on the log10(x+1) scale, median Pearson correlation
+//! per gene and per cell) that `../shared/reference/tools/impute_eval.py` defines.
+//!
+//! Matrices here are dense row-major `f32` (`n_cells x n_genes`) unless they are a [`Csr`].
+
+use crate::contract::{CellsTable, Csr, ValueKind};
+use crate::neighbors::{knn, Metric};
+use crate::{bail, Error, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How the zeros are filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// LATE autoencoder (TRANSLATE with an initial model).
+    Late,
+    /// Each gene's mean of its observed values.
+    GeneMean,
+    /// Average over the nearest cells in PCA space.
+    Knn,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Late => "late",
+            Method::GeneMean => "gene-mean",
+            Method::Knn => "knn",
+        }
+    }
+}
+
+/// The scale the model sees and the output is written on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// log10(x + 1), LATE's default.
+    Log10,
+    /// ln(x + 1).
+    Log1p,
+}
+
+impl Scale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scale::Log10 => "log10",
+            Scale::Log1p => "log1p",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Scale> {
+        match s {
+            "log10" => Some(Scale::Log10),
+            "log1p" => Some(Scale::Log1p),
+            _ => None,
+        }
+    }
+    /// Counts (or normalized values) to this scale.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Scale::Log10 => (x as f64 + 1.0).log10() as f32,
+            Scale::Log1p => (x as f64).ln_1p() as f32,
+        }
+    }
+    /// A value on this scale to log10(x + 1) (the evaluation scale).
+    #[inline]
+    pub fn to_log10(self, v: f32) -> f32 {
+        match self {
+            Scale::Log10 => v,
+            Scale::Log1p => (v as f64 / std::f64::consts::LN_10) as f32,
+        }
+    }
+}
+
+/// The expression values of `cells` on `scale`: raw counts (or normalized, unlogged
+/// values) are transformed; values already on that scale are used as they are.
+pub fn scaled_values(cells: &CellsTable, scale: Scale) -> Result<Csr> {
+    let ready = matches!(
+        (cells.values, scale),
+        (ValueKind::Log10p, Scale::Log10) | (ValueKind::Log1p, Scale::Log1p)
+    );
+    if !ready && !matches!(cells.values, ValueKind::Counts | ValueKind::Normalized) {
+        return Err(Error::new(format!(
+            "the values are '{}' but imputation needs raw counts (or values already on the {} scale)",
+            cells.values.as_str(),
+            scale.as_str()
+        ))
+        .field("values"));
+    }
+    if let Some(v) = cells.x.data.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+        return Err(
+            Error::new(format!("value {v} (expected finite, non-negative values)")).field("values"),
+        );
+    }
+    let mut x = cells.x.clone();
+    if !ready {
+        x.data.par_iter_mut().for_each(|v| *v = scale.apply(*v));
+    }
+    Ok(x)
+}
+
+/// Each gene's mean of its observed (non-zero) values; 0 for a gene never observed.
+pub fn observed_gene_means(x: &Csr) -> Vec<f32> {
+    let mut sum = vec![0f64; x.n_cols];
+    let mut cnt = vec![0u64; x.n_cols];
+    for (&c, &v) in x.indices.iter().zip(&x.data) {
+        if v != 0.0 {
+            sum[c as usize] += v as f64;
+            cnt[c as usize] += 1;
+        }
+    }
+    sum.iter()
+        .zip(&cnt)
+        .map(|(&s, &n)| if n > 0 { (s / n as f64) as f32 } else { 0.0 })
+        .collect()
+}
+
+/// Baseline: every zero becomes its gene's mean of observed values; observed values stay.
+pub fn impute_gene_mean(x: &Csr) -> Vec<f32> {
+    let means = observed_gene_means(x);
+    let g = x.n_cols;
+    let mut out: Vec<f32> = Vec::with_capacity(x.n_rows() * g);
+    for _ in 0..x.n_rows() {
+        out.extend_from_slice(&means);
+    }
+    out.par_chunks_mut(g.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (idx, val) = x.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                if v != 0.0 {
+                    row[c as usize] = v;
+                }
+            }
+        });
+    out
+}
+
+/// Scores of the rows of `x` (centered per gene) on its top `k` principal axes, `n x k`
+/// row-major. Exact: eigenvectors of the gene covariance (genes x genes).
+pub fn pca_scores(x: &Csr, k: usize) -> Result<Vec<f32>> {
+    let (n, g) = (x.n_rows(), x.n_cols);
+    let k = k.min(n.saturating_sub(1)).min(g);
+    if k == 0 {
+        bail!("too few cells or genes for a PCA ({n} cells, {g} genes)");
+    }
+    let dense = x.to_dense();
+    let mut mean = vec![0f64; g];
+    for row in dense.chunks(g) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let xc = faer::Mat::<f64>::from_fn(n, g, |i, j| dense[i * g + j] as f64 - mean[j]);
+    let cov = xc.transpose() * &xc;
+    let evd = cov
+        .self_adjoint_eigen(faer::Side::Lower)
+        .map_err(|e| Error::new(format!("PCA eigendecomposition failed ({e:?})")))?;
+    // Eigenvalues ascend: the last k columns are the top axes (largest first below).
+    let u = evd.U();
+    let axes = faer::Mat::<f64>::from_fn(g, k, |i, j| {
+        let col = g - 1 - j;
+        // Sign convention: the largest-magnitude loading is positive (stable output).
+        let (mut best, mut sign) = (0.0f64, 1.0f64);
+        for r in 0..g {
+            let v = u[(r, col)];
+            if v.abs() > best {
+                best = v.abs();
+                sign = v.signum();
+            }
+        }
+        u[(i, col)] * sign
+    });
+    let scores = &xc * &axes;
+    let mut out = vec![0f32; n * k];
+    for i in 0..n {
+        for j in 0..k {
+            out[i * k + j] = scores[(i, j)] as f32;
+        }
+    }
+    Ok(out)
+}
+
+/// Baseline (MAGIC-like, one diffusion step): each cell becomes the average of its `k`
+/// nearest cells (itself included) in the `n_pcs`-dimensional PCA of the input values, as
+/// `impute_eval.py` computes it. Every entry is replaced (observed values too).
+pub fn impute_knn_smoothing(x: &Csr, k: usize, n_pcs: usize) -> Result<Vec<f32>> {
+    let (n, g) = (x.n_rows(), x.n_cols);
+    if k == 0 {
+        bail!("--knn must be at least 1");
+    }
+    let scores = pca_scores(x, n_pcs)?;
+    let d = scores.len() / n.max(1);
+    let nn = knn(&scores, d, k.min(n), Metric::Euclidean, true);
+    let mut out = vec![0f32; n * g];
+    out.par_chunks_mut(g.max(1))
+        .enumerate()
+        .for_each(|(q, row)| {
+            let (idx, _) = nn.row(q);
+            let mut acc = vec![0f64; g];
+            for &j in idx {
+                let (ci, cv) = x.row(j as usize);
+                for (&c, &v) in ci.iter().zip(cv) {
+                    acc[c as usize] += v as f64;
+                }
+            }
+            let inv = 1.0 / idx.len() as f64;
+            for (o, a) in row.iter_mut().zip(&acc) {
+                *o = (a * inv) as f32;
+            }
+        });
+    Ok(out)
+}
+
+/// `--only-zeros`: put the observed (non-zero) input values back, bit for bit.
+pub fn keep_observed(x: &Csr, dense: &mut [f32]) {
+    let g = x.n_cols;
+    dense
+        .par_chunks_mut(g.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (idx, val) = x.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                if v != 0.0 {
+                    row[c as usize] = v;
+                }
+            }
+        });
+}
+
+/// A cells table like `template` whose expression is the dense `values` (every entry stored,
+/// zeros included, in the CSR layout), marked [`ValueKind::Imputed`].
+pub fn dense_cells(template: &CellsTable, values: Vec<f32>) -> Result<CellsTable> {
+    let (n, g) = (template.n_cells(), template.n_genes());
+    if values.len() != n * g {
+        bail!("{} imputed values for {n} cells x {g} genes", values.len());
+    }
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        bail!("the imputation produced a non-finite value ({v})");
+    }
+    let indptr: Vec<u64> = (0..=n as u64).map(|r| r * g as u64).collect();
+    let indices: Vec<u32> = (0..n).flat_map(|_| 0..g as u32).collect();
+    let mut t = template.clone();
+    t.x = Csr {
+        n_cols: g,
+        indptr,
+        indices,
+        data: values,
+    };
+    t.values = ValueKind::Imputed;
+    Ok(t)
+}
+
+/// Held-out evaluation, LATE-style (as `impute_eval.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    pub method: String,
+    /// Mean squared error over the held-out entries (truth > 0, input == 0), log10(x+1) scale.
+    pub mse_heldout: f64,
+    pub n_heldout: u64,
+    /// Median over genes of the Pearson correlation between truth and imputed values over the
+    /// cells where the truth is non-zero (genes with > 2 such cells and non-constant values).
+    pub median_pearson_gene: Option<f64>,
+    /// The same per cell, over the genes where the truth is non-zero.
+    pub median_pearson_cell: Option<f64>,
+    pub n_genes_scored: u64,
+    pub n_cells_scored: u64,
+}
+
+/// Pearson correlation of paired values; None when either side is constant.
+fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    (saa > 0.0 && sbb > 0.0).then(|| sab / (saa * sbb).sqrt())
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    })
+}
+
+/// Evaluate `imputed` (dense, log10(x+1) scale) against `truth` and the imputation input
+/// `masked` (both log10(x+1), same cells and genes in the same order).
+pub fn evaluate(method: &str, truth: &Csr, masked: &Csr, imputed: &[f32]) -> Result<HeldOut> {
+    let (n, g) = (truth.n_rows(), truth.n_cols);
+    if masked.n_rows() != n || masked.n_cols != g || imputed.len() != n * g {
+        bail!(
+            "shapes differ: truth {n} x {g}, input {} x {}, imputed {} values",
+            masked.n_rows(),
+            masked.n_cols,
+            imputed.len()
+        );
+    }
+    let t = truth.to_dense();
+    let m = masked.to_dense();
+    let (mut se, mut held) = (0f64, 0u64);
+    for ((&tv, &mv), &yv) in t.iter().zip(&m).zip(imputed) {
+        if tv > 0.0 && mv == 0.0 {
+            let d = yv as f64 - tv as f64;
+            se += d * d;
+            held += 1;
+        }
+    }
+    let per_gene: Vec<f64> = (0..g)
+        .into_par_iter()
+        .filter_map(|j| {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                let tv = t[i * g + j];
+                if tv > 0.0 {
+                    a.push(tv as f64);
+                    b.push(imputed[i * g + j] as f64);
+                }
+            }
+            (a.len() > 2).then(|| pearson(&a, &b)).flatten()
+        })
+        .collect();
+    let per_cell: Vec<f64> = (0..n)
+        .into_par_iter()
+        .filter_map(|i| {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for j in 0..g {
+                let tv = t[i * g + j];
+                if tv > 0.0 {
+                    a.push(tv as f64);
+                    b.push(imputed[i * g + j] as f64);
+                }
+            }
+            (a.len() > 2).then(|| pearson(&a, &b)).flatten()
+        })
+        .collect();
+    Ok(HeldOut {
+        method: method.to_string(),
+        mse_heldout: if held > 0 { se / held as f64 } else { f64::NAN },
+        n_heldout: held,
+        n_genes_scored: per_gene.len() as u64,
+        n_cells_scored: per_cell.len() as u64,
+        median_pearson_gene: median(per_gene),
+        median_pearson_cell: median(per_cell),
+    })
+}
+
+/// The truth table's values for the given cells and genes (by id), in that order, on the
+/// log10(x+1) scale. Errors name the first cell or gene the truth lacks.
+pub fn aligned_truth(truth: &CellsTable, cell_ids: &[String], gene_ids: &[String]) -> Result<Csr> {
+    let x = scaled_values(truth, Scale::Log10)?;
+    let pos = |ids: &[String]| -> std::collections::HashMap<String, usize> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect()
+    };
+    let (cpos, gpos) = (pos(&truth.cell_ids), pos(&truth.gene_ids));
+    let mut rows = Vec::with_capacity(cell_ids.len());
+    for c in cell_ids {
+        match cpos.get(c) {
+            Some(&r) => rows.push(r),
+            None => {
+                return Err(Error::new(format!(
+                    "cell '{c}' of the imputed table is not in the truth"
+                ))
+                .field("cell_id"))
+            }
+        }
+    }
+    let mut cols = Vec::with_capacity(gene_ids.len());
+    for gid in gene_ids {
+        match gpos.get(gid) {
+            Some(&c) => cols.push(c),
+            None => {
+                return Err(Error::new(format!(
+                    "gene '{gid}' of the imputed table is not in the truth"
+                ))
+                .field("gene_ids"))
+            }
+        }
+    }
+    Ok(x.select_rows(&rows).select_cols(&cols))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(rows: &[&[f32]]) -> Csr {
+        let g = rows[0].len();
+        let dense: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Csr::from_dense(rows.len(), g, &dense)
+    }
+
+    #[test]
+    fn gene_mean_fills_zeros_only() {
+        let x = csr(&[&[1.0, 0.0, 2.0], &[3.0, 0.0, 0.0], &[0.0, 0.0, 4.0]]);
+        assert_eq!(observed_gene_means(&x), vec![2.0, 0.0, 3.0]);
+        let y = impute_gene_mean(&x);
+        assert_eq!(y, vec![1.0, 0.0, 2.0, 3.0, 0.0, 3.0, 2.0, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn knn_with_k1_is_identity() {
+        let x = csr(&[
+            &[1.0, 0.0, 2.0],
+            &[3.0, 0.0, 0.0],
+            &[0.0, 5.0, 4.0],
+            &[0.0, 1.0, 1.0],
+        ]);
+        let y = impute_knn_smoothing(&x, 1, 2).unwrap();
+        assert_eq!(y, x.to_dense());
+        // k = n averages everything.
+        let y = impute_knn_smoothing(&x, 4, 2).unwrap();
+        assert!(
+            (y[0] - 1.0).abs() < 1e-6 && (y[1] - 1.5).abs() < 1e-6 && (y[2] - 1.75).abs() < 1e-6
+        );
+    }
+
+    #[test]
+    fn pearson_and_median() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]).unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[1.0, 1.0, 1.0]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0, 10.0]), Some(2.5));
+    }
+
+    #[test]
+    fn evaluation_counts_held_out_entries() {
+        let t = csr(&[
+            &[1.0, 2.0, 3.0, 0.5],
+            &[2.0, 0.0, 1.0, 1.0],
+            &[3.0, 1.0, 2.0, 2.0],
+        ]);
+        let m = csr(&[
+            &[1.0, 0.0, 3.0, 0.0],
+            &[0.0, 0.0, 1.0, 1.0],
+            &[3.0, 1.0, 0.0, 2.0],
+        ]);
+        let perfect = t.to_dense();
+        let r = evaluate("x", &t, &m, &perfect).unwrap();
+        assert_eq!(r.n_heldout, 4);
+        assert_eq!(r.mse_heldout, 0.0);
+        assert!((r.median_pearson_gene.unwrap() - 1.0).abs() < 1e-9);
+        let zero = m.to_dense();
+        let r = evaluate("none", &t, &m, &zero).unwrap();
+        assert!((r.mse_heldout - (4.0 + 0.25 + 4.0 + 4.0) / 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn keep_observed_restores_bits() {
+        let x = csr(&[&[0.1234567, 0.0], &[0.0, 7.654321]]);
+        let mut y = vec![9.0; 4];
+        keep_observed(&x, &mut y);
+        assert_eq!(y, vec![0.1234567, 9.0, 9.0, 7.654321]);
+    }
+}

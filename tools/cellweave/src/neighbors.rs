@@ -47,26 +47,33 @@ pub struct Search {
 
 impl Default for Search {
     fn default() -> Self {
-        Search { method: Method::Auto, seed: 0, ef: 64 }
+        Search {
+            method: Method::Auto,
+            seed: 0,
+            ef: 64,
+        }
     }
 }
 
 impl Search {
     pub fn new(method: Method, seed: u64) -> Self {
-        Search { method, seed, ..Default::default() }
+        Search {
+            method,
+            seed,
+            ..Default::default()
+        }
     }
 }
 
-/// Reference sizes (rows) from which `auto` uses HNSW instead of exact search, by
-/// dimension. Measured by `bench/pairs.sh` (see its `knn` table): on 2 cores exact search
-/// stays ahead at every size the pairs stage meets per batch; HNSW only pays off for
-/// large references searched by as many queries.
-pub fn auto_method(n_ref: usize, n_query: usize, d: usize) -> Method {
-    // Exact cost ~ n_ref * n_query * d; HNSW ~ (n_ref + n_query) * ef * log(n_ref) * d
-    // with a large constant (graph walks, cache misses). The break-even point below was
-    // measured for d in 30..200 (see bench/pairs.sh).
-    let threshold = if d <= 64 { 150_000 } else { 100_000 };
-    if n_ref >= threshold && n_query >= threshold / 4 {
+/// The method `auto` picks. Measured on 2 cores (`bench/pairs.sh`, knn table): exact search
+/// costs about `4e-11 * n_ref * n_query * d` seconds, building and querying the HNSW graph
+/// about `1.8e-5 * (n_ref + n_query) * d` (instant-distance, ef 64: 22 s for 20,000 points
+/// in 30 dimensions, where exact search takes 0.5 s). HNSW only wins once
+/// `n_ref * n_query / (n_ref + n_query)` passes about 450,000, i.e. for roughly a million
+/// cells searched against each other.
+pub fn auto_method(n_ref: usize, n_query: usize, _d: usize) -> Method {
+    let (r, q) = (n_ref as f64, n_query as f64);
+    if r + q > 0.0 && r * q / (r + q) > 450_000.0 {
         Method::Hnsw
     } else {
         Method::Exact
@@ -83,14 +90,13 @@ pub struct Knn {
 
 impl Knn {
     pub fn n(&self) -> usize {
-        if self.k == 0 {
-            0
-        } else {
-            self.indices.len() / self.k
-        }
+        self.indices.len().checked_div(self.k).unwrap_or(0)
     }
     pub fn row(&self, q: usize) -> (&[u32], &[f32]) {
-        (&self.indices[q * self.k..(q + 1) * self.k], &self.distances[q * self.k..(q + 1) * self.k])
+        (
+            &self.indices[q * self.k..(q + 1) * self.k],
+            &self.distances[q * self.k..(q + 1) * self.k],
+        )
     }
 }
 
@@ -166,7 +172,10 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> Self {
-        TopK { k, items: Vec::with_capacity(k + 1) }
+        TopK {
+            k,
+            items: Vec::with_capacity(k + 1),
+        }
     }
     /// Worst kept distance once full (candidates at or above it with a higher index lose).
     #[inline]
@@ -177,21 +186,31 @@ impl TopK {
             self.items[self.k - 1].0
         }
     }
-    /// Offer a candidate; indices must be offered in ascending order, so an equal distance
-    /// never displaces a lower index.
+    /// Offer a candidate. The kept set is the `k` smallest under the (distance, index)
+    /// order whatever the order of offers, so results do not depend on scheduling.
     #[inline]
     fn push(&mut self, dist: f32, idx: u32) {
-        if self.k == 0 || (self.items.len() == self.k && dist >= self.items[self.k - 1].0) {
+        if self.k == 0 {
             return;
         }
-        let pos = self.items.partition_point(|&(d, _)| d <= dist);
+        let less = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
+        if self.items.len() == self.k && !less((dist, idx), self.items[self.k - 1]) {
+            return;
+        }
+        let pos = self.items.partition_point(|&it| less(it, (dist, idx)));
         self.items.insert(pos, (dist, idx));
         self.items.truncate(self.k);
     }
+    /// Merge another top-k of the same query.
+    fn merge(&mut self, other: &TopK) {
+        for &(d, j) in &other.items {
+            self.push(d, j);
+        }
+    }
 }
 
-const QUERY_BLOCK: usize = 256;
-const REF_TILE: usize = 2048;
+const QUERY_BLOCK: usize = 128;
+const REF_TILE: usize = 1024;
 
 /// Exact k nearest neighbours of every `query` row among the `reference` rows.
 /// Ties are broken by the lower reference index, so results are deterministic.
@@ -202,11 +221,25 @@ pub fn knn_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: M
 /// Exact kNN of every row among all rows. With `include_self` the row itself is the first
 /// neighbour (distance 0, as scib-metrics counts it); without, it is left out.
 pub fn knn(data: &[f32], d: usize, k: usize, metric: Metric, include_self: bool) -> Knn {
-    knn_with(data, d, k, metric, include_self, &Search::new(Method::Exact, 0))
+    knn_with(
+        data,
+        d,
+        k,
+        metric,
+        include_self,
+        &Search::new(Method::Exact, 0),
+    )
 }
 
 /// [`knn_query`] with a choice of search method.
-pub fn knn_query_with(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric, s: &Search) -> Knn {
+pub fn knn_query_with(
+    reference: &[f32],
+    query: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    s: &Search,
+) -> Knn {
     let n_ref = reference.len() / d.max(1);
     let n_q = query.len() / d.max(1);
     let method = match s.method {
@@ -220,7 +253,14 @@ pub fn knn_query_with(reference: &[f32], query: &[f32], d: usize, k: usize, metr
 }
 
 /// [`knn`] with a choice of search method.
-pub fn knn_with(data: &[f32], d: usize, k: usize, metric: Metric, include_self: bool, s: &Search) -> Knn {
+pub fn knn_with(
+    data: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    include_self: bool,
+    s: &Search,
+) -> Knn {
     let n = data.len() / d.max(1);
     if include_self {
         let mut r = knn_query_with(data, data, d, k, metric, s);
@@ -242,9 +282,16 @@ pub fn knn_with(data: &[f32], d: usize, k: usize, metric: Metric, include_self: 
         let r = knn_query_with(data, data, d, (k + 1).min(n), metric, s);
         let k2 = r.k;
         let kk = k.min(n.saturating_sub(1));
-        let mut out = Knn { k: kk, indices: Vec::with_capacity(n * kk), distances: Vec::with_capacity(n * kk) };
+        let mut out = Knn {
+            k: kk,
+            indices: Vec::with_capacity(n * kk),
+            distances: Vec::with_capacity(n * kk),
+        };
         for q in 0..n {
-            let (i, dd) = (&r.indices[q * k2..(q + 1) * k2], &r.distances[q * k2..(q + 1) * k2]);
+            let (i, dd) = (
+                &r.indices[q * k2..(q + 1) * k2],
+                &r.distances[q * k2..(q + 1) * k2],
+            );
             let mut taken = 0;
             for (&j, &dist) in i.iter().zip(dd) {
                 if j as usize != q && taken < kk {
@@ -262,8 +309,19 @@ pub fn knn_with(data: &[f32], d: usize, k: usize, metric: Metric, include_self: 
 
 /// Assemble per-row top-k lists into a [`Knn`], recomputing each kept distance directly
 /// and re-sorting by (distance, index).
-fn finish(rows: Vec<Vec<(f32, u32)>>, k: usize, reference: &[f32], query: &[f32], d: usize, metric: Metric) -> Knn {
-    let mut out = Knn { k, indices: Vec::with_capacity(rows.len() * k), distances: Vec::with_capacity(rows.len() * k) };
+fn finish(
+    rows: Vec<Vec<(f32, u32)>>,
+    k: usize,
+    reference: &[f32],
+    query: &[f32],
+    d: usize,
+    metric: Metric,
+) -> Knn {
+    let mut out = Knn {
+        k,
+        indices: Vec::with_capacity(rows.len() * k),
+        distances: Vec::with_capacity(rows.len() * k),
+    };
     let fixed: Vec<Vec<(f32, u32)>> = rows
         .into_par_iter()
         .enumerate()
@@ -289,11 +347,15 @@ fn finish(rows: Vec<Vec<(f32, u32)>>, k: usize, reference: &[f32], query: &[f32]
 
 /// Exact search (see the module notes).
 pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
-    let n_ref = if d == 0 { 0 } else { reference.len() / d };
-    let n_q = if d == 0 { 0 } else { query.len() / d };
+    let n_ref = reference.len().checked_div(d).unwrap_or(0);
+    let n_q = query.len().checked_div(d).unwrap_or(0);
     let k = k.min(n_ref);
     if n_q == 0 || k == 0 {
-        return Knn { k, indices: Vec::new(), distances: Vec::new() };
+        return Knn {
+            k,
+            indices: Vec::new(),
+            distances: Vec::new(),
+        };
     }
     // Cosine: unit rows, then the Euclidean machinery ranks identically.
     let (ref_n, query_n);
@@ -315,14 +377,22 @@ pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric:
             .collect()
     } else {
         let r_norm: Vec<f32> = r.par_chunks(d).map(|x| dot(x, x)).collect();
-        q.par_chunks(QUERY_BLOCK * d).flat_map_iter(|qb| euclidean_block(r, &r_norm, qb, d, k)).collect()
+        q.par_chunks(QUERY_BLOCK * d)
+            .flat_map_iter(|qb| euclidean_block(r, &r_norm, qb, d, k))
+            .collect()
     };
     finish(rows, k, reference, query, d, metric)
 }
 
 /// Top-k by squared Euclidean distance of one block of query rows, one matrix multiply per
 /// reference tile.
-fn euclidean_block(r: &[f32], r_norm: &[f32], qb: &[f32], d: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
+fn euclidean_block(
+    r: &[f32],
+    r_norm: &[f32],
+    qb: &[f32],
+    d: usize,
+    k: usize,
+) -> Vec<Vec<(f32, u32)>> {
     let nq = qb.len() / d;
     let n_ref = r.len() / d;
     let q_norm: Vec<f32> = qb.chunks(d).map(|x| dot(x, x)).collect();
@@ -341,18 +411,244 @@ fn euclidean_block(r: &[f32], r_norm: &[f32], qb: &[f32], d: usize, k: usize) ->
             let row = &dots[qi * nt..(qi + 1) * nt];
             let qn = q_norm[qi];
             let rn = &r_norm[start..start + nt];
-            let mut bound = top.bound();
-            for (t, (&dp, &rnv)) in row.iter().zip(rn).enumerate() {
-                let d2 = (qn + rnv - 2.0 * dp).max(0.0);
-                if d2 < bound {
-                    top.push(d2, (start + t) as u32);
-                    bound = top.bound();
-                }
-            }
+            scan_tile(top, row, rn, qn, start);
         }
         start += nt;
     }
     tops.into_iter().map(|t| t.items).collect()
+}
+
+/// Offer one query row's tile of candidates (`|r|^2 - 2 q.r`, shifted by `|q|^2`) to its
+/// top-k. Lanes of 16 are screened against the current bound first (vectorised), so only
+/// the rare lanes holding a better candidate are walked one by one.
+#[inline]
+fn scan_tile(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { scan_tile_avx2(top, dots, r_norm, q_norm, start) };
+        return;
+    }
+    scan_tile_generic(top, dots, r_norm, q_norm, start)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_tile_avx2(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
+    scan_tile_generic(top, dots, r_norm, q_norm, start)
+}
+
+#[inline(always)]
+fn scan_tile_generic(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
+    const L: usize = 16;
+    let mut bound = top.bound() - q_norm;
+    let dc = dots.chunks_exact(L);
+    let rc = r_norm.chunks_exact(L);
+    let (dr, rr) = (dc.remainder(), rc.remainder());
+    for (c, (dch, rch)) in dc.zip(rc).enumerate() {
+        let dch: &[f32; L] = dch.try_into().unwrap();
+        let rch: &[f32; L] = rch.try_into().unwrap();
+        let mut hits = 0u32;
+        for l in 0..L {
+            hits |= (rch[l] - 2.0 * dch[l] < bound) as u32;
+        }
+        if hits != 0 {
+            for l in 0..L {
+                let x = rch[l] - 2.0 * dch[l];
+                if x < bound {
+                    top.push((x + q_norm).max(0.0), (start + c * L + l) as u32);
+                    bound = top.bound() - q_norm;
+                }
+            }
+        }
+    }
+    let base = start + dots.len() - dr.len();
+    for (t, (&dp, &rn)) in dr.iter().zip(rr).enumerate() {
+        let x = rn - 2.0 * dp;
+        if x < bound {
+            top.push((x + q_norm).max(0.0), (base + t) as u32);
+            bound = top.bound() - q_norm;
+        }
+    }
+}
+
+/// The `k` nearest `b` rows of every `a` row and the `k` nearest `a` rows of every `b` row
+/// (what mutual-nearest-neighbour search needs), exact. For Euclidean and cosine distance
+/// both directions come from one pass over the `a x b` distances; each is identical to
+/// the corresponding [`knn_query`].
+pub fn knn_both_ways(a: &[f32], b: &[f32], d: usize, k: usize, metric: Metric) -> (Knn, Knn) {
+    let n_a = a.len().checked_div(d).unwrap_or(0);
+    let n_b = b.len().checked_div(d).unwrap_or(0);
+    if metric == Metric::Manhattan || n_a == 0 || n_b == 0 {
+        return (
+            exact_query(b, a, d, k, metric),
+            exact_query(a, b, d, k, metric),
+        );
+    }
+    let (an, bn);
+    let (ra, rb) = if metric == Metric::Cosine {
+        let mut x = a.to_vec();
+        l2_normalize_rows(&mut x, d);
+        let mut y = b.to_vec();
+        l2_normalize_rows(&mut y, d);
+        an = x;
+        bn = y;
+        (an.as_slice(), bn.as_slice())
+    } else {
+        (a, b)
+    };
+    let (k_ab, k_ba) = (k.min(n_b), k.min(n_a));
+    let a_norm: Vec<f32> = ra.par_chunks(d).map(|x| dot(x, x)).collect();
+    let b_norm: Vec<f32> = rb.par_chunks(d).map(|x| dot(x, x)).collect();
+    type Acc = (Vec<(usize, Vec<Vec<(f32, u32)>>)>, Vec<TopK>);
+    let new_acc = || -> Acc { (Vec::new(), (0..n_b).map(|_| TopK::new(k_ba)).collect()) };
+    let (mut row_blocks, col_tops) = ra
+        .par_chunks(QUERY_BLOCK * d)
+        .enumerate()
+        .fold(new_acc, |(mut rows, mut cols), (blk, qb)| {
+            let first = blk * QUERY_BLOCK;
+            rows.push((
+                blk,
+                two_way_block(
+                    rb,
+                    &b_norm,
+                    qb,
+                    &a_norm[first..first + qb.len() / d],
+                    first,
+                    d,
+                    k_ab,
+                    &mut cols,
+                ),
+            ));
+            (rows, cols)
+        })
+        .reduce(new_acc, |(mut r1, mut c1), (r2, c2)| {
+            r1.extend(r2);
+            c1.iter_mut().zip(&c2).for_each(|(x, y)| x.merge(y));
+            (r1, c1)
+        });
+    row_blocks.sort_unstable_by_key(|(blk, _)| *blk);
+    let rows: Vec<Vec<(f32, u32)>> = row_blocks.into_iter().flat_map(|(_, r)| r).collect();
+    let cols: Vec<Vec<(f32, u32)>> = col_tops.into_iter().map(|t| t.items).collect();
+    (
+        finish(rows, k_ab, b, a, d, metric),
+        finish(cols, k_ba, a, b, d, metric),
+    )
+}
+
+/// One block of `a` rows against all of `b`: returns the rows' top-k and offers every
+/// distance to the columns' top-k (`cols`).
+#[allow(clippy::too_many_arguments)]
+fn two_way_block(
+    rb: &[f32],
+    b_norm: &[f32],
+    qb: &[f32],
+    q_norm: &[f32],
+    first: usize,
+    d: usize,
+    k: usize,
+    cols: &mut [TopK],
+) -> Vec<Vec<(f32, u32)>> {
+    let nq = qb.len() / d;
+    let n_b = rb.len() / d;
+    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    let tile = REF_TILE.min(n_b);
+    let mut dots = vec![0f32; nq * tile];
+    let mut col_bound: Vec<f32> = cols.iter().map(|c| c.bound()).collect();
+    let lhs = MatRef::from_row_major_slice(qb, nq, d);
+    let mut start = 0;
+    while start < n_b {
+        let nt = tile.min(n_b - start);
+        let rhs = MatRef::from_row_major_slice(&rb[start * d..(start + nt) * d], nt, d).transpose();
+        let dst = MatMut::from_row_major_slice_mut(&mut dots[..nq * nt], nq, nt);
+        faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
+        let bn = &b_norm[start..start + nt];
+        for (qi, top) in tops.iter_mut().enumerate() {
+            let row = &dots[qi * nt..(qi + 1) * nt];
+            scan_tile(top, row, bn, q_norm[qi], start);
+            scan_columns(
+                &mut cols[start..start + nt],
+                &mut col_bound[start..start + nt],
+                row,
+                bn,
+                q_norm[qi],
+                (first + qi) as u32,
+            );
+        }
+        start += nt;
+    }
+    tops.into_iter().map(|t| t.items).collect()
+}
+
+/// Offer row `i`'s distances to each column's top-k (bounds cached in `bound`).
+#[inline]
+fn scan_columns(
+    cols: &mut [TopK],
+    bound: &mut [f32],
+    dots: &[f32],
+    b_norm: &[f32],
+    a_norm: f32,
+    i: u32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { scan_columns_avx2(cols, bound, dots, b_norm, a_norm, i) };
+        return;
+    }
+    scan_columns_generic(cols, bound, dots, b_norm, a_norm, i)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_columns_avx2(
+    cols: &mut [TopK],
+    bound: &mut [f32],
+    dots: &[f32],
+    b_norm: &[f32],
+    a_norm: f32,
+    i: u32,
+) {
+    scan_columns_generic(cols, bound, dots, b_norm, a_norm, i)
+}
+
+#[inline(always)]
+fn scan_columns_generic(
+    cols: &mut [TopK],
+    bound: &mut [f32],
+    dots: &[f32],
+    b_norm: &[f32],
+    a_norm: f32,
+    i: u32,
+) {
+    const L: usize = 16;
+    let n = dots.len();
+    let full = n / L * L;
+    let mut t = 0;
+    while t < full {
+        let (dch, bch, cb) = (&dots[t..t + L], &b_norm[t..t + L], &bound[t..t + L]);
+        let mut hits = 0u32;
+        for l in 0..L {
+            hits |= (a_norm + bch[l] - 2.0 * dch[l] < cb[l]) as u32;
+        }
+        if hits != 0 {
+            for l in t..t + L {
+                let x = a_norm + b_norm[l] - 2.0 * dots[l];
+                if x < bound[l] {
+                    cols[l].push(x.max(0.0), i);
+                    bound[l] = cols[l].bound();
+                }
+            }
+        }
+        t += L;
+    }
+    for l in full..n {
+        let x = a_norm + b_norm[l] - 2.0 * dots[l];
+        if x < bound[l] {
+            cols[l].push(x.max(0.0), i);
+            bound[l] = cols[l].bound();
+        }
+    }
 }
 
 fn manhattan_block(r: &[f32], qb: &[f32], d: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
@@ -397,12 +693,23 @@ impl instant_distance::Point for Row<'_> {
 
 /// Approximate search with an HNSW graph (`instant-distance`). The graph is built in
 /// parallel, so with more than one thread results can vary slightly between runs.
-pub fn hnsw_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric, s: &Search) -> Knn {
-    let n_ref = if d == 0 { 0 } else { reference.len() / d };
-    let n_q = if d == 0 { 0 } else { query.len() / d };
+pub fn hnsw_query(
+    reference: &[f32],
+    query: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    s: &Search,
+) -> Knn {
+    let n_ref = reference.len().checked_div(d).unwrap_or(0);
+    let n_q = query.len().checked_div(d).unwrap_or(0);
     let k = k.min(n_ref);
     if n_q == 0 || k == 0 {
-        return Knn { k, indices: Vec::new(), distances: Vec::new() };
+        return Knn {
+            k,
+            indices: Vec::new(),
+            distances: Vec::new(),
+        };
     }
     let (ref_n, query_n);
     let (r, q) = if metric == Metric::Cosine {
@@ -432,8 +739,11 @@ pub fn hnsw_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: 
         .par_chunks(d)
         .map_init(instant_distance::Search::default, |search, v| {
             let p = Row { v, manhattan };
-            let mut row: Vec<(f32, u32)> =
-                index.search(&p, search).take(k).map(|it| (it.distance, original[it.pid.into_inner() as usize])).collect();
+            let mut row: Vec<(f32, u32)> = index
+                .search(&p, search)
+                .take(k)
+                .map(|it| (it.distance, original[it.pid.into_inner() as usize]))
+                .collect();
             // The graph may return fewer than k (tiny or disconnected data): fill exactly.
             if row.len() < k {
                 let mut top = TopK::new(k);
@@ -461,10 +771,17 @@ mod tests {
 
     fn brute(r: &[f32], q: &[f32], d: usize, k: usize, m: Metric) -> Knn {
         let n_ref = r.len() / d;
-        let mut out = Knn { k: k.min(n_ref), indices: vec![], distances: vec![] };
+        let mut out = Knn {
+            k: k.min(n_ref),
+            indices: vec![],
+            distances: vec![],
+        };
         for qv in q.chunks(d) {
-            let mut c: Vec<(f32, u32)> =
-                r.chunks(d).enumerate().map(|(j, rv)| (distance(qv, rv, m), j as u32)).collect();
+            let mut c: Vec<(f32, u32)> = r
+                .chunks(d)
+                .enumerate()
+                .map(|(j, rv)| (distance(qv, rv, m), j as u32))
+                .collect();
             c.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             for &(dd, j) in c.iter().take(out.k) {
                 out.indices.push(j);
@@ -476,7 +793,9 @@ mod tests {
 
     fn random(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        (0..n * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+        (0..n * d)
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect()
     }
 
     /// Same neighbours as brute force, except where two candidates tie within rounding.
@@ -485,12 +804,19 @@ mod tests {
         assert_eq!(a.indices.len(), b.indices.len());
         let mut differ = 0;
         for (p, (x, y)) in a.indices.iter().zip(&b.indices).enumerate() {
-            assert!((a.distances[p] - b.distances[p]).abs() <= 1e-4 * (1.0 + b.distances[p]), "distance at {p}");
+            assert!(
+                (a.distances[p] - b.distances[p]).abs() <= 1e-4 * (1.0 + b.distances[p]),
+                "distance at {p}"
+            );
             if x != y {
                 differ += 1;
             }
         }
-        assert!(differ * 1000 <= a.indices.len(), "{differ} of {} positions differ", a.indices.len());
+        assert!(
+            differ * 1000 <= a.indices.len(),
+            "{differ} of {} positions differ",
+            a.indices.len()
+        );
     }
 
     #[test]
@@ -519,8 +845,8 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_lower_index() {
-        // Four copies of the same point and a query on it: all at distance 0.
-        let r = vec![1.0, 1.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        // Four copies of the same point (and one elsewhere) and a query on it.
+        let r = vec![1.0, 1.0, 3.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
         let q = vec![1.0, 1.0];
         for m in [Metric::Euclidean, Metric::Cosine, Metric::Manhattan] {
             let k = knn_query(&r, &q, 2, 3, m);
@@ -532,11 +858,42 @@ mod tests {
     fn thread_count_does_not_change_results() {
         let d = 20;
         let r = random(3000, d, 3);
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         let a = one.install(|| knn(&r, d, 10, Metric::Euclidean, false));
         let b = two.install(|| knn(&r, d, 10, Metric::Euclidean, false));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn both_ways_equals_two_queries() {
+        let d = 7;
+        let a = random(QUERY_BLOCK * 3 + 5, d, 7);
+        let b = random(REF_TILE + 300, d, 8);
+        for m in [Metric::Euclidean, Metric::Cosine, Metric::Manhattan] {
+            let (ab, ba) = knn_both_ways(&a, &b, d, 5, m);
+            assert_eq!(ab, knn_query(&b, &a, d, 5, m), "{m:?} a->b");
+            assert_eq!(ba, knn_query(&a, &b, d, 5, m), "{m:?} b->a");
+            assert_close(&ba, &brute(&a, &b, d, 5, m));
+        }
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            one.install(|| knn_both_ways(&a, &b, d, 5, Metric::Euclidean)),
+            two.install(|| knn_both_ways(&a, &b, d, 5, Metric::Euclidean))
+        );
     }
 
     #[test]
@@ -548,10 +905,16 @@ mod tests {
         let r: Vec<f32> = (0..4000)
             .flat_map(|i| {
                 let c = &centers[(i % 20) * d..(i % 20 + 1) * d];
-                c.iter().map(|v| v + 0.3 * (rng.random::<f32>() - 0.5)).collect::<Vec<_>>()
+                c.iter()
+                    .map(|v| v + 0.3 * (rng.random::<f32>() - 0.5))
+                    .collect::<Vec<_>>()
             })
             .collect();
-        let s = Search { method: Method::Hnsw, seed: 1, ef: 64 };
+        let s = Search {
+            method: Method::Hnsw,
+            seed: 1,
+            ef: 64,
+        };
         for m in [Metric::Euclidean, Metric::Cosine, Metric::Manhattan] {
             let a = knn_with(&r, d, 10, m, false, &s);
             let b = knn(&r, d, 10, m, false);
@@ -566,7 +929,11 @@ mod tests {
             for q in 0..50 {
                 let (idx, dist) = a.row(q);
                 for (&j, &dd) in idx.iter().zip(dist) {
-                    let e = distance(&r[q * d..(q + 1) * d], &r[j as usize * d..(j as usize + 1) * d], m);
+                    let e = distance(
+                        &r[q * d..(q + 1) * d],
+                        &r[j as usize * d..(j as usize + 1) * d],
+                        m,
+                    );
                     assert!((dd - e).abs() < 1e-5);
                 }
             }

@@ -39,7 +39,41 @@ pub(crate) fn par_row_runs(x: &mut Csr, f: impl Fn(usize, &[u64], &mut [f32]) + 
         rest = tail;
         offset += len as u64;
     }
-    pieces.into_par_iter().for_each(|(a, ip, vals)| f(a, ip, vals));
+    pieces
+        .into_par_iter()
+        .for_each(|(a, ip, vals)| f(a, ip, vals));
+}
+
+/// A small direct-mapped cache of `f(x)` keyed by the bits of `x`. Expression rows repeat
+/// a few values (most counts are 1, 2 or 3), so a cache per worker skips most
+/// calls to `log1p`/`expm1` while giving the very same bits.
+pub(crate) struct Memo<F: Fn(f32) -> f32> {
+    keys: [u32; 16],
+    vals: [f32; 16],
+    f: F,
+}
+
+impl<F: Fn(f32) -> f32> Memo<F> {
+    pub(crate) fn new(f: F) -> Self {
+        // NaN bits never come from a finite input, so they mark empty slots
+        Memo {
+            keys: [0x7fc0_0001; 16],
+            vals: [0.0; 16],
+            f,
+        }
+    }
+    #[inline]
+    pub(crate) fn get(&mut self, x: f32) -> f32 {
+        let k = x.to_bits();
+        let slot = (k.wrapping_mul(0x9E37_79B9) >> 28) as usize;
+        if self.keys[slot] == k {
+            return self.vals[slot];
+        }
+        let v = (self.f)(x);
+        self.keys[slot] = k;
+        self.vals[slot] = v;
+        v
+    }
 }
 
 /// Per-cell totals as scanpy computes them (float64 running sum, stored as float32).
@@ -59,6 +93,7 @@ pub fn normalize_total(x: &mut Csr, target_sum: f32, log: bool) {
     let totals = cell_totals(x);
     par_row_runs(x, |first, indptr, vals| {
         let base = indptr[0];
+        let mut memo = Memo::new(f32::ln_1p);
         for k in 0..indptr.len() - 1 {
             let mut scale = totals[first + k] / target_sum;
             if scale == 0.0 {
@@ -66,7 +101,8 @@ pub fn normalize_total(x: &mut Csr, target_sum: f32, log: bool) {
             }
             let row = &mut vals[(indptr[k] - base) as usize..(indptr[k + 1] - base) as usize];
             if log {
-                row.iter_mut().for_each(|v| *v = (*v / scale).ln_1p());
+                // the cache is keyed by the scaled value, so it stays valid across rows
+                row.iter_mut().for_each(|v| *v = memo.get(*v / scale));
             } else {
                 row.iter_mut().for_each(|v| *v /= scale);
             }
@@ -90,10 +126,16 @@ pub fn normalize_cells(t: &mut CellsTable, target_sum: f64, log: bool) -> Result
         .field(crate::contract::meta::VALUES));
     }
     if !(target_sum.is_finite() && target_sum > 0.0) {
-        return Err(Error::new(format!("{target_sum} is not a positive number")).field("--target-sum"));
+        return Err(
+            Error::new(format!("{target_sum} is not a positive number")).field("--target-sum")
+        );
     }
     normalize_total(&mut t.x, target_sum as f32, log);
-    t.values = if log { ValueKind::Log1p } else { ValueKind::Normalized };
+    t.values = if log {
+        ValueKind::Log1p
+    } else {
+        ValueKind::Normalized
+    };
     Ok(())
 }
 
@@ -133,9 +175,20 @@ mod tests {
     }
 
     #[test]
+    fn memo_gives_the_same_bits() {
+        let mut m = Memo::new(f32::ln_1p);
+        for i in 0..10_000u32 {
+            let x = (i % 37) as f32 * 0.37 + (i % 5) as f32;
+            assert_eq!(m.get(x).to_bits(), x.ln_1p().to_bits());
+        }
+    }
+
+    #[test]
     fn many_rows_parallel_runs_cover_everything() {
         let n = 5000;
-        let rows: Vec<Vec<(u32, f32)>> = (0..n).map(|r| (0..(r % 40) as u32).map(|c| (c, (c + 1) as f32)).collect()).collect();
+        let rows: Vec<Vec<(u32, f32)>> = (0..n)
+            .map(|r| (0..(r % 40) as u32).map(|c| (c, (c + 1) as f32)).collect())
+            .collect();
         let refs: Vec<&[(u32, f32)]> = rows.iter().map(|r| r.as_slice()).collect();
         let mut x = csr(&refs, 40);
         normalize_total(&mut x, 100.0, false);

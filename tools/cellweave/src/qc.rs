@@ -45,7 +45,13 @@ impl Default for QcParams {
 }
 
 /// The cell criteria, in the order of the report's columns.
-pub const CRITERIA: [&str; 5] = ["min_genes", "max_genes", "min_counts", "max_counts", "max_mito_pct"];
+pub const CRITERIA: [&str; 5] = [
+    "min_genes",
+    "max_genes",
+    "min_counts",
+    "max_counts",
+    "max_mito_pct",
+];
 
 /// Per-cell QC metrics.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +68,9 @@ pub fn mito_genes(names: &[String], prefix: &str) -> Vec<bool> {
     let p = prefix.as_bytes();
     names
         .iter()
-        .map(|n| !p.is_empty() && n.len() >= p.len() && n.as_bytes()[..p.len()].eq_ignore_ascii_case(p))
+        .map(|n| {
+            !p.is_empty() && n.len() >= p.len() && n.as_bytes()[..p.len()].eq_ignore_ascii_case(p)
+        })
         .collect()
 }
 
@@ -97,10 +105,9 @@ pub fn gene_totals(x: &Csr, keep: &[bool]) -> (Vec<u32>, Vec<f64>) {
         .into_par_iter()
         .map(|k| {
             let (mut n, mut s) = (vec![0u32; g], vec![0f64; g]);
-            for r in k * ROWS_PER_CHUNK..((k + 1) * ROWS_PER_CHUNK).min(x.n_rows()) {
-                if !keep[r] {
-                    continue;
-                }
+            for r in (k * ROWS_PER_CHUNK..((k + 1) * ROWS_PER_CHUNK).min(x.n_rows()))
+                .filter(|&r| keep[r])
+            {
                 let (idx, val) = x.row(r);
                 for (&c, &v) in idx.iter().zip(val) {
                     n[c as usize] += (v > 0.0) as u32;
@@ -180,13 +187,26 @@ impl QcReport {
     /// The report as a `qc` table: one row per batch, then a row `all` (gene figures only there).
     pub fn to_frame(&self, params: &QcParams) -> Frame {
         let last = self.scopes.len() - 1;
-        let i64s = |f: &dyn Fn(usize) -> u64| Column::I64((0..=last).map(|i| Some(f(i) as i64)).collect());
-        let genes = |v: u64| Column::I64((0..=last).map(|i| (i == last).then_some(v as i64)).collect());
+        let i64s =
+            |f: &dyn Fn(usize) -> u64| Column::I64((0..=last).map(|i| Some(f(i) as i64)).collect());
+        let genes = |v: u64| {
+            Column::I64(
+                (0..=last)
+                    .map(|i| (i == last).then_some(v as i64))
+                    .collect(),
+            )
+        };
         let mut f = Frame::new(TableKind::Qc)
-            .with("batch", Column::Str(self.scopes.iter().cloned().map(Some).collect()))
+            .with(
+                "batch",
+                Column::Str(self.scopes.iter().cloned().map(Some).collect()),
+            )
             .with("cells_in", i64s(&|i| self.cells_in[i]))
             .with("cells_out", i64s(&|i| self.cells_out[i]))
-            .with("cells_removed", i64s(&|i| self.cells_in[i] - self.cells_out[i]));
+            .with(
+                "cells_removed",
+                i64s(&|i| self.cells_in[i] - self.cells_out[i]),
+            );
         for (k, name) in CRITERIA.iter().enumerate() {
             f = f.with(&format!("failed_{name}"), i64s(&|i| self.failed[i][k]));
         }
@@ -196,9 +216,16 @@ impl QcReport {
             .with("median_mito_pct", Column::F64(self.median_mito_pct.clone()))
             .with("genes_in", genes(self.genes_in))
             .with("genes_out", genes(self.genes_out))
-            .with("genes_removed_min_cells", genes(self.genes_removed_min_cells));
-        f.meta.insert("cellweave.qc_params".into(), serde_json::to_string(params).unwrap_or_default());
-        f.meta.insert("cellweave.mito_genes".into(), self.n_mito_genes.to_string());
+            .with(
+                "genes_removed_min_cells",
+                genes(self.genes_removed_min_cells),
+            );
+        f.meta.insert(
+            "cellweave.qc_params".into(),
+            serde_json::to_string(params).unwrap_or_default(),
+        );
+        f.meta
+            .insert("cellweave.mito_genes".into(), self.n_mito_genes.to_string());
         f
     }
 
@@ -216,7 +243,11 @@ impl QcReport {
                 "{s}: {} -> {} cells{}",
                 self.cells_in[i],
                 self.cells_out[i],
-                if fails.is_empty() { String::new() } else { format!(" (failed: {})", fails.join(", ")) }
+                if fails.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failed: {})", fails.join(", "))
+                }
             ));
         }
         out.push(format!(
@@ -244,7 +275,11 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
         ))
         .field(meta::VALUES));
     }
-    for (name, v) in [("--max-mito-pct", p.max_mito_pct), ("--min-counts", p.min_counts), ("--max-counts", p.max_counts)] {
+    for (name, v) in [
+        ("--max-mito-pct", p.max_mito_pct),
+        ("--min-counts", p.min_counts),
+        ("--max-counts", p.max_counts),
+    ] {
         if let Some(v) = v {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::new(format!("{v} is not a non-negative number")).field(name));
@@ -280,7 +315,13 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
         scopes[c as usize].push(i);
     }
     scopes.push((0..n).collect());
-    report.scopes = t.batch.categories.iter().cloned().chain(std::iter::once("all".to_string())).collect();
+    report.scopes = t
+        .batch
+        .categories
+        .iter()
+        .cloned()
+        .chain(std::iter::once("all".to_string()))
+        .collect();
     for rows in &scopes {
         let mut failed = [0u64; 5];
         for &r in rows {
@@ -289,20 +330,35 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
             }
         }
         report.cells_in.push(rows.len() as u64);
-        report.cells_out.push(rows.iter().filter(|&&r| keep[r]).count() as u64);
+        report
+            .cells_out
+            .push(rows.iter().filter(|&&r| keep[r]).count() as u64);
         report.failed.push(failed);
-        report.median_genes.push(median(&mut rows.iter().map(|&r| m.n_genes[r] as f64).collect::<Vec<_>>()));
-        report.median_counts.push(median(&mut rows.iter().map(|&r| m.total_counts[r]).collect::<Vec<_>>()));
-        report.median_mito_pct.push(median(&mut rows.iter().map(|&r| m.mito_pct[r]).collect::<Vec<_>>()));
+        report.median_genes.push(median(
+            &mut rows
+                .iter()
+                .map(|&r| m.n_genes[r] as f64)
+                .collect::<Vec<_>>(),
+        ));
+        report.median_counts.push(median(
+            &mut rows.iter().map(|&r| m.total_counts[r]).collect::<Vec<_>>(),
+        ));
+        report.median_mito_pct.push(median(
+            &mut rows.iter().map(|&r| m.mito_pct[r]).collect::<Vec<_>>(),
+        ));
     }
     for (i, name) in report.scopes[..nb].iter().enumerate() {
         if report.cells_in[i] > 0 && report.cells_out[i] == 0 {
-            report.warnings.push(format!("batch '{name}' lost all its cells"));
+            report
+                .warnings
+                .push(format!("batch '{name}' lost all its cells"));
         }
     }
     let kept_cells = report.cells_out[nb] as usize;
     if kept_cells == 0 && n > 0 {
-        return Err(Error::new(format!("all {n} cells fail the cell filters; loosen them")).field("cells"));
+        return Err(
+            Error::new(format!("all {n} cells fail the cell filters; loosen them")).field("cells"),
+        );
     }
 
     // gene filter on the kept cells
@@ -313,15 +369,31 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
     report.genes_out = kept_genes.len() as u64;
     report.genes_removed_min_cells = report.genes_in - report.genes_out;
     if kept_genes.is_empty() && t.n_genes() > 0 {
-        return Err(Error::new(format!("no gene is expressed in at least {} kept cells", p.min_cells)).field("--min-cells"));
+        return Err(Error::new(format!(
+            "no gene is expressed in at least {} kept cells",
+            p.min_cells
+        ))
+        .field("--min-cells"));
     }
     let genes = Frame::new(TableKind::Genes)
-        .with("gene_id", Column::Str(t.gene_ids.iter().cloned().map(Some).collect()))
-        .with("gene_name", Column::Str(t.gene_names.iter().cloned().map(Some).collect()))
+        .with(
+            "gene_id",
+            Column::Str(t.gene_ids.iter().cloned().map(Some).collect()),
+        )
+        .with(
+            "gene_name",
+            Column::Str(t.gene_names.iter().cloned().map(Some).collect()),
+        )
         .with("n_cells", Column::U32(n_cells))
         .with("total_counts", Column::F64(totals))
-        .with("mito", Column::Bool(mito.iter().map(|&b| Some(b)).collect()))
-        .with("kept", Column::Bool(keep_gene.iter().map(|&b| Some(b)).collect()));
+        .with(
+            "mito",
+            Column::Bool(mito.iter().map(|&b| Some(b)).collect()),
+        )
+        .with(
+            "kept",
+            Column::Bool(keep_gene.iter().map(|&b| Some(b)).collect()),
+        );
 
     // apply, in place
     if kept_cells < n || kept_genes.len() < t.n_genes() {
@@ -332,7 +404,10 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
         retain(&mut t.x, &keep, &col_map, kept_genes.len());
         let rows: Vec<usize> = (0..n).filter(|&r| keep[r]).collect();
         if rows.len() < n {
-            t.cell_ids = rows.iter().map(|&r| std::mem::take(&mut t.cell_ids[r])).collect();
+            t.cell_ids = rows
+                .iter()
+                .map(|&r| std::mem::take(&mut t.cell_ids[r]))
+                .collect();
             let mut batch: Categorical = t.batch.select(&rows);
             batch.compact();
             t.batch = batch;
@@ -340,10 +415,20 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
                 *c = c.select(&rows);
             }
         }
-        t.gene_ids = kept_genes.iter().map(|&g| std::mem::take(&mut t.gene_ids[g])).collect();
-        t.gene_names = kept_genes.iter().map(|&g| std::mem::take(&mut t.gene_names[g])).collect();
+        t.gene_ids = kept_genes
+            .iter()
+            .map(|&g| std::mem::take(&mut t.gene_ids[g]))
+            .collect();
+        t.gene_names = kept_genes
+            .iter()
+            .map(|&g| std::mem::take(&mut t.gene_names[g]))
+            .collect();
     }
-    Ok(Filtered { cells: t, report, genes })
+    Ok(Filtered {
+        cells: t,
+        report,
+        genes,
+    })
 }
 
 #[cfg(test)]
@@ -363,9 +448,18 @@ mod tests {
         CellsTable {
             cell_ids: (0..6).map(|i| format!("c{i}")).collect(),
             batch: Categorical::from_strings(&["b0", "b0", "b0", "b1", "b1", "b1"]),
-            obs: vec![("cell_type".into(), Column::Str((0..6).map(|i| Some(format!("t{i}"))).collect()))],
+            obs: vec![(
+                "cell_type".into(),
+                Column::Str((0..6).map(|i| Some(format!("t{i}"))).collect()),
+            )],
             gene_ids: (0..5).map(|i| format!("G{i}")).collect(),
-            gene_names: vec!["MT-CO1".into(), "mt-nd2".into(), "A".into(), "B".into(), "C".into()],
+            gene_names: vec![
+                "MT-CO1".into(),
+                "mt-nd2".into(),
+                "A".into(),
+                "B".into(),
+                "C".into(),
+            ],
             x: Csr::from_dense(6, 5, &dense),
             values: ValueKind::Counts,
             provenance: vec![],
@@ -391,20 +485,31 @@ mod tests {
         let f = filter(table(), &QcParams::default()).unwrap();
         assert_eq!(f.cells.gene_ids, vec!["G2", "G4"]);
         assert_eq!(f.cells.n_cells(), 6);
-        assert_eq!(f.cells.x.to_dense(), vec![1., 4., 2., 0., 3., 5., 0., 0., 1., 8., 0., 1.]);
+        assert_eq!(
+            f.cells.x.to_dense(),
+            vec![1., 4., 2., 0., 3., 5., 0., 0., 1., 8., 0., 1.]
+        );
         f.cells.validate().unwrap();
         assert_eq!(f.report.genes_removed_min_cells, 3);
     }
 
     #[test]
     fn cell_filters_then_genes_on_kept_cells() {
-        let p = QcParams { min_cells: 2, min_genes: Some(2), max_mito_pct: Some(30.0), ..Default::default() };
+        let p = QcParams {
+            min_cells: 2,
+            min_genes: Some(2),
+            max_mito_pct: Some(30.0),
+            ..Default::default()
+        };
         let f = filter(table(), &p).unwrap();
         // c0 fails mito (50%), c3 and c5 fail min_genes
         assert_eq!(f.cells.cell_ids, vec!["c1", "c2", "c4"]);
         // genes in >= 2 of the kept cells: A (c1,c2,c4), B (c1,c4), C (c2,c4)
         assert_eq!(f.cells.gene_names, vec!["A", "B", "C"]);
-        assert_eq!(f.cells.x.to_dense(), vec![2., 2., 0., 3., 0., 5., 1., 1., 8.]);
+        assert_eq!(
+            f.cells.x.to_dense(),
+            vec![2., 2., 0., 3., 0., 5., 1., 1., 8.]
+        );
         assert_eq!(f.cells.column("cell_type").unwrap().text(1).unwrap(), "t2");
         let r = &f.report;
         assert_eq!(r.scopes, vec!["b0", "b1", "all"]);
@@ -420,7 +525,13 @@ mod tests {
 
     #[test]
     fn bounds_are_inclusive_as_scanpy() {
-        let p = QcParams { min_cells: 0, min_counts: Some(4.0), max_counts: Some(10.0), max_genes: Some(3), ..Default::default() };
+        let p = QcParams {
+            min_cells: 0,
+            min_counts: Some(4.0),
+            max_counts: Some(10.0),
+            max_genes: Some(3),
+            ..Default::default()
+        };
         let f = filter(table(), &p).unwrap();
         // c2 has 4 genes (> 3); c3 (0) and c5 (1) have too few counts
         assert_eq!(f.cells.cell_ids, vec!["c0", "c1", "c4"]);
@@ -429,7 +540,12 @@ mod tests {
 
     #[test]
     fn no_mito_gene_warns_and_removes_nothing() {
-        let p = QcParams { min_cells: 0, max_mito_pct: Some(1.0), mito_prefix: "MTX-".into(), ..Default::default() };
+        let p = QcParams {
+            min_cells: 0,
+            max_mito_pct: Some(1.0),
+            mito_prefix: "MTX-".into(),
+            ..Default::default()
+        };
         let f = filter(table(), &p).unwrap();
         assert_eq!(f.cells.n_cells(), 6);
         assert!(f.report.warnings[0].contains("no gene name starts with 'MTX-'"));
@@ -439,8 +555,19 @@ mod tests {
     fn refuses_normalized_values_and_total_loss() {
         let mut t = table();
         t.values = ValueKind::Log1p;
-        assert!(filter(t, &QcParams::default()).err().unwrap().to_string().contains("expected raw counts"));
-        let p = QcParams { min_genes: Some(100), ..Default::default() };
-        assert!(filter(table(), &p).err().unwrap().to_string().contains("all 6 cells fail"));
+        assert!(filter(t, &QcParams::default())
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("expected raw counts"));
+        let p = QcParams {
+            min_genes: Some(100),
+            ..Default::default()
+        };
+        assert!(filter(table(), &p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("all 6 cells fail"));
     }
 }

@@ -24,6 +24,7 @@
 //! generator and the SGD runs on one thread in a fixed order, so a seed gives the same
 //! picture on every run and every thread count.
 
+use crate::cli::Timer;
 use crate::contract::Csr;
 use crate::neighbors::{knn, Knn, Metric};
 
@@ -87,7 +88,7 @@ impl SplitMix {
     /// Uniform integer in [0, n) (n > 0).
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
@@ -119,12 +120,23 @@ pub fn smooth_knn(knn: &Knn) -> (Vec<f64>, Vec<f64>) {
     for i in 0..n {
         let (idx, dist) = knn.row(i);
         // The nearest neighbour at a non-zero distance sets rho (local connectivity 1).
-        rho[i] = dist.iter().map(|&d| d as f64).find(|&d| d > 0.0).unwrap_or(0.0);
-        let others: Vec<f64> =
-            idx.iter().zip(dist).filter(|(&j, _)| j as usize != i).map(|(_, &d)| d as f64 - rho[i]).collect();
+        rho[i] = dist
+            .iter()
+            .map(|&d| d as f64)
+            .find(|&d| d > 0.0)
+            .unwrap_or(0.0);
+        let others: Vec<f64> = idx
+            .iter()
+            .zip(dist)
+            .filter(|(&j, _)| j as usize != i)
+            .map(|(_, &d)| d as f64 - rho[i])
+            .collect();
         let (mut lo, mut hi, mut mid) = (0f64, f64::INFINITY, 1f64);
         for _ in 0..64 {
-            let psum: f64 = others.iter().map(|&d| if d > 0.0 { (-d / mid).exp() } else { 1.0 }).sum();
+            let psum: f64 = others
+                .iter()
+                .map(|&d| if d > 0.0 { (-d / mid).exp() } else { 1.0 })
+                .sum();
             if (psum - target).abs() < BANDWIDTH_TOLERANCE {
                 break;
             }
@@ -133,7 +145,11 @@ pub fn smooth_knn(knn: &Knn) -> (Vec<f64>, Vec<f64>) {
                 mid = (lo + hi) / 2.0;
             } else {
                 lo = mid;
-                mid = if hi.is_infinite() { mid * 2.0 } else { (lo + hi) / 2.0 };
+                mid = if hi.is_infinite() {
+                    mid * 2.0
+                } else {
+                    (lo + hi) / 2.0
+                };
             }
         }
         // Keep the bandwidth away from zero relative to the typical distance.
@@ -165,14 +181,18 @@ pub fn fuzzy_connectivities(knn: &Knn) -> Csr {
                 continue;
             }
             let over = d as f64 - rho[i];
-            let w = if over <= 0.0 || sigma[i] == 0.0 { 1.0 } else { (-over / sigma[i]).exp() };
+            let w = if over <= 0.0 || sigma[i] == 0.0 {
+                1.0
+            } else {
+                (-over / sigma[i]).exp()
+            };
             if w > 0.0 {
                 entries.push((i as u32, j, w as f32, true));
                 entries.push((j, i as u32, w as f32, false));
             }
         }
     }
-    entries.sort_unstable_by(|a, b| (a.0, a.1, a.3).cmp(&(b.0, b.1, b.3)));
+    entries.sort_unstable_by_key(|a| (a.0, a.1, a.3));
     let mut out = Csr::empty(n);
     out.indptr = vec![0u64; n + 1];
     let mut p = 0;
@@ -187,10 +207,11 @@ pub fn fuzzy_connectivities(knn: &Knn) -> Csr {
             }
             p += 1;
         }
-        let w = fwd + bwd - fwd * bwd;
+        let (f, b) = (fwd as f64, bwd as f64);
+        let w = f + b - f * b;
         if w > 0.0 {
             out.indices.push(j);
-            out.data.push(w);
+            out.data.push(w as f32);
             out.indptr[i as usize + 1] += 1;
         }
     }
@@ -207,9 +228,21 @@ pub fn fuzzy_connectivities(knn: &Knn) -> Csr {
 /// `[0, 3 spread]` (min_dist 0.5, spread 1: a = 0.583, b = 1.334).
 pub fn fit_ab(min_dist: f64, spread: f64) -> (f64, f64) {
     let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread * i as f64 / 299.0).collect();
-    let ys: Vec<f64> = xs.iter().map(|&x| if x < min_dist { 1.0 } else { (-(x - min_dist) / spread).exp() }).collect();
+    let ys: Vec<f64> = xs
+        .iter()
+        .map(|&x| {
+            if x < min_dist {
+                1.0
+            } else {
+                (-(x - min_dist) / spread).exp()
+            }
+        })
+        .collect();
     let cost = |a: f64, b: f64| -> f64 {
-        xs.iter().zip(&ys).map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2)).sum()
+        xs.iter()
+            .zip(&ys)
+            .map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2))
+            .sum()
     };
     let (mut a, mut b) = (1.0f64, 1.0f64);
     let mut lambda = 1e-3;
@@ -247,7 +280,8 @@ pub fn fit_ab(min_dist: f64, spread: f64) -> (f64, f64) {
             if na > 0.0 && nb > 0.0 {
                 let nc = cost(na, nb);
                 if nc < c {
-                    let done = (c - nc) < 1e-15 * c.max(1e-300) || (sa.abs() < 1e-12 && sb.abs() < 1e-12);
+                    let done =
+                        (c - nc) < 1e-15 * c.max(1e-300) || (sa.abs() < 1e-12 && sb.abs() < 1e-12);
                     a = na;
                     b = nb;
                     c = nc;
@@ -304,7 +338,10 @@ fn jacobi_eigen(mut a: Vec<f64>, m: usize) -> (Vec<f64>, Vec<f64>) {
         v[i * m + i] = 1.0;
     }
     for _sweep in 0..100 {
-        let off: f64 = (0..m).flat_map(|i| (0..m).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * m + j].powi(2)).sum();
+        let off: f64 = (0..m)
+            .flat_map(|i| (0..m).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * m + j].powi(2))
+            .sum();
         let diag: f64 = (0..m).map(|i| a[i * m + i].powi(2)).sum();
         if off <= 1e-26 * diag.max(1e-300) {
             break;
@@ -352,7 +389,9 @@ pub fn spectral_embedding(graph: &Csr, dim: usize, rng: &mut SplitMix) -> Option
     if n <= dim + 1 {
         return None;
     }
-    let deg: Vec<f64> = (0..n).map(|i| graph.row(i).1.iter().map(|&w| w as f64).sum()).collect();
+    let deg: Vec<f64> = (0..n)
+        .map(|i| graph.row(i).1.iter().map(|&w| w as f64).sum())
+        .collect();
     if deg.iter().any(|&d| d <= 0.0) {
         return None;
     }
@@ -363,7 +402,11 @@ pub fn spectral_embedding(graph: &Csr, dim: usize, rng: &mut SplitMix) -> Option
     let apply = |x: &[f64], y: &mut [f64]| {
         for (i, yi) in y.iter_mut().enumerate() {
             let (idx, w) = graph.row(i);
-            let s: f64 = idx.iter().zip(w).map(|(&j, &w)| w as f64 * inv_sqrt[j as usize] * x[j as usize]).sum();
+            let s: f64 = idx
+                .iter()
+                .zip(w)
+                .map(|(&j, &w)| w as f64 * inv_sqrt[j as usize] * x[j as usize])
+                .sum();
             *yi = inv_sqrt[i] * s;
         }
     };
@@ -441,7 +484,11 @@ pub fn initialise(graph: &Csr, data: &[f32], d: usize, rng: &mut SplitMix) -> Ve
         .map(|c| {
             let nearest = (0..n_comp)
                 .filter(|&o| o != c)
-                .map(|o| ((centres[c][0] - centres[o][0]).powi(2) + (centres[c][1] - centres[o][1]).powi(2)).sqrt())
+                .map(|o| {
+                    ((centres[c][0] - centres[o][0]).powi(2)
+                        + (centres[c][1] - centres[o][1]).powi(2))
+                    .sqrt()
+                })
                 .fold(f64::INFINITY, f64::min);
             if nearest.is_finite() {
                 (nearest / 2.0).max(1e-3)
@@ -452,8 +499,16 @@ pub fn initialise(graph: &Csr, data: &[f32], d: usize, rng: &mut SplitMix) -> Ve
         .collect();
     let mut pos = vec![0f64; n * DIM];
     for (c, nodes) in members.iter().enumerate() {
-        let layout = if nodes.len() >= 5 { spectral_embedding(&subgraph(graph, nodes, &comp), DIM, rng) } else { None };
-        let layout = layout.unwrap_or_else(|| (0..nodes.len() * DIM).map(|_| rng.uniform() * 2.0 - 1.0).collect());
+        let layout = if nodes.len() >= 5 {
+            spectral_embedding(&subgraph(graph, nodes, &comp), DIM, rng)
+        } else {
+            None
+        };
+        let layout = layout.unwrap_or_else(|| {
+            (0..nodes.len() * DIM)
+                .map(|_| rng.uniform() * 2.0 - 1.0)
+                .collect()
+        });
         let scale = layout.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-12);
         for (local, &i) in nodes.iter().enumerate() {
             for k in 0..DIM {
@@ -468,7 +523,11 @@ pub fn initialise(graph: &Csr, data: &[f32], d: usize, rng: &mut SplitMix) -> Ve
     }
     let mut out = vec![0f32; n * DIM];
     for k in 0..DIM {
-        let (lo, hi) = (0..n).map(|i| pos[i * DIM + k]).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        let (lo, hi) = (0..n)
+            .map(|i| pos[i * DIM + k])
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+                (l.min(v), h.max(v))
+            });
         let span = (hi - lo).max(1e-12);
         for i in 0..n {
             out[i * DIM + k] = (10.0 * (pos[i * DIM + k] - lo) / span) as f32;
@@ -487,8 +546,12 @@ fn subgraph(graph: &Csr, nodes: &[usize], comp: &[usize]) -> Csr {
     let c = comp[nodes[0]];
     for &i in nodes {
         let (idx, w) = graph.row(i);
-        let mut row: Vec<(u32, f32)> =
-            idx.iter().zip(w).filter(|(&j, _)| comp[j as usize] == c).map(|(&j, &w)| (local[j as usize], w)).collect();
+        let mut row: Vec<(u32, f32)> = idx
+            .iter()
+            .zip(w)
+            .filter(|(&j, _)| comp[j as usize] == c)
+            .map(|(&j, &w)| (local[j as usize], w))
+            .collect();
         row.sort_unstable_by_key(|e| e.0);
         for (j, w) in row {
             m.indices.push(j);
@@ -514,7 +577,9 @@ fn component_centres(members: &[Vec<usize>], data: &[f32], d: usize) -> Vec<[f64
             }
         }
     }
-    let mean: Vec<f64> = (0..d).map(|t| (0..c).map(|k| cent[k * d + t]).sum::<f64>() / c as f64).collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|t| (0..c).map(|k| cent[k * d + t]).sum::<f64>() / c as f64)
+        .collect();
     for k in 0..c {
         for t in 0..d {
             cent[k * d + t] -= mean[t];
@@ -539,9 +604,13 @@ fn component_centres(members: &[Vec<usize>], data: &[f32], d: usize) -> Vec<[f64
             p
         })
         .collect();
-    let scale = out.iter().flat_map(|p| p.iter()).fold(0f64, |m, v| m.max(v.abs()));
+    let scale = out
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0f64, |m, v| m.max(v.abs()));
     if scale > 0.0 {
-        out.iter_mut().for_each(|p| p.iter_mut().for_each(|v| *v /= scale));
+        out.iter_mut()
+            .for_each(|p| p.iter_mut().for_each(|v| *v /= scale));
     } else {
         // All centroids coincide: spread the components on a circle.
         for (k, p) in out.iter_mut().enumerate() {
@@ -565,7 +634,14 @@ pub fn default_epochs(n: usize) -> usize {
 
 /// Optimise the layout by SGD on the fuzzy cross-entropy (umap-learn's Euclidean optimiser).
 /// `embedding` is `n x 2` row-major and is updated in place.
-pub fn optimise_layout(graph: &Csr, embedding: &mut [f32], a: f64, b: f64, params: &UmapParams, rng: &mut SplitMix) {
+pub fn optimise_layout(
+    graph: &Csr,
+    embedding: &mut [f32],
+    a: f64,
+    b: f64,
+    params: &UmapParams,
+    rng: &mut SplitMix,
+) {
     const DIM: usize = 2;
     let n = graph.n_rows();
     let n_epochs = params.n_epochs.unwrap_or_else(|| default_epochs(n));
@@ -639,15 +715,21 @@ pub fn optimise_layout(graph: &Csr, embedding: &mut [f32], a: f64, b: f64, param
     }
 }
 
-/// UMAP of `n x d` row-major data to `n x 2` row-major coordinates.
+/// UMAP of `n x d` row-major data to `n x 2` row-major coordinates (stage times on stderr
+/// unless quiet).
 pub fn umap(data: &[f32], d: usize, params: &UmapParams) -> Vec<f32> {
-    let n = if d == 0 { 0 } else { data.len() / d };
+    let n = data.len().checked_div(d).unwrap_or(0);
     if n < 3 {
         // Nothing to lay out: put the cells on a line.
         return (0..n).flat_map(|i| [i as f32, 0.0]).collect();
     }
     let k = params.n_neighbors.clamp(2, n);
-    let graph = fuzzy_connectivities(&knn(data, d, k, params.metric, true));
+    let timer = Timer::start("umap: neighbours");
+    let neighbours = knn(data, d, k, params.metric, true);
+    timer.done();
+    let timer = Timer::start("umap: fuzzy graph");
+    let graph = fuzzy_connectivities(&neighbours);
+    timer.done();
     embed_graph(&graph, data, d, params)
 }
 
@@ -656,8 +738,12 @@ pub fn umap(data: &[f32], d: usize, params: &UmapParams) -> Vec<f32> {
 pub fn embed_graph(graph: &Csr, data: &[f32], d: usize, params: &UmapParams) -> Vec<f32> {
     let mut rng = SplitMix::new(params.seed);
     let (a, b) = fit_ab(params.min_dist, params.spread);
+    let timer = Timer::start("umap: spectral initialisation");
     let mut embedding = initialise(graph, data, d, &mut rng);
+    timer.done();
+    let timer = Timer::start("umap: layout");
     optimise_layout(graph, &mut embedding, a, b, params, &mut rng);
+    timer.done();
     embedding
 }
 
@@ -669,14 +755,22 @@ mod tests {
     fn ab_matches_scipy_curve_fit() {
         // Values from umap-learn's find_ab_params (scipy.optimize.curve_fit).
         let (a, b) = fit_ab(0.5, 1.0);
-        assert!((a - 0.5830300).abs() < 2e-3 && (b - 1.3341670).abs() < 2e-3, "a {a} b {b}");
+        assert!(
+            (a - 0.5830300).abs() < 2e-3 && (b - 1.3341670).abs() < 2e-3,
+            "a {a} b {b}"
+        );
         let (a, b) = fit_ab(0.1, 1.0);
-        assert!((a - 1.5769435).abs() < 5e-3 && (b - 0.8950609).abs() < 2e-3, "a {a} b {b}");
+        assert!(
+            (a - 1.5769435).abs() < 5e-3 && (b - 0.8950609).abs() < 2e-3,
+            "a {a} b {b}"
+        );
     }
 
     #[test]
     fn bandwidth_hits_log2_k() {
-        let data: Vec<f32> = (0..200).map(|i| ((i * 37 % 101) as f32).sin() * 3.0).collect();
+        let data: Vec<f32> = (0..200)
+            .map(|i| ((i * 37 % 101) as f32).sin() * 3.0)
+            .collect();
         let g = knn(&data, 2, 10, Metric::Euclidean, true);
         let (rho, sigma) = smooth_knn(&g);
         for i in 0..g.n() {
@@ -700,13 +794,18 @@ mod tests {
 
     #[test]
     fn connectivities_symmetric_fuzzy_union() {
-        let data: Vec<f32> = (0..120).map(|i| ((i * 13 % 29) as f32).cos() * 2.0 + (i % 7) as f32).collect();
+        let data: Vec<f32> = (0..120)
+            .map(|i| ((i * 13 % 29) as f32).cos() * 2.0 + (i % 7) as f32)
+            .collect();
         let g = knn(&data, 3, 6, Metric::Euclidean, true);
         let c = fuzzy_connectivities(&g);
         c.validate().unwrap();
         let get = |i: usize, j: usize| {
             let (idx, w) = c.row(i);
-            idx.iter().position(|&x| x as usize == j).map(|p| w[p]).unwrap_or(0.0)
+            idx.iter()
+                .position(|&x| x as usize == j)
+                .map(|p| w[p])
+                .unwrap_or(0.0)
         };
         for i in 0..c.n_rows() {
             let (idx, w) = c.row(i);

@@ -1,5 +1,50 @@
-//! cellweave-embed (not implemented yet).
-fn main() {
-    eprintln!("cellweave-embed: not implemented yet");
-    std::process::exit(2);
+//! cellweave-embed: apply a trained model to a cells table (e.g. map new batches onto a
+//! trained reference).
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::Step;
+use cellweave_models::claire::command::{self, EmbedOptions};
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Embed the cells of a table with a model written by cellweave-train. Genes are matched
+/// to the model's by id (by name when no id matches); genes the table lacks count as 0.
+#[derive(Parser, Serialize, Debug)]
+#[command(name = "cellweave-embed", version)]
+struct Args {
+    /// Cells table on the model's scale (log1p)
+    #[arg(value_name = "CELLS")]
+    cells: PathBuf,
+    /// Model directory (cellweave-train -o)
+    #[arg(long, value_name = "MODEL_DIR")]
+    model: PathBuf,
+    /// Embedding table to write (.arrow or .parquet)
+    #[arg(short, long, value_name = "EMB")]
+    output: PathBuf,
+    /// cpu, or cuda[:N] (needs a build with --features cuda)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Error when more than this fraction of the model's genes is missing
+    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+    max_missing: f64,
+    #[command(flatten)]
+    #[serde(skip)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    cli::run("cellweave-embed", || {
+        let a = Args::parse();
+        cli::init(&a.common);
+        let opts = EmbedOptions {
+            cells: a.cells.clone(),
+            model_dir: a.model.clone(),
+            output: a.output.clone(),
+            device: a.device.clone(),
+            max_missing: a.max_missing,
+        };
+        command::embed(&opts, &Step::new("cellweave-embed", &a))
+    })
 }

@@ -1,5 +1,115 @@
-//! cellweave-filter (not implemented yet).
-fn main() {
-    eprintln!("cellweave-filter: not implemented yet");
-    std::process::exit(2);
+//! cellweave-filter: cell QC (genes detected, total counts, mitochondrial share) then the
+//! gene filter (cells expressing), with a QC report of what was removed and why.
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::{Frame, Step};
+use cellweave::io::{atomic, table, Format};
+use cellweave::qc::{self, QcParams};
+use cellweave::{info, Error, Result};
+use clap::Parser;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Filter cells (min/max genes, min/max counts, max mitochondrial %) then genes (min cells),
+/// on raw counts, in scanpy's order and with scanpy's comparisons (bounds are inclusive).
+#[derive(Parser, Serialize, Debug)]
+#[command(name = "cellweave-filter", version)]
+struct Args {
+    /// Input cells table of raw counts (.arrow or .parquet)
+    input: PathBuf,
+    /// Output cells table (.arrow or .parquet)
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Keep genes detected (> 0) in at least this many of the kept cells
+    #[arg(long, default_value_t = 3)]
+    min_cells: u64,
+    /// Keep cells with at least this many genes detected
+    #[arg(long)]
+    min_genes: Option<u64>,
+    /// Keep cells with at most this many genes detected
+    #[arg(long)]
+    max_genes: Option<u64>,
+    /// Keep cells with at least this many counts
+    #[arg(long)]
+    min_counts: Option<f64>,
+    /// Keep cells with at most this many counts
+    #[arg(long)]
+    max_counts: Option<f64>,
+    /// Keep cells with at most this percentage of counts in mitochondrial genes
+    #[arg(long)]
+    max_mito_pct: Option<f64>,
+    /// Mitochondrial genes: gene names starting with this (any case)
+    #[arg(long, default_value = "MT-")]
+    mito_prefix: String,
+    /// Write the QC report here (.tsv, .arrow or .parquet)
+    #[arg(long)]
+    qc_report: Option<PathBuf>,
+    /// Write per-gene QC (n_cells, total_counts, mito, kept) here (.tsv, .arrow or .parquet)
+    #[arg(long)]
+    genes_out: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(skip)]
+    common: Common,
+}
+
+fn write_side(path: &Path, f: &Frame) -> Result<()> {
+    match Format::of(path) {
+        Some(Format::Tsv) => table::write_frame_tsv(path, f),
+        Some(Format::Arrow | Format::Parquet) => table::write_frame(path, f),
+        _ => Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(path)),
+    }
+}
+
+fn main() -> ExitCode {
+    cli::run("cellweave-filter", || {
+        let args = Args::parse();
+        cli::init(&args.common);
+        for p in [
+            Some(&args.output),
+            args.qc_report.as_ref(),
+            args.genes_out.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            atomic::check_not_input(p, &[&args.input])?;
+        }
+        let timer = cli::Timer::start("filter");
+        let t_read = cli::Timer::start("read");
+        let cells = table::read_cells(&args.input)?;
+        t_read.done();
+        let params = QcParams {
+            min_cells: args.min_cells,
+            min_genes: args.min_genes,
+            max_genes: args.max_genes,
+            min_counts: args.min_counts,
+            max_counts: args.max_counts,
+            max_mito_pct: args.max_mito_pct,
+            mito_prefix: args.mito_prefix.clone(),
+        };
+        let mut out = qc::filter(cells, &params).map_err(|e| e.file(&args.input))?;
+        for w in &out.report.warnings {
+            info!("cellweave-filter: warning: {w}");
+        }
+        for line in out.report.lines() {
+            info!("{line}");
+        }
+        let step = Step::new("cellweave-filter", &args);
+        out.cells.provenance.push(step.clone());
+        if let Some(p) = &args.qc_report {
+            let mut f = out.report.to_frame(&params);
+            f.provenance = out.cells.provenance.clone();
+            write_side(p, &f)?;
+        }
+        if let Some(p) = &args.genes_out {
+            out.genes.provenance = out.cells.provenance.clone();
+            write_side(p, &out.genes)?;
+        }
+        let t_write = cli::Timer::start("write");
+        table::write_cells(&args.output, &out.cells)?;
+        t_write.done();
+        timer.done();
+        Ok(())
+    })
 }

@@ -1,5 +1,154 @@
-//! cellweave-hvg (not implemented yet).
-fn main() {
-    eprintln!("cellweave-hvg: not implemented yet");
-    std::process::exit(2);
+//! cellweave-hvg: highly variable genes as scanpy 1.11 selects them (flavors seurat,
+//! cell_ranger, seurat_v3; per batch by default).
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::Step;
+use cellweave::hvg::{self, Flavor, Groups, HvgParams};
+use cellweave::io::{atomic, table, Format};
+use cellweave::{info, Error};
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Select highly variable genes; write the cells table restricted to them (genes keep
+/// their order) and, with --genes-out, the per-gene statistics with the selection order
+/// (`highly_variable_rank`).
+#[derive(Parser, Serialize, Debug)]
+#[command(name = "cellweave-hvg", version)]
+struct Args {
+    /// Input cells table: log1p values (seurat, cell_ranger) or raw counts (seurat_v3)
+    input: PathBuf,
+    /// Output cells table (.arrow or .parquet)
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    n_top_genes: usize,
+    /// seurat, cell_ranger or seurat_v3
+    #[arg(long, default_value = "seurat")]
+    flavor: String,
+    /// Select per batch of this per-cell column (scanpy's batch_key)
+    #[arg(long, default_value = "batch")]
+    batch_key: String,
+    /// Treat all cells as one batch (scanpy's batch_key=None)
+    #[arg(long)]
+    ignore_batch: bool,
+    /// Bins of mean expression (seurat)
+    #[arg(long, default_value_t = 20)]
+    n_bins: usize,
+    /// Loess span (seurat_v3)
+    #[arg(long, default_value_t = 0.3)]
+    span: f64,
+    /// Raw counts for seurat_v3 when the input holds log1p values (cells and genes matched by id)
+    #[arg(long)]
+    counts: Option<PathBuf>,
+    /// Write the genes table here (.arrow, .parquet or .tsv)
+    #[arg(long)]
+    genes_out: Option<PathBuf>,
+    /// Keep every gene in the output cells table (needs --genes-out to be useful)
+    #[arg(long)]
+    no_subset: bool,
+    #[command(flatten)]
+    #[serde(skip)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    cli::run("cellweave-hvg", || {
+        let args = Args::parse();
+        cli::init(&args.common);
+        let flavor = Flavor::parse(&args.flavor).ok_or_else(|| {
+            Error::new(format!(
+                "unknown flavor '{}' (expected seurat, cell_ranger or seurat_v3)",
+                args.flavor
+            ))
+            .field("--flavor")
+        })?;
+        if args.no_subset && args.genes_out.is_none() {
+            return Err(Error::new(
+                "--no-subset keeps every gene: give --genes-out to record the selection",
+            )
+            .field("--no-subset"));
+        }
+        for p in [Some(&args.output), args.genes_out.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            atomic::check_not_input(p, &[&args.input])?;
+        }
+        let timer = cli::Timer::start("hvg");
+        let t_read = cli::Timer::start("read");
+        let cells = table::read_cells(&args.input)?;
+        t_read.done();
+        let groups = if args.ignore_batch {
+            Groups::single(cells.n_cells())
+        } else {
+            Groups::by_column(&cells, &args.batch_key).map_err(|e| e.file(&args.input))?
+        };
+        let params = HvgParams {
+            n_top_genes: args.n_top_genes,
+            flavor,
+            n_bins: args.n_bins,
+            span: args.span,
+        };
+        let counts = match (&args.counts, flavor) {
+            (Some(raw), Flavor::SeuratV3) => {
+                let raw_t = table::read_cells(raw)?;
+                Some(hvg::align_counts(&cells, &raw_t).map_err(|e| e.file(raw))?)
+            }
+            (Some(_), _) => {
+                return Err(Error::new("only flavor seurat_v3 uses raw counts").field("--counts"))
+            }
+            (None, _) => {
+                hvg::check_values(cells.values, flavor).map_err(|e| e.file(&args.input))?;
+                None
+            }
+        };
+        let x = counts.as_ref().unwrap_or(&cells.x);
+        let result =
+            hvg::highly_variable_genes(x, &cells.gene_ids, &cells.gene_names, &groups, &params)
+                .map_err(|e| e.file(&args.input))?;
+        info!(
+            "{} of {} genes selected ({}, {} batch(es))",
+            result.selected.len(),
+            cells.n_genes(),
+            flavor.as_str(),
+            groups.rows.len()
+        );
+        let step = Step::new("cellweave-hvg", &args);
+        let mut provenance = cells.provenance.clone();
+        provenance.push(step);
+        if let Some(p) = &args.genes_out {
+            let mut g = result.genes;
+            g.provenance = provenance.clone();
+            g.meta
+                .insert("cellweave.hvg_flavor".into(), flavor.as_str().into());
+            g.meta.insert(
+                "cellweave.batch_key".into(),
+                if args.ignore_batch {
+                    String::new()
+                } else {
+                    args.batch_key.clone()
+                },
+            );
+            match Format::of(p) {
+                Some(Format::Tsv) => table::write_frame_tsv(p, &g)?,
+                Some(Format::Arrow | Format::Parquet) => table::write_frame(p, &g)?,
+                _ => {
+                    return Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(p))
+                }
+            }
+        }
+        let mut out = if args.no_subset {
+            cells
+        } else {
+            hvg::subset_genes(&cells, &result.selected)
+        };
+        out.provenance = provenance;
+        let t_write = cli::Timer::start("write");
+        table::write_cells(&args.output, &out)?;
+        t_write.done();
+        timer.done();
+        Ok(())
+    })
 }

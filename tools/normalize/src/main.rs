@@ -1,5 +1,54 @@
-//! cellweave-normalize (not implemented yet).
-fn main() {
-    eprintln!("cellweave-normalize: not implemented yet");
-    std::process::exit(2);
+//! cellweave-normalize: total-count normalization then natural log1p, with scanpy's
+//! float32 arithmetic.
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::Step;
+use cellweave::io::{atomic, table};
+use cellweave::normalize;
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Scale every cell to --target-sum counts, then take log(1 + x) (as scanpy's
+/// normalize_total + log1p on float32). Cells without counts stay empty.
+#[derive(Parser, Serialize, Debug)]
+#[command(name = "cellweave-normalize", version)]
+struct Args {
+    /// Input cells table of raw counts (.arrow or .parquet)
+    input: PathBuf,
+    /// Output cells table (.arrow or .parquet)
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Total counts of every cell after scaling
+    #[arg(long, default_value_t = 1e4)]
+    target_sum: f64,
+    /// Skip the log1p (values are then 'normalized')
+    #[arg(long)]
+    no_log: bool,
+    #[command(flatten)]
+    #[serde(skip)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    cli::run("cellweave-normalize", || {
+        let args = Args::parse();
+        cli::init(&args.common);
+        atomic::check_not_input(&args.output, &[&args.input])?;
+        let timer = cli::Timer::start("normalize");
+        let t_read = cli::Timer::start("read");
+        let mut cells = table::read_cells(&args.input)?;
+        t_read.done();
+        normalize::normalize_cells(&mut cells, args.target_sum, !args.no_log)
+            .map_err(|e| e.file(&args.input))?;
+        cells
+            .provenance
+            .push(Step::new("cellweave-normalize", &args));
+        let t_write = cli::Timer::start("write");
+        table::write_cells(&args.output, &cells)?;
+        t_write.done();
+        timer.done();
+        Ok(())
+    })
 }

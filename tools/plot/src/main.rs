@@ -1,5 +1,186 @@
-//! cellweave-plot (not implemented yet).
-fn main() {
-    eprintln!("cellweave-plot: not implemented yet");
-    std::process::exit(2);
+//! cellweave-plot: UMAP pictures of embeddings, metric bar charts of scores tables and
+//! loss curves of training logs (PNG or SVG by the output's extension).
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::{EmbeddingTable, Step, TableKind};
+use cellweave::io::{atomic, table, Format};
+use cellweave::plot::{self, bars::Bars, curves::Curves, scatter};
+use cellweave::umap::{self, UmapParams};
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Draw an embedding as UMAP panels coloured by obs columns (side by side), a scores table
+/// as a bar chart, or a training log as loss curves. The kind of plot follows the input
+/// table's kind; a text table (.tsv/.csv) is a scores table when its columns include metric
+/// and value (or the first is embedding), a training log when they include epoch and a loss,
+/// and otherwise an embedding (cell id, then coordinates).
+#[derive(Parser, Serialize, Debug)]
+#[command(name = "cellweave-plot", version)]
+struct Args {
+    /// Embedding, scores or training-log table (.arrow/.parquet or .tsv/.csv)
+    input: PathBuf,
+    /// Output image (.png or .svg)
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Per-cell column to colour by, one panel each (repeatable; default: batch and cell_type)
+    #[arg(long = "color", visible_alias = "colour", value_name = "COLUMN")]
+    color: Vec<String>,
+    /// Per-cell metadata to join by cell id (TSV/CSV with the cell id first)
+    #[arg(long, value_name = "TSV")]
+    obs: Option<PathBuf>,
+    /// Also write the 2-D UMAP as an embedding table named "umap" (.arrow/.parquet, or .tsv)
+    #[arg(long, value_name = "PATH")]
+    umap_out: Option<PathBuf>,
+    /// Neighbours per cell for the UMAP graph (the cell itself included, as scanpy)
+    #[arg(long, default_value_t = 15)]
+    n_neighbors: usize,
+    /// UMAP min_dist (scanpy's default)
+    #[arg(long, default_value_t = 0.5)]
+    min_dist: f64,
+    /// UMAP spread
+    #[arg(long, default_value_t = 1.0)]
+    spread: f64,
+    /// UMAP epochs (default: 500 up to 10,000 cells, else 200)
+    #[arg(long)]
+    n_epochs: Option<usize>,
+    /// Plot the first two dimensions as they are (default for a 2-D embedding named umap)
+    #[arg(long)]
+    no_umap: bool,
+    /// Seed of the UMAP layout and the drawing order
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image width in pixels (default: from the panels)
+    #[arg(long)]
+    width: Option<u32>,
+    /// Image height in pixels
+    #[arg(long)]
+    height: Option<u32>,
+    /// Point radius in pixels (default: from the number of cells)
+    #[arg(long)]
+    point_size: Option<f64>,
+    /// Title above the plot
+    #[arg(long)]
+    title: Option<String>,
+    #[command(flatten)]
+    #[serde(skip)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    cli::run("cellweave-plot", || {
+        let args = Args::parse();
+        cli::init(&args.common);
+        let mut inputs = vec![args.input.as_path()];
+        inputs.extend(args.obs.as_deref());
+        atomic::check_not_input(&args.output, &inputs)?;
+        plot::ImageFormat::of(&args.output)?;
+        plot::check_size(args.width, args.height)?;
+        let text = !matches!(
+            Format::of(&args.input),
+            Some(Format::Arrow | Format::Parquet)
+        );
+        let kind = if text {
+            plot::input::text_kind(&args.input)?
+        } else {
+            table::peek_kind(&args.input)?
+        };
+        let read_frame = |kind| {
+            if text {
+                plot::input::read_text_frame(&args.input, kind)
+            } else {
+                table::read_frame(&args.input, kind)
+            }
+        };
+        match kind {
+            TableKind::Embedding => plot_embedding(&args),
+            TableKind::Scores => {
+                let mut bars =
+                    Bars::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
+                bars.width = args.width;
+                if let Some(t) = &args.title {
+                    bars.title = t.clone();
+                }
+                plot::save(&bars, &args.output)
+            }
+            TableKind::TrainingLog => {
+                let mut curves =
+                    Curves::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
+                (curves.width, curves.height) = (args.width, args.height);
+                if let Some(t) = &args.title {
+                    curves.title = t.clone();
+                }
+                plot::save(&curves, &args.output)
+            }
+            other => Err(cellweave::Error::new(format!(
+                "cannot plot a '{}' table (expected an embedding, scores or training_log table)",
+                other.as_str()
+            ))
+            .file(&args.input)),
+        }
+    })
+}
+
+fn plot_embedding(args: &Args) -> cellweave::Result<()> {
+    let emb = plot::input::read_embedding_any(&args.input, args.obs.as_deref())?;
+    let panels = scatter::panels_for(&emb, &args.color).map_err(|e| e.file(&args.input))?;
+    let direct = args.no_umap || (emb.dim == 2 && emb.name.to_lowercase().contains("umap"));
+    let xy = if direct {
+        if emb.dim < 2 {
+            return Err(
+                cellweave::Error::new(format!("{} dimension(s): need 2 to plot", emb.dim))
+                    .file(&args.input),
+            );
+        }
+        (0..emb.n_cells())
+            .flat_map(|i| [emb.row(i)[0], emb.row(i)[1]])
+            .collect()
+    } else {
+        let params = UmapParams {
+            n_neighbors: args.n_neighbors,
+            min_dist: args.min_dist,
+            spread: args.spread,
+            n_epochs: args.n_epochs,
+            seed: args.seed,
+            ..UmapParams::default()
+        };
+        let timer = cli::Timer::start("umap");
+        let xy = umap::umap(&emb.data, emb.dim, &params);
+        timer.done();
+        xy
+    };
+    if let Some(path) = &args.umap_out {
+        let mut provenance = emb.provenance.clone();
+        provenance.push(Step::new("cellweave-plot", args));
+        let out = EmbeddingTable {
+            name: "umap".into(),
+            cell_ids: emb.cell_ids.clone(),
+            obs: emb.obs.clone(),
+            dim: 2,
+            data: xy.clone(),
+            provenance,
+        };
+        match Format::of(path) {
+            Some(Format::Tsv | Format::Csv) => {
+                cellweave::io::dense::write_embedding_tsv(path, &out)?
+            }
+            _ => table::write_embedding(path, &out)?,
+        }
+    }
+    let opts = scatter::ScatterOptions {
+        width: args.width,
+        height: args.height,
+        point_radius: args.point_size,
+        title: args.title.clone(),
+        axes: direct.then(|| {
+            if emb.name.to_lowercase().contains("umap") {
+                ("UMAP1".into(), "UMAP2".into())
+            } else {
+                (format!("{}1", emb.name), format!("{}2", emb.name))
+            }
+        }),
+        seed: args.seed,
+    };
+    plot::save(&scatter::Scatter::new(xy, panels, opts), &args.output)
 }

@@ -1,5 +1,171 @@
-//! cellweave-score (not implemented yet).
-fn main() {
-    eprintln!("cellweave-score: not implemented yet");
-    std::process::exit(2);
+//! cellweave-score: integration metrics (scib-metrics' definitions, the CLAIRE paper's set)
+//! of one or more embeddings, in one comparison table.
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::Step;
+use cellweave::io::{atomic, table, Format};
+use cellweave::metrics::{self, input, report, KnnMode, MetricId, Options};
+use cellweave::{info, Error, Result};
+use clap::Parser;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const TOOL: &str = "cellweave-score";
+
+/// Score how well embeddings mix batches and keep cell types apart (scIB metrics as
+/// scib-metrics defines them, and the CLAIRE paper's set), one row per embedding.
+#[derive(Parser, Serialize, Debug)]
+#[command(name = TOOL, version, about, long_about = None)]
+struct Args {
+    /// Embeddings to score: embedding tables (.arrow/.parquet), cells tables (scored on their
+    /// 50-component PCA: the unintegrated baseline) or TSV embeddings (cell id, then values)
+    #[arg(required = true, value_name = "EMB")]
+    inputs: Vec<PathBuf>,
+    /// Scores table: .arrow/.parquet (long: embedding, metric, value, group), .tsv (wide, one
+    /// row per embedding) or .json
+    #[arg(short, long, value_name = "OUTPUT")]
+    output: PathBuf,
+    /// Per-cell column with the cell types
+    #[arg(long, default_value = "cell_type")]
+    label_key: String,
+    /// Per-cell column with the batches
+    #[arg(long, default_value = "batch")]
+    batch_key: String,
+    /// Labels and batches from this TSV/CSV (cell id first), joined by cell id; needed for TSV
+    /// embeddings
+    #[arg(long, value_name = "OBS")]
+    obs: Option<PathBuf>,
+    /// The unintegrated embedding (or a cells table, PCA 50 inside) for pcr_comparison
+    #[arg(long, value_name = "EMB|CELLS")]
+    unintegrated: Option<PathBuf>,
+    /// Neighbour search: exact (default; free within the all-pairs pass) or approx (HNSW)
+    #[arg(long, value_enum, default_value_t = KnnMode::Exact)]
+    knn: KnnMode,
+    /// Comma-separated metrics or groups (all, scib, claire, bio, batch)
+    #[arg(long, default_value = "all")]
+    metrics: String,
+    /// Also write the wide TSV (default path: OUTPUT with .tsv)
+    #[arg(long, value_name = "TSV", num_args = 0..=1, default_missing_value = "")]
+    tsv: Option<PathBuf>,
+    /// Also write JSON with timings and per-label detail (default path: OUTPUT with .json)
+    #[arg(long, value_name = "JSON", num_args = 0..=1, default_missing_value = "")]
+    json: Option<PathBuf>,
+    /// Min-max scale each metric across the embeddings before aggregating (the default of
+    /// scib-metrics' Benchmarker table; off: raw means, as the reference JSONs)
+    #[arg(long)]
+    min_max_scale: bool,
+    /// k-means restarts (scib-metrics: 1)
+    #[arg(long, default_value_t = 1)]
+    kmeans_n_init: usize,
+    /// Seed of k-means, Leiden and Louvain (and HNSW)
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn sibling(output: &Path, opt: &Option<PathBuf>, ext: &str) -> Option<PathBuf> {
+    opt.as_ref().map(|p| if p.as_os_str().is_empty() { output.with_extension(ext) } else { p.clone() })
+}
+
+fn run(args: &Args) -> Result<()> {
+    cli::init(&args.common);
+    let metrics = MetricId::parse_list(&args.metrics).map_err(|e| e.field("--metrics"))?;
+    let tsv = sibling(&args.output, &args.tsv, "tsv");
+    let json = sibling(&args.output, &args.json, "json");
+    let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).chain(args.obs.as_deref()).chain(args.unintegrated.as_deref()).collect();
+    for out in std::iter::once(&args.output).chain(tsv.iter()).chain(json.iter()) {
+        atomic::check_not_input(out, &inputs)?;
+        match Format::of(out) {
+            Some(Format::Arrow | Format::Parquet | Format::Tsv) => {}
+            _ if out.extension().map(|e| e == "json").unwrap_or(false) => {}
+            _ => return Err(Error::new("unknown output format (expected .arrow, .parquet, .tsv or .json)").file(out)),
+        }
+    }
+    let obs = match &args.obs {
+        Some(p) => Some(cellweave::io::obs::read_obs(p)?),
+        None => None,
+    };
+    let obs_ref = obs.as_ref().zip(args.obs.as_deref());
+    let pre = match &args.unintegrated {
+        Some(p) => {
+            let s = input::read_scorable(p, args.seed)?;
+            info!("unintegrated baseline: {} ({}, {} cells x {})", p.display(), s.kind, s.cell_ids.len(), s.d);
+            Some(s)
+        }
+        None => None,
+    };
+    let opts = Options { metrics, knn: args.knn, seed: args.seed, kmeans_n_init: args.kmeans_n_init };
+    let mut scored: Vec<report::Scored> = Vec::new();
+    for path in &args.inputs {
+        let s = input::read_scorable(path, args.seed)?;
+        let labels = input::codes_for(&s, &args.label_key, obs_ref)?;
+        let batches = input::codes_for(&s, &args.batch_key, obs_ref)?;
+        let pre_x = match &pre {
+            Some(p) => Some(input::align(&s.cell_ids, p)?),
+            None => None,
+        };
+        let mut name = s.name.clone();
+        let mut i = 2;
+        while scored.iter().any(|o| o.name == name) {
+            name = format!("{}_{i}", s.name);
+            i += 1;
+        }
+        info!(
+            "scoring {name} ({}: {} cells x {} dims, {} labels, {} batches)",
+            s.kind,
+            s.cell_ids.len(),
+            s.d,
+            labels.n(),
+            batches.n()
+        );
+        let timer = std::time::Instant::now();
+        let inp = metrics::Input {
+            x: &s.x,
+            d: s.d,
+            labels: &labels,
+            batches: &batches,
+            pre: pre_x.as_deref().zip(pre.as_ref().map(|p| p.d)),
+        };
+        let scores = metrics::score_embedding(&inp, &opts).map_err(|e| e.file(path))?;
+        info!("  total: {:.2} s", timer.elapsed().as_secs_f64());
+        scored.push(report::Scored {
+            name,
+            path: path.display().to_string(),
+            kind: s.kind.to_string(),
+            n_cells: s.cell_ids.len(),
+            dim: s.d,
+            label_names: labels.names.clone(),
+            scores,
+            aggregates: Vec::new(),
+        });
+    }
+    report::add_aggregates(&mut scored, args.min_max_scale);
+    for s in &scored {
+        for (n, v) in s.all_values() {
+            info!("{}\t{n}\t{v:.4}", s.name);
+        }
+    }
+    let params = serde_json::to_value(args)?;
+    let write = |out: &Path| -> Result<()> {
+        match Format::of(out) {
+            Some(Format::Tsv) => report::write_wide_tsv(out, &scored),
+            Some(Format::Arrow | Format::Parquet) => {
+                let f = report::scores_frame(&scored, Step::new(TOOL, args), &args.label_key, &args.batch_key);
+                table::write_frame(out, &f)
+            }
+            _ => report::write_json(out, &report::to_json(&scored, params.clone())),
+        }
+    };
+    write(&args.output)?;
+    for extra in tsv.iter().chain(json.iter()) {
+        write(extra)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::run(TOOL, || run(&args))
 }

@@ -1,5 +1,155 @@
-//! cellweave-train (not implemented yet).
-fn main() {
-    eprintln!("cellweave-train: not implemented yet");
-    std::process::exit(2);
+//! cellweave-train: train a CLAIRE model (MoCo contrastive encoder on mixed-up positive
+//! pairs) and write the model directory and the embedding of every cell.
+
+use cellweave::cli::{self, Common};
+use cellweave::contract::Step;
+use cellweave::Error;
+use cellweave_models::claire::command::{self, TrainOptions};
+use cellweave_models::claire::moco::MocoParams;
+use cellweave_models::claire::train::TrainParams;
+use clap::Parser;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Train CLAIRE on a log-normalized, HVG-subset cells table with the seed pairs and KNN
+/// lists of cellweave-pairs. By default one call runs stage 1, refines the seed pairs with
+/// a Gaussian mixture on their similarities, then continues with stage 2. Writes the model
+/// directory (-o: weights, model card, training state, log) and the embedding (--embedding).
+#[derive(Parser, Serialize, Debug)]
+#[command(name = "cellweave-train", version)]
+struct Args {
+    /// Cells table (log1p values, HVG subset)
+    #[arg(value_name = "CELLS")]
+    cells: PathBuf,
+    /// Pairs table of the same cells (cellweave-pairs or cellweave-refine)
+    #[arg(long, value_name = "PAIRS")]
+    pairs: PathBuf,
+    /// Model directory to write
+    #[arg(short, long, value_name = "MODEL_DIR")]
+    output: PathBuf,
+    /// Embedding table of every cell (.arrow or .parquet)
+    #[arg(long, value_name = "EMB")]
+    embedding: PathBuf,
+    /// Model to train (only claire)
+    #[arg(long, default_value = "claire")]
+    model: String,
+    /// Epochs in this call, stage 1 and 2 together [default: 80, or more on small data so
+    /// that at least --min-steps steps run]
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// With automatic --epochs: run at least this many steps
+    #[arg(long, default_value_t = 1500, value_name = "N")]
+    min_steps: usize,
+    /// Epochs before refinement [default: 3, or more so that at least 100 steps run]
+    #[arg(long, value_name = "N")]
+    stage1_epochs: Option<usize>,
+    /// Do not refine the seed pairs (one stage; for stage-by-stage workflows)
+    #[arg(long)]
+    no_refine: bool,
+    /// Keep seed pairs whose posterior of the high-similarity component is at least this
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    refine_threshold: f64,
+    /// Continue the training state of this model directory (epochs keep counting)
+    #[arg(long, value_name = "MODEL_DIR")]
+    init: Option<PathBuf>,
+    /// Continue an interrupted run of -o from its last checkpoint (exactly)
+    #[arg(long)]
+    resume: bool,
+    /// Write a checkpoint every N epochs (0: only at the end)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    checkpoint_every: usize,
+    /// Also write the per-epoch training log here (.arrow, .parquet or .tsv)
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// cpu, or cuda[:N] (needs a build with --features cuda)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Anchor cells per step (each gives two views); the last partial batch is dropped
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    batch_size: usize,
+    /// Adam learning rate
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Adam L2 weight decay
+    #[arg(long, default_value_t = 1e-5)]
+    weight_decay: f64,
+    /// Mix-up coefficients are drawn from U(alpha, 1)
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f32,
+    /// Embedding dimensions
+    #[arg(long, default_value_t = 128)]
+    latent: usize,
+    /// Negatives in the MoCo queue
+    #[arg(long, default_value_t = 2048)]
+    queue: usize,
+    /// Softmax temperature
+    #[arg(long, default_value_t = 0.07)]
+    temperature: f64,
+    /// Key encoder momentum
+    #[arg(long, default_value_t = 0.999)]
+    momentum: f32,
+    /// Dropout after the first two layers
+    #[arg(long, default_value_t = 0.3)]
+    dropout: f32,
+    /// Per-cell labels for the seed-accuracy report (never used for training)
+    #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
+    labels: String,
+    /// Stop after this many epochs as if killed (tests crash recovery)
+    #[arg(long, hide = true, value_name = "N")]
+    #[serde(skip)]
+    stop_after_epoch: Option<usize>,
+    #[command(flatten)]
+    #[serde(skip)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    cli::run("cellweave-train", || {
+        let a = Args::parse();
+        cli::init(&a.common);
+        if a.model != "claire" {
+            return Err(
+                Error::new(format!("unknown model '{}' (expected claire)", a.model)).field("model"),
+            );
+        }
+        let defaults = TrainParams::default();
+        let params = TrainParams {
+            epochs: a.epochs,
+            min_steps: a.min_steps,
+            stage1_epochs: a.stage1_epochs,
+            refine: !a.no_refine,
+            refine_threshold: a.refine_threshold,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            weight_decay: a.weight_decay,
+            alpha: a.alpha,
+            latent: a.latent,
+            moco: MocoParams {
+                momentum: a.momentum,
+                temperature: a.temperature,
+                queue_size: a.queue,
+                dropout: a.dropout,
+            },
+            seed: a.seed,
+            ..defaults
+        };
+        let opts = TrainOptions {
+            cells: a.cells.clone(),
+            pairs: a.pairs.clone(),
+            model_dir: a.output.clone(),
+            embedding: a.embedding.clone(),
+            params,
+            init: a.init.clone(),
+            resume: a.resume,
+            checkpoint_every: a.checkpoint_every,
+            log: a.log.clone(),
+            device: a.device.clone(),
+            labels: a.labels.clone(),
+            stop_after: a.stop_after_epoch,
+        };
+        command::train(&opts, &Step::new("cellweave-train", &a))
+    })
 }

@@ -73,12 +73,13 @@ def mem(kind):
     return config["mem_mb"].get(kind, config["mem_mb"]["default"])
 
 
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
 def inputs_of(name):
     d = ds(name)
-    if "input" not in d:
-        return []
-    items = d["input"] if isinstance(d["input"], list) else [d["input"]]
-    return [expand_path(p) for p in items]
+    return [expand_path(p) for p in as_list(d["input"])] if "input" in d else []
 
 
 def obs_of(name):
@@ -93,7 +94,7 @@ def _open_text(path):
 def _batches_from_obs(name):
     d = ds(name)
     path = obs_of(name)[0]
-    key = d["batch_key"]
+    key = d.get("batch_key", "batch")
     try:
         with _open_text(path) as fh:
             rows = csv.reader(fh, delimiter="\t")
@@ -115,10 +116,9 @@ def batches_of(name):
     if "batches" in d:
         return list(d["batches"])
     if "batch" in d:
-        return [d["batch"]]
-    if "simulate" in d:
-        n = d["simulate"]["batches"]
-        return [f"batch{i}" for i in range(n)]
+        return sorted(set(as_list(d["batch"])))
+    if "simulate" in d:  # cellweave-simulate names its batches b0, b1, ...
+        return [f"b{i}" for i in range(d["simulate"]["batches"])]
     if "obs" in d:
         return _batches_from_obs(name)
     return None
@@ -167,6 +167,22 @@ def targets_of(name):
     return t
 
 
+def intermediates_of(name):
+    """Every intermediate output, also a default target: they are kept for inspection, and
+    requesting them means that deleting one re-runs it and then exactly what depends on it."""
+    base = f"{OUT}/{name}"
+    files = ["01_raw.arrow", "02_filtered.arrow", "02_qc.tsv", "02_genes_qc.tsv", "03_normalized.arrow"]
+    files += ["04_hvg.arrow", "04_hvg_genes.arrow", "05_pairs.arrow"]
+    if is_scattered(name):
+        files += [f"05_pairs/{s}.arrow" for s in shards_of(name)] + ["05_pairs/knn.arrow"]
+    for prefix in ["06_stage1", "08_claire"]:
+        files += [f"{prefix}_model", f"{prefix}_embedding.arrow", f"{prefix}_log.arrow"]
+    files += ["07_refined_pairs.arrow", "09_umap.arrow"]
+    if ds(name)["impute"]:
+        files += ["10_impute_model", "10_impute_log.arrow"]
+    return [f"{base}/{f}" for f in files]
+
+
 def gpu_resources():
     return {"gpu": 1} if config["train"]["device"] == "cuda" else {}
 
@@ -182,24 +198,35 @@ def import_args(name):
         for x in [
             flags(
                 ("obs", obs[0] if obs else None),
-                ("batch-key", None if "batch" in d else d["batch_key"]),
-                ("batch", d.get("batch")),
+                ("batch-key", d.get("batch_key")),
                 ("layer", d.get("counts_layer")),
                 ("make-unique", config["import"]["make_unique"]),
+                ("join", config["import"]["join"]),
             ),
+            " ".join(flag("batch", b) for b in as_list(d.get("batch", []))),
             extra("import"),
         ]
         if x
     )
 
 
-def pairs_args():
-    return " ".join(x for x in [flag("space", config["pairs"]["space"]), extra("pairs")] if x)
+def pairs_args(name):
+    # --labels only feeds the seed-accuracy report in the log; labels never steer the pairs.
+    return " ".join(
+        x for x in [flags(("space", config["pairs"]["space"]), ("labels", label_key(name))), extra("pairs")] if x
+    )
 
 
-def train_args():
+def train_args(name, epochs):
     t = config["train"]
-    return " ".join(x for x in [flags(("device", t["device"]), ("seed", t["seed"])), extra("train")] if x)
+    return " ".join(
+        x
+        for x in [
+            flags(("epochs", epochs), ("device", t["device"]), ("seed", t["seed"]), ("labels", label_key(name))),
+            extra("train"),
+        ]
+        if x
+    )
 
 
 def colors(name):

@@ -16,7 +16,7 @@ rule pairs_shard:
         shard=r"[^/]+--[^/]+|pair\d+",
     params:
         tool=tool("pairs"),
-        args=pairs_args(),
+        args=lambda w: pairs_args(w.name),
         a=lambda w: shlex.quote(shards_of(w.name)[w.shard][0]),
         b=lambda w: shlex.quote(shards_of(w.name)[w.shard][1]),
     threads: config["threads"]
@@ -39,7 +39,7 @@ rule pairs_knn:
         f"{OUT}/{{name}}/benchmarks/05_pairs_knn.tsv"
     params:
         tool=tool("pairs"),
-        args=pairs_args(),
+        args=lambda w: pairs_args(w.name),
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
@@ -84,7 +84,7 @@ rule pairs_all:
         name=names_where(lambda n: not is_scattered(n)),
     params:
         tool=tool("pairs"),
-        args=pairs_args(),
+        args=lambda w: pairs_args(w.name),
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
@@ -107,21 +107,21 @@ rule train_stage1:
         f"{OUT}/{{name}}/benchmarks/06_train_stage1.tsv"
     params:
         tool=tool("train"),
-        args=train_args(),
-        epochs=config["train"]["stage1_epochs"],
+        args=lambda w: train_args(w.name, config["train"]["stage1_epochs"]),
     threads: config["threads"]
     resources:
         mem_mb=mem("train"),
         **gpu_resources(),
     shell:
-        "{params.tool} {input.cells:q} --pairs {input.pairs:q} --epochs {params.epochs} --no-refine"
-        " {params.args} --threads {threads} --embedding {output.embedding:q}"
-        " --log-out {output.history:q} -o {output.model:q} > {log:q} 2>&1"
+        "{params.tool} {input.cells:q} --pairs {input.pairs:q} --no-refine {params.args}"
+        " --threads {threads} --embedding {output.embedding:q}"
+        " --log {output.history:q} -o {output.model:q} > {log:q} 2>&1"
 
 
 rule refine:
     message: "{wildcards.name}: refine the seed pairs"
     input:
+        cells=f"{OUT}/{{name}}/04_hvg.arrow",
         pairs=f"{OUT}/{{name}}/05_pairs.arrow",
         embedding=f"{OUT}/{{name}}/06_stage1_embedding.arrow",
     output:
@@ -132,12 +132,16 @@ rule refine:
         f"{OUT}/{{name}}/benchmarks/07_refine.tsv"
     params:
         tool=tool("refine"),
-        args=" ".join(x for x in [flag("threshold", config["refine"]["threshold"]), extra("refine")] if x),
+        args=lambda w: " ".join(
+            x
+            for x in [flags(("threshold", config["refine"]["threshold"]), ("labels", label_key(w.name))), extra("refine")]
+            if x
+        ),
     threads: 1
     resources:
         mem_mb=mem("default"),
     shell:
-        "{params.tool} {input.pairs:q} --embedding {input.embedding:q} {params.args}"
+        "{params.tool} {input.cells:q} --pairs {input.pairs:q} --embedding {input.embedding:q} {params.args}"
         " -o {output:q} > {log:q} 2>&1"
 
 
@@ -148,23 +152,22 @@ rule train_stage2:
         pairs=f"{OUT}/{{name}}/07_refined_pairs.arrow",
         init=f"{OUT}/{{name}}/06_stage1_model",
     output:
-        model=directory(f"{OUT}/{{name}}/08_model"),
-        embedding=f"{OUT}/{{name}}/08_claire.arrow",
-        history=f"{OUT}/{{name}}/08_train_log.arrow",
+        model=directory(f"{OUT}/{{name}}/08_claire_model"),
+        embedding=f"{OUT}/{{name}}/08_claire_embedding.arrow",
+        history=f"{OUT}/{{name}}/08_claire_log.arrow",
     log:
         f"{OUT}/{{name}}/logs/08_train_stage2.log",
     benchmark:
         f"{OUT}/{{name}}/benchmarks/08_train_stage2.tsv"
     params:
         tool=tool("train"),
-        args=train_args(),
-        epochs=config["train"]["epochs"],
+        args=lambda w: train_args(w.name, config["train"]["epochs"]),
     threads: config["threads"]
     resources:
         mem_mb=mem("train"),
         **gpu_resources(),
     shell:
         "{params.tool} {input.cells:q} --pairs {input.pairs:q} --init {input.init:q}"
-        " --epochs {params.epochs} --no-refine {params.args} --threads {threads}"
-        " --embedding {output.embedding:q} --log-out {output.history:q}"
+        " --no-refine {params.args} --threads {threads}"
+        " --embedding {output.embedding:q} --log {output.history:q}"
         " -o {output.model:q} > {log:q} 2>&1"

@@ -57,6 +57,7 @@ rule filter_cells:
     output:
         cells=f"{OUT}/{{name}}/02_filtered.arrow",
         report=f"{OUT}/{{name}}/02_qc.tsv",
+        genes=f"{OUT}/{{name}}/02_genes_qc.tsv",
     log:
         f"{OUT}/{{name}}/logs/02_filter.log",
     benchmark:
@@ -72,6 +73,7 @@ rule filter_cells:
                     ("min-counts", config["filter"]["min_counts"]),
                     ("max-counts", config["filter"]["max_counts"]),
                     ("max-mito-pct", config["filter"]["max_mito_pct"]),
+                    ("mito-prefix", config["filter"]["mito_prefix"]),
                 ),
                 extra("filter"),
             ]
@@ -80,7 +82,7 @@ rule filter_cells:
     resources:
         mem_mb=mem("default"),
     shell:
-        "{params.tool} {input:q} {params.args} --report {output.report:q}"
+        "{params.tool} {input:q} {params.args} --qc-report {output.report:q} --genes-out {output.genes:q}"
         " -o {output.cells:q} > {log:q} 2>&1"
 
 

@@ -4,7 +4,7 @@
 rule plot:
     message: "{wildcards.name}: UMAP of the integrated embedding"
     input:
-        f"{OUT}/{{name}}/08_claire.arrow",
+        f"{OUT}/{{name}}/08_claire_embedding.arrow",
     output:
         png=f"{OUT}/{{name}}/umap.png",
         umap=f"{OUT}/{{name}}/09_umap.arrow",
@@ -28,8 +28,8 @@ rule export:
     message: "{wildcards.name}: export integrated.h5ad"
     input:
         cells=f"{OUT}/{{name}}/04_hvg.arrow",
-        counts=f"{OUT}/{{name}}/01_raw.arrow",
-        claire=f"{OUT}/{{name}}/08_claire.arrow",
+        counts=f"{OUT}/{{name}}/02_filtered.arrow",
+        claire=f"{OUT}/{{name}}/08_claire_embedding.arrow",
         umap=f"{OUT}/{{name}}/09_umap.arrow",
     output:
         f"{OUT}/{{name}}/integrated.h5ad",
@@ -51,7 +51,7 @@ rule export:
 rule score:
     message: "{wildcards.name}: scIB metrics"
     input:
-        embedding=f"{OUT}/{{name}}/08_claire.arrow",
+        embedding=f"{OUT}/{{name}}/08_claire_embedding.arrow",
         unintegrated=f"{OUT}/{{name}}/04_hvg.arrow",
     output:
         f"{OUT}/{{name}}/scores.tsv",

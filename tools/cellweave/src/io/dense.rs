@@ -34,7 +34,12 @@ pub fn transpose(m: &Csr) -> Csr {
             next[c as usize] += 1;
         }
     }
-    Csr { n_cols: nr, indptr: counts, indices, data }
+    Csr {
+        n_cols: nr,
+        indptr: counts,
+        indices,
+        data,
+    }
 }
 
 fn unquote(s: &[u8]) -> &[u8] {
@@ -73,7 +78,13 @@ fn read_dense_inner(path: &Path, genes_as_rows: bool, values: ValueKind) -> Resu
     let mut line = 0usize;
     let mut corner_checked = false;
     for block in LineBlocks::open(path)? {
-        let block = block.map_err(|e| Error::new(format!("line {}: unreadable ({e}; truncated or corrupt file?)", line + 1)))?;
+        let block = block.map_err(|e| {
+            Error::new(format!(
+                "line {}: unreadable ({e}; truncated or corrupt file?)",
+                line + 1
+            ))
+            .field("values")
+        })?;
         for raw in block.split(|&b| b == b'\n') {
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             if raw.is_empty() {
@@ -82,7 +93,8 @@ fn read_dense_inner(path: &Path, genes_as_rows: bool, values: ValueKind) -> Resu
             }
             line += 1;
             let Some(head) = &mut header else {
-                let text = std::str::from_utf8(raw).map_err(|_| Error::new("line 1: header is not UTF-8 text"))?;
+                let text = std::str::from_utf8(raw)
+                    .map_err(|_| Error::new("line 1: header is not UTF-8 text").field("header"))?;
                 let h = split_record(text, delim);
                 m.n_cols = h.len();
                 header = Some(h);
@@ -91,7 +103,10 @@ fn read_dense_inner(path: &Path, genes_as_rows: bool, values: ValueKind) -> Resu
             let mut fields = raw.split(|&b| b == delim);
             let id = unquote(fields.next().unwrap_or(b""));
             if id.is_empty() {
-                return Err(Error::new(format!("line {line}: empty {} id in the first field", if genes_as_rows { "gene" } else { "cell" })));
+                return Err(Error::new(format!(
+                    "line {line}: empty {} id in the first field",
+                    if genes_as_rows { "gene" } else { "cell" }
+                )));
             }
             let mut n = 0usize;
             for (col, f) in fields.enumerate() {
@@ -130,17 +145,24 @@ fn read_dense_inner(path: &Path, genes_as_rows: bool, values: ValueKind) -> Resu
                     n,
                     head.len(),
                     if genes_as_rows { "cell" } else { "gene" }
-                )));
+                ))
+                .field("values"));
             }
             row_ids.push(String::from_utf8_lossy(id).into_owned());
             m.indptr.push(m.indices.len() as u64);
         }
     }
-    let Some(header) = header else { return Err(Error::new("empty file (expected a header row)")) };
+    let Some(header) = header else {
+        return Err(Error::new("empty file (expected a header row)").field("header"));
+    };
     if row_ids.is_empty() {
-        return Err(Error::new("no rows after the header"));
+        return Err(Error::new("no rows after the header").field("values"));
     }
-    let (cell_ids, genes, x) = if genes_as_rows { (header, row_ids, transpose(&m)) } else { (row_ids, header, m) };
+    let (cell_ids, genes, x) = if genes_as_rows {
+        (header, row_ids, transpose(&m))
+    } else {
+        (row_ids, header, m)
+    };
     let stem = super::import::stem_of(path);
     Ok(CellsTable {
         batch: Categorical::constant(&stem, cell_ids.len()),
@@ -270,13 +292,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("m.tsv");
         std::fs::write(&p, "id\tg1\tg2\nc1\t1\t2\nc2\t1\n").unwrap();
-        let e = read_dense(&p, false, ValueKind::Counts).unwrap_err().to_string();
+        let e = read_dense(&p, false, ValueKind::Counts)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3") && e.contains("m.tsv"), "{e}");
         std::fs::write(&p, "id\tg1\tg2\nc1\t1\t-2\n").unwrap();
-        let e = read_dense(&p, false, ValueKind::Counts).unwrap_err().to_string();
+        let e = read_dense(&p, false, ValueKind::Counts)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("field 'values'") && e.contains("line 2"), "{e}");
         std::fs::write(&p, "id\tg1\tg2\nc1\t1\tNaN\n").unwrap();
-        let e = read_dense(&p, false, ValueKind::Counts).unwrap_err().to_string();
+        let e = read_dense(&p, false, ValueKind::Counts)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("field 'values'"), "{e}");
     }
 }

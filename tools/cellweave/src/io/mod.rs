@@ -40,7 +40,9 @@ impl Format {
     }
 }
 pub mod dense;
+pub mod export;
 pub mod h5ad;
+pub mod import;
 pub mod mtx;
 pub mod obs;
 pub mod tenx_h5;

@@ -37,7 +37,10 @@ pub struct MtxFiles {
 }
 
 fn first_existing(dir: &Path, prefix: &str, names: &[&str]) -> Option<PathBuf> {
-    names.iter().map(|n| dir.join(format!("{prefix}{n}"))).find(|p| p.is_file())
+    names
+        .iter()
+        .map(|n| dir.join(format!("{prefix}{n}")))
+        .find(|p| p.is_file())
 }
 
 /// Locate the files of a 10x folder, or of a `<prefix>matrix.mtx[.gz]` file and its
@@ -46,10 +49,20 @@ pub fn locate(path: &Path) -> Result<MtxFiles> {
     let (dir, prefix) = if path.is_dir() {
         (path.to_path_buf(), String::new())
     } else {
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let stem = name.strip_suffix(".gz").unwrap_or(&name);
-        let prefix = stem.strip_suffix("matrix.mtx").or_else(|| stem.strip_suffix(".mtx")).unwrap_or("").to_string();
-        (path.parent().map(Path::to_path_buf).unwrap_or_default(), prefix)
+        let prefix = stem
+            .strip_suffix("matrix.mtx")
+            .or_else(|| stem.strip_suffix(".mtx"))
+            .unwrap_or("")
+            .to_string();
+        (
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            prefix,
+        )
     };
     let matrix = if path.is_dir() {
         first_existing(&dir, "", &["matrix.mtx.gz", "matrix.mtx"])
@@ -58,65 +71,120 @@ pub fn locate(path: &Path) -> Result<MtxFiles> {
     };
     let missing = |what: &str| {
         Error::new(format!("no {what} found (expected a 10x folder with matrix.mtx[.gz], features.tsv[.gz] or genes.tsv[.gz], and barcodes.tsv[.gz])"))
+            .field(what.to_string())
             .file(path)
     };
     let matrix = matrix.ok_or_else(|| missing("matrix.mtx[.gz]"))?;
-    let features = first_existing(&dir, &prefix, &["features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"])
-        .ok_or_else(|| missing(&format!("{prefix}features.tsv[.gz] or {prefix}genes.tsv[.gz]")))?;
-    let barcodes =
-        first_existing(&dir, &prefix, &["barcodes.tsv.gz", "barcodes.tsv"]).ok_or_else(|| missing(&format!("{prefix}barcodes.tsv[.gz]")))?;
-    let obs = if path.is_dir() { first_existing(&dir, "", &["obs.tsv"]) } else { None };
-    Ok(MtxFiles { matrix, features, barcodes, obs })
+    let features = first_existing(
+        &dir,
+        &prefix,
+        &[
+            "features.tsv.gz",
+            "features.tsv",
+            "genes.tsv.gz",
+            "genes.tsv",
+        ],
+    )
+    .ok_or_else(|| {
+        missing(&format!(
+            "{prefix}features.tsv[.gz] or {prefix}genes.tsv[.gz]"
+        ))
+    })?;
+    let barcodes = first_existing(&dir, &prefix, &["barcodes.tsv.gz", "barcodes.tsv"])
+        .ok_or_else(|| missing(&format!("{prefix}barcodes.tsv[.gz]")))?;
+    let obs = if path.is_dir() {
+        first_existing(&dir, "", &["obs.tsv"])
+    } else {
+        None
+    };
+    Ok(MtxFiles {
+        matrix,
+        features,
+        barcodes,
+        obs,
+    })
 }
 
 /// Gene ids and names from `features.tsv` (id, name, type) or `genes.tsv` (id, name); a
 /// single column is both id and name.
 pub fn read_features(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
-    let lines = read_lines(path)?;
+    let lines = read_lines(path).map_err(|e| e.field("gene_ids"))?;
     let mut ids = Vec::with_capacity(lines.len());
     let mut names = Vec::with_capacity(lines.len());
-    let n = lines.iter().rposition(|l| !l.is_empty()).map(|i| i + 1).unwrap_or(0);
+    let n = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map(|i| i + 1)
+        .unwrap_or(0);
     for (i, line) in lines[..n].iter().enumerate() {
         let mut f = line.split('\t');
         let id = f.next().unwrap_or("");
         if id.is_empty() {
-            return Err(Error::new(format!("line {}: empty gene id (expected 'id<TAB>name[<TAB>type]')", i + 1)).field("gene_id").file(path));
+            return Err(Error::new(format!(
+                "line {}: empty gene id (expected 'id<TAB>name[<TAB>type]')",
+                i + 1
+            ))
+            .field("gene_id")
+            .file(path));
         }
         let name = f.next().filter(|s| !s.is_empty()).unwrap_or(id);
         ids.push(id.to_string());
         names.push(name.to_string());
     }
     if ids.is_empty() {
-        return Err(Error::new("no genes (expected one line per gene)").file(path));
+        return Err(Error::new("no genes (expected one line per gene)")
+            .field("gene_ids")
+            .file(path));
     }
     Ok((ids, names))
 }
 
 /// Cell barcodes: the first column of `barcodes.tsv`.
 pub fn read_barcodes(path: &Path) -> Result<Vec<String>> {
-    let lines = read_lines(path)?;
-    let n = lines.iter().rposition(|l| !l.is_empty()).map(|i| i + 1).unwrap_or(0);
+    let lines = read_lines(path).map_err(|e| e.field("cell_id"))?;
+    let n = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let mut out = Vec::with_capacity(n);
     for (i, line) in lines[..n].iter().enumerate() {
         let id = line.split('\t').next().unwrap_or("");
         if id.is_empty() {
-            return Err(Error::new(format!("line {}: empty barcode (expected one cell id per line)", i + 1)).field("cell_id").file(path));
+            return Err(Error::new(format!(
+                "line {}: empty barcode (expected one cell id per line)",
+                i + 1
+            ))
+            .field("cell_id")
+            .file(path));
         }
         out.push(id.to_string());
     }
     if out.is_empty() {
-        return Err(Error::new("no barcodes (expected one cell id per line)").file(path));
+        return Err(Error::new("no barcodes (expected one cell id per line)")
+            .field("cell_id")
+            .file(path));
     }
     Ok(out)
 }
 
 /// Read a 10x MTX folder (see [`locate`]) into a cells table with one batch named after
 /// the folder; `orientation` None = decide from the number of genes and barcodes.
-pub fn read_mtx_dir(path: &Path, orientation: Option<Orientation>, values: ValueKind) -> Result<CellsTable> {
+pub fn read_mtx_dir(
+    path: &Path,
+    orientation: Option<Orientation>,
+    values: ValueKind,
+) -> Result<CellsTable> {
     let files = locate(path)?;
     let (gene_ids, gene_names) = read_features(&files.features)?;
     let cell_ids = read_barcodes(&files.barcodes)?;
-    let x = read_matrix(&files.matrix, cell_ids.len(), gene_ids.len(), orientation, values == ValueKind::Counts)?;
+    let x = read_matrix(
+        &files.matrix,
+        cell_ids.len(),
+        gene_ids.len(),
+        orientation,
+        values == ValueKind::Counts,
+    )?;
     let stem = super::import::stem_of(path);
     Ok(CellsTable {
         batch: Categorical::constant(&stem, cell_ids.len()),
@@ -158,8 +226,16 @@ impl LineBlocks {
                             break;
                         }
                         Ok(n) => block.truncate(start + n),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => block.truncate(start),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                            block.truncate(start)
+                        }
                         Err(e) => {
+                            // Hand over the whole lines read so far, so that the error names the line reached.
+                            block.truncate(start);
+                            if let Some(p) = block.iter().rposition(|&b| b == b'\n') {
+                                block.truncate(p + 1);
+                                let _ = tx.send(Ok(block));
+                            }
                             let _ = tx.send(Err(e.to_string()));
                             return;
                         }
@@ -216,16 +292,26 @@ fn parse_banner(line: &str) -> std::result::Result<Field, String> {
         return Err(format!("not a MatrixMarket file: the first line is '{}' (expected '%%MatrixMarket matrix coordinate integer general')", line.chars().take(60).collect::<String>()));
     }
     if t[1] != "matrix" || t[2] != "coordinate" {
-        return Err(format!("'{} {}' is not supported (expected 'matrix coordinate')", t[1], t[2]));
+        return Err(format!(
+            "'{} {}' is not supported (expected 'matrix coordinate')",
+            t[1], t[2]
+        ));
     }
     let field = match t[3].as_str() {
         "integer" => Field::Integer,
         "real" | "double" => Field::Real,
         "pattern" => Field::Pattern,
-        other => return Err(format!("value type '{other}' is not supported (expected integer, real or pattern)")),
+        other => {
+            return Err(format!(
+                "value type '{other}' is not supported (expected integer, real or pattern)"
+            ))
+        }
     };
     if t[4] != "general" {
-        return Err(format!("symmetry '{}' is not supported (expected 'general')", t[4]));
+        return Err(format!(
+            "symmetry '{}' is not supported (expected 'general')",
+            t[4]
+        ));
     }
     Ok(field)
 }
@@ -303,7 +389,12 @@ impl Coo {
             }
             self.cells = Vec::new();
         }
-        let mut m = Csr { n_cols: n_genes, indptr, indices: self.genes, data: self.vals };
+        let mut m = Csr {
+            n_cols: n_genes,
+            indptr,
+            indices: self.genes,
+            data: self.vals,
+        };
         *dups = sort_rows(&mut m);
         m
     }
@@ -386,7 +477,10 @@ impl Scan<'_> {
         while self.p < self.s.len() && !matches!(self.s[self.p], b' ' | b'\t' | b'\n' | b'\r') {
             self.p += 1;
         }
-        std::str::from_utf8(&self.s[start..self.p]).ok()?.parse::<f64>().ok()
+        std::str::from_utf8(&self.s[start..self.p])
+            .ok()?
+            .parse::<f64>()
+            .ok()
     }
     /// Skip to the end of the line; false if anything but blanks came before it.
     #[inline]
@@ -405,18 +499,36 @@ impl Scan<'_> {
         false
     }
     fn rest_of_line(&self, from: usize) -> String {
-        let end = self.s[from..].iter().position(|&b| b == b'\n').map(|e| from + e).unwrap_or(self.s.len());
-        String::from_utf8_lossy(&self.s[from..end.min(from + 60)]).trim_end().to_string()
+        let end = self.s[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|e| from + e)
+            .unwrap_or(self.s.len());
+        String::from_utf8_lossy(&self.s[from..end.min(from + 60)])
+            .trim_end()
+            .to_string()
     }
 }
 
 /// Read a MatrixMarket coordinate file into a cells x genes CSR, checking its size against
 /// the numbers of barcodes and genes. With `counts`, negative or non-finite values are errors.
-pub fn read_matrix(path: &Path, n_cells: usize, n_genes: usize, orientation: Option<Orientation>, counts: bool) -> Result<Csr> {
+pub fn read_matrix(
+    path: &Path,
+    n_cells: usize,
+    n_genes: usize,
+    orientation: Option<Orientation>,
+    counts: bool,
+) -> Result<Csr> {
     read_matrix_inner(path, n_cells, n_genes, orientation, counts).map_err(|e| e.file(path))
 }
 
-fn read_matrix_inner(path: &Path, n_cells: usize, n_genes: usize, orientation: Option<Orientation>, counts: bool) -> Result<Csr> {
+fn read_matrix_inner(
+    path: &Path,
+    n_cells: usize,
+    n_genes: usize,
+    orientation: Option<Orientation>,
+    counts: bool,
+) -> Result<Csr> {
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let gz = super::obs::is_gzip(path)?;
     let mut header: Option<Header> = None;
@@ -427,34 +539,68 @@ fn read_matrix_inner(path: &Path, n_cells: usize, n_genes: usize, orientation: O
     let mut cells_are_rows = false;
     let err_at = |line: u64, msg: String| Error::new(format!("line {}: {msg}", line + 1));
     for block in LineBlocks::open(path)? {
-        let block = block.map_err(|e| err_at(line, format!("unreadable ({e}; truncated or corrupt file?)")))?;
+        let block = block.map_err(|e| {
+            err_at(
+                line,
+                format!("unreadable ({e}; truncated or corrupt file?)"),
+            )
+            .field("entries")
+        })?;
         let mut sc = Scan { s: &block, p: 0 };
         // Header lines: banner, comments, size line.
         while header.is_none() && sc.p < block.len() {
-            let end = block[sc.p..].iter().position(|&b| b == b'\n').map(|e| sc.p + e).unwrap_or(block.len());
-            let text = String::from_utf8_lossy(&block[sc.p..end]).trim_end_matches('\r').to_string();
+            let end = block[sc.p..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|e| sc.p + e)
+                .unwrap_or(block.len());
+            let text = String::from_utf8_lossy(&block[sc.p..end])
+                .trim_end_matches('\r')
+                .to_string();
             sc.p = (end + 1).min(block.len());
             line += 1;
             match banner {
-                None => banner = Some(parse_banner(&text).map_err(|m| err_at(line - 1, m))?),
+                None => {
+                    banner =
+                        Some(parse_banner(&text).map_err(|m| err_at(line - 1, m).field("header"))?)
+                }
                 Some(field) => {
                     if text.starts_with('%') || text.trim().is_empty() {
                         continue;
                     }
-                    let nums: Vec<u64> = text.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+                    let nums: Vec<u64> = text
+                        .split_whitespace()
+                        .filter_map(|t| t.parse().ok())
+                        .collect();
                     if nums.len() != 3 || text.split_whitespace().count() != 3 {
-                        return Err(err_at(line - 1, format!("size line is '{text}' (expected 'rows columns entries')")));
+                        return Err(err_at(
+                            line - 1,
+                            format!("size line is '{text}' (expected 'rows columns entries')"),
+                        )
+                        .field("header"));
                     }
-                    let h = Header { rows: nums[0], cols: nums[1], nnz: nums[2], field };
-                    cells_are_rows = decide_orientation(&h, n_cells, n_genes, orientation)?;
+                    let h = Header {
+                        rows: nums[0],
+                        cols: nums[1],
+                        nnz: nums[2],
+                        field,
+                    };
+                    cells_are_rows = decide_orientation(&h, n_cells, n_genes, orientation)
+                        .map_err(|e| e.field("shape"))?;
                     let per_entry = if gz { 1.0 } else { 6.0 };
-                    let cap = if gz { h.nnz } else { ((file_len as f64 / per_entry) as u64).min(h.nnz) };
+                    let cap = if gz {
+                        h.nnz
+                    } else {
+                        ((file_len as f64 / per_entry) as u64).min(h.nnz)
+                    };
                     coo = Some(Coo::new(n_cells, cap as usize));
                     header = Some(h);
                 }
             }
         }
-        let (Some(h), Some(coo)) = (header, coo.as_mut()) else { continue };
+        let (Some(h), Some(coo)) = (header, coo.as_mut()) else {
+            continue;
+        };
         let (nr, nc) = (h.rows, h.cols);
         while sc.p < block.len() {
             let start = sc.p;
@@ -464,10 +610,24 @@ fn read_matrix_inner(path: &Path, n_cells: usize, n_genes: usize, orientation: O
                 continue;
             }
             let bad = |sc: &Scan, what: &str| {
-                err_at(line, format!("expected {what}, found '{}'", sc.rest_of_line(start))).field("entries")
+                err_at(
+                    line,
+                    format!("expected {what}, found '{}'", sc.rest_of_line(start)),
+                )
+                .field("entries")
             };
-            let Some(r) = sc.uint() else { return Err(bad(&sc, "'row column value' (positive integers then a number)")) };
-            let Some(c) = sc.uint() else { return Err(bad(&sc, "'row column value' (positive integers then a number)")) };
+            let Some(r) = sc.uint() else {
+                return Err(bad(
+                    &sc,
+                    "'row column value' (positive integers then a number)",
+                ));
+            };
+            let Some(c) = sc.uint() else {
+                return Err(bad(
+                    &sc,
+                    "'row column value' (positive integers then a number)",
+                ));
+            };
             let v = if h.field == Field::Pattern {
                 1.0
             } else {
@@ -477,25 +637,45 @@ fn read_matrix_inner(path: &Path, n_cells: usize, n_genes: usize, orientation: O
                 }
             };
             if !sc.end_of_line() {
-                return Err(bad(&sc, &format!("{} fields", if h.field == Field::Pattern { 2 } else { 3 })));
+                return Err(bad(
+                    &sc,
+                    &format!("{} fields", if h.field == Field::Pattern { 2 } else { 3 }),
+                ));
             }
             if r == 0 || r > nr || c == 0 || c > nc {
                 return Err(err_at(line, format!("entry ({r}, {c}) is outside the {nr} x {nc} matrix declared in the size line")).field("entries"));
             }
             if counts && !(v >= 0.0 && v.is_finite()) {
-                return Err(err_at(line, format!("value {v} is not a raw count (expected a finite non-negative number)")).field("values"));
+                return Err(err_at(
+                    line,
+                    format!("value {v} is not a raw count (expected a finite non-negative number)"),
+                )
+                .field("values"));
             }
             seen += 1;
             if seen > h.nnz {
-                return Err(err_at(line, format!("more entries than the {} declared in the size line", h.nnz)).field("entries"));
+                return Err(err_at(
+                    line,
+                    format!("more entries than the {} declared in the size line", h.nnz),
+                )
+                .field("entries"));
             }
-            let (cell, gene) = if cells_are_rows { (r - 1, c - 1) } else { (c - 1, r - 1) };
+            let (cell, gene) = if cells_are_rows {
+                (r - 1, c - 1)
+            } else {
+                (c - 1, r - 1)
+            };
             coo.push(cell as u32, gene as u32, v as f32);
             line += 1;
         }
     }
     let Some(h) = header else {
-        return Err(Error::new(if banner.is_none() { "empty file (expected a MatrixMarket header)" } else { "no size line (truncated file?)" }));
+        return Err(Error::new(if banner.is_none() {
+            "empty file (expected a MatrixMarket header)"
+        } else {
+            "no size line (truncated file?)"
+        })
+        .field("header"));
     };
     if seen < h.nnz {
         return Err(Error::new(format!(
@@ -508,17 +688,26 @@ fn read_matrix_inner(path: &Path, n_cells: usize, n_genes: usize, orientation: O
     let mut dups = 0;
     let m = coo.unwrap().finish(n_genes, &mut dups);
     if dups > 0 {
-        crate::info!("{}: {dups} repeated (cell, gene) entries were summed", path.display());
+        crate::info!(
+            "{}: {dups} repeated (cell, gene) entries were summed",
+            path.display()
+        );
     }
     Ok(m)
 }
 
 /// True when the matrix rows are cells.
-fn decide_orientation(h: &Header, n_cells: usize, n_genes: usize, forced: Option<Orientation>) -> Result<bool> {
+fn decide_orientation(
+    h: &Header,
+    n_cells: usize,
+    n_genes: usize,
+    forced: Option<Orientation>,
+) -> Result<bool> {
     let (r, c) = (h.rows as usize, h.cols as usize);
     let genes_by_cells = r == n_genes && c == n_cells;
     let cells_by_genes = r == n_cells && c == n_genes;
-    let what = format!("the matrix is {r} x {c} but there are {n_genes} genes and {n_cells} barcodes");
+    let what =
+        format!("the matrix is {r} x {c} but there are {n_genes} genes and {n_cells} barcodes");
     match forced {
         Some(Orientation::GenesByCells) if genes_by_cells => Ok(false),
         Some(Orientation::CellsByGenes) if cells_by_genes => Ok(true),
@@ -561,19 +750,36 @@ pub(crate) fn push_value(out: &mut Vec<u8>, v: f32) {
     }
 }
 
+/// Matrix entries per gzip member when writing (each member is compressed on its own thread).
+const MEMBER_ENTRIES: u64 = 1 << 21;
+
+/// `bytes` as one complete gzip member.
+fn gz_member(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 3 + 64),
+        flate2::Compression::new(1),
+    );
+    e.write_all(bytes).expect("writing to memory");
+    e.finish().expect("writing to memory")
+}
+
 fn gz_writer(path: &Path) -> Result<flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>>> {
     let f = std::fs::File::create(path).at(path)?;
-    Ok(flate2::write::GzEncoder::new(std::io::BufWriter::with_capacity(BUF, f), flate2::Compression::new(1)))
+    Ok(flate2::write::GzEncoder::new(
+        std::io::BufWriter::with_capacity(BUF, f),
+        flate2::Compression::new(1),
+    ))
 }
 
 /// Write the three 10x files (gzipped, genes x cells) plus `obs.tsv` into `dir`.
 pub fn write_mtx_files(dir: &Path, t: &CellsTable) -> Result<()> {
+    use rayon::prelude::*;
     let integer = t.x.data.iter().all(|v| v.fract() == 0.0);
     let mpath = dir.join("matrix.mtx.gz");
-    let mut w = gz_writer(&mpath)?;
-    let mut buf = Vec::with_capacity(BUF + 64);
+    let mut w = std::io::BufWriter::with_capacity(BUF, std::fs::File::create(&mpath).at(&mpath)?);
+    let mut head = Vec::new();
     let _ = writeln!(
-        buf,
+        head,
         "%%MatrixMarket matrix coordinate {} general\n%metadata_json: {{\"software_version\": \"cellweave-{}\", \"values\": \"{}\"}}\n{} {} {}",
         if integer { "integer" } else { "real" },
         crate::VERSION,
@@ -582,23 +788,44 @@ pub fn write_mtx_files(dir: &Path, t: &CellsTable) -> Result<()> {
         t.n_cells(),
         t.x.nnz()
     );
-    for cell in 0..t.n_cells() {
-        let (idx, val) = t.x.row(cell);
-        for (&g, &v) in idx.iter().zip(val) {
-            push_uint(&mut buf, g as u64 + 1);
-            buf.push(b' ');
-            push_uint(&mut buf, cell as u64 + 1);
-            buf.push(b' ');
-            push_value(&mut buf, v);
-            buf.push(b'\n');
+    w.write_all(&gz_member(&head)).at(&mpath)?;
+    // Entries in chunks of cells, each formatted and compressed on its own thread into one
+    // gzip member (a multi-member gzip file, which zcat, Python and R read as one stream).
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < t.n_cells() {
+        let mut end = start + 1;
+        while end < t.n_cells() && t.x.indptr[end] - t.x.indptr[start] < MEMBER_ENTRIES {
+            end += 1;
         }
-        if buf.len() >= BUF {
-            w.write_all(&buf).at(&mpath)?;
-            buf.clear();
+        ranges.push((start, end));
+        start = end;
+    }
+    let per_round = 2 * rayon::current_num_threads();
+    for round in ranges.chunks(per_round) {
+        let parts: Vec<Vec<u8>> = round
+            .par_iter()
+            .map(|&(a, b)| {
+                let mut buf = Vec::with_capacity(((t.x.indptr[b] - t.x.indptr[a]) * 16) as usize);
+                for cell in a..b {
+                    let (idx, val) = t.x.row(cell);
+                    for (&g, &v) in idx.iter().zip(val) {
+                        push_uint(&mut buf, g as u64 + 1);
+                        buf.push(b' ');
+                        push_uint(&mut buf, cell as u64 + 1);
+                        buf.push(b' ');
+                        push_value(&mut buf, v);
+                        buf.push(b'\n');
+                    }
+                }
+                gz_member(&buf)
+            })
+            .collect();
+        for p in parts {
+            w.write_all(&p).at(&mpath)?;
         }
     }
-    w.write_all(&buf).at(&mpath)?;
-    w.finish().at(&mpath)?.flush().at(&mpath)?;
+    w.flush().at(&mpath)?;
 
     let fpath = dir.join("features.tsv.gz");
     let mut w = gz_writer(&fpath)?;
@@ -626,7 +853,10 @@ mod tests {
     use super::*;
 
     fn write_gz(path: &Path, text: &str) {
-        let mut w = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
+        let mut w = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
         w.write_all(text.as_bytes()).unwrap();
         w.finish().unwrap();
     }
@@ -634,7 +864,10 @@ mod tests {
     fn folder(matrix: &str) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         write_gz(&d.path().join("matrix.mtx.gz"), matrix);
-        write_gz(&d.path().join("features.tsv.gz"), "g1\tA\tGene Expression\ng2\tB\tGene Expression\ng3\tC\tGene Expression\n");
+        write_gz(
+            &d.path().join("features.tsv.gz"),
+            "g1\tA\tGene Expression\ng2\tB\tGene Expression\ng3\tC\tGene Expression\n",
+        );
         std::fs::write(d.path().join("barcodes.tsv"), "c1\nc2\n").unwrap();
         d
     }
@@ -652,7 +885,9 @@ mod tests {
 
     #[test]
     fn sorted_entries_and_duplicates() {
-        let d = folder("%%MatrixMarket matrix coordinate real general\n3 2 4\n2 1 1\n1 1 2\n1 1 3\n3 2 1e1\n");
+        let d = folder(
+            "%%MatrixMarket matrix coordinate real general\n3 2 4\n2 1 1\n1 1 2\n1 1 3\n3 2 1e1\n",
+        );
         let t = read_mtx_dir(d.path(), None, ValueKind::Counts).unwrap();
         assert_eq!(t.x.to_dense(), vec![5.0, 1.0, 0.0, 0.0, 0.0, 10.0]);
         assert_eq!(t.x.nnz(), 3);
@@ -667,15 +902,23 @@ mod tests {
 
     fn err(matrix: &str) -> String {
         let d = folder(matrix);
-        read_mtx_dir(d.path(), None, ValueKind::Counts).unwrap_err().to_string()
+        read_mtx_dir(d.path(), None, ValueKind::Counts)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn malformed_files_name_file_line_and_field() {
         let e = err("%%MatrixMarket matrix coordinate integer general\n3 2 3\n1 1 1\n2 x 1\n");
-        assert!(e.contains("matrix.mtx.gz") && e.contains("line 4") && e.contains("'entries'"), "{e}");
+        assert!(
+            e.contains("matrix.mtx.gz") && e.contains("line 4") && e.contains("'entries'"),
+            "{e}"
+        );
         let e = err("%%MatrixMarket matrix coordinate integer general\n3 2 3\n1 1 1\n");
-        assert!(e.contains("after 1 of the 3 entries") && e.contains("truncated"), "{e}");
+        assert!(
+            e.contains("after 1 of the 3 entries") && e.contains("truncated"),
+            "{e}"
+        );
         let e = err("%%MatrixMarket matrix coordinate integer general\n3 2 1\n1 1 -4\n");
         assert!(e.contains("field 'values'") && e.contains("line 3"), "{e}");
         let e = err("%%MatrixMarket matrix coordinate real general\n3 2 1\n1 1 nan\n");
@@ -685,7 +928,10 @@ mod tests {
         let e = err("%%MatrixMarket matrix coordinate integer general\n4 2 1\n1 1 1\n");
         assert!(e.contains("4 x 2") && e.contains("3 genes"), "{e}");
         let e = err("hello\n");
-        assert!(e.contains("not a MatrixMarket file") && e.contains("line 1"), "{e}");
+        assert!(
+            e.contains("not a MatrixMarket file") && e.contains("line 1"),
+            "{e}"
+        );
         let e = err("%%MatrixMarket matrix coordinate integer symmetric\n3 2 1\n1 1 1\n");
         assert!(e.contains("symmetric"), "{e}");
     }
@@ -696,13 +942,20 @@ mod tests {
         let p = d.path().join("matrix.mtx.gz");
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 12]).unwrap();
-        let e = read_mtx_dir(d.path(), None, ValueKind::Counts).unwrap_err().to_string();
-        assert!(e.contains("matrix.mtx.gz") && (e.contains("truncated") || e.contains("corrupt")), "{e}");
+        let e = read_mtx_dir(d.path(), None, ValueKind::Counts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("matrix.mtx.gz") && (e.contains("truncated") || e.contains("corrupt")),
+            "{e}"
+        );
     }
 
     #[test]
     fn write_then_read_round_trip() {
-        let d = folder("%%MatrixMarket matrix coordinate real general\n3 2 3\n1 1 1.25\n3 1 2\n2 2 3\n");
+        let d = folder(
+            "%%MatrixMarket matrix coordinate real general\n3 2 3\n1 1 1.25\n3 1 2\n2 2 3\n",
+        );
         let t = read_mtx_dir(d.path(), None, ValueKind::Counts).unwrap();
         let out = tempfile::tempdir().unwrap();
         let o = out.path().join("mtx");

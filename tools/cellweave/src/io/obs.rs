@@ -29,7 +29,10 @@ pub(crate) fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let gz = is_gzip(path)?;
     let f = File::open(path).at(path)?;
     Ok(if gz {
-        Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(BufReader::with_capacity(BUF, f))))
+        Box::new(BufReader::with_capacity(
+            BUF,
+            MultiGzDecoder::new(BufReader::with_capacity(BUF, f)),
+        ))
     } else {
         Box::new(BufReader::with_capacity(BUF, f))
     })
@@ -44,7 +47,11 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
     loop {
         buf.clear();
         let n = r.read_until(b'\n', &mut buf).map_err(|e| {
-            Error::new(format!("line {}: unreadable ({e}; truncated or corrupt file?)", out.len() + 1)).file(path)
+            Error::new(format!(
+                "line {}: unreadable ({e}; truncated or corrupt file?)",
+                out.len() + 1
+            ))
+            .file(path)
         })?;
         if n == 0 {
             break;
@@ -52,8 +59,9 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
         while matches!(buf.last(), Some(b'\n' | b'\r')) {
             buf.pop();
         }
-        let s = String::from_utf8(std::mem::take(&mut buf))
-            .map_err(|_| Error::new(format!("line {}: not valid UTF-8 text", out.len() + 1)).file(path))?;
+        let s = String::from_utf8(std::mem::take(&mut buf)).map_err(|_| {
+            Error::new(format!("line {}: not valid UTF-8 text", out.len() + 1)).file(path)
+        })?;
         out.push(s);
     }
     Ok(out)
@@ -61,7 +69,10 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
 
 /// The field delimiter of a delimited text file: `,` for `.csv[.gz]`, otherwise tab.
 pub(crate) fn delimiter_of(path: &Path) -> u8 {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     if name.ends_with(".csv") {
         b','
@@ -106,7 +117,10 @@ pub(crate) fn split_record(line: &str, delim: u8) -> Vec<String> {
 
 /// Values read as missing in text metadata.
 pub fn is_missing(s: &str) -> bool {
-    matches!(s, "" | "NA" | "NaN" | "nan" | "N/A" | "null" | "NULL" | "None")
+    matches!(
+        s,
+        "" | "NA" | "NaN" | "nan" | "N/A" | "null" | "NULL" | "None"
+    )
 }
 
 /// Infer a column's type from its text values: integers, then floats, else a categorical.
@@ -115,12 +129,31 @@ pub fn infer_column(values: &[&str]) -> Column {
     let present = || values.iter().filter(|v| !is_missing(v));
     let any = present().next().is_some();
     if any && present().all(|v| v.parse::<i64>().is_ok()) {
-        return Column::I64(values.iter().map(|v| if is_missing(v) { None } else { v.parse().ok() }).collect());
+        return Column::I64(
+            values
+                .iter()
+                .map(|v| if is_missing(v) { None } else { v.parse().ok() })
+                .collect(),
+        );
     }
     if any && present().all(|v| v.parse::<f64>().is_ok()) {
-        return Column::F64(values.iter().map(|v| if is_missing(v) { f64::NAN } else { v.parse().unwrap() }).collect());
+        return Column::F64(
+            values
+                .iter()
+                .map(|v| {
+                    if is_missing(v) {
+                        f64::NAN
+                    } else {
+                        v.parse().unwrap()
+                    }
+                })
+                .collect(),
+        );
     }
-    let texts: Vec<&str> = values.iter().map(|v| if is_missing(v) { "" } else { v }).collect();
+    let texts: Vec<&str> = values
+        .iter()
+        .map(|v| if is_missing(v) { "" } else { v })
+        .collect();
     let mut cat = Categorical::from_strings(&texts);
     for (i, v) in values.iter().enumerate() {
         if is_missing(v) {
@@ -142,9 +175,16 @@ pub struct ObsTable {
 /// row names the columns. Column types are inferred (see [`infer_column`]).
 pub fn read_obs(path: &Path) -> Result<ObsTable> {
     let delim = delimiter_of(path);
-    let lines = read_lines(path)?;
-    let mut rows = lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = rows.next().ok_or_else(|| Error::new("empty file (expected a header row)").file(path))?;
+    let lines = read_lines(path).map_err(|e| e.field("obs"))?;
+    let mut rows = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = rows.next().ok_or_else(|| {
+        Error::new("empty file (expected a header row)")
+            .field("header")
+            .file(path)
+    })?;
     let mut header = split_record(header, delim);
     // R's write.table omits the header's first cell: accept a header one shorter than the rows.
     if let Some((_, first)) = rows.clone().next() {
@@ -158,16 +198,22 @@ pub fn read_obs(path: &Path) -> Result<ObsTable> {
             header.len(),
             if delim == b',' { "comma" } else { "tab" }
         ))
-        .file(path));
+        .field("header").file(path));
     }
     let names: Vec<String> = header[1..].iter().map(|s| s.trim().to_string()).collect();
     let mut seen = HashMap::new();
     for (i, n) in names.iter().enumerate() {
         if n.is_empty() {
-            return Err(Error::new(format!("column {} has no name in the header", i + 2)).file(path));
+            return Err(
+                Error::new(format!("column {} has no name in the header", i + 2))
+                    .field("header")
+                    .file(path),
+            );
         }
         if seen.insert(n.as_str(), i).is_some() {
-            return Err(Error::new("column name appears twice in the header").field(n.clone()).file(path));
+            return Err(Error::new("column name appears twice in the header")
+                .field(n.clone())
+                .file(path));
         }
     }
     let mut cell_ids = Vec::new();
@@ -182,11 +228,13 @@ pub fn read_obs(path: &Path) -> Result<ObsTable> {
                 names.len() + 1,
                 names.len()
             ))
-            .file(path));
+            .field("columns").file(path));
         }
         let id = std::mem::take(&mut f[0]);
         if id.is_empty() {
-            return Err(Error::new(format!("line {}: empty cell id", ln + 1)).field("cell_id").file(path));
+            return Err(Error::new(format!("line {}: empty cell id", ln + 1))
+                .field("cell_id")
+                .file(path));
         }
         cell_ids.push(id);
         for (c, v) in f.into_iter().skip(1).enumerate() {
@@ -194,7 +242,11 @@ pub fn read_obs(path: &Path) -> Result<ObsTable> {
         }
     }
     if cell_ids.is_empty() {
-        return Err(Error::new("no rows after the header (expected one row per cell)").file(path));
+        return Err(
+            Error::new("no rows after the header (expected one row per cell)")
+                .field("cell_id")
+                .file(path),
+        );
     }
     crate::contract::check_unique(&cell_ids).map_err(|e| e.field("cell_id").file(path))?;
     let columns = names
@@ -211,7 +263,10 @@ pub fn read_obs(path: &Path) -> Result<ObsTable> {
 /// A column of `n` missing values of the same type as `like`.
 pub fn missing_like(like: &Column, n: usize) -> Column {
     match like {
-        Column::Cat(c) => Column::Cat(Categorical { codes: vec![Categorical::MISSING; n], categories: c.categories.clone() }),
+        Column::Cat(c) => Column::Cat(Categorical {
+            codes: vec![Categorical::MISSING; n],
+            categories: c.categories.clone(),
+        }),
         Column::Str(_) => Column::Str(vec![None; n]),
         Column::F64(_) => Column::F64(vec![f64::NAN; n]),
         Column::F32(_) => Column::F32(vec![f32::NAN; n]),
@@ -225,12 +280,23 @@ pub fn missing_like(like: &Column, n: usize) -> Column {
 pub fn take_optional(col: &Column, rows: &[Option<usize>]) -> Column {
     match col {
         Column::Cat(c) => Column::Cat(Categorical {
-            codes: rows.iter().map(|r| r.map(|r| c.codes[r]).unwrap_or(Categorical::MISSING)).collect(),
+            codes: rows
+                .iter()
+                .map(|r| r.map(|r| c.codes[r]).unwrap_or(Categorical::MISSING))
+                .collect(),
             categories: c.categories.clone(),
         }),
         Column::Str(v) => Column::Str(rows.iter().map(|r| r.and_then(|r| v[r].clone())).collect()),
-        Column::F64(v) => Column::F64(rows.iter().map(|r| r.map(|r| v[r]).unwrap_or(f64::NAN)).collect()),
-        Column::F32(v) => Column::F32(rows.iter().map(|r| r.map(|r| v[r]).unwrap_or(f32::NAN)).collect()),
+        Column::F64(v) => Column::F64(
+            rows.iter()
+                .map(|r| r.map(|r| v[r]).unwrap_or(f64::NAN))
+                .collect(),
+        ),
+        Column::F32(v) => Column::F32(
+            rows.iter()
+                .map(|r| r.map(|r| v[r]).unwrap_or(f32::NAN))
+                .collect(),
+        ),
         Column::I64(v) => Column::I64(rows.iter().map(|r| r.and_then(|r| v[r])).collect()),
         Column::U32(v) => Column::I64(rows.iter().map(|r| r.map(|r| v[r] as i64)).collect()),
         Column::Bool(v) => Column::Bool(rows.iter().map(|r| r.and_then(|r| v[r])).collect()),
@@ -241,8 +307,17 @@ pub fn take_optional(col: &Column, rows: &[Option<usize>]) -> Column {
 /// many do not, with an example); rows for other cells are ignored. A column that already
 /// exists on the cells table is replaced. Returns the number of ignored rows.
 pub fn join_obs(cells: &mut CellsTable, obs: &ObsTable, path: &Path) -> Result<usize> {
-    let index: HashMap<&str, usize> = obs.cell_ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-    let rows: Vec<Option<usize>> = cells.cell_ids.iter().map(|id| index.get(id.as_str()).copied()).collect();
+    let index: HashMap<&str, usize> = obs
+        .cell_ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let rows: Vec<Option<usize>> = cells
+        .cell_ids
+        .iter()
+        .map(|id| index.get(id.as_str()).copied())
+        .collect();
     let missing = rows.iter().filter(|r| r.is_none()).count();
     if missing > 0 {
         let first = &cells.cell_ids[rows.iter().position(|r| r.is_none()).unwrap()];
@@ -274,7 +349,10 @@ mod tests {
     #[test]
     fn split_quoted_records() {
         assert_eq!(split_record("a,b,c", b','), vec!["a", "b", "c"]);
-        assert_eq!(split_record("\"a,1\",b,\"say \"\"hi\"\"\"", b','), vec!["a,1", "b", "say \"hi\""]);
+        assert_eq!(
+            split_record("\"a,1\",b,\"say \"\"hi\"\"\"", b','),
+            vec!["a,1", "b", "say \"hi\""]
+        );
         assert_eq!(split_record("a\t\tc", b'\t'), vec!["a", "", "c"]);
     }
 
@@ -318,7 +396,12 @@ mod tests {
             obs: vec![],
             gene_ids: vec![],
             gene_names: vec![],
-            x: crate::contract::Csr { n_cols: 0, indptr: vec![0, 0, 0], indices: vec![], data: vec![] },
+            x: crate::contract::Csr {
+                n_cols: 0,
+                indptr: vec![0, 0, 0],
+                indices: vec![],
+                data: vec![],
+            },
             values: crate::contract::ValueKind::Counts,
             provenance: vec![],
         };
@@ -330,16 +413,23 @@ mod tests {
         assert_eq!(b.1.text(0).as_deref(), Some("x"));
         cells.cell_ids[0] = "zz".into();
         let e = join_obs(&mut cells, &obs, &p).unwrap_err().to_string();
-        assert!(e.contains("1 of 2 cell ids") && e.contains("'zz'") && e.contains("obs.tsv"), "{e}");
+        assert!(
+            e.contains("1 of 2 cell ids") && e.contains("'zz'") && e.contains("obs.tsv"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_obs_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("obs.csv");
-        std::fs::write(&p, "cell_id,a\nc1,1,2\n").unwrap();
+        std::fs::write(&p, "cell_id,a\nc1,1\nc2,1,2\n").unwrap();
         let e = read_obs(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("obs.csv"), "{e}");
+        assert!(e.contains("line 3") && e.contains("obs.csv"), "{e}");
+        // R's write.table header (no corner cell) is accepted.
+        std::fs::write(&p, "a,b\nc1,1,x\n").unwrap();
+        let o = read_obs(&p).unwrap();
+        assert_eq!(o.columns.len(), 2);
         std::fs::write(&p, "cell_id,a\nc1,1\nc1,2\n").unwrap();
         let e = read_obs(&p).unwrap_err().to_string();
         assert!(e.contains("duplicate"), "{e}");

@@ -23,8 +23,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Rows per record batch when writing (bounded further by non-zeros per batch).
-const ROWS_PER_BATCH: usize = 65_536;
-const NNZ_PER_BATCH: usize = 1 << 28;
+const ROWS_PER_BATCH: usize = 16_384;
+const NNZ_PER_BATCH: usize = 1 << 26;
 
 pub const COL_CELL_ID: &str = "cell_id";
 pub const COL_BATCH: &str = "batch";
@@ -36,6 +36,11 @@ pub const COL_EMBEDDING: &str = "embedding";
 
 /// Write record batches to `path` as Arrow IPC or Parquet (by extension), atomically.
 pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+    write_batch_iter(path, schema, batches.iter().cloned().map(Ok))
+}
+
+/// Write batches produced one at a time (bounded memory), atomically.
+pub fn write_batch_iter(path: &Path, schema: SchemaRef, batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<()> {
     let format = Format::of(path);
     atomic::write_file(path, |w| {
         match format {
@@ -45,14 +50,14 @@ pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
                     .build();
                 let mut pw = parquet::arrow::ArrowWriter::try_new(w, schema, Some(props))?;
                 for b in batches {
-                    pw.write(b)?;
+                    pw.write(&b?)?;
                 }
                 pw.close()?;
             }
             Some(Format::Arrow) => {
                 let mut fw = arrow_ipc::writer::FileWriter::try_new(w, &schema)?;
                 for b in batches {
-                    fw.write(b)?;
+                    fw.write(&b?)?;
                 }
                 fw.finish()?;
             }
@@ -86,14 +91,10 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
                         bail!("file is empty or truncated (expected an Arrow IPC file)");
                     }
                 }
-                let file = File::open(path)?;
-                let buffered = std::io::BufReader::with_capacity(1 << 20, file);
                 if &head == b"ARROW1" {
-                    let reader = arrow_ipc::reader::FileReader::try_new(buffered, None)?;
-                    let schema = reader.schema();
-                    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-                    Ok((schema, batches))
+                    read_ipc_file_mmap(&file)
                 } else {
+                    let buffered = std::io::BufReader::with_capacity(1 << 20, File::open(path)?);
                     let reader = arrow_ipc::reader::StreamReader::try_new(buffered, None)?;
                     let schema = reader.schema();
                     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
@@ -107,6 +108,52 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         return Err(Error::new("no such file").file(path));
     }
     inner().at(path)
+}
+
+/// Read an Arrow IPC file through a memory map: the arrays point into the mapped file, so
+/// reading costs no copy and no parsing of the values (the OS pages data in on use).
+fn read_ipc_file_mmap(file: &File) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    use arrow_ipc::reader::{read_footer_length, FileDecoder};
+    // SAFETY: the file is opened read-only; cellweave never modifies files in place (outputs
+    // are written to a temporary file and renamed), so the mapping stays valid while used.
+    let mmap = unsafe { memmap2::Mmap::map(file)? };
+    let len = mmap.len();
+    if len < 16 {
+        bail!("file is truncated (expected an Arrow IPC file)");
+    }
+    let ptr = std::ptr::NonNull::new(mmap.as_ptr() as *mut u8).expect("mapped pointer");
+    // SAFETY: `ptr` points to `len` readable bytes owned by the mapping kept alive by the Arc.
+    let buffer = unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(mmap)) };
+    let truncated = || Error::new("file is truncated or corrupt (no valid Arrow IPC footer)");
+    let trailer: [u8; 10] = buffer[len - 10..].try_into().unwrap();
+    if &trailer[4..] != b"ARROW1" {
+        return Err(truncated());
+    }
+    let footer_len = read_footer_length(trailer).map_err(|_| truncated())?;
+    if footer_len + 10 > len {
+        return Err(truncated());
+    }
+    let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10]).map_err(|_| truncated())?;
+    let schema = Arc::new(arrow_ipc::convert::try_fb_to_schema(footer.schema().ok_or_else(truncated)?)?);
+    let mut decoder = FileDecoder::new(schema.clone(), footer.version());
+    let block_data = |b: &arrow_ipc::Block| -> Result<arrow_buffer::Buffer> {
+        let start = b.offset() as usize;
+        let size = b.metaDataLength() as usize + b.bodyLength() as usize;
+        if start + size > len {
+            return Err(truncated());
+        }
+        Ok(buffer.slice_with_length(start, size))
+    };
+    for b in footer.dictionaries().iter().flatten() {
+        decoder.read_dictionary(b, &block_data(b)?)?;
+    }
+    let mut batches = Vec::new();
+    for b in footer.recordBatches().iter().flatten() {
+        if let Some(batch) = decoder.read_record_batch(b, &block_data(b)?)? {
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches))
 }
 
 /// The table kind a file holds, from its metadata (for tools that accept several kinds).
@@ -303,6 +350,10 @@ fn dict_values(a: &ArrayRef) -> Option<Vec<String>> {
 fn dict_to_strings(a: &ArrayRef) -> Result<Vec<Option<String>>> {
     let d = a.as_any_dictionary_opt().ok_or_else(|| Error::new("expected a dictionary column"))?;
     let values = strings_of(d.values())?;
+    if values.is_empty() {
+        // An all-null categorical (no categories): arrow's normalized_keys() panics on it.
+        return Ok(vec![None; a.len()]);
+    }
     let keys = d.normalized_keys();
     Ok((0..a.len())
         .map(|i| if a.is_null(i) { None } else { values.get(keys[i]).cloned().flatten() })
@@ -395,6 +446,13 @@ fn list_array<T: ArrowPrimitiveType>(indptr: &[u64], start: usize, end: usize, v
 
 /// Record batches of a cells table (used for both file formats).
 pub fn cells_to_batches(t: &CellsTable) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, it) = cells_batches(t)?;
+    Ok((schema, it.collect::<Result<Vec<_>>>()?))
+}
+
+/// The record batches of a cells table, built one at a time (writing streams them, so a
+/// write holds at most one batch's copy of the values at a time).
+pub fn cells_batches(t: &CellsTable) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>> + '_)> {
     let reserved = [COL_CELL_ID, COL_BATCH, COL_GENE_INDEX, COL_EXPRESSION];
     for (name, _) in &t.obs {
         if reserved.contains(&name.as_str()) {
@@ -403,8 +461,8 @@ pub fn cells_to_batches(t: &CellsTable) -> Result<(SchemaRef, Vec<RecordBatch>)>
     }
     let obs_fields: Vec<Field> = t.obs.iter().map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0).collect();
     let schema = cells_schema(t, &obs_fields);
-    let mut batches = Vec::new();
-    for (start, end) in batch_ranges(&t.x.indptr) {
+    let schema2 = schema.clone();
+    let it = batch_ranges(&t.x.indptr).into_iter().map(move |(start, end)| {
         let len = end - start;
         let rows: Vec<usize> = (start..end).collect();
         let mut cols: Vec<ArrayRef> = vec![
@@ -416,16 +474,16 @@ pub fn cells_to_batches(t: &CellsTable) -> Result<(SchemaRef, Vec<RecordBatch>)>
         }
         cols.push(list_array::<UInt32Type>(&t.x.indptr, start, end, &t.x.indices));
         cols.push(list_array::<Float32Type>(&t.x.indptr, start, end, &t.x.data));
-        batches.push(RecordBatch::try_new(schema.clone(), cols)?);
-    }
-    Ok((schema, batches))
+        Ok(RecordBatch::try_new(schema2.clone(), cols)?)
+    });
+    Ok((schema, it))
 }
 
 /// Write a cells table (`.arrow` or `.parquet`), atomically, after validating it.
 pub fn write_cells(path: &Path, t: &CellsTable) -> Result<()> {
     t.validate().at(path)?;
-    let (schema, batches) = cells_to_batches(t).at(path)?;
-    write_batches(path, schema, &batches)
+    let (schema, batches) = cells_batches(t).at(path)?;
+    write_batch_iter(path, schema, batches)
 }
 
 /// Append the list column's child values and offsets to a CSR under construction.
@@ -690,6 +748,86 @@ pub fn write_frame_tsv(path: &Path, f: &Frame) -> Result<()> {
     })
 }
 
+
+// ---------------------------------------------------------------- streaming cells writer
+// (added by the preprocess engineer for cellweave-simulate; additive, uses the same schema)
+
+/// Write a cells table chunk by chunk, so that tables bigger than memory can be produced
+/// (the simulator streams millions of cells this way). `header` gives everything but the
+/// rows: gene ids and names, value kind, provenance, the per-cell columns (no rows, but
+/// their types; categoricals with all their categories) and the batch categories.
+/// `n_cells` and `fingerprint` (of all cell ids, in order) go into the schema metadata,
+/// which is written first. `fill` is called once with a sink that takes chunks (cells
+/// tables with the header's genes, columns and categories); the file appears, atomically,
+/// only when `fill` succeeds and exactly `n_cells` rows were written. Cell ids are not
+/// checked for uniqueness across chunks.
+pub fn write_cells_streaming(
+    path: &Path,
+    header: &CellsTable,
+    n_cells: usize,
+    fingerprint: &str,
+    fill: impl FnOnce(&mut dyn FnMut(&CellsTable) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    let obs_fields: Vec<Field> = header.obs.iter().map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0).collect();
+    let base = cells_schema(header, &obs_fields);
+    let mut md: HashMap<String, String> = base.metadata().clone().into();
+    md.insert(meta::FINGERPRINT.to_string(), fingerprint.to_string());
+    md.insert(meta::N_CELLS.to_string(), n_cells.to_string());
+    let schema: SchemaRef = Arc::new(Schema::new_with_metadata(base.fields().clone(), md));
+    let format = Format::of(path);
+    atomic::write_file(path, |w| {
+        enum Sink<'a> {
+            Arrow(arrow_ipc::writer::FileWriter<&'a mut std::io::BufWriter<File>>),
+            Parquet(parquet::arrow::ArrowWriter<&'a mut std::io::BufWriter<File>>),
+        }
+        let mut sink = match format {
+            Some(Format::Arrow) => Sink::Arrow(arrow_ipc::writer::FileWriter::try_new(w, &schema)?),
+            Some(Format::Parquet) => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                Sink::Parquet(parquet::arrow::ArrowWriter::try_new(w, schema.clone(), Some(props))?)
+            }
+            _ => bail!("cannot write a contract table here: expected a .arrow or .parquet output name"),
+        };
+        let mut written = 0usize;
+        {
+            let mut put = |chunk: &CellsTable| -> Result<()> {
+                if chunk.gene_ids.len() != header.gene_ids.len()
+                    || chunk.batch.categories != header.batch.categories
+                    || chunk.obs.len() != header.obs.len()
+                {
+                    bail!("a chunk does not match the table header (genes, batch categories or columns)");
+                }
+                chunk.validate()?;
+                let (chunk_schema, batches) = cells_to_batches(chunk)?;
+                if chunk_schema.fields() != schema.fields() {
+                    bail!("a chunk's columns differ from the table header");
+                }
+                for b in batches {
+                    let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+                    match &mut sink {
+                        Sink::Arrow(fw) => fw.write(&b)?,
+                        Sink::Parquet(pw) => pw.write(&b)?,
+                    }
+                }
+                written += chunk.n_cells();
+                Ok(())
+            };
+            fill(&mut put)?;
+        }
+        if written != n_cells {
+            bail!("{written} cells written but the header announced {n_cells}");
+        }
+        match sink {
+            Sink::Arrow(mut fw) => fw.finish()?,
+            Sink::Parquet(pw) => {
+                pw.close()?;
+            }
+        }
+        Ok(())
+    })
+}
 
 #[cfg(test)]
 mod tests {

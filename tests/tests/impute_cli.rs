@@ -1,0 +1,314 @@
+//! cellweave-impute end to end on small synthetic tables: --only-zeros, TRANSLATE --init,
+//! determinism, baselines, evaluation output and errors.
+
+use cellweave::contract::{Categorical, CellsTable, Csr, ValueKind};
+use cellweave::impute::Scale;
+use cellweave::io::table::{read_cells, write_cells};
+use cellweave_tests::{run, run_ok};
+use std::path::{Path, PathBuf};
+
+/// Counts with cell-type structure: 4 types x 2 batches, a third of the entries non-zero.
+fn synthetic(n: usize, g: usize, seed: u64) -> CellsTable {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f64) / (1u64 << 31) as f64
+    };
+    let programmes: Vec<Vec<f64>> = (0..4)
+        .map(|_| (0..g).map(|_| next() * 20.0).collect())
+        .collect();
+    let mut dense = vec![0f32; n * g];
+    for i in 0..n {
+        for j in 0..g {
+            if next() < 0.33 {
+                dense[i * g + j] = (programmes[i % 4][j] * (0.5 + next())).round().max(1.0) as f32;
+            }
+        }
+    }
+    let batches: Vec<&str> = (0..n).map(|i| if i % 2 == 0 { "a" } else { "b" }).collect();
+    CellsTable {
+        cell_ids: (0..n).map(|i| format!("cell{i}")).collect(),
+        batch: Categorical::from_strings(&batches),
+        obs: Vec::new(),
+        gene_ids: (0..g).map(|j| format!("G{j}")).collect(),
+        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
+        x: Csr::from_dense(n, g, &dense),
+        values: ValueKind::Counts,
+        provenance: Vec::new(),
+    }
+}
+
+fn write_input(dir: &Path, n: usize, g: usize) -> PathBuf {
+    let p = dir.join("cells.arrow");
+    write_cells(&p, &synthetic(n, g, 1)).unwrap();
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const SMALL: [&str; 6] = ["--hidden", "16,8,16", "--epochs", "4", "--batch-size", "32"];
+
+fn late(input: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![s(input), "-o", s(out)];
+    args.extend_from_slice(&SMALL);
+    args.extend_from_slice(extra);
+    run_ok("impute", &args)
+}
+
+#[test]
+fn only_zeros_keeps_observed_values_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 120, 25);
+    let out = dir.path().join("imputed.arrow");
+    late(&input, &out, &["--only-zeros"]);
+    let cells = read_cells(&input).unwrap();
+    let imp = read_cells(&out).unwrap();
+    assert_eq!(imp.values, ValueKind::Imputed);
+    assert_eq!(imp.cell_ids, cells.cell_ids);
+    assert_eq!(imp.gene_ids, cells.gene_ids);
+    assert_eq!(imp.x.nnz(), 120 * 25, "dense rows expected");
+    let y = imp.x.to_dense();
+    let mut zeros_filled = 0;
+    for r in 0..cells.n_cells() {
+        let (idx, val) = cells.x.row(r);
+        for (&c, &v) in idx.iter().zip(val) {
+            let want = Scale::Log10.apply(v);
+            assert_eq!(
+                y[r * 25 + c as usize].to_bits(),
+                want.to_bits(),
+                "cell {r} gene {c}"
+            );
+        }
+        zeros_filled += (0..25)
+            .filter(|&c| !idx.contains(&(c as u32)) && y[r * 25 + c] > 0.0)
+            .count();
+    }
+    assert!(zeros_filled > 0, "no zero was imputed");
+    let step = imp.provenance.last().unwrap();
+    assert_eq!(step.tool, "cellweave-impute");
+    assert_eq!(step.params["value_scale"], "log10");
+    assert_eq!(step.params["only_zeros"], true);
+
+    // Without --only-zeros the observed entries are the decoder output.
+    let out2 = dir.path().join("all.arrow");
+    late(&input, &out2, &[]);
+    let y2 = read_cells(&out2).unwrap().x.to_dense();
+    let (idx, val) = cells.x.row(0);
+    assert!(idx
+        .iter()
+        .zip(val)
+        .any(|(&c, &v)| y2[c as usize] != Scale::Log10.apply(v)));
+}
+
+#[test]
+fn translate_init_loads_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 100, 20);
+    let (a, model) = (dir.path().join("a.arrow"), dir.path().join("model"));
+    late(
+        &input,
+        &a,
+        &[
+            "--model-out",
+            s(&model),
+            "--log",
+            s(&dir.path().join("log.tsv")),
+        ],
+    );
+    assert!(model.join("model.safetensors").is_file() && model.join("card.yaml").is_file());
+    let card = std::fs::read_to_string(model.join("card.yaml")).unwrap();
+    assert!(
+        card.contains("scale: log10") && card.contains("G19"),
+        "{card}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("log.tsv")).unwrap();
+    assert_eq!(log.lines().count(), 1 + 4, "{log}");
+
+    // No training: the output is the loaded model's, bit for bit.
+    let b = dir.path().join("b.arrow");
+    run_ok(
+        "impute",
+        &[s(&input), "-o", s(&b), "--init", s(&model), "--epochs", "0"],
+    );
+    assert_eq!(read_cells(&a).unwrap().x, read_cells(&b).unwrap().x);
+
+    // Continuing to train moves away from it, at TRANSLATE's default lr.
+    let c = dir.path().join("c.arrow");
+    run_ok(
+        "impute",
+        &[
+            s(&input),
+            "-o",
+            s(&c),
+            "--init",
+            s(&model),
+            "--epochs",
+            "2",
+            "--patience",
+            "0",
+        ],
+    );
+    let c_table = read_cells(&c).unwrap();
+    assert_ne!(read_cells(&a).unwrap().x, c_table.x);
+    assert_eq!(c_table.provenance.last().unwrap().params["lr"], 3e-5);
+    assert_eq!(
+        read_cells(&a).unwrap().provenance.last().unwrap().params["lr"],
+        3e-4
+    );
+
+    // A model trained on another scale is refused.
+    let d = dir.path().join("d.arrow");
+    let r = run(
+        "impute",
+        &[
+            s(&input),
+            "-o",
+            s(&d),
+            "--init",
+            s(&model),
+            "--scale",
+            "log1p",
+        ],
+    );
+    assert!(!r.status.success() && !d.exists());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("scale") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn same_seed_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 90, 18);
+    let outs: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|n| dir.path().join(format!("{n}.arrow")))
+        .collect();
+    late(&input, &outs[0], &["--seed", "5"]);
+    late(&input, &outs[1], &["--seed", "5"]);
+    late(&input, &outs[2], &["--seed", "6"]);
+    let x: Vec<Csr> = outs.iter().map(|p| read_cells(p).unwrap().x).collect();
+    assert_eq!(x[0], x[1]);
+    assert_ne!(x[0], x[2]);
+}
+
+#[test]
+fn batch_aware_model_records_its_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 80, 15);
+    let (out, model) = (dir.path().join("o.arrow"), dir.path().join("m"));
+    late(&input, &out, &["--batch-aware", "--model-out", s(&model)]);
+    let card = std::fs::read_to_string(model.join("card.yaml")).unwrap();
+    assert!(card.contains("batches:\n- a\n- b"), "{card}");
+    // TRANSLATE keeps the batch covariate.
+    let b = dir.path().join("b.arrow");
+    run_ok(
+        "impute",
+        &[s(&input), "-o", s(&b), "--init", s(&model), "--epochs", "0"],
+    );
+    assert_eq!(read_cells(&out).unwrap().x, read_cells(&b).unwrap().x);
+}
+
+#[test]
+fn baselines_and_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = synthetic(60, 12, 3);
+    // Mask: drop every other non-zero.
+    let mut masked = truth.clone();
+    for (k, v) in masked.x.data.iter_mut().enumerate() {
+        if k % 2 == 0 {
+            *v = 0.0;
+        }
+    }
+    masked.x = Csr::from_dense(60, 12, &masked.x.to_dense());
+    let (tp, mp) = (
+        dir.path().join("truth.arrow"),
+        dir.path().join("masked.arrow"),
+    );
+    write_cells(&tp, &truth).unwrap();
+    write_cells(&mp, &masked).unwrap();
+
+    let gm = dir.path().join("gm.arrow");
+    let r = run_ok(
+        "impute",
+        &[
+            s(&mp),
+            "-o",
+            s(&gm),
+            "--method",
+            "gene-mean",
+            "--truth",
+            s(&tp),
+        ],
+    );
+    let y = read_cells(&gm).unwrap().x.to_dense();
+    // Gene 0: zeros are the mean of the observed log10(x+1) values.
+    let obs: Vec<f64> = (0..60)
+        .filter_map(|i| {
+            let (idx, val) = masked.x.row(i);
+            idx.iter()
+                .position(|&c| c == 0)
+                .map(|p| Scale::Log10.apply(val[p]) as f64)
+        })
+        .collect();
+    let mean = obs.iter().sum::<f64>() / obs.len() as f64;
+    let zero_row = (0..60).find(|&i| !masked.x.row(i).0.contains(&0)).unwrap();
+    assert!((y[zero_row * 12] as f64 - mean).abs() < 1e-6);
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(json["method"], "gene-mean");
+    assert_eq!(
+        json["n_heldout"].as_u64().unwrap(),
+        (truth.x.nnz() as u64).div_ceil(2)
+    );
+    assert!(json["mse_heldout"].as_f64().unwrap() > 0.0);
+
+    let knn = dir.path().join("knn.arrow");
+    let r = run_ok(
+        "impute",
+        &[
+            s(&mp),
+            "-o",
+            s(&knn),
+            "--method",
+            "knn",
+            "--knn",
+            "5",
+            "--truth",
+            s(&tp),
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(json["method"], "knn");
+    assert!(json["median_pearson_cell"].as_f64().is_some());
+}
+
+#[test]
+fn bad_input_is_one_line_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 30, 10);
+    let out = dir.path().join("o.arrow");
+    for extra in [
+        vec!["--init", "/nonexistent/model"],
+        vec!["--method", "knn", "--model-out", "m"],
+        vec!["--batch-aware", "--batch-key", "donor"],
+        vec!["--hidden", "16,0,16"],
+        vec!["--device", "cuda"],
+    ] {
+        let mut args = vec![s(&input), "-o", s(&out)];
+        args.extend(extra.iter().copied());
+        let r = run("impute", &args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{extra:?} succeeded");
+        assert!(!out.exists(), "{extra:?} left an output");
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+        assert!(err.starts_with("cellweave-impute: error:"), "{err}");
+    }
+}

@@ -1,0 +1,497 @@
+//! cellweave-train / cellweave-embed end to end on a small synthetic data set: outputs and
+//! their contract, determinism with a seed, a resumed run equal to an uninterrupted one,
+//! a stage-by-stage workflow equal to the one-call schedule, embed == train's embedding,
+//! gene alignment, and errors.
+
+use cellweave::contract::{
+    Categorical, CellsTable, Column, Csr, PairKind, PairsTable, TableKind, ValueKind,
+};
+use cellweave::io::table::{read_embedding, read_frame, read_pairs, write_cells, write_pairs};
+use cellweave_tests::{run, run_ok};
+use std::path::{Path, PathBuf};
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as f64) / (1u64 << 31) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next() * n as f64) as usize).min(n - 1)
+    }
+}
+
+const TYPES: usize = 3;
+
+/// log1p values of 3 cell types x 2 batches (batch b shifts a third of the genes), with
+/// types recorded in `cell_type`.
+fn cells(n: usize, g: usize) -> CellsTable {
+    let mut r = Lcg(7);
+    let prog: Vec<Vec<f64>> = (0..TYPES)
+        .map(|_| (0..g).map(|_| r.next() * 6.0).collect())
+        .collect();
+    let shift: Vec<f64> = (0..g).map(|j| if j % 3 == 0 { 2.0 } else { 0.0 }).collect();
+    let mut dense = vec![0f32; n * g];
+    for i in 0..n {
+        let (t, b) = (i % TYPES, (i / TYPES) % 2);
+        for j in 0..g {
+            let mean = prog[t][j] + if b == 1 { shift[j] } else { 0.0 };
+            if r.next() < 0.6 {
+                dense[i * g + j] = ((mean * (0.5 + r.next())) as f32).ln_1p();
+            }
+        }
+    }
+    let batch: Vec<String> = (0..n)
+        .map(|i| ["a", "b"][(i / TYPES) % 2].to_string())
+        .collect();
+    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % TYPES)).collect();
+    CellsTable {
+        cell_ids: (0..n).map(|i| format!("c{i}")).collect(),
+        batch: Categorical::from_strings(&batch),
+        obs: vec![(
+            "cell_type".into(),
+            Column::Cat(Categorical::from_strings(&types)),
+        )],
+        gene_ids: (0..g).map(|j| format!("ENSG{j:05}")).collect(),
+        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
+        x: Csr::from_dense(n, g, &dense),
+        values: ValueKind::Log1p,
+        provenance: Vec::new(),
+    }
+}
+
+/// Seeds between same-type cells of the two batches (every 8th one wrong), and 5 KNN per
+/// cell within its batch and type.
+fn pairs(c: &CellsTable) -> PairsTable {
+    let n = c.n_cells();
+    let mut r = Lcg(3);
+    let mut t = PairsTable {
+        n_cells: n,
+        fingerprint: c.fingerprint(),
+        ..Default::default()
+    };
+    let group = |i: usize| (i % TYPES, (i / TYPES) % 2);
+    let members =
+        |ty: usize, b: usize| -> Vec<usize> { (0..n).filter(|&i| group(i) == (ty, b)).collect() };
+    for i in 0..n {
+        let (ty, b) = group(i);
+        if b == 0 && i % 2 == 0 {
+            let wrong = i % 16 == 0;
+            let cand = members(if wrong { (ty + 1) % TYPES } else { ty }, 1);
+            t.push(
+                PairKind::Mnn,
+                i as u32,
+                cand[r.below(cand.len())] as u32,
+                0.5,
+                f32::NAN,
+            );
+        }
+        let same = members(ty, b);
+        for _ in 0..5 {
+            let j = same[r.below(same.len())];
+            if j != i {
+                t.push(PairKind::Knn, i as u32, j as u32, 0.1, f32::NAN);
+            }
+        }
+    }
+    t
+}
+
+struct Data {
+    dir: tempfile::TempDir,
+    cells: PathBuf,
+    pairs: PathBuf,
+}
+
+fn data() -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cells(480, 48);
+    let p = pairs(&c);
+    let cells = dir.path().join("cells.arrow");
+    let pairs_path = dir.path().join("pairs.arrow");
+    write_cells(&cells, &c).unwrap();
+    write_pairs(&pairs_path, &p).unwrap();
+    Data {
+        dir,
+        cells,
+        pairs: pairs_path,
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Fast settings for tests: small batches and queue, 6 epochs, refinement after 2.
+fn train_args<'a>(d: &'a Data, model: &'a str, emb: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        s(&d.cells).into(),
+        "--pairs".into(),
+        s(&d.pairs).into(),
+        "-o".into(),
+        s(&d.dir.path().join(model)).into(),
+        "--embedding".into(),
+        s(&d.dir.path().join(emb)).into(),
+        "--batch-size".into(),
+        "32".into(),
+        "--queue".into(),
+        "128".into(),
+        "--checkpoint-every".into(),
+        "2".into(),
+        "--threads".into(),
+        "1".into(),
+    ];
+    let has = |f: &str| extra.contains(&f);
+    if !has("--epochs") {
+        a.extend(["--epochs".into(), "6".into()]);
+    }
+    if !has("--stage1-epochs") && !has("--no-refine") {
+        a.extend(["--stage1-epochs".into(), "2".into()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) -> std::process::Output {
+    let a = train_args(d, model, emb, extra);
+    run_ok("train", &a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn emb_bits(p: &Path) -> Vec<u32> {
+    read_embedding(p)
+        .unwrap()
+        .data
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+#[test]
+fn train_writes_model_embedding_and_log() {
+    let d = data();
+    let out = train(
+        &d,
+        "m",
+        "e.arrow",
+        &["--log", s(&d.dir.path().join("log.tsv"))],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("claire stage 1 epoch 1/6"), "{err}");
+    assert!(err.contains("claire stage 2 epoch 6/6"), "{err}");
+    assert!(err.contains("seed accuracy"), "{err}");
+    let e = read_embedding(&d.dir.path().join("e.arrow")).unwrap();
+    assert_eq!(e.name, "claire");
+    assert_eq!(e.dim, 128);
+    assert_eq!(e.n_cells(), 480);
+    assert!(e.column("cell_type").is_some() && e.column("batch").is_some());
+    for i in 0..e.n_cells() {
+        let n: f32 = e.row(i).iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-4 || n == 0.0, "row {i} has norm {n}");
+    }
+    assert_eq!(e.provenance.last().unwrap().tool, "cellweave-train");
+    let m = d.dir.path().join("m");
+    for f in [
+        "card.yaml",
+        "model.safetensors",
+        "state.safetensors",
+        "state.json",
+        "refined_pairs.arrow",
+        "training_log.arrow",
+    ] {
+        assert!(m.join(f).exists(), "{f} missing");
+    }
+    let card = std::fs::read_to_string(m.join("card.yaml")).unwrap();
+    for key in [
+        "model: claire",
+        "epochs: 6",
+        "gene_ids:",
+        "- ENSG00047",
+        "cells_fingerprint: 480:",
+        "lr: 0.0001",
+        "final_loss:",
+    ] {
+        assert!(card.contains(key), "card lacks {key}:\n{card}");
+    }
+    let log = read_frame(&m.join("training_log.arrow"), TableKind::TrainingLog).unwrap();
+    assert_eq!(log.n_rows(), 6);
+    match (log.column("loss").unwrap(), log.column("stage").unwrap()) {
+        (Column::F64(l), Column::U32(st)) => {
+            assert!(l.iter().all(|v| v.is_finite() && *v > 0.0));
+            assert_eq!(st, &vec![1, 1, 2, 2, 2, 2]);
+        }
+        other => panic!("unexpected log columns {other:?}"),
+    }
+    let tsv = std::fs::read_to_string(d.dir.path().join("log.tsv")).unwrap();
+    assert!(tsv.starts_with("stage\tepoch\tsteps"), "{tsv}");
+    assert_eq!(tsv.lines().count(), 7);
+    // The refined seeds carry posteriors >= 0.5 and are fewer or as many.
+    let rp = read_pairs(&m.join("refined_pairs.arrow")).unwrap();
+    let seeds: Vec<usize> = (0..rp.len())
+        .filter(|&r| rp.kind[r] == PairKind::Mnn)
+        .collect();
+    assert!(!seeds.is_empty() && seeds.iter().all(|&r| rp.posterior[r] >= 0.5));
+}
+
+#[test]
+fn train_is_deterministic_with_a_seed() {
+    let d = data();
+    train(&d, "a", "a.arrow", &["--seed", "5"]);
+    train(&d, "b", "b.arrow", &["--seed", "5"]);
+    train(&d, "c", "c.arrow", &["--seed", "6"]);
+    let (a, b, c) = (
+        emb_bits(&d.dir.path().join("a.arrow")),
+        emb_bits(&d.dir.path().join("b.arrow")),
+        emb_bits(&d.dir.path().join("c.arrow")),
+    );
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // Thread count does not change the result either.
+    let mut args = train_args(&d, "t2", "t2.arrow", &["--seed", "5"]);
+    let i = args.iter().position(|x| x == "--threads").unwrap();
+    args[i + 1] = "2".into();
+    run_ok(
+        "train",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(a, emb_bits(&d.dir.path().join("t2.arrow")));
+}
+
+#[test]
+fn train_resume_equals_an_uninterrupted_run() {
+    let d = data();
+    train(&d, "full", "full.arrow", &[]);
+    // Killed after epoch 5: the last checkpoint is epoch 4 (after refinement).
+    // Killed after epoch 3: the last checkpoint is epoch 2 (refinement still to come).
+    for stop in ["5", "3"] {
+        let model = format!("crash{stop}");
+        let emb = format!("crash{stop}.arrow");
+        let a = train_args(&d, &model, &emb, &["--stop-after-epoch", stop]);
+        let out = run("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+        assert!(
+            !d.dir.path().join(&emb).exists(),
+            "no embedding from an interrupted run"
+        );
+        assert!(
+            !d.dir.path().join(&model).join("card.yaml").exists(),
+            "no card from an interrupted run"
+        );
+        let out = train(&d, &model, &emb, &["--resume"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch"));
+        assert_eq!(
+            emb_bits(&d.dir.path().join("full.arrow")),
+            emb_bits(&d.dir.path().join(&emb)),
+            "stop {stop}"
+        );
+        let bytes =
+            |m: &str| std::fs::read(d.dir.path().join(m).join("model.safetensors")).unwrap();
+        assert_eq!(bytes("full"), bytes(&model));
+    }
+    // Resuming with other parameters is refused.
+    let a = train_args(&d, "crash3", "x.arrow", &["--resume", "--lr", "0.001"]);
+    let out = run("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("other parameters"));
+}
+
+#[test]
+fn train_stage_by_stage_equals_the_one_call_schedule() {
+    let d = data();
+    train(&d, "one", "one.arrow", &[]);
+    train(&d, "s1", "s1.arrow", &["--epochs", "2", "--no-refine"]);
+    let refined = d.dir.path().join("refined.arrow");
+    run_ok(
+        "refine",
+        &[
+            s(&d.cells),
+            "--pairs",
+            s(&d.pairs),
+            "--embedding",
+            s(&d.dir.path().join("s1.arrow")),
+            "-o",
+            s(&refined),
+        ],
+    );
+    let a = vec![
+        s(&d.cells).to_string(),
+        "--pairs".into(),
+        s(&refined).into(),
+        "-o".into(),
+        s(&d.dir.path().join("s2")).into(),
+        "--embedding".into(),
+        s(&d.dir.path().join("s2.arrow")).into(),
+        "--batch-size".into(),
+        "32".into(),
+        "--queue".into(),
+        "128".into(),
+        "--threads".into(),
+        "1".into(),
+        "--epochs".into(),
+        "4".into(),
+        "--no-refine".into(),
+        "--init".into(),
+        s(&d.dir.path().join("s1")).into(),
+    ];
+    let out = run_ok("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("claire stage 2 epoch 3/6"));
+    assert_eq!(
+        emb_bits(&d.dir.path().join("one.arrow")),
+        emb_bits(&d.dir.path().join("s2.arrow"))
+    );
+}
+
+#[test]
+fn embed_reproduces_the_training_embedding_and_aligns_genes() {
+    let d = data();
+    train(&d, "m", "e.arrow", &["--epochs", "3", "--no-refine"]);
+    let m = d.dir.path().join("m");
+    let e2 = d.dir.path().join("e2.arrow");
+    run_ok(
+        "embed",
+        &[
+            s(&d.cells),
+            "--model",
+            s(&m),
+            "-o",
+            s(&e2),
+            "--threads",
+            "1",
+        ],
+    );
+    let train_emb = read_embedding(&d.dir.path().join("e.arrow")).unwrap();
+    let embed_emb = read_embedding(&e2).unwrap();
+    assert_eq!(train_emb.data, embed_emb.data);
+    assert_eq!(train_emb.cell_ids, embed_emb.cell_ids);
+    assert_eq!(embed_emb.provenance.last().unwrap().tool, "cellweave-embed");
+
+    // Genes in another order give the same embedding; missing genes count as zero (warned).
+    let c = cellweave::io::table::read_cells(&d.cells).unwrap();
+    let g = c.n_genes();
+    let mut rev: Vec<usize> = (0..g).collect();
+    rev.reverse();
+    let mut shuffled = c.clone();
+    shuffled.gene_ids = rev.iter().map(|&j| c.gene_ids[j].clone()).collect();
+    shuffled.gene_names = rev.iter().map(|&j| c.gene_names[j].clone()).collect();
+    let dense = c.x.to_dense();
+    let mut sd = vec![0f32; dense.len()];
+    for i in 0..c.n_cells() {
+        for (new, &old) in rev.iter().enumerate() {
+            sd[i * g + new] = dense[i * g + old];
+        }
+    }
+    shuffled.x = Csr::from_dense(c.n_cells(), g, &sd);
+    let sp = d.dir.path().join("shuffled.arrow");
+    write_cells(&sp, &shuffled).unwrap();
+    let e3 = d.dir.path().join("e3.arrow");
+    run_ok("embed", &[s(&sp), "--model", s(&m), "-o", s(&e3)]);
+    let a = read_embedding(&e3).unwrap();
+    let max = a
+        .data
+        .iter()
+        .zip(&train_emb.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-5, "reordered genes changed the embedding by {max}");
+
+    let few = c.select_genes(&(0..g - 5).collect::<Vec<_>>());
+    let fp = d.dir.path().join("few.arrow");
+    write_cells(&fp, &few).unwrap();
+    let out = run_ok(
+        "embed",
+        &[
+            s(&fp),
+            "--model",
+            s(&m),
+            "-o",
+            s(&d.dir.path().join("e4.arrow")),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5 of the model's 48 genes are not in"));
+
+    let most = c.select_genes(&(0..10).collect::<Vec<_>>());
+    let mp = d.dir.path().join("most.arrow");
+    write_cells(&mp, &most).unwrap();
+    let out = run(
+        "embed",
+        &[
+            s(&mp),
+            "--model",
+            s(&m),
+            "-o",
+            s(&d.dir.path().join("e5.arrow")),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("most.arrow") && err.contains("38 of the model's 48 genes are missing"),
+        "{err}"
+    );
+    assert!(!d.dir.path().join("e5.arrow").exists());
+}
+
+#[test]
+fn train_errors_are_one_line_and_leave_no_output() {
+    let d = data();
+    // Pairs of other cells.
+    let other = cells(300, 48);
+    let op = d.dir.path().join("other_pairs.arrow");
+    write_pairs(&op, &pairs(&other)).unwrap();
+    let emb = d.dir.path().join("x.arrow");
+    let out = run(
+        "train",
+        &[
+            s(&d.cells),
+            "--pairs",
+            s(&op),
+            "-o",
+            s(&d.dir.path().join("m")),
+            "--embedding",
+            s(&emb),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("other_pairs.arrow") && err.contains("fingerprint"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!emb.exists());
+    // CUDA without the feature.
+    let a = train_args(&d, "m2", "y.arrow", &["--device", "cuda"]);
+    let out = run("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("built without CUDA support; rebuild with --features cuda"));
+    // Raw counts.
+    let mut c = cellweave::io::table::read_cells(&d.cells).unwrap();
+    c.values = ValueKind::Counts;
+    let cp = d.dir.path().join("counts.arrow");
+    write_cells(&cp, &c).unwrap();
+    let out = run(
+        "train",
+        &[
+            s(&cp),
+            "--pairs",
+            s(&d.pairs),
+            "-o",
+            s(&d.dir.path().join("m3")),
+            "--embedding",
+            s(&emb),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log-normalized"));
+    // A directory that holds no model.
+    let out = run(
+        "embed",
+        &[s(&d.cells), "--model", s(d.dir.path()), "-o", s(&emb)],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cellweave model directory"));
+}

@@ -1,0 +1,310 @@
+//! The Snakemake test workflow on the shared data, exactly as the README runs it
+//! (`snakemake -s workflows/snakemake/Snakefile --cores 2 --configfile workflows/snakemake/config/test.yaml`,
+//! here in a temporary working directory): it produces integrated.h5ad, scores.tsv and umap.png
+//! for cellbench_3tech and kang_ifnb with every intermediate table, log and benchmark; the h5ad
+//! is read back with Python's anndata; re-running is a no-op; deleting an intermediate re-runs
+//! only what depends on it.
+
+mod workflow_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+use workflow_support::{job_counts, repo, snakemake, text, venv_bin};
+
+const STAGES: [&str; 10] = [
+    "01_import",
+    "02_filter",
+    "03_normalize",
+    "04_hvg",
+    "06_train_stage1",
+    "07_refine",
+    "08_train_stage2",
+    "09_plot",
+    "10_export",
+    "11_score",
+];
+
+const FILES: [&str; 20] = [
+    "01_raw.arrow",
+    "02_filtered.arrow",
+    "02_qc.tsv",
+    "02_genes_qc.tsv",
+    "03_normalized.arrow",
+    "04_hvg.arrow",
+    "04_hvg_genes.arrow",
+    "05_pairs/knn.arrow",
+    "05_pairs.arrow",
+    "06_stage1_model",
+    "06_stage1_embedding.arrow",
+    "06_stage1_log.arrow",
+    "07_refined_pairs.arrow",
+    "08_claire_model",
+    "08_claire_embedding.arrow",
+    "08_claire_log.arrow",
+    "09_umap.arrow",
+    "umap.png",
+    "integrated.h5ad",
+    "scores.tsv",
+];
+
+/// Reads integrated.h5ad with anndata and, when the raw input is an h5ad, compares
+/// layers['counts'] with its counts for the same cells and genes.
+const CHECK_H5AD: &str = r#"
+import json, sys
+import anndata as ad, numpy as np, scipy.sparse as sp
+a = ad.read_h5ad(sys.argv[1])
+dense = lambda m: m.toarray() if sp.issparse(m) else np.asarray(m)
+c = dense(a.layers["counts"]) if "counts" in a.layers else None
+x = dense(a.X)
+r = {"n_obs": a.n_obs, "n_vars": a.n_vars, "layers": sorted(a.layers.keys()),
+     "obsm": {k: list(np.asarray(v).shape) for k, v in a.obsm.items()}, "obs": list(a.obs.columns),
+     "counts_integer": bool(c is not None and np.all(c == np.round(c)) and c.min() >= 0),
+     "x_log1p_range": [float(x.min()), float(x.max())]}
+if "X_claire" in a.obsm:
+    n = np.linalg.norm(np.asarray(a.obsm["X_claire"]), axis=1)
+    r["claire_norm_range"] = [float(n.min()), float(n.max())]
+if len(sys.argv) > 2 and c is not None:
+    raw = ad.read_h5ad(sys.argv[2])
+    m = raw.layers[sys.argv[3]] if len(sys.argv) > 3 else raw.X
+    raw = ad.AnnData(X=m, obs=raw.obs, var=raw.var)
+    genes = [g for g in a.var_names if g in raw.var_names]
+    if not genes and "gene_ids" in raw.var:
+        raw.var_names = raw.var["gene_ids"].astype(str)
+        genes = [g for g in a.var_names if g in raw.var_names]
+    r["genes_matched"] = len(genes)
+    sub = dense(raw[a.obs_names, genes].X)
+    r["counts_equal_input"] = bool(len(genes) == a.n_vars and np.array_equal(sub, c))
+print(json.dumps(r))
+"#;
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn snakemake_test_workflow_on_the_shared_data() {
+    let Some(shared) = cellweave_tests::shared() else {
+        return;
+    };
+    let Some(smk) = venv_bin("snakemake") else {
+        return;
+    };
+    let python = venv_bin("python").expect("venv python");
+    let work = tempfile::tempdir().unwrap();
+    let config = repo().join("workflows/snakemake/config/test.yaml");
+    let cfg = ["--configfile", config.to_str().unwrap()];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = cfg.iter().chain(extra).copied().collect();
+        snakemake(&smk, work.path(), Some(&shared), &args)
+    };
+
+    // 1. The whole chain for both data sets.
+    let t0 = Instant::now();
+    let out = run(&["--quiet", "rules"]);
+    assert!(
+        out.status.success(),
+        "the test workflow failed:\n{}",
+        text(&out)
+    );
+    eprintln!(
+        "snakemake test workflow: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let results = work.path().join("results/test");
+    let shards: [(&str, &str, Vec<&str>); 2] = [
+        (
+            "cellbench_3tech",
+            "cellbench_3tech/cellbench_3tech.h5ad",
+            vec!["10x--CELseq2", "10x--Dropseq", "CELseq2--Dropseq"],
+        ),
+        (
+            "kang_ifnb",
+            "kang_ifnb/kang_ifnb.h5ad",
+            vec![
+                "ctrl101--ctrl107",
+                "ctrl101--stim101",
+                "ctrl101--stim107",
+                "ctrl107--stim101",
+                "ctrl107--stim107",
+                "stim101--stim107",
+            ],
+        ),
+    ];
+    for (name, input, pairs) in &shards {
+        let d = results.join(name);
+        // 2. Every intermediate kept, one log and one benchmark per job.
+        for f in FILES {
+            let p = d.join(f);
+            assert!(p.exists(), "{name}: {f} is missing");
+            if p.is_file() {
+                assert!(
+                    std::fs::metadata(&p).unwrap().len() > 0,
+                    "{name}: {f} is empty"
+                );
+            }
+        }
+        let mut jobs: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
+        jobs.extend(["05_pairs_knn".to_string(), "05_pairs_merge".to_string()]);
+        jobs.extend(pairs.iter().map(|s| format!("05_pairs_{s}")));
+        for s in pairs {
+            assert!(
+                d.join(format!("05_pairs/{s}.arrow")).is_file(),
+                "{name}: no pair shard {s}"
+            );
+        }
+        for j in &jobs {
+            let log = d.join(format!("logs/{j}.log"));
+            assert!(log.is_file(), "{name}: no log {}", log.display());
+            let bench =
+                std::fs::read_to_string(d.join(format!("benchmarks/{j}.tsv"))).unwrap_or_default();
+            assert!(
+                bench.starts_with("s\th:m:s\tmax_rss"),
+                "{name}: benchmark of {j}: {bench:?}"
+            );
+        }
+        let n_shards = std::fs::read_dir(d.join("05_pairs")).unwrap().count();
+        assert_eq!(n_shards, pairs.len() + 1, "{name}: pair shards + knn");
+
+        // 3. integrated.h5ad as anndata reads it.
+        let out = std::process::Command::new(&python)
+            .args(["-c", CHECK_H5AD])
+            .arg(d.join("integrated.h5ad"))
+            .arg(shared.join("data").join(input))
+            .arg("counts")
+            .output()
+            .expect("python");
+        assert!(
+            out.status.success(),
+            "{name}: anndata could not read integrated.h5ad:\n{}",
+            text(&out)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let n = r["n_obs"].as_u64().unwrap();
+        assert!(n > 1000, "{name}: {r}");
+        assert_eq!(r["layers"], serde_json::json!(["counts"]), "{name}: {r}");
+        assert_eq!(
+            r["obsm"]["X_claire"],
+            serde_json::json!([n, 128]),
+            "{name}: {r}"
+        );
+        assert_eq!(
+            r["obsm"]["X_umap"],
+            serde_json::json!([n, 2]),
+            "{name}: {r}"
+        );
+        for col in ["batch", "cell_type"] {
+            assert!(
+                r["obs"].as_array().unwrap().iter().any(|c| c == col),
+                "{name}: obs lacks {col}: {r}"
+            );
+        }
+        assert_eq!(r["counts_integer"], true, "{name}: {r}");
+        assert_eq!(
+            r["counts_equal_input"], true,
+            "{name}: layers['counts'] differs from the input counts: {r}"
+        );
+        let norms = r["claire_norm_range"].as_array().unwrap();
+        assert!(
+            norms
+                .iter()
+                .all(|v| (v.as_f64().unwrap() - 1.0).abs() < 1e-3),
+            "{name}: X_claire not L2-normalized: {r}"
+        );
+
+        // 4. The scores and the picture.
+        let scores = std::fs::read_to_string(d.join("scores.tsv")).unwrap();
+        let mut lines = scores.lines();
+        let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+        let row: Vec<&str> = lines.next().expect("a scores row").split('\t').collect();
+        assert_eq!(header.len(), row.len(), "{name}: {scores}");
+        let values: BTreeMap<&str, f64> = header
+            .iter()
+            .zip(&row)
+            .filter_map(|(h, v)| Some((*h, v.parse::<f64>().ok()?)))
+            .collect();
+        assert!(
+            values.len() >= 10,
+            "{name}: too few numeric metrics: {scores}"
+        );
+        assert!(values.values().all(|v| v.is_finite()), "{name}: {scores}");
+        // The integration beats the unintegrated baseline (scib-metrics' classic total of the
+        // PCA embedding in the shared reference), and refinement did not lower seed accuracy.
+        let pca: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(shared.join(format!("reference/{name}/score_pca.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let pca_total = pca["agg_scib_classic"]["total"].as_f64().unwrap();
+        let total = values["agg_scib_classic_total"];
+        eprintln!("{name}: classic scIB total {total:.3} (unintegrated PCA {pca_total:.3})");
+        assert!(
+            total > pca_total + 0.05,
+            "{name}: total {total} vs PCA {pca_total}: {scores}"
+        );
+        let refine = std::fs::read_to_string(d.join("logs/07_refine.log")).unwrap();
+        let acc: Vec<f64> = refine
+            .lines()
+            .find(|l| l.starts_with("seed accuracy:"))
+            .unwrap_or_else(|| panic!("{name}: no seed accuracy in the refine log:\n{refine}"))
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(
+            acc.len() == 2 && acc[1] >= acc[0],
+            "{name}: seed accuracy before/after {acc:?}"
+        );
+        let png = std::fs::read(d.join("umap.png")).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "{name}: umap.png is not a picture"
+        );
+    }
+
+    // 5. Re-running is a no-op.
+    let out = run(&["--dry-run"]);
+    assert!(
+        out.status.success() && text(&out).contains("Nothing to be done"),
+        "re-run is not a no-op:\n{}",
+        text(&out)
+    );
+
+    // 6. Deleting an intermediate re-runs only what depends on it.
+    let d = results.join("cellbench_3tech");
+    let upstream: Vec<_> = [
+        "01_raw.arrow",
+        "04_hvg.arrow",
+        "05_pairs.arrow",
+        "06_stage1_embedding.arrow",
+    ]
+    .iter()
+    .map(|f| (d.join(f), mtime(&d.join(f))))
+    .chain(std::iter::once((
+        results.join("kang_ifnb/integrated.h5ad"),
+        mtime(&results.join("kang_ifnb/integrated.h5ad")),
+    )))
+    .collect();
+    std::fs::remove_file(d.join("07_refined_pairs.arrow")).unwrap();
+    let out = run(&["--dry-run"]);
+    let jobs = job_counts(&text(&out));
+    let expected: BTreeMap<String, usize> =
+        ["all", "export", "plot", "refine", "score", "train_stage2"]
+            .iter()
+            .map(|r| (r.to_string(), 1))
+            .collect();
+    assert_eq!(
+        jobs,
+        expected,
+        "after deleting 07_refined_pairs.arrow:\n{}",
+        text(&out)
+    );
+    let out = run(&["--quiet", "rules"]);
+    assert!(out.status.success(), "the re-run failed:\n{}", text(&out));
+    assert!(d.join("07_refined_pairs.arrow").is_file() && d.join("integrated.h5ad").is_file());
+    for (p, t) in upstream {
+        assert_eq!(mtime(&p), t, "{} was rewritten", p.display());
+    }
+}

@@ -1,0 +1,303 @@
+//! The model directory: weights, model card, training state; and applying a saved model
+//! to a cells table.
+//!
+//! ```text
+//! MODEL_DIR/
+//!   card.yaml            model card (written last: a directory without it is not a model)
+//!   model.safetensors    query encoder weights, torch names encoder.{0,3,6}.{weight,bias}
+//!   state.safetensors    full training state: both encoders, queue, Adam moments
+//!   state.json           progress (epochs done, schedule, log so far) and parameters
+//!   refined_pairs.arrow  the refined seed pairs (when refinement ran in this model's history)
+//!   training_log.arrow   per-epoch loss (TrainingLog table)
+//! ```
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::{CellsTable, Csr, ValueKind};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::encoder::Encoder;
+use super::CandleExt;
+
+pub const CARD: &str = "card.yaml";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const STATE: &str = "state.safetensors";
+pub const STATE_JSON: &str = "state.json";
+pub const REFINED_PAIRS: &str = "refined_pairs.arrow";
+pub const TRAINING_LOG: &str = "training_log.arrow";
+/// The model card format version.
+pub const CARD_VERSION: u32 = 1;
+
+/// The model card (YAML): what the model is, what it was trained on and how.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    pub model: String,
+    pub card_version: u32,
+    /// cellweave version that trained it.
+    pub cellweave_version: String,
+    pub architecture: Architecture,
+    /// Scale the inputs must be on (as the training cells).
+    pub values: ValueKind,
+    pub n_genes: usize,
+    pub gene_ids: Vec<String>,
+    pub gene_names: Vec<String>,
+    pub hyperparameters: serde_json::Value,
+    pub training: TrainingSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Architecture {
+    /// Layer widths, input first.
+    pub widths: Vec<usize>,
+    pub activation: String,
+    pub dropout: f32,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainingSummary {
+    pub cells: usize,
+    pub cells_fingerprint: String,
+    pub seed: u64,
+    /// Epochs done in this model's whole history (continued runs included).
+    pub epochs: usize,
+    pub steps: u64,
+    pub final_loss: f64,
+    pub seed_pairs: usize,
+    /// Seed pairs kept by refinement (absent when no refinement ran).
+    pub refined_seed_pairs: Option<usize>,
+    pub training_cells: usize,
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// A loaded model: the encoder and its card.
+pub struct Model {
+    pub card: Card,
+    pub encoder: Encoder,
+}
+
+pub fn read_card(dir: &Path) -> Result<Card> {
+    let p = dir.join(CARD);
+    if !p.exists() {
+        bail!(
+            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    let card: Card = serde_yaml::from_str(&text)
+        .map_err(|e| Error::new(format!("invalid model card ({e})")).file(&p))?;
+    if card.model != "claire" {
+        return Err(
+            Error::new(format!("unknown model '{}' (expected claire)", card.model))
+                .file(&p)
+                .field("model"),
+        );
+    }
+    if card.card_version > CARD_VERSION {
+        return Err(Error::new(format!(
+            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
+            card.card_version
+        ))
+        .file(&p)
+        .field("card_version"));
+    }
+    if card.gene_ids.len() != card.n_genes || card.gene_names.len() != card.n_genes {
+        return Err(Error::new("gene lists do not match n_genes")
+            .file(&p)
+            .field("gene_ids"));
+    }
+    Ok(card)
+}
+
+pub fn write_card(dir: &Path, card: &Card) -> Result<()> {
+    let text = serde_yaml::to_string(card)
+        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
+    cellweave::io::atomic::write_file(&dir.join(CARD), |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// Save named tensors as safetensors, atomically.
+pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    cellweave::io::atomic::write_path(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).ce().at(path)
+    })
+}
+
+pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        return Err(Error::new("file not found").file(path));
+    }
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .ce()
+        .at(path)
+}
+
+/// Save the query encoder as the model weights.
+pub fn save_weights(dir: &Path, encoder: &Encoder) -> Result<()> {
+    let mut t = HashMap::new();
+    for (n, v) in encoder.named("encoder.") {
+        t.insert(n, v.to_device(&Device::Cpu).ce()?);
+    }
+    save_tensors(&dir.join(WEIGHTS), &t)
+}
+
+/// Load a model directory onto `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<Model> {
+    let card = read_card(dir)?;
+    let wpath = dir.join(WEIGHTS);
+    let t = load_tensors(&wpath)?;
+    let encoder = Encoder::from_tensors(&t, "encoder.", device)
+        .ce()
+        .at(&wpath)?;
+    if encoder.n_genes() != card.n_genes {
+        return Err(Error::new(format!(
+            "the weights take {} genes but the card lists {}",
+            encoder.n_genes(),
+            card.n_genes
+        ))
+        .file(&wpath));
+    }
+    Ok(Model { card, encoder })
+}
+
+/// Eval-mode embedding of every row of `x` (dense chunks of `chunk` rows).
+pub fn embed_rows(encoder: &Encoder, x: &Csr, device: &Device) -> Result<Vec<f32>> {
+    const CHUNK: usize = 1024;
+    let n = x.n_rows();
+    let d = encoder.latent();
+    let mut out = Vec::with_capacity(n * d);
+    let mut start = 0;
+    while start < n {
+        let end = (start + CHUNK).min(n);
+        let rows: Vec<usize> = (start..end).collect();
+        let dense = x.to_dense_rows(&rows);
+        let t = Tensor::from_vec(dense, (end - start, x.n_cols), device).ce()?;
+        let e = encoder.forward(&t).ce()?.to_device(&Device::Cpu).ce()?;
+        out.extend(e.flatten_all().ce()?.to_vec1::<f32>().ce()?);
+        start = end;
+    }
+    Ok(out)
+}
+
+/// How the genes of a cells table were matched to the model's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneAlignment {
+    /// For each model gene, its column in the cells table.
+    pub columns: Vec<Option<usize>>,
+    pub missing: usize,
+    /// "id" or "name": what matched.
+    pub by: &'static str,
+}
+
+/// Match the model's genes to a cells table's, by id (or by name when no id matches).
+pub fn align_genes(card: &Card, cells: &CellsTable) -> GeneAlignment {
+    let by_key = |model: &[String], table: &[String]| -> Vec<Option<usize>> {
+        let idx: HashMap<&str, usize> = table
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.as_str(), i))
+            .collect();
+        model.iter().map(|g| idx.get(g.as_str()).copied()).collect()
+    };
+    let ids = by_key(&card.gene_ids, &cells.gene_ids);
+    let found_ids = ids.iter().filter(|c| c.is_some()).count();
+    let names = by_key(&card.gene_names, &cells.gene_names);
+    let found_names = names.iter().filter(|c| c.is_some()).count();
+    let (columns, by) = if found_ids == 0 && found_names > 0 {
+        (names, "name")
+    } else {
+        (ids, "id")
+    };
+    let missing = columns.iter().filter(|c| c.is_none()).count();
+    GeneAlignment {
+        columns,
+        missing,
+        by,
+    }
+}
+
+/// The cells' expression re-indexed onto the model's genes (missing genes are zero).
+pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
+    if a.missing == 0
+        && a.columns.iter().enumerate().all(|(i, c)| *c == Some(i))
+        && cells.n_genes() == a.columns.len()
+    {
+        return cells.x.clone();
+    }
+    let mut to_model = vec![u32::MAX; cells.n_genes()];
+    for (m, c) in a.columns.iter().enumerate() {
+        if let Some(c) = c {
+            to_model[*c] = m as u32;
+        }
+    }
+    let mut out = Csr::empty(a.columns.len());
+    let mut row: Vec<(u32, f32)> = Vec::new();
+    for r in 0..cells.n_cells() {
+        let (idx, val) = cells.x.row(r);
+        row.clear();
+        row.extend(idx.iter().zip(val).filter_map(|(&c, &v)| {
+            let m = to_model[c as usize];
+            (m != u32::MAX).then_some((m, v))
+        }));
+        row.sort_unstable_by_key(|p| p.0);
+        for &(c, v) in &row {
+            out.indices.push(c);
+            out.data.push(v);
+        }
+        out.indptr.push(out.indices.len() as u64);
+    }
+    out
+}
+
+/// Check a cells table can be embedded by a model and return its aligned matrix.
+/// `max_missing` is the largest tolerated fraction of model genes absent from the table.
+pub fn prepare_cells(
+    card: &Card,
+    cells: &CellsTable,
+    cells_path: &Path,
+    max_missing: f64,
+) -> Result<Csr> {
+    if cells.values != card.values {
+        return Err(Error::new(format!(
+            "values are {} but the model was trained on {} values (run the same normalization first)",
+            cells.values.as_str(),
+            card.values.as_str()
+        ))
+        .file(cells_path)
+        .field("values"));
+    }
+    let a = align_genes(card, cells);
+    let frac = a.missing as f64 / card.n_genes.max(1) as f64;
+    if frac > max_missing {
+        return Err(Error::new(format!(
+            "{} of the model's {} genes are missing (more than {:.0}%; matched by {}); is this the same organism and gene annotation?",
+            a.missing,
+            card.n_genes,
+            max_missing * 100.0,
+            a.by
+        ))
+        .file(cells_path)
+        .field("genes"));
+    }
+    if a.missing > 0 {
+        info!(
+            "warning: {} of the model's {} genes are not in {} (set to 0; matched by {})",
+            a.missing,
+            card.n_genes,
+            cells_path.display(),
+            a.by
+        );
+    }
+    Ok(aligned_matrix(cells, &a))
+}
+
+/// Paths of a model directory's files.
+pub fn path(dir: &Path, file: &str) -> PathBuf {
+    dir.join(file)
+}

@@ -1,0 +1,657 @@
+//! The training loop: schedule (stage 1, refinement, stage 2), epochs of MoCo steps on
+//! mixed-up views, checkpoints that resume bit for bit, and the model directory outputs.
+//!
+//! Randomness: the initial weights come from `Rng::derive(seed, [INIT])`; epoch `e` draws
+//! its anchor order and views from `Rng::derive(seed, [e, VIEWS])` and its dropout masks
+//! from `Rng::derive(seed, [e, DROPOUT])`. Checkpoints are taken between epochs, so the
+//! random state to restore is just the epoch counter.
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::{
+    CellsTable, Column, EmbeddingTable, Frame, PairKind, PairsTable, Step, TableKind,
+};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::cpu_step::Workspace;
+use super::encoder::{widths, Encoder};
+use super::moco::{Moco, MocoParams};
+use super::model::{self, Architecture, Card, TrainingSummary};
+use super::views::{batch_views, PairSets};
+use super::CandleExt;
+use crate::optim::{AdamConfig, WeightDecay};
+use crate::rng::Rng;
+
+const STREAM_INIT: u64 = u64::MAX;
+const STREAM_VIEWS: u64 = 1;
+const STREAM_DROPOUT: u64 = 2;
+
+/// Everything that decides the result of a training run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainParams {
+    /// Epochs to run in this call (stage 1 and stage 2 together); `None`: automatic,
+    /// `max(default_epochs, enough epochs for min_steps steps)`.
+    pub epochs: Option<usize>,
+    pub default_epochs: usize,
+    pub min_steps: usize,
+    /// Refine the seeds after this many epochs of this call; `None`: automatic,
+    /// `max(3, enough epochs for stage1_min_steps steps)`.
+    pub stage1_epochs: Option<usize>,
+    pub stage1_min_steps: usize,
+    pub refine: bool,
+    pub refine_threshold: f64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Mix-up coefficients are drawn from U(alpha, 1).
+    pub alpha: f32,
+    pub latent: usize,
+    pub moco: MocoParams,
+    pub seed: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            epochs: None,
+            default_epochs: 80,
+            min_steps: 1500,
+            stage1_epochs: None,
+            stage1_min_steps: 100,
+            refine: true,
+            refine_threshold: 0.5,
+            batch_size: 256,
+            lr: 1e-4,
+            weight_decay: 1e-5,
+            alpha: 0.5,
+            latent: 128,
+            moco: MocoParams::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl TrainParams {
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            decay: WeightDecay::L2,
+            ..Default::default()
+        }
+    }
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
+        if self.batch_size < 2 {
+            return bad("batch-size", "must be at least 2");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return bad("alpha", "must be in [0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.moco.dropout) {
+            return bad("dropout", "must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&self.refine_threshold) {
+            return bad("refine-threshold", "must be in [0, 1]");
+        }
+        if self.moco.queue_size == 0 || self.moco.temperature <= 0.0 {
+            return bad("queue", "queue size and temperature must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// One row of the training log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogRow {
+    pub stage: u32,
+    /// Global epoch number (1-based, continued runs keep counting).
+    pub epoch: usize,
+    pub steps: usize,
+    pub training_cells: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// Where a run stands (saved in `state.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Epochs done (global).
+    pub epoch: usize,
+    /// Epoch at which this run ends (global).
+    pub end_epoch: usize,
+    /// Refine the seeds before this global epoch.
+    pub refine_at: Option<usize>,
+    pub refined: bool,
+    pub stage: u32,
+    pub steps: u64,
+    pub seeds: usize,
+    pub refined_seeds: Option<usize>,
+    pub seconds: f64,
+    pub log: Vec<LogRow>,
+}
+
+/// `state.json`: what a resumed run must agree with, and the progress.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    cells_fingerprint: String,
+    params: TrainParams,
+    progress: Progress,
+}
+
+/// How a run starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// New weights (a previous run in the model directory is discarded).
+    Fresh,
+    /// Continue the training state saved in another model directory (a stage-by-stage
+    /// workflow); epochs keep counting from it.
+    Init(PathBuf),
+    /// Continue the interrupted run in the output directory (fresh if it holds none).
+    Resume,
+}
+
+/// Refines seed pairs given the pairs table in use and the embedding of every cell:
+/// returns the pairs table with the kept seeds (KNN rows may be included; they are not
+/// used: the KNN lists of the original pairs stay).
+pub type Refiner<'a> = dyn FnMut(&PairsTable, &EmbeddingTable) -> Result<PairsTable> + 'a;
+
+/// A training run over one cells table.
+pub struct Trainer<'a> {
+    pub params: TrainParams,
+    cells: &'a CellsTable,
+    /// The pairs given (seeds and KNN lists).
+    pairs: PairsTable,
+    /// The seed pairs in use (MNN rows only).
+    seeds: PairsTable,
+    sets: PairSets,
+    ws: Workspace,
+    pub moco: Moco,
+    pub progress: Progress,
+    dir: PathBuf,
+    device: Device,
+    refined_table: Option<PairsTable>,
+}
+
+fn seed_rows(p: &PairsTable) -> PairsTable {
+    let mut out = PairsTable {
+        n_cells: p.n_cells,
+        fingerprint: p.fingerprint.clone(),
+        provenance: p.provenance.clone(),
+        ..Default::default()
+    };
+    for r in 0..p.len() {
+        if p.kind[r] == PairKind::Mnn {
+            out.push(PairKind::Mnn, p.i[r], p.j[r], p.distance[r], p.posterior[r]);
+        }
+    }
+    out
+}
+
+fn seed_list(p: &PairsTable) -> Vec<(u32, u32)> {
+    (0..p.len())
+        .filter(|&r| p.kind[r] == PairKind::Mnn)
+        .map(|r| (p.i[r], p.j[r]))
+        .collect()
+}
+
+/// Steps per epoch and batch size for `n` training cells (drop last).
+fn batching(n: usize, batch_size: usize) -> (usize, usize) {
+    let b = batch_size.min(n);
+    if b < 2 {
+        return (0, b);
+    }
+    (n / b, b)
+}
+
+impl<'a> Trainer<'a> {
+    /// Prepare a run writing into `dir`.
+    pub fn new(
+        cells: &'a CellsTable,
+        pairs: &PairsTable,
+        params: TrainParams,
+        dir: &Path,
+        start: Start,
+        device: Device,
+    ) -> Result<Self> {
+        params.validate()?;
+        pairs.check_cells(&cells.fingerprint())?;
+        if pairs.n_cells != cells.n_cells() {
+            bail!(
+                "the pairs table has {} cells, the cells table {}",
+                pairs.n_cells,
+                cells.n_cells()
+            );
+        }
+        let mut sets = PairSets::from_pairs(pairs)?;
+        let seeds = seed_rows(pairs);
+        let n_train = sets.training_cells().len();
+        if n_train < 2 {
+            bail!("only {n_train} cell(s) are in a seed pair: nothing to train on (check the pairs stage)");
+        }
+        // Seeds carrying posteriors were refined already (stage 2 of a workflow).
+        let pre_refined = seeds.posterior.iter().any(|p| p.is_finite());
+        let (spe, _) = batching(n_train, params.batch_size);
+        let per_epochs = |min_steps: usize| min_steps.div_ceil(spe.max(1));
+        let epochs = params
+            .epochs
+            .unwrap_or_else(|| params.default_epochs.max(per_epochs(params.min_steps)));
+        let stage1 = params
+            .stage1_epochs
+            .unwrap_or_else(|| 3.max(per_epochs(params.stage1_min_steps)));
+
+        let state_path = dir.join(model::STATE_JSON);
+        if let Start::Resume = start {
+            if state_path.exists() {
+                return Self::resume(cells, pairs, params, dir, device, sets, seeds);
+            }
+            info!("no checkpoint in {}: starting a new run", dir.display());
+        }
+        let (moco, epoch0, stage0) = match &start {
+            Start::Init(init) => {
+                let (moco, epoch, stage) = Self::load_init(init, cells, &params, &device)?;
+                (moco, epoch, stage.max(if pre_refined { 2 } else { 1 }))
+            }
+            _ => {
+                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+                let enc = Encoder::init(cells.n_genes(), params.latent, &mut rng, &device).ce()?;
+                (
+                    Moco::new(enc, params.moco, params.adam()).ce()?,
+                    0,
+                    if pre_refined { 2 } else { 1 },
+                )
+            }
+        };
+        let refine_at = (params.refine && stage1 < epochs).then_some(epoch0 + stage1);
+        if params.refine && refine_at.is_none() {
+            info!("note: {epochs} epoch(s) leave no room for refinement after {stage1} stage-1 epochs: no refinement");
+        }
+        // A fresh run replaces whatever an earlier run left in the directory.
+        for f in [
+            model::CARD,
+            model::WEIGHTS,
+            model::STATE,
+            model::STATE_JSON,
+            model::REFINED_PAIRS,
+            model::TRAINING_LOG,
+        ] {
+            let p = dir.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).at(&p)?;
+            }
+        }
+        sets.set_seeds(&seed_list(&seeds));
+        let progress = Progress {
+            epoch: epoch0,
+            end_epoch: epoch0 + epochs,
+            refine_at,
+            refined: false,
+            stage: stage0,
+            steps: 0,
+            seeds: seeds.len(),
+            refined_seeds: None,
+            seconds: 0.0,
+            log: Vec::new(),
+        };
+        Ok(Trainer {
+            params,
+            cells,
+            pairs: pairs.clone(),
+            seeds,
+            sets,
+            ws: Workspace::default(),
+            moco,
+            progress,
+            dir: dir.to_path_buf(),
+            device,
+            refined_table: None,
+        })
+    }
+
+    fn load_init(
+        init: &Path,
+        cells: &CellsTable,
+        params: &TrainParams,
+        device: &Device,
+    ) -> Result<(Moco, usize, u32)> {
+        let card = model::read_card(init)?;
+        if card.gene_ids != cells.gene_ids {
+            return Err(Error::new(format!(
+                "the model to continue was trained on other genes ({} genes; this table has {}): \
+                 --init needs the same gene list in the same order",
+                card.n_genes,
+                cells.n_genes()
+            ))
+            .file(init));
+        }
+        let st = init.join(model::STATE);
+        if st.exists() {
+            let t = model::load_tensors(&st)?;
+            let moco = Moco::from_state(&t, params.moco, params.adam(), device)
+                .ce()
+                .at(&st)?;
+            let sj = init.join(model::STATE_JSON);
+            let text = std::fs::read_to_string(&sj).at(&sj)?;
+            let s: StateFile = serde_json::from_str(&text).at(&sj)?;
+            Ok((moco, s.progress.epoch, s.progress.stage))
+        } else {
+            info!("note: {} has weights but no training state: key encoder, queue and optimiser start fresh", init.display());
+            let m = model::load(init, device)?;
+            Ok((Moco::new(m.encoder, params.moco, params.adam()).ce()?, 0, 1))
+        }
+    }
+
+    fn resume(
+        cells: &'a CellsTable,
+        pairs: &PairsTable,
+        params: TrainParams,
+        dir: &Path,
+        device: Device,
+        mut sets: PairSets,
+        mut seeds: PairsTable,
+    ) -> Result<Self> {
+        let sj = dir.join(model::STATE_JSON);
+        let text = std::fs::read_to_string(&sj).at(&sj)?;
+        let s: StateFile = serde_json::from_str(&text).at(&sj)?;
+        if s.cells_fingerprint != cells.fingerprint() {
+            return Err(Error::new(
+                "the checkpoint was trained on other cells: rerun without --resume",
+            )
+            .file(&sj));
+        }
+        if s.params != params {
+            return Err(Error::new(format!(
+                "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
+                serde_json::to_string(&s.params).unwrap_or_default()
+            ))
+            .file(&sj));
+        }
+        let st = dir.join(model::STATE);
+        let t = model::load_tensors(&st)?;
+        let moco = Moco::from_state(&t, params.moco, params.adam(), &device)
+            .ce()
+            .at(&st)?;
+        let mut refined_table = None;
+        if s.progress.refined {
+            let rp = dir.join(model::REFINED_PAIRS);
+            let r = cellweave::io::table::read_pairs(&rp)?;
+            seeds = seed_rows(&r);
+            refined_table = Some(r);
+        }
+        sets.set_seeds(&seed_list(&seeds));
+        info!(
+            "resuming after epoch {} of {}",
+            s.progress.epoch, s.progress.end_epoch
+        );
+        Ok(Trainer {
+            params,
+            cells,
+            pairs: pairs.clone(),
+            seeds,
+            sets,
+            ws: Workspace::default(),
+            moco,
+            progress: s.progress,
+            dir: dir.to_path_buf(),
+            device,
+            refined_table,
+        })
+    }
+
+    /// Eval-mode embedding of every cell.
+    pub fn embed_all(&self) -> Result<Vec<f32>> {
+        model::embed_rows(&self.moco.query, &self.cells.x, &self.device)
+    }
+
+    /// The embedding table of every cell (name "claire", obs carried from the cells).
+    pub fn embedding_table(&self, step: &Step) -> Result<EmbeddingTable> {
+        let mut provenance = self.cells.provenance.clone();
+        provenance.push(step.clone());
+        Ok(EmbeddingTable {
+            name: "claire".into(),
+            cell_ids: self.cells.cell_ids.clone(),
+            obs: EmbeddingTable::obs_from_cells(self.cells),
+            dim: self.moco.query.latent(),
+            data: self.embed_all()?,
+            provenance,
+        })
+    }
+
+    fn refine_now(&mut self, refiner: &mut Refiner, step: &Step) -> Result<()> {
+        let emb = self.embedding_table(step)?;
+        let mut kept = refiner(&self.pairs, &emb)?;
+        if kept.fingerprint != self.seeds.fingerprint || kept.n_cells != self.seeds.n_cells {
+            bail!("refinement returned pairs over other cells");
+        }
+        kept.provenance.push(step.clone());
+        let before = self.sets.n_seeds();
+        self.seeds = seed_rows(&kept);
+        self.sets.set_seeds(&seed_list(&self.seeds));
+        let n_train = self.sets.training_cells().len();
+        info!(
+            "refinement kept {} of {} seed pairs; {} training cells",
+            self.sets.n_seeds(),
+            before,
+            n_train
+        );
+        if n_train < 2 {
+            bail!("refinement left {n_train} training cell(s): lower --refine-threshold or use --no-refine");
+        }
+        cellweave::io::table::write_pairs(&self.dir.join(model::REFINED_PAIRS), &kept)?;
+        self.progress.refined = true;
+        self.progress.refined_seeds = Some(self.seeds.len());
+        self.progress.stage = 2;
+        self.refined_table = Some(kept);
+        Ok(())
+    }
+
+    /// One epoch (global index `e`); returns (mean loss, steps).
+    fn epoch(&mut self, e: usize) -> Result<(f64, usize)> {
+        let mut anchors = self.sets.training_cells();
+        let (spe, b) = batching(anchors.len(), self.params.batch_size);
+        let mut rng_views = Rng::derive(self.params.seed, &[e as u64, STREAM_VIEWS]);
+        let mut rng_drop = Rng::derive(self.params.seed, &[e as u64, STREAM_DROPOUT]);
+        rng_views.shuffle(&mut anchors);
+        let g = self.cells.n_genes();
+        let mut buf = Vec::new();
+        let mut total = 0.0;
+        for s in 0..spe {
+            batch_views(
+                &self.cells.x,
+                &self.sets,
+                &anchors[s * b..(s + 1) * b],
+                self.params.alpha,
+                &mut rng_views,
+                &mut buf,
+            );
+            let loss = if self.device.is_cpu() {
+                self.moco
+                    .step_cpu(&buf, 2 * b, &mut rng_drop, &mut self.ws)
+                    .ce()?
+            } else {
+                let x = Tensor::from_slice(&buf, (2 * b, g), &self.device).ce()?;
+                self.moco.step(&x, &mut rng_drop).ce()?
+            };
+            if !loss.is_finite() {
+                bail!(
+                    "the loss became {loss} at epoch {} step {}: lower --lr",
+                    e + 1,
+                    s + 1
+                );
+            }
+            total += loss;
+        }
+        Ok((total / spe.max(1) as f64, spe))
+    }
+
+    /// Run epochs until the end of the schedule (or until `stop_after` global epochs, to
+    /// test crash recovery); checkpoints every `checkpoint_every` epochs. Returns whether
+    /// the schedule is complete.
+    pub fn run(
+        &mut self,
+        refiner: &mut Refiner,
+        step: &Step,
+        checkpoint_every: usize,
+        stop_after: Option<usize>,
+    ) -> Result<bool> {
+        let total = self.progress.end_epoch;
+        let pb = cellweave::cli::progress((total - self.progress.epoch) as u64, "claire");
+        while self.progress.epoch < total {
+            let e = self.progress.epoch;
+            if self.progress.refine_at == Some(e) && !self.progress.refined {
+                self.refine_now(refiner, step)?;
+            }
+            let t0 = Instant::now();
+            let (loss, steps) = self.epoch(e)?;
+            let secs = t0.elapsed().as_secs_f64();
+            let n_train = self.sets.training_cells().len();
+            self.progress.epoch = e + 1;
+            self.progress.steps += steps as u64;
+            self.progress.seconds += secs;
+            self.progress.log.push(LogRow {
+                stage: self.progress.stage,
+                epoch: e + 1,
+                steps,
+                training_cells: n_train,
+                loss,
+                lr: self.params.lr,
+                seconds: secs,
+            });
+            pb.inc(1);
+            pb.suspend(|| {
+                info!(
+                    "claire stage {} epoch {}/{}: loss {:.4} ({} steps, {} cells, {:.2} s)",
+                    self.progress.stage,
+                    e + 1,
+                    total,
+                    loss,
+                    steps,
+                    n_train,
+                    secs
+                )
+            });
+            let done = self.progress.epoch == total;
+            if checkpoint_every > 0 && self.progress.epoch.is_multiple_of(checkpoint_every) && !done
+            {
+                self.save_checkpoint()?;
+            }
+            if stop_after == Some(self.progress.epoch) && !done {
+                pb.finish_and_clear();
+                return Ok(false);
+            }
+        }
+        pb.finish_and_clear();
+        Ok(true)
+    }
+
+    /// Write the full training state into the model directory.
+    pub fn save_checkpoint(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).at(&self.dir)?;
+        model::save_tensors(&self.dir.join(model::STATE), &self.moco.state().ce()?)?;
+        let s = StateFile {
+            cells_fingerprint: self.cells.fingerprint(),
+            params: self.params.clone(),
+            progress: self.progress.clone(),
+        };
+        let text = serde_json::to_string_pretty(&s)?;
+        cellweave::io::atomic::write_file(&self.dir.join(model::STATE_JSON), |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// The training log as a table.
+    pub fn log_frame(&self, step: &Step) -> Frame {
+        let l = &self.progress.log;
+        let mut f = Frame::new(TableKind::TrainingLog)
+            .with("stage", Column::U32(l.iter().map(|r| r.stage).collect()))
+            .with(
+                "epoch",
+                Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
+            )
+            .with(
+                "steps",
+                Column::U32(l.iter().map(|r| r.steps as u32).collect()),
+            )
+            .with(
+                "training_cells",
+                Column::U32(l.iter().map(|r| r.training_cells as u32).collect()),
+            )
+            .with("loss", Column::F64(l.iter().map(|r| r.loss).collect()))
+            .with("lr", Column::F64(l.iter().map(|r| r.lr).collect()))
+            .with(
+                "seconds",
+                Column::F64(l.iter().map(|r| r.seconds).collect()),
+            );
+        f.meta.insert("cellweave.model".into(), "claire".into());
+        f.meta.insert(
+            cellweave::contract::meta::FINGERPRINT.into(),
+            self.cells.fingerprint(),
+        );
+        f.provenance = vec![step.clone()];
+        f
+    }
+
+    /// The model card of the current state.
+    pub fn card(&self, hyperparameters: serde_json::Value) -> Card {
+        let enc = &self.moco.query;
+        Card {
+            model: "claire".into(),
+            card_version: model::CARD_VERSION,
+            cellweave_version: cellweave::VERSION.into(),
+            architecture: Architecture {
+                widths: widths(enc.n_genes(), enc.latent()).to_vec(),
+                activation: "relu".into(),
+                dropout: self.params.moco.dropout,
+                output: "l2-normalized".into(),
+            },
+            values: self.cells.values,
+            n_genes: self.cells.n_genes(),
+            gene_ids: self.cells.gene_ids.clone(),
+            gene_names: self.cells.gene_names.clone(),
+            hyperparameters,
+            training: TrainingSummary {
+                cells: self.cells.n_cells(),
+                cells_fingerprint: self.cells.fingerprint(),
+                seed: self.params.seed,
+                epochs: self.progress.epoch,
+                steps: self.progress.steps,
+                final_loss: self.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+                seed_pairs: self.progress.seeds,
+                refined_seed_pairs: self.progress.refined_seeds,
+                training_cells: self.sets.training_cells().len(),
+                seconds: self.progress.seconds,
+                device: format!("{:?}", self.device.location()),
+            },
+        }
+    }
+
+    /// Write the finished model directory (state, weights, log, card last) and return the
+    /// embedding table for the caller to write.
+    pub fn finish(&self, step: &Step) -> Result<EmbeddingTable> {
+        self.save_checkpoint()?;
+        model::save_weights(&self.dir, &self.moco.query)?;
+        cellweave::io::table::write_frame(
+            &self.dir.join(model::TRAINING_LOG),
+            &self.log_frame(step),
+        )?;
+        let emb = self.embedding_table(step)?;
+        let hyper = serde_json::to_value(&self.params)?;
+        model::write_card(&self.dir, &self.card(hyper))?;
+        Ok(emb)
+    }
+
+    pub fn refined_pairs(&self) -> Option<&PairsTable> {
+        self.refined_table.as_ref()
+    }
+
+    pub fn training_cells(&self) -> usize {
+        self.sets.training_cells().len()
+    }
+}

@@ -1,0 +1,353 @@
+//! CPU kernels on raw f32 buffers for the hand-written training steps: matrix products
+//! (through faer's gemm) into preallocated buffers, and fused element-wise passes.
+//!
+//! The fused loops are compiled twice, once for AVX2+FMA (picked at run time) and once
+//! portable; Rust never contracts `a * b + c` into an FMA, so both give the same bits.
+
+use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
+
+/// A row-major matrix operand, optionally transposed.
+#[derive(Clone, Copy)]
+pub struct Op<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub t: bool,
+}
+
+impl<'a> Op<'a> {
+    pub fn n(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Op {
+            data,
+            rows,
+            cols,
+            t: false,
+        }
+    }
+    pub fn t(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Op {
+            data,
+            rows,
+            cols,
+            t: true,
+        }
+    }
+    fn mat(&self) -> MatRef<'a, f32> {
+        let m =
+            MatRef::from_row_major_slice(&self.data[..self.rows * self.cols], self.rows, self.cols);
+        if self.t {
+            m.transpose()
+        } else {
+            m
+        }
+    }
+}
+
+fn par() -> Par {
+    match rayon::current_num_threads() {
+        0 | 1 => Par::Seq,
+        n => Par::rayon(n),
+    }
+}
+
+/// `dst (m x n, row-major) = a * b` (or `+=` with `accumulate`).
+pub fn gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op, accumulate: bool) {
+    let (a, b) = (a.mat(), b.mat());
+    assert!(
+        a.nrows() == m && b.ncols() == n && a.ncols() == b.nrows(),
+        "gemm: shapes do not match"
+    );
+    let d = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
+    let acc = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    matmul(d, acc, a, b, 1.0f32, par());
+}
+
+macro_rules! dispatch {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) { imp($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features enabled for `avx2` (checked just above).
+                unsafe { return avx2($($arg),*) }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+dispatch! {
+    /// In place over `z (rows x cols)`: `z = max(z + bias, 0) * mask` (mask of dropout
+    /// scales, or `None` for no dropout).
+    pub fn bias_relu_mask(z: &mut [f32], bias: &[f32], mask: Option<&[f32]>) {
+        let c = bias.len();
+        match mask {
+            Some(m) => {
+                for (zr, mr) in z.chunks_exact_mut(c).zip(m.chunks_exact(c)) {
+                    for ((v, &b), &k) in zr.iter_mut().zip(bias).zip(mr) {
+                        *v = (*v + b).max(0.0) * k;
+                    }
+                }
+            }
+            None => {
+                for zr in z.chunks_exact_mut(c) {
+                    for (v, &b) in zr.iter_mut().zip(bias) {
+                        *v = (*v + b).max(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+dispatch! {
+    /// In place over `d`: `d = d * mask` where `h > 0`, else 0 (backward of
+    /// `h = relu(z) * mask`; `h > 0` exactly where `z > 0` and the unit was kept).
+    pub fn relu_mask_backward(d: &mut [f32], h: &[f32], mask: &[f32]) {
+        for ((v, &hv), &m) in d.iter_mut().zip(h).zip(mask) {
+            *v = if hv > 0.0 { *v * m } else { 0.0 };
+        }
+    }
+}
+
+dispatch! {
+    /// Column sums of `x (rows x cols)` into `out (cols)`, accumulated in row order.
+    pub fn col_sums(x: &[f32], out: &mut [f32]) {
+        let c = out.len();
+        out.fill(0.0);
+        for r in x.chunks_exact(c) {
+            for (o, &v) in out.iter_mut().zip(r) {
+                *o += v;
+            }
+        }
+    }
+}
+
+/// torch.nn.functional.normalize's eps.
+pub const NORM_EPS: f32 = 1e-12;
+
+/// Row-wise L2 normalisation: `out = h / max(|h|, eps)`; `norm` receives the clamped
+/// norms (one per row).
+pub fn l2_normalize_rows(h: &[f32], out: &mut [f32], norm: &mut [f32], d: usize) {
+    for ((hr, or), n) in h
+        .chunks_exact(d)
+        .zip(out.chunks_exact_mut(d))
+        .zip(norm.iter_mut())
+    {
+        let s: f32 = hr.iter().map(|v| v * v).sum();
+        let nv = s.sqrt().max(NORM_EPS);
+        *n = nv;
+        for (o, &v) in or.iter_mut().zip(hr) {
+            *o = v / nv;
+        }
+    }
+}
+
+/// Backward of `out = relu(z) / max(|relu(z)|, eps)` (rows of width `d`): turns `dout`
+/// into `dz` in place, given the output `out`, the ReLU output `h` and the clamped norms.
+pub fn l2_relu_backward(dout: &mut [f32], out: &[f32], h: &[f32], norm: &[f32], d: usize) {
+    for (((dr, or), hr), &n) in dout
+        .chunks_exact_mut(d)
+        .zip(out.chunks_exact(d))
+        .zip(h.chunks_exact(d))
+        .zip(norm)
+    {
+        let unclamped = n > NORM_EPS;
+        let proj: f32 = if unclamped {
+            or.iter().zip(dr.iter()).map(|(a, b)| a * b).sum()
+        } else {
+            0.0
+        };
+        for ((g, &o), &hv) in dr.iter_mut().zip(or).zip(hr) {
+            *g = if hv > 0.0 { (*g - o * proj) / n } else { 0.0 };
+        }
+    }
+}
+
+/// `exp(x)` to about 2 ulp for `x <= 88`, branch-free so that it vectorises; returns a
+/// tiny positive number below -87.
+#[inline(always)]
+pub fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let kf = x * LOG2E + ROUND;
+    let f = kf - ROUND;
+    let r = (x - f * LN2_HI) - f * LN2_LO;
+    // e^r on |r| <= ln2/2: Taylor to degree 6 (error < 2e-7 relative).
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // The integer f sits in the low mantissa bits of kf (kf = 1.5 * 2^23 + f): build 2^f
+    // with integer ops (no float-to-int conversion, so the loop vectorises).
+    let i = kf.to_bits().wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(i.wrapping_add(127) << 23)
+}
+
+/// Sum in 8 interleaved partial sums (a fixed order that vectorises), then combined.
+#[inline(always)]
+fn lanes_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &v in chunks.remainder() {
+        s += v;
+    }
+    s
+}
+
+/// Maximum in 8 lanes (exact whatever the order; NaN-free inputs).
+#[inline(always)]
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    let mut m = acc
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for &v in chunks.remainder() {
+        m = if v > m { v } else { m };
+    }
+    m
+}
+
+dispatch! {
+    /// InfoNCE with label 0, rows of logits `[pos[r], neg[r, ..]] / t`: replaces `neg` by
+    /// `d loss / d neg` and `pos` by `d loss / d pos` for the mean loss over `scale_rows`
+    /// rows, and adds each row's loss (f64) to `losses`.
+    pub fn info_nce_rows(pos: &mut [f32], neg: &mut [f32], t: f32, scale_rows: usize, losses: &mut [f64]) {
+        let k = neg.len() / pos.len().max(1);
+        let inv_t = 1.0 / t;
+        let g = 1.0 / (scale_rows as f32 * t);
+        for ((p, nr), loss) in pos.iter_mut().zip(neg.chunks_exact_mut(k)).zip(losses.iter_mut()) {
+            let lp = *p * inv_t;
+            let m = lanes_max(nr).max(*p) * inv_t;
+            let ep = exp_fast(lp - m);
+            for v in nr.iter_mut() {
+                *v = exp_fast(*v * inv_t - m);
+            }
+            let s = ep + lanes_sum(nr);
+            *loss = (s as f64).ln() + (m - lp) as f64;
+            let w = g / s;
+            for v in nr.iter_mut() {
+                *v *= w;
+            }
+            *p = (ep / s - 1.0) * g;
+        }
+    }
+}
+
+dispatch! {
+    /// `out[r] = dot(a[r], b[r])` for rows of width `d`.
+    pub fn row_dots(a: &[f32], b: &[f32], out: &mut [f32], d: usize) {
+        for ((ar, br), o) in a.chunks_exact(d).zip(b.chunks_exact(d)).zip(out.iter_mut()) {
+            *o = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+        }
+    }
+}
+
+dispatch! {
+    /// `out[r] += s[r] * a[r]` for rows of width `d`.
+    pub fn add_scaled_rows(out: &mut [f32], a: &[f32], s: &[f32], d: usize) {
+        for ((or, ar), &sv) in out.chunks_exact_mut(d).zip(a.chunks_exact(d)).zip(s) {
+            for (o, &v) in or.iter_mut().zip(ar) {
+                *o += sv * v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_fast_is_accurate() {
+        let mut worst = 0f64;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let rel = ((exp_fast(x) as f64) - (x as f64).exp()).abs() / (x as f64).exp();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert!(exp_fast(-1000.0) >= 0.0 && exp_fast(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn gemm_matches_naive() {
+        let (m, k, n) = (7, 5, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.3).sin()).collect();
+        let b: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.7).cos()).collect(); // stored n x k
+        let mut c = vec![0f32; m * n];
+        gemm(&mut c, m, n, Op::n(&a, m, k), Op::t(&b, n, k), false);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
+                assert!((c[i * n + j] - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn info_nce_gradient_matches_finite_differences() {
+        let (n, k, t) = (3usize, 4usize, 0.5f32);
+        let pos0: Vec<f32> = vec![0.3, -0.2, 0.9];
+        let neg0: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 7) as f32 - 3.0) / 4.0)
+            .collect();
+        let loss = |pos: &[f32], neg: &[f32]| -> f64 {
+            let (mut p, mut q) = (pos.to_vec(), neg.to_vec());
+            let mut l = vec![0f64; n];
+            info_nce_rows(&mut p, &mut q, t, n, &mut l);
+            l.iter().sum::<f64>() / n as f64
+        };
+        let (mut gp, mut gn) = (pos0.clone(), neg0.clone());
+        let mut l = vec![0f64; n];
+        info_nce_rows(&mut gp, &mut gn, t, n, &mut l);
+        let h = 1e-2f32;
+        for i in 0..n {
+            let (mut a, mut b) = (pos0.clone(), pos0.clone());
+            a[i] += h;
+            b[i] -= h;
+            let fd = (loss(&a, &neg0) - loss(&b, &neg0)) / (2.0 * h as f64);
+            assert!(
+                (fd - gp[i] as f64).abs() < 1e-3,
+                "pos {i}: {fd} vs {}",
+                gp[i]
+            );
+        }
+        for i in 0..n * k {
+            let (mut a, mut b) = (neg0.clone(), neg0.clone());
+            a[i] += h;
+            b[i] -= h;
+            let fd = (loss(&pos0, &a) - loss(&pos0, &b)) / (2.0 * h as f64);
+            assert!(
+                (fd - gn[i] as f64).abs() < 1e-3,
+                "neg {i}: {fd} vs {}",
+                gn[i]
+            );
+        }
+    }
+}

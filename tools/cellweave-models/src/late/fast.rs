@@ -1,0 +1,734 @@
+//! LATE training on the CPU with a hand-written forward and backward pass.
+//!
+//! The loss only sees the entries where the input is non-zero, and the input is mostly
+//! zeros, so two of the four default layers need a fraction of the dense work:
+//! - the input layer sums the weight rows of the non-zero (and not dropped) inputs, and its
+//!   weight gradient touches only those rows;
+//! - the output layer computes only the outputs at the input's non-zero entries (one dot
+//!   product each) and back-propagates only their errors.
+//!
+//! The dense middle layers use candle's matmul. Parameters live in host vectors in the
+//! layouts these kernels want (see [`Params`]); Adam is one fused pass over them.
+//! [`super::autograd`] computes the same loss and gradients with candle ops and autograd;
+//! the tests check that the two agree.
+
+use super::{split_cells, EarlyStop, EpochLog, Late, LateConfig, TrainOptions, TrainReport};
+use crate::optim::{adam_update, AdamConfig};
+use crate::CandleExt;
+use candle_core::{Device, Tensor};
+use cellweave::contract::Csr;
+use cellweave::Result;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Parameters as host vectors. `w[l]` is row-major `in_total(l) x out(l)` like
+/// [`Late::weights`], except the output layer, stored transposed (`out x in_total`) so that
+/// each gene's weights are one contiguous row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub w: Vec<Vec<f32>>,
+    pub b: Vec<Vec<f32>>,
+}
+
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = src[r * cols + c];
+        }
+    }
+    out
+}
+
+impl Params {
+    pub fn from_model(m: &Late) -> Result<Params> {
+        let (mut w, b) = m.to_host()?;
+        let last = w.len() - 1;
+        let cfg = &m.config;
+        w[last] = transpose(&w[last], cfg.in_total(last), cfg.n_genes);
+        Ok(Params { w, b })
+    }
+
+    pub fn to_model(&self, m: &mut Late) -> Result<()> {
+        let mut w = self.w.clone();
+        let last = w.len() - 1;
+        w[last] = transpose(&w[last], m.config.n_genes, m.config.in_total(last));
+        m.set_from_host(&w, &self.b)
+    }
+
+    pub fn zeros_like(&self) -> Params {
+        Params {
+            w: self.w.iter().map(|v| vec![0.0; v.len()]).collect(),
+            b: self.b.iter().map(|v| vec![0.0; v.len()]).collect(),
+        }
+    }
+
+    fn copy_from(&mut self, other: &Params) {
+        for (a, b) in self
+            .w
+            .iter_mut()
+            .zip(&other.w)
+            .chain(self.b.iter_mut().zip(&other.b))
+        {
+            a.copy_from_slice(b);
+        }
+    }
+}
+
+/// A mini-batch: the non-zero entries of the chosen cells (CSR) and their batch codes.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub n: usize,
+    pub indptr: Vec<usize>,
+    pub idx: Vec<u32>,
+    pub val: Vec<f32>,
+    /// The row of each entry.
+    pub row: Vec<u32>,
+    /// Batch code per cell (empty when the model is not batch-aware).
+    pub cov: Vec<u32>,
+}
+
+impl Batch {
+    pub fn gather(x: &Csr, rows: &[usize], codes: Option<&[u32]>) -> Batch {
+        let mut b = Batch {
+            n: rows.len(),
+            indptr: Vec::with_capacity(rows.len() + 1),
+            idx: Vec::new(),
+            val: Vec::new(),
+            row: Vec::new(),
+            cov: codes
+                .map(|c| rows.iter().map(|&r| c[r]).collect())
+                .unwrap_or_default(),
+        };
+        b.indptr.push(0);
+        for (i, &r) in rows.iter().enumerate() {
+            let (idx, val) = x.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                if v != 0.0 {
+                    b.idx.push(c);
+                    b.val.push(v);
+                    b.row.push(i as u32);
+                }
+            }
+            b.indptr.push(b.idx.len());
+        }
+        b
+    }
+
+    /// Entry positions grouped by gene (a CSC view): `order[start[j]..start[j+1]]`.
+    fn by_gene(&self, n_genes: usize) -> (Vec<usize>, Vec<u32>) {
+        let mut start = vec![0usize; n_genes + 1];
+        for &c in &self.idx {
+            start[c as usize + 1] += 1;
+        }
+        for j in 0..n_genes {
+            start[j + 1] += start[j];
+        }
+        let mut fill = start.clone();
+        let mut order = vec![0u32; self.idx.len()];
+        for (k, &c) in self.idx.iter().enumerate() {
+            order[fill[c as usize]] = k as u32;
+            fill[c as usize] += 1;
+        }
+        (start, order)
+    }
+}
+
+/// Dropout multipliers (0 or 1/keep): `input[k]` for the batch's k-th entry, `hidden[l - 1]`
+/// (`n x dims[l]`, row-major) for the input of layer `l >= 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Masks {
+    pub input: Vec<f32>,
+    pub hidden: Vec<Vec<f32>>,
+}
+
+impl Masks {
+    /// Draw masks for `batch`: one number from `rng` seeds a generator per (layer, row), so
+    /// the rows are drawn in parallel and the result does not depend on the thread count.
+    /// Both engines draw the same masks.
+    pub fn sample(rng: &mut SmallRng, cfg: &LateConfig, batch: &Batch) -> Masks {
+        let base: u64 = rng.random();
+        let dims = cfg.dims();
+        let draw_rows = |layer: usize,
+                         bounds: &(dyn Fn(usize) -> (usize, usize) + Sync),
+                         len: usize|
+         -> Vec<f32> {
+            let keep = cfg.keep(layer);
+            // Four 16-bit draws per random u64: an entry is kept when its draw is below
+            // round(keep * 2^16) (keep probability exact to 1e-5).
+            let threshold = (keep as f64 * 65536.0).round() as u64;
+            let inv = 1.0 / keep;
+            let mut v = vec![0f32; len];
+            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(batch.n);
+            let mut rest: &mut [f32] = &mut v;
+            for i in 0..batch.n {
+                let (lo, hi) = bounds(i);
+                let (a, b) = rest.split_at_mut(hi - lo);
+                rows.push(a);
+                rest = b;
+            }
+            rows.into_par_iter().enumerate().for_each(|(i, row)| {
+                let seed =
+                    base ^ ((layer as u64) << 56) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut r = SmallRng::seed_from_u64(seed);
+                for chunk in row.chunks_mut(4) {
+                    let bits: u64 = r.random();
+                    for (q, x) in chunk.iter_mut().enumerate() {
+                        *x = inv * (((bits >> (16 * q)) & 0xffff) < threshold) as u32 as f32;
+                    }
+                }
+            });
+            v
+        };
+        let input = draw_rows(
+            0,
+            &|i| (batch.indptr[i], batch.indptr[i + 1]),
+            batch.idx.len(),
+        );
+        let hidden = (1..cfg.n_layers())
+            .map(|l| draw_rows(l, &|i| (i * dims[l], (i + 1) * dims[l]), batch.n * dims[l]))
+            .collect();
+        Masks { input, hidden }
+    }
+}
+
+// The two kernels nearly all sparse work goes through. With AVX2+FMA (checked at run time)
+// they use 8-wide fused multiply-adds; otherwise the portable loops (SSE2).
+
+#[inline(always)]
+fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] = if FMA {
+                x[l].mul_add(y[l], acc[l])
+            } else {
+                acc[l] + x[l] * y[l]
+            };
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn axpy_body<const FMA: bool>(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi = if FMA {
+            xi.mul_add(alpha, *yi)
+        } else {
+            *yi + alpha * xi
+        };
+    }
+}
+
+/// `out += sum_t alpha_t * rows_t`, 64 columns at a time so that the partial sums stay in
+/// registers while the terms stream by (one load per multiply-add instead of three memory
+/// operations for repeated `axpy`).
+#[inline(always)]
+fn sum_rows_body<const FMA: bool>(out: &mut [f32], terms: &[(f32, &[f32])]) {
+    const W: usize = 64;
+    let d = out.len();
+    let mut start = 0;
+    while start + W <= d {
+        let mut acc = [0f32; W];
+        acc.copy_from_slice(&out[start..start + W]);
+        for &(a, r) in terms {
+            let r = &r[start..start + W];
+            for l in 0..W {
+                acc[l] = if FMA {
+                    r[l].mul_add(a, acc[l])
+                } else {
+                    acc[l] + a * r[l]
+                };
+            }
+        }
+        out[start..start + W].copy_from_slice(&acc);
+        start += W;
+    }
+    if start < d {
+        for &(a, r) in terms {
+            axpy_body::<FMA>(a, &r[start..d], &mut out[start..]);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_rows_avx2(out: &mut [f32], terms: &[(f32, &[f32])]) {
+    sum_rows_body::<true>(out, terms)
+}
+
+fn sum_rows(out: &mut [f32], terms: &[(f32, &[f32])]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { sum_rows_avx2(out, terms) };
+    }
+    sum_rows_body::<false>(out, terms)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_body::<true>(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+    axpy_body::<true>(alpha, x, y)
+}
+
+#[inline]
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_body::<false>(a, b)
+}
+
+#[inline]
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { axpy_avx2(alpha, x, y) };
+    }
+    axpy_body::<false>(alpha, x, y)
+}
+
+/// `a (m x k) @ b (k x n)` through candle, with either operand read transposed from its
+/// stored row-major shape.
+fn matmul(a: &Tensor, ta: bool, b: &Tensor, tb: bool) -> Result<Vec<f32>> {
+    let a = if ta { a.t().ce()? } else { a.clone() };
+    let b = if tb { b.t().ce()? } else { b.clone() };
+    a.matmul(&b).ce()?.flatten_all().ce()?.to_vec1::<f32>().ce()
+}
+
+fn tensor(v: &[f32], rows: usize, cols: usize) -> Result<Tensor> {
+    Tensor::from_slice(v, (rows, cols), &Device::Cpu).ce()
+}
+
+/// Column sums of a row-major `n x d` matrix (fixed order: deterministic).
+fn col_sums(m: &[f32], d: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(d) {
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// Row sums of `m` per batch code into the covariate rows `w[base + code]` (width `d`).
+fn cov_sums(m: &[f32], d: usize, cov: &[u32], w: &mut [f32], base: usize, n_batches: usize) {
+    w[base * d..(base + n_batches) * d].fill(0.0);
+    for (row, &c) in m.chunks_exact(d).zip(cov) {
+        if (c as usize) < n_batches {
+            let dst = &mut w[(base + c as usize) * d..(base + c as usize + 1) * d];
+            for (o, v) in dst.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    }
+}
+
+/// The loss of `batch` (mean over all `n x G` entries of the squared error at the non-zero
+/// inputs) and, when `grads` is given, its gradient. `masks: None` means no dropout.
+pub fn loss_and_grads(
+    p: &Params,
+    cfg: &LateConfig,
+    batch: &Batch,
+    masks: Option<&Masks>,
+    grads: Option<&mut Params>,
+) -> Result<f64> {
+    let dims = cfg.dims();
+    let n_layers = cfg.n_layers();
+    let last = n_layers - 1;
+    let (n, g, nb) = (batch.n, cfg.n_genes, cfg.n_batches);
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let covariate = |l: usize| cfg.has_covariate(l) && !batch.cov.is_empty();
+
+    // ---- forward
+    // acts[l]: output of layer l (post-ReLU), n x dims[l + 1], for l < last.
+    // ins[l]: dropped-out input of layer l >= 1, n x dims[l].
+    let mut acts: Vec<Vec<f32>> = Vec::with_capacity(last);
+    let mut ins: Vec<Vec<f32>> = vec![Vec::new(); n_layers];
+    {
+        let out = dims[1];
+        let (w0, b0) = (&p.w[0], &p.b[0]);
+        let mut a = vec![0f32; n * out];
+        a.par_chunks_mut(out).enumerate().for_each(|(i, row)| {
+            row.copy_from_slice(b0);
+            let mut terms: Vec<(f32, &[f32])> =
+                Vec::with_capacity(batch.indptr[i + 1] - batch.indptr[i] + 1);
+            for k in batch.indptr[i]..batch.indptr[i + 1] {
+                let m = masks.map_or(1.0, |m| m.input[k]);
+                if m != 0.0 {
+                    let j = batch.idx[k] as usize;
+                    terms.push((m * batch.val[k], &w0[j * out..(j + 1) * out]));
+                }
+            }
+            if covariate(0) {
+                let c = batch.cov[i] as usize;
+                if c < nb {
+                    terms.push((1.0, &w0[(g + c) * out..(g + c + 1) * out]));
+                }
+            }
+            sum_rows(row, &terms);
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        });
+        acts.push(a);
+    }
+    let dropped = |l: usize, a: &[f32]| -> Vec<f32> {
+        match masks {
+            Some(m) => a.iter().zip(&m.hidden[l - 1]).map(|(x, k)| x * k).collect(),
+            None => a.to_vec(),
+        }
+    };
+    let mut weight_tensors: Vec<Option<Tensor>> = vec![None; n_layers];
+    for l in 1..last {
+        let (din, out) = (dims[l], dims[l + 1]);
+        ins[l] = dropped(l, &acts[l - 1]);
+        let wt = tensor(&p.w[l][..din * out], din, out)?;
+        let mut z = matmul(&tensor(&ins[l], n, din)?, false, &wt, false)?;
+        weight_tensors[l] = Some(wt);
+        let (w, b) = (&p.w[l], &p.b[l]);
+        let cov = covariate(l);
+        z.par_chunks_mut(out).enumerate().for_each(|(i, row)| {
+            axpy(1.0, b, row);
+            if cov {
+                let c = batch.cov[i] as usize;
+                if c < nb {
+                    axpy(1.0, &w[(din + c) * out..(din + c + 1) * out], row);
+                }
+            }
+            row.iter_mut().for_each(|v| *v = v.max(0.0));
+        });
+        acts.push(z);
+    }
+    // Output layer: only the entries where the input is non-zero.
+    let din = dims[last];
+    let in_total = cfg.in_total(last);
+    ins[last] = dropped(last, &acts[last - 1]);
+    let (wl, bl) = (&p.w[last], &p.b[last]);
+    let cov_last = covariate(last);
+    let mut h = vec![0f32; batch.idx.len()];
+    {
+        let mut parts: Vec<&mut [f32]> = Vec::with_capacity(n);
+        let mut rest: &mut [f32] = &mut h;
+        for i in 0..n {
+            let (a, b) = rest.split_at_mut(batch.indptr[i + 1] - batch.indptr[i]);
+            parts.push(a);
+            rest = b;
+        }
+        let input = &ins[last];
+        parts.into_par_iter().enumerate().for_each(|(i, hrow)| {
+            let x = &input[i * din..(i + 1) * din];
+            let base = batch.indptr[i];
+            for (o, hv) in hrow.iter_mut().enumerate() {
+                let j = batch.idx[base + o] as usize;
+                let wj = &wl[j * in_total..(j + 1) * in_total];
+                let mut z = dot(x, &wj[..din]) + bl[j];
+                if cov_last {
+                    let c = batch.cov[i] as usize;
+                    if c < nb {
+                        z += wj[din + c];
+                    }
+                }
+                *hv = z.max(0.0);
+            }
+        });
+    }
+    let scale = 1.0 / (n as f64 * g as f64);
+    let sse: f64 = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            (batch.indptr[i]..batch.indptr[i + 1])
+                .map(|k| {
+                    let d = (h[k] - batch.val[k]) as f64;
+                    d * d
+                })
+                .sum::<f64>()
+        })
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum();
+    let loss = sse * scale;
+    let Some(gr) = grads else { return Ok(loss) };
+
+    // ---- backward
+    // Gradient at each output entry (zero where the ReLU is off).
+    let gk: Vec<f32> = h
+        .iter()
+        .zip(&batch.val)
+        .map(|(&hv, &x)| {
+            if hv > 0.0 {
+                (2.0 * (hv - x) as f64 * scale) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let (gene_start, gene_order) = batch.by_gene(g);
+    {
+        let input = &ins[last];
+        let dw = &mut gr.w[last];
+        let db = &mut gr.b[last];
+        dw.par_chunks_mut(in_total)
+            .zip(db.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (row, bj))| {
+                row.fill(0.0);
+                let mut s = 0f32;
+                let mut terms: Vec<(f32, &[f32])> =
+                    Vec::with_capacity(gene_start[j + 1] - gene_start[j]);
+                for &k in &gene_order[gene_start[j]..gene_start[j + 1]] {
+                    let (k, i) = (k as usize, batch.row[k as usize] as usize);
+                    let gv = gk[k];
+                    if gv != 0.0 {
+                        terms.push((gv, &input[i * din..(i + 1) * din]));
+                        if cov_last {
+                            let c = batch.cov[i] as usize;
+                            if c < nb {
+                                row[din + c] += gv;
+                            }
+                        }
+                        s += gv;
+                    }
+                }
+                sum_rows(&mut row[..din], &terms);
+                *bj = s;
+            });
+    }
+    // Gradient wrt the output layer's input, then through its dropout and the ReLU below.
+    // (Branch-free so that the loops vectorize.)
+    let through = |l: usize, gd: &mut [f32], act: &[f32]| match masks {
+        Some(m) => gd
+            .iter_mut()
+            .zip(&m.hidden[l - 1])
+            .zip(act)
+            .for_each(|((gv, k), a)| *gv *= k * (*a > 0.0) as u32 as f32),
+        None => gd
+            .iter_mut()
+            .zip(act)
+            .for_each(|(gv, a)| *gv *= (*a > 0.0) as u32 as f32),
+    };
+    let mut dz = vec![0f32; n * din];
+    dz.par_chunks_mut(din).enumerate().for_each(|(i, row)| {
+        let terms: Vec<(f32, &[f32])> = (batch.indptr[i]..batch.indptr[i + 1])
+            .filter(|&k| gk[k] != 0.0)
+            .map(|k| {
+                let j = batch.idx[k] as usize;
+                (gk[k], &wl[j * in_total..j * in_total + din])
+            })
+            .collect();
+        sum_rows(row, &terms);
+    });
+    through(last, &mut dz, &acts[last - 1]);
+    // Middle layers, top down: dz is the gradient wrt layer l's pre-activation.
+    for l in (1..last).rev() {
+        let (din, out) = (dims[l], dims[l + 1]);
+        let dzt = tensor(&dz, n, out)?;
+        let dw = matmul(&tensor(&ins[l], n, din)?, true, &dzt, false)?;
+        gr.w[l][..din * out].copy_from_slice(&dw);
+        if covariate(l) {
+            cov_sums(&dz, out, &batch.cov, &mut gr.w[l], din, nb);
+        }
+        col_sums(&dz, out, &mut gr.b[l]);
+        let wt = weight_tensors[l].take().expect("forward kept the weight");
+        let mut gd = matmul(&dzt, false, &wt, true)?;
+        through(l, &mut gd, &acts[l - 1]);
+        dz = gd;
+    }
+    // Input layer: only the rows of the non-zero, kept inputs.
+    let out = dims[1];
+    {
+        let dw = &mut gr.w[0];
+        dw[..g * out]
+            .par_chunks_mut(out)
+            .enumerate()
+            .for_each(|(j, row)| {
+                row.fill(0.0);
+                let mut terms: Vec<(f32, &[f32])> =
+                    Vec::with_capacity(gene_start[j + 1] - gene_start[j]);
+                for &k in &gene_order[gene_start[j]..gene_start[j + 1]] {
+                    let k = k as usize;
+                    let m = masks.map_or(1.0, |m| m.input[k]);
+                    if m != 0.0 {
+                        let i = batch.row[k] as usize;
+                        terms.push((m * batch.val[k], &dz[i * out..(i + 1) * out]));
+                    }
+                }
+                sum_rows(row, &terms);
+            });
+        if covariate(0) {
+            cov_sums(&dz, out, &batch.cov, dw, g, nb);
+        }
+        col_sums(&dz, out, &mut gr.b[0]);
+    }
+    Ok(loss)
+}
+
+/// Adam over [`Params`]: the train engineer's fused update ([`crate::optim::adam_update`],
+/// torch's arithmetic) run on chunks of every parameter vector in parallel.
+pub struct Adam {
+    m: Params,
+    v: Params,
+    step: u64,
+    config: AdamConfig,
+}
+
+impl Adam {
+    pub fn new(p: &Params, opts: &TrainOptions) -> Adam {
+        let config = AdamConfig {
+            lr: opts.lr,
+            beta1: opts.beta1,
+            beta2: opts.beta2,
+            eps: opts.eps,
+            ..AdamConfig::default()
+        };
+        Adam {
+            m: p.zeros_like(),
+            v: p.zeros_like(),
+            step: 0,
+            config,
+        }
+    }
+
+    pub fn step(&mut self, p: &mut Params, grad: &Params) {
+        self.step += 1;
+        let (step, config) = (self.step, &self.config);
+        let params = p.w.iter_mut().chain(p.b.iter_mut());
+        let grads = grad.w.iter().chain(&grad.b);
+        let ms = self.m.w.iter_mut().chain(self.m.b.iter_mut());
+        let vs = self.v.w.iter_mut().chain(self.v.b.iter_mut());
+        for (((pv, gv), mv), vv) in params.zip(grads).zip(ms).zip(vs) {
+            const CHUNK: usize = 1 << 15;
+            pv.par_chunks_mut(CHUNK)
+                .zip(gv.par_chunks(CHUNK))
+                .zip(mv.par_chunks_mut(CHUNK))
+                .zip(vv.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| adam_update(p, g, m, v, config, step));
+        }
+    }
+}
+
+/// Mean loss (no dropout) over `rows`, `chunk` cells at a time.
+pub fn mean_loss(
+    p: &Params,
+    cfg: &LateConfig,
+    x: &Csr,
+    rows: &[usize],
+    codes: Option<&[u32]>,
+) -> Result<f64> {
+    let mut total = 0.0;
+    for chunk in rows.chunks(1024) {
+        let b = Batch::gather(x, chunk, codes);
+        total += loss_and_grads(p, cfg, &b, None, None)? * chunk.len() as f64;
+    }
+    Ok(if rows.is_empty() {
+        f64::NAN
+    } else {
+        total / rows.len() as f64
+    })
+}
+
+/// Train on the CPU (see [`super::train`]).
+pub fn train(
+    model: &mut Late,
+    x: &Csr,
+    codes: Option<&[u32]>,
+    opts: &TrainOptions,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+) -> Result<TrainReport> {
+    let cfg = model.config.clone();
+    let codes = if cfg.n_batches > 0 { codes } else { None };
+    let (train_rows, val_rows) = split_cells(x.n_rows(), opts.val_fraction, opts.seed);
+    let monitor_rows = if val_rows.is_empty() {
+        &train_rows
+    } else {
+        &val_rows
+    };
+    let mut params = Params::from_model(model)?;
+    let mut grads = params.zeros_like();
+    let mut best = params.clone();
+    let mut adam = Adam::new(&params, opts);
+    let mut rng = SmallRng::seed_from_u64(opts.seed);
+    let mut stop = EarlyStop::new(opts.patience);
+    stop.observe(0, mean_loss(&params, &cfg, x, monitor_rows, codes)?);
+    let mut order = train_rows.clone();
+    let mut log = Vec::new();
+    let mut stopped_early = false;
+    for epoch in 1..=opts.epochs {
+        let t0 = std::time::Instant::now();
+        for i in (1..order.len()).rev() {
+            let j = rng.random_range(0..=i);
+            order.swap(i, j);
+        }
+        let mut total = 0.0;
+        for chunk in order.chunks(opts.batch_size) {
+            let b = Batch::gather(x, chunk, codes);
+            let masks = Masks::sample(&mut rng, &cfg, &b);
+            total += loss_and_grads(&params, &cfg, &b, Some(&masks), Some(&mut grads))?
+                * chunk.len() as f64;
+            adam.step(&mut params, &grads);
+        }
+        let train_loss = total / order.len().max(1) as f64;
+        let monitored = mean_loss(&params, &cfg, x, monitor_rows, codes)?;
+        if !monitored.is_finite() {
+            return Err(cellweave::Error::new(format!(
+                "training diverged at epoch {epoch} (loss {monitored}); try a lower --lr"
+            )));
+        }
+        let is_best = stop.observe(epoch, monitored);
+        if is_best {
+            best.copy_from(&params);
+        }
+        let entry = EpochLog {
+            epoch,
+            train_loss,
+            val_loss: monitored,
+            seconds: t0.elapsed().as_secs_f64(),
+            best: is_best,
+        };
+        on_epoch(&entry);
+        log.push(entry);
+        if stop.should_stop() {
+            stopped_early = true;
+            break;
+        }
+    }
+    best.to_model(model)?;
+    Ok(TrainReport {
+        log,
+        best_epoch: stop.best_epoch,
+        best_val_loss: stop.best,
+        n_train: train_rows.len(),
+        n_val: val_rows.len(),
+        stopped_early,
+    })
+}

@@ -1,0 +1,460 @@
+//! The `cellweave-impute` stage: read a cells table, fill its zeros (LATE, TRANSLATE, or a
+//! baseline), write the dense imputed table, and optionally the model, the training log and
+//! a held-out evaluation against a truth table.
+
+use super::{
+    device, train, Engine, EpochLog, Late, LateConfig, ModelCard, TrainOptions, TrainSummary,
+};
+use cellweave::contract::{CellsTable, Column, Frame, Step, TableKind};
+use cellweave::impute::{self, Method, Scale};
+use cellweave::io::{atomic, table, Format};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::path::{Path, PathBuf};
+
+/// Everything the stage needs (the binary fills it from its arguments).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub method: Method,
+    pub scale: Scale,
+    pub hidden: Option<Vec<usize>>,
+    pub epochs: usize,
+    pub patience: usize,
+    /// Default 3e-4, or 3e-5 when starting from `init` (TRANSLATE).
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    pub val_fraction: f64,
+    pub init: Option<PathBuf>,
+    pub model_out: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+    pub only_zeros: bool,
+    pub batch_aware: bool,
+    pub batch_key: String,
+    pub knn: usize,
+    pub n_pcs: usize,
+    pub device: String,
+    pub engine: Engine,
+    pub seed: u64,
+    pub truth: Option<PathBuf>,
+}
+
+/// Learning rate when training from scratch (LATE) and when continuing from a model (TRANSLATE).
+pub const LR_LATE: f64 = 3e-4;
+pub const LR_TRANSLATE: f64 = 3e-5;
+pub const DEFAULT_HIDDEN: [usize; 3] = [800, 400, 800];
+
+/// Option values that cannot work, before any file is read.
+fn check_options(o: &Options) -> Result<()> {
+    let bad = |field: &str, msg: String| Err(Error::new(msg).field(field));
+    if o.batch_size == 0 {
+        return bad("batch-size", "must be at least 1".into());
+    }
+    if !(0.0..1.0).contains(&o.val_fraction) {
+        return bad(
+            "val-fraction",
+            format!("{} (expected 0 <= f < 1)", o.val_fraction),
+        );
+    }
+    if let Some(lr) = o.lr {
+        if !(lr > 0.0 && lr.is_finite()) {
+            return bad("lr", format!("{lr} (expected a positive number)"));
+        }
+    }
+    if o.knn == 0 {
+        return bad("knn", "must be at least 1".into());
+    }
+    if o.n_pcs == 0 {
+        return bad("n-pcs", "must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn resolved_lr(o: &Options) -> f64 {
+    o.lr.unwrap_or(if o.init.is_some() {
+        LR_TRANSLATE
+    } else {
+        LR_LATE
+    })
+}
+
+fn is_tsv(path: &Path) -> bool {
+    matches!(Format::of(path), Some(Format::Tsv | Format::Csv))
+}
+
+/// Run the stage. `step` is the provenance entry of this run (tool, version, arguments).
+pub fn run(o: &Options, mut step: Step) -> Result<()> {
+    check_options(o)?;
+    for out in [Some(&o.output), o.model_out.as_ref(), o.log.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        atomic::check_not_input(out, &[&o.input])?;
+    }
+    if o.method != Method::Late {
+        for (set, flag) in [
+            (o.init.is_some(), "init"),
+            (o.model_out.is_some(), "model-out"),
+            (o.log.is_some(), "log"),
+            (o.batch_aware, "batch-aware"),
+        ] {
+            if set {
+                return Err(Error::new(format!(
+                    "only used with --method late (not {})",
+                    o.method.as_str()
+                ))
+                .field(flag));
+            }
+        }
+    }
+    if let Some(log) = &o.log {
+        if !matches!(
+            Format::of(log),
+            Some(Format::Tsv | Format::Arrow | Format::Parquet)
+        ) {
+            return Err(Error::new("expected a .tsv, .arrow or .parquet path")
+                .field("log")
+                .file(log));
+        }
+    }
+    let mut cells = table::read_cells(&o.input)?;
+    if cells.n_cells() == 0 || cells.n_genes() == 0 {
+        return Err(Error::new("no cells or no genes to impute").file(&o.input));
+    }
+    // TRANSLATE: the model decides genes, scale, architecture and batches.
+    let dev = device(&o.device)?;
+    let loaded = match &o.init {
+        Some(dir) => {
+            let (model, card) = Late::load(dir, &dev)?;
+            if card.scale != o.scale.as_str() {
+                return Err(Error::new(format!(
+                    "the model was trained on the {} scale, not {} (pass --scale {})",
+                    card.scale,
+                    o.scale.as_str(),
+                    card.scale
+                ))
+                .field("scale")
+                .file(dir.join("card.yaml")));
+            }
+            if let Some(h) = &o.hidden {
+                if *h != card.hidden {
+                    return Err(Error::new(format!(
+                        "{h:?} differs from the model's {:?}",
+                        card.hidden
+                    ))
+                    .field("hidden"));
+                }
+            }
+            cells = genes_in_model_order(&cells, &card).at(&o.input)?;
+            Some((model, card))
+        }
+        None => None,
+    };
+    let truth = match &o.truth {
+        Some(path) => Some(
+            impute::aligned_truth(&table::read_cells(path)?, &cells.cell_ids, &cells.gene_ids)
+                .at(path)?,
+        ),
+        None => None,
+    };
+    let x = impute::scaled_values(&cells, o.scale).at(&o.input)?;
+    // Provenance: the scale of the output values, and the learning rate actually used.
+    if let serde_json::Value::Object(m) = &mut step.params {
+        m.insert("value_scale".into(), o.scale.as_str().into());
+        if o.method == Method::Late {
+            m.insert("lr".into(), resolved_lr(o).into());
+        }
+    }
+
+    let timer = std::time::Instant::now();
+    let mut dense = match o.method {
+        Method::GeneMean => impute::impute_gene_mean(&x),
+        Method::Knn => impute::impute_knn_smoothing(&x, o.knn, o.n_pcs).at(&o.input)?,
+        Method::Late => run_late(o, &cells, &x, loaded, &dev, &step)?,
+    };
+    if o.only_zeros {
+        impute::keep_observed(&x, &mut dense);
+    }
+    info!(
+        "{}: {} cells x {} genes in {:.2} s",
+        o.method.as_str(),
+        cells.n_cells(),
+        cells.n_genes(),
+        timer.elapsed().as_secs_f64()
+    );
+
+    if let Some(t) = &truth {
+        let to10 = |v: &[f32]| v.iter().map(|&y| o.scale.to_log10(y)).collect::<Vec<f32>>();
+        let mut masked = x.clone();
+        masked.data = to10(&masked.data);
+        let r = impute::evaluate(o.method.as_str(), t, &masked, &to10(&dense))?;
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| Error::new(e.to_string()))?
+        );
+    }
+
+    let mut out = impute::dense_cells(&cells, dense)?;
+    out.provenance.push(step);
+    table::write_cells(&o.output, &out)
+}
+
+/// The input's genes in the model's order; an error names a gene the input lacks.
+fn genes_in_model_order(cells: &CellsTable, card: &ModelCard) -> Result<CellsTable> {
+    let pos: std::collections::HashMap<&str, usize> = cells
+        .gene_ids
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let mut cols = Vec::with_capacity(card.gene_ids.len());
+    for g in &card.gene_ids {
+        match pos.get(g.as_str()) {
+            Some(&c) => cols.push(c),
+            None => {
+                return Err(Error::new(format!(
+                "the model's gene '{g}' is not in the input ({} of the model's {} genes missing); \
+                     impute the same genes the model was trained on",
+                card.gene_ids
+                    .iter()
+                    .filter(|g| !pos.contains_key(g.as_str()))
+                    .count(),
+                card.gene_ids.len()
+            ))
+                .field("gene_ids"))
+            }
+        }
+    }
+    if cols.len() != cells.n_genes() {
+        info!(
+            "using the model's {} genes of the input's {}",
+            cols.len(),
+            cells.n_genes()
+        );
+    }
+    Ok(cells.select_genes(&cols))
+}
+
+/// Batch codes of the cells in the order of `categories` (a cell of an unknown batch gets
+/// code `categories.len()`, an all-zero one-hot row).
+fn batch_codes(
+    cells: &CellsTable,
+    key: &str,
+    categories: Option<&[String]>,
+) -> Result<(Vec<u32>, Vec<String>)> {
+    let col = cells.require_column(key)?.to_categorical();
+    let cats = match categories {
+        Some(c) => c.to_vec(),
+        None => col.categories.clone(),
+    };
+    let mut unknown = 0usize;
+    let codes = col
+        .codes
+        .iter()
+        .map(|&c| {
+            let name = col.categories.get(c as usize);
+            match name.and_then(|n| cats.iter().position(|x| x == n)) {
+                Some(p) => p as u32,
+                None => {
+                    unknown += 1;
+                    cats.len() as u32
+                }
+            }
+        })
+        .collect();
+    if unknown > 0 {
+        info!("warning: {unknown} cells are in batches the model was not trained on (no batch covariate for them)");
+    }
+    Ok((codes, cats))
+}
+
+fn run_late(
+    o: &Options,
+    cells: &CellsTable,
+    x: &cellweave::contract::Csr,
+    loaded: Option<(Late, ModelCard)>,
+    dev: &candle_core::Device,
+    step: &Step,
+) -> Result<Vec<f32>> {
+    let init_from = o.init.as_ref().map(|p| p.display().to_string());
+    let (mut model, codes, batches) = match loaded {
+        Some((model, card)) => {
+            if o.batch_aware && card.batches.is_empty() {
+                return Err(Error::new("the initial model is not batch-aware").field("batch-aware"));
+            }
+            let (codes, batches) = if card.batches.is_empty() {
+                (None, Vec::new())
+            } else {
+                let key = card
+                    .batch_key
+                    .clone()
+                    .unwrap_or_else(|| o.batch_key.clone());
+                let (c, b) = batch_codes(cells, &key, Some(&card.batches)).at(&o.input)?;
+                (Some(c), b)
+            };
+            (model, codes, batches)
+        }
+        None => {
+            let (codes, batches) = if o.batch_aware {
+                let (c, b) = batch_codes(cells, &o.batch_key, None).at(&o.input)?;
+                (Some(c), b)
+            } else {
+                (None, Vec::new())
+            };
+            let hidden = o.hidden.clone().unwrap_or_else(|| DEFAULT_HIDDEN.to_vec());
+            let config = LateConfig::new(cells.n_genes(), hidden, batches.len());
+            config.check()?;
+            (Late::init(config, o.seed, dev)?, codes, batches)
+        }
+    };
+    let opts = TrainOptions {
+        epochs: o.epochs,
+        patience: o.patience,
+        lr: resolved_lr(o),
+        batch_size: o.batch_size,
+        val_fraction: o.val_fraction,
+        seed: o.seed,
+        ..TrainOptions::default()
+    };
+    if opts.epochs > 0 && x.n_rows() < 2 {
+        bail!("training needs at least 2 cells");
+    }
+    info!(
+        "LATE {:?} on {} cells x {} genes{}, lr {:.0e}, batch {}, up to {} epochs (patience {})",
+        model.config.dims(),
+        x.n_rows(),
+        x.n_cols,
+        if batches.is_empty() {
+            String::new()
+        } else {
+            format!(" + {} batches", batches.len())
+        },
+        opts.lr,
+        opts.batch_size,
+        opts.epochs,
+        opts.patience
+    );
+    let t0 = std::time::Instant::now();
+    let pb = cellweave::cli::progress(opts.epochs as u64, "epochs");
+    // Without validation cells, early stopping watches the training cells' loss (no dropout).
+    let monitored = if opts.val_fraction > 0.0 {
+        "validation"
+    } else {
+        "training-set"
+    };
+    let mut on_epoch = |e: &EpochLog| {
+        pb.inc(1);
+        if e.epoch.is_multiple_of(10) || e.epoch == 1 {
+            pb.suspend(|| {
+                info!(
+                    "epoch {:>4}: train loss {:.6}, {} loss {:.6}{} ({:.2} s)",
+                    e.epoch,
+                    e.train_loss,
+                    monitored,
+                    e.val_loss,
+                    if e.best { " *" } else { "" },
+                    e.seconds
+                )
+            });
+        }
+    };
+    let report = train(
+        &mut model,
+        x,
+        codes.as_deref(),
+        &opts,
+        o.engine,
+        &mut on_epoch,
+    )?;
+    pb.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    info!(
+        "trained {} epochs in {:.1} s; best epoch {} ({} loss {:.6}){}",
+        report.log.len(),
+        seconds,
+        report.best_epoch,
+        monitored,
+        report.best_val_loss,
+        if report.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
+    if let Some(path) = &o.log {
+        write_log(
+            path,
+            &report.log,
+            report.n_train.div_ceil(opts.batch_size),
+            opts.lr,
+            step,
+        )?;
+    }
+    if let Some(dir) = &o.model_out {
+        let card = ModelCard {
+            model: "late".into(),
+            card_version: 1,
+            cellweave_version: cellweave::VERSION.into(),
+            scale: o.scale.as_str().into(),
+            gene_ids: cells.gene_ids.clone(),
+            hidden: model.config.hidden.clone(),
+            keep_input: model.config.keep_input,
+            keep_hidden: model.config.keep_hidden,
+            batches: batches.clone(),
+            batch_key: (!batches.is_empty()).then(|| o.batch_key.clone()),
+            activation: "relu on every layer, the output too".into(),
+            weight_layout: "layers.{l}.weight is out x in (y = relu(x W^T + b)); on a batch-aware model \
+                            the one-hot batch columns come last on layer 0 and on the first decoder layer"
+                .into(),
+            training: TrainSummary {
+                init_from,
+                seed: o.seed,
+                lr: opts.lr,
+                batch_size: opts.batch_size,
+                n_train: report.n_train,
+                n_val: report.n_val,
+                epochs_run: report.log.len(),
+                best_epoch: report.best_epoch,
+                best_val_loss: report.best_val_loss,
+                stopped_early: report.stopped_early,
+                seconds,
+            },
+        };
+        atomic::write_dir(dir, |tmp| model.save(tmp, &card))?;
+    }
+    model.impute(x, codes.as_deref(), 2048)
+}
+
+/// The training log as a table (`.tsv`, `.arrow` or `.parquet`).
+fn write_log(path: &Path, log: &[EpochLog], steps: usize, lr: f64, step: &Step) -> Result<()> {
+    let mut f = Frame::new(TableKind::TrainingLog)
+        .with(
+            "epoch",
+            Column::U32(log.iter().map(|e| e.epoch as u32).collect()),
+        )
+        .with("steps", Column::U32(vec![steps as u32; log.len()]))
+        .with(
+            "train_loss",
+            Column::F64(log.iter().map(|e| e.train_loss).collect()),
+        )
+        .with(
+            "val_loss",
+            Column::F64(log.iter().map(|e| e.val_loss).collect()),
+        )
+        .with(
+            "best",
+            Column::Bool(log.iter().map(|e| Some(e.best)).collect()),
+        )
+        .with("lr", Column::F64(vec![lr; log.len()]))
+        .with(
+            "seconds",
+            Column::F64(log.iter().map(|e| e.seconds).collect()),
+        );
+    f.meta.insert("cellweave.model".into(), "late".into());
+    f.provenance.push(step.clone());
+    if is_tsv(path) {
+        table::write_frame_tsv(path, &f)
+    } else {
+        table::write_frame(path, &f)
+    }
+}

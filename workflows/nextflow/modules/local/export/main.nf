@@ -1,0 +1,46 @@
+// cellweave-export: integrated.h5ad (log-normalized HVGs in X, raw counts in layers['counts'],
+// obsm['X_claire'] and obsm['X_umap'], obs carried through).
+process CELLWEAVE_EXPORT {
+    tag "$meta.id"
+    label 'process_single'
+
+    container "cellweave/cellweave:0.1.0"
+
+    input:
+    tuple val(meta), path(cells), path(counts), path(claire), path(umap)
+
+    output:
+    tuple val(meta), path("integrated.h5ad"), emit: h5ad
+    path "versions.yml", emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+
+    """
+    cellweave-export \\
+        ${cells} \\
+        --counts ${counts} \\
+        --embedding ${claire} \\
+        --embedding ${umap} \\
+        ${args} \\
+        -o integrated.h5ad
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        cellweave: \$(cellweave-export --version 2>&1 | sed 's/^cellweave-export //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    touch integrated.h5ad
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        cellweave: 0.1.0
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,42 @@
+// cellweave-pairs --merge: join the pair shards of one data set into one pairs table.
+process CELLWEAVE_PAIRS_MERGE {
+    tag "$meta.id"
+    label 'process_single'
+
+    container "cellweave/cellweave:0.1.0"
+
+    input:
+    tuple val(meta), path(shards, stageAs: 'shards/*')
+
+    output:
+    tuple val(meta), path("05_pairs.arrow"), emit: pairs
+    path "versions.yml", emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+
+    """
+    cellweave-pairs \\
+        --merge ${shards} \\
+        ${args} \\
+        -o 05_pairs.arrow
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        cellweave: \$(cellweave-pairs --version 2>&1 | sed 's/^cellweave-pairs //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    touch 05_pairs.arrow
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        cellweave: 0.1.0
+    END_VERSIONS
+    """
+}
