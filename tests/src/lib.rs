@@ -7,15 +7,27 @@ use std::process::{Command, Output};
 pub fn bin(tool: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/
-    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
     let p = dir.join(format!("cellweave-{tool}"));
-    assert!(p.exists(), "{} is not built: run `cargo build --release --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --release --workspace` first",
+        p.display()
+    );
     p
 }
 
 /// Run `cellweave-<tool>` with arguments; returns the output.
 pub fn run(tool: &str, args: &[&str]) -> Output {
-    Command::new(bin(tool)).args(args).env("RAYON_NUM_THREADS", "2").output().expect("spawn")
+    Command::new(bin(tool))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("spawn")
 }
 
 /// Run and assert success, printing stderr on failure.
@@ -34,13 +46,21 @@ pub fn run_ok(tool: &str, args: &[&str]) -> Output {
 /// When absent: prints a loud notice and returns None, or panics under `CI=true`.
 pub fn shared() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let p = std::env::var_os("CELLWEAVE_SHARED").map(PathBuf::from).unwrap_or_else(|| root.join("../shared"));
+    let p = std::env::var_os("CELLWEAVE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared"));
     if p.join("data").is_dir() {
         return Some(p);
     }
     if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("CI=true but the shared data is not at {} (set CELLWEAVE_SHARED)", p.display());
+        panic!(
+            "CI=true but the shared data is not at {} (set CELLWEAVE_SHARED)",
+            p.display()
+        );
     }
-    eprintln!("\n!!!!! SKIPPING: shared data not found at {} (set CELLWEAVE_SHARED) !!!!!\n", p.display());
+    eprintln!(
+        "\n!!!!! SKIPPING: shared data not found at {} (set CELLWEAVE_SHARED) !!!!!\n",
+        p.display()
+    );
     None
 }

@@ -12,13 +12,16 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 fn list(arg: Option<String>, default: &[usize]) -> Vec<usize> {
-    arg.map(|a| a.split(',').map(|v| v.parse().expect("a number")).collect()).unwrap_or_else(|| default.to_vec())
+    arg.map(|a| a.split(',').map(|v| v.parse().expect("a number")).collect())
+        .unwrap_or_else(|| default.to_vec())
 }
 
 /// `n` points in `d` dimensions around 30 centres of unequal spread, rows L2-normalised.
 fn clustered(n: usize, d: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let centres: Vec<f32> = (0..30 * d).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let centres: Vec<f32> = (0..30 * d)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
     let mut x = Vec::with_capacity(n * d);
     for _ in 0..n {
         let c = rng.random_range(0..30);
@@ -43,17 +46,34 @@ fn main() {
         for &n in &sizes {
             let x = clustered(n, d, 1);
             let t = Instant::now();
-            let exact = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(Method::Exact, 0));
+            let exact = knn_with(
+                &x,
+                d,
+                k,
+                Metric::Euclidean,
+                false,
+                &Search::new(Method::Exact, 0),
+            );
             let te = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let approx = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(Method::Hnsw, 0));
+            let approx = knn_with(
+                &x,
+                d,
+                k,
+                Metric::Euclidean,
+                false,
+                &Search::new(Method::Hnsw, 0),
+            );
             let th = t.elapsed().as_secs_f64();
             let mut hit = 0usize;
             for q in 0..n {
                 let truth: HashSet<u32> = exact.row(q).0.iter().copied().collect();
                 hit += approx.row(q).0.iter().filter(|j| truth.contains(j)).count();
             }
-            println!("| {n} | {d} | {k} | {te:.2} | {th:.2} | {:.4} |", hit as f64 / (n * k) as f64);
+            println!(
+                "| {n} | {d} | {k} | {te:.2} | {th:.2} | {:.4} |",
+                hit as f64 / (n * k) as f64
+            );
         }
     }
 }

@@ -26,7 +26,9 @@ pub fn init(common: &Common) {
     QUIET.store(common.quiet, Ordering::Relaxed);
     if let Some(n) = common.threads {
         let n = n.max(1);
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
         // Matrix kernels (faer/gemm in candle) read this too.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
@@ -52,9 +54,11 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(len);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap()
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})",
+        )
+        .unwrap()
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb

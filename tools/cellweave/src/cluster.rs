@@ -53,7 +53,10 @@ impl Graph {
     #[inline]
     fn edges(&self, v: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
         let (a, b) = (self.indptr[v], self.indptr[v + 1]);
-        self.nbr[a..b].iter().zip(&self.w[a..b]).map(|(&u, &w)| (u as usize, w))
+        self.nbr[a..b]
+            .iter()
+            .zip(&self.w[a..b])
+            .map(|(&u, &w)| (u as usize, w))
     }
 
     /// From a symmetric sparse matrix (e.g. fuzzy connectivities); diagonal entries become
@@ -82,9 +85,18 @@ impl Graph {
 
     fn finish(indptr: Vec<usize>, nbr: Vec<u32>, w: Vec<f64>, self_w: Vec<f64>) -> Graph {
         let n = self_w.len();
-        let strength: Vec<f64> = (0..n).map(|v| self_w[v] + w[indptr[v]..indptr[v + 1]].iter().sum::<f64>()).collect();
+        let strength: Vec<f64> = (0..n)
+            .map(|v| self_w[v] + w[indptr[v]..indptr[v + 1]].iter().sum::<f64>())
+            .collect();
         let total = strength.iter().sum();
-        Graph { indptr, nbr, w, self_w, strength, total }
+        Graph {
+            indptr,
+            nbr,
+            w,
+            self_w,
+            strength,
+            total,
+        }
     }
 
     /// Collapse each community (`memb`, values `0..n_comm`) into one node.
@@ -153,7 +165,11 @@ struct CommWeights {
 
 impl CommWeights {
     fn new(n: usize) -> Self {
-        CommWeights { acc: vec![0.0; n], seen: vec![false; n], touched: Vec::new() }
+        CommWeights {
+            acc: vec![0.0; n],
+            seen: vec![false; n],
+            touched: Vec::new(),
+        }
     }
     fn add(&mut self, c: usize, x: f64) {
         if !self.seen[c] {
@@ -189,7 +205,11 @@ impl Communities {
             size[memb[v]] += 1;
         }
         let empty = (0..n).rev().filter(|&c| size[c] == 0).collect();
-        Communities { weight, size, empty }
+        Communities {
+            weight,
+            size,
+            empty,
+        }
     }
     fn remove(&mut self, c: usize, k: f64) {
         self.weight[c] -= k;
@@ -217,7 +237,14 @@ impl Communities {
 
 /// Best community for `v` (already removed from `cur`): the largest gain, staying on ties;
 /// an empty community (gain 0) when every neighbouring one loses.
-fn best_move(g: &Graph, v: usize, cur: usize, cw: &CommWeights, comms: &mut Communities, gamma: f64) -> usize {
+fn best_move(
+    g: &Graph,
+    v: usize,
+    cur: usize,
+    cw: &CommWeights,
+    comms: &mut Communities,
+    gamma: f64,
+) -> usize {
     let kv = g.strength[v] * gamma / g.total;
     let gain = |c: usize| cw.acc[c] - kv * comms.weight[c];
     let mut best = cur;
@@ -287,7 +314,14 @@ fn refine(g: &Graph, memb: &[usize], gamma: f64, theta: f64, rng: &mut StdRng) -
         comm_weight[memb[v]] += g.strength[v];
     }
     // w(v, S - v) for each node.
-    let w_in: Vec<f64> = (0..n).map(|v| g.edges(v).filter(|&(u, _)| memb[u] == memb[v]).map(|(_, x)| x).sum()).collect();
+    let w_in: Vec<f64> = (0..n)
+        .map(|v| {
+            g.edges(v)
+                .filter(|&(u, _)| memb[u] == memb[v])
+                .map(|(_, x)| x)
+                .sum()
+        })
+        .collect();
     let mut refined: Vec<usize> = (0..n).collect();
     let mut ref_weight = g.strength.clone();
     let mut ref_size = vec![1usize; n];
@@ -324,7 +358,10 @@ fn refine(g: &Graph, memb: &[usize], gamma: f64, theta: f64, rng: &mut StdRng) -
             }
         }
         let max_gain = cand.iter().map(|c| c.1).fold(0.0, f64::max);
-        let weights: Vec<f64> = cand.iter().map(|c| ((c.1 - max_gain) / theta).exp()).collect();
+        let weights: Vec<f64> = cand
+            .iter()
+            .map(|c| ((c.1 - max_gain) / theta).exp())
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut r = rng.random::<f64>() * total;
         let mut chosen = cand[cand.len() - 1].0;
@@ -426,7 +463,11 @@ pub fn modularity(g: &Graph, memb: &[usize], gamma: f64) -> f64 {
     for v in 0..g.n() {
         k[memb[v]] += g.strength[v];
         inside += g.self_w[v];
-        inside += g.edges(v).filter(|&(u, _)| memb[u] == memb[v]).map(|(_, x)| x).sum::<f64>();
+        inside += g
+            .edges(v)
+            .filter(|&(u, _)| memb[u] == memb[v])
+            .map(|(_, x)| x)
+            .sum::<f64>();
     }
     (inside - gamma * k.iter().map(|x| x * x).sum::<f64>() / g.total) / g.total
 }
@@ -494,7 +535,9 @@ pub mod jax_random {
 
     /// `jax.random.split(key, num)`.
     pub fn split(key: Key, num: usize) -> Vec<Key> {
-        (0..num as u64).map(|j| threefry2x32(key, [(j >> 32) as u32, j as u32])).collect()
+        (0..num as u64)
+            .map(|j| threefry2x32(key, [(j >> 32) as u32, j as u32]))
+            .collect()
     }
 
     /// `jax.random.bits(key, (n,), uint32)`.
@@ -520,7 +563,10 @@ pub mod jax_random {
 
     /// `jax.random.gumbel(key, (n,), float32)` (mode "low", the default).
     pub fn gumbel(key: Key, n: usize) -> Vec<f32> {
-        uniform(key, n, f32::MIN_POSITIVE, 1.0).into_iter().map(|u| -(-u.ln()).ln()).collect()
+        uniform(key, n, f32::MIN_POSITIVE, 1.0)
+            .into_iter()
+            .map(|u| -(-u.ln()).ln())
+            .collect()
     }
 
     /// `jax.random.permutation(key, n)`: rounds of stable sorts by random 32-bit keys.
@@ -542,7 +588,12 @@ pub mod jax_random {
     /// `jax.random.choice(key, n, (m,), replace=False, p=p)`: Gumbel top-m of `log p`.
     pub fn choice_weighted(key: Key, p: &[f32], m: usize) -> Vec<usize> {
         let g = gumbel(key, p.len());
-        let mut scored: Vec<(f32, usize)> = g.iter().zip(p).enumerate().map(|(i, (&gi, &pi))| (gi + pi.ln(), i)).collect();
+        let mut scored: Vec<(f32, usize)> = g
+            .iter()
+            .zip(p)
+            .enumerate()
+            .map(|(i, (&gi, &pi))| (gi + pi.ln(), i))
+            .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         scored.into_iter().take(m).map(|s| s.1).collect()
     }
@@ -556,7 +607,11 @@ fn seed_plus_plus(x: &[f32], d: usize, k: usize, key: jax_random::Key) -> Vec<f6
     use jax_random::{choice_weighted, permutation, split};
     let n = x.len() / d;
     let sqdist = |i: usize, c: &[f32]| -> f64 {
-        x[i * d..(i + 1) * d].iter().zip(c).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
+        x[i * d..(i + 1) * d]
+            .iter()
+            .zip(c)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum()
     };
     let ks = split(key, 2);
     let first = permutation(ks[1], n)[0];
@@ -574,7 +629,10 @@ fn seed_plus_plus(x: &[f32], d: usize, k: usize, key: jax_random::Key) -> Vec<f6
         let mut best: Option<(f64, usize, Vec<f64>)> = None;
         for cand in cands {
             let c = &x[cand * d..(cand + 1) * d];
-            let new_d: Vec<f64> = (0..n).into_par_iter().map(|i| sqdist(i, c).min(min_d[i])).collect();
+            let new_d: Vec<f64> = (0..n)
+                .into_par_iter()
+                .map(|i| sqdist(i, c).min(min_d[i]))
+                .collect();
             let pot: f64 = new_d.iter().sum();
             if best.as_ref().map(|b| pot < b.0).unwrap_or(true) {
                 best = Some((pot, cand, new_d));
@@ -584,7 +642,10 @@ fn seed_plus_plus(x: &[f32], d: usize, k: usize, key: jax_random::Key) -> Vec<f6
         chosen.push(cand);
         min_d = new_d;
     }
-    chosen.iter().flat_map(|&c| x[c * d..(c + 1) * d].iter().map(|&v| v as f64)).collect()
+    chosen
+        .iter()
+        .flat_map(|&c| x[c * d..(c + 1) * d].iter().map(|&v| v as f64))
+        .collect()
 }
 
 /// k-means of `n x d` rows (row-major) into `k` clusters, as scib-metrics' `KMeans`: the data
@@ -592,8 +653,15 @@ fn seed_plus_plus(x: &[f32], d: usize, k: usize, key: jax_random::Key) -> Vec<f6
 /// k-means++ seeding ([`seed_plus_plus`]), Lloyd iterations until the assignment no longer
 /// changes (at most `max_iter`; an empty cluster's centre moves to the data mean), the run
 /// with the lowest inertia kept.
-pub fn kmeans(data: &[f32], d: usize, k: usize, n_init: usize, max_iter: usize, seed: u64) -> KMeans {
-    let n = if d == 0 { 0 } else { data.len() / d };
+pub fn kmeans(
+    data: &[f32],
+    d: usize,
+    k: usize,
+    n_init: usize,
+    max_iter: usize,
+    seed: u64,
+) -> KMeans {
+    let n = data.len().checked_div(d).unwrap_or(0);
     let k = k.min(n).max(1);
     // numpy's float32 column means (rows added in order), then X -= mean in float32.
     let mut mean32 = vec![0f32; d];
@@ -603,7 +671,11 @@ pub fn kmeans(data: &[f32], d: usize, k: usize, n_init: usize, max_iter: usize, 
         }
     }
     mean32.iter_mut().for_each(|m| *m /= n.max(1) as f32);
-    let xc: Vec<f32> = data.iter().enumerate().map(|(p, &v)| v - mean32[p % d]).collect();
+    let xc: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .map(|(p, &v)| v - mean32[p % d])
+        .collect();
     let x: Vec<f64> = xc.iter().map(|&v| v as f64).collect();
     let mean: Vec<f64> = mean32.iter().map(|&m| m as f64).collect();
     let mut best: Option<KMeans> = None;
@@ -623,7 +695,10 @@ pub fn kmeans(data: &[f32], d: usize, k: usize, n_init: usize, max_iter: usize, 
             for i in 0..n {
                 let c = labels[i] as usize;
                 counts[c] += 1;
-                for (s, v) in sums[c * d..(c + 1) * d].iter_mut().zip(&x[i * d..(i + 1) * d]) {
+                for (s, v) in sums[c * d..(c + 1) * d]
+                    .iter_mut()
+                    .zip(&x[i * d..(i + 1) * d])
+                {
                     *s += v;
                 }
             }
@@ -637,19 +712,30 @@ pub fn kmeans(data: &[f32], d: usize, k: usize, n_init: usize, max_iter: usize, 
             inertia = assign(&x, d, &centers, &mut labels);
         }
         if best.as_ref().map(|b| inertia < b.inertia).unwrap_or(true) {
-            best = Some(KMeans { labels, centers, inertia, iterations });
+            best = Some(KMeans {
+                labels,
+                centers,
+                inertia,
+                iterations,
+            });
         }
     }
-    let mut out = best.unwrap_or(KMeans { labels: Vec::new(), centers: Vec::new(), inertia: 0.0, iterations: 0 });
-    for c in 0..out.centers.len() / d.max(1) {
-        for j in 0..d {
-            out.centers[c * d + j] += mean[j];
+    let mut out = best.unwrap_or(KMeans {
+        labels: Vec::new(),
+        centers: Vec::new(),
+        inertia: 0.0,
+        iterations: 0,
+    });
+    for center in out.centers.chunks_mut(d.max(1)) {
+        for (x, m) in center.iter_mut().zip(&mean) {
+            *x += m;
         }
     }
     out
 }
 
 #[cfg(test)]
+#[allow(clippy::excessive_precision)] // reference values printed by numpy
 mod tests {
     use super::*;
 
@@ -674,7 +760,11 @@ mod tests {
     fn communities_find_the_cliques() {
         let g = two_cliques();
         for memb in [leiden(&g, 1.0, 2, 1), louvain(&g, 1.0, 1)] {
-            assert_eq!(memb.iter().collect::<std::collections::HashSet<_>>().len(), 2, "{memb:?}");
+            assert_eq!(
+                memb.iter().collect::<std::collections::HashSet<_>>().len(),
+                2,
+                "{memb:?}"
+            );
             assert!(memb[..5].iter().all(|&c| c == memb[0]));
             assert!(memb[5..].iter().all(|&c| c == memb[5]));
             assert_ne!(memb[0], memb[5]);
@@ -707,19 +797,35 @@ mod tests {
         let ks = split(k1, 2);
         assert_eq!(ks, vec![[4165894930, 804218099], [1353695780, 2116000888]]);
         let b = ks[1];
-        assert_eq!(bits(b, 5), vec![447923887, 1477415817, 562929823, 3479484537, 834989922]);
+        assert_eq!(
+            bits(b, 5),
+            vec![447923887, 1477415817, 562929823, 3479484537, 834989922]
+        );
         let u = uniform(b, 3, 0.0, 1.0);
-        assert_eq!(u, vec![0.10429036617279053, 0.3439875841140747, 0.13106727600097656]);
+        assert_eq!(
+            u,
+            vec![0.10429036617279053, 0.3439875841140747, 0.13106727600097656]
+        );
         let g = gumbel(b, 3);
-        for (x, y) in g.iter().zip([-0.8156197667121887f32, -0.06499120593070984, -0.7090423703193665]) {
+        for (x, y) in g.iter().zip([
+            -0.8156197667121887f32,
+            -0.06499120593070984,
+            -0.7090423703193665,
+        ]) {
             assert!((x - y).abs() < 1e-6, "{x} vs {y}");
         }
         assert_eq!(permutation(b, 10), vec![4, 3, 6, 1, 7, 8, 9, 0, 2, 5]);
         assert_eq!(permutation(b, 2000)[..5], [142, 1097, 216, 1740, 434]);
-        assert_eq!(choice_weighted(b, &[0.1, 0.2, 0.3, 0.4, 0.0], 2), vec![3, 1]);
+        assert_eq!(
+            choice_weighted(b, &[0.1, 0.2, 0.3, 0.4, 0.0], 2),
+            vec![3, 1]
+        );
         assert_eq!(permutation(b, 1394)[0], 1378);
         assert_eq!(permutation(b, 3000)[0], 1884);
-        assert_eq!(split(key(7), 2), vec![[3625411723, 1954958720], [195045567, 4062205631]]);
+        assert_eq!(
+            split(key(7), 2),
+            vec![[3625411723, 1954958720], [195045567, 4062205631]]
+        );
     }
 
     #[test]

@@ -133,7 +133,12 @@ pub struct Csr {
 
 impl Csr {
     pub fn empty(n_cols: usize) -> Self {
-        Csr { n_cols, indptr: vec![0], indices: Vec::new(), data: Vec::new() }
+        Csr {
+            n_cols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+        }
     }
     pub fn n_rows(&self) -> usize {
         self.indptr.len() - 1
@@ -186,7 +191,10 @@ impl Csr {
     /// Keep the given rows, in the given order.
     pub fn select_rows(&self, rows: &[usize]) -> Csr {
         let mut m = Csr::empty(self.n_cols);
-        let nnz: usize = rows.iter().map(|&r| (self.indptr[r + 1] - self.indptr[r]) as usize).sum();
+        let nnz: usize = rows
+            .iter()
+            .map(|&r| (self.indptr[r + 1] - self.indptr[r]) as usize)
+            .sum();
         m.indices.reserve(nnz);
         m.data.reserve(nnz);
         m.indptr.reserve(rows.len());
@@ -229,11 +237,17 @@ impl Csr {
     }
     /// Check the structure: monotone indptr, ascending in-range column positions.
     pub fn validate(&self) -> Result<()> {
-        if self.indptr.first() != Some(&0) || *self.indptr.last().unwrap() as usize != self.data.len() {
+        if self.indptr.first() != Some(&0)
+            || *self.indptr.last().unwrap() as usize != self.data.len()
+        {
             bail!("row offsets do not cover the values");
         }
         if self.indices.len() != self.data.len() {
-            bail!("{} gene positions but {} values", self.indices.len(), self.data.len());
+            bail!(
+                "{} gene positions but {} values",
+                self.indices.len(),
+                self.data.len()
+            );
         }
         for r in 0..self.n_rows() {
             if self.indptr[r] > self.indptr[r + 1] {
@@ -242,12 +256,19 @@ impl Csr {
             let (idx, _) = self.row(r);
             for w in idx.windows(2) {
                 if w[0] >= w[1] {
-                    bail!("gene positions in row {r} are not strictly ascending ({} then {})", w[0], w[1]);
+                    bail!(
+                        "gene positions in row {r} are not strictly ascending ({} then {})",
+                        w[0],
+                        w[1]
+                    );
                 }
             }
             if let Some(&last) = idx.last() {
                 if last as usize >= self.n_cols {
-                    bail!("row {r} refers to gene position {last} but there are {} genes", self.n_cols);
+                    bail!(
+                        "row {r} refers to gene position {last} but there are {} genes",
+                        self.n_cols
+                    );
                 }
             }
         }
@@ -283,7 +304,10 @@ impl Categorical {
     }
     /// A single category repeated `n` times.
     pub fn constant(name: &str, n: usize) -> Self {
-        Categorical { codes: vec![0; n], categories: vec![name.to_string()] }
+        Categorical {
+            codes: vec![0; n],
+            categories: vec![name.to_string()],
+        }
     }
     pub fn len(&self) -> usize {
         self.codes.len()
@@ -296,7 +320,10 @@ impl Categorical {
         (c != Self::MISSING).then(|| self.categories[c as usize].as_str())
     }
     pub fn select(&self, rows: &[usize]) -> Self {
-        Categorical { codes: rows.iter().map(|&r| self.codes[r]).collect(), categories: self.categories.clone() }
+        Categorical {
+            codes: rows.iter().map(|&r| self.codes[r]).collect(),
+            categories: self.categories.clone(),
+        }
     }
     /// Drop categories that no row uses, keeping the order of the rest.
     pub fn compact(&mut self) {
@@ -428,8 +455,14 @@ impl CellsTable {
     pub fn column(&self, name: &str) -> Option<Column> {
         match name {
             "batch" => Some(Column::Cat(self.batch.clone())),
-            "cell_id" => Some(Column::Str(self.cell_ids.iter().cloned().map(Some).collect())),
-            _ => self.obs.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone()),
+            "cell_id" => Some(Column::Str(
+                self.cell_ids.iter().cloned().map(Some).collect(),
+            )),
+            _ => self
+                .obs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| c.clone()),
         }
     }
     /// Like [`CellsTable::column`] but an error that lists the columns that exist.
@@ -447,7 +480,11 @@ impl CellsTable {
         CellsTable {
             cell_ids: rows.iter().map(|&r| self.cell_ids[r].clone()).collect(),
             batch,
-            obs: self.obs.iter().map(|(n, c)| (n.clone(), c.select(rows))).collect(),
+            obs: self
+                .obs
+                .iter()
+                .map(|(n, c)| (n.clone(), c.select(rows)))
+                .collect(),
             gene_ids: self.gene_ids.clone(),
             gene_names: self.gene_names.clone(),
             x: self.x.select_rows(rows),
@@ -476,11 +513,15 @@ impl CellsTable {
             bail!("{} cells but {} expression rows", n, self.x.n_rows());
         }
         if self.batch.len() != n {
-            return Err(Error::new(format!("{} values for {} cells", self.batch.len(), n)).field("batch"));
+            return Err(
+                Error::new(format!("{} values for {} cells", self.batch.len(), n)).field("batch"),
+            );
         }
         for (name, col) in &self.obs {
             if col.len() != n {
-                return Err(Error::new(format!("{} values for {} cells", col.len(), n)).field(name.clone()));
+                return Err(
+                    Error::new(format!("{} values for {} cells", col.len(), n)).field(name.clone())
+                );
             }
         }
         if self.gene_names.len() != self.gene_ids.len() || self.x.n_cols != self.gene_ids.len() {
@@ -493,13 +534,23 @@ impl CellsTable {
             .field("genes"));
         }
         check_unique(&self.cell_ids).map_err(|e| e.field("cell_id"))?;
-        if let Some(i) = self.batch.codes.iter().position(|&c| c == Categorical::MISSING) {
-            return Err(Error::new(format!("cell '{}' has no batch", self.cell_ids[i])).field("batch"));
+        if let Some(i) = self
+            .batch
+            .codes
+            .iter()
+            .position(|&c| c == Categorical::MISSING)
+        {
+            return Err(
+                Error::new(format!("cell '{}' has no batch", self.cell_ids[i])).field("batch"),
+            );
         }
         self.x.validate().map_err(|e| e.field("expression"))?;
         if let Some(p) = self.x.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::new(format!("non-finite value {} in the expression values", self.x.data[p]))
-                .field("values"));
+            return Err(Error::new(format!(
+                "non-finite value {} in the expression values",
+                self.x.data[p]
+            ))
+            .field("values"));
         }
         if self.values == ValueKind::Counts {
             if let Some(p) = self.x.data.iter().position(|&v| v < 0.0) {
@@ -649,7 +700,12 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(kind: TableKind) -> Self {
-        Frame { kind, columns: Vec::new(), meta: BTreeMap::new(), provenance: Vec::new() }
+        Frame {
+            kind,
+            columns: Vec::new(),
+            meta: BTreeMap::new(),
+            provenance: Vec::new(),
+        }
     }
     pub fn n_rows(&self) -> usize {
         self.columns.first().map(|(_, c)| c.len()).unwrap_or(0)

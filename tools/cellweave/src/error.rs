@@ -19,7 +19,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(msg: impl Into<String>) -> Self {
-        Error { file: None, field: None, msg: msg.into() }
+        Error {
+            file: None,
+            field: None,
+            msg: msg.into(),
+        }
     }
     /// Attach the file (kept if one is already set: the innermost file is the precise one).
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {

@@ -66,7 +66,13 @@ struct Args {
 }
 
 fn sibling(output: &Path, opt: &Option<PathBuf>, ext: &str) -> Option<PathBuf> {
-    opt.as_ref().map(|p| if p.as_os_str().is_empty() { output.with_extension(ext) } else { p.clone() })
+    opt.as_ref().map(|p| {
+        if p.as_os_str().is_empty() {
+            output.with_extension(ext)
+        } else {
+            p.clone()
+        }
+    })
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -74,13 +80,27 @@ fn run(args: &Args) -> Result<()> {
     let metrics = MetricId::parse_list(&args.metrics).map_err(|e| e.field("--metrics"))?;
     let tsv = sibling(&args.output, &args.tsv, "tsv");
     let json = sibling(&args.output, &args.json, "json");
-    let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).chain(args.obs.as_deref()).chain(args.unintegrated.as_deref()).collect();
-    for out in std::iter::once(&args.output).chain(tsv.iter()).chain(json.iter()) {
+    let inputs: Vec<&Path> = args
+        .inputs
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(args.obs.as_deref())
+        .chain(args.unintegrated.as_deref())
+        .collect();
+    for out in std::iter::once(&args.output)
+        .chain(tsv.iter())
+        .chain(json.iter())
+    {
         atomic::check_not_input(out, &inputs)?;
         match Format::of(out) {
             Some(Format::Arrow | Format::Parquet | Format::Tsv) => {}
             _ if out.extension().map(|e| e == "json").unwrap_or(false) => {}
-            _ => return Err(Error::new("unknown output format (expected .arrow, .parquet, .tsv or .json)").file(out)),
+            _ => {
+                return Err(Error::new(
+                    "unknown output format (expected .arrow, .parquet, .tsv or .json)",
+                )
+                .file(out))
+            }
         }
     }
     let obs = match &args.obs {
@@ -91,12 +111,23 @@ fn run(args: &Args) -> Result<()> {
     let pre = match &args.unintegrated {
         Some(p) => {
             let s = input::read_scorable(p, args.seed)?;
-            info!("unintegrated baseline: {} ({}, {} cells x {})", p.display(), s.kind, s.cell_ids.len(), s.d);
+            info!(
+                "unintegrated baseline: {} ({}, {} cells x {})",
+                p.display(),
+                s.kind,
+                s.cell_ids.len(),
+                s.d
+            );
             Some(s)
         }
         None => None,
     };
-    let opts = Options { metrics, knn: args.knn, seed: args.seed, kmeans_n_init: args.kmeans_n_init };
+    let opts = Options {
+        metrics,
+        knn: args.knn,
+        seed: args.seed,
+        kmeans_n_init: args.kmeans_n_init,
+    };
     let mut scored: Vec<report::Scored> = Vec::new();
     for path in &args.inputs {
         let s = input::read_scorable(path, args.seed)?;
@@ -152,7 +183,12 @@ fn run(args: &Args) -> Result<()> {
         match Format::of(out) {
             Some(Format::Tsv) => report::write_wide_tsv(out, &scored),
             Some(Format::Arrow | Format::Parquet) => {
-                let f = report::scores_frame(&scored, Step::new(TOOL, args), &args.label_key, &args.batch_key);
+                let f = report::scores_frame(
+                    &scored,
+                    Step::new(TOOL, args),
+                    &args.label_key,
+                    &args.batch_key,
+                );
                 table::write_frame(out, &f)
             }
             _ => report::write_json(out, &report::to_json(&scored, params.clone())),

@@ -9,7 +9,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -91,7 +94,10 @@ pub fn check_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
     for i in inputs {
         if let (Ok(a), Ok(b)) = (output.canonicalize(), i.canonicalize()) {
             if a == b {
-                return Err(Error::new("the output would overwrite an input; choose another -o").file(output));
+                return Err(
+                    Error::new("the output would overwrite an input; choose another -o")
+                        .file(output),
+                );
             }
         }
     }

@@ -8,8 +8,8 @@
 
 use super::{atomic, Format};
 use crate::contract::{
-    meta, Categorical, CellsTable, Column, EmbeddingTable, Frame, Named, PairKind, PairsTable, Step,
-    TableKind, ValueKind, SCHEMA_VERSION,
+    meta, Categorical, CellsTable, Column, EmbeddingTable, Frame, Named, PairKind, PairsTable,
+    Step, TableKind, ValueKind, SCHEMA_VERSION,
 };
 use crate::{bail, Error, Result, ResultExt};
 use arrow_array::cast::AsArray;
@@ -40,7 +40,11 @@ pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
 }
 
 /// Write batches produced one at a time (bounded memory), atomically.
-pub fn write_batch_iter(path: &Path, schema: SchemaRef, batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<()> {
+pub fn write_batch_iter(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+) -> Result<()> {
     let format = Format::of(path);
     atomic::write_file(path, |w| {
         match format {
@@ -61,7 +65,9 @@ pub fn write_batch_iter(path: &Path, schema: SchemaRef, batches: impl Iterator<I
                 }
                 fw.finish()?;
             }
-            _ => bail!("cannot write a contract table here: expected a .arrow or .parquet output name"),
+            _ => bail!(
+                "cannot write a contract table here: expected a .arrow or .parquet output name"
+            ),
         }
         Ok(())
     })
@@ -73,9 +79,10 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         match Format::of(path) {
             Some(Format::Parquet) => {
                 let file = File::open(path)?;
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-                    .with_batch_size(ROWS_PER_BATCH)
-                    .build()?;
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                        .with_batch_size(ROWS_PER_BATCH)
+                        .build()?;
                 let schema = reader.schema();
                 let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
                 Ok((schema, batches))
@@ -133,8 +140,11 @@ fn read_ipc_file_mmap(file: &File) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     if footer_len + 10 > len {
         return Err(truncated());
     }
-    let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10]).map_err(|_| truncated())?;
-    let schema = Arc::new(arrow_ipc::convert::try_fb_to_schema(footer.schema().ok_or_else(truncated)?)?);
+    let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])
+        .map_err(|_| truncated())?;
+    let schema = Arc::new(arrow_ipc::convert::try_fb_to_schema(
+        footer.schema().ok_or_else(truncated)?,
+    )?);
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
     let block_data = |b: &arrow_ipc::Block| -> Result<arrow_buffer::Buffer> {
         let start = b.offset() as usize;
@@ -161,21 +171,30 @@ pub fn peek_kind(path: &Path) -> Result<TableKind> {
     let schema = match Format::of(path) {
         Some(Format::Parquet) => {
             let file = File::open(path).at(path)?;
-            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).at(path)?;
+            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .at(path)?;
             b.schema().clone()
         }
         Some(Format::Arrow) => {
             let file = File::open(path).at(path)?;
-            let r = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None).at(path)?;
+            let r = arrow_ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
+                .at(path)?;
             r.schema()
         }
         _ => return Err(Error::new("expected a contract table (.arrow or .parquet)").file(path)),
     };
-    let kind = schema.metadata().get(meta::TABLE).cloned().unwrap_or_default();
+    let kind = schema
+        .metadata()
+        .get(meta::TABLE)
+        .cloned()
+        .unwrap_or_default();
     TableKind::parse(&kind).ok_or_else(|| {
-        Error::new(format!("'{}' is not a cellweave table kind (is this a cellweave file?)", kind))
-            .field(meta::TABLE)
-            .file(path)
+        Error::new(format!(
+            "'{}' is not a cellweave table kind (is this a cellweave file?)",
+            kind
+        ))
+        .field(meta::TABLE)
+        .file(path)
     })
 }
 
@@ -183,7 +202,10 @@ fn base_metadata(kind: TableKind, provenance: &[Step]) -> HashMap<String, String
     let mut m = HashMap::new();
     m.insert(meta::TABLE.to_string(), kind.as_str().to_string());
     m.insert(meta::VERSION.to_string(), SCHEMA_VERSION.to_string());
-    m.insert(meta::PROVENANCE.to_string(), serde_json::to_string(provenance).unwrap());
+    m.insert(
+        meta::PROVENANCE.to_string(),
+        serde_json::to_string(provenance).unwrap(),
+    );
     m
 }
 
@@ -219,7 +241,10 @@ fn check_metadata(schema: &Schema, expected: TableKind) -> Result<Vec<Step>> {
 }
 
 fn json_list(schema: &Schema, key: &str) -> Result<Vec<String>> {
-    let s = schema.metadata().get(key).ok_or_else(|| Error::new("missing from the schema metadata").field(key))?;
+    let s = schema
+        .metadata()
+        .get(key)
+        .ok_or_else(|| Error::new("missing from the schema metadata").field(key))?;
     serde_json::from_str(s).in_field(key)
 }
 
@@ -229,13 +254,23 @@ fn json_list(schema: &Schema, key: &str) -> Result<Vec<String>> {
 pub fn column_to_arrow(name: &str, col: &Column) -> (Field, ArrayRef) {
     let (dt, arr): (DataType, ArrayRef) = match col {
         Column::Cat(c) => {
-            let keys: Int32Array =
-                c.codes.iter().map(|&k| (k != Categorical::MISSING).then_some(k as i32)).collect();
+            let keys: Int32Array = c
+                .codes
+                .iter()
+                .map(|&k| (k != Categorical::MISSING).then_some(k as i32))
+                .collect();
             let values = StringArray::from_iter_values(c.categories.iter());
-            let arr = DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).expect("valid codes");
-            (DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), Arc::new(arr))
+            let arr =
+                DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).expect("valid codes");
+            (
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                Arc::new(arr),
+            )
         }
-        Column::Str(v) => (DataType::Utf8, Arc::new(v.iter().map(|s| s.as_deref()).collect::<StringArray>())),
+        Column::Str(v) => (
+            DataType::Utf8,
+            Arc::new(v.iter().map(|s| s.as_deref()).collect::<StringArray>()),
+        ),
         Column::F64(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
         Column::F32(v) => (DataType::Float32, Arc::new(Float32Array::from(v.clone()))),
         Column::I64(v) => (DataType::Int64, Arc::new(Int64Array::from(v.clone()))),
@@ -252,7 +287,10 @@ fn slice_column(col: &Column, start: usize, len: usize) -> Column {
 
 /// Read a column spread over record batches into one [`Column`].
 pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
-    let dt = arrays.first().map(|a| a.data_type().clone()).unwrap_or(DataType::Utf8);
+    let dt = arrays
+        .first()
+        .map(|a| a.data_type().clone())
+        .unwrap_or(DataType::Utf8);
     let err = |what: &str| Error::new(what.to_string()).field(name);
     Ok(match &dt {
         DataType::Dictionary(_, _) => {
@@ -287,10 +325,24 @@ pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
             Column::Str(v)
         }
         DataType::Float64 => Column::F64(
-            arrays.iter().flat_map(|a| a.as_primitive::<Float64Type>().iter().map(|x| x.unwrap_or(f64::NAN))).collect(),
+            arrays
+                .iter()
+                .flat_map(|a| {
+                    a.as_primitive::<Float64Type>()
+                        .iter()
+                        .map(|x| x.unwrap_or(f64::NAN))
+                })
+                .collect(),
         ),
         DataType::Float32 => Column::F32(
-            arrays.iter().flat_map(|a| a.as_primitive::<Float32Type>().iter().map(|x| x.unwrap_or(f32::NAN))).collect(),
+            arrays
+                .iter()
+                .flat_map(|a| {
+                    a.as_primitive::<Float32Type>()
+                        .iter()
+                        .map(|x| x.unwrap_or(f32::NAN))
+                })
+                .collect(),
         ),
         DataType::UInt32 => {
             let mut v = Vec::new();
@@ -302,7 +354,13 @@ pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
             }
             Column::U32(v)
         }
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt64 => {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt64 => {
             let mut v = Vec::new();
             for a in arrays {
                 let a = arrow_cast_i64(a).map_err(|e| e.field(name))?;
@@ -310,7 +368,12 @@ pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
             }
             Column::I64(v)
         }
-        DataType::Boolean => Column::Bool(arrays.iter().flat_map(|a| a.as_boolean().iter().collect::<Vec<_>>()).collect()),
+        DataType::Boolean => Column::Bool(
+            arrays
+                .iter()
+                .flat_map(|a| a.as_boolean().iter().collect::<Vec<_>>())
+                .collect(),
+        ),
         other => return Err(err(&format!("unsupported column type {other}"))),
     })
 }
@@ -318,7 +381,10 @@ pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
 fn arrow_cast_i64(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
     macro_rules! conv {
         ($t:ty) => {
-            a.as_primitive::<$t>().iter().map(|x| x.map(|v| v as i64)).collect()
+            a.as_primitive::<$t>()
+                .iter()
+                .map(|x| x.map(|v| v as i64))
+                .collect()
         };
     }
     Ok(match a.data_type() {
@@ -335,20 +401,36 @@ fn arrow_cast_i64(a: &ArrayRef) -> Result<Vec<Option<i64>>> {
 
 fn strings_of(a: &ArrayRef) -> Result<Vec<Option<String>>> {
     Ok(match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect(),
-        DataType::LargeUtf8 => a.as_string::<i64>().iter().map(|s| s.map(str::to_string)).collect(),
-        DataType::Utf8View => a.as_string_view().iter().map(|s| s.map(str::to_string)).collect(),
+        DataType::Utf8 => a
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect(),
+        DataType::LargeUtf8 => a
+            .as_string::<i64>()
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect(),
+        DataType::Utf8View => a
+            .as_string_view()
+            .iter()
+            .map(|s| s.map(str::to_string))
+            .collect(),
         other => bail!("expected strings, found {other}"),
     })
 }
 
 fn dict_values(a: &ArrayRef) -> Option<Vec<String>> {
     let d = a.as_any_dictionary_opt()?;
-    strings_of(d.values()).ok().map(|v| v.into_iter().map(|s| s.unwrap_or_default()).collect())
+    strings_of(d.values())
+        .ok()
+        .map(|v| v.into_iter().map(|s| s.unwrap_or_default()).collect())
 }
 
 fn dict_to_strings(a: &ArrayRef) -> Result<Vec<Option<String>>> {
-    let d = a.as_any_dictionary_opt().ok_or_else(|| Error::new("expected a dictionary column"))?;
+    let d = a
+        .as_any_dictionary_opt()
+        .ok_or_else(|| Error::new("expected a dictionary column"))?;
     let values = strings_of(d.values())?;
     if values.is_empty() {
         // An all-null categorical (no categories): arrow's normalized_keys() panics on it.
@@ -356,12 +438,22 @@ fn dict_to_strings(a: &ArrayRef) -> Result<Vec<Option<String>>> {
     }
     let keys = d.normalized_keys();
     Ok((0..a.len())
-        .map(|i| if a.is_null(i) { None } else { values.get(keys[i]).cloned().flatten() })
+        .map(|i| {
+            if a.is_null(i) {
+                None
+            } else {
+                values.get(keys[i]).cloned().flatten()
+            }
+        })
         .collect())
 }
 
 fn reorder_categories(cat: &mut Categorical, order: &[String]) {
-    let pos: HashMap<&str, u32> = order.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
+    let pos: HashMap<&str, u32> = order
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as u32))
+        .collect();
     if cat.categories.iter().any(|c| !pos.contains_key(c.as_str())) {
         return;
     }
@@ -375,10 +467,18 @@ fn reorder_categories(cat: &mut Categorical, order: &[String]) {
     cat.compact();
 }
 
-fn get_arrays<'a>(batches: &'a [RecordBatch], schema: &Schema, name: &str) -> Result<Vec<&'a ArrayRef>> {
+fn get_arrays<'a>(
+    batches: &'a [RecordBatch],
+    schema: &Schema,
+    name: &str,
+) -> Result<Vec<&'a ArrayRef>> {
     let idx = schema.index_of(name).map_err(|_| {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        Error::new(format!("required column is missing (columns: {})", names.join(", "))).field(name)
+        Error::new(format!(
+            "required column is missing (columns: {})",
+            names.join(", ")
+        ))
+        .field(name)
     })?;
     Ok(batches.iter().map(|b| b.column(idx)).collect())
 }
@@ -386,10 +486,16 @@ fn get_arrays<'a>(batches: &'a [RecordBatch], schema: &Schema, name: &str) -> Re
 fn required_strings(batches: &[RecordBatch], schema: &Schema, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for a in get_arrays(batches, schema, name)? {
-        for (i, s) in strings_of(a).map_err(|e| e.field(name))?.into_iter().enumerate() {
+        for (i, s) in strings_of(a)
+            .map_err(|e| e.field(name))?
+            .into_iter()
+            .enumerate()
+        {
             match s {
                 Some(s) => out.push(s),
-                None => return Err(Error::new(format!("null at row {}", out.len() + i)).field(name)),
+                None => {
+                    return Err(Error::new(format!("null at row {}", out.len() + i)).field(name))
+                }
             }
         }
     }
@@ -400,19 +506,37 @@ fn required_strings(batches: &[RecordBatch], schema: &Schema, name: &str) -> Res
 
 fn cells_schema(t: &CellsTable, obs_fields: &[Field]) -> SchemaRef {
     let mut md = base_metadata(TableKind::Cells, &t.provenance);
-    md.insert(meta::GENE_IDS.into(), serde_json::to_string(&t.gene_ids).unwrap());
-    md.insert(meta::GENE_NAMES.into(), serde_json::to_string(&t.gene_names).unwrap());
+    md.insert(
+        meta::GENE_IDS.into(),
+        serde_json::to_string(&t.gene_ids).unwrap(),
+    );
+    md.insert(
+        meta::GENE_NAMES.into(),
+        serde_json::to_string(&t.gene_names).unwrap(),
+    );
     md.insert(meta::N_GENES.into(), t.n_genes().to_string());
     md.insert(meta::VALUES.into(), t.values.as_str().into());
     md.insert(meta::FINGERPRINT.into(), t.fingerprint());
     md.insert(meta::N_CELLS.into(), t.n_cells().to_string());
     let mut fields = vec![
         Field::new(COL_CELL_ID, DataType::Utf8, false),
-        Field::new(COL_BATCH, DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
+        Field::new(
+            COL_BATCH,
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
     ];
     fields.extend(obs_fields.iter().cloned());
-    fields.push(Field::new(COL_GENE_INDEX, DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))), false));
-    fields.push(Field::new(COL_EXPRESSION, DataType::List(Arc::new(Field::new("item", DataType::Float32, false))), false));
+    fields.push(Field::new(
+        COL_GENE_INDEX,
+        DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))),
+        false,
+    ));
+    fields.push(Field::new(
+        COL_EXPRESSION,
+        DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+        false,
+    ));
     Arc::new(Schema::new_with_metadata(fields, md))
 }
 
@@ -435,13 +559,26 @@ fn batch_ranges(indptr: &[u64]) -> Vec<(usize, usize)> {
     out
 }
 
-fn list_array<T: ArrowPrimitiveType>(indptr: &[u64], start: usize, end: usize, values: &[T::Native]) -> ArrayRef {
+fn list_array<T: ArrowPrimitiveType>(
+    indptr: &[u64],
+    start: usize,
+    end: usize,
+    values: &[T::Native],
+) -> ArrayRef {
     let base = indptr[start];
-    let offsets: Vec<i32> = indptr[start..=end].iter().map(|&o| (o - base) as i32).collect();
+    let offsets: Vec<i32> = indptr[start..=end]
+        .iter()
+        .map(|&o| (o - base) as i32)
+        .collect();
     let slice = &values[base as usize..indptr[end] as usize];
     let child = PrimitiveArray::<T>::new(ScalarBuffer::from(slice.to_vec()), None);
     let field = Arc::new(Field::new("item", T::DATA_TYPE, false));
-    Arc::new(ListArray::new(field, OffsetBuffer::new(ScalarBuffer::from(offsets)), Arc::new(child), None))
+    Arc::new(ListArray::new(
+        field,
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(child),
+        None,
+    ))
 }
 
 /// Record batches of a cells table (used for both file formats).
@@ -452,30 +589,51 @@ pub fn cells_to_batches(t: &CellsTable) -> Result<(SchemaRef, Vec<RecordBatch>)>
 
 /// The record batches of a cells table, built one at a time (writing streams them, so a
 /// write holds at most one batch's copy of the values at a time).
-pub fn cells_batches(t: &CellsTable) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>> + '_)> {
+pub fn cells_batches(
+    t: &CellsTable,
+) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>> + '_)> {
     let reserved = [COL_CELL_ID, COL_BATCH, COL_GENE_INDEX, COL_EXPRESSION];
     for (name, _) in &t.obs {
         if reserved.contains(&name.as_str()) {
-            return Err(Error::new("per-cell column name is reserved by the cells table").field(name.clone()));
+            return Err(
+                Error::new("per-cell column name is reserved by the cells table")
+                    .field(name.clone()),
+            );
         }
     }
-    let obs_fields: Vec<Field> = t.obs.iter().map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0).collect();
+    let obs_fields: Vec<Field> = t
+        .obs
+        .iter()
+        .map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0)
+        .collect();
     let schema = cells_schema(t, &obs_fields);
     let schema2 = schema.clone();
-    let it = batch_ranges(&t.x.indptr).into_iter().map(move |(start, end)| {
-        let len = end - start;
-        let rows: Vec<usize> = (start..end).collect();
-        let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(t.cell_ids[start..end].iter())),
-            column_to_arrow(COL_BATCH, &Column::Cat(t.batch.select(&rows))).1,
-        ];
-        for (n, c) in &t.obs {
-            cols.push(column_to_arrow(n, &slice_column(c, start, len)).1);
-        }
-        cols.push(list_array::<UInt32Type>(&t.x.indptr, start, end, &t.x.indices));
-        cols.push(list_array::<Float32Type>(&t.x.indptr, start, end, &t.x.data));
-        Ok(RecordBatch::try_new(schema2.clone(), cols)?)
-    });
+    let it = batch_ranges(&t.x.indptr)
+        .into_iter()
+        .map(move |(start, end)| {
+            let len = end - start;
+            let rows: Vec<usize> = (start..end).collect();
+            let mut cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(t.cell_ids[start..end].iter())),
+                column_to_arrow(COL_BATCH, &Column::Cat(t.batch.select(&rows))).1,
+            ];
+            for (n, c) in &t.obs {
+                cols.push(column_to_arrow(n, &slice_column(c, start, len)).1);
+            }
+            cols.push(list_array::<UInt32Type>(
+                &t.x.indptr,
+                start,
+                end,
+                &t.x.indices,
+            ));
+            cols.push(list_array::<Float32Type>(
+                &t.x.indptr,
+                start,
+                end,
+                &t.x.data,
+            ));
+            Ok(RecordBatch::try_new(schema2.clone(), cols)?)
+        });
     Ok((schema, it))
 }
 
@@ -487,23 +645,45 @@ pub fn write_cells(path: &Path, t: &CellsTable) -> Result<()> {
 }
 
 /// Append the list column's child values and offsets to a CSR under construction.
-fn append_list<T: ArrowPrimitiveType>(a: &ArrayRef, indptr: &mut Vec<u64>, out: &mut Vec<T::Native>, name: &str) -> Result<()> {
+fn append_list<T: ArrowPrimitiveType>(
+    a: &ArrayRef,
+    indptr: &mut Vec<u64>,
+    out: &mut Vec<T::Native>,
+    name: &str,
+) -> Result<()> {
     let (offsets, values): (Vec<i64>, &ArrayRef) = match a.data_type() {
         DataType::List(_) => {
             let l = a.as_list::<i32>();
-            (l.value_offsets().iter().map(|&o| o as i64).collect(), l.values())
+            (
+                l.value_offsets().iter().map(|&o| o as i64).collect(),
+                l.values(),
+            )
         }
         DataType::LargeList(_) => {
             let l = a.as_list::<i64>();
             (l.value_offsets().to_vec(), l.values())
         }
-        other => return Err(Error::new(format!("expected a list of {}, found {other}", T::DATA_TYPE)).field(name)),
+        other => {
+            return Err(Error::new(format!(
+                "expected a list of {}, found {other}",
+                T::DATA_TYPE
+            ))
+            .field(name))
+        }
     };
     if a.null_count() > 0 {
-        return Err(Error::new("null expression row (use an empty list for a cell with no counts)").field(name));
+        return Err(Error::new(
+            "null expression row (use an empty list for a cell with no counts)",
+        )
+        .field(name));
     }
     if values.data_type() != &T::DATA_TYPE {
-        return Err(Error::new(format!("expected list items of type {}, found {}", T::DATA_TYPE, values.data_type())).field(name));
+        return Err(Error::new(format!(
+            "expected list items of type {}, found {}",
+            T::DATA_TYPE,
+            values.data_type()
+        ))
+        .field(name));
     }
     if values.null_count() > 0 {
         return Err(Error::new("null inside an expression row").field(name));
@@ -528,18 +708,29 @@ pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Ce
     let values = md
         .get(meta::VALUES)
         .and_then(|v| ValueKind::parse(v))
-        .ok_or_else(|| Error::new("missing or unknown (expected counts, normalized, log1p, log10p or imputed)").field(meta::VALUES))?;
+        .ok_or_else(|| {
+            Error::new("missing or unknown (expected counts, normalized, log1p, log10p or imputed)")
+                .field(meta::VALUES)
+        })?;
     let cell_ids = required_strings(batches, schema, COL_CELL_ID)?;
-    let batch = column_from_arrow(COL_BATCH, &get_arrays(batches, schema, COL_BATCH)?)?.to_categorical();
+    let batch =
+        column_from_arrow(COL_BATCH, &get_arrays(batches, schema, COL_BATCH)?)?.to_categorical();
     let mut obs = Vec::new();
     for f in schema.fields() {
         let n = f.name().as_str();
         if [COL_CELL_ID, COL_BATCH, COL_GENE_INDEX, COL_EXPRESSION].contains(&n) {
             continue;
         }
-        obs.push((n.to_string(), column_from_arrow(n, &get_arrays(batches, schema, n)?)?));
+        obs.push((
+            n.to_string(),
+            column_from_arrow(n, &get_arrays(batches, schema, n)?)?,
+        ));
     }
-    let mut x = crate::contract::Csr { n_cols: gene_ids.len(), indptr: vec![0], ..Default::default() };
+    let mut x = crate::contract::Csr {
+        n_cols: gene_ids.len(),
+        indptr: vec![0],
+        ..Default::default()
+    };
     let mut indptr2 = vec![0u64];
     for a in get_arrays(batches, schema, COL_GENE_INDEX)? {
         append_list::<UInt32Type>(a, &mut x.indptr, &mut x.indices, COL_GENE_INDEX)?;
@@ -548,9 +739,20 @@ pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Ce
         append_list::<Float32Type>(a, &mut indptr2, &mut x.data, COL_EXPRESSION)?;
     }
     if indptr2 != x.indptr {
-        return Err(Error::new("row lengths differ from those of 'gene_index'").field(COL_EXPRESSION));
+        return Err(
+            Error::new("row lengths differ from those of 'gene_index'").field(COL_EXPRESSION)
+        );
     }
-    let t = CellsTable { cell_ids, batch, obs, gene_ids, gene_names, x, values, provenance };
+    let t = CellsTable {
+        cell_ids,
+        batch,
+        obs,
+        gene_ids,
+        gene_names,
+        x,
+        values,
+        provenance,
+    };
     t.validate()?;
     Ok(t)
 }
@@ -569,7 +771,10 @@ pub fn write_embedding(path: &Path, t: &EmbeddingTable) -> Result<()> {
         return Err(Error::new("embedding size does not match cells x dim").file(path));
     }
     let mut md = base_metadata(TableKind::Embedding, &t.provenance);
-    md.insert(meta::FINGERPRINT.into(), crate::contract::fingerprint(&t.cell_ids));
+    md.insert(
+        meta::FINGERPRINT.into(),
+        crate::contract::fingerprint(&t.cell_ids),
+    );
     md.insert(meta::N_CELLS.into(), t.n_cells().to_string());
     md.insert(meta::EMBEDDING_NAME.into(), t.name.clone());
     let item = Arc::new(Field::new("item", DataType::Float32, false));
@@ -580,9 +785,18 @@ pub fn write_embedding(path: &Path, t: &EmbeddingTable) -> Result<()> {
         fields.push(f);
         cols.push(a);
     }
-    fields.push(Field::new(COL_EMBEDDING, DataType::FixedSizeList(item.clone(), t.dim as i32), false));
+    fields.push(Field::new(
+        COL_EMBEDDING,
+        DataType::FixedSizeList(item.clone(), t.dim as i32),
+        false,
+    ));
     let child = Float32Array::new(ScalarBuffer::from(t.data.clone()), None);
-    cols.push(Arc::new(FixedSizeListArray::new(item, t.dim as i32, Arc::new(child), None)));
+    cols.push(Arc::new(FixedSizeListArray::new(
+        item,
+        t.dim as i32,
+        Arc::new(child),
+        None,
+    )));
     let schema = Arc::new(Schema::new_with_metadata(fields, md));
     let batch = RecordBatch::try_new(schema.clone(), cols).at(path)?;
     write_batches(path, schema, &[batch])
@@ -593,7 +807,11 @@ pub fn read_embedding(path: &Path) -> Result<EmbeddingTable> {
     let (schema, batches) = read_batches(path)?;
     (|| {
         let provenance = check_metadata(&schema, TableKind::Embedding)?;
-        let name = schema.metadata().get(meta::EMBEDDING_NAME).cloned().unwrap_or_else(|| "embedding".into());
+        let name = schema
+            .metadata()
+            .get(meta::EMBEDDING_NAME)
+            .cloned()
+            .unwrap_or_else(|| "embedding".into());
         let cell_ids = required_strings(&batches, &schema, COL_CELL_ID)?;
         let mut obs: Vec<Named> = Vec::new();
         for f in schema.fields() {
@@ -601,23 +819,40 @@ pub fn read_embedding(path: &Path) -> Result<EmbeddingTable> {
             if n == COL_CELL_ID || n == COL_EMBEDDING {
                 continue;
             }
-            obs.push((n.to_string(), column_from_arrow(n, &get_arrays(&batches, &schema, n)?)?));
+            obs.push((
+                n.to_string(),
+                column_from_arrow(n, &get_arrays(&batches, &schema, n)?)?,
+            ));
         }
         let mut dim = 0;
         let mut data = Vec::new();
         for a in get_arrays(&batches, &schema, COL_EMBEDDING)? {
-            let l = a
-                .as_fixed_size_list_opt()
-                .ok_or_else(|| Error::new(format!("expected fixed_size_list<float32>, found {}", a.data_type())).field(COL_EMBEDDING))?;
+            let l = a.as_fixed_size_list_opt().ok_or_else(|| {
+                Error::new(format!(
+                    "expected fixed_size_list<float32>, found {}",
+                    a.data_type()
+                ))
+                .field(COL_EMBEDDING)
+            })?;
             dim = l.value_length() as usize;
-            let v = l.values().as_primitive_opt::<Float32Type>().ok_or_else(|| Error::new("expected float32 items").field(COL_EMBEDDING))?;
+            let v = l
+                .values()
+                .as_primitive_opt::<Float32Type>()
+                .ok_or_else(|| Error::new("expected float32 items").field(COL_EMBEDDING))?;
             let off = l.offset() * dim;
             data.extend_from_slice(&v.values()[off..off + l.len() * dim]);
         }
         if data.iter().any(|v| !v.is_finite()) {
             return Err(Error::new("non-finite value in the embedding").field(COL_EMBEDDING));
         }
-        Ok(EmbeddingTable { name, cell_ids, obs, dim, data, provenance })
+        Ok(EmbeddingTable {
+            name,
+            cell_ids,
+            obs,
+            dim,
+            data,
+            provenance,
+        })
     })()
     .at(path)
 }
@@ -630,7 +865,11 @@ pub fn write_pairs(path: &Path, t: &PairsTable) -> Result<()> {
     md.insert(meta::FINGERPRINT.into(), t.fingerprint.clone());
     md.insert(meta::N_CELLS.into(), t.n_cells.to_string());
     let kinds = Categorical {
-        codes: t.kind.iter().map(|k| matches!(k, PairKind::Knn) as u32).collect(),
+        codes: t
+            .kind
+            .iter()
+            .map(|k| matches!(k, PairKind::Knn) as u32)
+            .collect(),
         categories: vec!["mnn".into(), "knn".into()],
     };
     let cols: Vec<(&str, Column)> = vec![
@@ -640,7 +879,8 @@ pub fn write_pairs(path: &Path, t: &PairsTable) -> Result<()> {
         ("distance", Column::F32(t.distance.clone())),
         ("posterior", Column::F32(t.posterior.clone())),
     ];
-    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = cols.iter().map(|(n, c)| column_to_arrow(n, c)).unzip();
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) =
+        cols.iter().map(|(n, c)| column_to_arrow(n, c)).unzip();
     let schema = Arc::new(Schema::new_with_metadata(fields, md));
     let batch = RecordBatch::try_new(schema.clone(), arrays).at(path)?;
     write_batches(path, schema, &[batch])
@@ -652,18 +892,31 @@ pub fn read_pairs(path: &Path) -> Result<PairsTable> {
     (|| {
         let provenance = check_metadata(&schema, TableKind::Pairs)?;
         let md = schema.metadata();
-        let fingerprint = md.get(meta::FINGERPRINT).cloned().ok_or_else(|| Error::new("missing").field(meta::FINGERPRINT))?;
-        let n_cells: usize = md.get(meta::N_CELLS).and_then(|s| s.parse().ok()).ok_or_else(|| Error::new("missing").field(meta::N_CELLS))?;
-        let col = |n: &str| -> Result<Column> { column_from_arrow(n, &get_arrays(&batches, &schema, n)?) };
+        let fingerprint = md
+            .get(meta::FINGERPRINT)
+            .cloned()
+            .ok_or_else(|| Error::new("missing").field(meta::FINGERPRINT))?;
+        let n_cells: usize = md
+            .get(meta::N_CELLS)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::new("missing").field(meta::N_CELLS))?;
+        let col = |n: &str| -> Result<Column> {
+            column_from_arrow(n, &get_arrays(&batches, &schema, n)?)
+        };
         let kind = match col("kind")? {
             Column::Cat(c) => c
                 .codes
                 .iter()
-                .map(|&k| match c.categories.get(k as usize).map(String::as_str) {
-                    Some("mnn") => Ok(PairKind::Mnn),
-                    Some("knn") => Ok(PairKind::Knn),
-                    other => Err(Error::new(format!("unknown pair kind {other:?} (expected mnn or knn)")).field("kind")),
-                })
+                .map(
+                    |&k| match c.categories.get(k as usize).map(String::as_str) {
+                        Some("mnn") => Ok(PairKind::Mnn),
+                        Some("knn") => Ok(PairKind::Knn),
+                        other => Err(Error::new(format!(
+                            "unknown pair kind {other:?} (expected mnn or knn)"
+                        ))
+                        .field("kind")),
+                    },
+                )
                 .collect::<Result<Vec<_>>>()?,
             _ => return Err(Error::new("expected a dictionary column").field("kind")),
         };
@@ -671,7 +924,10 @@ pub fn read_pairs(path: &Path) -> Result<PairsTable> {
             match col(n)? {
                 Column::U32(v) => {
                     if let Some(bad) = v.iter().find(|&&x| x as usize >= n_cells) {
-                        return Err(Error::new(format!("row {bad} out of range for {n_cells} cells")).field(n));
+                        return Err(Error::new(format!(
+                            "row {bad} out of range for {n_cells} cells"
+                        ))
+                        .field(n));
                     }
                     Ok(v)
                 }
@@ -706,7 +962,8 @@ pub fn write_frame(path: &Path, f: &Frame) -> Result<()> {
     for (k, v) in &f.meta {
         md.insert(k.clone(), v.clone());
     }
-    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = f.columns.iter().map(|(n, c)| column_to_arrow(n, c)).unzip();
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) =
+        f.columns.iter().map(|(n, c)| column_to_arrow(n, c)).unzip();
     let schema = Arc::new(Schema::new_with_metadata(fields, md));
     let batch = RecordBatch::try_new(schema.clone(), arrays).at(path)?;
     write_batches(path, schema, &[batch])
@@ -720,7 +977,10 @@ pub fn read_frame(path: &Path, kind: TableKind) -> Result<Frame> {
         let mut columns = Vec::new();
         for fld in schema.fields() {
             let n = fld.name().as_str();
-            columns.push((n.to_string(), column_from_arrow(n, &get_arrays(&batches, &schema, n)?)?));
+            columns.push((
+                n.to_string(),
+                column_from_arrow(n, &get_arrays(&batches, &schema, n)?)?,
+            ));
         }
         let reserved = [meta::TABLE, meta::VERSION, meta::PROVENANCE];
         let meta: BTreeMap<String, String> = schema
@@ -729,7 +989,12 @@ pub fn read_frame(path: &Path, kind: TableKind) -> Result<Frame> {
             .filter(|(k, _)| !reserved.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok(Frame { kind, columns, meta, provenance })
+        Ok(Frame {
+            kind,
+            columns,
+            meta,
+            provenance,
+        })
     })()
     .at(path)
 }
@@ -741,13 +1006,16 @@ pub fn write_frame_tsv(path: &Path, f: &Frame) -> Result<()> {
         let names: Vec<&str> = f.columns.iter().map(|(n, _)| n.as_str()).collect();
         writeln!(w, "{}", names.join("\t"))?;
         for r in 0..f.n_rows() {
-            let row: Vec<String> = f.columns.iter().map(|(_, c)| c.text(r).unwrap_or_else(|| "NA".into())).collect();
+            let row: Vec<String> = f
+                .columns
+                .iter()
+                .map(|(_, c)| c.text(r).unwrap_or_else(|| "NA".into()))
+                .collect();
             writeln!(w, "{}", row.join("\t"))?;
         }
         Ok(())
     })
 }
-
 
 // ---------------------------------------------------------------- streaming cells writer
 // (added by the preprocess engineer for cellweave-simulate; additive, uses the same schema)
@@ -768,7 +1036,11 @@ pub fn write_cells_streaming(
     fingerprint: &str,
     fill: impl FnOnce(&mut dyn FnMut(&CellsTable) -> Result<()>) -> Result<()>,
 ) -> Result<()> {
-    let obs_fields: Vec<Field> = header.obs.iter().map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0).collect();
+    let obs_fields: Vec<Field> = header
+        .obs
+        .iter()
+        .map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0)
+        .collect();
     let base = cells_schema(header, &obs_fields);
     let mut md: HashMap<String, String> = base.metadata().clone().into();
     md.insert(meta::FINGERPRINT.to_string(), fingerprint.to_string());
@@ -786,9 +1058,15 @@ pub fn write_cells_streaming(
                 let props = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::SNAPPY)
                     .build();
-                Sink::Parquet(parquet::arrow::ArrowWriter::try_new(w, schema.clone(), Some(props))?)
+                Sink::Parquet(parquet::arrow::ArrowWriter::try_new(
+                    w,
+                    schema.clone(),
+                    Some(props),
+                )?)
             }
-            _ => bail!("cannot write a contract table here: expected a .arrow or .parquet output name"),
+            _ => bail!(
+                "cannot write a contract table here: expected a .arrow or .parquet output name"
+            ),
         };
         let mut written = 0usize;
         {
@@ -840,7 +1118,10 @@ mod tests {
             cell_ids: vec!["a".into(), "b".into(), "c".into()],
             batch: Categorical::from_strings(&["s1", "s2", "s1"]),
             obs: vec![
-                ("cell_type".into(), Column::Cat(Categorical::from_strings(&["T", "B", "T"]))),
+                (
+                    "cell_type".into(),
+                    Column::Cat(Categorical::from_strings(&["T", "B", "T"])),
+                ),
                 ("score".into(), Column::F64(vec![0.5, f64::NAN, 2.0])),
                 ("n".into(), Column::I64(vec![Some(1), None, Some(3)])),
             ],
@@ -878,9 +1159,20 @@ mod tests {
     fn wrong_kind_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.arrow");
-        write_pairs(&p, &PairsTable { n_cells: 3, fingerprint: "3:x".into(), ..Default::default() }).unwrap();
+        write_pairs(
+            &p,
+            &PairsTable {
+                n_cells: 3,
+                fingerprint: "3:x".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let e = read_cells(&p).unwrap_err().to_string();
-        assert!(e.contains("p.arrow") && e.contains("cellweave.table") && e.contains("'pairs'"), "{e}");
+        assert!(
+            e.contains("p.arrow") && e.contains("cellweave.table") && e.contains("'pairs'"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -892,7 +1184,11 @@ mod tests {
         let e = write_cells(&p, &t).unwrap_err().to_string();
         assert!(e.contains("cell_id") && e.contains("--make-unique"), "{e}");
         assert!(!p.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temp file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temp file left behind"
+        );
     }
 
     #[test]
@@ -924,7 +1220,11 @@ mod tests {
         assert_eq!(back.data, e.data);
         assert_eq!(back.name, "claire");
         assert_eq!(back.column("batch").unwrap().to_categorical(), t.batch);
-        let mut pairs = PairsTable { n_cells: 3, fingerprint: t.fingerprint(), ..Default::default() };
+        let mut pairs = PairsTable {
+            n_cells: 3,
+            fingerprint: t.fingerprint(),
+            ..Default::default()
+        };
         pairs.push(PairKind::Mnn, 0, 1, 0.5, f32::NAN);
         pairs.push(PairKind::Knn, 2, 0, 0.25, f32::NAN);
         let p = dir.path().join("p.arrow");

@@ -19,7 +19,10 @@
 pub type Values = Vec<(String, f64)>;
 
 fn get(v: &Values, name: &str) -> Option<f64> {
-    v.iter().find(|(n, _)| n == name).map(|(_, x)| *x).filter(|x| !x.is_nan())
+    v.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, x)| *x)
+        .filter(|x| !x.is_nan())
 }
 
 fn mean(xs: &[f64]) -> Option<f64> {
@@ -28,18 +31,50 @@ fn mean(xs: &[f64]) -> Option<f64> {
 
 /// Metric sets of the two scib aggregates: (name, bio metrics, batch metrics).
 pub fn scib_sets() -> [(&'static str, Vec<&'static str>, Vec<&'static str>); 2] {
-    let km = ["nmi_ari_cluster_labels_kmeans_nmi", "nmi_ari_cluster_labels_kmeans_ari"];
-    let ld = ["nmi_ari_cluster_labels_leiden_nmi", "nmi_ari_cluster_labels_leiden_ari"];
+    let km = [
+        "nmi_ari_cluster_labels_kmeans_nmi",
+        "nmi_ari_cluster_labels_kmeans_ari",
+    ];
+    let ld = [
+        "nmi_ari_cluster_labels_leiden_nmi",
+        "nmi_ari_cluster_labels_leiden_ari",
+    ];
     [
         (
             "agg_benchmarker_default",
-            vec!["isolated_labels", km[0], km[1], "silhouette_label", "clisi_knn"],
-            vec!["bras", "ilisi_knn", "kbet_per_label", "graph_connectivity", "pcr_comparison"],
+            vec![
+                "isolated_labels",
+                km[0],
+                km[1],
+                "silhouette_label",
+                "clisi_knn",
+            ],
+            vec![
+                "bras",
+                "ilisi_knn",
+                "kbet_per_label",
+                "graph_connectivity",
+                "pcr_comparison",
+            ],
         ),
         (
             "agg_scib_classic",
-            vec!["isolated_labels", ld[0], ld[1], km[0], km[1], "silhouette_label", "clisi_knn"],
-            vec!["silhouette_batch", "ilisi_knn", "kbet_per_label", "graph_connectivity", "pcr_comparison"],
+            vec![
+                "isolated_labels",
+                ld[0],
+                ld[1],
+                km[0],
+                km[1],
+                "silhouette_label",
+                "clisi_knn",
+            ],
+            vec![
+                "silhouette_batch",
+                "ilisi_knn",
+                "kbet_per_label",
+                "graph_connectivity",
+                "pcr_comparison",
+            ],
         ),
     ]
 }
@@ -54,7 +89,11 @@ pub fn min_max_scaled(all: &[Values]) -> Vec<Values> {
     let names: Vec<String> = all[0].iter().map(|(n, _)| n.clone()).collect();
     for name in names {
         let vals: Vec<f64> = all.iter().filter_map(|v| get(v, &name)).collect();
-        let (lo, hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        let (lo, hi) = vals
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
         for v in out.iter_mut() {
             if let Some(e) = v.iter_mut().find(|(n, _)| *n == name) {
                 if !e.1.is_nan() {
@@ -68,7 +107,11 @@ pub fn min_max_scaled(all: &[Values]) -> Vec<Values> {
 
 /// The scib aggregates (`<set>_bio`, `<set>_batch`, `<set>_total`) of each embedding.
 pub fn scib_aggregates(all: &[Values], scale: bool) -> Vec<Values> {
-    let source = if scale { min_max_scaled(all) } else { all.to_vec() };
+    let source = if scale {
+        min_max_scaled(all)
+    } else {
+        all.to_vec()
+    };
     source
         .iter()
         .map(|v| {
@@ -94,7 +137,11 @@ pub fn scib_aggregates(all: &[Values], scale: bool) -> Vec<Values> {
 pub fn claire_f1(all: &[Values]) -> Vec<Values> {
     let mix_names = ["claire_basw", "claire_kbet"];
     let bio_names = ["claire_casw", "claire_louvain_nmi", "claire_louvain_ari"];
-    let source = if all.len() >= 2 { min_max_scaled(all) } else { all.to_vec() };
+    let source = if all.len() >= 2 {
+        min_max_scaled(all)
+    } else {
+        all.to_vec()
+    };
     source
         .iter()
         .map(|v| {
@@ -104,8 +151,16 @@ pub fn claire_f1(all: &[Values]) -> Vec<Values> {
                 return Values::new();
             }
             let (m, b) = (mean(&mix).unwrap(), mean(&bio).unwrap());
-            let f1 = if m + b > 0.0 { 2.0 * m * b / (m + b) } else { 0.0 };
-            vec![("claire_batch_mixing".into(), m), ("claire_bio_conservation".into(), b), ("claire_f1".into(), f1)]
+            let f1 = if m + b > 0.0 {
+                2.0 * m * b / (m + b)
+            } else {
+                0.0
+            };
+            vec![
+                ("claire_batch_mixing".into(), m),
+                ("claire_bio_conservation".into(), b),
+                ("claire_f1".into(), f1),
+            ]
         })
         .collect()
 }
@@ -116,10 +171,22 @@ mod tests {
 
     #[test]
     fn totals_and_scaling() {
-        let a: Values = vec![("silhouette_label".into(), 0.8), ("bras".into(), 0.4), ("silhouette_batch".into(), 0.6)];
-        let b: Values = vec![("silhouette_label".into(), 0.6), ("bras".into(), 0.8), ("silhouette_batch".into(), 0.6)];
+        let a: Values = vec![
+            ("silhouette_label".into(), 0.8),
+            ("bras".into(), 0.4),
+            ("silhouette_batch".into(), 0.6),
+        ];
+        let b: Values = vec![
+            ("silhouette_label".into(), 0.6),
+            ("bras".into(), 0.8),
+            ("silhouette_batch".into(), 0.6),
+        ];
         let agg = scib_aggregates(&[a.clone(), b.clone()], false);
-        let total = agg[0].iter().find(|(n, _)| n == "agg_benchmarker_default_total").unwrap().1;
+        let total = agg[0]
+            .iter()
+            .find(|(n, _)| n == "agg_benchmarker_default_total")
+            .unwrap()
+            .1;
         assert!((total - (0.6 * 0.8 + 0.4 * 0.4)).abs() < 1e-12);
         let scaled = min_max_scaled(&[a, b]);
         assert_eq!(scaled[0][0].1, 1.0);

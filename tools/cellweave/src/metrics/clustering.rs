@@ -25,13 +25,23 @@ pub fn louvain_resolutions() -> Vec<f64> {
 }
 
 fn best(labels: &[u32], results: Vec<(f64, Vec<usize>)>) -> Sweep {
-    let mut out = Sweep { nmi: f64::NEG_INFINITY, ari: f64::NAN, resolution: f64::NAN, n_clusters: 0 };
+    let mut out = Sweep {
+        nmi: f64::NEG_INFINITY,
+        ari: f64::NAN,
+        resolution: f64::NAN,
+        n_clusters: 0,
+    };
     for (res, memb) in results {
         let pred: Vec<u32> = memb.iter().map(|&c| c as u32).collect();
         let v = nmi(labels, &pred);
         // First maximum wins, as numpy's argmax.
         if v > out.nmi {
-            out = Sweep { nmi: v, ari: ari(labels, &pred), resolution: res, n_clusters: memb.iter().max().map(|m| m + 1).unwrap_or(0) };
+            out = Sweep {
+                nmi: v,
+                ari: ari(labels, &pred),
+                resolution: res,
+                n_clusters: memb.iter().max().map(|m| m + 1).unwrap_or(0),
+            };
         }
     }
     out
@@ -39,13 +49,19 @@ fn best(labels: &[u32], results: Vec<(f64, Vec<usize>)>) -> Sweep {
 
 /// Best-NMI Leiden clustering over the resolutions (each run seeded with `seed`).
 pub fn leiden_sweep(g: &Graph, labels: &[u32], resolutions: &[f64], seed: u64) -> Sweep {
-    let results: Vec<(f64, Vec<usize>)> = resolutions.par_iter().map(|&r| (r, leiden(g, r, 2, seed))).collect();
+    let results: Vec<(f64, Vec<usize>)> = resolutions
+        .par_iter()
+        .map(|&r| (r, leiden(g, r, 2, seed)))
+        .collect();
     best(labels, results)
 }
 
 /// Best-NMI Louvain clustering over the resolutions.
 pub fn louvain_sweep(g: &Graph, labels: &[u32], resolutions: &[f64], seed: u64) -> Sweep {
-    let results: Vec<(f64, Vec<usize>)> = resolutions.par_iter().map(|&r| (r, louvain(g, r, seed))).collect();
+    let results: Vec<(f64, Vec<usize>)> = resolutions
+        .par_iter()
+        .map(|&r| (r, louvain(g, r, seed)))
+        .collect();
     best(labels, results)
 }
 

@@ -67,7 +67,9 @@ pub fn strong_components(n: usize, adj: &[Vec<u32>]) -> (Vec<usize>, usize) {
 pub fn graph_connectivity(knn: &Knn, labels: &[u32], n_labels: usize) -> f64 {
     let mut scores = Vec::new();
     for l in 0..n_labels {
-        let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == l).collect();
+        let members: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == l)
+            .collect();
         if members.is_empty() {
             continue;
         }
@@ -77,7 +79,14 @@ pub fn graph_connectivity(knn: &Knn, labels: &[u32], n_labels: usize) -> f64 {
         }
         let adj: Vec<Vec<u32>> = members
             .iter()
-            .map(|&i| knn.row(i).0.iter().map(|&j| pos[j as usize]).filter(|&p| p != u32::MAX).collect())
+            .map(|&i| {
+                knn.row(i)
+                    .0
+                    .iter()
+                    .map(|&j| pos[j as usize])
+                    .filter(|&p| p != u32::MAX)
+                    .collect()
+            })
             .collect();
         let (comp, n_comp) = strong_components(members.len(), &adj);
         let mut sizes = vec![0usize; n_comp];
@@ -98,8 +107,12 @@ pub fn submatrix(m: &Csr, keep: &[usize]) -> Csr {
     let mut out = Csr::empty(keep.len());
     for &i in keep {
         let (idx, val) = m.row(i);
-        let mut row: Vec<(u32, f32)> =
-            idx.iter().zip(val).filter(|(&j, _)| pos[j as usize] != u32::MAX).map(|(&j, &v)| (pos[j as usize], v)).collect();
+        let mut row: Vec<(u32, f32)> = idx
+            .iter()
+            .zip(val)
+            .filter(|(&j, _)| pos[j as usize] != u32::MAX)
+            .map(|(&j, &v)| (pos[j as usize], v))
+            .collect();
         row.sort_unstable_by_key(|e| e.0);
         for (j, v) in row {
             out.indices.push(j);
@@ -135,7 +148,11 @@ mod tests {
     #[test]
     fn connectivity_of_a_split_label() {
         // label 0: cells 0,1 point at each other, 2 points at 0 only (2 is its own SCC).
-        let knn = Knn { k: 2, indices: vec![0, 1, 1, 0, 2, 0, 3, 2], distances: vec![0.0; 8] };
+        let knn = Knn {
+            k: 2,
+            indices: vec![0, 1, 1, 0, 2, 0, 3, 2],
+            distances: vec![0.0; 8],
+        };
         let labels = [0u32, 0, 0, 1];
         let g = graph_connectivity(&knn, &labels, 2);
         assert!((g - (2.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);

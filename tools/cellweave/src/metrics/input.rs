@@ -31,7 +31,10 @@ pub struct Scorable {
 }
 
 fn stem(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "embedding".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "embedding".into());
     let name = name.strip_suffix(".gz").unwrap_or(&name).to_string();
     match name.rfind('.') {
         Some(p) if p > 0 => name[..p].to_string(),
@@ -47,13 +50,24 @@ pub fn read_embedding_tsv(path: &Path) -> Result<(Vec<String>, usize, Vec<f32>)>
         let f = std::fs::File::open(path).at(path)?;
         let mut s = String::new();
         if path.to_string_lossy().ends_with(".gz") {
-            flate2::read::MultiGzDecoder::new(f).read_to_string(&mut s).at(path)?;
+            flate2::read::MultiGzDecoder::new(f)
+                .read_to_string(&mut s)
+                .at(path)?;
         } else {
             std::io::BufReader::new(f).read_to_string(&mut s).at(path)?;
         }
         s
     };
-    let delim = if path.to_string_lossy().to_lowercase().trim_end_matches(".gz").ends_with(".csv") { ',' } else { '\t' };
+    let delim = if path
+        .to_string_lossy()
+        .to_lowercase()
+        .trim_end_matches(".gz")
+        .ends_with(".csv")
+    {
+        ','
+    } else {
+        '\t'
+    };
     let mut ids = Vec::new();
     let mut data = Vec::new();
     let mut d = 0usize;
@@ -65,32 +79,51 @@ pub fn read_embedding_tsv(path: &Path) -> Result<(Vec<String>, usize, Vec<f32>)>
         let mut fields = line.split(delim);
         let id = fields.next().unwrap_or("");
         let rest: Vec<&str> = fields.collect();
-        if ids.is_empty() && d == 0 && rest.first().map(|v| v.trim().parse::<f64>().is_err()).unwrap_or(true) {
+        if ids.is_empty()
+            && d == 0
+            && rest
+                .first()
+                .map(|v| v.trim().parse::<f64>().is_err())
+                .unwrap_or(true)
+        {
             continue; // header row
         }
         if d == 0 {
             d = rest.len();
             if d == 0 {
-                return Err(Error::new(format!("line {}: no values after the cell id (expected cell id then numbers)", ln + 1)).file(path));
+                return Err(Error::new(format!(
+                    "line {}: no values after the cell id (expected cell id then numbers)",
+                    ln + 1
+                ))
+                .file(path));
             }
         }
         if rest.len() != d {
-            return Err(Error::new(format!("line {}: {} values (expected {d}, as on the first data line)", ln + 1, rest.len())).file(path));
+            return Err(Error::new(format!(
+                "line {}: {} values (expected {d}, as on the first data line)",
+                ln + 1,
+                rest.len()
+            ))
+            .file(path));
         }
         for v in rest {
-            let x: f32 = v
-                .trim()
-                .parse()
-                .map_err(|_| Error::new(format!("line {}: '{v}' is not a number", ln + 1)).file(path))?;
+            let x: f32 = v.trim().parse().map_err(|_| {
+                Error::new(format!("line {}: '{v}' is not a number", ln + 1)).file(path)
+            })?;
             if !x.is_finite() {
-                return Err(Error::new(format!("line {}: non-finite value '{v}'", ln + 1)).file(path));
+                return Err(
+                    Error::new(format!("line {}: non-finite value '{v}'", ln + 1)).file(path),
+                );
             }
             data.push(x);
         }
         ids.push(id.to_string());
     }
     if ids.is_empty() {
-        return Err(Error::new("no data rows (expected a cell id column then the embedding values)").file(path));
+        return Err(Error::new(
+            "no data rows (expected a cell id column then the embedding values)",
+        )
+        .file(path));
     }
     crate::contract::check_unique(&ids).map_err(|e| e.field("cell_id").file(path))?;
     Ok((ids, d, data))
@@ -143,8 +176,15 @@ pub fn codes_for(s: &Scorable, key: &str, obs: Option<(&ObsTable, &Path)>) -> Re
                 .iter()
                 .find(|(n, _)| n == key)
                 .map(|(_, c)| c)
-                .ok_or_else(|| missing_column(key, o.columns.iter().map(|(n, _)| n.as_str()), opath))?;
-            let index: HashMap<&str, usize> = o.cell_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                .ok_or_else(|| {
+                    missing_column(key, o.columns.iter().map(|(n, _)| n.as_str()), opath)
+                })?;
+            let index: HashMap<&str, usize> = o
+                .cell_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i))
+                .collect();
             let mut out = Vec::with_capacity(s.cell_ids.len());
             for id in &s.cell_ids {
                 let r = *index.get(id.as_str()).ok_or_else(|| {
@@ -166,7 +206,9 @@ pub fn codes_for(s: &Scorable, key: &str, obs: Option<(&ObsTable, &Path)>) -> Re
                     missing_column(key, s.obs.iter().map(|(n, _)| n.as_str()), Path::new(&s.path))
                 }
             })?;
-            (0..s.cell_ids.len()).map(|r| text(col, r, &s.cell_ids[r], key, Path::new(&s.path))).collect::<Result<_>>()?
+            (0..s.cell_ids.len())
+                .map(|r| text(col, r, &s.cell_ids[r], key, Path::new(&s.path)))
+                .collect::<Result<_>>()?
         }
     };
     Ok(Codes::from_strings(&values))
@@ -174,23 +216,38 @@ pub fn codes_for(s: &Scorable, key: &str, obs: Option<(&ObsTable, &Path)>) -> Re
 
 fn missing_column<'a>(key: &str, names: impl Iterator<Item = &'a str>, path: &Path) -> Error {
     let names: Vec<&str> = names.collect();
-    Error::new(format!("column not found (columns: {})", names.join(", "))).field(key).file(path)
+    Error::new(format!("column not found (columns: {})", names.join(", ")))
+        .field(key)
+        .file(path)
 }
 
 fn text(col: &Column, r: usize, id: &str, key: &str, path: &Path) -> Result<String> {
-    col.text(r).ok_or_else(|| Error::new(format!("cell '{id}' has no value (every scored cell needs one)")).field(key).file(path))
+    col.text(r).ok_or_else(|| {
+        Error::new(format!(
+            "cell '{id}' has no value (every scored cell needs one)"
+        ))
+        .field(key)
+        .file(path)
+    })
 }
 
 /// Reorder `other` (cell ids + rows) to the cell order `ids`; error names the file.
 pub fn align(ids: &[String], other: &Scorable) -> Result<Vec<f32>> {
-    let index: HashMap<&str, usize> = other.cell_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = other
+        .cell_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
     let d = other.d;
     let mut out = Vec::with_capacity(ids.len() * d);
     for id in ids {
         let r = *index.get(id.as_str()).ok_or_else(|| {
-            Error::new(format!("cell '{id}' is missing (the unintegrated embedding must cover every scored cell)"))
-                .field("cell_id")
-                .file(&other.path)
+            Error::new(format!(
+                "cell '{id}' is missing (the unintegrated embedding must cover every scored cell)"
+            ))
+            .field("cell_id")
+            .file(&other.path)
         })?;
         out.extend_from_slice(&other.x[r * d..(r + 1) * d]);
     }

@@ -68,7 +68,11 @@ pub fn kbet(knn: &Knn, batches: &[u32]) -> f64 {
         for &j in knn.row(i).0 {
             observed[codes[j as usize]] += 1.0;
         }
-        let stat: f64 = observed.iter().zip(&expected).map(|(o, e)| (o - e) * (o - e) / e).sum();
+        let stat: f64 = observed
+            .iter()
+            .zip(&expected)
+            .map(|(o, e)| (o - e) * (o - e) / e)
+            .sum();
         // dof = 0 (one batch): the statistic is 0 and the test accepts.
         let p = if dof > 0.0 { chi2_sf(stat, dof) } else { 1.0 };
         if p >= ALPHA {
@@ -79,20 +83,37 @@ pub fn kbet(knn: &Knn, batches: &[u32]) -> f64 {
 }
 
 /// `dst = A src` for a sparse `n x n` matrix and `cols` column-major columns.
-fn spmm(indptr: &[usize], indices: &[u32], values: &[f64], src: &[f64], dst: &mut [f64], cols: usize) {
+fn spmm(
+    indptr: &[usize],
+    indices: &[u32],
+    values: &[f64],
+    src: &[f64],
+    dst: &mut [f64],
+    cols: usize,
+) {
     let n = indptr.len() - 1;
     for c in 0..cols {
         let (s, d) = (&src[c * n..(c + 1) * n], &mut dst[c * n..(c + 1) * n]);
         for i in 0..n {
             let (a, b) = (indptr[i], indptr[i + 1]);
-            d[i] = indices[a..b].iter().zip(&values[a..b]).map(|(&j, &w)| w * s[j as usize]).sum();
+            d[i] = indices[a..b]
+                .iter()
+                .zip(&values[a..b])
+                .map(|(&j, &w)| w * s[j as usize])
+                .sum();
         }
     }
 }
 
 /// The `n_comps` largest-magnitude eigenpairs of a symmetric sparse matrix, values and
 /// vectors (`n x n_comps` column-major), in any order. None if the solver fails.
-fn top_eigen(n: usize, indptr: &[usize], indices: &[u32], values: &[f64], n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)> {
+fn top_eigen(
+    n: usize,
+    indptr: &[usize],
+    indices: &[u32],
+    values: &[f64],
+    n_comps: usize,
+) -> Option<(Vec<f64>, Mat<f64>)> {
     if n <= DENSE_MAX || n <= 2 * n_comps.max(32) + 1 {
         top_eigen_dense(n, indptr, indices, values, n_comps)
     } else {
@@ -100,7 +121,13 @@ fn top_eigen(n: usize, indptr: &[usize], indices: &[u32], values: &[f64], n_comp
     }
 }
 
-fn top_eigen_dense(n: usize, indptr: &[usize], indices: &[u32], values: &[f64], n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)> {
+fn top_eigen_dense(
+    n: usize,
+    indptr: &[usize],
+    indices: &[u32],
+    values: &[f64],
+    n_comps: usize,
+) -> Option<(Vec<f64>, Mat<f64>)> {
     {
         let mut a = Mat::<f64>::zeros(n, n);
         for i in 0..n {
@@ -135,8 +162,22 @@ fn orthonormalize(v: &[f64], m: usize, block: &mut [f64], n: usize, rand: &mut d
             if m > 0 {
                 let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
                 let mut coef = Mat::<f64>::zeros(m, BLOCK);
-                matmul(coef.as_mut(), Accum::Replace, basis.transpose(), MatRef::from_column_major_slice(block, n, BLOCK), 1.0, Par::Seq);
-                matmul(MatMut::from_column_major_slice_mut(block, n, BLOCK), Accum::Add, basis, coef.as_ref(), -1.0, Par::Seq);
+                matmul(
+                    coef.as_mut(),
+                    Accum::Replace,
+                    basis.transpose(),
+                    MatRef::from_column_major_slice(block, n, BLOCK),
+                    1.0,
+                    Par::Seq,
+                );
+                matmul(
+                    MatMut::from_column_major_slice_mut(block, n, BLOCK),
+                    Accum::Add,
+                    basis,
+                    coef.as_ref(),
+                    -1.0,
+                    Par::Seq,
+                );
             }
         }
         let mut redo = false;
@@ -156,7 +197,8 @@ fn orthonormalize(v: &[f64], m: usize, block: &mut [f64], n: usize, rand: &mut d
                 col.iter_mut().for_each(|x| *x = rand());
                 redo = true;
             } else {
-                col.iter_mut().for_each(|x| *x /= norm.max(f64::MIN_POSITIVE));
+                col.iter_mut()
+                    .for_each(|x| *x /= norm.max(f64::MIN_POSITIVE));
             }
         }
         if !redo {
@@ -172,7 +214,13 @@ fn orthonormalize(v: &[f64], m: usize, block: &mut [f64], n: usize, rand: &mut d
 /// components has eigenvalue 1 several times) are all found. The projected matrix is built
 /// as the basis grows, and the residual of a Ritz pair `V s` is `||F s_last||` with `F` the
 /// next (not yet normalised) block, so convergence checks cost no pass over the data.
-fn top_eigen_krylov(n: usize, indptr: &[usize], indices: &[u32], values: &[f64], n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)> {
+fn top_eigen_krylov(
+    n: usize,
+    indptr: &[usize],
+    indices: &[u32],
+    values: &[f64],
+    n_comps: usize,
+) -> Option<(Vec<f64>, Mat<f64>)> {
     use faer::linalg::matmul::matmul;
     use faer::Accum;
     const TOL: f64 = 1e-8;
@@ -202,7 +250,14 @@ fn top_eigen_krylov(n: usize, indptr: &[usize], indices: &[u32], values: &[f64],
         // New columns of the projected matrix T = V' A V (symmetric).
         let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
         let mut coef = Mat::<f64>::zeros(m, BLOCK);
-        matmul(coef.as_mut(), Accum::Replace, basis.transpose(), MatRef::from_column_major_slice(&w, n, BLOCK), 1.0, Par::Seq);
+        matmul(
+            coef.as_mut(),
+            Accum::Replace,
+            basis.transpose(),
+            MatRef::from_column_major_slice(&w, n, BLOCK),
+            1.0,
+            Par::Seq,
+        );
         for c in 0..BLOCK {
             for i in 0..m {
                 let x = coef[(i, c)];
@@ -211,7 +266,14 @@ fn top_eigen_krylov(n: usize, indptr: &[usize], indices: &[u32], values: &[f64],
             }
         }
         // F = (I - V V') A X_new, the residual direction and the next block.
-        matmul(MatMut::from_column_major_slice_mut(&mut w, n, BLOCK), Accum::Add, basis, coef.as_ref(), -1.0, Par::Seq);
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut w, n, BLOCK),
+            Accum::Add,
+            basis,
+            coef.as_ref(),
+            -1.0,
+            Par::Seq,
+        );
         let last = m + BLOCK > m_max;
         if m >= next_check || last {
             let tm = Mat::from_fn(m, m, |i, j| 0.5 * (t[(i, j)] + t[(j, i)]));
@@ -238,7 +300,14 @@ fn top_eigen_krylov(n: usize, indptr: &[usize], indices: &[u32], values: &[f64],
             if (worst < TOL && keep.len() == k) || last {
                 let y = Mat::from_fn(m, keep.len(), |i, c| u[(i, keep[c])]);
                 let mut ritz = Mat::<f64>::zeros(n, keep.len());
-                matmul(ritz.as_mut(), Accum::Replace, basis, y.as_ref(), 1.0, Par::Seq);
+                matmul(
+                    ritz.as_mut(),
+                    Accum::Replace,
+                    basis,
+                    y.as_ref(),
+                    1.0,
+                    Par::Seq,
+                );
                 let vals = keep.iter().map(|&j| s[j]).collect();
                 return Some((vals, ritz));
             }
@@ -254,7 +323,9 @@ fn top_eigen_krylov(n: usize, indptr: &[usize], indices: &[u32], values: &[f64],
 pub fn diffusion_embedding(conn: &Csr, n_comps: usize) -> Option<(Vec<f32>, usize)> {
     let n = conn.n_rows();
     // Density normalisation: K = Q^-1 X Q^-1 with q the degrees, then T = Z^-1/2 K Z^-1/2.
-    let q: Vec<f64> = (0..n).map(|i| conn.row(i).1.iter().map(|&v| v as f64).sum()).collect();
+    let q: Vec<f64> = (0..n)
+        .map(|i| conn.row(i).1.iter().map(|&v| v as f64).sum())
+        .collect();
     let mut indptr = vec![0usize; n + 1];
     let mut indices = Vec::with_capacity(conn.nnz());
     let mut values = Vec::with_capacity(conn.nnz());
@@ -266,7 +337,9 @@ pub fn diffusion_embedding(conn: &Csr, n_comps: usize) -> Option<(Vec<f32>, usiz
         }
         indptr[i + 1] = indices.len();
     }
-    let z: Vec<f64> = (0..n).map(|i| values[indptr[i]..indptr[i + 1]].iter().sum::<f64>().sqrt()).collect();
+    let z: Vec<f64> = (0..n)
+        .map(|i| values[indptr[i]..indptr[i + 1]].iter().sum::<f64>().sqrt())
+        .collect();
     for i in 0..n {
         for p in indptr[i]..indptr[i + 1] {
             values[p] /= z[i] * z[indices[p] as usize];
@@ -310,7 +383,12 @@ pub struct LabelKbet {
 
 /// scib-metrics' `kbet_per_label` on the fuzzy connectivities `conn` (of the 50-NN graph).
 /// Labels are prepared in order (cheap), then scored in parallel.
-pub fn kbet_per_label(conn: &Csr, batches: &[u32], labels: &[u32], n_labels: usize) -> (f64, Vec<LabelKbet>) {
+pub fn kbet_per_label(
+    conn: &Csr,
+    batches: &[u32],
+    labels: &[u32],
+    n_labels: usize,
+) -> (f64, Vec<LabelKbet>) {
     struct Plan {
         entry: LabelKbet,
         /// The sub-graph to embed, its cells' batches and the diffusion components.
@@ -321,7 +399,9 @@ pub fn kbet_per_label(conn: &Csr, batches: &[u32], labels: &[u32], n_labels: usi
     // keeps the lowered value for the labels after it; reproduced for parity.
     let mut diffusion_n_comps = 100usize;
     for l in 0..n_labels {
-        let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == l).collect();
+        let members: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == l)
+            .collect();
         if members.is_empty() {
             continue;
         }
@@ -331,7 +411,12 @@ pub fn kbet_per_label(conn: &Csr, batches: &[u32], labels: &[u32], n_labels: usi
         for &x in &b {
             *per_batch.entry(x).or_insert(0usize) += 1;
         }
-        let mut entry = LabelKbet { label: l, n_cells: n_obs, k0: 0, score: f64::NAN };
+        let mut entry = LabelKbet {
+            label: l,
+            n_cells: n_obs,
+            k0: 0,
+            score: f64::NAN,
+        };
         if n_obs < 10 || per_batch.len() == 1 {
             plans.push(Plan { entry, work: None });
             continue;
@@ -358,7 +443,10 @@ pub fn kbet_per_label(conn: &Csr, batches: &[u32], labels: &[u32], n_labels: usi
         };
         diffusion_n_comps = diffusion_n_comps.min(graph.n_rows() - 1);
         let kept_batches: Vec<u32> = keep.iter().map(|&i| b[i]).collect();
-        plans.push(Plan { entry, work: Some((graph, kept_batches, diffusion_n_comps)) });
+        plans.push(Plan {
+            entry,
+            work: Some((graph, kept_batches, diffusion_n_comps)),
+        });
     }
     let report: Vec<LabelKbet> = plans
         .into_par_iter()
@@ -369,7 +457,16 @@ pub fn kbet_per_label(conn: &Csr, batches: &[u32], labels: &[u32], n_labels: usi
                 entry.score = match diffusion_embedding(&graph, n_comps) {
                     Some((emb, dim)) if graph.n_rows() > k0 => {
                         let zeros = vec![0u32; graph.n_rows()];
-                        let p = pairwise(&emb, dim, &zeros, &zeros, Needs { knn: k0 + 1, ..Default::default() });
+                        let p = pairwise(
+                            &emb,
+                            dim,
+                            &zeros,
+                            &zeros,
+                            Needs {
+                                knn: k0 + 1,
+                                ..Default::default()
+                            },
+                        );
                         kbet(&p.knn.expect("knn requested"), &kept_batches)
                     }
                     // scib-metrics scores a failed diffusion as 0 (100% rejection).
@@ -379,8 +476,16 @@ pub fn kbet_per_label(conn: &Csr, batches: &[u32], labels: &[u32], n_labels: usi
             entry
         })
         .collect();
-    let scored: Vec<f64> = report.iter().map(|r| r.score).filter(|s| !s.is_nan()).collect();
-    let mean = if scored.is_empty() { f64::NAN } else { scored.iter().sum::<f64>() / scored.len() as f64 };
+    let scored: Vec<f64> = report
+        .iter()
+        .map(|r| r.score)
+        .filter(|s| !s.is_nan())
+        .collect();
+    let mean = if scored.is_empty() {
+        f64::NAN
+    } else {
+        scored.iter().sum::<f64>() / scored.len() as f64
+    };
     (mean, report)
 }
 
@@ -393,10 +498,22 @@ mod tests {
         // 40 cells, 2 batches alternating; neighbourhoods of 10.
         let n = 40;
         let batches: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
-        let mixed = Knn { k: 10, indices: (0..n).flat_map(|i| (0..10).map(move |o| ((i + o) % n) as u32)).collect(), distances: vec![0.0; n * 10] };
+        let mixed = Knn {
+            k: 10,
+            indices: (0..n)
+                .flat_map(|i| (0..10).map(move |o| ((i + o) % n) as u32))
+                .collect(),
+            distances: vec![0.0; n * 10],
+        };
         assert_eq!(kbet(&mixed, &batches), 1.0);
         // Neighbourhoods of one batch only.
-        let sep = Knn { k: 10, indices: (0..n).flat_map(|i| (0..10).map(move |o| ((i + 2 * o) % n) as u32)).collect(), distances: vec![0.0; n * 10] };
+        let sep = Knn {
+            k: 10,
+            indices: (0..n)
+                .flat_map(|i| (0..10).map(move |o| ((i + 2 * o) % n) as u32))
+                .collect(),
+            distances: vec![0.0; n * 10],
+        };
         assert_eq!(kbet(&sep, &batches), 0.0);
     }
 
@@ -406,7 +523,9 @@ mod tests {
         let n = 1500;
         let mut state = 7u64;
         let mut next = move |m: usize| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) as usize) % m
         };
         let mut adj: Vec<std::collections::BTreeMap<u32, f64>> = vec![Default::default(); n];
@@ -458,18 +577,27 @@ mod tests {
         let (dv_all, _) = top_eigen_dense(n, &indptr, &indices, &values, 40).unwrap();
         let mut all: Vec<f64> = dv_all.iter().map(|v| v.abs()).collect();
         all.sort_by(|x, y| y.total_cmp(x));
-        assert!(b[15..].iter().all(|&y| y >= all[39] - 1e-9 && y <= a[15] + 1e-9), "{:?} vs {:?}", &b[15..], &a[15..]);
-        for c in 0..k {
+        assert!(
+            b[15..]
+                .iter()
+                .all(|&y| y >= all[39] - 1e-9 && y <= a[15] + 1e-9),
+            "{:?} vs {:?}",
+            &b[15..],
+            &a[15..]
+        );
+        for (c, &lambda) in kv.iter().enumerate().take(k) {
             let v = kvec.col(c);
             let mut err = 0f64;
             for i in 0..n {
-                let av: f64 = (indptr[i]..indptr[i + 1]).map(|p| values[p] * v[indices[p] as usize]).sum();
-                err = err.max((av - kv[c] * v[i]).abs());
+                let av: f64 = (indptr[i]..indptr[i + 1])
+                    .map(|p| values[p] * v[indices[p] as usize])
+                    .sum();
+                err = err.max((av - lambda * v[i]).abs());
             }
             // The 15 planted eigenvalues are separated from the bulk and converge fully;
             // bulk ones (which the diffusion map weights by ~λ / (1 - λ) < 1) less so.
-            let bound = if kv[c].abs() > 0.9 { 1e-8 } else { 1e-3 };
-            assert!(err < bound, "component {c} (λ = {}): residual {err}", kv[c]);
+            let bound = if lambda.abs() > 0.9 { 1e-8 } else { 1e-3 };
+            assert!(err < bound, "component {c} (λ = {lambda}): residual {err}");
         }
     }
 }

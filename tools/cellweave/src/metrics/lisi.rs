@@ -39,10 +39,18 @@ fn simpson_one(dist: &[f64], mask: &[bool], codes: &[u32], n_codes: usize, perpl
     while hdiff.abs() >= TOL && tries < MAX_TRIES {
         if hdiff > 0.0 {
             betamin = beta;
-            beta = if betamax == f64::INFINITY { beta * 2.0 } else { (beta + betamax) / 2.0 };
+            beta = if betamax == f64::INFINITY {
+                beta * 2.0
+            } else {
+                (beta + betamax) / 2.0
+            };
         } else {
             betamax = beta;
-            beta = if betamin == f64::NEG_INFINITY { beta / 2.0 } else { (beta + betamin) / 2.0 };
+            beta = if betamin == f64::NEG_INFINITY {
+                beta / 2.0
+            } else {
+                (beta + betamin) / 2.0
+            };
         }
         h = h_beta(dist, mask, beta, &mut p);
         hdiff = h - log_u;
@@ -105,7 +113,11 @@ mod tests {
                 }
             }
         }
-        let knn = Knn { k: n, indices, distances };
+        let knn = Knn {
+            k: n,
+            indices,
+            distances,
+        };
         let codes: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
         let l = lisi(&knn, &codes, 2, Some(10.0));
         // 30 other cells: 15/15 or 14/16 (cells are excluded from their own row).

@@ -90,7 +90,10 @@ impl MetricId {
     pub fn outputs(self) -> Vec<String> {
         match self {
             MetricId::Leiden | MetricId::Kmeans | MetricId::ClaireLouvain => {
-                vec![format!("{}_nmi", self.name()), format!("{}_ari", self.name())]
+                vec![
+                    format!("{}_nmi", self.name()),
+                    format!("{}_ari", self.name()),
+                ]
             }
             other => vec![other.name().to_string()],
         }
@@ -117,11 +120,30 @@ impl MetricId {
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let group: Vec<MetricId> = match item {
                 "all" => MetricId::ALL.to_vec(),
-                "scib" => MetricId::ALL.iter().copied().filter(|m| !m.name().starts_with("claire_")).collect(),
-                "claire" => MetricId::ALL.iter().copied().filter(|m| m.name().starts_with("claire_")).collect(),
-                "bio" => MetricId::ALL.iter().copied().filter(|m| m.is_bio()).collect(),
-                "batch" => MetricId::ALL.iter().copied().filter(|m| !m.is_bio()).collect(),
-                name => match MetricId::ALL.iter().find(|m| m.name() == name || m.outputs().iter().any(|o| o == name)) {
+                "scib" => MetricId::ALL
+                    .iter()
+                    .copied()
+                    .filter(|m| !m.name().starts_with("claire_"))
+                    .collect(),
+                "claire" => MetricId::ALL
+                    .iter()
+                    .copied()
+                    .filter(|m| m.name().starts_with("claire_"))
+                    .collect(),
+                "bio" => MetricId::ALL
+                    .iter()
+                    .copied()
+                    .filter(|m| m.is_bio())
+                    .collect(),
+                "batch" => MetricId::ALL
+                    .iter()
+                    .copied()
+                    .filter(|m| !m.is_bio())
+                    .collect(),
+                name => match MetricId::ALL
+                    .iter()
+                    .find(|m| m.name() == name || m.outputs().iter().any(|o| o == name))
+                {
                     Some(m) => vec![*m],
                     None => {
                         let names: Vec<&str> = MetricId::ALL.iter().map(|m| m.name()).collect();
@@ -159,7 +181,14 @@ impl Codes {
         let mut names: Vec<String> = values.iter().map(|s| s.as_ref().to_string()).collect();
         names.sort();
         names.dedup();
-        let codes = values.iter().map(|s| names.binary_search_by(|n| n.as_str().cmp(s.as_ref())).unwrap() as u32).collect();
+        let codes = values
+            .iter()
+            .map(|s| {
+                names
+                    .binary_search_by(|n| n.as_str().cmp(s.as_ref()))
+                    .unwrap() as u32
+            })
+            .collect();
         Codes { codes, names }
     }
 }
@@ -187,7 +216,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { metrics: MetricId::ALL.to_vec(), knn: KnnMode::Exact, seed: 0, kmeans_n_init: 1 }
+        Options {
+            metrics: MetricId::ALL.to_vec(),
+            knn: KnnMode::Exact,
+            seed: 0,
+            kmeans_n_init: 1,
+        }
     }
 }
 
@@ -251,19 +285,37 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
         90
     } else if has(MetricId::KbetPerLabel) {
         50
-    } else if [MetricId::GraphConnectivity, MetricId::Leiden, MetricId::ClaireKbet, MetricId::ClaireLouvain].iter().any(|&m| has(m)) {
+    } else if [
+        MetricId::GraphConnectivity,
+        MetricId::Leiden,
+        MetricId::ClaireKbet,
+        MetricId::ClaireLouvain,
+    ]
+    .iter()
+    .any(|&m| has(m))
+    {
         15
     } else {
         0
     };
     let k_needed = k_needed.min(n);
-    let label_sums = [MetricId::SilhouetteLabel, MetricId::IsolatedLabels, MetricId::ClaireCasw].iter().any(|&m| has(m));
+    let label_sums = [
+        MetricId::SilhouetteLabel,
+        MetricId::IsolatedLabels,
+        MetricId::ClaireCasw,
+    ]
+    .iter()
+    .any(|&m| has(m));
     let batch_sums = has(MetricId::SilhouetteBatch) || has(MetricId::ClaireBasw);
     let needs = Needs {
         label_sums,
         batch_sums,
         batch_sums_cosine: has(MetricId::Bras),
-        knn: if opts.knn == KnnMode::Exact { k_needed } else { 0 },
+        knn: if opts.knn == KnnMode::Exact {
+            k_needed
+        } else {
+            0
+        },
     };
     let p = if needs.label_sums || needs.batch_sums || needs.batch_sums_cosine || needs.knn > 0 {
         let p = pairwise::pairwise(x, d, lab, bat, needs);
@@ -283,7 +335,11 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
         }
     };
 
-    let samples = if label_sums { silhouette::silhouette_samples(&p.label_sums, lab, nl) } else { Vec::new() };
+    let samples = if label_sums {
+        silhouette::silhouette_samples(&p.label_sums, lab, nl)
+    } else {
+        Vec::new()
+    };
     let mut values: Vec<(String, f64)> = Vec::new();
     let knn = |k: usize| truncate(knn90.as_ref().expect("kNN computed"), k);
     let mut conn15: Option<Graph> = None;
@@ -293,14 +349,31 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
                 values.push((m.name().into(), silhouette::silhouette_label(&samples)));
             }
             MetricId::IsolatedLabels => {
-                values.push((m.name().into(), silhouette::isolated_labels(&samples, lab, bat, nl, nb)));
+                values.push((
+                    m.name().into(),
+                    silhouette::isolated_labels(&samples, lab, bat, nl, nb),
+                ));
             }
             MetricId::SilhouetteBatch | MetricId::ClaireBasw => {
-                let v = silhouette::batch_silhouette(&p.batch_sums, lab, bat, nl, nb, silhouette::Between::Nearest);
+                let v = silhouette::batch_silhouette(
+                    &p.batch_sums,
+                    lab,
+                    bat,
+                    nl,
+                    nb,
+                    silhouette::Between::Nearest,
+                );
                 values.push((m.name().into(), v));
             }
             MetricId::Bras => {
-                let v = silhouette::batch_silhouette(&p.batch_sums_cosine, lab, bat, nl, nb, silhouette::Between::MeanOther);
+                let v = silhouette::batch_silhouette(
+                    &p.batch_sums_cosine,
+                    lab,
+                    bat,
+                    nl,
+                    nb,
+                    silhouette::Between::MeanOther,
+                );
                 values.push((m.name().into(), v));
             }
             MetricId::ClisiKnn => {
@@ -320,14 +393,19 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
                 clock.lap("kbet_per_label");
             }
             MetricId::GraphConnectivity => {
-                values.push((m.name().into(), graph::graph_connectivity(&knn(15), lab, nl)));
+                values.push((
+                    m.name().into(),
+                    graph::graph_connectivity(&knn(15), lab, nl),
+                ));
             }
             MetricId::ClaireKbet => {
                 values.push((m.name().into(), kbet::kbet(&knn(15), bat)));
             }
             MetricId::Leiden | MetricId::ClaireLouvain => {
                 if conn15.is_none() {
-                    conn15 = Some(Graph::from_csr(&crate::umap::fuzzy_connectivities(&knn(15))));
+                    conn15 = Some(Graph::from_csr(&crate::umap::fuzzy_connectivities(&knn(
+                        15,
+                    ))));
                     clock.lap("connectivities (k = 15)");
                 }
                 let g = conn15.as_ref().expect("just built");
@@ -338,7 +416,8 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
                 };
                 values.push((format!("{}_nmi", m.name()), s.nmi));
                 values.push((format!("{}_ari", m.name()), s.ari));
-                out.sweeps.push((m.name().into(), s.resolution, s.n_clusters));
+                out.sweeps
+                    .push((m.name().into(), s.resolution, s.n_clusters));
                 clock.lap(m.name());
             }
             MetricId::Kmeans => {

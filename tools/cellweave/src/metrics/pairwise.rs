@@ -66,12 +66,20 @@ struct Run {
 }
 
 /// Runs of equal keys over `range`.
-fn runs_of(range: std::ops::Range<usize>, key: impl Fn(usize) -> (u32, u32), id: impl Fn(usize) -> usize) -> Vec<Run> {
+fn runs_of(
+    range: std::ops::Range<usize>,
+    key: impl Fn(usize) -> (u32, u32),
+    id: impl Fn(usize) -> usize,
+) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     for j in range {
         match out.last_mut() {
             Some(r) if key(r.start) == key(j) => r.end = j + 1,
-            _ => out.push(Run { start: j, end: j + 1, id: id(j) }),
+            _ => out.push(Run {
+                start: j,
+                end: j + 1,
+                id: id(j),
+            }),
         }
     }
     out
@@ -101,7 +109,10 @@ impl FixedSums {
     fn new(len: usize, max_total: f64) -> Self {
         // The largest power of two that keeps every total below 2^62.
         let scale = 2f64.powi(((2f64.powi(62) / max_total.max(1.0)).log2().floor() as i32).min(52));
-        FixedSums { cells: (0..len).map(|_| AtomicI64::new(0)).collect(), scale }
+        FixedSums {
+            cells: (0..len).map(|_| AtomicI64::new(0)).collect(),
+            scale,
+        }
     }
     #[inline]
     fn add(&self, at: usize, v: f64) {
@@ -111,7 +122,10 @@ impl FixedSums {
     }
     fn into_f64(self) -> Vec<f64> {
         let s = self.scale;
-        self.cells.into_iter().map(|a| a.into_inner() as f64 / s).collect()
+        self.cells
+            .into_iter()
+            .map(|a| a.into_inner() as f64 / s)
+            .collect()
     }
 }
 
@@ -134,7 +148,10 @@ fn compact(best: &mut Best, k: usize) -> f32 {
         best.buf.truncate(k);
     }
     if best.buf.len() == k {
-        best.buf.iter().map(|c| c.0).fold(f32::NEG_INFINITY, f32::max)
+        best.buf
+            .iter()
+            .map(|c| c.0)
+            .fold(f32::NEG_INFINITY, f32::max)
     } else {
         f32::INFINITY
     }
@@ -185,44 +202,60 @@ fn initial_bounds(xs: &[f32], d: usize, sq: &[f32], k: usize, tau: &[AtomicU32])
     if width <= k {
         return;
     }
-    (0..n.div_ceil(ROW_BLOCK)).into_par_iter().with_max_len(1).for_each(|bi| {
-        let (r0, r1) = (bi * ROW_BLOCK, ((bi + 1) * ROW_BLOCK).min(n));
-        let rows = r1 - r0;
-        let c0 = r0.saturating_sub(width / 2).min(n - width);
-        let c1 = c0 + width;
-        let mut buf = vec![0f32; rows * width];
-        {
-            let dst = MatMut::from_column_major_slice_mut(&mut buf, width, rows);
-            let a = MatRef::from_row_major_slice(&xs[c0 * d..c1 * d], width, d);
-            let b = MatRef::from_column_major_slice(&xs[r0 * d..r1 * d], d, rows);
-            matmul(dst, Accum::Replace, a, b, 1.0f32, Par::Seq);
-        }
-        for r in 0..rows {
-            let i = r0 + r;
-            let row = &mut buf[r * width..(r + 1) * width];
-            for (v, &sqj) in row.iter_mut().zip(&sq[c0..c1]) {
-                *v = (sq[i] + sqj - 2.0 * *v).max(0.0);
+    (0..n.div_ceil(ROW_BLOCK))
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each(|bi| {
+            let (r0, r1) = (bi * ROW_BLOCK, ((bi + 1) * ROW_BLOCK).min(n));
+            let rows = r1 - r0;
+            let c0 = r0.saturating_sub(width / 2).min(n - width);
+            let c1 = c0 + width;
+            let mut buf = vec![0f32; rows * width];
+            {
+                let dst = MatMut::from_column_major_slice_mut(&mut buf, width, rows);
+                let a = MatRef::from_row_major_slice(&xs[c0 * d..c1 * d], width, d);
+                let b = MatRef::from_column_major_slice(&xs[r0 * d..r1 * d], d, rows);
+                matmul(dst, Accum::Replace, a, b, 1.0f32, Par::Seq);
             }
-            if (c0..c1).contains(&i) {
-                row[i - c0] = f32::INFINITY;
+            for r in 0..rows {
+                let i = r0 + r;
+                let row = &mut buf[r * width..(r + 1) * width];
+                for (v, &sqj) in row.iter_mut().zip(&sq[c0..c1]) {
+                    *v = (sq[i] + sqj - 2.0 * *v).max(0.0);
+                }
+                if (c0..c1).contains(&i) {
+                    row[i - c0] = f32::INFINITY;
+                }
+                let (_, kth, _) = row.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+                let bound = *kth * (1.0 + 1e-4) + 1e-12;
+                tau[i].store(bound.to_bits(), Relaxed);
             }
-            let (_, kth, _) = row.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
-            let bound = *kth * (1.0 + 1e-4) + 1e-12;
-            tau[i].store(bound.to_bits(), Relaxed);
-        }
-    });
+        });
 }
 
 /// Run the pass over `n x d` rows (`x`, row-major); `labels` and `batches` are codes
 /// `0..n_labels` / `0..n_batches` (pass all zeros when a grouping is not needed).
 pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Needs) -> Pairwise {
     let n = labels.len();
-    let nl = labels.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
-    let nb = batches.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
+    let nl = labels
+        .iter()
+        .copied()
+        .max()
+        .map(|m| m as usize + 1)
+        .unwrap_or(0);
+    let nb = batches
+        .iter()
+        .copied()
+        .max()
+        .map(|m| m as usize + 1)
+        .unwrap_or(0);
     // Order cells by (label, batch, index).
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (labels[i], batches[i], i));
-    let xs: Vec<f32> = order.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+    let xs: Vec<f32> = order
+        .iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect();
     let lab: Vec<u32> = order.iter().map(|&i| labels[i]).collect();
     let bat: Vec<u32> = order.iter().map(|&i| batches[i]).collect();
     let label_runs = runs_of(0..n, |j| (lab[j], 0), |j| lab[j] as usize);
@@ -235,10 +268,19 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
     for r in &group_runs {
         groups_of_label[lab[r.start] as usize].push(*r);
     }
-    let sq: Vec<f32> = (0..n).map(|i| xs[i * d..(i + 1) * d].iter().map(|v| v * v).sum()).collect();
-    let inv_norm: Vec<f32> = sq.iter().map(|&s| if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 }).collect();
-    let any_zero_norm = inv_norm.iter().any(|&v| v == 0.0);
-    let k_cand = if needs.knn > 1 { (needs.knn - 1 + KNN_MARGIN).min(n.saturating_sub(1)) } else { 0 };
+    let sq: Vec<f32> = (0..n)
+        .map(|i| xs[i * d..(i + 1) * d].iter().map(|v| v * v).sum())
+        .collect();
+    let inv_norm: Vec<f32> = sq
+        .iter()
+        .map(|&s| if s > 0.0 { 1.0 / s.sqrt() } else { 0.0 })
+        .collect();
+    let any_zero_norm = inv_norm.contains(&0.0);
+    let k_cand = if needs.knn > 1 {
+        (needs.knn - 1 + KNN_MARGIN).min(n.saturating_sub(1))
+    } else {
+        0
+    };
 
     let max_norm = sq.iter().fold(0f32, |m, &s| m.max(s)).sqrt() as f64;
     let max_total = n as f64 * (2.0 * max_norm).max(2.0) * 1.01;
@@ -249,10 +291,18 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
     let best: Vec<Mutex<Vec<Best>>> = (0..n_blocks)
         .map(|b| {
             let rows = ROW_BLOCK.min(n - b * ROW_BLOCK);
-            Mutex::new((0..if k_cand > 0 { rows } else { 0 }).map(|_| Best { buf: Vec::with_capacity(2 * k_cand + 8) }).collect())
+            Mutex::new(
+                (0..if k_cand > 0 { rows } else { 0 })
+                    .map(|_| Best {
+                        buf: Vec::with_capacity(2 * k_cand + 8),
+                    })
+                    .collect(),
+            )
         })
         .collect();
-    let tau: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(f32::INFINITY.to_bits())).collect();
+    let tau: Vec<AtomicU32> = (0..n)
+        .map(|_| AtomicU32::new(f32::INFINITY.to_bits()))
+        .collect();
     if k_cand > 0 {
         initial_bounds(&xs, d, &sq, k_cand, &tau);
     }
@@ -267,205 +317,235 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
         }
     };
 
-    (0..n_blocks).into_par_iter().with_max_len(1).for_each(|bi| {
-        let (r0, r1) = (bi * ROW_BLOCK, ((bi + 1) * ROW_BLOCK).min(n));
-        let rows = r1 - r0;
-        let row_label_runs = runs_of(r0..r1, |j| (lab[j], 0), |j| lab[j] as usize);
-        let row_group_runs = runs_of(r0..r1, |j| (lab[j], bat[j]), |j| bat[j] as usize);
-        let mut row_label = vec![0f64; if needs.label_sums { rows * nl } else { 0 }];
-        let mut row_batch = vec![0f64; if needs.batch_sums { rows * nb } else { 0 }];
-        let mut row_cos = vec![0f64; if needs.batch_sums_cosine { rows * nb } else { 0 }];
-        let mut buf = vec![0f32; rows * COL_BLOCK]; // dots, then squared distances
-        let mut dist = vec![0f32; rows * COL_BLOCK];
-        let mut colacc = vec![0f32; COL_BLOCK];
-        let mut tmp = vec![0f32; COL_BLOCK];
-        let mut per_row: Vec<Vec<(f32, u32)>> = vec![Vec::new(); rows];
-        let mut per_col: Vec<Vec<(f32, u32)>> = vec![Vec::new(); COL_BLOCK];
-        let rhs = MatRef::from_column_major_slice(&xs[r0 * d..r1 * d], d, rows);
-        for c0 in (r0..n).step_by(COL_BLOCK) {
-            let c1 = (c0 + COL_BLOCK).min(n);
-            let cols = c1 - c0;
-            // Pairs with a column before r1 lie in the diagonal square: credited to the row
-            // only (the square holds both orders); later columns to both cells.
-            let both_from = r1.max(c0);
-            {
-                let dst = MatMut::from_column_major_slice_mut(&mut buf[..rows * cols], cols, rows);
-                let a = MatRef::from_row_major_slice(&xs[c0 * d..c1 * d], cols, d);
-                matmul(dst, Accum::Replace, a, rhs, 1.0f32, Par::Seq);
-            }
-            // Cosine distances within each label (before the dots become distances).
-            if needs.batch_sums_cosine {
-                for r in 0..rows {
-                    let i = r0 + r;
-                    for run in &groups_of_label[lab[i] as usize] {
-                        let (s, e) = (run.start.max(c0), run.end.min(c1));
-                        if s >= e {
-                            continue;
-                        }
-                        let dots = &buf[r * cols + s - c0..r * cols + e - c0];
-                        let v = if any_zero_norm {
-                            (s..e).map(|j| cosd(i, j, dots[j - s]) as f64).sum::<f64>()
-                        } else {
-                            let a = inv_norm[i];
-                            let t = &mut tmp[..e - s];
-                            for ((o, &dt), &b) in t.iter_mut().zip(dots).zip(&inv_norm[s..e]) {
-                                *o = (1.0 - dt * a * b).clamp(0.0, 2.0);
-                            }
-                            if (s..e).contains(&i) {
-                                t[i - s] = 0.0;
-                            }
-                            sum32(t)
-                        };
-                        row_cos[r * nb + run.id] += v;
-                    }
+    (0..n_blocks)
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each(|bi| {
+            let (r0, r1) = (bi * ROW_BLOCK, ((bi + 1) * ROW_BLOCK).min(n));
+            let rows = r1 - r0;
+            let row_label_runs = runs_of(r0..r1, |j| (lab[j], 0), |j| lab[j] as usize);
+            let row_group_runs = runs_of(r0..r1, |j| (lab[j], bat[j]), |j| bat[j] as usize);
+            let mut row_label = vec![0f64; if needs.label_sums { rows * nl } else { 0 }];
+            let mut row_batch = vec![0f64; if needs.batch_sums { rows * nb } else { 0 }];
+            let mut row_cos = vec![
+                0f64;
+                if needs.batch_sums_cosine {
+                    rows * nb
+                } else {
+                    0
                 }
-                for run in &row_group_runs {
-                    let (ls, le) = label_range[lab[run.start] as usize];
-                    let (s, e) = (ls.max(both_from), le.min(c1));
-                    if s >= e {
-                        continue;
-                    }
-                    let ca = &mut colacc[..e - s];
-                    ca.iter_mut().for_each(|v| *v = 0.0);
-                    for i in run.start..run.end {
-                        let dots = &buf[(i - r0) * cols + s - c0..(i - r0) * cols + e - c0];
-                        if any_zero_norm {
-                            for (jj, (o, &dt)) in ca.iter_mut().zip(dots).enumerate() {
-                                *o += cosd(i, s + jj, dt);
-                            }
-                        } else {
-                            let a = inv_norm[i];
-                            for ((o, &dt), &b) in ca.iter_mut().zip(dots).zip(&inv_norm[s..e]) {
-                                *o += (1.0 - dt * a * b).clamp(0.0, 2.0);
-                            }
-                        }
-                    }
-                    for (jj, &v) in ca.iter().enumerate() {
-                        acc_cos.add((s + jj) * nb + run.id, v as f64);
-                    }
-                }
-            }
-            // Squared distances.
-            for r in 0..rows {
-                let sqi = sq[r0 + r];
-                for (v, &sqj) in buf[r * cols..(r + 1) * cols].iter_mut().zip(&sq[c0..c1]) {
-                    *v = (sqi + sqj - 2.0 * *v).max(0.0);
-                }
-            }
-            if k_cand > 0 {
-                // Row side, then column side, each filtered by the targets' current bounds.
-                for (r, pr) in per_row.iter_mut().enumerate() {
-                    let i = r0 + r;
-                    let t = f32::from_bits(tau[i].load(Relaxed));
-                    below(&buf[r * cols..(r + 1) * cols], |_| t, |jj, d2| {
-                        if c0 + jj != i {
-                            pr.push((d2, (c0 + jj) as u32));
-                        }
-                    });
-                }
+            ];
+            let mut buf = vec![0f32; rows * COL_BLOCK]; // dots, then squared distances
+            let mut dist = vec![0f32; rows * COL_BLOCK];
+            let mut colacc = vec![0f32; COL_BLOCK];
+            let mut tmp = vec![0f32; COL_BLOCK];
+            let mut per_row: Vec<Vec<(f32, u32)>> = vec![Vec::new(); rows];
+            let mut per_col: Vec<Vec<(f32, u32)>> = vec![Vec::new(); COL_BLOCK];
+            let rhs = MatRef::from_column_major_slice(&xs[r0 * d..r1 * d], d, rows);
+            for c0 in (r0..n).step_by(COL_BLOCK) {
+                let c1 = (c0 + COL_BLOCK).min(n);
+                let cols = c1 - c0;
+                // Pairs with a column before r1 lie in the diagonal square: credited to the row
+                // only (the square holds both orders); later columns to both cells.
+                let both_from = r1.max(c0);
                 {
-                    let mut guard = best[bi].lock().expect("kNN lock");
-                    for (r, pr) in per_row.iter_mut().enumerate() {
-                        offer_row(&mut guard[r], &tau[r0 + r], pr, k_cand);
-                        pr.clear();
-                    }
+                    let dst =
+                        MatMut::from_column_major_slice_mut(&mut buf[..rows * cols], cols, rows);
+                    let a = MatRef::from_row_major_slice(&xs[c0 * d..c1 * d], cols, d);
+                    matmul(dst, Accum::Replace, a, rhs, 1.0f32, Par::Seq);
                 }
-                if both_from < c1 {
-                    let taus: Vec<f32> = (both_from..c1).map(|j| f32::from_bits(tau[j].load(Relaxed))).collect();
+                // Cosine distances within each label (before the dots become distances).
+                if needs.batch_sums_cosine {
                     for r in 0..rows {
-                        let row = &buf[r * cols + both_from - c0..(r + 1) * cols];
-                        below(row, |p| taus[p], |jj, d2| per_col[jj].push((d2, (r0 + r) as u32)));
-                    }
-                    let mut j = both_from;
-                    while j < c1 {
-                        let blk = j / ROW_BLOCK;
-                        let end = ((blk + 1) * ROW_BLOCK).min(c1);
-                        let mut guard = best[blk].lock().expect("kNN lock");
-                        for jj in j..end {
-                            let pc = &mut per_col[jj - both_from];
-                            if !pc.is_empty() {
-                                offer_row(&mut guard[jj % ROW_BLOCK], &tau[jj], pc, k_cand);
-                                pc.clear();
+                        let i = r0 + r;
+                        for run in &groups_of_label[lab[i] as usize] {
+                            let (s, e) = (run.start.max(c0), run.end.min(c1));
+                            if s >= e {
+                                continue;
                             }
-                        }
-                        j = end;
-                    }
-                }
-            }
-            if !(needs.label_sums || needs.batch_sums) {
-                continue;
-            }
-            for (o, &v) in dist[..rows * cols].iter_mut().zip(&buf[..rows * cols]) {
-                *o = v.sqrt();
-            }
-            for r in 0..rows {
-                let i = r0 + r;
-                if (c0..c1).contains(&i) {
-                    dist[r * cols + i - c0] = 0.0;
-                }
-            }
-            let drow = |r: usize, s: usize, e: usize| &dist[r * cols + s - c0..r * cols + e - c0];
-            // Row side.
-            for r in 0..rows {
-                if needs.label_sums {
-                    for run in &label_runs {
-                        let (s, e) = (run.start.max(c0), run.end.min(c1));
-                        if s < e {
-                            row_label[r * nl + run.id] += sum32(drow(r, s, e));
+                            let dots = &buf[r * cols + s - c0..r * cols + e - c0];
+                            let v = if any_zero_norm {
+                                (s..e).map(|j| cosd(i, j, dots[j - s]) as f64).sum::<f64>()
+                            } else {
+                                let a = inv_norm[i];
+                                let t = &mut tmp[..e - s];
+                                for ((o, &dt), &b) in t.iter_mut().zip(dots).zip(&inv_norm[s..e]) {
+                                    *o = (1.0 - dt * a * b).clamp(0.0, 2.0);
+                                }
+                                if (s..e).contains(&i) {
+                                    t[i - s] = 0.0;
+                                }
+                                sum32(t)
+                            };
+                            row_cos[r * nb + run.id] += v;
                         }
                     }
-                }
-                if needs.batch_sums {
-                    for run in &groups_of_label[lab[r0 + r] as usize] {
-                        let (s, e) = (run.start.max(c0), run.end.min(c1));
-                        if s < e {
-                            row_batch[r * nb + run.id] += sum32(drow(r, s, e));
-                        }
-                    }
-                }
-            }
-            // Column side: for each run of rows, the column sums of its distances.
-            if both_from < c1 {
-                let mut col_sums = |runs: &[Run], cols_of: &dyn Fn(&Run) -> (usize, usize), acc: &FixedSums, width: usize| {
-                    for run in runs {
-                        let (s, e) = cols_of(run);
-                        let (s, e) = (s.max(both_from), e.min(c1));
+                    for run in &row_group_runs {
+                        let (ls, le) = label_range[lab[run.start] as usize];
+                        let (s, e) = (ls.max(both_from), le.min(c1));
                         if s >= e {
                             continue;
                         }
                         let ca = &mut colacc[..e - s];
                         ca.iter_mut().for_each(|v| *v = 0.0);
                         for i in run.start..run.end {
-                            for (a, &v) in ca.iter_mut().zip(drow(i - r0, s, e)) {
-                                *a += v;
+                            let dots = &buf[(i - r0) * cols + s - c0..(i - r0) * cols + e - c0];
+                            if any_zero_norm {
+                                for (jj, (o, &dt)) in ca.iter_mut().zip(dots).enumerate() {
+                                    *o += cosd(i, s + jj, dt);
+                                }
+                            } else {
+                                let a = inv_norm[i];
+                                for ((o, &dt), &b) in ca.iter_mut().zip(dots).zip(&inv_norm[s..e]) {
+                                    *o += (1.0 - dt * a * b).clamp(0.0, 2.0);
+                                }
                             }
                         }
                         for (jj, &v) in ca.iter().enumerate() {
-                            acc.add((s + jj) * width + run.id, v as f64);
+                            acc_cos.add((s + jj) * nb + run.id, v as f64);
                         }
                     }
-                };
-                if needs.label_sums {
-                    col_sums(&row_label_runs, &|_: &Run| (both_from, c1), &acc_label, nl);
                 }
-                if needs.batch_sums {
-                    col_sums(&row_group_runs, &|run: &Run| label_range[lab[run.start] as usize], &acc_batch, nb);
+                // Squared distances.
+                for r in 0..rows {
+                    let sqi = sq[r0 + r];
+                    for (v, &sqj) in buf[r * cols..(r + 1) * cols].iter_mut().zip(&sq[c0..c1]) {
+                        *v = (sqi + sqj - 2.0 * *v).max(0.0);
+                    }
+                }
+                if k_cand > 0 {
+                    // Row side, then column side, each filtered by the targets' current bounds.
+                    for (r, pr) in per_row.iter_mut().enumerate() {
+                        let i = r0 + r;
+                        let t = f32::from_bits(tau[i].load(Relaxed));
+                        below(
+                            &buf[r * cols..(r + 1) * cols],
+                            |_| t,
+                            |jj, d2| {
+                                if c0 + jj != i {
+                                    pr.push((d2, (c0 + jj) as u32));
+                                }
+                            },
+                        );
+                    }
+                    {
+                        let mut guard = best[bi].lock().expect("kNN lock");
+                        for (r, pr) in per_row.iter_mut().enumerate() {
+                            offer_row(&mut guard[r], &tau[r0 + r], pr, k_cand);
+                            pr.clear();
+                        }
+                    }
+                    if both_from < c1 {
+                        let taus: Vec<f32> = (both_from..c1)
+                            .map(|j| f32::from_bits(tau[j].load(Relaxed)))
+                            .collect();
+                        for r in 0..rows {
+                            let row = &buf[r * cols + both_from - c0..(r + 1) * cols];
+                            below(
+                                row,
+                                |p| taus[p],
+                                |jj, d2| per_col[jj].push((d2, (r0 + r) as u32)),
+                            );
+                        }
+                        let mut j = both_from;
+                        while j < c1 {
+                            let blk = j / ROW_BLOCK;
+                            let end = ((blk + 1) * ROW_BLOCK).min(c1);
+                            let mut guard = best[blk].lock().expect("kNN lock");
+                            for jj in j..end {
+                                let pc = &mut per_col[jj - both_from];
+                                if !pc.is_empty() {
+                                    offer_row(&mut guard[jj % ROW_BLOCK], &tau[jj], pc, k_cand);
+                                    pc.clear();
+                                }
+                            }
+                            j = end;
+                        }
+                    }
+                }
+                if !(needs.label_sums || needs.batch_sums) {
+                    continue;
+                }
+                for (o, &v) in dist[..rows * cols].iter_mut().zip(&buf[..rows * cols]) {
+                    *o = v.sqrt();
+                }
+                for r in 0..rows {
+                    let i = r0 + r;
+                    if (c0..c1).contains(&i) {
+                        dist[r * cols + i - c0] = 0.0;
+                    }
+                }
+                let drow =
+                    |r: usize, s: usize, e: usize| &dist[r * cols + s - c0..r * cols + e - c0];
+                // Row side.
+                for r in 0..rows {
+                    if needs.label_sums {
+                        for run in &label_runs {
+                            let (s, e) = (run.start.max(c0), run.end.min(c1));
+                            if s < e {
+                                row_label[r * nl + run.id] += sum32(drow(r, s, e));
+                            }
+                        }
+                    }
+                    if needs.batch_sums {
+                        for run in &groups_of_label[lab[r0 + r] as usize] {
+                            let (s, e) = (run.start.max(c0), run.end.min(c1));
+                            if s < e {
+                                row_batch[r * nb + run.id] += sum32(drow(r, s, e));
+                            }
+                        }
+                    }
+                }
+                // Column side: for each run of rows, the column sums of its distances.
+                if both_from < c1 {
+                    let mut col_sums = |runs: &[Run],
+                                        cols_of: &dyn Fn(&Run) -> (usize, usize),
+                                        acc: &FixedSums,
+                                        width: usize| {
+                        for run in runs {
+                            let (s, e) = cols_of(run);
+                            let (s, e) = (s.max(both_from), e.min(c1));
+                            if s >= e {
+                                continue;
+                            }
+                            let ca = &mut colacc[..e - s];
+                            ca.iter_mut().for_each(|v| *v = 0.0);
+                            for i in run.start..run.end {
+                                for (a, &v) in ca.iter_mut().zip(drow(i - r0, s, e)) {
+                                    *a += v;
+                                }
+                            }
+                            for (jj, &v) in ca.iter().enumerate() {
+                                acc.add((s + jj) * width + run.id, v as f64);
+                            }
+                        }
+                    };
+                    if needs.label_sums {
+                        col_sums(&row_label_runs, &|_: &Run| (both_from, c1), &acc_label, nl);
+                    }
+                    if needs.batch_sums {
+                        col_sums(
+                            &row_group_runs,
+                            &|run: &Run| label_range[lab[run.start] as usize],
+                            &acc_batch,
+                            nb,
+                        );
+                    }
                 }
             }
-        }
-        for r in 0..rows {
-            let i = r0 + r;
-            for l in 0..if needs.label_sums { nl } else { 0 } {
-                acc_label.add(i * nl + l, row_label[r * nl + l]);
+            for r in 0..rows {
+                let i = r0 + r;
+                for l in 0..if needs.label_sums { nl } else { 0 } {
+                    acc_label.add(i * nl + l, row_label[r * nl + l]);
+                }
+                for b in 0..if needs.batch_sums { nb } else { 0 } {
+                    acc_batch.add(i * nb + b, row_batch[r * nb + b]);
+                }
+                for b in 0..if needs.batch_sums_cosine { nb } else { 0 } {
+                    acc_cos.add(i * nb + b, row_cos[r * nb + b]);
+                }
             }
-            for b in 0..if needs.batch_sums { nb } else { 0 } {
-                acc_batch.add(i * nb + b, row_batch[r * nb + b]);
-            }
-            for b in 0..if needs.batch_sums_cosine { nb } else { 0 } {
-                acc_cos.add(i * nb + b, row_cos[r * nb + b]);
-            }
-        }
-    });
+        });
 
     // Back to the original order.
     let unsort = |v: Vec<f64>, width: usize| -> Vec<f64> {
@@ -475,7 +555,11 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
         }
         out
     };
-    let mut out = Pairwise { n_labels: nl, n_batches: nb, ..Default::default() };
+    let mut out = Pairwise {
+        n_labels: nl,
+        n_batches: nb,
+        ..Default::default()
+    };
     if needs.label_sums {
         out.label_sums = unsort(acc_label.into_f64(), nl);
     }
@@ -490,7 +574,11 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
         for (bi, blk) in best.into_iter().enumerate() {
             for (r, mut b) in blk.into_inner().expect("kNN lock").into_iter().enumerate() {
                 compact(&mut b, k_cand);
-                cands[order[bi * ROW_BLOCK + r]] = b.buf.into_iter().map(|c| order[c.1 as usize] as u32).collect();
+                cands[order[bi * ROW_BLOCK + r]] = b
+                    .buf
+                    .into_iter()
+                    .map(|c| order[c.1 as usize] as u32)
+                    .collect();
             }
         }
         out.knn = Some(exact_rerank(x, d, &cands, needs.knn));
@@ -510,7 +598,11 @@ fn exact_rerank(x: &[f32], d: usize, cands: &[Vec<u32>], k: usize) -> Knn {
                 .iter()
                 .map(|&j| {
                     let xj = &x[j as usize * d..(j as usize + 1) * d];
-                    let s: f64 = xi.iter().zip(xj).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+                    let s: f64 = xi
+                        .iter()
+                        .zip(xj)
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum();
                     (s.sqrt(), j)
                 })
                 .collect();
@@ -526,7 +618,11 @@ fn exact_rerank(x: &[f32], d: usize, cands: &[Vec<u32>], k: usize) -> Knn {
             (idx, dist)
         })
         .collect();
-    let mut out = Knn { k, indices: Vec::with_capacity(n * k), distances: Vec::with_capacity(n * k) };
+    let mut out = Knn {
+        k,
+        indices: Vec::with_capacity(n * k),
+        distances: Vec::with_capacity(n * k),
+    };
     for (i, dd) in rows {
         out.indices.extend(i);
         out.distances.extend(dd);
@@ -538,7 +634,11 @@ fn exact_rerank(x: &[f32], d: usize, cands: &[Vec<u32>], k: usize) -> Knn {
 pub fn truncate(knn: &Knn, k: usize) -> Knn {
     let k = k.min(knn.k);
     let n = knn.n();
-    let mut out = Knn { k, indices: Vec::with_capacity(n * k), distances: Vec::with_capacity(n * k) };
+    let mut out = Knn {
+        k,
+        indices: Vec::with_capacity(n * k),
+        distances: Vec::with_capacity(n * k),
+    };
     for i in 0..n {
         let (idx, dist) = knn.row(i);
         out.indices.extend_from_slice(&idx[..k]);
@@ -556,7 +656,9 @@ mod tests {
         let mut s = 12345u64;
         (0..n * d)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
             })
             .collect()
@@ -569,9 +671,25 @@ mod tests {
         let x = data(n, d);
         let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
         let batches: Vec<u32> = (0..n).map(|i| ((i / 7) % 2) as u32).collect();
-        let p = pairwise(&x, d, &labels, &batches, Needs { label_sums: true, batch_sums: true, batch_sums_cosine: true, knn: 12 });
+        let p = pairwise(
+            &x,
+            d,
+            &labels,
+            &batches,
+            Needs {
+                label_sums: true,
+                batch_sums: true,
+                batch_sums_cosine: true,
+                knn: 12,
+            },
+        );
         let dist = |i: usize, j: usize| -> f64 {
-            x[i * d..(i + 1) * d].iter().zip(&x[j * d..(j + 1) * d]).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt()
+            x[i * d..(i + 1) * d]
+                .iter()
+                .zip(&x[j * d..(j + 1) * d])
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
         };
         let cosd = |i: usize, j: usize| -> f64 {
             let (a, b) = (&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d]);
@@ -582,8 +700,14 @@ mod tests {
         };
         for i in [0usize, 17, 123, 299, 1500, 2047, 2048, 2599] {
             for l in 0..3 {
-                let want: f64 = (0..n).filter(|&j| labels[j] == l as u32).map(|j| dist(i, j)).sum();
-                assert!((p.label_sums[i * 3 + l] - want).abs() < 1e-3 * want.max(1.0), "{i} {l}");
+                let want: f64 = (0..n)
+                    .filter(|&j| labels[j] == l as u32)
+                    .map(|j| dist(i, j))
+                    .sum();
+                assert!(
+                    (p.label_sums[i * 3 + l] - want).abs() < 1e-3 * want.max(1.0),
+                    "{i} {l}"
+                );
             }
             for b in 0..2 {
                 let same = |j: usize| labels[j] == labels[i] && batches[j] == b as u32 && j != i;
@@ -600,9 +724,18 @@ mod tests {
             assert!((a - b).abs() < 1e-5);
         }
         // Same bits with one thread and with three.
-        let needs = Needs { label_sums: true, batch_sums: true, batch_sums_cosine: true, knn: 12 };
+        let needs = Needs {
+            label_sums: true,
+            batch_sums: true,
+            batch_sums_cosine: true,
+            knn: 12,
+        };
         let run = |t: usize| {
-            rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap().install(|| pairwise(&x, d, &labels, &batches, needs))
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| pairwise(&x, d, &labels, &batches, needs))
         };
         let (a, b) = (run(1), run(3));
         assert_eq!(a.label_sums, b.label_sums);

@@ -11,7 +11,12 @@
 /// Variance share between batch means of `n x d` rows (row-major).
 pub fn pcr(x: &[f32], d: usize, batches: &[u32]) -> f64 {
     let n = batches.len();
-    let nb = batches.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
+    let nb = batches
+        .iter()
+        .copied()
+        .max()
+        .map(|m| m as usize + 1)
+        .unwrap_or(0);
     let mut mean = vec![0f64; d];
     let mut bmean = vec![0f64; nb * d];
     let mut cnt = vec![0f64; nb];
@@ -47,7 +52,13 @@ pub fn pcr(x: &[f32], d: usize, batches: &[u32]) -> f64 {
 }
 
 /// `pcr_comparison`: `(pcr(pre) - pcr(post)) / pcr(pre)`, floored at 0.
-pub fn pcr_comparison(pre: &[f32], d_pre: usize, post: &[f32], d_post: usize, batches: &[u32]) -> f64 {
+pub fn pcr_comparison(
+    pre: &[f32],
+    d_pre: usize,
+    post: &[f32],
+    d_post: usize,
+    batches: &[u32],
+) -> f64 {
     let a = pcr(pre, d_pre, batches);
     let b = pcr(post, d_post, batches);
     if a <= 0.0 {

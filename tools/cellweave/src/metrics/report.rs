@@ -27,7 +27,12 @@ pub struct Scored {
 impl Scored {
     /// Every value: the metrics, then the aggregates.
     pub fn all_values(&self) -> Vec<(String, f64)> {
-        self.scores.values.iter().chain(&self.aggregates).cloned().collect()
+        self.scores
+            .values
+            .iter()
+            .chain(&self.aggregates)
+            .cloned()
+            .collect()
     }
 }
 
@@ -44,10 +49,17 @@ pub fn add_aggregates(all: &mut [Scored], min_max_scale: bool) {
 
 /// The group a score belongs to: `bio`, `batch`, `claire` or `aggregate`.
 pub fn group_of(name: &str) -> &'static str {
-    if name.starts_with("agg_") || name == "claire_f1" || name == "claire_batch_mixing" || name == "claire_bio_conservation" {
+    if name.starts_with("agg_")
+        || name == "claire_f1"
+        || name == "claire_batch_mixing"
+        || name == "claire_bio_conservation"
+    {
         return "aggregate";
     }
-    match MetricId::ALL.iter().find(|m| m.outputs().iter().any(|o| o == name)) {
+    match MetricId::ALL
+        .iter()
+        .find(|m| m.outputs().iter().any(|o| o == name))
+    {
         Some(m) if m.name().starts_with("claire_") => "claire",
         Some(m) if m.is_bio() => "bio",
         Some(_) => "batch",
@@ -57,7 +69,8 @@ pub fn group_of(name: &str) -> &'static str {
 
 /// The long scores table: one row per (embedding, score).
 pub fn scores_frame(all: &[Scored], step: Step, label_key: &str, batch_key: &str) -> Frame {
-    let (mut emb, mut metric, mut value, mut group) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut emb, mut metric, mut value, mut group) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in all {
         for (n, v) in s.all_values() {
             emb.push(Some(s.name.clone()));
@@ -71,8 +84,10 @@ pub fn scores_frame(all: &[Scored], step: Step, label_key: &str, batch_key: &str
         .with("metric", Column::Str(metric))
         .with("value", Column::F64(value))
         .with("group", Column::Str(group));
-    f.meta.insert("cellweave.label_key".into(), label_key.to_string());
-    f.meta.insert("cellweave.batch_key".into(), batch_key.to_string());
+    f.meta
+        .insert("cellweave.label_key".into(), label_key.to_string());
+    f.meta
+        .insert("cellweave.batch_key".into(), batch_key.to_string());
     f.provenance.push(step);
     f
 }
@@ -99,16 +114,32 @@ pub fn write_wide_tsv(path: &Path, all: &[Scored]) -> Result<()> {
         writeln!(w, "embedding\tn_cells\tdim\t{}", names.join("\t"))?;
         for s in all {
             let vals = s.all_values();
-            let row: Vec<String> =
-                names.iter().map(|n| vals.iter().find(|(m, _)| m == n).map(|(_, v)| fmt(*v)).unwrap_or_else(|| "NA".into())).collect();
-            writeln!(w, "{}\t{}\t{}\t{}", s.name, s.n_cells, s.dim, row.join("\t"))?;
+            let row: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    vals.iter()
+                        .find(|(m, _)| m == n)
+                        .map(|(_, v)| fmt(*v))
+                        .unwrap_or_else(|| "NA".into())
+                })
+                .collect();
+            writeln!(
+                w,
+                "{}\t{}\t{}\t{}",
+                s.name,
+                s.n_cells,
+                s.dim,
+                row.join("\t")
+            )?;
         }
         Ok(())
     })
 }
 
 fn num(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// JSON: per embedding its metrics, aggregates, timings, per-label kBET and sweep choices.
@@ -116,17 +147,35 @@ pub fn to_json(all: &[Scored], params: serde_json::Value) -> serde_json::Value {
     use serde_json::{json, Map, Value};
     let mut embs = Map::new();
     for s in all {
-        let metrics: Map<String, Value> = s.scores.values.iter().map(|(n, v)| (n.clone(), num(*v))).collect();
-        let aggs: Map<String, Value> = s.aggregates.iter().map(|(n, v)| (n.clone(), num(*v))).collect();
-        let timings: Map<String, Value> = s.scores.timings.iter().map(|(n, v)| (n.clone(), num(*v))).collect();
+        let metrics: Map<String, Value> = s
+            .scores
+            .values
+            .iter()
+            .map(|(n, v)| (n.clone(), num(*v)))
+            .collect();
+        let aggs: Map<String, Value> = s
+            .aggregates
+            .iter()
+            .map(|(n, v)| (n.clone(), num(*v)))
+            .collect();
+        let timings: Map<String, Value> = s
+            .scores
+            .timings
+            .iter()
+            .map(|(n, v)| (n.clone(), num(*v)))
+            .collect();
         let kbet: Vec<Value> = s
             .scores
             .kbet_labels
             .iter()
             .map(|k| json!({"label": s.label_names.get(k.label).cloned().unwrap_or_default(), "n_cells": k.n_cells, "k0": k.k0, "score": num(k.score)}))
             .collect();
-        let sweeps: Vec<Value> =
-            s.scores.sweeps.iter().map(|(n, r, c)| json!({"metric": n, "best_resolution": r, "n_clusters": c})).collect();
+        let sweeps: Vec<Value> = s
+            .scores
+            .sweeps
+            .iter()
+            .map(|(n, r, c)| json!({"metric": n, "best_resolution": r, "n_clusters": c}))
+            .collect();
         embs.insert(
             s.name.clone(),
             json!({

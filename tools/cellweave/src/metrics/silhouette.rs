@@ -43,7 +43,12 @@ fn silhouette_one(sums: &[f64], cnt: &[usize], own: usize, between: Between) -> 
         }
         Between::MeanOther => {
             let others: usize = cnt.iter().sum::<usize>() - cnt[own];
-            let total: f64 = sums.iter().enumerate().filter(|&(c, _)| c != own).map(|(_, s)| s).sum();
+            let total: f64 = sums
+                .iter()
+                .enumerate()
+                .filter(|&(c, _)| c != own)
+                .map(|(_, s)| s)
+                .sum();
             total / others as f64
         }
     };
@@ -61,7 +66,14 @@ pub fn silhouette_samples(label_sums: &[f64], labels: &[u32], n_labels: usize) -
     labels
         .iter()
         .enumerate()
-        .map(|(i, &l)| silhouette_one(&label_sums[i * n_labels..(i + 1) * n_labels], &cnt, l as usize, Between::Nearest))
+        .map(|(i, &l)| {
+            silhouette_one(
+                &label_sums[i * n_labels..(i + 1) * n_labels],
+                &cnt,
+                l as usize,
+                Between::Nearest,
+            )
+        })
         .collect()
 }
 
@@ -72,12 +84,24 @@ pub fn silhouette_label(samples: &[f64]) -> f64 {
 
 /// Labels seen in the fewest batches (scib-metrics' isolated labels with the default
 /// threshold).
-pub fn isolated_label_set(labels: &[u32], batches: &[u32], n_labels: usize, n_batches: usize) -> Vec<usize> {
+pub fn isolated_label_set(
+    labels: &[u32],
+    batches: &[u32],
+    n_labels: usize,
+    n_batches: usize,
+) -> Vec<usize> {
     let mut seen = vec![false; n_labels * n_batches];
     for (&l, &b) in labels.iter().zip(batches) {
         seen[l as usize * n_batches + b as usize] = true;
     }
-    let per: Vec<usize> = (0..n_labels).map(|l| seen[l * n_batches..(l + 1) * n_batches].iter().filter(|&&s| s).count()).collect();
+    let per: Vec<usize> = (0..n_labels)
+        .map(|l| {
+            seen[l * n_batches..(l + 1) * n_batches]
+                .iter()
+                .filter(|&&s| s)
+                .count()
+        })
+        .collect();
     let present: Vec<usize> = (0..n_labels).filter(|&l| per[l] > 0).collect();
     let min = present.iter().map(|&l| per[l]).min().unwrap_or(0);
     present.into_iter().filter(|&l| per[l] <= min).collect()
@@ -85,12 +109,23 @@ pub fn isolated_label_set(labels: &[u32], batches: &[u32], n_labels: usize, n_ba
 
 /// `isolated_labels`: for each isolated label, the mean rescaled label silhouette of its
 /// cells; then the mean over those labels.
-pub fn isolated_labels(samples: &[f64], labels: &[u32], batches: &[u32], n_labels: usize, n_batches: usize) -> f64 {
+pub fn isolated_labels(
+    samples: &[f64],
+    labels: &[u32],
+    batches: &[u32],
+    n_labels: usize,
+    n_batches: usize,
+) -> f64 {
     let iso = isolated_label_set(labels, batches, n_labels, n_batches);
     let per_label: Vec<f64> = iso
         .iter()
         .map(|&l| {
-            let v: Vec<f64> = labels.iter().zip(samples).filter(|(&x, _)| x as usize == l).map(|(_, s)| (s + 1.0) / 2.0).collect();
+            let v: Vec<f64> = labels
+                .iter()
+                .zip(samples)
+                .filter(|(&x, _)| x as usize == l)
+                .map(|(_, s)| (s + 1.0) / 2.0)
+                .collect();
             v.iter().sum::<f64>() / v.len() as f64
         })
         .collect();
@@ -102,10 +137,19 @@ pub fn isolated_labels(samples: &[f64], labels: &[u32], batches: &[u32], n_label
 /// per batch), `1 - |s|` of the batch silhouette, averaged per label, then over labels.
 /// `batch_sums`: `n x n_batches`, distances to the cell's own label only. NaN if no label
 /// qualifies.
-pub fn batch_silhouette(batch_sums: &[f64], labels: &[u32], batches: &[u32], n_labels: usize, n_batches: usize, between: Between) -> f64 {
+pub fn batch_silhouette(
+    batch_sums: &[f64],
+    labels: &[u32],
+    batches: &[u32],
+    n_labels: usize,
+    n_batches: usize,
+    between: Between,
+) -> f64 {
     let mut group_means = Vec::new();
     for l in 0..n_labels {
-        let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == l).collect();
+        let members: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == l)
+            .collect();
         if members.is_empty() {
             continue;
         }
@@ -119,7 +163,15 @@ pub fn batch_silhouette(batch_sums: &[f64], labels: &[u32], batches: &[u32], n_l
         }
         let sum: f64 = members
             .iter()
-            .map(|&i| 1.0 - silhouette_one(&batch_sums[i * n_batches..(i + 1) * n_batches], &cnt, batches[i] as usize, between).abs())
+            .map(|&i| {
+                1.0 - silhouette_one(
+                    &batch_sums[i * n_batches..(i + 1) * n_batches],
+                    &cnt,
+                    batches[i] as usize,
+                    between,
+                )
+                .abs()
+            })
             .sum();
         group_means.push(sum / members.len() as f64);
     }
@@ -148,7 +200,10 @@ mod tests {
         let s = silhouette_samples(&sums, &labels, 2);
         // cell 0: a = 1, b = 10.5 -> 0.9047619
         assert!((s[0] - 9.5 / 10.5).abs() < 1e-12);
-        assert!((silhouette_label(&s) - (s.iter().map(|v| (v + 1.0) / 2.0).sum::<f64>() / 4.0)).abs() < 1e-12);
+        assert!(
+            (silhouette_label(&s) - (s.iter().map(|v| (v + 1.0) / 2.0).sum::<f64>() / 4.0)).abs()
+                < 1e-12
+        );
     }
 
     #[test]

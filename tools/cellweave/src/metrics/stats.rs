@@ -13,7 +13,11 @@ fn contingency(a: &[u32], b: &[u32]) -> (Vec<f64>, usize, usize) {
 }
 
 fn entropy(counts: &[f64], n: f64) -> f64 {
-    counts.iter().filter(|&&c| c > 0.0).map(|&c| -(c / n) * (c / n).ln()).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .map(|&c| -(c / n) * (c / n).ln())
+        .sum()
 }
 
 /// Normalized mutual information with the arithmetic-mean normalisation
@@ -21,8 +25,12 @@ fn entropy(counts: &[f64], n: f64) -> f64 {
 pub fn nmi(a: &[u32], b: &[u32]) -> f64 {
     let n = a.len() as f64;
     let (t, na, nb) = contingency(a, b);
-    let ra: Vec<f64> = (0..na).map(|i| t[i * nb..(i + 1) * nb].iter().sum()).collect();
-    let rb: Vec<f64> = (0..nb).map(|j| (0..na).map(|i| t[i * nb + j]).sum()).collect();
+    let ra: Vec<f64> = (0..na)
+        .map(|i| t[i * nb..(i + 1) * nb].iter().sum())
+        .collect();
+    let rb: Vec<f64> = (0..nb)
+        .map(|j| (0..na).map(|i| t[i * nb + j]).sum())
+        .collect();
     let used_a = ra.iter().filter(|&&c| c > 0.0).count();
     let used_b = rb.iter().filter(|&&c| c > 0.0).count();
     // Both labelings trivial (one class each): a perfect match by convention.
@@ -49,8 +57,12 @@ pub fn ari(a: &[u32], b: &[u32]) -> f64 {
     let (t, na, nb) = contingency(a, b);
     let comb2 = |x: f64| x * (x - 1.0) / 2.0;
     let sum_ij: f64 = t.iter().map(|&c| comb2(c)).sum();
-    let sum_a: f64 = (0..na).map(|i| comb2(t[i * nb..(i + 1) * nb].iter().sum())).sum();
-    let sum_b: f64 = (0..nb).map(|j| comb2((0..na).map(|i| t[i * nb + j]).sum())).sum();
+    let sum_a: f64 = (0..na)
+        .map(|i| comb2(t[i * nb..(i + 1) * nb].iter().sum()))
+        .sum();
+    let sum_b: f64 = (0..nb)
+        .map(|j| comb2((0..na).map(|i| t[i * nb + j]).sum()))
+        .sum();
     let total = comb2(n);
     if total == 0.0 {
         return 1.0;
