@@ -79,11 +79,12 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         match Format::of(path) {
             Some(Format::Parquet) => {
                 let file = File::open(path)?;
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-                        .with_batch_size(ROWS_PER_BATCH)
-                        .build()?;
-                let schema = reader.schema();
+                let builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+                // The builder's schema carries the Arrow schema metadata (the contract:
+                // table kind, genes, provenance); the built reader's schema does not.
+                let schema = builder.schema().clone();
+                let reader = builder.with_batch_size(ROWS_PER_BATCH).build()?;
                 let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
                 Ok((schema, batches))
             }
