@@ -64,3 +64,43 @@ pub fn shared() -> Option<PathBuf> {
     );
     None
 }
+
+/// The Python of the reference stack (scanpy, anndata, scib-metrics, umap-learn; built by
+/// `../shared/reference/tools/setup_env.sh`): `$CELLWEAVE_REF_PYTHON`, else `$CELLWEAVE_PYTHON`,
+/// else that script's default `~/.cache/cellweave-refenv`, else `../venv-ref` beside the
+/// repository. It must be able to `import` every module in `modules`. When absent: prints a
+/// loud notice and returns None, or panics under `CI=true` (`.ci/run` builds it).
+pub fn reference_python(modules: &[&str]) -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut candidates: Vec<PathBuf> = ["CELLWEAVE_REF_PYTHON", "CELLWEAVE_PYTHON"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .collect();
+    if candidates.is_empty() {
+        if let Some(home) = std::env::var_os("HOME") {
+            candidates.push(PathBuf::from(home).join(".cache/cellweave-refenv/bin/python"));
+        }
+        candidates.push(root.join("../venv-ref/bin/python"));
+    }
+    let probe = format!("import {}", modules.join(", "));
+    for p in &candidates {
+        let ok = Command::new(p)
+            .args(["-c", &probe])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(p.clone());
+        }
+    }
+    let msg = format!(
+        "no reference Python that can `{probe}` (tried {candidates:?}; build it with \
+         ../shared/reference/tools/setup_env.sh, or set CELLWEAVE_REF_PYTHON)"
+    );
+    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("CI=true but {msg}");
+    }
+    eprintln!("\n!!!!! SKIPPING: {msg} !!!!!\n");
+    None
+}

@@ -3,7 +3,6 @@
 
 use cellweave::neighbors::{knn, Metric};
 use cellweave::umap::{fuzzy_connectivities, umap, SplitMix, UmapParams};
-use std::path::PathBuf;
 use std::process::Command;
 
 /// `k` Gaussian blobs in `d` dimensions, `m` points each, centres 10 sd apart.
@@ -145,26 +144,6 @@ fn tiny_inputs_do_not_fail() {
     assert!(xy.iter().all(|v| v.is_finite()));
 }
 
-/// The Python of the reference environment, if it has umap-learn and scikit-learn.
-fn reference_python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let p = std::env::var_os("CELLWEAVE_REF_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../venv-ref/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import umap, sklearn"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!(
-            "\n!!!!! SKIPPING: no Python with umap-learn at {} (set CELLWEAVE_REF_PYTHON) !!!!!\n",
-            p.display()
-        );
-    }
-    ok.then_some(p)
-}
-
 const ORACLE: &str = r#"
 import sys, json, numpy as np
 from sklearn.neighbors import NearestNeighbors
@@ -179,7 +158,7 @@ json.dump({"knn": i.tolist(), "i": g.row.tolist(), "j": g.col.tolist(), "w": g.d
 
 #[test]
 fn connectivities_match_umap_learn() {
-    let Some(python) = reference_python() else {
+    let Some(python) = cellweave_tests::reference_python(&["umap", "sklearn"]) else {
         return;
     };
     let (data, _) = blobs(3, 100, 6, 21);

@@ -1,21 +1,23 @@
 //! scanpy itself as the oracle, on simulated data written to `.h5ad` by cellweave-export:
 //! every HVG flavor, with and without a batch key, against scanpy 1.11 run on the same file.
 //!
-//! `seurat` and `cell_ranger` must agree bit for bit (means, dispersions, normalized
-//! dispersions, selection). `seurat_v3` (needs scikit-misc): means and variances bit for bit,
-//! normalized variances within 1e-9 relative (the loess is solved differently, see
+//! The selection must agree exactly; means, dispersions, normalized dispersions (and for
+//! `seurat_v3`, which needs scikit-misc, variances) within 1e-5 relative: scanpy's float32
+//! sums follow the host CPU's SIMD width, so their last bit varies between machines (on one
+//! machine every value was bit-identical, on another a third were; the count is printed).
+//! `seurat_v3` normalized variances within 1e-9 relative (the loess is solved differently, see
 //! hvg/loess.rs), and the selection, median ranks and batch counts exactly equal to scanpy's
 //! procedure with one change: genes tied in a batch's normalized variance are ranked by
 //! position. scanpy ranks with numpy's default (unstable, CPU-dependent) argsort, and ties are
 //! common (genes with one count in a batch all share a value); how many genes scanpy itself
 //! selects differently is printed.
 //!
-//! Python: `$CELLWEAVE_PYTHON`, else `../venv-ref/bin/python` next to the repository (the
-//! reference stack). Without it the test prints a loud notice and checks nothing.
+//! Python: the reference stack ([`cellweave_tests::reference_python`]). Without it the test
+//! prints a loud notice and checks nothing (and fails under `CI=true`).
 
 use cellweave_tests::run_ok;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const ORACLE: &str = r#"
@@ -84,14 +86,6 @@ for bk in ["batch", None]:
                                  "highly_variable_rank_stable", "highly_variable_nbatches"])
 "#;
 
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CELLWEAVE_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../venv-ref/bin/python");
-    p.exists().then_some(p)
-}
-
 fn read_tsv(p: &Path) -> HashMap<String, Vec<f64>> {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut lines = text.lines();
@@ -127,8 +121,7 @@ fn same(a: f64, b: f64) -> bool {
 
 #[test]
 fn hvg_flavors_match_scanpy() {
-    let Some(py) = python() else {
-        eprintln!("\n!!!!! SKIPPING: no Python with scanpy (set CELLWEAVE_PYTHON) !!!!!\n");
+    let Some(py) = cellweave_tests::reference_python(&["scanpy", "anndata"]) else {
         return;
     };
     let d = tempfile::tempdir().unwrap();
@@ -170,6 +163,11 @@ fn hvg_flavors_match_scanpy() {
     let mut checked = 0;
     for flavor in ["seurat", "cell_ranger", "seurat_v3"] {
         if flavor == "seurat_v3" && !has_v3 {
+            assert!(
+                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+                "CI=true but scikit-misc is not installed in {}",
+                py.display()
+            );
             eprintln!(
                 "\n!!!!! SKIPPING seurat_v3: scikit-misc is not installed in {} !!!!!\n",
                 py.display()
@@ -225,15 +223,25 @@ fn hvg_flavors_match_scanpy() {
                     .count();
                 eprintln!("seurat_v3 batch_key={bk}: {differ} genes selected differently from scanpy's unstable argsort (ties)");
             }
+            let (mut bitwise, mut compared) = (0, 0);
             for (c, oracle) in cols {
                 let (a, b) = (&mine[*c], &theirs[*oracle]);
                 assert_eq!(a.len(), b.len(), "{flavor} {bk} {c}: gene count");
                 for g in 0..a.len() {
-                    let ok = if flavor == "seurat_v3" && *c == "variances_norm" {
+                    // Selections exactly; statistics within 1e-5 (relative above 1, as the issue asks): scanpy sums float32
+                    // values in an order that depends on the CPU's SIMD width (numpy's pairwise
+                    // summation, numba), so the last float32 bit can differ from machine to
+                    // machine (seen: 2.6150402983774073 vs 2.615040313490971). How many agree
+                    // bit for bit is printed.
+                    let ok = if c.starts_with("highly_variable") {
+                        same(a[g], b[g])
+                    } else if flavor == "seurat_v3" && *c == "variances_norm" {
                         (a[g] - b[g]).abs() <= 1e-9 * b[g].abs().max(1e-12)
                     } else {
-                        same(a[g], b[g])
+                        same(a[g], b[g]) || (a[g] - b[g]).abs() <= 1e-5 * b[g].abs().max(1.0)
                     };
+                    bitwise += usize::from(same(a[g], b[g]));
+                    compared += 1;
                     assert!(
                         ok,
                         "{flavor} batch_key={bk} {c} of gene {g}: cellweave {} vs scanpy {}",
@@ -241,6 +249,9 @@ fn hvg_flavors_match_scanpy() {
                     );
                 }
             }
+            eprintln!(
+                "{flavor} batch_key={bk}: {bitwise} of {compared} values bit-identical to scanpy's"
+            );
             checked += 1;
         }
     }

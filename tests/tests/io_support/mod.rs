@@ -12,34 +12,11 @@ pub fn ci() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
 }
 
-/// A Python with anndata, scipy and h5py: `$CELLWEAVE_PYTHON`, the reference venv next to
-/// the repository (`../venv-ref`), or `python3`. None (a loud skip) when there is none;
-/// a panic under CI=true.
+/// A Python with anndata, scipy and h5py: the reference stack
+/// ([`cellweave_tests::reference_python`]). None (a loud skip) when there is none; a panic
+/// under CI=true.
 pub fn python() -> Option<PathBuf> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("CELLWEAVE_PYTHON") {
-        candidates.push(PathBuf::from(p));
-    }
-    candidates.push(repo.join("../venv-ref/bin/python"));
-    candidates.push(PathBuf::from("python3"));
-    for c in candidates {
-        let ok = Command::new(&c)
-            .args(["-c", "import anndata, scipy, h5py, numpy"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return Some(c);
-        }
-    }
-    if ci() {
-        panic!(
-            "CI=true but no Python with anndata, scipy and h5py was found (set CELLWEAVE_PYTHON)"
-        );
-    }
-    eprintln!("\n!!!!! SKIPPING the Python (anndata) checks: no Python with anndata, scipy and h5py (set CELLWEAVE_PYTHON) !!!!!\n");
-    None
+    cellweave_tests::reference_python(&["anndata", "scipy", "h5py", "numpy"])
 }
 
 /// Run a Python script with arguments; panics with its output unless it succeeds.
