@@ -4,6 +4,7 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::io::{atomic, table, Format};
+use cellweave::metrics::imputation::{self, ImputedScale};
 use cellweave::metrics::{self, input, report, KnnMode, MetricId, Options};
 use cellweave::{info, Error, Result};
 use clap::Parser;
@@ -20,8 +21,22 @@ const TOOL: &str = "cellweave-score";
 struct Args {
     /// Embeddings to score: embedding tables (.arrow/.parquet), cells tables (scored on their
     /// 50-component PCA: the unintegrated baseline) or TSV embeddings (cell id, then values)
-    #[arg(required = true, value_name = "EMB")]
+    #[arg(required_unless_present = "impute", value_name = "EMB")]
     inputs: Vec<PathBuf>,
+    /// Imputation mode: score these imputed matrices (cellweave-impute tables, or TSV / h5ad,
+    /// cells x genes) against --truth on the entries that --masked hid: held-out MSE and
+    /// median Pearson per gene and per cell on log10(x+1), as impute_eval.py
+    #[arg(long, value_name = "IMPUTED", num_args = 1.., conflicts_with_all = ["inputs", "unintegrated", "obs", "metrics"], requires_all = ["truth", "masked"])]
+    impute: Vec<PathBuf>,
+    /// Imputation mode: the complete counts (cells table, h5ad, 10x folder, TSV)
+    #[arg(long, value_name = "TRUTH", requires = "impute")]
+    truth: Option<PathBuf>,
+    /// Imputation mode: the counts the imputation was given (the truth with entries hidden)
+    #[arg(long, value_name = "MASKED", requires = "impute")]
+    masked: Option<PathBuf>,
+    /// Imputation mode: scale of imputed values in files that do not record it (TSV, h5ad)
+    #[arg(long, value_enum, default_value_t = ImputedScale::Log10)]
+    impute_scale: ImputedScale,
     /// Scores table: .arrow/.parquet (long: embedding, metric, value, group), .tsv (wide, one
     /// row per embedding) or .json
     #[arg(short, long, value_name = "OUTPUT")]
@@ -46,11 +61,11 @@ struct Args {
     #[arg(long, default_value = "all")]
     metrics: String,
     /// Also write the wide TSV (default path: OUTPUT with .tsv)
-    #[arg(long, value_name = "TSV", num_args = 0..=1, default_missing_value = "")]
-    tsv: Option<PathBuf>,
+    #[arg(long, value_name = "TSV", num_args = 0..=1)]
+    tsv: Option<Option<PathBuf>>,
     /// Also write JSON with timings and per-label detail (default path: OUTPUT with .json)
-    #[arg(long, value_name = "JSON", num_args = 0..=1, default_missing_value = "")]
-    json: Option<PathBuf>,
+    #[arg(long, value_name = "JSON", num_args = 0..=1)]
+    json: Option<Option<PathBuf>>,
     /// Min-max scale each metric across the embeddings before aggregating (the default of
     /// scib-metrics' Benchmarker table; off: raw means, as the reference JSONs)
     #[arg(long)]
@@ -65,14 +80,10 @@ struct Args {
     common: Common,
 }
 
-fn sibling(output: &Path, opt: &Option<PathBuf>, ext: &str) -> Option<PathBuf> {
-    opt.as_ref().map(|p| {
-        if p.as_os_str().is_empty() {
-            output.with_extension(ext)
-        } else {
-            p.clone()
-        }
-    })
+/// `--tsv` / `--json`: absent, given without a path (OUTPUT with `ext`), or with one.
+fn sibling(output: &Path, opt: &Option<Option<PathBuf>>, ext: &str) -> Option<PathBuf> {
+    opt.as_ref()
+        .map(|p| p.clone().unwrap_or_else(|| output.with_extension(ext)))
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -83,9 +94,12 @@ fn run(args: &Args) -> Result<()> {
     let inputs: Vec<&Path> = args
         .inputs
         .iter()
+        .chain(&args.impute)
         .map(PathBuf::as_path)
         .chain(args.obs.as_deref())
         .chain(args.unintegrated.as_deref())
+        .chain(args.truth.as_deref())
+        .chain(args.masked.as_deref())
         .collect();
     for out in std::iter::once(&args.output)
         .chain(tsv.iter())
@@ -103,6 +117,83 @@ fn run(args: &Args) -> Result<()> {
             }
         }
     }
+    let scored = if args.impute.is_empty() {
+        score_embeddings(args, metrics)?
+    } else {
+        score_imputations(args)?
+    };
+    let params = serde_json::to_value(args)?;
+    let write = |out: &Path| -> Result<()> {
+        match Format::of(out) {
+            Some(Format::Tsv) => report::write_wide_tsv(out, &scored),
+            Some(Format::Arrow | Format::Parquet) => {
+                let f = report::scores_frame(
+                    &scored,
+                    Step::new(TOOL, args),
+                    &args.label_key,
+                    &args.batch_key,
+                );
+                table::write_frame(out, &f)
+            }
+            _ => report::write_json(out, &report::to_json(&scored, params.clone())),
+        }
+    };
+    write(&args.output)?;
+    for extra in tsv.iter().chain(json.iter()) {
+        write(extra)?;
+    }
+    Ok(())
+}
+
+/// A name not yet taken: `base`, `base_2`, ...
+fn unique_name(base: &str, scored: &[report::Scored]) -> String {
+    let mut name = base.to_string();
+    let mut i = 2;
+    while scored.iter().any(|o| o.name == name) {
+        name = format!("{base}_{i}");
+        i += 1;
+    }
+    name
+}
+
+/// `--impute`: one row per imputed matrix.
+fn score_imputations(args: &Args) -> Result<Vec<report::Scored>> {
+    let (Some(truth), Some(masked)) = (&args.truth, &args.masked) else {
+        return Err(Error::new("--impute needs --truth and --masked").field("--impute"));
+    };
+    let reference = imputation::read_reference(truth, masked)?;
+    info!(
+        "truth {}: {} cells x {} genes",
+        truth.display(),
+        reference.cell_ids.len(),
+        reference.gene_ids.len()
+    );
+    let mut scored: Vec<report::Scored> = Vec::new();
+    for path in &args.impute {
+        let name = unique_name(&input::stem(path), &scored);
+        let (scale, values) =
+            imputation::score_imputed(path, &name, &reference, args.impute_scale)?;
+        for (n, v) in &values {
+            info!("{name}\t{n}\t{v:.6}");
+        }
+        scored.push(report::Scored {
+            name,
+            path: path.display().to_string(),
+            kind: format!("imputed ({})", scale.as_str()),
+            n_cells: reference.cell_ids.len(),
+            dim: reference.gene_ids.len(),
+            label_names: Vec::new(),
+            scores: metrics::Scores {
+                values,
+                ..Default::default()
+            },
+            aggregates: Vec::new(),
+        });
+    }
+    Ok(scored)
+}
+
+fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::Scored>> {
     let obs = match &args.obs {
         Some(p) => Some(cellweave::io::obs::read_obs(p)?),
         None => None,
@@ -137,12 +228,7 @@ fn run(args: &Args) -> Result<()> {
             Some(p) => Some(input::align(&s.cell_ids, p)?),
             None => None,
         };
-        let mut name = s.name.clone();
-        let mut i = 2;
-        while scored.iter().any(|o| o.name == name) {
-            name = format!("{}_{i}", s.name);
-            i += 1;
-        }
+        let name = unique_name(&s.name, &scored);
         info!(
             "scoring {name} ({}: {} cells x {} dims, {} labels, {} batches)",
             s.kind,
@@ -178,27 +264,7 @@ fn run(args: &Args) -> Result<()> {
             info!("{}\t{n}\t{v:.4}", s.name);
         }
     }
-    let params = serde_json::to_value(args)?;
-    let write = |out: &Path| -> Result<()> {
-        match Format::of(out) {
-            Some(Format::Tsv) => report::write_wide_tsv(out, &scored),
-            Some(Format::Arrow | Format::Parquet) => {
-                let f = report::scores_frame(
-                    &scored,
-                    Step::new(TOOL, args),
-                    &args.label_key,
-                    &args.batch_key,
-                );
-                table::write_frame(out, &f)
-            }
-            _ => report::write_json(out, &report::to_json(&scored, params.clone())),
-        }
-    };
-    write(&args.output)?;
-    for extra in tsv.iter().chain(json.iter()) {
-        write(extra)?;
-    }
-    Ok(())
+    Ok(scored)
 }
 
 fn main() -> ExitCode {

@@ -30,7 +30,8 @@ pub struct Scorable {
     pub kind: &'static str,
 }
 
-fn stem(path: &Path) -> String {
+/// The file name without its extension(s) (`.gz` included).
+pub fn stem(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

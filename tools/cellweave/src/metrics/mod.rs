@@ -11,6 +11,7 @@
 pub mod aggregate;
 pub mod clustering;
 pub mod graph;
+pub mod imputation;
 pub mod input;
 pub mod kbet;
 pub mod lisi;

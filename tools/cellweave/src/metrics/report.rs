@@ -47,8 +47,11 @@ pub fn add_aggregates(all: &mut [Scored], min_max_scale: bool) {
     }
 }
 
-/// The group a score belongs to: `bio`, `batch`, `claire` or `aggregate`.
+/// The group a score belongs to: `bio`, `batch`, `claire`, `aggregate` or `impute`.
 pub fn group_of(name: &str) -> &'static str {
+    if super::imputation::OUTPUTS.contains(&name) {
+        return "impute";
+    }
     if name.starts_with("agg_")
         || name == "claire_f1"
         || name == "claire_batch_mixing"
@@ -92,9 +95,12 @@ pub fn scores_frame(all: &[Scored], step: Step, label_key: &str, batch_key: &str
     f
 }
 
-fn fmt(v: f64) -> String {
+/// A value for the TSV: counts (`n_...`) as integers, scores with 6 decimals, NaN as `NA`.
+fn fmt(name: &str, v: f64) -> String {
     if v.is_nan() {
         "NA".into()
+    } else if name.starts_with("n_") && v.fract() == 0.0 {
+        format!("{v:.0}")
     } else {
         format!("{v:.6}")
     }
@@ -119,7 +125,7 @@ pub fn write_wide_tsv(path: &Path, all: &[Scored]) -> Result<()> {
                 .map(|n| {
                     vals.iter()
                         .find(|(m, _)| m == n)
-                        .map(|(_, v)| fmt(*v))
+                        .map(|(_, v)| fmt(n, *v))
                         .unwrap_or_else(|| "NA".into())
                 })
                 .collect();
