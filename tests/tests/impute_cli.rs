@@ -198,6 +198,11 @@ fn same_seed_same_output() {
     let x: Vec<Csr> = outs.iter().map(|p| read_cells(p).unwrap().x).collect();
     assert_eq!(x[0], x[1]);
     assert_ne!(x[0], x[2]);
+    // The dropout masks are drawn per row from one number per step: the thread count
+    // does not change the result.
+    let one = dir.path().join("one_thread.arrow");
+    late(&input, &one, &["--seed", "5", "--threads", "1"]);
+    assert_eq!(read_cells(&one).unwrap().x, x[0]);
 }
 
 #[test]
@@ -310,5 +315,186 @@ fn bad_input_is_one_line_and_leaves_no_output() {
         assert!(!out.exists(), "{extra:?} left an output");
         assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
         assert!(err.starts_with("cellweave-impute: error:"), "{err}");
+        if extra[1] == "cuda" {
+            // Built without the `cuda` feature (as the workspace builds by default) the
+            // error says so and how to get it; with it, this machine's CUDA error.
+            assert!(err.contains("device"), "{err}");
+            assert!(
+                !err.contains("without CUDA") || err.contains("--features cuda"),
+                "{err}"
+            );
+        }
     }
+}
+
+#[test]
+fn log1p_scale_is_recorded_and_evaluated_on_log10() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = synthetic(50, 10, 4);
+    let mut masked = truth.clone();
+    for (k, v) in masked.x.data.iter_mut().enumerate() {
+        if k % 3 != 0 {
+            *v = 0.0;
+        }
+    }
+    masked.x = Csr::from_dense(50, 10, &masked.x.to_dense());
+    let (tp, mp) = (dir.path().join("t.arrow"), dir.path().join("m.arrow"));
+    write_cells(&tp, &truth).unwrap();
+    write_cells(&mp, &masked).unwrap();
+    let eval = |scale: &str| {
+        let out = dir.path().join(format!("{scale}.arrow"));
+        let args = [
+            s(&mp),
+            "-o",
+            s(&out),
+            "--method",
+            "gene-mean",
+            "--scale",
+            scale,
+            "--truth",
+            s(&tp),
+        ];
+        let r = run_ok("impute", &args);
+        let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        (read_cells(&out).unwrap(), json)
+    };
+    let (t10, j10) = eval("log10");
+    let (tln, jln) = eval("log1p");
+    assert_eq!(
+        tln.provenance.last().unwrap().params["value_scale"],
+        "log1p"
+    );
+    assert_eq!(
+        t10.provenance.last().unwrap().params["value_scale"],
+        "log10"
+    );
+    // Observed values on the chosen scale.
+    let (idx, val) = masked.x.row(0);
+    let (y10, yln) = (t10.x.to_dense(), tln.x.to_dense());
+    assert_eq!(yln[idx[0] as usize], (val[0] as f64).ln_1p() as f32);
+    assert_eq!(y10[idx[0] as usize], (val[0] as f64 + 1.0).log10() as f32);
+    // A gene mean is linear in the scale, so after conversion to log10 both score the same.
+    for k in ["mse_heldout", "median_pearson_gene", "median_pearson_cell"] {
+        let (a, b) = (j10[k].as_f64().unwrap(), jln[k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-5, "{k}: {a} vs {b}");
+    }
+}
+
+#[test]
+fn translate_takes_the_models_genes_from_a_wider_shuffled_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 60, 12);
+    let (a, model) = (dir.path().join("a.arrow"), dir.path().join("model"));
+    late(&input, &a, &["--model-out", s(&model)]);
+    // The same cells with the genes reversed and two genes the model never saw.
+    let cells = read_cells(&input).unwrap();
+    let mut wide = synthetic(60, 14, 9);
+    let order: Vec<usize> = (0..12).rev().collect();
+    let reversed = cells.select_genes(&order).x.to_dense();
+    let extra = wide.x.to_dense();
+    let mut dense = vec![0f32; 60 * 14];
+    for i in 0..60 {
+        dense[i * 14..i * 14 + 12].copy_from_slice(&reversed[i * 12..(i + 1) * 12]);
+        dense[i * 14 + 12..(i + 1) * 14].copy_from_slice(&extra[i * 14 + 12..(i + 1) * 14]);
+    }
+    wide.x = Csr::from_dense(60, 14, &dense);
+    wide.gene_ids = order
+        .iter()
+        .map(|&j| format!("G{j}"))
+        .chain(["X1".to_string(), "X2".to_string()])
+        .collect();
+    wide.gene_names = wide.gene_ids.clone();
+    let wp = dir.path().join("wide.arrow");
+    write_cells(&wp, &wide).unwrap();
+    let b = dir.path().join("b.arrow");
+    run_ok(
+        "impute",
+        &[s(&wp), "-o", s(&b), "--init", s(&model), "--epochs", "0"],
+    );
+    let (ta, tb) = (read_cells(&a).unwrap(), read_cells(&b).unwrap());
+    assert_eq!(tb.gene_ids, ta.gene_ids, "the model's genes, in its order");
+    assert_eq!(tb.x, ta.x);
+
+    // An input that lacks one of the model's genes is refused, naming it.
+    let narrow = dir.path().join("narrow.arrow");
+    write_cells(&narrow, &cells.select_genes(&(1..12).collect::<Vec<_>>())).unwrap();
+    let c = dir.path().join("c.arrow");
+    let r = run("impute", &[s(&narrow), "-o", s(&c), "--init", s(&model)]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && !c.exists());
+    assert!(
+        err.contains("'G0'") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn training_log_and_model_card_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 100, 16);
+    let (out, model, log) = (
+        dir.path().join("o.arrow"),
+        dir.path().join("m"),
+        dir.path().join("log.tsv"),
+    );
+    run_ok(
+        "impute",
+        &[
+            s(&input),
+            "-o",
+            s(&out),
+            "--hidden",
+            "16,8,16",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "8",
+            "--patience",
+            "0",
+            "--lr",
+            "1e-3",
+            "--model-out",
+            s(&model),
+            "--log",
+            s(&log),
+        ],
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    assert_eq!(
+        header,
+        [
+            "epoch",
+            "steps",
+            "train_loss",
+            "val_loss",
+            "best",
+            "lr",
+            "seconds"
+        ]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 8);
+    // 85 training cells in batches of 32.
+    assert!(rows.iter().all(|r| r[1] == "3" && r[5] == "0.001"));
+    let val: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    let best = (0..8).min_by(|&a, &b| val[a].total_cmp(&val[b])).unwrap();
+    assert_eq!(rows[best][4], "true");
+    let card = std::fs::read_to_string(model.join("card.yaml")).unwrap();
+    // The `training:` block of the card, `  key: value` lines.
+    let field = |key: &str| -> f64 {
+        let prefix = format!("  {key}: ");
+        let line = card.lines().find(|l| l.starts_with(&prefix));
+        let line = line.unwrap_or_else(|| panic!("no {key} in {card}"));
+        line[prefix.len()..].trim().parse().unwrap()
+    };
+    assert_eq!(field("best_epoch") as usize, best + 1);
+    assert_eq!(field("best_val_loss"), val[best]);
+    assert_eq!(field("epochs_run"), 8.0);
+    assert_eq!((field("n_train"), field("n_val")), (85.0, 15.0));
+    assert!(
+        val[best] < val[0],
+        "the validation loss did not improve: {val:?}"
+    );
 }

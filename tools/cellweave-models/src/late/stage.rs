@@ -117,12 +117,13 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
                 .file(log));
         }
     }
+    // The device first: a binary built without CUDA says so before reading anything.
+    let dev = device(&o.device)?;
     let mut cells = table::read_cells(&o.input)?;
     if cells.n_cells() == 0 || cells.n_genes() == 0 {
         return Err(Error::new("no cells or no genes to impute").file(&o.input));
     }
     // TRANSLATE: the model decides genes, scale, architecture and batches.
-    let dev = device(&o.device)?;
     let loaded = match &o.init {
         Some(dir) => {
             let (model, card) = Late::load(dir, &dev)?;
@@ -187,16 +188,40 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
         let to10 = |v: &[f32]| v.iter().map(|&y| o.scale.to_log10(y)).collect::<Vec<f32>>();
         let mut masked = x.clone();
         masked.data = to10(&masked.data);
-        let r = impute::evaluate(o.method.as_str(), t, &masked, &to10(&dense))?;
-        println!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| Error::new(e.to_string()))?
-        );
+        let y = to10(&dense);
+        let r = impute::evaluate(&method_label(o), t, &masked, &y)?;
+        let batches = (cells.batch.categories.len() >= 2)
+            .then(|| (&cells.batch.codes[..], cells.batch.categories.len()));
+        let d = impute::evaluate_detail(t, &masked, &y, batches)?;
+        let to_json = |e: serde_json::Error| Error::new(e.to_string());
+        let mut line = serde_json::to_value(&r).map_err(to_json)?;
+        if let (serde_json::Value::Object(a), serde_json::Value::Object(b)) =
+            (&mut line, serde_json::to_value(&d).map_err(to_json)?)
+        {
+            a.extend(b);
+        }
+        println!("{line}");
     }
 
     let mut out = impute::dense_cells(&cells, dense)?;
     out.provenance.push(step);
     table::write_cells(&o.output, &out)
+}
+
+/// The method as the evaluation line names it: `late`, `translate` (with `--init`) or the
+/// baseline's name, then `+batch` with `--batch-aware` and `+only-zeros` with `--only-zeros`.
+fn method_label(o: &Options) -> String {
+    let mut s = match (o.method, &o.init) {
+        (Method::Late, Some(_)) => "translate".to_string(),
+        (m, _) => m.as_str().to_string(),
+    };
+    if o.batch_aware {
+        s.push_str("+batch");
+    }
+    if o.only_zeros {
+        s.push_str("+only-zeros");
+    }
+    s
 }
 
 /// The input's genes in the model's order; an error names a gene the input lacks.

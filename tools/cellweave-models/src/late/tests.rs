@@ -159,6 +159,71 @@ fn loss_ignores_zero_entries() {
     );
 }
 
+/// The hand-written path, which never computes the outputs at zero inputs: a gene that is
+/// zero in every cell of the batch gets exactly zero output-layer gradients (weights and
+/// bias), changing its output weights changes neither the loss nor any other gradient, and
+/// a finite difference on an observed gene's output weight matches its gradient.
+#[test]
+fn fast_gradients_ignore_zero_entries() {
+    let (n, g) = (10, 15);
+    let cfg = LateConfig::new(g, vec![8, 4, 8], 0);
+    let model = test_model(cfg.clone(), 3);
+    let mut dense = random_csr(n, g, 0.4, 21).to_dense();
+    let silent = [2usize, 9];
+    for i in 0..n {
+        for &j in &silent {
+            dense[i * g + j] = 0.0;
+        }
+    }
+    let x = Csr::from_dense(n, g, &dense);
+    let rows: Vec<usize> = (0..n).collect();
+    let batch = Batch::gather(&x, &rows, None);
+    let p = Params::from_model(&model).unwrap();
+    let last = cfg.n_layers() - 1;
+    let din = cfg.in_total(last);
+    let grads_of = |p: &Params| {
+        let mut gr = p.zeros_like();
+        let loss = fast::loss_and_grads(p, &cfg, &batch, None, Some(&mut gr)).unwrap();
+        (loss, gr)
+    };
+    let (loss, gr) = grads_of(&p);
+    // The output layer is stored gene-major: row j holds gene j's weights.
+    for &j in &silent {
+        assert!(gr.w[last][j * din..(j + 1) * din].iter().all(|v| *v == 0.0));
+        assert_eq!(gr.b[last][j], 0.0);
+    }
+    let mut q = p.clone();
+    for &j in &silent {
+        q.w[last][j * din..(j + 1) * din]
+            .iter_mut()
+            .for_each(|v| *v += 3.0);
+        q.b[last][j] += 3.0;
+    }
+    let (loss_q, gr_q) = grads_of(&q);
+    assert_eq!(loss, loss_q);
+    assert_eq!(gr.w[..last], gr_q.w[..last]);
+    // Finite difference on an output weight of an observed gene with an active output.
+    let (j, k) = (0..g)
+        .filter(|j| !silent.contains(j))
+        .flat_map(|j| (0..din).map(move |k| (j, k)))
+        .max_by(|a, b| {
+            let ga = gr.w[last][a.0 * din + a.1].abs();
+            ga.total_cmp(&gr.w[last][b.0 * din + b.1].abs())
+        })
+        .unwrap();
+    let h = 1e-2f32;
+    let mut plus = p.clone();
+    plus.w[last][j * din + k] += h;
+    let mut minus = p.clone();
+    minus.w[last][j * din + k] -= h;
+    let fd = (grads_of(&plus).0 - grads_of(&minus).0) / (2.0 * h as f64);
+    let an = gr.w[last][j * din + k] as f64;
+    assert!(
+        an != 0.0 && ((fd - an) / an).abs() < 1e-2,
+        "finite difference {fd} vs gradient {an}"
+    );
+}
+
 #[test]
 fn save_and_load_keep_the_weights() {
     let cfg = LateConfig::new(6, vec![5, 3, 5], 2);
