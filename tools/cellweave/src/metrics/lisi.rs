@@ -27,13 +27,22 @@ fn h_beta(dist: &[f64], mask: &[bool], beta: f64, p: &mut [f64]) -> f64 {
     sum.ln() + beta * dp / sum
 }
 
-/// Simpson index of one cell (−1 when the weights vanish, as scib-metrics returns).
-fn simpson_one(dist: &[f64], mask: &[bool], codes: &[u32], n_codes: usize, perplexity: f64) -> f64 {
-    let mut p = vec![0f64; dist.len()];
+/// Per-cell neighbour weights (`k` per cell, the cell itself at 0): β found by bisection
+/// so that the entropy of the weights is `ln(perplexity)`. They depend on the distances only,
+/// so one set serves every grouping (labels and batches). A row whose weights vanish is all
+/// zeros (its Simpson index is then −1, as scib-metrics returns).
+pub struct Weights {
+    pub k: usize,
+    pub p: Vec<f64>,
+    /// Per cell: the entropy reached is 0 (weights vanished).
+    pub vanished: Vec<bool>,
+}
+
+fn row_weights(dist: &[f64], mask: &[bool], perplexity: f64, p: &mut [f64]) -> bool {
     let log_u = perplexity.ln();
     let mut beta = 1.0;
     let (mut betamin, mut betamax) = (f64::NEG_INFINITY, f64::INFINITY);
-    let mut h = h_beta(dist, mask, beta, &mut p);
+    let mut h = h_beta(dist, mask, beta, p);
     let mut hdiff = h - log_u;
     let mut tries = 0;
     while hdiff.abs() >= TOL && tries < MAX_TRIES {
@@ -52,44 +61,63 @@ fn simpson_one(dist: &[f64], mask: &[bool], codes: &[u32], n_codes: usize, perpl
                 (beta + betamin) / 2.0
             };
         }
-        h = h_beta(dist, mask, beta, &mut p);
+        h = h_beta(dist, mask, beta, p);
         hdiff = h - log_u;
         tries += 1;
     }
-    if h == 0.0 {
-        return -1.0;
-    }
-    let mut per = vec![0f64; n_codes];
-    for (&c, &pj) in codes.iter().zip(&p) {
-        per[c as usize] += pj;
-    }
-    per.iter().map(|x| x * x).sum()
+    h == 0.0
 }
 
-/// Per-cell LISI (`1 / simpson`) of the codes over the kNN (perplexity `k / 3` by default).
-pub fn lisi(knn: &Knn, codes: &[u32], n_codes: usize, perplexity: Option<f64>) -> Vec<f64> {
+/// The weights of every cell's neighbours (perplexity `k / 3` by default).
+pub fn weights(knn: &Knn, perplexity: Option<f64>) -> Weights {
     let perplexity = perplexity.unwrap_or((knn.k / 3) as f64);
-    (0..knn.n())
-        .into_par_iter()
-        .map(|i| {
+    let k = knn.k;
+    let mut p = vec![0f64; knn.n() * k];
+    let vanished: Vec<bool> = p
+        .par_chunks_mut(k.max(1))
+        .enumerate()
+        .map(|(i, pi)| {
             let (idx, dist) = knn.row(i);
             let d: Vec<f64> = dist.iter().map(|&x| x as f64).collect();
             let mask: Vec<bool> = idx.iter().map(|&j| j as usize != i).collect();
-            let c: Vec<u32> = idx.iter().map(|&j| codes[j as usize]).collect();
-            1.0 / simpson_one(&d, &mask, &c, n_codes, perplexity)
+            row_weights(&d, &mask, perplexity, pi)
+        })
+        .collect();
+    Weights { k, p, vanished }
+}
+
+/// Per-cell LISI (`1 / simpson`) of the codes, from the neighbour weights.
+pub fn lisi_from(w: &Weights, knn: &Knn, codes: &[u32], n_codes: usize) -> Vec<f64> {
+    (0..knn.n())
+        .into_par_iter()
+        .map(|i| {
+            if w.vanished[i] {
+                return -1.0;
+            }
+            let (idx, _) = knn.row(i);
+            let mut per = vec![0f64; n_codes];
+            for (&j, &pj) in idx.iter().zip(&w.p[i * w.k..(i + 1) * w.k]) {
+                per[codes[j as usize] as usize] += pj;
+            }
+            1.0 / per.iter().map(|x| x * x).sum::<f64>()
         })
         .collect()
 }
 
+/// Per-cell LISI (`1 / simpson`) of the codes over the kNN (perplexity `k / 3` by default).
+pub fn lisi(knn: &Knn, codes: &[u32], n_codes: usize, perplexity: Option<f64>) -> Vec<f64> {
+    lisi_from(&weights(knn, perplexity), knn, codes, n_codes)
+}
+
 /// `ilisi_knn`: median batch LISI scaled to [0, 1] by `(x - 1) / (n_batches - 1)`.
-pub fn ilisi_knn(knn: &Knn, batches: &[u32], n_batches: usize) -> f64 {
-    let l = nanmedian(&lisi(knn, batches, n_batches, None));
+pub fn ilisi_knn(w: &Weights, knn: &Knn, batches: &[u32], n_batches: usize) -> f64 {
+    let l = nanmedian(&lisi_from(w, knn, batches, n_batches));
     (l - 1.0) / (n_batches as f64 - 1.0)
 }
 
 /// `clisi_knn`: median label LISI scaled to [0, 1] by `(n_labels - x) / (n_labels - 1)`.
-pub fn clisi_knn(knn: &Knn, labels: &[u32], n_labels: usize) -> f64 {
-    let l = nanmedian(&lisi(knn, labels, n_labels, None));
+pub fn clisi_knn(w: &Weights, knn: &Knn, labels: &[u32], n_labels: usize) -> f64 {
+    let l = nanmedian(&lisi_from(w, knn, labels, n_labels));
     (n_labels as f64 - l) / (n_labels as f64 - 1.0)
 }
 

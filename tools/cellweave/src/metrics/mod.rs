@@ -344,6 +344,7 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
     let mut values: Vec<(String, f64)> = Vec::new();
     let knn = |k: usize| truncate(knn90.as_ref().expect("kNN computed"), k);
     let mut conn15: Option<Graph> = None;
+    let mut lisi_w: Option<lisi::Weights> = None;
     for &m in &opts.metrics {
         match m {
             MetricId::SilhouetteLabel | MetricId::ClaireCasw => {
@@ -377,13 +378,20 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
                 );
                 values.push((m.name().into(), v));
             }
-            MetricId::ClisiKnn => {
-                values.push((m.name().into(), lisi::clisi_knn(&knn(90), lab, nl)));
-                clock.lap("clisi_knn");
-            }
-            MetricId::IlisiKnn => {
-                values.push((m.name().into(), lisi::ilisi_knn(&knn(90), bat, nb)));
-                clock.lap("ilisi_knn");
+            MetricId::ClisiKnn | MetricId::IlisiKnn => {
+                let k90 = knn(90);
+                if lisi_w.is_none() {
+                    lisi_w = Some(lisi::weights(&k90, None));
+                    clock.lap("LISI neighbour weights (k = 90)");
+                }
+                let w = lisi_w.as_ref().expect("just computed");
+                let v = if m == MetricId::ClisiKnn {
+                    lisi::clisi_knn(w, &k90, lab, nl)
+                } else {
+                    lisi::ilisi_knn(w, &k90, bat, nb)
+                };
+                values.push((m.name().into(), v));
+                clock.lap(m.name());
             }
             MetricId::KbetPerLabel => {
                 let conn = crate::umap::fuzzy_connectivities(&knn(50));

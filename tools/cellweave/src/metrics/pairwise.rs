@@ -28,8 +28,12 @@ use std::sync::Mutex;
 
 /// Extra kNN candidates kept on the float32 pass before the exact float64 re-ranking.
 pub const KNN_MARGIN: usize = 8;
-const ROW_BLOCK: usize = 64;
-const COL_BLOCK: usize = 2048;
+/// Rows per block: the matrix product packs a block of columns once per block of rows, so
+/// more rows amortise the packing; rows x columns floats (two buffers) stay within L2.
+const ROW_BLOCK: usize = 128;
+const COL_BLOCK: usize = 1024;
+/// Width of the band of neighbouring rows that sets the initial kNN bounds.
+const BAND: usize = 2048;
 
 /// What to compute in the pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,18 +89,66 @@ fn runs_of(
     out
 }
 
-/// Sum of f32 values into f64 (16 float32 lanes, vectorisable).
-#[inline]
-fn sum32(v: &[f32]) -> f64 {
-    let mut acc = [0f32; 16];
-    let mut chunks = v.chunks_exact(16);
-    for c in &mut chunks {
-        for k in 0..16 {
-            acc[k] += c[k];
+/// Defines each function twice, for the baseline target and (on x86-64) with AVX2, and
+/// picks one at run time. The bodies use only exactly rounded operations (no fused
+/// multiply-add), so both versions give bit-identical results.
+macro_rules! multiversion {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block)*) => {$(
+        $(#[$doc])*
+        #[inline]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    )*};
+}
+
+multiversion! {
+    /// Sum of f32 values into f64 (16 float32 lanes).
+    fn sum32(v: &[f32]) -> f64 {
+        let mut acc = [0f32; 16];
+        let mut chunks = v.chunks_exact(16);
+        for c in &mut chunks {
+            for k in 0..16 {
+                acc[k] += c[k];
+            }
+        }
+        let tail: f32 = chunks.remainder().iter().sum();
+        acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+    }
+
+    /// Dot products of one row to squared distances: `max(|x_i|^2 + |x_j|^2 - 2 x_i.x_j, 0)`.
+    fn dots_to_sq(row: &mut [f32], sq_i: f32, sq_j: &[f32]) {
+        for (v, &s) in row.iter_mut().zip(sq_j) {
+            *v = (sq_i + s - 2.0 * *v).max(0.0);
         }
     }
-    let tail: f32 = chunks.remainder().iter().sum();
-    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+
+    /// `dst = sqrt(src)`, element-wise.
+    fn sqrt_into(dst: &mut [f32], src: &[f32]) {
+        for (o, &v) in dst.iter_mut().zip(src) {
+            *o = v.sqrt();
+        }
+    }
+
+    /// `acc += v`, element-wise.
+    fn add_into(acc: &mut [f32], v: &[f32]) {
+        for (a, &x) in acc.iter_mut().zip(v) {
+            *a += x;
+        }
+    }
 }
 
 /// Order-independent (so deterministic) parallel sums: fixed point in 64-bit integers.
@@ -191,14 +243,14 @@ fn below(values: &[f32], bounds: impl Fn(usize) -> f32, mut hit: impl FnMut(usiz
 }
 
 /// Upper bounds of each row's `k`-th neighbour distance (squared) before the main pass: the
-/// `k`-th smallest distance to a band of [`COL_BLOCK`] rows around it (in the (label, batch)
+/// `k`-th smallest distance to a band of [`BAND`] rows around it (in the (label, batch)
 /// order those are cells of the same group), slightly inflated against rounding differences
 /// between this and the main pass. Candidates above the bound can never be among the `k`
 /// nearest, so the main pass skips them from the start. Only the bounds are kept (no
 /// candidates), so no pair is offered twice.
 fn initial_bounds(xs: &[f32], d: usize, sq: &[f32], k: usize, tau: &[AtomicU32]) {
     let n = sq.len();
-    let width = COL_BLOCK.min(n);
+    let width = BAND.min(n);
     if width <= k {
         return;
     }
@@ -220,9 +272,7 @@ fn initial_bounds(xs: &[f32], d: usize, sq: &[f32], k: usize, tau: &[AtomicU32])
             for r in 0..rows {
                 let i = r0 + r;
                 let row = &mut buf[r * width..(r + 1) * width];
-                for (v, &sqj) in row.iter_mut().zip(&sq[c0..c1]) {
-                    *v = (sq[i] + sqj - 2.0 * *v).max(0.0);
-                }
+                dots_to_sq(row, sq[i], &sq[c0..c1]);
                 if (c0..c1).contains(&i) {
                     row[i - c0] = f32::INFINITY;
                 }
@@ -408,10 +458,7 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
                 }
                 // Squared distances.
                 for r in 0..rows {
-                    let sqi = sq[r0 + r];
-                    for (v, &sqj) in buf[r * cols..(r + 1) * cols].iter_mut().zip(&sq[c0..c1]) {
-                        *v = (sqi + sqj - 2.0 * *v).max(0.0);
-                    }
+                    dots_to_sq(&mut buf[r * cols..(r + 1) * cols], sq[r0 + r], &sq[c0..c1]);
                 }
                 if k_cand > 0 {
                     // Row side, then column side, each filtered by the targets' current bounds.
@@ -466,9 +513,7 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
                 if !(needs.label_sums || needs.batch_sums) {
                     continue;
                 }
-                for (o, &v) in dist[..rows * cols].iter_mut().zip(&buf[..rows * cols]) {
-                    *o = v.sqrt();
-                }
+                sqrt_into(&mut dist[..rows * cols], &buf[..rows * cols]);
                 for r in 0..rows {
                     let i = r0 + r;
                     if (c0..c1).contains(&i) {
@@ -511,9 +556,7 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
                             let ca = &mut colacc[..e - s];
                             ca.iter_mut().for_each(|v| *v = 0.0);
                             for i in run.start..run.end {
-                                for (a, &v) in ca.iter_mut().zip(drow(i - r0, s, e)) {
-                                    *a += v;
-                                }
+                                add_into(ca, drow(i - r0, s, e));
                             }
                             for (jj, &v) in ca.iter().enumerate() {
                                 acc.add((s + jj) * width + run.id, v as f64);
@@ -586,6 +629,26 @@ pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Nee
     out
 }
 
+/// Squared Euclidean distance in float64 (four independent sums, so that it vectorises).
+#[inline]
+fn sq_dist64(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            let t = x[k] as f64 - y[k] as f64;
+            acc[k] += t * t;
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// Exact float64 distances to the candidates, sorted, the cell itself first at 0.
 fn exact_rerank(x: &[f32], d: usize, cands: &[Vec<u32>], k: usize) -> Knn {
     let n = cands.len();
@@ -597,13 +660,10 @@ fn exact_rerank(x: &[f32], d: usize, cands: &[Vec<u32>], k: usize) -> Knn {
             let mut c: Vec<(f64, u32)> = cands[i]
                 .iter()
                 .map(|&j| {
-                    let xj = &x[j as usize * d..(j as usize + 1) * d];
-                    let s: f64 = xi
-                        .iter()
-                        .zip(xj)
-                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                        .sum();
-                    (s.sqrt(), j)
+                    (
+                        sq_dist64(xi, &x[j as usize * d..(j as usize + 1) * d]).sqrt(),
+                        j,
+                    )
                 })
                 .collect();
             c.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
