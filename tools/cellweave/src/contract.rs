@@ -276,6 +276,33 @@ impl Csr {
     }
 }
 
+/// Borrowed CSR rows, e.g. one record batch of a cells table read through a memory map:
+/// row `r` holds `indices[a..b]` and `data[a..b]` with `a = offsets[r] - offsets[0]` and
+/// `b = offsets[r + 1] - offsets[0]` (Arrow list offsets need not start at zero).
+#[derive(Debug, Clone, Copy)]
+pub struct CsrView<'a> {
+    pub offsets: &'a [i32],
+    pub indices: &'a [u32],
+    pub data: &'a [f32],
+}
+
+impl<'a> CsrView<'a> {
+    pub fn n_rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    /// Where row `r` lies in `indices` and `data`.
+    #[inline]
+    pub fn range(&self, r: usize) -> std::ops::Range<usize> {
+        let o = self.offsets[0];
+        (self.offsets[r] - o) as usize..(self.offsets[r + 1] - o) as usize
+    }
+    #[inline]
+    pub fn row(&self, r: usize) -> (&'a [u32], &'a [f32]) {
+        let k = self.range(r);
+        (&self.indices[k.clone()], &self.data[k])
+    }
+}
+
 /// A categorical column: codes into `categories`; [`Categorical::MISSING`] marks a null.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Categorical {
@@ -567,13 +594,19 @@ impl CellsTable {
 
 /// Error when ids repeat, saying how many and suggesting the fix.
 pub fn check_unique(ids: &[String]) -> Result<()> {
-    let mut seen = HashSet::with_capacity(ids.len());
+    check_unique_of(ids.iter().map(String::as_str))
+}
+
+/// [`check_unique`] of ids given one by one.
+pub fn check_unique_of<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let ids = ids.into_iter();
+    let mut seen = HashSet::with_capacity(ids.size_hint().0);
     let mut dups = 0usize;
     let mut first = None;
     for id in ids {
-        if !seen.insert(id.as_str()) {
+        if !seen.insert(id) {
             dups += 1;
-            first.get_or_insert(id.clone());
+            first.get_or_insert(id);
         }
     }
     if dups > 0 {
@@ -588,14 +621,20 @@ pub fn check_unique(ids: &[String]) -> Result<()> {
 /// Stable fingerprint of an ordered list of cell ids: `<count>:<fnv1a64 hex>`.
 /// Tables that refer to cells by row position carry it; a mismatch is a clear error.
 pub fn fingerprint(ids: &[String]) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
+    fingerprint_of(ids.iter().map(String::as_str))
+}
+
+/// [`fingerprint`] of ids given one by one (e.g. straight from Arrow string arrays).
+pub fn fingerprint_of<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let (mut h, mut n): (u64, usize) = (0xcbf29ce484222325, 0);
     for id in ids {
+        n += 1;
         for &b in id.as_bytes().iter().chain(std::iter::once(&0u8)) {
             h ^= b as u64;
             h = h.wrapping_mul(0x100000001b3);
         }
     }
-    format!("{}:{h:016x}", ids.len())
+    format!("{n}:{h:016x}")
 }
 
 /// A per-cell embedding: `dim` numbers per cell, row-major, plus the cells' obs.

@@ -33,11 +33,16 @@
 
 mod loess;
 
-use crate::contract::{CellsTable, Column, Csr, Frame, TableKind, ValueKind};
+use crate::contract::{CellsTable, Column, Csr, Frame, Step, TableKind, ValueKind};
+use crate::io::stream::{self, CellsInput};
+use crate::io::table::CellsMeta;
+use crate::normalize::Memo;
 use crate::{bail, Error, Result};
+use arrow_array::RecordBatch;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::cmp::Ordering;
+use std::path::Path;
 
 /// Partial sums scanpy's numba kernel keeps (its default thread count on the reference machine).
 const SCANPY_PARTIAL_SUMS: usize = 2;
@@ -111,7 +116,12 @@ impl Groups {
     /// Cells grouped by the values of a per-cell column, groups in sorted name order
     /// (scanpy's categories of a string column).
     pub fn by_column(cells: &CellsTable, key: &str) -> Result<Groups> {
-        let cat = cells.require_column(key)?.to_categorical();
+        let col = cells.require_column(key)?;
+        Groups::of_column(&col, key, |i| cells.cell_ids[i].clone())
+    }
+    /// Cells grouped by the values of `col` (the column `key`; `cell_id(i)` names a cell).
+    pub fn of_column(col: &Column, key: &str, cell_id: impl Fn(usize) -> String) -> Result<Groups> {
+        let cat = col.to_categorical();
         if let Some(i) = cat
             .codes
             .iter()
@@ -119,7 +129,7 @@ impl Groups {
         {
             return Err(Error::new(format!(
                 "cell '{}' has no value in the batch key",
-                cells.cell_ids[i]
+                cell_id(i)
             ))
             .field(key));
         }
@@ -165,28 +175,50 @@ pub enum Transform {
     Expm1,
 }
 
-fn partial_moments(x: &Csr, rows: &[usize], part: usize, t: Transform) -> Moments {
-    let g = x.n_cols;
-    let mut m = Moments {
-        n: rows.len(),
-        sum: vec![0.0; g],
-        sumsq: vec![0.0; g],
-        n_pos: vec![0; g],
-    };
-    let mut memo = crate::normalize::Memo::new(f32::exp_m1);
-    for &r in rows.iter().skip(part).step_by(SCANPY_PARTIAL_SUMS) {
-        let (idx, val) = x.row(r);
+impl Moments {
+    fn zeros(n: usize, g: usize) -> Moments {
+        Moments {
+            n,
+            sum: vec![0.0; g],
+            sumsq: vec![0.0; g],
+            n_pos: vec![0; g],
+        }
+    }
+    /// Add one cell's row to the sums.
+    #[inline]
+    fn add_row(&mut self, idx: &[u32], val: &[f32], t: Transform, memo: &mut Memo<fn(f32) -> f32>) {
         for (&c, &v) in idx.iter().zip(val) {
             let c = c as usize;
-            m.n_pos[c] += (v > 0.0) as u32;
+            self.n_pos[c] += (v > 0.0) as u32;
             let v = if t == Transform::Expm1 {
                 memo.get(v)
             } else {
                 v
             };
-            m.sum[c] += v as f64;
-            m.sumsq[c] += (v * v) as f64;
+            self.sum[c] += v as f64;
+            self.sumsq[c] += (v * v) as f64;
         }
+    }
+    /// Add the partial sums of another part of the same group.
+    fn merge(&mut self, p: &Moments) {
+        for c in 0..self.sum.len() {
+            self.sum[c] += p.sum[c];
+            self.sumsq[c] += p.sumsq[c];
+            self.n_pos[c] += p.n_pos[c];
+        }
+    }
+}
+
+fn expm1_memo() -> Memo<fn(f32) -> f32> {
+    Memo::new(f32::exp_m1)
+}
+
+fn partial_moments(x: &Csr, rows: &[usize], part: usize, t: Transform) -> Moments {
+    let mut m = Moments::zeros(rows.len(), x.n_cols);
+    let mut memo = expm1_memo();
+    for &r in rows.iter().skip(part).step_by(SCANPY_PARTIAL_SUMS) {
+        let (idx, val) = x.row(r);
+        m.add_row(idx, val, t, &mut memo);
     }
     m
 }
@@ -200,19 +232,50 @@ pub fn group_moments(x: &Csr, groups: &Groups, t: Transform) -> Vec<Moments> {
         .par_iter()
         .map(|&(b, p)| partial_moments(x, &groups.rows[b], p, t))
         .collect();
-    let mut out = Vec::with_capacity(groups.rows.len());
+    merge_parts(parts)
+}
+
+/// Per group, the partial sums added up (`parts` holds each group's parts in turn).
+fn merge_parts(parts: Vec<Moments>) -> Vec<Moments> {
+    let mut out = Vec::with_capacity(parts.len() / SCANPY_PARTIAL_SUMS);
     for chunk in parts.chunks(SCANPY_PARTIAL_SUMS) {
         let mut m = chunk[0].clone();
-        for p in &chunk[1..] {
-            for c in 0..m.sum.len() {
-                m.sum[c] += p.sum[c];
-                m.sumsq[c] += p.sumsq[c];
-                m.n_pos[c] += p.n_pos[c];
-            }
-        }
+        chunk[1..].iter().for_each(|p| m.merge(p));
         out.push(m);
     }
     out
+}
+
+/// [`group_moments`] over a streamed input, batch by batch: the same partial sums, each
+/// taking the same rows in the same order, so the same results.
+pub fn stream_moments(input: &CellsInput, groups: &Groups, t: Transform) -> Result<Vec<Moments>> {
+    // the part each cell's row goes to: its group's, by its position in the group
+    let mut part = vec![0u32; input.n_cells()];
+    for (b, rows) in groups.rows.iter().enumerate() {
+        for (k, &r) in rows.iter().enumerate() {
+            part[r] = (b * SCANPY_PARTIAL_SUMS + k % SCANPY_PARTIAL_SUMS) as u32;
+        }
+    }
+    let mut parts: Vec<Moments> = groups
+        .rows
+        .iter()
+        .flat_map(|rows| {
+            (0..SCANPY_PARTIAL_SUMS).map(|_| Moments::zeros(rows.len(), input.n_genes()))
+        })
+        .collect();
+    for i in 0..input.n_batches() {
+        let v = input.rows(i)?;
+        let part = &part[input.start(i)..input.start(i) + v.n_rows()];
+        parts.par_iter_mut().enumerate().for_each(|(p, m)| {
+            let mut memo = expm1_memo();
+            for r in (0..v.n_rows()).filter(|&r| part[r] == p as u32) {
+                let (idx, val) = v.row(r);
+                m.add_row(idx, val, t, &mut memo);
+            }
+        });
+        input.release(i);
+    }
+    Ok(merge_parts(parts))
 }
 
 /// scanpy's `_get_mean_var`: mean and unbiased variance of the genes `genes`.
@@ -505,6 +568,17 @@ pub fn highly_variable_genes(
     groups: &Groups,
     p: &HvgParams,
 ) -> Result<Hvg> {
+    check_params(groups, p)?;
+    match p.flavor {
+        Flavor::SeuratV3 => seurat_v3(x, gene_ids, gene_names, groups, p),
+        _ => {
+            let moments = group_moments(x, groups, transform_of(p.flavor));
+            dispersion_flavor(moments, gene_ids, gene_names, groups, p)
+        }
+    }
+}
+
+fn check_params(groups: &Groups, p: &HvgParams) -> Result<()> {
     if p.n_top_genes == 0 {
         bail!("--n-top-genes must be at least 1");
     }
@@ -514,26 +588,41 @@ pub fn highly_variable_genes(
     if groups.rows.is_empty() {
         bail!("no cells");
     }
-    match p.flavor {
-        Flavor::SeuratV3 => seurat_v3(x, gene_ids, gene_names, groups, p),
-        _ => dispersion_flavor(x, gene_ids, gene_names, groups, p),
+    Ok(())
+}
+
+/// How a dispersion flavor takes the values into its sums.
+fn transform_of(flavor: Flavor) -> Transform {
+    if flavor == Flavor::Seurat {
+        Transform::Expm1
+    } else {
+        Transform::Identity
     }
 }
 
+/// [`highly_variable_genes`] of a streamed input, for the dispersion flavors (`seurat`,
+/// `cell_ranger`): one pass over the batches for the per-group sums.
+pub fn highly_variable_genes_stream(
+    input: &CellsInput,
+    groups: &Groups,
+    p: &HvgParams,
+) -> Result<Hvg> {
+    check_params(groups, p)?;
+    if p.flavor == Flavor::SeuratV3 {
+        bail!("seurat_v3 needs the whole matrix: use highly_variable_genes");
+    }
+    let moments = stream_moments(input, groups, transform_of(p.flavor))?;
+    dispersion_flavor(moments, &input.gene_ids, &input.gene_names, groups, p)
+}
+
 fn dispersion_flavor(
-    x: &Csr,
+    moments: Vec<Moments>,
     gene_ids: &[String],
     gene_names: &[String],
     groups: &Groups,
     p: &HvgParams,
 ) -> Result<Hvg> {
-    let g = x.n_cols;
-    let t = if p.flavor == Flavor::Seurat {
-        Transform::Expm1
-    } else {
-        Transform::Identity
-    };
-    let moments = group_moments(x, groups, t);
+    let g = gene_ids.len();
     let nb = moments.len();
     // per batch, per gene values (0 where the gene is not detected in the batch)
     let mut means = vec![vec![0f64; nb]; g];
@@ -793,6 +882,51 @@ pub fn align_counts(cells: &CellsTable, raw: &CellsTable) -> Result<Csr> {
         raw.x.select_rows(&rows).select_cols(&cols)
     };
     Ok(x)
+}
+
+/// Write the cells of a streamed input with the genes `keep` (ascending positions; all when
+/// None) and `provenance`.
+pub fn subset_file(
+    input: &CellsInput,
+    output: &Path,
+    keep: Option<&[usize]>,
+    provenance: &[Step],
+) -> Result<()> {
+    let g = input.n_genes();
+    let all: Vec<usize>;
+    let keep = match keep {
+        Some(k) => k,
+        None => {
+            all = (0..g).collect();
+            &all
+        }
+    };
+    let mut map = vec![u32::MAX; g];
+    for (new, &old) in keep.iter().enumerate() {
+        map[old] = new as u32;
+    }
+    let pick = |v: &[String]| -> Vec<String> { keep.iter().map(|&c| v[c].clone()).collect() };
+    let (gene_ids, gene_names) = (pick(&input.gene_ids), pick(&input.gene_names));
+    let schema = input.output_schema(&CellsMeta {
+        gene_ids: &gene_ids,
+        gene_names: &gene_names,
+        values: input.values,
+        provenance,
+        n_cells: input.n_cells(),
+        fingerprint: input.fingerprint().to_string(),
+    });
+    let make = |i: usize| -> Result<RecordBatch> {
+        let v = input.rows(i)?;
+        let (gi, ex) = if keep.len() == g {
+            input.lists(i)
+        } else {
+            stream::subset_rows(&v, None, &map)
+        };
+        stream::out_batch(&schema, input.per_cell_columns(i), gi, ex)
+    };
+    stream::write_stream(output, schema.clone(), input.n_batches(), make, |i| {
+        input.done(i)
+    })
 }
 
 /// Keep the selected genes (ascending positions) of a cells table, in parallel.

@@ -6,42 +6,37 @@
 //! empty); each value becomes `value / scale` in float32, then `log1p` in float32.
 //! The same operations in the same precision give the same bits here.
 
-use crate::contract::{CellsTable, Csr, ValueKind};
+use crate::contract::{CellsTable, Csr, CsrView, Step, ValueKind};
+use crate::io::stream::{self, CellsInput};
+use crate::io::table::{self, CellsMeta};
 use crate::{Error, Result};
+use arrow_array::types::{Float32Type, UInt32Type};
+use arrow_array::RecordBatch;
+use arrow_buffer::ScalarBuffer;
 use rayon::prelude::*;
+use std::path::Path;
 
 /// Non-zeros per parallel work item (rows are grouped until they hold about this many).
 const NNZ_PER_TASK: usize = 1 << 16;
 
-/// Split the values of `x` into runs of whole rows and call `f(first_row, indptr, values)`
-/// on each run in parallel (`indptr` is the run's slice of row offsets, absolute).
-pub(crate) fn par_row_runs(x: &mut Csr, f: impl Fn(usize, &[u64], &mut [f32]) + Sync) {
-    let n = x.n_rows();
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && ((x.indptr[end] - x.indptr[start]) as usize) < NNZ_PER_TASK {
-            end += 1;
+/// Split `vals` into runs of whole rows (row `r` is `vals[starts[r]..starts[r + 1]]`,
+/// `starts[0] == 0`) and call `f(run_starts, run_values)` on each run in parallel
+/// (`run_starts` is the run's slice of `starts`, still relative to `vals`).
+fn par_row_runs(vals: &mut [f32], starts: &[usize], f: impl Fn(&[usize], &mut [f32]) + Sync) {
+    let n = starts.len() - 1;
+    let mut pieces = Vec::new();
+    let (mut rest, mut a) = (vals, 0);
+    while a < n {
+        let mut b = a + 1;
+        while b < n && starts[b] - starts[a] < NNZ_PER_TASK {
+            b += 1;
         }
-        runs.push((start, end));
-        start = end;
-    }
-    let indptr = &x.indptr;
-    let mut rest: &mut [f32] = &mut x.data;
-    let mut pieces = Vec::with_capacity(runs.len());
-    let mut offset = 0u64;
-    for &(a, b) in &runs {
-        let len = (indptr[b] - indptr[a]) as usize;
-        debug_assert_eq!(indptr[a], offset);
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
-        pieces.push((a, &indptr[a..=b], head));
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(starts[b] - starts[a]);
+        pieces.push((&starts[a..=b], head));
         rest = tail;
-        offset += len as u64;
+        a = b;
     }
-    pieces
-        .into_par_iter()
-        .for_each(|(a, ip, vals)| f(a, ip, vals));
+    pieces.into_par_iter().for_each(|(st, vals)| f(st, vals));
 }
 
 /// A small direct-mapped cache of `f(x)` keyed by the bits of `x`. Expression rows repeat
@@ -87,27 +82,53 @@ pub fn cell_totals(x: &Csr) -> Vec<f32> {
         .collect()
 }
 
+/// Scale one cell's values to `target_sum` total counts and, when `log`, take the natural
+/// log1p, in place (scanpy's float32 arithmetic, see the module documentation).
+#[inline]
+fn normalize_row(
+    row: &mut [f32],
+    target_sum: f32,
+    log: bool,
+    memo: &mut Memo<impl Fn(f32) -> f32>,
+) {
+    let total = row.iter().fold(0f64, |s, &a| s + a as f64) as f32;
+    let mut scale = total / target_sum;
+    if scale == 0.0 {
+        scale = 1.0;
+    }
+    if log {
+        // the cache is keyed by the scaled value, so it stays valid across rows
+        row.iter_mut().for_each(|v| *v = memo.get(*v / scale));
+    } else {
+        row.iter_mut().for_each(|v| *v /= scale);
+    }
+}
+
+/// Normalize rows in place, in parallel (`starts` as in [`par_row_runs`]).
+fn normalize_values(vals: &mut [f32], starts: &[usize], target_sum: f32, log: bool) {
+    par_row_runs(vals, starts, |st, vals| {
+        let mut memo = Memo::new(f32::ln_1p);
+        for w in st.windows(2) {
+            let row = &mut vals[w[0] - st[0]..w[1] - st[0]];
+            normalize_row(row, target_sum, log, &mut memo);
+        }
+    });
+}
+
 /// Scale every cell to `target_sum` total counts and, when `log`, take the natural log1p,
 /// in place (one pass over the values).
 pub fn normalize_total(x: &mut Csr, target_sum: f32, log: bool) {
-    let totals = cell_totals(x);
-    par_row_runs(x, |first, indptr, vals| {
-        let base = indptr[0];
-        let mut memo = Memo::new(f32::ln_1p);
-        for k in 0..indptr.len() - 1 {
-            let mut scale = totals[first + k] / target_sum;
-            if scale == 0.0 {
-                scale = 1.0;
-            }
-            let row = &mut vals[(indptr[k] - base) as usize..(indptr[k + 1] - base) as usize];
-            if log {
-                // the cache is keyed by the scaled value, so it stays valid across rows
-                row.iter_mut().for_each(|v| *v = memo.get(*v / scale));
-            } else {
-                row.iter_mut().for_each(|v| *v /= scale);
-            }
-        }
-    });
+    let starts: Vec<usize> = x.indptr.iter().map(|&o| o as usize).collect();
+    normalize_values(&mut x.data, &starts, target_sum, log);
+}
+
+/// The normalized values of borrowed rows (same layout as `v.data`).
+pub fn normalize_view(v: &CsrView, target_sum: f32, log: bool) -> Vec<f32> {
+    let mut out = v.data.to_vec();
+    let base = v.offsets[0];
+    let starts: Vec<usize> = v.offsets.iter().map(|&o| (o - base) as usize).collect();
+    normalize_values(&mut out, &starts, target_sum, log);
+    out
 }
 
 /// Natural log1p of every value, in place (float32, as numpy's `log1p`).
@@ -115,13 +136,11 @@ pub fn log1p(x: &mut Csr) {
     x.data.par_iter_mut().for_each(|v| *v = v.ln_1p());
 }
 
-/// Normalize a cells table of raw counts: total-count scaling to `target_sum`, then log1p
-/// unless `log` is false. Sets `values` to `log1p` or `normalized`.
-pub fn normalize_cells(t: &mut CellsTable, target_sum: f64, log: bool) -> Result<()> {
-    if t.values != ValueKind::Counts {
+fn check_input(values: ValueKind, target_sum: f64) -> Result<()> {
+    if values != ValueKind::Counts {
         return Err(Error::new(format!(
             "the values are '{}', expected raw counts (normalize runs once, on counts)",
-            t.values.as_str()
+            values.as_str()
         ))
         .field(crate::contract::meta::VALUES));
     }
@@ -130,13 +149,60 @@ pub fn normalize_cells(t: &mut CellsTable, target_sum: f64, log: bool) -> Result
             Error::new(format!("{target_sum} is not a positive number")).field("--target-sum")
         );
     }
-    normalize_total(&mut t.x, target_sum as f32, log);
-    t.values = if log {
+    Ok(())
+}
+
+fn output_kind(log: bool) -> ValueKind {
+    if log {
         ValueKind::Log1p
     } else {
         ValueKind::Normalized
-    };
+    }
+}
+
+/// Normalize a cells table of raw counts: total-count scaling to `target_sum`, then log1p
+/// unless `log` is false. Sets `values` to `log1p` or `normalized`.
+pub fn normalize_cells(t: &mut CellsTable, target_sum: f64, log: bool) -> Result<()> {
+    check_input(t.values, target_sum)?;
+    normalize_total(&mut t.x, target_sum as f32, log);
+    t.values = output_kind(log);
     Ok(())
+}
+
+/// [`normalize_cells`] from a streamed input to `output`, batch by batch: the per-cell
+/// columns and gene positions are written from the input's buffers, only the values are new.
+pub fn normalize_file(
+    input: &CellsInput,
+    output: &Path,
+    target_sum: f64,
+    log: bool,
+    step: Step,
+) -> Result<()> {
+    check_input(input.values, target_sum).map_err(|e| e.file(input.path()))?;
+    let mut provenance = input.provenance.clone();
+    provenance.push(step);
+    let schema = input.output_schema(&CellsMeta {
+        gene_ids: &input.gene_ids,
+        gene_names: &input.gene_names,
+        values: output_kind(log),
+        provenance: &provenance,
+        n_cells: input.n_cells(),
+        fingerprint: input.fingerprint().to_string(),
+    });
+    let make = |i: usize| -> Result<RecordBatch> {
+        let v = input.rows(i)?;
+        let values = normalize_view(&v, target_sum as f32, log);
+        let offsets = input.offsets(i);
+        stream::out_batch(
+            &schema,
+            input.per_cell_columns(i),
+            table::list_of::<UInt32Type>(offsets.clone(), input.gene_index_values(i)),
+            table::list_of::<Float32Type>(offsets, ScalarBuffer::from(values)),
+        )
+    };
+    stream::write_stream(output, schema.clone(), input.n_batches(), make, |i| {
+        input.done(i)
+    })
 }
 
 #[cfg(test)]

@@ -9,10 +9,17 @@
 //! `filter_genes(min_cells)` then runs on the kept cells: a gene is kept when it is > 0 in
 //! at least `min_cells` of them. Explicit zeros stay in the matrix (as in scanpy).
 
-use crate::contract::{meta, Categorical, CellsTable, Column, Csr, Frame, TableKind, ValueKind};
+use crate::contract::{
+    fingerprint_of, meta, Categorical, CellsTable, Column, Csr, Frame, Step, TableKind, ValueKind,
+};
+use crate::io::stream::{self, CellsInput};
+use crate::io::table::{CellsMeta, COL_BATCH};
 use crate::{Error, Result};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
 
 /// Rows per parallel chunk for per-gene reductions (fixed, so results do not depend on
 /// the number of threads).
@@ -74,51 +81,93 @@ pub fn mito_genes(names: &[String], prefix: &str) -> Vec<bool> {
         .collect()
 }
 
-/// Genes detected, total counts and mitochondrial percentage of every cell.
-pub fn cell_metrics(x: &Csr, mito: &[bool]) -> CellMetrics {
-    let per: Vec<(u32, f64, f64)> = (0..x.n_rows())
-        .into_par_iter()
-        .map(|r| {
-            let (idx, val) = x.row(r);
-            let (mut n, mut tot, mut mt) = (0u32, 0f64, 0f64);
-            for (&c, &v) in idx.iter().zip(val) {
-                n += (v > 0.0) as u32;
-                tot += v as f64;
-                if mito[c as usize] {
-                    mt += v as f64;
-                }
-            }
-            (n, tot, if tot > 0.0 { 100.0 * mt / tot } else { 0.0 })
-        })
-        .collect();
-    CellMetrics {
-        n_genes: per.iter().map(|p| p.0).collect(),
-        total_counts: per.iter().map(|p| p.1).collect(),
-        mito_pct: per.iter().map(|p| p.2).collect(),
+/// A cell's genes detected, total counts and mitochondrial percentage.
+type Metrics = (u32, f64, f64);
+
+/// Per gene: cells with a value > 0, and total counts.
+type GeneCounts = (Vec<u32>, Vec<f64>);
+
+/// Genes detected, total counts and mitochondrial percentage of one cell.
+#[inline]
+fn row_metrics(idx: &[u32], val: &[f32], mito: &[bool]) -> Metrics {
+    let (mut n, mut tot, mut mt) = (0u32, 0f64, 0f64);
+    for (&c, &v) in idx.iter().zip(val) {
+        n += (v > 0.0) as u32;
+        tot += v as f64;
+        if mito[c as usize] {
+            mt += v as f64;
+        }
+    }
+    (n, tot, if tot > 0.0 { 100.0 * mt / tot } else { 0.0 })
+}
+
+impl CellMetrics {
+    fn push(&mut self, (n, tot, mt): Metrics) {
+        self.n_genes.push(n);
+        self.total_counts.push(tot);
+        self.mito_pct.push(mt);
     }
 }
 
-/// Per gene: cells with a value > 0 and total counts, over the rows where `keep` is true.
-pub fn gene_totals(x: &Csr, keep: &[bool]) -> (Vec<u32>, Vec<f64>) {
-    let g = x.n_cols;
-    let chunks: Vec<(Vec<u32>, Vec<f64>)> = (0..x.n_rows().div_ceil(ROWS_PER_CHUNK))
+/// Genes detected, total counts and mitochondrial percentage of every cell.
+pub fn cell_metrics(x: &Csr, mito: &[bool]) -> CellMetrics {
+    let per: Vec<Metrics> = (0..x.n_rows())
         .into_par_iter()
-        .map(|k| {
-            let (mut n, mut s) = (vec![0u32; g], vec![0f64; g]);
-            for r in (k * ROWS_PER_CHUNK..((k + 1) * ROWS_PER_CHUNK).min(x.n_rows()))
-                .filter(|&r| keep[r])
-            {
-                let (idx, val) = x.row(r);
-                for (&c, &v) in idx.iter().zip(val) {
-                    n[c as usize] += (v > 0.0) as u32;
-                    s[c as usize] += v as f64;
-                }
-            }
-            (n, s)
+        .map(|r| {
+            let (idx, val) = x.row(r);
+            row_metrics(idx, val, mito)
         })
         .collect();
+    let mut m = CellMetrics {
+        n_genes: Vec::with_capacity(per.len()),
+        total_counts: Vec::with_capacity(per.len()),
+        mito_pct: Vec::with_capacity(per.len()),
+    };
+    per.into_iter().for_each(|p| m.push(p));
+    m
+}
+
+/// Which criteria of [`CRITERIA`] a cell fails.
+fn cell_fails((g, c, mt): Metrics, p: &QcParams) -> [bool; 5] {
+    let g = g as u64;
+    [
+        p.min_genes.is_some_and(|v| g < v),
+        p.max_genes.is_some_and(|v| g > v),
+        p.min_counts.is_some_and(|v| c < v),
+        p.max_counts.is_some_and(|v| c > v),
+        p.max_mito_pct.is_some_and(|v| mt > v),
+    ]
+}
+
+/// Per gene: cells with a value > 0 and total counts, over the rows where `keep` is true.
+pub fn gene_totals(x: &Csr, keep: &[bool]) -> GeneCounts {
+    let g = x.n_cols;
+    let chunks: Vec<GeneCounts> = (0..x.n_rows().div_ceil(ROWS_PER_CHUNK))
+        .into_par_iter()
+        .map(|k| {
+            let rows = k * ROWS_PER_CHUNK..((k + 1) * ROWS_PER_CHUNK).min(x.n_rows());
+            let mut acc = (vec![0u32; g], vec![0f64; g]);
+            for r in rows.filter(|&r| keep[r]) {
+                let (idx, val) = x.row(r);
+                add_gene_counts(&mut acc, idx, val);
+            }
+            acc
+        })
+        .collect();
+    sum_gene_counts(g, chunks)
+}
+
+#[inline]
+fn add_gene_counts((n, s): &mut GeneCounts, idx: &[u32], val: &[f32]) {
+    for (&c, &v) in idx.iter().zip(val) {
+        n[c as usize] += (v > 0.0) as u32;
+        s[c as usize] += v as f64;
+    }
+}
+
+fn sum_gene_counts(g: usize, parts: Vec<GeneCounts>) -> GeneCounts {
     let (mut n, mut s) = (vec![0u32; g], vec![0f64; g]);
-    for (cn, cs) in chunks {
+    for (cn, cs) in parts {
         n.iter_mut().zip(&cn).for_each(|(a, b)| *a += b);
         s.iter_mut().zip(&cs).for_each(|(a, b)| *a += b);
     }
@@ -266,12 +315,11 @@ pub struct Filtered {
     pub genes: Frame,
 }
 
-/// Cell QC then the gene filter. Requires raw counts.
-pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
-    if t.values != ValueKind::Counts {
+fn check_input(values: ValueKind, p: &QcParams) -> Result<()> {
+    if values != ValueKind::Counts {
         return Err(Error::new(format!(
             "the values are '{}', expected raw counts (filter before normalizing)",
-            t.values.as_str()
+            values.as_str()
         ))
         .field(meta::VALUES));
     }
@@ -286,37 +334,59 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
             }
         }
     }
-    let mut report = QcReport::default();
-    let mito = mito_genes(&t.gene_names, &p.mito_prefix);
-    report.n_mito_genes = mito.iter().filter(|&&m| m).count() as u64;
+    Ok(())
+}
+
+/// What the filter measured: per-cell metrics, and per gene the cells (> 0) and counts over
+/// the cells that pass the cell filters.
+struct Measures {
+    metrics: CellMetrics,
+    gene_cells: Vec<u32>,
+    gene_totals: Vec<f64>,
+}
+
+/// What the filter decided: the cells and genes kept, the report and the genes table.
+struct Decision {
+    keep: Vec<bool>,
+    kept_genes: Vec<usize>,
+    report: QcReport,
+    genes: Frame,
+}
+
+/// Decide from the measures (cells by batch `batch`); the errors of a filter that keeps nothing.
+fn decide(
+    batch: &Categorical,
+    gene_ids: &[String],
+    gene_names: &[String],
+    mito: Vec<bool>,
+    m: Measures,
+    p: &QcParams,
+) -> Result<Decision> {
+    let mut report = QcReport {
+        n_mito_genes: mito.iter().filter(|&&m| m).count() as u64,
+        ..Default::default()
+    };
     if p.max_mito_pct.is_some() && report.n_mito_genes == 0 {
         report.warnings.push(format!(
             "no gene name starts with '{}' (any case): the mitochondrial filter removes nothing",
             p.mito_prefix
         ));
     }
-    let m = cell_metrics(&t.x, &mito);
-    let n = t.n_cells();
-    let mut fails = vec![[false; 5]; n];
-    for (i, f) in fails.iter_mut().enumerate() {
-        let (g, c) = (m.n_genes[i] as u64, m.total_counts[i]);
-        f[0] = p.min_genes.is_some_and(|v| g < v);
-        f[1] = p.max_genes.is_some_and(|v| g > v);
-        f[2] = p.min_counts.is_some_and(|v| c < v);
-        f[3] = p.max_counts.is_some_and(|v| c > v);
-        f[4] = p.max_mito_pct.is_some_and(|v| m.mito_pct[i] > v);
-    }
+    let m_ = &m.metrics;
+    let n = m_.n_genes.len();
+    let fails: Vec<[bool; 5]> = (0..n)
+        .map(|i| cell_fails((m_.n_genes[i], m_.total_counts[i], m_.mito_pct[i]), p))
+        .collect();
     let keep: Vec<bool> = fails.iter().map(|f| !f.iter().any(|&x| x)).collect();
 
     // per-batch report (batches in their category order, then "all")
-    let nb = t.batch.categories.len();
+    let nb = batch.categories.len();
     let mut scopes: Vec<Vec<usize>> = vec![Vec::new(); nb];
-    for (i, &c) in t.batch.codes.iter().enumerate() {
+    for (i, &c) in batch.codes.iter().enumerate() {
         scopes[c as usize].push(i);
     }
     scopes.push((0..n).collect());
-    report.scopes = t
-        .batch
+    report.scopes = batch
         .categories
         .iter()
         .cloned()
@@ -334,18 +404,11 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
             .cells_out
             .push(rows.iter().filter(|&&r| keep[r]).count() as u64);
         report.failed.push(failed);
-        report.median_genes.push(median(
-            &mut rows
-                .iter()
-                .map(|&r| m.n_genes[r] as f64)
-                .collect::<Vec<_>>(),
-        ));
-        report.median_counts.push(median(
-            &mut rows.iter().map(|&r| m.total_counts[r]).collect::<Vec<_>>(),
-        ));
-        report.median_mito_pct.push(median(
-            &mut rows.iter().map(|&r| m.mito_pct[r]).collect::<Vec<_>>(),
-        ));
+        let med =
+            |f: &dyn Fn(usize) -> f64| median(&mut rows.iter().map(|&r| f(r)).collect::<Vec<_>>());
+        report.median_genes.push(med(&|r| m_.n_genes[r] as f64));
+        report.median_counts.push(med(&|r| m_.total_counts[r]));
+        report.median_mito_pct.push(med(&|r| m_.mito_pct[r]));
     }
     for (i, name) in report.scopes[..nb].iter().enumerate() {
         if report.cells_in[i] > 0 && report.cells_out[i] == 0 {
@@ -362,13 +425,17 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
     }
 
     // gene filter on the kept cells
-    let (n_cells, totals) = gene_totals(&t.x, &keep);
-    let keep_gene: Vec<bool> = n_cells.iter().map(|&c| c as u64 >= p.min_cells).collect();
-    let kept_genes: Vec<usize> = (0..t.n_genes()).filter(|&g| keep_gene[g]).collect();
-    report.genes_in = t.n_genes() as u64;
+    let g = gene_ids.len();
+    let keep_gene: Vec<bool> = m
+        .gene_cells
+        .iter()
+        .map(|&c| c as u64 >= p.min_cells)
+        .collect();
+    let kept_genes: Vec<usize> = (0..g).filter(|&c| keep_gene[c]).collect();
+    report.genes_in = g as u64;
     report.genes_out = kept_genes.len() as u64;
     report.genes_removed_min_cells = report.genes_in - report.genes_out;
-    if kept_genes.is_empty() && t.n_genes() > 0 {
+    if kept_genes.is_empty() && g > 0 {
         return Err(Error::new(format!(
             "no gene is expressed in at least {} kept cells",
             p.min_cells
@@ -378,14 +445,14 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
     let genes = Frame::new(TableKind::Genes)
         .with(
             "gene_id",
-            Column::Str(t.gene_ids.iter().cloned().map(Some).collect()),
+            Column::Str(gene_ids.iter().cloned().map(Some).collect()),
         )
         .with(
             "gene_name",
-            Column::Str(t.gene_names.iter().cloned().map(Some).collect()),
+            Column::Str(gene_names.iter().cloned().map(Some).collect()),
         )
-        .with("n_cells", Column::U32(n_cells))
-        .with("total_counts", Column::F64(totals))
+        .with("n_cells", Column::U32(m.gene_cells))
+        .with("total_counts", Column::F64(m.gene_totals))
         .with(
             "mito",
             Column::Bool(mito.iter().map(|&b| Some(b)).collect()),
@@ -394,13 +461,51 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
             "kept",
             Column::Bool(keep_gene.iter().map(|&b| Some(b)).collect()),
         );
+    Ok(Decision {
+        keep,
+        kept_genes,
+        report,
+        genes,
+    })
+}
+
+/// New positions of the kept genes (`u32::MAX` for the others).
+fn column_map(n_genes: usize, kept: &[usize]) -> Vec<u32> {
+    let mut col_map = vec![u32::MAX; n_genes];
+    for (new, &old) in kept.iter().enumerate() {
+        col_map[old] = new as u32;
+    }
+    col_map
+}
+
+/// Cell QC then the gene filter. Requires raw counts.
+pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
+    check_input(t.values, p)?;
+    let mito = mito_genes(&t.gene_names, &p.mito_prefix);
+    let metrics = cell_metrics(&t.x, &mito);
+    let n = t.n_cells();
+    let keep: Vec<bool> = (0..n)
+        .map(|i| {
+            let m = (
+                metrics.n_genes[i],
+                metrics.total_counts[i],
+                metrics.mito_pct[i],
+            );
+            !cell_fails(m, p).iter().any(|&f| f)
+        })
+        .collect();
+    let (gene_cells, totals) = gene_totals(&t.x, &keep);
+    let measures = Measures {
+        metrics,
+        gene_cells,
+        gene_totals: totals,
+    };
+    let d = decide(&t.batch, &t.gene_ids, &t.gene_names, mito, measures, p)?;
+    let (keep, kept_genes) = (d.keep, d.kept_genes);
 
     // apply, in place
-    if kept_cells < n || kept_genes.len() < t.n_genes() {
-        let mut col_map = vec![u32::MAX; t.n_genes()];
-        for (new, &old) in kept_genes.iter().enumerate() {
-            col_map[old] = new as u32;
-        }
+    if keep.iter().any(|&k| !k) || kept_genes.len() < t.n_genes() {
+        let col_map = column_map(t.n_genes(), &kept_genes);
         retain(&mut t.x, &keep, &col_map, kept_genes.len());
         let rows: Vec<usize> = (0..n).filter(|&r| keep[r]).collect();
         if rows.len() < n {
@@ -426,9 +531,163 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
     }
     Ok(Filtered {
         cells: t,
-        report,
-        genes,
+        report: d.report,
+        genes: d.genes,
     })
+}
+
+/// What [`filter_file`] reports (the filtered cells went to the output file).
+pub struct FilterReport {
+    pub report: QcReport,
+    pub genes: Frame,
+    /// The provenance of the output (the input's, then `step`).
+    pub provenance: Vec<Step>,
+}
+
+/// [`filter`] from a streamed input to `output`: a first pass over the batches measures
+/// cells and genes, a second writes the kept cells and genes batch by batch.
+pub fn filter_file(
+    input: &CellsInput,
+    output: &Path,
+    p: &QcParams,
+    step: Step,
+) -> Result<FilterReport> {
+    let file = |e: Error| e.file(input.path());
+    check_input(input.values, p).map_err(file)?;
+    let mito = mito_genes(&input.gene_names, &p.mito_prefix);
+    let g = input.n_genes();
+
+    // pass 1: metrics of every cell; per gene, cells and counts of the cells kept
+    let mut metrics = CellMetrics {
+        n_genes: Vec::with_capacity(input.n_cells()),
+        total_counts: Vec::with_capacity(input.n_cells()),
+        mito_pct: Vec::with_capacity(input.n_cells()),
+    };
+    let (mut gene_cells, mut gene_totals) = (vec![0u32; g], vec![0f64; g]);
+    const ROWS: usize = 512;
+    for i in 0..input.n_batches() {
+        let v = input.rows(i)?;
+        let n = v.n_rows();
+        let chunks: Vec<(Vec<Metrics>, GeneCounts)> = (0..n.div_ceil(ROWS))
+            .into_par_iter()
+            .map(|k| {
+                let mut acc = (vec![0u32; g], vec![0f64; g]);
+                let per = (k * ROWS..((k + 1) * ROWS).min(n))
+                    .map(|r| {
+                        let (idx, val) = v.row(r);
+                        let m = row_metrics(idx, val, &mito);
+                        if !cell_fails(m, p).iter().any(|&f| f) {
+                            add_gene_counts(&mut acc, idx, val);
+                        }
+                        m
+                    })
+                    .collect();
+                (per, acc)
+            })
+            .collect();
+        for (per, (cn, cs)) in chunks {
+            per.into_iter().for_each(|m| metrics.push(m));
+            gene_cells.iter_mut().zip(&cn).for_each(|(a, b)| *a += b);
+            gene_totals.iter_mut().zip(&cs).for_each(|(a, b)| *a += b);
+        }
+        input.release(i);
+    }
+    let batch = input.column(COL_BATCH)?.to_categorical();
+    let measures = Measures {
+        metrics,
+        gene_cells,
+        gene_totals,
+    };
+    let d = decide(
+        &batch,
+        &input.gene_ids,
+        &input.gene_names,
+        mito,
+        measures,
+        p,
+    )
+    .map_err(file)?;
+
+    // pass 2: the kept cells and genes
+    let col_map = column_map(g, &d.kept_genes);
+    let all_genes = d.kept_genes.len() == g;
+    let (batch_values, batch_remap) = kept_batches(input, &batch, &d.keep);
+    let mut ids = Vec::new();
+    for i in 0..input.n_batches() {
+        let start = input.start(i);
+        let kept = input.cell_ids(i).iter().flatten().enumerate();
+        ids.extend(kept.filter(|(r, _)| d.keep[start + r]).map(|(_, id)| id));
+    }
+    let mut provenance = input.provenance.clone();
+    provenance.push(step);
+    let pick =
+        |v: &[String]| -> Vec<String> { d.kept_genes.iter().map(|&c| v[c].clone()).collect() };
+    let (gene_ids, gene_names) = (pick(&input.gene_ids), pick(&input.gene_names));
+    let schema = input.output_schema(&CellsMeta {
+        gene_ids: &gene_ids,
+        gene_names: &gene_names,
+        values: input.values,
+        provenance: &provenance,
+        n_cells: ids.len(),
+        fingerprint: fingerprint_of(ids),
+    });
+    let make = |i: usize| -> Result<RecordBatch> {
+        let v = input.rows(i)?;
+        let keep = &d.keep[input.start(i)..input.start(i) + v.n_rows()];
+        let rows: Vec<usize> = (0..v.n_rows()).filter(|&r| keep[r]).collect();
+        let all_rows = rows.len() == v.n_rows();
+        let mut cols = input.per_cell_columns(i);
+        cols[1] = stream::remap_dictionary(&cols[1], &rows, &batch_remap, &batch_values);
+        if !all_rows {
+            cols[0] = stream::take_rows(&cols[0], &rows);
+            for c in cols.iter_mut().skip(2) {
+                *c = stream::take_rows(c, &rows);
+            }
+        }
+        let (gi, ex) = if all_rows && all_genes {
+            input.lists(i)
+        } else {
+            stream::subset_rows(&v, (!all_rows).then_some(keep), &col_map)
+        };
+        stream::out_batch(&schema, cols, gi, ex)
+    };
+    stream::write_stream(output, schema.clone(), input.n_batches(), make, |i| {
+        input.done(i)
+    })?;
+    Ok(FilterReport {
+        report: d.report,
+        genes: d.genes,
+        provenance,
+    })
+}
+
+/// The `batch` dictionary of the filtered table (the batches that keep cells, in the order of
+/// `batch`'s categories) and the new key of each key of the input's dictionary.
+fn kept_batches(input: &CellsInput, batch: &Categorical, keep: &[bool]) -> (ArrayRef, Vec<i32>) {
+    let mut used = vec![false; batch.categories.len()];
+    for (&c, &k) in batch.codes.iter().zip(keep) {
+        used[c as usize] |= k;
+    }
+    let mut new_code = vec![-1i32; batch.categories.len()];
+    let mut kept = Vec::new();
+    for (c, name) in batch.categories.iter().enumerate() {
+        if used[c] {
+            new_code[c] = kept.len() as i32;
+            kept.push(name.as_str());
+        }
+    }
+    let dict = input.dictionary(COL_BATCH);
+    let remap = dict
+        .iter()
+        .map(|s| {
+            let c = batch
+                .categories
+                .iter()
+                .position(|x| s.as_deref() == Some(x.as_str()));
+            c.map_or(-1, |c| new_code[c])
+        })
+        .collect();
+    (Arc::new(StringArray::from(kept)), remap)
 }
 
 #[cfg(test)]

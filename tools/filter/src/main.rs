@@ -3,6 +3,7 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Frame, Step};
+use cellweave::io::stream::CellsInput;
 use cellweave::io::{atomic, table, Format};
 use cellweave::qc::{self, QcParams};
 use cellweave::{info, Error, Result};
@@ -53,11 +54,17 @@ struct Args {
     common: Common,
 }
 
+fn check_side(path: &Path) -> Result<()> {
+    match Format::of(path) {
+        Some(Format::Tsv | Format::Arrow | Format::Parquet) => Ok(()),
+        _ => Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(path)),
+    }
+}
+
 fn write_side(path: &Path, f: &Frame) -> Result<()> {
     match Format::of(path) {
         Some(Format::Tsv) => table::write_frame_tsv(path, f),
-        Some(Format::Arrow | Format::Parquet) => table::write_frame(path, f),
-        _ => Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(path)),
+        _ => table::write_frame(path, f),
     }
 }
 
@@ -75,10 +82,14 @@ fn main() -> ExitCode {
         {
             atomic::check_not_input(p, &[&args.input])?;
         }
+        for p in [args.qc_report.as_ref(), args.genes_out.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            check_side(p)?;
+        }
         let timer = cli::Timer::start("filter");
-        let t_read = cli::Timer::start("read");
-        let cells = table::read_cells(&args.input)?;
-        t_read.done();
+        let input = CellsInput::open(&args.input)?;
         let params = QcParams {
             min_cells: args.min_cells,
             min_genes: args.min_genes,
@@ -88,27 +99,24 @@ fn main() -> ExitCode {
             max_mito_pct: args.max_mito_pct,
             mito_prefix: args.mito_prefix.clone(),
         };
-        let mut out = qc::filter(cells, &params).map_err(|e| e.file(&args.input))?;
+        let step = Step::new("cellweave-filter", &args);
+        let out = qc::filter_file(&input, &args.output, &params, step)?;
         for w in &out.report.warnings {
             info!("cellweave-filter: warning: {w}");
         }
         for line in out.report.lines() {
             info!("{line}");
         }
-        let step = Step::new("cellweave-filter", &args);
-        out.cells.provenance.push(step.clone());
         if let Some(p) = &args.qc_report {
             let mut f = out.report.to_frame(&params);
-            f.provenance = out.cells.provenance.clone();
+            f.provenance = out.provenance.clone();
             write_side(p, &f)?;
         }
         if let Some(p) = &args.genes_out {
-            out.genes.provenance = out.cells.provenance.clone();
-            write_side(p, &out.genes)?;
+            let mut genes = out.genes;
+            genes.provenance = out.provenance.clone();
+            write_side(p, &genes)?;
         }
-        let t_write = cli::Timer::start("write");
-        table::write_cells(&args.output, &out.cells)?;
-        t_write.done();
         timer.done();
         Ok(())
     })

@@ -2,10 +2,11 @@
 //! cell_ranger, seurat_v3; per batch by default).
 
 use cellweave::cli::{self, Common};
-use cellweave::contract::Step;
+use cellweave::contract::{Column, Frame, Step};
 use cellweave::hvg::{self, Flavor, Groups, HvgParams};
+use cellweave::io::stream::CellsInput;
 use cellweave::io::{atomic, table, Format};
-use cellweave::{info, Error};
+use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -76,79 +77,135 @@ fn main() -> ExitCode {
         {
             atomic::check_not_input(p, &[&args.input])?;
         }
+        if let Some(p) = &args.genes_out {
+            if !matches!(
+                Format::of(p),
+                Some(Format::Tsv | Format::Arrow | Format::Parquet)
+            ) {
+                return Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(p));
+            }
+        }
         let timer = cli::Timer::start("hvg");
-        let t_read = cli::Timer::start("read");
-        let cells = table::read_cells(&args.input)?;
-        t_read.done();
-        let groups = if args.ignore_batch {
-            Groups::single(cells.n_cells())
-        } else {
-            Groups::by_column(&cells, &args.batch_key).map_err(|e| e.file(&args.input))?
-        };
         let params = HvgParams {
             n_top_genes: args.n_top_genes,
             flavor,
             n_bins: args.n_bins,
             span: args.span,
         };
-        let counts = match (&args.counts, flavor) {
-            (Some(raw), Flavor::SeuratV3) => {
-                let raw_t = table::read_cells(raw)?;
-                Some(hvg::align_counts(&cells, &raw_t).map_err(|e| e.file(raw))?)
-            }
-            (Some(_), _) => {
-                return Err(Error::new("only flavor seurat_v3 uses raw counts").field("--counts"))
-            }
-            (None, _) => {
-                hvg::check_values(cells.values, flavor).map_err(|e| e.file(&args.input))?;
-                None
-            }
-        };
-        let x = counts.as_ref().unwrap_or(&cells.x);
-        let result =
-            hvg::highly_variable_genes(x, &cells.gene_ids, &cells.gene_names, &groups, &params)
-                .map_err(|e| e.file(&args.input))?;
-        info!(
-            "{} of {} genes selected ({}, {} batch(es))",
-            result.selected.len(),
-            cells.n_genes(),
-            flavor.as_str(),
-            groups.rows.len()
-        );
-        let step = Step::new("cellweave-hvg", &args);
-        let mut provenance = cells.provenance.clone();
-        provenance.push(step);
-        if let Some(p) = &args.genes_out {
-            let mut g = result.genes;
-            g.provenance = provenance.clone();
-            g.meta
-                .insert("cellweave.hvg_flavor".into(), flavor.as_str().into());
-            g.meta.insert(
-                "cellweave.batch_key".into(),
-                if args.ignore_batch {
-                    String::new()
-                } else {
-                    args.batch_key.clone()
-                },
-            );
-            match Format::of(p) {
-                Some(Format::Tsv) => table::write_frame_tsv(p, &g)?,
-                Some(Format::Arrow | Format::Parquet) => table::write_frame(p, &g)?,
-                _ => {
-                    return Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(p))
-                }
-            }
-        }
-        let mut out = if args.no_subset {
-            cells
+        if flavor == Flavor::SeuratV3 {
+            whole_table(&args, &params)?;
         } else {
-            hvg::subset_genes(&cells, &result.selected)
-        };
-        out.provenance = provenance;
-        let t_write = cli::Timer::start("write");
-        table::write_cells(&args.output, &out)?;
-        t_write.done();
+            streamed(&args, &params)?;
+        }
+
         timer.done();
         Ok(())
     })
+}
+
+/// The dispersion flavors: one pass over the input's batches for the statistics, a second
+/// one to write the selected genes.
+fn streamed(args: &Args, params: &HvgParams) -> Result<()> {
+    if args.counts.is_some() {
+        return Err(Error::new("only flavor seurat_v3 uses raw counts").field("--counts"));
+    }
+    let input = CellsInput::open(&args.input)?;
+    let file = |e: Error| e.file(&args.input);
+    hvg::check_values(input.values, params.flavor).map_err(file)?;
+    let groups = if args.ignore_batch {
+        Groups::single(input.n_cells())
+    } else {
+        let col = input.column(&args.batch_key).map_err(file)?;
+        Groups::of_column(&col, &args.batch_key, |i| input.cell_id(i).to_string()).map_err(file)?
+    };
+    let result = hvg::highly_variable_genes_stream(&input, &groups, params).map_err(file)?;
+    let n_genes = input.n_genes();
+    let provenance = report(
+        args,
+        params,
+        result.genes,
+        &groups,
+        n_genes,
+        &input.provenance,
+    )?;
+    let keep = (!args.no_subset).then_some(result.selected.as_slice());
+    hvg::subset_file(&input, &args.output, keep, &provenance)
+}
+
+/// seurat_v3 (raw counts, a loess fit per batch): on the whole table.
+fn whole_table(args: &Args, params: &HvgParams) -> Result<()> {
+    let cells = table::read_cells(&args.input)?;
+    let groups = if args.ignore_batch {
+        Groups::single(cells.n_cells())
+    } else {
+        Groups::by_column(&cells, &args.batch_key).map_err(|e| e.file(&args.input))?
+    };
+    let counts = match &args.counts {
+        Some(raw) => {
+            let raw_t = table::read_cells(raw)?;
+            Some(hvg::align_counts(&cells, &raw_t).map_err(|e| e.file(raw))?)
+        }
+        None => {
+            hvg::check_values(cells.values, params.flavor).map_err(|e| e.file(&args.input))?;
+            None
+        }
+    };
+    let x = counts.as_ref().unwrap_or(&cells.x);
+    let result = hvg::highly_variable_genes(x, &cells.gene_ids, &cells.gene_names, &groups, params)
+        .map_err(|e| e.file(&args.input))?;
+    let n_genes = cells.n_genes();
+    let provenance = report(
+        args,
+        params,
+        result.genes,
+        &groups,
+        n_genes,
+        &cells.provenance,
+    )?;
+    let mut out = if args.no_subset {
+        cells
+    } else {
+        hvg::subset_genes(&cells, &result.selected)
+    };
+    out.provenance = provenance;
+    table::write_cells(&args.output, &out)
+}
+
+/// Log the selection and write the genes table (--genes-out); the output's provenance.
+fn report(
+    args: &Args,
+    params: &HvgParams,
+    genes: Frame,
+    groups: &Groups,
+    n_genes: usize,
+    provenance: &[Step],
+) -> Result<Vec<Step>> {
+    let selected = match genes.column("highly_variable") {
+        Some(Column::Bool(v)) => v.iter().filter(|b| **b == Some(true)).count(),
+        _ => 0,
+    };
+    info!(
+        "{selected} of {n_genes} genes selected ({}, {} batch(es))",
+        params.flavor.as_str(),
+        groups.rows.len()
+    );
+    let mut provenance = provenance.to_vec();
+    provenance.push(Step::new("cellweave-hvg", args));
+    if let Some(p) = &args.genes_out {
+        let mut g = genes;
+        g.provenance = provenance.clone();
+        g.meta
+            .insert("cellweave.hvg_flavor".into(), params.flavor.as_str().into());
+        let key = if args.ignore_batch {
+            String::new()
+        } else {
+            args.batch_key.clone()
+        };
+        g.meta.insert("cellweave.batch_key".into(), key);
+        match Format::of(p) {
+            Some(Format::Tsv) => table::write_frame_tsv(p, &g)?,
+            _ => table::write_frame(p, &g)?,
+        }
+    }
+    Ok(provenance)
 }

@@ -3,7 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Step, ValueKind};
-use cellweave::io::import::{import, summary, GeneJoin, ImportOptions};
+use cellweave::io::import::{
+    import_lazy, summary, summary_of, write_imported, GeneJoin, ImportOptions,
+};
 use cellweave::io::mtx::Orientation;
 use cellweave::io::{atomic, table, Format};
 use cellweave::{info, Error};
@@ -97,10 +99,19 @@ fn main() -> ExitCode {
             values: args.values,
         };
         let timer = cli::Timer::start("import");
-        let mut t = import(&args.inputs, &opts)?;
+        let (mut t, rows) = import_lazy(&args.inputs, &opts)?;
         t.provenance.push(Step::new("cellweave-import", &args));
-        info!("{}", summary(&t));
-        table::write_cells(&args.output, &t)?;
+        match rows {
+            // one .h5ad with a CSR matrix: its rows go from the file to the output batch by batch
+            Some(rows) => {
+                let (nnz, sum) = write_imported(&args.output, &t, &rows, &args.inputs[0])?;
+                info!("{}", summary_of(&t, nnz, sum));
+            }
+            None => {
+                info!("{}", summary(&t));
+                table::write_cells(&args.output, &t)?;
+            }
+        }
         timer.done();
         Ok(())
     })

@@ -3,7 +3,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
-use cellweave::io::{atomic, table};
+use cellweave::io::atomic;
+use cellweave::io::stream::CellsInput;
 use cellweave::normalize;
 use clap::Parser;
 use serde::Serialize;
@@ -37,17 +38,9 @@ fn main() -> ExitCode {
         cli::init(&args.common);
         atomic::check_not_input(&args.output, &[&args.input])?;
         let timer = cli::Timer::start("normalize");
-        let t_read = cli::Timer::start("read");
-        let mut cells = table::read_cells(&args.input)?;
-        t_read.done();
-        normalize::normalize_cells(&mut cells, args.target_sum, !args.no_log)
-            .map_err(|e| e.file(&args.input))?;
-        cells
-            .provenance
-            .push(Step::new("cellweave-normalize", &args));
-        let t_write = cli::Timer::start("write");
-        table::write_cells(&args.output, &cells)?;
-        t_write.done();
+        let input = CellsInput::open(&args.input)?;
+        let step = Step::new("cellweave-normalize", &args);
+        normalize::normalize_file(&input, &args.output, args.target_sum, !args.no_log, step)?;
         timer.done();
         Ok(())
     })

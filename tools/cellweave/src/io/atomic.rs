@@ -103,3 +103,51 @@ pub fn check_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Start writing `file`'s dirty pages to disk now, without waiting (a streaming writer calls
+/// it as it goes, so that the pages are clean, and can be dropped, by the time the next stage
+/// has read them).
+pub fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call on an open descriptor; it only starts I/O.
+    unsafe {
+        os::sync_file_range(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            0,
+            0,
+            os::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
+/// Drop the clean cached pages of `len` bytes of `file` from `offset`, once a stage has read
+/// them for the last time: they are recycled for the stage's own output instead of the kernel
+/// taking fresh memory (which costs more than the copy into it on a virtual machine). A later
+/// reader reads them from disk again.
+pub fn drop_cached(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call on an open descriptor; it is only advice.
+    unsafe {
+        os::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            offset as i64,
+            len as i64,
+            os::POSIX_FADV_DONTNEED,
+        );
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+#[cfg(target_os = "linux")]
+mod os {
+    // From the C library (the values of Linux's headers).
+    pub const POSIX_FADV_DONTNEED: i32 = 4;
+    pub const SYNC_FILE_RANGE_WRITE: u32 = 2;
+    extern "C" {
+        pub fn posix_fadvise(fd: i32, offset: i64, len: i64, advice: i32) -> i32;
+        pub fn sync_file_range(fd: i32, offset: i64, nbytes: i64, flags: u32) -> i32;
+    }
+}

@@ -406,11 +406,21 @@ fn min_max<T: Copy + Ord>(v: &[T], lo: T, hi: T) -> (T, T) {
     v.iter().fold((hi, lo), |(a, b), &x| (a.min(x), b.max(x)))
 }
 
-fn read_index_array(ds: &Dataset, elem: &str, bound: u64) -> Result<Vec<u32>> {
+/// Positions `range` of a 1-D dataset.
+fn read_range<T: hdf5::H5Type>(ds: &Dataset, range: std::ops::Range<usize>) -> Result<Vec<T>> {
+    Ok(ds.read_slice_1d::<T, _>(range)?.into_raw_vec_and_offset().0)
+}
+
+fn read_index_array(
+    ds: &Dataset,
+    elem: &str,
+    bound: u64,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<u32>> {
     let td = ds.dtype()?.to_descriptor()?;
     let (lo, hi, out): (i64, i64, Vec<u32>) = match td {
         TypeDescriptor::Integer(IntSize::U4) => {
-            let v = ds.read_raw::<i32>()?;
+            let v = read_range::<i32>(ds, range)?;
             let (lo, hi) = min_max(&v, i32::MIN, i32::MAX);
             // Same-size map: collected in place, no second buffer.
             (
@@ -420,12 +430,12 @@ fn read_index_array(ds: &Dataset, elem: &str, bound: u64) -> Result<Vec<u32>> {
             )
         }
         TypeDescriptor::Unsigned(IntSize::U4) => {
-            let v = ds.read_raw::<u32>()?;
+            let v = read_range::<u32>(ds, range)?;
             let (_, hi) = min_max(&v, 0, u32::MAX);
             (0, hi as i64, v)
         }
         TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
-            let v = ds.read_raw::<i64>()?;
+            let v = read_range::<i64>(ds, range)?;
             let (lo, hi) = min_max(&v, i64::MIN, i64::MAX);
             (lo, hi, v.into_iter().map(|x| x as u32).collect())
         }
@@ -465,6 +475,11 @@ fn read_indptr(ds: &Dataset, elem: &str, n: usize, nnz: usize) -> Result<Vec<u64
 
 /// Check values that must be raw counts.
 pub(crate) fn check_counts(data: &[f32], elem: &str) -> Result<()> {
+    check_counts_at(data, elem, 0)
+}
+
+/// [`check_counts`] of the values that start at position `first` of `elem`.
+fn check_counts_at(data: &[f32], elem: &str, first: usize) -> Result<()> {
     // Branch-free per block so that it vectorizes; locate the culprit only on failure.
     let ok = data.chunks(4096).all(|c| {
         c.iter()
@@ -476,12 +491,128 @@ pub(crate) fn check_counts(data: &[f32], elem: &str) -> Result<()> {
             .position(|v| !(*v >= 0.0 && v.is_finite()))
             .unwrap_or(0);
         return Err(Error::new(format!(
-            "{elem} holds {} at position {p} (expected raw counts: finite and non-negative; pass --values for other data)",
-            data[p]
+            "{elem} holds {} at position {} (expected raw counts: finite and non-negative; pass --values for other data)",
+            data[p],
+            first + p
         ))
         .field("values"));
     }
     Ok(())
+}
+
+/// A CSR matrix of an `.h5ad` (cells x genes), read a slice of rows at a time.
+pub struct H5Csr {
+    elem: String,
+    data: Dataset,
+    indices: Dataset,
+    /// Row offsets, checked (rising from 0 to the number of stored values).
+    pub indptr: Vec<u64>,
+    pub n_cols: usize,
+    counts: bool,
+    /// The file and where `data` and `indices` lie in it, with their item sizes, when both
+    /// are stored contiguously (for [`H5Csr::forget`]).
+    cache: Option<(std::fs::File, [(u64, u64); 2])>,
+}
+
+impl H5Csr {
+    /// Open the sparse group `g` at `elem` (`major` rows of `minor` positions).
+    fn open(
+        path: &Path,
+        g: &Group,
+        elem: &str,
+        major: usize,
+        minor: usize,
+        counts: bool,
+    ) -> Result<H5Csr> {
+        let ds = |n: &str| {
+            g.dataset(n)
+                .map_err(|_| elem_err(&format!("{elem}/{n}"), "missing"))
+        };
+        let (data, indices) = (ds("data")?, ds("indices")?);
+        if indices.size() != data.size() {
+            return Err(elem_err(
+                elem,
+                format!("{} positions but {} values", indices.size(), data.size()),
+            ));
+        }
+        let indptr = read_indptr(
+            &ds("indptr")?,
+            &format!("{elem}/indptr"),
+            major,
+            data.size(),
+        )?;
+        let place = |d: &Dataset| Some((d.offset()?, d.dtype().ok()?.size() as u64));
+        let cache = match (place(&data), place(&indices), std::fs::File::open(path)) {
+            (Some(a), Some(b), Ok(f)) => Some((f, [a, b])),
+            _ => None,
+        };
+        Ok(H5Csr {
+            elem: elem.to_string(),
+            data,
+            indices,
+            indptr,
+            n_cols: minor,
+            counts,
+            cache,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    pub fn nnz(&self) -> usize {
+        *self.indptr.last().unwrap() as usize
+    }
+
+    /// Drop the cached pages of rows `start..end` from the page cache, once read for the
+    /// last time (see [`super::atomic::drop_cached`]).
+    pub fn forget(&self, start: usize, end: usize) {
+        if let Some((file, places)) = &self.cache {
+            let (a, b) = (self.indptr[start], self.indptr[end]);
+            for (offset, size) in places {
+                super::atomic::drop_cached(file, offset + a * size, (b - a) * size);
+            }
+        }
+    }
+
+    /// Rows `start..end`, checked (positions in range, values finite and, for counts,
+    /// non-negative) and with each row's positions sorted (repeats added up).
+    pub fn read(&self, start: usize, end: usize) -> Result<Csr> {
+        let (a, b) = (self.indptr[start] as usize, self.indptr[end] as usize);
+        let data_elem = format!("{}/data", self.elem);
+        let data: Vec<f32> = read_range(&self.data, a..b).map_err(|e| elem_err(&data_elem, e))?;
+        if self.counts {
+            check_counts_at(&data, &data_elem, a)?;
+        } else if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+            return Err(
+                Error::new(format!("non-finite value {v} in the expression values"))
+                    .field("values"),
+            );
+        }
+        let indices = read_index_array(
+            &self.indices,
+            &format!("{}/indices", self.elem),
+            self.n_cols as u64,
+            a..b,
+        )?;
+        let mut m = Csr {
+            n_cols: self.n_cols,
+            indptr: self.indptr[start..=end]
+                .iter()
+                .map(|&o| o - a as u64)
+                .collect(),
+            indices,
+            data,
+        };
+        super::mtx::sort_rows(&mut m);
+        Ok(m)
+    }
+}
+
+/// A matrix element: read whole (CSC, dense), or CSR rows to read a slice at a time.
+pub enum Matrix {
+    Whole(Csr),
+    Rows(H5Csr),
 }
 
 /// Read the matrix element at `elem` (CSR, CSC or dense) as cells x genes CSR.
@@ -492,6 +623,20 @@ pub fn read_matrix(
     n_vars: usize,
     counts: bool,
 ) -> Result<Csr> {
+    match open_matrix(file, elem, n_obs, n_vars, counts)? {
+        Matrix::Whole(m) => Ok(m),
+        Matrix::Rows(r) => r.read(0, n_obs),
+    }
+}
+
+/// Open the matrix element at `elem`: CSR stays on disk to be read by rows.
+pub fn open_matrix(
+    file: &File,
+    elem: &str,
+    n_obs: usize,
+    n_vars: usize,
+    counts: bool,
+) -> Result<Matrix> {
     let shape_err = |shape: &[u64]| {
         elem_err(
             elem,
@@ -520,38 +665,18 @@ pub fn read_matrix(
                 "csc_matrix" => false,
                 other => return Err(elem_err(elem, format!("encoding '{other}' is not supported (expected csr_matrix, csc_matrix or a dense array)"))),
             };
-            let ds = |n: &str| {
-                g.dataset(n)
-                    .map_err(|_| elem_err(&format!("{elem}/{n}"), "missing"))
-            };
-            let data: Vec<f32> = ds("data")?
-                .read_raw::<f32>()
-                .map_err(|e| elem_err(&format!("{elem}/data"), e))?;
-            if counts {
-                check_counts(&data, &format!("{elem}/data"))?;
-            }
             let (major, minor) = if csr {
                 (n_obs, n_vars)
             } else {
                 (n_vars, n_obs)
             };
-            let indices =
-                read_index_array(&ds("indices")?, &format!("{elem}/indices"), minor as u64)?;
-            if indices.len() != data.len() {
-                return Err(elem_err(
-                    elem,
-                    format!("{} positions but {} values", indices.len(), data.len()),
-                ));
+            let path = file.filename();
+            let rows = H5Csr::open(Path::new(&path), &g, elem, major, minor, counts)?;
+            if csr {
+                return Ok(Matrix::Rows(rows));
             }
-            let indptr = read_indptr(&ds("indptr")?, &format!("{elem}/indptr"), major, data.len())?;
-            let mut m = Csr {
-                n_cols: minor,
-                indptr,
-                indices,
-                data,
-            };
-            super::mtx::sort_rows(&mut m);
-            Ok(if csr { m } else { super::dense::transpose(&m) })
+            let m = rows.read(0, major)?;
+            Ok(Matrix::Whole(super::dense::transpose(&m)))
         }
         LocationType::Dataset => {
             let ds = file.dataset(elem)?;
@@ -582,7 +707,7 @@ pub fn read_matrix(
             if counts {
                 check_counts(&m.data, elem)?;
             }
-            Ok(m)
+            Ok(Matrix::Whole(m))
         }
         _ => Err(elem_err(elem, "not a matrix")),
     }
@@ -629,22 +754,35 @@ fn matrix_location(file: &File, layer: Option<&str>) -> Result<(String, &'static
 /// Read an `.h5ad` file as a cells table (one batch named after the file; the importer
 /// picks the batch column). `layer`: None = `X`, `raw` = `raw/X`, else `layers/<name>`.
 pub fn read_h5ad(path: &Path, layer: Option<&str>, values: ValueKind) -> Result<CellsTable> {
+    let (mut t, rows) = open_h5ad(path, layer, values)?;
+    if let Some(r) = rows {
+        t.x = r.read(0, r.n_rows()).map_err(|e| e.file(path))?;
+    }
+    Ok(t)
+}
+
+/// [`read_h5ad`], but a CSR matrix stays on disk: the table then has empty rows, and the
+/// rows are read from the [`H5Csr`] returned beside it (errors need the path attached).
+pub fn open_h5ad(
+    path: &Path,
+    layer: Option<&str>,
+    values: ValueKind,
+) -> Result<(CellsTable, Option<H5Csr>)> {
     let file = open_h5(path)?;
     (|| {
         let (elem, var_elem) = matrix_location(&file, layer)?;
         let obs = read_dataframe(&file, "obs")?;
         let var = read_dataframe(&file, var_elem)?;
-        let x = read_matrix(
-            &file,
-            &elem,
-            obs.index.len(),
-            var.index.len(),
-            values == ValueKind::Counts,
-        )?;
+        let (n_obs, n_vars) = (obs.index.len(), var.index.len());
+        let counts = values == ValueKind::Counts;
+        let (x, rows) = match open_matrix(&file, &elem, n_obs, n_vars, counts)? {
+            Matrix::Whole(m) => (m, None),
+            Matrix::Rows(r) => (empty_rows(n_obs, n_vars), Some(r)),
+        };
         let (gene_ids, gene_names) = genes_from_var(&var);
         let stem = super::import::stem_of(path);
-        Ok(CellsTable {
-            batch: Categorical::constant(&stem, obs.index.len()),
+        let t = CellsTable {
+            batch: Categorical::constant(&stem, n_obs),
             cell_ids: obs.index,
             obs: obs.columns,
             gene_ids,
@@ -652,9 +790,19 @@ pub fn read_h5ad(path: &Path, layer: Option<&str>, values: ValueKind) -> Result<
             x,
             values,
             provenance: Vec::new(),
-        })
+        };
+        Ok((t, rows))
     })()
     .map_err(|e: Error| e.file(path))
+}
+
+/// `n` rows without values.
+fn empty_rows(n: usize, n_cols: usize) -> Csr {
+    Csr {
+        n_cols,
+        indptr: vec![0; n + 1],
+        ..Default::default()
+    }
 }
 
 // ------------------------------------------------------------------ writing

@@ -2,6 +2,7 @@
 //! concatenate the cells, join per-cell metadata, decide each cell's batch, and check the
 //! result against the contract.
 
+use super::h5ad::H5Csr;
 use super::mtx::Orientation;
 use super::obs::{join_obs, read_obs};
 use super::{dense, h5ad, mtx, table, tenx_h5, Format};
@@ -108,6 +109,21 @@ fn input_names(inputs: &[PathBuf]) -> Vec<String> {
 /// Read one input in its format (by extension; a folder is a 10x MTX folder). An MTX
 /// folder's own `obs.tsv` is joined unless `skip_folder_obs`.
 pub fn read_input(path: &Path, opts: &ImportOptions, skip_folder_obs: bool) -> Result<CellsTable> {
+    let (mut t, rows) = open_input(path, opts, skip_folder_obs, false)?;
+    if let Some(r) = rows {
+        t.x = r.read(0, r.n_rows()).map_err(|e| e.file(path))?;
+    }
+    Ok(t)
+}
+
+/// [`read_input`]; with `lazy`, the CSR matrix of an `.h5ad` stays on disk (the table has
+/// empty rows and the rows are read from the returned [`H5Csr`]).
+fn open_input(
+    path: &Path,
+    opts: &ImportOptions,
+    skip_folder_obs: bool,
+    lazy: bool,
+) -> Result<(CellsTable, Option<H5Csr>)> {
     let values = opts.values;
     let format = Format::of(path).ok_or_else(|| {
         Error::new("unknown input format (expected a 10x folder or matrix.mtx[.gz], .h5ad, .h5, .csv/.tsv[.gz], .arrow or .parquet)").field("format").file(path)
@@ -122,6 +138,7 @@ pub fn read_input(path: &Path, opts: &ImportOptions, skip_folder_obs: bool) -> R
             .field("layer")
             .file(path));
     }
+    let mut rows = None;
     let mut t = match format {
         Format::MtxDir => {
             let mut t = mtx::read_mtx_dir(path, opts.orientation, values)?;
@@ -137,6 +154,11 @@ pub fn read_input(path: &Path, opts: &ImportOptions, skip_folder_obs: bool) -> R
                     );
                 }
             }
+            t
+        }
+        Format::H5ad if lazy => {
+            let (t, r) = h5ad::open_h5ad(path, opts.layer.as_deref(), values)?;
+            rows = r;
             t
         }
         Format::H5ad => h5ad::read_h5ad(path, opts.layer.as_deref(), values)?,
@@ -171,7 +193,7 @@ pub fn read_input(path: &Path, opts: &ImportOptions, skip_folder_obs: bool) -> R
         let n = make_unique(&mut t.gene_ids);
         info!("{}: suffixed {n} duplicate gene id(s)", path.display());
     }
-    Ok(t)
+    Ok((t, rows))
 }
 
 /// Suffix repeated ids with `-1`, `-2`, ... (first occurrence unchanged), avoiding clashes
@@ -420,6 +442,20 @@ const RESERVED: [&str; 4] = ["cell_id", "batch", "gene_index", "expression"];
 
 /// Import `inputs` into one cells table.
 pub fn import(inputs: &[PathBuf], opts: &ImportOptions) -> Result<CellsTable> {
+    let (mut t, rows) = import_lazy(inputs, opts)?;
+    if let Some(r) = rows {
+        t.x = r.read(0, r.n_rows()).map_err(|e| e.file(&inputs[0]))?;
+    }
+    Ok(t)
+}
+
+/// [`import`], but when the only input is an `.h5ad` with a CSR matrix, its rows stay on
+/// disk: the table (checked) has empty rows, to be filled from the returned [`H5Csr`] (whose
+/// reads check the rows), e.g. batch by batch by [`write_imported`].
+pub fn import_lazy(
+    inputs: &[PathBuf],
+    opts: &ImportOptions,
+) -> Result<(CellsTable, Option<H5Csr>)> {
     if inputs.is_empty() {
         return Err(Error::new("no input given"));
     }
@@ -443,20 +479,23 @@ pub fn import(inputs: &[PathBuf], opts: &ImportOptions) -> Result<CellsTable> {
     }
     let stems = input_names(inputs);
     let mut tables = Vec::with_capacity(inputs.len());
+    let mut rows = None;
     for (i, p) in inputs.iter().enumerate() {
-        let mut t = read_input(p, opts, opts.obs.is_some())?;
+        let (mut t, r) = open_input(p, opts, opts.obs.is_some(), inputs.len() == 1)?;
+        rows = r;
         let name = opts
             .batch
             .get(i)
             .cloned()
             .unwrap_or_else(|| stems[i].clone());
         t.batch = Categorical::constant(&name, t.n_cells());
+        let nnz = rows.as_ref().map_or(t.x.nnz(), H5Csr::nnz);
         info!(
             "{}: {} cells x {} genes, {} non-zeros",
             p.display(),
             t.n_cells(),
             t.n_genes(),
-            t.x.nnz()
+            nnz
         );
         tables.push(t);
     }
@@ -496,7 +535,28 @@ pub fn import(inputs: &[PathBuf], opts: &ImportOptions) -> Result<CellsTable> {
     }
     t.values = opts.values;
     t.validate().map_err(|e| e.file(&inputs[0]))?;
-    Ok(t)
+    Ok((t, rows))
+}
+
+/// Write an imported table whose rows are read from `rows`, batch by batch (reading the next
+/// batch while writing one); returns the number of non-zeros and their sum, for the log.
+pub fn write_imported(
+    path: &Path,
+    t: &CellsTable,
+    rows: &H5Csr,
+    input: &Path,
+) -> Result<(usize, f64)> {
+    let totals = std::sync::Mutex::new((0usize, 0f64));
+    let read = |start: usize, end: usize| {
+        let m = rows.read(start, end).map_err(|e| e.file(input))?;
+        let mut tot = totals.lock().unwrap();
+        tot.0 += m.nnz();
+        tot.1 += m.data.iter().map(|&v| v as f64).sum::<f64>();
+        Ok(m)
+    };
+    // the input's pages are dropped where the output is written, to be recycled there
+    table::write_cells_rows(path, t, &rows.indptr, read, |a, b| rows.forget(a, b))?;
+    Ok(totals.into_inner().unwrap())
 }
 
 /// Decide the batch of every cell: `--batch` names, or the `--batch-key` column (default
@@ -576,6 +636,12 @@ fn assign_batch(t: &mut CellsTable, opts: &ImportOptions, first: &Path) -> Resul
 
 /// One line per batch plus totals, for the log.
 pub fn summary(t: &CellsTable) -> String {
+    let total: f64 = t.x.data.iter().map(|&v| v as f64).sum();
+    summary_of(t, t.x.nnz(), total)
+}
+
+/// [`summary`] with the number of non-zeros and their sum given.
+pub fn summary_of(t: &CellsTable, nnz: usize, total: f64) -> String {
     let mut sizes = vec![0usize; t.batch.categories.len()];
     for &c in &t.batch.codes {
         sizes[c as usize] += 1;
@@ -587,12 +653,11 @@ pub fn summary(t: &CellsTable) -> String {
         .zip(&sizes)
         .map(|(b, n)| format!("{b}={n}"))
         .collect();
-    let total: f64 = t.x.data.iter().map(|&v| v as f64).sum();
     format!(
         "{} cells x {} genes, {} non-zeros (sum {}), {} batch(es): {}",
         t.n_cells(),
         t.n_genes(),
-        t.x.nnz(),
+        nnz,
         total,
         t.batch.categories.len(),
         batches.join(", ")
@@ -663,6 +728,43 @@ mod tests {
         assert_eq!(u.x.to_dense(), vec![1.0, 2.0, 0.0, 0.0, 4.0, 3.0]);
         assert_eq!(u.obs[0].1, Column::F64(vec![1.0, 2.5]));
         u.x.validate().unwrap();
+    }
+
+    #[test]
+    fn h5ad_rows_streamed_to_the_output_as_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dense: Vec<f32> = (0..2000)
+            .map(|i| ((i * 7919) % 13 * (i % 3)) as f32)
+            .collect();
+        let (ids, genes): (Vec<String>, Vec<String>) = (
+            (0..100).map(|i| format!("c{i}")).collect(),
+            (0..20).map(|i| format!("G{i}")).collect(),
+        );
+        let (ids, genes): (Vec<&str>, Vec<&str>) = (
+            ids.iter().map(String::as_str).collect(),
+            genes.iter().map(String::as_str).collect(),
+        );
+        let k = Column::F64((0..100).map(|i| i as f64).collect());
+        let mut t = t(&ids, &genes, &dense, vec![("k".into(), k)]);
+        let batch: Vec<&str> = (0..100).map(|i| ["a", "b"][i % 2]).collect();
+        t.batch = Categorical::from_strings(&batch);
+        let h = dir.path().join("in.h5ad");
+        h5ad::write_h5ad(&h, &h5ad::anndata_of(&t)).unwrap();
+        let inputs = vec![h.clone()];
+        let opts = ImportOptions::default();
+        let whole = import(&inputs, &opts).unwrap();
+        let (lazy, rows) = import_lazy(&inputs, &opts).unwrap();
+        let rows = rows.expect("a CSR matrix stays on disk");
+        assert_eq!(lazy.x.nnz(), 0);
+        let out = dir.path().join("out.arrow");
+        let (nnz, sum) = write_imported(&out, &lazy, &rows, &h).unwrap();
+        assert_eq!(nnz, whole.x.nnz());
+        assert_eq!(sum, whole.x.data.iter().map(|&v| v as f64).sum::<f64>());
+        let p = dir.path().join("whole.arrow");
+        table::write_cells(&p, &whole).unwrap();
+        let back = table::read_cells(&out).unwrap();
+        assert_eq!(back, table::read_cells(&p).unwrap());
+        assert_eq!(back.x, t.x);
     }
 
     #[test]

@@ -45,4 +45,5 @@ pub mod h5ad;
 pub mod import;
 pub mod mtx;
 pub mod obs;
+pub mod stream;
 pub mod tenx_h5;

@@ -22,9 +22,10 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Rows per record batch when writing (bounded further by non-zeros per batch).
+/// Rows per record batch when writing (bounded further by non-zeros per batch, so that a
+/// batch's buffers stay small: a stage that streams holds a few batches at a time).
 const ROWS_PER_BATCH: usize = 16_384;
-const NNZ_PER_BATCH: usize = 1 << 26;
+const NNZ_PER_BATCH: usize = 1 << 21;
 
 pub const COL_CELL_ID: &str = "cell_id";
 pub const COL_BATCH: &str = "batch";
@@ -62,6 +63,7 @@ pub fn write_batch_iter(
                 let mut fw = arrow_ipc::writer::FileWriter::try_new(w, &schema)?;
                 for b in batches {
                     fw.write(&b?)?;
+                    atomic::start_writeback(fw.get_ref().get_ref());
                 }
                 fw.finish()?;
             }
@@ -100,7 +102,8 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
                     }
                 }
                 if &head == b"ARROW1" {
-                    read_ipc_file_mmap(&file)
+                    let m = map_ipc_file(&file)?;
+                    Ok((m.schema, m.batches))
                 } else {
                     let buffered = std::io::BufReader::with_capacity(1 << 20, File::open(path)?);
                     let reader = arrow_ipc::reader::StreamReader::try_new(buffered, None)?;
@@ -118,20 +121,29 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     inner().at(path)
 }
 
+/// An Arrow IPC file read through a memory map.
+pub(crate) struct MappedIpc {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub map: Arc<memmap2::Mmap>,
+    /// Where each record batch lies in the map (offset, length).
+    pub blocks: Vec<(usize, usize)>,
+}
+
 /// Read an Arrow IPC file through a memory map: the arrays point into the mapped file, so
 /// reading costs no copy and no parsing of the values (the OS pages data in on use).
-fn read_ipc_file_mmap(file: &File) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+pub(crate) fn map_ipc_file(file: &File) -> Result<MappedIpc> {
     use arrow_ipc::reader::{read_footer_length, FileDecoder};
     // SAFETY: the file is opened read-only; cellweave never modifies files in place (outputs
     // are written to a temporary file and renamed), so the mapping stays valid while used.
-    let mmap = unsafe { memmap2::Mmap::map(file)? };
+    let mmap = Arc::new(unsafe { memmap2::Mmap::map(file)? });
     let len = mmap.len();
     if len < 16 {
         bail!("file is truncated (expected an Arrow IPC file)");
     }
     let ptr = std::ptr::NonNull::new(mmap.as_ptr() as *mut u8).expect("mapped pointer");
     // SAFETY: `ptr` points to `len` readable bytes owned by the mapping kept alive by the Arc.
-    let buffer = unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, Arc::new(mmap)) };
+    let buffer = unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, mmap.clone()) };
     let truncated = || Error::new("file is truncated or corrupt (no valid Arrow IPC footer)");
     let trailer: [u8; 10] = buffer[len - 10..].try_into().unwrap();
     if &trailer[4..] != b"ARROW1" {
@@ -158,13 +170,22 @@ fn read_ipc_file_mmap(file: &File) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     for b in footer.dictionaries().iter().flatten() {
         decoder.read_dictionary(b, &block_data(b)?)?;
     }
-    let mut batches = Vec::new();
+    let (mut batches, mut blocks) = (Vec::new(), Vec::new());
     for b in footer.recordBatches().iter().flatten() {
         if let Some(batch) = decoder.read_record_batch(b, &block_data(b)?)? {
             batches.push(batch);
+            blocks.push((
+                b.offset() as usize,
+                b.metaDataLength() as usize + b.bodyLength() as usize,
+            ));
         }
     }
-    Ok((schema, batches))
+    Ok(MappedIpc {
+        schema,
+        batches,
+        map: mmap,
+        blocks,
+    })
 }
 
 /// The table kind a file holds, from its metadata (for tools that accept several kinds).
@@ -211,7 +232,7 @@ fn base_metadata(kind: TableKind, provenance: &[Step]) -> HashMap<String, String
 }
 
 /// Check kind and version; return the provenance.
-fn check_metadata(schema: &Schema, expected: TableKind) -> Result<Vec<Step>> {
+pub(crate) fn check_metadata(schema: &Schema, expected: TableKind) -> Result<Vec<Step>> {
     let md = schema.metadata();
     let kind = md.get(meta::TABLE).ok_or_else(|| {
         Error::new(format!(
@@ -468,7 +489,7 @@ fn reorder_categories(cat: &mut Categorical, order: &[String]) {
     cat.compact();
 }
 
-fn get_arrays<'a>(
+pub(crate) fn get_arrays<'a>(
     batches: &'a [RecordBatch],
     schema: &Schema,
     name: &str,
@@ -505,20 +526,46 @@ fn required_strings(batches: &[RecordBatch], schema: &Schema, name: &str) -> Res
 
 // ---------------------------------------------------------------- cells
 
-fn cells_schema(t: &CellsTable, obs_fields: &[Field]) -> SchemaRef {
-    let mut md = base_metadata(TableKind::Cells, &t.provenance);
+/// What the schema metadata of a cells table holds: everything but the rows.
+#[derive(Debug, Clone)]
+pub struct CellsMeta<'a> {
+    pub gene_ids: &'a [String],
+    pub gene_names: &'a [String],
+    pub values: ValueKind,
+    pub provenance: &'a [Step],
+    pub n_cells: usize,
+    pub fingerprint: String,
+}
+
+impl<'a> CellsMeta<'a> {
+    pub fn of(t: &'a CellsTable) -> Self {
+        CellsMeta {
+            gene_ids: &t.gene_ids,
+            gene_names: &t.gene_names,
+            values: t.values,
+            provenance: &t.provenance,
+            n_cells: t.n_cells(),
+            fingerprint: t.fingerprint(),
+        }
+    }
+}
+
+/// The schema of a cells table: `cell_id`, `batch`, the other per-cell columns
+/// (`obs_fields`), the two list columns, and the metadata.
+pub fn cells_schema(m: &CellsMeta, obs_fields: &[Field]) -> SchemaRef {
+    let mut md = base_metadata(TableKind::Cells, m.provenance);
     md.insert(
         meta::GENE_IDS.into(),
-        serde_json::to_string(&t.gene_ids).unwrap(),
+        serde_json::to_string(m.gene_ids).unwrap(),
     );
     md.insert(
         meta::GENE_NAMES.into(),
-        serde_json::to_string(&t.gene_names).unwrap(),
+        serde_json::to_string(m.gene_names).unwrap(),
     );
-    md.insert(meta::N_GENES.into(), t.n_genes().to_string());
-    md.insert(meta::VALUES.into(), t.values.as_str().into());
-    md.insert(meta::FINGERPRINT.into(), t.fingerprint());
-    md.insert(meta::N_CELLS.into(), t.n_cells().to_string());
+    md.insert(meta::N_GENES.into(), m.gene_ids.len().to_string());
+    md.insert(meta::VALUES.into(), m.values.as_str().into());
+    md.insert(meta::FINGERPRINT.into(), m.fingerprint.clone());
+    md.insert(meta::N_CELLS.into(), m.n_cells.to_string());
     let mut fields = vec![
         Field::new(COL_CELL_ID, DataType::Utf8, false),
         Field::new(
@@ -530,15 +577,34 @@ fn cells_schema(t: &CellsTable, obs_fields: &[Field]) -> SchemaRef {
     fields.extend(obs_fields.iter().cloned());
     fields.push(Field::new(
         COL_GENE_INDEX,
-        DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))),
+        DataType::List(list_item(DataType::UInt32)),
         false,
     ));
     fields.push(Field::new(
         COL_EXPRESSION,
-        DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+        DataType::List(list_item(DataType::Float32)),
         false,
     ));
     Arc::new(Schema::new_with_metadata(fields, md))
+}
+
+fn list_item(dt: DataType) -> Arc<Field> {
+    Arc::new(Field::new("item", dt, false))
+}
+
+/// A list column of the cells table (`gene_index` or `expression`) from its offsets and
+/// values, without copying either.
+pub fn list_of<T: ArrowPrimitiveType>(
+    offsets: OffsetBuffer<i32>,
+    values: ScalarBuffer<T::Native>,
+) -> ArrayRef {
+    let child = PrimitiveArray::<T>::new(values, None);
+    Arc::new(ListArray::new(
+        list_item(T::DATA_TYPE),
+        offsets,
+        Arc::new(child),
+        None,
+    ))
 }
 
 /// Row ranges of the record batches a table of `indptr` is written in.
@@ -572,14 +638,10 @@ fn list_array<T: ArrowPrimitiveType>(
         .map(|&o| (o - base) as i32)
         .collect();
     let slice = &values[base as usize..indptr[end] as usize];
-    let child = PrimitiveArray::<T>::new(ScalarBuffer::from(slice.to_vec()), None);
-    let field = Arc::new(Field::new("item", T::DATA_TYPE, false));
-    Arc::new(ListArray::new(
-        field,
+    list_of::<T>(
         OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Arc::new(child),
-        None,
-    ))
+        ScalarBuffer::from(slice.to_vec()),
+    )
 }
 
 /// Record batches of a cells table (used for both file formats).
@@ -588,11 +650,8 @@ pub fn cells_to_batches(t: &CellsTable) -> Result<(SchemaRef, Vec<RecordBatch>)>
     Ok((schema, it.collect::<Result<Vec<_>>>()?))
 }
 
-/// The record batches of a cells table, built one at a time (writing streams them, so a
-/// write holds at most one batch's copy of the values at a time).
-pub fn cells_batches(
-    t: &CellsTable,
-) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>> + '_)> {
+/// The schema of a cells table (its per-cell columns' types and its metadata).
+fn table_schema(t: &CellsTable) -> Result<SchemaRef> {
     let reserved = [COL_CELL_ID, COL_BATCH, COL_GENE_INDEX, COL_EXPRESSION];
     for (name, _) in &t.obs {
         if reserved.contains(&name.as_str()) {
@@ -607,20 +666,33 @@ pub fn cells_batches(
         .iter()
         .map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0)
         .collect();
-    let schema = cells_schema(t, &obs_fields);
+    Ok(cells_schema(&CellsMeta::of(t), &obs_fields))
+}
+
+/// The per-cell columns of rows `start..end`.
+fn per_cell_arrays(t: &CellsTable, start: usize, end: usize) -> Vec<ArrayRef> {
+    let rows: Vec<usize> = (start..end).collect();
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(t.cell_ids[start..end].iter())),
+        column_to_arrow(COL_BATCH, &Column::Cat(t.batch.select(&rows))).1,
+    ];
+    for (n, c) in &t.obs {
+        cols.push(column_to_arrow(n, &slice_column(c, start, end - start)).1);
+    }
+    cols
+}
+
+/// The record batches of a cells table, built one at a time (writing streams them, so a
+/// write holds at most one batch's copy of the values at a time).
+pub fn cells_batches(
+    t: &CellsTable,
+) -> Result<(SchemaRef, impl Iterator<Item = Result<RecordBatch>> + '_)> {
+    let schema = table_schema(t)?;
     let schema2 = schema.clone();
     let it = batch_ranges(&t.x.indptr)
         .into_iter()
         .map(move |(start, end)| {
-            let len = end - start;
-            let rows: Vec<usize> = (start..end).collect();
-            let mut cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(t.cell_ids[start..end].iter())),
-                column_to_arrow(COL_BATCH, &Column::Cat(t.batch.select(&rows))).1,
-            ];
-            for (n, c) in &t.obs {
-                cols.push(column_to_arrow(n, &slice_column(c, start, len)).1);
-            }
+            let mut cols = per_cell_arrays(t, start, end);
             cols.push(list_array::<UInt32Type>(
                 &t.x.indptr,
                 start,
@@ -636,6 +708,34 @@ pub fn cells_batches(
             Ok(RecordBatch::try_new(schema2.clone(), cols)?)
         });
     Ok((schema, it))
+}
+
+/// Write a cells table whose rows are made by `rows(start, end)` (rows `start..end`, offsets
+/// from 0), batch by batch; `indptr` holds the row offsets of the whole matrix (for the batch
+/// sizes) and `t` everything else (its own rows are not used). The rows are written as they
+/// come: `rows` checks them. `written(start, end)` is called once they are written.
+pub fn write_cells_rows(
+    path: &Path,
+    t: &CellsTable,
+    indptr: &[u64],
+    rows: impl Fn(usize, usize) -> Result<crate::contract::Csr> + Sync,
+    written: impl Fn(usize, usize),
+) -> Result<()> {
+    let schema = table_schema(t).at(path)?;
+    let ranges = batch_ranges(indptr);
+    let make = |i: usize| -> Result<RecordBatch> {
+        let (start, end) = ranges[i];
+        let m = rows(start, end)?;
+        let offsets: Vec<i32> = m.indptr.iter().map(|&o| o as i32).collect();
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let mut cols = per_cell_arrays(t, start, end);
+        cols.push(list_of::<UInt32Type>(offsets.clone(), m.indices.into()));
+        cols.push(list_of::<Float32Type>(offsets, m.data.into()));
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    };
+    super::stream::write_stream(path, schema.clone(), ranges.len(), make, |i| {
+        written(ranges[i].0, ranges[i].1)
+    })
 }
 
 /// Write a cells table (`.arrow` or `.parquet`), atomically, after validating it.
@@ -697,8 +797,11 @@ fn append_list<T: ArrowPrimitiveType>(
     Ok(())
 }
 
-/// Build a cells table from record batches read from `path` (errors name the path).
-pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<CellsTable> {
+/// The metadata of a cells table: (provenance, gene ids, gene names, values), checked.
+pub(crate) type CellsHeader = (Vec<Step>, Vec<String>, Vec<String>, ValueKind);
+
+/// Read and check the metadata of a cells table.
+pub(crate) fn cells_header(schema: &Schema) -> Result<CellsHeader> {
     let provenance = check_metadata(schema, TableKind::Cells)?;
     let md = schema.metadata();
     let gene_ids = json_list(schema, meta::GENE_IDS)?;
@@ -713,6 +816,20 @@ pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Ce
             Error::new("missing or unknown (expected counts, normalized, log1p, log10p or imputed)")
                 .field(meta::VALUES)
         })?;
+    if gene_names.len() != gene_ids.len() {
+        return Err(Error::new(format!(
+            "{} gene ids but {} gene names",
+            gene_ids.len(),
+            gene_names.len()
+        ))
+        .field("genes"));
+    }
+    Ok((provenance, gene_ids, gene_names, values))
+}
+
+/// Build a cells table from record batches read from `path` (errors name the path).
+pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<CellsTable> {
+    let (provenance, gene_ids, gene_names, values) = cells_header(schema)?;
     let cell_ids = required_strings(batches, schema, COL_CELL_ID)?;
     let batch =
         column_from_arrow(COL_BATCH, &get_arrays(batches, schema, COL_BATCH)?)?.to_categorical();
@@ -1042,7 +1159,7 @@ pub fn write_cells_streaming(
         .iter()
         .map(|(n, c)| column_to_arrow(n, &slice_column(c, 0, 0)).0)
         .collect();
-    let base = cells_schema(header, &obs_fields);
+    let base = cells_schema(&CellsMeta::of(header), &obs_fields);
     let mut md: HashMap<String, String> = base.metadata().clone().into();
     md.insert(meta::FINGERPRINT.to_string(), fingerprint.to_string());
     md.insert(meta::N_CELLS.to_string(), n_cells.to_string());
