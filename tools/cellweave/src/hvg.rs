@@ -175,36 +175,33 @@ pub enum Transform {
     Expm1,
 }
 
-impl Moments {
-    fn zeros(n: usize, g: usize) -> Moments {
-        Moments {
+/// The running sums of one part of a group: per gene, the sum, the sum of squares and the
+/// cells > 0 side by side (a value updates one cache line, not three arrays).
+struct Sums {
+    n: usize,
+    acc: Vec<[f64; 3]>,
+}
+
+impl Sums {
+    fn zeros(n: usize, g: usize) -> Sums {
+        Sums {
             n,
-            sum: vec![0.0; g],
-            sumsq: vec![0.0; g],
-            n_pos: vec![0; g],
+            acc: vec![[0.0; 3]; g],
         }
     }
-    /// Add one cell's row to the sums.
+    /// Add one cell's row.
     #[inline]
     fn add_row(&mut self, idx: &[u32], val: &[f32], t: Transform, memo: &mut Memo<fn(f32) -> f32>) {
         for (&c, &v) in idx.iter().zip(val) {
-            let c = c as usize;
-            self.n_pos[c] += (v > 0.0) as u32;
+            let a = &mut self.acc[c as usize];
+            a[2] += (v > 0.0) as u32 as f64;
             let v = if t == Transform::Expm1 {
                 memo.get(v)
             } else {
                 v
             };
-            self.sum[c] += v as f64;
-            self.sumsq[c] += (v * v) as f64;
-        }
-    }
-    /// Add the partial sums of another part of the same group.
-    fn merge(&mut self, p: &Moments) {
-        for c in 0..self.sum.len() {
-            self.sum[c] += p.sum[c];
-            self.sumsq[c] += p.sumsq[c];
-            self.n_pos[c] += p.n_pos[c];
+            a[0] += v as f64;
+            a[1] += (v * v) as f64;
         }
     }
 }
@@ -213,8 +210,8 @@ fn expm1_memo() -> Memo<fn(f32) -> f32> {
     Memo::new(f32::exp_m1)
 }
 
-fn partial_moments(x: &Csr, rows: &[usize], part: usize, t: Transform) -> Moments {
-    let mut m = Moments::zeros(rows.len(), x.n_cols);
+fn partial_sums(x: &Csr, rows: &[usize], part: usize, t: Transform) -> Sums {
+    let mut m = Sums::zeros(rows.len(), x.n_cols);
     let mut memo = expm1_memo();
     for &r in rows.iter().skip(part).step_by(SCANPY_PARTIAL_SUMS) {
         let (idx, val) = x.row(r);
@@ -228,20 +225,32 @@ pub fn group_moments(x: &Csr, groups: &Groups, t: Transform) -> Vec<Moments> {
     let tasks: Vec<(usize, usize)> = (0..groups.rows.len())
         .flat_map(|b| (0..SCANPY_PARTIAL_SUMS).map(move |p| (b, p)))
         .collect();
-    let parts: Vec<Moments> = tasks
+    let parts: Vec<Sums> = tasks
         .par_iter()
-        .map(|&(b, p)| partial_moments(x, &groups.rows[b], p, t))
+        .map(|&(b, p)| partial_sums(x, &groups.rows[b], p, t))
         .collect();
     merge_parts(parts)
 }
 
-/// Per group, the partial sums added up (`parts` holds each group's parts in turn).
-fn merge_parts(parts: Vec<Moments>) -> Vec<Moments> {
+/// Per group, its partial sums added up, in order (`parts` holds each group's parts in turn).
+fn merge_parts(parts: Vec<Sums>) -> Vec<Moments> {
     let mut out = Vec::with_capacity(parts.len() / SCANPY_PARTIAL_SUMS);
     for chunk in parts.chunks(SCANPY_PARTIAL_SUMS) {
-        let mut m = chunk[0].clone();
-        chunk[1..].iter().for_each(|p| m.merge(p));
-        out.push(m);
+        let col = |k: usize| -> Vec<f64> {
+            (0..chunk[0].acc.len())
+                .map(|c| {
+                    chunk[1..]
+                        .iter()
+                        .fold(chunk[0].acc[c][k], |s, p| s + p.acc[c][k])
+                })
+                .collect()
+        };
+        out.push(Moments {
+            n: chunk[0].n,
+            sum: col(0),
+            sumsq: col(1),
+            n_pos: col(2).into_iter().map(|x| x as u32).collect(),
+        });
     }
     out
 }
@@ -256,12 +265,10 @@ pub fn stream_moments(input: &CellsInput, groups: &Groups, t: Transform) -> Resu
             part[r] = (b * SCANPY_PARTIAL_SUMS + k % SCANPY_PARTIAL_SUMS) as u32;
         }
     }
-    let mut parts: Vec<Moments> = groups
+    let mut parts: Vec<Sums> = groups
         .rows
         .iter()
-        .flat_map(|rows| {
-            (0..SCANPY_PARTIAL_SUMS).map(|_| Moments::zeros(rows.len(), input.n_genes()))
-        })
+        .flat_map(|rows| (0..SCANPY_PARTIAL_SUMS).map(|_| Sums::zeros(rows.len(), input.n_genes())))
         .collect();
     for i in 0..input.n_batches() {
         let v = input.rows(i)?;

@@ -43,8 +43,8 @@ fn par_row_runs(vals: &mut [f32], starts: &[usize], f: impl Fn(&[usize], &mut [f
 /// a few values (most counts are 1, 2 or 3), so a cache per worker skips most
 /// calls to `log1p`/`expm1` while giving the very same bits.
 pub(crate) struct Memo<F: Fn(f32) -> f32> {
-    keys: [u32; 16],
-    vals: [f32; 16],
+    keys: [u32; 64],
+    vals: [f32; 64],
     f: F,
 }
 
@@ -52,15 +52,15 @@ impl<F: Fn(f32) -> f32> Memo<F> {
     pub(crate) fn new(f: F) -> Self {
         // NaN bits never come from a finite input, so they mark empty slots
         Memo {
-            keys: [0x7fc0_0001; 16],
-            vals: [0.0; 16],
+            keys: [0x7fc0_0001; 64],
+            vals: [0.0; 64],
             f,
         }
     }
     #[inline]
     pub(crate) fn get(&mut self, x: f32) -> f32 {
         let k = x.to_bits();
-        let slot = (k.wrapping_mul(0x9E37_79B9) >> 28) as usize;
+        let slot = (k.wrapping_mul(0x9E37_79B9) >> 26) as usize;
         if self.keys[slot] == k {
             return self.vals[slot];
         }

@@ -87,6 +87,9 @@ type Metrics = (u32, f64, f64);
 /// Per gene: cells with a value > 0, and total counts.
 type GeneCounts = (Vec<u32>, Vec<f64>);
 
+/// [`GeneCounts`] being summed: both numbers of a gene side by side (one cache line).
+type GeneSums = Vec<[f64; 2]>;
+
 /// Genes detected, total counts and mitochondrial percentage of one cell.
 #[inline]
 fn row_metrics(idx: &[u32], val: &[f32], mito: &[bool]) -> Metrics {
@@ -142,11 +145,11 @@ fn cell_fails((g, c, mt): Metrics, p: &QcParams) -> [bool; 5] {
 /// Per gene: cells with a value > 0 and total counts, over the rows where `keep` is true.
 pub fn gene_totals(x: &Csr, keep: &[bool]) -> GeneCounts {
     let g = x.n_cols;
-    let chunks: Vec<GeneCounts> = (0..x.n_rows().div_ceil(ROWS_PER_CHUNK))
+    let chunks: Vec<GeneSums> = (0..x.n_rows().div_ceil(ROWS_PER_CHUNK))
         .into_par_iter()
         .map(|k| {
             let rows = k * ROWS_PER_CHUNK..((k + 1) * ROWS_PER_CHUNK).min(x.n_rows());
-            let mut acc = (vec![0u32; g], vec![0f64; g]);
+            let mut acc = vec![[0f64; 2]; g];
             for r in rows.filter(|&r| keep[r]) {
                 let (idx, val) = x.row(r);
                 add_gene_counts(&mut acc, idx, val);
@@ -157,21 +160,32 @@ pub fn gene_totals(x: &Csr, keep: &[bool]) -> GeneCounts {
     sum_gene_counts(g, chunks)
 }
 
-#[inline]
-fn add_gene_counts((n, s): &mut GeneCounts, idx: &[u32], val: &[f32]) {
-    for (&c, &v) in idx.iter().zip(val) {
-        n[c as usize] += (v > 0.0) as u32;
-        s[c as usize] += v as f64;
+/// Add the rows' chunks of [`GeneSums`] in order.
+fn sum_gene_counts(g: usize, parts: Vec<GeneSums>) -> GeneCounts {
+    let mut total = vec![[0f64; 2]; g];
+    for part in parts {
+        add_sums(&mut total, &part);
     }
+    (
+        total.iter().map(|a| a[0] as u32).collect(),
+        total.iter().map(|a| a[1]).collect(),
+    )
 }
 
-fn sum_gene_counts(g: usize, parts: Vec<GeneCounts>) -> GeneCounts {
-    let (mut n, mut s) = (vec![0u32; g], vec![0f64; g]);
-    for (cn, cs) in parts {
-        n.iter_mut().zip(&cn).for_each(|(a, b)| *a += b);
-        s.iter_mut().zip(&cs).for_each(|(a, b)| *a += b);
+fn add_sums(total: &mut GeneSums, part: &GeneSums) {
+    total.iter_mut().zip(part).for_each(|(a, b)| {
+        a[0] += b[0];
+        a[1] += b[1];
+    });
+}
+
+#[inline]
+fn add_gene_counts(acc: &mut GeneSums, idx: &[u32], val: &[f32]) {
+    for (&c, &v) in idx.iter().zip(val) {
+        let a = &mut acc[c as usize];
+        a[0] += (v > 0.0) as u32 as f64;
+        a[1] += v as f64;
     }
-    (n, s)
 }
 
 /// Keep the rows where `keep_rows` is true and the columns whose `col_map` entry is not
@@ -563,15 +577,15 @@ pub fn filter_file(
         total_counts: Vec::with_capacity(input.n_cells()),
         mito_pct: Vec::with_capacity(input.n_cells()),
     };
-    let (mut gene_cells, mut gene_totals) = (vec![0u32; g], vec![0f64; g]);
+    let mut sums: GeneSums = vec![[0f64; 2]; g];
     const ROWS: usize = 512;
     for i in 0..input.n_batches() {
         let v = input.rows(i)?;
         let n = v.n_rows();
-        let chunks: Vec<(Vec<Metrics>, GeneCounts)> = (0..n.div_ceil(ROWS))
+        let chunks: Vec<(Vec<Metrics>, GeneSums)> = (0..n.div_ceil(ROWS))
             .into_par_iter()
             .map(|k| {
-                let mut acc = (vec![0u32; g], vec![0f64; g]);
+                let mut acc = vec![[0f64; 2]; g];
                 let per = (k * ROWS..((k + 1) * ROWS).min(n))
                     .map(|r| {
                         let (idx, val) = v.row(r);
@@ -585,13 +599,13 @@ pub fn filter_file(
                 (per, acc)
             })
             .collect();
-        for (per, (cn, cs)) in chunks {
+        for (per, part) in chunks {
             per.into_iter().for_each(|m| metrics.push(m));
-            gene_cells.iter_mut().zip(&cn).for_each(|(a, b)| *a += b);
-            gene_totals.iter_mut().zip(&cs).for_each(|(a, b)| *a += b);
+            add_sums(&mut sums, &part);
         }
         input.release(i);
     }
+    let (gene_cells, gene_totals) = sum_gene_counts(g, vec![sums]);
     let batch = input.column(COL_BATCH)?.to_categorical();
     let measures = Measures {
         metrics,

@@ -551,12 +551,23 @@ pub fn write_imported(
         let m = rows.read(start, end).map_err(|e| e.file(input))?;
         let mut tot = totals.lock().unwrap();
         tot.0 += m.nnz();
-        tot.1 += m.data.iter().map(|&v| v as f64).sum::<f64>();
+        tot.1 += sum(&m.data);
         Ok(m)
     };
     // the input's pages are dropped where the output is written, to be recycled there
     table::write_cells_rows(path, t, &rows.indptr, read, |a, b| rows.forget(a, b))?;
     Ok(totals.into_inner().unwrap())
+}
+
+/// The sum of the values in float64 (eight running sums, so that it vectorizes).
+fn sum(v: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|&x| x as f64).sum();
+    for c in chunks {
+        acc.iter_mut().zip(c).for_each(|(a, &x)| *a += x as f64);
+    }
+    acc.iter().sum::<f64>() + rest
 }
 
 /// Decide the batch of every cell: `--batch` names, or the `--batch-key` column (default
