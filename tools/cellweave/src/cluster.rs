@@ -99,11 +99,76 @@ impl Graph {
         }
     }
 
+    /// The same graph with node `v` renamed `new_of[v]` (a permutation of `0..n`).
+    pub fn relabel(&self, new_of: &[usize]) -> Graph {
+        let n = self.n();
+        let mut old_of = vec![0usize; n];
+        for (v, &p) in new_of.iter().enumerate() {
+            old_of[p] = v;
+        }
+        let mut indptr = Vec::with_capacity(n + 1);
+        indptr.push(0);
+        let mut nbr = Vec::with_capacity(self.nbr.len());
+        let mut w = Vec::with_capacity(self.w.len());
+        let mut row: Vec<(u32, f64)> = Vec::new();
+        for &v in &old_of {
+            row.clear();
+            row.extend(self.edges(v).map(|(u, x)| (new_of[u] as u32, x)));
+            row.sort_unstable_by_key(|e| e.0);
+            for &(u, x) in &row {
+                nbr.push(u);
+                w.push(x);
+            }
+            indptr.push(nbr.len());
+        }
+        let self_w = old_of.iter().map(|&v| self.self_w[v]).collect();
+        Self::finish(indptr, nbr, w, self_w)
+    }
+
+    /// A node order in which neighbours sit close together: breadth-first, from the lowest
+    /// unvisited node, neighbours in adjacency order. Returns the new position of each node.
+    /// Community detection on [`Graph::relabel`]`(order)` touches far fewer cache lines (on a
+    /// kNN graph of 100,000 cells the per-node arrays outgrow the CPU caches).
+    pub fn locality_order(&self) -> Vec<usize> {
+        let n = self.n();
+        let mut new_of = vec![usize::MAX; n];
+        let mut queue: VecDeque<usize> = VecDeque::new();
+        let mut next = 0;
+        for root in 0..n {
+            if new_of[root] != usize::MAX {
+                continue;
+            }
+            new_of[root] = next;
+            next += 1;
+            queue.push_back(root);
+            while let Some(v) = queue.pop_front() {
+                for (u, _) in self.edges(v) {
+                    if new_of[u] == usize::MAX {
+                        new_of[u] = next;
+                        next += 1;
+                        queue.push_back(u);
+                    }
+                }
+            }
+        }
+        new_of
+    }
+
     /// Collapse each community (`memb`, values `0..n_comm`) into one node.
     pub fn aggregate(&self, memb: &[usize], n_comm: usize) -> Graph {
-        let mut members: Vec<Vec<usize>> = vec![Vec::new(); n_comm];
+        // Nodes grouped by community, ascending within each (a counting sort).
+        let mut start = vec![0usize; n_comm + 1];
+        for &c in memb {
+            start[c + 1] += 1;
+        }
+        for c in 0..n_comm {
+            start[c + 1] += start[c];
+        }
+        let mut fill = start.clone();
+        let mut by_comm = vec![0usize; memb.len()];
         for (v, &c) in memb.iter().enumerate() {
-            members[c].push(v);
+            by_comm[fill[c]] = v;
+            fill[c] += 1;
         }
         let mut indptr = Vec::with_capacity(n_comm + 1);
         indptr.push(0);
@@ -113,7 +178,7 @@ impl Graph {
         let mut acc = vec![0f64; n_comm];
         let mut touched: Vec<usize> = Vec::new();
         for (c, sw) in self_w.iter_mut().enumerate() {
-            for &v in &members[c] {
+            for &v in &by_comm[start[c]..start[c + 1]] {
                 *sw += self.self_w[v];
                 for (u, x) in self.edges(v) {
                     let cu = memb[u];
@@ -157,9 +222,10 @@ pub fn renumber(memb: &mut [usize]) -> usize {
 }
 
 /// Scratch space to sum the edge weights from one node to each neighbouring community.
+/// Edge weights are positive (zero entries are dropped when a graph is built), so a
+/// community has been touched exactly when its sum is non-zero.
 struct CommWeights {
     acc: Vec<f64>,
-    seen: Vec<bool>,
     touched: Vec<usize>,
 }
 
@@ -167,13 +233,12 @@ impl CommWeights {
     fn new(n: usize) -> Self {
         CommWeights {
             acc: vec![0.0; n],
-            seen: vec![false; n],
             touched: Vec::new(),
         }
     }
+    #[inline]
     fn add(&mut self, c: usize, x: f64) {
-        if !self.seen[c] {
-            self.seen[c] = true;
+        if self.acc[c] == 0.0 {
             self.touched.push(c);
         }
         self.acc[c] += x;
@@ -181,7 +246,6 @@ impl CommWeights {
     fn clear(&mut self) {
         for &c in &self.touched {
             self.acc[c] = 0.0;
-            self.seen[c] = false;
         }
         self.touched.clear();
     }
@@ -330,6 +394,7 @@ fn refine(g: &Graph, memb: &[usize], gamma: f64, theta: f64, rng: &mut StdRng) -
     order.shuffle(rng);
     let mut cw = CommWeights::new(n);
     let mut cand: Vec<(usize, f64)> = Vec::new();
+    let mut weights: Vec<f64> = Vec::new();
     for &v in &order {
         let s = memb[v];
         let kv = g.strength[v];
@@ -358,10 +423,8 @@ fn refine(g: &Graph, memb: &[usize], gamma: f64, theta: f64, rng: &mut StdRng) -
             }
         }
         let max_gain = cand.iter().map(|c| c.1).fold(0.0, f64::max);
-        let weights: Vec<f64> = cand
-            .iter()
-            .map(|c| ((c.1 - max_gain) / theta).exp())
-            .collect();
+        weights.clear();
+        weights.extend(cand.iter().map(|c| ((c.1 - max_gain) / theta).exp()));
         let total: f64 = weights.iter().sum();
         let mut r = rng.random::<f64>() * total;
         let mut chosen = cand[cand.len() - 1].0;
@@ -772,6 +835,34 @@ mod tests {
         // Higher resolution splits more.
         let many = leiden(&g, 20.0, 2, 1);
         assert!(renumber(&mut many.clone()) > 2);
+    }
+
+    #[test]
+    fn relabelling_is_a_renaming() {
+        let g = two_cliques();
+        // Interleave the cliques so that the breadth-first order differs from the input's.
+        let shuffle: Vec<usize> = vec![0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
+        let g = g.relabel(&shuffle);
+        let new_of = g.locality_order();
+        let mut seen = new_of.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>(), "a permutation");
+        let h = g.relabel(&new_of);
+        assert_eq!(h.nbr.len(), g.nbr.len());
+        assert!((h.total - g.total).abs() < 1e-12);
+        // Every clique is a contiguous run of positions in the new order.
+        let memb = leiden(&h, 1.0, 2, 1);
+        let back: Vec<usize> = new_of.iter().map(|&p| memb[p]).collect();
+        let q = |m: &[usize], gr: &Graph| modularity(gr, m, 1.0);
+        assert!((q(&back, &g) - q(&memb, &h)).abs() < 1e-12);
+        let cliques: Vec<usize> = (0..10)
+            .map(|v| usize::from(shuffle.iter().position(|&p| p == v).unwrap() >= 5))
+            .collect();
+        for v in 0..10 {
+            for u in 0..10 {
+                assert_eq!(back[v] == back[u], cliques[v] == cliques[u], "{back:?}");
+            }
+        }
     }
 
     #[test]

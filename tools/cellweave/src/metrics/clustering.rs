@@ -47,22 +47,33 @@ fn best(labels: &[u32], results: Vec<(f64, Vec<usize>)>) -> Sweep {
     out
 }
 
+/// Run `cluster` at every resolution (in parallel) on `g` with its nodes in
+/// [`Graph::locality_order`] (a node order only: several times faster on big graphs), and
+/// return the memberships in the original node order.
+fn sweep(
+    g: &Graph,
+    resolutions: &[f64],
+    cluster: impl Fn(&Graph, f64) -> Vec<usize> + Sync,
+) -> Vec<(f64, Vec<usize>)> {
+    let new_of = g.locality_order();
+    let h = g.relabel(&new_of);
+    resolutions
+        .par_iter()
+        .map(|&r| {
+            let m = cluster(&h, r);
+            (r, new_of.iter().map(|&p| m[p]).collect())
+        })
+        .collect()
+}
+
 /// Best-NMI Leiden clustering over the resolutions (each run seeded with `seed`).
 pub fn leiden_sweep(g: &Graph, labels: &[u32], resolutions: &[f64], seed: u64) -> Sweep {
-    let results: Vec<(f64, Vec<usize>)> = resolutions
-        .par_iter()
-        .map(|&r| (r, leiden(g, r, 2, seed)))
-        .collect();
-    best(labels, results)
+    best(labels, sweep(g, resolutions, |h, r| leiden(h, r, 2, seed)))
 }
 
 /// Best-NMI Louvain clustering over the resolutions.
 pub fn louvain_sweep(g: &Graph, labels: &[u32], resolutions: &[f64], seed: u64) -> Sweep {
-    let results: Vec<(f64, Vec<usize>)> = resolutions
-        .par_iter()
-        .map(|&r| (r, louvain(g, r, seed)))
-        .collect();
-    best(labels, results)
+    best(labels, sweep(g, resolutions, |h, r| louvain(h, r, seed)))
 }
 
 /// NMI and ARI of k-means (k = number of labels present) against the labels.
