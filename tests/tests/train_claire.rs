@@ -235,6 +235,98 @@ fn train_writes_model_embedding_and_log() {
     assert!(!seeds.is_empty() && seeds.iter().all(|&r| rp.posterior[r] >= 0.5));
 }
 
+/// The raw bytes of one tensor of a safetensors file (8-byte header length, JSON header
+/// with offsets, then the data).
+fn tensor_bytes(path: &Path, name: &str) -> Vec<u8> {
+    let b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let off = &header[name]["data_offsets"];
+    let (start, end) = (
+        off[0].as_u64().unwrap() as usize,
+        off[1].as_u64().unwrap() as usize,
+    );
+    b[8 + n + start..8 + n + end].to_vec()
+}
+
+#[test]
+fn embedding_and_model_come_from_the_chosen_encoder() {
+    let d = data();
+    // Without refinement (which depends on nothing but the query encoder) the runs train
+    // identically; the saved weights and the embedding are the momentum (key) encoder's or
+    // the query encoder's as asked.
+    train(
+        &d,
+        "mom",
+        "mom.arrow",
+        &["--no-refine", "--embed-with", "momentum"],
+    );
+    train(
+        &d,
+        "qry",
+        "qry.arrow",
+        &["--no-refine", "--embed-with", "query"],
+    );
+    // auto (the default): the query encoder while the momentum encoder is mostly its
+    // starting weights (6 epochs of 15 steps at m = 0.999: 0.999^90 = 0.91 > 1/e), the
+    // momentum encoder once that share is below 1/e (m = 0.9: 0.9^90).
+    train(&d, "auto", "auto.arrow", &["--no-refine"]);
+    train(
+        &d,
+        "auto_m09",
+        "auto_m09.arrow",
+        &["--no-refine", "--momentum", "0.9"],
+    );
+    train(
+        &d,
+        "mom_m09",
+        "mom_m09.arrow",
+        &[
+            "--no-refine",
+            "--momentum",
+            "0.9",
+            "--embed-with",
+            "momentum",
+        ],
+    );
+    let bits = |f: &str| emb_bits(&d.dir.path().join(f));
+    assert_eq!(bits("auto.arrow"), bits("qry.arrow"));
+    assert_eq!(bits("auto_m09.arrow"), bits("mom_m09.arrow"));
+    assert_ne!(bits("auto_m09.arrow"), bits("auto.arrow"));
+    for (model, prefix, other) in [
+        ("mom", "encoder_k.", "encoder_q."),
+        ("qry", "encoder_q.", "encoder_k."),
+    ] {
+        let dir = d.dir.path().join(model);
+        for t in ["0.weight", "0.bias", "3.weight", "6.weight", "6.bias"] {
+            let saved = tensor_bytes(&dir.join("model.safetensors"), &format!("encoder.{t}"));
+            assert_eq!(
+                saved,
+                tensor_bytes(&dir.join("state.safetensors"), &format!("{prefix}{t}")),
+                "{model}: {t}"
+            );
+            assert_ne!(
+                saved,
+                tensor_bytes(&dir.join("state.safetensors"), &format!("{other}{t}")),
+                "{model}: {t} equals the other encoder's"
+            );
+        }
+        let card = std::fs::read_to_string(dir.join("card.yaml")).unwrap();
+        let want = if model == "mom" { "momentum" } else { "query" };
+        assert!(card.contains(&format!("embed_with: {want}")), "{card}");
+        assert!(card.contains(&format!("encoder: {want}")), "{card}");
+    }
+    assert_eq!(
+        std::fs::read(d.dir.path().join("mom/state.safetensors")).unwrap(),
+        std::fs::read(d.dir.path().join("qry/state.safetensors")).unwrap(),
+        "the choice of output changed the training itself"
+    );
+    assert_ne!(
+        emb_bits(&d.dir.path().join("mom.arrow")),
+        emb_bits(&d.dir.path().join("qry.arrow"))
+    );
+}
+
 #[test]
 fn train_is_deterministic_with_a_seed() {
     let d = data();
@@ -302,6 +394,8 @@ fn train_resume_equals_an_uninterrupted_run() {
 fn train_stage_by_stage_equals_the_one_call_schedule() {
     let d = data();
     train(&d, "one", "one.arrow", &[]);
+    // Stage 1 is short: its embedding is the query encoder's (`--embed-with auto`), the one
+    // the one-call schedule refines with.
     train(&d, "s1", "s1.arrow", &["--epochs", "2", "--no-refine"]);
     let refined = d.dir.path().join("refined.arrow");
     run_ok(

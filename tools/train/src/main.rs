@@ -6,7 +6,7 @@ use cellweave::contract::Step;
 use cellweave::Error;
 use cellweave_models::claire::command::{self, TrainOptions};
 use cellweave_models::claire::moco::MocoParams;
-use cellweave_models::claire::train::TrainParams;
+use cellweave_models::claire::train::{EmbedWith, TrainParams};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -94,6 +94,13 @@ struct Args {
     /// Dropout after the first two layers
     #[arg(long, default_value_t = 0.3)]
     dropout: f32,
+    /// Encoder whose output is the embedding and the saved model: the momentum encoder (a
+    /// moving average of the query encoder's weights, less noisy), the query encoder
+    /// (CLAIRE's released code), or auto: momentum once the momentum encoder has averaged
+    /// ~1 / -ln(m) steps (~1,000 at m = 0.999), query before (a short stage-1 run). The
+    /// refinement inside this call always uses the query encoder
+    #[arg(long, value_enum, default_value = "auto")]
+    embed_with: Encoder,
     /// Per-cell labels for the seed-accuracy report (never used for training)
     #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
     labels: String,
@@ -104,6 +111,14 @@ struct Args {
     #[command(flatten)]
     #[serde(skip)]
     common: Common,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Encoder {
+    Auto,
+    Momentum,
+    Query,
 }
 
 fn main() -> ExitCode {
@@ -132,6 +147,11 @@ fn main() -> ExitCode {
                 temperature: a.temperature,
                 queue_size: a.queue,
                 dropout: a.dropout,
+            },
+            embed_with: match a.embed_with {
+                Encoder::Auto => EmbedWith::Auto,
+                Encoder::Momentum => EmbedWith::Momentum,
+                Encoder::Query => EmbedWith::Query,
             },
             seed: a.seed,
             ..defaults

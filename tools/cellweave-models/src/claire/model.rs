@@ -4,7 +4,8 @@
 //! ```text
 //! MODEL_DIR/
 //!   card.yaml            model card (written last: a directory without it is not a model)
-//!   model.safetensors    query encoder weights, torch names encoder.{0,3,6}.{weight,bias}
+//!   model.safetensors    weights of the embedding's encoder (momentum by default, or query),
+//!                        torch names encoder.{0,3,6}.{weight,bias}
 //!   state.safetensors    full training state: both encoders, queue, Adam moments
 //!   state.json           progress (epochs done, schedule, log so far) and parameters
 //!   refined_pairs.arrow  the refined seed pairs (when refinement ran in this model's history)
@@ -70,6 +71,9 @@ pub struct TrainingSummary {
     pub training_cells: usize,
     pub seconds: f64,
     pub device: String,
+    /// Encoder whose weights are model.safetensors: momentum or query.
+    #[serde(default)]
+    pub encoder: String,
 }
 
 /// A loaded model: the encoder and its card.
@@ -138,7 +142,7 @@ pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
         .at(path)
 }
 
-/// Save the query encoder as the model weights.
+/// Save an encoder (the one that gives the embedding) as the model weights.
 pub fn save_weights(dir: &Path, encoder: &Encoder) -> Result<()> {
     let mut t = HashMap::new();
     for (n, v) in encoder.named("encoder.") {
