@@ -231,19 +231,26 @@ fn snakemake_test_workflow_on_the_shared_data() {
             "{name}: too few numeric metrics: {scores}"
         );
         assert!(values.values().all(|v| v.is_finite()), "{name}: {scores}");
-        // The integration beats the unintegrated baseline (scib-metrics' classic total of the
-        // PCA embedding in the shared reference), and refinement did not lower seed accuracy.
-        let pca: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(shared.join(format!("reference/{name}/score_pca.json")))
-                .unwrap(),
-        )
-        .unwrap();
-        let pca_total = pca["agg_scib_classic"]["total"].as_f64().unwrap();
+        // Issue 3's quality target with default parameters: the classic scIB total (0.6 bio +
+        // 0.4 batch, scored as the shared reference JSONs were) is at least the best of
+        // Harmony and Scanorama on the same data, and refinement raises seed accuracy.
+        let reference_total = |method: &str| -> f64 {
+            let p = shared.join(format!("reference/{name}/score_{method}.json"));
+            let j: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            j["agg_scib_classic"]["total"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{}: no agg_scib_classic.total", p.display()))
+        };
+        let target = reference_total("harmony").max(reference_total("scanorama"));
+        let pca_total = reference_total("pca");
         let total = values["agg_scib_classic_total"];
-        eprintln!("{name}: classic scIB total {total:.3} (unintegrated PCA {pca_total:.3})");
+        eprintln!(
+            "{name}: classic scIB total {total:.4} (target: best of Harmony/Scanorama {target:.4}; unintegrated PCA {pca_total:.4})"
+        );
         assert!(
-            total > pca_total + 0.05,
-            "{name}: total {total} vs PCA {pca_total}: {scores}"
+            total >= target,
+            "{name}: classic scIB total {total:.4} below the best of Harmony/Scanorama {target:.4}: {scores}"
         );
         let refine = std::fs::read_to_string(d.join("logs/07_refine.log")).unwrap();
         let acc: Vec<f64> = refine
@@ -253,9 +260,10 @@ fn snakemake_test_workflow_on_the_shared_data() {
             .split_whitespace()
             .filter_map(|w| w.parse().ok())
             .collect();
+        eprintln!("{name}: seed accuracy before/after refinement {acc:?}");
         assert!(
-            acc.len() == 2 && acc[1] >= acc[0],
-            "{name}: seed accuracy before/after {acc:?}"
+            acc.len() == 2 && acc[1] > acc[0],
+            "{name}: refinement did not raise seed accuracy (before/after {acc:?})"
         );
         let png = std::fs::read(d.join("umap.png")).unwrap();
         assert!(
