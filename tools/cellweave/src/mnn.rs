@@ -245,6 +245,48 @@ mod tests {
         }
     }
 
+    /// The approximate path (`--nn hnsw`, what `auto` picks for large batches) finds
+    /// nearly the same mutual pairs as the brute-force definition on clustered data.
+    #[test]
+    fn hnsw_mutual_pairs_agree_with_brute_force() {
+        let d = 8;
+        let centers = random(12, d, 40);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(41);
+        let mut cloud = |n: usize, shift: f32| -> Vec<f32> {
+            (0..n)
+                .flat_map(|i| {
+                    let c = centers[(i % 12) * d..(i % 12 + 1) * d].to_vec();
+                    c.into_iter()
+                        .map(|v| v + shift + 0.25 * (rng.random::<f32>() - 0.5))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let (a, b) = (cloud(900, 0.0), cloud(700, 0.05));
+        let k = 5;
+        let slow: std::collections::HashSet<(u32, u32)> =
+            brute_mnn(&a, &b, d, k).into_iter().collect();
+        let search = Search {
+            method: Method::Hnsw,
+            seed: 3,
+            ef: 64,
+        };
+        let fast: std::collections::HashSet<(u32, u32)> =
+            mutual_nearest(&a, &b, d, k, Metric::Euclidean, &search)
+                .iter()
+                .map(|p| (p.i, p.j))
+                .collect();
+        let both = slow.intersection(&fast).count();
+        let jaccard = both as f64 / slow.union(&fast).count() as f64;
+        eprintln!(
+            "{} brute-force mutual pairs, {} by HNSW, Jaccard {jaccard:.4}",
+            slow.len(),
+            fast.len()
+        );
+        assert!(slow.len() > 500, "{} brute-force pairs", slow.len());
+        assert!(jaccard > 0.9, "HNSW vs brute force: Jaccard {jaccard}");
+    }
+
     #[test]
     fn mutual_pairs_carry_their_distance() {
         let (a, b) = (random(50, 4, 5), random(60, 4, 6));
