@@ -82,7 +82,10 @@ pub fn kbet(knn: &Knn, batches: &[u32]) -> f64 {
     accepted as f64 / n as f64
 }
 
-/// `dst = A src` for a sparse `n x n` matrix and `cols` column-major columns.
+/// `dst = A src` for a sparse `n x n` matrix and `cols` column-major columns. One pass over
+/// the matrix: `src` is first laid out row-major, so that each stored entry reads one run of
+/// `cols` values; each output is summed over the row's entries in order, as a per-column
+/// product would.
 fn spmm(
     indptr: &[usize],
     indices: &[u32],
@@ -92,15 +95,23 @@ fn spmm(
     cols: usize,
 ) {
     let n = indptr.len() - 1;
+    let mut rows = vec![0f64; n * cols];
     for c in 0..cols {
-        let (s, d) = (&src[c * n..(c + 1) * n], &mut dst[c * n..(c + 1) * n]);
-        for i in 0..n {
-            let (a, b) = (indptr[i], indptr[i + 1]);
-            d[i] = indices[a..b]
-                .iter()
-                .zip(&values[a..b])
-                .map(|(&j, &w)| w * s[j as usize])
-                .sum();
+        for (i, &v) in src[c * n..(c + 1) * n].iter().enumerate() {
+            rows[i * cols + c] = v;
+        }
+    }
+    let mut acc = vec![0f64; cols];
+    for i in 0..n {
+        acc.iter_mut().for_each(|a| *a = -0.0);
+        for p in indptr[i]..indptr[i + 1] {
+            let (w, j) = (values[p], indices[p] as usize);
+            for (a, &x) in acc.iter_mut().zip(&rows[j * cols..(j + 1) * cols]) {
+                *a += w * x;
+            }
+        }
+        for (c, &a) in acc.iter().enumerate() {
+            dst[c * n + i] = a;
         }
     }
 }
@@ -362,10 +373,14 @@ pub fn diffusion_embedding(conn: &Csr, n_comps: usize) -> Option<(Vec<f32>, usiz
             }
         })
         .collect();
+    // Tiles of rows, so that the (column-major) vectors are read in runs.
     let mut emb = vec![0f32; n * n_comps];
-    for i in 0..n {
-        for c in 0..n_comps {
-            emb[i * n_comps + c] = vecs[(i, c)] as f32 * scale[c];
+    for i0 in (0..n).step_by(64) {
+        let i1 = (i0 + 64).min(n);
+        for (c, &sc) in scale.iter().enumerate() {
+            for i in i0..i1 {
+                emb[i * n_comps + c] = vecs[(i, c)] as f32 * sc;
+            }
         }
     }
     Some((emb, n_comps))
