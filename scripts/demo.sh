@@ -14,24 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$(pwd)"
 threads="${CELLWEAVE_THREADS:-2}"
 
-need=()
-for p in libhdf5-dev pkg-config fonts-dejavu-core; do
-    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-command -v python3 >/dev/null || need+=(python3 python3-venv)
-if ((${#need[@]})); then
-    echo "demo: installing ${need[*]} (apt-get)" >&2
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
-fi
-
-if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
-command -v cargo >/dev/null || { echo "demo: no Rust toolchain: install it from https://rustup.rs" >&2; exit 1; }
+# shellcheck source=scripts/prereqs.sh
+. "$repo/scripts/prereqs.sh"
 
 echo "demo: building (cargo build --release --workspace)" >&2
 cargo build --release --workspace

@@ -16,23 +16,8 @@ repo="$(pwd)"
 export CELLWEAVE_SHARED="${CELLWEAVE_SHARED:-$(cd "$repo/.." && pwd)/shared}"
 export CELLWEAVE_REF_ENV="${CELLWEAVE_REF_ENV:-$HOME/.cache/cellweave-refenv}"
 
-need=()
-for p in libhdf5-dev pkg-config fonts-dejavu-core; do
-    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-command -v python3 >/dev/null || need+=(python3 python3-venv)
-if ((${#need[@]})); then
-    echo "test: installing ${need[*]} (apt-get)" >&2
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
-fi
-if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then
-    # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
-fi
-command -v cargo >/dev/null || { echo "test: no Rust toolchain: install it from https://rustup.rs" >&2; exit 1; }
+# shellcheck source=scripts/prereqs.sh
+. "$repo/scripts/prereqs.sh"
 
 scripts/setup.sh
 
