@@ -108,7 +108,7 @@ pub fn check_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
 /// it as it goes, so that the pages are clean, and can be dropped, by the time the next stage
 /// has read them).
 pub fn start_writeback(file: &File) {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     // SAFETY: a plain system call on an open descriptor; it only starts I/O.
     unsafe {
         os::sync_file_range(
@@ -118,7 +118,7 @@ pub fn start_writeback(file: &File) {
             os::SYNC_FILE_RANGE_WRITE,
         );
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
     let _ = file;
 }
 
@@ -127,7 +127,7 @@ pub fn start_writeback(file: &File) {
 /// taking fresh memory (which costs more than the copy into it on a virtual machine). A later
 /// reader reads them from disk again.
 pub fn drop_cached(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
     // SAFETY: a plain system call on an open descriptor; it is only advice.
     unsafe {
         os::posix_fadvise(
@@ -137,13 +137,13 @@ pub fn drop_cached(file: &File, offset: u64, len: u64) {
             os::POSIX_FADV_DONTNEED,
         );
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
     let _ = (file, offset, len);
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 mod os {
-    // From the C library (the values of Linux's headers).
+    // From the C library (the values of Linux's headers; `off_t` is 64-bit on 64-bit Linux).
     pub const POSIX_FADV_DONTNEED: i32 = 4;
     pub const SYNC_FILE_RANGE_WRITE: u32 = 2;
     extern "C" {

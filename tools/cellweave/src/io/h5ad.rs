@@ -23,29 +23,35 @@ pub(crate) fn open_h5(path: &Path) -> Result<File> {
         return Err(Error::new("no such file").file(path));
     }
     hdf5::silence_errors(true);
-    File::open(path).map_err(|e| {
-        let msg = e.to_string();
-        let err = if msg.contains("truncated file") {
-            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            let expected = msg
-                .rsplit("stored_eof = ")
-                .next()
-                .and_then(|s| s.trim().parse::<u64>().ok());
-            match expected {
-                Some(x) => Error::new(format!(
-                    "the file is truncated ({len} bytes; its HDF5 header promises {x})"
-                )),
-                None => Error::new(format!("the file is truncated ({msg})")),
-            }
-            .field("file size")
-        } else {
-            Error::new(format!(
-                "not a readable HDF5 file (expected .h5ad/.h5: {msg})"
-            ))
-            .field("HDF5 header")
-        };
-        err.file(path)
-    })
+    // Read without HDF5's file lock: a file being read cannot be corrupted by it, and the lock
+    // fails on some network file systems and whenever another process holds a descriptor of
+    // the file (e.g. inherited through fork from the process that wrote it).
+    File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+        .map_err(|e| {
+            let msg = e.to_string();
+            let err = if msg.contains("truncated file") {
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let expected = msg
+                    .rsplit("stored_eof = ")
+                    .next()
+                    .and_then(|s| s.trim().parse::<u64>().ok());
+                match expected {
+                    Some(x) => Error::new(format!(
+                        "the file is truncated ({len} bytes; its HDF5 header promises {x})"
+                    )),
+                    None => Error::new(format!("the file is truncated ({msg})")),
+                }
+                .field("file size")
+            } else {
+                Error::new(format!(
+                    "not a readable HDF5 file (expected .h5ad/.h5: {msg})"
+                ))
+                .field("HDF5 header")
+            };
+            err.file(path)
+        })
 }
 
 /// An error about element `elem` of an HDF5 file.
