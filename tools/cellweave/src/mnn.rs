@@ -126,20 +126,35 @@ pub fn filter_pairs(
                 }
             }
             let mut open = todo.len();
-            let lhs = MatRef::from_row_major_slice(qb, nq, f);
             let mut dots = vec![0f32; nq * TILE];
+            // Only the rows with an open pair take part in a tile's product: most pairs are
+            // decided in the first tiles, after which the product shrinks to the few rows
+            // still open.
+            let mut live = vec![0f32; nq * f];
+            let mut slot = vec![usize::MAX; nq];
             let mut start = 0;
             while start < n_b && open > 0 {
                 let nt = TILE.min(n_b - start);
+                slot.iter_mut().for_each(|v| *v = usize::MAX);
+                let mut rows = 0;
+                for it in todo.iter().filter(|it| it.3 < k_filter) {
+                    let t = it.4;
+                    if slot[t] == usize::MAX {
+                        slot[t] = rows;
+                        live[rows * f..(rows + 1) * f].copy_from_slice(&qb[t * f..(t + 1) * f]);
+                        rows += 1;
+                    }
+                }
+                let lhs = MatRef::from_row_major_slice(&live[..rows * f], rows, f);
                 let rhs =
                     MatRef::from_row_major_slice(&reference[start * f..(start + nt) * f], nt, f)
                         .transpose();
-                let out = MatMut::from_row_major_slice_mut(&mut dots[..nq * nt], nq, nt);
+                let out = MatMut::from_row_major_slice_mut(&mut dots[..rows * nt], rows, nt);
                 faer::linalg::matmul::matmul(out, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
                 let bn = &b_norm[start..start + nt];
                 for item in todo.iter_mut().filter(|it| it.3 < k_filter) {
-                    let (j, target, t) = (item.1, item.2, item.4);
-                    let row = &dots[t * nt..(t + 1) * nt];
+                    let (j, target, r) = (item.1, item.2, slot[item.4]);
+                    let row = &dots[r * nt..(r + 1) * nt];
                     item.3 += count_closer(row, bn, target, start, j);
                     if item.3 >= k_filter {
                         open -= 1;
