@@ -4,7 +4,7 @@
 # Usage: bench/plot_umap.sh [N ...]   (default: 5000 50000; build with cargo build --release first)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CELLWEAVE_BIN:-$root/target/release}/cellweave-plot
+bin=${CELLWEAVE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release}/cellweave-plot
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sizes=("$@")

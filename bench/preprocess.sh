@@ -6,8 +6,8 @@
 # reported, with the load average beside every run (other jobs share the machine).
 #
 #   bench/preprocess.sh [CELLS=100000] [GENES=20000]
-#   env: BENCH_DIR (work folder, default target/bench-preprocess), THREADS (default 2),
-#        PYTHON (python with scanpy; default ../venv-ref/bin/python), REPEAT (runs of each
+#   env: BENCH_DIR (work folder, default target/bench-preprocess), CARGO_TARGET_DIR, THREADS (default 2),
+#        PYTHON (python with scanpy; default the reference stack that scripts/test.sh builds, $CELLWEAVE_REF_ENV or ~/.cache/cellweave-refenv), REPEAT (runs of each
 #        side, default 3; scanpy's first run also compiles and caches its numba kernels)
 #
 # Needs `cargo build --release --workspace` first and GNU time (/usr/bin/time; Debian: apt-get install time).
@@ -17,9 +17,9 @@ cells=${1:-100000}
 genes=${2:-20000}
 threads=${THREADS:-2}
 dir=${BENCH_DIR:-$root/target/bench-preprocess}
-py=${PYTHON:-$root/../venv-ref/bin/python}
+py=${PYTHON:-${CELLWEAVE_REF_ENV:-$HOME/.cache/cellweave-refenv}/bin/python}
 repeat=${REPEAT:-3}
-bin=$root/target/release
+bin=${CARGO_TARGET_DIR:-$root/target}/release
 for t in simulate export import filter normalize hvg; do
   [ -x "$bin/cellweave-$t" ] || { echo "missing $bin/cellweave-$t: run cargo build --release --workspace" >&2; exit 1; }
 done

@@ -145,7 +145,7 @@ fn train_args<'a>(d: &'a Data, model: &'a str, emb: &'a str, extra: &[&'a str]) 
         "1".into(),
     ];
     let has = |f: &str| extra.contains(&f);
-    if !has("--epochs") {
+    if !has("--epochs") && !has("--stage1-only") {
         a.extend(["--epochs".into(), "6".into()]);
     }
     if !has("--stage1-epochs") && !has("--no-refine") {
@@ -394,9 +394,14 @@ fn train_resume_equals_an_uninterrupted_run() {
 fn train_stage_by_stage_equals_the_one_call_schedule() {
     let d = data();
     train(&d, "one", "one.arrow", &[]);
-    // Stage 1 is short: its embedding is the query encoder's (`--embed-with auto`), the one
-    // the one-call schedule refines with.
-    train(&d, "s1", "s1.arrow", &["--epochs", "2", "--no-refine"]);
+    // Stage 1 alone: its embedding is the query encoder's, the one the one-call schedule
+    // refines with.
+    train(
+        &d,
+        "s1",
+        "s1.arrow",
+        &["--stage1-only", "--stage1-epochs", "2"],
+    );
     let refined = d.dir.path().join("refined.arrow");
     run_ok(
         "refine",

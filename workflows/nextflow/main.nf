@@ -137,7 +137,7 @@ def stageArgs(Map o, Map d) {
         normalize      : [flags('--target-sum': o.normalize.target_sum, '--no-log': !o.normalize.log), o.normalize.extra],
         hvg            : [flags('--n-top-genes': o.hvg.n_top_genes, '--flavor': o.hvg.flavor), o.hvg.extra],
         pairs          : [flags('--space': o.pairs.space, '--labels': d.label_key), o.pairs.extra],
-        train_stage1   : [flags('--epochs': o.train.stage1_epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
+        train_stage1   : [flags('--stage1-only': true, '--stage1-epochs': o.train.stage1_epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
         train_stage2   : [flags('--epochs': o.train.epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
         refine         : [flags('--threshold': o.refine.threshold, '--labels': d.label_key), o.refine.extra],
         plot           : [colors.join(' '), flags('--seed': o.plot.seed), o.plot.extra],

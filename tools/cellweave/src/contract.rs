@@ -753,6 +753,13 @@ impl Frame {
         self.columns.push((name.to_string(), col));
         self
     }
+    /// [`Frame::with`] for several columns, in order.
+    pub fn with_all(mut self, cols: Vec<(&str, Column)>) -> Self {
+        for (name, col) in cols {
+            self.columns.push((name.to_string(), col));
+        }
+        self
+    }
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
     }

@@ -562,6 +562,25 @@ pub struct Hvg {
     pub order: Vec<usize>,
 }
 
+/// The genes table's selection columns, as scanpy names them: selected or not, in how many
+/// batches the gene was selected, and whether in all of them (`nb` batches).
+fn selection_columns(mask: &[bool], nbatches: &[u32], nb: usize) -> Vec<(&'static str, Column)> {
+    vec![
+        (
+            "highly_variable",
+            Column::Bool(mask.iter().map(|&b| Some(b)).collect()),
+        ),
+        (
+            "highly_variable_nbatches",
+            Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
+        ),
+        (
+            "highly_variable_intersection",
+            Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
+        ),
+    ]
+}
+
 fn str_col(v: &[String]) -> Column {
     Column::Str(v.iter().cloned().map(Some).collect())
 }
@@ -691,18 +710,7 @@ fn dispersion_flavor(
         .with("means", Column::F64(m_means))
         .with("dispersions", Column::F64(m_disp))
         .with("dispersions_norm", Column::F64(m_norm))
-        .with(
-            "highly_variable",
-            Column::Bool(selected_mask.iter().map(|&b| Some(b)).collect()),
-        )
-        .with(
-            "highly_variable_nbatches",
-            Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
-        )
-        .with(
-            "highly_variable_intersection",
-            Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
-        )
+        .with_all(selection_columns(&selected_mask, &nbatches, nb))
         .with("highly_variable_rank", Column::F64(rank));
     let ord: Vec<usize> = order.into_iter().filter(|&c| selected_mask[c]).collect();
     let selected = (0..g).filter(|&c| selected_mask[c]).collect();
@@ -797,18 +805,7 @@ fn seurat_v3(
         .with("means", Column::F64(means_all))
         .with("variances", Column::F64(vars_all))
         .with("variances_norm", Column::F64(var_norm))
-        .with(
-            "highly_variable",
-            Column::Bool(mask.iter().map(|&b| Some(b)).collect()),
-        )
-        .with(
-            "highly_variable_nbatches",
-            Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
-        )
-        .with(
-            "highly_variable_intersection",
-            Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
-        )
+        .with_all(selection_columns(&mask, &nbatches, nb))
         .with("highly_variable_rank", Column::F64(median_rank));
     Ok(Hvg {
         genes,

@@ -321,33 +321,24 @@ pub fn evaluate(method: &str, truth: &Csr, masked: &Csr, imputed: &[f32]) -> Res
             held += 1;
         }
     }
+    // Pearson over the truth's non-zero entries of one gene (stride g) or one cell (stride 1).
+    let pearson_line = |start: usize, stride: usize, len: usize| {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for e in (0..len).map(|x| start + x * stride) {
+            if t[e] > 0.0 {
+                a.push(t[e] as f64);
+                b.push(imputed[e] as f64);
+            }
+        }
+        (a.len() > 2).then(|| pearson(&a, &b)).flatten()
+    };
     let per_gene: Vec<f64> = (0..g)
         .into_par_iter()
-        .filter_map(|j| {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            for i in 0..n {
-                let tv = t[i * g + j];
-                if tv > 0.0 {
-                    a.push(tv as f64);
-                    b.push(imputed[i * g + j] as f64);
-                }
-            }
-            (a.len() > 2).then(|| pearson(&a, &b)).flatten()
-        })
+        .filter_map(|j| pearson_line(j, g, n))
         .collect();
     let per_cell: Vec<f64> = (0..n)
         .into_par_iter()
-        .filter_map(|i| {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            for j in 0..g {
-                let tv = t[i * g + j];
-                if tv > 0.0 {
-                    a.push(tv as f64);
-                    b.push(imputed[i * g + j] as f64);
-                }
-            }
-            (a.len() > 2).then(|| pearson(&a, &b)).flatten()
-        })
+        .filter_map(|i| pearson_line(i * g, 1, g))
         .collect();
     Ok(HeldOut {
         method: method.to_string(),

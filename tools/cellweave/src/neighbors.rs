@@ -14,6 +14,7 @@
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Distance used for a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -345,6 +346,18 @@ fn finish(
     out
 }
 
+/// The rows as they are searched: unit length for cosine distance (then the Euclidean
+/// machinery ranks identically), else unchanged.
+fn searched_rows(x: &[f32], d: usize, metric: Metric) -> Cow<'_, [f32]> {
+    if metric == Metric::Cosine {
+        let mut v = x.to_vec();
+        l2_normalize_rows(&mut v, d);
+        Cow::Owned(v)
+    } else {
+        Cow::Borrowed(x)
+    }
+}
+
 /// Exact search (see the module notes).
 pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
     let n_ref = reference.len().checked_div(d).unwrap_or(0);
@@ -357,19 +370,11 @@ pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric:
             distances: Vec::new(),
         };
     }
-    // Cosine: unit rows, then the Euclidean machinery ranks identically.
-    let (ref_n, query_n);
-    let (r, q) = if metric == Metric::Cosine {
-        let mut a = reference.to_vec();
-        l2_normalize_rows(&mut a, d);
-        let mut b = query.to_vec();
-        l2_normalize_rows(&mut b, d);
-        ref_n = a;
-        query_n = b;
-        (ref_n.as_slice(), query_n.as_slice())
-    } else {
-        (reference, query)
-    };
+    let (r, q) = (
+        searched_rows(reference, d, metric),
+        searched_rows(query, d, metric),
+    );
+    let (r, q) = (&r[..], &q[..]);
     let rows: Vec<Vec<(f32, u32)>> = if metric == Metric::Manhattan {
         query
             .par_chunks(QUERY_BLOCK * d)
@@ -393,29 +398,8 @@ fn euclidean_block(
     d: usize,
     k: usize,
 ) -> Vec<Vec<(f32, u32)>> {
-    let nq = qb.len() / d;
-    let n_ref = r.len() / d;
     let q_norm: Vec<f32> = qb.chunks(d).map(|x| dot(x, x)).collect();
-    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
-    let tile = REF_TILE.min(n_ref);
-    let mut dots = vec![0f32; nq * tile];
-    let lhs = MatRef::from_row_major_slice(qb, nq, d);
-    let mut start = 0;
-    while start < n_ref {
-        let nt = tile.min(n_ref - start);
-        let rt = &r[start * d..(start + nt) * d];
-        let rhs = MatRef::from_row_major_slice(rt, nt, d).transpose();
-        let dst = MatMut::from_row_major_slice_mut(&mut dots[..nq * nt], nq, nt);
-        faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
-        for (qi, top) in tops.iter_mut().enumerate() {
-            let row = &dots[qi * nt..(qi + 1) * nt];
-            let qn = q_norm[qi];
-            let rn = &r_norm[start..start + nt];
-            scan_tile(top, row, rn, qn, start);
-        }
-        start += nt;
-    }
-    tops.into_iter().map(|t| t.items).collect()
+    two_way_block(r, r_norm, qb, &q_norm, 0, d, k, None)
 }
 
 /// Offer one query row's tile of candidates (`|r|^2 - 2 q.r`, shifted by `|q|^2`) to its
@@ -485,18 +469,8 @@ pub fn knn_both_ways(a: &[f32], b: &[f32], d: usize, k: usize, metric: Metric) -
             exact_query(a, b, d, k, metric),
         );
     }
-    let (an, bn);
-    let (ra, rb) = if metric == Metric::Cosine {
-        let mut x = a.to_vec();
-        l2_normalize_rows(&mut x, d);
-        let mut y = b.to_vec();
-        l2_normalize_rows(&mut y, d);
-        an = x;
-        bn = y;
-        (an.as_slice(), bn.as_slice())
-    } else {
-        (a, b)
-    };
+    let (ra, rb) = (searched_rows(a, d, metric), searched_rows(b, d, metric));
+    let (ra, rb) = (&ra[..], &rb[..]);
     let (k_ab, k_ba) = (k.min(n_b), k.min(n_a));
     let a_norm: Vec<f32> = ra.par_chunks(d).map(|x| dot(x, x)).collect();
     let b_norm: Vec<f32> = rb.par_chunks(d).map(|x| dot(x, x)).collect();
@@ -517,7 +491,7 @@ pub fn knn_both_ways(a: &[f32], b: &[f32], d: usize, k: usize, metric: Metric) -
                     first,
                     d,
                     k_ab,
-                    &mut cols,
+                    Some(&mut cols),
                 ),
             ));
             (rows, cols)
@@ -536,8 +510,9 @@ pub fn knn_both_ways(a: &[f32], b: &[f32], d: usize, k: usize, metric: Metric) -
     )
 }
 
-/// One block of `a` rows against all of `b`: returns the rows' top-k and offers every
-/// distance to the columns' top-k (`cols`).
+/// One block of `a` rows (the first is row `first` of `a`) against all of `b`, one matrix
+/// multiply per tile of `b`: returns the rows' top-k and, when `cols` is given, offers every
+/// distance to the columns' top-k.
 #[allow(clippy::too_many_arguments)]
 fn two_way_block(
     rb: &[f32],
@@ -547,14 +522,16 @@ fn two_way_block(
     first: usize,
     d: usize,
     k: usize,
-    cols: &mut [TopK],
+    mut cols: Option<&mut [TopK]>,
 ) -> Vec<Vec<(f32, u32)>> {
     let nq = qb.len() / d;
     let n_b = rb.len() / d;
     let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
     let tile = REF_TILE.min(n_b);
     let mut dots = vec![0f32; nq * tile];
-    let mut col_bound: Vec<f32> = cols.iter().map(|c| c.bound()).collect();
+    let mut col_bound: Vec<f32> = cols
+        .as_deref()
+        .map_or(Vec::new(), |c| c.iter().map(|t| t.bound()).collect());
     let lhs = MatRef::from_row_major_slice(qb, nq, d);
     let mut start = 0;
     while start < n_b {
@@ -566,14 +543,16 @@ fn two_way_block(
         for (qi, top) in tops.iter_mut().enumerate() {
             let row = &dots[qi * nt..(qi + 1) * nt];
             scan_tile(top, row, bn, q_norm[qi], start);
-            scan_columns(
-                &mut cols[start..start + nt],
-                &mut col_bound[start..start + nt],
-                row,
-                bn,
-                q_norm[qi],
-                (first + qi) as u32,
-            );
+            if let Some(cols) = cols.as_deref_mut() {
+                scan_columns(
+                    &mut cols[start..start + nt],
+                    &mut col_bound[start..start + nt],
+                    row,
+                    bn,
+                    q_norm[qi],
+                    (first + qi) as u32,
+                );
+            }
         }
         start += nt;
     }
@@ -711,18 +690,11 @@ pub fn hnsw_query(
             distances: Vec::new(),
         };
     }
-    let (ref_n, query_n);
-    let (r, q) = if metric == Metric::Cosine {
-        let mut a = reference.to_vec();
-        l2_normalize_rows(&mut a, d);
-        let mut b = query.to_vec();
-        l2_normalize_rows(&mut b, d);
-        ref_n = a;
-        query_n = b;
-        (ref_n.as_slice(), query_n.as_slice())
-    } else {
-        (reference, query)
-    };
+    let (r, q) = (
+        searched_rows(reference, d, metric),
+        searched_rows(query, d, metric),
+    );
+    let (r, q) = (&r[..], &q[..]);
     let manhattan = metric == Metric::Manhattan;
     let points: Vec<Row> = r.chunks(d).map(|v| Row { v, manhattan }).collect();
     let ef = s.ef.max(k);

@@ -54,7 +54,8 @@ struct Args {
     /// The unintegrated embedding (or a cells table, PCA 50 inside) for pcr_comparison
     #[arg(long, value_name = "EMB|CELLS")]
     unintegrated: Option<PathBuf>,
-    /// Neighbour search: exact (default; free within the all-pairs pass) or approx (HNSW)
+    /// Neighbour search: exact (default; free within the all-pairs pass) or approx (HNSW:
+    /// slower than exact at every size measured, 719 s against 19 s at 100,000 cells)
     #[arg(long, value_enum, default_value_t = KnnMode::Exact)]
     knn: KnnMode,
     /// Comma-separated metrics or groups (all, scib, claire, bio, batch)

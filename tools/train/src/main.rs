@@ -47,6 +47,12 @@ struct Args {
     /// Do not refine the seed pairs (one stage; for stage-by-stage workflows)
     #[arg(long)]
     no_refine: bool,
+    /// Run only stage 1 (--stage1-epochs, by default 3 or enough for 100 steps), without
+    /// refinement, embedding with the query encoder unless --embed-with says otherwise: the
+    /// first call of a stage-by-stage run (train, refine, then train --init). Conflicts with
+    /// --epochs
+    #[arg(long, conflicts_with = "epochs")]
+    stage1_only: bool,
     /// Keep seed pairs whose posterior of the high-similarity component is at least this
     #[arg(long, default_value_t = 0.5, value_name = "P")]
     refine_threshold: f64,
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
             epochs: a.epochs,
             min_steps: a.min_steps,
             stage1_epochs: a.stage1_epochs,
+            stage1_only: a.stage1_only,
             refine: !a.no_refine,
             refine_threshold: a.refine_threshold,
             batch_size: a.batch_size,
@@ -149,6 +156,7 @@ fn main() -> ExitCode {
                 dropout: a.dropout,
             },
             embed_with: match a.embed_with {
+                Encoder::Auto if a.stage1_only => EmbedWith::Query,
                 Encoder::Auto => EmbedWith::Auto,
                 Encoder::Momentum => EmbedWith::Momentum,
                 Encoder::Query => EmbedWith::Query,

@@ -107,13 +107,13 @@ rule train_stage1:
         f"{OUT}/{{name}}/benchmarks/06_train_stage1.tsv"
     params:
         tool=tool("train"),
-        args=lambda w: train_args(w.name, config["train"]["stage1_epochs"]),
+        args=lambda w: train_args(w.name, 1),
     threads: config["threads"]
     resources:
         mem_mb=mem("train"),
         **gpu_resources(),
     shell:
-        "{params.tool} {input.cells:q} --pairs {input.pairs:q} --no-refine {params.args}"
+        "{params.tool} {input.cells:q} --pairs {input.pairs:q} {params.args}"
         " --threads {threads} --embedding {output.embedding:q}"
         " --log {output.history:q} -o {output.model:q} > {log:q} 2>&1"
 
@@ -161,7 +161,7 @@ rule train_stage2:
         f"{OUT}/{{name}}/benchmarks/08_train_stage2.tsv"
     params:
         tool=tool("train"),
-        args=lambda w: train_args(w.name, config["train"]["epochs"]),
+        args=lambda w: train_args(w.name, 2),
     threads: config["threads"]
     resources:
         mem_mb=mem("train"),

@@ -75,6 +75,10 @@ pub struct TrainParams {
     /// `max(3, enough epochs for stage1_min_steps steps)`.
     pub stage1_epochs: Option<usize>,
     pub stage1_min_steps: usize,
+    /// Run stage 1 alone (its length as `stage1_epochs` decides) and stop without refining:
+    /// the first call of a stage-by-stage run (workflows), `--stage1-only`.
+    #[serde(default)]
+    pub stage1_only: bool,
     pub refine: bool,
     pub refine_threshold: f64,
     pub batch_size: usize,
@@ -98,6 +102,7 @@ impl Default for TrainParams {
             min_steps: 1500,
             stage1_epochs: None,
             stage1_min_steps: 100,
+            stage1_only: false,
             refine: true,
             refine_threshold: 0.5,
             batch_size: 256,
@@ -283,12 +288,16 @@ impl<'a> Trainer<'a> {
         let pre_refined = seeds.posterior.iter().any(|p| p.is_finite());
         let (spe, _) = batching(n_train, params.batch_size);
         let per_epochs = |min_steps: usize| min_steps.div_ceil(spe.max(1));
-        let epochs = params
-            .epochs
-            .unwrap_or_else(|| params.default_epochs.max(per_epochs(params.min_steps)));
         let stage1 = params
             .stage1_epochs
             .unwrap_or_else(|| 3.max(per_epochs(params.stage1_min_steps)));
+        let epochs = if params.stage1_only {
+            stage1
+        } else {
+            params
+                .epochs
+                .unwrap_or_else(|| params.default_epochs.max(per_epochs(params.min_steps)))
+        };
 
         let state_path = dir.join(model::STATE_JSON);
         if let Start::Resume = start {
@@ -318,8 +327,9 @@ impl<'a> Trainer<'a> {
                 )
             }
         };
-        let refine_at = (params.refine && stage1 < epochs).then_some(epoch0 + stage1);
-        if params.refine && refine_at.is_none() {
+        let refine = params.refine && !params.stage1_only;
+        let refine_at = (refine && stage1 < epochs).then_some(epoch0 + stage1);
+        if refine && refine_at.is_none() {
             info!("note: {epochs} epoch(s) leave no room for refinement after {stage1} stage-1 epochs: no refinement");
         }
         // A fresh run replaces whatever an earlier run left in the directory.

@@ -307,23 +307,42 @@ pub fn take_optional(col: &Column, rows: &[Option<usize>]) -> Column {
 /// many do not, with an example); rows for other cells are ignored. A column that already
 /// exists on the cells table is replaced. Returns the number of ignored rows.
 pub fn join_obs(cells: &mut CellsTable, obs: &ObsTable, path: &Path) -> Result<usize> {
+    join_columns(
+        &cells.cell_ids,
+        "cell ids of the expression data",
+        &mut cells.obs,
+        obs,
+        path,
+    )
+}
+
+/// Join the columns of `obs` onto `columns`, whose rows are the cells `ids`, matching by
+/// cell id: a column of the same name is replaced, others are appended. Every id must have a
+/// row of `obs`, else an error (`what` names the ids in it: "cells of the embedding").
+/// Returns the number of `obs` rows no id matched.
+pub fn join_columns(
+    ids: &[String],
+    what: &str,
+    columns: &mut Vec<(String, Column)>,
+    obs: &ObsTable,
+    path: &Path,
+) -> Result<usize> {
     let index: HashMap<&str, usize> = obs
         .cell_ids
         .iter()
         .enumerate()
         .map(|(i, s)| (s.as_str(), i))
         .collect();
-    let rows: Vec<Option<usize>> = cells
-        .cell_ids
+    let rows: Vec<Option<usize>> = ids
         .iter()
         .map(|id| index.get(id.as_str()).copied())
         .collect();
     let missing = rows.iter().filter(|r| r.is_none()).count();
     if missing > 0 {
-        let first = &cells.cell_ids[rows.iter().position(|r| r.is_none()).unwrap()];
+        let first = &ids[rows.iter().position(|r| r.is_none()).unwrap()];
         return Err(Error::new(format!(
-            "{missing} of {} cell ids of the expression data have no row here (first missing: '{first}')",
-            cells.n_cells()
+            "{missing} of {} {what} have no row here (first missing: '{first}')",
+            ids.len()
         ))
         .field("cell_id")
         .file(path));
@@ -334,9 +353,9 @@ pub fn join_obs(cells: &mut CellsTable, obs: &ObsTable, path: &Path) -> Result<u
         if let Column::Cat(c) = &mut joined {
             c.compact();
         }
-        match cells.obs.iter_mut().find(|(n, _)| n == name) {
+        match columns.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = joined,
-            None => cells.obs.push((name.clone(), joined)),
+            None => columns.push((name.clone(), joined)),
         }
     }
     Ok(obs.cell_ids.len() - used.len())

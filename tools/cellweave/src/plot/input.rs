@@ -7,11 +7,10 @@
 
 use crate::contract::{Column, EmbeddingTable, Frame, TableKind};
 use crate::io::obs::{
-    delimiter_of, infer_column, read_lines, read_obs, split_record, take_optional, ObsTable,
+    delimiter_of, infer_column, join_columns, read_lines, read_obs, split_record, ObsTable,
 };
 use crate::io::{table, Format};
 use crate::{Error, Result};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// Read an embedding table (`.arrow`/`.parquet`) or a text embedding, and join `obs` if given.
@@ -80,38 +79,14 @@ pub fn read_text_embedding(path: &Path) -> Result<EmbeddingTable> {
 /// Join obs columns onto the embedding's cells by id (replacing columns of the same name).
 /// Every cell must have a row.
 pub fn join(emb: &mut EmbeddingTable, obs: &ObsTable, path: &Path) -> Result<()> {
-    let index: HashMap<&str, usize> = obs
-        .cell_ids
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let rows: Vec<Option<usize>> = emb
-        .cell_ids
-        .iter()
-        .map(|id| index.get(id.as_str()).copied())
-        .collect();
-    let missing = rows.iter().filter(|r| r.is_none()).count();
-    if missing > 0 {
-        let first = &emb.cell_ids[rows.iter().position(|r| r.is_none()).unwrap()];
-        return Err(Error::new(format!(
-            "{missing} of {} cells of the embedding have no row here (first missing: '{first}')",
-            emb.n_cells()
-        ))
-        .field("cell_id")
-        .file(path));
-    }
-    for (name, col) in &obs.columns {
-        let mut joined = take_optional(col, &rows);
-        if let Column::Cat(c) = &mut joined {
-            c.compact();
-        }
-        match emb.obs.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = joined,
-            None => emb.obs.push((name.clone(), joined)),
-        }
-    }
-    Ok(())
+    join_columns(
+        &emb.cell_ids,
+        "cells of the embedding",
+        &mut emb.obs,
+        obs,
+        path,
+    )
+    .map(|_| ())
 }
 
 /// What a text table holds, from its header: scores (`metric` and `value` columns, or a
