@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: locate the built binaries and the shared data.
 
-use std::path::PathBuf;
+use cellweave::contract::EmbeddingTable;
+use cellweave::io::table::write_embedding;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of a built binary `cellweave-<tool>` (same profile directory as the test).
@@ -21,25 +23,109 @@ pub fn bin(tool: &str) -> PathBuf {
     p
 }
 
+/// `cellweave-<tool> ARGS` as a command (two Rayon threads), for callers that add to it.
+pub fn command(tool: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin(tool));
+    cmd.args(args).env("RAYON_NUM_THREADS", "2");
+    cmd
+}
+
 /// Run `cellweave-<tool>` with arguments; returns the output.
 pub fn run(tool: &str, args: &[&str]) -> Output {
-    Command::new(bin(tool))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("spawn")
+    command(tool, args).output().expect("spawn")
 }
 
 /// Run and assert success, printing stderr on failure.
 pub fn run_ok(tool: &str, args: &[&str]) -> Output {
-    let out = run(tool, args);
+    output_ok(&mut command(tool, args))
+}
+
+/// Run any command and assert success, printing the command and its stderr on failure.
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "cellweave-{tool} {:?} failed:\n{}",
-        args,
+        "{cmd:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Run `cellweave-<tool>` expecting it to fail and leave no `output` behind; returns its
+/// stderr, trimmed.
+pub fn run_fails(tool: &str, args: &[&str], output: &Path) -> String {
+    let out = run(tool, args);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(
+        !out.status.success(),
+        "cellweave-{tool} {args:?} succeeded:\n{err}"
+    );
+    assert!(
+        !output.exists(),
+        "cellweave-{tool} {args:?} failed but left {}",
+        output.display()
+    );
+    err
+}
+
+/// As [`run_fails`], and the error is one stderr line: returns it.
+pub fn run_fails_one_line(tool: &str, args: &[&str], output: &Path) -> String {
+    let err = run_fails(tool, args, output);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "expected one error line, got:\n{err}"
+    );
+    err
+}
+
+/// A path as the `&str` argument of a command.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// Write an embedding table without obs columns or provenance.
+pub fn write_plain_embedding(
+    path: &Path,
+    name: &str,
+    cell_ids: Vec<String>,
+    dim: usize,
+    data: Vec<f32>,
+) {
+    let emb = EmbeddingTable {
+        name: name.into(),
+        cell_ids,
+        obs: vec![],
+        dim,
+        data,
+        provenance: vec![],
+    };
+    write_embedding(path, &emb).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The arguments of `cellweave-refine CELLS --pairs PAIRS --embedding EMBEDDING -o OUT`.
+pub fn refine_args<'a>(
+    cells: &'a Path,
+    pairs: &'a Path,
+    embedding: &'a Path,
+    out: &'a Path,
+) -> [&'a str; 7] {
+    [
+        s(cells),
+        "--pairs",
+        s(pairs),
+        "--embedding",
+        s(embedding),
+        "-o",
+        s(out),
+    ]
+}
+
+/// `true` when running under CI (`CI=true`), where nothing may be skipped.
+pub fn ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
 }
 
 /// The shared data folder (`$CELLWEAVE_SHARED` or `../shared` from the repository root).
@@ -52,7 +138,7 @@ pub fn shared() -> Option<PathBuf> {
     if p.join("data").is_dir() {
         return Some(p);
     }
-    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+    if ci() {
         panic!(
             "CI=true but the shared data is not at {} (set CELLWEAVE_SHARED)",
             p.display()
@@ -98,7 +184,7 @@ pub fn reference_python(modules: &[&str]) -> Option<PathBuf> {
         "no reference Python that can `{probe}` (tried {candidates:?}; build it with \
          ../shared/reference/tools/setup_env.sh, or set CELLWEAVE_REF_PYTHON)"
     );
-    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+    if ci() {
         panic!("CI=true but {msg}");
     }
     eprintln!("\n!!!!! SKIPPING: {msg} !!!!!\n");

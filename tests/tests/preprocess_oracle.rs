@@ -164,7 +164,7 @@ fn hvg_flavors_match_scanpy() {
     for flavor in ["seurat", "cell_ranger", "seurat_v3"] {
         if flavor == "seurat_v3" && !has_v3 {
             assert!(
-                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+                !cellweave_tests::ci(),
                 "CI=true but scikit-misc is not installed in {}",
                 py.display()
             );

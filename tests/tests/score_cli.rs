@@ -3,9 +3,8 @@
 //! line naming the file and field and leave no output behind, `--metrics` selects, and the
 //! same seed gives byte-identical scores whatever the thread count.
 
-use cellweave_tests::{bin, run, run_ok};
+use cellweave_tests::{command, output_ok, run_fails, run_fails_one_line, run_ok, s};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const N_PER_GROUP: usize = 40;
 const D: usize = 10;
@@ -59,14 +58,6 @@ fn write_embedding(dir: &Path, name: &str, type_sep: f64, batch_shift: f64, seed
     let p = dir.join(format!("{name}.tsv"));
     std::fs::write(&p, emb).unwrap();
     p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_string()
 }
 
 /// The wide TSV as (header, rows).
@@ -187,37 +178,27 @@ fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let emb = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
     let out = dir.path().join("scores.tsv");
-    let r = run("score", &[s(&emb), "-o", s(&out)]);
-    assert!(!r.status.success());
-    let err = stderr(&r);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = run_fails_one_line("score", &[s(&emb), "-o", s(&out)], &out);
     assert!(err.contains(s(&emb)), "names the file: {err}");
     assert!(err.contains("field 'cell_type'"), "names the field: {err}");
     assert!(err.contains("--obs"), "says what is expected: {err}");
-    assert!(!out.exists(), "no output on error");
 
     // A key that the obs file lacks: the obs file and the key are named.
     let obs = dir.path().join("obs.tsv");
-    let r = run(
-        "score",
-        &[
-            s(&emb),
-            "--obs",
-            s(&obs),
-            "--batch-key",
-            "donor",
-            "-o",
-            s(&out),
-        ],
-    );
-    assert!(!r.status.success());
-    let err = stderr(&r);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let args = [
+        s(&emb),
+        "--obs",
+        s(&obs),
+        "--batch-key",
+        "donor",
+        "-o",
+        s(&out),
+    ];
+    let err = run_fails_one_line("score", &args, &out);
     assert!(
         err.contains(s(&obs)) && err.contains("field 'donor'"),
         "{err}"
     );
-    assert!(!out.exists());
 }
 
 #[test]
@@ -226,21 +207,17 @@ fn unknown_metric_is_an_error_and_writes_nothing() {
     let emb = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
     let obs = dir.path().join("obs.tsv");
     let out = dir.path().join("scores.tsv");
-    let r = run(
-        "score",
-        &[
-            s(&emb),
-            "--obs",
-            s(&obs),
-            "--metrics",
-            "silhouette_label,silhouete_batch",
-            "-o",
-            s(&out),
-        ],
-    );
-    assert!(!r.status.success());
-    let err = stderr(&r);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let metrics = "silhouette_label,silhouete_batch";
+    let args = [
+        s(&emb),
+        "--obs",
+        s(&obs),
+        "--metrics",
+        metrics,
+        "-o",
+        s(&out),
+    ];
+    let err = run_fails_one_line("score", &args, &out);
     assert!(
         err.contains("'--metrics'") && err.contains("unknown metric 'silhouete_batch'"),
         "{err}"
@@ -249,7 +226,6 @@ fn unknown_metric_is_an_error_and_writes_nothing() {
         err.contains("silhouette_batch"),
         "lists the valid names: {err}"
     );
-    assert!(!out.exists());
 }
 
 #[test]
@@ -268,21 +244,17 @@ fn no_partial_output_when_a_later_input_fails() {
     );
     // A previous result at the output path stays as it was.
     std::fs::write(&tsv, "previous\n").unwrap();
-    let r = run(
-        "score",
-        &[
-            s(&good),
-            s(&bad),
-            "--obs",
-            s(&obs),
-            "-o",
-            s(&out),
-            "--tsv",
-            "--json",
-        ],
-    );
-    assert!(!r.status.success());
-    let err = stderr(&r);
+    let args = [
+        s(&good),
+        s(&bad),
+        "--obs",
+        s(&obs),
+        "-o",
+        s(&out),
+        "--tsv",
+        "--json",
+    ];
+    let err = run_fails("score", &args, &out);
     assert!(
         err.ends_with("(expected every scored cell to have a row)"),
         "{err}"
@@ -292,7 +264,7 @@ fn no_partial_output_when_a_later_input_fails() {
         last.contains(s(&obs)) && last.contains("stranger") && last.contains("field 'cell_id'"),
         "{last}"
     );
-    assert!(!out.exists() && !json.exists(), "no output on error");
+    assert!(!json.exists(), "no output on error");
     assert_eq!(std::fs::read_to_string(&tsv).unwrap(), "previous\n");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -385,12 +357,8 @@ fn metrics_subset_computes_only_those() {
 
 /// Run with a thread count; returns the TSV bytes.
 fn scores_with_threads(emb: &Path, obs: &Path, out: &Path, seed: &str, threads: &str) -> Vec<u8> {
-    let r = Command::new(bin("score"))
-        .args([s(emb), "--obs", s(obs), "--seed", seed, "-o", s(out), "-q"])
-        .env("RAYON_NUM_THREADS", threads)
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{}", stderr(&r));
+    let args = [s(emb), "--obs", s(obs), "--seed", seed, "-o", s(out), "-q"];
+    output_ok(command("score", &args).env("RAYON_NUM_THREADS", threads));
     std::fs::read(out).unwrap()
 }
 
@@ -481,22 +449,17 @@ fn impute_mode_scores_and_rejects_incomplete_matrices() {
     // An imputation that lacks a gene of the truth: one line naming the file and field.
     let mut args = vec!["--impute", &perfect, &three];
     args.extend(base);
-    let r = run("score", &args);
-    assert!(!r.status.success());
-    let err = stderr(&r);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = run_fails_one_line("score", &args, &out);
     assert!(
         err.contains(&three) && err.contains("field 'gene_ids'"),
         "{err}"
     );
     assert!(err.contains("'g4'"), "{err}");
-    assert!(!out.exists(), "no output on error");
 
     // --impute needs --truth and --masked; it does not mix with embeddings.
-    let r = run("score", &["--impute", &perfect, "-o", s(&out)]);
-    assert!(!r.status.success() && stderr(&r).contains("--truth"));
+    let err = run_fails("score", &["--impute", &perfect, "-o", s(&out)], &out);
+    assert!(err.contains("--truth"), "{err}");
     let mut args = vec![&perfect, "--impute", &perfect];
     args.extend(base);
-    assert!(!run("score", &args).status.success());
-    assert!(!out.exists());
+    run_fails("score", &args, &out);
 }

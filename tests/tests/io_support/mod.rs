@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub fn ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
-}
+pub use cellweave_tests::s;
 
 /// A Python with anndata, scipy and h5py: the reference stack
 /// ([`cellweave_tests::reference_python`]). None (a loud skip) when there is none; a panic
@@ -68,10 +66,6 @@ pub fn batch_sizes(t: &CellsTable) -> HashMap<String, usize> {
 
 pub fn read(p: &Path) -> CellsTable {
     table::read_cells(p).unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A failed run (started with `-q`): non-zero exit, one stderr line naming the file and a field (and every

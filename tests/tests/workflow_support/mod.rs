@@ -2,6 +2,7 @@
 //! the built binaries, and running Snakemake / the Nextflow check as a user would.
 #![allow(dead_code)]
 
+use cellweave_tests::ci;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,11 +12,6 @@ pub fn repo() -> PathBuf {
         .join("..")
         .canonicalize()
         .expect("repository root")
-}
-
-/// `true` when running under CI, where nothing may be skipped.
-pub fn ci() -> bool {
-    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
 }
 
 /// An executable of the workflow venv (`$CELLWEAVE_VENV` or `.venv`, made by scripts/setup.sh).
