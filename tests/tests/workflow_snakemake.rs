@@ -4,31 +4,59 @@
 
 mod workflow_support;
 
-use std::path::Path;
+use cellweave_tests::shared;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 use workflow_support::{job_counts, repo, snakemake, text, venv_bin};
 
-fn write(path: &Path, s: &str) {
-    std::fs::write(path, s).expect("write");
+/// The venv's snakemake run in a fresh work folder, with the shared data or without.
+struct Workflow {
+    smk: PathBuf,
+    work: TempDir,
+    shared: Option<PathBuf>,
+}
+
+impl Workflow {
+    /// None (a loud skip) without the venv.
+    fn new(shared: Option<PathBuf>) -> Option<Self> {
+        let smk = venv_bin("snakemake")?;
+        let work = tempfile::tempdir().unwrap();
+        Some(Workflow { smk, work, shared })
+    }
+
+    /// `text` written to `name` in the work folder.
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.work.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// Snakemake with `args`: (success, stdout + stderr).
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = snakemake(&self.smk, self.work.path(), self.shared.as_deref(), args);
+        (out.status.success(), text(&out))
+    }
+
+    /// Snakemake with `--configfile config` and `extra`.
+    fn with_config(&self, config: &Path, extra: &[&str]) -> (bool, String) {
+        self.run(&[&["--configfile", config.to_str().unwrap()], extra].concat())
+    }
+
+    /// A dry run with `--configfile config` and `extra` that must succeed: its output.
+    fn dry_run(&self, config: &Path, extra: &[&str]) -> String {
+        let (ok, t) = self.with_config(config, &[&["--dry-run"], extra].concat());
+        assert!(ok, "dry run failed:\n{t}");
+        t
+    }
 }
 
 #[test]
 fn dry_run_on_the_multi_config_shows_the_scatter() {
-    let Some(shared) = cellweave_tests::shared() else {
+    let Some(shared) = shared() else { return };
+    let Some(w) = Workflow::new(Some(shared)) else {
         return;
     };
-    let Some(smk) = venv_bin("snakemake") else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let config = repo().join("workflows/snakemake/config/multi.yaml");
-    let out = snakemake(
-        &smk,
-        work.path(),
-        Some(&shared),
-        &["--configfile", config.to_str().unwrap(), "--dry-run"],
-    );
-    let t = text(&out);
-    assert!(out.status.success(), "dry run failed:\n{t}");
+    let t = w.dry_run(&repo().join("workflows/snakemake/config/multi.yaml"), &[]);
     let jobs = job_counts(&t);
     // cellbench_3tech: 3 batches (obs TSV) -> 3 shards; kang_ifnb: 4 -> 6; 6 simulated -> 15.
     assert_eq!(jobs.get("pairs_shard"), Some(&(3 + 6 + 15)), "{jobs:?}");
@@ -57,28 +85,12 @@ fn dry_run_on_the_multi_config_shows_the_scatter() {
 
 #[test]
 fn dry_run_prints_the_shard_commands() {
-    let Some(smk) = venv_bin("snakemake") else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("sim.yaml");
-    write(
-        &config,
+    let Some(w) = Workflow::new(None) else { return };
+    let config = w.file(
+        "sim.yaml",
         "outdir: out\ndatasets:\n  four: {simulate: {batches: 4}, label_key: cell_type}\n  two: {simulate: {batches: 2}}\n",
     );
-    let out = snakemake(
-        &smk,
-        work.path(),
-        None,
-        &[
-            "--configfile",
-            config.to_str().unwrap(),
-            "--dry-run",
-            "--printshellcmds",
-        ],
-    );
-    let t = text(&out);
-    assert!(out.status.success(), "dry run failed:\n{t}");
+    let t = w.dry_run(&config, &["--printshellcmds"]);
     let jobs = job_counts(&t);
     assert_eq!(jobs.get("pairs_shard"), Some(&6), "{jobs:?}");
     assert_eq!(jobs.get("pairs_all"), Some(&1), "{jobs:?}");
@@ -95,13 +107,9 @@ fn dry_run_prints_the_shard_commands() {
 
 #[test]
 fn without_a_configfile_the_demo_is_planned() {
-    let Some(smk) = venv_bin("snakemake") else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let out = snakemake(&smk, work.path(), None, &["--dry-run"]);
-    let t = text(&out);
-    assert!(out.status.success(), "dry run failed:\n{t}");
+    let Some(w) = Workflow::new(None) else { return };
+    let (ok, t) = w.run(&["--dry-run"]);
+    assert!(ok, "dry run failed:\n{t}");
     assert!(
         t.contains("results/demo/demo/integrated.h5ad")
             && t.contains("results/demo/demo/scores.tsv"),
@@ -112,12 +120,8 @@ fn without_a_configfile_the_demo_is_planned() {
 
 #[test]
 fn config_errors_are_reported_before_anything_runs() {
-    let Some(smk) = venv_bin("snakemake") else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let obs = work.path().join("obs.tsv");
-    write(&obs, "cell_id\tsample\nc1\ta\n");
+    let Some(w) = Workflow::new(None) else { return };
+    w.file("obs.tsv", "cell_id\tsample\nc1\ta\n");
     let cases = [
         (
             "datasets:\n  x: {simulate: {}}\nfilter: {min_cell: 3}\n",
@@ -134,16 +138,9 @@ fn config_errors_are_reported_before_anything_runs() {
         ),
     ];
     for (i, (yaml, expected)) in cases.iter().enumerate() {
-        let config = work.path().join(format!("bad{i}.yaml"));
-        write(&config, yaml);
-        let out = snakemake(
-            &smk,
-            work.path(),
-            None,
-            &["--configfile", config.to_str().unwrap(), "--dry-run"],
-        );
-        let t = text(&out);
-        assert!(!out.status.success(), "config {yaml:?} was accepted:\n{t}");
+        let config = w.file(&format!("bad{i}.yaml"), yaml);
+        let (ok, t) = w.with_config(&config, &["--dry-run"]);
+        assert!(!ok, "config {yaml:?} was accepted:\n{t}");
         assert!(
             t.contains(expected),
             "config {yaml:?}: expected {expected:?} in:\n{t}"
@@ -153,25 +150,16 @@ fn config_errors_are_reported_before_anything_runs() {
 
 #[test]
 fn a_failing_rule_leaves_no_output_and_the_rerun_resumes() {
-    let Some(smk) = venv_bin("snakemake") else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("fail.yaml");
+    let Some(w) = Workflow::new(None) else { return };
+    let sim = "outdir: out\ndatasets:\n  sim: {simulate: {cells: 300, genes: 200, batches: 3, cell_types: 3}}\n";
     // Every cell fails min_genes: cellweave-filter exits 1 after cellweave-simulate succeeded.
-    write(
-        &config,
-        "outdir: out\ndatasets:\n  sim: {simulate: {cells: 300, genes: 200, batches: 3, cell_types: 3}}\nfilter: {min_genes: 100000}\n",
+    let failing = w.file(
+        "fail.yaml",
+        &format!("{sim}filter: {{min_genes: 100000}}\n"),
     );
-    let out = snakemake(
-        &smk,
-        work.path(),
-        None,
-        &["--configfile", config.to_str().unwrap()],
-    );
-    let t = text(&out);
-    assert!(!out.status.success(), "the workflow did not fail:\n{t}");
-    let d = work.path().join("out/sim");
+    let (ok, t) = w.with_config(&failing, &[]);
+    assert!(!ok, "the workflow did not fail:\n{t}");
+    let d = w.work.path().join("out/sim");
     assert!(
         d.join("01_raw.arrow").is_file(),
         "the simulate output is missing"
@@ -204,14 +192,8 @@ fn a_failing_rule_leaves_no_output_and_the_rerun_resumes() {
     );
 
     // Fixed config: the next run starts at filter, simulate is not re-run.
-    write(&config, "outdir: out\ndatasets:\n  sim: {simulate: {cells: 300, genes: 200, batches: 3, cell_types: 3}}\n");
-    let out = snakemake(
-        &smk,
-        work.path(),
-        None,
-        &["--configfile", config.to_str().unwrap(), "--dry-run"],
-    );
-    let t = text(&out);
+    let fixed = w.file("fail.yaml", sim);
+    let (_, t) = w.with_config(&fixed, &["--dry-run"]);
     let jobs = job_counts(&t);
     assert_eq!(jobs.get("simulate"), None, "simulate would re-run:\n{t}");
     assert_eq!(jobs.get("filter_cells"), Some(&1), "{t}");
@@ -219,20 +201,11 @@ fn a_failing_rule_leaves_no_output_and_the_rerun_resumes() {
 
 #[test]
 fn snakemake_lint_is_clean() {
-    let Some(smk) = venv_bin("snakemake") else {
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
+    let Some(w) = Workflow::new(None) else { return };
     let config = repo().join("workflows/snakemake/config/default.yaml");
-    let out = snakemake(
-        &smk,
-        work.path(),
-        None,
-        &["--configfile", config.to_str().unwrap(), "--lint"],
-    );
-    let t = text(&out);
+    let (ok, t) = w.with_config(&config, &["--lint"]);
     assert!(
-        out.status.success() && t.contains("your workflow is in a good condition"),
+        ok && t.contains("your workflow is in a good condition"),
         "snakemake --lint:\n{t}"
     );
 }
