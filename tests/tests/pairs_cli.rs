@@ -2,14 +2,10 @@
 //! one run, determinism across thread counts, the report on stderr, refinement, and the
 //! errors (fingerprint mismatch, raw counts, unknown batch, incomplete merges).
 
-use cellweave::contract::{EmbeddingTable, PairKind, PairsTable};
-use cellweave::io::table::{read_cells, read_pairs, write_embedding};
-use cellweave_tests::{run, run_ok};
+use cellweave::contract::{PairKind, PairsTable};
+use cellweave::io::table::{read_cells, read_pairs};
+use cellweave_tests::{refine_args, run_fails, run_ok, s, write_plain_embedding};
 use std::path::{Path, PathBuf};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Simulated counts (3 batches, 4 cell types), normalized: (counts, log-normalized).
 fn simulated(dir: &Path, cells: usize, seed: u64) -> (PathBuf, PathBuf) {
@@ -108,13 +104,9 @@ fn shards_merge_into_exactly_one_run() {
 
     // an incomplete set of shards is refused, and writes nothing
     let partial = dir.path().join("partial.arrow");
-    let o = run(
-        "pairs",
-        &["--merge", s(&shards[0]), s(&shards[3]), "-o", s(&partial)],
-    );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("b0 / b2"), "{}", stderr(&o));
-    assert!(!partial.exists());
+    let args = ["--merge", s(&shards[0]), s(&shards[3]), "-o", s(&partial)];
+    let e = run_fails("pairs", &args, &partial);
+    assert!(e.contains("b0 / b2"), "{e}");
 }
 
 #[test]
@@ -163,70 +155,46 @@ fn bad_inputs_are_one_line_errors() {
     let (raw, cells) = simulated(dir.path(), 400, 3);
     let out = dir.path().join("p.arrow");
     // raw counts
-    let o = run("pairs", &[s(&raw), "-o", s(&out)]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
+    let e = run_fails("pairs", &[s(&raw), "-o", s(&out)], &out);
     assert!(
         e.contains(s(&raw)) && e.contains("values") && e.contains("cellweave-normalize"),
         "{e}"
     );
     assert_eq!(e.lines().filter(|l| l.contains("error")).count(), 1, "{e}");
     assert!(
-        e.trim()
-            .lines()
+        e.lines()
             .last()
             .unwrap()
             .starts_with("cellweave-pairs: error: "),
         "{e}"
     );
     // an unknown batch
-    let o = run(
-        "pairs",
-        &[
-            s(&cells),
-            "-o",
-            s(&out),
-            "--batch-a",
-            "b0",
-            "--batch-b",
-            "nope",
-        ],
-    );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("no batch 'nope'"), "{}", stderr(&o));
-    assert!(!out.exists());
+    let args = [
+        s(&cells),
+        "-o",
+        s(&out),
+        "--batch-a",
+        "b0",
+        "--batch-b",
+        "nope",
+    ];
+    let e = run_fails("pairs", &args, &out);
+    assert!(e.contains("no batch 'nope'"), "{e}");
 
     // pairs of one cells table used with another: refine refuses
     let (_, other) = simulated(dir.path(), 300, 4);
     run_ok("pairs", &[s(&cells), "-o", s(&out)]);
     let c = read_cells(&other).unwrap();
-    let emb = EmbeddingTable {
-        name: "test".into(),
-        cell_ids: c.cell_ids.clone(),
-        obs: vec![],
-        dim: 2,
-        data: vec![1.0; c.n_cells() * 2],
-        provenance: vec![],
-    };
-    let emb_path = dir.path().join("emb.arrow");
-    write_embedding(&emb_path, &emb).unwrap();
+    let emb = dir.path().join("emb.arrow");
+    let ones = vec![1.0; c.n_cells() * 2];
+    write_plain_embedding(&emb, "test", c.cell_ids.clone(), 2, ones);
     let refined = dir.path().join("r.arrow");
-    let o = run(
+    let e = run_fails(
         "refine",
-        &[
-            s(&other),
-            "--pairs",
-            s(&out),
-            "--embedding",
-            s(&emb_path),
-            "-o",
-            s(&refined),
-        ],
+        &refine_args(&other, &out, &emb, &refined),
+        &refined,
     );
-    assert!(!o.status.success());
-    let e = stderr(&o);
     assert!(e.contains(s(&out)) && e.contains("fingerprint"), "{e}");
-    assert!(!refined.exists());
     // merging shards of different cells tables
     let a = dir.path().join("a.arrow");
     let b = dir.path().join("b.arrow");
@@ -235,9 +203,12 @@ fn bad_inputs_are_one_line_errors() {
         "pairs",
         &[s(&other), "-o", s(&b), "--batch-a", "b0", "--batch-b", "b1"],
     );
-    let o = run("pairs", &["--merge", s(&a), s(&b), "-o", s(&refined)]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("fingerprint"), "{}", stderr(&o));
+    let e = run_fails(
+        "pairs",
+        &["--merge", s(&a), s(&b), "-o", s(&refined)],
+        &refined,
+    );
+    assert!(e.contains("fingerprint"), "{e}");
 }
 
 #[test]
@@ -258,32 +229,19 @@ fn refine_drops_dissimilar_seeds_and_keeps_knn() {
     }
     // reversed cell order: refine aligns by cell id
     let order: Vec<usize> = (0..c.n_cells()).rev().collect();
-    let emb = EmbeddingTable {
-        name: "oracle".into(),
-        cell_ids: order.iter().map(|&i| c.cell_ids[i].clone()).collect(),
-        obs: vec![],
-        dim: k,
-        data: order
+    let emb = dir.path().join("emb.arrow");
+    write_plain_embedding(
+        &emb,
+        "oracle",
+        order.iter().map(|&i| c.cell_ids[i].clone()).collect(),
+        k,
+        order
             .iter()
             .flat_map(|&i| data[i * k..(i + 1) * k].to_vec())
             .collect(),
-        provenance: vec![],
-    };
-    let emb_path = dir.path().join("emb.arrow");
-    write_embedding(&emb_path, &emb).unwrap();
-    let refined = dir.path().join("r.arrow");
-    let o = run_ok(
-        "refine",
-        &[
-            s(&cells),
-            "--pairs",
-            s(&pairs),
-            "--embedding",
-            s(&emb_path),
-            "-o",
-            s(&refined),
-        ],
     );
+    let refined = dir.path().join("r.arrow");
+    let o = run_ok("refine", &refine_args(&cells, &pairs, &emb, &refined));
     let log = stderr(&o);
     assert!(
         log.contains("seeds kept") && log.contains("seed accuracy"),

@@ -2,14 +2,10 @@
 //! PCA against scanpy's, seed counts and accuracy, KNN sanity, and refinement with a
 //! reference embedding (Harmony's, as a stand-in stage-1 embedding) raising seed accuracy.
 
-use cellweave::contract::{EmbeddingTable, PairKind};
-use cellweave::io::table::{read_cells, read_pairs, write_embedding};
-use cellweave_tests::{run_ok, shared};
+use cellweave::contract::PairKind;
+use cellweave::io::table::{read_cells, read_pairs};
+use cellweave_tests::{refine_args, run_ok, s, shared, write_plain_embedding};
 use std::path::{Path, PathBuf};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// The preprocessing chain; returns the HVG cells table.
 fn preprocess(shared: &Path, dataset: &str, dir: &Path) -> PathBuf {
@@ -112,29 +108,10 @@ fn check_dataset(dataset: &str, min_accuracy: f64) {
             .join(dataset)
             .join("embed/harmony.tsv"),
     );
-    let emb = EmbeddingTable {
-        name: "harmony".into(),
-        cell_ids: hids,
-        obs: vec![],
-        dim: hdim,
-        data: hdata,
-        provenance: vec![],
-    };
-    let emb_path = dir.path().join("harmony.arrow");
-    write_embedding(&emb_path, &emb).unwrap();
+    let emb = dir.path().join("harmony.arrow");
+    write_plain_embedding(&emb, "harmony", hids, hdim, hdata);
     let refined = dir.path().join("refined.arrow");
-    let out = run_ok(
-        "refine",
-        &[
-            s(&hvg),
-            "--pairs",
-            s(&pairs),
-            "--embedding",
-            s(&emb_path),
-            "-o",
-            s(&refined),
-        ],
-    );
+    let out = run_ok("refine", &refine_args(&hvg, &pairs, &emb, &refined));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let r = read_pairs(&refined).unwrap();
     let (same2, total2) = cellweave::pairs::seed_accuracy(&r, &types);

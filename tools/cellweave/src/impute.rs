@@ -7,6 +7,7 @@
 //! Matrices here are dense row-major `f32` (`n_cells x n_genes`) unless they are a [`Csr`].
 
 use crate::contract::{CellsTable, Csr, ValueKind};
+use crate::io::obs::rows_of;
 use crate::neighbors::{knn, Metric};
 use crate::{bail, Error, Result};
 use rayon::prelude::*;
@@ -287,16 +288,7 @@ fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    })
+    (!v.is_empty()).then(|| crate::metrics::stats::median(&mut v))
 }
 
 /// Evaluate `imputed` (dense, log10(x+1) scale) against `truth` and the imputation input
@@ -452,37 +444,22 @@ pub fn evaluate_detail(
 /// log10(x+1) scale. Errors name the first cell or gene the truth lacks.
 pub fn aligned_truth(truth: &CellsTable, cell_ids: &[String], gene_ids: &[String]) -> Result<Csr> {
     let x = scaled_values(truth, Scale::Log10)?;
-    let pos = |ids: &[String]| -> std::collections::HashMap<String, usize> {
-        ids.iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i))
-            .collect()
-    };
-    let (cpos, gpos) = (pos(&truth.cell_ids), pos(&truth.gene_ids));
-    let mut rows = Vec::with_capacity(cell_ids.len());
-    for c in cell_ids {
-        match cpos.get(c) {
-            Some(&r) => rows.push(r),
-            None => {
-                return Err(Error::new(format!(
-                    "cell '{c}' of the imputed table is not in the truth"
-                ))
-                .field("cell_id"))
-            }
-        }
+    let (rows, missing) = rows_of(cell_ids, &truth.cell_ids);
+    if let Some((_, c)) = missing {
+        return Err(Error::new(format!(
+            "cell '{c}' of the imputed table is not in the truth"
+        ))
+        .field("cell_id"));
     }
-    let mut cols = Vec::with_capacity(gene_ids.len());
-    for gid in gene_ids {
-        match gpos.get(gid) {
-            Some(&c) => cols.push(c),
-            None => {
-                return Err(Error::new(format!(
-                    "gene '{gid}' of the imputed table is not in the truth"
-                ))
-                .field("gene_ids"))
-            }
-        }
+    let (cols, missing) = rows_of(gene_ids, &truth.gene_ids);
+    if let Some((_, gid)) = missing {
+        return Err(Error::new(format!(
+            "gene '{gid}' of the imputed table is not in the truth"
+        ))
+        .field("gene_ids"));
     }
+    let rows: Vec<usize> = rows.into_iter().flatten().collect();
+    let cols: Vec<usize> = cols.into_iter().flatten().collect();
     Ok(x.select_rows(&rows).select_cols(&cols))
 }
 

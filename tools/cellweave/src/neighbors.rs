@@ -358,22 +358,41 @@ fn searched_rows(x: &[f32], d: usize, metric: Metric) -> Cow<'_, [f32]> {
     }
 }
 
-/// Exact search (see the module notes).
-pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
+/// `k` and the reference and query rows as searched.
+type Prepared<'a> = (usize, Cow<'a, [f32]>, Cow<'a, [f32]>);
+
+/// What both searches start from: `k` capped at the number of reference rows, and both sets
+/// of rows as searched; `Err` holds the (empty) result when there is nothing to search.
+fn prepare<'a>(
+    reference: &'a [f32],
+    query: &'a [f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+) -> std::result::Result<Prepared<'a>, Knn> {
     let n_ref = reference.len().checked_div(d).unwrap_or(0);
     let n_q = query.len().checked_div(d).unwrap_or(0);
     let k = k.min(n_ref);
     if n_q == 0 || k == 0 {
-        return Knn {
+        return Err(Knn {
             k,
             indices: Vec::new(),
             distances: Vec::new(),
-        };
+        });
     }
-    let (r, q) = (
+    Ok((
+        k,
         searched_rows(reference, d, metric),
         searched_rows(query, d, metric),
-    );
+    ))
+}
+
+/// Exact search (see the module notes).
+pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
+    let (k, r, q) = match prepare(reference, query, d, k, metric) {
+        Ok(p) => p,
+        Err(empty) => return empty,
+    };
     let (r, q) = (&r[..], &q[..]);
     let rows: Vec<Vec<(f32, u32)>> = if metric == Metric::Manhattan {
         query
@@ -680,20 +699,10 @@ pub fn hnsw_query(
     metric: Metric,
     s: &Search,
 ) -> Knn {
-    let n_ref = reference.len().checked_div(d).unwrap_or(0);
-    let n_q = query.len().checked_div(d).unwrap_or(0);
-    let k = k.min(n_ref);
-    if n_q == 0 || k == 0 {
-        return Knn {
-            k,
-            indices: Vec::new(),
-            distances: Vec::new(),
-        };
-    }
-    let (r, q) = (
-        searched_rows(reference, d, metric),
-        searched_rows(query, d, metric),
-    );
+    let (k, r, q) = match prepare(reference, query, d, k, metric) {
+        Ok(p) => p,
+        Err(empty) => return empty,
+    };
     let (r, q) = (&r[..], &q[..]);
     let manhattan = metric == Metric::Manhattan;
     let points: Vec<Row> = r.chunks(d).map(|v| Row { v, manhattan }).collect();
@@ -703,7 +712,7 @@ pub fn hnsw_query(
         .ef_search(ef)
         .seed(s.seed)
         .build_hnsw(points);
-    let mut original = vec![0u32; n_ref];
+    let mut original = vec![0u32; r.len() / d];
     for (orig, pid) in ids.iter().enumerate() {
         original[pid.into_inner() as usize] = orig as u32;
     }

@@ -14,6 +14,7 @@ use crate::contract::{
 };
 use crate::io::stream::{self, CellsInput};
 use crate::io::table::{CellsMeta, COL_BATCH};
+use crate::metrics::stats::median;
 use crate::{Error, Result};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use rayon::prelude::*;
@@ -212,19 +213,6 @@ pub fn retain(x: &mut Csr, keep_rows: &[bool], col_map: &[u32], n_cols: usize) {
     x.data.truncate(w);
     x.indptr = indptr;
     x.n_cols = n_cols;
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_unstable_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 /// What the filter removed, per batch and overall.

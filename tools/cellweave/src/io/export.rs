@@ -3,10 +3,10 @@
 //! in `obsm['X_<name>']`), a 10x MTX folder, or a dense TSV.
 
 use super::h5ad::{anndata_of, write_h5ad, AnnData};
+use super::obs::rows_of;
 use super::{dense, mtx, table, Format};
 use crate::contract::{CellsTable, Column, Csr, EmbeddingTable, Step, TableKind, ValueKind};
 use crate::{info, Error, Result};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Options of an export (the flags of `cellweave-export`).
@@ -36,18 +36,8 @@ fn output_format(out: &Path) -> Result<Format> {
 
 /// Rows of `ids` in a table whose ids are `have` (error naming `what` when some are missing).
 fn rows_by_id(ids: &[String], have: &[String], what: &str, path: &Path) -> Result<Vec<usize>> {
-    let index: HashMap<&str, usize> = have
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let rows: Vec<Option<usize>> = ids
-        .iter()
-        .map(|id| index.get(id.as_str()).copied())
-        .collect();
-    let missing = rows.iter().filter(|r| r.is_none()).count();
-    if missing > 0 {
-        let first = &ids[rows.iter().position(Option::is_none).unwrap()];
+    let (rows, missing) = rows_of(ids, have);
+    if let Some((missing, first)) = missing {
         return Err(Error::new(format!(
             "{missing} of {} {what} are not in this table (first: '{first}')",
             ids.len()

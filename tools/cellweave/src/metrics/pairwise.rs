@@ -18,6 +18,7 @@
 //! re-sorted, so the result is the exact kNN unless more than `KNN_MARGIN` points tie within
 //! float32 rounding of the k-th distance. The cell itself comes first at distance 0.
 
+use super::stats::n_codes;
 use crate::neighbors::Knn;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -287,18 +288,8 @@ fn initial_bounds(xs: &[f32], d: usize, sq: &[f32], k: usize, tau: &[AtomicU32])
 /// `0..n_labels` / `0..n_batches` (pass all zeros when a grouping is not needed).
 pub fn pairwise(x: &[f32], d: usize, labels: &[u32], batches: &[u32], needs: Needs) -> Pairwise {
     let n = labels.len();
-    let nl = labels
-        .iter()
-        .copied()
-        .max()
-        .map(|m| m as usize + 1)
-        .unwrap_or(0);
-    let nb = batches
-        .iter()
-        .copied()
-        .max()
-        .map(|m| m as usize + 1)
-        .unwrap_or(0);
+    let nl = n_codes(labels);
+    let nb = n_codes(batches);
     // Order cells by (label, batch, index).
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (labels[i], batches[i], i));

@@ -11,12 +11,7 @@
 /// Variance share between batch means of `n x d` rows (row-major).
 pub fn pcr(x: &[f32], d: usize, batches: &[u32]) -> f64 {
     let n = batches.len();
-    let nb = batches
-        .iter()
-        .copied()
-        .max()
-        .map(|m| m as usize + 1)
-        .unwrap_or(0);
+    let nb = super::stats::n_codes(batches);
     let mut mean = vec![0f64; d];
     let mut bmean = vec![0f64; nb * d];
     let mut cnt = vec![0f64; nb];

@@ -1,10 +1,19 @@
 //! Small statistics the metrics share: partition agreement (NMI, ARI), the chi-square tail,
 //! medians.
 
+/// The number of codes `0..=max` in a coding (0 when empty).
+pub fn n_codes(codes: &[u32]) -> usize {
+    codes
+        .iter()
+        .copied()
+        .max()
+        .map(|m| m as usize + 1)
+        .unwrap_or(0)
+}
+
 /// Contingency table of two labelings (values `0..na`, `0..nb`), row-major `na x nb`.
 fn contingency(a: &[u32], b: &[u32]) -> (Vec<f64>, usize, usize) {
-    let na = a.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
-    let nb = b.iter().copied().max().map(|m| m as usize + 1).unwrap_or(0);
+    let (na, nb) = (n_codes(a), n_codes(b));
     let mut t = vec![0f64; na * nb];
     for (&x, &y) in a.iter().zip(b) {
         t[x as usize * nb + y as usize] += 1.0;
@@ -79,6 +88,12 @@ pub fn ari(a: &[u32], b: &[u32]) -> f64 {
 /// Median of the finite values (NaN when none): numpy's `nanmedian`.
 pub fn nanmedian(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    median(&mut v)
+}
+
+/// Median of `v` (NaN when empty), sorting it in place (by `total_cmp`: NaNs are not left
+/// out, see [`nanmedian`]).
+pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

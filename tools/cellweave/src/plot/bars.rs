@@ -7,7 +7,7 @@
 //! group by group (bio, batch, claire, aggregate, then others) under a group heading.
 
 use super::style::{self, text_size, GREY, GRID, INK};
-use super::{scale, Anchor, Canvas, Figure};
+use super::{numbers, scale, Anchor, Canvas, Figure};
 use crate::contract::{Column, Frame};
 use crate::{Error, Result};
 use plotters::prelude::*;
@@ -22,20 +22,6 @@ pub struct Bars {
     pub groups: Vec<String>,
     pub title: String,
     pub width: Option<u32>,
-}
-
-fn numbers(col: &Column) -> Option<Vec<f64>> {
-    match col {
-        Column::F64(v) => Some(v.clone()),
-        Column::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-        Column::I64(v) => Some(
-            v.iter()
-                .map(|x| x.map(|x| x as f64).unwrap_or(f64::NAN))
-                .collect(),
-        ),
-        Column::U32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-        _ => None,
-    }
 }
 
 fn texts(col: &Column) -> Vec<String> {

@@ -6,8 +6,8 @@
 //! spanning more than two decades of positive values is drawn on a log scale.
 
 use super::style::{self, GREY, GRID, INK};
-use super::{scale, Anchor, Canvas, Figure};
-use crate::contract::{Column, Frame};
+use super::{numbers, scale, Anchor, Canvas, Figure};
+use crate::contract::Frame;
 use crate::{Error, Result};
 use plotters::prelude::*;
 
@@ -26,20 +26,6 @@ pub struct Curves {
     pub title: String,
     pub width: Option<u32>,
     pub height: Option<u32>,
-}
-
-fn numbers(col: &Column) -> Option<Vec<f64>> {
-    match col {
-        Column::F64(v) => Some(v.clone()),
-        Column::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-        Column::I64(v) => Some(
-            v.iter()
-                .map(|x| x.map(|x| x as f64).unwrap_or(f64::NAN))
-                .collect(),
-        ),
-        Column::U32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-        _ => None,
-    }
 }
 
 impl Curves {

@@ -12,6 +12,7 @@ pub mod png;
 pub mod scatter;
 pub mod style;
 
+use crate::contract::Column;
 use crate::io::atomic;
 use crate::{bail, Error, Result};
 use plotters::coord::Shift;
@@ -213,6 +214,22 @@ impl<DB: DrawingBackend> Canvas<DB> {
             _ => self.area.draw(&Circle::new((x, y), r.max(1), st)),
         }
         .map_err(drawing)
+    }
+}
+
+/// The values of a numeric column as f64 (a missing integer is NaN); None for text and
+/// categories.
+pub(crate) fn numbers(col: &Column) -> Option<Vec<f64>> {
+    match col {
+        Column::F64(v) => Some(v.clone()),
+        Column::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
+        Column::I64(v) => Some(
+            v.iter()
+                .map(|x| x.map(|x| x as f64).unwrap_or(f64::NAN))
+                .collect(),
+        ),
+        Column::U32(v) => Some(v.iter().map(|&x| x as f64).collect()),
+        _ => None,
     }
 }
 

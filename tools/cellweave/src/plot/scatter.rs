@@ -7,7 +7,7 @@
 //! of cells.
 
 use super::style::{self, text_size, INK, MISSING};
-use super::{scale, Anchor, Canvas, Figure};
+use super::{numbers, scale, Anchor, Canvas, Figure};
 use crate::contract::{Categorical, Column};
 use crate::umap::SplitMix;
 use crate::Result;
@@ -34,18 +34,7 @@ impl Panel {
     /// are continuous; everything else is categorical, categories in natural order (numeric
     /// when they all are numbers, else alphabetical).
     pub fn from_column(title: &str, col: &Column) -> Panel {
-        let numeric: Option<Vec<f64>> = match col {
-            Column::F64(v) => Some(v.clone()),
-            Column::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-            Column::I64(v) => Some(
-                v.iter()
-                    .map(|x| x.map(|x| x as f64).unwrap_or(f64::NAN))
-                    .collect(),
-            ),
-            Column::U32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-            _ => None,
-        };
-        if let Some(values) = numeric {
+        if let Some(values) = numbers(col) {
             let mut distinct: Vec<u64> = values
                 .iter()
                 .filter(|v| v.is_finite())
