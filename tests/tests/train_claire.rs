@@ -7,7 +7,7 @@ use cellweave::contract::{
     Categorical, CellsTable, Column, Csr, PairKind, PairsTable, TableKind, ValueKind,
 };
 use cellweave::io::table::{read_embedding, read_frame, read_pairs, write_cells, write_pairs};
-use cellweave_tests::{run, run_ok};
+use cellweave_tests::{refine_args, run_fails, run_fails_one_line, run_ok, s};
 use std::path::{Path, PathBuf};
 
 struct Lcg(u64);
@@ -106,6 +106,18 @@ struct Data {
     pairs: PathBuf,
 }
 
+impl Data {
+    /// A file or folder in the data's temporary folder.
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The bits of the embedding written to `name`.
+    fn bits(&self, name: &str) -> Vec<u32> {
+        emb_bits(&self.path(name))
+    }
+}
+
 fn data() -> Data {
     let dir = tempfile::tempdir().unwrap();
     let c = cells(480, 48);
@@ -121,10 +133,6 @@ fn data() -> Data {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Fast settings for tests: small batches and queue, 6 epochs, refinement after 2.
 fn train_args<'a>(d: &'a Data, model: &'a str, emb: &'a str, extra: &[&'a str]) -> Vec<String> {
     let mut a: Vec<String> = vec![
@@ -132,9 +140,9 @@ fn train_args<'a>(d: &'a Data, model: &'a str, emb: &'a str, extra: &[&'a str]) 
         "--pairs".into(),
         s(&d.pairs).into(),
         "-o".into(),
-        s(&d.dir.path().join(model)).into(),
+        s(&d.path(model)).into(),
         "--embedding".into(),
-        s(&d.dir.path().join(emb)).into(),
+        s(&d.path(emb)).into(),
         "--batch-size".into(),
         "32".into(),
         "--queue".into(),
@@ -156,8 +164,17 @@ fn train_args<'a>(d: &'a Data, model: &'a str, emb: &'a str, extra: &[&'a str]) 
 }
 
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) -> std::process::Output {
+    run_ok("train", &strs(&train_args(d, model, emb, extra)))
+}
+
+/// A training run that must fail and leave no embedding `emb`: its stderr.
+fn train_fails(d: &Data, model: &str, emb: &str, extra: &[&str]) -> String {
     let a = train_args(d, model, emb, extra);
-    run_ok("train", &a.iter().map(String::as_str).collect::<Vec<_>>())
+    run_fails("train", &strs(&a), &d.path(emb))
+}
+
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
 }
 
 fn emb_bits(p: &Path) -> Vec<u32> {
@@ -172,17 +189,12 @@ fn emb_bits(p: &Path) -> Vec<u32> {
 #[test]
 fn train_writes_model_embedding_and_log() {
     let d = data();
-    let out = train(
-        &d,
-        "m",
-        "e.arrow",
-        &["--log", s(&d.dir.path().join("log.tsv"))],
-    );
+    let out = train(&d, "m", "e.arrow", &["--log", s(&d.path("log.tsv"))]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("claire stage 1 epoch 1/6"), "{err}");
     assert!(err.contains("claire stage 2 epoch 6/6"), "{err}");
     assert!(err.contains("seed accuracy"), "{err}");
-    let e = read_embedding(&d.dir.path().join("e.arrow")).unwrap();
+    let e = read_embedding(&d.path("e.arrow")).unwrap();
     assert_eq!(e.name, "claire");
     assert_eq!(e.dim, 128);
     assert_eq!(e.n_cells(), 480);
@@ -192,7 +204,7 @@ fn train_writes_model_embedding_and_log() {
         assert!((n - 1.0).abs() < 1e-4 || n == 0.0, "row {i} has norm {n}");
     }
     assert_eq!(e.provenance.last().unwrap().tool, "cellweave-train");
-    let m = d.dir.path().join("m");
+    let m = d.path("m");
     for f in [
         "card.yaml",
         "model.safetensors",
@@ -224,7 +236,7 @@ fn train_writes_model_embedding_and_log() {
         }
         other => panic!("unexpected log columns {other:?}"),
     }
-    let tsv = std::fs::read_to_string(d.dir.path().join("log.tsv")).unwrap();
+    let tsv = std::fs::read_to_string(d.path("log.tsv")).unwrap();
     assert!(tsv.starts_with("stage\tepoch\tsteps"), "{tsv}");
     assert_eq!(tsv.lines().count(), 7);
     // The refined seeds carry posteriors >= 0.5 and are fewer or as many.
@@ -289,15 +301,14 @@ fn embedding_and_model_come_from_the_chosen_encoder() {
             "momentum",
         ],
     );
-    let bits = |f: &str| emb_bits(&d.dir.path().join(f));
-    assert_eq!(bits("auto.arrow"), bits("qry.arrow"));
-    assert_eq!(bits("auto_m09.arrow"), bits("mom_m09.arrow"));
-    assert_ne!(bits("auto_m09.arrow"), bits("auto.arrow"));
+    assert_eq!(d.bits("auto.arrow"), d.bits("qry.arrow"));
+    assert_eq!(d.bits("auto_m09.arrow"), d.bits("mom_m09.arrow"));
+    assert_ne!(d.bits("auto_m09.arrow"), d.bits("auto.arrow"));
     for (model, prefix, other) in [
         ("mom", "encoder_k.", "encoder_q."),
         ("qry", "encoder_q.", "encoder_k."),
     ] {
-        let dir = d.dir.path().join(model);
+        let dir = d.path(model);
         for t in ["0.weight", "0.bias", "3.weight", "6.weight", "6.bias"] {
             let saved = tensor_bytes(&dir.join("model.safetensors"), &format!("encoder.{t}"));
             assert_eq!(
@@ -317,14 +328,11 @@ fn embedding_and_model_come_from_the_chosen_encoder() {
         assert!(card.contains(&format!("encoder: {want}")), "{card}");
     }
     assert_eq!(
-        std::fs::read(d.dir.path().join("mom/state.safetensors")).unwrap(),
-        std::fs::read(d.dir.path().join("qry/state.safetensors")).unwrap(),
+        std::fs::read(d.path("mom/state.safetensors")).unwrap(),
+        std::fs::read(d.path("qry/state.safetensors")).unwrap(),
         "the choice of output changed the training itself"
     );
-    assert_ne!(
-        emb_bits(&d.dir.path().join("mom.arrow")),
-        emb_bits(&d.dir.path().join("qry.arrow"))
-    );
+    assert_ne!(d.bits("mom.arrow"), d.bits("qry.arrow"));
 }
 
 #[test]
@@ -333,22 +341,15 @@ fn train_is_deterministic_with_a_seed() {
     train(&d, "a", "a.arrow", &["--seed", "5"]);
     train(&d, "b", "b.arrow", &["--seed", "5"]);
     train(&d, "c", "c.arrow", &["--seed", "6"]);
-    let (a, b, c) = (
-        emb_bits(&d.dir.path().join("a.arrow")),
-        emb_bits(&d.dir.path().join("b.arrow")),
-        emb_bits(&d.dir.path().join("c.arrow")),
-    );
+    let (a, b, c) = (d.bits("a.arrow"), d.bits("b.arrow"), d.bits("c.arrow"));
     assert_eq!(a, b);
     assert_ne!(a, c);
     // Thread count does not change the result either.
     let mut args = train_args(&d, "t2", "t2.arrow", &["--seed", "5"]);
     let i = args.iter().position(|x| x == "--threads").unwrap();
     args[i + 1] = "2".into();
-    run_ok(
-        "train",
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    assert_eq!(a, emb_bits(&d.dir.path().join("t2.arrow")));
+    run_ok("train", &strs(&args));
+    assert_eq!(a, d.bits("t2.arrow"));
 }
 
 #[test]
@@ -360,34 +361,22 @@ fn train_resume_equals_an_uninterrupted_run() {
     for stop in ["5", "3"] {
         let model = format!("crash{stop}");
         let emb = format!("crash{stop}.arrow");
-        let a = train_args(&d, &model, &emb, &["--stop-after-epoch", stop]);
-        let out = run("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+        // No embedding from an interrupted run.
+        let err = train_fails(&d, &model, &emb, &["--stop-after-epoch", stop]);
+        assert!(err.contains("--resume"), "{err}");
         assert!(
-            !d.dir.path().join(&emb).exists(),
-            "no embedding from an interrupted run"
-        );
-        assert!(
-            !d.dir.path().join(&model).join("card.yaml").exists(),
+            !d.path(&model).join("card.yaml").exists(),
             "no card from an interrupted run"
         );
         let out = train(&d, &model, &emb, &["--resume"]);
         assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch"));
-        assert_eq!(
-            emb_bits(&d.dir.path().join("full.arrow")),
-            emb_bits(&d.dir.path().join(&emb)),
-            "stop {stop}"
-        );
-        let bytes =
-            |m: &str| std::fs::read(d.dir.path().join(m).join("model.safetensors")).unwrap();
+        assert_eq!(d.bits("full.arrow"), d.bits(&emb), "stop {stop}");
+        let bytes = |m: &str| std::fs::read(d.path(m).join("model.safetensors")).unwrap();
         assert_eq!(bytes("full"), bytes(&model));
     }
     // Resuming with other parameters is refused.
-    let a = train_args(&d, "crash3", "x.arrow", &["--resume", "--lr", "0.001"]);
-    let out = run("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("other parameters"));
+    let err = train_fails(&d, "crash3", "x.arrow", &["--resume", "--lr", "0.001"]);
+    assert!(err.contains("other parameters"), "{err}");
 }
 
 #[test]
@@ -402,27 +391,17 @@ fn train_stage_by_stage_equals_the_one_call_schedule() {
         "s1.arrow",
         &["--stage1-only", "--stage1-epochs", "2"],
     );
-    let refined = d.dir.path().join("refined.arrow");
-    run_ok(
-        "refine",
-        &[
-            s(&d.cells),
-            "--pairs",
-            s(&d.pairs),
-            "--embedding",
-            s(&d.dir.path().join("s1.arrow")),
-            "-o",
-            s(&refined),
-        ],
-    );
+    let refined = d.path("refined.arrow");
+    let s1 = d.path("s1.arrow");
+    run_ok("refine", &refine_args(&d.cells, &d.pairs, &s1, &refined));
     let a = vec![
         s(&d.cells).to_string(),
         "--pairs".into(),
         s(&refined).into(),
         "-o".into(),
-        s(&d.dir.path().join("s2")).into(),
+        s(&d.path("s2")).into(),
         "--embedding".into(),
-        s(&d.dir.path().join("s2.arrow")).into(),
+        s(&d.path("s2.arrow")).into(),
         "--batch-size".into(),
         "32".into(),
         "--queue".into(),
@@ -433,22 +412,19 @@ fn train_stage_by_stage_equals_the_one_call_schedule() {
         "4".into(),
         "--no-refine".into(),
         "--init".into(),
-        s(&d.dir.path().join("s1")).into(),
+        s(&d.path("s1")).into(),
     ];
-    let out = run_ok("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_ok("train", &strs(&a));
     assert!(String::from_utf8_lossy(&out.stderr).contains("claire stage 2 epoch 3/6"));
-    assert_eq!(
-        emb_bits(&d.dir.path().join("one.arrow")),
-        emb_bits(&d.dir.path().join("s2.arrow"))
-    );
+    assert_eq!(d.bits("one.arrow"), d.bits("s2.arrow"));
 }
 
 #[test]
 fn embed_reproduces_the_training_embedding_and_aligns_genes() {
     let d = data();
     train(&d, "m", "e.arrow", &["--epochs", "3", "--no-refine"]);
-    let m = d.dir.path().join("m");
-    let e2 = d.dir.path().join("e2.arrow");
+    let m = d.path("m");
+    let e2 = d.path("e2.arrow");
     run_ok(
         "embed",
         &[
@@ -461,7 +437,7 @@ fn embed_reproduces_the_training_embedding_and_aligns_genes() {
             "1",
         ],
     );
-    let train_emb = read_embedding(&d.dir.path().join("e.arrow")).unwrap();
+    let train_emb = read_embedding(&d.path("e.arrow")).unwrap();
     let embed_emb = read_embedding(&e2).unwrap();
     assert_eq!(train_emb.data, embed_emb.data);
     assert_eq!(train_emb.cell_ids, embed_emb.cell_ids);
@@ -483,9 +459,9 @@ fn embed_reproduces_the_training_embedding_and_aligns_genes() {
         }
     }
     shuffled.x = Csr::from_dense(c.n_cells(), g, &sd);
-    let sp = d.dir.path().join("shuffled.arrow");
+    let sp = d.path("shuffled.arrow");
     write_cells(&sp, &shuffled).unwrap();
-    let e3 = d.dir.path().join("e3.arrow");
+    let e3 = d.path("e3.arrow");
     run_ok("embed", &[s(&sp), "--model", s(&m), "-o", s(&e3)]);
     let a = read_embedding(&e3).unwrap();
     let max = a
@@ -497,40 +473,23 @@ fn embed_reproduces_the_training_embedding_and_aligns_genes() {
     assert!(max < 1e-5, "reordered genes changed the embedding by {max}");
 
     let few = c.select_genes(&(0..g - 5).collect::<Vec<_>>());
-    let fp = d.dir.path().join("few.arrow");
+    let fp = d.path("few.arrow");
     write_cells(&fp, &few).unwrap();
     let out = run_ok(
         "embed",
-        &[
-            s(&fp),
-            "--model",
-            s(&m),
-            "-o",
-            s(&d.dir.path().join("e4.arrow")),
-        ],
+        &[s(&fp), "--model", s(&m), "-o", s(&d.path("e4.arrow"))],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("5 of the model's 48 genes are not in"));
 
     let most = c.select_genes(&(0..10).collect::<Vec<_>>());
-    let mp = d.dir.path().join("most.arrow");
+    let mp = d.path("most.arrow");
     write_cells(&mp, &most).unwrap();
-    let out = run(
-        "embed",
-        &[
-            s(&mp),
-            "--model",
-            s(&m),
-            "-o",
-            s(&d.dir.path().join("e5.arrow")),
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let e5 = d.path("e5.arrow");
+    let err = run_fails("embed", &[s(&mp), "--model", s(&m), "-o", s(&e5)], &e5);
     assert!(
         err.contains("most.arrow") && err.contains("38 of the model's 48 genes are missing"),
         "{err}"
     );
-    assert!(!d.dir.path().join("e5.arrow").exists());
 }
 
 #[test]
@@ -538,59 +497,49 @@ fn train_errors_are_one_line_and_leave_no_output() {
     let d = data();
     // Pairs of other cells.
     let other = cells(300, 48);
-    let op = d.dir.path().join("other_pairs.arrow");
+    let op = d.path("other_pairs.arrow");
     write_pairs(&op, &pairs(&other)).unwrap();
-    let emb = d.dir.path().join("x.arrow");
-    let out = run(
-        "train",
-        &[
-            s(&d.cells),
-            "--pairs",
-            s(&op),
-            "-o",
-            s(&d.dir.path().join("m")),
-            "--embedding",
-            s(&emb),
-        ],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let emb = d.path("x.arrow");
+    let m = d.path("m");
+    let args = [
+        s(&d.cells),
+        "--pairs",
+        s(&op),
+        "-o",
+        s(&m),
+        "--embedding",
+        s(&emb),
+    ];
+    let err = run_fails_one_line("train", &args, &emb);
     assert!(
         err.contains("other_pairs.arrow") && err.contains("fingerprint"),
         "{err}"
     );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(!emb.exists());
     // CUDA without the feature.
-    let a = train_args(&d, "m2", "y.arrow", &["--device", "cuda"]);
-    let out = run("train", &a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("built without CUDA support; rebuild with --features cuda"));
+    let err = train_fails(&d, "m2", "y.arrow", &["--device", "cuda"]);
+    assert!(
+        err.contains("built without CUDA support; rebuild with --features cuda"),
+        "{err}"
+    );
     // Raw counts.
     let mut c = cellweave::io::table::read_cells(&d.cells).unwrap();
     c.values = ValueKind::Counts;
-    let cp = d.dir.path().join("counts.arrow");
+    let cp = d.path("counts.arrow");
     write_cells(&cp, &c).unwrap();
-    let out = run(
-        "train",
-        &[
-            s(&cp),
-            "--pairs",
-            s(&d.pairs),
-            "-o",
-            s(&d.dir.path().join("m3")),
-            "--embedding",
-            s(&emb),
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("log-normalized"));
+    let m3 = d.path("m3");
+    let args = [
+        s(&cp),
+        "--pairs",
+        s(&d.pairs),
+        "-o",
+        s(&m3),
+        "--embedding",
+        s(&emb),
+    ];
+    let err = run_fails("train", &args, &emb);
+    assert!(err.contains("log-normalized"), "{err}");
     // A directory that holds no model.
-    let out = run(
-        "embed",
-        &[s(&d.cells), "--model", s(d.dir.path()), "-o", s(&emb)],
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cellweave model directory"));
+    let args = [s(&d.cells), "--model", s(d.dir.path()), "-o", s(&emb)];
+    let err = run_fails("embed", &args, &emb);
+    assert!(err.contains("not a cellweave model directory"), "{err}");
 }
