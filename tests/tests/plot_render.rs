@@ -5,9 +5,9 @@ use cellweave::contract::{Categorical, Column, EmbeddingTable, Frame, TableKind}
 use cellweave::io::table;
 use cellweave::plot::png;
 use cellweave::umap::SplitMix;
-use cellweave_tests::{bin, run, run_ok};
+use cellweave_tests::{command, output_ok, run_fails, run_ok, s};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::Output;
 
 const BLUE: [u8; 3] = [0x00, 0x72, 0xB2];
 const ORANGE: [u8; 3] = [0xE6, 0x9F, 0x00];
@@ -97,8 +97,29 @@ fn svg(path: &Path) -> String {
     s
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `cellweave-plot INPUT -o OUT EXTRA...`.
+fn plot(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_ok("plot", &[&[s(input), "-o", s(out)], extra].concat())
+}
+
+/// [`plot`] to a PNG, decoded.
+fn plot_png(input: &Path, out: &Path, extra: &[&str]) -> png::Image {
+    plot(input, out, extra);
+    decode(out)
+}
+
+/// [`plot`] to an SVG, its text.
+fn plot_svg(input: &Path, out: &Path, extra: &[&str]) -> String {
+    plot(input, out, extra);
+    svg(out)
+}
+
+/// Two line colours (the first two of the palette), each over 300 pixels.
+fn assert_two_lines(img: &png::Image, what: &str) {
+    assert!(
+        img.count_near(BLUE, 10) > 300 && img.count_near(ORANGE, 10) > 300,
+        "{what} expected"
+    );
 }
 
 #[test]
@@ -106,21 +127,18 @@ fn umap_panels_png_and_table() {
     let dir = tempfile::tempdir().unwrap();
     let emb = embedding(dir.path());
     let (out, umap) = (dir.path().join("umap.png"), dir.path().join("umap.arrow"));
-    let o = run_ok(
-        "plot",
-        &[
-            s(&emb),
-            "--color",
-            "batch",
-            "--color",
-            "cell_type",
-            "--color",
-            "n_counts",
-            "-o",
-            s(&out),
-            "--umap-out",
-            s(&umap),
-        ],
+    let colours = [
+        "--color",
+        "batch",
+        "--color",
+        "cell_type",
+        "--color",
+        "n_counts",
+    ];
+    let o = plot(
+        &emb,
+        &out,
+        &[&colours[..], &["--umap-out", s(&umap)]].concat(),
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("umap: layout"));
     let img = decode(&out);
@@ -156,7 +174,7 @@ fn umap_panels_png_and_table() {
 
     // A 2-D table named umap is drawn as it is, without a new layout.
     let again = dir.path().join("again.svg");
-    let o = run_ok("plot", &[s(&umap), "--color", "cell_type", "-o", s(&again)]);
+    let o = plot(&umap, &again, &["--color", "cell_type"]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("umap: layout"));
     let text = svg(&again);
     assert_eq!(
@@ -176,10 +194,7 @@ fn same_seed_same_picture() {
         .map(|n| dir.path().join(n))
         .collect();
     for (p, seed) in paths.iter().zip(["3", "3", "4"]) {
-        run_ok(
-            "plot",
-            &[s(&emb), "--seed", seed, "-o", s(p), "--threads", "2"],
-        );
+        plot(&emb, p, &["--seed", seed, "--threads", "2"]);
     }
     let bytes: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
     assert_eq!(bytes[0], bytes[1]);
@@ -224,8 +239,7 @@ fn metric_bars_png_and_svg() {
     let dir = tempfile::tempdir().unwrap();
     let sc = scores(dir.path());
     let out = dir.path().join("bars.png");
-    run_ok("plot", &[s(&sc), "-o", s(&out)]);
-    let img = decode(&out);
+    let img = plot_png(&sc, &out, &[]);
     assert!(img.height > 300, "{}x{}", img.width, img.height);
     // One bar colour per embedding: solid bars give many pixels of each.
     for colour in [BLUE, ORANGE, GREEN] {
@@ -236,8 +250,7 @@ fn metric_bars_png_and_svg() {
         );
     }
     let out = dir.path().join("bars.svg");
-    run_ok("plot", &[s(&sc), "-o", s(&out), "--title", "cellbench"]);
-    let text = svg(&out);
+    let text = plot_svg(&sc, &out, &["--title", "cellbench"]);
     assert!(
         text.contains("graph_connectivity") && text.contains("cellbench") && text.contains("0.560")
     );
@@ -258,8 +271,7 @@ fn metric_bars_png_and_svg() {
     )
     .unwrap();
     let out = dir.path().join("tsv.svg");
-    run_ok("plot", &[s(&tsv), "-o", s(&out)]);
-    let text = svg(&out);
+    let text = plot_svg(&tsv, &out, &[]);
     assert!(text.contains("0.750") && text.contains("\nari\n") && !text.contains("n_cells"));
 
     // A wide table (one row per embedding, one column per metric) works too.
@@ -273,8 +285,7 @@ fn metric_bars_png_and_svg() {
     let path = dir.path().join("wide.arrow");
     table::write_frame(&path, &wide).unwrap();
     let out = dir.path().join("wide.svg");
-    run_ok("plot", &[s(&path), "-o", s(&out)]);
-    let text = svg(&out);
+    let text = plot_svg(&path, &out, &[]);
     assert!(text.contains("ari") && text.contains("NA") && text.contains("0.800"));
 }
 
@@ -300,15 +311,9 @@ fn loss_curves_png_and_svg() {
     let path = dir.path().join("log.arrow");
     table::write_frame(&path, &f).unwrap();
     let out = dir.path().join("loss.png");
-    run_ok("plot", &[s(&path), "-o", s(&out)]);
-    let img = decode(&out);
-    assert!(
-        img.count_near(BLUE, 10) > 300 && img.count_near(ORANGE, 10) > 300,
-        "two coloured lines expected"
-    );
+    assert_two_lines(&plot_png(&path, &out, &[]), "two coloured lines");
     let out = dir.path().join("loss.svg");
-    run_ok("plot", &[s(&path), "-o", s(&out)]);
-    let text = svg(&out);
+    let text = plot_svg(&path, &out, &[]);
     assert!(
         text.contains("stage 2") && text.contains("loss_contrastive") && !text.contains("seconds")
     );
@@ -330,12 +335,7 @@ fn loss_curves_png_and_svg() {
     }
     std::fs::write(&tsv, log).unwrap();
     let out = dir.path().join("tsv.png");
-    run_ok("plot", &[s(&tsv), "-o", s(&out)]);
-    let img = decode(&out);
-    assert!(
-        img.count_near(BLUE, 10) > 300 && img.count_near(ORANGE, 10) > 300,
-        "train and validation lines expected"
-    );
+    assert_two_lines(&plot_png(&tsv, &out, &[]), "train and validation lines");
 }
 
 #[test]
@@ -358,49 +358,21 @@ fn text_embedding_with_obs_and_without_fonts() {
     std::fs::write(&e, emb).unwrap();
     std::fs::write(&o, obs).unwrap();
     let out = dir.path().join("plain.png");
-    let status = Command::new(bin("plot"))
-        .args([
-            s(&e),
-            "--obs",
-            s(&o),
-            "--color",
-            "batch",
-            "-o",
-            s(&out),
-            "--width",
-            "400",
-            "--height",
-            "300",
-        ])
-        .env("CELLWEAVE_FONT", "none")
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let args = |out| {
+        let size = ["--width", "400", "--height", "300"];
+        [
+            &[s(&e), "--obs", s(&o), "--color", "batch", "-o", out],
+            &size[..],
+        ]
+        .concat()
+    };
+    output_ok(command("plot", &args(s(&out))).env("CELLWEAVE_FONT", "none"));
     let img = decode(&out);
     assert_eq!((img.width, img.height), (400, 300));
     assert!(img.count_near(BLUE, 30) > 20 && img.count_near(ORANGE, 30) > 20);
     // With fonts the same picture carries text: more distinct (anti-aliased) colours.
     let with_text = dir.path().join("text.png");
-    run_ok(
-        "plot",
-        &[
-            s(&e),
-            "--obs",
-            s(&o),
-            "--color",
-            "batch",
-            "-o",
-            s(&with_text),
-            "--width",
-            "400",
-            "--height",
-            "300",
-        ],
-    );
+    run_ok("plot", &args(s(&with_text)));
     assert!(decode(&with_text).distinct_colours() > img.distinct_colours());
 }
 
@@ -410,15 +382,12 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     let emb = embedding(dir.path());
     let out = dir.path().join("x.png");
     let check = |args: &[&str], needle: &str| {
-        let o = run("plot", args);
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = run_fails("plot", args, &out);
         let last = err.lines().last().unwrap_or("");
-        assert!(!o.status.success(), "{args:?} succeeded");
         assert!(
             last.starts_with("cellweave-plot: error:") && last.contains(needle),
             "{args:?}: {err}"
         );
-        assert!(!out.exists(), "{args:?} left an output");
     };
     check(
         &[s(&emb), "--color", "donor", "-o", s(&out)],

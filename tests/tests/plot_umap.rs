@@ -3,6 +3,7 @@
 
 use cellweave::neighbors::{knn, Metric};
 use cellweave::umap::{fuzzy_connectivities, umap, SplitMix, UmapParams};
+use cellweave_tests::{output_ok, run_ok, s};
 use std::process::Command;
 
 /// `k` Gaussian blobs in `d` dimensions, `m` points each, centres 10 sd apart.
@@ -22,9 +23,10 @@ fn blobs(k: usize, m: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
     (data, label)
 }
 
-/// Fraction of 2-D neighbours (10 per point) that share the point's label.
-fn purity(xy: &[f32], label: &[usize]) -> f64 {
-    let g = knn(xy, 2, 10, Metric::Euclidean, false);
+/// Fraction of each point's `k` nearest neighbours in `d` dimensions (itself excluded)
+/// sharing its label.
+fn label_purity<L: PartialEq>(data: &[f32], d: usize, label: &[L], k: usize) -> f64 {
+    let g = knn(data, d, k, Metric::Euclidean, false);
     let same: usize = (0..g.n())
         .map(|i| {
             g.row(i)
@@ -43,7 +45,7 @@ fn separated_blobs_stay_separated() {
     let xy = umap(&data, 10, &UmapParams::default());
     assert_eq!(xy.len(), 600 * 2);
     assert!(xy.iter().all(|v| v.is_finite()));
-    let p = purity(&xy, &label);
+    let p = label_purity(&xy, 2, &label, 10);
     assert!(p > 0.95, "2-D kNN purity {p}");
     // And the blobs are apart: the gap between clusters exceeds every cluster's spread.
     let centroid = |c: usize| {
@@ -175,15 +177,7 @@ fn connectivities_match_umap_learn() {
         })
         .collect();
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(python)
-        .args(["-c", ORACLE, path.to_str().unwrap(), "15"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = output_ok(Command::new(python).args(["-c", ORACLE, s(&path), "15"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let g = knn(&data, 6, 15, Metric::Euclidean, true);
     let theirs_knn: Vec<Vec<u32>> = serde_json::from_value(v["knn"].clone()).unwrap();
@@ -209,21 +203,6 @@ fn connectivities_match_umap_learn() {
     assert!(worst < 1e-4, "largest weight difference {worst}");
 }
 
-/// Fraction of each cell's `k` nearest neighbours (itself excluded) sharing its label.
-fn label_purity(data: &[f32], d: usize, label: &[String], k: usize) -> f64 {
-    let g = knn(data, d, k, Metric::Euclidean, false);
-    let same: usize = (0..g.n())
-        .map(|i| {
-            g.row(i)
-                .0
-                .iter()
-                .filter(|&&j| label[j as usize] == label[i])
-                .count()
-        })
-        .sum();
-    same as f64 / (g.n() * g.k) as f64
-}
-
 #[test]
 fn shared_data_umap_keeps_cell_types_together() {
     let Some(shared) = cellweave_tests::shared() else {
@@ -233,18 +212,16 @@ fn shared_data_umap_keeps_cell_types_together() {
     let obs = shared.join("data/cellbench_3tech/obs.tsv");
     let dir = tempfile::tempdir().unwrap();
     let (png, tsv) = (dir.path().join("umap.png"), dir.path().join("umap.tsv"));
-    cellweave_tests::run_ok(
-        "plot",
-        &[
-            emb.to_str().unwrap(),
-            "--obs",
-            obs.to_str().unwrap(),
-            "-o",
-            png.to_str().unwrap(),
-            "--umap-out",
-            tsv.to_str().unwrap(),
-        ],
-    );
+    let args = [
+        s(&emb),
+        "--obs",
+        s(&obs),
+        "-o",
+        s(&png),
+        "--umap-out",
+        s(&tsv),
+    ];
+    run_ok("plot", &args);
     let high = cellweave::plot::input::read_embedding_any(&emb, Some(&obs)).unwrap();
     let low = cellweave::plot::input::read_embedding_any(&tsv, None).unwrap();
     assert_eq!(low.cell_ids, high.cell_ids);
