@@ -1,5 +1,5 @@
 //! Small statistics the metrics share: partition agreement (NMI, ARI), the chi-square tail,
-//! medians.
+//! medians, the cells of each label.
 
 /// The number of codes `0..=max` in a coding (0 when empty).
 pub fn n_codes(codes: &[u32]) -> usize {
@@ -9,6 +9,22 @@ pub fn n_codes(codes: &[u32]) -> usize {
         .max()
         .map(|m| m as usize + 1)
         .unwrap_or(0)
+}
+
+/// The cells of each label `0..n_labels` that has any, in label order: (label, cells in
+/// increasing order).
+pub fn label_groups(labels: &[u32], n_labels: usize) -> Vec<(usize, Vec<usize>)> {
+    let mut groups = vec![Vec::new(); n_labels];
+    for (i, &l) in labels.iter().enumerate() {
+        if let Some(g) = groups.get_mut(l as usize) {
+            g.push(i);
+        }
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .collect()
 }
 
 /// Contingency table of two labelings (values `0..na`, `0..nb`), row-major `na x nb`.
