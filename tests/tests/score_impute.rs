@@ -6,14 +6,10 @@
 //! reference Python is installed, equal what impute_eval.py computes on an imputation that
 //! replaces every entry (kNN smoothing).
 
-use cellweave_tests::{run_ok, shared};
+use cellweave_tests::{output_ok, reference_python, run_ok, s, shared};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn jsonl(text: &str) -> Vec<Value> {
     text.lines()
@@ -50,25 +46,38 @@ fn assert_same(ours: &Value, theirs: &Value, what: &str) {
     }
 }
 
-/// The reference Python (`$CELLWEAVE_REF_PYTHON`, else the default refenv) if it exists.
-fn reference_python() -> Option<PathBuf> {
-    let p = std::env::var_os("CELLWEAVE_REF_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/cellweave-refenv/bin/python"))
-        })?;
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
-        panic!("CI=true but no reference Python at {}", p.display());
-    }
-    eprintln!(
-        "\n!!!!! SKIPPING the live impute_eval.py comparison: no reference Python at {} !!!!!\n",
-        p.display()
-    );
-    None
+/// `cellweave-impute INPUT --method METHOD EXTRA... -o OUT -q`.
+fn impute(input: &Path, method: &str, extra: &[&str], out: &Path) {
+    let args = [
+        &[s(input), "--method", method],
+        extra,
+        &["-o", s(out), "-q"],
+    ]
+    .concat();
+    run_ok("impute", &args);
+}
+
+/// `cellweave-export INPUT -o OUT -q`.
+fn export(input: &Path, out: &Path) {
+    run_ok("export", &[s(input), "-o", s(out), "-q"]);
+}
+
+/// `cellweave-score --impute IMPUTED... --truth TRUTH --masked MASKED -o OUT EXTRA... -q`:
+/// the JSON it writes to `out`.
+fn score_impute(
+    imputed: &[&Path],
+    truth: &Path,
+    masked: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Value {
+    let mut args = vec!["--impute"];
+    args.extend(imputed.iter().map(|p| s(p)));
+    args.extend(["--truth", s(truth), "--masked", s(masked), "-o", s(out)]);
+    args.extend(extra);
+    args.push("-q");
+    run_ok("score", &args);
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
 }
 
 #[test]
@@ -82,49 +91,27 @@ fn impute_scores_match_impute_eval_py() {
     );
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
+    let (masked, gm, gm_ln, gm_tsv) = (
+        p("masked.arrow"),
+        p("gm.arrow"),
+        p("gm_ln.arrow"),
+        p("gm.tsv"),
+    );
 
     // The imputation input itself (no imputation), and the gene-mean baseline written on
     // log10(x+1) and on ln(x+1) (scale from the provenance), and as a plain TSV.
-    run_ok(
-        "import",
-        &[s(&masked_h5ad), "-o", s(&p("masked.arrow")), "-q"],
-    );
-    for (out, scale) in [("gm.arrow", "log10"), ("gm_ln.arrow", "log1p")] {
-        run_ok(
-            "impute",
-            &[
-                s(&p("masked.arrow")),
-                "--method",
-                "gene-mean",
-                "--scale",
-                scale,
-                "-o",
-                s(&p(out)),
-                "-q",
-            ],
-        );
+    run_ok("import", &[s(&masked_h5ad), "-o", s(&masked), "-q"]);
+    for (out, scale) in [(&gm, "log10"), (&gm_ln, "log1p")] {
+        impute(&masked, "gene-mean", &["--scale", scale], out);
     }
-    run_ok("export", &[s(&p("gm.arrow")), "-o", s(&p("gm.tsv")), "-q"]);
-    let out = p("scores.json");
-    run_ok(
-        "score",
-        &[
-            "--impute",
-            s(&p("masked.arrow")),
-            s(&p("gm.arrow")),
-            s(&p("gm_ln.arrow")),
-            s(&p("gm.tsv")),
-            "--truth",
-            s(&truth),
-            "--masked",
-            s(&masked_h5ad),
-            "-o",
-            s(&out),
-            "--tsv",
-            "-q",
-        ],
+    export(&gm, &gm_tsv);
+    let j = score_impute(
+        &[&masked, &gm, &gm_ln, &gm_tsv],
+        &truth,
+        &masked_h5ad,
+        &p("scores.json"),
+        &["--tsv"],
     );
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let e = &j["embeddings"];
     assert_eq!(e.as_object().unwrap().len(), 4, "{j}");
     assert_same(
@@ -147,51 +134,17 @@ fn impute_scores_match_impute_eval_py() {
     assert!(tsv.lines().nth(2).unwrap().contains("\t429116\t"), "{tsv}");
 
     // Live: impute_eval.py and cellweave-score on the same kNN-smoothed matrix.
-    let Some(python) = reference_python() else {
+    let Some(python) = reference_python(&["anndata", "scipy", "sklearn"]) else {
         return;
     };
-    run_ok(
-        "impute",
-        &[
-            s(&p("masked.arrow")),
-            "--method",
-            "knn",
-            "-o",
-            s(&p("knn.arrow")),
-            "-q",
-        ],
-    );
-    run_ok(
-        "export",
-        &[s(&p("knn.arrow")), "-o", s(&p("knn.tsv")), "-q"],
-    );
+    let (knn, knn_tsv) = (p("knn.arrow"), p("knn.tsv"));
+    impute(&masked, "knn", &[], &knn);
+    export(&knn, &knn_tsv);
     let script = shared.join("reference/tools/impute_eval.py");
-    let r = Command::new(&python)
-        .args([s(&script), s(&truth), s(&masked_h5ad), s(&p("knn.tsv"))])
-        .output()
-        .unwrap();
-    assert!(
-        r.status.success(),
-        "impute_eval.py failed: {}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    let args = [s(&script), s(&truth), s(&masked_h5ad), s(&knn_tsv)];
+    let r = output_ok(Command::new(&python).args(args));
     let theirs = jsonl(&String::from_utf8_lossy(&r.stdout));
-    let theirs = by_method(&theirs, s(&p("knn.tsv")));
-    let out = p("knn.json");
-    run_ok(
-        "score",
-        &[
-            "--impute",
-            s(&p("knn.arrow")),
-            "--truth",
-            s(&truth),
-            "--masked",
-            s(&masked_h5ad),
-            "-o",
-            s(&out),
-            "-q",
-        ],
-    );
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let theirs = by_method(&theirs, s(&knn_tsv));
+    let j = score_impute(&[&knn], &truth, &masked_h5ad, &p("knn.json"), &[]);
     assert_same(&j["embeddings"]["knn"]["metrics"], theirs, "knn smoothing");
 }
