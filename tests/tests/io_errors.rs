@@ -5,7 +5,7 @@ mod io_support;
 
 use cellweave::contract::{Categorical, CellsTable, Csr, PairKind, PairsTable, ValueKind};
 use cellweave::io::{h5ad, table};
-use cellweave_tests::{run, shared};
+use cellweave_tests::{run, run_ok, shared};
 use io_support::*;
 use std::path::{Path, PathBuf};
 
@@ -69,12 +69,7 @@ fn malformed_mtx_and_values() {
         "lognorm",
         &format!("{head}1 1 0.5\n2 1 3\n3 1 1\n1 2 1\n"),
     );
-    let ok = run("import", &["-q", s(&d), "--values", "log1p", "-o", s(&out)]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    run_ok("import", &["-q", s(&d), "--values", "log1p", "-o", s(&out)]);
     std::fs::remove_file(&out).unwrap();
 }
 

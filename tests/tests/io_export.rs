@@ -56,8 +56,7 @@ fn export_round_trips_through_anndata() {
     let tmp = tempfile::tempdir().unwrap();
     let t = |n: &str| tmp.path().join(n);
     let src = sh.join("data/kang_ifnb/kang_ifnb.h5ad");
-    run_ok("import", &[s(&src), "-o", s(&t("full.arrow"))]);
-    let full = read(&t("full.arrow"));
+    let full = import(&[s(&src)], &t("full.arrow"));
     let keep: Vec<usize> = (0..full.n_genes()).step_by(3).collect();
     let mut sub = full.select_genes(&keep);
     for v in &mut sub.x.data {
@@ -91,41 +90,28 @@ fn export_round_trips_through_anndata() {
             s(&t("out.h5ad")),
         ],
     );
-    run_ok("export", &[s(&t("sub.arrow")), "-o", s(&t("sub.tsv"))]);
-    run_ok("export", &[s(&t("emb.arrow")), "-o", s(&t("emb.tsv"))]);
-    run_ok("export", &[s(&t("emb.arrow")), "-o", s(&t("emb.h5ad"))]);
-    run_ok("export", &[s(&t("full.arrow")), "-o", s(&t("mtx"))]);
+    for (input, out) in [
+        ("sub.arrow", "sub.tsv"),
+        ("emb.arrow", "emb.tsv"),
+        ("emb.arrow", "emb.h5ad"),
+        ("full.arrow", "mtx"),
+    ] {
+        run_ok("export", &[s(&t(input)), "-o", s(&t(out))]);
+    }
 
     // cellweave reads its own outputs back exactly.
-    run_ok(
-        "import",
-        &[
-            s(&t("out.h5ad")),
-            "--values",
-            "log1p",
-            "-o",
-            s(&t("back.arrow")),
-        ],
-    );
-    let back = read(&t("back.arrow"));
+    let back = import(&[s(&t("out.h5ad")), "--values", "log1p"], &t("back.arrow"));
     assert_eq!(back.x, sub.x);
     assert_eq!(back.gene_ids, sub.gene_ids);
     assert_eq!(back.gene_names, sub.gene_names);
     assert_eq!(back.batch, sub.batch);
     assert_eq!(back.obs, sub.obs);
-    run_ok(
-        "import",
-        &[
-            s(&t("out.h5ad")),
-            "--layer",
-            "counts",
-            "-o",
-            s(&t("back_counts.arrow")),
-        ],
+    let back_counts = import(
+        &[s(&t("out.h5ad")), "--layer", "counts"],
+        &t("back_counts.arrow"),
     );
-    assert_eq!(read(&t("back_counts.arrow")).x, full.select_genes(&keep).x);
-    run_ok("import", &[s(&t("mtx")), "-o", s(&t("back_mtx.arrow"))]);
-    let bm = read(&t("back_mtx.arrow"));
+    assert_eq!(back_counts.x, full.select_genes(&keep).x);
+    let bm = import(&[s(&t("mtx"))], &t("back_mtx.arrow"));
     assert_eq!(bm.x, full.x);
     assert!(
         (0..n).all(|i| bm.batch.get(i) == full.batch.get(i)),

@@ -67,13 +67,11 @@ fn shared_datasets_import_identically_from_mtx_and_h5ad() {
         let b = tmp
             .path()
             .join(format!("{}.h5ad.arrow", name.replace('/', "_")));
-        let mut args = vec![s(&dir), "-o", s(&a)];
+        let mut args = vec![s(&dir)];
         if let Some(o) = &obs {
             args.extend(["--obs", s(o)]);
         }
-        run_ok("import", &args);
-        run_ok("import", &[s(&h5ad), "-o", s(&b)]);
-        let (ta, tb) = (read(&a), read(&b));
+        let (ta, tb) = (import(&args, &a), import(&[s(&h5ad)], &b));
         // The two readers agree on everything the matrix holds.
         assert_eq!(ta.cell_ids, tb.cell_ids, "{name}: cell ids");
         assert_eq!(ta.gene_ids, tb.gene_ids, "{name}: gene ids");
@@ -155,9 +153,8 @@ fn layer_and_raw_selection() {
     let tmp = tempfile::tempdir().unwrap();
     let h5ad = sh.join("data/kang_ifnb/kang_ifnb.h5ad");
     let (a, b) = (tmp.path().join("x.arrow"), tmp.path().join("counts.arrow"));
-    run_ok("import", &[s(&h5ad), "-o", s(&a)]);
-    run_ok("import", &[s(&h5ad), "--layer", "counts", "-o", s(&b)]);
-    let (ta, tb) = (read(&a), read(&b));
+    let ta = import(&[s(&h5ad)], &a);
+    let tb = import(&[s(&h5ad), "--layer", "counts"], &b);
     assert_eq!(ta.x, tb.x);
     assert_eq!(tb.provenance.last().unwrap().params["layer"], "counts");
 }
@@ -174,22 +171,12 @@ fn other_formats_give_the_same_table() {
     let tmp = tempfile::tempdir().unwrap();
     let t = |n: &str| tmp.path().join(n);
     let h5ad = sh.join("data/kang_ifnb/kang_ifnb.h5ad");
-    run_ok("import", &[s(&h5ad), "-o", s(&t("ref.arrow"))]);
-    let reference = read(&t("ref.arrow"));
+    let reference = import(&[s(&h5ad)], &t("ref.arrow"));
 
     // Dense CSV, cells as rows (written by export) and genes as rows (written here, R style).
     run_ok("export", &[s(&t("ref.arrow")), "-o", s(&t("dense.tsv"))]);
-    run_ok(
-        "import",
-        &[
-            s(&t("dense.tsv")),
-            "--batch",
-            "kang",
-            "-o",
-            s(&t("dense.arrow")),
-        ],
-    );
-    same_matrix(&reference, &read(&t("dense.arrow")), "dense TSV");
+    let dense_tsv = import(&[s(&t("dense.tsv")), "--batch", "kang"], &t("dense.arrow"));
+    same_matrix(&reference, &dense_tsv, "dense TSV");
     let tr = dense::transpose(&reference.x);
     let mut csv = String::new();
     csv.push_str(
@@ -216,20 +203,11 @@ fn other_formats_give_the_same_table() {
         csv.push('\n');
     }
     std::fs::write(t("genes_rows.csv"), csv).unwrap();
-    run_ok(
-        "import",
-        &[
-            s(&t("genes_rows.csv")),
-            "--genes-as-rows",
-            "-o",
-            s(&t("gr.arrow")),
-        ],
+    let gr = import(
+        &[s(&t("genes_rows.csv")), "--genes-as-rows"],
+        &t("gr.arrow"),
     );
-    same_matrix(
-        &reference,
-        &read(&t("gr.arrow")),
-        "dense CSV, genes as rows",
-    );
+    same_matrix(&reference, &gr, "dense CSV, genes as rows");
 
     // Files written by h5py / anndata: 10x HDF5 (CellRanger 3 layout, fixed-length strings),
     // CSC and dense X, and obs columns of every kind.
@@ -273,28 +251,13 @@ c = a.copy(); c.X = X.toarray(); del c.layers['counts']
 c.write_h5ad(out + '/dense.h5ad')
 "#;
     run_python(&py, script, &[s(&h5ad), s(tmp.path())]);
-    run_ok(
-        "import",
-        &[s(&t("tenx.h5")), "--batch", "k", "-o", s(&t("tenx.arrow"))],
-    );
-    let tenx = read(&t("tenx.arrow"));
+    let tenx = import(&[s(&t("tenx.h5")), "--batch", "k"], &t("tenx.arrow"));
     same_matrix(&reference, &tenx, "10x .h5");
     assert_eq!(tenx.gene_names, reference.gene_names);
-    run_ok(
-        "import",
-        &[
-            s(&t("tenx_v2.h5")),
-            "--batch",
-            "k",
-            "-o",
-            s(&t("tenx2.arrow")),
-        ],
-    );
-    let tenx2 = read(&t("tenx2.arrow"));
+    let tenx2 = import(&[s(&t("tenx_v2.h5")), "--batch", "k"], &t("tenx2.arrow"));
     same_matrix(&reference, &tenx2, "10x .h5, CellRanger 2 layout");
     assert_eq!(tenx2.gene_names, reference.gene_names);
-    run_ok("import", &[s(&t("csc.h5ad")), "-o", s(&t("csc.arrow"))]);
-    let csc = read(&t("csc.arrow"));
+    let csc = import(&[s(&t("csc.h5ad"))], &t("csc.arrow"));
     same_matrix(&reference, &csc, "CSC .h5ad");
     let col = |n: &str| {
         csc.obs
@@ -313,11 +276,8 @@ c.write_h5ad(out + '/dense.h5ad')
     // anndata turns string columns into categoricals when writing.
     assert_eq!(col("label").text(4).as_deref(), Some("L1"));
     assert!(matches!(col("nint"), Column::I64(v) if v[0].is_none() && v[1] == Some(1)));
-    run_ok(
-        "import",
-        &[s(&t("dense.h5ad")), "-o", s(&t("dense_h5ad.arrow"))],
-    );
-    same_matrix(&reference, &read(&t("dense_h5ad.arrow")), "dense .h5ad");
+    let dense_h5ad = import(&[s(&t("dense.h5ad"))], &t("dense_h5ad.arrow"));
+    same_matrix(&reference, &dense_h5ad, "dense .h5ad");
 }
 
 #[test]
@@ -329,15 +289,15 @@ fn several_inputs_align_genes_and_keep_batches() {
         sh.join("data/kang_ifnb"),
         sh.join("data/pbmc_ctrl_stim_unlabeled"),
     );
-    run_ok("import", &[s(&k), "-o", s(&t("k.arrow"))]);
-    run_ok("import", &[s(&p), "-o", s(&t("p.arrow"))]);
-    let (tk, tp) = (read(&t("k.arrow")), read(&t("p.arrow")));
+    let (tk, tp) = (
+        import(&[s(&k)], &t("k.arrow")),
+        import(&[s(&p)], &t("p.arrow")),
+    );
     let pk: HashSet<&String> = tk.gene_ids.iter().collect();
     let common: Vec<&String> = tp.gene_ids.iter().filter(|g| pk.contains(g)).collect();
     assert!(!common.is_empty() && common.len() < tk.n_genes());
 
-    run_ok("import", &[s(&k), s(&p), "-o", s(&t("i.arrow"))]);
-    let i = read(&t("i.arrow"));
+    let i = import(&[s(&k), s(&p)], &t("i.arrow"));
     assert_eq!(i.n_cells(), tk.n_cells() + tp.n_cells());
     assert_eq!(i.n_genes(), common.len());
     let mut expect = batch_sizes(&tk);
@@ -370,11 +330,7 @@ fn several_inputs_align_genes_and_keep_batches() {
         "pbmc cells have no condition column"
     );
 
-    run_ok(
-        "import",
-        &[s(&k), s(&p), "--join", "union", "-o", s(&t("u.arrow"))],
-    );
-    let u = read(&t("u.arrow"));
+    let u = import(&[s(&k), s(&p), "--join", "union"], &t("u.arrow"));
     assert_eq!(u.n_genes(), tk.n_genes() + tp.n_genes() - common.len());
     assert_eq!(u.x.nnz(), tk.x.nnz() + tp.x.nnz());
     let total = |t: &CellsTable| t.x.data.iter().map(|&v| v as f64).sum::<f64>();
@@ -389,21 +345,16 @@ fn several_inputs_align_genes_and_keep_batches() {
         "kang_ifnb",
         &["1556 duplicate", "--make-unique"],
     );
-    run_ok(
-        "import",
-        &[
-            s(&k),
-            s(&k),
-            "--make-unique",
-            "--batch",
-            "a",
-            "--batch",
-            "b",
-            "-o",
-            s(&t("dup.arrow")),
-        ],
-    );
-    let d = read(&t("dup.arrow"));
+    let unique = [
+        s(&k),
+        s(&k),
+        "--make-unique",
+        "--batch",
+        "a",
+        "--batch",
+        "b",
+    ];
+    let d = import(&unique, &t("dup.arrow"));
     assert_eq!(d.n_cells(), 2 * tk.n_cells());
     assert_eq!(d.cell_ids[tk.n_cells()], format!("{}-1", tk.cell_ids[0]));
     assert_eq!(
@@ -429,16 +380,7 @@ fn several_inputs_align_genes_and_keep_batches() {
         &raw.select_cells(&(10..25).collect::<Vec<_>>()),
     )
     .unwrap();
-    run_ok(
-        "import",
-        &[
-            s(&t("donorA.tsv")),
-            s(&t("donorB.tsv")),
-            "-o",
-            s(&t("ab.arrow")),
-        ],
-    );
-    let ab = read(&t("ab.arrow"));
+    let ab = import(&[s(&t("donorA.tsv")), s(&t("donorB.tsv"))], &t("ab.arrow"));
     assert_eq!(
         batch_sizes(&ab),
         [("donorA".to_string(), 10), ("donorB".to_string(), 15)]

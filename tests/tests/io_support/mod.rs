@@ -68,6 +68,12 @@ pub fn read(p: &Path) -> CellsTable {
     table::read_cells(p).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `cellweave-import ARGS... -o OUT`, then the cells table it wrote.
+pub fn import(args: &[&str], out: &Path) -> CellsTable {
+    cellweave_tests::run_ok("import", &[args, &["-o", s(out)]].concat());
+    read(out)
+}
+
 /// A failed run (started with `-q`): non-zero exit, one stderr line naming the file and a field (and every
 /// `needles`), and no output left behind.
 pub fn assert_fails(out: &Output, output: &Path, file: &str, needles: &[&str]) {
