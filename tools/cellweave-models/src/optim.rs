@@ -290,15 +290,20 @@ impl Adam {
         Ok(())
     }
 
-    /// One step with one gradient tensor per variable, in order (any device).
-    pub fn step_tensors(&mut self, grads: &[Tensor]) -> candle_core::Result<()> {
-        if grads.len() != self.vars.len() {
+    /// An error unless there are as many gradients as variables.
+    fn check_count(&self, n_grads: usize) -> candle_core::Result<()> {
+        if n_grads != self.vars.len() {
             return Err(candle_core::Error::Msg(format!(
-                "adam: {} gradients for {} variables",
-                grads.len(),
+                "adam: {n_grads} gradients for {} variables",
                 self.vars.len()
             )));
         }
+        Ok(())
+    }
+
+    /// One step with one gradient tensor per variable, in order (any device).
+    pub fn step_tensors(&mut self, grads: &[Tensor]) -> candle_core::Result<()> {
+        self.check_count(grads.len())?;
         self.step += 1;
         for ((var, mom), g) in self.vars.iter().zip(self.moments.iter_mut()).zip(grads) {
             if g.shape() != var.shape() {
@@ -315,13 +320,7 @@ impl Adam {
 
     /// One step with gradients given as f32 slices, one per variable in order (CPU only).
     pub fn step_slices(&mut self, grads: &[&[f32]]) -> candle_core::Result<()> {
-        if grads.len() != self.vars.len() {
-            return Err(candle_core::Error::Msg(format!(
-                "adam: {} gradients for {} variables",
-                grads.len(),
-                self.vars.len()
-            )));
-        }
+        self.check_count(grads.len())?;
         self.step += 1;
         for ((var, mom), g) in self.vars.iter().zip(self.moments.iter_mut()).zip(grads) {
             let Moments::Cpu { m, v } = mom else {

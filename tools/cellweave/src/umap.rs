@@ -26,6 +26,7 @@
 
 use crate::cli::Timer;
 use crate::contract::Csr;
+use crate::metrics::graph::submatrix;
 use crate::neighbors::{knn, Knn, Metric};
 
 /// Parameters of [`umap`], defaulting to what scanpy uses.
@@ -500,7 +501,7 @@ pub fn initialise(graph: &Csr, data: &[f32], d: usize, rng: &mut SplitMix) -> Ve
     let mut pos = vec![0f64; n * DIM];
     for (c, nodes) in members.iter().enumerate() {
         let layout = if nodes.len() >= 5 {
-            spectral_embedding(&subgraph(graph, nodes, &comp), DIM, rng)
+            spectral_embedding(&submatrix(graph, nodes), DIM, rng)
         } else {
             None
         };
@@ -534,32 +535,6 @@ pub fn initialise(graph: &Csr, data: &[f32], d: usize, rng: &mut SplitMix) -> Ve
         }
     }
     out
-}
-
-/// The graph restricted to `nodes` (all in one component), renumbered.
-fn subgraph(graph: &Csr, nodes: &[usize], comp: &[usize]) -> Csr {
-    let mut local = vec![u32::MAX; graph.n_rows()];
-    for (l, &i) in nodes.iter().enumerate() {
-        local[i] = l as u32;
-    }
-    let mut m = Csr::empty(nodes.len());
-    let c = comp[nodes[0]];
-    for &i in nodes {
-        let (idx, w) = graph.row(i);
-        let mut row: Vec<(u32, f32)> = idx
-            .iter()
-            .zip(w)
-            .filter(|(&j, _)| comp[j as usize] == c)
-            .map(|(&j, &w)| (local[j as usize], w))
-            .collect();
-        row.sort_unstable_by_key(|e| e.0);
-        for (j, w) in row {
-            m.indices.push(j);
-            m.data.push(w);
-        }
-        m.indptr.push(m.indices.len() as u64);
-    }
-    m
 }
 
 /// 2-D positions of the components: their centroids in the input space projected on the

@@ -1,6 +1,7 @@
 //! Graph pieces: strongly connected components, `graph_connectivity`, and sub-graphs of the
 //! fuzzy connectivities.
 
+use super::stats::label_groups;
 use crate::contract::Csr;
 use crate::neighbors::Knn;
 
@@ -66,13 +67,7 @@ pub fn strong_components(n: usize, adj: &[Vec<u32>]) -> (Vec<usize>, usize) {
 /// connected component of the kNN graph restricted to that label; mean over labels.
 pub fn graph_connectivity(knn: &Knn, labels: &[u32], n_labels: usize) -> f64 {
     let mut scores = Vec::new();
-    for l in 0..n_labels {
-        let members: Vec<usize> = (0..labels.len())
-            .filter(|&i| labels[i] as usize == l)
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
+    for (_, members) in label_groups(labels, n_labels) {
         let mut pos = vec![u32::MAX; labels.len()];
         for (p, &i) in members.iter().enumerate() {
             pos[i] = p as u32;

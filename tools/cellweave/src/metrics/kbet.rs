@@ -19,7 +19,7 @@
 
 use super::graph::{adjacency, strong_components, submatrix};
 use super::pairwise::{pairwise, Needs};
-use super::stats::chi2_sf;
+use super::stats::{chi2_sf, label_groups};
 use crate::contract::Csr;
 use crate::neighbors::Knn;
 use faer::{Mat, MatMut, MatRef, Par, Side};
@@ -413,13 +413,7 @@ pub fn kbet_per_label(
     // scib-metrics lowers its `diffusion_n_comps` variable to n - 1 for a small label and
     // keeps the lowered value for the labels after it; reproduced for parity.
     let mut diffusion_n_comps = 100usize;
-    for l in 0..n_labels {
-        let members: Vec<usize> = (0..labels.len())
-            .filter(|&i| labels[i] as usize == l)
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
+    for (l, members) in label_groups(labels, n_labels) {
         let n_obs = members.len();
         let b: Vec<u32> = members.iter().map(|&i| batches[i]).collect();
         let mut per_batch = std::collections::BTreeMap::new();

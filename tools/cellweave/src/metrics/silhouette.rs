@@ -6,6 +6,8 @@
 //! its group, `b` = mean distance to the nearest other group (`bras`: to all cells of the
 //! other groups); a cell alone in its group scores 0.
 
+use super::stats::label_groups;
+
 /// Counts of each code `0..k`.
 pub fn counts(codes: &[u32], k: usize) -> Vec<usize> {
     let mut c = vec![0usize; k];
@@ -146,13 +148,7 @@ pub fn batch_silhouette(
     between: Between,
 ) -> f64 {
     let mut group_means = Vec::new();
-    for l in 0..n_labels {
-        let members: Vec<usize> = (0..labels.len())
-            .filter(|&i| labels[i] as usize == l)
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
+    for (_, members) in label_groups(labels, n_labels) {
         let mut cnt = vec![0usize; n_batches];
         for &i in &members {
             cnt[batches[i] as usize] += 1;
