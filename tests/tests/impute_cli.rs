@@ -4,7 +4,8 @@
 use cellweave::contract::{Categorical, CellsTable, Csr, ValueKind};
 use cellweave::impute::Scale;
 use cellweave::io::table::{read_cells, write_cells};
-use cellweave_tests::{run, run_ok};
+use cellweave_tests::{run_fails_one_line, run_ok, s};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Counts with cell-type structure: 4 types x 2 batches, a third of the entries non-zero.
@@ -43,13 +44,43 @@ fn synthetic(n: usize, g: usize, seed: u64) -> CellsTable {
 }
 
 fn write_input(dir: &Path, n: usize, g: usize) -> PathBuf {
-    let p = dir.join("cells.arrow");
-    write_cells(&p, &synthetic(n, g, 1)).unwrap();
+    write(dir, "cells.arrow", &synthetic(n, g, 1))
+}
+
+fn write(dir: &Path, name: &str, cells: &CellsTable) -> PathBuf {
+    let p = dir.join(name);
+    write_cells(&p, cells).unwrap();
     p
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// `truth` with the non-zero entries number k (in storage order) where `hide(k)` set to 0.
+fn mask(truth: &CellsTable, hide: impl Fn(usize) -> bool) -> CellsTable {
+    let mut masked = truth.clone();
+    for (k, v) in masked.x.data.iter_mut().enumerate() {
+        if hide(k) {
+            *v = 0.0;
+        }
+    }
+    let (n, g) = (truth.n_cells(), truth.n_genes());
+    masked.x = Csr::from_dense(n, g, &masked.x.to_dense());
+    masked
+}
+
+/// A baseline imputation of `masked` evaluated against `truth`: the JSON on stdout.
+fn evaluate(masked: &Path, out: &Path, extra: &[&str], truth: &Path) -> Value {
+    let args = [&[s(masked), "-o", s(out)], extra, &["--truth", s(truth)]].concat();
+    let r = run_ok("impute", &args);
+    serde_json::from_slice(&r.stdout).unwrap()
+}
+
+/// `cellweave-impute INPUT -o OUT --init MODEL EXTRA...` (TRANSLATE from a trained model).
+fn translate_args<'a>(
+    input: &'a Path,
+    out: &'a Path,
+    model: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    [&[s(input), "-o", s(out), "--init", s(model)], extra].concat()
 }
 
 const SMALL: [&str; 6] = ["--hidden", "16,8,16", "--epochs", "4", "--batch-size", "32"];
@@ -134,26 +165,14 @@ fn translate_init_loads_the_weights() {
     let b = dir.path().join("b.arrow");
     run_ok(
         "impute",
-        &[s(&input), "-o", s(&b), "--init", s(&model), "--epochs", "0"],
+        &translate_args(&input, &b, &model, &["--epochs", "0"]),
     );
     assert_eq!(read_cells(&a).unwrap().x, read_cells(&b).unwrap().x);
 
     // Continuing to train moves away from it, at TRANSLATE's default lr.
     let c = dir.path().join("c.arrow");
-    run_ok(
-        "impute",
-        &[
-            s(&input),
-            "-o",
-            s(&c),
-            "--init",
-            s(&model),
-            "--epochs",
-            "2",
-            "--patience",
-            "0",
-        ],
-    );
+    let more = ["--epochs", "2", "--patience", "0"];
+    run_ok("impute", &translate_args(&input, &c, &model, &more));
     let c_table = read_cells(&c).unwrap();
     assert_ne!(read_cells(&a).unwrap().x, c_table.x);
     assert_eq!(c_table.provenance.last().unwrap().params["lr"], 3e-5);
@@ -164,24 +183,9 @@ fn translate_init_loads_the_weights() {
 
     // A model trained on another scale is refused.
     let d = dir.path().join("d.arrow");
-    let r = run(
-        "impute",
-        &[
-            s(&input),
-            "-o",
-            s(&d),
-            "--init",
-            s(&model),
-            "--scale",
-            "log1p",
-        ],
-    );
-    assert!(!r.status.success() && !d.exists());
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(
-        err.contains("scale") && err.trim().lines().count() == 1,
-        "{err}"
-    );
+    let args = translate_args(&input, &d, &model, &["--scale", "log1p"]);
+    let err = run_fails_one_line("impute", &args, &d);
+    assert!(err.contains("scale"), "{err}");
 }
 
 #[test]
@@ -217,7 +221,7 @@ fn batch_aware_model_records_its_batches() {
     let b = dir.path().join("b.arrow");
     run_ok(
         "impute",
-        &[s(&input), "-o", s(&b), "--init", s(&model), "--epochs", "0"],
+        &translate_args(&input, &b, &model, &["--epochs", "0"]),
     );
     assert_eq!(read_cells(&out).unwrap().x, read_cells(&b).unwrap().x);
 }
@@ -227,33 +231,12 @@ fn baselines_and_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let truth = synthetic(60, 12, 3);
     // Mask: drop every other non-zero.
-    let mut masked = truth.clone();
-    for (k, v) in masked.x.data.iter_mut().enumerate() {
-        if k % 2 == 0 {
-            *v = 0.0;
-        }
-    }
-    masked.x = Csr::from_dense(60, 12, &masked.x.to_dense());
-    let (tp, mp) = (
-        dir.path().join("truth.arrow"),
-        dir.path().join("masked.arrow"),
-    );
-    write_cells(&tp, &truth).unwrap();
-    write_cells(&mp, &masked).unwrap();
+    let masked = mask(&truth, |k| k % 2 == 0);
+    let tp = write(dir.path(), "truth.arrow", &truth);
+    let mp = write(dir.path(), "masked.arrow", &masked);
 
     let gm = dir.path().join("gm.arrow");
-    let r = run_ok(
-        "impute",
-        &[
-            s(&mp),
-            "-o",
-            s(&gm),
-            "--method",
-            "gene-mean",
-            "--truth",
-            s(&tp),
-        ],
-    );
+    let json = evaluate(&mp, &gm, &["--method", "gene-mean"], &tp);
     let y = read_cells(&gm).unwrap().x.to_dense();
     // Gene 0: zeros are the mean of the observed log10(x+1) values.
     let obs: Vec<f64> = (0..60)
@@ -267,7 +250,6 @@ fn baselines_and_evaluation() {
     let mean = obs.iter().sum::<f64>() / obs.len() as f64;
     let zero_row = (0..60).find(|&i| !masked.x.row(i).0.contains(&0)).unwrap();
     assert!((y[zero_row * 12] as f64 - mean).abs() < 1e-6);
-    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(json["method"], "gene-mean");
     assert_eq!(
         json["n_heldout"].as_u64().unwrap(),
@@ -276,21 +258,7 @@ fn baselines_and_evaluation() {
     assert!(json["mse_heldout"].as_f64().unwrap() > 0.0);
 
     let knn = dir.path().join("knn.arrow");
-    let r = run_ok(
-        "impute",
-        &[
-            s(&mp),
-            "-o",
-            s(&knn),
-            "--method",
-            "knn",
-            "--knn",
-            "5",
-            "--truth",
-            s(&tp),
-        ],
-    );
-    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let json = evaluate(&mp, &knn, &["--method", "knn", "--knn", "5"], &tp);
     assert_eq!(json["method"], "knn");
     assert!(json["median_pearson_cell"].as_f64().is_some());
 }
@@ -307,13 +275,8 @@ fn bad_input_is_one_line_and_leaves_no_output() {
         vec!["--hidden", "16,0,16"],
         vec!["--device", "cuda"],
     ] {
-        let mut args = vec![s(&input), "-o", s(&out)];
-        args.extend(extra.iter().copied());
-        let r = run("impute", &args);
-        let err = String::from_utf8_lossy(&r.stderr);
-        assert!(!r.status.success(), "{extra:?} succeeded");
-        assert!(!out.exists(), "{extra:?} left an output");
-        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+        let args = [&[s(&input), "-o", s(&out)], &extra[..]].concat();
+        let err = run_fails_one_line("impute", &args, &out);
         assert!(err.starts_with("cellweave-impute: error:"), "{err}");
         if extra[1] == "cuda" {
             // Built without the `cuda` feature (as the workspace builds by default) the
@@ -331,31 +294,12 @@ fn bad_input_is_one_line_and_leaves_no_output() {
 fn log1p_scale_is_recorded_and_evaluated_on_log10() {
     let dir = tempfile::tempdir().unwrap();
     let truth = synthetic(50, 10, 4);
-    let mut masked = truth.clone();
-    for (k, v) in masked.x.data.iter_mut().enumerate() {
-        if k % 3 != 0 {
-            *v = 0.0;
-        }
-    }
-    masked.x = Csr::from_dense(50, 10, &masked.x.to_dense());
-    let (tp, mp) = (dir.path().join("t.arrow"), dir.path().join("m.arrow"));
-    write_cells(&tp, &truth).unwrap();
-    write_cells(&mp, &masked).unwrap();
+    let masked = mask(&truth, |k| k % 3 != 0);
+    let tp = write(dir.path(), "t.arrow", &truth);
+    let mp = write(dir.path(), "m.arrow", &masked);
     let eval = |scale: &str| {
         let out = dir.path().join(format!("{scale}.arrow"));
-        let args = [
-            s(&mp),
-            "-o",
-            s(&out),
-            "--method",
-            "gene-mean",
-            "--scale",
-            scale,
-            "--truth",
-            s(&tp),
-        ];
-        let r = run_ok("impute", &args);
-        let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        let json = evaluate(&mp, &out, &["--method", "gene-mean", "--scale", scale], &tp);
         (read_cells(&out).unwrap(), json)
     };
     let (t10, j10) = eval("log10");
@@ -404,28 +348,22 @@ fn translate_takes_the_models_genes_from_a_wider_shuffled_input() {
         .chain(["X1".to_string(), "X2".to_string()])
         .collect();
     wide.gene_names = wide.gene_ids.clone();
-    let wp = dir.path().join("wide.arrow");
-    write_cells(&wp, &wide).unwrap();
+    let wp = write(dir.path(), "wide.arrow", &wide);
     let b = dir.path().join("b.arrow");
     run_ok(
         "impute",
-        &[s(&wp), "-o", s(&b), "--init", s(&model), "--epochs", "0"],
+        &translate_args(&wp, &b, &model, &["--epochs", "0"]),
     );
     let (ta, tb) = (read_cells(&a).unwrap(), read_cells(&b).unwrap());
     assert_eq!(tb.gene_ids, ta.gene_ids, "the model's genes, in its order");
     assert_eq!(tb.x, ta.x);
 
     // An input that lacks one of the model's genes is refused, naming it.
-    let narrow = dir.path().join("narrow.arrow");
-    write_cells(&narrow, &cells.select_genes(&(1..12).collect::<Vec<_>>())).unwrap();
+    let narrow = cells.select_genes(&(1..12).collect::<Vec<_>>());
+    let narrow = write(dir.path(), "narrow.arrow", &narrow);
     let c = dir.path().join("c.arrow");
-    let r = run("impute", &[s(&narrow), "-o", s(&c), "--init", s(&model)]);
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(!r.status.success() && !c.exists());
-    assert!(
-        err.contains("'G0'") && err.trim().lines().count() == 1,
-        "{err}"
-    );
+    let err = run_fails_one_line("impute", &translate_args(&narrow, &c, &model, &[]), &c);
+    assert!(err.contains("'G0'"), "{err}");
 }
 
 #[test]
