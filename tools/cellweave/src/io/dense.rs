@@ -5,9 +5,10 @@
 //! gene). The header's first cell (a corner label such as `cell_id`) may be omitted, as R's
 //! `write.table` does. Output: cells as rows, gene ids in the header.
 
+use super::import::single_file_table;
 use super::mtx::{push_value, LineBlocks};
 use super::obs::{delimiter_of, split_record};
-use crate::contract::{Categorical, CellsTable, Csr, EmbeddingTable, ValueKind};
+use crate::contract::{CellsTable, Csr, EmbeddingTable, ValueKind};
 use crate::{Error, Result, ResultExt};
 use std::io::Write;
 use std::path::Path;
@@ -163,17 +164,14 @@ fn read_dense_inner(path: &Path, genes_as_rows: bool, values: ValueKind) -> Resu
     } else {
         (row_ids, header, m)
     };
-    let stem = super::import::stem_of(path);
-    Ok(CellsTable {
-        batch: Categorical::constant(&stem, cell_ids.len()),
+    Ok(single_file_table(
+        path,
         cell_ids,
-        obs: Vec::new(),
-        gene_names: genes.clone(),
-        gene_ids: genes,
+        Vec::new(),
+        (genes.clone(), genes),
         x,
         values,
-        provenance: Vec::new(),
-    })
+    ))
 }
 
 /// Write the expression matrix as a dense TSV: header `cell_id` and the gene ids, one row per cell.

@@ -8,6 +8,7 @@
 //! `var` dataframes, `obsm` dense arrays and `uns` strings, with the `encoding-type` /
 //! `encoding-version` attributes anndata expects on every element.
 
+use super::import::single_file_table;
 use crate::contract::{Categorical, CellsTable, Column, Csr, Named, ValueKind};
 use crate::{bail, Error, Result};
 use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
@@ -785,18 +786,8 @@ pub fn open_h5ad(
             Matrix::Whole(m) => (m, None),
             Matrix::Rows(r) => (empty_rows(n_obs, n_vars), Some(r)),
         };
-        let (gene_ids, gene_names) = genes_from_var(&var);
-        let stem = super::import::stem_of(path);
-        let t = CellsTable {
-            batch: Categorical::constant(&stem, n_obs),
-            cell_ids: obs.index,
-            obs: obs.columns,
-            gene_ids,
-            gene_names,
-            x,
-            values,
-            provenance: Vec::new(),
-        };
+        let genes = genes_from_var(&var);
+        let t = single_file_table(path, obs.index, obs.columns, genes, x, values);
         Ok((t, rows))
     })()
     .map_err(|e: Error| e.file(path))

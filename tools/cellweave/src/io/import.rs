@@ -49,6 +49,28 @@ impl Default for ImportOptions {
     }
 }
 
+/// A cells table read from one file: one batch named after the file ([`stem_of`]), no
+/// provenance yet.
+pub(crate) fn single_file_table(
+    path: &Path,
+    cell_ids: Vec<String>,
+    obs: Vec<Named>,
+    (gene_ids, gene_names): (Vec<String>, Vec<String>),
+    x: Csr,
+    values: ValueKind,
+) -> CellsTable {
+    CellsTable {
+        batch: Categorical::constant(&stem_of(path), cell_ids.len()),
+        cell_ids,
+        obs,
+        gene_ids,
+        gene_names,
+        x,
+        values,
+        provenance: Vec::new(),
+    }
+}
+
 /// A short name for an input: the file name without format extensions, or the folder name.
 pub fn stem_of(path: &Path) -> String {
     let name = path

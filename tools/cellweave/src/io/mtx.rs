@@ -6,8 +6,9 @@
 //! (and gunzips) the file in large blocks. Entries sorted by cell go straight into CSR;
 //! other orders are bucketed in place by cell afterwards.
 
+use super::import::single_file_table;
 use super::obs::{open_text, read_lines, BUF};
-use crate::contract::{Categorical, CellsTable, Csr, ValueKind};
+use crate::contract::{CellsTable, Csr, ValueKind};
 use crate::{bail, Error, Result, ResultExt};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -105,43 +106,14 @@ pub fn locate(path: &Path) -> Result<MtxFiles> {
     })
 }
 
-/// Gene ids and names from `features.tsv` (id, name, type) or `genes.tsv` (id, name); a
-/// single column is both id and name.
-pub fn read_features(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
-    let lines = read_lines(path).map_err(|e| e.field("gene_ids"))?;
-    let mut ids = Vec::with_capacity(lines.len());
-    let mut names = Vec::with_capacity(lines.len());
-    let n = lines
-        .iter()
-        .rposition(|l| !l.is_empty())
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    for (i, line) in lines[..n].iter().enumerate() {
-        let mut f = line.split('\t');
-        let id = f.next().unwrap_or("");
-        if id.is_empty() {
-            return Err(Error::new(format!(
-                "line {}: empty gene id (expected 'id<TAB>name[<TAB>type]')",
-                i + 1
-            ))
-            .field("gene_id")
-            .file(path));
-        }
-        let name = f.next().filter(|s| !s.is_empty()).unwrap_or(id);
-        ids.push(id.to_string());
-        names.push(name.to_string());
-    }
-    if ids.is_empty() {
-        return Err(Error::new("no genes (expected one line per gene)")
-            .field("gene_ids")
-            .file(path));
-    }
-    Ok((ids, names))
-}
-
-/// Cell barcodes: the first column of `barcodes.tsv`.
-pub fn read_barcodes(path: &Path) -> Result<Vec<String>> {
-    let lines = read_lines(path).map_err(|e| e.field("cell_id"))?;
+/// The lines of a 10x text file up to its last non-blank one, split at tabs, with the first
+/// field (the id) taken off; an empty id is an error ("line N: empty {what}", `field`).
+fn id_records<'a>(
+    lines: &'a [String],
+    what: &str,
+    field: &str,
+    path: &Path,
+) -> Result<Vec<(&'a str, std::str::Split<'a, char>)>> {
     let n = lines
         .iter()
         .rposition(|l| !l.is_empty())
@@ -149,23 +121,57 @@ pub fn read_barcodes(path: &Path) -> Result<Vec<String>> {
         .unwrap_or(0);
     let mut out = Vec::with_capacity(n);
     for (i, line) in lines[..n].iter().enumerate() {
-        let id = line.split('\t').next().unwrap_or("");
+        let mut f = line.split('\t');
+        let id = f.next().unwrap_or("");
         if id.is_empty() {
-            return Err(Error::new(format!(
-                "line {}: empty barcode (expected one cell id per line)",
-                i + 1
-            ))
-            .field("cell_id")
-            .file(path));
+            return Err(Error::new(format!("line {}: empty {what}", i + 1))
+                .field(field)
+                .file(path));
         }
-        out.push(id.to_string());
+        out.push((id, f));
     }
-    if out.is_empty() {
+    Ok(out)
+}
+
+/// Gene ids and names from `features.tsv` (id, name, type) or `genes.tsv` (id, name); a
+/// single column is both id and name.
+pub fn read_features(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let lines = read_lines(path).map_err(|e| e.field("gene_ids"))?;
+    let records = id_records(
+        &lines,
+        "gene id (expected 'id<TAB>name[<TAB>type]')",
+        "gene_id",
+        path,
+    )?;
+    if records.is_empty() {
+        return Err(Error::new("no genes (expected one line per gene)")
+            .field("gene_ids")
+            .file(path));
+    }
+    Ok(records
+        .into_iter()
+        .map(|(id, mut f)| {
+            let name = f.next().filter(|s| !s.is_empty()).unwrap_or(id);
+            (id.to_string(), name.to_string())
+        })
+        .unzip())
+}
+
+/// Cell barcodes: the first column of `barcodes.tsv`.
+pub fn read_barcodes(path: &Path) -> Result<Vec<String>> {
+    let lines = read_lines(path).map_err(|e| e.field("cell_id"))?;
+    let records = id_records(
+        &lines,
+        "barcode (expected one cell id per line)",
+        "cell_id",
+        path,
+    )?;
+    if records.is_empty() {
         return Err(Error::new("no barcodes (expected one cell id per line)")
             .field("cell_id")
             .file(path));
     }
-    Ok(out)
+    Ok(records.into_iter().map(|(id, _)| id.to_string()).collect())
 }
 
 /// Read a 10x MTX folder (see [`locate`]) into a cells table with one batch named after
@@ -176,26 +182,23 @@ pub fn read_mtx_dir(
     values: ValueKind,
 ) -> Result<CellsTable> {
     let files = locate(path)?;
-    let (gene_ids, gene_names) = read_features(&files.features)?;
+    let genes = read_features(&files.features)?;
     let cell_ids = read_barcodes(&files.barcodes)?;
     let x = read_matrix(
         &files.matrix,
         cell_ids.len(),
-        gene_ids.len(),
+        genes.0.len(),
         orientation,
         values == ValueKind::Counts,
     )?;
-    let stem = super::import::stem_of(path);
-    Ok(CellsTable {
-        batch: Categorical::constant(&stem, cell_ids.len()),
+    Ok(single_file_table(
+        path,
         cell_ids,
-        obs: Vec::new(),
-        gene_ids,
-        gene_names,
+        Vec::new(),
+        genes,
         x,
         values,
-        provenance: Vec::new(),
-    })
+    ))
 }
 
 // ------------------------------------------------------------------ block reader

@@ -6,7 +6,8 @@
 //! column, which is exactly cells x genes by row.
 
 use super::h5ad::{open_h5, read_strings};
-use crate::contract::{Categorical, CellsTable, Csr, ValueKind};
+use super::import::single_file_table;
+use crate::contract::{CellsTable, Csr, ValueKind};
 use crate::{Error, Result};
 use hdf5::{File, Group};
 use std::path::Path;
@@ -86,17 +87,14 @@ pub fn read_tenx_h5(path: &Path, values: ValueKind) -> Result<CellsTable> {
         }
         // Stored by column over cells: read as rows = cells.
         let x = read_csc_as_csr(&g, &elem, n_cells, n_genes, values == ValueKind::Counts)?;
-        let stem = super::import::stem_of(path);
-        Ok(CellsTable {
-            batch: Categorical::constant(&stem, n_cells),
+        Ok(single_file_table(
+            path,
             cell_ids,
-            obs: Vec::new(),
-            gene_ids,
-            gene_names,
+            Vec::new(),
+            (gene_ids, gene_names),
             x,
             values,
-            provenance: Vec::new(),
-        })
+        ))
     })()
     .map_err(|e| e.file(path))
 }

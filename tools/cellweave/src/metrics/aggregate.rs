@@ -105,14 +105,18 @@ pub fn min_max_scaled(all: &[Values]) -> Vec<Values> {
     out
 }
 
-/// The scib aggregates (`<set>_bio`, `<set>_batch`, `<set>_total`) of each embedding.
-pub fn scib_aggregates(all: &[Values], scale: bool) -> Vec<Values> {
-    let source = if scale {
+/// [`min_max_scaled`] when `scale`, else the values as they are.
+fn scaled_if(all: &[Values], scale: bool) -> Vec<Values> {
+    if scale {
         min_max_scaled(all)
     } else {
         all.to_vec()
-    };
-    source
+    }
+}
+
+/// The scib aggregates (`<set>_bio`, `<set>_batch`, `<set>_total`) of each embedding.
+pub fn scib_aggregates(all: &[Values], scale: bool) -> Vec<Values> {
+    scaled_if(all, scale)
         .iter()
         .map(|v| {
             let mut out = Values::new();
@@ -137,12 +141,7 @@ pub fn scib_aggregates(all: &[Values], scale: bool) -> Vec<Values> {
 pub fn claire_f1(all: &[Values]) -> Vec<Values> {
     let mix_names = ["claire_basw", "claire_kbet"];
     let bio_names = ["claire_casw", "claire_louvain_nmi", "claire_louvain_ari"];
-    let source = if all.len() >= 2 {
-        min_max_scaled(all)
-    } else {
-        all.to_vec()
-    };
-    source
+    scaled_if(all, all.len() >= 2)
         .iter()
         .map(|v| {
             let mix: Vec<f64> = mix_names.iter().filter_map(|m| get(v, m)).collect();
