@@ -128,6 +128,16 @@ pub fn ci() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
 }
 
+/// Something a test needs is not here (`what`): a loud skip notice and None, or a panic
+/// under `CI=true`.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if ci() {
+        panic!("CI=true but {what}");
+    }
+    eprintln!("\n!!!!! SKIPPING: {what} !!!!!\n");
+    None
+}
+
 /// The shared data folder (`$CELLWEAVE_SHARED` or `../shared` from the repository root).
 /// When absent: prints a loud notice and returns None, or panics under `CI=true`.
 pub fn shared() -> Option<PathBuf> {
@@ -138,17 +148,10 @@ pub fn shared() -> Option<PathBuf> {
     if p.join("data").is_dir() {
         return Some(p);
     }
-    if ci() {
-        panic!(
-            "CI=true but the shared data is not at {} (set CELLWEAVE_SHARED)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "\n!!!!! SKIPPING: shared data not found at {} (set CELLWEAVE_SHARED) !!!!!\n",
+    missing(&format!(
+        "the shared data is not at {} (set CELLWEAVE_SHARED)",
         p.display()
-    );
-    None
+    ))
 }
 
 /// The Python of the reference stack (scanpy, anndata, scib-metrics, umap-learn; built by
@@ -184,9 +187,5 @@ pub fn reference_python(modules: &[&str]) -> Option<PathBuf> {
         "no reference Python that can `{probe}` (tried {candidates:?}; build it with \
          ../shared/reference/tools/setup_env.sh, or set CELLWEAVE_REF_PYTHON)"
     );
-    if ci() {
-        panic!("CI=true but {msg}");
-    }
-    eprintln!("\n!!!!! SKIPPING: {msg} !!!!!\n");
-    None
+    missing(&msg)
 }

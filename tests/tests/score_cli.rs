@@ -60,6 +60,11 @@ fn write_embedding(dir: &Path, name: &str, type_sep: f64, batch_shift: f64, seed
     p
 }
 
+/// `EMBEDDING --obs OBS EXTRA... -o OUT`: the arguments of one scoring run.
+fn score_args<'a>(emb: &'a Path, obs: &'a Path, extra: &[&'a str], out: &'a Path) -> Vec<&'a str> {
+    [&[s(emb), "--obs", s(obs)], extra, &["-o", s(out)]].concat()
+}
+
 /// The wide TSV as (header, rows).
 fn read_tsv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(p).unwrap();
@@ -185,15 +190,7 @@ fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
 
     // A key that the obs file lacks: the obs file and the key are named.
     let obs = dir.path().join("obs.tsv");
-    let args = [
-        s(&emb),
-        "--obs",
-        s(&obs),
-        "--batch-key",
-        "donor",
-        "-o",
-        s(&out),
-    ];
+    let args = score_args(&emb, &obs, &["--batch-key", "donor"], &out);
     let err = run_fails_one_line("score", &args, &out);
     assert!(
         err.contains(s(&obs)) && err.contains("field 'donor'"),
@@ -208,15 +205,7 @@ fn unknown_metric_is_an_error_and_writes_nothing() {
     let obs = dir.path().join("obs.tsv");
     let out = dir.path().join("scores.tsv");
     let metrics = "silhouette_label,silhouete_batch";
-    let args = [
-        s(&emb),
-        "--obs",
-        s(&obs),
-        "--metrics",
-        metrics,
-        "-o",
-        s(&out),
-    ];
+    let args = score_args(&emb, &obs, &["--metrics", metrics], &out);
     let err = run_fails_one_line("score", &args, &out);
     assert!(
         err.contains("'--metrics'") && err.contains("unknown metric 'silhouete_batch'"),
@@ -284,19 +273,11 @@ fn metrics_subset_computes_only_those() {
         dir.path().join("sub.tsv"),
         dir.path().join("grp.tsv"),
     );
-    run_ok("score", &[s(&emb), "--obs", s(&obs), "-o", s(&all), "-q"]);
+    run_ok("score", &score_args(&emb, &obs, &["-q"], &all));
+    let subset = "silhouette_label, ilisi_knn,nmi_ari_cluster_labels_kmeans_nmi";
     run_ok(
         "score",
-        &[
-            s(&emb),
-            "--obs",
-            s(&obs),
-            "--metrics",
-            "silhouette_label, ilisi_knn,nmi_ari_cluster_labels_kmeans_nmi",
-            "-o",
-            s(&sub),
-            "-q",
-        ],
+        &score_args(&emb, &obs, &["--metrics", subset, "-q"], &sub),
     );
     let (h_all, r_all) = read_tsv(&all);
     let (h_sub, r_sub) = read_tsv(&sub);
@@ -336,16 +317,7 @@ fn metrics_subset_computes_only_those() {
     // A group.
     run_ok(
         "score",
-        &[
-            s(&emb),
-            "--obs",
-            s(&obs),
-            "--metrics",
-            "claire",
-            "-o",
-            s(&grp),
-            "-q",
-        ],
+        &score_args(&emb, &obs, &["--metrics", "claire", "-q"], &grp),
     );
     let (h_grp, _) = read_tsv(&grp);
     assert!(h_grp[3..]
@@ -357,7 +329,7 @@ fn metrics_subset_computes_only_those() {
 
 /// Run with a thread count; returns the TSV bytes.
 fn scores_with_threads(emb: &Path, obs: &Path, out: &Path, seed: &str, threads: &str) -> Vec<u8> {
-    let args = [s(emb), "--obs", s(obs), "--seed", seed, "-o", s(out), "-q"];
+    let args = score_args(emb, obs, &["--seed", seed, "-q"], out);
     output_ok(command("score", &args).env("RAYON_NUM_THREADS", threads));
     std::fs::read(out).unwrap()
 }

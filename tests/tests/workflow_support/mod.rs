@@ -2,7 +2,6 @@
 //! the built binaries, and running Snakemake / the Nextflow check as a user would.
 #![allow(dead_code)]
 
-use cellweave_tests::ci;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,17 +45,10 @@ pub fn venv_bin(name: &str) -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    if ci() {
-        panic!(
-            "CI=true but {} is missing: run scripts/setup.sh",
-            p.display()
-        );
-    }
-    eprintln!(
-        "\n!!!!! SKIPPING: {} not found (run scripts/setup.sh to create the venv) !!!!!\n",
+    cellweave_tests::missing(&format!(
+        "{} is missing (run scripts/setup.sh to create the venv)",
         p.display()
-    );
-    None
+    ))
 }
 
 /// The folder of the built cellweave binaries (next to this test's executable).
