@@ -128,16 +128,7 @@ pub fn impute_gene_mean(x: &Csr) -> Vec<f32> {
     for _ in 0..x.n_rows() {
         out.extend_from_slice(&means);
     }
-    out.par_chunks_mut(g.max(1))
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (idx, val) = x.row(r);
-            for (&c, &v) in idx.iter().zip(val) {
-                if v != 0.0 {
-                    row[c as usize] = v;
-                }
-            }
-        });
+    keep_observed(x, &mut out);
     out
 }
 

@@ -106,14 +106,36 @@ pub fn locate(path: &Path) -> Result<MtxFiles> {
     })
 }
 
-/// The lines of a 10x text file up to its last non-blank one, split at tabs, with the first
-/// field (the id) taken off; an empty id is an error ("line N: empty {what}", `field`).
-fn id_records<'a>(
-    lines: &'a [String],
-    what: &str,
-    field: &str,
-    path: &Path,
-) -> Result<Vec<(&'a str, std::str::Split<'a, char>)>> {
+/// How a 10x id file (features or barcodes) is named in errors.
+struct IdFile {
+    /// The field of the file as a whole (unreadable, no lines).
+    field: &'static str,
+    /// The field of an empty id on one line.
+    id_field: &'static str,
+    /// "line N: empty {empty_id}".
+    empty_id: &'static str,
+    /// The error of a file without lines.
+    no_lines: &'static str,
+}
+
+const FEATURES: IdFile = IdFile {
+    field: "gene_ids",
+    id_field: "gene_id",
+    empty_id: "gene id (expected 'id<TAB>name[<TAB>type]')",
+    no_lines: "no genes (expected one line per gene)",
+};
+
+const BARCODES: IdFile = IdFile {
+    field: "cell_id",
+    id_field: "cell_id",
+    empty_id: "barcode (expected one cell id per line)",
+    no_lines: "no barcodes (expected one cell id per line)",
+};
+
+/// The lines of a 10x id file up to its last non-blank one: the first tab-separated field
+/// (the id, required) and the second when it is not empty.
+fn read_ids(path: &Path, file: &IdFile) -> Result<Vec<(String, Option<String>)>> {
+    let lines = read_lines(path).map_err(|e| e.field(file.field))?;
     let n = lines
         .iter()
         .rposition(|l| !l.is_empty())
@@ -124,11 +146,17 @@ fn id_records<'a>(
         let mut f = line.split('\t');
         let id = f.next().unwrap_or("");
         if id.is_empty() {
-            return Err(Error::new(format!("line {}: empty {what}", i + 1))
-                .field(field)
-                .file(path));
+            return Err(
+                Error::new(format!("line {}: empty {}", i + 1, file.empty_id))
+                    .field(file.id_field)
+                    .file(path),
+            );
         }
-        out.push((id, f));
+        let second = f.next().filter(|s| !s.is_empty()).map(str::to_string);
+        out.push((id.to_string(), second));
+    }
+    if out.is_empty() {
+        return Err(Error::new(file.no_lines).field(file.field).file(path));
     }
     Ok(out)
 }
@@ -136,42 +164,21 @@ fn id_records<'a>(
 /// Gene ids and names from `features.tsv` (id, name, type) or `genes.tsv` (id, name); a
 /// single column is both id and name.
 pub fn read_features(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
-    let lines = read_lines(path).map_err(|e| e.field("gene_ids"))?;
-    let records = id_records(
-        &lines,
-        "gene id (expected 'id<TAB>name[<TAB>type]')",
-        "gene_id",
-        path,
-    )?;
-    if records.is_empty() {
-        return Err(Error::new("no genes (expected one line per gene)")
-            .field("gene_ids")
-            .file(path));
-    }
-    Ok(records
+    Ok(read_ids(path, &FEATURES)?
         .into_iter()
-        .map(|(id, mut f)| {
-            let name = f.next().filter(|s| !s.is_empty()).unwrap_or(id);
-            (id.to_string(), name.to_string())
+        .map(|(id, name)| {
+            let name = name.unwrap_or_else(|| id.clone());
+            (id, name)
         })
         .unzip())
 }
 
 /// Cell barcodes: the first column of `barcodes.tsv`.
 pub fn read_barcodes(path: &Path) -> Result<Vec<String>> {
-    let lines = read_lines(path).map_err(|e| e.field("cell_id"))?;
-    let records = id_records(
-        &lines,
-        "barcode (expected one cell id per line)",
-        "cell_id",
-        path,
-    )?;
-    if records.is_empty() {
-        return Err(Error::new("no barcodes (expected one cell id per line)")
-            .field("cell_id")
-            .file(path));
-    }
-    Ok(records.into_iter().map(|(id, _)| id.to_string()).collect())
+    Ok(read_ids(path, &BARCODES)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Read a 10x MTX folder (see [`locate`]) into a cells table with one batch named after
