@@ -6,7 +6,7 @@
 
 use crate::{bail, Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Contract version written into every file; readers accept the same major version.
 pub const SCHEMA_VERSION: &str = "1.0";
@@ -208,32 +208,41 @@ impl Csr {
     }
     /// Keep the given columns (ascending positions); columns are renumbered 0..cols.len().
     pub fn select_cols(&self, cols: &[usize]) -> Csr {
-        let mut map = vec![u32::MAX; self.n_cols];
+        let mut map = vec![None; self.n_cols];
         for (new, &old) in cols.iter().enumerate() {
-            map[old] = new as u32;
+            map[old] = Some(new as u32);
         }
-        let ascending = cols.windows(2).all(|w| w[0] < w[1]);
         let mut m = Csr::empty(cols.len());
+        m.extend_remapped(self, &map);
+        m
+    }
+    /// Append the rows of `src` with column `c` renamed `map[c]` (left out where None), each
+    /// row sorted by its new columns.
+    pub fn extend_remapped(&mut self, src: &Csr, map: &[Option<u32>]) {
+        let ascending = map
+            .iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|w| w[0] < w[1]);
         let mut row: Vec<(u32, f32)> = Vec::new();
-        for r in 0..self.n_rows() {
-            let (idx, val) = self.row(r);
+        for r in 0..src.n_rows() {
+            let (idx, val) = src.row(r);
             row.clear();
-            for (&c, &v) in idx.iter().zip(val) {
-                let n = map[c as usize];
-                if n != u32::MAX {
-                    row.push((n, v));
-                }
-            }
+            row.extend(
+                idx.iter()
+                    .zip(val)
+                    .filter_map(|(&c, &v)| map[c as usize].map(|n| (n, v))),
+            );
             if !ascending {
                 row.sort_unstable_by_key(|p| p.0);
             }
             for &(c, v) in &row {
-                m.indices.push(c);
-                m.data.push(v);
+                self.indices.push(c);
+                self.data.push(v);
             }
-            m.indptr.push(m.indices.len() as u64);
+            self.indptr.push(self.indices.len() as u64);
         }
-        m
     }
     /// Check the structure: monotone indptr, ascending in-range column positions.
     pub fn validate(&self) -> Result<()> {
@@ -589,6 +598,30 @@ impl CellsTable {
             }
         }
         Ok(())
+    }
+}
+
+/// The row of each of `ids` among `have`; when some have none, how many and the first of
+/// them (for the caller's error).
+pub fn rows_of<'a>(
+    ids: &'a [String],
+    have: &[String],
+) -> std::result::Result<Vec<usize>, (usize, &'a str)> {
+    let index: HashMap<&str, usize> = have
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let rows: Vec<Option<usize>> = ids
+        .iter()
+        .map(|id| index.get(id.as_str()).copied())
+        .collect();
+    match rows.iter().position(Option::is_none) {
+        Some(first) => Err((
+            rows.iter().filter(|r| r.is_none()).count(),
+            ids[first].as_str(),
+        )),
+        None => Ok(rows.into_iter().flatten().collect()),
     }
 }
 

@@ -33,7 +33,7 @@
 
 mod loess;
 
-use crate::contract::{CellsTable, Column, Csr, Frame, Step, TableKind, ValueKind};
+use crate::contract::{rows_of, CellsTable, Column, Csr, Frame, Step, TableKind, ValueKind};
 use crate::io::stream::{self, CellsInput};
 use crate::io::table::CellsMeta;
 use crate::normalize::Memo;
@@ -838,7 +838,6 @@ pub fn check_values(values: ValueKind, flavor: Flavor) -> Result<()> {
 /// The raw counts of `raw` for the cells and genes of `cells` (matched by cell id and gene
 /// id; `raw` may hold more of either), for `seurat_v3` on a log-normalized table.
 pub fn align_counts(cells: &CellsTable, raw: &CellsTable) -> Result<Csr> {
-    use std::collections::HashMap;
     if raw.values != ValueKind::Counts {
         return Err(Error::new(format!(
             "the values are '{}', expected raw counts",
@@ -849,37 +848,13 @@ pub fn align_counts(cells: &CellsTable, raw: &CellsTable) -> Result<Csr> {
     let rows: Vec<usize> = if raw.cell_ids == cells.cell_ids {
         (0..raw.n_cells()).collect()
     } else {
-        let pos: HashMap<&str, usize> = raw
-            .cell_ids
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i))
-            .collect();
-        cells
-            .cell_ids
-            .iter()
-            .map(|id| {
-                pos.get(id.as_str()).copied().ok_or_else(|| {
-                    Error::new(format!("cell '{id}' is not in the counts table")).field("cell_id")
-                })
-            })
-            .collect::<Result<_>>()?
+        rows_of(&cells.cell_ids, &raw.cell_ids).map_err(|(_, id)| {
+            Error::new(format!("cell '{id}' is not in the counts table")).field("cell_id")
+        })?
     };
-    let gpos: HashMap<&str, usize> = raw
-        .gene_ids
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let cols: Vec<usize> = cells
-        .gene_ids
-        .iter()
-        .map(|id| {
-            gpos.get(id.as_str()).copied().ok_or_else(|| {
-                Error::new(format!("gene '{id}' is not in the counts table")).field("gene_ids")
-            })
-        })
-        .collect::<Result<_>>()?;
+    let cols = rows_of(&cells.gene_ids, &raw.gene_ids).map_err(|(_, id)| {
+        Error::new(format!("gene '{id}' is not in the counts table")).field("gene_ids")
+    })?;
     let x = if rows.len() == raw.n_cells() && rows.iter().enumerate().all(|(i, &r)| i == r) {
         raw.x.select_cols(&cols)
     } else {

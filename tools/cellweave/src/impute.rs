@@ -6,8 +6,7 @@
 //!
 //! Matrices here are dense row-major `f32` (`n_cells x n_genes`) unless they are a [`Csr`].
 
-use crate::contract::{CellsTable, Csr, ValueKind};
-use crate::io::obs::rows_of;
+use crate::contract::{rows_of, CellsTable, Csr, ValueKind};
 use crate::neighbors::{knn, Metric};
 use crate::{bail, Error, Result};
 use rayon::prelude::*;
@@ -435,22 +434,18 @@ pub fn evaluate_detail(
 /// log10(x+1) scale. Errors name the first cell or gene the truth lacks.
 pub fn aligned_truth(truth: &CellsTable, cell_ids: &[String], gene_ids: &[String]) -> Result<Csr> {
     let x = scaled_values(truth, Scale::Log10)?;
-    let (rows, missing) = rows_of(cell_ids, &truth.cell_ids);
-    if let Some((_, c)) = missing {
-        return Err(Error::new(format!(
+    let rows = rows_of(cell_ids, &truth.cell_ids).map_err(|(_, c)| {
+        Error::new(format!(
             "cell '{c}' of the imputed table is not in the truth"
         ))
-        .field("cell_id"));
-    }
-    let (cols, missing) = rows_of(gene_ids, &truth.gene_ids);
-    if let Some((_, gid)) = missing {
-        return Err(Error::new(format!(
-            "gene '{gid}' of the imputed table is not in the truth"
+        .field("cell_id")
+    })?;
+    let cols = rows_of(gene_ids, &truth.gene_ids).map_err(|(_, g)| {
+        Error::new(format!(
+            "gene '{g}' of the imputed table is not in the truth"
         ))
-        .field("gene_ids"));
-    }
-    let rows: Vec<usize> = rows.into_iter().flatten().collect();
-    let cols: Vec<usize> = cols.into_iter().flatten().collect();
+        .field("gene_ids")
+    })?;
     Ok(x.select_rows(&rows).select_cols(&cols))
 }
 

@@ -5,7 +5,7 @@
 use super::{
     device, train, Engine, EpochLog, Late, LateConfig, ModelCard, TrainOptions, TrainSummary,
 };
-use cellweave::contract::{CellsTable, Column, Frame, Step, TableKind};
+use cellweave::contract::{rows_of, CellsTable, Column, Frame, Step, TableKind};
 use cellweave::impute::{self, Method, Scale};
 use cellweave::io::{atomic, table, Format};
 use cellweave::{bail, info, Error, Result, ResultExt};
@@ -226,30 +226,14 @@ fn method_label(o: &Options) -> String {
 
 /// The input's genes in the model's order; an error names a gene the input lacks.
 fn genes_in_model_order(cells: &CellsTable, card: &ModelCard) -> Result<CellsTable> {
-    let pos: std::collections::HashMap<&str, usize> = cells
-        .gene_ids
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.as_str(), i))
-        .collect();
-    let mut cols = Vec::with_capacity(card.gene_ids.len());
-    for g in &card.gene_ids {
-        match pos.get(g.as_str()) {
-            Some(&c) => cols.push(c),
-            None => {
-                return Err(Error::new(format!(
-                "the model's gene '{g}' is not in the input ({} of the model's {} genes missing); \
-                     impute the same genes the model was trained on",
-                card.gene_ids
-                    .iter()
-                    .filter(|g| !pos.contains_key(g.as_str()))
-                    .count(),
-                card.gene_ids.len()
-            ))
-                .field("gene_ids"))
-            }
-        }
-    }
+    let cols = rows_of(&card.gene_ids, &cells.gene_ids).map_err(|(missing, g)| {
+        Error::new(format!(
+            "the model's gene '{g}' is not in the input ({missing} of the model's {} genes missing); \
+             impute the same genes the model was trained on",
+            card.gene_ids.len()
+        ))
+        .field("gene_ids")
+    })?;
     if cols.len() != cells.n_genes() {
         info!(
             "using the model's {} genes of the input's {}",

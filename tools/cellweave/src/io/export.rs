@@ -3,9 +3,10 @@
 //! in `obsm['X_<name>']`), a 10x MTX folder, or a dense TSV.
 
 use super::h5ad::{anndata_of, write_h5ad, AnnData};
-use super::obs::rows_of;
 use super::{dense, mtx, table, Format};
-use crate::contract::{CellsTable, Column, Csr, EmbeddingTable, Step, TableKind, ValueKind};
+use crate::contract::{
+    rows_of, CellsTable, Column, Csr, EmbeddingTable, Step, TableKind, ValueKind,
+};
 use crate::{info, Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -36,9 +37,8 @@ fn output_format(out: &Path) -> Result<Format> {
 
 /// Rows of `ids` in a table whose ids are `have` (error naming `what` when some are missing).
 fn rows_by_id(ids: &[String], have: &[String], what: &str, path: &Path) -> Result<Vec<usize>> {
-    let (rows, missing) = rows_of(ids, have);
-    if let Some((missing, first)) = missing {
-        return Err(Error::new(format!(
+    rows_of(ids, have).map_err(|(missing, first)| {
+        Error::new(format!(
             "{missing} of {} {what} are not in this table (first: '{first}')",
             ids.len()
         ))
@@ -47,9 +47,8 @@ fn rows_by_id(ids: &[String], have: &[String], what: &str, path: &Path) -> Resul
         } else {
             "cell_id"
         })
-        .file(path));
-    }
-    Ok(rows.into_iter().map(Option::unwrap).collect())
+        .file(path)
+    })
 }
 
 /// The raw-count matrix of `counts_path` aligned to these cells and genes (by id).

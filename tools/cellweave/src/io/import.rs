@@ -393,31 +393,8 @@ pub fn concatenate(tables: Vec<CellsTable>, join: GeneJoin) -> Result<CellsTable
     let nnz: usize = tables.iter().map(|t| t.x.nnz()).sum();
     x.indices.reserve(nnz);
     x.data.reserve(nnz);
-    let mut row: Vec<(u32, f32)> = Vec::new();
     for (t, map) in tables.iter().zip(&maps) {
-        let ascending = map
-            .iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .windows(2)
-            .all(|w| w[0] < w[1]);
-        for r in 0..t.n_cells() {
-            let (idx, val) = t.x.row(r);
-            row.clear();
-            row.extend(
-                idx.iter()
-                    .zip(val)
-                    .filter_map(|(&g, &v)| map[g as usize].map(|p| (p, v))),
-            );
-            if !ascending {
-                row.sort_unstable_by_key(|p| p.0);
-            }
-            for &(g, v) in &row {
-                x.indices.push(g);
-                x.data.push(v);
-            }
-            x.indptr.push(x.indices.len() as u64);
-        }
+        x.extend_remapped(&t.x, map);
     }
     let mut names: Vec<String> = Vec::new();
     for t in &tables {

@@ -2,7 +2,7 @@
 //! the join onto a cells table by cell id. Also the small text helpers the other text
 //! readers share (gzip-transparent opening, splitting a CSV/TSV record).
 
-use crate::contract::{Categorical, CellsTable, Column, Named};
+use crate::contract::{rows_of, Categorical, CellsTable, Column, Named};
 use crate::{Error, Result, ResultExt};
 use flate2::read::MultiGzDecoder;
 use std::collections::HashMap;
@@ -316,27 +316,6 @@ pub fn join_obs(cells: &mut CellsTable, obs: &ObsTable, path: &Path) -> Result<u
     )
 }
 
-/// The row of each of `ids` among `have` (None where it has none) and, when some have none,
-/// how many and the first of them.
-pub(crate) fn rows_of<'a>(
-    ids: &'a [String],
-    have: &[String],
-) -> (Vec<Option<usize>>, Option<(usize, &'a str)>) {
-    let index: HashMap<&str, usize> = have
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let rows: Vec<Option<usize>> = ids
-        .iter()
-        .map(|id| index.get(id.as_str()).copied())
-        .collect();
-    let missing = rows.iter().filter(|r| r.is_none()).count();
-    let first = rows.iter().position(Option::is_none);
-    let missing = first.map(|f| (missing, ids[f].as_str()));
-    (rows, missing)
-}
-
 /// Join the columns of `obs` onto `columns`, whose rows are the cells `ids`, matching by
 /// cell id: a column of the same name is replaced, others are appended. Every id must have a
 /// row of `obs`, else an error (`what` names the ids in it: "cells of the embedding").
@@ -348,15 +327,15 @@ pub fn join_columns(
     obs: &ObsTable,
     path: &Path,
 ) -> Result<usize> {
-    let (rows, missing) = rows_of(ids, &obs.cell_ids);
-    if let Some((missing, first)) = missing {
-        return Err(Error::new(format!(
+    let rows = rows_of(ids, &obs.cell_ids).map_err(|(missing, first)| {
+        Error::new(format!(
             "{missing} of {} {what} have no row here (first missing: '{first}')",
             ids.len()
         ))
         .field("cell_id")
-        .file(path));
-    }
+        .file(path)
+    })?;
+    let rows: Vec<Option<usize>> = rows.into_iter().map(Some).collect();
     let used: std::collections::HashSet<usize> = rows.iter().flatten().copied().collect();
     for (name, col) in &obs.columns {
         let mut joined = take_optional(col, &rows);

@@ -15,12 +15,11 @@
 //! contain every one of them (any order; extra cells or genes are ignored, as the script's
 //! `I[T.obs_names, T.var_names]`).
 
-use crate::contract::{CellsTable, Csr, ValueKind};
+use crate::contract::{rows_of, CellsTable, Csr, ValueKind};
 use crate::impute::{self, Scale};
 use crate::io::import::{read_input, ImportOptions};
 use crate::io::{table, Format};
 use crate::{Error, Result, ResultExt};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// The scale of imputed values read from a file that does not record it (TSV, h5ad).
@@ -85,21 +84,13 @@ fn read_matrix(path: &Path, values: ValueKind) -> Result<CellsTable> {
 
 /// Positions of `want` in `have`; the error names the first id `have` lacks.
 fn positions(have: &[String], want: &[String], what: &str, field: &str) -> Result<Vec<usize>> {
-    let index: HashMap<&str, usize> = have
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let missing = want.iter().filter(|w| !index.contains_key(w.as_str()));
-    let n_missing = missing.clone().count();
-    if let Some(first) = missing.clone().next() {
-        return Err(Error::new(format!(
+    rows_of(want, have).map_err(|(n_missing, first)| {
+        Error::new(format!(
             "{what} '{first}' of the truth is missing ({n_missing} of {} missing; expected every cell and gene of the truth)",
             want.len()
         ))
-        .field(field));
-    }
-    Ok(want.iter().map(|w| index[w.as_str()]).collect())
+        .field(field)
+    })
 }
 
 /// `t`'s values on log10(x + 1), rows and columns in the order of `cells` and `genes`.

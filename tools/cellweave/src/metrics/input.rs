@@ -4,7 +4,7 @@
 //! `--obs` file joined by cell id.
 
 use super::Codes;
-use crate::contract::{Column, Named, TableKind, ValueKind};
+use crate::contract::{rows_of, Column, Named, TableKind, ValueKind};
 use crate::io::obs::ObsTable;
 use crate::io::table::{peek_kind, read_cells, read_embedding};
 use crate::io::Format;
@@ -234,22 +234,16 @@ fn text(col: &Column, r: usize, id: &str, key: &str, path: &Path) -> Result<Stri
 
 /// Reorder `other` (cell ids + rows) to the cell order `ids`; error names the file.
 pub fn align(ids: &[String], other: &Scorable) -> Result<Vec<f32>> {
-    let index: HashMap<&str, usize> = other
-        .cell_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
+    let rows = rows_of(ids, &other.cell_ids).map_err(|(_, id)| {
+        Error::new(format!(
+            "cell '{id}' is missing (the unintegrated embedding must cover every scored cell)"
+        ))
+        .field("cell_id")
+        .file(&other.path)
+    })?;
     let d = other.d;
     let mut out = Vec::with_capacity(ids.len() * d);
-    for id in ids {
-        let r = *index.get(id.as_str()).ok_or_else(|| {
-            Error::new(format!(
-                "cell '{id}' is missing (the unintegrated embedding must cover every scored cell)"
-            ))
-            .field("cell_id")
-            .file(&other.path)
-        })?;
+    for r in rows {
         out.extend_from_slice(&other.x[r * d..(r + 1) * d]);
     }
     Ok(out)
