@@ -420,16 +420,10 @@ fn welford_std(vals: impl Iterator<Item = f64>) -> f64 {
 
 /// numpy's median (NaN if any value is NaN, as `np.median`).
 fn np_median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() || v.iter().any(|x| x.is_nan()) {
+    if v.iter().any(|x| x.is_nan()) {
         return f64::NAN;
     }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
+    crate::metrics::stats::median(&mut v)
 }
 
 /// statsmodels' `mad` (center = median, scaled by 1/Phi^-1(3/4)).
