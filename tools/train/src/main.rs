@@ -156,7 +156,6 @@ fn main() -> ExitCode {
                 dropout: a.dropout,
             },
             embed_with: match a.embed_with {
-                Encoder::Auto if a.stage1_only => EmbedWith::Query,
                 Encoder::Auto => EmbedWith::Auto,
                 Encoder::Momentum => EmbedWith::Momentum,
                 Encoder::Query => EmbedWith::Query,

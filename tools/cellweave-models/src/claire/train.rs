@@ -75,8 +75,9 @@ pub struct TrainParams {
     /// `max(3, enough epochs for stage1_min_steps steps)`.
     pub stage1_epochs: Option<usize>,
     pub stage1_min_steps: usize,
-    /// Run stage 1 alone (its length as `stage1_epochs` decides) and stop without refining:
-    /// the first call of a stage-by-stage run (workflows), `--stage1-only`.
+    /// Run stage 1 alone (its length as `stage1_epochs` decides) and stop without refining,
+    /// embedding with the query encoder when `embed_with` is `Auto`: the first call of a
+    /// stage-by-stage run (workflows), `--stage1-only`.
     #[serde(default)]
     pub stage1_only: bool,
     pub refine: bool,
@@ -473,6 +474,10 @@ impl<'a> Trainer<'a> {
 
     /// `Momentum` or `Query`: the encoder that gives the embedding now.
     pub fn output_encoder(&self) -> EmbedWith {
+        // A stage-1-only run gives what the one-call schedule refines with: the query encoder.
+        if self.params.stage1_only && self.params.embed_with == EmbedWith::Auto {
+            return EmbedWith::Query;
+        }
         self.params
             .embed_with
             .resolve(self.params.moco.momentum, self.progress.momentum_steps)
