@@ -19,24 +19,24 @@ use std::path::Path;
 /// Non-zeros per parallel work item (rows are grouped until they hold about this many).
 const NNZ_PER_TASK: usize = 1 << 16;
 
-/// Split `vals` into runs of whole rows (row `r` is `vals[starts[r]..starts[r + 1]]`,
-/// `starts[0] == 0`) and call `f(run_starts, run_values)` on each run in parallel
-/// (`run_starts` is the run's slice of `starts`, still relative to `vals`).
-fn par_row_runs(vals: &mut [f32], starts: &[usize], f: impl Fn(&[usize], &mut [f32]) + Sync) {
+/// Cut `vals` (row `r` is `vals[starts[r]..starts[r + 1]]`, `starts[0] == 0`) into runs of
+/// whole rows of about [`NNZ_PER_TASK`] values: each run's slice of `starts` (still relative
+/// to `vals`) with its slice of `vals`.
+fn row_runs<'a, T>(mut vals: &'a mut [T], starts: &'a [usize]) -> Vec<(&'a [usize], &'a mut [T])> {
     let n = starts.len() - 1;
     let mut pieces = Vec::new();
-    let (mut rest, mut a) = (vals, 0);
+    let mut a = 0;
     while a < n {
         let mut b = a + 1;
         while b < n && starts[b] - starts[a] < NNZ_PER_TASK {
             b += 1;
         }
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(starts[b] - starts[a]);
+        let (head, tail) = std::mem::take(&mut vals).split_at_mut(starts[b] - starts[a]);
         pieces.push((&starts[a..=b], head));
-        rest = tail;
+        vals = tail;
         a = b;
     }
-    pieces.into_par_iter().for_each(|(st, vals)| f(st, vals));
+    pieces
 }
 
 /// A small direct-mapped cache of `f(x)` keyed by the bits of `x`. Expression rows repeat
@@ -82,53 +82,79 @@ pub fn cell_totals(x: &Csr) -> Vec<f32> {
         .collect()
 }
 
-/// Scale one cell's values to `target_sum` total counts and, when `log`, take the natural
-/// log1p, in place (scanpy's float32 arithmetic, see the module documentation).
+/// A cell's divisor: its total (a float64 sum stored as float32) over `target_sum`, or 1
+/// for an empty cell.
 #[inline]
-fn normalize_row(
-    row: &mut [f32],
-    target_sum: f32,
-    log: bool,
-    memo: &mut Memo<impl Fn(f32) -> f32>,
-) {
+fn row_scale(row: &[f32], target_sum: f32) -> f32 {
     let total = row.iter().fold(0f64, |s, &a| s + a as f64) as f32;
-    let mut scale = total / target_sum;
+    let scale = total / target_sum;
     if scale == 0.0 {
-        scale = 1.0;
-    }
-    if log {
-        // the cache is keyed by the scaled value, so it stays valid across rows
-        row.iter_mut().for_each(|v| *v = memo.get(*v / scale));
+        1.0
     } else {
-        row.iter_mut().for_each(|v| *v /= scale);
+        scale
     }
 }
 
-/// Normalize rows in place, in parallel (`starts` as in [`par_row_runs`]).
-fn normalize_values(vals: &mut [f32], starts: &[usize], target_sum: f32, log: bool) {
-    par_row_runs(vals, starts, |st, vals| {
+/// Normalize rows from `src` into `dst` (both laid out by `starts`, as in [`row_runs`]), in
+/// parallel: each value becomes `value / scale`, then its log1p when `log` (scanpy's float32
+/// arithmetic, see the module documentation). Every slot of `dst` is written.
+fn normalize_into(
+    src: &[f32],
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    starts: &[usize],
+    target_sum: f32,
+    log: bool,
+) {
+    row_runs(dst, starts).into_par_iter().for_each(|(st, out)| {
+        // the cache is keyed by the scaled value, so it stays valid across rows
         let mut memo = Memo::new(f32::ln_1p);
         for w in st.windows(2) {
-            let row = &mut vals[w[0] - st[0]..w[1] - st[0]];
-            normalize_row(row, target_sum, log, &mut memo);
+            let row = &src[w[0]..w[1]];
+            let out = &mut out[w[0] - st[0]..w[1] - st[0]];
+            let scale = row_scale(row, target_sum);
+            if log {
+                out.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| _ = o.write(memo.get(v / scale)));
+            } else {
+                out.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| _ = o.write(v / scale));
+            }
         }
     });
 }
 
-/// Scale every cell to `target_sum` total counts and, when `log`, take the natural log1p,
-/// in place (one pass over the values).
+/// The normalized values of `src` (rows laid out by `starts`): one read of the input and
+/// one write of the output, no zero-filling or copy in between.
+fn normalized(src: &[f32], starts: &[usize], target_sum: f32, log: bool) -> Vec<f32> {
+    let n = *starts.last().unwrap_or(&0);
+    assert_eq!(n, src.len(), "rows must cover the values");
+    let mut out = Vec::with_capacity(n);
+    normalize_into(
+        src,
+        &mut out.spare_capacity_mut()[..n],
+        starts,
+        target_sum,
+        log,
+    );
+    // SAFETY: the rows cover 0..n (checked above) and normalize_into writes every slot of
+    // every row.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// Scale every cell to `target_sum` total counts and, when `log`, take the natural log1p.
 pub fn normalize_total(x: &mut Csr, target_sum: f32, log: bool) {
     let starts: Vec<usize> = x.indptr.iter().map(|&o| o as usize).collect();
-    normalize_values(&mut x.data, &starts, target_sum, log);
+    x.data = normalized(&x.data, &starts, target_sum, log);
 }
 
 /// The normalized values of borrowed rows (same layout as `v.data`).
 pub fn normalize_view(v: &CsrView, target_sum: f32, log: bool) -> Vec<f32> {
-    let mut out = v.data.to_vec();
     let base = v.offsets[0];
     let starts: Vec<usize> = v.offsets.iter().map(|&o| (o - base) as usize).collect();
-    normalize_values(&mut out, &starts, target_sum, log);
-    out
+    normalized(v.data, &starts, target_sum, log)
 }
 
 /// Natural log1p of every value, in place (float32, as numpy's `log1p`).

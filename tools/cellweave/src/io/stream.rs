@@ -521,7 +521,12 @@ pub fn subset_rows(v: &CsrView, keep: Option<&[bool]>, col_map: &[u32]) -> (Arra
     let n = v.n_rows();
     let mut offsets = Vec::with_capacity(n + 1);
     offsets.push(0i32);
-    let (mut idx, mut val) = (vec![0u32; v.indices.len()], vec![0f32; v.data.len()]);
+    // not zero-filled: every slot below `w` is written before `w` passes it
+    let (mut idx, mut val) = (
+        Vec::<u32>::with_capacity(v.indices.len()),
+        Vec::<f32>::with_capacity(v.data.len()),
+    );
+    let (di, dv) = (idx.spare_capacity_mut(), val.spare_capacity_mut());
     let mut w = 0;
     for r in 0..n {
         if keep.is_some_and(|m| !m[r]) {
@@ -531,14 +536,18 @@ pub fn subset_rows(v: &CsrView, keep: Option<&[bool]>, col_map: &[u32]) -> (Arra
         // branch-free: write every entry, advance past the kept ones
         for (&c, &y) in i.iter().zip(x) {
             let m = col_map[c as usize];
-            idx[w] = m;
-            val[w] = y;
+            di[w].write(m);
+            dv[w].write(y);
             w += (m != u32::MAX) as usize;
         }
         offsets.push(w as i32);
     }
-    idx.truncate(w);
-    val.truncate(w);
+    // SAFETY: slots 0..w of both vectors were written above (w never exceeds the number of
+    // entries read, which is at most the capacity).
+    unsafe {
+        idx.set_len(w);
+        val.set_len(w);
+    }
     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
     (
         table::list_of::<UInt32Type>(offsets.clone(), ScalarBuffer::from(idx)),
