@@ -9,12 +9,15 @@
 //! `encoding-version` attributes anndata expects on every element.
 
 use super::import::single_file_table;
+use super::table::ListRows;
 use crate::contract::{Categorical, CellsTable, Column, Csr, Named, ValueKind};
 use crate::{bail, Error, Result};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use hdf5::types::{FixedAscii, FixedUnicode, IntSize, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, File, Group, Location, LocationType};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 // ------------------------------------------------------------------ HDF5 helpers
 
@@ -507,6 +510,27 @@ fn check_counts_at(data: &[f32], elem: &str, first: usize) -> Result<()> {
     Ok(())
 }
 
+/// Whether values are finite and, for counts, non-negative (branch-free, so it vectorizes).
+fn values_ok(v: &[f32], counts: bool) -> bool {
+    v.chunks(4096).all(|c| {
+        if counts {
+            c.iter()
+                .fold(true, |ok, &x| ok & (0.0..=f32::MAX).contains(&x))
+        } else {
+            c.iter().fold(true, |ok, &x| ok & x.is_finite())
+        }
+    })
+}
+
+/// Whether every row's positions are strictly ascending and below `n_cols`.
+fn rows_ok(offsets: &[i32], idx: &[u32], n_cols: usize) -> bool {
+    offsets.windows(2).all(|w| {
+        let row = &idx[w[0] as usize..w[1] as usize];
+        let ascending = row.windows(2).fold(true, |ok, p| ok & (p[0] < p[1]));
+        ascending & row.last().is_none_or(|&g| (g as usize) < n_cols)
+    })
+}
+
 /// A CSR matrix of an `.h5ad` (cells x genes), read a slice of rows at a time.
 pub struct H5Csr {
     elem: String,
@@ -519,6 +543,98 @@ pub struct H5Csr {
     /// The file and where `data` and `indices` lie in it, with their item sizes, when both
     /// are stored contiguously (for [`H5Csr::forget`]).
     cache: Option<(std::fs::File, [(u64, u64); 2])>,
+    /// `data` and `indices` in a memory map of the file, when they can be used in place.
+    map: Option<MappedLists>,
+}
+
+/// The `data` (float32) and `indices` (32-bit) datasets of a CSR matrix, memory-mapped:
+/// both stored contiguously, little-endian, 4-byte aligned, so that batches of rows are
+/// slices of the file's pages (no read into a buffer, no conversion).
+struct MappedLists {
+    map: Arc<memmap2::Mmap>,
+    /// The whole map as an Arrow buffer (slices of it share the map).
+    bytes: arrow_buffer::Buffer,
+    data: usize,
+    indices: usize,
+}
+
+impl MappedLists {
+    /// Map `file` if `data` and `indices` (`nnz` items each, at the byte `offsets`) qualify,
+    /// checking the first items against what HDF5 reads.
+    fn open(
+        file: &std::fs::File,
+        data: &Dataset,
+        indices: &Dataset,
+        offsets: [u64; 2],
+        nnz: usize,
+    ) -> Option<MappedLists> {
+        use hdf5::datatype::ByteOrder;
+        use hdf5::types::FloatSize;
+        let little = |d: &Dataset| {
+            d.dtype()
+                .is_ok_and(|t| t.byte_order() == ByteOrder::LittleEndian)
+        };
+        let float32 = matches!(
+            data.dtype().ok()?.to_descriptor().ok()?,
+            TypeDescriptor::Float(FloatSize::U4)
+        );
+        let int32 = matches!(
+            indices.dtype().ok()?.to_descriptor().ok()?,
+            TypeDescriptor::Integer(IntSize::U4) | TypeDescriptor::Unsigned(IntSize::U4)
+        );
+        if !(cfg!(target_endian = "little") && float32 && int32 && little(data) && little(indices))
+            || nnz == 0
+        {
+            return None;
+        }
+        let [d, i] = offsets.map(|o| o as usize);
+        // SAFETY: the file is opened read-only and cellweave never writes its inputs; as for
+        // Arrow inputs (see `table::map_ipc_file`), the file must not be truncated meanwhile.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(file).ok()? });
+        let fits = |o: usize| o % 4 == 0 && o.checked_add(nnz * 4).is_some_and(|e| e <= map.len());
+        if !(fits(d) && fits(i)) {
+            return None;
+        }
+        let ptr = std::ptr::NonNull::new(map.as_ptr() as *mut u8)?;
+        // SAFETY: `ptr` points to `map.len()` readable bytes owned by the map the Arc keeps.
+        let bytes =
+            unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, map.len(), map.clone()) };
+        let m = MappedLists {
+            map,
+            bytes,
+            data: d,
+            indices: i,
+        };
+        // where HDF5 says the datasets lie must hold what HDF5 reads there
+        let k = nnz.min(64);
+        let same_data = read_range::<f32>(data, 0..k).is_ok_and(|v| {
+            v.iter()
+                .map(|x| x.to_bits())
+                .eq(m.values(0, k).iter().map(|x| x.to_bits()))
+        });
+        let same_indices =
+            read_range::<u32>(indices, 0..k).is_ok_and(|v| v[..] == m.indices(0, k)[..]);
+        (same_data && same_indices).then_some(m)
+    }
+
+    fn slice<T: arrow_buffer::ArrowNativeType>(
+        &self,
+        at: usize,
+        a: usize,
+        b: usize,
+    ) -> ScalarBuffer<T> {
+        ScalarBuffer::new(
+            self.bytes.slice_with_length(at + a * 4, (b - a) * 4),
+            0,
+            b - a,
+        )
+    }
+    fn values(&self, a: usize, b: usize) -> ScalarBuffer<f32> {
+        self.slice(self.data, a, b)
+    }
+    fn indices(&self, a: usize, b: usize) -> ScalarBuffer<u32> {
+        self.slice(self.indices, a, b)
+    }
 }
 
 impl H5Csr {
@@ -553,6 +669,10 @@ impl H5Csr {
             (Some(a), Some(b), Ok(f)) => Some((f, [a, b])),
             _ => None,
         };
+        let nnz = *indptr.last().unwrap_or(&0) as usize;
+        let map = cache
+            .as_ref()
+            .and_then(|(f, [a, b])| MappedLists::open(f, &data, &indices, [a.0, b.0], nnz));
         Ok(H5Csr {
             elem: elem.to_string(),
             data,
@@ -561,6 +681,7 @@ impl H5Csr {
             n_cols: minor,
             counts,
             cache,
+            map,
         })
     }
 
@@ -570,16 +691,57 @@ impl H5Csr {
     pub fn nnz(&self) -> usize {
         *self.indptr.last().unwrap() as usize
     }
+    /// Whether [`lists`](Self::lists) can hand out slices of the mapped file (contiguous
+    /// little-endian float32 values and 32-bit positions).
+    pub fn in_place(&self) -> bool {
+        self.map.is_some()
+    }
 
     /// Drop the cached pages of rows `start..end` from the page cache, once read for the
     /// last time (see [`super::atomic::drop_cached`]).
     pub fn forget(&self, start: usize, end: usize) {
         if let Some((file, places)) = &self.cache {
             let (a, b) = (self.indptr[start], self.indptr[end]);
+            if let Some(m) = &self.map {
+                for at in [m.data, m.indices] {
+                    // SAFETY: the map is read-only and shared with the file: MADV_DONTNEED
+                    // only drops this process's mappings of the pages (read back if used).
+                    unsafe {
+                        let _ = m.map.unchecked_advise_range(
+                            memmap2::UncheckedAdvice::DontNeed,
+                            at + a as usize * 4,
+                            (b - a) as usize * 4,
+                        );
+                    }
+                }
+            }
             for (offset, size) in places {
                 super::atomic::drop_cached(file, offset + a * size, (b - a) * size);
             }
         }
+    }
+
+    /// Rows `start..end` as [`read`](Self::read) gives them, as slices of the mapped file
+    /// when it can be used in place and the rows already keep the contract (positions
+    /// strictly ascending and in range, values finite and, for counts, non-negative);
+    /// otherwise read, sorted and checked by [`read`](Self::read), which names what is wrong.
+    pub fn lists(&self, start: usize, end: usize) -> Result<ListRows> {
+        if let Some(m) = &self.map {
+            let (a, b) = (self.indptr[start] as usize, self.indptr[end] as usize);
+            let offsets: Vec<i32> = self.indptr[start..=end]
+                .iter()
+                .map(|&o| (o as usize - a) as i32)
+                .collect();
+            let (indices, values) = (m.indices(a, b), m.values(a, b));
+            if values_ok(&values, self.counts) && rows_ok(&offsets, &indices, self.n_cols) {
+                return Ok(ListRows {
+                    offsets: OffsetBuffer::new(offsets.into()),
+                    indices,
+                    values,
+                });
+            }
+        }
+        self.read(start, end).map(ListRows::from)
     }
 
     /// Rows `start..end`, checked (positions in range, values finite and, for counts,

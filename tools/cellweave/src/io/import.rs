@@ -547,10 +547,10 @@ pub fn write_imported(
 ) -> Result<(usize, f64)> {
     let totals = std::sync::Mutex::new((0usize, 0f64));
     let read = |start: usize, end: usize| {
-        let m = rows.read(start, end).map_err(|e| e.file(input))?;
+        let m = rows.lists(start, end).map_err(|e| e.file(input))?;
         let mut tot = totals.lock().unwrap();
-        tot.0 += m.nnz();
-        tot.1 += sum(&m.data);
+        tot.0 += m.values.len();
+        tot.1 += sum(&m.values);
         Ok(m)
     };
     // the input's pages are dropped where the output is written, to be recycled there
@@ -775,6 +775,74 @@ mod tests {
         let back = table::read_cells(&out).unwrap();
         assert_eq!(back, table::read_cells(&p).unwrap());
         assert_eq!(back.x, t.x);
+    }
+
+    #[test]
+    fn h5ad_rows_in_place_unless_they_need_sorting_or_are_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let dense: Vec<f32> = (0..4000).map(|i| ((i * 31) % 7 % 3) as f32).collect();
+        let ids: Vec<String> = (0..200).map(|i| format!("c{i}")).collect();
+        let genes: Vec<String> = (0..20).map(|i| format!("G{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let genes: Vec<&str> = genes.iter().map(String::as_str).collect();
+        let t = t(&ids, &genes, &dense, vec![]);
+        let (r0, r5) = (t.x.indptr[0] as usize, t.x.indptr[5] as usize);
+        assert!(t.x.indptr[1] as usize - r0 >= 3 && t.x.indptr[6] as usize - r5 >= 3);
+        let h = dir.path().join("in.h5ad");
+        h5ad::write_h5ad(&h, &h5ad::anndata_of(&t)).unwrap();
+        let opts = ImportOptions::default();
+        let streamed = |h: &Path, out: &Path| -> Result<CellsTable> {
+            let (lazy, rows) = import_lazy(&[h.to_path_buf()], &opts)?;
+            let rows = rows.expect("a CSR matrix stays on disk");
+            assert!(
+                rows.in_place(),
+                "float32 values and 32-bit positions are used in place"
+            );
+            write_imported(out, &lazy, &rows, h)?;
+            table::read_cells(out)
+        };
+        // rows that keep the contract: the file's own bytes
+        let out = dir.path().join("out.arrow");
+        assert_eq!(streamed(&h, &out).unwrap().x, t.x);
+
+        // row 0 out of order and row 5 with a repeated position: sorted and added up, as
+        // when the matrix is read whole
+        let f = hdf5::File::open_rw(&h).unwrap();
+        let ds = f.dataset("X/indices").unwrap();
+        let mut idx: Vec<i64> = ds.read_raw().unwrap();
+        idx.swap(r0, r0 + 1);
+        idx[r5 + 1] = idx[r5];
+        let dtype = ds.dtype().unwrap().to_descriptor().unwrap();
+        match dtype {
+            hdf5::types::TypeDescriptor::Unsigned(_) => {
+                ds.write_raw(&idx.iter().map(|&x| x as u32).collect::<Vec<_>>())
+            }
+            _ => ds.write_raw(&idx.iter().map(|&x| x as i32).collect::<Vec<_>>()),
+        }
+        .unwrap();
+        drop((ds, f));
+        let got = streamed(&h, &out).unwrap();
+        let whole = import(std::slice::from_ref(&h), &opts).unwrap();
+        assert_eq!(got.x, whole.x);
+        got.x.validate().unwrap();
+        assert_eq!(got.x.nnz(), t.x.nnz() - 1);
+        let (g5, v5) = got.x.row(5);
+        assert_eq!(g5[0], idx[r5] as u32);
+        assert_eq!(v5[0], t.x.data[r5] + t.x.data[r5 + 1]);
+
+        // a negative count in the last row: named, and no output file
+        let f = hdf5::File::open_rw(&h).unwrap();
+        let ds = f.dataset("X/data").unwrap();
+        let mut v: Vec<f32> = ds.read_raw().unwrap();
+        let last = v.len() - 1;
+        v[last] = -1.0;
+        ds.write_raw(&v).unwrap();
+        drop((ds, f));
+        let bad = dir.path().join("bad.arrow");
+        let e = streamed(&h, &bad).unwrap_err().to_string();
+        assert!(e.contains("X/data") && e.contains("field 'values'"), "{e}");
+        assert!(e.contains(&format!("position {last}")), "{e}");
+        assert!(!bad.exists());
     }
 
     #[test]

@@ -710,6 +710,25 @@ pub fn cells_batches(
     Ok((schema, it))
 }
 
+/// A slice of expression rows as the parts of the two list columns: row offsets from 0, gene
+/// positions and values (owned, or pointing into a memory-mapped input file).
+pub struct ListRows {
+    pub offsets: OffsetBuffer<i32>,
+    pub indices: ScalarBuffer<u32>,
+    pub values: ScalarBuffer<f32>,
+}
+
+impl From<crate::contract::Csr> for ListRows {
+    fn from(m: crate::contract::Csr) -> Self {
+        let offsets: Vec<i32> = m.indptr.iter().map(|&o| o as i32).collect();
+        ListRows {
+            offsets: OffsetBuffer::new(ScalarBuffer::from(offsets)),
+            indices: m.indices.into(),
+            values: m.data.into(),
+        }
+    }
+}
+
 /// Write a cells table whose rows are made by `rows(start, end)` (rows `start..end`, offsets
 /// from 0), batch by batch; `indptr` holds the row offsets of the whole matrix (for the batch
 /// sizes) and `t` everything else (its own rows are not used). The rows are written as they
@@ -718,7 +737,7 @@ pub fn write_cells_rows(
     path: &Path,
     t: &CellsTable,
     indptr: &[u64],
-    rows: impl Fn(usize, usize) -> Result<crate::contract::Csr> + Sync,
+    rows: impl Fn(usize, usize) -> Result<ListRows> + Sync,
     written: impl Fn(usize, usize),
 ) -> Result<()> {
     let schema = table_schema(t).at(path)?;
@@ -726,11 +745,9 @@ pub fn write_cells_rows(
     let make = |i: usize| -> Result<RecordBatch> {
         let (start, end) = ranges[i];
         let m = rows(start, end)?;
-        let offsets: Vec<i32> = m.indptr.iter().map(|&o| o as i32).collect();
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         let mut cols = per_cell_arrays(t, start, end);
-        cols.push(list_of::<UInt32Type>(offsets.clone(), m.indices.into()));
-        cols.push(list_of::<Float32Type>(offsets, m.data.into()));
+        cols.push(list_of::<UInt32Type>(m.offsets.clone(), m.indices));
+        cols.push(list_of::<Float32Type>(m.offsets, m.values));
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     };
     super::stream::write_stream(path, schema.clone(), ranges.len(), make, |i| {
