@@ -2,8 +2,10 @@
 # Benchmark: import + filter + normalize + hvg as four cellweave processes (the way a
 # workflow runs them) against scanpy's read_h5ad + the same four steps in one process,
 # on one simulated matrix exported to .h5ad. The two sides run alternately REPEAT times,
-# each from the same state (the .h5ad in the page cache); the best run of each side is
-# reported, with the load average beside every run (other jobs share the machine).
+# each from the same state (the .h5ad in the page cache, no outputs of an earlier run:
+# a workflow runs a stage on paths that do not exist yet, as Snakemake deletes a job's old
+# outputs first and Nextflow uses a new work directory); the best and the median run of
+# each side are reported, with the load average beside every run (other jobs share the machine).
 #
 #   bench/preprocess.sh [CELLS=100000] [GENES=20000]
 #   env: BENCH_DIR (work folder, default target/bench-preprocess), CARGO_TARGET_DIR, THREADS (default 2),
@@ -40,8 +42,12 @@ else
   echo "no python with scanpy at $py (set PYTHON): cellweave side only" >&2
 fi
 load() { cut -d' ' -f1 /proc/loadavg; }
-# every run starts with the input in the page cache (cellweave-import drops the pages it has read)
-warm() { cat "$data.h5ad" > /dev/null; }
+# every run starts with the input in the page cache (cellweave-import drops the pages it has
+# read) and without the outputs of the run before (deleted, untimed, before either side runs)
+warm() {
+  rm -f "$dir"/raw.arrow "$dir"/filtered.arrow "$dir"/normalized.arrow "$dir"/hvg.arrow "$dir"/genes.arrow
+  cat "$data.h5ad" > /dev/null
+}
 
 # one cellweave step: wall, user, sys seconds and peak RSS (MB) appended to $dir/cw_$run.tsv
 step() {
@@ -79,6 +85,9 @@ load = {(k, int(r)): f"{a}-{b}" for k, r, a, b in runs}
 cw = {r: [l.split("\t") for l in open(f"{d}/cw_{r}.tsv").read().split("\n") if l] for r in range(1, repeat + 1)}
 tot = {r: sum(float(s[1]) for s in v) for r, v in cw.items()}
 best = min(tot, key=tot.get)
+def median(v):
+    v = sorted(v)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
 print(f"data: {cells} cells x {genes} genes, ~5% non-zero, simulated (cellweave-simulate --seed 0), "
       f".h5ad {os.path.getsize(f'{d}/sim_{cells}x{genes}.h5ad')/2**20:.0f} MiB")
 print(f"machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB; --threads {threads}; {repeat} runs of each side, "
@@ -113,4 +122,6 @@ if have:
           f"{sp['import_python_packages']:.2f} s, read + 4 steps {steps:.2f} s), peak {mb} MB")
     print(f"speed-up end to end (process wall): {wall/tot[best]:.1f}x; vs read + 4 steps only: {steps/tot[best]:.1f}x; "
           f"CPU time: {cpu_py/cpu_cw:.1f}x; peak memory ratio: {peak/mb:.2f}")
+    mcw, mpy = median(tot.values()), median(v[0] for v in pyt.values())
+    print(f"medians: cellweave {mcw:.2f} s, scanpy {mpy:.2f} s: {mpy/mcw:.1f}x")
 PY
