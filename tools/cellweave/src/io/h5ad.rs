@@ -510,27 +510,6 @@ fn check_counts_at(data: &[f32], elem: &str, first: usize) -> Result<()> {
     Ok(())
 }
 
-/// Whether values are finite and, for counts, non-negative (branch-free, so it vectorizes).
-fn values_ok(v: &[f32], counts: bool) -> bool {
-    v.chunks(4096).all(|c| {
-        if counts {
-            c.iter()
-                .fold(true, |ok, &x| ok & (0.0..=f32::MAX).contains(&x))
-        } else {
-            c.iter().fold(true, |ok, &x| ok & x.is_finite())
-        }
-    })
-}
-
-/// Whether every row's positions are strictly ascending and below `n_cols`.
-fn rows_ok(offsets: &[i32], idx: &[u32], n_cols: usize) -> bool {
-    offsets.windows(2).all(|w| {
-        let row = &idx[w[0] as usize..w[1] as usize];
-        let ascending = row.windows(2).fold(true, |ok, p| ok & (p[0] < p[1]));
-        ascending & row.last().is_none_or(|&g| (g as usize) < n_cols)
-    })
-}
-
 /// A CSR matrix of an `.h5ad` (cells x genes), read a slice of rows at a time.
 pub struct H5Csr {
     elem: String,
@@ -733,7 +712,11 @@ impl H5Csr {
                 .map(|&o| (o as usize - a) as i32)
                 .collect();
             let (indices, values) = (m.indices(a, b), m.values(a, b));
-            if values_ok(&values, self.counts) && rows_ok(&offsets, &indices, self.n_cols) {
+            let keeps_contract = offsets.windows(2).all(|w| {
+                let k = w[0] as usize..w[1] as usize;
+                super::stream::row_ok(&indices[k.clone()], &values[k], self.n_cols, self.counts)
+            });
+            if keeps_contract {
                 return Ok(ListRows {
                     offsets: OffsetBuffer::new(offsets.into()),
                     indices,

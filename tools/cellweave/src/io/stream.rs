@@ -405,7 +405,7 @@ fn list_parts<'a, T: ArrowPrimitiveType>(
 
 /// Whether a row keeps the contract (a branch-free test that vectorizes).
 #[inline]
-fn row_ok(idx: &[u32], val: &[f32], n_genes: usize, counts: bool) -> bool {
+pub(crate) fn row_ok(idx: &[u32], val: &[f32], n_genes: usize, counts: bool) -> bool {
     let ascending = idx.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]));
     let in_range = idx.last().is_none_or(|&g| (g as usize) < n_genes);
     let values = if counts {
