@@ -567,17 +567,11 @@ impl MappedLists {
             return None;
         }
         let [d, i] = offsets.map(|o| o as usize);
-        // SAFETY: the file is opened read-only and cellweave never writes its inputs; as for
-        // Arrow inputs (see `table::map_ipc_file`), the file must not be truncated meanwhile.
-        let map = Arc::new(unsafe { memmap2::Mmap::map(file).ok()? });
+        let (map, bytes) = super::table::map_file(file).ok()?;
         let fits = |o: usize| o % 4 == 0 && o.checked_add(nnz * 4).is_some_and(|e| e <= map.len());
         if !(fits(d) && fits(i)) {
             return None;
         }
-        let ptr = std::ptr::NonNull::new(map.as_ptr() as *mut u8)?;
-        // SAFETY: `ptr` points to `map.len()` readable bytes owned by the map the Arc keeps.
-        let bytes =
-            unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, map.len(), map.clone()) };
         let m = MappedLists {
             map,
             bytes,

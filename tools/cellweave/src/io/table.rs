@@ -130,20 +130,28 @@ pub(crate) struct MappedIpc {
     pub blocks: Vec<(usize, usize)>,
 }
 
+/// Memory-map an input file, with the map as an Arrow buffer (slices of it share the map).
+pub(crate) fn map_file(file: &File) -> std::io::Result<(Arc<memmap2::Mmap>, arrow_buffer::Buffer)> {
+    // SAFETY: the file is opened read-only; cellweave never modifies files in place (outputs
+    // are written to a temporary file and renamed), so the mapping stays valid while used.
+    let mmap = Arc::new(unsafe { memmap2::Mmap::map(file)? });
+    let ptr =
+        std::ptr::NonNull::new(mmap.as_ptr() as *mut u8).unwrap_or(std::ptr::NonNull::dangling());
+    // SAFETY: `ptr` points to `mmap.len()` readable bytes owned by the mapping the Arc keeps.
+    let buffer =
+        unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, mmap.len(), mmap.clone()) };
+    Ok((mmap, buffer))
+}
+
 /// Read an Arrow IPC file through a memory map: the arrays point into the mapped file, so
 /// reading costs no copy and no parsing of the values (the OS pages data in on use).
 pub(crate) fn map_ipc_file(file: &File) -> Result<MappedIpc> {
     use arrow_ipc::reader::{read_footer_length, FileDecoder};
-    // SAFETY: the file is opened read-only; cellweave never modifies files in place (outputs
-    // are written to a temporary file and renamed), so the mapping stays valid while used.
-    let mmap = Arc::new(unsafe { memmap2::Mmap::map(file)? });
+    let (mmap, buffer) = map_file(file)?;
     let len = mmap.len();
     if len < 16 {
         bail!("file is truncated (expected an Arrow IPC file)");
     }
-    let ptr = std::ptr::NonNull::new(mmap.as_ptr() as *mut u8).expect("mapped pointer");
-    // SAFETY: `ptr` points to `len` readable bytes owned by the mapping kept alive by the Arc.
-    let buffer = unsafe { arrow_buffer::Buffer::from_custom_allocation(ptr, len, mmap.clone()) };
     let truncated = || Error::new("file is truncated or corrupt (no valid Arrow IPC footer)");
     let trailer: [u8; 10] = buffer[len - 10..].try_into().unwrap();
     if &trailer[4..] != b"ARROW1" {
