@@ -4,7 +4,9 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::info;
-use cellweave::io::export::{export, ExportOptions};
+use cellweave::io::atomic::{Kind, Outputs};
+use cellweave::io::export::{export, output_format, ExportOptions};
+use cellweave::io::Format;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -39,6 +41,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::init(&args.common);
     cli::run("cellweave-export", || {
+        let mut inputs = vec![args.input.as_path()];
+        inputs.extend(args.counts.as_deref());
+        inputs.extend(args.embedding.iter().map(|p| p.as_path()));
+        let mut outputs = Outputs::new(&inputs)?;
+        if output_format(&args.output)? == Format::MtxDir {
+            outputs.dir(&args.output)?;
+        } else {
+            outputs.file(&args.output, Kind::Any)?;
+        }
         let timer = cli::Timer::start("export");
         let opts = ExportOptions {
             counts: args.counts.clone(),
@@ -50,6 +61,7 @@ fn main() -> ExitCode {
             &opts,
             &Step::new("cellweave-export", &args),
         )?;
+        outputs.commit()?;
         info!("{}: {what}", args.output.display());
         timer.done();
         Ok(())

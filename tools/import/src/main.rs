@@ -3,11 +3,12 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Step, ValueKind};
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::import::{
     import_lazy, summary, summary_of, write_imported, GeneJoin, ImportOptions,
 };
 use cellweave::io::mtx::Orientation;
-use cellweave::io::{atomic, table, Format};
+use cellweave::io::{table, Format};
 use cellweave::{info, Error};
 use clap::Parser;
 use serde::Serialize;
@@ -82,8 +83,10 @@ fn main() -> ExitCode {
                 Error::new("must be a cells table, .arrow or .parquet (cellweave-export writes .h5ad, .tsv and 10x folders)").field("output").file(&args.output),
             );
         }
-        let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
-        atomic::check_not_input(&args.output, &inputs)?;
+        let mut inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
+        inputs.extend(args.obs.as_deref());
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs.file(&args.output, Kind::Table)?;
         let opts = ImportOptions {
             layer: args.layer.clone(),
             obs: args.obs.clone(),
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
                 table::write_cells(&args.output, &t)?;
             }
         }
+        outputs.commit()?;
         timer.done();
         Ok(())
     })
