@@ -456,8 +456,8 @@ fn kill_mid_run_keeps_previous_outputs() {
 
 // ------------------------------------------------------------------ no panics
 
-/// Item 5: every numeric flag out of its range is a usage error (exit 2) naming the flag,
-/// never a panic (exit 101).
+/// Item 5: every numeric flag out of its range is a one-line usage error (exit 1) naming the
+/// flag and its range, never a panic (exit 101).
 #[test]
 fn numeric_flags_out_of_range_are_usage_errors() {
     let fx = fx();
@@ -515,7 +515,6 @@ fn numeric_flags_out_of_range_are_usage_errors() {
         one("normalize", &filt, "--target-sum", "0"),
         one("filter", &filt, "--max-mito-pct", "101"),
         one("filter", &filt, "--min-counts", "inf"),
-        one("impute", &filt, "--epochs", "0"),
         one("impute", &filt, "--hidden", "10,0,10"),
         one("impute", &filt, "--knn", "0"),
         one("plot", &fx.p("sim.arrow"), "--n-neighbors", "1"),
@@ -531,7 +530,8 @@ fn numeric_flags_out_of_range_are_usage_errors() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = run(tool, &args);
         let err = stderr(&out);
-        assert_eq!(code(&out), Some(2), "cellweave-{tool} {args:?}: {err}");
+        assert_eq!(code(&out), Some(1), "cellweave-{tool} {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line expected: {err}");
         let flag = args[args.len() - 2];
         assert!(
             err.lines().next().unwrap_or("").contains(flag) && err.contains("expected"),
@@ -744,37 +744,44 @@ fn gene_ids_with_duplicate(md: &mut HashMap<String, String>) {
 fn cells_tables_breaking_the_contract_are_refused() {
     let fx = fx();
     let d = tempfile::tempdir().unwrap();
-    let dup = d.path().join("dup.arrow");
-    rewrite(&fx.p("norm.arrow"), &dup, gene_ids_with_duplicate, |b| b);
-    let n_genes = d.path().join("n_genes.arrow");
-    rewrite(
-        &fx.p("norm.arrow"),
-        &n_genes,
-        |md| {
-            md.insert("cellweave.n_genes".into(), "7".into());
-        },
-        |b| b,
-    );
+    // Each stage gets the values it takes: raw counts or log1p.
+    let broken = |src: &str, name: &str, edit: fn(&mut HashMap<String, String>)| {
+        let p = d.path().join(name);
+        rewrite(&fx.p(src), &p, edit, |b| b);
+        p
+    };
+    let wrong_n_genes = |md: &mut HashMap<String, String>| {
+        md.insert("cellweave.n_genes".into(), "7".into());
+    };
+    let cases = [
+        (
+            broken("filt.arrow", "dup_counts.arrow", gene_ids_with_duplicate),
+            broken("norm.arrow", "dup_log.arrow", gene_ids_with_duplicate),
+            "duplicate",
+        ),
+        (
+            broken("filt.arrow", "n_counts.arrow", wrong_n_genes),
+            broken("norm.arrow", "n_log.arrow", wrong_n_genes),
+            "cellweave.n_genes",
+        ),
+    ];
     let o = d.path().join("o.arrow");
-    for (bad, what) in [(&dup, "duplicate"), (&n_genes, "cellweave.n_genes")] {
-        for (tool, extra) in [
-            ("filter", vec![]),
-            ("normalize", vec![]),
-            ("hvg", vec!["--n-top-genes", "50"]),
-            ("pairs", vec!["--n-pcs", "10"]),
-            ("impute", vec!["--method", "gene-mean"]),
-            ("score", vec![]),
-            ("export", vec![]),
+    let h5ad = d.path().join("o.h5ad");
+    for (counts, log, what) in &cases {
+        for (tool, input, extra) in [
+            ("filter", counts, vec![]),
+            ("normalize", counts, vec![]),
+            ("impute", counts, vec!["--method", "gene-mean"]),
+            ("hvg", log, vec!["--n-top-genes", "50"]),
+            ("pairs", log, vec!["--n-pcs", "10"]),
+            ("score", log, vec![]),
+            ("export", log, vec![]),
         ] {
-            let out_path = if tool == "export" {
-                d.path().join("o.h5ad")
-            } else {
-                o.clone()
-            };
-            let mut args = vec![s(bad), "-o", s(&out_path)];
+            let out_path = if tool == "export" { &h5ad } else { &o };
+            let mut args = vec![s(input), "-o", s(out_path), "-q"];
             args.extend(extra);
             let out = run(tool, &args);
-            one_line_error(&out, &[s(bad), what]);
+            one_line_error(&out, &[s(input), what]);
             assert!(!out_path.exists(), "{tool}");
         }
     }

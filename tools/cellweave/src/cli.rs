@@ -21,6 +21,34 @@ pub struct Common {
     pub quiet: bool,
 }
 
+/// Parse the command line. A usage error (an unknown flag, a value out of its range) is one
+/// line, `cellweave-<tool>: error: ...`, with exit status 1 like every other error; `--help`
+/// and `--version` print as usual.
+pub fn parse<T: clap::Parser>() -> T {
+    use clap::error::ErrorKind as K;
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("Usage:")
+                        && !l.starts_with("For more information")
+                })
+                .collect();
+            let line = lines.join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            let tool = T::command().get_name().to_string();
+            log(format_args!("{tool}: error: {line}"));
+            std::process::exit(1)
+        }
+    }
+}
+
 /// Apply the common flags: thread pool size and verbosity.
 pub fn init(common: &Common) {
     QUIET.store(common.quiet, Ordering::Relaxed);

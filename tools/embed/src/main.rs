@@ -37,7 +37,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-embed", || {
-        let a = Args::parse();
+        let a = cli::parse::<Args>();
         cli::init(&a.common);
         let mut outputs = Outputs::new(&[a.cells.as_path()])?;
         outputs.file(&a.output, Kind::Table)?;

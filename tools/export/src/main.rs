@@ -38,7 +38,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-export", || {
         let mut inputs = vec![args.input.as_path()];

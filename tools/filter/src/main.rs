@@ -64,7 +64,7 @@ fn write_side(path: &Path, f: &Frame) -> Result<()> {
 
 fn main() -> ExitCode {
     cli::run("cellweave-filter", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let mut outputs = Outputs::new(&[&args.input])?;
         outputs

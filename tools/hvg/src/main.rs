@@ -58,7 +58,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-hvg", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let flavor = Flavor::parse(&args.flavor).ok_or_else(|| {
             Error::new(format!(

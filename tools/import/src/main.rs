@@ -72,7 +72,7 @@ fn ser_kind<S: serde::Serializer>(v: &ValueKind, s: S) -> Result<S::Ok, S::Error
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-import", || {
         if !matches!(

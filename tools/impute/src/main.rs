@@ -39,8 +39,8 @@ struct Args {
     /// Hidden layer widths [default: 800,400,800] (at least 1)
     #[arg(value_parser = cli::range::at_least_1, long, value_delimiter = ',', value_name = "W,W,...")]
     hidden: Option<Vec<usize>>,
-    /// Maximum training epochs (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 100)]
+    /// Maximum training epochs (0: apply the --init model as it is)
+    #[arg(long, default_value_t = 100)]
     epochs: usize,
     /// Stop after this many epochs without a lower validation loss (0: never)
     #[arg(long, default_value_t = 10)]
@@ -102,7 +102,7 @@ fn parse_engine(s: &str) -> Result<Engine, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::run(TOOL, || {
         cli::init(&args.common);
         let mut inputs: Vec<&Path> = vec![args.cells.as_path()];

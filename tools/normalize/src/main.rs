@@ -34,7 +34,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-normalize", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let mut outputs = Outputs::new(&[&args.input])?;
         outputs.file(&args.output, Kind::Table)?;

@@ -85,7 +85,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-pairs", || {
         let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();

@@ -71,7 +71,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-plot", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let mut inputs = vec![args.input.as_path()];
         inputs.extend(args.obs.as_deref());

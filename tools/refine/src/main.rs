@@ -41,7 +41,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-refine", || {
         let mut outputs = Outputs::new(&[

@@ -259,6 +259,6 @@ fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::S
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::run(TOOL, || run(&args))
 }

@@ -58,7 +58,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-simulate", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let mut outputs = Outputs::new(&[])?;
         outputs.file(&args.output, Kind::Table)?;

@@ -130,7 +130,7 @@ enum Encoder {
 
 fn main() -> ExitCode {
     cli::run("cellweave-train", || {
-        let a = Args::parse();
+        let a = cli::parse::<Args>();
         cli::init(&a.common);
         if a.model != "claire" {
             return Err(

@@ -553,3 +553,97 @@ mod os {
         pub fn sync_file_range(fd: i32, offset: i64, nbytes: i64, flags: u32) -> i32;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(path: &Path, text: &str) -> Result<()> {
+        write_file(path, |w| Ok(w.write_all(text.as_bytes())?))
+    }
+
+    fn get(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn a_run_commits_all_its_outputs_or_none() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.tsv"), d.path().join("b.tsv"));
+        put(&a, "old a").unwrap();
+        put(&b, "old b").unwrap();
+        {
+            let mut run = Outputs::new(&[]).unwrap();
+            run.file(&a, Kind::TableOrTsv).unwrap();
+            run.file(&b, Kind::TableOrTsv).unwrap();
+            put(&a, "new a").unwrap();
+            assert_eq!(get(&a), "old a", "a declared output waits for the commit");
+            // The run fails here: dropped without a commit.
+        }
+        assert_eq!((get(&a), get(&b)), ("old a".into(), "old b".into()));
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "no temp left"
+        );
+        let mut run = Outputs::new(&[]).unwrap();
+        run.file(&a, Kind::TableOrTsv).unwrap();
+        run.file(&b, Kind::TableOrTsv).unwrap();
+        put(&a, "new a").unwrap();
+        put(&b, "new b").unwrap();
+        run.commit().unwrap();
+        assert_eq!((get(&a), get(&b)), ("new a".into(), "new b".into()));
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn outputs_are_checked_when_declared() {
+        let d = tempfile::tempdir().unwrap();
+        let input = d.path().join("in.arrow");
+        put(&input, "x").unwrap();
+        let mut run = Outputs::new(&[&input]).unwrap();
+        let e = run.file(&input, Kind::Table).err().unwrap();
+        assert!(e.to_string().contains("overwrite an input"), "{e}");
+        let e = run
+            .file(&d.path().join("o.xyz"), Kind::Table)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains(".arrow or .parquet"), "{e}");
+        run.file(&d.path().join("o.arrow"), Kind::Table).unwrap();
+        let e = run
+            .file(&d.path().join("./o.arrow"), Kind::Table)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("two outputs"), "{e}");
+    }
+
+    #[test]
+    fn a_declared_directory_is_swapped_in_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("model");
+        std::fs::create_dir(&m).unwrap();
+        std::fs::write(m.join("old"), "1").unwrap();
+        let mut run = Outputs::new(&[]).unwrap();
+        let staged = run.dir(&m).unwrap();
+        std::fs::write(staged.join("new"), "2").unwrap();
+        run.dir_done(&m);
+        assert!(m.join("old").exists());
+        run.commit().unwrap();
+        assert!(m.join("new").exists() && !m.join("old").exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_go() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("o.tsv");
+        let dead = (4_000_000u32..4_100_000)
+            .find(|p| !process_alive(*p))
+            .unwrap();
+        let stale = d.path().join(format!(".o.tsv.tmp-{dead}"));
+        std::fs::write(&stale, "partial").unwrap();
+        std::fs::create_dir(d.path().join(format!(".o.tsv.tmp-{dead}-old"))).unwrap();
+        put(&out, "x").unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}
