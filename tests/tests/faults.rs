@@ -115,6 +115,36 @@ fn big() -> &'static PathBuf {
     })
 }
 
+/// The arguments of `cellweave-train` on the fixture (model directory `m`, embedding `emb`),
+/// then `extra`.
+fn train_args(m: &Path, emb: &Path, extra: &[&str]) -> Vec<String> {
+    let fx = fx();
+    let (hvg, pairs) = (fx.p("hvg.arrow"), fx.p("pairs.arrow"));
+    let mut a = vec![
+        s(&hvg),
+        "--pairs",
+        s(&pairs),
+        "-o",
+        s(m),
+        "--embedding",
+        s(emb),
+    ];
+    a.extend(extra);
+    a.into_iter().map(String::from).collect()
+}
+
+/// A tiny, one-epoch model.
+const TINY: [&str; 8] = [
+    "--epochs",
+    "1",
+    "--latent",
+    "8",
+    "--queue",
+    "64",
+    "--batch-size",
+    "64",
+];
+
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
@@ -187,6 +217,40 @@ impl Drop for Mount {
 
 // ------------------------------------------------------------------ one commit per run
 
+/// Run filter with its main output and QC report (holding "previous" contents) in a fresh
+/// directory and its genes table in `genes_dir`; returns the run, that directory and the
+/// checks that the previous outputs are intact and no temporary file is left.
+fn filter_with_genes_in(genes_dir: &Path) -> (Output, tempfile::TempDir, impl Fn()) {
+    let d = tempfile::tempdir().unwrap();
+    let (f, q, g) = (
+        d.path().join("f.arrow"),
+        d.path().join("q.tsv"),
+        genes_dir.join("g.arrow"),
+    );
+    write(&f, "previous f");
+    write(&q, "previous q");
+    let sim = fx().p("sim.arrow");
+    let args = [
+        s(&sim),
+        "-o",
+        s(&f),
+        "--qc-report",
+        s(&q),
+        "--genes-out",
+        s(&g),
+        "-q",
+    ];
+    let out = run("filter", &args);
+    let dir = d.path().to_path_buf();
+    let intact = move || {
+        assert_eq!(read(&f), "previous f");
+        assert_eq!(read(&q), "previous q");
+        assert!(!g.exists());
+        assert_eq!(temps(&dir), Vec::<String>::new());
+    };
+    (out, d, intact)
+}
+
 /// Item 3: a run that fails on its last output (a full disk) leaves the outputs it wrote
 /// before that exactly as the previous run left them, reports the full disk as such, and
 /// leaves no temporary file.
@@ -195,33 +259,10 @@ fn full_disk_keeps_every_previous_output() {
     let Some(m) = Mount::new("16k", false) else {
         return;
     };
-    let d = tempfile::tempdir().unwrap();
-    let (f, q, g) = (
-        d.path().join("f.arrow"),
-        d.path().join("q.tsv"),
-        m.path().join("g.arrow"),
-    );
-    write(&f, "previous f");
-    write(&q, "previous q");
-    let out = run(
-        "filter",
-        &[
-            s(&fx().p("sim.arrow")),
-            "-o",
-            s(&f),
-            "--qc-report",
-            s(&q),
-            "--genes-out",
-            s(&g),
-            "-q",
-        ],
-    );
+    let (out, _d, intact) = filter_with_genes_in(m.path());
     let err = one_line_error(&out, &["g.arrow", "No space left on device"]);
     assert!(!err.contains("not a readable"), "{err}");
-    assert_eq!(read(&f), "previous f");
-    assert_eq!(read(&q), "previous q");
-    assert!(!g.exists());
-    assert_eq!(temps(d.path()), Vec::<String>::new());
+    intact();
     assert_eq!(temps(m.path()), Vec::<String>::new());
 }
 
@@ -232,31 +273,9 @@ fn read_only_output_fails_before_work() {
     let Some(m) = Mount::new("64k", true) else {
         return;
     };
-    let d = tempfile::tempdir().unwrap();
-    let (f, q, g) = (
-        d.path().join("f.arrow"),
-        d.path().join("q.tsv"),
-        m.path().join("g.arrow"),
-    );
-    write(&f, "previous f");
-    write(&q, "previous q");
-    let out = run(
-        "filter",
-        &[
-            s(&fx().p("sim.arrow")),
-            "-o",
-            s(&f),
-            "--qc-report",
-            s(&q),
-            "--genes-out",
-            s(&g),
-            "-q",
-        ],
-    );
+    let (out, _d, intact) = filter_with_genes_in(m.path());
     one_line_error(&out, &["g.arrow"]);
-    assert_eq!(read(&f), "previous f");
-    assert_eq!(read(&q), "previous q");
-    assert_eq!(temps(d.path()), Vec::<String>::new());
+    intact();
 }
 
 /// Item 4: output names are checked before any work: a bad name fails the run at once and
@@ -295,43 +314,17 @@ fn output_names_are_checked_before_work() {
         ),
         (
             "train",
-            vec![
-                s(&fx.p("hvg.arrow")).into(),
-                "--pairs".into(),
-                s(&fx.p("pairs.arrow")).into(),
-                "-o".into(),
-                s(&o("m1")).into(),
-                "--embedding".into(),
-                s(&o("e1.arrow")).into(),
-                "--log".into(),
-                s(&o("l.xyz")).into(),
-                "--epochs".into(),
-                "1".into(),
-                "--latent".into(),
-                "8".into(),
-                "--queue".into(),
-                "64".into(),
-            ],
+            train_args(
+                &o("m1"),
+                &o("e1.arrow"),
+                &[&["--log", s(&o("l.xyz"))][..], &TINY].concat(),
+            ),
             "l.xyz",
             vec![o("e1.arrow"), o("m1")],
         ),
         (
             "train",
-            vec![
-                s(&fx.p("hvg.arrow")).into(),
-                "--pairs".into(),
-                s(&fx.p("pairs.arrow")).into(),
-                "-o".into(),
-                s(&o("m2")).into(),
-                "--embedding".into(),
-                s(&o("e.xyz")).into(),
-                "--epochs".into(),
-                "1".into(),
-                "--latent".into(),
-                "8".into(),
-                "--queue".into(),
-                "64".into(),
-            ],
+            train_args(&o("m2"), &o("e.xyz"), &TINY),
             "e.xyz",
             vec![o("m2")],
         ),
@@ -353,24 +346,12 @@ fn output_names_are_checked_before_work() {
 /// Item 14: one path given as two outputs is refused, not silently overwritten.
 #[test]
 fn one_path_for_two_outputs_is_refused() {
-    let fx = fx();
     let d = tempfile::tempdir().unwrap();
     let x = d.path().join("x.arrow");
+    let args = train_args(&d.path().join("m"), &x, &["--log", s(&x), "--epochs", "1"]);
     let out = run(
         "train",
-        &[
-            s(&fx.p("hvg.arrow")),
-            "--pairs",
-            s(&fx.p("pairs.arrow")),
-            "-o",
-            s(&d.path().join("m")),
-            "--embedding",
-            s(&x),
-            "--log",
-            s(&x),
-            "--epochs",
-            "1",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     one_line_error(&out, &["x.arrow", "two outputs"]);
     assert!(!x.exists());
@@ -462,26 +443,11 @@ fn kill_mid_run_keeps_previous_outputs() {
 fn numeric_flags_out_of_range_are_usage_errors() {
     let fx = fx();
     let d = tempfile::tempdir().unwrap();
-    let (hvg, pairs, filt) = (fx.p("hvg.arrow"), fx.p("pairs.arrow"), fx.p("filt.arrow"));
+    let (hvg, filt) = (fx.p("hvg.arrow"), fx.p("filt.arrow"));
     let o = d.path().join("o.arrow");
     let emb = d.path().join("e.arrow");
     let m = d.path().join("m");
-    let train = |flag: &'static str, v: &'static str| -> (&'static str, Vec<String>) {
-        (
-            "train",
-            vec![
-                s(&hvg).into(),
-                "--pairs".into(),
-                s(&pairs).into(),
-                "-o".into(),
-                s(&m).into(),
-                "--embedding".into(),
-                s(&emb).into(),
-                flag.into(),
-                v.into(),
-            ],
-        )
-    };
+    let train = |flag: &'static str, v: &'static str| ("train", train_args(&m, &emb, &[flag, v]));
     let one = |tool: &'static str, input: &Path, flag: &'static str, v: &'static str| {
         (
             tool,
@@ -573,23 +539,7 @@ fn closed_stderr_does_not_abort() {
         ),
         (
             "train",
-            vec![
-                s(&fx.p("hvg.arrow")).into(),
-                "--pairs".into(),
-                s(&fx.p("pairs.arrow")).into(),
-                "-o".into(),
-                s(&o("m")).into(),
-                "--embedding".into(),
-                s(&o("e.arrow")).into(),
-                "--epochs".into(),
-                "1".into(),
-                "--latent".into(),
-                "8".into(),
-                "--queue".into(),
-                "64".into(),
-                "--batch-size".into(),
-                "64".into(),
-            ],
+            train_args(&o("m"), &o("e.arrow"), &TINY),
             o("e.arrow"),
         ),
         (
@@ -997,21 +947,12 @@ fn mtx_integer_header_with_fractions_is_refused() {
 /// Item 14: train's parameter errors do not name the pairs file.
 #[test]
 fn parameter_errors_name_no_input_file() {
-    let fx = fx();
     let d = tempfile::tempdir().unwrap();
+    let (m, e) = (d.path().join("m"), d.path().join("e.arrow"));
+    let args = train_args(&m, &e, &["--batch-size", "1"]);
     let out = run(
         "train",
-        &[
-            s(&fx.p("hvg.arrow")),
-            "--pairs",
-            s(&fx.p("pairs.arrow")),
-            "-o",
-            s(&d.path().join("m")),
-            "--embedding",
-            s(&d.path().join("e.arrow")),
-            "--batch-size",
-            "1",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let err = stderr(&out);
     assert_ne!(code(&out), Some(0));
