@@ -3,8 +3,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::convert::export::{export, ExportOptions};
 use cellweave::info;
-use cellweave::io::export::{export, ExportOptions};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;

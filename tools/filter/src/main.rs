@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::{Frame, Step};
 use cellweave::io::stream::CellsInput;
 use cellweave::io::{atomic, table, Format};
-use cellweave::qc::{self, QcParams};
+use cellweave::preprocess::qc::{self, QcParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;

@@ -3,9 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Column, Frame, Step};
-use cellweave::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::io::stream::CellsInput;
 use cellweave::io::{atomic, table, Format};
+use cellweave::preprocess::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;

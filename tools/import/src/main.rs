@@ -3,10 +3,10 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Step, ValueKind};
-use cellweave::io::import::{
+use cellweave::convert::import::{
     import_lazy, summary, summary_of, write_imported, GeneJoin, ImportOptions,
 };
-use cellweave::io::mtx::Orientation;
+use cellweave::io::formats::mtx::Orientation;
 use cellweave::io::{atomic, table, Format};
 use cellweave::{info, Error};
 use clap::Parser;

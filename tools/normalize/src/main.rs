@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::io::atomic;
 use cellweave::io::stream::CellsInput;
-use cellweave::normalize;
+use cellweave::preprocess::normalize;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;

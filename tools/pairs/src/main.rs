@@ -3,9 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::info;
+use cellweave::integrate::pairs::{self, Params, Shard, Space};
 use cellweave::io::{atomic, table};
-use cellweave::neighbors::{Method, Metric, Search};
-use cellweave::pairs::{self, Params, Shard, Space};
+use cellweave::numerics::neighbors::{Method, Metric, Search};
 use cellweave::{Error, ResultExt};
 use clap::Parser;
 use serde::Serialize;

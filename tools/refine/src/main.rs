@@ -2,8 +2,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{fingerprint, Categorical, Step};
+use cellweave::integrate::pairs;
 use cellweave::io::{atomic, table};
-use cellweave::pairs;
 use cellweave::{info, Error, ResultExt};
 use clap::Parser;
 use serde::Serialize;

@@ -3,7 +3,7 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::info;
-use cellweave::simulate::{self, SimParams};
+use cellweave::preprocess::simulate::{self, SimParams};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
