@@ -15,7 +15,9 @@ pipeline is checked without it:
    same way, and conf/modules.config may only refer to processes and stage arguments that exist.
 4. Parameters: nextflow_schema.json is exactly the mirror of schemas/config.schema.yaml (the
    Snakemake config schema); every params.X / option the pipeline reads is in the schema; the
-   defaults in nextflow.config equal the schema's; the container tag is the workspace version.
+   defaults in nextflow.config equal the schema's; the container tag is the workspace version;
+   every process names the conda environment shared with Snakemake, which pins cellweave at the
+   workspace version.
 
 Usage (from the venv made by scripts/setup.sh):
   .venv/bin/python scripts/check_nextflow.py [--pipeline DIR] [--bin-dir DIR]
