@@ -17,7 +17,7 @@ use std::process::ExitCode;
 /// and value (or the first is embedding), a training log when they include epoch and a loss,
 /// and otherwise an embedding (cell id, then coordinates).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-plot", version)]
+#[command(name = "cellweave-plot", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Embedding, scores or training-log table (.arrow/.parquet or .tsv/.csv)
     input: PathBuf,

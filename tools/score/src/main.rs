@@ -17,7 +17,7 @@ const TOOL: &str = "cellweave-score";
 /// Score how well embeddings mix batches and keep cell types apart (scIB metrics as
 /// scib-metrics defines them, and the CLAIRE paper's set), one row per embedding.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = TOOL, version, about, long_about = None)]
+#[command(name = TOOL, version = cellweave::cli::LONG_VERSION, about, long_about = None)]
 struct Args {
     /// Embeddings to score: embedding tables (.arrow/.parquet), cells tables (scored on their
     /// 50-component PCA: the unintegrated baseline) or TSV embeddings (cell id, then values)

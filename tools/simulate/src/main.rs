@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// Simulate raw counts of several batches with known cell types (obs `cell_type`),
 /// gene-wise and library-size batch effects, dropout and any size (streamed to disk).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-simulate", version)]
+#[command(name = "cellweave-simulate", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
