@@ -3,9 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::convert::export::{export, output_format, ExportOptions};
 use cellweave::info;
 use cellweave::io::atomic::{Kind, Outputs};
-use cellweave::io::export::{export, output_format, ExportOptions};
 use cellweave::io::Format;
 use clap::Parser;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 /// genes x cells, plus obs.tsv). An embedding table as INPUT gives obs + obsm only (no X),
 /// or X = the raw counts with --counts.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-export", version)]
+#[command(name = "cellweave-export", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table or embedding table (.arrow or .parquet)
     #[arg(value_name = "INPUT")]
