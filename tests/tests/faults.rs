@@ -133,6 +133,11 @@ fn train_args(m: &Path, emb: &Path, extra: &[&str]) -> Vec<String> {
     a.into_iter().map(String::from).collect()
 }
 
+/// Owned command-line arguments.
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 /// A tiny, one-epoch model.
 const TINY: [&str; 8] = [
     "--epochs",
@@ -288,27 +293,27 @@ fn output_names_are_checked_before_work() {
     let cases: Vec<(&str, Vec<String>, &str, Vec<PathBuf>)> = vec![
         (
             "hvg",
-            vec![
-                s(&fx.p("norm.arrow")).into(),
-                "-o".into(),
-                s(&o("h.xyz")).into(),
-                "--genes-out".into(),
-                s(&o("hg.tsv")).into(),
-            ],
+            strings(&[
+                s(&fx.p("norm.arrow")),
+                "-o",
+                s(&o("h.xyz")),
+                "--genes-out",
+                s(&o("hg.tsv")),
+            ]),
             "h.xyz",
             vec![o("hg.tsv")],
         ),
         (
             "impute",
-            vec![
-                s(&fx.p("filt.arrow")).into(),
-                "-o".into(),
-                s(&o("i.xyz")).into(),
-                "--log".into(),
-                s(&o("il.tsv")).into(),
-                "--epochs".into(),
-                "1".into(),
-            ],
+            strings(&[
+                s(&fx.p("filt.arrow")),
+                "-o",
+                s(&o("i.xyz")),
+                "--log",
+                s(&o("il.tsv")),
+                "--epochs",
+                "1",
+            ]),
             "i.xyz",
             vec![o("il.tsv")],
         ),
@@ -449,16 +454,7 @@ fn numeric_flags_out_of_range_are_usage_errors() {
     let m = d.path().join("m");
     let train = |flag: &'static str, v: &'static str| ("train", train_args(&m, &emb, &[flag, v]));
     let one = |tool: &'static str, input: &Path, flag: &'static str, v: &'static str| {
-        (
-            tool,
-            vec![
-                s(input).to_string(),
-                "-o".into(),
-                s(&o).into(),
-                flag.into(),
-                v.into(),
-            ],
-        )
+        (tool, strings(&[s(input), "-o", s(&o), flag, v]))
     };
     let cases = vec![
         one("pairs", &hvg, "--n-pcs", "0"),
@@ -526,15 +522,15 @@ fn closed_stderr_does_not_abort() {
     let cases: Vec<(&str, Vec<String>, PathBuf)> = vec![
         (
             "pairs",
-            vec![
-                s(&fx.p("hvg.arrow")).into(),
-                "-o".into(),
-                s(&o("p.arrow")).into(),
-                "--n-pcs".into(),
-                "10".into(),
-                "--n-cca".into(),
-                "5".into(),
-            ],
+            strings(&[
+                s(&fx.p("hvg.arrow")),
+                "-o",
+                s(&o("p.arrow")),
+                "--n-pcs",
+                "10",
+                "--n-cca",
+                "5",
+            ]),
             o("p.arrow"),
         ),
         (
@@ -544,24 +540,20 @@ fn closed_stderr_does_not_abort() {
         ),
         (
             "impute",
-            vec![
-                s(&fx.p("filt.arrow")).into(),
-                "-o".into(),
-                s(&o("i.arrow")).into(),
-                "--epochs".into(),
-                "1".into(),
-                "--hidden".into(),
-                "16,8,16".into(),
-            ],
+            strings(&[
+                s(&fx.p("filt.arrow")),
+                "-o",
+                s(&o("i.arrow")),
+                "--epochs",
+                "1",
+                "--hidden",
+                "16,8,16",
+            ]),
             o("i.arrow"),
         ),
         (
             "filter",
-            vec![
-                s(&fx.p("sim.arrow")).into(),
-                "-o".into(),
-                s(&o("f.arrow")).into(),
-            ],
+            strings(&[s(&fx.p("sim.arrow")), "-o", s(&o("f.arrow"))]),
             o("f.arrow"),
         ),
     ];
