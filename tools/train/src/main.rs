@@ -3,10 +3,10 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
-use cellweave::Error;
 use cellweave_models::claire::command::{self, TrainOptions};
 use cellweave_models::claire::moco::MocoParams;
 use cellweave_models::claire::train::{EmbedWith, TrainParams};
+use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -31,9 +31,9 @@ struct Args {
     /// Embedding table of every cell (.arrow or .parquet)
     #[arg(long, value_name = "EMB")]
     embedding: PathBuf,
-    /// Model to train (only claire)
-    #[arg(long, default_value = "claire")]
-    model: String,
+    /// Model to train
+    #[arg(long, value_enum, default_value = "claire")]
+    model: ModelKind,
     /// Epochs in this call, stage 1 and 2 together [default: 80, or more on small data so
     /// that at least --min-steps steps run]
     #[arg(long, value_name = "N")]
@@ -131,52 +131,54 @@ fn main() -> ExitCode {
     cli::run("cellweave-train", || {
         let a = Args::parse();
         cli::init(&a.common);
-        if a.model != "claire" {
-            return Err(
-                Error::new(format!("unknown model '{}' (expected claire)", a.model)).field("model"),
-            );
+        match a.model {
+            ModelKind::Claire => train_claire(&a),
         }
-        let defaults = TrainParams::default();
-        let params = TrainParams {
-            epochs: a.epochs,
-            min_steps: a.min_steps,
-            stage1_epochs: a.stage1_epochs,
-            stage1_only: a.stage1_only,
-            refine: !a.no_refine,
-            refine_threshold: a.refine_threshold,
-            batch_size: a.batch_size,
-            lr: a.lr,
-            weight_decay: a.weight_decay,
-            alpha: a.alpha,
-            latent: a.latent,
-            moco: MocoParams {
-                momentum: a.momentum,
-                temperature: a.temperature,
-                queue_size: a.queue,
-                dropout: a.dropout,
-            },
-            embed_with: match a.embed_with {
-                Encoder::Auto => EmbedWith::Auto,
-                Encoder::Momentum => EmbedWith::Momentum,
-                Encoder::Query => EmbedWith::Query,
-            },
-            seed: a.seed,
-            ..defaults
-        };
-        let opts = TrainOptions {
-            cells: a.cells.clone(),
-            pairs: a.pairs.clone(),
-            model_dir: a.output.clone(),
-            embedding: a.embedding.clone(),
-            params,
-            init: a.init.clone(),
-            resume: a.resume,
-            checkpoint_every: a.checkpoint_every,
-            log: a.log.clone(),
-            device: a.device.clone(),
-            labels: a.labels.clone(),
-            stop_after: a.stop_after_epoch,
-        };
-        command::train(&opts, &Step::new("cellweave-train", &a))
     })
+}
+
+/// `--model claire`.
+fn train_claire(a: &Args) -> cellweave::Result<()> {
+    let defaults = TrainParams::default();
+    let params = TrainParams {
+        epochs: a.epochs,
+        min_steps: a.min_steps,
+        stage1_epochs: a.stage1_epochs,
+        stage1_only: a.stage1_only,
+        refine: !a.no_refine,
+        refine_threshold: a.refine_threshold,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        alpha: a.alpha,
+        latent: a.latent,
+        moco: MocoParams {
+            momentum: a.momentum,
+            temperature: a.temperature,
+            queue_size: a.queue,
+            dropout: a.dropout,
+        },
+        embed_with: match a.embed_with {
+            Encoder::Auto => EmbedWith::Auto,
+            Encoder::Momentum => EmbedWith::Momentum,
+            Encoder::Query => EmbedWith::Query,
+        },
+        seed: a.seed,
+        ..defaults
+    };
+    let opts = TrainOptions {
+        cells: a.cells.clone(),
+        pairs: a.pairs.clone(),
+        model_dir: a.output.clone(),
+        embedding: a.embedding.clone(),
+        params,
+        init: a.init.clone(),
+        resume: a.resume,
+        checkpoint_every: a.checkpoint_every,
+        log: a.log.clone(),
+        device: a.device.clone(),
+        labels: a.labels.clone(),
+        stop_after: a.stop_after_epoch,
+    };
+    command::train(&opts, &Step::new("cellweave-train", a))
 }

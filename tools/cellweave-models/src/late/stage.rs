@@ -344,38 +344,15 @@ fn run_late(
         opts.patience
     );
     let t0 = std::time::Instant::now();
-    let pb = cellweave::cli::progress(opts.epochs as u64, "epochs");
-    // Without validation cells, early stopping watches the training cells' loss (no dropout).
-    let monitored = if opts.val_fraction > 0.0 {
-        "validation"
-    } else {
-        "training-set"
-    };
-    let mut on_epoch = |e: &EpochLog| {
-        pb.inc(1);
-        if e.epoch.is_multiple_of(10) || e.epoch == 1 {
-            pb.suspend(|| {
-                info!(
-                    "epoch {:>4}: train loss {:.6}, {} loss {:.6}{} ({:.2} s)",
-                    e.epoch,
-                    e.train_loss,
-                    monitored,
-                    e.val_loss,
-                    if e.best { " *" } else { "" },
-                    e.seconds
-                )
-            });
-        }
-    };
     let report = train(
         &mut model,
         x,
         codes.as_deref(),
         &opts,
         o.engine,
-        &mut on_epoch,
+        &mut |_| {},
     )?;
-    pb.finish_and_clear();
+    let monitored = opts.monitored();
     let seconds = t0.elapsed().as_secs_f64();
     info!(
         "trained {} epochs in {:.1} s; best epoch {} ({} loss {:.6}){}",
