@@ -286,7 +286,7 @@ impl<'a> Trainer<'a> {
                 cells.n_cells()
             );
         }
-        let mut sets = PairSets::from_pairs(pairs)?;
+        let sets = PairSets::from_pairs(pairs)?;
         let seeds = seed_rows(pairs);
         let n_train = sets.training_cells().len();
         if n_train < 2 {
@@ -318,7 +318,15 @@ impl<'a> Trainer<'a> {
                 None => None,
             };
             if let Some(from) = from {
-                return Self::resume(cells, pairs, params, dir, ckpt, &from, device, sets, seeds);
+                let (moco, progress, refined) = Self::restore(cells, &params, &device, &from)?;
+                let seeds = match &refined {
+                    Some((r, _)) => seed_rows(r),
+                    None => seeds,
+                };
+                let t = (moco, progress, refined, seeds);
+                return Ok(Self::assemble(
+                    cells, pairs, params, dir, ckpt, device, sets, t,
+                ));
             }
             if dir.join(model::STATE_JSON).exists() && !dir.join(model::CARD).exists() {
                 return Err(Error::new(
@@ -358,7 +366,6 @@ impl<'a> Trainer<'a> {
         // A new run discards the checkpoints of an earlier one (the model directory stays
         // until this run has finished).
         ckpt.remove_all()?;
-        sets.set_seeds(&seed_list(&seeds));
         let progress = Progress {
             epoch: epoch0,
             end_epoch: epoch0 + epochs,
@@ -372,7 +379,32 @@ impl<'a> Trainer<'a> {
             seconds: 0.0,
             log: Vec::new(),
         };
-        Ok(Trainer {
+        let t = (moco, progress, None, seeds);
+        Ok(Self::assemble(
+            cells, pairs, params, dir, ckpt, device, sets, t,
+        ))
+    }
+
+    /// The trainer from its parts: the restored or new training state `(moco, progress,
+    /// refined pairs, seeds in use)`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn assemble(
+        cells: &'a CellsTable,
+        pairs: &PairsTable,
+        params: TrainParams,
+        dir: &Path,
+        ckpt: Checkpoints,
+        device: Device,
+        mut sets: PairSets,
+        (moco, progress, refined_table, seeds): (
+            Moco,
+            Progress,
+            Option<(PairsTable, Option<Vec<u8>>)>,
+            PairsTable,
+        ),
+    ) -> Self {
+        sets.set_seeds(&seed_list(&seeds));
+        Trainer {
             params,
             cells,
             pairs: pairs.clone(),
@@ -384,8 +416,8 @@ impl<'a> Trainer<'a> {
             dir: dir.to_path_buf(),
             ckpt,
             device,
-            refined_table: None,
-        })
+            refined_table,
+        }
     }
 
     fn load_init(
@@ -427,19 +459,15 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Continue from the checkpoint folder `from` (verified by the caller).
-    #[allow(clippy::too_many_arguments)]
-    fn resume(
-        cells: &'a CellsTable,
-        pairs: &PairsTable,
-        params: TrainParams,
-        dir: &Path,
-        ckpt: Checkpoints,
+    /// The training state saved in the folder `from` (a verified checkpoint, or a
+    /// finished model directory): model, progress and refined pairs.
+    #[allow(clippy::type_complexity)]
+    fn restore(
+        cells: &CellsTable,
+        params: &TrainParams,
+        device: &Device,
         from: &Path,
-        device: Device,
-        mut sets: PairSets,
-        mut seeds: PairsTable,
-    ) -> Result<Self> {
+    ) -> Result<(Moco, Progress, Option<(PairsTable, Option<Vec<u8>>)>)> {
         let sj = from.join(model::STATE_JSON);
         let text = std::fs::read_to_string(&sj).at(&sj)?;
         let s: StateFile = serde_json::from_str(&text).at(&sj)?;
@@ -449,7 +477,7 @@ impl<'a> Trainer<'a> {
             )
             .file(&sj));
         }
-        if s.params != params {
+        if s.params != *params {
             return Err(Error::new(format!(
                 "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
                 serde_json::to_string(&s.params).unwrap_or_default()
@@ -458,35 +486,20 @@ impl<'a> Trainer<'a> {
         }
         let st = from.join(model::STATE);
         let t = model::load_tensors(&st)?;
-        let moco = Moco::from_state(&t, params.moco, params.adam(), &device)
+        let moco = Moco::from_state(&t, params.moco, params.adam(), device)
             .ce()
             .at(&st)?;
-        let mut refined_table = None;
+        let mut refined = None;
         if s.progress.refined {
             let rp = from.join(model::REFINED_PAIRS);
             let r = cellweave::io::table::read_pairs(&rp)?;
-            seeds = seed_rows(&r);
-            refined_table = Some((r, Some(std::fs::read(&rp).at(&rp)?)));
+            refined = Some((r, Some(std::fs::read(&rp).at(&rp)?)));
         }
-        sets.set_seeds(&seed_list(&seeds));
         info!(
             "resuming after epoch {} of {}",
             s.progress.epoch, s.progress.end_epoch
         );
-        Ok(Trainer {
-            params,
-            cells,
-            pairs: pairs.clone(),
-            seeds,
-            sets,
-            ws: Workspace::default(),
-            moco,
-            progress: s.progress,
-            dir: dir.to_path_buf(),
-            ckpt,
-            device,
-            refined_table,
-        })
+        Ok((moco, s.progress, refined))
     }
 
     /// `Momentum` or `Query`: the encoder that gives the embedding now.
