@@ -1,6 +1,7 @@
-//! Fused Adam / AdamW over the raw buffers of candle [`Var`]s.
+//! The engine's one optimiser: fused Adam / AdamW over the raw buffers of candle [`Var`]s
+//! or of a hand-written model's host vectors.
 //!
-//! `candle_nn::AdamW` spends about 15 element-wise tensor ops per parameter; here one pass
+//! Written as candle tensor ops, Adam costs about 15 element-wise ops per parameter; here one pass
 //! over each parameter reads the gradient, updates both moments and the parameter, with
 //! the same arithmetic as `torch.optim.Adam` / `torch.optim.AdamW` (bias-corrected moments,
 //! `eps` added to the bias-corrected square root). Weight decay is either L2 (Adam's
@@ -8,8 +9,10 @@
 //!
 //! On the CPU the update runs in place through candle's in-place custom op; on another
 //! device (CUDA) the same maths runs as candle tensor ops. Gradients come either from
-//! candle's autograd ([`Adam::step`] with a `GradStore`) or from a hand-written backward
-//! ([`Adam::step_slices`]). The moments can be exported and restored ([`Adam::state`],
+//! candle's autograd ([`Adam::step`] with a `GradStore`), as tensors
+//! ([`Adam::step_tensors`]) or from a hand-written backward ([`Adam::step_slices`]); a
+//! model whose parameters are plain vectors uses [`Adam::for_buffers`] and
+//! [`Adam::step_buffers`] (the same update, in parallel chunks). The moments can be exported and restored ([`Adam::state`],
 //! [`Adam::load_state`]) so a checkpoint resumes bit for bit.
 //!
 //! [`ema_update`] (`key = m * key + (1 - m) * query`) is the same kind of fused loop, for
