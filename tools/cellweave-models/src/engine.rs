@@ -149,6 +149,17 @@ impl EarlyStop {
     }
 }
 
+/// Write a training log table (built by the model: its columns are the model's) to
+/// `path`: tab-separated text for a `.tsv` (`.txt`, `.tab`) path, else Arrow or Parquet by
+/// the extension.
+pub fn write_log(path: &std::path::Path, log: &cellweave::contract::Frame) -> Result<()> {
+    if cellweave::io::Format::of(path) == Some(cellweave::io::Format::Tsv) {
+        cellweave::io::table::write_frame_tsv(path, log)
+    } else {
+        cellweave::io::table::write_frame(path, log)
+    }
+}
+
 /// Train `model` through `schedule` (see the module documentation).
 pub fn fit(model: &mut dyn Trainable, schedule: &Schedule) -> Result<Outcome> {
     let pb = cellweave::cli::progress(

@@ -142,12 +142,7 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
         let emb = trainer.finish(&staged, step)?;
         table::write_embedding(&o.embedding, &emb)?;
         if let Some(l) = &o.log {
-            let f = trainer.log_frame(step);
-            if l.extension().is_some_and(|e| e == "tsv") {
-                table::write_frame_tsv(l, &f)?;
-            } else {
-                table::write_frame(l, &f)?;
-            }
+            crate::engine::write_log(l, &trainer.log_frame(step))?;
         }
         checkpoint::commit_dir(&staged, &o.model_dir)
     })();

@@ -78,10 +78,6 @@ fn resolved_lr(o: &Options) -> f64 {
     })
 }
 
-fn is_tsv(path: &Path) -> bool {
-    matches!(Format::of(path), Some(Format::Tsv | Format::Csv))
-}
-
 /// Run the stage. `step` is the provenance entry of this run (tool, version, arguments).
 pub fn run(o: &Options, mut step: Step) -> Result<()> {
     check_options(o)?;
@@ -438,9 +434,5 @@ fn write_log(path: &Path, log: &[EpochLog], steps: usize, lr: f64, step: &Step) 
         );
     f.meta.insert("cellweave.model".into(), "late".into());
     f.provenance.push(step.clone());
-    if is_tsv(path) {
-        table::write_frame_tsv(path, &f)
-    } else {
-        table::write_frame(path, &f)
-    }
+    crate::engine::write_log(path, &f)
 }
