@@ -86,6 +86,8 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
         .flatten()
     {
         atomic::check_not_input(out, &[&o.input])?;
+        // Temporaries that killed runs left beside this output.
+        crate::engine::checkpoint::clean_stale(out)?;
     }
     if o.method != Method::Late {
         for (set, flag) in [
