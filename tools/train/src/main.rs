@@ -131,54 +131,50 @@ fn main() -> ExitCode {
     cli::run("cellweave-train", || {
         let a = Args::parse();
         cli::init(&a.common);
-        match a.model {
-            ModelKind::Claire => train_claire(&a),
-        }
+        // --model takes the variants of ModelKind; each model gets its arm here (a `match`
+        // once there are two).
+        let ModelKind::Claire = a.model;
+        let defaults = TrainParams::default();
+        let params = TrainParams {
+            epochs: a.epochs,
+            min_steps: a.min_steps,
+            stage1_epochs: a.stage1_epochs,
+            stage1_only: a.stage1_only,
+            refine: !a.no_refine,
+            refine_threshold: a.refine_threshold,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            weight_decay: a.weight_decay,
+            alpha: a.alpha,
+            latent: a.latent,
+            moco: MocoParams {
+                momentum: a.momentum,
+                temperature: a.temperature,
+                queue_size: a.queue,
+                dropout: a.dropout,
+            },
+            embed_with: match a.embed_with {
+                Encoder::Auto => EmbedWith::Auto,
+                Encoder::Momentum => EmbedWith::Momentum,
+                Encoder::Query => EmbedWith::Query,
+            },
+            seed: a.seed,
+            ..defaults
+        };
+        let opts = TrainOptions {
+            cells: a.cells.clone(),
+            pairs: a.pairs.clone(),
+            model_dir: a.output.clone(),
+            embedding: a.embedding.clone(),
+            params,
+            init: a.init.clone(),
+            resume: a.resume,
+            checkpoint_every: a.checkpoint_every,
+            log: a.log.clone(),
+            device: a.device.clone(),
+            labels: a.labels.clone(),
+            stop_after: a.stop_after_epoch,
+        };
+        command::train(&opts, &Step::new("cellweave-train", &a))
     })
-}
-
-/// `--model claire`.
-fn train_claire(a: &Args) -> cellweave::Result<()> {
-    let defaults = TrainParams::default();
-    let params = TrainParams {
-        epochs: a.epochs,
-        min_steps: a.min_steps,
-        stage1_epochs: a.stage1_epochs,
-        stage1_only: a.stage1_only,
-        refine: !a.no_refine,
-        refine_threshold: a.refine_threshold,
-        batch_size: a.batch_size,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        alpha: a.alpha,
-        latent: a.latent,
-        moco: MocoParams {
-            momentum: a.momentum,
-            temperature: a.temperature,
-            queue_size: a.queue,
-            dropout: a.dropout,
-        },
-        embed_with: match a.embed_with {
-            Encoder::Auto => EmbedWith::Auto,
-            Encoder::Momentum => EmbedWith::Momentum,
-            Encoder::Query => EmbedWith::Query,
-        },
-        seed: a.seed,
-        ..defaults
-    };
-    let opts = TrainOptions {
-        cells: a.cells.clone(),
-        pairs: a.pairs.clone(),
-        model_dir: a.output.clone(),
-        embedding: a.embedding.clone(),
-        params,
-        init: a.init.clone(),
-        resume: a.resume,
-        checkpoint_every: a.checkpoint_every,
-        log: a.log.clone(),
-        device: a.device.clone(),
-        labels: a.labels.clone(),
-        stop_after: a.stop_after_epoch,
-    };
-    command::train(&opts, &Step::new("cellweave-train", a))
 }
