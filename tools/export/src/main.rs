@@ -3,8 +3,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::convert::export::{export, ExportOptions};
 use cellweave::info;
-use cellweave::io::export::{export, ExportOptions};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::process::ExitCode;
 /// genes x cells, plus obs.tsv). An embedding table as INPUT gives obs + obsm only (no X),
 /// or X = the raw counts with --counts.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-export", version)]
+#[command(name = "cellweave-export", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table or embedding table (.arrow or .parquet)
     #[arg(value_name = "INPUT")]
