@@ -64,11 +64,19 @@ fn malformed_mtx_and_values() {
         "%%MatrixMarket matrix coordinate integer general\n4 2 1\n1 1 1\n",
     );
     import_fails(&[s(&d)], &out, "matrix.mtx", &["field 'shape'", "3 genes"]);
-    // Non-count values are accepted when the user says what they are.
+    // Non-count values are accepted when the user says what they are (in a file whose
+    // header declares real values: an integer header holding 0.5 is refused).
+    let d = folder(
+        tmp.path(),
+        "fraction",
+        &format!("{head}1 1 0.5\n2 1 3\n3 1 1\n1 2 1\n"),
+    );
+    import_fails(&[s(&d)], &out, "matrix.mtx", &["not an integer", "line 4"]);
+    let real_head = "%%MatrixMarket matrix coordinate real general\n%\n3 2 4\n";
     let d = folder(
         tmp.path(),
         "lognorm",
-        &format!("{head}1 1 0.5\n2 1 3\n3 1 1\n1 2 1\n"),
+        &format!("{real_head}1 1 0.5\n2 1 3\n3 1 1\n1 2 1\n"),
     );
     run_ok("import", &["-q", s(&d), "--values", "log1p", "-o", s(&out)]);
     std::fs::remove_file(&out).unwrap();

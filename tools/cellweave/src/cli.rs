@@ -15,14 +15,42 @@ pub const LONG_VERSION: &str = env!("CELLWEAVE_LONG_VERSION");
 /// Flags every cellweave binary takes.
 #[derive(clap::Args, Debug, Clone, serde::Serialize)]
 pub struct Common {
-    /// Worker threads (default: all cores)
-    #[arg(long, value_name = "N")]
+    /// Worker threads (default: all cores) (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, value_name = "N")]
     #[serde(skip)]
     pub threads: Option<usize>,
     /// Print nothing but errors
     #[arg(short, long)]
     #[serde(skip)]
     pub quiet: bool,
+}
+
+/// Parse the command line. A usage error (an unknown flag, a value out of its range) is one
+/// line, `cellweave-<tool>: error: ...`, with exit status 1 like every other error; `--help`
+/// and `--version` print as usual.
+pub fn parse<T: clap::Parser>() -> T {
+    use clap::error::ErrorKind as K;
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("Usage:")
+                        && !l.starts_with("For more information")
+                })
+                .collect();
+            let line = lines.join(" ");
+            let line = line.strip_prefix("error: ").unwrap_or(&line);
+            let tool = T::command().get_name().to_string();
+            log(format_args!("{tool}: error: {line}"));
+            std::process::exit(1)
+        }
+    }
 }
 
 /// Apply the common flags: thread pool size and verbosity.
@@ -46,8 +74,22 @@ pub fn quiet() -> bool {
 #[macro_export]
 macro_rules! info {
     ($($arg:tt)*) => {
-        if !$crate::cli::quiet() { eprintln!($($arg)*); }
+        if !$crate::cli::quiet() { $crate::cli::log(format_args!($($arg)*)); }
     };
+}
+
+/// Write one line to stderr. A closed or full stderr (`2>&1 | head -1`, a vanished log
+/// file) loses the line but never stops the run: logging is not the work.
+pub fn log(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Write one line of a report to stdout. A reader that stopped reading (`| head -1`) loses
+/// the rest; the run goes on (its outputs are files).
+pub fn print(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// A progress bar on stderr when it is a terminal (hidden under `--quiet` or when piped,
@@ -70,14 +112,18 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 
 /// Run a tool's body; print an error as `cellweave-<tool>: error: <one line>` and exit 1.
 pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
+    crate::io::mapped::install(tool);
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A closed pipe (e.g. `| head`) is a normal way to stop reading.
-            if e.msg.contains("Broken pipe") {
+            // An input rewritten while the run read it explains whatever went wrong.
+            let e = crate::io::atomic::input_changed().unwrap_or(e);
+            // A closed pipe (e.g. `| head`) is a normal way to stop reading: known by the
+            // error's kind, never by its text.
+            if e.is(std::io::ErrorKind::BrokenPipe) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("{tool}: error: {e}");
+            log(format_args!("{tool}: error: {e}"));
             ExitCode::from(1)
         }
     }
@@ -92,5 +138,77 @@ impl Timer {
     }
     pub fn done(self) {
         crate::info!("{}: {:.2} s", self.1, self.0.elapsed().as_secs_f64());
+    }
+}
+
+/// Value parsers of numeric flags (`#[arg(value_parser = range::at_least_1)]`): a value
+/// outside the flag's range, which its help text states, is a usage error before any work,
+/// never a panic half-way.
+pub mod range {
+    use std::str::FromStr;
+
+    fn number<T: FromStr + Copy + Into<f64>>(
+        s: &str,
+        ok: impl Fn(f64) -> bool,
+        expected: &str,
+    ) -> Result<T, String> {
+        let v: T = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a number (expected {expected})"))?;
+        let f: f64 = v.into();
+        if f.is_finite() && ok(f) {
+            Ok(v)
+        } else {
+            Err(format!("{s} is out of range (expected {expected})"))
+        }
+    }
+
+    /// An integer of at least 1.
+    pub fn at_least_1(s: &str) -> Result<usize, String> {
+        match s.trim().parse::<usize>() {
+            Ok(v) if v >= 1 => Ok(v),
+            Ok(_) => Err(format!("{s} is out of range (expected at least 1)")),
+            Err(_) => Err(format!("'{s}' is not a whole number (expected at least 1)")),
+        }
+    }
+
+    /// An integer of at least 2.
+    pub fn at_least_2(s: &str) -> Result<usize, String> {
+        match s.trim().parse::<usize>() {
+            Ok(v) if v >= 2 => Ok(v),
+            Ok(_) => Err(format!("{s} is out of range (expected at least 2)")),
+            Err(_) => Err(format!("'{s}' is not a whole number (expected at least 2)")),
+        }
+    }
+
+    /// A finite number > 0.
+    pub fn positive<T: FromStr + Copy + Into<f64>>(s: &str) -> Result<T, String> {
+        number(s, |v| v > 0.0, "a number > 0")
+    }
+
+    /// A finite number >= 0.
+    pub fn non_negative<T: FromStr + Copy + Into<f64>>(s: &str) -> Result<T, String> {
+        number(s, |v| v >= 0.0, "a number >= 0")
+    }
+
+    /// A fraction in [0, 1].
+    pub fn fraction<T: FromStr + Copy + Into<f64>>(s: &str) -> Result<T, String> {
+        number(s, |v| (0.0..=1.0).contains(&v), "a number in [0, 1]")
+    }
+
+    /// A fraction in [0, 1).
+    pub fn fraction_below_1<T: FromStr + Copy + Into<f64>>(s: &str) -> Result<T, String> {
+        number(s, |v| (0.0..1.0).contains(&v), "a number in [0, 1)")
+    }
+
+    /// A fraction in (0, 1].
+    pub fn fraction_above_0<T: FromStr + Copy + Into<f64>>(s: &str) -> Result<T, String> {
+        number(s, |v| v > 0.0 && v <= 1.0, "a number in (0, 1]")
+    }
+
+    /// A percentage in [0, 100].
+    pub fn percent(s: &str) -> Result<f64, String> {
+        number(s, |v| (0.0..=100.0).contains(&v), "a number in [0, 100]")
     }
 }

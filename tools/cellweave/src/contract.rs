@@ -570,6 +570,7 @@ impl CellsTable {
             .field("genes"));
         }
         check_unique(&self.cell_ids).map_err(|e| e.field("cell_id"))?;
+        check_unique(&self.gene_ids).map_err(|e| e.field("gene_ids"))?;
         if let Some(i) = self
             .batch
             .codes

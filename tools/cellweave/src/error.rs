@@ -13,6 +13,9 @@ pub struct Error {
     pub file: Option<String>,
     pub field: Option<String>,
     pub msg: String,
+    /// The kind of the operating-system error behind this one, if any (a closed pipe, a full
+    /// disk, a missing file): decisions are made on it, never on the message's text.
+    pub kind: Option<std::io::ErrorKind>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -23,7 +26,12 @@ impl Error {
             file: None,
             field: None,
             msg: msg.into(),
+            kind: None,
         }
+    }
+    /// Whether an operating-system error of this kind is behind this error.
+    pub fn is(&self, kind: std::io::ErrorKind) -> bool {
+        self.kind == Some(kind)
     }
     /// Attach the file (kept if one is already set: the innermost file is the precise one).
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
@@ -59,17 +67,44 @@ impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::new(e.to_string())
+        let kind = e.kind();
+        // An error a dependency wrapped in an io::Error keeps its own kind.
+        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<std::io::Error>()) {
+            return Error::from(std::io::Error::new(inner.kind(), e.to_string()));
+        }
+        Error {
+            kind: Some(kind),
+            ..Error::new(e.to_string())
+        }
     }
 }
 impl From<arrow_schema::ArrowError> for Error {
     fn from(e: arrow_schema::ArrowError) -> Self {
-        Error::new(format!("not a readable Arrow file or table ({e})"))
+        match e {
+            // Reading or writing failed in the operating system (a full disk, a closed pipe):
+            // say that, not that the file is unreadable.
+            arrow_schema::ArrowError::IoError(_, io) => Error::from(io),
+            arrow_schema::ArrowError::ExternalError(ext) => {
+                match ext.downcast::<std::io::Error>() {
+                    Ok(io) => Error::from(*io),
+                    Err(ext) => Error::new(format!("not a readable Arrow file or table ({ext})")),
+                }
+            }
+            e => Error::new(format!("not a readable Arrow file or table ({e})")),
+        }
     }
 }
 impl From<parquet::errors::ParquetError> for Error {
     fn from(e: parquet::errors::ParquetError) -> Self {
-        Error::new(format!("not a readable Parquet file ({e})"))
+        match e {
+            parquet::errors::ParquetError::External(ext) => {
+                match ext.downcast::<std::io::Error>() {
+                    Ok(io) => Error::from(*io),
+                    Err(ext) => Error::new(format!("not a readable Parquet file ({ext})")),
+                }
+            }
+            e => Error::new(format!("not a readable Parquet file ({e})")),
+        }
     }
 }
 impl From<serde_json::Error> for Error {

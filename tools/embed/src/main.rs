@@ -3,6 +3,7 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self, EmbedOptions};
 use clap::Parser;
 use serde::Serialize;
@@ -26,8 +27,8 @@ struct Args {
     /// cpu, or cuda[:N] (needs a build with --features cuda)
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Error when more than this fraction of the model's genes is missing
-    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+    /// Error when more than this fraction of the model's genes is missing (0 to 1)
+    #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.5, value_name = "FRACTION")]
     max_missing: f64,
     #[command(flatten)]
     #[serde(skip)]
@@ -36,8 +37,10 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-embed", || {
-        let a = Args::parse();
+        let a = cli::parse::<Args>();
         cli::init(&a.common);
+        let mut outputs = Outputs::new(&[a.cells.as_path()])?;
+        outputs.file(&a.output, Kind::Table)?;
         let opts = EmbedOptions {
             cells: a.cells.clone(),
             model_dir: a.model.clone(),
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
             device: a.device.clone(),
             max_missing: a.max_missing,
         };
-        command::embed(&opts, &Step::new("cellweave-embed", &a))
+        command::embed(&opts, &Step::new("cellweave-embed", &a))?;
+        outputs.commit()
     })
 }

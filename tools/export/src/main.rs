@@ -3,8 +3,10 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
-use cellweave::convert::export::{export, ExportOptions};
+use cellweave::convert::export::{export, output_format, ExportOptions};
 use cellweave::info;
+use cellweave::io::atomic::{Kind, Outputs};
+use cellweave::io::Format;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -36,9 +38,18 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-export", || {
+        let mut inputs = vec![args.input.as_path()];
+        inputs.extend(args.counts.as_deref());
+        inputs.extend(args.embedding.iter().map(|p| p.as_path()));
+        let mut outputs = Outputs::new(&inputs)?;
+        if output_format(&args.output)? == Format::MtxDir {
+            outputs.dir(&args.output)?;
+        } else {
+            outputs.file(&args.output, Kind::Any)?;
+        }
         let timer = cli::Timer::start("export");
         let opts = ExportOptions {
             counts: args.counts.clone(),
@@ -50,6 +61,7 @@ fn main() -> ExitCode {
             &opts,
             &Step::new("cellweave-export", &args),
         )?;
+        outputs.commit()?;
         info!("{}: {what}", args.output.display());
         timer.done();
         Ok(())

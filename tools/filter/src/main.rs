@@ -3,10 +3,11 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Frame, Step};
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
-use cellweave::io::{atomic, table, Format};
+use cellweave::io::{table, Format};
 use cellweave::preprocess::qc::{self, QcParams};
-use cellweave::{info, Error, Result};
+use cellweave::{info, Result};
 use clap::Parser;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -31,14 +32,14 @@ struct Args {
     /// Keep cells with at most this many genes detected
     #[arg(long)]
     max_genes: Option<u64>,
-    /// Keep cells with at least this many counts
-    #[arg(long)]
+    /// Keep cells with at least this many counts (>= 0)
+    #[arg(value_parser = cli::range::non_negative::<f64>, long)]
     min_counts: Option<f64>,
-    /// Keep cells with at most this many counts
-    #[arg(long)]
+    /// Keep cells with at most this many counts (>= 0)
+    #[arg(value_parser = cli::range::non_negative::<f64>, long)]
     max_counts: Option<f64>,
-    /// Keep cells with at most this percentage of counts in mitochondrial genes
-    #[arg(long)]
+    /// Keep cells with at most this percentage of counts in mitochondrial genes (0 to 100)
+    #[arg(value_parser = cli::range::percent, long)]
     max_mito_pct: Option<f64>,
     /// Mitochondrial genes: gene names starting with this (any case)
     #[arg(long, default_value = "MT-")]
@@ -54,13 +55,6 @@ struct Args {
     common: Common,
 }
 
-fn check_side(path: &Path) -> Result<()> {
-    match Format::of(path) {
-        Some(Format::Tsv | Format::Arrow | Format::Parquet) => Ok(()),
-        _ => Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(path)),
-    }
-}
-
 fn write_side(path: &Path, f: &Frame) -> Result<()> {
     match Format::of(path) {
         Some(Format::Tsv) => table::write_frame_tsv(path, f),
@@ -70,24 +64,13 @@ fn write_side(path: &Path, f: &Frame) -> Result<()> {
 
 fn main() -> ExitCode {
     cli::run("cellweave-filter", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
-        for p in [
-            Some(&args.output),
-            args.qc_report.as_ref(),
-            args.genes_out.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            atomic::check_not_input(p, &[&args.input])?;
-        }
-        for p in [args.qc_report.as_ref(), args.genes_out.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            check_side(p)?;
-        }
+        let mut outputs = Outputs::new(&[&args.input])?;
+        outputs
+            .file(&args.output, Kind::Table)?
+            .file_opt(args.qc_report.as_deref(), Kind::TableOrTsv)?
+            .file_opt(args.genes_out.as_deref(), Kind::TableOrTsv)?;
         let timer = cli::Timer::start("filter");
         let input = CellsInput::open(&args.input)?;
         let params = QcParams {
@@ -117,6 +100,7 @@ fn main() -> ExitCode {
             genes.provenance = out.provenance.clone();
             write_side(p, &genes)?;
         }
+        outputs.commit()?;
         timer.done();
         Ok(())
     })

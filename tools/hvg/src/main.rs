@@ -3,8 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Column, Frame, Step};
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
-use cellweave::io::{atomic, table, Format};
+use cellweave::io::{table, Format};
 use cellweave::preprocess::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
@@ -23,7 +24,8 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
     output: PathBuf,
-    #[arg(long, default_value_t = 2000)]
+    /// Range: at least 1
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 2000)]
     n_top_genes: usize,
     /// seurat, cell_ranger or seurat_v3
     #[arg(long, default_value = "seurat")]
@@ -34,11 +36,11 @@ struct Args {
     /// Treat all cells as one batch (scanpy's batch_key=None)
     #[arg(long)]
     ignore_batch: bool,
-    /// Bins of mean expression (seurat)
-    #[arg(long, default_value_t = 20)]
+    /// Bins of mean expression (seurat) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 20)]
     n_bins: usize,
-    /// Loess span (seurat_v3)
-    #[arg(long, default_value_t = 0.3)]
+    /// Loess span (seurat_v3) (above 0, at most 1)
+    #[arg(value_parser = cli::range::fraction_above_0::<f64>, long, default_value_t = 0.3)]
     span: f64,
     /// Raw counts for seurat_v3 when the input holds log1p values (cells and genes matched by id)
     #[arg(long)]
@@ -56,7 +58,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-hvg", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let flavor = Flavor::parse(&args.flavor).ok_or_else(|| {
             Error::new(format!(
@@ -71,20 +73,12 @@ fn main() -> ExitCode {
             )
             .field("--no-subset"));
         }
-        for p in [Some(&args.output), args.genes_out.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            atomic::check_not_input(p, &[&args.input])?;
-        }
-        if let Some(p) = &args.genes_out {
-            if !matches!(
-                Format::of(p),
-                Some(Format::Tsv | Format::Arrow | Format::Parquet)
-            ) {
-                return Err(Error::new("expected a .tsv, .arrow or .parquet file name").file(p));
-            }
-        }
+        let mut inputs = vec![args.input.as_path()];
+        inputs.extend(args.counts.as_deref());
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs
+            .file(&args.output, Kind::Table)?
+            .file_opt(args.genes_out.as_deref(), Kind::TableOrTsv)?;
         let timer = cli::Timer::start("hvg");
         let params = HvgParams {
             n_top_genes: args.n_top_genes,
@@ -97,7 +91,7 @@ fn main() -> ExitCode {
         } else {
             streamed(&args, &params)?;
         }
-
+        outputs.commit()?;
         timer.done();
         Ok(())
     })

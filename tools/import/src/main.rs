@@ -6,8 +6,9 @@ use cellweave::contract::{Step, ValueKind};
 use cellweave::convert::import::{
     import_lazy, summary, summary_of, write_imported, GeneJoin, ImportOptions,
 };
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::formats::mtx::Orientation;
-use cellweave::io::{atomic, table, Format};
+use cellweave::io::{table, Format};
 use cellweave::{info, Error};
 use clap::Parser;
 use serde::Serialize;
@@ -71,7 +72,7 @@ fn ser_kind<S: serde::Serializer>(v: &ValueKind, s: S) -> Result<S::Ok, S::Error
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-import", || {
         if !matches!(
@@ -82,8 +83,10 @@ fn main() -> ExitCode {
                 Error::new("must be a cells table, .arrow or .parquet (cellweave-export writes .h5ad, .tsv and 10x folders)").field("output").file(&args.output),
             );
         }
-        let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
-        atomic::check_not_input(&args.output, &inputs)?;
+        let mut inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
+        inputs.extend(args.obs.as_deref());
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs.file(&args.output, Kind::Table)?;
         let opts = ImportOptions {
             layer: args.layer.clone(),
             obs: args.obs.clone(),
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
                 table::write_cells(&args.output, &t)?;
             }
         }
+        outputs.commit()?;
         timer.done();
         Ok(())
     })

@@ -4,9 +4,11 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::impute::{Method, Scale};
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::late::{stage, Engine};
 use clap::Parser;
 use serde::Serialize;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,23 +36,23 @@ struct Args {
     /// Value scale: log10 = log10(x+1) (LATE), log1p = ln(x+1)
     #[arg(long, value_enum, default_value = "log10")]
     scale: Scale,
-    /// Hidden layer widths [default: 800,400,800]
-    #[arg(long, value_delimiter = ',', value_name = "W,W,...")]
+    /// Hidden layer widths [default: 800,400,800] (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, value_delimiter = ',', value_name = "W,W,...")]
     hidden: Option<Vec<usize>>,
-    /// Maximum training epochs
+    /// Maximum training epochs (0: apply the --init model as it is)
     #[arg(long, default_value_t = 100)]
     epochs: usize,
     /// Stop after this many epochs without a lower validation loss (0: never)
     #[arg(long, default_value_t = 10)]
     patience: usize,
-    /// Adam learning rate [default: 3e-4, or 3e-5 with --init]
-    #[arg(long)]
+    /// Adam learning rate [default: 3e-4, or 3e-5 with --init] (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long)]
     lr: Option<f64>,
-    /// Cells per training step
-    #[arg(long, default_value_t = 256)]
+    /// Cells per training step (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 256)]
     batch_size: usize,
-    /// Fraction of cells held out for early stopping
-    #[arg(long, default_value_t = 0.15)]
+    /// Fraction of cells held out for early stopping (0 to 1, below 1)
+    #[arg(value_parser = cli::range::fraction_below_1::<f64>, long, default_value_t = 0.15)]
     val_fraction: f64,
     /// Start from a saved model (TRANSLATE: pre-trained on a reference)
     #[arg(long, value_name = "MODEL_DIR")]
@@ -70,11 +72,11 @@ struct Args {
     /// Per-cell column holding the batch, for --batch-aware
     #[arg(long, default_value = "batch")]
     batch_key: String,
-    /// Neighbours for --method knn (the cell itself included)
-    #[arg(long, default_value_t = 15)]
+    /// Neighbours for --method knn (the cell itself included) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 15)]
     knn: usize,
-    /// Principal components for --method knn
-    #[arg(long, default_value_t = 30)]
+    /// Principal components for --method knn (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 30)]
     n_pcs: usize,
     /// cpu, or cuda (builds with the `cuda` feature)
     #[arg(long, default_value = "cpu")]
@@ -100,9 +102,19 @@ fn parse_engine(s: &str) -> Result<Engine, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::run(TOOL, || {
         cli::init(&args.common);
+        let mut inputs: Vec<&Path> = vec![args.cells.as_path()];
+        inputs.extend(args.init.as_deref());
+        inputs.extend(args.truth.as_deref());
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs
+            .file(&args.output, Kind::Table)?
+            .file_opt(args.log.as_deref(), Kind::TableOrTsv)?;
+        if let Some(dir) = &args.model_out {
+            outputs.dir(dir)?;
+        }
         let o = stage::Options {
             input: args.cells.clone(),
             output: args.output.clone(),
@@ -127,6 +139,7 @@ fn main() -> ExitCode {
             seed: args.seed,
             truth: args.truth.clone(),
         };
-        stage::run(&o, Step::new(TOOL, &args))
+        stage::run(&o, Step::new(TOOL, &args))?;
+        outputs.commit()
     })
 }

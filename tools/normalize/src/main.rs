@@ -3,7 +3,7 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
-use cellweave::io::atomic;
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
 use cellweave::preprocess::normalize;
 use clap::Parser;
@@ -21,8 +21,8 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
     output: PathBuf,
-    /// Total counts of every cell after scaling
-    #[arg(long, default_value_t = 1e4)]
+    /// Total counts of every cell after scaling (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long, default_value_t = 1e4)]
     target_sum: f64,
     /// Skip the log1p (values are then 'normalized')
     #[arg(long)]
@@ -34,13 +34,15 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-normalize", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
-        atomic::check_not_input(&args.output, &[&args.input])?;
+        let mut outputs = Outputs::new(&[&args.input])?;
+        outputs.file(&args.output, Kind::Table)?;
         let timer = cli::Timer::start("normalize");
         let input = CellsInput::open(&args.input)?;
         let step = Step::new("cellweave-normalize", &args);
         normalize::normalize_file(&input, &args.output, args.target_sum, !args.no_log, step)?;
+        outputs.commit()?;
         timer.done();
         Ok(())
     })

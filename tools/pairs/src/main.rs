@@ -4,7 +4,8 @@
 use cellweave::cli::{self, Common};
 use cellweave::info;
 use cellweave::integrate::pairs::{self, Params, Shard, Space};
-use cellweave::io::{atomic, table};
+use cellweave::io::atomic::{Kind, Outputs};
+use cellweave::io::table;
 use cellweave::numerics::neighbors::{Method, Metric, Search};
 use cellweave::{Error, ResultExt};
 use clap::Parser;
@@ -37,26 +38,26 @@ struct Args {
     /// Space of the seed search
     #[arg(long, value_enum, default_value = "cca")]
     space: Space,
-    /// Neighbours checked for mutuality (Seurat's k.anchor)
-    #[arg(long, default_value_t = 5, value_name = "K")]
+    /// Neighbours checked for mutuality (Seurat's k.anchor) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 5, value_name = "K")]
     k_anchor: usize,
     /// Keep a seed only if the partner is among this many neighbours in gene space (0: no filter)
     #[arg(long, default_value_t = 200, value_name = "K")]
     k_filter: usize,
-    /// Genes used by the filter at most (Seurat's max.features)
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    /// Genes used by the filter at most (Seurat's max.features) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 200, value_name = "N")]
     max_features: usize,
-    /// Canonical vectors (or PCs with --space pca) of the seed search
-    #[arg(long, default_value_t = 30, value_name = "N")]
+    /// Canonical vectors (or PCs with --space pca) of the seed search (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 30, value_name = "N")]
     n_cca: usize,
     /// Power iterations of the randomized SVD behind the CCA
     #[arg(long, default_value_t = 3, value_name = "N")]
     cca_iters: usize,
-    /// Intra-batch neighbours per cell
-    #[arg(long, default_value_t = 10, value_name = "K")]
+    /// Intra-batch neighbours per cell (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 10, value_name = "K")]
     knn: usize,
-    /// Principal components of the KNN space
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    /// Principal components of the KNN space (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 50, value_name = "N")]
     n_pcs: usize,
     /// Distance of the intra-batch KNN (on L2-normalized PCs; CLAIRE's code used manhattan)
     #[arg(long, value_enum, default_value = "euclidean")]
@@ -84,13 +85,15 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-pairs", || {
         let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
-        atomic::check_not_input(&args.output, &inputs)?;
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs.file(&args.output, Kind::Table)?;
         if args.merge {
-            return merge(&args);
+            merge(&args)?;
+            return outputs.commit();
         }
         if args.inputs.len() != 1 {
             return Err(Error::new(format!(
@@ -158,7 +161,8 @@ fn main() -> ExitCode {
         t.provenance = cells.provenance.clone();
         t.provenance
             .push(pairs::step_with_shard("cellweave-pairs", &args, &shard));
-        table::write_pairs(&args.output, &t)
+        table::write_pairs(&args.output, &t)?;
+        outputs.commit()
     })
 }
 

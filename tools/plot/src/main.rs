@@ -3,7 +3,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{EmbeddingTable, Step, TableKind};
-use cellweave::io::{atomic, table, Format};
+use cellweave::io::atomic::{Kind, Outputs};
+use cellweave::io::{table, Format};
 use cellweave::viz::plot::{self, bars::Bars, curves::Curves, scatter};
 use cellweave::viz::umap::{self, UmapParams};
 use clap::Parser;
@@ -33,17 +34,17 @@ struct Args {
     /// Also write the 2-D UMAP as an embedding table named "umap" (.arrow/.parquet, or .tsv)
     #[arg(long, value_name = "PATH")]
     umap_out: Option<PathBuf>,
-    /// Neighbours per cell for the UMAP graph (the cell itself included, as scanpy)
-    #[arg(long, default_value_t = 15)]
+    /// Neighbours per cell for the UMAP graph (the cell itself included, as scanpy) (at least 2)
+    #[arg(value_parser = cli::range::at_least_2, long, default_value_t = 15)]
     n_neighbors: usize,
-    /// UMAP min_dist (scanpy's default)
-    #[arg(long, default_value_t = 0.5)]
+    /// UMAP min_dist (scanpy's default) (>= 0)
+    #[arg(value_parser = cli::range::non_negative::<f64>, long, default_value_t = 0.5)]
     min_dist: f64,
-    /// UMAP spread
-    #[arg(long, default_value_t = 1.0)]
+    /// UMAP spread (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long, default_value_t = 1.0)]
     spread: f64,
-    /// UMAP epochs (default: 500 up to 10,000 cells, else 200)
-    #[arg(long)]
+    /// UMAP epochs (default: 500 up to 10,000 cells, else 200) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long)]
     n_epochs: Option<usize>,
     /// Plot the first two dimensions as they are (default for a 2-D embedding named umap)
     #[arg(long)]
@@ -57,8 +58,8 @@ struct Args {
     /// Image height in pixels
     #[arg(long)]
     height: Option<u32>,
-    /// Point radius in pixels (default: from the number of cells)
-    #[arg(long)]
+    /// Point radius in pixels (default: from the number of cells) (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long)]
     point_size: Option<f64>,
     /// Title above the plot
     #[arg(long)]
@@ -70,11 +71,14 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-plot", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
         let mut inputs = vec![args.input.as_path()];
         inputs.extend(args.obs.as_deref());
-        atomic::check_not_input(&args.output, &inputs)?;
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs
+            .file(&args.output, Kind::Image)?
+            .file_opt(args.umap_out.as_deref(), Kind::TableOrText)?;
         plot::ImageFormat::of(&args.output)?;
         plot::check_size(args.width, args.height)?;
         let text = !matches!(
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
             }
         };
         match kind {
-            TableKind::Embedding => plot_embedding(&args),
+            TableKind::Embedding => plot_embedding(&args)?,
             TableKind::Scores => {
                 let mut bars =
                     Bars::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
@@ -102,7 +106,7 @@ fn main() -> ExitCode {
                 if let Some(t) = &args.title {
                     bars.title = t.clone();
                 }
-                plot::save(&bars, &args.output)
+                plot::save(&bars, &args.output)?
             }
             TableKind::TrainingLog => {
                 let mut curves =
@@ -111,14 +115,17 @@ fn main() -> ExitCode {
                 if let Some(t) = &args.title {
                     curves.title = t.clone();
                 }
-                plot::save(&curves, &args.output)
+                plot::save(&curves, &args.output)?
             }
-            other => Err(cellweave::Error::new(format!(
+            other => {
+                return Err(cellweave::Error::new(format!(
                 "cannot plot a '{}' table (expected an embedding, scores or training_log table)",
                 other.as_str()
             ))
-            .file(&args.input)),
+                .file(&args.input))
+            }
         }
+        outputs.commit()
     })
 }
 

@@ -3,7 +3,8 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::{fingerprint, Categorical, Step};
 use cellweave::integrate::pairs;
-use cellweave::io::{atomic, table};
+use cellweave::io::atomic::{Kind, Outputs};
+use cellweave::io::table;
 use cellweave::{info, Error, ResultExt};
 use clap::Parser;
 use serde::Serialize;
@@ -29,8 +30,8 @@ struct Args {
     /// Output pairs table (.arrow or .parquet)
     #[arg(short, long, value_name = "OUTPUT")]
     output: PathBuf,
-    /// Keep seeds whose posterior of the high-similarity component is at least this
-    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    /// Keep seeds whose posterior of the high-similarity component is at least this (0 to 1)
+    #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.5, value_name = "P")]
     threshold: f64,
     /// Per-cell column of labels for the seed-accuracy report (never used otherwise)
     #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
@@ -40,17 +41,15 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::init(&args.common);
     cli::run("cellweave-refine", || {
-        atomic::check_not_input(
-            &args.output,
-            &[
-                args.cells.as_path(),
-                args.pairs.as_path(),
-                args.embedding.as_path(),
-            ],
-        )?;
+        let mut outputs = Outputs::new(&[
+            args.cells.as_path(),
+            args.pairs.as_path(),
+            args.embedding.as_path(),
+        ])?;
+        outputs.file(&args.output, Kind::Table)?;
         if !(0.0..=1.0).contains(&args.threshold) {
             return Err(Error::new(format!(
                 "{} is not a probability (expected 0..1)",
@@ -90,7 +89,8 @@ fn main() -> ExitCode {
             );
         }
         out.provenance.push(Step::new("cellweave-refine", &args));
-        table::write_pairs(&args.output, &out)
+        table::write_pairs(&args.output, &out)?;
+        outputs.commit()
     })
 }
 

@@ -5,7 +5,8 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::evaluate::imputation::{self, ImputedScale};
 use cellweave::evaluate::{self, input, report, KnnMode, MetricId, Options};
-use cellweave::io::{atomic, table, Format};
+use cellweave::io::atomic::{Kind, Outputs};
+use cellweave::io::{table, Format};
 use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;
@@ -71,8 +72,8 @@ struct Args {
     /// scib-metrics' Benchmarker table; off: raw means, as the reference JSONs)
     #[arg(long)]
     min_max_scale: bool,
-    /// k-means restarts (scib-metrics: 1)
-    #[arg(long, default_value_t = 1)]
+    /// k-means restarts (scib-metrics: 1) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 1)]
     kmeans_n_init: usize,
     /// Seed of k-means, Leiden and Louvain (and HNSW)
     #[arg(long, default_value_t = 0)]
@@ -102,22 +103,11 @@ fn run(args: &Args) -> Result<()> {
         .chain(args.truth.as_deref())
         .chain(args.masked.as_deref())
         .collect();
-    for out in std::iter::once(&args.output)
-        .chain(tsv.iter())
-        .chain(json.iter())
-    {
-        atomic::check_not_input(out, &inputs)?;
-        match Format::of(out) {
-            Some(Format::Arrow | Format::Parquet | Format::Tsv) => {}
-            _ if out.extension().map(|e| e == "json").unwrap_or(false) => {}
-            _ => {
-                return Err(Error::new(
-                    "unknown output format (expected .arrow, .parquet, .tsv or .json)",
-                )
-                .file(out))
-            }
-        }
-    }
+    let mut outputs = Outputs::new(&inputs)?;
+    outputs
+        .file(&args.output, Kind::Scores)?
+        .file_opt(tsv.as_deref(), Kind::Scores)?
+        .file_opt(json.as_deref(), Kind::Scores)?;
     let scored = if args.impute.is_empty() {
         score_embeddings(args, metrics)?
     } else {
@@ -143,7 +133,7 @@ fn run(args: &Args) -> Result<()> {
     for extra in tsv.iter().chain(json.iter()) {
         write(extra)?;
     }
-    Ok(())
+    outputs.commit()
 }
 
 /// A name not yet taken: `base`, `base_2`, ...
@@ -269,6 +259,6 @@ fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::S
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::run(TOOL, || run(&args))
 }

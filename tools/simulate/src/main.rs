@@ -3,6 +3,7 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::info;
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::preprocess::simulate::{self, SimParams};
 use clap::Parser;
 use serde::Serialize;
@@ -17,34 +18,38 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
     output: PathBuf,
-    #[arg(long, default_value_t = 5000)]
+    /// Range: at least 1
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 5000)]
     cells: usize,
-    #[arg(long, default_value_t = 3000)]
+    /// Range: at least 1
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 3000)]
     genes: usize,
-    #[arg(long, default_value_t = 3)]
+    /// Range: at least 1
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 3)]
     batches: usize,
-    #[arg(long, default_value_t = 6)]
+    /// Range: at least 1
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 6)]
     cell_types: usize,
     /// Strength of the batch effect (0 = none; 1 = gene-wise log-effects of sd 0.5 and
-    /// batch depths 0.8, 1.0, 1.25, ...)
-    #[arg(long, default_value_t = 1.0)]
+    /// batch depths 0.8, 1.0, 1.25, ...) (>= 0)
+    #[arg(value_parser = cli::range::non_negative::<f64>, long, default_value_t = 1.0)]
     batch_effect: f64,
-    /// Probability that a non-zero count is dropped
-    #[arg(long, default_value_t = 0.0)]
+    /// Probability that a non-zero count is dropped (0 to 1, below 1)
+    #[arg(value_parser = cli::range::fraction_below_1::<f64>, long, default_value_t = 0.0)]
     dropout: f64,
-    /// Expected fraction of non-zero entries before dropout
-    #[arg(long, default_value_t = 0.05)]
+    /// Expected fraction of non-zero entries before dropout (above 0, at most 1)
+    #[arg(value_parser = cli::range::fraction_above_0::<f64>, long, default_value_t = 0.05)]
     density: f64,
-    /// Negative-binomial inverse dispersion
-    #[arg(long, default_value_t = 4.0)]
+    /// Negative-binomial inverse dispersion (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long, default_value_t = 4.0)]
     theta: f64,
-    /// Fraction of genes that mark each cell type
-    #[arg(long, default_value_t = 0.05)]
+    /// Fraction of genes that mark each cell type (0 to 1)
+    #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.05)]
     markers_frac: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Cells generated and written per chunk (memory is about chunk x non-zeros per cell)
-    #[arg(long, default_value_t = 8192)]
+    /// Cells generated and written per chunk (memory is about chunk x non-zeros per cell) (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 8192)]
     chunk_cells: usize,
     #[command(flatten)]
     #[serde(skip)]
@@ -53,8 +58,10 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("cellweave-simulate", || {
-        let args = Args::parse();
+        let args = cli::parse::<Args>();
         cli::init(&args.common);
+        let mut outputs = Outputs::new(&[])?;
+        outputs.file(&args.output, Kind::Table)?;
         let timer = cli::Timer::start("simulate");
         let p = SimParams {
             cells: args.cells,
@@ -78,6 +85,7 @@ fn main() -> ExitCode {
             "{} cells x {} genes, {} non-zeros (density {:.4}), {:.0} counts",
             s.cells, s.genes, s.nnz, s.density, s.total_counts
         );
+        outputs.commit()?;
         timer.done();
         Ok(())
     })

@@ -3,6 +3,7 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self, TrainOptions};
 use cellweave_models::claire::moco::MocoParams;
 use cellweave_models::claire::train::{EmbedWith, TrainParams};
@@ -35,14 +36,14 @@ struct Args {
     #[arg(long, value_enum, default_value = "claire")]
     model: ModelKind,
     /// Epochs in this call, stage 1 and 2 together [default: 80, or more on small data so
-    /// that at least --min-steps steps run]
-    #[arg(long, value_name = "N")]
+    /// that at least --min-steps steps run] (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, value_name = "N")]
     epochs: Option<usize>,
     /// With automatic --epochs: run at least this many steps
     #[arg(long, default_value_t = 1500, value_name = "N")]
     min_steps: usize,
-    /// Epochs before refinement [default: 3, or more so that at least 100 steps run]
-    #[arg(long, value_name = "N")]
+    /// Epochs before refinement [default: 3, or more so that at least 100 steps run] (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, value_name = "N")]
     stage1_epochs: Option<usize>,
     /// Do not refine the seed pairs (one stage; for stage-by-stage workflows)
     #[arg(long)]
@@ -53,8 +54,8 @@ struct Args {
     /// --epochs
     #[arg(long, conflicts_with = "epochs")]
     stage1_only: bool,
-    /// Keep seed pairs whose posterior of the high-similarity component is at least this
-    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    /// Keep seed pairs whose posterior of the high-similarity component is at least this (0 to 1)
+    #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.5, value_name = "P")]
     refine_threshold: f64,
     /// Continue the training state of this model directory (epochs keep counting)
     #[arg(long, value_name = "MODEL_DIR")]
@@ -73,32 +74,32 @@ struct Args {
     device: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Anchor cells per step (each gives two views); the last partial batch is dropped
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    /// Anchor cells per step (each gives two views); the last partial batch is dropped (at least 2)
+    #[arg(value_parser = cli::range::at_least_2, long, default_value_t = 256, value_name = "N")]
     batch_size: usize,
-    /// Adam learning rate
-    #[arg(long, default_value_t = 1e-4)]
+    /// Adam learning rate (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long, default_value_t = 1e-4)]
     lr: f64,
-    /// Adam L2 weight decay
-    #[arg(long, default_value_t = 1e-5)]
+    /// Adam L2 weight decay (>= 0)
+    #[arg(value_parser = cli::range::non_negative::<f64>, long, default_value_t = 1e-5)]
     weight_decay: f64,
-    /// Mix-up coefficients are drawn from U(alpha, 1)
-    #[arg(long, default_value_t = 0.5)]
+    /// Mix-up coefficients are drawn from U(alpha, 1) (0 to 1)
+    #[arg(value_parser = cli::range::fraction::<f32>, long, default_value_t = 0.5)]
     alpha: f32,
-    /// Embedding dimensions
-    #[arg(long, default_value_t = 128)]
+    /// Embedding dimensions (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 128)]
     latent: usize,
-    /// Negatives in the MoCo queue
-    #[arg(long, default_value_t = 2048)]
+    /// Negatives in the MoCo queue (at least 1)
+    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 2048)]
     queue: usize,
-    /// Softmax temperature
-    #[arg(long, default_value_t = 0.07)]
+    /// Softmax temperature (> 0)
+    #[arg(value_parser = cli::range::positive::<f64>, long, default_value_t = 0.07)]
     temperature: f64,
-    /// Key encoder momentum
-    #[arg(long, default_value_t = 0.999)]
+    /// Key encoder momentum (0 to 1)
+    #[arg(value_parser = cli::range::fraction::<f32>, long, default_value_t = 0.999)]
     momentum: f32,
-    /// Dropout after the first two layers
-    #[arg(long, default_value_t = 0.3)]
+    /// Dropout after the first two layers (0 to 1, below 1)
+    #[arg(value_parser = cli::range::fraction_below_1::<f32>, long, default_value_t = 0.3)]
     dropout: f32,
     /// Encoder whose output is the embedding and the saved model: the momentum encoder (a
     /// moving average of the query encoder's weights, less noisy), the query encoder
@@ -129,11 +130,17 @@ enum Encoder {
 
 fn main() -> ExitCode {
     cli::run("cellweave-train", || {
-        let a = Args::parse();
+        let a = cli::parse::<Args>();
         cli::init(&a.common);
         // --model takes the variants of ModelKind; each model gets its arm here (a `match`
         // once there are two).
         let ModelKind::Claire = a.model;
+        let mut inputs = vec![a.cells.as_path(), a.pairs.as_path()];
+        inputs.extend(a.init.as_deref());
+        let mut outputs = Outputs::new(&inputs)?;
+        outputs
+            .file(&a.embedding, Kind::Table)?
+            .file_opt(a.log.as_deref(), Kind::TableOrTsv)?;
         let defaults = TrainParams::default();
         let params = TrainParams {
             epochs: a.epochs,
@@ -175,6 +182,7 @@ fn main() -> ExitCode {
             labels: a.labels.clone(),
             stop_after: a.stop_after_epoch,
         };
-        command::train(&opts, &Step::new("cellweave-train", &a))
+        command::train(&opts, &Step::new("cellweave-train", &a))?;
+        outputs.commit()
     })
 }

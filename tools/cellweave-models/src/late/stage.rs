@@ -198,7 +198,7 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
         {
             a.extend(b);
         }
-        println!("{line}");
+        cellweave::cli::print(format_args!("{line}"));
     }
 
     let mut out = impute::dense_cells(&cells, dense)?;

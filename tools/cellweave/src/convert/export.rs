@@ -21,7 +21,8 @@ pub struct ExportOptions {
 }
 
 /// Output formats export writes.
-fn output_format(out: &Path) -> Result<Format> {
+/// The format of an export's output: `.h5ad`, `.tsv`, or a folder name (10x MTX).
+pub fn output_format(out: &Path) -> Result<Format> {
     let s = out.to_string_lossy();
     let looks_dir = s.ends_with('/') || out.is_dir() || out.extension().is_none();
     match Format::of(out) {

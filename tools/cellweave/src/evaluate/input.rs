@@ -147,10 +147,11 @@ pub fn read_scorable(path: &Path, seed: u64) -> Result<Scorable> {
             TableKind::Cells => {
                 let t = read_cells(path)?;
                 if t.values == ValueKind::Counts {
-                    crate::info!(
-                        "note: {} holds raw counts; its PCA baseline is usually taken on normalized, log1p HVG values",
-                        path.display()
-                    );
+                    return Err(Error::new(
+                        "raw counts: a PCA baseline is taken on normalized, log1p values (run cellweave-normalize, and cellweave-hvg)",
+                    )
+                    .field(crate::contract::meta::VALUES)
+                    .file(path));
                 }
                 let (n, g) = (t.n_cells(), t.n_genes());
                 if n < 2 || g < 2 {
@@ -232,8 +233,22 @@ fn text(col: &Column, r: usize, id: &str, key: &str, path: &Path) -> Result<Stri
     })
 }
 
-/// Reorder `other` (cell ids + rows) to the cell order `ids`; error names the file.
+/// Reorder `other` (cell ids + rows) to the cell order `ids`; error names the file. Both
+/// must hold the same cells (the same fingerprint once in one order): an embedding of
+/// another data set whose ids happen to be among `other`'s is refused, not scored against
+/// the wrong cells.
 pub fn align(ids: &[String], other: &Scorable) -> Result<Vec<f32>> {
+    if ids.len() != other.cell_ids.len() {
+        return Err(Error::new(format!(
+            "{} cells (fingerprint {}), but the scored embedding has {} (fingerprint {}): the unintegrated baseline must be of the same cells",
+            other.cell_ids.len(),
+            crate::contract::fingerprint(&other.cell_ids),
+            ids.len(),
+            crate::contract::fingerprint(ids),
+        ))
+        .field("cell_id")
+        .file(&other.path));
+    }
     let rows = rows_of(ids, &other.cell_ids).map_err(|(_, id)| {
         Error::new(format!(
             "cell '{id}' is missing (the unintegrated embedding must cover every scored cell)"

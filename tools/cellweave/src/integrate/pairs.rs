@@ -447,6 +447,14 @@ pub fn merge(shards: &[PairsTable], names: &[String]) -> Result<(PairsTable, Sha
     for (t, name) in shards.iter().zip(names) {
         t.check_cells(&first.fingerprint)
             .map_err(|e| e.file(name))?;
+        if t.n_cells != first.n_cells {
+            return Err(Error::new(format!(
+                "{} cells here, {} in {}",
+                t.n_cells, first.n_cells, names[0]
+            ))
+            .field(crate::contract::meta::N_CELLS)
+            .file(name));
+        }
         let s = shard_of(t).ok_or_else(|| {
             Error::new("no shard description in the provenance (expected a table written by cellweave-pairs)")
                 .field("cellweave.provenance")

@@ -3,10 +3,28 @@
 
 pub mod atomic;
 pub mod formats;
+pub mod mapped;
 pub mod stream;
 pub mod table;
 
+use crate::{Error, Result};
 use std::path::Path;
+
+/// Refuse values that a tab-separated text file with one record per line cannot hold: a tab
+/// or a line break would shift columns or add records when the file is read back (600 cells
+/// exported, 601 imported). The `.h5ad` export holds any id.
+pub fn check_text_fields<'a>(values: impl IntoIterator<Item = &'a str>, field: &str) -> Result<()> {
+    match values
+        .into_iter()
+        .find(|s| s.contains(['\t', '\n', '\r']))
+    {
+        Some(v) => Err(Error::new(format!(
+            "{v:?} holds a tab or a line break, which a text file cannot hold (export to .h5ad instead)"
+        ))
+        .field(field)),
+        None => Ok(()),
+    }
+}
 
 /// File formats, chosen by extension (a directory means a 10x MTX folder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

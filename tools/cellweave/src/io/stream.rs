@@ -197,6 +197,7 @@ impl CellsInput {
             }
         }
         let fingerprint = fingerprint_of(all_ids());
+        table::check_cells_meta(&schema, starts[n_batches], &fingerprint)?;
         Ok(CellsInput {
             path: path.to_path_buf(),
             schema,
@@ -273,14 +274,17 @@ impl CellsInput {
     /// The expression rows of batch `i`, validated against the contract (once per run).
     pub fn rows(&self, i: usize) -> Result<CsrView<'_>> {
         let b = &self.batches[i];
-        let (go, gv) = list_parts::<UInt32Type>(b.column(self.gene_index), COL_GENE_INDEX)?;
-        let (eo, ev) = list_parts::<Float32Type>(b.column(self.expression), COL_EXPRESSION)?;
+        // Errors name the input: the caller may be writing an output as it reads.
+        let (go, gv) =
+            list_parts::<UInt32Type>(b.column(self.gene_index), COL_GENE_INDEX).at(&self.path)?;
+        let (eo, ev) =
+            list_parts::<Float32Type>(b.column(self.expression), COL_EXPRESSION).at(&self.path)?;
         let aligned =
             go.len() == eo.len() && go.iter().zip(eo).all(|(a, e)| a - go[0] == e - eo[0]);
         if !aligned {
-            return Err(
-                Error::new("row lengths differ from those of 'gene_index'").field(COL_EXPRESSION)
-            );
+            return Err(Error::new("row lengths differ from those of 'gene_index'")
+                .field(COL_EXPRESSION)
+                .file(&self.path));
         }
         let (n, m) = (go.len() - 1, eo.len() - 1);
         let v = CsrView {

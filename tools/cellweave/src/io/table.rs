@@ -8,8 +8,8 @@
 
 use super::{atomic, Format};
 use crate::contract::{
-    meta, Categorical, CellsTable, Column, EmbeddingTable, Frame, Named, PairKind, PairsTable,
-    Step, TableKind, ValueKind, SCHEMA_VERSION,
+    check_unique, meta, Categorical, CellsTable, Column, EmbeddingTable, Frame, Named, PairKind,
+    PairsTable, Step, TableKind, ValueKind, SCHEMA_VERSION,
 };
 use crate::{bail, Error, Result, ResultExt};
 use arrow_array::cast::AsArray;
@@ -193,7 +193,9 @@ pub(crate) struct MappedIpc {
 pub(crate) fn map_file(file: &File) -> std::io::Result<(Arc<memmap2::Mmap>, arrow_buffer::Buffer)> {
     // SAFETY: the file is opened read-only; cellweave never modifies files in place (outputs
     // are written to a temporary file and renamed), so the mapping stays valid while used.
+    // Another program that truncates it raises SIGBUS, which `mapped` reports as an error.
     let mmap = Arc::new(unsafe { memmap2::Mmap::map(file)? });
+    super::mapped::watch(mmap.as_ptr(), mmap.len(), file);
     let ptr =
         std::ptr::NonNull::new(mmap.as_ptr() as *mut u8).unwrap_or(std::ptr::NonNull::dangling());
     // SAFETY: `ptr` points to `mmap.len()` readable bytes owned by the mapping the Arc keeps.
@@ -908,13 +910,51 @@ pub(crate) fn cells_header(schema: &Schema) -> Result<CellsHeader> {
         ))
         .field("genes"));
     }
+    if let Some(n) = md.get(meta::N_GENES) {
+        if n.parse::<usize>().ok() != Some(gene_ids.len()) {
+            return Err(Error::new(format!(
+                "says {n}, but the table lists {} gene ids",
+                gene_ids.len()
+            ))
+            .field(meta::N_GENES));
+        }
+    }
+    check_unique(&gene_ids).map_err(|e| e.field(meta::GENE_IDS))?;
     Ok((provenance, gene_ids, gene_names, values))
+}
+
+/// The cell count and fingerprint a table's metadata records must be those of its rows
+/// (a table edited by hand, or put together from pieces, is caught here).
+pub(crate) fn check_cells_meta(schema: &Schema, n_rows: usize, fingerprint: &str) -> Result<()> {
+    let md = schema.metadata();
+    if let Some(n) = md.get(meta::N_CELLS) {
+        if n.parse::<usize>().ok() != Some(n_rows) {
+            return Err(
+                Error::new(format!("says {n}, but the table has {n_rows} rows"))
+                    .field(meta::N_CELLS),
+            );
+        }
+    }
+    if let Some(f) = md.get(meta::FINGERPRINT) {
+        if f != fingerprint {
+            return Err(Error::new(format!(
+                "says {f}, but the table's cell ids give {fingerprint}"
+            ))
+            .field(meta::FINGERPRINT));
+        }
+    }
+    Ok(())
 }
 
 /// Build a cells table from record batches read from `path` (errors name the path).
 pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<CellsTable> {
     let (provenance, gene_ids, gene_names, values) = cells_header(schema)?;
     let cell_ids = required_strings(batches, schema, COL_CELL_ID)?;
+    check_cells_meta(
+        schema,
+        cell_ids.len(),
+        &crate::contract::fingerprint(&cell_ids),
+    )?;
     let batch =
         column_from_arrow(COL_BATCH, &get_arrays(batches, schema, COL_BATCH)?)?.to_categorical();
     let mut obs = Vec::new();
@@ -1015,6 +1055,12 @@ pub fn read_embedding(path: &Path) -> Result<EmbeddingTable> {
             .cloned()
             .unwrap_or_else(|| "embedding".into());
         let cell_ids = required_strings(&batches, &schema, COL_CELL_ID)?;
+        check_unique(&cell_ids).map_err(|e| e.field(COL_CELL_ID))?;
+        check_cells_meta(
+            &schema,
+            cell_ids.len(),
+            &crate::contract::fingerprint(&cell_ids),
+        )?;
         let mut obs: Vec<Named> = Vec::new();
         for f in schema.fields() {
             let n = f.name().as_str();
@@ -1102,6 +1148,22 @@ pub fn read_pairs(path: &Path) -> Result<PairsTable> {
             .get(meta::N_CELLS)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Error::new("missing").field(meta::N_CELLS))?;
+        let counted = fingerprint.split(':').next().and_then(|c| c.parse().ok());
+        if counted != Some(n_cells) {
+            return Err(Error::new(format!(
+                "says {n_cells}, but the cells fingerprint {fingerprint} is of another number of cells"
+            ))
+            .field(meta::N_CELLS));
+        }
+        if batches.is_empty() {
+            // No record batch at all: a table of no pairs (as one empty batch would be).
+            return Ok(PairsTable {
+                n_cells,
+                fingerprint,
+                provenance,
+                ..PairsTable::default()
+            });
+        }
         let col = |n: &str| -> Result<Column> {
             column_from_arrow(n, &get_arrays(&batches, &schema, n)?)
         };

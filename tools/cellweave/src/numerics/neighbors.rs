@@ -689,8 +689,10 @@ impl instant_distance::Point for Row<'_> {
     }
 }
 
-/// Approximate search with an HNSW graph (`instant-distance`). The graph is built in
-/// parallel, so with more than one thread results can vary slightly between runs.
+/// Approximate search with an HNSW graph (`instant-distance`). The graph is built on one
+/// thread: built in parallel, the order in which points join it depends on scheduling, and
+/// so do the neighbours found (different results for one seed under load or with another
+/// thread count). The searches, read-only, run in parallel.
 pub fn hnsw_query(
     reference: &[f32],
     query: &[f32],
@@ -707,11 +709,15 @@ pub fn hnsw_query(
     let manhattan = metric == Metric::Manhattan;
     let points: Vec<Row> = r.chunks(d).map(|v| Row { v, manhattan }).collect();
     let ef = s.ef.max(k);
-    let (index, ids) = instant_distance::Builder::default()
+    let builder = instant_distance::Builder::default()
         .ef_construction(ef.max(64))
         .ef_search(ef)
-        .seed(s.seed)
-        .build_hnsw(points);
+        .seed(s.seed);
+    let (index, ids) = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+        Ok(one) => one.install(|| builder.build_hnsw(points)),
+        // No thread to spare (the system refused one): build here, as before.
+        Err(_) => builder.build_hnsw(points),
+    };
     let mut original = vec![0u32; r.len() / d];
     for (orig, pid) in ids.iter().enumerate() {
         original[pid.into_inner() as usize] = orig as u32;

@@ -176,6 +176,8 @@ fn read_dense_inner(path: &Path, genes_as_rows: bool, values: ValueKind) -> Resu
 
 /// Write the expression matrix as a dense TSV: header `cell_id` and the gene ids, one row per cell.
 pub fn write_dense_tsv(path: &Path, t: &CellsTable) -> Result<()> {
+    crate::io::check_text_fields(t.cell_ids.iter().map(String::as_str), "cell_id").at(path)?;
+    crate::io::check_text_fields(t.gene_ids.iter().map(String::as_str), "gene_ids").at(path)?;
     crate::io::atomic::write_file(path, |w| {
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
         buf.extend_from_slice(b"cell_id");
@@ -210,6 +212,8 @@ pub fn write_dense_tsv(path: &Path, t: &CellsTable) -> Result<()> {
 
 /// Write an embedding as TSV: header `cell_id`, `<name>_1` .. `<name>_d`.
 pub fn write_embedding_tsv(path: &Path, e: &EmbeddingTable) -> Result<()> {
+    crate::io::check_text_fields(e.cell_ids.iter().map(String::as_str), "cell_id").at(path)?;
+    crate::io::check_text_fields([e.name.as_str()], "name").at(path)?;
     crate::io::atomic::write_file(path, |w| {
         write!(w, "cell_id").at(path)?;
         for k in 0..e.dim {

@@ -655,6 +655,15 @@ fn read_matrix_inner(
             if r == 0 || r > nr || c == 0 || c > nc {
                 return Err(err_at(line, format!("entry ({r}, {c}) is outside the {nr} x {nc} matrix declared in the size line")).field("entries"));
             }
+            if h.field == Field::Integer && v.fract() != 0.0 {
+                return Err(err_at(
+                    line,
+                    format!(
+                        "value {v} is not an integer (the header line declares integer values)"
+                    ),
+                )
+                .field("values"));
+            }
             if counts && !(v >= 0.0 && v.is_finite()) {
                 return Err(err_at(
                     line,
@@ -783,6 +792,10 @@ fn gz_writer(path: &Path) -> Result<flate2::write::GzEncoder<std::io::BufWriter<
 
 /// Write the three 10x files (gzipped, genes x cells) plus `obs.tsv` into `dir`.
 pub fn write_mtx_files(dir: &Path, t: &CellsTable) -> Result<()> {
+    crate::io::check_text_fields(t.cell_ids.iter().map(String::as_str), "cell_id")?;
+    crate::io::check_text_fields(t.gene_ids.iter().map(String::as_str), "gene_ids")?;
+    crate::io::check_text_fields(t.gene_names.iter().map(String::as_str), "gene_names")?;
+    super::obs::write_obs_tsv(&dir.join("obs.tsv"), t)?;
     use rayon::prelude::*;
     let integer = t.x.data.iter().all(|v| v.fract() == 0.0);
     let mpath = dir.join("matrix.mtx.gz");
@@ -850,7 +863,7 @@ pub fn write_mtx_files(dir: &Path, t: &CellsTable) -> Result<()> {
         writeln!(w, "{id}").at(&bpath)?;
     }
     w.finish().at(&bpath)?.flush().at(&bpath)?;
-    super::obs::write_obs_tsv(&dir.join("obs.tsv"), t)
+    Ok(())
 }
 
 /// Write a cells table as a 10x MTX folder, atomically.
@@ -884,7 +897,7 @@ mod tests {
 
     #[test]
     fn reads_unsorted_entries_into_csr() {
-        let d = folder("%%MatrixMarket matrix coordinate integer general\n% comment\n3 2 4\n3 2 5\n1 1 1\n2 2 7\n1 2 2.5\n");
+        let d = folder("%%MatrixMarket matrix coordinate real general\n% comment\n3 2 4\n3 2 5\n1 1 1\n2 2 7\n1 2 2.5\n");
         let t = read_mtx_dir(d.path(), None, ValueKind::Counts).unwrap();
         assert_eq!(t.cell_ids, vec!["c1", "c2"]);
         assert_eq!(t.gene_ids, vec!["g1", "g2", "g3"]);
@@ -929,6 +942,8 @@ mod tests {
             e.contains("after 1 of the 3 entries") && e.contains("truncated"),
             "{e}"
         );
+        let e = err("%%MatrixMarket matrix coordinate integer general\n3 2 1\n1 1 1.5\n");
+        assert!(e.contains("not an integer"), "{e}");
         let e = err("%%MatrixMarket matrix coordinate integer general\n3 2 1\n1 1 -4\n");
         assert!(e.contains("field 'values'") && e.contains("line 3"), "{e}");
         let e = err("%%MatrixMarket matrix coordinate real general\n3 2 1\n1 1 nan\n");

@@ -352,6 +352,16 @@ pub fn join_columns(
 
 /// Write the per-cell columns (`cell_id`, `batch`, then the others) as TSV; missing = `NA`.
 pub fn write_obs_tsv(path: &Path, t: &CellsTable) -> Result<()> {
+    let text = |values: &mut dyn Iterator<Item = &str>, field: &str| {
+        crate::io::check_text_fields(values, field).at(path)
+    };
+    text(&mut t.cell_ids.iter().map(String::as_str), "cell_id")?;
+    text(&mut t.batch.categories.iter().map(String::as_str), "batch")?;
+    for (name, c) in &t.obs {
+        text(&mut std::iter::once(name.as_str()), name)?;
+        let values: Vec<String> = (0..c.len()).filter_map(|i| c.text(i)).collect();
+        text(&mut values.iter().map(String::as_str), name)?;
+    }
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).at(path)?);
     let mut head = vec!["cell_id".to_string(), "batch".to_string()];
     head.extend(t.obs.iter().map(|(n, _)| n.clone()));
