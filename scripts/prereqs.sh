@@ -1,7 +1,7 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: installs the system packages the build and the
 # tests need (apt-get; Debian/Ubuntu) and puts cargo on PATH, or stops with what is missing.
 need=()
-for p in libhdf5-dev pkg-config fonts-dejavu-core; do
+for p in libhdf5-dev pkg-config fonts-dejavu-core strace; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 command -v python3 >/dev/null || need+=(python3 python3-venv)

@@ -436,3 +436,35 @@ fn training_log_and_model_card_agree() {
         "the validation loss did not improve: {val:?}"
     );
 }
+
+/// Hidden temporaries (`.NAME.tmp-PID`) that a killed run left beside the outputs are
+/// removed by the next run; those of a process that still runs are left alone.
+#[test]
+fn stale_temporaries_of_dead_runs_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 60, 12);
+    let out = dir.path().join("imp.arrow");
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let dead = c.id();
+    c.wait().unwrap();
+    let stale = [
+        dir.path().join(format!(".imp.arrow.tmp-{dead}")),
+        dir.path().join(format!(".model.tmp-{dead}")),
+    ];
+    std::fs::write(&stale[0], b"ARROW1").unwrap();
+    std::fs::create_dir(&stale[1]).unwrap();
+    let live = dir
+        .path()
+        .join(format!(".imp.arrow.tmp-{}", std::process::id()));
+    std::fs::write(&live, b"in use").unwrap();
+    let model = dir.path().join("model");
+    late(&input, &out, &["--model-out", s(&model)]);
+    for p in &stale {
+        assert!(!p.exists(), "{} was left", p.display());
+    }
+    assert!(
+        live.exists(),
+        "the temporary of a running process was removed"
+    );
+    assert!(read_cells(&out).is_ok() && model.join("card.yaml").exists());
+}

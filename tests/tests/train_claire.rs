@@ -543,3 +543,227 @@ fn train_errors_are_one_line_and_leave_no_output() {
     let err = run_fails("embed", &args, &emb);
     assert!(err.contains("not a cellweave model directory"), "{err}");
 }
+
+/// Every file under `dir` (hidden ones too) with its bytes, by path relative to `dir`.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The id of a process that has ended (no longer running).
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// The names in `dir` that start with `prefix`.
+fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn a_failed_rerun_leaves_the_previous_model_intact() {
+    let d = data();
+    train(&d, "m", "e.arrow", &["--no-refine", "--epochs", "2"]);
+    let before = tree(&d.path("m"));
+    assert!(before.len() >= 5, "{before:?}");
+    // Diverges in the first epoch; the model directory of the earlier run stays as it was.
+    let a = train_args(
+        &d,
+        "m",
+        "e2.arrow",
+        &["--no-refine", "--epochs", "2", "--lr", "1e30"],
+    );
+    let out = cellweave_tests::run("train", &strs(&a));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lower --lr"), "{err}");
+    assert_eq!(
+        tree(&d.path("m")),
+        before,
+        "the failed run changed the model directory"
+    );
+    assert!(names_with(d.dir.path(), ".m.tmp-").is_empty());
+    // A successful rerun replaces it whole.
+    train(&d, "m", "e3.arrow", &["--no-refine", "--epochs", "3"]);
+    let card = std::fs::read_to_string(d.path("m/card.yaml")).unwrap();
+    assert!(card.contains("epochs: 3"), "{card}");
+    assert!(!d.path(".m.checkpoint").exists());
+}
+
+/// A checkpoint is a folder with a manifest of checksums: `--resume` refuses one that was
+/// damaged, mixed with another checkpoint's file, or written by the old two-file layout,
+/// and ignores (removes) the temporaries of a writer that was killed.
+#[test]
+fn resume_verifies_the_checkpoint_and_removes_stale_temporaries() {
+    let d = data();
+    train(&d, "full", "full.arrow", &[]);
+    let err = train_fails(&d, "m", "m.arrow", &["--stop-after-epoch", "5"]);
+    assert!(err.contains("--resume"), "{err}");
+    assert!(
+        !d.path("m").exists(),
+        "an interrupted run made the model directory"
+    );
+    let ck = d.path(".m.checkpoint/epoch-000004");
+    for f in [
+        "manifest.json",
+        "state.safetensors",
+        "state.json",
+        "refined_pairs.arrow",
+    ] {
+        assert!(ck.join(f).exists(), "{f} missing from the checkpoint");
+    }
+    assert_eq!(names_with(&d.path(".m.checkpoint"), ""), ["epoch-000004"]);
+
+    // A flipped byte in the weights: refused with one line.
+    let st = ck.join("state.safetensors");
+    let good = std::fs::read(&st).unwrap();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&st, &bad).unwrap();
+    let a = train_args(&d, "m", "m.arrow", &["--resume"]);
+    let err = cellweave_tests::run_fails_one_line("train", &strs(&a), &d.path("m.arrow"));
+    assert!(
+        err.contains("damaged") && err.contains("state.safetensors"),
+        "{err}"
+    );
+    std::fs::write(&st, &good).unwrap();
+
+    // The progress of another checkpoint (epoch 2 of the same run) beside these weights.
+    train_fails(&d, "other", "o.arrow", &["--stop-after-epoch", "3"]);
+    let sj = ck.join("state.json");
+    let good_json = std::fs::read(&sj).unwrap();
+    std::fs::copy(d.path(".other.checkpoint/epoch-000002/state.json"), &sj).unwrap();
+    let err = cellweave_tests::run_fails_one_line("train", &strs(&a), &d.path("m.arrow"));
+    assert!(
+        err.contains("damaged") && err.contains("state.json"),
+        "{err}"
+    );
+    std::fs::write(&sj, &good_json).unwrap();
+
+    // The old layout: new weights beside the progress of an earlier epoch, no card.
+    let old = d.path("old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::copy(&st, old.join("state.safetensors")).unwrap();
+    std::fs::copy(
+        d.path(".other.checkpoint/epoch-000002/state.json"),
+        old.join("state.json"),
+    )
+    .unwrap();
+    let b = train_args(&d, "old", "old.arrow", &["--resume"]);
+    let err = cellweave_tests::run_fails_one_line("train", &strs(&b), &d.path("old.arrow"));
+    assert!(err.contains("older cellweave"), "{err}");
+
+    // Temporaries of killed processes: a half-written checkpoint, a half-assembled model
+    // directory, a half-written embedding. They are removed and the run resumes from the
+    // last complete checkpoint, to the result of the uninterrupted run.
+    let pid = dead_pid();
+    let half = d.path(&format!(".m.checkpoint/.epoch-000006.tmp-{pid}"));
+    std::fs::create_dir(&half).unwrap();
+    std::fs::write(half.join("state.json"), b"{").unwrap();
+    std::fs::create_dir(d.path(&format!(".m.tmp-{pid}"))).unwrap();
+    std::fs::write(d.path(&format!(".m.arrow.tmp-{pid}")), b"ARROW1").unwrap();
+    let out = train(&d, "m", "m.arrow", &["--resume"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 4"));
+    assert_eq!(d.bits("full.arrow"), d.bits("m.arrow"));
+    // The weights and the training state agree (the other files record the command line
+    // or seconds).
+    for f in ["model.safetensors", "state.safetensors"] {
+        let read = |m: &str| std::fs::read(d.path(m).join(f)).unwrap();
+        assert_eq!(read("full"), read("m"), "{f}");
+    }
+    assert!(
+        names_with(d.dir.path(), ".m.").is_empty(),
+        "{:?}",
+        names_with(d.dir.path(), ".m.")
+    );
+}
+
+/// A kill -9 at each rename of a run (`strace -e inject=rename:signal=KILL:when=N`), then
+/// `--resume`: it either resumes to the uninterrupted run's bits or refuses with one line,
+/// and a model directory, when there is one, is always complete.
+#[test]
+fn a_kill_at_any_rename_resumes_identically() {
+    // strace must be installed and allowed to trace (ptrace).
+    let has_strace = std::process::Command::new("strace")
+        .args(["-qq", "-o", "/dev/null", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_strace {
+        cellweave_tests::missing::<()>(
+            "strace cannot run here (apt-get install strace; ptrace must be allowed)",
+        );
+        return;
+    }
+    let d = data();
+    train(&d, "full", "full.arrow", &[]);
+    let want = d.bits("full.arrow");
+    let mut killed = 0;
+    for n in 1..=40 {
+        let model = format!("k{n}");
+        let emb = format!("k{n}.arrow");
+        let args = train_args(&d, &model, &emb, &[]);
+        let out = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=rename,renameat,renameat2",
+            ])
+            .args([
+                "-e",
+                &format!("inject=rename,renameat,renameat2:signal=KILL:when={n}"),
+            ])
+            .arg(cellweave_tests::bin("train"))
+            .args(&args)
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            // Past the last rename: nothing was killed.
+            assert_eq!(d.bits(&emb), want, "run {n}");
+            break;
+        }
+        killed += 1;
+        let dir = d.path(&model);
+        assert!(
+            !dir.exists() || dir.join("card.yaml").exists(),
+            "kill at rename {n} left an incomplete model directory"
+        );
+        let a = train_args(&d, &model, &emb, &["--resume"]);
+        let r = cellweave_tests::run("train", &strs(&a));
+        let err = String::from_utf8_lossy(&r.stderr).trim().to_string();
+        if r.status.success() {
+            assert_eq!(d.bits(&emb), want, "kill at rename {n}, then --resume");
+            assert!(dir.join("card.yaml").exists());
+        } else {
+            assert_eq!(err.lines().count(), 1, "kill at rename {n}: {err}");
+        }
+    }
+    assert!(killed >= 10, "only {killed} kill points");
+}

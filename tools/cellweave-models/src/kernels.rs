@@ -66,24 +66,45 @@ pub fn gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op, accumulate: bool)
     matmul(d, acc, a, b, 1.0f32, par());
 }
 
+/// Whether the CPU has AVX2 and FMA (checked once by the standard library, then cached).
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The crate's one run-time SIMD dispatch. `dispatch! { pub fn name(args) -> R { body } }`
+/// compiles `body` twice: with AVX2+FMA enabled (picked at run time when the CPU has both)
+/// and portable. Inside the body the constant `FMA` says which copy runs: a kernel that
+/// wants fused multiply-adds writes `if FMA { a.mul_add(b, c) } else { a * b + c }`
+/// (`mul_add` is only fast with the hardware instruction). Without `mul_add`, Rust never
+/// contracts `a * b + c` into an FMA, so both copies give the same bits.
 macro_rules! dispatch {
-    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident : $ty:ty),*) $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
-        pub fn $name($($arg: $ty),*) {
+        #[inline]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn imp($($arg: $ty),*) $body
+            fn imp<const FMA: bool>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($arg: $ty),*) { imp($($arg),*) }
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { imp::<true>($($arg),*) }
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if $crate::kernels::has_avx2_fma() {
                 // SAFETY: the CPU has the features enabled for `avx2` (checked just above).
-                unsafe { return avx2($($arg),*) }
+                return unsafe { avx2($($arg),*) };
             }
-            imp($($arg),*)
+            imp::<false>($($arg),*)
         }
     };
 }
+pub(crate) use dispatch;
 
 dispatch! {
     /// In place over `z (rows x cols)`: `z = max(z + bias, 0) * mask` (mask of dropout
@@ -132,6 +153,89 @@ dispatch! {
     }
 }
 
+/// `sum a[i] * b[i]` with one accumulator, in index order: the order of CLAIRE's CPU
+/// step (kept so that its results stay bit for bit what they were). [`dot`] is the faster
+/// 16-lane order, used by LATE's sparse layers.
+#[inline(always)]
+pub fn dot_in_order(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+dispatch! {
+    /// `sum a[i] * b[i]` in 16 interleaved partial sums (fused multiply-adds with AVX2+FMA),
+    /// then the tail.
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; 16];
+        let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for l in 0..16 {
+                acc[l] = if FMA {
+                    x[l].mul_add(y[l], acc[l])
+                } else {
+                    acc[l] + x[l] * y[l]
+                };
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+}
+
+#[inline(always)]
+fn axpy_body<const FMA: bool>(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi = if FMA {
+            xi.mul_add(alpha, *yi)
+        } else {
+            *yi + alpha * xi
+        };
+    }
+}
+
+dispatch! {
+    /// `y += alpha * x`.
+    pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        axpy_body::<FMA>(alpha, x, y)
+    }
+}
+
+dispatch! {
+    /// `out += sum_t alpha_t * rows_t`, 64 columns at a time so that the partial sums stay
+    /// in registers while the terms stream by (one load per multiply-add instead of three
+    /// memory operations for repeated `axpy`).
+    pub fn sum_rows(out: &mut [f32], terms: &[(f32, &[f32])]) {
+        const W: usize = 64;
+        let d = out.len();
+        let mut start = 0;
+        while start + W <= d {
+            let mut acc = [0f32; W];
+            acc.copy_from_slice(&out[start..start + W]);
+            for &(a, r) in terms {
+                let r = &r[start..start + W];
+                for l in 0..W {
+                    acc[l] = if FMA {
+                        r[l].mul_add(a, acc[l])
+                    } else {
+                        acc[l] + a * r[l]
+                    };
+                }
+            }
+            out[start..start + W].copy_from_slice(&acc);
+            start += W;
+        }
+        if start < d {
+            for &(a, r) in terms {
+                axpy_body::<FMA>(a, &r[start..d], &mut out[start..]);
+            }
+        }
+    }
+}
+
 /// torch.nn.functional.normalize's eps.
 pub const NORM_EPS: f32 = 1e-12;
 
@@ -143,7 +247,7 @@ pub fn l2_normalize_rows(h: &[f32], out: &mut [f32], norm: &mut [f32], d: usize)
         .zip(out.chunks_exact_mut(d))
         .zip(norm.iter_mut())
     {
-        let s: f32 = hr.iter().map(|v| v * v).sum();
+        let s = dot_in_order(hr, hr);
         let nv = s.sqrt().max(NORM_EPS);
         *n = nv;
         for (o, &v) in or.iter_mut().zip(hr) {
@@ -162,11 +266,7 @@ pub fn l2_relu_backward(dout: &mut [f32], out: &[f32], h: &[f32], norm: &[f32], 
         .zip(norm)
     {
         let unclamped = n > NORM_EPS;
-        let proj: f32 = if unclamped {
-            or.iter().zip(dr.iter()).map(|(a, b)| a * b).sum()
-        } else {
-            0.0
-        };
+        let proj: f32 = if unclamped { dot_in_order(or, dr) } else { 0.0 };
         for ((g, &o), &hv) in dr.iter_mut().zip(or).zip(hr) {
             *g = if hv > 0.0 { (*g - o * proj) / n } else { 0.0 };
         }
@@ -262,7 +362,7 @@ dispatch! {
     /// `out[r] = dot(a[r], b[r])` for rows of width `d`.
     pub fn row_dots(a: &[f32], b: &[f32], out: &mut [f32], d: usize) {
         for ((ar, br), o) in a.chunks_exact(d).zip(b.chunks_exact(d)).zip(out.iter_mut()) {
-            *o = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+            *o = dot_in_order(ar, br);
         }
     }
 }

@@ -7,7 +7,8 @@
 //!   encoder input (layer 0) and to the decoder input (layer [`LateConfig::decoder_layer`]);
 //!   the covariate is never dropped out.
 //! - Loss: mean over all entries of `(X - h)^2 * sign(X)`: zeros contribute nothing.
-//! - [`train`]: Adam with early stopping on a validation split. On the CPU a hand-written
+//! - [`train`]: Adam with early stopping on a validation split, on the crate's training
+//!   engine ([`crate::engine`]; the minibatches and validation are in `trainer.rs`). On the CPU a hand-written
 //!   forward/backward ([`fast`]) skips the work that the loss ignores: the input layer reads
 //!   only non-zero inputs and the output layer computes only the entries where the input is
 //!   non-zero; the dense middle layers use candle's matmul. [`autograd`] is the same
@@ -24,6 +25,7 @@ pub mod fast;
 pub mod stage;
 #[cfg(test)]
 mod tests;
+mod trainer;
 
 use crate::CandleExt;
 use candle_core::{DType, Device, Tensor};
@@ -420,6 +422,29 @@ pub struct TrainOptions {
     pub eps: f64,
 }
 
+impl TrainOptions {
+    /// Which loss early stopping watches, as the log lines name it: without validation
+    /// cells, the training cells' loss (no dropout).
+    pub fn monitored(&self) -> &'static str {
+        if self.val_fraction > 0.0 {
+            "validation"
+        } else {
+            "training-set"
+        }
+    }
+
+    /// The optimiser's settings: Adam without weight decay.
+    pub fn adam(&self) -> crate::optim::AdamConfig {
+        crate::optim::AdamConfig {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
@@ -536,43 +561,15 @@ pub fn train(
     if use_fast && !model.device().is_cpu() {
         return Err(Error::new("the fast engine runs on the CPU only").field("engine"));
     }
+    let fast_step = |m: &Late| -> Result<Box<dyn trainer::LateStep>> {
+        Ok(Box::new(fast::FastStep::new(m, opts)?))
+    };
+    let autograd_step = |m: &Late| -> Result<Box<dyn trainer::LateStep>> {
+        Ok(Box::new(autograd::AutogradStep::new(m, opts)?))
+    };
     if use_fast {
-        fast::train(model, x, batch_codes, opts, on_epoch)
+        trainer::run(model, x, batch_codes, opts, fast_step, on_epoch)
     } else {
-        autograd::train(model, x, batch_codes, opts, on_epoch)
-    }
-}
-
-/// Early-stopping bookkeeping shared by both engines.
-pub(crate) struct EarlyStop {
-    pub best: f64,
-    pub best_epoch: usize,
-    pub since: usize,
-    pub patience: usize,
-}
-
-impl EarlyStop {
-    pub fn new(patience: usize) -> Self {
-        EarlyStop {
-            best: f64::INFINITY,
-            best_epoch: 0,
-            since: 0,
-            patience,
-        }
-    }
-    /// Record an epoch's monitored loss; true when it is the best so far.
-    pub fn observe(&mut self, epoch: usize, loss: f64) -> bool {
-        if loss < self.best {
-            self.best = loss;
-            self.best_epoch = epoch;
-            self.since = 0;
-            true
-        } else {
-            self.since += 1;
-            false
-        }
-    }
-    pub fn should_stop(&self) -> bool {
-        self.patience > 0 && self.since >= self.patience
+        trainer::run(model, x, batch_codes, opts, autograd_step, on_epoch)
     }
 }

@@ -1,14 +1,40 @@
-//! Neural models in candle: the CLAIRE contrastive encoder and the shared optimiser.
+//! Neural models in candle: the CLAIRE contrastive encoder and LATE imputation, on one
+//! training engine ([`engine`]: the loop, the optimiser, checkpoints).
 //!
-//! One module per model; add new ones to the list below.
+//! One module per model (its network, loss and [`engine::Trainable`]); a model that
+//! `cellweave-train` trains is also a variant of [`ModelKind`]. See `docs/models.md`.
+
+pub mod kernels;
 
 pub mod claire;
-pub mod kernels;
+pub mod engine;
 pub mod late;
-pub mod optim;
 pub mod rng;
 
+pub use engine::optim;
+
 use candle_core::Device;
+
+/// The models `cellweave-train --model` trains. LATE is trained by `cellweave-impute`.
+/// Adding one: its module (network, loss, a [`engine::Trainable`] and its command), a
+/// variant here, and its arm in `tools/train`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// CLAIRE: MoCo contrastive encoder on mixed-up inter-batch seed pairs
+    Claire,
+}
+
+impl ModelKind {
+    /// The name on the command line and in model cards.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Claire => "claire",
+        }
+    }
+}
 
 /// Turn a candle error into a cellweave error (one line).
 pub trait CandleExt<T> {

@@ -4,10 +4,10 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
-use cellweave::Error;
 use cellweave_models::claire::command::{self, TrainOptions};
 use cellweave_models::claire::moco::MocoParams;
 use cellweave_models::claire::train::{EmbedWith, TrainParams};
+use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -32,9 +32,9 @@ struct Args {
     /// Embedding table of every cell (.arrow or .parquet)
     #[arg(long, value_name = "EMB")]
     embedding: PathBuf,
-    /// Model to train (only claire)
-    #[arg(long, default_value = "claire")]
-    model: String,
+    /// Model to train
+    #[arg(long, value_enum, default_value = "claire")]
+    model: ModelKind,
     /// Epochs in this call, stage 1 and 2 together [default: 80, or more on small data so
     /// that at least --min-steps steps run] (at least 1)
     #[arg(value_parser = cli::range::at_least_1, long, value_name = "N")]
@@ -132,11 +132,9 @@ fn main() -> ExitCode {
     cli::run("cellweave-train", || {
         let a = cli::parse::<Args>();
         cli::init(&a.common);
-        if a.model != "claire" {
-            return Err(
-                Error::new(format!("unknown model '{}' (expected claire)", a.model)).field("model"),
-            );
-        }
+        // --model takes the variants of ModelKind; each model gets its arm here (a `match`
+        // once there are two).
+        let ModelKind::Claire = a.model;
         let mut inputs = vec![a.cells.as_path(), a.pairs.as_path()];
         inputs.extend(a.init.as_deref());
         let mut outputs = Outputs::new(&inputs)?;

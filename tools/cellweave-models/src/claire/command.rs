@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::model;
 use super::train::{Start, TrainParams, Trainer};
+use crate::engine::checkpoint;
 
 /// Options of `cellweave-train`.
 #[derive(Debug, Clone)]
@@ -69,7 +70,13 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
         (None, true) => Start::Resume,
         (None, false) => Start::Fresh,
     };
-    std::fs::create_dir_all(&o.model_dir).at(&o.model_dir)?;
+    // Temporaries that killed runs left beside this run's outputs.
+    for out in [Some(&o.model_dir), Some(&o.embedding), o.log.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        checkpoint::clean_stale(out)?;
+    }
     let mut trainer = Trainer::new(
         &cells,
         &pairs,
@@ -123,16 +130,27 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
             trainer.progress.epoch
         );
     }
-    let emb = trainer.finish(step)?;
-    table::write_embedding(&o.embedding, &emb)?;
-    if let Some(l) = &o.log {
-        let f = trainer.log_frame(step);
-        if l.extension().is_some_and(|e| e == "tsv") {
-            table::write_frame_tsv(l, &f)?;
-        } else {
-            table::write_frame(l, &f)?;
-        }
+    // The model directory is assembled beside its final place and put there in one
+    // step after every other output is written: a run that fails leaves the previous
+    // model directory as it was.
+    let staged = checkpoint::temp_sibling(&o.model_dir);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).at(&staged)?;
     }
+    std::fs::create_dir_all(&staged).at(&o.model_dir)?;
+    let written = (|| -> Result<()> {
+        let emb = trainer.finish(&staged, step)?;
+        table::write_embedding(&o.embedding, &emb)?;
+        if let Some(l) = &o.log {
+            crate::engine::write_log(l, &trainer.log_frame(step))?;
+        }
+        checkpoint::commit_dir(&staged, &o.model_dir)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
+    trainer.checkpoints().remove_all()?;
     let last = trainer
         .progress
         .log

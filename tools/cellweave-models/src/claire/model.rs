@@ -2,8 +2,10 @@
 //! to a cells table.
 //!
 //! ```text
-//! MODEL_DIR/
-//!   card.yaml            model card (written last: a directory without it is not a model)
+//! MODEL_DIR/            assembled beside its place and renamed into it whole once a run
+//!                        has succeeded (checkpoints live in .MODEL_DIR.checkpoint/, see
+//!                        crate::engine::checkpoint and schemas/model.md)
+//!   card.yaml            model card
 //!   model.safetensors    weights of the embedding's encoder (momentum by default, or query),
 //!                        torch names encoder.{0,3,6}.{weight,bias}
 //!   state.safetensors    full training state: both encoders, queue, Adam moments

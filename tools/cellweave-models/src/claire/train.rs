@@ -12,7 +12,6 @@ use cellweave::contract::{
 };
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use super::cpu_step::Workspace;
 use super::encoder::{widths, Encoder};
@@ -20,6 +19,8 @@ use super::moco::{Moco, MocoParams};
 use super::model::{self, Architecture, Card, TrainingSummary};
 use super::views::{batch_views, PairSets};
 use super::CandleExt;
+use crate::engine::checkpoint::Checkpoints;
+use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::{AdamConfig, WeightDecay};
 use crate::rng::Rng;
 
@@ -224,9 +225,15 @@ pub struct Trainer<'a> {
     ws: Workspace,
     pub moco: Moco,
     pub progress: Progress,
+    /// The model directory (written only by [`Trainer::finish`]'s caller, at the end).
     dir: PathBuf,
+    /// Where the checkpoints of this model directory live.
+    ckpt: Checkpoints,
     device: Device,
-    refined_table: Option<PairsTable>,
+    /// The refined pairs table, and the bytes of its file when it was read from a
+    /// checkpoint (written back as they were: a table read and written again may differ
+    /// in its encoding).
+    refined_table: Option<(PairsTable, Option<Vec<u8>>)>,
 }
 
 fn seed_rows(p: &PairsTable) -> PairsTable {
@@ -279,7 +286,7 @@ impl<'a> Trainer<'a> {
                 cells.n_cells()
             );
         }
-        let mut sets = PairSets::from_pairs(pairs)?;
+        let sets = PairSets::from_pairs(pairs)?;
         let seeds = seed_rows(pairs);
         let n_train = sets.training_cells().len();
         if n_train < 2 {
@@ -300,12 +307,35 @@ impl<'a> Trainer<'a> {
                 .unwrap_or_else(|| params.default_epochs.max(per_epochs(params.min_steps)))
         };
 
-        let state_path = dir.join(model::STATE_JSON);
+        let ckpt = Checkpoints::of(dir, "claire");
         if let Start::Resume = start {
-            if state_path.exists() {
-                return Self::resume(cells, pairs, params, dir, device, sets, seeds);
+            // The newest checkpoint, or else the end state of a finished model directory.
+            let from = match ckpt.latest()? {
+                Some(c) => Some(c),
+                None if dir.join(model::CARD).exists() && dir.join(model::STATE).exists() => {
+                    Some(dir.to_path_buf())
+                }
+                None => None,
+            };
+            if let Some(from) = from {
+                let (moco, progress, refined) = Self::restore(cells, &params, &device, &from)?;
+                let seeds = match &refined {
+                    Some((r, _)) => seed_rows(r),
+                    None => seeds,
+                };
+                let t = (moco, progress, refined, seeds);
+                return Ok(Self::assemble(
+                    cells, pairs, params, dir, ckpt, device, sets, t,
+                ));
             }
-            info!("no checkpoint in {}: starting a new run", dir.display());
+            if dir.join(model::STATE_JSON).exists() && !dir.join(model::CARD).exists() {
+                return Err(Error::new(
+                    "holds the checkpoint of an older cellweave (state.json beside \
+                     state.safetensors, no checksums), which cannot be verified: rerun without --resume",
+                )
+                .file(dir));
+            }
+            info!("no checkpoint for {}: starting a new run", dir.display());
         }
         let (moco, epoch0, stage0, momentum_steps) = match &start {
             Start::Init(init) => {
@@ -333,21 +363,9 @@ impl<'a> Trainer<'a> {
         if refine && refine_at.is_none() {
             info!("note: {epochs} epoch(s) leave no room for refinement after {stage1} stage-1 epochs: no refinement");
         }
-        // A fresh run replaces whatever an earlier run left in the directory.
-        for f in [
-            model::CARD,
-            model::WEIGHTS,
-            model::STATE,
-            model::STATE_JSON,
-            model::REFINED_PAIRS,
-            model::TRAINING_LOG,
-        ] {
-            let p = dir.join(f);
-            if p.exists() {
-                std::fs::remove_file(&p).at(&p)?;
-            }
-        }
-        sets.set_seeds(&seed_list(&seeds));
+        // A new run discards the checkpoints of an earlier one (the model directory stays
+        // until this run has finished).
+        ckpt.remove_all()?;
         let progress = Progress {
             epoch: epoch0,
             end_epoch: epoch0 + epochs,
@@ -361,7 +379,32 @@ impl<'a> Trainer<'a> {
             seconds: 0.0,
             log: Vec::new(),
         };
-        Ok(Trainer {
+        let t = (moco, progress, None, seeds);
+        Ok(Self::assemble(
+            cells, pairs, params, dir, ckpt, device, sets, t,
+        ))
+    }
+
+    /// The trainer from its parts: the restored or new training state `(moco, progress,
+    /// refined pairs, seeds in use)`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn assemble(
+        cells: &'a CellsTable,
+        pairs: &PairsTable,
+        params: TrainParams,
+        dir: &Path,
+        ckpt: Checkpoints,
+        device: Device,
+        mut sets: PairSets,
+        (moco, progress, refined_table, seeds): (
+            Moco,
+            Progress,
+            Option<(PairsTable, Option<Vec<u8>>)>,
+            PairsTable,
+        ),
+    ) -> Self {
+        sets.set_seeds(&seed_list(&seeds));
+        Trainer {
             params,
             cells,
             pairs: pairs.clone(),
@@ -371,9 +414,10 @@ impl<'a> Trainer<'a> {
             moco,
             progress,
             dir: dir.to_path_buf(),
+            ckpt,
             device,
-            refined_table: None,
-        })
+            refined_table,
+        }
     }
 
     fn load_init(
@@ -415,16 +459,16 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    fn resume(
-        cells: &'a CellsTable,
-        pairs: &PairsTable,
-        params: TrainParams,
-        dir: &Path,
-        device: Device,
-        mut sets: PairSets,
-        mut seeds: PairsTable,
-    ) -> Result<Self> {
-        let sj = dir.join(model::STATE_JSON);
+    /// The training state saved in the folder `from` (a verified checkpoint, or a
+    /// finished model directory): model, progress and refined pairs.
+    #[allow(clippy::type_complexity)]
+    fn restore(
+        cells: &CellsTable,
+        params: &TrainParams,
+        device: &Device,
+        from: &Path,
+    ) -> Result<(Moco, Progress, Option<(PairsTable, Option<Vec<u8>>)>)> {
+        let sj = from.join(model::STATE_JSON);
         let text = std::fs::read_to_string(&sj).at(&sj)?;
         let s: StateFile = serde_json::from_str(&text).at(&sj)?;
         if s.cells_fingerprint != cells.fingerprint() {
@@ -433,43 +477,29 @@ impl<'a> Trainer<'a> {
             )
             .file(&sj));
         }
-        if s.params != params {
+        if s.params != *params {
             return Err(Error::new(format!(
                 "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
                 serde_json::to_string(&s.params).unwrap_or_default()
             ))
             .file(&sj));
         }
-        let st = dir.join(model::STATE);
+        let st = from.join(model::STATE);
         let t = model::load_tensors(&st)?;
-        let moco = Moco::from_state(&t, params.moco, params.adam(), &device)
+        let moco = Moco::from_state(&t, params.moco, params.adam(), device)
             .ce()
             .at(&st)?;
-        let mut refined_table = None;
+        let mut refined = None;
         if s.progress.refined {
-            let rp = dir.join(model::REFINED_PAIRS);
+            let rp = from.join(model::REFINED_PAIRS);
             let r = cellweave::io::table::read_pairs(&rp)?;
-            seeds = seed_rows(&r);
-            refined_table = Some(r);
+            refined = Some((r, Some(std::fs::read(&rp).at(&rp)?)));
         }
-        sets.set_seeds(&seed_list(&seeds));
         info!(
             "resuming after epoch {} of {}",
             s.progress.epoch, s.progress.end_epoch
         );
-        Ok(Trainer {
-            params,
-            cells,
-            pairs: pairs.clone(),
-            seeds,
-            sets,
-            ws: Workspace::default(),
-            moco,
-            progress: s.progress,
-            dir: dir.to_path_buf(),
-            device,
-            refined_table,
-        })
+        Ok((moco, s.progress, refined))
     }
 
     /// `Momentum` or `Query`: the encoder that gives the embedding now.
@@ -535,56 +565,16 @@ impl<'a> Trainer<'a> {
         if n_train < 2 {
             bail!("refinement left {n_train} training cell(s): lower --refine-threshold or use --no-refine");
         }
-        cellweave::io::table::write_pairs(&self.dir.join(model::REFINED_PAIRS), &kept)?;
         self.progress.refined = true;
         self.progress.refined_seeds = Some(self.seeds.len());
         self.progress.stage = 2;
-        self.refined_table = Some(kept);
+        self.refined_table = Some((kept, None));
         Ok(())
     }
 
-    /// One epoch (global index `e`); returns (mean loss, steps).
-    fn epoch(&mut self, e: usize) -> Result<(f64, usize)> {
-        let mut anchors = self.sets.training_cells();
-        let (spe, b) = batching(anchors.len(), self.params.batch_size);
-        let mut rng_views = Rng::derive(self.params.seed, &[e as u64, STREAM_VIEWS]);
-        let mut rng_drop = Rng::derive(self.params.seed, &[e as u64, STREAM_DROPOUT]);
-        rng_views.shuffle(&mut anchors);
-        let g = self.cells.n_genes();
-        let mut buf = Vec::new();
-        let mut total = 0.0;
-        for s in 0..spe {
-            batch_views(
-                &self.cells.x,
-                &self.sets,
-                &anchors[s * b..(s + 1) * b],
-                self.params.alpha,
-                &mut rng_views,
-                &mut buf,
-            );
-            let loss = if self.device.is_cpu() {
-                self.moco
-                    .step_cpu(&buf, 2 * b, &mut rng_drop, &mut self.ws)
-                    .ce()?
-            } else {
-                let x = Tensor::from_slice(&buf, (2 * b, g), &self.device).ce()?;
-                self.moco.step(&x, &mut rng_drop).ce()?
-            };
-            if !loss.is_finite() {
-                bail!(
-                    "the loss became {loss} at epoch {} step {}: lower --lr",
-                    e + 1,
-                    s + 1
-                );
-            }
-            total += loss;
-        }
-        Ok((total / spe.max(1) as f64, spe))
-    }
-
     /// Run epochs until the end of the schedule (or until `stop_after` global epochs, to
-    /// test crash recovery); checkpoints every `checkpoint_every` epochs. Returns whether
-    /// the schedule is complete.
+    /// test crash recovery) on the training engine; checkpoints every `checkpoint_every`
+    /// epochs. Returns whether the schedule is complete.
     pub fn run(
         &mut self,
         refiner: &mut Refiner,
@@ -592,72 +582,60 @@ impl<'a> Trainer<'a> {
         checkpoint_every: usize,
         stop_after: Option<usize>,
     ) -> Result<bool> {
-        let total = self.progress.end_epoch;
-        let pb = cellweave::cli::progress((total - self.progress.epoch) as u64, "claire");
-        while self.progress.epoch < total {
-            let e = self.progress.epoch;
-            if self.progress.refine_at == Some(e) && !self.progress.refined {
-                self.refine_now(refiner, step)?;
-            }
-            let t0 = Instant::now();
-            let (loss, steps) = self.epoch(e)?;
-            let secs = t0.elapsed().as_secs_f64();
-            let n_train = self.sets.training_cells().len();
-            self.progress.epoch = e + 1;
-            self.progress.steps += steps as u64;
-            self.progress.momentum_steps += steps as u64;
-            self.progress.seconds += secs;
-            self.progress.log.push(LogRow {
-                stage: self.progress.stage,
-                epoch: e + 1,
-                steps,
-                training_cells: n_train,
-                loss,
-                lr: self.params.lr,
-                seconds: secs,
-            });
-            pb.inc(1);
-            pb.suspend(|| {
-                info!(
-                    "claire stage {} epoch {}/{}: loss {:.4} ({} steps, {} cells, {:.2} s)",
-                    self.progress.stage,
-                    e + 1,
-                    total,
-                    loss,
-                    steps,
-                    n_train,
-                    secs
-                )
-            });
-            let done = self.progress.epoch == total;
-            if checkpoint_every > 0 && self.progress.epoch.is_multiple_of(checkpoint_every) && !done
-            {
-                self.save_checkpoint()?;
-            }
-            if stop_after == Some(self.progress.epoch) && !done {
-                pb.finish_and_clear();
-                return Ok(false);
-            }
-        }
-        pb.finish_and_clear();
-        Ok(true)
+        let schedule = Schedule {
+            start: self.progress.epoch,
+            end: self.progress.end_epoch,
+            patience: 0,
+            checkpoint_every,
+            stop_after,
+            label: "claire",
+        };
+        let mut run = Epochs {
+            t: self,
+            refiner,
+            step,
+            anchors: Vec::new(),
+            batch: 0,
+            rng_views: Rng::derive(0, &[]),
+            rng_drop: Rng::derive(0, &[]),
+            buf: Vec::new(),
+        };
+        Ok(engine::fit(&mut run, &schedule)?.complete)
     }
 
-    /// Write the full training state into the model directory.
+    /// Write a checkpoint of the full training state (see [`crate::engine::checkpoint`]).
     pub fn save_checkpoint(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).at(&self.dir)?;
-        model::save_tensors(&self.dir.join(model::STATE), &self.moco.state().ce()?)?;
+        self.ckpt.save(self.progress.epoch, |d| self.write_state(d))
+    }
+
+    /// The checkpoints of this run.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.ckpt
+    }
+
+    /// Write the training state into the folder `d`: both encoders, queue and optimiser
+    /// (`state.safetensors`), progress and parameters (`state.json`), and the refined seed
+    /// pairs once refinement has run.
+    fn write_state(&self, d: &Path) -> Result<()> {
+        model::save_tensors(&d.join(model::STATE), &self.moco.state().ce()?)?;
         let s = StateFile {
             cells_fingerprint: self.cells.fingerprint(),
             params: self.params.clone(),
             progress: self.progress.clone(),
         };
         let text = serde_json::to_string_pretty(&s)?;
-        cellweave::io::atomic::write_file(&self.dir.join(model::STATE_JSON), |w| {
+        cellweave::io::atomic::write_file(&d.join(model::STATE_JSON), |w| {
             use std::io::Write;
             w.write_all(text.as_bytes())?;
             Ok(())
-        })
+        })?;
+        let rp = d.join(model::REFINED_PAIRS);
+        match &self.refined_table {
+            Some((_, Some(bytes))) => std::fs::write(&rp, bytes).at(&rp)?,
+            Some((r, None)) => cellweave::io::table::write_pairs(&rp, r)?,
+            None => {}
+        }
+        Ok(())
     }
 
     /// The training log as a table.
@@ -730,26 +708,123 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Write the finished model directory (state, weights, log, card last) and return the
-    /// embedding table for the caller to write.
-    pub fn finish(&self, step: &Step) -> Result<EmbeddingTable> {
-        self.save_checkpoint()?;
-        model::save_weights(&self.dir, self.encoder())?;
+    /// Write the finished model directory's files (state, weights, log, card last) into
+    /// the folder `staged` (which the caller then puts in place of the model directory)
+    /// and return the embedding table for the caller to write.
+    pub fn finish(&self, staged: &Path, step: &Step) -> Result<EmbeddingTable> {
+        self.write_state(staged)?;
+        model::save_weights(staged, self.encoder())?;
         cellweave::io::table::write_frame(
-            &self.dir.join(model::TRAINING_LOG),
+            &staged.join(model::TRAINING_LOG),
             &self.log_frame(step),
         )?;
         let emb = self.embedding_table(step)?;
         let hyper = serde_json::to_value(&self.params)?;
-        model::write_card(&self.dir, &self.card(hyper))?;
+        model::write_card(staged, &self.card(hyper))?;
         Ok(emb)
     }
 
+    /// The model directory this run writes.
+    pub fn model_dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn refined_pairs(&self) -> Option<&PairsTable> {
-        self.refined_table.as_ref()
+        self.refined_table.as_ref().map(|(t, _)| t)
     }
 
     pub fn training_cells(&self) -> usize {
         self.sets.training_cells().len()
+    }
+}
+
+/// One call's epochs on the training engine: the trainer, the refiner it calls before
+/// the refinement epoch, and the epoch in progress (anchor order, random streams, views).
+struct Epochs<'r, 'f, 't, 'a> {
+    t: &'t mut Trainer<'a>,
+    refiner: &'r mut Refiner<'f>,
+    step: &'r Step,
+    anchors: Vec<u32>,
+    /// Anchors per step.
+    batch: usize,
+    rng_views: Rng,
+    rng_drop: Rng,
+    /// The two views of the current step's anchors (`2 * batch` rows).
+    buf: Vec<f32>,
+}
+
+impl Trainable for Epochs<'_, '_, '_, '_> {
+    fn before_epoch(&mut self, e: usize) -> Result<()> {
+        let t = &mut *self.t;
+        if t.progress.refine_at == Some(e) && !t.progress.refined {
+            t.refine_now(self.refiner, self.step)?;
+        }
+        Ok(())
+    }
+
+    fn start_epoch(&mut self, e: usize) -> Result<usize> {
+        self.anchors = self.t.sets.training_cells();
+        let (spe, b) = batching(self.anchors.len(), self.t.params.batch_size);
+        self.batch = b;
+        self.rng_views = Rng::derive(self.t.params.seed, &[e as u64, STREAM_VIEWS]);
+        self.rng_drop = Rng::derive(self.t.params.seed, &[e as u64, STREAM_DROPOUT]);
+        self.rng_views.shuffle(&mut self.anchors);
+        Ok(spe)
+    }
+
+    fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
+        let (t, b) = (&mut *self.t, self.batch);
+        batch_views(
+            &t.cells.x,
+            &t.sets,
+            &self.anchors[s * b..(s + 1) * b],
+            t.params.alpha,
+            &mut self.rng_views,
+            &mut self.buf,
+        );
+        let loss = if t.device.is_cpu() {
+            t.moco
+                .step_cpu(&self.buf, 2 * b, &mut self.rng_drop, &mut t.ws)
+                .ce()?
+        } else {
+            let g = t.cells.n_genes();
+            let x = Tensor::from_slice(&self.buf, (2 * b, g), &t.device).ce()?;
+            t.moco.step(&x, &mut self.rng_drop).ce()?
+        };
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at epoch {} step {}: lower --lr",
+                e + 1,
+                s + 1
+            );
+        }
+        Ok((loss, 1))
+    }
+
+    fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
+        let t = &mut *self.t;
+        let n_train = t.sets.training_cells().len();
+        let p = &mut t.progress;
+        p.epoch = r.epoch;
+        p.steps += r.steps as u64;
+        p.momentum_steps += r.steps as u64;
+        p.seconds += r.seconds;
+        p.log.push(LogRow {
+            stage: p.stage,
+            epoch: r.epoch,
+            steps: r.steps,
+            training_cells: n_train,
+            loss: r.train_loss,
+            lr: t.params.lr,
+            seconds: r.seconds,
+        });
+        Ok(Some(format!(
+            "claire stage {} epoch {}/{}: loss {:.4} ({} steps, {} cells, {:.2} s)",
+            p.stage, r.epoch, p.end_epoch, r.train_loss, r.steps, n_train, r.seconds
+        )))
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        self.t.save_checkpoint()
     }
 }

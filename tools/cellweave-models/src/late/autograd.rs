@@ -5,16 +5,12 @@
 //! same trajectory up to rounding. It is also the path used on a CUDA device.
 
 use super::fast::{Batch, Masks};
-use super::{
-    masked_mse, onehot, split_cells, EarlyStop, EpochLog, Late, TrainOptions, TrainReport,
-};
+use super::trainer::LateStep;
+use super::{masked_mse, onehot, Late, TrainOptions};
+use crate::optim::Adam;
 use crate::CandleExt;
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use cellweave::contract::Csr;
 use cellweave::{Error, Result};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 /// Dense tensors of a batch: the input values and the dropout multipliers of every layer
 /// (the input mask is 1 at the zeros, where it has no effect).
@@ -111,116 +107,59 @@ pub fn loss_and_grads(
     Ok((loss.to_scalar::<f32>().ce()?, gw, gb, g_h))
 }
 
-/// Mean loss (no dropout) over `rows`.
-fn mean_loss(model: &Late, x: &Csr, rows: &[usize], codes: Option<&[u32]>) -> Result<f64> {
-    let dev = model.device().clone();
-    let mut total = 0.0;
-    for chunk in rows.chunks(1024) {
-        let b = Batch::gather(x, chunk, codes);
-        let (xt, _) = dense_batch(model, &b, None, &dev)?;
-        let oh = batch_onehot(model, &b, &dev)?;
-        total += model.loss(&xt, oh.as_ref())? as f64 * chunk.len() as f64;
-    }
-    Ok(if rows.is_empty() {
-        f64::NAN
-    } else {
-        total / rows.len() as f64
-    })
+/// The autograd step (any device): the parameters as candle variables, the crate's Adam
+/// over them (no weight decay).
+pub(crate) struct AutogradStep {
+    model: Late,
+    best: Late,
+    opt: Adam,
 }
 
-/// Train with candle autograd and candle-nn's AdamW without weight decay (see [`super::train`]).
-pub fn train(
-    model: &mut Late,
-    x: &Csr,
-    codes: Option<&[u32]>,
-    opts: &TrainOptions,
-    on_epoch: &mut dyn FnMut(&EpochLog),
-) -> Result<TrainReport> {
-    let cfg = model.config.clone();
-    let dev = model.device().clone();
-    let codes = if cfg.n_batches > 0 { codes } else { None };
-    let (train_rows, val_rows) = split_cells(x.n_rows(), opts.val_fraction, opts.seed);
-    let monitor_rows = if val_rows.is_empty() {
-        &train_rows
-    } else {
-        &val_rows
-    };
-    let (m, vars) = with_vars(model)?;
-    let mut opt = AdamW::new(
-        vars.clone(),
-        ParamsAdamW {
-            lr: opts.lr,
-            beta1: opts.beta1,
-            beta2: opts.beta2,
-            eps: opts.eps,
-            weight_decay: 0.0,
-        },
-    )
-    .ce()?;
-    let snapshot = |m: &Late| -> Result<Late> {
-        let mut s = m.clone();
-        for l in 0..s.weights.len() {
-            s.weights[l] = m.weights[l].copy().ce()?.detach();
-            s.biases[l] = m.biases[l].copy().ce()?.detach();
-        }
-        Ok(s)
-    };
-    let mut best = snapshot(&m)?;
-    let mut rng = SmallRng::seed_from_u64(opts.seed);
-    let mut stop = EarlyStop::new(opts.patience);
-    stop.observe(0, mean_loss(&m, x, monitor_rows, codes)?);
-    let mut order = train_rows.clone();
-    let mut log = Vec::new();
-    let mut stopped_early = false;
-    for epoch in 1..=opts.epochs {
-        let t0 = std::time::Instant::now();
-        for i in (1..order.len()).rev() {
-            let j = rng.random_range(0..=i);
-            order.swap(i, j);
-        }
-        let mut total = 0.0;
-        for chunk in order.chunks(opts.batch_size) {
-            let b = Batch::gather(x, chunk, codes);
-            let masks = Masks::sample(&mut rng, &cfg, &b);
-            let (xt, mt) = dense_batch(&m, &b, Some(&masks), &dev)?;
-            let oh = batch_onehot(&m, &b, &dev)?;
-            let h = m.forward_masked(&xt, oh.as_ref(), &mt).ce()?;
-            let loss = masked_mse(&xt, &h).ce()?;
-            opt.backward_step(&loss).ce()?;
-            total += loss.to_scalar::<f32>().ce()? as f64 * chunk.len() as f64;
-        }
-        let train_loss = total / order.len().max(1) as f64;
-        let monitored = mean_loss(&m, x, monitor_rows, codes)?;
-        if !monitored.is_finite() {
-            return Err(Error::new(format!(
-                "training diverged at epoch {epoch} (loss {monitored}); try a lower --lr"
-            )));
-        }
-        let is_best = stop.observe(epoch, monitored);
-        if is_best {
-            best = snapshot(&m)?;
-        }
-        let entry = EpochLog {
-            epoch,
-            train_loss,
-            val_loss: monitored,
-            seconds: t0.elapsed().as_secs_f64(),
-            best: is_best,
-        };
-        on_epoch(&entry);
-        log.push(entry);
-        if stop.should_stop() {
-            stopped_early = true;
-            break;
-        }
+/// A copy of the model's parameters, detached from the autograd graph.
+fn snapshot(m: &Late) -> Result<Late> {
+    let mut s = m.clone();
+    for l in 0..s.weights.len() {
+        s.weights[l] = m.weights[l].copy().ce()?.detach();
+        s.biases[l] = m.biases[l].copy().ce()?.detach();
     }
-    *model = best;
-    Ok(TrainReport {
-        log,
-        best_epoch: stop.best_epoch,
-        best_val_loss: stop.best,
-        n_train: train_rows.len(),
-        n_val: val_rows.len(),
-        stopped_early,
-    })
+    Ok(s)
+}
+
+impl AutogradStep {
+    pub(crate) fn new(model: &Late, opts: &TrainOptions) -> Result<AutogradStep> {
+        let (m, vars) = with_vars(model)?;
+        Ok(AutogradStep {
+            best: snapshot(&m)?,
+            opt: Adam::new(vars, opts.adam()).ce()?,
+            model: m,
+        })
+    }
+}
+
+impl LateStep for AutogradStep {
+    fn step(&mut self, b: &Batch, masks: &Masks) -> Result<f64> {
+        let m = &self.model;
+        let dev = m.device().clone();
+        let (xt, mt) = dense_batch(m, b, Some(masks), &dev)?;
+        let oh = batch_onehot(m, b, &dev)?;
+        let h = m.forward_masked(&xt, oh.as_ref(), &mt).ce()?;
+        let loss = masked_mse(&xt, &h).ce()?;
+        self.opt.step(&loss.backward().ce()?).ce()?;
+        Ok(loss.to_scalar::<f32>().ce()? as f64)
+    }
+    fn loss(&self, b: &Batch) -> Result<f64> {
+        let m = &self.model;
+        let dev = m.device().clone();
+        let (xt, _) = dense_batch(m, b, None, &dev)?;
+        let oh = batch_onehot(m, b, &dev)?;
+        Ok(m.loss(&xt, oh.as_ref())? as f64)
+    }
+    fn keep_best(&mut self) -> Result<()> {
+        self.best = snapshot(&self.model)?;
+        Ok(())
+    }
+    fn into_best(self: Box<Self>, model: &mut Late) -> Result<()> {
+        *model = self.best;
+        Ok(())
+    }
 }

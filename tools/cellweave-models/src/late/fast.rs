@@ -12,8 +12,10 @@
 //! [`super::autograd`] computes the same loss and gradients with candle ops and autograd;
 //! the tests check that the two agree.
 
-use super::{split_cells, EarlyStop, EpochLog, Late, LateConfig, TrainOptions, TrainReport};
-use crate::optim::{adam_update, AdamConfig};
+use super::trainer::LateStep;
+use super::{Late, LateConfig, TrainOptions};
+use crate::kernels::{axpy, dot, sum_rows};
+use crate::optim::Adam;
 use crate::CandleExt;
 use candle_core::{Device, Tensor};
 use cellweave::contract::Csr;
@@ -191,132 +193,6 @@ impl Masks {
             .collect();
         Masks { input, hidden }
     }
-}
-
-// The two kernels nearly all sparse work goes through. With AVX2+FMA (checked at run time)
-// they use 8-wide fused multiply-adds; otherwise the portable loops (SSE2).
-
-#[inline(always)]
-fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] = if FMA {
-                x[l].mul_add(y[l], acc[l])
-            } else {
-                acc[l] + x[l] * y[l]
-            };
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[inline(always)]
-fn axpy_body<const FMA: bool>(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi = if FMA {
-            xi.mul_add(alpha, *yi)
-        } else {
-            *yi + alpha * xi
-        };
-    }
-}
-
-/// `out += sum_t alpha_t * rows_t`, 64 columns at a time so that the partial sums stay in
-/// registers while the terms stream by (one load per multiply-add instead of three memory
-/// operations for repeated `axpy`).
-#[inline(always)]
-fn sum_rows_body<const FMA: bool>(out: &mut [f32], terms: &[(f32, &[f32])]) {
-    const W: usize = 64;
-    let d = out.len();
-    let mut start = 0;
-    while start + W <= d {
-        let mut acc = [0f32; W];
-        acc.copy_from_slice(&out[start..start + W]);
-        for &(a, r) in terms {
-            let r = &r[start..start + W];
-            for l in 0..W {
-                acc[l] = if FMA {
-                    r[l].mul_add(a, acc[l])
-                } else {
-                    acc[l] + a * r[l]
-                };
-            }
-        }
-        out[start..start + W].copy_from_slice(&acc);
-        start += W;
-    }
-    if start < d {
-        for &(a, r) in terms {
-            axpy_body::<FMA>(a, &r[start..d], &mut out[start..]);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sum_rows_avx2(out: &mut [f32], terms: &[(f32, &[f32])]) {
-    sum_rows_body::<true>(out, terms)
-}
-
-fn sum_rows(out: &mut [f32], terms: &[(f32, &[f32])]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { sum_rows_avx2(out, terms) };
-    }
-    sum_rows_body::<false>(out, terms)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_body::<true>(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
-    axpy_body::<true>(alpha, x, y)
-}
-
-#[inline]
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_body::<false>(a, b)
-}
-
-#[inline]
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        return unsafe { axpy_avx2(alpha, x, y) };
-    }
-    axpy_body::<false>(alpha, x, y)
 }
 
 /// `a (m x k) @ b (k x n)` through candle, with either operand read transposed from its
@@ -593,142 +469,63 @@ pub fn loss_and_grads(
     Ok(loss)
 }
 
-/// Adam over [`Params`]: the train engineer's fused update ([`crate::optim::adam_update`],
-/// torch's arithmetic) run on chunks of every parameter vector in parallel.
-pub struct Adam {
-    m: Params,
-    v: Params,
-    step: u64,
-    config: AdamConfig,
-}
-
-impl Adam {
-    pub fn new(p: &Params, opts: &TrainOptions) -> Adam {
-        let config = AdamConfig {
-            lr: opts.lr,
-            beta1: opts.beta1,
-            beta2: opts.beta2,
-            eps: opts.eps,
-            ..AdamConfig::default()
-        };
-        Adam {
-            m: p.zeros_like(),
-            v: p.zeros_like(),
-            step: 0,
-            config,
-        }
+impl Params {
+    /// The optimiser over these parameters (every weight buffer, then every bias).
+    pub fn adam(&self, opts: &TrainOptions) -> Adam {
+        Adam::for_buffers(self.w.iter().chain(&self.b).map(Vec::len), opts.adam())
     }
 
-    pub fn step(&mut self, p: &mut Params, grad: &Params) {
-        self.step += 1;
-        let (step, config) = (self.step, &self.config);
-        let params = p.w.iter_mut().chain(p.b.iter_mut());
-        let grads = grad.w.iter().chain(&grad.b);
-        let ms = self.m.w.iter_mut().chain(self.m.b.iter_mut());
-        let vs = self.v.w.iter_mut().chain(self.v.b.iter_mut());
-        for (((pv, gv), mv), vv) in params.zip(grads).zip(ms).zip(vs) {
-            const CHUNK: usize = 1 << 15;
-            pv.par_chunks_mut(CHUNK)
-                .zip(gv.par_chunks(CHUNK))
-                .zip(mv.par_chunks_mut(CHUNK))
-                .zip(vv.par_chunks_mut(CHUNK))
-                .for_each(|(((p, g), m), v)| adam_update(p, g, m, v, config, step));
-        }
+    /// One optimiser step with `grad` (same layout).
+    pub fn adam_step(&mut self, adam: &mut Adam, grad: &Params) -> Result<()> {
+        let params = self.w.iter_mut().chain(self.b.iter_mut());
+        let grads = grad.w.iter().chain(&grad.b).map(Vec::as_slice).collect();
+        adam.step_buffers(params.map(Vec::as_mut_slice).collect(), grads)
+            .ce()
     }
 }
 
-/// Mean loss (no dropout) over `rows`, `chunk` cells at a time.
-pub fn mean_loss(
-    p: &Params,
-    cfg: &LateConfig,
-    x: &Csr,
-    rows: &[usize],
-    codes: Option<&[u32]>,
-) -> Result<f64> {
-    let mut total = 0.0;
-    for chunk in rows.chunks(1024) {
-        let b = Batch::gather(x, chunk, codes);
-        total += loss_and_grads(p, cfg, &b, None, None)? * chunk.len() as f64;
-    }
-    Ok(if rows.is_empty() {
-        f64::NAN
-    } else {
-        total / rows.len() as f64
-    })
+/// The hand-written CPU step: parameters in host buffers, the crate's Adam over them.
+pub(crate) struct FastStep {
+    cfg: LateConfig,
+    params: Params,
+    grads: Params,
+    best: Params,
+    adam: Adam,
 }
 
-/// Train on the CPU (see [`super::train`]).
-pub fn train(
-    model: &mut Late,
-    x: &Csr,
-    codes: Option<&[u32]>,
-    opts: &TrainOptions,
-    on_epoch: &mut dyn FnMut(&EpochLog),
-) -> Result<TrainReport> {
-    let cfg = model.config.clone();
-    let codes = if cfg.n_batches > 0 { codes } else { None };
-    let (train_rows, val_rows) = split_cells(x.n_rows(), opts.val_fraction, opts.seed);
-    let monitor_rows = if val_rows.is_empty() {
-        &train_rows
-    } else {
-        &val_rows
-    };
-    let mut params = Params::from_model(model)?;
-    let mut grads = params.zeros_like();
-    let mut best = params.clone();
-    let mut adam = Adam::new(&params, opts);
-    let mut rng = SmallRng::seed_from_u64(opts.seed);
-    let mut stop = EarlyStop::new(opts.patience);
-    stop.observe(0, mean_loss(&params, &cfg, x, monitor_rows, codes)?);
-    let mut order = train_rows.clone();
-    let mut log = Vec::new();
-    let mut stopped_early = false;
-    for epoch in 1..=opts.epochs {
-        let t0 = std::time::Instant::now();
-        for i in (1..order.len()).rev() {
-            let j = rng.random_range(0..=i);
-            order.swap(i, j);
-        }
-        let mut total = 0.0;
-        for chunk in order.chunks(opts.batch_size) {
-            let b = Batch::gather(x, chunk, codes);
-            let masks = Masks::sample(&mut rng, &cfg, &b);
-            total += loss_and_grads(&params, &cfg, &b, Some(&masks), Some(&mut grads))?
-                * chunk.len() as f64;
-            adam.step(&mut params, &grads);
-        }
-        let train_loss = total / order.len().max(1) as f64;
-        let monitored = mean_loss(&params, &cfg, x, monitor_rows, codes)?;
-        if !monitored.is_finite() {
-            return Err(cellweave::Error::new(format!(
-                "training diverged at epoch {epoch} (loss {monitored}); try a lower --lr"
-            )));
-        }
-        let is_best = stop.observe(epoch, monitored);
-        if is_best {
-            best.copy_from(&params);
-        }
-        let entry = EpochLog {
-            epoch,
-            train_loss,
-            val_loss: monitored,
-            seconds: t0.elapsed().as_secs_f64(),
-            best: is_best,
-        };
-        on_epoch(&entry);
-        log.push(entry);
-        if stop.should_stop() {
-            stopped_early = true;
-            break;
-        }
+impl FastStep {
+    pub(crate) fn new(model: &Late, opts: &TrainOptions) -> Result<FastStep> {
+        let params = Params::from_model(model)?;
+        Ok(FastStep {
+            cfg: model.config.clone(),
+            grads: params.zeros_like(),
+            best: params.clone(),
+            adam: params.adam(opts),
+            params,
+        })
     }
-    best.to_model(model)?;
-    Ok(TrainReport {
-        log,
-        best_epoch: stop.best_epoch,
-        best_val_loss: stop.best,
-        n_train: train_rows.len(),
-        n_val: val_rows.len(),
-        stopped_early,
-    })
+}
+
+impl LateStep for FastStep {
+    fn step(&mut self, batch: &Batch, masks: &Masks) -> Result<f64> {
+        let loss = loss_and_grads(
+            &self.params,
+            &self.cfg,
+            batch,
+            Some(masks),
+            Some(&mut self.grads),
+        )?;
+        self.params.adam_step(&mut self.adam, &self.grads)?;
+        Ok(loss)
+    }
+    fn loss(&self, batch: &Batch) -> Result<f64> {
+        loss_and_grads(&self.params, &self.cfg, batch, None, None)
+    }
+    fn keep_best(&mut self) -> Result<()> {
+        self.best.copy_from(&self.params);
+        Ok(())
+    }
+    fn into_best(self: Box<Self>, model: &mut Late) -> Result<()> {
+        self.best.to_model(model)
+    }
 }

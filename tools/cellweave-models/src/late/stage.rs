@@ -78,10 +78,6 @@ fn resolved_lr(o: &Options) -> f64 {
     })
 }
 
-fn is_tsv(path: &Path) -> bool {
-    matches!(Format::of(path), Some(Format::Tsv | Format::Csv))
-}
-
 /// Run the stage. `step` is the provenance entry of this run (tool, version, arguments).
 pub fn run(o: &Options, mut step: Step) -> Result<()> {
     check_options(o)?;
@@ -90,6 +86,8 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
         .flatten()
     {
         atomic::check_not_input(out, &[&o.input])?;
+        // Temporaries that killed runs left beside this output.
+        crate::engine::checkpoint::clean_stale(out)?;
     }
     if o.method != Method::Late {
         for (set, flag) in [
@@ -344,38 +342,15 @@ fn run_late(
         opts.patience
     );
     let t0 = std::time::Instant::now();
-    let pb = cellweave::cli::progress(opts.epochs as u64, "epochs");
-    // Without validation cells, early stopping watches the training cells' loss (no dropout).
-    let monitored = if opts.val_fraction > 0.0 {
-        "validation"
-    } else {
-        "training-set"
-    };
-    let mut on_epoch = |e: &EpochLog| {
-        pb.inc(1);
-        if e.epoch.is_multiple_of(10) || e.epoch == 1 {
-            pb.suspend(|| {
-                info!(
-                    "epoch {:>4}: train loss {:.6}, {} loss {:.6}{} ({:.2} s)",
-                    e.epoch,
-                    e.train_loss,
-                    monitored,
-                    e.val_loss,
-                    if e.best { " *" } else { "" },
-                    e.seconds
-                )
-            });
-        }
-    };
     let report = train(
         &mut model,
         x,
         codes.as_deref(),
         &opts,
         o.engine,
-        &mut on_epoch,
+        &mut |_| {},
     )?;
-    pb.finish_and_clear();
+    let monitored = opts.monitored();
     let seconds = t0.elapsed().as_secs_f64();
     info!(
         "trained {} epochs in {:.1} s; best epoch {} ({} loss {:.6}){}",
@@ -461,9 +436,5 @@ fn write_log(path: &Path, log: &[EpochLog], steps: usize, lr: f64, step: &Step) 
         );
     f.meta.insert("cellweave.model".into(), "late".into());
     f.provenance.push(step.clone());
-    if is_tsv(path) {
-        table::write_frame_tsv(path, &f)
-    } else {
-        table::write_frame(path, &f)
-    }
+    crate::engine::write_log(path, &f)
 }

@@ -1,6 +1,7 @@
-//! Fused Adam / AdamW over the raw buffers of candle [`Var`]s.
+//! The engine's one optimiser: fused Adam / AdamW over the raw buffers of candle [`Var`]s
+//! or of a hand-written model's host vectors.
 //!
-//! `candle_nn::AdamW` spends about 15 element-wise tensor ops per parameter; here one pass
+//! Written as candle tensor ops, Adam costs about 15 element-wise ops per parameter; here one pass
 //! over each parameter reads the gradient, updates both moments and the parameter, with
 //! the same arithmetic as `torch.optim.Adam` / `torch.optim.AdamW` (bias-corrected moments,
 //! `eps` added to the bias-corrected square root). Weight decay is either L2 (Adam's
@@ -8,8 +9,10 @@
 //!
 //! On the CPU the update runs in place through candle's in-place custom op; on another
 //! device (CUDA) the same maths runs as candle tensor ops. Gradients come either from
-//! candle's autograd ([`Adam::step`] with a `GradStore`) or from a hand-written backward
-//! ([`Adam::step_slices`]). The moments can be exported and restored ([`Adam::state`],
+//! candle's autograd ([`Adam::step`] with a `GradStore`), as tensors
+//! ([`Adam::step_tensors`]) or from a hand-written backward ([`Adam::step_slices`]); a
+//! model whose parameters are plain vectors uses [`Adam::for_buffers`] and
+//! [`Adam::step_buffers`] (the same update, in parallel chunks). The moments can be exported and restored ([`Adam::state`],
 //! [`Adam::load_state`]) so a checkpoint resumes bit for bit.
 //!
 //! [`ema_update`] (`key = m * key + (1 - m) * query`) is the same kind of fused loop, for
@@ -18,8 +21,11 @@
 use candle_core::backend::BackendStorage;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, Device, Layout, Storage, Tensor, Var};
+use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use crate::kernels::dispatch;
 
 /// How weight decay enters the update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,9 +67,12 @@ enum Moments {
     Device { m: Tensor, v: Tensor },
 }
 
-/// Adam over a fixed list of variables.
+/// Adam over a fixed list of parameters: candle variables (updated in place on the CPU,
+/// by tensor ops elsewhere) or plain host buffers of hand-written models
+/// ([`Adam::for_buffers`], [`Adam::step_buffers`]). Every path runs the same arithmetic.
 pub struct Adam {
     pub config: AdamConfig,
+    /// The variables (empty for an optimiser over host buffers).
     vars: Vec<Var>,
     moments: Vec<Moments>,
     /// Number of steps taken (torch's `state['step']`).
@@ -109,28 +118,24 @@ impl Coefs {
     }
 }
 
-#[inline(always)]
-fn adam_loop(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: Coefs) {
-    let n = p.len();
-    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-    for i in 0..n {
-        let mut pi = p[i];
-        let gi = g[i] + c.wd_l2 * pi;
-        pi *= c.decay_factor;
-        // torch: exp_avg.lerp_(grad, 1 - beta1) == m + (1 - beta1) * (g - m)
-        let mi = m[i] + c.one_minus_b1 * (gi - m[i]);
-        let vi = c.b2 * v[i] + c.one_minus_b2 * gi * gi;
-        let denom = vi.sqrt() / c.bc2_sqrt + c.eps;
-        p[i] = pi - c.step_size * (mi / denom);
-        m[i] = mi;
-        v[i] = vi;
+dispatch! {
+    /// The fused update of one buffer: torch's arithmetic, one pass.
+    fn adam_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: Coefs) {
+        let n = p.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        for i in 0..n {
+            let mut pi = p[i];
+            let gi = g[i] + c.wd_l2 * pi;
+            pi *= c.decay_factor;
+            // torch: exp_avg.lerp_(grad, 1 - beta1) == m + (1 - beta1) * (g - m)
+            let mi = m[i] + c.one_minus_b1 * (gi - m[i]);
+            let vi = c.b2 * v[i] + c.one_minus_b2 * gi * gi;
+            let denom = vi.sqrt() / c.bc2_sqrt + c.eps;
+            p[i] = pi - c.step_size * (mi / denom);
+            m[i] = mi;
+            v[i] = vi;
+        }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: Coefs) {
-    adam_loop(p, g, m, v, c)
 }
 
 /// One fused Adam update of a parameter buffer (exposed for tests and hand-written models).
@@ -146,18 +151,10 @@ pub fn adam_update(
         g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
         "adam: buffer sizes differ"
     );
-    let c = Coefs::new(config, step);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the enabled features (checked above). Rust does not
-        // contract a*b+c into FMA, so results are identical to the portable loop.
-        unsafe { adam_avx2(p, g, m, v, c) };
-        return;
-    }
-    adam_loop(p, g, m, v, c)
+    adam_kernel(p, g, m, v, Coefs::new(config, step))
 }
 
-/// In-place op that runs [`adam_loop`] on a parameter's CPU storage.
+/// In-place op that runs [`adam_update`] on a parameter's CPU storage.
 struct AdamOp<'a> {
     grad: &'a [f32],
     m: RefCell<&'a mut [f32]>,
@@ -269,6 +266,65 @@ impl Adam {
         })
     }
 
+    /// An optimiser over host buffers of these lengths, in the order
+    /// [`Adam::step_buffers`] will pass them, with zeroed moments.
+    pub fn for_buffers(lens: impl IntoIterator<Item = usize>, config: AdamConfig) -> Self {
+        let moments = lens
+            .into_iter()
+            .map(|n| Moments::Cpu {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            })
+            .collect();
+        Adam {
+            config,
+            vars: Vec::new(),
+            moments,
+            step: 0,
+        }
+    }
+
+    /// One step over host buffers (one gradient per buffer, in order), each buffer updated
+    /// in parallel chunks (element-wise: the result does not depend on the thread count).
+    pub fn step_buffers(
+        &mut self,
+        params: Vec<&mut [f32]>,
+        grads: Vec<&[f32]>,
+    ) -> candle_core::Result<()> {
+        self.check_count(grads.len())?;
+        if params.len() != grads.len() {
+            return Err(candle_core::Error::Msg(format!(
+                "adam: {} buffers for {} gradients",
+                params.len(),
+                grads.len()
+            )));
+        }
+        self.step += 1;
+        let (step, config) = (self.step, &self.config);
+        for ((pv, gv), mom) in params.into_iter().zip(grads).zip(self.moments.iter_mut()) {
+            let Moments::Cpu { m, v } = mom else {
+                return Err(candle_core::Error::Msg(
+                    "adam: host buffers need host moments".into(),
+                ));
+            };
+            if gv.len() != pv.len() || m.len() != pv.len() {
+                return Err(candle_core::Error::Msg(format!(
+                    "adam: buffer of {} values, gradient of {}, moments of {}",
+                    pv.len(),
+                    gv.len(),
+                    m.len()
+                )));
+            }
+            const CHUNK: usize = 1 << 15;
+            pv.par_chunks_mut(CHUNK)
+                .zip(gv.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| adam_update(p, g, m, v, config, step));
+        }
+        Ok(())
+    }
+
     pub fn vars(&self) -> &[Var] {
         &self.vars
     }
@@ -280,6 +336,7 @@ impl Adam {
     /// One step with gradients from candle's autograd (a variable without a gradient is
     /// left untouched, as torch does for `grad is None`).
     pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.check_vars()?;
         self.step += 1;
         for (var, mom) in self.vars.iter().zip(self.moments.iter_mut()) {
             let Some(g) = grads.get(var.as_tensor()) else {
@@ -290,12 +347,22 @@ impl Adam {
         Ok(())
     }
 
-    /// An error unless there are as many gradients as variables.
+    /// An error unless this optimiser is over candle variables (not host buffers).
+    fn check_vars(&self) -> candle_core::Result<()> {
+        if self.vars.len() != self.moments.len() {
+            return Err(candle_core::Error::Msg(
+                "adam: this optimiser holds host buffers (use step_buffers)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An error unless there are as many gradients as parameters.
     fn check_count(&self, n_grads: usize) -> candle_core::Result<()> {
-        if n_grads != self.vars.len() {
+        if n_grads != self.moments.len() {
             return Err(candle_core::Error::Msg(format!(
-                "adam: {n_grads} gradients for {} variables",
-                self.vars.len()
+                "adam: {n_grads} gradients for {} parameters",
+                self.moments.len()
             )));
         }
         Ok(())
@@ -303,6 +370,7 @@ impl Adam {
 
     /// One step with one gradient tensor per variable, in order (any device).
     pub fn step_tensors(&mut self, grads: &[Tensor]) -> candle_core::Result<()> {
+        self.check_vars()?;
         self.check_count(grads.len())?;
         self.step += 1;
         for ((var, mom), g) in self.vars.iter().zip(self.moments.iter_mut()).zip(grads) {
@@ -320,6 +388,7 @@ impl Adam {
 
     /// One step with gradients given as f32 slices, one per variable in order (CPU only).
     pub fn step_slices(&mut self, grads: &[&[f32]]) -> candle_core::Result<()> {
+        self.check_vars()?;
         self.check_count(grads.len())?;
         self.step += 1;
         for ((var, mom), g) in self.vars.iter().zip(self.moments.iter_mut()).zip(grads) {
@@ -347,7 +416,7 @@ impl Adam {
     }
 
     /// The moments as named tensors (`<prefix>m.<i>`, `<prefix>v.<i>`) plus the step
-    /// count, for a checkpoint.
+    /// count, for a checkpoint (of an optimiser over variables).
     pub fn state(&self, prefix: &str) -> candle_core::Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (i, (var, mom)) in self.vars.iter().zip(&self.moments).enumerate() {
@@ -446,30 +515,16 @@ fn update_one(
     }
 }
 
-fn ema_loop(key: &mut [f32], query: &[f32], m: f32) {
-    let one_minus = 1.0 - m;
-    for (k, &q) in key.iter_mut().zip(query) {
-        // torch: pk.mul_(m).add_(pq, alpha=1 - m)
-        *k = *k * m + q * one_minus;
+dispatch! {
+    /// Momentum update of a key buffer from a query buffer: `key = m * key + (1 - m) * query`.
+    pub fn ema_slices(key: &mut [f32], query: &[f32], momentum: f32) {
+        assert_eq!(key.len(), query.len());
+        let one_minus = 1.0 - momentum;
+        for (k, &q) in key.iter_mut().zip(query) {
+            // torch: pk.mul_(m).add_(pq, alpha=1 - m)
+            *k = *k * momentum + q * one_minus;
+        }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn ema_avx2(key: &mut [f32], query: &[f32], m: f32) {
-    ema_loop(key, query, m)
-}
-
-/// Momentum update of a key buffer from a query buffer: `key = m * key + (1 - m) * query`.
-pub fn ema_slices(key: &mut [f32], query: &[f32], momentum: f32) {
-    assert_eq!(key.len(), query.len());
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: features checked above.
-        unsafe { ema_avx2(key, query, momentum) };
-        return;
-    }
-    ema_loop(key, query, momentum)
 }
 
 /// Momentum update of key variables from query variables (pairwise, same shapes).
