@@ -115,8 +115,9 @@ fn parent_of(path: &Path) -> PathBuf {
 /// Whether process `pid` may still run (Linux: `/proc/PID` exists; elsewhere assume so).
 fn alive(pid: u32) -> bool {
     if pid == std::process::id() {
-        // A temporary with our own id is from an earlier process that had it.
-        return false;
+        // Our own id: this run's outputs staged by `cellweave::io::atomic::Outputs` (a
+        // temporary an earlier process with the same id left is overwritten by this run).
+        return true;
     }
     if cfg!(target_os = "linux") {
         Path::new("/proc").join(pid.to_string()).exists()
