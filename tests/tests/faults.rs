@@ -31,11 +31,10 @@ impl Fx {
 fn fx() -> &'static Fx {
     static FX: OnceLock<Fx> = OnceLock::new();
     FX.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("cellweave-faults-fx")
-            .tempdir()
-            .unwrap()
-            .keep();
+        // In the target's scratch folder, rebuilt by every run (not left in /tmp).
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults-fx");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let p = |n: &str| dir.join(n);
         let (sim, filt, norm, hvg, pairs) = (
             p("sim.arrow"),
