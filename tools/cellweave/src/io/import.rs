@@ -208,6 +208,21 @@ fn open_input(
     if t.n_genes() == 0 {
         return Err(Error::new("no genes").field("genes").file(path));
     }
+    // An .h5ad is scanned as it is opened (it may hold counts elsewhere); a cells table
+    // says what its values are.
+    if opts.values == ValueKind::Counts
+        && !matches!(format, Format::H5ad | Format::Arrow | Format::Parquet)
+    {
+        let bad = t.x.data.iter().filter(|&&v| !h5ad::is_count(v)).count();
+        if bad > 0 {
+            return Err(Error::new(format!(
+                "{bad} of the {} stored values are not counts (non-negative integers); if the values are normalized, say so with --values log1p or --values normalized",
+                t.x.data.len()
+            ))
+            .field("values")
+            .file(path));
+        }
+    }
     if let Err(e) = check_unique(&t.gene_ids) {
         if !opts.make_unique {
             return Err(e.field("gene_ids").file(path));
