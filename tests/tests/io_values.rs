@@ -2,7 +2,9 @@
 //! file scanpy users hold most) is not imported as counts; the one-line error says how many
 //! values are not counts and where this file keeps its counts, and following the advice
 //! works. `--values log1p` imports such a table for the stages that work from it, and the
-//! stages that need counts refuse it.
+//! stages that need counts refuse it. Samples as Cell Ranger brings them: a sample or
+//! `outs/` folder is found, named after the sample, and barcodes shared by samples become
+//! `<barcode>-<sample>`.
 
 mod io_support;
 
@@ -164,4 +166,62 @@ fn non_integer_text_matrix_is_refused_unless_declared() {
     let o = run("import", &[s(&p), "--values", "normalized", "-o", s(&out)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(read(&out).values, ValueKind::Normalized);
+}
+
+/// A tiny Cell Ranger sample folder: `<dir>/outs/filtered_feature_bc_matrix/` with 3 genes
+/// and the barcodes given (10x layout: genes x cells, 1-based).
+fn cellranger_sample(dir: &std::path::Path, barcodes: &[&str]) {
+    let m = dir.join("outs/filtered_feature_bc_matrix");
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::write(
+        m.join("features.tsv"),
+        "ENSG1\tA1\tGene Expression\nENSG2\tB2\tGene Expression\nENSG3\tC3\tGene Expression\nENSG4\tD4\tGene Expression\n",
+    )
+    .unwrap();
+    std::fs::write(m.join("barcodes.tsv"), barcodes.join("\n") + "\n").unwrap();
+    let mut mtx = format!(
+        "%%MatrixMarket matrix coordinate integer general\n4 {} {}\n",
+        barcodes.len(),
+        barcodes.len()
+    );
+    for c in 0..barcodes.len() {
+        mtx += &format!("{} {} {}\n", c % 3 + 1, c + 1, c + 1);
+    }
+    std::fs::write(m.join("matrix.mtx"), mtx).unwrap();
+}
+
+#[test]
+fn cellranger_samples_with_shared_barcodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("sampleA"), tmp.path().join("sampleB"));
+    cellranger_sample(&a, &["AAAC-1", "AAAG-1", "AACT-1"]);
+    cellranger_sample(&b, &["AAAC-1", "AAAG-1"]);
+    // A sample folder and an outs/ folder are found; batches are the sample folders' names;
+    // the barcodes both samples use become <barcode>-<sample> (anndata's index_unique='-').
+    let t = import(&[s(&a), s(&b.join("outs"))], &tmp.path().join("ab.arrow"));
+    assert_eq!(
+        t.cell_ids,
+        [
+            "AAAC-1-sampleA",
+            "AAAG-1-sampleA",
+            "AACT-1-sampleA",
+            "AAAC-1-sampleB",
+            "AAAG-1-sampleB"
+        ]
+    );
+    assert_eq!(t.batch.categories, ["sampleA", "sampleB"]);
+    assert_eq!(t.x.nnz(), 5);
+    // The matrix folder itself names its batch after the sample too.
+    let t = import(
+        &[s(&a.join("outs/filtered_feature_bc_matrix"))],
+        &tmp.path().join("a.arrow"),
+    );
+    assert_eq!(t.batch.categories, ["sampleA"]);
+    assert_eq!(t.cell_ids, ["AAAC-1", "AAAG-1", "AACT-1"]);
+    // --batch names the samples in the ids as well.
+    let t = import(
+        &[s(&a), s(&b), "--batch", "ctrl", "--batch", "stim"],
+        &tmp.path().join("cs.arrow"),
+    );
+    assert_eq!(t.cell_ids[3], "AAAC-1-stim");
 }

@@ -71,8 +71,51 @@ pub(crate) fn single_file_table(
     }
 }
 
-/// A short name for an input: the file name without format extensions, or the folder name.
+/// Folder and file names Cell Ranger gives the matrix inside a sample folder.
+const CELLRANGER_NAMES: [&str; 5] = [
+    "filtered_feature_bc_matrix",
+    "raw_feature_bc_matrix",
+    "filtered_gene_bc_matrices",
+    "raw_gene_bc_matrices",
+    "outs",
+];
+
+/// A Cell Ranger sample folder or its `outs/` folder: the filtered matrix inside it
+/// (`filtered_feature_bc_matrix/`, else `filtered_feature_bc_matrix.h5`); any other path
+/// as it is.
+pub fn cellranger_matrix(path: &Path) -> PathBuf {
+    if !path.is_dir() || mtx::locate(path).is_ok() {
+        return path.to_path_buf();
+    }
+    ["outs", "."]
+        .iter()
+        .flat_map(|d| {
+            [
+                "filtered_feature_bc_matrix",
+                "filtered_feature_bc_matrix.h5",
+            ]
+            .map(|m| path.join(d).join(m))
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// A short name for an input: the file name without format extensions, or the folder name;
+/// for Cell Ranger's own names (`outs`, `filtered_feature_bc_matrix[.h5]`) the sample
+/// folder's name.
 pub fn stem_of(path: &Path) -> String {
+    let own = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".h5").to_string())
+            .is_some_and(|n| CELLRANGER_NAMES.contains(&n.as_str()))
+    };
+    let mut path = path;
+    while own(path) {
+        match path.parent().filter(|p| p.file_name().is_some()) {
+            Some(parent) => path = parent,
+            None => break,
+        }
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -495,6 +538,7 @@ pub fn import_lazy(
     let mut tables = Vec::with_capacity(inputs.len());
     let mut rows = None;
     for (i, p) in inputs.iter().enumerate() {
+        let p = &cellranger_matrix(p);
         let (mut t, r) = open_input(p, opts, opts.obs.is_some(), inputs.len() == 1)?;
         rows = r;
         let name = opts
@@ -514,6 +558,7 @@ pub fn import_lazy(
         tables.push(t);
     }
     let n_inputs = tables.len();
+    suffix_shared_ids(&mut tables);
     let mut t = concatenate(tables, opts.join)?;
     if n_inputs > 1 {
         info!("genes aligned by id ({:?}): {}", opts.join, t.n_genes());
@@ -550,6 +595,36 @@ pub fn import_lazy(
     t.values = opts.values;
     t.validate().map_err(|e| e.file(&inputs[0]))?;
     Ok((t, rows))
+}
+
+/// Cell ids that repeat across samples (each unique within its sample, e.g. 10x barcodes)
+/// become `<id>-<sample>` in every sample, as anndata's `concat(index_unique='-')` names
+/// them; repeats within one sample, or samples of the same name, are left for
+/// `--make-unique`.
+fn suffix_shared_ids(tables: &mut [CellsTable]) {
+    let samples: Vec<String> = tables
+        .iter()
+        .map(|t| t.batch.get(0).unwrap_or_default().to_string())
+        .collect();
+    let named = samples.iter().collect::<HashSet<_>>().len() == samples.len();
+    if tables.len() < 2 || !named || tables.iter().any(|t| check_unique(&t.cell_ids).is_err()) {
+        return;
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let shared = tables
+        .iter()
+        .flat_map(|t| t.cell_ids.iter())
+        .filter(|id| !seen.insert(id.as_str()))
+        .count();
+    if shared == 0 {
+        return;
+    }
+    for (t, sample) in tables.iter_mut().zip(&samples) {
+        for id in t.cell_ids.iter_mut() {
+            *id = format!("{id}-{sample}");
+        }
+    }
+    info!("{shared} cell id(s) repeat across samples: every id is now <id>-<sample>");
 }
 
 /// Write an imported table whose rows are read from `rows`, batch by batch (reading the next
