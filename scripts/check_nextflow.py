@@ -15,7 +15,9 @@ pipeline is checked without it:
    same way, and conf/modules.config may only refer to processes and stage arguments that exist.
 4. Parameters: nextflow_schema.json is exactly the mirror of schemas/config.schema.yaml (the
    Snakemake config schema); every params.X / option the pipeline reads is in the schema; the
-   defaults in nextflow.config equal the schema's; the container tag is the workspace version.
+   defaults in nextflow.config equal the schema's; the container tag is the workspace version;
+   every process names the conda environment shared with Snakemake, which pins cellweave at the
+   workspace version.
 
 Usage (from the venv made by scripts/setup.sh):
   .venv/bin/python scripts/check_nextflow.py [--pipeline DIR] [--bin-dir DIR]
@@ -124,6 +126,25 @@ def sections(body):
         if current:
             out[current].append((i, line))
     return out
+
+
+def check_conda(pipe, version, problems):
+    """Every process names the conda environment file shared with Snakemake, which exists and
+    pins the cellweave package at the workspace version."""
+    env_rel = "../snakemake/envs/cellweave.yaml"
+    directive = 'conda "${projectDir}/' + env_rel + '"'
+    env = pipe / env_rel
+    for path in sorted((pipe / "modules").rglob("*.nf")):
+        text = path.read_text()
+        for _ in re.findall(r"^\s*process\s+\w+", text, re.M):
+            if directive not in text:
+                problems.add(path.relative_to(pipe), f"process has no `{directive}` directive")
+    if not env.exists():
+        problems.add(env_rel, "missing (the conda environment of every process)")
+        return
+    pins = re.findall(r"^\s*-\s*cellweave==(\S+)\s*$", env.read_text(), re.M)
+    if version and pins != [version]:
+        problems.add(env_rel, f"pins cellweave {pins or 'nowhere'}, expected cellweave=={version}")
 
 
 def strip_versions(script):
@@ -361,6 +382,7 @@ def main():
         for tag in re.findall(r'container\s+"[^":]+:([^"]+)"', path.read_text()):
             if version and tag != version.group(1):
                 problems.add(path.relative_to(pipe), f"container tag {tag} is not the workspace version {version.group(1)}")
+    check_conda(pipe, version.group(1) if version else None, problems)
 
     if problems.items:
         for p in problems.items:

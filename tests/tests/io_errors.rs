@@ -4,7 +4,8 @@
 mod io_support;
 
 use cellweave::contract::{Categorical, CellsTable, Csr, PairKind, PairsTable, ValueKind};
-use cellweave::io::{h5ad, table};
+use cellweave::io::formats::h5ad;
+use cellweave::io::table;
 use cellweave_tests::{run, run_ok, shared};
 use io_support::*;
 use std::path::{Path, PathBuf};

@@ -12,7 +12,8 @@
 mod io_support;
 
 use cellweave::contract::{CellsTable, Column};
-use cellweave::io::{dense, table};
+use cellweave::io::formats::dense;
+use cellweave::io::table;
 use cellweave_tests::{run, run_ok, shared};
 use io_support::*;
 use std::collections::HashSet;

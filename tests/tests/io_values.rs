@@ -9,7 +9,7 @@
 mod io_support;
 
 use cellweave::contract::{Csr, ValueKind};
-use cellweave::io::h5ad::{anndata_of, write_h5ad};
+use cellweave::io::formats::h5ad::{anndata_of, write_h5ad};
 use cellweave_tests::{run, run_fails_one_line, run_ok, shared};
 use io_support::*;
 

@@ -248,7 +248,9 @@ fn refine_drops_dissimilar_seeds_and_keeps_knn() {
         "{log}"
     );
     let r = read_pairs(&refined).unwrap();
-    let same = |t: &PairsTable| -> (usize, usize) { cellweave::pairs::seed_accuracy(t, &types) };
+    let same = |t: &PairsTable| -> (usize, usize) {
+        cellweave::integrate::pairs::seed_accuracy(t, &types)
+    };
     let (before, after) = (same(&t), same(&r));
     assert!(
         before.0 < before.1,

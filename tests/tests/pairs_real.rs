@@ -48,7 +48,7 @@ fn check_dataset(dataset: &str, min_accuracy: f64) {
     let (ids, reference, k) =
         read_tsv(&shared.join("reference").join(dataset).join("embed/pca.tsv"));
     assert_eq!(ids, cells.cell_ids);
-    let p = cellweave::pca::pca(&cells.x.to_dense(), n, g, 50, 0);
+    let p = cellweave::numerics::pca::pca(&cells.x.to_dense(), n, g, 50, 0);
     assert_eq!(p.k, k);
     let mut matched = 0;
     for c in 0..k {
@@ -82,7 +82,7 @@ fn check_dataset(dataset: &str, min_accuracy: f64) {
     let t = read_pairs(&pairs).unwrap();
     t.check_cells(&cells.fingerprint()).unwrap();
     let types = cells.column("cell_type").unwrap().to_categorical();
-    let (same, total) = cellweave::pairs::seed_accuracy(&t, &types);
+    let (same, total) = cellweave::integrate::pairs::seed_accuracy(&t, &types);
     let acc = same as f64 / total as f64;
     eprintln!("{dataset}: {total} seeds, accuracy {acc:.3}");
     assert!(total > n, "{dataset}: only {total} seeds for {n} cells");
@@ -114,7 +114,7 @@ fn check_dataset(dataset: &str, min_accuracy: f64) {
     let out = run_ok("refine", &refine_args(&hvg, &pairs, &emb, &refined));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let r = read_pairs(&refined).unwrap();
-    let (same2, total2) = cellweave::pairs::seed_accuracy(&r, &types);
+    let (same2, total2) = cellweave::integrate::pairs::seed_accuracy(&r, &types);
     let acc2 = same2 as f64 / total2 as f64;
     eprintln!("{dataset}: refined {total} -> {total2} seeds, accuracy {acc:.3} -> {acc2:.3}");
     assert!(

@@ -3,8 +3,8 @@
 
 use cellweave::contract::{Categorical, Column, EmbeddingTable, Frame, TableKind};
 use cellweave::io::table;
-use cellweave::plot::png;
-use cellweave::umap::SplitMix;
+use cellweave::viz::plot::png;
+use cellweave::viz::umap::SplitMix;
 use cellweave_tests::{command, output_ok, run_fails, run_ok, s};
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,8 +1,9 @@
 //! UMAP: clusters stay apart, a seed fixes the picture, and the fuzzy graph equals
 //! umap-learn's (when the reference Python environment is there to ask).
 
-use cellweave::neighbors::{knn, Metric};
-use cellweave::umap::{fuzzy_connectivities, umap, SplitMix, UmapParams};
+use cellweave::numerics::graph::fuzzy_connectivities;
+use cellweave::numerics::neighbors::{knn, Metric};
+use cellweave::viz::umap::{umap, SplitMix, UmapParams};
 use cellweave_tests::{output_ok, run_ok, s};
 use std::process::Command;
 
@@ -222,8 +223,8 @@ fn shared_data_umap_keeps_cell_types_together() {
         s(&tsv),
     ];
     run_ok("plot", &args);
-    let high = cellweave::plot::input::read_embedding_any(&emb, Some(&obs)).unwrap();
-    let low = cellweave::plot::input::read_embedding_any(&tsv, None).unwrap();
+    let high = cellweave::viz::plot::input::read_embedding_any(&emb, Some(&obs)).unwrap();
+    let low = cellweave::viz::plot::input::read_embedding_any(&tsv, None).unwrap();
     assert_eq!(low.cell_ids, high.cell_ids);
     assert_eq!(low.dim, 2);
     let label: Vec<String> = {
@@ -241,6 +242,6 @@ fn shared_data_umap_keeps_cell_types_together() {
         p_low > 0.97 * p_high,
         "UMAP purity {p_low} vs {p_high} in the embedding"
     );
-    let img = cellweave::plot::png::read(&std::fs::read(&png).unwrap()).unwrap();
+    let img = cellweave::viz::plot::png::read(&std::fs::read(&png).unwrap()).unwrap();
     assert!(img.distinct_colours() > 20);
 }

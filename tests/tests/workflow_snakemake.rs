@@ -209,3 +209,44 @@ fn snakemake_lint_is_clean() {
         "snakemake --lint:\n{t}"
     );
 }
+
+#[test]
+fn every_rule_names_the_conda_env_that_installs_this_version() {
+    let rules = repo().join("workflows/snakemake/rules");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&rules).expect("rules folder") {
+        let path = entry.expect("rules entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("smk") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).expect("rule file");
+        // Each rule's text runs from its `rule` line to the next one.
+        for block in src.split("\nrule ").skip(1) {
+            let name = block.split(':').next().unwrap_or("?");
+            if block.contains("\n    shell:") {
+                assert!(
+                    block.contains("\n    conda:\n        CONDA_ENV\n"),
+                    "{}: rule {name} has a shell command but no `conda: CONDA_ENV`",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} rules with a shell command found"
+    );
+    let common = std::fs::read_to_string(rules.join("common.smk")).expect("common.smk");
+    assert!(
+        common.contains(r#"CONDA_ENV = str(WORKFLOW_DIR / "envs" / "cellweave.yaml")"#),
+        "common.smk does not define CONDA_ENV as envs/cellweave.yaml"
+    );
+    let env = repo().join("workflows/snakemake/envs/cellweave.yaml");
+    let env = std::fs::read_to_string(&env).expect("envs/cellweave.yaml");
+    let pin = format!("- cellweave=={}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        env.lines().any(|l| l.trim() == pin),
+        "envs/cellweave.yaml does not pin `{pin}`:\n{env}"
+    );
+}

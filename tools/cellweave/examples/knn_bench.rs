@@ -5,7 +5,7 @@
 //! usage: cargo run --release -p cellweave --example knn_bench -- [SIZES] [DIMS] [K]
 //!        e.g. knn_bench 5000,20000,50000 30,50 10
 
-use cellweave::neighbors::{knn_with, l2_normalize_rows, Method, Metric, Search};
+use cellweave::numerics::neighbors::{knn_with, l2_normalize_rows, Method, Metric, Search};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashSet;

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
+/// What `--version` prints after the binary's name: the package version and, when it was built
+/// from a git checkout, the commit (`0.1.0 (git 1a2b3c4d5e6f)`; see build.rs).
+pub const LONG_VERSION: &str = env!("CELLWEAVE_LONG_VERSION");
+
 /// Flags every cellweave binary takes.
 #[derive(clap::Args, Debug, Clone, serde::Serialize)]
 pub struct Common {

@@ -7,7 +7,7 @@
 //! Matrices here are dense row-major `f32` (`n_cells x n_genes`) unless they are a [`Csr`].
 
 use crate::contract::{rows_of, CellsTable, Csr, ValueKind};
-use crate::neighbors::{knn, Metric};
+use crate::numerics::neighbors::{knn, Metric};
 use crate::{bail, Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -278,7 +278,7 @@ fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
-    (!v.is_empty()).then(|| crate::metrics::stats::median(&mut v))
+    (!v.is_empty()).then(|| crate::numerics::stats::median(&mut v))
 }
 
 /// Evaluate `imputed` (dense, log10(x+1) scale) against `truth` and the imputation input

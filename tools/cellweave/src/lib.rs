@@ -1,29 +1,34 @@
 //! cellweave: single-cell RNA-seq integration and imputation in small composable tools.
 //!
-//! This crate holds everything but the argument parsing of the binaries: the data
-//! contract ([`contract`]), file formats ([`io`]), preprocessing ([`qc`], [`normalize`],
-//! [`hvg`], [`simulate`]), and the numerics that later stages share.
+//! This crate holds everything but the argument parsing of the binaries, in layers whose
+//! dependencies point one way (down this list; `scripts/check_layers.py` checks that no
+//! import cycle exists, and `ARCHITECTURE.md` describes the layers):
+//!
+//! - [`error`], [`cli`] and [`contract`]: the error type, logging and the data contract
+//!   (the tables every stage reads and writes);
+//! - [`numerics`]: statistics, PCA, nearest neighbours, graphs, clustering, mixtures;
+//! - [`io`]: the contract tables on disk (Arrow IPC / Parquet, streamed or whole) and the
+//!   formats users bring ([`io::formats`]);
+//! - [`convert`]: import and export, the only place that sees every format;
+//! - the stages' methods: [`preprocess`], [`integrate`], [`impute`];
+//! - [`evaluate`] (integration and imputation metrics) and [`viz`] (UMAP and plots).
 
 pub mod cli;
 pub mod contract;
 pub mod error;
+
+pub mod numerics;
+
 pub mod io;
 
-pub mod cca;
-pub mod cluster;
-pub mod gmm;
-pub mod hvg;
+pub mod convert;
+
 pub mod impute;
-pub mod metrics;
-pub mod mnn;
-pub mod neighbors;
-pub mod normalize;
-pub mod pairs;
-pub mod pca;
-pub mod plot;
-pub mod qc;
-pub mod simulate;
-pub mod umap;
+pub mod integrate;
+pub mod preprocess;
+
+pub mod evaluate;
+pub mod viz;
 
 pub use error::{Error, Result, ResultExt};
 

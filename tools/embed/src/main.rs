@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// Embed the cells of a table with a model written by cellweave-train. Genes are matched
 /// to the model's by id (by name when no id matches); genes the table lacks count as 0.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-embed", version)]
+#[command(name = "cellweave-embed", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table on the model's scale (log1p)
     #[arg(value_name = "CELLS")]

@@ -3,8 +3,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::convert::export::{export, ExportOptions};
 use cellweave::info;
-use cellweave::io::export::{export, ExportOptions};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 /// embedding and its UMAP. The neighbour graph of the first embedding that is not a UMAP
 /// goes in obsp/uns['neighbors'], so sc.tl.leiden runs without sc.pp.neighbors.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-export", version)]
+#[command(name = "cellweave-export", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table or embedding table (.arrow or .parquet)
     #[arg(value_name = "INPUT")]

@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::{Frame, Step};
 use cellweave::io::stream::CellsInput;
 use cellweave::io::{atomic, table, Format};
-use cellweave::qc::{self, QcParams};
+use cellweave::preprocess::qc::{self, QcParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 /// Filter cells (min/max genes, min/max counts, max mitochondrial %) then genes (min cells),
 /// on raw counts, in scanpy's order and with scanpy's comparisons (bounds are inclusive).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-filter", version)]
+#[command(name = "cellweave-filter", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Input cells table of raw counts (.arrow or .parquet)
     input: PathBuf,

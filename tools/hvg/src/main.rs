@@ -3,9 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Column, Frame, Step};
-use cellweave::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::io::stream::CellsInput;
 use cellweave::io::{atomic, table, Format};
+use cellweave::preprocess::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;
@@ -16,7 +16,7 @@ use std::process::ExitCode;
 /// their order) and, with --genes-out, the per-gene statistics with the selection order
 /// (`highly_variable_rank`).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-hvg", version)]
+#[command(name = "cellweave-hvg", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Input cells table: log1p values (seurat, cell_ranger) or raw counts (seurat_v3)
     input: PathBuf,

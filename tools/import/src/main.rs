@@ -3,10 +3,10 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{Step, ValueKind};
-use cellweave::io::import::{
+use cellweave::convert::import::{
     import_lazy, summary, summary_of, write_imported, GeneJoin, ImportOptions,
 };
-use cellweave::io::mtx::Orientation;
+use cellweave::io::formats::mtx::Orientation;
 use cellweave::io::{atomic, table, Format};
 use cellweave::{info, Error};
 use clap::Parser;
@@ -26,7 +26,7 @@ fn value_kind(s: &str) -> Result<ValueKind, String> {
 /// a 10x `.h5`, an AnnData `.h5ad`, a dense `.csv`/`.tsv[.gz]` (cells as rows), or a cells
 /// table. Several inputs are concatenated with genes aligned by id.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-import", version)]
+#[command(name = "cellweave-import", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Input files or 10x folders
     #[arg(required = true, value_name = "INPUT")]

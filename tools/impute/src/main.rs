@@ -18,7 +18,7 @@ const TOOL: &str = "cellweave-impute";
 /// is a cells table with a dense row of imputed values per cell on that scale (values
 /// `imputed`; the scale is in its provenance).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = TOOL, version, about, long_about = None)]
+#[command(name = TOOL, version = cellweave::cli::LONG_VERSION, about, long_about = None)]
 struct Args {
     /// Input cells table (.arrow or .parquet) of raw counts
     #[serde(skip)]

@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::io::atomic;
 use cellweave::io::stream::CellsInput;
-use cellweave::normalize;
+use cellweave::preprocess::normalize;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 /// Scale every cell to --target-sum counts, then take log(1 + x) (as scanpy's
 /// normalize_total + log1p on float32). Cells without counts stay empty.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-normalize", version)]
+#[command(name = "cellweave-normalize", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Input cells table of raw counts (.arrow or .parquet)
     input: PathBuf,

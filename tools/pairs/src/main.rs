@@ -3,9 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::info;
+use cellweave::integrate::pairs::{self, Params, Shard, Space};
 use cellweave::io::{atomic, table};
-use cellweave::neighbors::{Method, Metric, Search};
-use cellweave::pairs::{self, Params, Shard, Space};
+use cellweave::numerics::neighbors::{Method, Metric, Search};
 use cellweave::{Error, ResultExt};
 use clap::Parser;
 use serde::Serialize;
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 /// Scatter/gather: `--batch-a A --batch-b B` computes one batch pair, `--knn-only` the KNN
 /// lists; `--merge SHARD... -o PAIRS` joins them into what one run writes.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-pairs", version)]
+#[command(name = "cellweave-pairs", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table (log-normalized, HVG subset), or the shards to join with --merge
     #[arg(required = true, value_name = "INPUT")]

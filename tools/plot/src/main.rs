@@ -4,8 +4,8 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::{EmbeddingTable, Step, TableKind};
 use cellweave::io::{atomic, table, Format};
-use cellweave::plot::{self, bars::Bars, curves::Curves, scatter};
-use cellweave::umap::{self, UmapParams};
+use cellweave::viz::plot::{self, bars::Bars, curves::Curves, scatter};
+use cellweave::viz::umap::{self, UmapParams};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::process::ExitCode;
 /// and value (or the first is embedding), a training log when they include epoch and a loss,
 /// and otherwise an embedding (cell id, then coordinates).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-plot", version)]
+#[command(name = "cellweave-plot", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Embedding, scores or training-log table (.arrow/.parquet or .tsv/.csv)
     input: PathBuf,
@@ -183,7 +183,7 @@ fn plot_embedding(args: &Args) -> cellweave::Result<()> {
         };
         match Format::of(path) {
             Some(Format::Tsv | Format::Csv) => {
-                cellweave::io::dense::write_embedding_tsv(path, &out)?
+                cellweave::io::formats::dense::write_embedding_tsv(path, &out)?
             }
             _ => table::write_embedding(path, &out)?,
         }

@@ -2,8 +2,8 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{fingerprint, Categorical, Step};
+use cellweave::integrate::pairs;
 use cellweave::io::{atomic, table};
-use cellweave::pairs;
 use cellweave::{info, Error, ResultExt};
 use clap::Parser;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 /// seeds whose posterior of the higher-similarity component is >= --threshold kept (with
 /// that posterior). KNN rows are kept unchanged.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-refine", version)]
+#[command(name = "cellweave-refine", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table the pairs were computed on
     #[arg(value_name = "CELLS")]

@@ -3,9 +3,9 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
+use cellweave::evaluate::imputation::{self, ImputedScale};
+use cellweave::evaluate::{self, input, report, KnnMode, MetricId, Options};
 use cellweave::io::{atomic, table, Format};
-use cellweave::metrics::imputation::{self, ImputedScale};
-use cellweave::metrics::{self, input, report, KnnMode, MetricId, Options};
 use cellweave::{info, Error, Result};
 use clap::Parser;
 use serde::Serialize;
@@ -17,7 +17,7 @@ const TOOL: &str = "cellweave-score";
 /// Score how well embeddings mix batches and keep cell types apart (scIB metrics as
 /// scib-metrics defines them, and the CLAIRE paper's set), one row per embedding.
 #[derive(Parser, Serialize, Debug)]
-#[command(name = TOOL, version, about, long_about = None)]
+#[command(name = TOOL, version = cellweave::cli::LONG_VERSION, about, long_about = None)]
 struct Args {
     /// Embeddings to score: embedding tables (.arrow/.parquet), cells tables (scored on their
     /// 50-component PCA: the unintegrated baseline) or TSV embeddings (cell id, then values)
@@ -184,7 +184,7 @@ fn score_imputations(args: &Args) -> Result<Vec<report::Scored>> {
             n_cells: reference.cell_ids.len(),
             dim: reference.gene_ids.len(),
             label_names: Vec::new(),
-            scores: metrics::Scores {
+            scores: evaluate::Scores {
                 values,
                 ..Default::default()
             },
@@ -196,7 +196,7 @@ fn score_imputations(args: &Args) -> Result<Vec<report::Scored>> {
 
 fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::Scored>> {
     let obs = match &args.obs {
-        Some(p) => Some(cellweave::io::obs::read_obs(p)?),
+        Some(p) => Some(cellweave::io::formats::obs::read_obs(p)?),
         None => None,
     };
     let obs_ref = obs.as_ref().zip(args.obs.as_deref());
@@ -239,14 +239,14 @@ fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::S
             batches.n()
         );
         let timer = std::time::Instant::now();
-        let inp = metrics::Input {
+        let inp = evaluate::Input {
             x: &s.x,
             d: s.d,
             labels: &labels,
             batches: &batches,
             pre: pre_x.as_deref().zip(pre.as_ref().map(|p| p.d)),
         };
-        let scores = metrics::score_embedding(&inp, &opts).map_err(|e| e.file(path))?;
+        let scores = evaluate::score_embedding(&inp, &opts).map_err(|e| e.file(path))?;
         info!("  total: {:.2} s", timer.elapsed().as_secs_f64());
         scored.push(report::Scored {
             name,

@@ -3,7 +3,7 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::info;
-use cellweave::simulate::{self, SimParams};
+use cellweave::preprocess::simulate::{self, SimParams};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// Simulate raw counts of several batches with known cell types (obs `cell_type`),
 /// gene-wise and library-size batch effects, dropout and any size (streamed to disk).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-simulate", version)]
+#[command(name = "cellweave-simulate", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 /// a Gaussian mixture on their similarities, then continues with stage 2. Writes the model
 /// directory (-o: weights, model card, training state, log) and the embedding (--embedding).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-train", version)]
+#[command(name = "cellweave-train", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Cells table (log1p values, HVG subset)
     #[arg(value_name = "CELLS")]

@@ -17,6 +17,8 @@ min_version("9.0")
 WORKFLOW_DIR = Path(workflow.basedir)
 REPO = WORKFLOW_DIR.parents[1]
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
+# Every rule's software under `--sdm conda`: pip installs the cellweave wheel (envs/cellweave.yaml).
+CONDA_ENV = str(WORKFLOW_DIR / "envs" / "cellweave.yaml")
 
 # "$CELLWEAVE_SHARED" in a configured path: the shared data folder beside the repository
 # unless the environment says otherwise.

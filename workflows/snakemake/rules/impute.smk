@@ -38,6 +38,8 @@ rule impute:
     resources:
         mem_mb=mem("impute"),
         **gpu_resources(),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --threads {threads} --model-out {output.model:q}"
         " --log {output.history:q} -o {output.cells:q} > {log:q} 2>&1"

@@ -22,6 +22,8 @@ rule pairs_shard:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --batch-a {params.a} --batch-b {params.b}"
         " --threads {threads} -o {output:q} > {log:q} 2>&1"
@@ -43,6 +45,8 @@ rule pairs_knn:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --knn-only --threads {threads} -o {output:q} > {log:q} 2>&1"
 
@@ -66,6 +70,8 @@ rule pairs_merge:
     threads: 1
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} --merge {input.shards:q} -o {output:q} > {log:q} 2>&1"
 
@@ -88,6 +94,8 @@ rule pairs_all:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --threads {threads} -o {output:q} > {log:q} 2>&1"
 
@@ -112,6 +120,8 @@ rule train_stage1:
     resources:
         mem_mb=mem("train"),
         **gpu_resources(),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input.cells:q} --pairs {input.pairs:q} {params.args}"
         " --threads {threads} --embedding {output.embedding:q}"
@@ -140,6 +150,8 @@ rule refine:
     threads: 1
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input.cells:q} --pairs {input.pairs:q} --embedding {input.embedding:q} {params.args}"
         " -o {output:q} > {log:q} 2>&1"
@@ -166,6 +178,8 @@ rule train_stage2:
     resources:
         mem_mb=mem("train"),
         **gpu_resources(),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input.cells:q} --pairs {input.pairs:q} --init {input.init:q}"
         " --no-refine {params.args} --threads {threads}"

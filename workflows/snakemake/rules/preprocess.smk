@@ -21,6 +21,8 @@ rule import_data:
     threads: 1
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input.counts:q} {params.args} -o {output:q} > {log:q} 2>&1"
 
@@ -46,6 +48,8 @@ rule simulate:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {params.args} --threads {threads} -o {output:q} > {log:q} 2>&1"
 
@@ -81,6 +85,8 @@ rule filter_cells:
     threads: 1
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --qc-report {output.report:q} --genes-out {output.genes:q}"
         " -o {output.cells:q} > {log:q} 2>&1"
@@ -110,6 +116,8 @@ rule normalize:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --threads {threads} -o {output:q} > {log:q} 2>&1"
 
@@ -139,6 +147,8 @@ rule hvg:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.args} --threads {threads}"
         " --genes-out {output.genes:q} -o {output.cells:q} > {log:q} 2>&1"

@@ -19,6 +19,8 @@ rule plot:
     threads: config["threads"]
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input:q} {params.colors} {params.args} --threads {threads}"
         " --umap-out {output.umap:q} -o {output.png:q} > {log:q} 2>&1"
@@ -43,6 +45,8 @@ rule export:
     threads: 1
     resources:
         mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input.cells:q} --counts {input.counts:q} --hvg {input.hvg:q}"
         " --embedding {input.claire:q} --embedding {input.umap:q}"
@@ -69,6 +73,8 @@ rule score:
     threads: config["threads"]
     resources:
         mem_mb=mem("score"),
+    conda:
+        CONDA_ENV
     shell:
         "{params.tool} {input.embedding:q} --unintegrated {input.unintegrated:q}"
         " --label-key {params.label} {params.args} --threads {threads}"

@@ -28,7 +28,7 @@ pub struct TrainOptions {
 }
 
 fn seed_accuracy(t: &PairsTable, labels: &Categorical) -> String {
-    let (same, total) = cellweave::pairs::seed_accuracy(t, labels);
+    let (same, total) = cellweave::integrate::pairs::seed_accuracy(t, labels);
     if total == 0 {
         "n/a".into()
     } else {
@@ -63,7 +63,7 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
         .file(&o.cells)
         .field("values"));
     }
-    let labels = cellweave::pairs::labels(&cells, &o.labels);
+    let labels = cellweave::integrate::pairs::labels(&cells, &o.labels);
     let start = match (&o.init, o.resume) {
         (Some(d), _) => Start::Init(d.clone()),
         (None, true) => Start::Resume,
@@ -95,7 +95,7 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
     );
     let threshold = o.params.refine_threshold;
     let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<PairsTable> {
-        let (out, rep) = cellweave::pairs::refine(p, &emb.data, emb.dim, threshold)?;
+        let (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
         if let Some(g) = &rep.gmm {
             info!(
                 "refinement: seed similarity mixture low {:.3} (weight {:.2}), high {:.3} (weight {:.2})",

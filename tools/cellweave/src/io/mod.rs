@@ -2,6 +2,8 @@
 //! users bring (10x MTX and HDF5, AnnData `.h5ad`, dense CSV/TSV).
 
 pub mod atomic;
+pub mod formats;
+pub mod stream;
 pub mod table;
 
 use std::path::Path;
@@ -39,11 +41,3 @@ impl Format {
         })
     }
 }
-pub mod dense;
-pub mod export;
-pub mod h5ad;
-pub mod import;
-pub mod mtx;
-pub mod obs;
-pub mod stream;
-pub mod tenx_h5;

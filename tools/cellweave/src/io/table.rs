@@ -89,6 +89,65 @@ pub fn write_batch_iter(
     })
 }
 
+/// Write a cells table (or any table) of `n` batches made by `make(i)`, in order, atomically:
+/// a second thread makes batch `i + 1` while this one writes batch `i`. `written(i)` is
+/// called once batch `i` is written (to hand back input pages).
+pub fn write_stream(
+    path: &Path,
+    schema: SchemaRef,
+    n: usize,
+    make: impl Fn(usize) -> Result<RecordBatch> + Sync,
+    written: impl Fn(usize),
+) -> Result<()> {
+    keep_freed_memory();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(1);
+        let make = &make;
+        s.spawn(move || {
+            for i in 0..n {
+                let b = make(i);
+                let failed = b.is_err();
+                if tx.send(b).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let next = std::cell::Cell::new(0usize);
+        let batches = rx.into_iter().inspect(|_| {
+            if next.get() > 0 {
+                written(next.get() - 1);
+            }
+            next.set(next.get() + 1);
+        });
+        write_batch_iter(path, schema, batches)?;
+        if next.get() > 0 {
+            written(next.get() - 1);
+        }
+        Ok(())
+    })
+}
+
+/// Ask the C allocator to keep memory freed by one batch for the next (glibc returns it to
+/// the OS, and takes fresh zeroed pages again, for every batch otherwise: page faults that
+/// cost more than the work on the batch).
+pub(crate) fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    ONCE.call_once(|| {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes allocator parameters; called once, before the threads.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        }
+    });
+}
+
 /// Read every record batch of an Arrow IPC (file or stream) or Parquet file.
 pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let inner = || -> Result<(SchemaRef, Vec<RecordBatch>)> {
@@ -772,7 +831,7 @@ pub fn write_cells_rows(
         cols.push(list_of::<Float32Type>(m.offsets, m.values));
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     };
-    super::stream::write_stream(path, schema.clone(), ranges.len(), make, |i| {
+    write_stream(path, schema.clone(), ranges.len(), make, |i| {
         written(ranges[i].0, ranges[i].1)
     })
 }

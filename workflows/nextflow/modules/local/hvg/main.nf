@@ -3,6 +3,7 @@ process CELLWEAVE_HVG {
     tag "$meta.id"
     label 'process_low'
 
+    conda "${projectDir}/../snakemake/envs/cellweave.yaml"
     container "cellweave/cellweave:0.1.0"
 
     input:

@@ -4,6 +4,7 @@ process CELLWEAVE_IMPUTE {
     label 'process_high'
     label 'process_gpu'
 
+    conda "${projectDir}/../snakemake/envs/cellweave.yaml"
     container "cellweave/cellweave:0.1.0"
 
     input:

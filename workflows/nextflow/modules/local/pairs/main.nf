@@ -4,6 +4,7 @@ process CELLWEAVE_PAIRS {
     tag "$meta.id"
     label 'process_medium'
 
+    conda "${projectDir}/../snakemake/envs/cellweave.yaml"
     container "cellweave/cellweave:0.1.0"
 
     input:

@@ -5,6 +5,7 @@ process CELLWEAVE_TRAIN {
     label 'process_high'
     label 'process_gpu'
 
+    conda "${projectDir}/../snakemake/envs/cellweave.yaml"
     container "cellweave/cellweave:0.1.0"
 
     input:

@@ -3,6 +3,7 @@ process CELLWEAVE_PAIRS_MERGE {
     tag "$meta.id"
     label 'process_single'
 
+    conda "${projectDir}/../snakemake/envs/cellweave.yaml"
     container "cellweave/cellweave:0.1.0"
 
     input:

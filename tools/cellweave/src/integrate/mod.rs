@@ -1,0 +1,6 @@
+//! Batch integration outside the neural model: canonical correlation analysis, mutual
+//! nearest neighbours and CLAIRE's seed and intra-batch pairs built from them.
+
+pub mod cca;
+pub mod mnn;
+pub mod pairs;

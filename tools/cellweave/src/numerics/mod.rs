@@ -1,0 +1,10 @@
+//! The numerics later stages share, over plain slices and the contract's CSR matrix: small
+//! statistics, PCA and dense linear algebra, nearest neighbours, graphs, clustering and a
+//! two-component mixture. Nothing here reads or writes files.
+
+pub mod cluster;
+pub mod gmm;
+pub mod graph;
+pub mod neighbors;
+pub mod pca;
+pub mod stats;
