@@ -338,7 +338,8 @@ fn several_inputs_align_genes_and_keep_batches() {
     assert_eq!(total(&u), total(&tk) + total(&tp));
     u.x.validate().unwrap();
 
-    // Same cells twice: an error unless --make-unique; then --batch names each copy.
+    // Same cells twice under one name: an error unless --make-unique; named apart with --batch,
+    // each copy's ids get its name (anndata's index_unique='-'), --make-unique not needed.
     let out = run("import", &["-q", s(&k), s(&k), "-o", s(&t("dup.arrow"))]);
     assert_fails(
         &out,
@@ -346,18 +347,13 @@ fn several_inputs_align_genes_and_keep_batches() {
         "kang_ifnb",
         &["1556 duplicate", "--make-unique"],
     );
-    let unique = [
-        s(&k),
-        s(&k),
-        "--make-unique",
-        "--batch",
-        "a",
-        "--batch",
-        "b",
-    ];
-    let d = import(&unique, &t("dup.arrow"));
-    assert_eq!(d.n_cells(), 2 * tk.n_cells());
+    let d = import(&[s(&k), s(&k), "--make-unique"], &t("dup.arrow"));
     assert_eq!(d.cell_ids[tk.n_cells()], format!("{}-1", tk.cell_ids[0]));
+    let named = [s(&k), s(&k), "--batch", "a", "--batch", "b"];
+    let d = import(&named, &t("dup.arrow"));
+    assert_eq!(d.n_cells(), 2 * tk.n_cells());
+    assert_eq!(d.cell_ids[0], format!("{}-a", tk.cell_ids[0]));
+    assert_eq!(d.cell_ids[tk.n_cells()], format!("{}-b", tk.cell_ids[0]));
     assert_eq!(
         batch_sizes(&d),
         [("a".to_string(), 1556), ("b".to_string(), 1556)]

@@ -78,6 +78,70 @@ if len(sys.argv) > 2 and c is not None:
 print(json.dumps(r))
 "#;
 
+/// integrated.h5ad as a scanpy user opens it: every filtered gene in X (log1p of the
+/// normalized counts, with scanpy's log1p mark), counts, QC, HVG statistics, the neighbour
+/// graph of X_claire, colours; then leiden, rank_genes_groups on all genes and a UMAP
+/// picture without recomputing anything. Prints a JSON summary.
+const SCANPY_USER: &str = r#"
+import io, json, sys
+import numpy as np, scipy.sparse as sp, scanpy as sc, matplotlib
+matplotlib.use('Agg')
+path, n_filtered, label, png = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+a = sc.read_h5ad(path)
+r = {'n_vars': a.n_vars, 'n_filtered': n_filtered}
+assert a.n_vars == n_filtered, f'{a.n_vars} genes in X, {n_filtered} passed the filter'
+assert a.var_names.is_unique and 'gene_ids' in a.var, list(a.var.columns)
+hvg_cols = ['highly_variable', 'means', 'dispersions', 'dispersions_norm',
+            'highly_variable_nbatches', 'highly_variable_intersection']
+missing = [c for c in hvg_cols if c not in a.var]
+assert not missing, f'var lacks {missing}: {list(a.var.columns)}'
+assert 'highly_variable_rank' not in a.var, 'seurat flavor has no rank in scanpy'
+r['n_hvg'] = int(a.var['highly_variable'].sum())
+assert a.uns['hvg']['flavor'] == 'seurat', a.uns['hvg']
+assert 'log1p' in a.uns and a.uns['log1p'].get('base') is None, a.uns.get('log1p')
+c = a.layers['counts'].tocsr().astype(np.float64)
+tot = np.asarray(c.sum(1)).ravel()
+ref = sp.diags(1e4 / tot) @ c
+ref.data = np.log1p(ref.data)
+r['x_max_abs_diff'] = float(abs(a.X.astype(np.float64) - ref).max())
+assert r['x_max_abs_diff'] < 1e-4, 'X is not log1p(normalize_total(counts))'
+qc = sc.pp.calculate_qc_metrics(sc.AnnData(X=a.layers['counts'], var=a.var[['mt']]),
+                                qc_vars=['mt'], percent_top=None)[0]
+for col in ['n_genes_by_counts', 'total_counts', 'pct_counts_mt']:
+    assert np.allclose(a.obs[col].values, qc[col].values, rtol=1e-5, atol=1e-4), col
+prov = a.uns['cellweave_provenance']
+keys = sorted(prov)
+assert isinstance(prov, dict) and keys[-1].endswith('cellweave-export'), keys
+assert isinstance(prov[keys[0]]['params'], dict), prov[keys[0]]
+nb = a.uns['neighbors']
+assert nb['connectivities_key'] == 'connectivities' and nb['params']['use_rep'] == 'X_claire', nb
+assert nb['params']['n_neighbors'] == 15 and nb['params']['method'] == 'umap', nb
+b = a.copy()
+sc.pp.neighbors(b, n_neighbors=15, use_rep='X_claire', key_added='again')
+same = (b.obsp['again_distances'] > 0).multiply(a.obsp['distances'] > 0).sum()
+r['knn_overlap'] = float(same / (b.obsp['again_distances'] > 0).sum())
+r['conn_max_abs_diff'] = float(abs(b.obsp['again_connectivities'] - a.obsp['connectivities']).max())
+del b
+for key in ['batch', label]:
+    cols = list(a.uns[f'{key}_colors'])
+    assert len(cols) == len(a.obs[key].cat.categories), (key, cols)
+    r[f'{key}_colors'] = cols
+sc.tl.leiden(a, flavor='igraph', n_iterations=2, directed=False)
+r['n_leiden'] = int(a.obs['leiden'].nunique())
+sc.tl.rank_genes_groups(a, 'leiden')
+r['rank_genes'] = int(len(a.uns['rank_genes_groups']['names']))
+assert r['rank_genes'] == a.n_vars, 'rank_genes_groups did not rank every gene'
+fig = sc.pl.umap(a, color=['batch', label, 'leiden'], show=False, return_fig=True)
+fig.savefig(png)
+for key in ['batch', label]:
+    assert list(a.uns[f'{key}_colors']) == r[f'{key}_colors'], 'scanpy replaced the colours'
+log = io.StringIO()
+sc.settings.logfile = log
+sc.pp.log1p(a)
+r['log1p_guard'] = 'already log-transformed' in log.getvalue()
+print(json.dumps(r))
+"#;
+
 fn mtime(p: &Path) -> SystemTime {
     std::fs::metadata(p)
         .and_then(|m| m.modified())
@@ -214,6 +278,44 @@ fn snakemake_test_workflow_on_the_shared_data() {
                 .all(|v| (v.as_f64().unwrap() - 1.0).abs() < 1e-3),
             "{name}: X_claire not L2-normalized: {r}"
         );
+
+        // 3b. ... and as a scanpy user works with it (issue 13).
+        if let Some(ref_py) = cellweave_tests::reference_python(&["scanpy", "igraph"]) {
+            let filtered = cellweave::io::table::read_cells(&d.join("02_filtered.arrow")).unwrap();
+            let out = std::process::Command::new(&ref_py)
+                .args(["-c", SCANPY_USER])
+                .arg(d.join("integrated.h5ad"))
+                .arg(filtered.n_genes().to_string())
+                .arg("cell_type")
+                .arg(work.path().join(format!("{name}_scanpy_umap.png")))
+                .env("MPLCONFIGDIR", work.path())
+                .env("NUMBA_CACHE_DIR", work.path())
+                .output()
+                .expect("python");
+            assert!(
+                out.status.success(),
+                "{name}: scanpy could not work with integrated.h5ad:\n{}",
+                text(&out)
+            );
+            let last = String::from_utf8_lossy(&out.stdout);
+            let r: serde_json::Value =
+                serde_json::from_str(last.lines().last().unwrap_or("")).expect("json");
+            eprintln!("{name}: scanpy on integrated.h5ad: {r}");
+            assert_eq!(r["log1p_guard"], true, "{name}: no log1p warning: {r}");
+            assert!(r["n_leiden"].as_u64().unwrap() >= 2, "{name}: {r}");
+            let n_vars = r["n_vars"].as_u64().unwrap();
+            assert_eq!(r["n_hvg"], n_vars.min(2000), "{name}: {r}");
+            assert!(r["x_max_abs_diff"].as_f64().unwrap() < 1e-4, "{name}: {r}");
+            // scanpy's own graph on the same embedding: exact below 4,096 cells, an
+            // approximate (pynndescent) search above, so allow a few differing neighbours.
+            assert!(r["knn_overlap"].as_f64().unwrap() > 0.97, "{name}: {r}");
+            if n < 4096 {
+                assert!(
+                    r["conn_max_abs_diff"].as_f64().unwrap() < 1e-3,
+                    "{name}: {r}"
+                );
+            }
+        }
 
         // 4. The scores and the picture.
         let scores = std::fs::read_to_string(d.join("scores.tsv")).unwrap();

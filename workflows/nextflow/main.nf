@@ -214,7 +214,7 @@ workflow {
 
     // What users look at
     CELLWEAVE_PLOT(ch_claire)
-    CELLWEAVE_EXPORT(ch_hvg.join(CELLWEAVE_FILTER.out.cells).join(ch_claire).join(CELLWEAVE_PLOT.out.umap))
+    CELLWEAVE_EXPORT(CELLWEAVE_NORMALIZE.out.cells.join(CELLWEAVE_FILTER.out.cells).join(CELLWEAVE_HVG.out.genes).join(ch_claire).join(CELLWEAVE_PLOT.out.umap))
     CELLWEAVE_SCORE(ch_claire.filter { meta, e -> meta.label_key }.join(ch_hvg))
     CELLWEAVE_IMPUTE(CELLWEAVE_FILTER.out.cells.filter { meta, cells -> meta.impute })
 

@@ -18,6 +18,12 @@ use std::process::ExitCode;
 /// provenance in uns), `.tsv` (dense, cells as rows), or a folder name (10x MTX, gzipped,
 /// genes x cells, plus obs.tsv). An embedding table as INPUT gives obs + obsm only (no X),
 /// or X = the raw counts with --counts.
+///
+/// The .h5ad of an integration run, as scanpy's tutorial ends with it: INPUT = the
+/// normalized table of every kept gene (cellweave-normalize's output), --counts the
+/// filtered counts, --hvg the genes table of cellweave-hvg, --embedding the integrated
+/// embedding and its UMAP. The neighbour graph of the first embedding that is not a UMAP
+/// goes in obsp/uns['neighbors'], so sc.tl.leiden runs without sc.pp.neighbors.
 #[derive(Parser, Serialize, Debug)]
 #[command(name = "cellweave-export", version = cellweave::cli::LONG_VERSION)]
 struct Args {
@@ -33,6 +39,18 @@ struct Args {
     /// Embedding table for obsm['X_<name>'] (aligned by cell id; repeatable)
     #[arg(long, value_name = "EMB")]
     embedding: Vec<PathBuf>,
+    /// Genes table of cellweave-hvg (--genes-out): scanpy's HVG columns in var, uns['hvg']
+    #[arg(long, value_name = "GENES")]
+    hvg: Option<PathBuf>,
+    /// Neighbours per cell of the graph in obsp (scanpy's n_neighbors; 0: no graph)
+    #[arg(long, default_value_t = 15)]
+    n_neighbors: usize,
+    /// obsm entry to build the neighbour graph on (default: the first non-UMAP embedding)
+    #[arg(long, value_name = "NAME")]
+    neighbors_of: Option<String>,
+    /// Name prefix of mitochondrial genes (obs pct_counts_mt, var mt)
+    #[arg(long, default_value = "MT-")]
+    mito_prefix: String,
     #[command(flatten)]
     common: Common,
 }
@@ -54,6 +72,10 @@ fn main() -> ExitCode {
         let opts = ExportOptions {
             counts: args.counts.clone(),
             embeddings: args.embedding.clone(),
+            hvg: args.hvg.clone(),
+            n_neighbors: args.n_neighbors,
+            neighbors_of: args.neighbors_of.clone(),
+            mito_prefix: args.mito_prefix.clone(),
         };
         let what = export(
             &args.input,

@@ -52,13 +52,18 @@ struct Args {
     /// Seed of the UMAP layout and the drawing order
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Image width in pixels (default: from the panels)
+    /// Image width in pixels (default: from the panels; never narrower than the panels and
+    /// their legends)
     #[arg(long)]
     width: Option<u32>,
+    /// Dots per inch of an embedding picture: panels are 4 inches (480 pixels at the default
+    /// 120), text and points scale with it
+    #[arg(long, value_name = "DPI")]
+    dpi: Option<f64>,
     /// Image height in pixels
     #[arg(long)]
     height: Option<u32>,
-    /// Point radius in pixels (default: from the number of cells) (> 0)
+    /// Point radius in pixels (default: from the number of cells, as scanpy's 120000 / n) (> 0)
     #[arg(value_parser = cli::range::positive::<f64>, long)]
     point_size: Option<f64>,
     /// Title above the plot
@@ -81,6 +86,14 @@ fn main() -> ExitCode {
             .file_opt(args.umap_out.as_deref(), Kind::TableOrText)?;
         plot::ImageFormat::of(&args.output)?;
         plot::check_size(args.width, args.height)?;
+        if let Some(d) = args.dpi {
+            if !(10.0..=1200.0).contains(&d) {
+                return Err(cellweave::Error::new(format!(
+                    "{d} dots per inch is out of range (10 to 1200)"
+                ))
+                .field("--dpi"));
+            }
+        }
         let text = !matches!(
             Format::of(&args.input),
             Some(Format::Arrow | Format::Parquet)
@@ -97,6 +110,13 @@ fn main() -> ExitCode {
                 table::read_frame(&args.input, kind)
             }
         };
+        if args.dpi.is_some() && kind != TableKind::Embedding {
+            return Err(cellweave::Error::new(
+                "--dpi sizes embedding pictures; size a bar chart or loss curves with --width/--height",
+            )
+            .field("--dpi")
+            .file(&args.input));
+        }
         match kind {
             TableKind::Embedding => plot_embedding(&args)?,
             TableKind::Scores => {
@@ -178,6 +198,7 @@ fn plot_embedding(args: &Args) -> cellweave::Result<()> {
     let opts = scatter::ScatterOptions {
         width: args.width,
         height: args.height,
+        dpi: args.dpi,
         point_radius: args.point_size,
         title: args.title.clone(),
         axes: direct.then(|| {

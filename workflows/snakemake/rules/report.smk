@@ -29,8 +29,9 @@ rule plot:
 rule export:
     message: "{wildcards.name}: export integrated.h5ad"
     input:
-        cells=f"{OUT}/{{name}}/04_hvg.arrow",
+        cells=f"{OUT}/{{name}}/03_normalized.arrow",
         counts=f"{OUT}/{{name}}/02_filtered.arrow",
+        hvg=f"{OUT}/{{name}}/04_hvg_genes.arrow",
         claire=f"{OUT}/{{name}}/08_claire_embedding.arrow",
         umap=f"{OUT}/{{name}}/09_umap.arrow",
     output:
@@ -47,7 +48,7 @@ rule export:
     conda:
         CONDA_ENV
     shell:
-        "{params.tool} {input.cells:q} --counts {input.counts:q}"
+        "{params.tool} {input.cells:q} --counts {input.counts:q} --hvg {input.hvg:q}"
         " --embedding {input.claire:q} --embedding {input.umap:q}"
         " -o {output:q} > {log:q} 2>&1"
 

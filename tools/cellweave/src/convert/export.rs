@@ -1,23 +1,55 @@
 //! What `cellweave-export` does: turn a cells table (or an embedding table) into the
 //! formats other tools read: `.h5ad` (with raw counts in `layers['counts']` and embeddings
 //! in `obsm['X_<name>']`), a 10x MTX folder, or a dense TSV.
+//!
+//! The `.h5ad` of an integration run is the object scanpy's own tutorial ends with: X the
+//! log1p values of every kept gene with `uns['log1p']`, the counts in `layers['counts']`,
+//! per-cell QC under scanpy's names, the highly-variable-gene statistics in `var` with
+//! `uns['hvg']`, the embeddings in `obsm`, the neighbour graph of the integrated embedding
+//! in `obsp` with `uns['neighbors']` (so `sc.tl.leiden` runs directly), the colours
+//! cellweave-plot uses in `uns['<key>_colors']`, and the provenance as a nested mapping.
 
 use crate::contract::{
-    rows_of, CellsTable, Column, Csr, EmbeddingTable, Step, TableKind, ValueKind,
+    meta, rows_of, CellsTable, Column, Csr, EmbeddingTable, Frame, Named, Step, TableKind,
+    ValueKind,
 };
-use crate::io::formats::h5ad::{anndata_of, write_h5ad, AnnData};
+use crate::io::formats::h5ad::{anndata_of, provenance_mapping, write_h5ad, AnnData};
 use crate::io::formats::{dense, mtx};
 use crate::io::{table, Format};
+use crate::numerics::neighbors::Metric;
 use crate::{info, Error, Result};
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Options of an export (the flags of `cellweave-export`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExportOptions {
     /// A cells table of raw counts to store as `layers['counts']`.
     pub counts: Option<PathBuf>,
     /// Embedding tables to store as `obsm['X_<name>']`.
     pub embeddings: Vec<PathBuf>,
+    /// The genes table of cellweave-hvg: scanpy's HVG columns in `var`, `uns['hvg']`.
+    pub hvg: Option<PathBuf>,
+    /// Neighbours per cell of the graph in `obsp` (scanpy's `n_neighbors`; 0: no graph).
+    pub n_neighbors: usize,
+    /// The `obsm` entry the graph is built on (default: the first embedding that is not a
+    /// UMAP).
+    pub neighbors_of: Option<String>,
+    /// Gene-name prefix of mitochondrial genes for `pct_counts_mt`.
+    pub mito_prefix: String,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            counts: None,
+            embeddings: Vec::new(),
+            hvg: None,
+            n_neighbors: 15,
+            neighbors_of: None,
+            mito_prefix: "MT-".into(),
+        }
+    }
 }
 
 /// Output formats export writes.
@@ -87,18 +119,154 @@ fn obsm_name(name: &str) -> String {
     }
 }
 
-fn provenance_json(mut p: Vec<Step>, step: &Step) -> String {
+fn provenance_value(mut p: Vec<Step>, step: &Step) -> Value {
     p.push(step.clone());
-    serde_json::to_string(&p).unwrap_or_default()
+    provenance_mapping(&p)
+}
+
+/// Per-cell QC under scanpy's names (`sc.pp.calculate_qc_metrics(qc_vars=['mt'])`) over the
+/// genes of `counts`, replacing obs columns of the same names; and `var['mt']`.
+fn add_qc(obs: &mut Vec<Named>, counts: &Csr, names: &[String], prefix: &str) -> Column {
+    let mito = crate::preprocess::qc::mito_genes(names, prefix);
+    let m = crate::preprocess::qc::cell_metrics(counts, &mito);
+    let cols = [
+        (
+            "n_genes_by_counts",
+            Column::I64(m.n_genes.iter().map(|&g| Some(g as i64)).collect()),
+        ),
+        ("total_counts", Column::F64(m.total_counts)),
+        ("pct_counts_mt", Column::F64(m.mito_pct)),
+    ];
+    for (name, col) in cols {
+        obs.retain(|(n, _)| n != name);
+        obs.push((name.to_string(), col));
+    }
+    Column::Bool(mito.into_iter().map(Some).collect())
+}
+
+/// scanpy's HVG columns of these genes from a cellweave-hvg genes table (joined by gene id),
+/// and `uns['hvg']`. As scanpy: `highly_variable_rank` only with flavor seurat_v3, the
+/// per-batch columns only with a batch key.
+fn hvg_columns(gene_ids: &[String], path: &Path) -> Result<(Vec<Named>, Value)> {
+    let f: Frame = table::read_frame(path, TableKind::Genes)?;
+    let ids = f.require("gene_id").map_err(|e| e.file(path))?;
+    let have: Vec<String> = (0..ids.len())
+        .map(|i| ids.text(i).unwrap_or_default())
+        .collect();
+    let rows = rows_by_id(gene_ids, &have, "genes", path)?;
+    let flavor = f.meta.get("cellweave.hvg_flavor").cloned().ok_or_else(|| {
+        Error::new("not a genes table of cellweave-hvg (no flavor recorded)")
+            .field("cellweave.hvg_flavor")
+            .file(path)
+    })?;
+    let batched = f.meta.get(meta::BATCH_KEY).is_some_and(|k| !k.is_empty());
+    let cols = f
+        .columns
+        .iter()
+        .filter(|(n, _)| match n.as_str() {
+            "gene_id" | "gene_name" => false,
+            "highly_variable_rank" => flavor == "seurat_v3",
+            "highly_variable_nbatches" | "highly_variable_intersection" => batched,
+            _ => true,
+        })
+        .map(|(n, c)| (n.clone(), c.select(&rows)))
+        .collect();
+    Ok((cols, json!({ "flavor": flavor })))
+}
+
+/// The `obsm` entry the neighbour graph is built on: the one asked for, else the first that
+/// is not a UMAP (None when there is none).
+fn graph_rep<'a>(
+    obsm: &[(String, usize, &'a [f32])],
+    asked: Option<&str>,
+) -> Result<Option<(String, usize, &'a [f32])>> {
+    let found = match asked {
+        Some(name) => {
+            let name = obsm_name(name);
+            let hit = obsm.iter().find(|(n, _, _)| *n == name);
+            if hit.is_none() {
+                let have: Vec<&str> = obsm.iter().map(|(n, _, _)| n.as_str()).collect();
+                return Err(Error::new(format!(
+                    "no embedding '{name}' to build the neighbour graph on (have: {})",
+                    if have.is_empty() {
+                        "none; add --embedding".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                ))
+                .field("--neighbors-of"));
+            }
+            hit
+        }
+        None => obsm
+            .iter()
+            .find(|(n, _, _)| !n.to_lowercase().contains("umap")),
+    };
+    Ok(found.map(|(n, d, x)| (n.clone(), *d, *x)))
+}
+
+/// What makes the `.h5ad` scanpy-ready beyond X: categorical obs columns with the colours
+/// cellweave-plot gives them, and the neighbour graph of the integrated embedding laid out
+/// as `sc.pp.neighbors(use_rep=...)` writes it. Returns the graph's summary.
+fn add_scanpy_elements<'a>(
+    a: &mut AnnData<'a>,
+    graph: &'a mut Option<(Csr, Csr)>,
+    opts: &ExportOptions,
+) -> Result<String> {
+    for (name, col) in a.obs.iter_mut() {
+        if !matches!(col, Column::Cat(_) | Column::Str(_)) {
+            continue;
+        }
+        let cat = col.to_categorical();
+        let colours: Vec<Value> = crate::viz::plot::scatter::category_colours(&cat)
+            .iter()
+            .map(|c| Value::String(format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)))
+            .collect();
+        if !colours.is_empty() {
+            a.uns
+                .push((format!("{name}_colors"), Value::Array(colours)));
+        }
+        *col = Column::Cat(cat);
+    }
+    if opts.n_neighbors == 0 {
+        return Ok(String::new());
+    }
+    let Some((rep, dim, data)) = graph_rep(&a.obsm, opts.neighbors_of.as_deref())? else {
+        return Ok(String::new());
+    };
+    let k = opts.n_neighbors;
+    let (distances, connectivities): &'a (Csr, Csr) = Option::insert(
+        graph,
+        crate::numerics::graph::neighbor_graph(data, dim, k, Metric::Euclidean),
+    );
+    a.obsp.push(("distances".into(), distances));
+    a.obsp.push(("connectivities".into(), connectivities));
+    a.uns.push((
+        "neighbors".into(),
+        json!({
+            "connectivities_key": "connectivities",
+            "distances_key": "distances",
+            "params": {
+                "n_neighbors": k,
+                "method": "umap",
+                "random_state": 0,
+                "metric": "euclidean",
+                "use_rep": rep,
+            },
+        }),
+    ));
+    Ok(format!(", {k}-neighbour graph of {rep} in obsp"))
 }
 
 /// Export `input` (a cells or embedding table) to `output`; returns a one-line summary.
 pub fn export(input: &Path, output: &Path, opts: &ExportOptions, step: &Step) -> Result<String> {
     let format = output_format(output)?;
     crate::io::atomic::check_not_input(output, &[input])?;
-    if format != Format::H5ad && (opts.counts.is_some() || !opts.embeddings.is_empty()) {
+    if format != Format::H5ad
+        && (opts.counts.is_some() || !opts.embeddings.is_empty() || opts.hvg.is_some())
+    {
         return Err(
-            Error::new("--counts and --embedding apply to .h5ad output only")
+            Error::new("--counts, --embedding and --hvg apply to .h5ad output only")
                 .field("counts")
                 .file(output),
         );
@@ -156,15 +324,33 @@ fn export_cells(
                 .iter()
                 .map(|p| aligned_embedding(&t.cell_ids, p))
                 .collect::<Result<Vec<_>>>()?;
+            let hvg = match &opts.hvg {
+                Some(p) => Some(hvg_columns(&t.gene_ids, p)?),
+                None => None,
+            };
             let mut a = anndata_of(t);
-            a.uns[0].1 = provenance_json(t.provenance.clone(), step);
+            a.uns[0].1 = provenance_value(t.provenance.clone(), step);
+            if t.values == ValueKind::Log1p {
+                // scanpy's mark of log-transformed X (base None: natural log).
+                a.uns.push(("log1p".into(), json!({ "base": null })));
+            }
+            if let Some(c) = &counts {
+                let mt = add_qc(&mut a.obs, c, &t.gene_names, &opts.mito_prefix);
+                a.var.push(("mt".into(), mt));
+            }
+            if let Some((cols, uns)) = hvg {
+                a.var.extend(cols);
+                a.uns.push(("hvg".into(), uns));
+            }
             if let Some(c) = &counts {
                 a.layers.push(("counts".to_string(), c));
             }
             add_obsm(&mut a, &embs)?;
+            let mut graph = None;
+            let graph_note = add_scanpy_elements(&mut a, &mut graph, opts)?;
             write_h5ad(output, &a)?;
             Ok(format!(
-                "{} cells x {} genes{}{}",
+                "{} cells x {} genes{}{}{graph_note}",
                 t.n_cells(),
                 t.n_genes(),
                 if counts.is_some() {
@@ -238,24 +424,26 @@ fn export_embedding(
             .as_ref()
             .map(|r| r.gene_names.as_slice())
             .unwrap_or(&no_genes),
+        var: Vec::new(),
         x: raw.as_ref().map(|r| &r.x),
         layers: Vec::new(),
         obsm: Vec::new(),
+        obsp: Vec::new(),
         uns: vec![(
             "cellweave_provenance".to_string(),
-            provenance_json(e.provenance.clone(), step),
+            provenance_value(e.provenance.clone(), step),
         )],
     };
     if let Some(r) = &raw {
-        a.uns.push((
-            "cellweave_values".to_string(),
-            r.values.as_str().to_string(),
-        ));
+        a.uns
+            .push(("cellweave_values".to_string(), r.values.as_str().into()));
     }
     add_obsm(&mut a, &embs)?;
+    let mut graph = None;
+    let graph_note = add_scanpy_elements(&mut a, &mut graph, opts)?;
     write_h5ad(output, &a)?;
     Ok(format!(
-        "{} cells, {}{}",
+        "{} cells, {}{}{graph_note}",
         e.n_cells(),
         if raw.is_some() {
             "X = raw counts"

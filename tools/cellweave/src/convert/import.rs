@@ -50,6 +50,26 @@ impl Default for ImportOptions {
     }
 }
 
+/// A Cell Ranger sample folder or its `outs/` folder: the filtered matrix inside it
+/// (`filtered_feature_bc_matrix/`, else `filtered_feature_bc_matrix.h5`); any other path
+/// as it is.
+pub fn cellranger_matrix(path: &Path) -> PathBuf {
+    if !path.is_dir() || mtx::locate(path).is_ok() {
+        return path.to_path_buf();
+    }
+    ["outs", "."]
+        .iter()
+        .flat_map(|d| {
+            [
+                "filtered_feature_bc_matrix",
+                "filtered_feature_bc_matrix.h5",
+            ]
+            .map(|m| path.join(d).join(m))
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
 /// Batch names for inputs without batch information: their stems, lengthened with parent
 /// folders where two inputs would otherwise share a name.
 fn input_names(inputs: &[PathBuf]) -> Vec<String> {
@@ -158,6 +178,21 @@ fn open_input(
     }
     if t.n_genes() == 0 {
         return Err(Error::new("no genes").field("genes").file(path));
+    }
+    // An .h5ad is scanned as it is opened (it may hold counts elsewhere); a cells table
+    // says what its values are.
+    if opts.values == ValueKind::Counts
+        && !matches!(format, Format::H5ad | Format::Arrow | Format::Parquet)
+    {
+        let bad = t.x.data.iter().filter(|&&v| !h5ad::is_count(v)).count();
+        if bad > 0 {
+            return Err(Error::new(format!(
+                "{bad} of the {} stored values are not counts (non-negative integers); if the values are normalized, say so with --values log1p or --values normalized",
+                t.x.data.len()
+            ))
+            .field("values")
+            .file(path));
+        }
     }
     if let Err(e) = check_unique(&t.gene_ids) {
         if !opts.make_unique {
@@ -431,6 +466,7 @@ pub fn import_lazy(
     let mut tables = Vec::with_capacity(inputs.len());
     let mut rows = None;
     for (i, p) in inputs.iter().enumerate() {
+        let p = &cellranger_matrix(p);
         let (mut t, r) = open_input(p, opts, opts.obs.is_some(), inputs.len() == 1)?;
         rows = r;
         let name = opts
@@ -450,6 +486,7 @@ pub fn import_lazy(
         tables.push(t);
     }
     let n_inputs = tables.len();
+    suffix_shared_ids(&mut tables);
     let mut t = concatenate(tables, opts.join)?;
     if n_inputs > 1 {
         info!("genes aligned by id ({:?}): {}", opts.join, t.n_genes());
@@ -486,6 +523,36 @@ pub fn import_lazy(
     t.values = opts.values;
     t.validate().map_err(|e| e.file(&inputs[0]))?;
     Ok((t, rows))
+}
+
+/// Cell ids that repeat across samples (each unique within its sample, e.g. 10x barcodes)
+/// become `<id>-<sample>` in every sample, as anndata's `concat(index_unique='-')` names
+/// them; repeats within one sample, or samples of the same name, are left for
+/// `--make-unique`.
+fn suffix_shared_ids(tables: &mut [CellsTable]) {
+    let samples: Vec<String> = tables
+        .iter()
+        .map(|t| t.batch.get(0).unwrap_or_default().to_string())
+        .collect();
+    let named = samples.iter().collect::<HashSet<_>>().len() == samples.len();
+    if tables.len() < 2 || !named || tables.iter().any(|t| check_unique(&t.cell_ids).is_err()) {
+        return;
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let shared = tables
+        .iter()
+        .flat_map(|t| t.cell_ids.iter())
+        .filter(|id| !seen.insert(id.as_str()))
+        .count();
+    if shared == 0 {
+        return;
+    }
+    for (t, sample) in tables.iter_mut().zip(&samples) {
+        for id in t.cell_ids.iter_mut() {
+            *id = format!("{id}-{sample}");
+        }
+    }
+    info!("{shared} cell id(s) repeat across samples: every id is now <id>-<sample>");
 }
 
 /// Write an imported table whose rows are read from `rows`, batch by batch (reading the next

@@ -35,6 +35,22 @@ pub const COL_EMBEDDING: &str = "embedding";
 
 // ---------------------------------------------------------------- file level
 
+/// How contract tables are written as Parquet: Snappy-compressed, and the contract keys of
+/// the schema metadata (`cellweave.*`) also as the file's own key-value metadata, where
+/// readers that do not decode the embedded Arrow schema (polars, DuckDB) find them.
+fn parquet_properties(schema: &Schema) -> parquet::file::properties::WriterProperties {
+    let kv: Vec<parquet::file::metadata::KeyValue> = schema
+        .metadata()
+        .iter()
+        .filter(|(k, _)| k.starts_with("cellweave."))
+        .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_key_value_metadata(Some(kv))
+        .build()
+}
+
 /// Write record batches to `path` as Arrow IPC or Parquet (by extension), atomically.
 pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     write_batch_iter(path, schema, batches.iter().cloned().map(Ok))
@@ -50,9 +66,7 @@ pub fn write_batch_iter(
     atomic::write_file(path, |w| {
         match format {
             Some(Format::Parquet) => {
-                let props = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
+                let props = parquet_properties(&schema);
                 let mut pw = parquet::arrow::ArrowWriter::try_new(w, schema, Some(props))?;
                 for b in batches {
                     pw.write(&b?)?;
@@ -1319,9 +1333,7 @@ pub fn write_cells_streaming(
         let mut sink = match format {
             Some(Format::Arrow) => Sink::Arrow(arrow_ipc::writer::FileWriter::try_new(w, &schema)?),
             Some(Format::Parquet) => {
-                let props = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
+                let props = parquet_properties(&schema);
                 Sink::Parquet(parquet::arrow::ArrowWriter::try_new(
                     w,
                     schema.clone(),

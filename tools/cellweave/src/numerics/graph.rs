@@ -2,7 +2,7 @@
 //! scanpy builds them), strongly connected components, and sub-graphs.
 
 use crate::contract::Csr;
-use crate::numerics::neighbors::Knn;
+use crate::numerics::neighbors::{knn, Knn, Metric};
 
 /// Strongly connected components of a directed graph given as adjacency lists over `0..n`
 /// (Tarjan's algorithm, iterative). Returns the component of each node and the count.
@@ -213,6 +213,35 @@ pub fn fuzzy_connectivities(knn: &Knn) -> Csr {
         out.indptr[r + 1] += out.indptr[r];
     }
     out
+}
+
+/// The neighbour graph `sc.pp.neighbors(n_neighbors=k)` stores: `distances` (each cell's
+/// `k - 1` nearest other cells, exact, ascending column positions) and the fuzzy
+/// `connectivities` ([`fuzzy_connectivities`]), both `n x n`.
+pub fn neighbor_graph(data: &[f32], d: usize, k: usize, metric: Metric) -> (Csr, Csr) {
+    let n = data.len().checked_div(d).unwrap_or(0);
+    let k = k.clamp(1, n.max(1));
+    let neighbours = knn(data, d, k, metric, true);
+    let mut distances = Csr::empty(n);
+    distances.indptr = Vec::with_capacity(n + 1);
+    distances.indptr.push(0);
+    for i in 0..n {
+        let (idx, dist) = neighbours.row(i);
+        let mut row: Vec<(u32, f32)> = idx
+            .iter()
+            .zip(dist)
+            .filter(|(&j, _)| j as usize != i)
+            .map(|(&j, &x)| (j, x))
+            .collect();
+        row.sort_unstable_by_key(|e| e.0);
+        for (j, x) in row {
+            distances.indices.push(j);
+            distances.data.push(x);
+        }
+        distances.indptr.push(distances.indices.len() as u64);
+    }
+    let connectivities = fuzzy_connectivities(&neighbours);
+    (distances, connectivities)
 }
 
 #[cfg(test)]

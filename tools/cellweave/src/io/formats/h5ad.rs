@@ -897,6 +897,118 @@ fn matrix_location(file: &File, layer: Option<&str>) -> Result<(String, &'static
     Ok((elem, var))
 }
 
+/// How many stored values of a matrix the import scans for values that are not counts.
+const COUNT_SCAN: usize = 1 << 22;
+
+/// Whether `v` can be a raw count: a finite non-negative integer.
+#[inline]
+pub(crate) fn is_count(v: f32) -> bool {
+    v >= 0.0 && v.is_finite() && v.fract() == 0.0
+}
+
+/// What [`scan_counts`] found: values scanned, values that are not counts, the first of
+/// them with its position, and the name of what was scanned.
+struct CountScan {
+    scanned: usize,
+    bad: usize,
+    first: Option<(usize, f32)>,
+    what: String,
+}
+
+/// The first stored values (at most [`COUNT_SCAN`]) of the matrix at `elem`, checked for
+/// values that are not counts.
+fn scan_counts(file: &File, elem: &str) -> Result<CountScan> {
+    let (data, what) = if let Ok(g) = file.group(elem) {
+        let ds = g
+            .dataset("data")
+            .map_err(|_| elem_err(elem, "sparse matrix without 'data'"))?;
+        let n = ds.size().min(COUNT_SCAN);
+        (read_range::<f32>(&ds, 0..n)?, format!("{elem}/data"))
+    } else {
+        let ds = file.dataset(elem)?;
+        let shape = ds.shape();
+        let (rows, cols) = (
+            shape.first().copied().unwrap_or(0),
+            shape.get(1).copied().unwrap_or(1),
+        );
+        let take = (COUNT_SCAN / cols.max(1)).clamp(1, rows.max(1)).min(rows);
+        let sel = hdf5::Hyperslab::from(vec![(0..take).into(), (..).into()]);
+        let block = ds
+            .read_slice_2d::<f32, _>(hdf5::Selection::from(sel))
+            .map_err(|e| elem_err(elem, e))?;
+        let v: Vec<f32> = block.iter().copied().filter(|&x| x != 0.0).collect();
+        (v, elem.to_string())
+    };
+    let bad = data.iter().filter(|&&v| !is_count(v)).count();
+    let first = data
+        .iter()
+        .position(|&v| !is_count(v))
+        .map(|p| (p, data[p]));
+    Ok(CountScan {
+        scanned: data.len(),
+        bad,
+        first,
+        what,
+    })
+}
+
+/// The `--layer` values under which this file holds counts (by [`scan_counts`]), other
+/// than `elem`.
+fn counts_elsewhere(file: &File, elem: &str) -> Vec<String> {
+    let mut candidates: Vec<(String, String)> = file
+        .group("layers")
+        .and_then(|g| g.member_names())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (format!("layers/{l}"), l))
+        .collect();
+    candidates.sort_by_key(|(_, l)| l != "counts");
+    candidates.push(("raw/X".into(), "raw".into()));
+    candidates.push(("X".into(), "X".into()));
+    candidates
+        .into_iter()
+        .filter(|(e, _)| e != elem && file.link_exists(e.split('/').next().unwrap_or(e)))
+        .filter(|(e, _)| file.link_exists(e))
+        .filter(|(e, _)| matches!(scan_counts(file, e), Ok(c) if c.scanned > 0 && c.bad == 0))
+        .map(|(_, l)| l)
+        .collect()
+}
+
+/// Refuse a matrix read as counts whose first stored values are not all counts, in one line
+/// that says where this file holds counts, if anywhere.
+fn check_holds_counts(file: &File, elem: &str) -> Result<()> {
+    let CountScan {
+        scanned: n,
+        bad,
+        first,
+        what,
+    } = scan_counts(file, elem)?;
+    let Some((at, v)) = first else {
+        return Ok(());
+    };
+    let scanned = if n >= COUNT_SCAN {
+        format!("of the first {n}")
+    } else {
+        format!("of the {n}")
+    };
+    let elsewhere = counts_elsewhere(file, elem);
+    let hint = match elsewhere.first() {
+        Some(l) => {
+            let place = match l.as_str() {
+                "raw" => "raw/X".to_string(),
+                "X" => "X".to_string(),
+                l => format!("layers['{l}']"),
+            };
+            format!("this file holds counts in {place}: use --layer {l}")
+        }
+        None => "this file holds no counts elsewhere (layers, raw/X); if the values are normalized, say so with --values log1p or --values normalized".to_string(),
+    };
+    Err(Error::new(format!(
+        "{what}: {bad} {scanned} stored values are not counts (non-negative integers; the first is {v} at position {at}); {hint}"
+    ))
+    .field("values"))
+}
+
 /// Read an `.h5ad` file as a cells table (one batch named after the file; the importer
 /// picks the batch column). `layer`: None = `X`, `raw` = `raw/X`, else `layers/<name>`.
 pub fn read_h5ad(path: &Path, layer: Option<&str>, values: ValueKind) -> Result<CellsTable> {
@@ -921,6 +1033,9 @@ pub fn open_h5ad(
         let var = read_dataframe(&file, var_elem)?;
         let (n_obs, n_vars) = (obs.index.len(), var.index.len());
         let counts = values == ValueKind::Counts;
+        if counts {
+            check_holds_counts(&file, &elem)?;
+        }
         let (x, rows) = match open_matrix(&file, &elem, n_obs, n_vars, counts)? {
             Matrix::Whole(m) => (m, None),
             Matrix::Rows(r) => (empty_rows(n_obs, n_vars), Some(r)),
@@ -1169,29 +1284,99 @@ pub struct AnnData<'a> {
     pub obs: Vec<Named>,
     pub gene_ids: &'a [String],
     pub gene_names: &'a [String],
+    /// var columns after `gene_ids` (e.g. scanpy's highly-variable-gene statistics).
+    pub var: Vec<Named>,
     /// X (None: no X, e.g. an embedding-only export).
     pub x: Option<&'a Csr>,
     pub layers: Vec<(String, &'a Csr)>,
     /// obsm entries: name (e.g. `X_claire`), dimension, row-major values.
     pub obsm: Vec<(String, usize, &'a [f32])>,
-    /// uns string entries (e.g. `cellweave_provenance` as JSON).
-    pub uns: Vec<(String, String)>,
+    /// obsp entries: cells x cells sparse matrices (e.g. `connectivities`).
+    pub obsp: Vec<(String, &'a Csr)>,
+    /// uns entries, nested as anndata stores Python dicts ([`write_uns`]).
+    pub uns: Vec<(String, serde_json::Value)>,
 }
 
-/// The var index: gene names when they are unique, else the ids; the other goes in a column.
+/// The var index: gene names made unique as anndata's `var_names_make_unique` does
+/// (repeats get `-1`, `-2`, ...); the ids go in `gene_ids`.
 fn var_frame(ids: &[String], names: &[String]) -> (Vec<String>, Vec<Named>) {
-    let unique = names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+    let mut index = names.to_vec();
+    crate::convert::import::make_unique(&mut index);
     let col = |v: &[String]| Column::Str(v.iter().cloned().map(Some).collect());
-    if unique {
-        (names.to_vec(), vec![("gene_ids".to_string(), col(ids))])
-    } else {
-        (
-            ids.to_vec(),
-            vec![
-                ("gene_ids".to_string(), col(ids)),
-                ("gene_symbols".to_string(), col(names)),
-            ],
-        )
+    (index, vec![("gene_ids".to_string(), col(ids))])
+}
+
+/// One `uns` element from a JSON value, as anndata writes the Python equivalent: a mapping
+/// is a `dict` group, text a `string`, a number or boolean a `numeric-scalar`, a list of
+/// text a `string-array`, a list of numbers or booleans an `array`, any other list a
+/// `dict` keyed by position. `null` is not written (anndata skips `None` too, so
+/// `{'base': None}` reads back as an empty dict, as scanpy's own files do).
+pub fn write_uns(parent: &Group, name: &str, v: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    if name.is_empty() || name.contains('/') || name == "." {
+        return Err(elem_err(
+            &format!("uns/{name}"),
+            "keys in .h5ad may not be empty or contain '/'",
+        ));
+    }
+    let scalar = |ds: Dataset, enc: &str| encode(&ds, enc, "0.2.0");
+    match v {
+        Value::Null => Ok(()),
+        Value::Object(m) => {
+            let g = dict(parent, name)?;
+            m.iter().try_for_each(|(k, x)| write_uns(&g, k, x))
+        }
+        Value::String(s) => {
+            let ds = parent
+                .new_dataset::<VarLenUnicode>()
+                .shape(())
+                .create(name)?;
+            ds.write_scalar(&vlen(s)?)?;
+            scalar(ds, "string")
+        }
+        Value::Bool(b) => {
+            let ds = parent.new_dataset::<bool>().shape(()).create(name)?;
+            ds.write_scalar(b)?;
+            scalar(ds, "numeric-scalar")
+        }
+        Value::Number(n) => {
+            let ds = match n.as_i64() {
+                Some(i) => {
+                    let ds = parent.new_dataset::<i64>().shape(()).create(name)?;
+                    ds.write_scalar(&i)?;
+                    ds
+                }
+                None => {
+                    let ds = parent.new_dataset::<f64>().shape(()).create(name)?;
+                    ds.write_scalar(&n.as_f64().unwrap_or(f64::NAN))?;
+                    ds
+                }
+            };
+            scalar(ds, "numeric-scalar")
+        }
+        Value::Array(a) => {
+            if !a.is_empty() && a.iter().all(Value::is_string) {
+                let v: Vec<String> = a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect();
+                write_strings(parent, name, &v)
+            } else if !a.is_empty() && a.iter().all(Value::is_boolean) {
+                let v: Vec<bool> = a.iter().filter_map(Value::as_bool).collect();
+                write_array(parent, name, &v).map(|_| ())
+            } else if a.iter().all(Value::is_i64) {
+                let v: Vec<i64> = a.iter().filter_map(Value::as_i64).collect();
+                write_array(parent, name, &v).map(|_| ())
+            } else if a.iter().all(Value::is_number) {
+                let v: Vec<f64> = a.iter().filter_map(Value::as_f64).collect();
+                write_array(parent, name, &v).map(|_| ())
+            } else {
+                let g = dict(parent, name)?;
+                a.iter()
+                    .enumerate()
+                    .try_for_each(|(i, x)| write_uns(&g, &i.to_string(), x))
+            }
+        }
     }
 }
 
@@ -1201,7 +1386,16 @@ fn write_h5ad_to(path: &Path, a: &AnnData) -> Result<()> {
         File::create(path).map_err(|e| Error::new(format!("cannot create the HDF5 file ({e})")))?;
     encode(&file, "anndata", "0.1.0")?;
     write_dataframe(&file, "obs", "cell_id", a.cell_ids, &a.obs)?;
-    let (var_index, var_cols) = var_frame(a.gene_ids, a.gene_names);
+    let (var_index, mut var_cols) = var_frame(a.gene_ids, a.gene_names);
+    for (name, col) in &a.var {
+        if col.len() != a.gene_ids.len() {
+            return Err(elem_err(
+                &format!("var/{name}"),
+                format!("{} values for {} genes", col.len(), a.gene_ids.len()),
+            ));
+        }
+        var_cols.push((name.clone(), col.clone()));
+    }
     write_dataframe(&file, "var", "_index", &var_index, &var_cols)?;
     if let Some(x) = a.x {
         if x.n_rows() != n || x.n_cols != a.gene_ids.len() {
@@ -1242,16 +1436,20 @@ fn write_h5ad_to(path: &Path, a: &AnnData) -> Result<()> {
         encode(&ds, "array", "0.2.0")?;
     }
     dict(&file, "varm")?;
-    dict(&file, "obsp")?;
+    let obsp = dict(&file, "obsp")?;
+    for (name, m) in &a.obsp {
+        if m.n_rows() != n || m.n_cols != n {
+            return Err(elem_err(
+                &format!("obsp/{name}"),
+                format!("{} x {} for {n} cells", m.n_rows(), m.n_cols),
+            ));
+        }
+        write_csr(&obsp, name, m, n)?;
+    }
     dict(&file, "varp")?;
     let uns = dict(&file, "uns")?;
     for (k, v) in &a.uns {
-        let ds = uns
-            .new_dataset::<VarLenUnicode>()
-            .shape(())
-            .create(k.as_str())?;
-        ds.write_scalar(&vlen(v)?)?;
-        encode(&ds, "string", "0.2.0")?;
+        write_uns(&uns, k, v)?;
     }
     file.close()?;
     Ok(())
@@ -1261,6 +1459,23 @@ fn write_h5ad_to(path: &Path, a: &AnnData) -> Result<()> {
 pub fn write_h5ad(path: &Path, a: &AnnData) -> Result<()> {
     hdf5::silence_errors(true);
     crate::io::atomic::write_path(path, |tmp| write_h5ad_to(tmp, a))
+}
+
+/// Provenance as a nested mapping for `uns`: one entry per stage, keyed by its position
+/// and tool (`00_cellweave-import`), holding `tool`, `version` and `params`.
+pub fn provenance_mapping(steps: &[crate::contract::Step]) -> serde_json::Value {
+    let width = steps.len().saturating_sub(1).to_string().len().max(2);
+    let m: serde_json::Map<String, serde_json::Value> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                format!("{i:0width$}_{}", s.tool),
+                serde_json::to_value(s).unwrap_or_default(),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(m)
 }
 
 /// The AnnData view of a cells table: X = its values, obs = batch then the other columns,
@@ -1273,18 +1488,17 @@ pub fn anndata_of(t: &CellsTable) -> AnnData<'_> {
         obs,
         gene_ids: &t.gene_ids,
         gene_names: &t.gene_names,
+        var: Vec::new(),
         x: Some(&t.x),
         layers: Vec::new(),
         obsm: Vec::new(),
+        obsp: Vec::new(),
         uns: vec![
             (
                 "cellweave_provenance".to_string(),
-                serde_json::to_string(&t.provenance).unwrap_or_default(),
+                provenance_mapping(&t.provenance),
             ),
-            (
-                "cellweave_values".to_string(),
-                t.values.as_str().to_string(),
-            ),
+            ("cellweave_values".to_string(), t.values.as_str().into()),
         ],
     }
 }

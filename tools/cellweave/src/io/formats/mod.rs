@@ -32,8 +32,31 @@ pub(crate) fn single_file_table(
     }
 }
 
-/// A short name for an input: the file name without format extensions, or the folder name.
+/// Folder and file names Cell Ranger gives the matrix inside a sample folder.
+const CELLRANGER_NAMES: [&str; 5] = [
+    "filtered_feature_bc_matrix",
+    "raw_feature_bc_matrix",
+    "filtered_gene_bc_matrices",
+    "raw_gene_bc_matrices",
+    "outs",
+];
+
+/// A short name for an input: the file name without format extensions, or the folder name;
+/// for Cell Ranger's own names (`outs`, `filtered_feature_bc_matrix[.h5]`) the sample
+/// folder's name.
 pub fn stem_of(path: &Path) -> String {
+    let own = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".h5").to_string())
+            .is_some_and(|n| CELLRANGER_NAMES.contains(&n.as_str()))
+    };
+    let mut path = path;
+    while own(path) {
+        match path.parent().filter(|p| p.file_name().is_some()) {
+            Some(parent) => path = parent,
+            None => break,
+        }
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

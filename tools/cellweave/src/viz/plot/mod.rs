@@ -7,6 +7,7 @@
 
 pub mod bars;
 pub mod curves;
+pub mod glyphs;
 pub mod input;
 pub mod png;
 pub mod scatter;
@@ -66,7 +67,8 @@ pub fn save(fig: &impl Figure, path: &Path) -> Result<()> {
             let mut buf = vec![255u8; w as usize * h as usize * 3];
             {
                 let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-                let canvas = Canvas::new(root);
+                let mut canvas = Canvas::new(root);
+                canvas.raster = true;
                 fig.draw(&canvas)?;
                 canvas.area.present().map_err(drawing)?;
             }
@@ -94,6 +96,8 @@ fn drawing(e: impl std::fmt::Debug) -> Error {
 pub struct Canvas<DB: DrawingBackend> {
     pub area: DrawingArea<DB, Shift>,
     pub text: bool,
+    /// Pixels (PNG): text is rasterized by [`glyphs`]; else (SVG) it stays text.
+    pub raster: bool,
 }
 
 /// Horizontal and vertical text anchors.
@@ -109,7 +113,43 @@ impl<DB: DrawingBackend> Canvas<DB> {
         Canvas {
             area,
             text: style::text_available(),
+            raster: false,
         }
+    }
+
+    /// Rasterized text centred vertically at (x, y) with the horizontal anchor `h`; None:
+    /// centred and reading upwards (a quarter turn anticlockwise about (x, y)).
+    fn raster_text(
+        &self,
+        s: &str,
+        (x, y): (i32, i32),
+        size: f64,
+        h: Option<Anchor>,
+        colour: RGBColor,
+        bold: bool,
+    ) -> Result<()> {
+        let Some(font) = style::face(bold) else {
+            return Ok(());
+        };
+        let (w, _) = glyphs::measure(font, size, s);
+        let up = h.is_none();
+        let du = match h.unwrap_or(Anchor::Centre) {
+            Anchor::Left => 0.0,
+            Anchor::Centre => -w / 2.0,
+            Anchor::Right => -w,
+        };
+        let base = glyphs::centre_baseline(font, size);
+        for (u, v, c) in glyphs::raster(font, size, s) {
+            let (u, v) = (
+                (u as f32 + du).round() as i32,
+                (v as f32 + base).round() as i32,
+            );
+            let at = if up { (x + v, y - u) } else { (x + u, y + v) };
+            self.area
+                .draw_pixel(at, &colour.mix(c as f64))
+                .map_err(drawing)?;
+        }
+        Ok(())
     }
 
     /// Text with its anchor at (x, y): `h` picks the horizontal anchor, vertically centred.
@@ -124,6 +164,9 @@ impl<DB: DrawingBackend> Canvas<DB> {
     ) -> Result<()> {
         if !self.text || s.is_empty() {
             return Ok(());
+        }
+        if self.raster {
+            return self.raster_text(s, (x, y), size, Some(h), colour, bold);
         }
         let hpos = match h {
             Anchor::Left => HPos::Left,
@@ -149,6 +192,9 @@ impl<DB: DrawingBackend> Canvas<DB> {
     pub fn text_up(&self, s: &str, (x, y): (i32, i32), size: f64, colour: RGBColor) -> Result<()> {
         if !self.text || s.is_empty() {
             return Ok(());
+        }
+        if self.raster {
+            return self.raster_text(s, (x, y), size, None, colour, false);
         }
         let font = FontDesc::new(FontFamily::Name(style::FAMILY), size, FontStyle::Normal)
             .transform(FontTransform::Rotate270);

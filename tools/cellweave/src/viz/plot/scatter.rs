@@ -91,6 +91,19 @@ fn natural_order(cat: &Categorical) -> (Vec<u32>, Vec<String>) {
     )
 }
 
+/// The colour each category of `cat` gets in a scatter panel, in `cat`'s own category order
+/// (what `uns['<key>_colors']` of an exported `.h5ad` holds).
+pub fn category_colours(cat: &Categorical) -> Vec<RGBColor> {
+    let n = cat.categories.len();
+    let identity = Categorical {
+        codes: (0..n as u32).collect(),
+        categories: cat.categories.clone(),
+    };
+    let (rank, _) = natural_order(&identity);
+    let palette = style::categorical(n);
+    rank.iter().map(|&r| palette[r as usize]).collect()
+}
+
 /// Compare text with runs of digits as numbers (`c2` < `c10`), ignoring case first.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, String)> {
@@ -130,20 +143,42 @@ pub struct ScatterOptions {
     pub point_radius: Option<f64>,
     /// A title above all panels.
     pub title: Option<String>,
+    /// Dots per inch: every length of the design (480-pixel panels at 120 dpi) scales with it.
+    pub dpi: Option<f64>,
     /// Axis names (default UMAP1, UMAP2).
     pub axes: Option<(String, String)>,
     /// Seed of the drawing order.
     pub seed: u64,
 }
 
-const SIDE: u32 = 480;
-const MARGIN: u32 = 12;
+/// The layout's lengths at `dpi / 120` times the design's pixels (480-pixel panels: 4
+/// inches at 120 dpi, the default; text sizes in pixels per em).
+#[derive(Debug, Clone, Copy)]
+struct Units(f64);
+
+impl Units {
+    fn px(self, v: f64) -> u32 {
+        (v * self.0).round().max(1.0) as u32
+    }
+    fn i(self, v: f64) -> i32 {
+        (v * self.0).round() as i32
+    }
+    fn size(self, v: f64) -> f64 {
+        v * self.0
+    }
+}
+
+const SIDE: f64 = 480.0;
+const MARGIN: f64 = 12.0;
 const TITLE: f64 = 18.0;
 const LABEL: f64 = 14.0;
-const ROW: u32 = 20;
+const ROW: f64 = 20.0;
+/// The dots per inch the design's pixel sizes are for.
+pub const DESIGN_DPI: f64 = 120.0;
 
 /// Side-by-side scatter panels of `n x 2` coordinates.
 pub struct Scatter {
+    u: Units,
     xy: Vec<f32>,
     panels: Vec<Panel>,
     opts: ScatterOptions,
@@ -159,22 +194,28 @@ pub struct Scatter {
 impl Scatter {
     pub fn new(xy: Vec<f32>, panels: Vec<Panel>, opts: ScatterOptions) -> Scatter {
         let text = style::text_available();
+        let u = Units(opts.dpi.unwrap_or(DESIGN_DPI) / DESIGN_DPI);
+        let margin = u.px(MARGIN);
         let n_panels = panels.len().max(1) as u32;
-        let axis = if text { 28 } else { MARGIN };
-        let suptitle = if text && opts.title.is_some() { 36 } else { 0 };
-        let top = suptitle + if text { 40 } else { MARGIN };
+        let axis = if text { u.px(28.0) } else { margin };
+        let suptitle = if text && opts.title.is_some() {
+            u.px(36.0)
+        } else {
+            0
+        };
+        let top = suptitle + if text { u.px(40.0) } else { margin };
         let side_for = |legends: &[u32]| -> u32 {
             match (opts.width, opts.height) {
-                (None, None) => SIDE,
+                (None, None) => u.px(SIDE),
                 (w, h) => {
-                    let fixed: u32 = legends.iter().map(|l| axis + 2 * MARGIN + l).sum();
+                    let fixed: u32 = legends.iter().map(|l| axis + 2 * margin + l).sum();
                     let from_w = w.map(|w| w.saturating_sub(fixed) / n_panels);
-                    let from_h = h.map(|h| h.saturating_sub(top + axis + MARGIN));
+                    let from_h = h.map(|h| h.saturating_sub(top + axis + margin));
                     from_w
                         .into_iter()
                         .chain(from_h)
                         .min()
-                        .unwrap_or(SIDE)
+                        .unwrap_or(u.px(SIDE))
                         .max(60)
                 }
             }
@@ -183,13 +224,15 @@ impl Scatter {
         let mut side = side_for(&[]);
         let mut legend_w = Vec::new();
         for _ in 0..3 {
-            legend_w = panels.iter().map(|p| legend_width(p, side)).collect();
+            legend_w = panels.iter().map(|p| legend_width(p, side, u)).collect();
             side = side_for(&legend_w);
         }
-        let natural: u32 = legend_w.iter().map(|l| axis + side + 2 * MARGIN + l).sum();
-        let width = opts.width.unwrap_or(natural.max(1));
-        let height = opts.height.unwrap_or(top + side + axis + MARGIN);
+        let natural: u32 = legend_w.iter().map(|l| axis + side + 2 * margin + l).sum();
+        // Never narrower than the panels and their legends: a legend never covers data.
+        let width = opts.width.unwrap_or(0).max(natural.max(1));
+        let height = opts.height.unwrap_or(top + side + axis + margin);
         Scatter {
+            u,
             xy,
             panels,
             opts,
@@ -206,14 +249,11 @@ impl Scatter {
         self.xy.len() / 2
     }
 
-    /// Point radius: 0.4 x the side of the square each cell would get (1 to 6 pixels).
+    /// Point radius in pixels: `--point-size`, else [`point_radius`].
     fn radius(&self) -> i32 {
         match self.opts.point_radius {
             Some(r) => r.round().max(1.0) as i32,
-            None => {
-                let per_cell = (self.side as f64).powi(2) / self.n().max(1) as f64;
-                (0.4 * per_cell.sqrt()).clamp(1.0, 6.0).round() as i32
-            }
+            None => point_radius(self.n(), self.side),
         }
     }
 
@@ -222,7 +262,7 @@ impl Scatter {
         let widths: Vec<u32> = self
             .legend_w
             .iter()
-            .map(|l| self.axis + self.side + 2 * MARGIN + l)
+            .map(|l| self.axis + self.side + 2 * self.u.px(MARGIN) + l)
             .collect();
         let spare = self.width.saturating_sub(widths.iter().sum()) / widths.len().max(1) as u32;
         let mut x = spare / 2;
@@ -237,11 +277,28 @@ impl Scatter {
     }
 }
 
-fn legend_rows(side: u32) -> usize {
-    ((side.saturating_sub(10)) / ROW).max(1) as usize
+/// Point radius in pixels for `n` cells on a panel `side` pixels wide, as scanpy sizes
+/// them: marker size `120000 / n` points² with the "." marker (a circle of half the marker
+/// size, so `0.5 sqrt(120000 / n)` points across) on a 4-inch (288-point) panel; at least
+/// 1 pixel.
+pub fn point_radius(n: usize, side: u32) -> i32 {
+    let diameter_pt = 0.5 * (120_000.0 / n.max(1) as f64).sqrt();
+    let r = 0.5 * diameter_pt / 288.0 * side as f64;
+    r.round().max(1.0) as i32
 }
 
-fn legend_width(p: &Panel, side: u32) -> u32 {
+/// Opacity of the points: opaque up to 2,000 cells, then falling with the square root of
+/// the number of cells (0.58 at 6,000; 0.2 from 50,000), so that dense regions read as
+/// denser instead of one flat colour.
+pub fn point_alpha(n: usize) -> f64 {
+    (2_000.0 / n.max(1) as f64).sqrt().clamp(0.2, 1.0)
+}
+
+fn legend_rows(side: u32, u: Units) -> usize {
+    ((side.saturating_sub(u.px(10.0))) / u.px(ROW)).max(1) as usize
+}
+
+fn legend_width(p: &Panel, side: u32, u: Units) -> u32 {
     if !style::text_available() {
         return 0;
     }
@@ -251,21 +308,21 @@ fn legend_width(p: &Panel, side: u32) -> u32 {
             let n = names.len() + missing as usize;
             let widest = names
                 .iter()
-                .map(|s| text_size(s, LABEL, false).0)
-                .chain([text_size("NA", LABEL, false).0])
+                .map(|s| text_size(s, u.size(LABEL), false).0)
+                .chain([text_size("NA", u.size(LABEL), false).0])
                 .max()
                 .unwrap_or(0);
-            let cols = n.div_ceil(legend_rows(side)) as u32;
-            cols * (widest + 30) + 8
+            let cols = n.div_ceil(legend_rows(side, u)) as u32;
+            cols * (widest + u.px(30.0)) + u.px(8.0)
         }
         Colouring::Continuous { values } => {
             let (lo, hi) = finite_range(values);
             let w = [lo, hi]
                 .iter()
-                .map(|v| text_size(&style::tick_text(*v), LABEL, false).0)
+                .map(|v| text_size(&style::tick_text(*v), u.size(LABEL), false).0)
                 .max()
                 .unwrap_or(0);
-            w + 44
+            w + u.px(44.0)
         }
     }
 }
@@ -312,8 +369,9 @@ impl Figure for Scatter {
         for i in (1..n).rev() {
             order.swap(i, rng.below(i + 1));
         }
+        let u = self.u;
         let r = self.radius();
-        let alpha = if n > 20_000 { 0.6 } else { 0.85 };
+        let alpha = point_alpha(n);
         let (ax, ay) = self
             .opts
             .axes
@@ -321,19 +379,26 @@ impl Figure for Scatter {
             .unwrap_or(("UMAP1".into(), "UMAP2".into()));
         if let Some(t) = &self.opts.title {
             let (w, _) = self.size();
-            c.text(t, (w as i32 / 2, 20), 20.0, Anchor::Centre, INK, true)?;
+            c.text(
+                t,
+                (w as i32 / 2, u.i(20.0)),
+                u.size(20.0),
+                Anchor::Centre,
+                INK,
+                true,
+            )?;
         }
         let panel_x = self.panel_x();
         for (p, panel) in self.panels.iter().enumerate() {
             let ox = panel_x[p];
             let legend_w = self.legend_w[p];
-            let x0 = ox + self.axis as i32 + MARGIN as i32;
+            let x0 = ox + self.axis as i32 + u.i(MARGIN);
             let y0 = self.top as i32;
             let (x1, y1) = (x0 + self.side as i32, y0 + self.side as i32);
             c.text(
                 &panel.title,
-                ((x0 + x1) / 2, y0 - 18),
-                TITLE,
+                ((x0 + x1) / 2, y0 - u.i(18.0)),
+                u.size(TITLE),
                 Anchor::Centre,
                 INK,
                 true,
@@ -341,16 +406,19 @@ impl Figure for Scatter {
             c.stroke_rect((x0, y0), (x1, y1), RGBColor(0x99, 0x99, 0x99), 1)?;
             c.text(
                 &ax,
-                ((x0 + x1) / 2, y1 + self.axis as i32 / 2 + 2),
-                LABEL,
+                ((x0 + x1) / 2, y1 + self.axis as i32 / 2 + u.i(2.0)),
+                u.size(LABEL),
                 Anchor::Centre,
                 INK,
                 false,
             )?;
             c.text_up(
                 &ay,
-                (ox + MARGIN as i32 + self.axis as i32 / 2 - 4, (y0 + y1) / 2),
-                LABEL,
+                (
+                    ox + u.i(MARGIN) + self.axis as i32 / 2 - u.i(4.0),
+                    (y0 + y1) / 2,
+                ),
+                u.size(LABEL),
                 INK,
             )?;
             let px = |i: usize| {
@@ -359,7 +427,7 @@ impl Figure for Scatter {
                     scale(self.xy[2 * i + 1] as f64, ylo, yhi, y1, y0),
                 )
             };
-            let lx = x1 + MARGIN as i32 + 6;
+            let lx = x1 + u.i(MARGIN + 6.0);
             match &panel.colouring {
                 Colouring::Categories { codes, names } => {
                     let colours = style::categorical(names.len());
@@ -383,17 +451,19 @@ impl Figure for Scatter {
                     if codes.contains(&Categorical::MISSING) {
                         entries.push(("NA".into(), MISSING, 0));
                     }
-                    let rows = legend_rows(self.side);
-                    let col_w = (legend_w.saturating_sub(8)) as i32
+                    let rows = legend_rows(self.side, u);
+                    let col_w = (legend_w.saturating_sub(u.px(8.0))) as i32
                         / entries.len().div_ceil(rows).max(1) as i32;
                     for (e, (name, colour, shape)) in entries.iter().enumerate() {
                         let (cx, cy) = (
                             lx + (e / rows) as i32 * col_w,
-                            y0 + 10 + (e % rows) as i32 * ROW as i32,
+                            y0 + u.i(10.0) + (e % rows) as i32 * u.i(ROW),
                         );
                         if c.text {
-                            c.marker(*shape, (cx + 6, cy), 6, colour.to_rgba())?;
-                            c.text(name, (cx + 18, cy), LABEL, Anchor::Left, INK, false)?;
+                            let at = (cx + u.i(6.0), cy);
+                            c.marker(*shape, at, u.i(6.0), colour.to_rgba())?;
+                            let at = (cx + u.i(18.0), cy);
+                            c.text(name, at, u.size(LABEL), Anchor::Left, INK, false)?;
                         }
                     }
                 }
@@ -414,24 +484,26 @@ impl Figure for Scatter {
                         c.marker(0, px(i), r, style::viridis(t(values[i])).mix(alpha))?;
                     }
                     if c.text && lo.is_finite() {
-                        let (bt, bb) = (y0 + 10, y0 + 10 + (self.side as i32 * 6 / 10));
+                        let (bt, bb) =
+                            (y0 + u.i(10.0), y0 + u.i(10.0) + (self.side as i32 * 6 / 10));
+                        let bw = u.i(16.0);
                         for y in bt..bb {
                             let v = 1.0 - (y - bt) as f64 / (bb - bt).max(1) as f64;
-                            c.fill_rect((lx, y), (lx + 16, y + 1), style::viridis(v).to_rgba())?;
+                            c.fill_rect((lx, y), (lx + bw, y + 1), style::viridis(v).to_rgba())?;
                         }
-                        c.stroke_rect((lx, bt), (lx + 16, bb), RGBColor(0x99, 0x99, 0x99), 1)?;
+                        c.stroke_rect((lx, bt), (lx + bw, bb), RGBColor(0x99, 0x99, 0x99), 1)?;
                         c.text(
                             &style::tick_text(hi),
-                            (lx + 22, bt),
-                            LABEL,
+                            (lx + u.i(22.0), bt),
+                            u.size(LABEL),
                             Anchor::Left,
                             INK,
                             false,
                         )?;
                         c.text(
                             &style::tick_text(lo),
-                            (lx + 22, bb),
-                            LABEL,
+                            (lx + u.i(22.0), bb),
+                            u.size(LABEL),
                             Anchor::Left,
                             INK,
                             false,
@@ -487,4 +559,82 @@ pub fn panels_for(emb: &crate::contract::EmbeddingTable, colours: &[String]) -> 
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clusters(n: usize, k: usize) -> Panel {
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("cluster_number_{}", i % k))
+            .collect();
+        Panel::from_column(
+            "cluster",
+            &Column::Str(names.into_iter().map(Some).collect()),
+        )
+    }
+
+    #[test]
+    fn points_shrink_with_the_number_of_cells_as_in_scanpy() {
+        // 120000 / n points² with scanpy's "." marker on a 4-inch panel of 480 pixels.
+        assert_eq!(point_radius(3_000, 480), 3);
+        assert_eq!(point_radius(1_500, 480), 4);
+        assert_eq!(point_radius(30_000, 480), 1);
+        assert_eq!(point_radius(1_000_000, 480), 1);
+        assert_eq!(point_radius(3_000, 960), 5);
+        assert_eq!(point_alpha(1_000), 1.0);
+        assert!((point_alpha(8_000) - 0.5).abs() < 1e-12);
+        assert_eq!(point_alpha(1_000_000), 0.2);
+    }
+
+    #[test]
+    fn legends_fit_beside_their_panels_at_any_width_and_dpi() {
+        let n = 300;
+        let xy: Vec<f32> = (0..2 * n).map(|i| (i % 17) as f32).collect();
+        for width in [None, Some(150), Some(500), Some(1400)] {
+            for dpi in [None, Some(60.0), Some(300.0)] {
+                let panels = vec![clusters(n, 25), clusters(n, 3)];
+                let opts = ScatterOptions {
+                    width,
+                    dpi,
+                    ..Default::default()
+                };
+                let s = Scatter::new(xy.clone(), panels, opts);
+                let xs = s.panel_x();
+                let margin = s.u.px(MARGIN);
+                for p in 0..2 {
+                    let end = xs[p] as u32 + s.axis + s.side + 2 * margin + s.legend_w[p];
+                    let next = xs.get(p + 1).map(|&x| x as u32).unwrap_or(s.width);
+                    assert!(
+                        end <= next,
+                        "width {width:?} dpi {dpi:?}: panel {p}'s legend ends at {end}, next starts at {next}"
+                    );
+                }
+            }
+        }
+        // The picture grows with the dots per inch.
+        let at = |dpi| {
+            Scatter::new(
+                xy.clone(),
+                vec![clusters(n, 3)],
+                ScatterOptions {
+                    dpi,
+                    ..Default::default()
+                },
+            )
+        };
+        let (a, b) = (at(None), at(Some(240.0)));
+        assert_eq!(b.side, 2 * a.side);
+        assert!(b.width >= 2 * a.width - 2 && b.height >= 2 * a.height - 2);
+        assert!((b.radius() - 2 * a.radius()).abs() <= 1);
+    }
+
+    #[test]
+    fn category_colours_follow_the_panel_order() {
+        let cat = Categorical::from_strings(&["b10", "b2", "a", "b2"]);
+        let pal = style::categorical(3);
+        // Natural order: a, b2, b10.
+        assert_eq!(category_colours(&cat), vec![pal[2], pal[1], pal[0]]);
+    }
 }

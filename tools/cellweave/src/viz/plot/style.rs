@@ -5,6 +5,7 @@
 //! one, plots are drawn without text and a warning is printed once. `CELLWEAVE_FONT=none`
 //! forces text off (used by the tests of that path).
 
+use ab_glyph::FontRef;
 use plotters::style::{FontStyle, RGBColor};
 use std::sync::OnceLock;
 
@@ -40,56 +41,69 @@ fn bold_sibling(regular: &str) -> Vec<String> {
     .collect()
 }
 
-fn register(path: &str, style: FontStyle) -> bool {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            // plotters keeps fonts for the life of the process.
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font(FAMILY, style, bytes).is_ok()
-        }
-        Err(_) => false,
-    }
+/// The regular and bold faces text is drawn with (the bold one may be the regular one).
+struct Faces {
+    normal: FontRef<'static>,
+    bold: FontRef<'static>,
 }
 
-/// Whether text can be drawn: registers a font the first time (and warns once if none).
-pub fn text_available() -> bool {
-    static READY: OnceLock<bool> = OnceLock::new();
-    *READY.get_or_init(|| {
-        let env = std::env::var("CELLWEAVE_FONT").ok().filter(|s| !s.is_empty());
-        if env.as_deref() == Some("none") {
-            return false;
-        }
-        let mut candidates: Vec<String> = env.into_iter().collect();
-        candidates.extend(FONT_PATHS.iter().map(|s| s.to_string()));
-        for path in &candidates {
-            if register(path, FontStyle::Normal) {
-                let bold = bold_sibling(path).iter().any(|b| register(b, FontStyle::Bold));
-                if !bold {
-                    register(path, FontStyle::Bold);
-                }
-                return true;
+/// Read a font file and register it with plotters (which draws SVG text) under [`FAMILY`].
+fn load(path: &str, style: FontStyle) -> Option<FontRef<'static>> {
+    let bytes = std::fs::read(path).ok()?;
+    // Fonts are kept for the life of the process (plotters requires it).
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let face = FontRef::try_from_slice(bytes).ok()?;
+    plotters::style::register_font(FAMILY, style, bytes).ok()?;
+    Some(face)
+}
+
+fn faces() -> Option<&'static Faces> {
+    static FACES: OnceLock<Option<Faces>> = OnceLock::new();
+    FACES
+        .get_or_init(|| {
+            let env = std::env::var("CELLWEAVE_FONT").ok().filter(|s| !s.is_empty());
+            if env.as_deref() == Some("none") {
+                return None;
             }
-        }
-        crate::info!(
-            "warning: no TrueType font found (set CELLWEAVE_FONT or install fonts-dejavu-core); drawing without text"
-        );
-        false
-    })
+            let mut candidates: Vec<String> = env.into_iter().collect();
+            candidates.extend(FONT_PATHS.iter().map(|s| s.to_string()));
+            for path in &candidates {
+                if let Some(normal) = load(path, FontStyle::Normal) {
+                    let bold = bold_sibling(path)
+                        .iter()
+                        .find_map(|b| load(b, FontStyle::Bold))
+                        .or_else(|| load(path, FontStyle::Bold))
+                        .unwrap_or_else(|| normal.clone());
+                    return Some(Faces { normal, bold });
+                }
+            }
+            crate::info!(
+                "warning: no TrueType font found (set CELLWEAVE_FONT or install fonts-dejavu-core); drawing without text"
+            );
+            None
+        })
+        .as_ref()
 }
 
-/// Width and height in pixels of `text` at `size` (0 without fonts).
+/// Whether text can be drawn: loads a font the first time (and warns once if none).
+pub fn text_available() -> bool {
+    faces().is_some()
+}
+
+/// The face text of this weight is drawn with (None without fonts).
+pub fn face(bold: bool) -> Option<&'static FontRef<'static>> {
+    faces().map(|f| if bold { &f.bold } else { &f.normal })
+}
+
+/// Width and height in pixels of `text` at `size` pixels per em (0 without fonts).
 pub fn text_size(text: &str, size: f64, bold: bool) -> (u32, u32) {
-    if !text_available() {
-        return (0, 0);
+    match face(bold) {
+        Some(f) => {
+            let (w, h) = super::glyphs::measure(f, size, text);
+            (w.ceil() as u32, h.ceil() as u32)
+        }
+        None => (0, 0),
     }
-    let style = if bold {
-        FontStyle::Bold
-    } else {
-        FontStyle::Normal
-    };
-    plotters::style::FontDesc::new(plotters::style::FontFamily::Name(FAMILY), size, style)
-        .box_size(text)
-        .unwrap_or((0, 0))
 }
 
 const fn hex(c: u32) -> RGBColor {

@@ -1,5 +1,6 @@
-// cellweave-export: integrated.h5ad (log-normalized HVGs in X, raw counts in layers['counts'],
-// obsm['X_claire'] and obsm['X_umap'], obs carried through).
+// cellweave-export: integrated.h5ad as scanpy's tutorial ends with it (every kept gene
+// log-normalized in X, raw counts in layers['counts'], HVG statistics in var, obsm['X_claire'],
+// obsm['X_umap'], the kNN graph of X_claire in obsp, per-cell QC and obs carried through).
 process CELLWEAVE_EXPORT {
     tag "$meta.id"
     label 'process_single'
@@ -8,7 +9,7 @@ process CELLWEAVE_EXPORT {
     container "cellweave/cellweave:0.1.0"
 
     input:
-    tuple val(meta), path(cells), path(counts), path(claire), path(umap)
+    tuple val(meta), path(cells), path(counts), path(hvg_genes), path(claire), path(umap)
 
     output:
     tuple val(meta), path("integrated.h5ad"), emit: h5ad
@@ -24,6 +25,7 @@ process CELLWEAVE_EXPORT {
     cellweave-export \\
         ${cells} \\
         --counts ${counts} \\
+        --hvg ${hvg_genes} \\
         --embedding ${claire} \\
         --embedding ${umap} \\
         ${args} \\
