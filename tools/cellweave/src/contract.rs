@@ -804,3 +804,30 @@ impl Frame {
         })
     }
 }
+
+/// Suffix repeated ids with `-1`, `-2`, ... (first occurrence unchanged), avoiding clashes
+/// with ids that already exist. Returns how many were renamed.
+pub fn make_unique(ids: &mut [String]) -> usize {
+    let mut taken: HashSet<String> = ids.iter().cloned().collect();
+    let mut seen: HashSet<String> = HashSet::with_capacity(ids.len());
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let mut renamed = 0;
+    for id in ids.iter_mut() {
+        if seen.insert(id.clone()) {
+            continue;
+        }
+        let k = next.entry(id.clone()).or_insert(0);
+        let new = loop {
+            *k += 1;
+            let cand = format!("{id}-{k}");
+            if !taken.contains(&cand) {
+                break cand;
+            }
+        };
+        taken.insert(new.clone());
+        seen.insert(new.clone());
+        *id = new;
+        renamed += 1;
+    }
+    renamed
+}

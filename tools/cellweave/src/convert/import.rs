@@ -198,37 +198,10 @@ fn open_input(
         if !opts.make_unique {
             return Err(e.field("gene_ids").file(path));
         }
-        let n = make_unique(&mut t.gene_ids);
+        let n = crate::contract::make_unique(&mut t.gene_ids);
         info!("{}: suffixed {n} duplicate gene id(s)", path.display());
     }
     Ok((t, rows))
-}
-
-/// Suffix repeated ids with `-1`, `-2`, ... (first occurrence unchanged), avoiding clashes
-/// with ids that already exist. Returns how many were renamed.
-pub fn make_unique(ids: &mut [String]) -> usize {
-    let mut taken: HashSet<String> = ids.iter().cloned().collect();
-    let mut seen: HashSet<String> = HashSet::with_capacity(ids.len());
-    let mut next: HashMap<String, usize> = HashMap::new();
-    let mut renamed = 0;
-    for id in ids.iter_mut() {
-        if seen.insert(id.clone()) {
-            continue;
-        }
-        let k = next.entry(id.clone()).or_insert(0);
-        let new = loop {
-            *k += 1;
-            let cand = format!("{id}-{k}");
-            if !taken.contains(&cand) {
-                break cand;
-            }
-        };
-        taken.insert(new.clone());
-        seen.insert(new.clone());
-        *id = new;
-        renamed += 1;
-    }
-    renamed
 }
 
 /// Gene ids and names of the combined table and, per input, the combined position of each
@@ -517,7 +490,7 @@ pub fn import_lazy(
         if !opts.make_unique {
             return Err(e.field("cell_id").file(&inputs[0]));
         }
-        let n = make_unique(&mut t.cell_ids);
+        let n = crate::contract::make_unique(&mut t.cell_ids);
         info!("suffixed {n} duplicate cell id(s)");
     }
     t.values = opts.values;
@@ -728,7 +701,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        assert_eq!(make_unique(&mut ids), 2);
+        assert_eq!(crate::contract::make_unique(&mut ids), 2);
         assert_eq!(ids, vec!["a", "b", "a-2", "a-1", "a-3"]);
         check_unique(&ids).unwrap();
     }

@@ -1301,7 +1301,7 @@ pub struct AnnData<'a> {
 /// (repeats get `-1`, `-2`, ...); the ids go in `gene_ids`.
 fn var_frame(ids: &[String], names: &[String]) -> (Vec<String>, Vec<Named>) {
     let mut index = names.to_vec();
-    crate::convert::import::make_unique(&mut index);
+    crate::contract::make_unique(&mut index);
     let col = |v: &[String]| Column::Str(v.iter().cloned().map(Some).collect());
     (index, vec![("gene_ids".to_string(), col(ids))])
 }
