@@ -133,7 +133,7 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
     // The model directory is assembled beside its final place and put there in one
     // step after every other output is written: a run that fails leaves the previous
     // model directory as it was.
-    let staged = checkpoint::temp_sibling(&o.model_dir);
+    let staged = cellweave::io::atomic::temp_sibling(&o.model_dir);
     if staged.exists() {
         std::fs::remove_dir_all(&staged).at(&staged)?;
     }

@@ -29,6 +29,7 @@
 //! truncated, corrupted or swapped file with probability 1 - 2^-64; it is not meant to
 //! resist a deliberate forgery.
 
+use cellweave::io::atomic::{exchange, process_alive, temp_sibling};
 use cellweave::{info, Error, Result, ResultExt};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -92,11 +93,6 @@ pub fn sync_dir(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).at(path)
 }
 
-/// The hidden temporary sibling of `path` this process writes: `.NAME.tmp-PID`.
-pub fn temp_sibling(path: &Path) -> PathBuf {
-    sibling(path, "tmp", std::process::id())
-}
-
 fn sibling(path: &Path, what: &str, pid: u32) -> PathBuf {
     let name = path
         .file_name()
@@ -109,20 +105,6 @@ fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-/// Whether process `pid` may still run (Linux: `/proc/PID` exists; elsewhere assume so).
-fn alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        // Our own id: this run's outputs staged by `cellweave::io::atomic::Outputs` (a
-        // temporary an earlier process with the same id left is overwritten by this run).
-        return true;
-    }
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
     }
 }
 
@@ -157,7 +139,7 @@ pub fn clean_stale(path: &Path) -> Result<()> {
         let (Ok(pid), true) = (pid.parse::<u32>(), what == "tmp" || what == "old") else {
             continue;
         };
-        if alive(pid) {
+        if process_alive(pid) {
             continue;
         }
         let p = entry.path();
@@ -201,47 +183,6 @@ pub fn commit_dir(staged: &Path, dest: &Path) -> Result<()> {
         std::fs::rename(staged, dest).at(dest)?;
     }
     sync_dir(&parent_of(dest))
-}
-
-/// Swap two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`).
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    const AT_FDCWD: i32 = -100;
-    const RENAME_EXCHANGE: u32 = 2;
-    extern "C" {
-        fn renameat2(
-            olddirfd: i32,
-            old: *const i8,
-            newdirfd: i32,
-            new: *const i8,
-            flags: u32,
-        ) -> i32;
-    }
-    let ca = CString::new(a.as_os_str().as_bytes())?;
-    let cb = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: two valid NUL-terminated paths that outlive the call; the C library's
-    // renameat2 (glibc >= 2.28) only reads them.
-    let rc = unsafe {
-        renameat2(
-            AT_FDCWD,
-            ca.as_ptr().cast(),
-            AT_FDCWD,
-            cb.as_ptr().cast(),
-            RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 /// The checkpoints of one model directory.

@@ -19,7 +19,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-fn temp_sibling(path: &Path) -> PathBuf {
+/// The hidden temporary sibling of `path` this process writes: `.NAME.tmp-PID`.
+pub fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{}.tmp-{}", file_name(path), std::process::id()))
 }
 
@@ -65,7 +66,8 @@ pub fn remove_stale(path: &Path) {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` may still run (unix: `kill(pid, 0)`; elsewhere assume so).
+pub fn process_alive(pid: u32) -> bool {
     #[cfg(unix)]
     {
         // SAFETY: signal 0 only checks that the process exists; nothing is sent.
@@ -382,33 +384,47 @@ fn remove_temp(d: &Declared) {
     }
 }
 
+/// Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`); an
+/// error where the system or file system has no such call.
+pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+        let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+        // SAFETY: two valid NUL-terminated paths that outlive the call; it only renames.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+}
+
 /// Put the complete directory `tmp` in the place of `path`: one atomic exchange where the
 /// system has one, so that `path` is never missing; the old directory is then removed.
 fn swap_dir(tmp: &Path, path: &Path) -> Result<()> {
     if !path.exists() {
         return std::fs::rename(tmp, path).at(path);
     }
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
-        if let (Some(a), Some(b)) = (c(tmp), c(path)) {
-            // SAFETY: two valid NUL-terminated paths; the call only renames.
-            let r = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    a.as_ptr(),
-                    libc::AT_FDCWD,
-                    b.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
-            };
-            if r == 0 {
-                // `tmp` now holds the old directory.
-                let _ = std::fs::remove_dir_all(tmp);
-                return Ok(());
-            }
-        }
+    if exchange(tmp, path).is_ok() {
+        // `tmp` now holds the old directory.
+        let _ = std::fs::remove_dir_all(tmp);
+        return Ok(());
     }
     // No exchange here (another system, a file system without it): move the old directory
     // aside (it is removed as a stale sibling if a kill comes now), then move the new one in.
