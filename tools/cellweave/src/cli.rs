@@ -164,6 +164,15 @@ pub mod range {
         }
     }
 
+    /// Dots per inch of a picture, 10 to 1200.
+    pub fn dpi(s: &str) -> Result<f64, String> {
+        number(
+            s,
+            |v| (10.0..=1200.0).contains(&v),
+            "dots per inch from 10 to 1200",
+        )
+    }
+
     /// An integer of at least 1.
     pub fn at_least_1(s: &str) -> Result<usize, String> {
         match s.trim().parse::<usize>() {

@@ -57,8 +57,8 @@ struct Args {
     #[arg(long)]
     width: Option<u32>,
     /// Dots per inch of an embedding picture: panels are 4 inches (480 pixels at the default
-    /// 120), text and points scale with it
-    #[arg(long, value_name = "DPI")]
+    /// 120), text and points scale with it (10 to 1200)
+    #[arg(value_parser = cli::range::dpi, long, value_name = "DPI")]
     dpi: Option<f64>,
     /// Image height in pixels
     #[arg(long)]
@@ -86,14 +86,6 @@ fn main() -> ExitCode {
             .file_opt(args.umap_out.as_deref(), Kind::TableOrText)?;
         plot::ImageFormat::of(&args.output)?;
         plot::check_size(args.width, args.height)?;
-        if let Some(d) = args.dpi {
-            if !(10.0..=1200.0).contains(&d) {
-                return Err(cellweave::Error::new(format!(
-                    "{d} dots per inch is out of range (10 to 1200)"
-                ))
-                .field("--dpi"));
-            }
-        }
         let text = !matches!(
             Format::of(&args.input),
             Some(Format::Arrow | Format::Parquet)
