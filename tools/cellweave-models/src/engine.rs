@@ -81,7 +81,7 @@ pub trait Trainable {
     /// Write a checkpoint of the whole training state (from which the run resumes bit
     /// for bit).
     fn checkpoint(&mut self) -> Result<()> {
-        Err(Error::new("this model does not write checkpoints").field("checkpoint-every"))
+        Err(Error::new("this model does not write checkpoints").flag("--checkpoint-every"))
     }
 }
 
