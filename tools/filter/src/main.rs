@@ -2,15 +2,15 @@
 //! gene filter (cells expressing), with a QC report of what was removed and why.
 
 use cellweave::cli::{self, Common};
-use cellweave::contract::{Frame, Step};
+use cellweave::contract::Step;
+use cellweave::info;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
-use cellweave::io::{table, Format};
+use cellweave::io::table;
 use cellweave::preprocess::qc::{self, QcParams};
-use cellweave::{info, Result};
 use clap::Parser;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Filter cells (min/max genes, min/max counts, max mitochondrial %) then genes (min cells),
@@ -37,13 +37,6 @@ struct Args {
     common: Common,
 }
 
-fn write_side(path: &Path, f: &Frame) -> Result<()> {
-    match Format::of(path) {
-        Some(Format::Tsv) => table::write_frame_tsv(path, f),
-        _ => table::write_frame(path, f),
-    }
-}
-
 fn main() -> ExitCode {
     cli::run("cellweave-filter", || {
         let args = cli::parse::<Args>();
@@ -67,12 +60,12 @@ fn main() -> ExitCode {
         if let Some(p) = &args.qc_report {
             let mut f = out.report.to_frame(params);
             f.provenance = out.provenance.clone();
-            write_side(p, &f)?;
+            table::write_side(p, &f)?;
         }
         if let Some(p) = &args.genes_out {
             let mut genes = out.genes;
             genes.provenance = out.provenance.clone();
-            write_side(p, &genes)?;
+            table::write_side(p, &genes)?;
         }
         outputs.commit()?;
         timer.done();

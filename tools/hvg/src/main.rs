@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::{Column, Frame, Step};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
-use cellweave::io::{table, Format};
+use cellweave::io::table;
 use cellweave::preprocess::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
@@ -174,10 +174,7 @@ fn report(
             args.batch_key.clone()
         };
         g.meta.insert("cellweave.batch_key".into(), key);
-        match Format::of(p) {
-            Some(Format::Tsv) => table::write_frame_tsv(p, &g)?,
-            _ => table::write_frame(p, &g)?,
-        }
+        table::write_side(p, &g)?;
     }
     Ok(provenance)
 }

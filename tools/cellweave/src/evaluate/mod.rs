@@ -29,20 +29,35 @@ use std::time::Instant;
 /// A metric that can be selected (`--metrics`). Several produce two values (`_nmi`, `_ari`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MetricId {
+    /// `silhouette_label`.
     SilhouetteLabel,
+    /// `silhouette_batch`.
     SilhouetteBatch,
+    /// `bras`.
     Bras,
+    /// `isolated_labels`.
     IsolatedLabels,
+    /// `clisi_knn`.
     ClisiKnn,
+    /// `ilisi_knn`.
     IlisiKnn,
+    /// `kbet_per_label`.
     KbetPerLabel,
+    /// `graph_connectivity`.
     GraphConnectivity,
+    /// `nmi_ari_cluster_labels_leiden`.
     Leiden,
+    /// `nmi_ari_cluster_labels_kmeans`.
     Kmeans,
+    /// `pcr_comparison`.
     PcrComparison,
+    /// `claire_casw`.
     ClaireCasw,
+    /// `claire_basw`.
     ClaireBasw,
+    /// `claire_kbet`.
     ClaireKbet,
+    /// `claire_louvain`.
     ClaireLouvain,
 }
 

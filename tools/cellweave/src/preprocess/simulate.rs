@@ -122,6 +122,7 @@ pub struct Design {
     mu0: Vec<Vec<f64>>,
     mu0_sum: Vec<f64>,
     alias: Vec<Alias>,
+    /// The log-mean offset that gives the requested density (see the module documentation).
     pub shift: f64,
 }
 
@@ -458,11 +459,17 @@ fn truncated_nb(mu: f64, theta: f64, rng: &mut Rand) -> u64 {
 /// What a simulation produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimSummary {
+    /// Cells written.
     pub cells: usize,
+    /// Genes written.
     pub genes: usize,
+    /// Non-zero entries written.
     pub nnz: u64,
+    /// Fraction of non-zero entries.
     pub density: f64,
+    /// Sum of all counts.
     pub total_counts: f64,
+    /// The calibrated log-mean offset.
     pub shift: f64,
 }
 

@@ -5,15 +5,22 @@ use super::*;
 /// What the schema metadata of a cells table holds: everything but the rows.
 #[derive(Debug, Clone)]
 pub struct CellsMeta<'a> {
+    /// Gene ids.
     pub gene_ids: &'a [String],
+    /// Gene names, parallel to the ids.
     pub gene_names: &'a [String],
+    /// What the values are.
     pub values: ValueKind,
+    /// Every stage that produced the table, oldest first.
     pub provenance: &'a [Step],
+    /// Number of cells.
     pub n_cells: usize,
+    /// Fingerprint of the cell ids.
     pub fingerprint: String,
 }
 
 impl<'a> CellsMeta<'a> {
+    /// The metadata of a table in memory.
     pub fn of(t: &'a CellsTable) -> Self {
         CellsMeta {
             gene_ids: &t.gene_ids,
@@ -189,8 +196,11 @@ pub fn cells_batches(
 /// A slice of expression rows as the parts of the two list columns: row offsets from 0, gene
 /// positions and values (owned, or pointing into a memory-mapped input file).
 pub struct ListRows {
+    /// Row offsets, from 0.
     pub offsets: OffsetBuffer<i32>,
+    /// Gene positions.
     pub indices: ScalarBuffer<u32>,
+    /// Values.
     pub values: ScalarBuffer<f32>,
 }
 

@@ -27,10 +27,15 @@ use std::sync::Arc;
 const ROWS_PER_BATCH: usize = 16_384;
 const NNZ_PER_BATCH: usize = 1 << 21;
 
+/// Column of the cell ids.
 pub const COL_CELL_ID: &str = "cell_id";
+/// Column of the batches.
 pub const COL_BATCH: &str = "batch";
+/// List column of each cell's gene positions.
 pub const COL_GENE_INDEX: &str = "gene_index";
+/// List column of each cell's values.
 pub const COL_EXPRESSION: &str = "expression";
+/// Fixed-size list column of an embedding's values.
 pub const COL_EMBEDDING: &str = "embedding";
 
 // ---------------------------------------------------------------- file level

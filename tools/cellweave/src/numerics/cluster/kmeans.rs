@@ -5,10 +5,13 @@ use super::*;
 /// k-means result.
 #[derive(Debug, Clone)]
 pub struct KMeans {
+    /// The cluster of each point.
     pub labels: Vec<u32>,
     /// `k x d` centres, row-major.
     pub centers: Vec<f64>,
+    /// Sum of squared distances of the points to their centres.
     pub inertia: f64,
+    /// Lloyd iterations run.
     pub iterations: usize,
 }
 
@@ -41,6 +44,7 @@ pub mod jax_random {
     /// A key: two 32-bit words (`jax.random.PRNGKey(seed)` = `[seed >> 32, seed & 0xffffffff]`).
     pub type Key = [u32; 2];
 
+    /// The key of a seed.
     pub fn key(seed: u64) -> Key {
         [(seed >> 32) as u32, seed as u32]
     }

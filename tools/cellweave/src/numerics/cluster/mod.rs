@@ -34,8 +34,11 @@ use std::collections::VecDeque;
 /// self-loop weights (which aggregated graphs carry).
 #[derive(Debug, Clone)]
 pub struct Graph {
+    /// Offsets of each node's neighbours in `nbr` and `w`.
     pub indptr: Vec<usize>,
+    /// Neighbours.
     pub nbr: Vec<u32>,
+    /// Edge weights, parallel to `nbr`.
     pub w: Vec<f64>,
     /// `A_vv` (0 for an input graph).
     pub self_w: Vec<f64>,
@@ -46,6 +49,7 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Number of nodes.
     pub fn n(&self) -> usize {
         self.self_w.len()
     }

@@ -6,9 +6,13 @@ use super::*;
 /// batch's selection, for the genes given (their mean and variance).
 #[derive(Debug, Clone)]
 pub struct DispersionFit {
+    /// Per gene: ln(1 + mean) (seurat) or the mean (cell_ranger).
     pub means: Vec<f64>,
+    /// Per gene: the dispersion.
     pub dispersions: Vec<f64>,
+    /// Per gene: the dispersion normalized within its bin.
     pub dispersions_norm: Vec<f64>,
+    /// Per gene: selected in this batch.
     pub selected: Vec<bool>,
 }
 

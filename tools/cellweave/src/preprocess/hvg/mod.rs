@@ -51,12 +51,16 @@ const SCANPY_PARTIAL_SUMS: usize = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Flavor {
+    /// `seurat`: dispersions of expm1 values, equal-width bins of the log mean.
     Seurat,
+    /// `cell_ranger`: dispersions binned at percentiles of the mean, median and MAD per bin.
     CellRanger,
+    /// `seurat_v3`: normalized variances after a loess fit, on raw counts.
     SeuratV3,
 }
 
 impl Flavor {
+    /// The flavor of a name, `None` for an unknown one.
     pub fn parse(s: &str) -> Option<Flavor> {
         Some(match s {
             "seurat" => Flavor::Seurat,
@@ -65,6 +69,7 @@ impl Flavor {
             _ => return None,
         })
     }
+    /// The name `--flavor` takes.
     pub fn as_str(self) -> &'static str {
         match self {
             Flavor::Seurat => "seurat",
@@ -106,8 +111,11 @@ impl Default for HvgParams {
 /// Cells grouped by batch; `None` means scanpy's single-batch path (`batch_key=None`).
 #[derive(Debug, Clone)]
 pub struct Groups {
+    /// Batch names, sorted.
     pub names: Vec<String>,
+    /// The rows of each batch.
     pub rows: Vec<Vec<usize>>,
+    /// Whether the cells were grouped by a batch column.
     pub batched: bool,
 }
 

@@ -5,8 +5,11 @@ use super::*;
 /// Column sums of one group of cells.
 #[derive(Debug, Clone)]
 pub struct Moments {
+    /// Cells in the group.
     pub n: usize,
+    /// Per gene: sum of the (transformed) values.
     pub sum: Vec<f64>,
+    /// Per gene: sum of their squares.
     pub sumsq: Vec<f64>,
     /// Cells with a value > 0 (before any transform).
     pub n_pos: Vec<u32>,
@@ -15,7 +18,9 @@ pub struct Moments {
 /// How values enter the sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
+    /// Values as they are (log1p data for cell_ranger; counts for seurat_v3).
     Identity,
+    /// `expm1` of the log1p values (seurat).
     Expm1,
 }
 

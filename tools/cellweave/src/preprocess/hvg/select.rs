@@ -13,27 +13,38 @@ pub struct Hvg {
     pub order: Vec<usize>,
 }
 
-/// The genes table's selection columns, as scanpy names them: selected or not, in how many
-/// batches the gene was selected, and whether in all of them (`nb` batches).
-pub(super) fn selection_columns(
+/// The genes table in scanpy's column order: ids and names, the flavor's three statistics,
+/// the selection (selected or not, in how many of the `nb` batches, whether in all of them)
+/// and the rank.
+#[allow(clippy::too_many_arguments)]
+fn genes_frame(
+    gene_ids: &[String],
+    gene_names: &[String],
+    stats: [(&str, Vec<f64>); 3],
     mask: &[bool],
     nbatches: &[u32],
     nb: usize,
-) -> Vec<(&'static str, Column)> {
-    vec![
-        (
-            "highly_variable",
-            Column::Bool(mask.iter().map(|&b| Some(b)).collect()),
-        ),
-        (
-            "highly_variable_nbatches",
-            Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
-        ),
-        (
-            "highly_variable_intersection",
-            Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
-        ),
-    ]
+    rank: Vec<f64>,
+) -> Frame {
+    let mut f = Frame::new(TableKind::Genes)
+        .with("gene_id", str_col(gene_ids))
+        .with("gene_name", str_col(gene_names));
+    for (name, v) in stats {
+        f = f.with(name, Column::F64(v));
+    }
+    f.with(
+        "highly_variable",
+        Column::Bool(mask.iter().map(|&b| Some(b)).collect()),
+    )
+    .with(
+        "highly_variable_nbatches",
+        Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
+    )
+    .with(
+        "highly_variable_intersection",
+        Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
+    )
+    .with("highly_variable_rank", Column::F64(rank))
 }
 
 pub(super) fn str_col(v: &[String]) -> Column {
@@ -159,14 +170,20 @@ pub(super) fn dispersion_flavor(
     for (r, &c) in order.iter().enumerate() {
         rank[c] = r as f64;
     }
-    let genes = Frame::new(TableKind::Genes)
-        .with("gene_id", str_col(gene_ids))
-        .with("gene_name", str_col(gene_names))
-        .with("means", Column::F64(m_means))
-        .with("dispersions", Column::F64(m_disp))
-        .with("dispersions_norm", Column::F64(m_norm))
-        .with_all(selection_columns(&selected_mask, &nbatches, nb))
-        .with("highly_variable_rank", Column::F64(rank));
+    let stats = [
+        ("means", m_means),
+        ("dispersions", m_disp),
+        ("dispersions_norm", m_norm),
+    ];
+    let genes = genes_frame(
+        gene_ids,
+        gene_names,
+        stats,
+        &selected_mask,
+        &nbatches,
+        nb,
+        rank,
+    );
     let ord: Vec<usize> = order.into_iter().filter(|&c| selected_mask[c]).collect();
     let selected = (0..g).filter(|&c| selected_mask[c]).collect();
     Ok(Hvg {
@@ -254,14 +271,20 @@ pub(super) fn seurat_v3(
     let n = n_top.min(g);
     let mut mask = vec![false; g];
     order[..n].iter().for_each(|&c| mask[c] = true);
-    let genes = Frame::new(TableKind::Genes)
-        .with("gene_id", str_col(gene_ids))
-        .with("gene_name", str_col(gene_names))
-        .with("means", Column::F64(means_all))
-        .with("variances", Column::F64(vars_all))
-        .with("variances_norm", Column::F64(var_norm))
-        .with_all(selection_columns(&mask, &nbatches, nb))
-        .with("highly_variable_rank", Column::F64(median_rank));
+    let stats = [
+        ("means", means_all),
+        ("variances", vars_all),
+        ("variances_norm", var_norm),
+    ];
+    let genes = genes_frame(
+        gene_ids,
+        gene_names,
+        stats,
+        &mask,
+        &nbatches,
+        nb,
+        median_rank,
+    );
     Ok(Hvg {
         genes,
         selected: (0..g).filter(|&c| mask[c]).collect(),

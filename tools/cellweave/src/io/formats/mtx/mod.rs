@@ -30,8 +30,11 @@ pub enum Orientation {
 /// The files of one 10x MTX folder (or of a `<prefix>matrix.mtx.gz` file with siblings).
 #[derive(Debug, Clone)]
 pub struct MtxFiles {
+    /// `matrix.mtx[.gz]`.
     pub matrix: PathBuf,
+    /// `features.tsv[.gz]` or `genes.tsv[.gz]`.
     pub features: PathBuf,
+    /// `barcodes.tsv[.gz]`.
     pub barcodes: PathBuf,
     /// `obs.tsv` next to the matrix, if any (joined by the importer unless `--obs` is given).
     pub obs: Option<PathBuf>,
