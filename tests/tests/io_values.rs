@@ -225,3 +225,93 @@ fn cellranger_samples_with_shared_barcodes() {
     );
     assert_eq!(t.cell_ids[3], "AAAC-1-stim");
 }
+
+/// Every stage that needs counts refuses log-normalized values, and every stage that needs
+/// normalized values refuses counts: one line naming the file, the values found and the
+/// values expected, and no output.
+#[test]
+fn each_stage_refuses_the_wrong_kind_of_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_string_lossy().to_string();
+    run_ok(
+        "simulate",
+        &[
+            "-q",
+            "--cells",
+            "300",
+            "--genes",
+            "200",
+            "--density",
+            "0.2",
+            "-o",
+            &p("counts.arrow"),
+        ],
+    );
+    run_ok(
+        "normalize",
+        &["-q", &p("counts.arrow"), "-o", &p("log.arrow")],
+    );
+    run_ok("pairs", &["-q", &p("log.arrow"), "-o", &p("pairs.arrow")]);
+    let (counts, log) = (p("counts.arrow"), p("log.arrow"));
+    let (pairs, emb) = (p("pairs.arrow"), p("e.arrow"));
+    let cases: [(&str, Vec<&str>, &str, [&str; 2]); 8] = [
+        (
+            "normalize",
+            vec![&log],
+            "log.arrow",
+            ["'log1p'", "expected raw counts"],
+        ),
+        (
+            "filter",
+            vec![&log],
+            "log.arrow",
+            ["'log1p'", "expected raw counts"],
+        ),
+        (
+            "impute",
+            vec![&log, "--method", "gene-mean"],
+            "log.arrow",
+            ["'log1p'", "needs raw counts"],
+        ),
+        (
+            "hvg",
+            vec![&counts],
+            "counts.arrow",
+            ["'counts'", "expected log1p values"],
+        ),
+        (
+            "hvg",
+            vec![&log, "--flavor", "seurat_v3"],
+            "log.arrow",
+            ["'log1p'", "expected raw counts"],
+        ),
+        (
+            "pairs",
+            vec![&counts],
+            "counts.arrow",
+            ["found raw counts", "expected log-normalized"],
+        ),
+        (
+            "score",
+            vec![&counts],
+            "counts.arrow",
+            ["raw counts", "normalized, log1p values"],
+        ),
+        (
+            "train",
+            vec![&counts, "--pairs", &pairs, "--embedding", &emb],
+            "counts.arrow",
+            ["raw counts", "log-normalized values"],
+        ),
+    ];
+    for (tool, args, file, needles) in cases {
+        let out = tmp.path().join(format!("{tool}.out.arrow"));
+        let mut a = vec!["-q"];
+        a.extend(args);
+        a.extend(["-o", s(&out)]);
+        let err = run_fails_one_line(tool, &a, &out);
+        for n in [file, "field '"].iter().chain(&needles) {
+            assert!(err.contains(n), "{tool}: no '{n}' in: {err}");
+        }
+    }
+}

@@ -289,9 +289,8 @@ fn metric_bars_png_and_svg() {
     assert!(text.contains("ari") && text.contains("NA") && text.contains("0.800"));
 }
 
-#[test]
-fn loss_curves_png_and_svg() {
-    let dir = tempfile::tempdir().unwrap();
+/// The training log of two stages that the loss-curve tests plot.
+fn training_log(dir: &Path) -> PathBuf {
     let mut stage = Vec::new();
     let (mut epoch, mut loss, mut aux) = (Vec::new(), Vec::new(), Vec::new());
     for st in ["1", "2"] {
@@ -308,8 +307,63 @@ fn loss_curves_png_and_svg() {
         .with("loss", Column::F64(loss))
         .with("loss_contrastive", Column::F64(aux))
         .with("seconds", Column::F64(vec![0.1; 60]));
-    let path = dir.path().join("log.arrow");
+    let path = dir.join("log.arrow");
     table::write_frame(&path, &f).unwrap();
+    path
+}
+
+/// Near-black pixels: the text (and axes) of a figure.
+fn ink(img: &png::Image) -> usize {
+    img.count_near([0x22, 0x22, 0x22], 60)
+}
+
+#[test]
+fn bar_charts_and_loss_curves_follow_dpi() {
+    // Before: "--dpi sizes embedding pictures" refused both.
+    let dir = tempfile::tempdir().unwrap();
+    for (what, input) in [
+        ("bars", scores(dir.path())),
+        ("curves", training_log(dir.path())),
+    ] {
+        let one = plot_png(&input, &dir.path().join(format!("{what}.png")), &[]);
+        let two = plot_png(
+            &input,
+            &dir.path().join(format!("{what}_240.png")),
+            &["--dpi", "240"],
+        );
+        assert!(
+            two.width.abs_diff(2 * one.width) <= 1 && two.height.abs_diff(2 * one.height) <= 1,
+            "{what}: {}x{} at 240 dpi, {}x{} at 120",
+            two.width,
+            two.height,
+            one.width,
+            one.height
+        );
+        // Everything drawn scales: the coloured marks and the text cover 4 times the pixels.
+        for (name, a, b) in [
+            ("blue", one.count_near(BLUE, 2), two.count_near(BLUE, 2)),
+            ("ink", ink(&one), ink(&two)),
+        ] {
+            let r = b as f64 / a as f64;
+            assert!(
+                (3.0..5.0).contains(&r),
+                "{what}: {name} pixels {a} at 120 dpi, {b} at 240 (ratio {r:.2})"
+            );
+        }
+        // --width stays the image's pixels at any dpi.
+        let w = plot_png(
+            &input,
+            &dir.path().join(format!("{what}_w.png")),
+            &["--dpi", "300", "--width", "1600"],
+        );
+        assert_eq!(w.width, 1600, "{what}");
+    }
+}
+
+#[test]
+fn loss_curves_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = training_log(dir.path());
     let out = dir.path().join("loss.png");
     assert_two_lines(&plot_png(&path, &out, &[]), "two coloured lines");
     let out = dir.path().join("loss.svg");

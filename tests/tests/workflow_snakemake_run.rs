@@ -99,6 +99,8 @@ assert 'highly_variable_rank' not in a.var, 'seurat flavor has no rank in scanpy
 r['n_hvg'] = int(a.var['highly_variable'].sum())
 assert a.uns['hvg']['flavor'] == 'seurat', a.uns['hvg']
 assert 'log1p' in a.uns and a.uns['log1p'].get('base') is None, a.uns.get('log1p')
+assert a.obsm['X_pca'].shape == (a.n_obs, 50) and a.varm['PCs'].shape == (a.n_vars, 50)
+assert len(a.uns['pca']['variance_ratio']) == 50, a.uns['pca']
 c = a.layers['counts'].tocsr().astype(np.float64)
 tot = np.asarray(c.sum(1)).ravel()
 ref = sp.diags(1e4 / tot) @ c

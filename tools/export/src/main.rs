@@ -48,6 +48,10 @@ struct Args {
     /// obsm entry to build the neighbour graph on (default: the first non-UMAP embedding)
     #[arg(long, value_name = "NAME")]
     neighbors_of: Option<String>,
+    /// Principal components of the highly variable genes (with --hvg) in obsm['X_pca'],
+    /// varm['PCs'], uns['pca'], as scanpy's sc.pp.pca (0: none)
+    #[arg(long, default_value_t = 50)]
+    n_pcs: usize,
     /// Name prefix of mitochondrial genes (obs pct_counts_mt, var mt)
     #[arg(long, default_value = "MT-")]
     mito_prefix: String,
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
             n_neighbors: args.n_neighbors,
             neighbors_of: args.neighbors_of.clone(),
             mito_prefix: args.mito_prefix.clone(),
+            n_pcs: args.n_pcs,
         };
         let what = export(
             &args.input,

@@ -56,8 +56,8 @@ struct Args {
     /// their legends)
     #[arg(long)]
     width: Option<u32>,
-    /// Dots per inch of an embedding picture: panels are 4 inches (480 pixels at the default
-    /// 120), text and points scale with it (10 to 1200)
+    /// Dots per inch: embedding panels are 4 inches (480 pixels at the default 120); text,
+    /// points, bars and lines scale with it (10 to 1200)
     #[arg(value_parser = cli::range::dpi, long, value_name = "DPI")]
     dpi: Option<f64>,
     /// Image height in pixels
@@ -102,32 +102,29 @@ fn main() -> ExitCode {
                 table::read_frame(&args.input, kind)
             }
         };
-        if args.dpi.is_some() && kind != TableKind::Embedding {
-            return Err(cellweave::Error::new(
-                "--dpi sizes embedding pictures; size a bar chart or loss curves with --width/--height",
-            )
-            .flag("--dpi")
-            .file(&args.input));
-        }
+        // Bar charts and loss curves are laid out in pixels at 120 dpi and drawn at --dpi;
+        // --width/--height stay the image's pixels.
+        let scale = args.dpi.unwrap_or(scatter::DESIGN_DPI) / scatter::DESIGN_DPI;
+        let layout = |px: Option<u32>| px.map(|p| (p as f64 / scale).round() as u32);
         match kind {
             TableKind::Embedding => plot_embedding(&args)?,
             TableKind::Scores => {
                 let mut bars =
                     Bars::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
-                bars.width = args.width;
+                bars.width = layout(args.width);
                 if let Some(t) = &args.title {
                     bars.title = t.clone();
                 }
-                plot::save(&bars, &args.output)?
+                plot::save_scaled(&bars, &args.output, scale)?
             }
             TableKind::TrainingLog => {
                 let mut curves =
                     Curves::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
-                (curves.width, curves.height) = (args.width, args.height);
+                (curves.width, curves.height) = (layout(args.width), layout(args.height));
                 if let Some(t) = &args.title {
                     curves.title = t.clone();
                 }
-                plot::save(&curves, &args.output)?
+                plot::save_scaled(&curves, &args.output, scale)?
             }
             other => {
                 return Err(cellweave::Error::new(format!(

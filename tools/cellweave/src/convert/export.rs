@@ -37,6 +37,9 @@ pub struct ExportOptions {
     pub neighbors_of: Option<String>,
     /// Gene-name prefix of mitochondrial genes for `pct_counts_mt`.
     pub mito_prefix: String,
+    /// Principal components of the highly variable genes in `obsm['X_pca']` (scanpy's
+    /// `sc.pp.pca` default 50; fewer when the data are smaller; 0: no PCA).
+    pub n_pcs: usize,
 }
 
 impl Default for ExportOptions {
@@ -48,6 +51,7 @@ impl Default for ExportOptions {
             n_neighbors: 15,
             neighbors_of: None,
             mito_prefix: "MT-".into(),
+            n_pcs: 50,
         }
     }
 }
@@ -172,6 +176,42 @@ fn hvg_columns(gene_ids: &[String], path: &Path) -> Result<(Vec<Named>, Value)> 
         .map(|(n, c)| (n.clone(), c.select(&rows)))
         .collect();
     Ok((cols, json!({ "flavor": flavor })))
+}
+
+/// `sc.pp.pca(adata, n_comps)` as scanpy 1.11 runs it on an object with
+/// `var['highly_variable']`: the highly variable genes of X, centred, not scaled; at most
+/// `min(n_cells, n_hvg) - 1` components. Returns `X_pca` (cells x k), `PCs` (every gene x k,
+/// zero for the other genes, as scanpy fills `varm['PCs']`) and `uns['pca']`.
+fn hvg_pca(x: &Csr, hvg: &[bool], n_comps: usize) -> Option<(usize, Vec<f32>, Vec<f32>, Value)> {
+    let cols: Vec<usize> = (0..hvg.len()).filter(|&g| hvg[g]).collect();
+    let (n, d) = (x.n_rows(), cols.len());
+    let min_dim = n.min(d);
+    let k = if min_dim <= n_comps {
+        min_dim.saturating_sub(1)
+    } else {
+        n_comps
+    };
+    if k == 0 {
+        return None;
+    }
+    let dense = x.select_cols(&cols).to_dense();
+    let p = crate::numerics::pca::pca(&dense, n, d, k, 0);
+    let mut pcs = vec![0f32; hvg.len() * p.k];
+    for (j, &g) in cols.iter().enumerate() {
+        for c in 0..p.k {
+            pcs[g * p.k + c] = p.components[c * d + j];
+        }
+    }
+    let uns = json!({
+        "params": {
+            "zero_center": true,
+            "use_highly_variable": true,
+            "mask_var": "highly_variable",
+        },
+        "variance": p.explained_variance,
+        "variance_ratio": p.explained_variance_ratio,
+    });
+    Some((p.k, p.scores, pcs, uns))
 }
 
 /// The `obsm` entry the neighbour graph is built on: the one asked for, else the first that
@@ -328,6 +368,21 @@ fn export_cells(
                 Some(p) => Some(hvg_columns(&t.gene_ids, p)?),
                 None => None,
             };
+            let hvg_mask: Option<Vec<bool>> = hvg.as_ref().and_then(|(cols, _)| {
+                cols.iter()
+                    .find(|(n, _)| n == "highly_variable")
+                    .map(|(_, c)| {
+                        (0..c.len())
+                            .map(|i| c.text(i).as_deref() == Some("true"))
+                            .collect()
+                    })
+            });
+            let pca = match &hvg_mask {
+                Some(mask) if opts.n_pcs > 0 && t.values != ValueKind::Counts => {
+                    hvg_pca(&t.x, mask, opts.n_pcs)
+                }
+                _ => None,
+            };
             let mut a = anndata_of(t);
             a.uns[0].1 = provenance_value(t.provenance.clone(), step);
             if t.values == ValueKind::Log1p {
@@ -346,11 +401,23 @@ fn export_cells(
                 a.layers.push(("counts".to_string(), c));
             }
             add_obsm(&mut a, &embs)?;
+            if let Some((k, scores, pcs, uns)) = &pca {
+                // after the embeddings: the graph is built on the integrated one when given
+                if a.obsm.iter().any(|(n, _, _)| n == "X_pca") {
+                    return Err(Error::new(
+                        "an --embedding is named 'X_pca', where the export puts the PCA of the highly variable genes (rename it, or give --n-pcs 0)",
+                    )
+                    .field("obsm"));
+                }
+                a.obsm.push(("X_pca".into(), *k, scores));
+                a.varm.push(("PCs".into(), *k, pcs));
+                a.uns.push(("pca".into(), uns.clone()));
+            }
             let mut graph = None;
             let graph_note = add_scanpy_elements(&mut a, &mut graph, opts)?;
             write_h5ad(output, &a)?;
             Ok(format!(
-                "{} cells x {} genes{}{}{graph_note}",
+                "{} cells x {} genes{}{}{}{graph_note}",
                 t.n_cells(),
                 t.n_genes(),
                 if counts.is_some() {
@@ -360,7 +427,12 @@ fn export_cells(
                 },
                 embs.iter()
                     .map(|(n, d, _)| format!(", obsm['{n}'] ({d} dims)"))
-                    .collect::<String>()
+                    .collect::<String>(),
+                pca.as_ref()
+                    .map(|(k, ..)| format!(
+                        ", obsm['X_pca'] ({k} PCs of the highly variable genes)"
+                    ))
+                    .unwrap_or_default()
             ))
         }
     }
@@ -428,6 +500,7 @@ fn export_embedding(
         x: raw.as_ref().map(|r| &r.x),
         layers: Vec::new(),
         obsm: Vec::new(),
+        varm: Vec::new(),
         obsp: Vec::new(),
         uns: vec![(
             "cellweave_provenance".to_string(),

@@ -3,9 +3,10 @@
 //! result against the contract.
 
 use crate::contract::{check_unique, Categorical, CellsTable, Column, Csr, Named, ValueKind};
+use crate::convert::samplesheet::Sample;
 use crate::io::formats::h5ad::H5Csr;
 use crate::io::formats::mtx::Orientation;
-use crate::io::formats::obs::{join_obs, read_obs};
+use crate::io::formats::obs::{infer_column, join_obs, read_obs_rows, ObsJoin};
 use crate::io::formats::{dense, h5ad, mtx, stem_of, tenx_h5};
 use crate::io::{table, Format};
 use crate::{info, Error, Result};
@@ -42,6 +43,15 @@ pub struct ImportOptions {
     /// Per-cell metadata to join by cell id (TSV/CSV, first column = cell id)
     #[arg(long, value_name = "FILE")]
     pub obs: Option<PathBuf>,
+    /// How obs rows are matched to cells: id, position (row i is cell i, its id must be
+    /// cell i's), or auto (by id; by position when the obs ids repeat)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub obs_join: ObsJoin,
+    /// Rows of a samplesheet, one per input (its obs file and per-sample columns); empty
+    /// without one (set from `--samplesheet`, not a flag of its own).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
     /// Per-cell column holding the batch (default: `batch` if such a column exists)
     #[arg(long, value_name = "KEY")]
     pub batch_key: Option<String>,
@@ -170,8 +180,8 @@ fn open_input(
             let mut t = mtx::read_mtx_dir(path, opts.orientation(), values)?;
             if !skip_folder_obs {
                 if let Some(obs_path) = mtx::locate(path)?.obs {
-                    let obs = read_obs(&obs_path)?;
-                    join_obs(&mut t, &obs, &obs_path)?;
+                    let obs = read_obs_rows(&obs_path)?;
+                    join_obs(&mut t, &obs, &obs_path, opts.obs_join)?;
                     info!(
                         "{}: joined {} column(s) from {}",
                         path.display(),
@@ -468,13 +478,21 @@ pub fn import_lazy(
         ))
         .field("batch"));
     }
+    if !opts.samples.is_empty() && opts.samples.len() != inputs.len() {
+        return Err(Error::new("one samplesheet row per input").field("samplesheet"));
+    }
     let stems = input_names(inputs);
     let mut tables = Vec::with_capacity(inputs.len());
     let mut rows = None;
     for (i, p) in inputs.iter().enumerate() {
         let p = &cellranger_matrix(p);
-        let (mut t, r) = open_input(p, opts, opts.obs.is_some(), inputs.len() == 1)?;
+        let sample = opts.samples.get(i);
+        let own_obs = opts.obs.is_some() || sample.is_some_and(|s| s.obs.is_some());
+        let (mut t, r) = open_input(p, opts, own_obs, inputs.len() == 1)?;
         rows = r;
+        if let Some(sample) = sample {
+            add_sample_columns(&mut t, sample, opts.obs_join)?;
+        }
         let name = opts
             .batch
             .get(i)
@@ -498,8 +516,8 @@ pub fn import_lazy(
         info!("genes aligned by id ({:?}): {}", opts.join, t.n_genes());
     }
     if let Some(obs_path) = &opts.obs {
-        let obs = read_obs(obs_path)?;
-        let ignored = join_obs(&mut t, &obs, obs_path)?;
+        let obs = read_obs_rows(obs_path)?;
+        let ignored = join_obs(&mut t, &obs, obs_path, opts.obs_join)?;
         info!(
             "{}: joined {} column(s){}",
             obs_path.display(),
@@ -529,6 +547,21 @@ pub fn import_lazy(
     t.values = opts.values;
     t.validate().map_err(|e| e.file(&inputs[0]))?;
     Ok((t, rows))
+}
+
+/// A samplesheet row's per-cell information for its sample's cells: its obs file (joined
+/// onto the sample's own barcodes) and its other columns (one value for every cell).
+fn add_sample_columns(t: &mut CellsTable, sample: &Sample, how: ObsJoin) -> Result<()> {
+    if let Some(obs_path) = &sample.obs {
+        let obs = read_obs_rows(obs_path)?;
+        join_obs(t, &obs, obs_path, how)?;
+    }
+    for (name, value) in &sample.columns {
+        let values = vec![value.as_str(); t.n_cells()];
+        t.obs.retain(|(n, _)| n != name);
+        t.obs.push((name.clone(), infer_column(&values)));
+    }
+    Ok(())
 }
 
 /// Cell ids that repeat across samples (each unique within its sample, e.g. 10x barcodes)

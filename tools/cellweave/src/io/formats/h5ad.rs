@@ -1291,6 +1291,8 @@ pub struct AnnData<'a> {
     pub layers: Vec<(String, &'a Csr)>,
     /// obsm entries: name (e.g. `X_claire`), dimension, row-major values.
     pub obsm: Vec<(String, usize, &'a [f32])>,
+    /// varm entries: name (e.g. `PCs`), dimension, row-major values (genes x dimension).
+    pub varm: Vec<(String, usize, &'a [f32])>,
     /// obsp entries: cells x cells sparse matrices (e.g. `connectivities`).
     pub obsp: Vec<(String, &'a Csr)>,
     /// uns entries, nested as anndata stores Python dicts ([`write_uns`]).
@@ -1418,24 +1420,14 @@ fn write_h5ad_to(path: &Path, a: &AnnData) -> Result<()> {
         }
         write_csr(&layers, name, m, n)?;
     }
-    let obsm = dict(&file, "obsm")?;
-    for (name, dim, data) in &a.obsm {
-        if data.len() != n * dim {
-            return Err(elem_err(
-                &format!("obsm/{name}"),
-                format!("{} values for {n} cells x {dim}", data.len()),
-            ));
-        }
-        let ds = obsm
-            .new_dataset::<f32>()
-            .shape((n, *dim))
-            .create(name.as_str())?;
-        if !data.is_empty() {
-            ds.write_raw(data)?;
-        }
-        encode(&ds, "array", "0.2.0")?;
-    }
-    dict(&file, "varm")?;
+    write_arrays(&dict(&file, "obsm")?, "obsm", "cells", n, &a.obsm)?;
+    write_arrays(
+        &dict(&file, "varm")?,
+        "varm",
+        "genes",
+        a.gene_ids.len(),
+        &a.varm,
+    )?;
     let obsp = dict(&file, "obsp")?;
     for (name, m) in &a.obsp {
         if m.n_rows() != n || m.n_cols != n {
@@ -1452,6 +1444,33 @@ fn write_h5ad_to(path: &Path, a: &AnnData) -> Result<()> {
         write_uns(&uns, k, v)?;
     }
     file.close()?;
+    Ok(())
+}
+
+/// The dense arrays of `obsm` or `varm` (`what`), `n` rows (`rows`: cells or genes) each.
+fn write_arrays(
+    group: &Group,
+    what: &str,
+    rows: &str,
+    n: usize,
+    arrays: &[(String, usize, &[f32])],
+) -> Result<()> {
+    for (name, dim, data) in arrays {
+        if data.len() != n * dim {
+            return Err(elem_err(
+                &format!("{what}/{name}"),
+                format!("{} values for {n} {rows} x {dim}", data.len()),
+            ));
+        }
+        let ds = group
+            .new_dataset::<f32>()
+            .shape((n, *dim))
+            .create(name.as_str())?;
+        if !data.is_empty() {
+            ds.write_raw(data)?;
+        }
+        encode(&ds, "array", "0.2.0")?;
+    }
     Ok(())
 }
 
@@ -1492,6 +1511,7 @@ pub fn anndata_of(t: &CellsTable) -> AnnData<'_> {
         x: Some(&t.x),
         layers: Vec::new(),
         obsm: Vec::new(),
+        varm: Vec::new(),
         obsp: Vec::new(),
         uns: vec![
             (

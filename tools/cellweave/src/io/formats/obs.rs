@@ -174,8 +174,17 @@ pub struct ObsTable {
 }
 
 /// Read a TSV/CSV (optionally gzipped) whose first column is the cell id and whose first
-/// row names the columns. Column types are inferred (see [`infer_column`]).
+/// row names the columns. Column types are inferred (see [`infer_column`]). The ids must
+/// be unique (see [`read_obs_rows`] for a table joined by position).
 pub fn read_obs(path: &Path) -> Result<ObsTable> {
+    let t = read_obs_rows(path)?;
+    crate::contract::check_unique(&t.cell_ids).map_err(|e| e.field("cell_id").file(path))?;
+    Ok(t)
+}
+
+/// [`read_obs`] without the uniqueness check: the rows as they are, ids possibly repeated
+/// (plates that reuse well barcodes), for [`join_obs`] to match by id or by position.
+pub fn read_obs_rows(path: &Path) -> Result<ObsTable> {
     let delim = delimiter_of(path);
     let lines = read_lines(path).map_err(|e| e.field("obs"))?;
     let mut rows = lines
@@ -250,7 +259,6 @@ pub fn read_obs(path: &Path) -> Result<ObsTable> {
                 .file(path),
         );
     }
-    crate::contract::check_unique(&cell_ids).map_err(|e| e.field("cell_id").file(path))?;
     let columns = names
         .into_iter()
         .zip(cells)
@@ -305,17 +313,87 @@ pub fn take_optional(col: &Column, rows: &[Option<usize>]) -> Column {
     }
 }
 
-/// Join `obs` onto the cells by id. Every cell must have a row (else an error saying how
-/// many do not, with an example); rows for other cells are ignored. A column that already
-/// exists on the cells table is replaced. Returns the number of ignored rows.
-pub fn join_obs(cells: &mut CellsTable, obs: &ObsTable, path: &Path) -> Result<usize> {
-    join_columns(
-        &cells.cell_ids,
-        "cell ids of the expression data",
-        &mut cells.obs,
-        obs,
-        path,
-    )
+/// How the rows of an obs table are matched to the cells (`--obs-join`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ObsJoin {
+    /// By id when the obs ids are unique; when they repeat, by position if they are the
+    /// cells' own ids in the cells' order (else an error).
+    #[default]
+    Auto,
+    /// By cell id: every cell needs a row, rows for other cells are ignored, ids unique.
+    Id,
+    /// Row i describes cell i: the same number of rows as cells, and row i's id must be
+    /// cell i's id (an error names the first row that differs).
+    Position,
+}
+
+/// Join `obs` onto the cells, matched as `how` says (see [`ObsJoin`]). By id, every cell
+/// must have a row (else an error saying how many do not, with an example) and rows for
+/// other cells are ignored. A column that already exists on the cells table is replaced.
+/// Returns the number of ignored rows.
+pub fn join_obs(
+    cells: &mut CellsTable,
+    obs: &ObsTable,
+    path: &Path,
+    how: ObsJoin,
+) -> Result<usize> {
+    let repeats = crate::contract::check_unique(&obs.cell_ids).is_err();
+    let by_position = match how {
+        ObsJoin::Position => true,
+        ObsJoin::Id => false,
+        ObsJoin::Auto => repeats,
+    };
+    if !by_position {
+        if let Err(e) = crate::contract::check_unique(&obs.cell_ids) {
+            let msg = e.to_string();
+            let what = msg.split(" (").next().unwrap_or(&msg);
+            return Err(Error::new(format!(
+                "{what} here: ids that repeat cannot be matched by id (if row i describes cell i of the matrix, use --obs-join position)"
+            ))
+            .field("cell_id")
+            .file(path));
+        }
+        return join_columns(
+            &cells.cell_ids,
+            "cell ids of the expression data",
+            &mut cells.obs,
+            obs,
+            path,
+        );
+    }
+    let n = cells.n_cells();
+    let why = if repeats {
+        " (its ids repeat, so they cannot be matched by id)"
+    } else {
+        " (its ids are unique: --obs-join id matches them in any order)"
+    };
+    if obs.cell_ids.len() != n {
+        return Err(Error::new(format!(
+            "{} rows for {n} cells: joined by position, row i describes cell i{why}",
+            obs.cell_ids.len(),
+        ))
+        .field("cell_id")
+        .file(path));
+    }
+    if let Some(i) = (0..n).find(|&i| obs.cell_ids[i] != cells.cell_ids[i]) {
+        return Err(Error::new(format!(
+            "row {} has id '{}' where cell {} of the matrix is '{}': joined by position, the ids must be the matrix's in its order{why}",
+            i + 1,
+            obs.cell_ids[i],
+            i + 1,
+            cells.cell_ids[i],
+        ))
+        .field("cell_id")
+        .file(path));
+    }
+    for (name, col) in &obs.columns {
+        match cells.obs.iter_mut().find(|(m, _)| m == name) {
+            Some(slot) => slot.1 = col.clone(),
+            None => cells.obs.push((name.clone(), col.clone())),
+        }
+    }
+    Ok(0)
 }
 
 /// Join the columns of `obs` onto `columns`, whose rows are the cells `ids`, matching by
@@ -448,14 +526,16 @@ mod tests {
             values: crate::contract::ValueKind::Counts,
             provenance: vec![],
         };
-        let ignored = join_obs(&mut cells, &obs, &p).unwrap();
+        let ignored = join_obs(&mut cells, &obs, &p, ObsJoin::Auto).unwrap();
         assert_eq!(ignored, 1);
         assert_eq!(cells.column("n").unwrap(), Column::I64(vec![None, Some(1)]));
         assert_eq!(cells.column("batch").unwrap().text(0).as_deref(), Some("b"));
         let b = cells.obs.iter().find(|(n, _)| n == "batch").unwrap();
         assert_eq!(b.1.text(0).as_deref(), Some("x"));
         cells.cell_ids[0] = "zz".into();
-        let e = join_obs(&mut cells, &obs, &p).unwrap_err().to_string();
+        let e = join_obs(&mut cells, &obs, &p, ObsJoin::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("1 of 2 cell ids") && e.contains("'zz'") && e.contains("obs.tsv"),
             "{e}"

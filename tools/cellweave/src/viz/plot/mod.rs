@@ -54,8 +54,18 @@ impl ImageFormat {
 
 /// Draw `fig` and write it to `path` (PNG or SVG by extension), atomically.
 pub fn save(fig: &impl Figure, path: &Path) -> Result<()> {
+    save_scaled(fig, path, 1.0)
+}
+
+/// [`save`] with every length of the figure (positions, text, lines, markers) multiplied
+/// by `scale`: a figure laid out in pixels at 120 dpi saved at `dpi / 120`.
+pub fn save_scaled(fig: &impl Figure, path: &Path, scale: f64) -> Result<()> {
     let format = ImageFormat::of(path)?;
     let (w, h) = fig.size();
+    let (w, h) = (
+        (w as f64 * scale).round() as u32,
+        (h as f64 * scale).round() as u32,
+    );
     if w == 0 || h == 0 || w > 20_000 || h > 20_000 {
         return Err(Error::new(format!(
             "image size {w}x{h} out of range (1..20000 pixels a side)"
@@ -69,6 +79,7 @@ pub fn save(fig: &impl Figure, path: &Path) -> Result<()> {
                 let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
                 let mut canvas = Canvas::new(root);
                 canvas.raster = true;
+                canvas.scale = scale;
                 fig.draw(&canvas)?;
                 canvas.area.present().map_err(drawing)?;
             }
@@ -78,7 +89,8 @@ pub fn save(fig: &impl Figure, path: &Path) -> Result<()> {
             let mut s = String::new();
             {
                 let root = SVGBackend::with_string(&mut s, (w, h)).into_drawing_area();
-                let canvas = Canvas::new(root);
+                let mut canvas = Canvas::new(root);
+                canvas.scale = scale;
                 canvas.area.fill(&WHITE).map_err(drawing)?;
                 fig.draw(&canvas)?;
                 canvas.area.present().map_err(drawing)?;
@@ -98,6 +110,8 @@ pub struct Canvas<DB: DrawingBackend> {
     pub text: bool,
     /// Pixels (PNG): text is rasterized by [`glyphs`]; else (SVG) it stays text.
     pub raster: bool,
+    /// Every length drawn is multiplied by this (1: the figure's own pixels).
+    pub scale: f64,
 }
 
 /// Horizontal and vertical text anchors.
@@ -114,7 +128,23 @@ impl<DB: DrawingBackend> Canvas<DB> {
             area,
             text: style::text_available(),
             raster: false,
+            scale: 1.0,
         }
+    }
+
+    /// A point of the figure's layout in the image's pixels.
+    fn at(&self, (x, y): (i32, i32)) -> (i32, i32) {
+        (self.len(x), self.len(y))
+    }
+
+    /// A length of the figure's layout in the image's pixels.
+    fn len(&self, v: i32) -> i32 {
+        (v as f64 * self.scale).round() as i32
+    }
+
+    /// A line width in the image's pixels (at least 1).
+    fn width(&self, w: u32) -> u32 {
+        ((w as f64 * self.scale).round() as u32).max(1)
     }
 
     /// Rasterized text centred vertically at (x, y) with the horizontal anchor `h`; None:
@@ -165,6 +195,7 @@ impl<DB: DrawingBackend> Canvas<DB> {
         if !self.text || s.is_empty() {
             return Ok(());
         }
+        let ((x, y), size) = (self.at((x, y)), size * self.scale);
         if self.raster {
             return self.raster_text(s, (x, y), size, Some(h), colour, bold);
         }
@@ -193,6 +224,7 @@ impl<DB: DrawingBackend> Canvas<DB> {
         if !self.text || s.is_empty() {
             return Ok(());
         }
+        let ((x, y), size) = (self.at((x, y)), size * self.scale);
         if self.raster {
             return self.raster_text(s, (x, y), size, None, colour, false);
         }
@@ -210,8 +242,9 @@ impl<DB: DrawingBackend> Canvas<DB> {
         (x1, y1): (i32, i32),
         colour: RGBAColor,
     ) -> Result<()> {
+        let (a, b) = (self.at((x0, y0)), self.at((x1, y1)));
         self.area
-            .draw(&Rectangle::new([(x0, y0), (x1, y1)], colour.filled()))
+            .draw(&Rectangle::new([a, b], colour.filled()))
             .map_err(drawing)
     }
 
@@ -222,17 +255,22 @@ impl<DB: DrawingBackend> Canvas<DB> {
         colour: RGBColor,
         width: u32,
     ) -> Result<()> {
+        let (a, b) = (self.at((x0, y0)), self.at((x1, y1)));
         self.area
             .draw(&Rectangle::new(
-                [(x0, y0), (x1, y1)],
-                colour.stroke_width(width),
+                [a, b],
+                colour.stroke_width(self.width(width)),
             ))
             .map_err(drawing)
     }
 
     pub fn line(&self, points: Vec<(i32, i32)>, colour: RGBAColor, width: u32) -> Result<()> {
+        let points: Vec<(i32, i32)> = points.into_iter().map(|p| self.at(p)).collect();
         self.area
-            .draw(&PathElement::new(points, colour.stroke_width(width)))
+            .draw(&PathElement::new(
+                points,
+                colour.stroke_width(self.width(width)),
+            ))
             .map_err(drawing)
     }
 
@@ -245,6 +283,7 @@ impl<DB: DrawingBackend> Canvas<DB> {
         colour: RGBAColor,
     ) -> Result<()> {
         let st = colour.filled();
+        let ((x, y), r) = (self.at((x, y)), self.len(r));
         match shape {
             1 => self.area.draw(&Polygon::new(
                 vec![(x, y - r), (x - r, y + r - r / 3), (x + r, y + r - r / 3)],
