@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod gmm;
 pub mod graph;
 pub mod neighbors;
+pub mod nndescent;
 pub mod pca;
 pub mod stats;
