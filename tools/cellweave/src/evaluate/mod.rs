@@ -206,9 +206,9 @@ pub enum KnnMode {
     Auto,
 }
 
-/// Above this many cells `--knn auto` searches neighbours approximately (NN-descent, recall
-/// at k = 90 above 0.95 on clustered data; see `docs/scale.md`).
-pub const APPROX_KNN_CELLS: usize = 50_000;
+/// Above this many cells `--knn auto` searches neighbours approximately (NN-descent; where
+/// exact search becomes prohibitive, see `neighbors::auto_method` and `docs/scale.md`).
+pub const APPROX_KNN_CELLS: usize = 900_000;
 
 /// Default `--silhouette-cells`: above this many cells the silhouettes are computed on a
 /// stratified subsample of this size (see [`stratified_subsample`]).

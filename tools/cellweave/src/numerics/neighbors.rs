@@ -94,10 +94,11 @@ impl Search {
 /// The method `auto` picks: exact below, NN-descent above a size threshold. Exact search
 /// costs about `4e-11 * n_ref * n_query * d` seconds on 2 cores (`bench/pairs.sh`), growing
 /// with the square of the cells; NN-descent grows about linearly (`docs/scale.md`, measured
-/// with `examples/knn_bench.rs`: recall@15 and @90 above 0.95 on clustered data). The switch
-/// is at `n_ref * n_query / (n_ref + n_query) > 25,000`, i.e. 50,000 cells searched against
-/// each other (where `cellweave-score --knn auto` switches too), so the data sets of the
-/// tests and of typical studies keep exact neighbours. HNSW is never chosen automatically
+/// with `examples/knn_bench.rs`). As measured so far (docs/scale.md: 100,000 x 50 dims,
+/// k = 15: NN-descent 81 s, recall 0.89, exact 49 s) NN-descent does not beat exact search
+/// yet at 100k, so the switch stays where exact search becomes prohibitive:
+/// `n_ref * n_query / (n_ref + n_query) > 450,000`, about 900,000 cells searched against
+/// each other (where `cellweave-score --knn auto` switches too). HNSW is never chosen automatically
 /// (its graph is built on one thread to stay deterministic: 37x slower than exact at 100k).
 pub fn auto_method(n_ref: usize, n_query: usize, _d: usize) -> Method {
     let (r, q) = (n_ref as f64, n_query as f64);
@@ -109,7 +110,7 @@ pub fn auto_method(n_ref: usize, n_query: usize, _d: usize) -> Method {
 }
 
 /// See [`auto_method`].
-pub const AUTO_APPROX_ABOVE: f64 = 25_000.0;
+pub const AUTO_APPROX_ABOVE: f64 = 450_000.0;
 
 /// `k` neighbours per query row: `indices[q * k + r]` is the r-th nearest of query `q`.
 #[derive(Debug, Clone, PartialEq)]
