@@ -20,6 +20,12 @@ fi
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
     echo "setup.sh: $venv is up to date" >&2
+elif [ -x "$venv/bin/python" ] && [ -f "$stamp" ]; then
+    # The pins changed: install what differs into the venv in place (no rebuild from scratch,
+    # so other checkouts sharing this venv keep working meanwhile).
+    echo "setup.sh: updating $venv" >&2
+    "$venv/bin/python" -m pip install --quiet -r "$req"
+    cp "$req" "$stamp"
 else
     echo "setup.sh: creating $venv" >&2
     rm -rf "$venv"

@@ -1,9 +1,10 @@
-//! Exact blocked kNN against HNSW (`instant-distance`) at a few sizes, on clustered data
-//! like L2-normalised PCs of cells: wall seconds and HNSW recall. Used by `bench/pairs.sh`
-//! to set the size at which `--nn auto` switches (`neighbors::auto_method`).
+//! Exact blocked kNN against the approximate searches (NN-descent, HNSW) at a few sizes, on
+//! clustered data like L2-normalised PCs of cells: wall seconds and recall@k. Used by
+//! `bench/pairs.sh` and `bench/scale.sh` to set the size at which `auto` switches
+//! (`neighbors::auto_method`).
 //!
-//! usage: cargo run --release -p cellweave --example knn_bench -- [SIZES] [DIMS] [K]
-//!        e.g. knn_bench 5000,20000,50000 30,50 10
+//! usage: cargo run --release -p cellweave --example knn_bench -- [SIZES] [DIMS] [KS] [METHODS]
+//!        e.g. knn_bench 5000,20000,50000 30,50 15,90 nndescent,hnsw
 
 use cellweave::numerics::neighbors::{knn_with, l2_normalize_rows, Method, Metric, Search};
 use rand::{Rng, SeedableRng};
@@ -35,45 +36,62 @@ fn clustered(n: usize, d: usize, seed: u64) -> Vec<f32> {
     x
 }
 
+/// Share of the exact neighbours found, over all rows.
+fn recall(
+    exact: &cellweave::numerics::neighbors::Knn,
+    approx: &cellweave::numerics::neighbors::Knn,
+) -> f64 {
+    let n = exact.n();
+    let mut hit = 0usize;
+    for q in 0..n {
+        let truth: HashSet<u32> = exact.row(q).0.iter().copied().collect();
+        hit += approx.row(q).0.iter().filter(|j| truth.contains(j)).count();
+    }
+    hit as f64 / (n * exact.k).max(1) as f64
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let sizes = list(args.next(), &[5_000, 20_000, 50_000]);
     let dims = list(args.next(), &[30, 50]);
-    let k = list(args.next(), &[10])[0];
-    println!("| cells | dims | k | exact s | hnsw s | hnsw recall |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    let ks = list(args.next(), &[10]);
+    let methods: Vec<Method> = args
+        .next()
+        .unwrap_or_else(|| "nndescent".into())
+        .split(',')
+        .map(|m| match m {
+            "hnsw" => Method::Hnsw,
+            "nndescent" => Method::NnDescent,
+            other => panic!("unknown method {other} (hnsw, nndescent)"),
+        })
+        .collect();
+    println!("| cells | dims | k | exact s | method | approx s | recall |");
+    println!("|---:|---:|---:|---:|---|---:|---:|");
     for &d in &dims {
         for &n in &sizes {
             let x = clustered(n, d, 1);
-            let t = Instant::now();
-            let exact = knn_with(
-                &x,
-                d,
-                k,
-                Metric::Euclidean,
-                false,
-                &Search::new(Method::Exact, 0),
-            );
-            let te = t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let approx = knn_with(
-                &x,
-                d,
-                k,
-                Metric::Euclidean,
-                false,
-                &Search::new(Method::Hnsw, 0),
-            );
-            let th = t.elapsed().as_secs_f64();
-            let mut hit = 0usize;
-            for q in 0..n {
-                let truth: HashSet<u32> = exact.row(q).0.iter().copied().collect();
-                hit += approx.row(q).0.iter().filter(|j| truth.contains(j)).count();
+            for &k in &ks {
+                let t = Instant::now();
+                let exact = knn_with(
+                    &x,
+                    d,
+                    k,
+                    Metric::Euclidean,
+                    false,
+                    &Search::new(Method::Exact, 0),
+                );
+                let te = t.elapsed().as_secs_f64();
+                for &m in &methods {
+                    let t = Instant::now();
+                    let approx = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
+                    let ta = t.elapsed().as_secs_f64();
+                    println!(
+                        "| {n} | {d} | {k} | {te:.2} | {} | {ta:.2} | {:.4} |",
+                        m.name(),
+                        recall(&exact, &approx)
+                    );
+                }
             }
-            println!(
-                "| {n} | {d} | {k} | {te:.2} | {th:.2} | {:.4} |",
-                hit as f64 / (n * k) as f64
-            );
         }
     }
 }

@@ -71,7 +71,8 @@ struct Args {
     /// Only the intra-batch KNN lists
     #[arg(long, conflicts_with_all = ["batch_a", "batch_b"])]
     knn_only: bool,
-    /// Nearest-neighbour search: exact, HNSW (approximate), or chosen by size
+    /// Nearest-neighbour search: exact, nndescent or hnsw (approximate), or auto: exact for
+    /// small batches, nndescent for large ones (recorded in provenance as nn_used)
     #[arg(long, value_enum, default_value = "auto")]
     nn: Method,
     /// Per-cell column of labels for the seed-accuracy report (never used otherwise)
@@ -159,8 +160,14 @@ fn main() -> ExitCode {
         timer.done();
         report(&t, labels.as_ref());
         t.provenance = cells.provenance.clone();
-        t.provenance
-            .push(pairs::step_with_shard("cellweave-pairs", &args, &shard));
+        let mut step = pairs::step_with_shard("cellweave-pairs", &args, &shard);
+        if let serde_json::Value::Object(m) = &mut step.params {
+            m.insert(
+                "nn_used".into(),
+                pairs::searches_used(&cells, &shard, &params.search),
+            );
+        }
+        t.provenance.push(step);
         table::write_pairs(&args.output, &t)?;
         outputs.commit()
     })

@@ -168,7 +168,12 @@ fn plot_embedding(args: &Args) -> cellweave::Result<()> {
     };
     if let Some(path) = &args.umap_out {
         let mut provenance = emb.provenance.clone();
-        provenance.push(Step::new("cellweave-plot", args));
+        let mut step = Step::new("cellweave-plot", args);
+        if let (false, serde_json::Value::Object(m)) = (direct, &mut step.params) {
+            let search = umap::umap_search(emb.n_cells(), emb.dim);
+            m.insert("umap_knn_search".into(), search.name().into());
+        }
+        provenance.push(step);
         let out = EmbeddingTable {
             name: "umap".into(),
             cell_ids: emb.cell_ids.clone(),

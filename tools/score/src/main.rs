@@ -55,10 +55,14 @@ struct Args {
     /// The unintegrated embedding (or a cells table, PCA 50 inside) for pcr_comparison
     #[arg(long, value_name = "EMB|CELLS")]
     unintegrated: Option<PathBuf>,
-    /// Neighbour search: exact (default; free within the all-pairs pass) or approx (HNSW:
-    /// slower than exact at every size measured, 719 s against 19 s at 100,000 cells)
-    #[arg(long, value_enum, default_value_t = KnnMode::Exact)]
+    /// Neighbour search: exact (free within the silhouettes' all-pairs pass), approx
+    /// (NN-descent), or auto: exact up to 900,000 cells, approx above
+    #[arg(long, value_enum, default_value_t = KnnMode::Auto)]
     knn: KnnMode,
+    /// Silhouettes on a stratified (cell type x batch) subsample of this many cells when
+    /// there are more (0: all cells; all pairs cost O(cells^2))
+    #[arg(long, default_value_t = evaluate::SILHOUETTE_CELLS, value_name = "N")]
+    silhouette_cells: usize,
     /// Comma-separated metrics or groups (all, scib, claire, bio, batch)
     #[arg(long, default_value = "all")]
     metrics: String,
@@ -207,6 +211,7 @@ fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::S
     let opts = Options {
         metrics,
         knn: args.knn,
+        silhouette_cells: args.silhouette_cells,
         seed: args.seed,
         kmeans_n_init: args.kmeans_n_init,
     };

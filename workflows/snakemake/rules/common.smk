@@ -72,7 +72,15 @@ def extra(stage):
 
 
 def mem(kind):
-    return config["mem_mb"].get(kind, config["mem_mb"]["default"])
+    """mem_mb of a job, from the size of its inputs: the configured floor for its kind plus
+    mem_mb.per_input_mb MB per MB of input files, doubled on each retry (attempt)."""
+    floor = config["mem_mb"].get(kind, config["mem_mb"]["default"])
+    per_mb = config["mem_mb"]["per_input_mb"]
+
+    def mem_mb(wildcards, input, attempt):
+        return attempt * (floor + int(per_mb * input.size_mb + 0.5))
+
+    return mem_mb
 
 
 def as_list(x):

@@ -217,10 +217,56 @@ impl Codes {
 #[serde(rename_all = "lowercase")]
 pub enum KnnMode {
     /// Exact (within the all-pairs pass that the silhouettes need anyway).
-    #[default]
     Exact,
-    /// HNSW (approximate), as scib-metrics' Benchmarker uses pynndescent.
+    /// NN-descent (approximate), as scib-metrics' Benchmarker uses pynndescent.
     Approx,
+    /// Exact up to [`APPROX_KNN_CELLS`] cells, approximate above.
+    #[default]
+    Auto,
+}
+
+/// Above this many cells `--knn auto` searches neighbours approximately (NN-descent; where
+/// exact search becomes prohibitive, see `neighbors::auto_method` and `docs/scale.md`).
+pub const APPROX_KNN_CELLS: usize = 900_000;
+
+/// Default `--silhouette-cells`: above this many cells the silhouettes are computed on a
+/// stratified subsample of this size (see [`stratified_subsample`]).
+pub const SILHOUETTE_CELLS: usize = 50_000;
+
+impl KnnMode {
+    /// Exact or approximate for `n` cells.
+    pub fn resolve(self, n: usize) -> KnnMode {
+        match self {
+            KnnMode::Auto if n > APPROX_KNN_CELLS => KnnMode::Approx,
+            KnnMode::Auto => KnnMode::Exact,
+            m => m,
+        }
+    }
+}
+
+/// About `m` of the `n` cells, each (label, batch) stratum represented in proportion (at
+/// least one cell each), chosen within a stratum by a seeded hash of the cell: sorted
+/// positions. All cells when `m >= n`.
+pub fn stratified_subsample(labels: &[u32], batches: &[u32], m: usize, seed: u64) -> Vec<usize> {
+    let n = labels.len();
+    if m >= n {
+        return (0..n).collect();
+    }
+    let mut strata: std::collections::BTreeMap<(u32, u32), Vec<usize>> = Default::default();
+    for i in 0..n {
+        strata.entry((labels[i], batches[i])).or_default().push(i);
+    }
+    let mut out = Vec::with_capacity(m + strata.len());
+    for cells in strata.values_mut() {
+        let take =
+            ((cells.len() as f64 * m as f64 / n as f64).round() as usize).clamp(1, cells.len());
+        cells.sort_by_key(|&i| {
+            crate::numerics::nndescent::mix(crate::numerics::nndescent::mix(seed) ^ i as u64)
+        });
+        out.extend_from_slice(&cells[..take]);
+    }
+    out.sort_unstable();
+    out
 }
 
 /// Settings of [`score_embedding`].
@@ -230,6 +276,8 @@ pub struct Options {
     pub metrics: Vec<MetricId>,
     /// Exact or approximate neighbours.
     pub knn: KnnMode,
+    /// Silhouettes on a stratified subsample of this many cells when there are more (0: all).
+    pub silhouette_cells: usize,
     /// Seed of k-means, Leiden, Louvain (and HNSW).
     pub seed: u64,
     /// k-means restarts (scib-metrics: 1).
@@ -240,7 +288,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             metrics: MetricId::ALL.to_vec(),
-            knn: KnnMode::Exact,
+            knn: KnnMode::Auto,
+            silhouette_cells: SILHOUETTE_CELLS,
             seed: 0,
             kmeans_n_init: 1,
         }
@@ -258,6 +307,10 @@ pub struct Scores {
     pub kbet_labels: Vec<kbet::LabelKbet>,
     /// Best resolutions of the sweeps (name, resolution, clusters).
     pub sweeps: Vec<(String, f64, usize)>,
+    /// The neighbour search used ("exact", "nndescent"; empty when no metric needs one).
+    pub knn_search: String,
+    /// Cells the silhouettes were computed on (all cells unless subsampled).
+    pub silhouette_cells: usize,
 }
 
 impl Scores {
@@ -334,36 +387,76 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
     .iter()
     .any(|&m| has(m));
     let batch_sums = has(MetricId::SilhouetteBatch) || has(MetricId::ClaireBasw);
+    let mode = opts.knn.resolve(n);
+    let sil_any = label_sums || batch_sums || has(MetricId::Bras);
+    // The silhouettes' cells: all, or a stratified subsample.
+    let sub = (sil_any && opts.silhouette_cells > 0 && n > opts.silhouette_cells)
+        .then(|| stratified_subsample(lab, bat, opts.silhouette_cells, opts.seed));
+    let picked = |v: &[u32]| -> Vec<u32> {
+        sub.as_ref()
+            .map_or_else(Vec::new, |s| s.iter().map(|&i| v[i]).collect())
+    };
+    let (sub_lab, sub_bat) = (picked(lab), picked(bat));
+    let sub_x: Vec<f32> = sub.as_ref().map_or_else(Vec::new, |s| {
+        s.iter()
+            .flat_map(|&i| &x[i * d..(i + 1) * d])
+            .copied()
+            .collect()
+    });
+    let (sx, slab, sbat) = if sub.is_some() {
+        (&sub_x[..], &sub_lab[..], &sub_bat[..])
+    } else {
+        (x, lab, bat)
+    };
+    out.silhouette_cells = slab.len();
+    let exact_k = if mode == KnnMode::Exact { k_needed } else { 0 };
     let needs = Needs {
         label_sums,
         batch_sums,
         batch_sums_cosine: has(MetricId::Bras),
-        knn: if opts.knn == KnnMode::Exact {
-            k_needed
-        } else {
-            0
-        },
+        // The exact kNN rides on the silhouettes' pass when that pass covers every cell.
+        knn: if sub.is_none() { exact_k } else { 0 },
     };
     let p = if needs.label_sums || needs.batch_sums || needs.batch_sums_cosine || needs.knn > 0 {
-        let p = pairwise::pairwise(x, d, lab, bat, needs);
-        clock.lap("all-pairs pass (silhouette sums, exact kNN)");
+        let p = pairwise::pairwise(sx, d, slab, sbat, needs);
+        clock.lap(if sub.is_some() {
+            "all-pairs pass (silhouette sums, subsample)"
+        } else {
+            "all-pairs pass (silhouette sums, exact kNN)"
+        });
         p
     } else {
         pairwise::Pairwise::default()
     };
-    let knn90: Option<Knn> = match (k_needed, opts.knn) {
+    let knn90: Option<Knn> = match (k_needed, mode) {
         (0, _) => None,
+        (k, KnnMode::Exact) if p.knn.is_none() => {
+            let only = Needs {
+                label_sums: false,
+                batch_sums: false,
+                batch_sums_cosine: false,
+                knn: k,
+            };
+            let r = pairwise::pairwise(x, d, lab, bat, only).knn;
+            clock.lap("exact kNN");
+            r
+        }
         (_, KnnMode::Exact) => p.knn.clone(),
-        (k, KnnMode::Approx) => {
-            let s = Search::new(Method::Hnsw, opts.seed);
+        (k, _) => {
+            let s = Search::new(Method::NnDescent, opts.seed);
             let r = crate::numerics::neighbors::knn_with(x, d, k, Metric::Euclidean, true, &s);
-            clock.lap("approximate kNN (HNSW)");
+            clock.lap("approximate kNN (NN-descent)");
             Some(r)
         }
     };
+    out.knn_search = match (k_needed, mode) {
+        (0, _) => String::new(),
+        (_, KnnMode::Exact) => "exact".into(),
+        _ => "nndescent".into(),
+    };
 
     let samples = if label_sums {
-        silhouette::silhouette_samples(&p.label_sums, lab, nl)
+        silhouette::silhouette_samples(&p.label_sums, slab, nl)
     } else {
         Vec::new()
     };
@@ -379,14 +472,14 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
             MetricId::IsolatedLabels => {
                 values.push((
                     m.name().into(),
-                    silhouette::isolated_labels(&samples, lab, bat, nl, nb),
+                    silhouette::isolated_labels(&samples, slab, sbat, nl, nb),
                 ));
             }
             MetricId::SilhouetteBatch | MetricId::ClaireBasw => {
                 let v = silhouette::batch_silhouette(
                     &p.batch_sums,
-                    lab,
-                    bat,
+                    slab,
+                    sbat,
                     nl,
                     nb,
                     silhouette::Between::Nearest,
@@ -396,8 +489,8 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
             MetricId::Bras => {
                 let v = silhouette::batch_silhouette(
                     &p.batch_sums_cosine,
-                    lab,
-                    bat,
+                    slab,
+                    sbat,
                     nl,
                     nb,
                     silhouette::Between::MeanOther,

@@ -194,6 +194,7 @@ pub fn to_json(all: &[Scored], params: serde_json::Value) -> serde_json::Value {
                 "path": s.path, "kind": s.kind, "n_cells": s.n_cells, "dim": s.dim,
                 "metrics": metrics, "aggregates": aggs, "timings_s": timings,
                 "kbet_per_label_detail": kbet, "sweeps": sweeps,
+                "knn_search": s.scores.knn_search, "silhouette_cells": s.scores.silhouette_cells,
             }),
         );
     }

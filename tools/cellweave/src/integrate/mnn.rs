@@ -38,15 +38,9 @@ pub fn mutual_nearest(
     if n_a == 0 || n_b == 0 || k == 0 {
         return vec![];
     }
-    let method = match search.method {
-        Method::Auto => crate::numerics::neighbors::auto_method(n_a.max(n_b), n_a.min(n_b), d),
-        m => m,
-    };
-    let (ab, ba) = if method == Method::Hnsw {
-        let s = Search {
-            method: Method::Hnsw,
-            ..*search
-        };
+    let method = search.method.resolve(n_a.max(n_b), n_a.min(n_b), d);
+    let (ab, ba) = if method != Method::Exact {
+        let s = Search { method, ..*search };
         (
             knn_query_with(b, a, d, k, metric, &s),
             knn_query_with(a, b, d, k, metric, &s),

@@ -157,6 +157,34 @@ impl Dense {
     }
 }
 
+/// The neighbour search each part of a shard uses (`auto` resolved by the batch sizes as
+/// [`compute`] resolves it), for provenance: `"knn B"` and `"mnn A--B"` -> "exact",
+/// "nndescent" or "hnsw".
+pub fn searches_used(cells: &CellsTable, shard: &Shard, search: &Search) -> serde_json::Value {
+    let members = batch_members(&cells.batch);
+    let names = &cells.batch.categories;
+    let size = |name: &str| {
+        names
+            .iter()
+            .position(|c| c == name)
+            .map_or(0, |c| members[c].len())
+    };
+    let mut m = serde_json::Map::new();
+    if shard.knn {
+        for (name, rows) in names.iter().zip(&members) {
+            let n = rows.len();
+            let used = search.method.resolve(n, n, 0).name();
+            m.insert(format!("knn {name}"), used.into());
+        }
+    }
+    for (a, b) in &shard.pairs {
+        let (na, nb) = (size(a), size(b));
+        let used = search.method.resolve(na.max(nb), na.min(nb), 0).name();
+        m.insert(format!("mnn {a}--{b}"), used.into());
+    }
+    serde_json::Value::Object(m)
+}
+
 /// Cells of each batch (ascending rows).
 fn batch_members(batch: &Categorical) -> Vec<Vec<usize>> {
     let mut m = vec![Vec::new(); batch.categories.len()];

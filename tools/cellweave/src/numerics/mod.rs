@@ -7,5 +7,6 @@ pub mod gmm;
 pub mod graph;
 #[allow(missing_docs)] // public items not all documented yet
 pub mod neighbors;
+pub mod nndescent;
 pub mod pca;
 pub mod stats;

@@ -1,4 +1,5 @@
-//! Nearest neighbours: exact blocked search and, for big data, HNSW (`instant-distance`).
+//! Nearest neighbours: exact blocked search and, for big data, NN-descent
+//! ([`super::nndescent`]; HNSW from `instant-distance` stays available on request).
 //!
 //! Data are dense row-major `f32` matrices (`n` rows of `d` numbers).
 //! Results are `n x k` row-major, each row sorted by ascending distance, ties broken by
@@ -11,6 +12,7 @@
 //! The distances of the k kept neighbours are then recomputed directly (no cancellation
 //! error in what is reported). Manhattan distance is computed directly in the same tiles.
 
+use super::nndescent;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,23 +28,46 @@ pub enum Metric {
     Manhattan,
 }
 
-/// How to search: exact blocked brute force, HNSW, or chosen by size.
+/// How to search: exact blocked brute force, NN-descent, HNSW, or chosen by size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Exact,
+    /// Random-projection forest and NN-descent (approximate, multi-threaded, deterministic).
+    #[value(name = "nndescent")]
+    NnDescent,
+    /// HNSW (`instant-distance`; approximate, built on one thread: slow).
     Hnsw,
     #[default]
     Auto,
+}
+
+impl Method {
+    /// The method used for `n_ref` reference and `n_query` query rows (`auto` resolved).
+    pub fn resolve(self, n_ref: usize, n_query: usize, d: usize) -> Method {
+        match self {
+            Method::Auto => auto_method(n_ref, n_query, d),
+            m => m,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Exact => "exact",
+            Method::NnDescent => "nndescent",
+            Method::Hnsw => "hnsw",
+            Method::Auto => "auto",
+        }
+    }
 }
 
 /// Search settings for [`knn_with`] / [`knn_query_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Search {
     pub method: Method,
-    /// Seed of the HNSW layer assignment.
+    /// Seed of the HNSW layer assignment and of NN-descent's choices.
     pub seed: u64,
-    /// HNSW `ef` at construction and at search time (raised to `k` when smaller).
+    /// HNSW `ef` at construction and at search time, and the list length of NN-descent's
+    /// graph search (raised to `k` when smaller).
     pub ef: usize,
 }
 
@@ -66,20 +91,26 @@ impl Search {
     }
 }
 
-/// The method `auto` picks. Measured on 2 cores (`bench/pairs.sh`, knn table): exact search
-/// costs about `4e-11 * n_ref * n_query * d` seconds, building and querying the HNSW graph
-/// about `1.8e-5 * (n_ref + n_query) * d` (instant-distance, ef 64: 22 s for 20,000 points
-/// in 30 dimensions, where exact search takes 0.5 s). HNSW only wins once
-/// `n_ref * n_query / (n_ref + n_query)` passes about 450,000, i.e. for roughly a million
-/// cells searched against each other.
+/// The method `auto` picks: exact below, NN-descent above a size threshold. Exact search
+/// costs about `4e-11 * n_ref * n_query * d` seconds on 2 cores (`bench/pairs.sh`), growing
+/// with the square of the cells; NN-descent grows about linearly (`docs/scale.md`, measured
+/// with `examples/knn_bench.rs`). As measured so far (docs/scale.md: 100,000 x 50 dims,
+/// k = 15: NN-descent 81 s, recall 0.89, exact 49 s) NN-descent does not beat exact search
+/// yet at 100k, so the switch stays where exact search becomes prohibitive:
+/// `n_ref * n_query / (n_ref + n_query) > 450,000`, about 900,000 cells searched against
+/// each other (where `cellweave-score --knn auto` switches too). HNSW is never chosen automatically
+/// (its graph is built on one thread to stay deterministic: 37x slower than exact at 100k).
 pub fn auto_method(n_ref: usize, n_query: usize, _d: usize) -> Method {
     let (r, q) = (n_ref as f64, n_query as f64);
-    if r + q > 0.0 && r * q / (r + q) > 450_000.0 {
-        Method::Hnsw
+    if r + q > 0.0 && r * q / (r + q) > AUTO_APPROX_ABOVE {
+        Method::NnDescent
     } else {
         Method::Exact
     }
 }
+
+/// See [`auto_method`].
+pub const AUTO_APPROX_ABOVE: f64 = 450_000.0;
 
 /// `k` neighbours per query row: `indices[q * k + r]` is the r-th nearest of query `q`.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,14 +274,45 @@ pub fn knn_query_with(
 ) -> Knn {
     let n_ref = reference.len() / d.max(1);
     let n_q = query.len() / d.max(1);
-    let method = match s.method {
-        Method::Auto => auto_method(n_ref, n_q, d),
-        m => m,
-    };
-    match method {
+    match s.method.resolve(n_ref, n_q, d) {
         Method::Hnsw => hnsw_query(reference, query, d, k, metric, s),
+        Method::NnDescent => descent_query(reference, query, d, k, metric, s),
         _ => exact_query(reference, query, d, k, metric),
     }
+}
+
+/// Every row's `k` nearest rows of the same data, itself included (as [`knn_query_with`]
+/// of the data against itself).
+fn self_query(data: &[f32], d: usize, k: usize, metric: Metric, s: &Search) -> Knn {
+    let n = data.len() / d.max(1);
+    if s.method.resolve(n, n, d) != Method::NnDescent {
+        return knn_query_with(data, data, d, k, metric, s);
+    }
+    let k = k.min(n);
+    if k == 0 {
+        return Knn {
+            k,
+            indices: Vec::new(),
+            distances: Vec::new(),
+        };
+    }
+    let r = searched_rows(data, d, metric);
+    let space = nndescent::Space {
+        data: &r,
+        d,
+        manhattan: metric == Metric::Manhattan,
+    };
+    let g = nndescent::build(
+        &space,
+        k - 1,
+        &nndescent::Params::for_size(n, k - 1, s.seed),
+    );
+    log_rounds(n, &g);
+    let rows: Vec<Vec<(f32, u32)>> = (0..n)
+        .into_par_iter()
+        .map(|i| std::iter::once((0.0, i as u32)).chain(g.row(i)).collect())
+        .collect();
+    finish(rows, k, data, data, d, metric)
 }
 
 /// [`knn`] with a choice of search method.
@@ -264,7 +326,7 @@ pub fn knn_with(
 ) -> Knn {
     let n = data.len() / d.max(1);
     if include_self {
-        let mut r = knn_query_with(data, data, d, k, metric, s);
+        let mut r = self_query(data, d, k, metric, s);
         // Put self first even when duplicates tie with it at distance 0.
         for q in 0..r.n() {
             let row = &mut r.indices[q * r.k..(q + 1) * r.k];
@@ -280,7 +342,7 @@ pub fn knn_with(
         }
         r
     } else {
-        let r = knn_query_with(data, data, d, (k + 1).min(n), metric, s);
+        let r = self_query(data, d, (k + 1).min(n), metric, s);
         let k2 = r.k;
         let kk = k.min(n.saturating_sub(1));
         let mut out = Knn {
@@ -688,6 +750,47 @@ impl instant_distance::Point for Row<'_> {
         }
     }
 }
+
+/// Approximate search: an NN-descent graph of the reference rows, searched from each query
+/// row (see [`super::nndescent`]). The graph holds at least 15 neighbours per row.
+pub fn descent_query(
+    reference: &[f32],
+    query: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    s: &Search,
+) -> Knn {
+    let (k, r, q) = match prepare(reference, query, d, k, metric) {
+        Ok(p) => p,
+        Err(empty) => return empty,
+    };
+    let space = nndescent::Space {
+        data: &r,
+        d,
+        manhattan: metric == Metric::Manhattan,
+    };
+    let n = r.len() / d;
+    let kg = k.max(GRAPH_K);
+    let g = nndescent::build(&space, kg, &nndescent::Params::for_size(n, kg, s.seed));
+    log_rounds(n, &g);
+    let rows = g.search(&space, &q, k, s.ef.max(k), SEARCH_EPSILON);
+    finish(rows, k, reference, query, d, metric)
+}
+
+fn log_rounds(n: usize, g: &nndescent::Graph) {
+    crate::info!(
+        "  NN-descent on {n} rows: {} rounds (entries changed: {:?})",
+        g.rounds().len(),
+        g.rounds()
+    );
+}
+
+/// Neighbours per row of the graph searched by [`descent_query`] (at least).
+const GRAPH_K: usize = 15;
+/// How far beyond the worst kept candidate [`descent_query`]'s search still expands
+/// (relative to the searched distance), as pynndescent's `epsilon`.
+const SEARCH_EPSILON: f32 = 0.1;
 
 /// Approximate search with an HNSW graph (`instant-distance`). The graph is built on one
 /// thread: built in parallel, the order in which points join it depends on scheduling, and

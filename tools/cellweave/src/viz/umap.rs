@@ -3,7 +3,8 @@
 //! The steps follow the paper and the defaults of umap-learn as scanpy calls it
 //! (`sc.pp.neighbors(n_neighbors=15)` then `sc.tl.umap(min_dist=0.5)`):
 //!
-//! 1. exact kNN graph with the cell itself as first neighbour ([`crate::numerics::neighbors::knn`]);
+//! 1. kNN graph with the cell itself as first neighbour, exact up to the size where
+//!    [`crate::numerics::neighbors::auto_method`] switches to NN-descent ([`umap_search`]);
 //! 2. fuzzy simplicial set: per cell a distance to its nearest neighbour `rho` and a bandwidth
 //!    `sigma` found by bisection so that `sum_j exp(-(d_ij - rho_i) / sigma_i) = log2(k)`,
 //!    symmetrised with the fuzzy union `P + P' - P o P'` ([`fuzzy_connectivities`], the same
@@ -27,7 +28,7 @@
 use crate::cli::Timer;
 use crate::contract::Csr;
 use crate::numerics::graph::{fuzzy_connectivities, submatrix};
-use crate::numerics::neighbors::{knn, Metric};
+use crate::numerics::neighbors::{knn_with, Method, Metric, Search};
 
 /// Parameters of [`umap`], defaulting to what scanpy uses.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -577,12 +578,25 @@ pub fn umap(data: &[f32], d: usize, params: &UmapParams) -> Vec<f32> {
     }
     let k = params.n_neighbors.clamp(2, n);
     let timer = Timer::start("umap: neighbours");
-    let neighbours = knn(data, d, k, params.metric, true);
+    let neighbours = knn_with(
+        data,
+        d,
+        k,
+        params.metric,
+        true,
+        &Search::new(umap_search(n, d), params.seed),
+    );
     timer.done();
     let timer = Timer::start("umap: fuzzy graph");
     let graph = fuzzy_connectivities(&neighbours);
     timer.done();
     embed_graph(&graph, data, d, params)
+}
+
+/// The neighbour search [`umap`] uses for `n` points in `d` dimensions (exact, or NN-descent
+/// for large `n`), to record in provenance.
+pub fn umap_search(n: usize, d: usize) -> Method {
+    Method::Auto.resolve(n, n, d)
 }
 
 /// UMAP layout of a fuzzy graph built by [`fuzzy_connectivities`]; `data` (`n x d`) only
