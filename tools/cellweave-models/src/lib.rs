@@ -8,6 +8,7 @@ pub mod kernels;
 
 pub mod claire;
 pub mod engine;
+pub mod invae;
 pub mod late;
 pub mod rng;
 
