@@ -7,6 +7,7 @@
 pub mod kernels;
 
 pub mod claire;
+pub mod command;
 pub mod engine;
 pub mod invae;
 pub mod late;
