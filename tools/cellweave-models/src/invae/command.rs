@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::net::{Net, Shape};
 use super::train::{self, Covariate, Data, Params, Trainer};
+use crate::command::{EmbedRun, TrainRun};
 use crate::engine::checkpoint;
 use crate::CandleExt;
 
@@ -69,30 +70,6 @@ pub struct InvaeArgs {
     pub spur_embedding: Option<PathBuf>,
 }
 
-/// What one inVAE training needs (filled from cellweave-train's options).
-#[derive(Debug, Clone)]
-pub struct TrainInputs {
-    /// The cells table the model is for (HVG subset; its genes, cells and obs columns).
-    pub cells: PathBuf,
-    /// Raw counts of these cells (by cell and gene id); `None`: `cells` holds counts.
-    pub counts: Option<PathBuf>,
-    pub model_dir: PathBuf,
-    pub embedding: PathBuf,
-    pub log: Option<PathBuf>,
-    pub device: String,
-    pub seed: u64,
-    pub resume: bool,
-    pub checkpoint_every: usize,
-    pub stop_after: Option<usize>,
-    pub batch_key: String,
-    pub epochs: Option<usize>,
-    pub lr: Option<f64>,
-    pub batch_size: Option<usize>,
-    pub weight_decay: Option<f64>,
-    pub latent: Option<usize>,
-    pub dropout: Option<f32>,
-}
-
 /// The model card.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
@@ -123,11 +100,11 @@ pub struct Summary {
     pub device: String,
 }
 
-/// Epochs when `--epochs` is not given: enough for about 8,000 steps, between 30 and 400
-/// (the reference trains 500 epochs; scVI's rule gives 400 for 20,000 cells).
+/// Epochs when `--epochs` is not given: enough for about 3,000 steps, between 20 and 200
+/// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells).
 pub fn default_epochs(n_cells: usize, batch_size: usize) -> usize {
     let steps = n_cells.div_ceil(batch_size.max(1)).max(1);
-    8000usize.div_ceil(steps).clamp(30, 400)
+    3000usize.div_ceil(steps).clamp(20, 200)
 }
 
 /// The raw counts of `cells` (its cells and genes, by id): `--counts`, or the table itself
@@ -206,8 +183,9 @@ fn covariates(
 }
 
 /// Resolve the parameters from the options.
-pub fn params(i: &TrainInputs, a: &InvaeArgs, n_cells: usize) -> Params {
-    let batch_size = i.batch_size.unwrap_or(DEFAULT_BATCH);
+pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Params {
+    let h = &i.hyper;
+    let batch_size = h.batch_size.unwrap_or(DEFAULT_BATCH);
     let spur = match &a.spur_covariates {
         None => vec![i.batch_key.clone()],
         Some(v) if v.iter().all(|s| s == "none" || s.is_empty()) => Vec::new(),
@@ -216,19 +194,19 @@ pub fn params(i: &TrainInputs, a: &InvaeArgs, n_cells: usize) -> Params {
     Params {
         inv_covariates: a.inv_covariates.clone(),
         spur_covariates: spur,
-        latent_inv: i.latent.unwrap_or(DEFAULT_LATENT_INV),
+        latent_inv: h.latent.unwrap_or(DEFAULT_LATENT_INV),
         latent_spur: a.latent_spur.unwrap_or(DEFAULT_LATENT_SPUR),
         hidden: a.hidden.unwrap_or(128),
         encoder_layers: a.encoder_layers.unwrap_or(2),
-        dropout: i.dropout.unwrap_or(DEFAULT_DROPOUT),
+        dropout: h.dropout.unwrap_or(DEFAULT_DROPOUT),
         beta: a.beta.unwrap_or(1.0),
         kl_warmup: a.kl_warmup.unwrap_or(0),
-        epochs: i
+        epochs: h
             .epochs
             .unwrap_or_else(|| default_epochs(n_cells, batch_size)),
         batch_size,
-        lr: i.lr.unwrap_or(DEFAULT_LR),
-        weight_decay: i.weight_decay.unwrap_or(DEFAULT_WEIGHT_DECAY),
+        lr: h.lr.unwrap_or(DEFAULT_LR),
+        weight_decay: h.weight_decay.unwrap_or(DEFAULT_WEIGHT_DECAY),
         seed: i.seed,
     }
 }
@@ -289,7 +267,13 @@ fn write_yaml(path: &Path, card: &Card) -> Result<()> {
 }
 
 /// Train inVAE and write the model directory, the embedding(s) and the log.
-pub fn train(i: &TrainInputs, a: &InvaeArgs, step: &Step) -> Result<()> {
+pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
+    if i.init.is_some() {
+        return Err(Error::new(
+            "--model invae does not continue another model directory; --resume continues an interrupted run",
+        )
+        .field("init"));
+    }
     let mut inputs = vec![i.cells.as_path()];
     inputs.extend(i.counts.as_deref());
     for out in [
@@ -466,9 +450,26 @@ pub struct EmbedInputs {
     pub max_missing: f64,
 }
 
+/// `cellweave-embed` on an inVAE model directory: CELLS holds the raw counts of the cells to
+/// map (e.g. cellweave-filter's output; the model's genes are picked by id).
+pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
+    embed_with(
+        &EmbedInputs {
+            cells: run.cells.clone(),
+            counts: None,
+            model_dir: run.model_dir.clone(),
+            output: run.output.clone(),
+            spur_output: None,
+            device: run.device.clone(),
+            max_missing: run.max_missing,
+        },
+        step,
+    )
+}
+
 /// Map new cells with a trained inVAE: posterior means of z_inv (and z_spur). Levels of a
 /// covariate the model has not seen get a zero one-hot.
-pub fn embed(o: &EmbedInputs, step: &Step) -> Result<()> {
+pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
     let mut inputs = vec![o.cells.as_path()];
     inputs.extend(o.counts.as_deref());
     atomic::check_not_input(&o.output, &inputs)?;

@@ -149,8 +149,13 @@ pub struct Batch {
     pub x: Tensor,
     pub inv: Option<Tensor>,
     pub spur: Option<Tensor>,
-    pub lgamma_x1: Tensor,
+    /// `sum over the batch of lgamma(x + 1)` (a constant of the loss).
+    pub lgamma_x1: f64,
     pub library: Tensor,
+    /// The non-zero counts and their genes: `lgamma(x + theta) - lgamma(theta)` is zero
+    /// where `x = 0`, so the loss evaluates it at these entries only.
+    pub nz_values: Tensor,
+    pub nz_genes: Tensor,
 }
 
 impl Batch {
@@ -163,17 +168,23 @@ impl Batch {
         spur: Option<Vec<f32>>,
         dev: &Device,
     ) -> candle_core::Result<Batch> {
-        let mut lg = vec![0f32; n];
+        let mut lg = 0f64;
         let mut lib = vec![0f32; n];
+        let (mut nz_values, mut nz_genes) = (Vec::new(), Vec::new());
         for i in 0..n {
             let row = &x[i * g..(i + 1) * g];
-            lg[i] = row
-                .iter()
-                .filter(|&&v| v > 1.0)
-                .map(|&v| ln_gamma(v as f64 + 1.0))
-                .sum::<f64>() as f32;
+            for (j, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    nz_values.push(v);
+                    nz_genes.push(j as u32);
+                    if v > 1.0 {
+                        lg += ln_gamma(v as f64 + 1.0);
+                    }
+                }
+            }
             lib[i] = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
         }
+        let nnz = nz_values.len();
         let oh = |v: Option<Vec<f32>>| -> candle_core::Result<Option<Tensor>> {
             v.map(|v| {
                 let w = v.len() / n.max(1);
@@ -185,8 +196,10 @@ impl Batch {
             x: Tensor::from_vec(x, (n, g), dev)?,
             inv: oh(inv)?,
             spur: oh(spur)?,
-            lgamma_x1: Tensor::from_vec(lg, n, dev)?,
+            lgamma_x1: lg,
             library: Tensor::from_vec(lib, (n, 1), dev)?,
+            nz_values: Tensor::from_vec(nz_values, nnz, dev)?,
+            nz_genes: Tensor::from_vec(nz_genes, nnz, dev)?,
         })
     }
     pub fn n(&self) -> usize {
@@ -529,7 +542,9 @@ impl Net {
         let (g, v) = self.encode(b, &mut masks, true, &mut stats)?;
         let z = (&g + noise.eps.mul(&v.sqrt()?)?)?;
         let mu = self.decode(&z, &b.library, &mut masks, true, &mut stats)?;
-        let log_px = self.log_nb(&b.x, &mu)?.broadcast_sub(&b.lgamma_x1)?;
+        let n = b.n() as f64;
+        // Mean over the cells of log NB(x); the loss needs only the batch mean.
+        let log_px = ((self.log_nb_sum(b, &mu)? - b.lgamma_x1)? / n)?;
         let di = self.shape.latent_inv;
         let ds = self.shape.latent_spur;
         let lq = log_normal(&z, &g, Some(&v))?;
@@ -539,32 +554,35 @@ impl Net {
             &zeros_like(ds, &z)?,
             var_spur.as_ref(),
         )?;
-        let kl_part = ((lp_inv + lp_spur)? - lq)?;
-        let elbo = (&log_px + (&kl_part * beta)?)?;
-        let loss = elbo.mean_all()?.neg()?;
+        let kl_part = ((lp_inv + lp_spur)? - lq)?.mean_all()?;
+        let loss = (&log_px + (&kl_part * beta)?)?.neg()?;
         Ok(Loss {
             loss,
-            recon: log_px.mean_all()?.neg()?.detach(),
-            kl: kl_part.mean_all()?.neg()?.detach(),
+            recon: log_px.neg()?.detach(),
+            kl: kl_part.neg()?.detach(),
             stats,
         })
     }
 
-    /// `sum_g [log NB(x | mu, theta)] + sum_g lgamma(x + 1)` per cell (the constant is
-    /// subtracted by the caller).
-    fn log_nb(&self, x: &Tensor, mu: &Tensor) -> candle_core::Result<Tensor> {
-        let theta = self.p("theta_raw").exp()?.unsqueeze(0)?;
+    /// `sum over cells and genes of [log NB(x | mu, theta) + lgamma(x + 1)]` (the constant is
+    /// subtracted by the caller): the dense terms, plus `lgamma(x + theta) - lgamma(theta)` at
+    /// the non-zero counts only.
+    fn log_nb_sum(&self, b: &Batch, mu: &Tensor) -> candle_core::Result<Tensor> {
+        let x = &b.x;
+        let theta_g = self.p("theta_raw").exp()?;
+        let theta = theta_g.unsqueeze(0)?;
         let log_theta_mu = mu.broadcast_add(&theta)?.affine(1.0, NB_EPS)?.log()?;
         let t1 = log_theta_mu
             .broadcast_sub(&theta.affine(1.0, NB_EPS)?.log()?)?
-            .broadcast_mul(&theta)?
-            .neg()?;
+            .broadcast_mul(&theta)?;
         let t2 = x.mul(&((mu + NB_EPS)?.log()? - &log_theta_mu)?)?;
-        let t3 = lgamma(&x.broadcast_add(&theta)?)?;
-        let per_cell = (t1 + t2)?.sum(1)?;
-        let lg =
-            (t3.sum(1)? - (lgamma(&theta)?.sum_all()? * 1.0)?.broadcast_as(per_cell.shape())?)?;
-        per_cell + lg
+        let dense = (t2 - t1)?.sum_all()?;
+        if b.nz_values.dims()[0] == 0 {
+            return Ok(dense);
+        }
+        let th = theta_g.index_select(&b.nz_genes, 0)?;
+        let lg = (lgamma(&(&b.nz_values + &th)?)? - lgamma(&th)?)?.sum_all()?;
+        dense + lg
     }
 
     /// Evaluation-mode posterior means (cells x latent) of a batch.
