@@ -57,9 +57,8 @@ done
 if [ "$MODE" = speed ]; then
     R=$WORK/results/kang_ifnb
     RAYON_NUM_THREADS=1 cellweave-train "$R/04_hvg.arrow" --model invae --counts "$R/02_filtered.arrow" \
-        --inv-covariates condition --epochs 5 --embedding "$WORK/speed.arrow" --log "$WORK/speed_log.tsv" -o "$WORK/speed_model" -q 2>/dev/null || \
-    RAYON_NUM_THREADS=1 cellweave-train "$R/04_hvg.arrow" --model invae --counts "$R/02_filtered.arrow" \
-        --inv-covariates condition --epochs 5 --embedding "$WORK/speed.arrow" --log "$WORK/speed_log.tsv" -o "$WORK/speed_model"
+        --inv-covariates condition --epochs 5 --embedding "$WORK/speed.arrow" --log "$WORK/speed_log.tsv" \
+        -o "$WORK/speed_model" 2> "$WORK/speed.err"
     echo "cellweave inVAE, 1 thread, kang_ifnb: seconds per epoch (epochs 2-5):"
     awk -F'\t' 'NR>2 {s+=$NF; n++} END {printf "%.3f\n", s/n}' "$WORK/speed_log.tsv"
     if [ -n "${INVAE_PYTHON:-}" ] && "$INVAE_PYTHON" -c 'import inVAE' 2>/dev/null; then
@@ -70,7 +69,7 @@ if [ "$MODE" = speed ]; then
     exit 0
 fi
 
-echo -e "dataset\tmethod\tseed\tbio\tbatch\ttotal\tcondition_accuracy"
+echo -e "dataset\tembedding\tbio\tbatch\ttotal (classic scIB)"
 for d in kang_ifnb cellbench_3tech cellbench_2tech_fullgenes; do
     R=$WORK/results/$d
     inv=()
@@ -84,28 +83,15 @@ for d in kang_ifnb cellbench_3tech cellbench_2tech_fullgenes; do
     for seed in $SEEDS; do embs+=("$WORK/$d.invae.$seed.arrow"); done
     cellweave-score "$R/04_hvg.arrow" "$R/08_claire_embedding.arrow" "${embs[@]}" --unintegrated "$R/04_hvg.arrow" \
         --label-key cell_type -o "$WORK/$d.scores.tsv" 2> "$WORK/$d.score.log"
-    "$PY" - "$WORK/$d.scores.tsv" "$d" "$SEEDS" "$R/08_claire_embedding.arrow" "${embs[@]}" <<'PYEOF'
-import sys
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-scores, d, seeds = sys.argv[1], sys.argv[2], sys.argv[3].split()
-s = pd.read_csv(scores, sep="\t")
-methods = ["pca", "claire"] + ["invae"] * len(seeds)
-seed_col = ["", ""] + seeds
-def acc(path):
-    if d != "kang_ifnb":
-        return ""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_score
-    t = pa.ipc.open_file(path).read_all().to_pandas()
-    dims = [c for c in t.columns if c.startswith("dim") or c.startswith("X")]
-    emb = np.stack([np.asarray(v) for v in t["embedding"]]) if "embedding" in t.columns else t[dims].to_numpy()
-    y = t["condition"].astype(str).to_numpy()
-    return f"{cross_val_score(LogisticRegression(max_iter=2000), emb, y, cv=5).mean():.3f}"
-paths = [None] + sys.argv[4:]
-for i, row in s.iterrows():
-    a = acc(paths[i]) if paths[i] else ""
-    print(f"{d}\t{methods[i]}\t{seed_col[i]}\t{row['bio']:.4f}\t{row['batch']:.4f}\t{row['total']:.4f}\t{a}")
-PYEOF
+    # classic scIB total per embedding (rows: pca, claire, invae seed by seed)
+    awk -F'\t' -v d="$d" 'NR==1 {for (i=1;i<=NF;i++) c[$i]=i; next}
+        {print d "\t" $1 "\t" $c["agg_scib_classic_bio"] "\t" $c["agg_scib_classic_batch"] "\t" $c["agg_scib_classic_total"]}' "$WORK/$d.scores.tsv"
+    if [ "$d" = kang_ifnb ]; then
+        # ctrl vs stim from z_inv and from CLAIRE's embedding
+        for seed in $SEEDS; do
+            cellweave-export "$WORK/$d.invae.$seed.arrow" --embedding "$R/08_claire_embedding.arrow" \
+                --n-neighbors 0 -o "$WORK/$d.$seed.h5ad" 2>/dev/null
+            echo "condition accuracy, seed $seed:"; "$PY" "$ROOT/bench/invae_condition.py" "$WORK/$d.$seed.h5ad" condition
+        done
+    fi
 done

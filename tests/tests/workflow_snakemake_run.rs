@@ -345,7 +345,7 @@ fn snakemake_test_workflow_on_the_shared_data() {
         };
         let totals: Vec<f64> = rows
             .iter()
-            .map(|r| r[col("total")].parse().unwrap())
+            .map(|r| r[col("agg_scib_classic_total")].parse().unwrap())
             .collect();
         assert!(
             totals.windows(2).all(|w| w[0] >= w[1]),

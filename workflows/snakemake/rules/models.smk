@@ -86,4 +86,4 @@ rule plot_benchmark:
     conda:
         CONDA_ENV
     shell:
-        "{params.tool} {input:q} --title {wildcards.name:q} -o {output:q} > {log:q} 2>&1"
+        "{params.tool} --scores {input:q} --title {wildcards.name:q} -o {output:q} > {log:q} 2>&1"
