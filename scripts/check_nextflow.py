@@ -43,7 +43,7 @@ GROUPS = [
      ["outdir", "bin_dir", "datasets"]),
     ("resource_options", "Resources", "Threads and memory per task.", ["threads", "mem_mb"]),
     ("stage_options", "Stage parameters", "Parameters of each cellweave binary (defaults = the binaries' own).",
-     ["import", "filter", "normalize", "hvg", "pairs", "train", "refine", "score", "plot", "impute"]),
+     ["import", "filter", "normalize", "hvg", "pairs", "train", "models", "refine", "score", "plot", "impute"]),
 ]
 
 FLAG = re.compile(r"(?<![\w$-])(--[a-z][a-z0-9-]*|-[a-zA-Z])(?![\w-])")

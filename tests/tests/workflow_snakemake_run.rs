@@ -25,7 +25,7 @@ const STAGES: [&str; 10] = [
     "11_score",
 ];
 
-const FILES: [&str; 20] = [
+const FILES: [&str; 25] = [
     "01_raw.arrow",
     "02_filtered.arrow",
     "02_qc.tsv",
@@ -46,6 +46,11 @@ const FILES: [&str; 20] = [
     "umap.png",
     "integrated.h5ad",
     "scores.tsv",
+    "12_invae_model",
+    "12_invae_embedding.arrow",
+    "12_invae_log.arrow",
+    "benchmark.tsv",
+    "benchmark.png",
 ];
 
 /// Reads integrated.h5ad with anndata and, when the raw input is an h5ad, compares
@@ -262,6 +267,11 @@ fn snakemake_test_workflow_on_the_shared_data() {
             serde_json::json!([n, 2]),
             "{name}: {r}"
         );
+        assert_eq!(
+            r["obsm"]["X_invae"],
+            serde_json::json!([n, 9]),
+            "{name}: {r}"
+        );
         for col in ["batch", "cell_type"] {
             assert!(
                 r["obs"].as_array().unwrap().iter().any(|c| c == col),
@@ -319,7 +329,50 @@ fn snakemake_test_workflow_on_the_shared_data() {
             }
         }
 
-        // 4. The scores and the picture.
+        // 4. The benchmark of every model: a row per model and the PCA baseline, every
+        // metric present and finite, wall time and peak memory per model, highest total first;
+        // every model's embedding in integrated.h5ad.
+        let bench = std::fs::read_to_string(d.join("benchmark.tsv")).unwrap();
+        let mut lines = bench.lines();
+        let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+        let mut names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+        names.sort();
+        assert_eq!(names, ["claire", "invae", "pca"], "{name}: {bench}");
+        let col = |h: &str| {
+            header
+                .iter()
+                .position(|x| *x == h)
+                .unwrap_or_else(|| panic!("{name}: no column {h}: {bench}"))
+        };
+        let totals: Vec<f64> = rows
+            .iter()
+            .map(|r| r[col("agg_scib_classic_total")].parse().unwrap())
+            .collect();
+        assert!(
+            totals.windows(2).all(|w| w[0] >= w[1]),
+            "{name}: not sorted by total: {bench}"
+        );
+        for r in &rows {
+            assert_eq!(r.len(), header.len(), "{name}: {bench}");
+            for (h, v) in header.iter().zip(r).skip(1) {
+                let is_usage = ["wall_s", "max_rss_mb"].contains(h);
+                if is_usage && r[0] == "pca" {
+                    continue;
+                }
+                let x: f64 = v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}: {h} of {} is '{v}': {bench}", r[0]));
+                assert!(
+                    x.is_finite() && (!is_usage || x > 0.0),
+                    "{name}: {h} of {}: {bench}",
+                    r[0]
+                );
+            }
+        }
+        assert!(header.len() >= 15, "{name}: too few metrics: {bench}");
+
+        // 5. The scores and the picture.
         let scores = std::fs::read_to_string(d.join("scores.tsv")).unwrap();
         let mut lines = scores.lines();
         let header: Vec<&str> = lines.next().unwrap().split('\t').collect();

@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod claire;
 pub mod command;
 pub mod engine;
+pub mod invae;
 pub mod late;
 pub mod rng;
 
@@ -26,6 +27,8 @@ use candle_core::Device;
 pub enum ModelKind {
     /// CLAIRE: MoCo contrastive encoder on mixed-up inter-batch seed pairs
     Claire,
+    /// inVAE: VAE on raw counts with invariant (biological) and spurious (batch) latents
+    Invae,
 }
 
 impl ModelKind {
@@ -33,6 +36,7 @@ impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Claire => "claire",
+            ModelKind::Invae => "invae",
         }
     }
 }

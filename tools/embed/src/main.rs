@@ -6,6 +6,7 @@ use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command as claire;
 use cellweave_models::command::{model_kind, EmbedRun};
+use cellweave_models::invae::command as invae;
 use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         let step = Step::new("cellweave-embed", &a);
         match model_kind(&a.model)? {
             ModelKind::Claire => claire::embed(&run, &step)?,
+            ModelKind::Invae => invae::embed(&run, &step)?,
         }
         outputs.commit()
     })

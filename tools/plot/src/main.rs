@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::{EmbeddingTable, Step, TableKind};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::{table, Format};
-use cellweave::viz::plot::{self, bars::Bars, curves::Curves, scatter};
+use cellweave::viz::plot::{self, bars::Bars, curves::Curves, scatter, summary::Summary};
 use cellweave::viz::umap::{self, UmapParams};
 use clap::Parser;
 use serde::Serialize;
@@ -69,6 +69,10 @@ struct Args {
     /// Title above the plot
     #[arg(long)]
     title: Option<String>,
+    /// Draw a scores table (e.g. the workflow's benchmark.tsv) as the scib-style summary: one
+    /// row per method sorted by total, a circle per metric, bars for bio, batch and total
+    #[arg(long)]
+    scores: bool,
     #[command(flatten)]
     #[serde(skip)]
     common: Common,
@@ -106,8 +110,23 @@ fn main() -> ExitCode {
         // --width/--height stay the image's pixels.
         let scale = args.dpi.unwrap_or(scatter::DESIGN_DPI) / scatter::DESIGN_DPI;
         let layout = |px: Option<u32>| px.map(|p| (p as f64 / scale).round() as u32);
+        if args.scores && kind != TableKind::Scores {
+            return Err(cellweave::Error::new(format!(
+                "--scores draws a scores table; this is a '{}' table",
+                kind.as_str()
+            ))
+            .file(&args.input));
+        }
         match kind {
             TableKind::Embedding => plot_embedding(&args)?,
+            TableKind::Scores if args.scores => {
+                let mut s =
+                    Summary::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
+                if let Some(t) = &args.title {
+                    s.title = t.clone();
+                }
+                plot::save(&s, &args.output)?
+            }
             TableKind::Scores => {
                 let mut bars =
                     Bars::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;

@@ -6,6 +6,7 @@ use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self as claire, ClaireArgs};
 use cellweave_models::command::{Hyper, TrainRun};
+use cellweave_models::invae::command::{self as invae, InvaeArgs};
 use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
@@ -72,6 +73,8 @@ struct Args {
     #[command(flatten)]
     claire: ClaireArgs,
     #[command(flatten)]
+    invae: InvaeArgs,
+    #[command(flatten)]
     #[serde(skip)]
     common: Common,
 }
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         let step = Step::new("cellweave-train", &a);
         match a.model {
             ModelKind::Claire => claire::train(&run, &a.claire, &step)?,
+            ModelKind::Invae => invae::train(&run, &a.invae, &step)?,
         }
         outputs.commit()
     })

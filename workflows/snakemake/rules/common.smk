@@ -167,11 +167,70 @@ def label_key(name):
     return ds(name).get("label_key")
 
 
+def models_of(name):
+    """The models of a data set (config `models`), in order."""
+    known = set(config["models"]["inputs"]) | {"claire"}
+    ms = list(ds(name)["models"])
+    for m in ms:
+        if m not in known:
+            raise WorkflowError(
+                f"data set '{name}': model '{m}' is not in models.inputs (known: {', '.join(sorted(known))});"
+                " add a line `{m}: [counts|pairs ...]` there"
+            )
+    return ms
+
+
+def embedding_of(name, model):
+    if model == "claire":
+        return f"{OUT}/{name}/08_claire_embedding.arrow"
+    return f"{OUT}/{name}/12_{model}_embedding.arrow"
+
+
+def model_inputs(name, model):
+    """The input files of a model's cellweave-train call, by flag (cells = the positional)."""
+    where = {"counts": f"{OUT}/{name}/02_filtered.arrow", "pairs": f"{OUT}/{name}/05_pairs.arrow"}
+    files = {"cells": f"{OUT}/{name}/04_hvg.arrow"}
+    for kind in config["models"]["inputs"][model]:
+        files[kind] = where[kind]
+    return files
+
+
+def model_args(name, model):
+    t = config["train"]
+    return " ".join(
+        x
+        for x in [
+            flags(("device", t["device"]), ("seed", t["seed"])),
+            config["models"]["extra"],
+            ds(name)["model_args"].get(model, ""),
+        ]
+        if x
+    )
+
+
+def benchmarks_of(name, model):
+    """The Snakemake benchmark files of the jobs that make a model's embedding."""
+    b = f"{OUT}/{name}/benchmarks"
+    if model != "claire":
+        inputs = config["models"]["inputs"][model]
+        pairs = pair_benchmarks(name) if "pairs" in inputs else []
+        return pairs + [f"{b}/12_train_{model}.tsv"]
+    return pair_benchmarks(name) + [f"{b}/06_train_stage1.tsv", f"{b}/07_refine.tsv", f"{b}/08_train_stage2.tsv"]
+
+
+def pair_benchmarks(name):
+    b = f"{OUT}/{name}/benchmarks"
+    if is_scattered(name):
+        return [f"{b}/05_pairs_{s}.tsv" for s in shards_of(name)] + [f"{b}/05_pairs_knn.tsv", f"{b}/05_pairs_merge.tsv"]
+    return [f"{b}/05_pairs.tsv"]
+
+
 def targets_of(name):
     base = f"{OUT}/{name}"
     t = [f"{base}/integrated.h5ad", f"{base}/umap.png"]
     if label_key(name):
         t.append(f"{base}/scores.tsv")
+        t += [f"{base}/benchmark.tsv", f"{base}/benchmark.png"]
     if ds(name)["impute"]:
         t.append(f"{base}/10_imputed.arrow")
     return t
@@ -188,6 +247,9 @@ def intermediates_of(name):
     for prefix in ["06_stage1", "08_claire"]:
         files += [f"{prefix}_model", f"{prefix}_embedding.arrow", f"{prefix}_log.arrow"]
     files += ["07_refined_pairs.arrow", "09_umap.arrow"]
+    for m in models_of(name):
+        if m != "claire":
+            files += [f"12_{m}_model", f"12_{m}_embedding.arrow", f"12_{m}_log.arrow"]
     if ds(name)["impute"]:
         files += ["10_impute_model", "10_impute_log.arrow"]
     return [f"{base}/{f}" for f in files]

@@ -34,6 +34,7 @@ rule export:
         hvg=f"{OUT}/{{name}}/04_hvg_genes.arrow",
         claire=f"{OUT}/{{name}}/08_claire_embedding.arrow",
         umap=f"{OUT}/{{name}}/09_umap.arrow",
+        others=lambda w: [embedding_of(w.name, m) for m in models_of(w.name) if m != "claire"],
     output:
         f"{OUT}/{{name}}/integrated.h5ad",
     log:
@@ -42,6 +43,7 @@ rule export:
         f"{OUT}/{{name}}/benchmarks/10_export.tsv"
     params:
         tool=tool("export"),
+        others=lambda w, input: " ".join(f"--embedding {shlex.quote(p)}" for p in input.others),
     threads: 1
     resources:
         mem_mb=mem("default"),
@@ -49,7 +51,7 @@ rule export:
         CONDA_ENV
     shell:
         "{params.tool} {input.cells:q} --counts {input.counts:q} --hvg {input.hvg:q}"
-        " --embedding {input.claire:q} --embedding {input.umap:q}"
+        " --embedding {input.claire:q} --embedding {input.umap:q} {params.others}"
         " -o {output:q} > {log:q} 2>&1"
 
 

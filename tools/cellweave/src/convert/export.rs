@@ -99,8 +99,19 @@ fn aligned_counts(cell_ids: &[String], gene_ids: &[String], counts_path: &Path) 
             raw.values.as_str()
         );
     }
-    let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", counts_path)?;
-    let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", counts_path)?;
+    align_to(&raw, cell_ids, gene_ids, counts_path)
+}
+
+/// The matrix of `raw` (read from `path`) with the rows of `cell_ids` and the columns of
+/// `gene_ids` in that order, matched by id; an error naming the first id `raw` lacks.
+pub fn align_to(
+    raw: &CellsTable,
+    cell_ids: &[String],
+    gene_ids: &[String],
+    path: &Path,
+) -> Result<Csr> {
+    let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", path)?;
+    let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", path)?;
     Ok(raw.x.select_rows(&rows).select_cols(&cols))
 }
 

@@ -76,7 +76,8 @@ impl Bars {
                 .map(texts)
                 .unwrap_or_else(|| (1..=f.n_rows()).map(|i| format!("row {i}")).collect());
             for (name, col) in &f.columns {
-                if ["n_cells", "dim"].contains(&name.as_str()) {
+                // Table shape and the workflow benchmark's resource use are not metrics.
+                if ["n_cells", "dim", "wall_s", "max_rss_mb"].contains(&name.as_str()) {
                     continue;
                 }
                 if let Some(v) = numbers(col) {

@@ -12,6 +12,7 @@ pub mod input;
 pub mod png;
 pub mod scatter;
 pub mod style;
+pub mod summary;
 
 use crate::contract::Column;
 use crate::io::atomic;

@@ -1,0 +1,546 @@
+//! What `cellweave-train --model invae` and `cellweave-embed` (on an inVAE model) do.
+//!
+//! ```text
+//! MODEL_DIR/            assembled beside its place and renamed into it whole at the end
+//!   card.yaml            model card (model: invae, shape, covariates and their levels,
+//!                        genes, every resolved parameter, training summary)
+//!   model.safetensors    weights and batch-norm running statistics
+//!   state.safetensors    the same plus the Adam moments (what --resume continues)
+//!   state.json           progress (epochs done, log so far) and parameters
+//!   training_log.arrow   per-epoch loss, NB negative log-likelihood, KL estimate, beta
+//! ```
+
+use cellweave::contract::{
+    CellsTable, Column, Csr, EmbeddingTable, Frame, Step, TableKind, ValueKind,
+};
+use cellweave::io::{atomic, table};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::path::{Path, PathBuf};
+
+use super::net::{Net, Shape};
+use super::train::{self, Covariate, Data, Params, Trainer};
+use crate::command::{EmbedRun, TrainRun};
+use crate::engine::checkpoint;
+use crate::CandleExt;
+
+pub const CARD: &str = "card.yaml";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const TRAINING_LOG: &str = "training_log.arrow";
+pub const CARD_VERSION: u32 = 1;
+
+/// Default sizes and optimiser settings (the reference package's `FinVAE` defaults, and
+/// the method note's encoder of two hidden layers).
+pub const DEFAULT_LATENT_INV: usize = 9;
+pub const DEFAULT_LATENT_SPUR: usize = 1;
+pub const DEFAULT_LR: f64 = 1e-3;
+pub const DEFAULT_WEIGHT_DECAY: f64 = 1e-4;
+pub const DEFAULT_BATCH: usize = 256;
+pub const DEFAULT_DROPOUT: f32 = 0.1;
+
+/// inVAE's own flags of `cellweave-train`.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
+#[command(next_help_heading = "inVAE options (--model invae)")]
+pub struct InvaeArgs {
+    /// Covariates of the invariant prior p(z_inv | u_inv), comma-separated obs columns
+    /// (e.g. condition,cell_type) [default: none, N(0, 1)]
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    pub inv_covariates: Vec<String>,
+    /// Covariates of the spurious prior p(z_spur | u_spur), comma-separated obs columns
+    /// [default: the --batch-key column; "none": N(0, 1)]
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    pub spur_covariates: Option<Vec<String>>,
+    /// Dimensions of z_spur (z_inv has --latent, default 9) (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub latent_spur: Option<usize>,
+    /// Width of the hidden layers [default: 128] (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub hidden: Option<usize>,
+    /// Hidden layers of the encoder [default: 2; the reference package's default n_layers=2
+    /// gives 1]
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub encoder_layers: Option<usize>,
+    /// Weight of the prior / posterior terms of the ELBO (>= 0) [default: 1]
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long)]
+    pub beta: Option<f64>,
+    /// KL warm-up: beta rises linearly over the first N epochs [default: 0, none]
+    #[arg(long, value_name = "N")]
+    pub kl_warmup: Option<usize>,
+    /// Also write the posterior means of z_spur (the batch-like part) here
+    #[arg(long, value_name = "EMB")]
+    pub spur_embedding: Option<PathBuf>,
+}
+
+/// The model card.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    pub model: String,
+    pub card_version: u32,
+    pub cellweave_version: String,
+    pub shape: Shape,
+    pub inv_covariates: Vec<Covariate>,
+    pub spur_covariates: Vec<Covariate>,
+    /// The model reads raw counts.
+    pub values: ValueKind,
+    pub n_genes: usize,
+    pub gene_ids: Vec<String>,
+    pub gene_names: Vec<String>,
+    pub hyperparameters: Params,
+    pub training: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub cells: usize,
+    pub cells_fingerprint: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub steps: u64,
+    pub final_loss: f64,
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// Epochs when `--epochs` is not given: enough for about 3,000 steps, between 20 and 200
+/// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells).
+pub fn default_epochs(n_cells: usize, batch_size: usize) -> usize {
+    let steps = n_cells.div_ceil(batch_size.max(1)).max(1);
+    3000usize.div_ceil(steps).clamp(20, 200)
+}
+
+/// The raw counts of `cells` (its cells and genes, by id): `--counts`, or the table itself
+/// when it holds counts. Anything but non-negative integer counts is refused.
+pub fn counts_of(cells: &CellsTable, cells_path: &Path, counts: Option<&Path>) -> Result<Csr> {
+    let (x, path) = match counts {
+        Some(p) => {
+            let raw = table::read_cells(p)?;
+            if raw.values != ValueKind::Counts {
+                return Err(Error::new(format!(
+                    "holds '{}' values, not raw counts (give the counts, e.g. cellweave-filter's output)",
+                    raw.values.as_str()
+                ))
+                .file(p)
+                .field("values"));
+            }
+            let x = cellweave::convert::export::align_to(&raw, &cells.cell_ids, &cells.gene_ids, p)?;
+            (x, p)
+        }
+        None if cells.values == ValueKind::Counts => (cells.x.clone(), cells_path),
+        None => {
+            return Err(Error::new(format!(
+                "holds '{}' values; this model reads raw counts: give them with --counts FILTERED.arrow (cellweave-filter's output)",
+                cells.values.as_str()
+            ))
+            .file(cells_path)
+            .field("values"))
+        }
+    };
+    if let Some(v) = x.data.iter().find(|v| !(**v >= 0.0 && v.fract() == 0.0)) {
+        return Err(Error::new(format!(
+            "holds the value {v}, not a count (expected non-negative integers)"
+        ))
+        .file(path)
+        .field("values"));
+    }
+    Ok(x)
+}
+
+/// The covariates `names` of `cells` with their levels (from `known` at embedding time,
+/// else the table's own) and per-cell codes. A column missing at embedding time counts
+/// as unknown levels (zero one-hots) with a warning.
+fn covariates(
+    cells: &CellsTable,
+    names: &[String],
+    known: Option<&[Covariate]>,
+) -> Result<Vec<(Covariate, Vec<u32>)>> {
+    let mut out = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let col = match (cells.column(name), known) {
+            (Some(c), _) => c,
+            (None, Some(kn)) => {
+                info!(
+                    "warning: no column '{name}' in the cells: its one-hot is zero for every cell"
+                );
+                out.push((kn[k].clone(), vec![u32::MAX; cells.n_cells()]));
+                continue;
+            }
+            (None, None) => cells.require_column(name)?,
+        };
+        let cat = match col {
+            Column::Cat(c) => c,
+            other => other.to_categorical(),
+        };
+        let cov = match known {
+            Some(kn) => kn[k].clone(),
+            None => Covariate {
+                name: name.clone(),
+                levels: cat.categories.clone(),
+            },
+        };
+        let codes = Data::codes(&cat, &cov.levels);
+        out.push((cov, codes));
+    }
+    Ok(out)
+}
+
+/// Resolve the parameters from the options.
+pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Params {
+    let h = &i.hyper;
+    let batch_size = h.batch_size.unwrap_or(DEFAULT_BATCH);
+    let spur = match &a.spur_covariates {
+        None => vec![i.batch_key.clone()],
+        Some(v) if v.iter().all(|s| s == "none" || s.is_empty()) => Vec::new(),
+        Some(v) => v.clone(),
+    };
+    Params {
+        inv_covariates: a.inv_covariates.clone(),
+        spur_covariates: spur,
+        latent_inv: h.latent.unwrap_or(DEFAULT_LATENT_INV),
+        latent_spur: a.latent_spur.unwrap_or(DEFAULT_LATENT_SPUR),
+        hidden: a.hidden.unwrap_or(128),
+        encoder_layers: a.encoder_layers.unwrap_or(2),
+        dropout: h.dropout.unwrap_or(DEFAULT_DROPOUT),
+        beta: a.beta.unwrap_or(1.0),
+        kl_warmup: a.kl_warmup.unwrap_or(0),
+        epochs: h
+            .epochs
+            .unwrap_or_else(|| default_epochs(n_cells, batch_size)),
+        batch_size,
+        lr: h.lr.unwrap_or(DEFAULT_LR),
+        weight_decay: h.weight_decay.unwrap_or(DEFAULT_WEIGHT_DECAY),
+        seed: i.seed,
+    }
+}
+
+fn embedding_table(
+    cells: &CellsTable,
+    name: &str,
+    dim: usize,
+    data: Vec<f32>,
+    step: &Step,
+) -> EmbeddingTable {
+    let mut provenance = cells.provenance.clone();
+    provenance.push(step.clone());
+    EmbeddingTable {
+        name: name.into(),
+        cell_ids: cells.cell_ids.clone(),
+        obs: EmbeddingTable::obs_from_cells(cells),
+        dim,
+        data,
+        provenance,
+    }
+}
+
+fn log_frame(t: &Trainer, step: &Step) -> Frame {
+    let l = &t.progress.log;
+    let f64s = |f: fn(&train::LogRow) -> f64| Column::F64(l.iter().map(f).collect());
+    let mut f = Frame::new(TableKind::TrainingLog)
+        .with(
+            "epoch",
+            Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
+        )
+        .with(
+            "steps",
+            Column::U32(l.iter().map(|r| r.steps as u32).collect()),
+        )
+        .with("loss", f64s(|r| r.loss))
+        .with("nll", f64s(|r| r.recon))
+        .with("kl", f64s(|r| r.kl))
+        .with("beta", f64s(|r| r.beta))
+        .with("seconds", f64s(|r| r.seconds));
+    f.meta.insert("cellweave.model".into(), "invae".into());
+    f.meta.insert(
+        cellweave::contract::meta::FINGERPRINT.into(),
+        t.fingerprint.clone(),
+    );
+    f.provenance = vec![step.clone()];
+    f
+}
+
+fn write_yaml(path: &Path, card: &Card) -> Result<()> {
+    let text = serde_yaml::to_string(card)
+        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
+    atomic::write_file(path, |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// Train inVAE and write the model directory, the embedding(s) and the log.
+pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
+    if i.init.is_some() {
+        return Err(Error::new(
+            "--model invae does not continue another model directory; --resume continues an interrupted run",
+        )
+        .field("init"));
+    }
+    let mut inputs = vec![i.cells.as_path()];
+    inputs.extend(i.counts.as_deref());
+    for out in [
+        Some(&i.embedding),
+        i.log.as_ref(),
+        a.spur_embedding.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        atomic::check_not_input(out, &inputs)?;
+    }
+    let device = crate::device(&i.device)?;
+    let cells = table::read_cells(&i.cells)?;
+    if cells.n_genes() == 0 {
+        return Err(Error::new("no genes").file(&i.cells));
+    }
+    let counts = counts_of(&cells, &i.cells, i.counts.as_deref())?;
+    let p = params(i, a, cells.n_cells());
+    let data = Data {
+        counts,
+        inv: covariates(&cells, &p.inv_covariates, None)?,
+        spur: covariates(&cells, &p.spur_covariates, None)?,
+    };
+    for out in [Some(&i.model_dir), Some(&i.embedding), i.log.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        checkpoint::clean_stale(out)?;
+    }
+    let mut t = Trainer::new(
+        &data,
+        p.clone(),
+        cells.fingerprint(),
+        &i.model_dir,
+        i.resume,
+        device,
+    )?;
+    let level_text = |b: &[(Covariate, Vec<u32>)]| -> String {
+        if b.is_empty() {
+            "none, N(0,1)".into()
+        } else {
+            b.iter()
+                .map(|(c, _)| format!("{} ({} levels)", c.name, c.levels.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    info!(
+        "invae: {} cells x {} genes; z_inv {} (prior on {}), z_spur {} (prior on {}); epochs {}..{} of batch {}",
+        cells.n_cells(),
+        cells.n_genes(),
+        p.latent_inv,
+        level_text(&data.inv),
+        p.latent_spur,
+        level_text(&data.spur),
+        t.progress.epoch + 1,
+        t.progress.end_epoch,
+        p.batch_size
+    );
+    if !train::run(&mut t, i.checkpoint_every, i.stop_after)? {
+        bail!(
+            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
+            t.progress.epoch
+        );
+    }
+    let z = t.posterior_means()?;
+    let (zi, zs) = train::split(&z, p.latent_inv, p.latent_spur);
+    let card = Card {
+        model: "invae".into(),
+        card_version: CARD_VERSION,
+        cellweave_version: cellweave::VERSION.into(),
+        shape: t.net.shape.clone(),
+        inv_covariates: data.inv.iter().map(|(c, _)| c.clone()).collect(),
+        spur_covariates: data.spur.iter().map(|(c, _)| c.clone()).collect(),
+        values: ValueKind::Counts,
+        n_genes: cells.n_genes(),
+        gene_ids: cells.gene_ids.clone(),
+        gene_names: cells.gene_names.clone(),
+        hyperparameters: p.clone(),
+        training: Summary {
+            cells: cells.n_cells(),
+            cells_fingerprint: cells.fingerprint(),
+            seed: p.seed,
+            epochs: t.progress.epoch,
+            steps: t.progress.steps,
+            final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+            seconds: t.progress.seconds,
+            device: format!("{:?}", t.device.location()),
+        },
+    };
+    let staged = atomic::temp_sibling(&i.model_dir);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).at(&staged)?;
+    }
+    std::fs::create_dir_all(&staged).at(&i.model_dir)?;
+    let written = (|| -> Result<()> {
+        t.write_state(&staged)?;
+        crate::claire::model::save_tensors(&staged.join(WEIGHTS), &t.net.tensors().ce()?)?;
+        let log = log_frame(&t, step);
+        table::write_frame(&staged.join(TRAINING_LOG), &log)?;
+        write_yaml(&staged.join(CARD), &card)?;
+        table::write_embedding(
+            &i.embedding,
+            &embedding_table(&cells, "invae", p.latent_inv, zi, step),
+        )?;
+        if let Some(sp) = &a.spur_embedding {
+            table::write_embedding(
+                sp,
+                &embedding_table(&cells, "invae_spur", p.latent_spur, zs, step),
+            )?;
+        }
+        if let Some(l) = &i.log {
+            crate::engine::write_log(l, &log)?;
+        }
+        checkpoint::commit_dir(&staged, &i.model_dir)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
+    t.checkpoints().remove_all()?;
+    info!(
+        "invae: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
+        t.progress.epoch,
+        t.progress.steps,
+        card.training.final_loss,
+        t.progress.seconds,
+        i.model_dir.display()
+    );
+    Ok(())
+}
+
+/// Read an inVAE model card (`None` when the directory holds another model).
+pub fn read_card(dir: &Path) -> Result<Card> {
+    let p = dir.join(CARD);
+    if !p.exists() {
+        bail!(
+            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    let card: Card = serde_yaml::from_str(&text)
+        .map_err(|e| Error::new(format!("invalid inVAE model card ({e})")).file(&p))?;
+    if card.card_version > CARD_VERSION {
+        return Err(Error::new(format!(
+            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
+            card.card_version
+        ))
+        .file(&p)
+        .field("card_version"));
+    }
+    if card.gene_ids.len() != card.n_genes || card.shape.n_genes != card.n_genes {
+        return Err(Error::new("gene lists do not match n_genes")
+            .file(&p)
+            .field("gene_ids"));
+    }
+    Ok(card)
+}
+
+/// What `cellweave-embed` needs for an inVAE model.
+#[derive(Debug, Clone)]
+pub struct EmbedInputs {
+    /// Cells to map (their genes are matched to the model's by id, else by name).
+    pub cells: PathBuf,
+    /// Raw counts of those cells; `None`: `cells` holds counts.
+    pub counts: Option<PathBuf>,
+    pub model_dir: PathBuf,
+    pub output: PathBuf,
+    /// Also write z_spur here.
+    pub spur_output: Option<PathBuf>,
+    pub device: String,
+    pub max_missing: f64,
+}
+
+/// `cellweave-embed` on an inVAE model directory: CELLS holds the raw counts of the cells to
+/// map (e.g. cellweave-filter's output; the model's genes are picked by id).
+pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
+    embed_with(
+        &EmbedInputs {
+            cells: run.cells.clone(),
+            counts: None,
+            model_dir: run.model_dir.clone(),
+            output: run.output.clone(),
+            spur_output: None,
+            device: run.device.clone(),
+            max_missing: run.max_missing,
+        },
+        step,
+    )
+}
+
+/// Map new cells with a trained inVAE: posterior means of z_inv (and z_spur). Levels of a
+/// covariate the model has not seen get a zero one-hot.
+pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
+    let mut inputs = vec![o.cells.as_path()];
+    inputs.extend(o.counts.as_deref());
+    atomic::check_not_input(&o.output, &inputs)?;
+    let device = crate::device(&o.device)?;
+    let card = read_card(&o.model_dir)?;
+    let cells = table::read_cells(&o.cells)?;
+    let a = crate::claire::model::align_gene_lists(&card.gene_ids, &card.gene_names, &cells);
+    let frac = a.missing as f64 / card.n_genes.max(1) as f64;
+    if frac > o.max_missing {
+        return Err(Error::new(format!(
+            "{} of the model's {} genes are missing (more than {:.0}%; matched by {})",
+            a.missing,
+            card.n_genes,
+            o.max_missing * 100.0,
+            a.by
+        ))
+        .file(&o.cells)
+        .field("genes"));
+    }
+    let mut model_cells = cells.clone();
+    let cols: Vec<usize> = a.columns.iter().flatten().copied().collect();
+    model_cells = model_cells.select_genes(&cols);
+    let counts_sub = counts_of(&model_cells, &o.cells, o.counts.as_deref())?;
+    // Back onto the model's gene order, missing genes zero.
+    let x = place_columns(&counts_sub, &a.columns);
+    let names = |b: &[Covariate]| b.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let data = Data {
+        counts: x,
+        inv: covariates(
+            &cells,
+            &names(&card.inv_covariates),
+            Some(&card.inv_covariates),
+        )?,
+        spur: covariates(
+            &cells,
+            &names(&card.spur_covariates),
+            Some(&card.spur_covariates),
+        )?,
+    };
+    let wpath = o.model_dir.join(WEIGHTS);
+    let t = crate::claire::model::load_tensors(&wpath)?;
+    let net = Net::from_tensors(&card.shape, &t, &device)
+        .ce()
+        .at(&wpath)?;
+    let z = train::posterior_means(&net, &data, &device)?;
+    let (li, ls) = (card.shape.latent_inv, card.shape.latent_spur);
+    let (zi, zs) = train::split(&z, li, ls);
+    table::write_embedding(&o.output, &embedding_table(&cells, "invae", li, zi, step))?;
+    if let Some(sp) = &o.spur_output {
+        table::write_embedding(sp, &embedding_table(&cells, "invae_spur", ls, zs, step))?;
+    }
+    info!(
+        "embedded {} cells with {} into {}",
+        cells.n_cells(),
+        o.model_dir.display(),
+        o.output.display()
+    );
+    Ok(())
+}
+
+/// `x` (its columns = the found model genes, in model order) spread onto the model's
+/// gene list: column `m` of the result is the `k`-th found gene when `columns[m]` is the
+/// `k`-th `Some`; missing genes stay zero.
+fn place_columns(x: &Csr, columns: &[Option<usize>]) -> Csr {
+    let map: Vec<Option<u32>> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_some())
+        .map(|(m, _)| Some(m as u32))
+        .collect();
+    let mut out = Csr::empty(columns.len());
+    out.extend_remapped(x, &map);
+    out
+}

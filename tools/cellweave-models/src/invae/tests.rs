@@ -1,0 +1,339 @@
+use super::command::{self, InvaeArgs};
+use super::net::{self, Batch, Net, Noise, Shape};
+use super::train::{batch_bounds, Covariate, Data, Params, Trainer};
+use crate::command::{Hyper, TrainRun};
+use crate::rng::Rng;
+use candle_core::{Device, Tensor};
+use cellweave::contract::{Categorical, CellsTable, Column, Csr, Step, ValueKind};
+
+#[test]
+fn lgamma_matches_known_values() {
+    // Gamma(1) = Gamma(2) = 1, Gamma(0.5) = sqrt(pi), Gamma(10) = 9!.
+    let cases = [
+        (1.0, 0.0),
+        (2.0, 0.0),
+        (0.5, std::f64::consts::PI.sqrt().ln()),
+        (10.0, 362880f64.ln()),
+        (1e-3, 6.907_178_885_383_854),
+        (1234.5, 7_550.550_901_077_896),
+    ];
+    for (x, want) in cases {
+        let host = net::ln_gamma(x);
+        assert!(
+            (host - want).abs() < 1e-9 * want.abs().max(1.0),
+            "host {x}: {host} vs {want}"
+        );
+        let t = Tensor::new(&[x as f32], &Device::Cpu).unwrap();
+        let dev = net::lgamma(&t).unwrap().to_vec1::<f32>().unwrap()[0] as f64;
+        let tol = 2e-6 * want.abs().max(1.0) + 1e-5;
+        assert!((dev - want).abs() < tol, "tensor {x}: {dev} vs {want}");
+    }
+}
+
+#[test]
+fn lgamma_gradient_is_digamma() {
+    // d/dx lgamma(x) = digamma(x): digamma(1) = -gamma_e, digamma(0.5) = -gamma_e - 2 ln 2.
+    let ge = 0.577_215_664_901_532_9;
+    for (x, want) in [
+        (1.0f32, -ge),
+        (0.5, -ge - 2.0 * 2f64.ln()),
+        (7.0, 1.872_784_335_098_467),
+    ] {
+        let v = candle_core::Var::new(&[x], &Device::Cpu).unwrap();
+        let y = net::lgamma(v.as_tensor()).unwrap().sum_all().unwrap();
+        let g = y.backward().unwrap();
+        let d = g.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap()[0] as f64;
+        assert!(
+            (d - want).abs() < 1e-4,
+            "digamma({x}) = {d}, expected {want}"
+        );
+    }
+}
+
+#[test]
+fn last_batch_of_one_joins_the_previous() {
+    assert_eq!(batch_bounds(5, 2), vec![(0, 2), (2, 5)]);
+    assert_eq!(batch_bounds(4, 2), vec![(0, 2), (2, 4)]);
+    assert_eq!(batch_bounds(3, 8), vec![(0, 3)]);
+}
+
+/// Counts of 3 types x 2 batches over `g` genes (batch 1 scales a third of the genes).
+fn synth(n: usize, g: usize, seed: u64) -> (Csr, Vec<u32>, Vec<u32>) {
+    let mut r = Rng::new(seed);
+    let prog: Vec<Vec<f64>> = (0..3)
+        .map(|_| (0..g).map(|_| (r.f64() * 3.0).exp()).collect())
+        .collect();
+    let mut dense = vec![0f32; n * g];
+    let (mut types, mut batches) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let (t, b) = (i % 3, (i / 3) % 2);
+        types.push(t as u32);
+        batches.push(b as u32);
+        for j in 0..g {
+            let m = prog[t][j] * if b == 1 && j % 3 == 0 { 3.0 } else { 1.0 };
+            // Poisson by inversion (small means).
+            let (mut k, mut p, u) = (0u32, (-m).exp(), r.f64());
+            let mut c = p;
+            while u > c && k < 500 {
+                k += 1;
+                p *= m / k as f64;
+                c += p;
+            }
+            dense[i * g + j] = k as f32;
+        }
+    }
+    (Csr::from_dense(n, g, &dense), types, batches)
+}
+
+fn data(n: usize, g: usize) -> Data {
+    let (x, types, batches) = synth(n, g, 3);
+    Data {
+        counts: x,
+        inv: vec![(
+            Covariate {
+                name: "cell_type".into(),
+                levels: vec!["a".into(), "b".into(), "c".into()],
+            },
+            types,
+        )],
+        spur: vec![(
+            Covariate {
+                name: "batch".into(),
+                levels: vec!["b0".into(), "b1".into()],
+            },
+            batches,
+        )],
+    }
+}
+
+fn params(epochs: usize) -> Params {
+    Params {
+        inv_covariates: vec!["cell_type".into()],
+        spur_covariates: vec!["batch".into()],
+        latent_inv: 4,
+        latent_spur: 2,
+        hidden: 16,
+        encoder_layers: 2,
+        dropout: 0.1,
+        beta: 1.0,
+        kl_warmup: 2,
+        epochs,
+        batch_size: 32,
+        lr: 1e-2,
+        weight_decay: 1e-4,
+        seed: 5,
+    }
+}
+
+fn weights(t: &Trainer) -> Vec<f32> {
+    let mut names: Vec<_> = t.net.params.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    let all = t.net.tensors().unwrap();
+    names
+        .iter()
+        .flat_map(|n| all[n].flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn training_lowers_the_loss_and_is_deterministic() {
+    let d = data(150, 24);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |e| {
+        let mut t = Trainer::new(
+            &d,
+            params(e),
+            "fp".into(),
+            &dir.path().join("m"),
+            false,
+            Device::Cpu,
+        )
+        .unwrap();
+        super::train::run(&mut t, 0, None).unwrap();
+        let log: Vec<f64> = t.progress.log.iter().map(|r| r.loss).collect();
+        (log, weights(&t), t.posterior_means().unwrap())
+    };
+    let (log, w, z) = run(12);
+    assert!(log.iter().all(|l| l.is_finite()));
+    assert!(
+        log[11] < log[0] * 0.8,
+        "loss did not fall enough: {:?}",
+        log
+    );
+    let (log2, w2, z2) = run(12);
+    assert_eq!(log, log2);
+    assert_eq!(w, w2);
+    assert_eq!(z, z2);
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted() {
+    let d = data(100, 16);
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    let full = {
+        let mut t = Trainer::new(&d, params(6), "fp".into(), &m, false, Device::Cpu).unwrap();
+        super::train::run(&mut t, 0, None).unwrap();
+        weights(&t)
+    };
+    {
+        let mut t = Trainer::new(&d, params(6), "fp".into(), &m, false, Device::Cpu).unwrap();
+        let complete = super::train::run(&mut t, 2, Some(4)).unwrap();
+        assert!(!complete);
+    }
+    let mut t = Trainer::new(&d, params(6), "fp".into(), &m, true, Device::Cpu).unwrap();
+    assert_eq!(t.progress.epoch, 4);
+    super::train::run(&mut t, 2, None).unwrap();
+    assert_eq!(weights(&t), full);
+    // Other parameters cannot resume that checkpoint.
+    {
+        let mut t = Trainer::new(&d, params(6), "fp".into(), &m, false, Device::Cpu).unwrap();
+        super::train::run(&mut t, 2, Some(4)).unwrap();
+    }
+    let mut other = params(6);
+    other.lr = 0.5;
+    let e = Trainer::new(&d, other, "fp".into(), &m, true, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("other parameters") && !e.contains('\n'), "{e}");
+}
+
+#[test]
+fn prior_without_covariates_is_standard_normal() {
+    // With no covariates and no dropout, beta = 1 and eps = 0: the KL part is the closed
+    // form of one sample at the mean, log N(g | 0, 1) - log N(g | g, v).
+    let shape = Shape {
+        n_genes: 6,
+        inv_dim: 0,
+        spur_dim: 0,
+        latent_inv: 2,
+        latent_spur: 1,
+        hidden: 8,
+        encoder_layers: 1,
+        dropout: 0.0,
+    };
+    let dev = Device::Cpu;
+    let net = Net::init(&shape, &mut Rng::new(1), &dev).unwrap();
+    let x: Vec<f32> = (0..24).map(|i| (i % 5) as f32).collect();
+    let b = Batch::new(x, 4, 6, None, None, &dev).unwrap();
+    let noise = Noise {
+        masks: None,
+        eps: Tensor::zeros((4, 3), candle_core::DType::F32, &dev).unwrap(),
+    };
+    let with = net.loss(&b, &noise, 1.0).unwrap();
+    let without = net.loss(&b, &noise, 0.0).unwrap();
+    let kl = with.loss.to_scalar::<f32>().unwrap() - without.loss.to_scalar::<f32>().unwrap();
+    assert!((kl - with.kl.to_scalar::<f32>().unwrap()).abs() < 1e-3);
+    assert!(kl.is_finite());
+}
+
+fn cells_table(n: usize, g: usize, values: ValueKind) -> CellsTable {
+    let (x, types, batches) = synth(n, g, 9);
+    let names = |codes: &[u32], p: &str| -> Categorical {
+        let s: Vec<String> = codes.iter().map(|c| format!("{p}{c}")).collect();
+        Categorical::from_strings(&s)
+    };
+    CellsTable {
+        cell_ids: (0..n).map(|i| format!("c{i}")).collect(),
+        batch: names(&batches, "b"),
+        obs: vec![("condition".into(), Column::Cat(names(&types, "t")))],
+        gene_ids: (0..g).map(|j| format!("G{j}")).collect(),
+        gene_names: (0..g).map(|j| format!("g{j}")).collect(),
+        x,
+        values,
+        provenance: Vec::new(),
+    }
+}
+
+fn inputs(
+    dir: &std::path::Path,
+    cells: &std::path::Path,
+    counts: Option<&std::path::Path>,
+) -> TrainRun {
+    TrainRun {
+        cells: cells.into(),
+        pairs: None,
+        counts: counts.map(|p| p.into()),
+        model_dir: dir.join("model"),
+        embedding: dir.join("emb.arrow"),
+        log: None,
+        device: "cpu".into(),
+        seed: 1,
+        init: None,
+        resume: false,
+        checkpoint_every: 0,
+        labels: "cell_type".into(),
+        batch_key: "batch".into(),
+        stop_after: None,
+        hyper: Hyper {
+            epochs: Some(3),
+            batch_size: Some(32),
+            latent: Some(3),
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn command_trains_embeds_and_refuses_non_counts() {
+    use cellweave::io::table::{read_embedding, write_cells};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let counts = cells_table(90, 12, ValueKind::Counts);
+    let mut lognorm = counts.clone();
+    lognorm.values = ValueKind::Log1p;
+    for v in &mut lognorm.x.data {
+        *v = v.ln_1p();
+    }
+    write_cells(&d.join("counts.arrow"), &counts).unwrap();
+    write_cells(&d.join("log.arrow"), &lognorm).unwrap();
+    let step = Step::new("test", &serde_json::json!({}));
+    let args = InvaeArgs {
+        inv_covariates: vec!["condition".into()],
+        spur_embedding: Some(d.join("spur.arrow")),
+        ..Default::default()
+    };
+    // Log values alone are refused; log values with --counts train.
+    let e = command::train(&inputs(d, &d.join("log.arrow"), None), &args, &step)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--counts") && !e.contains('\n'), "{e}");
+    let e = command::train(
+        &inputs(d, &d.join("log.arrow"), Some(&d.join("log.arrow"))),
+        &args,
+        &step,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not raw counts") && !e.contains('\n'), "{e}");
+    let i = inputs(d, &d.join("log.arrow"), Some(&d.join("counts.arrow")));
+    command::train(&i, &args, &step).unwrap();
+    let emb = read_embedding(&d.join("emb.arrow")).unwrap();
+    assert_eq!(
+        (emb.dim, emb.n_cells(), emb.name.as_str()),
+        (3, 90, "invae")
+    );
+    let spur = read_embedding(&d.join("spur.arrow")).unwrap();
+    assert_eq!(spur.dim, 1);
+    let card = command::read_card(&i.model_dir).unwrap();
+    assert_eq!(card.model, "invae");
+    assert_eq!(
+        card.hyperparameters.spur_covariates,
+        vec!["batch".to_string()]
+    );
+    assert_eq!(card.inv_covariates[0].levels.len(), 3);
+    // Embedding the training cells again gives train's embedding.
+    let o = command::EmbedInputs {
+        cells: d.join("counts.arrow"),
+        counts: None,
+        model_dir: i.model_dir.clone(),
+        output: d.join("again.arrow"),
+        spur_output: None,
+        device: "cpu".into(),
+        max_missing: 0.1,
+    };
+    command::embed_with(&o, &step).unwrap();
+    let again = read_embedding(&d.join("again.arrow")).unwrap();
+    assert_eq!(again.data, emb.data);
+}

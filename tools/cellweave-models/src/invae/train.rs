@@ -1,0 +1,487 @@
+//! inVAE training on the engine: the data (counts and covariate codes), the epochs of
+//! minibatch steps, checkpoints that resume bit for bit, and the embeddings.
+//!
+//! Randomness: the initial weights come from `Rng::derive(seed, [INIT])`; epoch `e` shuffles
+//! the cells with `Rng::derive(seed, [e, SHUFFLE])` and draws its dropout masks and
+//! reparameterisation noise from `Rng::derive(seed, [e, NOISE])`. Checkpoints are taken
+//! between epochs, so the random state to restore is the epoch counter.
+
+use candle_core::Device;
+use cellweave::contract::{Categorical, Csr};
+use cellweave::{bail, Error, Result, ResultExt};
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::net::{Batch, Net, Noise, Shape};
+use crate::engine::checkpoint::Checkpoints;
+use crate::engine::{EpochRecord, Trainable};
+use crate::optim::{Adam, AdamConfig, WeightDecay};
+use crate::rng::Rng;
+use crate::CandleExt;
+
+const STREAM_INIT: u64 = u64::MAX;
+const STREAM_SHUFFLE: u64 = 1;
+const STREAM_NOISE: u64 = 2;
+
+/// Everything that decides the result of a training run (recorded in the model card).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Params {
+    pub inv_covariates: Vec<String>,
+    pub spur_covariates: Vec<String>,
+    pub latent_inv: usize,
+    pub latent_spur: usize,
+    pub hidden: usize,
+    pub encoder_layers: usize,
+    pub dropout: f32,
+    /// Weight of the prior and posterior terms.
+    pub beta: f64,
+    /// Epochs over which beta rises linearly from `beta / warmup` to `beta` (0: none).
+    pub kl_warmup: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+}
+
+impl Params {
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            decay: WeightDecay::L2,
+            ..Default::default()
+        }
+    }
+    /// beta for global epoch `e` (0-based).
+    pub fn beta_at(&self, e: usize) -> f64 {
+        if self.kl_warmup == 0 {
+            self.beta
+        } else {
+            self.beta * ((e + 1) as f64 / self.kl_warmup as f64).min(1.0)
+        }
+    }
+}
+
+/// One covariate: its name and levels (the one-hot columns, in order).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Covariate {
+    pub name: String,
+    pub levels: Vec<String>,
+}
+
+/// The training data: counts of the model's genes and the covariates' codes per cell
+/// (`u32::MAX`: a level the model does not know, all-zero one-hot).
+pub struct Data {
+    pub counts: Csr,
+    pub inv: Vec<(Covariate, Vec<u32>)>,
+    pub spur: Vec<(Covariate, Vec<u32>)>,
+}
+
+impl Data {
+    pub fn n_cells(&self) -> usize {
+        self.counts.n_rows()
+    }
+    pub fn inv_dim(&self) -> usize {
+        self.inv.iter().map(|(c, _)| c.levels.len()).sum()
+    }
+    pub fn spur_dim(&self) -> usize {
+        self.spur.iter().map(|(c, _)| c.levels.len()).sum()
+    }
+
+    /// The covariate's codes against known `levels` (unknown values: `u32::MAX`).
+    pub fn codes(values: &Categorical, levels: &[String]) -> Vec<u32> {
+        let idx: HashMap<&str, u32> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i as u32))
+            .collect();
+        let map: Vec<u32> = values
+            .categories
+            .iter()
+            .map(|c| idx.get(c.as_str()).copied().unwrap_or(u32::MAX))
+            .collect();
+        values
+            .codes
+            .iter()
+            .map(|&c| map.get(c as usize).copied().unwrap_or(u32::MAX))
+            .collect()
+    }
+
+    fn onehots(block: &[(Covariate, Vec<u32>)], rows: &[usize]) -> Option<Vec<f32>> {
+        let width: usize = block.iter().map(|(c, _)| c.levels.len()).sum();
+        if width == 0 {
+            return None;
+        }
+        let mut out = vec![0f32; rows.len() * width];
+        for (k, &r) in rows.iter().enumerate() {
+            let mut off = 0;
+            for (c, codes) in block {
+                let code = codes[r];
+                if (code as usize) < c.levels.len() {
+                    out[k * width + off + code as usize] = 1.0;
+                }
+                off += c.levels.len();
+            }
+        }
+        Some(out)
+    }
+
+    /// The minibatch of `rows` on `dev`.
+    pub fn batch(&self, rows: &[usize], dev: &Device) -> Result<Batch> {
+        let g = self.counts.n_cols;
+        Batch::new(
+            self.counts.to_dense_rows(rows),
+            rows.len(),
+            g,
+            Self::onehots(&self.inv, rows),
+            Self::onehots(&self.spur, rows),
+            dev,
+        )
+        .ce()
+    }
+}
+
+/// Minibatches of an epoch over `n` cells: `batch_size` each, the last one partial (a
+/// last batch of one cell joins the one before: batch norm needs two).
+pub fn batch_bounds(n: usize, batch_size: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut s = 0;
+    while s < n {
+        let e = (s + batch_size).min(n);
+        out.push((s, e));
+        s = e;
+    }
+    if out.len() > 1 && out.last().map(|(s, e)| e - s) == Some(1) {
+        let (_, e) = out.pop().unwrap_or((0, 0));
+        if let Some(l) = out.last_mut() {
+            l.1 = e;
+        }
+    }
+    out
+}
+
+/// One row of the training log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogRow {
+    pub epoch: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub recon: f64,
+    pub kl: f64,
+    pub beta: f64,
+    pub seconds: f64,
+}
+
+/// Where a run stands (saved in `state.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub epoch: usize,
+    pub end_epoch: usize,
+    pub steps: u64,
+    pub seconds: f64,
+    pub log: Vec<LogRow>,
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StateFile {
+    pub cells_fingerprint: String,
+    pub params: Params,
+    pub progress: Progress,
+}
+
+pub const STATE: &str = "state.safetensors";
+pub const STATE_JSON: &str = "state.json";
+
+/// A training run.
+pub struct Trainer<'a> {
+    pub params: Params,
+    pub data: &'a Data,
+    pub net: Net,
+    opt: Adam,
+    pub progress: Progress,
+    pub fingerprint: String,
+    pub device: Device,
+    ckpt: Checkpoints,
+    // The epoch in progress.
+    order: Vec<usize>,
+    bounds: Vec<(usize, usize)>,
+    noise_rng: Rng,
+    beta: f64,
+    recon_sum: f64,
+    kl_sum: f64,
+    cells_seen: usize,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn shape(params: &Params, data: &Data) -> Shape {
+        Shape {
+            n_genes: data.counts.n_cols,
+            inv_dim: data.inv_dim(),
+            spur_dim: data.spur_dim(),
+            latent_inv: params.latent_inv,
+            latent_spur: params.latent_spur,
+            hidden: params.hidden,
+            encoder_layers: params.encoder_layers,
+            dropout: params.dropout,
+        }
+    }
+
+    /// A run on `data` writing checkpoints beside `dir`: new weights, or (with `resume`)
+    /// the newest checkpoint of `dir` when there is one.
+    pub fn new(
+        data: &'a Data,
+        params: Params,
+        fingerprint: String,
+        dir: &Path,
+        resume: bool,
+        device: Device,
+    ) -> Result<Self> {
+        if data.n_cells() < 2 {
+            bail!("{} cell(s): inVAE needs at least 2", data.n_cells());
+        }
+        let shape = Self::shape(&params, data);
+        let ckpt = Checkpoints::of(dir, "invae");
+        let opt_of = |net: &Net| Adam::new(net.vars(), params.adam()).ce();
+        if resume {
+            if let Some(from) = ckpt.latest()? {
+                let sj = from.join(STATE_JSON);
+                let text = std::fs::read_to_string(&sj).at(&sj)?;
+                let s: StateFile = serde_json::from_str(&text).at(&sj)?;
+                if s.cells_fingerprint != fingerprint {
+                    return Err(Error::new(
+                        "the checkpoint was trained on other cells: rerun without --resume",
+                    )
+                    .file(&sj));
+                }
+                if s.params != params {
+                    return Err(Error::new(
+                        "the checkpoint was written with other parameters: rerun with the same ones or without --resume",
+                    )
+                    .file(&sj));
+                }
+                let st = from.join(STATE);
+                let t = crate::claire::model::load_tensors(&st)?;
+                let net = Net::from_tensors(&shape, &t, &device).ce().at(&st)?;
+                let mut opt = opt_of(&net)?;
+                opt.load_state("adam.", &t).ce().at(&st)?;
+                cellweave::info!(
+                    "resuming after epoch {} of {}",
+                    s.progress.epoch,
+                    s.progress.end_epoch
+                );
+                return Ok(Self::assemble(
+                    data,
+                    params,
+                    net,
+                    opt,
+                    s.progress,
+                    fingerprint,
+                    device,
+                    ckpt,
+                ));
+            }
+            cellweave::info!("no checkpoint for {}: starting a new run", dir.display());
+        }
+        ckpt.remove_all()?;
+        let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+        let net = Net::init(&shape, &mut rng, &device).ce()?;
+        let opt = opt_of(&net)?;
+        let progress = Progress {
+            epoch: 0,
+            end_epoch: params.epochs,
+            steps: 0,
+            seconds: 0.0,
+            log: Vec::new(),
+        };
+        Ok(Self::assemble(
+            data,
+            params,
+            net,
+            opt,
+            progress,
+            fingerprint,
+            device,
+            ckpt,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        data: &'a Data,
+        params: Params,
+        net: Net,
+        opt: Adam,
+        progress: Progress,
+        fingerprint: String,
+        device: Device,
+        ckpt: Checkpoints,
+    ) -> Self {
+        Trainer {
+            params,
+            data,
+            net,
+            opt,
+            progress,
+            fingerprint,
+            device,
+            ckpt,
+            order: Vec::new(),
+            bounds: Vec::new(),
+            noise_rng: Rng::new(0),
+            beta: 0.0,
+            recon_sum: 0.0,
+            kl_sum: 0.0,
+            cells_seen: 0,
+        }
+    }
+
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.ckpt
+    }
+
+    /// The full training state (weights, running statistics, optimiser) and progress
+    /// into the folder `d`.
+    pub fn write_state(&self, d: &Path) -> Result<()> {
+        let mut t = self.net.tensors().ce()?;
+        t.extend(self.opt.state("adam.").ce()?);
+        crate::claire::model::save_tensors(&d.join(STATE), &t)?;
+        let s = StateFile {
+            cells_fingerprint: self.fingerprint.clone(),
+            params: self.params.clone(),
+            progress: self.progress.clone(),
+        };
+        let text = serde_json::to_string_pretty(&s)?;
+        cellweave::io::atomic::write_file(&d.join(STATE_JSON), |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// Posterior means of z for every cell (evaluation mode): cells x latent, row-major.
+    pub fn posterior_means(&self) -> Result<Vec<f32>> {
+        posterior_means(&self.net, self.data, &self.device)
+    }
+}
+
+/// Posterior means of z (evaluation mode) of every cell of `data`, in chunks.
+pub fn posterior_means(net: &Net, data: &Data, dev: &Device) -> Result<Vec<f32>> {
+    const CHUNK: usize = 1024;
+    let n = data.n_cells();
+    let mut out = Vec::with_capacity(n * net.shape.latent());
+    let mut s = 0;
+    while s < n {
+        let e = (s + CHUNK).min(n);
+        let rows: Vec<usize> = (s..e).collect();
+        let b = data.batch(&rows, dev)?;
+        let g = net.posterior_mean(&b).ce()?;
+        out.extend(
+            g.to_device(&Device::Cpu)
+                .ce()?
+                .flatten_all()
+                .ce()?
+                .to_vec1::<f32>()
+                .ce()?,
+        );
+        s = e;
+    }
+    Ok(out)
+}
+
+impl Trainable for Trainer<'_> {
+    fn start_epoch(&mut self, e: usize) -> Result<usize> {
+        self.order = (0..self.data.n_cells()).collect();
+        Rng::derive(self.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.noise_rng = Rng::derive(self.params.seed, &[e as u64, STREAM_NOISE]);
+        self.bounds = batch_bounds(self.order.len(), self.params.batch_size);
+        self.beta = self.params.beta_at(e);
+        self.recon_sum = 0.0;
+        self.kl_sum = 0.0;
+        self.cells_seen = 0;
+        Ok(self.bounds.len())
+    }
+
+    fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
+        let (a, b) = self.bounds[s];
+        let rows = &self.order[a..b];
+        let batch = self.data.batch(rows, &self.device)?;
+        let noise = Noise::draw(
+            &self.net.shape,
+            rows.len(),
+            &mut self.noise_rng,
+            &self.device,
+        )
+        .ce()?;
+        let l = self.net.loss(&batch, &noise, self.beta).ce()?;
+        let loss = l.loss.to_scalar::<f32>().ce()? as f64;
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at epoch {} step {}: lower --lr",
+                e + 1,
+                s + 1
+            );
+        }
+        self.opt.step(&l.loss.backward().ce()?).ce()?;
+        self.net.update_running(l.stats).ce()?;
+        let n = rows.len();
+        self.recon_sum += l.recon.to_scalar::<f32>().ce()? as f64 * n as f64;
+        self.kl_sum += l.kl.to_scalar::<f32>().ce()? as f64 * n as f64;
+        self.cells_seen += n;
+        Ok((loss, n))
+    }
+
+    fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
+        let n = self.cells_seen.max(1) as f64;
+        let p = &mut self.progress;
+        p.epoch = r.epoch;
+        p.steps += r.steps as u64;
+        p.seconds += r.seconds;
+        let row = LogRow {
+            epoch: r.epoch,
+            steps: r.steps,
+            loss: r.train_loss,
+            recon: self.recon_sum / n,
+            kl: self.kl_sum / n,
+            beta: self.beta,
+            seconds: r.seconds,
+        };
+        let line = format!(
+            "invae epoch {}/{}: loss {:.3} (nll {:.3}, kl {:.3}, beta {:.3}; {} steps, {:.2} s)",
+            r.epoch, p.end_epoch, row.loss, row.recon, row.kl, row.beta, r.steps, r.seconds
+        );
+        p.log.push(row);
+        Ok(Some(line))
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        self.ckpt.save(self.progress.epoch, |d| self.write_state(d))
+    }
+}
+
+/// Run the schedule of `t` (until `stop_after` global epochs, as if killed, when given);
+/// returns whether it is complete.
+pub fn run(t: &mut Trainer, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
+    let schedule = crate::engine::Schedule {
+        start: t.progress.epoch,
+        end: t.progress.end_epoch,
+        patience: 0,
+        checkpoint_every,
+        stop_after,
+        label: "invae",
+    };
+    Ok(crate::engine::fit(t, &schedule)?.complete)
+}
+
+/// The `[z_inv | z_spur]` split of posterior means (cells x latent): two row-major blocks.
+pub fn split(z: &[f32], latent_inv: usize, latent_spur: usize) -> (Vec<f32>, Vec<f32>) {
+    let d = latent_inv + latent_spur;
+    let mut a = Vec::with_capacity(z.len() / d.max(1) * latent_inv);
+    let mut b = Vec::with_capacity(z.len() / d.max(1) * latent_spur);
+    for row in z.chunks_exact(d.max(1)) {
+        a.extend_from_slice(&row[..latent_inv]);
+        b.extend_from_slice(&row[latent_inv..]);
+    }
+    (a, b)
+}

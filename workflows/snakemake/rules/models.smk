@@ -1,0 +1,89 @@
+# The models besides CLAIRE (one cellweave-train call each, inputs from the models.inputs
+# table) and the benchmark of every model of a data set: benchmark.tsv and benchmark.png.
+
+
+rule train_model:
+    message: "{wildcards.name}: train {wildcards.model}"
+    input:
+        unpack(lambda w: model_inputs(w.name, w.model)),
+    output:
+        model=directory(f"{OUT}/{{name}}/12_{{model}}_model"),
+        embedding=f"{OUT}/{{name}}/12_{{model}}_embedding.arrow",
+        history=f"{OUT}/{{name}}/12_{{model}}_log.arrow",
+    log:
+        f"{OUT}/{{name}}/logs/12_train_{{model}}.log",
+    benchmark:
+        f"{OUT}/{{name}}/benchmarks/12_train_{{model}}.tsv"
+    wildcard_constraints:
+        model=r"(?!claire_|claire$)[a-z][a-z0-9_]*",
+    params:
+        tool=tool("train"),
+        inputs=lambda w, input: " ".join(
+            f"--{k} {shlex.quote(str(v))}" for k, v in input.items() if k != "cells"
+        ),
+        args=lambda w: model_args(w.name, w.model),
+    threads: config["threads"]
+    resources:
+        mem_mb=mem("train"),
+        **gpu_resources(),
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.tool} {input.cells:q} --model {wildcards.model} {params.inputs} {params.args}"
+        " --threads {threads} --embedding {output.embedding:q} --log {output.history:q}"
+        " -o {output.model:q} > {log:q} 2>&1"
+
+
+rule benchmark:
+    message: "{wildcards.name}: benchmark of {params.n} model(s) against PCA"
+    input:
+        unintegrated=f"{OUT}/{{name}}/04_hvg.arrow",
+        embeddings=lambda w: [embedding_of(w.name, m) for m in models_of(w.name)],
+        times=lambda w: [b for m in models_of(w.name) for b in benchmarks_of(w.name, m)],
+    output:
+        scores=f"{OUT}/{{name}}/13_benchmark_scores.tsv",
+        table=f"{OUT}/{{name}}/benchmark.tsv",
+    log:
+        f"{OUT}/{{name}}/logs/13_benchmark.log",
+    benchmark:
+        f"{OUT}/{{name}}/benchmarks/13_benchmark.tsv"
+    wildcard_constraints:
+        name=names_where(lambda n: bool(label_key(n))),
+    params:
+        tool=tool("score"),
+        n=lambda w: len(models_of(w.name)),
+        label=lambda w: shlex.quote(label_key(w.name)),
+        args=extra("score"),
+        script=str(WORKFLOW_DIR.parent / "scripts" / "benchmark_table.py"),
+        models=lambda w: " ".join(
+            "--model " + " ".join(shlex.quote(x) for x in [m] + benchmarks_of(w.name, m)) for m in models_of(w.name)
+        ),
+    threads: config["threads"]
+    resources:
+        mem_mb=mem("score"),
+    conda:
+        CONDA_ENV
+    shell:
+        "({params.tool} {input.unintegrated:q} {input.embeddings:q} --unintegrated {input.unintegrated:q}"
+        " --label-key {params.label} {params.args} --threads {threads} -o {output.scores:q}"
+        " && python3 {params.script:q} {output.scores:q} {output.table:q} --baseline pca {params.models})"
+        " > {log:q} 2>&1"
+
+
+rule plot_benchmark:
+    message: "{wildcards.name}: benchmark figure"
+    input:
+        f"{OUT}/{{name}}/benchmark.tsv",
+    output:
+        f"{OUT}/{{name}}/benchmark.png",
+    log:
+        f"{OUT}/{{name}}/logs/14_plot_benchmark.log",
+    params:
+        tool=tool("plot"),
+    threads: 1
+    resources:
+        mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.tool} --scores {input:q} --title {wildcards.name:q} -o {output:q} > {log:q} 2>&1"
