@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod claire;
 pub mod engine;
 pub mod late;
+pub mod medl;
 pub mod rng;
 
 pub use engine::optim;
