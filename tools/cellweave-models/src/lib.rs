@@ -7,6 +7,7 @@
 pub mod kernels;
 
 pub mod claire;
+pub mod command;
 pub mod engine;
 pub mod late;
 pub mod medl;

@@ -32,7 +32,17 @@ const STREAM_AUGMENT: u64 = 3;
 
 /// Which encoder gives the output embedding and the saved model. (The refinement inside
 /// the one-call schedule always uses the query encoder, as CLAIRE.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedWith {
     /// The momentum encoder once it is mostly trained weights: when the share of the
