@@ -27,6 +27,8 @@ use candle_core::Device;
 pub enum ModelKind {
     /// CLAIRE: MoCo contrastive encoder on mixed-up inter-batch seed pairs
     Claire,
+    /// MEDL: fixed-effects (adversarial) and random-effects autoencoders; counterfactual cells
+    Medl,
 }
 
 impl ModelKind {
@@ -34,6 +36,7 @@ impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Claire => "claire",
+            ModelKind::Medl => "medl",
         }
     }
 }

@@ -6,6 +6,7 @@ use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self as claire, ClaireArgs};
 use cellweave_models::command::{Hyper, TrainRun};
+use cellweave_models::medl::command::{self as medl, MedlArgs};
 use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
@@ -72,6 +73,8 @@ struct Args {
     #[command(flatten)]
     claire: ClaireArgs,
     #[command(flatten)]
+    medl: MedlArgs,
+    #[command(flatten)]
     #[serde(skip)]
     common: Common,
 }
@@ -100,10 +103,12 @@ fn main() -> ExitCode {
         let mut outputs = Outputs::new(&run.inputs())?;
         outputs
             .file(&a.embedding, Kind::Table)?
-            .file_opt(a.log.as_deref(), Kind::TableOrTsv)?;
+            .file_opt(a.log.as_deref(), Kind::TableOrTsv)?
+            .file_opt(a.medl.re_embedding.as_deref(), Kind::Table)?;
         let step = Step::new("cellweave-train", &a);
         match a.model {
             ModelKind::Claire => claire::train(&run, &a.claire, &step)?,
+            ModelKind::Medl => medl::train(&run, &a.medl, &step)?,
         }
         outputs.commit()
     })

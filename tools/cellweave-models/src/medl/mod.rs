@@ -9,7 +9,9 @@
 //! - [`train`]: the per-minibatch steps and the engine's [`crate::engine::Trainable`].
 //! - [`fit`]: a whole run (resume, checkpoints, outputs).
 //! - [`model`]: the model directory, loading, FE/RE latents and reconstructions.
+//! - [`command`]: `cellweave-train --model medl` and `cellweave-embed` on a MEDL model.
 
+pub mod command;
 pub mod fit;
 pub mod layers;
 pub mod model;

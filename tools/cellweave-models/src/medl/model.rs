@@ -130,20 +130,7 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
     })
 }
 
-pub fn save_tensors(path: &Path, t: &HashMap<String, Tensor>) -> Result<()> {
-    cellweave::io::atomic::write_path(path, |tmp| {
-        candle_core::safetensors::save(t, tmp).ce().at(path)
-    })
-}
-
-pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.exists() {
-        return Err(Error::new("file not found").file(path));
-    }
-    candle_core::safetensors::load(path, &Device::Cpu)
-        .ce()
-        .at(path)
-}
+pub use crate::claire::model::{load_tensors, save_tensors};
 
 /// A model of `arch` with the weights of `path` (a `model.safetensors`).
 pub fn load_weights(arch: &Arch, path: &Path, dev: &Device) -> Result<Medl> {
