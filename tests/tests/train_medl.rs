@@ -35,16 +35,21 @@ fn simulate(dir: &Path, cells: &str, genes: &str, batches: &str) -> std::path::P
 }
 
 fn train(dir: &Path, cells: &Path, extra: &[&str]) {
+    let (m, fe, re) = (
+        dir.join("model"),
+        dir.join("fe.arrow"),
+        dir.join("re.arrow"),
+    );
     let mut args = vec![
         s(cells),
         "--model",
         "medl",
         "-o",
-        s(&dir.join("model")),
+        s(&m),
         "--embedding",
-        s(&dir.join("fe.arrow")),
+        s(&fe),
         "--re-embedding",
-        s(&dir.join("re.arrow")),
+        s(&re),
         "-q",
     ];
     args.extend(extra);
@@ -66,7 +71,7 @@ fn medl_train_embed_and_counterfactuals() {
     for k in [
         "lambda_rec: 1000",
         "re_rec: 110",
-        "kl_weight: 1.0e-5",
+        "kl_weight: 0.00001",
         "lr: 0.0001",
     ] {
         assert!(card.contains(k), "card lacks {k}");
@@ -157,11 +162,11 @@ fn medl_trains_on_150_batches() {
     let card = std::fs::read_to_string(d.join("model/card.yaml")).unwrap();
     assert!(card.contains("n_batches: 150"));
     assert_eq!(read_embedding(&d.join("re.arrow")).unwrap().n_cells(), 1500);
-    let out = d.join("cf.arrow");
+    let (out, m) = (d.join("cf.arrow"), d.join("model"));
     let args = [
         s(&cells),
         "--model",
-        s(&d.join("model")),
+        s(&m),
         "--as-batch",
         "b149",
         "-o",
