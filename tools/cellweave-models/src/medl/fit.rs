@@ -79,6 +79,7 @@ pub fn check_cells(cells: &CellsTable) -> Result<()> {
 
 /// The training state to start from: a checkpoint (or finished model directory) when
 /// resuming and there is one, else new weights.
+#[allow(clippy::too_many_arguments)]
 fn start(
     cells: &CellsTable,
     arch: &Arch,

@@ -217,10 +217,10 @@ impl Minibatch {
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(candle_core::DType::F64)
+    t.to_dtype(candle_core::DType::F64)
         .ce()?
         .to_scalar::<f64>()
-        .ce()?)
+        .ce()
 }
 
 /// One training step on a minibatch: the adversary step, the FE autoencoder step, the RE
@@ -279,6 +279,9 @@ pub fn batching(n: usize, batch_size: usize) -> (usize, usize) {
     (n / b.max(1), b)
 }
 
+/// Writes a checkpoint's files of a run into a folder.
+pub type SaveFn = dyn Fn(&Run, &std::path::Path) -> Result<()>;
+
 /// The state of a run the engine trains.
 pub struct Run<'a> {
     pub model: Medl,
@@ -292,7 +295,7 @@ pub struct Run<'a> {
     /// Where checkpoints go (`None`: never).
     pub ckpt: Option<Checkpoints>,
     /// Writes a checkpoint's files into a folder.
-    pub save: Option<&'a dyn Fn(&Run, &std::path::Path) -> Result<()>>,
+    pub save: Option<&'a SaveFn>,
     order: Vec<usize>,
     size: usize,
     rng_noise: Rng,
