@@ -11,6 +11,7 @@ pub mod command;
 pub mod engine;
 pub mod invae;
 pub mod late;
+pub mod medl;
 pub mod rng;
 
 pub use engine::optim;
@@ -29,6 +30,8 @@ pub enum ModelKind {
     Claire,
     /// inVAE: VAE on raw counts with invariant (biological) and spurious (batch) latents
     Invae,
+    /// MEDL: fixed-effects (adversarial) and random-effects autoencoders; counterfactual cells
+    Medl,
 }
 
 impl ModelKind {
@@ -37,6 +40,7 @@ impl ModelKind {
         match self {
             ModelKind::Claire => "claire",
             ModelKind::Invae => "invae",
+            ModelKind::Medl => "medl",
         }
     }
 }

@@ -7,6 +7,7 @@ use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command as claire;
 use cellweave_models::command::{model_kind, EmbedRun};
 use cellweave_models::invae::command as invae;
+use cellweave_models::medl::command::{self as medl, MedlEmbedArgs};
 use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
@@ -35,6 +36,8 @@ struct Args {
     #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.5, value_name = "FRACTION")]
     max_missing: f64,
     #[command(flatten)]
+    medl: MedlEmbedArgs,
+    #[command(flatten)]
     #[serde(skip)]
     common: Common,
 }
@@ -54,8 +57,15 @@ fn main() -> ExitCode {
         };
         let step = Step::new("cellweave-embed", &a);
         match model_kind(&a.model)? {
-            ModelKind::Claire => claire::embed(&run, &step)?,
-            ModelKind::Invae => invae::embed(&run, &step)?,
+            ModelKind::Claire => {
+                a.medl.check_unused("claire")?;
+                claire::embed(&run, &step)?
+            }
+            ModelKind::Medl => medl::embed(&run, &a.medl, &step)?,
+            ModelKind::Invae => {
+                a.medl.check_unused("invae")?;
+                invae::embed(&run, &step)?
+            }
         }
         outputs.commit()
     })

@@ -7,6 +7,7 @@ use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self as claire, ClaireArgs};
 use cellweave_models::command::{Hyper, TrainRun};
 use cellweave_models::invae::command::{self as invae, InvaeArgs};
+use cellweave_models::medl::command::{self as medl, MedlArgs};
 use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
@@ -75,6 +76,8 @@ struct Args {
     #[command(flatten)]
     invae: InvaeArgs,
     #[command(flatten)]
+    medl: MedlArgs,
+    #[command(flatten)]
     #[serde(skip)]
     common: Common,
 }
@@ -103,11 +106,13 @@ fn main() -> ExitCode {
         let mut outputs = Outputs::new(&run.inputs())?;
         outputs
             .file(&a.embedding, Kind::Table)?
-            .file_opt(a.log.as_deref(), Kind::TableOrTsv)?;
+            .file_opt(a.log.as_deref(), Kind::TableOrTsv)?
+            .file_opt(a.medl.re_embedding.as_deref(), Kind::Table)?;
         let step = Step::new("cellweave-train", &a);
         match a.model {
             ModelKind::Claire => claire::train(&run, &a.claire, &step)?,
             ModelKind::Invae => invae::train(&run, &a.invae, &step)?,
+            ModelKind::Medl => medl::train(&run, &a.medl, &step)?,
         }
         outputs.commit()
     })

@@ -5,6 +5,7 @@ use cellweave::io::{atomic, table};
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::Path;
 
+use super::augment::Augment;
 use super::moco::MocoParams;
 use super::model;
 use super::train::{EmbedWith, Start, TrainParams, Trainer};
@@ -58,6 +59,11 @@ pub struct ClaireArgs {
     /// refinement inside this call always uses the query encoder
     #[arg(long, value_enum, default_value_t = EmbedWith::default())]
     pub embed_with: EmbedWith,
+    /// Augment the views with batch-styles standardization: bss standardizes each view to
+    /// one batch's per-gene mean and sd (blended by U(0, 1)), bss-rank (label-free) mixes
+    /// each cell's sorted values with an anchor cell's, keeping its gene ranks
+    #[arg(long, value_enum, default_value_t = Augment::default())]
+    pub augment: Augment,
 }
 
 impl ClaireArgs {
@@ -84,6 +90,7 @@ impl ClaireArgs {
                 dropout: hyper.dropout.unwrap_or(d.moco.dropout),
             },
             embed_with: self.embed_with,
+            augment: self.augment,
             seed,
             ..d
         }

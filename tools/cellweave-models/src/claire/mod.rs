@@ -6,9 +6,11 @@
 //! - [`moco`]: momentum key encoder, queue and the symmetric InfoNCE step (candle ops).
 //! - [`cpu_step`]: the same step on the CPU over raw buffers (the fast path).
 //! - [`views`]: positive views by mix-up.
+//! - [`augment`]: batch-styles standardization of the views (`--augment`).
 //! - [`train`]: the schedule, checkpoints and the model directory outputs.
 //! - [`model`]: the model directory format and applying a saved model.
 
+pub mod augment;
 pub mod command;
 pub mod cpu_step;
 pub mod encoder;

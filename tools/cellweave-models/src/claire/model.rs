@@ -279,22 +279,42 @@ pub fn prepare_cells(
     cells_path: &Path,
     max_missing: f64,
 ) -> Result<Csr> {
-    if cells.values != card.values {
+    prepare_cells_for(
+        &card.gene_ids,
+        &card.gene_names,
+        card.values,
+        cells,
+        cells_path,
+        max_missing,
+    )
+}
+
+/// [`prepare_cells`] for any model: its genes (ids, names) and the values it takes.
+pub fn prepare_cells_for(
+    gene_ids: &[String],
+    gene_names: &[String],
+    values: ValueKind,
+    cells: &CellsTable,
+    cells_path: &Path,
+    max_missing: f64,
+) -> Result<Csr> {
+    let n_genes = gene_ids.len();
+    if cells.values != values {
         return Err(Error::new(format!(
             "values are {} but the model was trained on {} values (run the same normalization first)",
             cells.values.as_str(),
-            card.values.as_str()
+            values.as_str()
         ))
         .file(cells_path)
         .field("values"));
     }
-    let a = align_genes(card, cells);
-    let frac = a.missing as f64 / card.n_genes.max(1) as f64;
+    let a = align_gene_lists(gene_ids, gene_names, cells);
+    let frac = a.missing as f64 / n_genes.max(1) as f64;
     if frac > max_missing {
         return Err(Error::new(format!(
             "{} of the model's {} genes are missing (more than {:.0}%; matched by {}); is this the same organism and gene annotation?",
             a.missing,
-            card.n_genes,
+            n_genes,
             max_missing * 100.0,
             a.by
         ))
@@ -305,7 +325,7 @@ pub fn prepare_cells(
         info!(
             "warning: {} of the model's {} genes are not in {} (set to 0; matched by {})",
             a.missing,
-            card.n_genes,
+            n_genes,
             cells_path.display(),
             a.by
         );

@@ -13,11 +13,12 @@ use cellweave::contract::{
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
+use super::augment::{augment, Augment};
 use super::cpu_step::Workspace;
 use super::encoder::{widths, Encoder};
 use super::moco::{Moco, MocoParams};
 use super::model::{self, Architecture, Card, TrainingSummary};
-use super::views::{batch_views, PairSets};
+use super::views::{batch_views_from, PairSets};
 use super::CandleExt;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
@@ -27,6 +28,7 @@ use crate::rng::Rng;
 const STREAM_INIT: u64 = u64::MAX;
 const STREAM_VIEWS: u64 = 1;
 const STREAM_DROPOUT: u64 = 2;
+const STREAM_AUGMENT: u64 = 3;
 
 /// Which encoder gives the output embedding and the saved model. (The refinement inside
 /// the one-call schedule always uses the query encoder, as CLAIRE.)
@@ -103,6 +105,9 @@ pub struct TrainParams {
     /// Encoder of the embedding (and of the saved weights).
     #[serde(default)]
     pub embed_with: EmbedWith,
+    /// Augmentation of the views (batch-styles standardization).
+    #[serde(default)]
+    pub augment: Augment,
     pub seed: u64,
 }
 
@@ -124,6 +129,7 @@ impl Default for TrainParams {
             latent: 128,
             moco: MocoParams::default(),
             embed_with: EmbedWith::default(),
+            augment: Augment::None,
             seed: 0,
         }
     }
@@ -608,7 +614,9 @@ impl<'a> Trainer<'a> {
             batch: 0,
             rng_views: Rng::derive(0, &[]),
             rng_drop: Rng::derive(0, &[]),
+            rng_aug: Rng::derive(0, &[]),
             buf: Vec::new(),
+            sources: Vec::new(),
         };
         Ok(engine::fit(&mut run, &schedule)?.complete)
     }
@@ -759,8 +767,11 @@ struct Epochs<'r, 'f, 't, 'a> {
     batch: usize,
     rng_views: Rng,
     rng_drop: Rng,
+    rng_aug: Rng,
     /// The two views of the current step's anchors (`2 * batch` rows).
     buf: Vec<f32>,
+    /// The cell each row of `buf` comes from (its batch, for the augmentation).
+    sources: Vec<u32>,
 }
 
 impl Trainable for Epochs<'_, '_, '_, '_> {
@@ -778,20 +789,28 @@ impl Trainable for Epochs<'_, '_, '_, '_> {
         self.batch = b;
         self.rng_views = Rng::derive(self.t.params.seed, &[e as u64, STREAM_VIEWS]);
         self.rng_drop = Rng::derive(self.t.params.seed, &[e as u64, STREAM_DROPOUT]);
+        self.rng_aug = Rng::derive(self.t.params.seed, &[e as u64, STREAM_AUGMENT]);
         self.rng_views.shuffle(&mut self.anchors);
         Ok(spe)
     }
 
     fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
         let (t, b) = (&mut *self.t, self.batch);
-        batch_views(
+        batch_views_from(
             &t.cells.x,
             &t.sets,
             &self.anchors[s * b..(s + 1) * b],
             t.params.alpha,
             &mut self.rng_views,
             &mut self.buf,
+            &mut self.sources,
         );
+        if t.params.augment != Augment::None {
+            let codes = &t.cells.batch.codes;
+            let rows: Vec<u32> = self.sources.iter().map(|&c| codes[c as usize]).collect();
+            let g = t.cells.n_genes();
+            augment(t.params.augment, &mut self.buf, g, &rows, &mut self.rng_aug);
+        }
         let loss = if t.device.is_cpu() {
             t.moco
                 .step_cpu(&self.buf, 2 * b, &mut self.rng_drop, &mut t.ws)

@@ -120,14 +120,32 @@ pub fn batch_views(
     rng: &mut Rng,
     out: &mut Vec<f32>,
 ) {
+    batch_views_from(x, sets, anchors, alpha, rng, out, &mut Vec::new());
+}
+
+/// [`batch_views`], also giving the cell each row mainly comes from (`sources[r]`: the
+/// mix's first cell, of the same batch as its second): the batch of every row.
+pub fn batch_views_from(
+    x: &Csr,
+    sets: &PairSets,
+    anchors: &[u32],
+    alpha: f32,
+    rng: &mut Rng,
+    out: &mut Vec<f32>,
+    sources: &mut Vec<u32>,
+) {
     let b = anchors.len();
     let g = x.n_cols;
     out.clear();
     out.resize(2 * b * g, 0.0);
+    sources.clear();
+    sources.resize(2 * b, 0);
     for (r, &i) in anchors.iter().enumerate() {
         let (v1, v2) = draw_views(sets, i, alpha, rng);
         mix_into(x, v1, &mut out[r * g..(r + 1) * g]);
         mix_into(x, v2, &mut out[(b + r) * g..(b + r + 1) * g]);
+        sources[r] = v1.a;
+        sources[b + r] = v2.a;
     }
 }
 

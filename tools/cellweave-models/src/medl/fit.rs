@@ -1,0 +1,327 @@
+//! A whole MEDL training run: inputs checked, a new or resumed training state, the
+//! engine's epochs with checkpoints, and the outputs (the model directory, put in place in
+//! one step after the FE and RE embeddings and the log are written).
+
+use candle_core::Device;
+use cellweave::contract::{Categorical, CellsTable, EmbeddingTable, Step, ValueKind};
+use cellweave::io::{atomic, table};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::path::{Path, PathBuf};
+
+use super::model::{self, Card, StateFile, Summary};
+use super::net::{Arch, Medl};
+use super::scaling::Scaling;
+use super::train::{self, log_frame, MedlParams, Optimisers, Progress, Run};
+use crate::engine::checkpoint::{self, Checkpoints};
+use crate::engine::{self, Schedule};
+use crate::CandleExt;
+
+/// The files one run writes.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub model_dir: PathBuf,
+    /// The FE latent (the integrated embedding).
+    pub embedding: PathBuf,
+    /// The RE latent (batch-specific), if asked for.
+    pub re_embedding: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+}
+
+/// How the run goes beyond its parameters.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub batch_key: String,
+    pub resume: bool,
+    pub device: String,
+    pub checkpoint_every: usize,
+    pub stop_after: Option<usize>,
+}
+
+/// The batch of every cell from the column `key`; an error when a cell has none.
+pub fn batches_of(cells: &CellsTable, key: &str) -> Result<Categorical> {
+    let Some(c) = cellweave::integrate::pairs::labels(cells, key) else {
+        return Err(Error::new(format!("no per-cell column '{key}'")).field("batch-key"));
+    };
+    let missing = c
+        .codes
+        .iter()
+        .filter(|&&x| x == Categorical::MISSING)
+        .count();
+    if missing > 0 {
+        return Err(Error::new(format!(
+            "{missing} cell(s) have no value in '{key}': every cell needs a batch"
+        ))
+        .field("batch-key"));
+    }
+    if c.categories.is_empty() {
+        bail!("no batches in '{key}'");
+    }
+    Ok(c)
+}
+
+/// Check the cells table a MEDL model can train on.
+pub fn check_cells(cells: &CellsTable) -> Result<()> {
+    if cells.n_genes() == 0 {
+        bail!("no genes");
+    }
+    if cells.n_cells() < 2 {
+        bail!("{} cell(s): MEDL needs at least 2", cells.n_cells());
+    }
+    if matches!(cells.values, ValueKind::Counts | ValueKind::Normalized) {
+        return Err(Error::new(format!(
+            "{} values: MEDL trains on log-normalized values (run cellweave-normalize first)",
+            cells.values.as_str()
+        ))
+        .field("values"));
+    }
+    Ok(())
+}
+
+/// The training state to start from: a checkpoint (or finished model directory) when
+/// resuming and there is one, else new weights.
+#[allow(clippy::too_many_arguments)]
+fn start(
+    cells: &CellsTable,
+    arch: &Arch,
+    scaling: Scaling,
+    batches: &[String],
+    params: &MedlParams,
+    o: &RunOptions,
+    dir: &Path,
+    ckpt: &Checkpoints,
+    dev: &Device,
+) -> Result<(Medl, Optimisers, Progress)> {
+    if o.resume {
+        let from = match ckpt.latest()? {
+            Some(c) => Some(c),
+            None if dir.join(model::CARD).exists() && dir.join(model::STATE_JSON).exists() => {
+                Some(dir.to_path_buf())
+            }
+            None => None,
+        };
+        if let Some(from) = from {
+            let sj = from.join(model::STATE_JSON);
+            let text = std::fs::read_to_string(&sj).at(&sj)?;
+            let s: StateFile = serde_json::from_str(&text).at(&sj)?;
+            if s.cells_fingerprint != cells.fingerprint() || s.batches != batches {
+                return Err(Error::new(
+                    "the checkpoint was trained on other cells or batches: rerun without --resume",
+                )
+                .file(&sj));
+            }
+            if s.params != *params || s.arch != *arch || s.scaling != scaling {
+                return Err(Error::new(format!(
+                    "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
+                    serde_json::to_string(&s.params).unwrap_or_default()
+                ))
+                .file(&sj));
+            }
+            let m = model::load_weights(arch, &from.join(model::WEIGHTS), dev)?;
+            let mut opt = Optimisers::new(&m, params.adam())?;
+            let st = from.join(model::STATE);
+            opt.load(&model::load_tensors(&st)?).at(&st)?;
+            info!(
+                "resuming after epoch {} of {}",
+                s.progress.epoch, s.progress.end_epoch
+            );
+            return Ok((m, opt, s.progress));
+        }
+        info!("no checkpoint for {}: starting a new run", dir.display());
+    }
+    let (m, opt) = train::fresh(arch, params, dev)?;
+    Ok((
+        m,
+        opt,
+        Progress {
+            epoch: 0,
+            end_epoch: params.epochs,
+            steps: 0,
+            seconds: 0.0,
+            log: Vec::new(),
+        },
+    ))
+}
+
+/// Write a run's training state (weights, optimisers, `state.json`) into the folder `d`.
+fn write_state(r: &Run, fingerprint: &str, batches: &[String], d: &Path) -> Result<()> {
+    let tensors = r.model.tensors().ce()?;
+    model::save_tensors(&d.join(model::WEIGHTS), &tensors)?;
+    model::save_tensors(&d.join(model::STATE), &r.opt.state()?)?;
+    let s = StateFile {
+        cells_fingerprint: fingerprint.to_string(),
+        params: r.params.clone(),
+        arch: r.model.arch.clone(),
+        scaling: r.scaling,
+        batches: batches.to_vec(),
+        progress: r.progress.clone(),
+    };
+    model::write_text(
+        &d.join(model::STATE_JSON),
+        &serde_json::to_string_pretty(&s)?,
+    )
+}
+
+fn embedding(
+    cells: &CellsTable,
+    name: &str,
+    dim: usize,
+    data: Vec<f32>,
+    step: &Step,
+) -> EmbeddingTable {
+    let mut provenance = cells.provenance.clone();
+    provenance.push(step.clone());
+    EmbeddingTable {
+        name: name.into(),
+        cell_ids: cells.cell_ids.clone(),
+        obs: EmbeddingTable::obs_from_cells(cells),
+        dim,
+        data,
+        provenance,
+    }
+}
+
+/// Train MEDL on `cells` and write the outputs. Returns false when the run stopped at
+/// `stop_after` (only checkpoints are on disk then).
+pub fn train_cells(
+    cells: &CellsTable,
+    params: &MedlParams,
+    o: &RunOptions,
+    out: &Outputs,
+    step: &Step,
+) -> Result<bool> {
+    params.validate()?;
+    check_cells(cells)?;
+    let dev = crate::device(&o.device)?;
+    let batch = batches_of(cells, &o.batch_key)?;
+    let scaling = Scaling::of(&cells.x)?;
+    let arch = Arch::new(cells.n_genes(), params.latent, batch.categories.len());
+    for p in [Some(&out.model_dir), Some(&out.embedding)]
+        .into_iter()
+        .chain([out.re_embedding.as_ref(), out.log.as_ref()])
+        .flatten()
+    {
+        checkpoint::clean_stale(p)?;
+    }
+    let ckpt = Checkpoints::of(&out.model_dir, "medl");
+    let (m, opt, progress) = start(
+        cells,
+        &arch,
+        scaling,
+        &batch.categories,
+        params,
+        o,
+        &out.model_dir,
+        &ckpt,
+        &dev,
+    )?;
+    if !o.resume || progress.epoch == 0 {
+        // A new run discards the checkpoints of an earlier one.
+        ckpt.remove_all()?;
+    }
+    info!(
+        "medl: {} cells x {} genes, {} batches; epochs {}..{} of {} minibatches of {}",
+        cells.n_cells(),
+        cells.n_genes(),
+        arch.n_batches,
+        progress.epoch + 1,
+        progress.end_epoch,
+        train::batching(cells.n_cells(), params.batch_size).0,
+        train::batching(cells.n_cells(), params.batch_size).1,
+    );
+    let fingerprint = cells.fingerprint();
+    let cats = batch.categories.clone();
+    let save = move |r: &Run, d: &Path| write_state(r, &fingerprint, &cats, d);
+    let mut run = Run::new(
+        m,
+        opt,
+        params.clone(),
+        progress,
+        &cells.x,
+        &batch.codes,
+        scaling,
+        dev.clone(),
+    );
+    run.ckpt = Some(ckpt.clone());
+    run.save = Some(&save);
+    let schedule = Schedule {
+        start: run.progress.epoch,
+        end: run.progress.end_epoch,
+        patience: 0,
+        checkpoint_every: o.checkpoint_every,
+        stop_after: o.stop_after,
+        label: "medl",
+    };
+    if !engine::fit(&mut run, &schedule)?.complete {
+        bail!(
+            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
+            run.progress.epoch
+        );
+    }
+    let card = Card {
+        model: "medl".into(),
+        card_version: model::CARD_VERSION,
+        cellweave_version: cellweave::VERSION.into(),
+        architecture: arch.clone(),
+        values: cells.values,
+        scaling,
+        batch_key: o.batch_key.clone(),
+        batches: batch.categories.clone(),
+        n_genes: cells.n_genes(),
+        gene_ids: cells.gene_ids.clone(),
+        gene_names: cells.gene_names.clone(),
+        hyperparameters: params.clone(),
+        training: Summary {
+            cells: cells.n_cells(),
+            cells_fingerprint: cells.fingerprint(),
+            seed: params.seed,
+            epochs: run.progress.epoch,
+            steps: run.progress.steps,
+            final_loss: run.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+            seconds: run.progress.seconds,
+            device: format!("{:?}", dev.location()),
+        },
+    };
+    let staged = atomic::temp_sibling(&out.model_dir);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).at(&staged)?;
+    }
+    std::fs::create_dir_all(&staged).at(&out.model_dir)?;
+    let mut log = log_frame(&run.progress);
+    log.meta.insert(
+        cellweave::contract::meta::FINGERPRINT.into(),
+        cells.fingerprint(),
+    );
+    log.provenance = vec![step.clone()];
+    let written = (|| -> Result<()> {
+        save(&run, &staged)?;
+        table::write_frame(&staged.join(model::TRAINING_LOG), &log)?;
+        let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;
+        table::write_embedding(
+            &out.embedding,
+            &embedding(cells, "medl", arch.latent, fe, step),
+        )?;
+        if let Some(p) = &out.re_embedding {
+            let re = model::re_latent(&mut run.model, &cells.x, &batch.codes, &scaling, &dev)?;
+            table::write_embedding(p, &embedding(cells, "medl_re", arch.latent, re, step))?;
+        }
+        if let Some(l) = &out.log {
+            engine::write_log(l, &log)?;
+        }
+        model::write_card(&staged, &card)?;
+        checkpoint::commit_dir(&staged, &out.model_dir)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
+    ckpt.remove_all()?;
+    info!(
+        "medl: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
+        run.progress.epoch,
+        run.progress.steps,
+        card.training.final_loss,
+        run.progress.seconds,
+        out.model_dir.display()
+    );
+    Ok(true)
+}

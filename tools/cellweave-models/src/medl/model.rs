@@ -1,0 +1,252 @@
+//! The MEDL model directory and applying a saved model: the FE latent, the RE latent and
+//! counterfactual reconstructions, a chunk of rows at a time (memory bounded by the chunk).
+//!
+//! ```text
+//! MODEL_DIR/             assembled beside its place, renamed into it once a run succeeded
+//!   card.yaml             model card: model: medl, architecture, input scaling (global
+//!                         min/max), batches, genes, resolved hyperparameters, summary
+//!   model.safetensors     every weight and batch-norm running statistic (fe.*, adversary.*,
+//!                         re.*, classifier.*)
+//!   state.safetensors     the three Adam optimisers' moments
+//!   state.json            progress (epochs, log) and what a resumed run must agree with
+//!   training_log.arrow    per-epoch losses (both adversarial cross-entropies included)
+//! ```
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::{Csr, ValueKind};
+use cellweave::{bail, Error, Result, ResultExt};
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::net::{one_hot, Arch, Medl};
+use super::scaling::Scaling;
+use super::train::{MedlParams, Progress};
+use crate::CandleExt;
+
+pub const CARD: &str = "card.yaml";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const STATE: &str = "state.safetensors";
+pub const STATE_JSON: &str = "state.json";
+pub const TRAINING_LOG: &str = "training_log.arrow";
+pub const CARD_VERSION: u32 = 1;
+
+/// The model card (YAML).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    pub model: String,
+    pub card_version: u32,
+    pub cellweave_version: String,
+    pub architecture: Arch,
+    /// Scale the inputs must be on (as the training cells), before the min-max scaling.
+    pub values: ValueKind,
+    /// The global min-max scaling applied to every input value.
+    pub scaling: Scaling,
+    /// The batch column the model was trained with, and its batches (one-hot order).
+    pub batch_key: String,
+    pub batches: Vec<String>,
+    pub n_genes: usize,
+    pub gene_ids: Vec<String>,
+    pub gene_names: Vec<String>,
+    pub hyperparameters: MedlParams,
+    pub training: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub cells: usize,
+    pub cells_fingerprint: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub steps: u64,
+    pub final_loss: f64,
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// `state.json`: what a resumed run must agree with, and the progress.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StateFile {
+    pub cells_fingerprint: String,
+    pub params: MedlParams,
+    pub arch: Arch,
+    pub scaling: Scaling,
+    pub batches: Vec<String>,
+    pub progress: Progress,
+}
+
+pub fn read_card(dir: &Path) -> Result<Card> {
+    let p = dir.join(CARD);
+    if !p.exists() {
+        bail!(
+            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    let card: Card = serde_yaml::from_str(&text)
+        .map_err(|e| Error::new(format!("invalid MEDL model card ({e})")).file(&p))?;
+    if card.model != "medl" {
+        return Err(
+            Error::new(format!("unknown model '{}' (expected medl)", card.model))
+                .file(&p)
+                .field("model"),
+        );
+    }
+    if card.card_version > CARD_VERSION {
+        return Err(Error::new(format!(
+            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
+            card.card_version
+        ))
+        .file(&p)
+        .field("card_version"));
+    }
+    if card.gene_ids.len() != card.n_genes
+        || card.gene_names.len() != card.n_genes
+        || card.architecture.n_genes != card.n_genes
+    {
+        return Err(Error::new("gene lists do not match n_genes")
+            .file(&p)
+            .field("gene_ids"));
+    }
+    if card.batches.len() != card.architecture.n_batches {
+        return Err(Error::new("the batch list does not match the architecture")
+            .file(&p)
+            .field("batches"));
+    }
+    Ok(card)
+}
+
+pub fn write_card(dir: &Path, card: &Card) -> Result<()> {
+    let text = serde_yaml::to_string(card)
+        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
+    write_text(&dir.join(CARD), &text)
+}
+
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    cellweave::io::atomic::write_file(path, |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
+pub use crate::claire::model::{load_tensors, save_tensors};
+
+/// A model of `arch` with the weights of `path` (a `model.safetensors`).
+pub fn load_weights(arch: &Arch, path: &Path, dev: &Device) -> Result<Medl> {
+    let t = load_tensors(path)?;
+    // The initial values are overwritten: any seed will do.
+    let mut m = Medl::init(arch, &mut crate::rng::Rng::new(0), dev).ce()?;
+    m.load(&t).ce().at(path)?;
+    Ok(m)
+}
+
+/// A saved model: its card and network.
+pub struct Model {
+    pub card: Card,
+    pub net: Medl,
+}
+
+pub fn load(dir: &Path, dev: &Device) -> Result<Model> {
+    let card = read_card(dir)?;
+    let net = load_weights(&card.architecture, &dir.join(WEIGHTS), dev)?;
+    Ok(Model { card, net })
+}
+
+const CHUNK: usize = 1024;
+
+/// Run `f` on the scaled dense rows of `x`, `CHUNK` rows at a time, and concatenate
+/// what it returns.
+fn by_chunks(
+    x: &Csr,
+    scaling: &Scaling,
+    dev: &Device,
+    mut f: impl FnMut(&Tensor, std::ops::Range<usize>) -> candle_core::Result<Tensor>,
+) -> Result<Vec<f32>> {
+    let n = x.n_rows();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + CHUNK).min(n);
+        let rows: Vec<usize> = (start..end).collect();
+        let mut dense = x.to_dense_rows(&rows);
+        scaling.apply(&mut dense);
+        let t = Tensor::from_vec(dense, (end - start, x.n_cols), dev).ce()?;
+        let y = f(&t, start..end).ce()?;
+        out.extend(y.flatten_all().ce()?.to_vec1::<f32>().ce()?);
+        start = end;
+    }
+    Ok(out)
+}
+
+/// The FE latent of every row of `x` (log values on the model's genes).
+pub fn fe_latent(m: &mut Medl, x: &Csr, scaling: &Scaling, dev: &Device) -> Result<Vec<f32>> {
+    by_chunks(x, scaling, dev, |t, _| {
+        Ok(m.fe.encode(t, false, false)?.latent().clone())
+    })
+}
+
+/// The RE latent of every row of `x` from batch `codes[row]` (a code past the model's
+/// batches: an unseen batch, the zero vector).
+pub fn re_latent(
+    m: &mut Medl,
+    x: &Csr,
+    codes: &[u32],
+    scaling: &Scaling,
+    dev: &Device,
+) -> Result<Vec<f32>> {
+    let k = m.arch.n_batches;
+    by_chunks(x, scaling, dev, |t, r| {
+        let z = one_hot(&codes[r], k, dev)?;
+        Ok(m.re.encode(t, &z, None, false, false)?.latent().clone())
+    })
+}
+
+/// The RE autoencoder's reconstruction of every row of `x` (from batch `codes[row]`),
+/// decoded as from batch `as_codes[row]`, on the log scale (`scaling` inverted, no lower
+/// than its minimum): `as_codes == codes` is the plain reconstruction, another batch a
+/// counterfactual.
+pub fn reconstruct(
+    m: &mut Medl,
+    x: &Csr,
+    codes: &[u32],
+    as_codes: &[u32],
+    scaling: &Scaling,
+    dev: &Device,
+) -> Result<Vec<f32>> {
+    let k = m.arch.n_batches;
+    let mut v = by_chunks(x, scaling, dev, |t, r| {
+        let z = one_hot(&codes[r.clone()], k, dev)?;
+        let za = one_hot(&as_codes[r], k, dev)?;
+        let l = m.re.encode(t, &z, None, false, false)?;
+        m.re.decode(l.latent(), &za, None, false, false)
+    })?;
+    scaling.invert(&mut v);
+    Ok(v)
+}
+
+/// The cells' batch codes in the model's batch order (a batch the model has not seen:
+/// `n_batches`, i.e. the zero one-hot row); and how many cells are in unseen batches.
+pub fn batch_codes(card: &Card, names: &[String], codes: &[u32]) -> (Vec<u32>, usize) {
+    let index: HashMap<&str, u32> = card
+        .batches
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.as_str(), i as u32))
+        .collect();
+    let unseen = card.batches.len() as u32;
+    let mut n_unseen = 0;
+    let out = codes
+        .iter()
+        .map(|&c| {
+            let code = names
+                .get(c as usize)
+                .and_then(|n| index.get(n.as_str()).copied());
+            code.unwrap_or_else(|| {
+                n_unseen += 1;
+                unseen
+            })
+        })
+        .collect();
+    (out, n_unseen)
+}

@@ -1,0 +1,440 @@
+//! MEDL's networks: the fixed-effects autoencoder with its adversary, and the
+//! random-effects autoencoder with its latent batch classifier (one struct, [`Medl`]).
+//!
+//! Fixed effects: `x -> Dense 512 BN SELU -> Dense 132 BN SELU -> Dense 50 SELU` (the FE
+//! latent), decoded by the transposed encoder weights (tied; own biases, BN SELU between);
+//! the adversary reads the three activations concatenated (`512 + 132 + 50`) ->
+//! `512 ReLU -> 132 ReLU -> K` logits (K batches).
+//! Random effects: the same sizes with every hidden BN replaced by the random-effects
+//! block (`layers::ReBlock`), in the encoder (driven by the cell's batch) and in the tied
+//! decoder (driven by the batch to reconstruct as: the cell's own, or another for a
+//! counterfactual); the latent classifier `50 -> K` predicts the batch from the RE latent.
+
+use candle_core::{Device, Result, Tensor, Var};
+use std::collections::HashMap;
+
+use super::layers::{selu, BatchNorm, Dense, Named, ReBlock, ReNoise};
+use crate::rng::Rng;
+
+/// Layer sizes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Arch {
+    pub n_genes: usize,
+    /// Hidden widths of the encoders (the decoders mirror them).
+    pub hidden: Vec<usize>,
+    pub latent: usize,
+    /// Hidden widths of the adversary.
+    pub adversary: Vec<usize>,
+    pub n_batches: usize,
+}
+
+impl Arch {
+    pub fn new(n_genes: usize, latent: usize, n_batches: usize) -> Self {
+        Arch {
+            n_genes,
+            hidden: vec![512, 132],
+            latent,
+            adversary: vec![512, 132],
+            n_batches,
+        }
+    }
+    /// Encoder widths, input first.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut w = vec![self.n_genes];
+        w.extend(&self.hidden);
+        w.push(self.latent);
+        w
+    }
+}
+
+/// One encoder pass: every layer's activation (the last is the latent).
+pub struct Encoded {
+    pub acts: Vec<Tensor>,
+}
+
+impl Encoded {
+    pub fn latent(&self) -> &Tensor {
+        self.acts.last().expect("an encoder has layers")
+    }
+}
+
+/// The fixed-effects autoencoder.
+pub struct FeNet {
+    pub enc: Vec<Dense>,
+    pub enc_bn: Vec<BatchNorm>,
+    /// Decoder batch norms, outermost first (after the layer giving `hidden[i]`).
+    pub dec_bn: Vec<BatchNorm>,
+    /// Decoder biases, outermost first (`dec_bias[i]` has `widths[i]` values).
+    pub dec_bias: Vec<Var>,
+}
+
+/// The random-effects autoencoder.
+pub struct ReNet {
+    pub enc: Vec<Dense>,
+    pub enc_re: Vec<ReBlock>,
+    pub dec_re: Vec<ReBlock>,
+    pub dec_bias: Vec<Var>,
+}
+
+/// Noise of every random-effects block for one training step (encoder blocks, then
+/// decoder blocks).
+pub struct StepNoise {
+    pub enc: Vec<ReNoise>,
+    pub dec: Vec<ReNoise>,
+}
+
+fn dense_stack(widths: &[usize], rng: &mut Rng, dev: &Device) -> Result<Vec<Dense>> {
+    widths
+        .windows(2)
+        .map(|w| Dense::init(w[0], w[1], rng, dev))
+        .collect()
+}
+
+fn biases(widths: &[usize], dev: &Device) -> Result<Vec<Var>> {
+    widths[..widths.len() - 1]
+        .iter()
+        .map(|&w| Var::zeros(w, candle_core::DType::F32, dev))
+        .collect()
+}
+
+impl FeNet {
+    fn init(a: &Arch, rng: &mut Rng, dev: &Device) -> Result<Self> {
+        let w = a.widths();
+        let hidden = &w[1..w.len() - 1];
+        Ok(FeNet {
+            enc: dense_stack(&w, rng, dev)?,
+            enc_bn: hidden
+                .iter()
+                .map(|&h| BatchNorm::new(h, true, dev))
+                .collect::<Result<_>>()?,
+            dec_bn: hidden
+                .iter()
+                .map(|&h| BatchNorm::new(h, true, dev))
+                .collect::<Result<_>>()?,
+            dec_bias: biases(&w, dev)?,
+        })
+    }
+
+    /// Encode `x` (`B x G`, scaled); `update`: update the running BN statistics.
+    pub fn encode(&mut self, x: &Tensor, train: bool, update: bool) -> Result<Encoded> {
+        let n = self.enc.len();
+        let mut acts = Vec::with_capacity(n);
+        let mut h = x.clone();
+        for (i, layer) in self.enc.iter().enumerate() {
+            let mut y = layer.forward(&h)?;
+            if i + 1 < n {
+                y = self.enc_bn[i].forward(&y, train, update)?;
+            }
+            h = selu(&y)?;
+            acts.push(h.clone());
+        }
+        Ok(Encoded { acts })
+    }
+
+    /// Decode a latent (`B x latent`) to the scaled input space (linear output).
+    pub fn decode(&mut self, z: &Tensor, train: bool, update: bool) -> Result<Tensor> {
+        let mut h = z.clone();
+        for i in (0..self.enc.len()).rev() {
+            let y = self.enc[i].forward_tied(&h, &self.dec_bias[i])?;
+            if i == 0 {
+                return Ok(y);
+            }
+            h = selu(&self.dec_bn[i - 1].forward(&y, train, update)?)?;
+        }
+        Ok(h)
+    }
+
+    fn named(&self) -> Named {
+        let mut v = Vec::new();
+        for (i, l) in self.enc.iter().enumerate() {
+            v.extend(l.named(&format!("fe.enc.{i}.")));
+        }
+        for (i, b) in self.enc_bn.iter().enumerate() {
+            v.extend(b.named(&format!("fe.enc_bn.{i}.")));
+        }
+        for (i, b) in self.dec_bn.iter().enumerate() {
+            v.extend(b.named(&format!("fe.dec_bn.{i}.")));
+        }
+        for (i, b) in self.dec_bias.iter().enumerate() {
+            v.push((format!("fe.dec.{i}.bias"), b.clone()));
+        }
+        v
+    }
+
+    fn bns(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        let names = self.bn_names();
+        names
+            .into_iter()
+            .zip(self.enc_bn.iter_mut().chain(self.dec_bn.iter_mut()))
+            .collect()
+    }
+
+    fn bn_refs(&self) -> Vec<(String, &BatchNorm)> {
+        self.bn_names()
+            .into_iter()
+            .zip(self.enc_bn.iter().chain(&self.dec_bn))
+            .collect()
+    }
+
+    fn bn_names(&self) -> Vec<String> {
+        let e = (0..self.enc_bn.len()).map(|i| format!("fe.enc_bn.{i}."));
+        e.chain((0..self.dec_bn.len()).map(|i| format!("fe.dec_bn.{i}.")))
+            .collect()
+    }
+}
+
+impl ReNet {
+    fn init(a: &Arch, rng: &mut Rng, dev: &Device) -> Result<Self> {
+        let w = a.widths();
+        let hidden = &w[1..w.len() - 1];
+        let blocks = || -> Result<Vec<ReBlock>> {
+            hidden
+                .iter()
+                .map(|&h| ReBlock::new(a.n_batches, h, dev))
+                .collect()
+        };
+        Ok(ReNet {
+            enc: dense_stack(&w, rng, dev)?,
+            enc_re: blocks()?,
+            dec_re: blocks()?,
+            dec_bias: biases(&w, dev)?,
+        })
+    }
+
+    /// Draw the noise of every block (encoder blocks first, in layer order).
+    pub fn noise(&self, rng: &mut Rng, dev: &Device) -> Result<StepNoise> {
+        Ok(StepNoise {
+            enc: self
+                .enc_re
+                .iter()
+                .map(|b| b.noise(rng, dev))
+                .collect::<Result<_>>()?,
+            dec: self
+                .dec_re
+                .iter()
+                .map(|b| b.noise(rng, dev))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Encode `x` with the one-hot batches `z` (`B x K`).
+    pub fn encode(
+        &mut self,
+        x: &Tensor,
+        z: &Tensor,
+        noise: Option<&StepNoise>,
+        train: bool,
+        update: bool,
+    ) -> Result<Encoded> {
+        let n = self.enc.len();
+        let mut acts = Vec::with_capacity(n);
+        let mut h = x.clone();
+        for (i, layer) in self.enc.iter().enumerate() {
+            let mut y = layer.forward(&h)?;
+            if i + 1 < n {
+                let e = noise.map(|s| &s.enc[i]);
+                y = self.enc_re[i].forward(&y, z, e, train, update)?;
+            }
+            h = selu(&y)?;
+            acts.push(h.clone());
+        }
+        Ok(Encoded { acts })
+    }
+
+    /// Decode an RE latent as from the batches `z` (`B x K` one-hot rows).
+    pub fn decode(
+        &mut self,
+        l: &Tensor,
+        z: &Tensor,
+        noise: Option<&StepNoise>,
+        train: bool,
+        update: bool,
+    ) -> Result<Tensor> {
+        let mut h = l.clone();
+        for i in (0..self.enc.len()).rev() {
+            let y = self.enc[i].forward_tied(&h, &self.dec_bias[i])?;
+            if i == 0 {
+                return Ok(y);
+            }
+            let e = noise.map(|s| &s.dec[i - 1]);
+            h = selu(&self.dec_re[i - 1].forward(&y, z, e, train, update)?)?;
+        }
+        Ok(h)
+    }
+
+    /// KL of every block's weights.
+    pub fn kl(&self) -> Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for b in self.enc_re.iter().chain(&self.dec_re) {
+            let k = b.kl()?;
+            total = Some(match total {
+                Some(t) => (t + k)?,
+                None => k,
+            });
+        }
+        total.ok_or_else(|| candle_core::Error::Msg("no random-effects blocks".into()))
+    }
+
+    fn named(&self) -> Named {
+        let mut v = Vec::new();
+        for (i, l) in self.enc.iter().enumerate() {
+            v.extend(l.named(&format!("re.enc.{i}.")));
+        }
+        for (i, b) in self.enc_re.iter().enumerate() {
+            v.extend(b.named(&format!("re.enc_re.{i}.")));
+        }
+        for (i, b) in self.dec_re.iter().enumerate() {
+            v.extend(b.named(&format!("re.dec_re.{i}.")));
+        }
+        for (i, b) in self.dec_bias.iter().enumerate() {
+            v.push((format!("re.dec.{i}.bias"), b.clone()));
+        }
+        v
+    }
+
+    fn bns(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        let names = self.bn_names();
+        let blocks = self.enc_re.iter_mut().chain(self.dec_re.iter_mut());
+        names.into_iter().zip(blocks.map(|b| &mut b.bn)).collect()
+    }
+
+    fn bn_refs(&self) -> Vec<(String, &BatchNorm)> {
+        let blocks = self.enc_re.iter().chain(&self.dec_re);
+        self.bn_names()
+            .into_iter()
+            .zip(blocks.map(|b| &b.bn))
+            .collect()
+    }
+
+    fn bn_names(&self) -> Vec<String> {
+        let e = (0..self.enc_re.len()).map(|i| format!("re.enc_re.{i}."));
+        e.chain((0..self.dec_re.len()).map(|i| format!("re.dec_re.{i}.")))
+            .collect()
+    }
+}
+
+/// The whole model: both autoencoders, the adversary and the latent classifier.
+pub struct Medl {
+    pub arch: Arch,
+    pub fe: FeNet,
+    pub adversary: Vec<Dense>,
+    pub re: ReNet,
+    pub classifier: Dense,
+}
+
+impl Medl {
+    /// New weights from `rng` (FE encoder, RE encoder, adversary, classifier, in that order).
+    pub fn init(arch: &Arch, rng: &mut Rng, dev: &Device) -> Result<Self> {
+        let fe = FeNet::init(arch, rng, dev)?;
+        let re = ReNet::init(arch, rng, dev)?;
+        let mut aw = vec![arch.hidden.iter().sum::<usize>() + arch.latent];
+        aw.extend(&arch.adversary);
+        aw.push(arch.n_batches);
+        let adversary = dense_stack(&aw, rng, dev)?;
+        let classifier = Dense::init(arch.latent, arch.n_batches, rng, dev)?;
+        Ok(Medl {
+            arch: arch.clone(),
+            fe,
+            adversary,
+            re,
+            classifier,
+        })
+    }
+
+    /// The adversary's logits from an FE encoder pass (activations concatenated).
+    pub fn adversary_logits(&self, e: &Encoded) -> Result<Tensor> {
+        let mut h = Tensor::cat(&e.acts, 1)?;
+        let n = self.adversary.len();
+        for (i, l) in self.adversary.iter().enumerate() {
+            h = l.forward(&h)?;
+            if i + 1 < n {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// Trained by the autoencoder step of the fixed effects.
+    pub fn named_fe(&self) -> Named {
+        self.fe.named()
+    }
+    pub fn named_adversary(&self) -> Named {
+        let mut v = Vec::new();
+        for (i, l) in self.adversary.iter().enumerate() {
+            v.extend(l.named(&format!("adversary.{i}.")));
+        }
+        v
+    }
+    /// Trained by the random-effects step (the RE autoencoder and the latent classifier).
+    pub fn named_re(&self) -> Named {
+        let mut v = self.re.named();
+        v.extend(self.classifier.named("classifier."));
+        v
+    }
+    /// Every variable, in the order fe, adversary, re.
+    pub fn named_all(&self) -> Named {
+        let mut v = self.named_fe();
+        v.extend(self.named_adversary());
+        v.extend(self.named_re());
+        v
+    }
+
+    /// Every batch norm's running statistics, by name.
+    pub fn buffers(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        for (p, b) in self.fe.bn_refs().into_iter().chain(self.re.bn_refs()) {
+            v.extend(b.buffers(&p));
+        }
+        v
+    }
+
+    /// Weights and running statistics as named CPU tensors.
+    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (n, v) in self.named_all() {
+            out.insert(n, v.as_tensor().to_device(&Device::Cpu)?);
+        }
+        for (n, t) in self.buffers() {
+            out.insert(n, t.to_device(&Device::Cpu)?);
+        }
+        Ok(out)
+    }
+
+    /// Set every weight and running statistic from `t` (as [`Medl::tensors`] wrote them).
+    pub fn load(&mut self, t: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |n: &str, shape: &candle_core::Shape, dev: &Device| -> Result<Tensor> {
+            let x = t
+                .get(n)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {n}")))?;
+            if x.shape() != shape {
+                return Err(candle_core::Error::Msg(format!(
+                    "tensor {n} has shape {:?}, expected {:?}",
+                    x.shape(),
+                    shape
+                )));
+            }
+            x.to_device(dev)
+        };
+        for (n, v) in self.named_all() {
+            v.set(&get(&n, v.shape(), v.device())?)?;
+        }
+        for (p, b) in self.fe.bns().into_iter().chain(self.re.bns()) {
+            let dev = b.running_mean.device().clone();
+            let shape = b.running_mean.shape().clone();
+            b.running_mean = get(&format!("{p}running_mean"), &shape, &dev)?;
+            b.running_var = get(&format!("{p}running_var"), &shape, &dev)?;
+        }
+        Ok(())
+    }
+}
+
+/// One-hot rows (`codes.len() x k`); a code `>= k` (an unseen batch) gives a zero row.
+pub fn one_hot(codes: &[u32], k: usize, dev: &Device) -> Result<Tensor> {
+    let mut v = vec![0f32; codes.len() * k];
+    for (r, &c) in codes.iter().enumerate() {
+        if (c as usize) < k {
+            v[r * k + c as usize] = 1.0;
+        }
+    }
+    Tensor::from_vec(v, (codes.len(), k), dev)
+}

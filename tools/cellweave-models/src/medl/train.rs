@@ -1,0 +1,445 @@
+//! MEDL training on the engine: per minibatch the adversary step, the fixed-effects
+//! autoencoder step and the random-effects step; checkpoints that resume bit for bit.
+//!
+//! Randomness: initial weights from `Rng::derive(seed, [INIT])`; epoch `e` shuffles the
+//! cells with `Rng::derive(seed, [e, SHUFFLE])` and draws the random-effect weight noise
+//! from `Rng::derive(seed, [e, NOISE])`, so a checkpoint only needs the epoch counter.
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::{Column, Csr, Frame, TableKind};
+use cellweave::{bail, Error, Result};
+
+use super::layers::{cross_entropy, mse};
+use super::net::{one_hot, Arch, Encoded, Medl};
+use super::scaling::Scaling;
+use crate::engine::checkpoint::Checkpoints;
+use crate::engine::{EpochRecord, Trainable};
+use crate::optim::{Adam, AdamConfig, WeightDecay};
+use crate::rng::Rng;
+use crate::CandleExt;
+
+pub const STREAM_INIT: u64 = u64::MAX;
+const STREAM_SHUFFLE: u64 = 1;
+const STREAM_NOISE: u64 = 2;
+
+/// Everything that decides the result of a training run (recorded in the model card).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MedlParams {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Adam L2 weight decay.
+    pub weight_decay: f64,
+    pub latent: usize,
+    /// Fixed effects: weight of the reconstruction MSE.
+    pub lambda_rec: f64,
+    /// Fixed effects: weight of the adversary's cross-entropy (subtracted).
+    pub lambda_adv: f64,
+    /// Random effects: weight of the reconstruction MSE.
+    pub re_rec: f64,
+    /// Random effects: weight of the latent batch classifier's cross-entropy.
+    pub re_ce: f64,
+    /// Random effects: weight of the KL term of the variational weights.
+    pub kl_weight: f64,
+    pub seed: u64,
+}
+
+impl Default for MedlParams {
+    fn default() -> Self {
+        MedlParams {
+            epochs: 100,
+            batch_size: 512,
+            lr: 1e-4,
+            weight_decay: 0.0,
+            latent: 50,
+            lambda_rec: 1000.0,
+            lambda_adv: 1.0,
+            re_rec: 110.0,
+            re_ce: 0.1,
+            kl_weight: 1e-5,
+            seed: 0,
+        }
+    }
+}
+
+impl MedlParams {
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            decay: WeightDecay::L2,
+            ..Default::default()
+        }
+    }
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.batch_size < 2 {
+            return bad("batch-size", "must be at least 2");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if self.latent == 0 {
+            return bad("latent", "must be at least 1");
+        }
+        for (f, v) in [
+            ("lambda-rec", self.lambda_rec),
+            ("lambda-adv", self.lambda_adv),
+            ("re-rec", self.re_rec),
+            ("re-ce", self.re_ce),
+            ("kl-weight", self.kl_weight),
+            ("weight-decay", self.weight_decay),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(f, "must be a non-negative number");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-epoch means of a run's losses (one training log row).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogRow {
+    pub epoch: usize,
+    pub steps: usize,
+    /// FE autoencoder loss + RE loss.
+    pub loss: f64,
+    /// The adversary's cross-entropy in its own step (it minimizes it).
+    pub adversary_ce: f64,
+    /// The adversary's cross-entropy in the autoencoder step (the autoencoder maximizes it).
+    pub fe_adversarial_ce: f64,
+    pub fe_mse: f64,
+    /// `lambda_rec * fe_mse - lambda_adv * fe_adversarial_ce`.
+    pub fe_loss: f64,
+    pub re_mse: f64,
+    /// The latent batch classifier's cross-entropy.
+    pub re_ce: f64,
+    pub re_kl: f64,
+    /// `re_rec * re_mse + re_ce * re_ce + kl_weight * re_kl`.
+    pub re_loss: f64,
+    pub seconds: f64,
+}
+
+impl LogRow {
+    fn add(&mut self, o: &LogRow) {
+        self.adversary_ce += o.adversary_ce;
+        self.fe_adversarial_ce += o.fe_adversarial_ce;
+        self.fe_mse += o.fe_mse;
+        self.fe_loss += o.fe_loss;
+        self.re_mse += o.re_mse;
+        self.re_ce += o.re_ce;
+        self.re_kl += o.re_kl;
+        self.re_loss += o.re_loss;
+    }
+    fn scaled(&self, s: f64) -> LogRow {
+        LogRow {
+            adversary_ce: self.adversary_ce * s,
+            fe_adversarial_ce: self.fe_adversarial_ce * s,
+            fe_mse: self.fe_mse * s,
+            fe_loss: self.fe_loss * s,
+            re_mse: self.re_mse * s,
+            re_ce: self.re_ce * s,
+            re_kl: self.re_kl * s,
+            re_loss: self.re_loss * s,
+            ..Default::default()
+        }
+    }
+}
+
+/// Where a run stands (saved in `state.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub epoch: usize,
+    pub end_epoch: usize,
+    pub steps: u64,
+    pub seconds: f64,
+    pub log: Vec<LogRow>,
+}
+
+/// The three optimisers: adversary, FE autoencoder, RE autoencoder + classifier.
+pub struct Optimisers {
+    pub adversary: Adam,
+    pub fe: Adam,
+    pub re: Adam,
+}
+
+impl Optimisers {
+    pub fn new(m: &Medl, cfg: AdamConfig) -> Result<Self> {
+        let vars = |n: super::layers::Named| n.into_iter().map(|(_, v)| v).collect();
+        Ok(Optimisers {
+            adversary: Adam::new(vars(m.named_adversary()), cfg).ce()?,
+            fe: Adam::new(vars(m.named_fe()), cfg).ce()?,
+            re: Adam::new(vars(m.named_re()), cfg).ce()?,
+        })
+    }
+    pub fn state(&self) -> Result<std::collections::HashMap<String, Tensor>> {
+        let mut s = self.adversary.state("adam.adversary.").ce()?;
+        s.extend(self.fe.state("adam.fe.").ce()?);
+        s.extend(self.re.state("adam.re.").ce()?);
+        Ok(s)
+    }
+    pub fn load(&mut self, t: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        self.adversary.load_state("adam.adversary.", t).ce()?;
+        self.fe.load_state("adam.fe.", t).ce()?;
+        self.re.load_state("adam.re.", t).ce()
+    }
+}
+
+/// One minibatch on the device: scaled inputs, one-hot batches, batch codes.
+pub struct Minibatch {
+    pub x: Tensor,
+    pub z: Tensor,
+    pub codes: Tensor,
+}
+
+impl Minibatch {
+    pub fn gather(
+        x: &Csr,
+        scaling: &Scaling,
+        batch: &[u32],
+        rows: &[usize],
+        n_batches: usize,
+        dev: &Device,
+    ) -> Result<Self> {
+        let mut dense = x.to_dense_rows(rows);
+        scaling.apply(&mut dense);
+        let codes: Vec<u32> = rows.iter().map(|&r| batch[r]).collect();
+        Ok(Minibatch {
+            x: Tensor::from_vec(dense, (rows.len(), x.n_cols), dev).ce()?,
+            z: one_hot(&codes, n_batches, dev).ce()?,
+            codes: Tensor::from_vec(codes, rows.len(), dev).ce()?,
+        })
+    }
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    t.to_dtype(candle_core::DType::F64)
+        .ce()?
+        .to_scalar::<f64>()
+        .ce()
+}
+
+/// One training step on a minibatch: the adversary step, the FE autoencoder step, the RE
+/// step (noise from `rng`). Returns the step's losses.
+pub fn train_step(
+    m: &mut Medl,
+    opt: &mut Optimisers,
+    p: &MedlParams,
+    b: &Minibatch,
+    rng: &mut Rng,
+) -> Result<LogRow> {
+    let dev = b.x.device().clone();
+    // Fixed effects. One encoder pass serves both steps (the encoder does not change in
+    // between); the adversary step sees it detached.
+    let enc = m.fe.encode(&b.x, true, true).ce()?;
+    let fixed = Encoded {
+        acts: enc.acts.iter().map(|a| a.detach()).collect(),
+    };
+    let adv_ce = cross_entropy(&m.adversary_logits(&fixed).ce()?, &b.codes).ce()?;
+    opt.adversary.step(&adv_ce.backward().ce()?).ce()?;
+    let recon = m.fe.decode(enc.latent(), true, true).ce()?;
+    let fe_mse = mse(&recon, &b.x).ce()?;
+    let fe_ce = cross_entropy(&m.adversary_logits(&enc).ce()?, &b.codes).ce()?;
+    let fe_loss = ((&fe_mse * p.lambda_rec).ce()? - (&fe_ce * p.lambda_adv).ce()?).ce()?;
+    opt.fe.step(&fe_loss.backward().ce()?).ce()?;
+    // Random effects.
+    let noise = m.re.noise(rng, &dev).ce()?;
+    let re = m.re.encode(&b.x, &b.z, Some(&noise), true, true).ce()?;
+    let re_recon =
+        m.re.decode(re.latent(), &b.z, Some(&noise), true, true)
+            .ce()?;
+    let re_mse = mse(&re_recon, &b.x).ce()?;
+    let re_ce = cross_entropy(&m.classifier.forward(re.latent()).ce()?, &b.codes).ce()?;
+    let re_kl = m.re.kl().ce()?;
+    let re_loss = (((&re_mse * p.re_rec).ce()? + (&re_ce * p.re_ce).ce()?).ce()?
+        + (&re_kl * p.kl_weight).ce()?)
+    .ce()?;
+    opt.re.step(&re_loss.backward().ce()?).ce()?;
+    Ok(LogRow {
+        adversary_ce: scalar(&adv_ce)?,
+        fe_adversarial_ce: scalar(&fe_ce)?,
+        fe_mse: scalar(&fe_mse)?,
+        fe_loss: scalar(&fe_loss)?,
+        re_mse: scalar(&re_mse)?,
+        re_ce: scalar(&re_ce)?,
+        re_kl: scalar(&re_kl)?,
+        re_loss: scalar(&re_loss)?,
+        ..Default::default()
+    })
+}
+
+/// Minibatches per epoch and their size for `n` cells (the last partial batch is
+/// dropped when there is more than one batch: batch norm needs rows).
+pub fn batching(n: usize, batch_size: usize) -> (usize, usize) {
+    let b = batch_size.min(n);
+    (n / b.max(1), b)
+}
+
+/// Writes a checkpoint's files of a run into a folder.
+pub type SaveFn = dyn Fn(&Run, &std::path::Path) -> Result<()>;
+
+/// The state of a run the engine trains.
+pub struct Run<'a> {
+    pub model: Medl,
+    pub opt: Optimisers,
+    pub params: MedlParams,
+    pub progress: Progress,
+    pub x: &'a Csr,
+    pub batch: &'a [u32],
+    pub scaling: Scaling,
+    pub device: Device,
+    /// Where checkpoints go (`None`: never).
+    pub ckpt: Option<Checkpoints>,
+    /// Writes a checkpoint's files into a folder.
+    pub save: Option<&'a SaveFn>,
+    order: Vec<usize>,
+    size: usize,
+    rng_noise: Rng,
+    acc: LogRow,
+}
+
+impl<'a> Run<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: Medl,
+        opt: Optimisers,
+        params: MedlParams,
+        progress: Progress,
+        x: &'a Csr,
+        batch: &'a [u32],
+        scaling: Scaling,
+        device: Device,
+    ) -> Self {
+        Run {
+            model,
+            opt,
+            params,
+            progress,
+            x,
+            batch,
+            scaling,
+            device,
+            ckpt: None,
+            save: None,
+            order: Vec::new(),
+            size: 0,
+            rng_noise: Rng::derive(0, &[]),
+            acc: LogRow::default(),
+        }
+    }
+}
+
+impl Trainable for Run<'_> {
+    fn start_epoch(&mut self, e: usize) -> Result<usize> {
+        let n = self.x.n_rows();
+        self.order = (0..n).collect();
+        Rng::derive(self.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.rng_noise = Rng::derive(self.params.seed, &[e as u64, STREAM_NOISE]);
+        self.acc = LogRow::default();
+        let (steps, size) = batching(n, self.params.batch_size);
+        self.size = size;
+        Ok(steps)
+    }
+
+    fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
+        let rows = &self.order[s * self.size..(s + 1) * self.size];
+        let b = Minibatch::gather(
+            self.x,
+            &self.scaling,
+            self.batch,
+            rows,
+            self.model.arch.n_batches,
+            &self.device,
+        )?;
+        let r = train_step(
+            &mut self.model,
+            &mut self.opt,
+            &self.params,
+            &b,
+            &mut self.rng_noise,
+        )?;
+        let loss = r.fe_loss + r.re_loss;
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at epoch {} step {}: lower --lr",
+                e + 1,
+                s + 1
+            );
+        }
+        self.acc.add(&r);
+        Ok((loss, 1))
+    }
+
+    fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
+        let mut row = self.acc.scaled(1.0 / r.steps.max(1) as f64);
+        row.epoch = r.epoch;
+        row.steps = r.steps;
+        row.loss = r.train_loss;
+        row.seconds = r.seconds;
+        let line = format!(
+            "medl epoch {}/{}: adversary CE {:.4} | FE mse {:.5} adversarial CE {:.4} | RE mse {:.5} batch CE {:.4} KL {:.1} ({} steps, {:.2} s)",
+            r.epoch,
+            self.progress.end_epoch,
+            row.adversary_ce,
+            row.fe_mse,
+            row.fe_adversarial_ce,
+            row.re_mse,
+            row.re_ce,
+            row.re_kl,
+            r.steps,
+            r.seconds
+        );
+        let p = &mut self.progress;
+        p.epoch = r.epoch;
+        p.steps += r.steps as u64;
+        p.seconds += r.seconds;
+        p.log.push(row);
+        Ok(Some(line))
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        let (Some(ckpt), Some(save)) = (&self.ckpt, self.save) else {
+            return Ok(());
+        };
+        ckpt.save(self.progress.epoch, |d| save(self, d))
+    }
+}
+
+/// The training log as a table.
+pub fn log_frame(p: &Progress) -> Frame {
+    let l = &p.log;
+    let f64s = |f: fn(&LogRow) -> f64| Column::F64(l.iter().map(f).collect());
+    let mut f = Frame::new(TableKind::TrainingLog)
+        .with(
+            "epoch",
+            Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
+        )
+        .with(
+            "steps",
+            Column::U32(l.iter().map(|r| r.steps as u32).collect()),
+        )
+        .with("loss", f64s(|r| r.loss))
+        .with("adversary_ce", f64s(|r| r.adversary_ce))
+        .with("fe_adversarial_ce", f64s(|r| r.fe_adversarial_ce))
+        .with("fe_mse", f64s(|r| r.fe_mse))
+        .with("fe_loss", f64s(|r| r.fe_loss))
+        .with("re_mse", f64s(|r| r.re_mse))
+        .with("re_ce", f64s(|r| r.re_ce))
+        .with("re_kl", f64s(|r| r.re_kl))
+        .with("re_loss", f64s(|r| r.re_loss))
+        .with("seconds", f64s(|r| r.seconds));
+    f.meta.insert("cellweave.model".into(), "medl".into());
+    f
+}
+
+/// A new model and its optimisers for `arch` and `params`.
+pub fn fresh(arch: &Arch, params: &MedlParams, dev: &Device) -> Result<(Medl, Optimisers)> {
+    let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+    let m = Medl::init(arch, &mut rng, dev).ce()?;
+    let opt = Optimisers::new(&m, params.adam())?;
+    Ok((m, opt))
+}
