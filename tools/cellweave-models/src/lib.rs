@@ -7,9 +7,11 @@
 pub mod kernels;
 
 pub mod claire;
+pub mod command;
 pub mod engine;
 pub mod late;
 pub mod rng;
+pub mod scetm;
 
 pub use engine::optim;
 
@@ -25,6 +27,8 @@ use candle_core::Device;
 pub enum ModelKind {
     /// CLAIRE: MoCo contrastive encoder on mixed-up inter-batch seed pairs
     Claire,
+    /// scETM: embedded topic model of raw counts (needs --counts)
+    Scetm,
 }
 
 impl ModelKind {
@@ -32,6 +36,7 @@ impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Claire => "claire",
+            ModelKind::Scetm => "scetm",
         }
     }
 }

@@ -134,7 +134,11 @@ fn main() -> ExitCode {
         cli::init(&a.common);
         // --model takes the variants of ModelKind; each model gets its arm here (a `match`
         // once there are two).
-        let ModelKind::Claire = a.model;
+        if a.model != ModelKind::Claire {
+            return Err(
+                cellweave::Error::new("this build trains --model claire only").field("model"),
+            );
+        }
         let mut inputs = vec![a.cells.as_path(), a.pairs.as_path()];
         inputs.extend(a.init.as_deref());
         let mut outputs = Outputs::new(&inputs)?;

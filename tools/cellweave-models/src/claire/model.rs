@@ -203,6 +203,16 @@ pub struct GeneAlignment {
 
 /// Match the model's genes to a cells table's, by id (or by name when no id matches).
 pub fn align_genes(card: &Card, cells: &CellsTable) -> GeneAlignment {
+    align_gene_lists(&card.gene_ids, &card.gene_names, cells)
+}
+
+/// Match a model's genes (`gene_ids`, `gene_names`) to a cells table's, by id (or by name
+/// when no id matches); any model's card lists its genes so.
+pub fn align_gene_lists(
+    gene_ids: &[String],
+    gene_names: &[String],
+    cells: &CellsTable,
+) -> GeneAlignment {
     let by_key = |model: &[String], table: &[String]| -> Vec<Option<usize>> {
         let idx: HashMap<&str, usize> = table
             .iter()
@@ -211,9 +221,9 @@ pub fn align_genes(card: &Card, cells: &CellsTable) -> GeneAlignment {
             .collect();
         model.iter().map(|g| idx.get(g.as_str()).copied()).collect()
     };
-    let ids = by_key(&card.gene_ids, &cells.gene_ids);
+    let ids = by_key(gene_ids, &cells.gene_ids);
     let found_ids = ids.iter().filter(|c| c.is_some()).count();
-    let names = by_key(&card.gene_names, &cells.gene_names);
+    let names = by_key(gene_names, &cells.gene_names);
     let found_names = names.iter().filter(|c| c.is_some()).count();
     let (columns, by) = if found_ids == 0 && found_names > 0 {
         (names, "name")

@@ -1,0 +1,152 @@
+//! What `cellweave-train` and `cellweave-embed` hand to a model: the inputs and outputs
+//! of the run ([`TrainRun`], [`EmbedRun`]), the hyperparameters every model shares
+//! ([`Hyper`]), and which model a saved model directory holds ([`model_kind`]).
+//!
+//! Each model adds its own flags as a `clap::Args` struct flattened into the binary, and
+//! a `train(run, args, step)` / `embed(run, step)` pair in its `command` module.
+
+use crate::ModelKind;
+use cellweave::{bail, Error, Result, ResultExt};
+use std::path::{Path, PathBuf};
+
+/// The model card's file name in every model directory.
+pub const CARD: &str = "card.yaml";
+
+/// Hyperparameters every model has. `None` (the flag not given) means the model's own
+/// default; each model resolves them once and records the resolved values in its card.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Hyper {
+    /// Epochs in this call (at least 1) [default: the model's; claire: 80, or more on small
+    /// data so that at least --min-steps steps run]
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Adam learning rate (> 0) [default: the model's; claire: 1e-4]
+    #[arg(value_parser = cellweave::cli::range::positive::<f64>, long)]
+    pub lr: Option<f64>,
+    /// Cells per minibatch (at least 2) [default: the model's; claire: 256 anchors, each
+    /// giving two views; the last partial batch is dropped]
+    #[arg(value_parser = cellweave::cli::range::at_least_2, long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Adam weight decay (>= 0) [default: the model's; claire: 1e-5, as an L2 term]
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long)]
+    pub weight_decay: Option<f64>,
+    /// Embedding dimensions (at least 1) [default: the model's; claire: 128]
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long)]
+    pub latent: Option<usize>,
+    /// Dropout probability (0 to 1, below 1) [default: the model's; claire: 0.3 after the
+    /// first two layers]
+    #[arg(value_parser = cellweave::cli::range::fraction_below_1::<f32>, long)]
+    pub dropout: Option<f32>,
+}
+
+/// The inputs and outputs of one `cellweave-train` run, whatever the model.
+#[derive(Debug, Clone)]
+pub struct TrainRun {
+    /// The cells table (log-normalized values of the selected genes).
+    pub cells: PathBuf,
+    /// Seed pairs and KNN lists of the same cells (models that use pairs).
+    pub pairs: Option<PathBuf>,
+    /// Raw counts of the same cells (models with a count likelihood).
+    pub counts: Option<PathBuf>,
+    /// Model directory to write.
+    pub model_dir: PathBuf,
+    /// Embedding table to write.
+    pub embedding: PathBuf,
+    /// Per-epoch training log to write as well.
+    pub log: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub seed: u64,
+    /// Continue the training state of this model directory.
+    pub init: Option<PathBuf>,
+    /// Continue an interrupted run of `model_dir` from its last checkpoint.
+    pub resume: bool,
+    /// Checkpoint every N epochs (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Per-cell label column for reports (never used for training unless a model says so).
+    pub labels: String,
+    /// Per-cell batch column.
+    pub batch_key: String,
+    /// Stop (as if killed) after this many global epochs: for testing crash recovery.
+    pub stop_after: Option<usize>,
+    pub hyper: Hyper,
+}
+
+impl TrainRun {
+    /// The pairs table, which `model` needs.
+    pub fn require_pairs(&self, model: ModelKind) -> Result<&Path> {
+        self.pairs.as_deref().ok_or_else(|| {
+            Error::new(format!(
+                "--model {} trains on seed pairs: give --pairs PAIRS.arrow (cellweave-pairs)",
+                model.name()
+            ))
+            .field("pairs")
+        })
+    }
+
+    /// The raw counts table, which `model` needs.
+    pub fn require_counts(&self, model: ModelKind) -> Result<&Path> {
+        self.counts.as_deref().ok_or_else(|| {
+            Error::new(format!(
+                "--model {} models raw counts: give --counts FILTERED.arrow (the cellweave-filter output of the same cells)",
+                model.name()
+            ))
+            .field("counts")
+        })
+    }
+
+    /// Every input file of the run.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let mut v = vec![self.cells.as_path()];
+        v.extend(self.pairs.as_deref());
+        v.extend(self.counts.as_deref());
+        v.extend(self.init.as_deref());
+        v
+    }
+}
+
+/// The inputs and outputs of one `cellweave-embed` run, whatever the model.
+#[derive(Debug, Clone)]
+pub struct EmbedRun {
+    /// Cells table on the model's scale.
+    pub cells: PathBuf,
+    /// Model directory (`cellweave-train -o`).
+    pub model_dir: PathBuf,
+    /// Table to write.
+    pub output: PathBuf,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Largest tolerated fraction of the model's genes missing from the cells.
+    pub max_missing: f64,
+}
+
+/// Which model a model directory holds (the `model` field of its card).
+pub fn model_kind(dir: &Path) -> Result<ModelKind> {
+    let p = dir.join(CARD);
+    if !p.exists() {
+        bail!(
+            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
+            dir.display()
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: String,
+    }
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    let head: Head = serde_yaml::from_str(&text)
+        .map_err(|e| Error::new(format!("invalid model card ({e})")).file(&p))?;
+    <ModelKind as clap::ValueEnum>::from_str(&head.model, false).map_err(|_| {
+        let known: Vec<&str> = <ModelKind as clap::ValueEnum>::value_variants()
+            .iter()
+            .map(|m| m.name())
+            .collect();
+        Error::new(format!(
+            "unknown model '{}' (expected one of {}; a newer cellweave may know it)",
+            head.model,
+            known.join(", ")
+        ))
+        .file(&p)
+        .field("model")
+    })
+}
