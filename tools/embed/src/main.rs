@@ -4,14 +4,17 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
-use cellweave_models::claire::command::{self, EmbedOptions};
+use cellweave_models::claire::command as claire;
+use cellweave_models::command::{model_kind, EmbedRun};
+use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Embed the cells of a table with a model written by cellweave-train. Genes are matched
-/// to the model's by id (by name when no id matches); genes the table lacks count as 0.
+/// Embed the cells of a table with a model written by cellweave-train (the model's card
+/// says which). Genes are matched to the model's by id (by name when no id matches); genes
+/// the table lacks count as 0.
 #[derive(Parser, Serialize, Debug)]
 #[command(name = "cellweave-embed", version = cellweave::cli::LONG_VERSION)]
 struct Args {
@@ -41,14 +44,18 @@ fn main() -> ExitCode {
         cli::init(&a.common);
         let mut outputs = Outputs::new(&[a.cells.as_path()])?;
         outputs.file(&a.output, Kind::Table)?;
-        let opts = EmbedOptions {
+        let run = EmbedRun {
             cells: a.cells.clone(),
             model_dir: a.model.clone(),
             output: a.output.clone(),
             device: a.device.clone(),
             max_missing: a.max_missing,
         };
-        command::embed(&opts, &Step::new("cellweave-embed", &a))?;
+        let step = Step::new("cellweave-embed", &a);
+        match model_kind(&a.model)? {
+            ModelKind::Claire => claire::embed(&run, &step)?,
+            ModelKind::Scetm => cellweave_models::scetm::command::embed(&run, &step)?,
+        }
         outputs.commit()
     })
 }

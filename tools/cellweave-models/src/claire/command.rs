@@ -3,29 +3,91 @@
 use cellweave::contract::{Categorical, EmbeddingTable, PairsTable, Step, ValueKind};
 use cellweave::io::{atomic, table};
 use cellweave::{bail, info, Error, Result, ResultExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::moco::MocoParams;
 use super::model;
-use super::train::{Start, TrainParams, Trainer};
+use super::train::{EmbedWith, Start, TrainParams, Trainer};
+use crate::command::{EmbedRun, Hyper, TrainRun};
 use crate::engine::checkpoint;
+use crate::ModelKind;
 
-/// Options of `cellweave-train`.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    pub cells: PathBuf,
-    pub pairs: PathBuf,
-    pub model_dir: PathBuf,
-    pub embedding: PathBuf,
-    pub params: TrainParams,
-    pub init: Option<PathBuf>,
-    pub resume: bool,
-    pub checkpoint_every: usize,
-    pub log: Option<PathBuf>,
-    pub device: String,
-    /// Per-cell label column for the seed-accuracy report (never used otherwise).
-    pub labels: String,
-    /// Stop (as if killed) after this many global epochs: for testing crash recovery.
-    pub stop_after: Option<usize>,
+/// CLAIRE's own flags of `cellweave-train` (the shared ones are [`Hyper`]).
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone)]
+#[command(next_help_heading = "CLAIRE options (--model claire)")]
+pub struct ClaireArgs {
+    /// With automatic --epochs: run at least this many steps
+    #[arg(long, default_value_t = TrainParams::default().min_steps, value_name = "N")]
+    pub min_steps: usize,
+    /// Epochs before refinement [default: 3, or more so that at least 100 steps run] (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub stage1_epochs: Option<usize>,
+    /// Do not refine the seed pairs (one stage; for stage-by-stage workflows)
+    #[arg(long)]
+    pub no_refine: bool,
+    /// Run only stage 1 (--stage1-epochs, by default 3 or enough for 100 steps), without
+    /// refinement, embedding with the query encoder unless --embed-with says otherwise: the
+    /// first call of a stage-by-stage run (train, refine, then train --init). Conflicts with
+    /// --epochs
+    #[arg(long, conflicts_with = "epochs")]
+    pub stage1_only: bool,
+    /// Keep seed pairs whose posterior of the high-similarity component is at least this (0 to 1)
+    #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long,
+          default_value_t = TrainParams::default().refine_threshold, value_name = "P")]
+    pub refine_threshold: f64,
+    /// Mix-up coefficients are drawn from U(alpha, 1) (0 to 1)
+    #[arg(value_parser = cellweave::cli::range::fraction::<f32>, long,
+          default_value_t = TrainParams::default().alpha)]
+    pub alpha: f32,
+    /// Negatives in the MoCo queue (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long,
+          default_value_t = MocoParams::default().queue_size)]
+    pub queue: usize,
+    /// Softmax temperature (> 0)
+    #[arg(value_parser = cellweave::cli::range::positive::<f64>, long,
+          default_value_t = MocoParams::default().temperature)]
+    pub temperature: f64,
+    /// Key encoder momentum (0 to 1)
+    #[arg(value_parser = cellweave::cli::range::fraction::<f32>, long,
+          default_value_t = MocoParams::default().momentum)]
+    pub momentum: f32,
+    /// Encoder whose output is the embedding and the saved model: the momentum encoder (a
+    /// moving average of the query encoder's weights, less noisy), the query encoder
+    /// (CLAIRE's released code), or auto: momentum once the momentum encoder has averaged
+    /// ~1 / -ln(m) steps (~1,000 at m = 0.999), query before (a short stage-1 run). The
+    /// refinement inside this call always uses the query encoder
+    #[arg(long, value_enum, default_value_t = EmbedWith::default())]
+    pub embed_with: EmbedWith,
+}
+
+impl ClaireArgs {
+    /// The training parameters of a run: the shared flags (each `None` takes CLAIRE's
+    /// default) and CLAIRE's own.
+    pub fn params(&self, hyper: &Hyper, seed: u64) -> TrainParams {
+        let d = TrainParams::default();
+        TrainParams {
+            epochs: hyper.epochs,
+            min_steps: self.min_steps,
+            stage1_epochs: self.stage1_epochs,
+            stage1_only: self.stage1_only,
+            refine: !self.no_refine,
+            refine_threshold: self.refine_threshold,
+            batch_size: hyper.batch_size.unwrap_or(d.batch_size),
+            lr: hyper.lr.unwrap_or(d.lr),
+            weight_decay: hyper.weight_decay.unwrap_or(d.weight_decay),
+            alpha: self.alpha,
+            latent: hyper.latent.unwrap_or(d.latent),
+            moco: MocoParams {
+                momentum: self.momentum,
+                temperature: self.temperature,
+                queue_size: self.queue,
+                dropout: hyper.dropout.unwrap_or(d.moco.dropout),
+            },
+            embed_with: self.embed_with,
+            seed,
+            ..d
+        }
+    }
 }
 
 fn seed_accuracy(t: &PairsTable, labels: &Categorical) -> String {
@@ -38,8 +100,10 @@ fn seed_accuracy(t: &PairsTable, labels: &Categorical) -> String {
 }
 
 /// Train a CLAIRE model and write the model directory, the embedding and the log.
-pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
-    let inputs = [o.cells.as_path(), o.pairs.as_path()];
+pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
+    let pairs_path = o.require_pairs(ModelKind::Claire)?;
+    let params = args.params(&o.hyper, o.seed);
+    let inputs = [o.cells.as_path(), pairs_path];
     atomic::check_not_input(&o.embedding, &inputs)?;
     if let Some(l) = &o.log {
         atomic::check_not_input(l, &inputs)?;
@@ -52,8 +116,8 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
     }
     let device = crate::device(&o.device)?;
     let cells = table::read_cells(&o.cells)?;
-    let pairs = table::read_pairs(&o.pairs)?;
-    pairs.check_cells(&cells.fingerprint()).at(&o.pairs)?;
+    let pairs = table::read_pairs(pairs_path)?;
+    pairs.check_cells(&cells.fingerprint()).at(pairs_path)?;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&o.cells));
     }
@@ -77,15 +141,8 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
     {
         checkpoint::clean_stale(out)?;
     }
-    let mut trainer = Trainer::new(
-        &cells,
-        &pairs,
-        o.params.clone(),
-        &o.model_dir,
-        start,
-        device,
-    )
-    .at(&o.pairs)?;
+    let mut trainer =
+        Trainer::new(&cells, &pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
     info!(
         "claire: {} cells x {} genes, {} seed pairs, {} training cells; epochs {}..{} of batch {}{}",
         cells.n_cells(),
@@ -94,13 +151,13 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
         trainer.training_cells(),
         trainer.progress.epoch + 1,
         trainer.progress.end_epoch,
-        o.params.batch_size.min(trainer.training_cells()),
+        params.batch_size.min(trainer.training_cells()),
         match trainer.progress.refine_at {
             Some(e) if !trainer.progress.refined => format!(", refinement after epoch {e}"),
             _ => String::new(),
         }
     );
-    let threshold = o.params.refine_threshold;
+    let threshold = params.refine_threshold;
     let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<PairsTable> {
         let (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
         if let Some(g) = &rep.gmm {
@@ -167,19 +224,8 @@ pub fn train(o: &TrainOptions, step: &Step) -> Result<()> {
     Ok(())
 }
 
-/// Options of `cellweave-embed`.
-#[derive(Debug, Clone)]
-pub struct EmbedOptions {
-    pub cells: PathBuf,
-    pub model_dir: PathBuf,
-    pub output: PathBuf,
-    pub device: String,
-    /// Largest tolerated fraction of the model's genes missing from the cells.
-    pub max_missing: f64,
-}
-
 /// Apply a saved model to a cells table and write the embedding.
-pub fn embed(o: &EmbedOptions, step: &Step) -> Result<()> {
+pub fn embed(o: &EmbedRun, step: &Step) -> Result<()> {
     atomic::check_not_input(&o.output, &[o.cells.as_path()])?;
     if !(0.0..=1.0).contains(&o.max_missing) {
         return Err(Error::new(format!(

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use super::encoder::Encoder;
 use super::CandleExt;
 
-pub const CARD: &str = "card.yaml";
+pub const CARD: &str = crate::command::CARD;
 pub const WEIGHTS: &str = "model.safetensors";
 pub const STATE: &str = "state.safetensors";
 pub const STATE_JSON: &str = "state.json";

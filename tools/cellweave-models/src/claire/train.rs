@@ -30,7 +30,17 @@ const STREAM_DROPOUT: u64 = 2;
 
 /// Which encoder gives the output embedding and the saved model. (The refinement inside
 /// the one-call schedule always uses the query encoder, as CLAIRE.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedWith {
     /// The momentum encoder once it is mostly trained weights: when the share of the
