@@ -2,11 +2,13 @@
 //! warm-up, scETM's per-step learning-rate decay and gradient clipping, Adam,
 //! checkpoints that resume bit for bit.
 //!
-//! Minibatches: every epoch shuffles the cells and cuts them into `max(1, round(n / b))`
+//! Minibatches: every epoch shuffles the cells and cuts them into `s = max(1, round(n / b))`
 //! parts of (nearly) equal size, so no part is a handful of cells (BatchNorm needs
-//! several). The KL weight at global step `t` is `w_max x min(1, (t / (n / b)) /
-//! (epochs / 3))`: scETM's linear warm-up over the first third of the epochs, with its
-//! fractional epoch count. The learning rate is `lr x exp(-decay x t)` (scETM's
+//! several). The KL weight at global step `t` is `w_max x min(1, (t / s) / (epochs / 3))`:
+//! scETM's linear warm-up over the first third of the epochs, counting epochs
+//! fractionally as scETM does. (scETM draws a running stream of minibatches of exactly
+//! `b` cells, `max(1, n / b)` to an epoch; for `n <= b` both are one step of every
+//! cell per epoch.) The learning rate is `lr x exp(-decay x t)` (scETM's
 //! `lr_decay` = 6e-5 per step).
 //!
 //! Randomness: the initial weights come from `Rng::derive(seed, [INIT])`; epoch `e` draws
@@ -318,10 +320,10 @@ impl<'a> Trainer<'a> {
         Ok(engine::fit(&mut run, &schedule)?.complete)
     }
 
-    /// scETM's KL weight at global step `t`.
+    /// scETM's KL weight at global step `t` (epochs counted fractionally, as scETM).
     pub fn kl_weight(&self, t: u64) -> f64 {
         let p = &self.params;
-        let steps_per_epoch = (self.data.n_cells() as f64 / p.batch_size as f64).max(1.0);
+        let steps_per_epoch = (parts(self.data.n_cells(), p.batch_size).len() - 1) as f64;
         let epoch = t as f64 / steps_per_epoch;
         let full = self.progress.end_epoch as f64 * p.kl_warmup;
         if full <= 0.0 {
