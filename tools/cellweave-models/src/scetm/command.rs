@@ -9,7 +9,9 @@ use std::path::Path;
 
 use super::network::{Network, Shape};
 use super::train::{self, Data, ScetmParams, Trainer};
-use crate::claire::model::{align_gene_lists, aligned_matrix, load_tensors, save_tensors};
+use crate::claire::model::{
+    align_gene_lists, aligned_matrix, check_card_version, load_tensors, save_tensors, write_card,
+};
 use crate::command::{EmbedRun, TrainRun, CARD};
 use crate::engine::checkpoint;
 use crate::{CandleExt, ModelKind};
@@ -359,30 +361,13 @@ fn embedding_table(cells: &CellsTable, data: Vec<f32>, dim: usize, step: &Step) 
     }
 }
 
-fn write_card(dir: &Path, card: &Card) -> Result<()> {
-    let text = serde_yaml::to_string(card)
-        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
-    atomic::write_file(&dir.join(CARD), |w| {
-        use std::io::Write;
-        w.write_all(text.as_bytes())?;
-        Ok(())
-    })
-}
-
 /// Read a scETM model directory's card.
 pub fn read_card(dir: &Path) -> Result<Card> {
     let p = dir.join(CARD);
     let text = std::fs::read_to_string(&p).at(&p)?;
     let card: Card = serde_yaml::from_str(&text)
         .map_err(|e| Error::new(format!("invalid scETM model card ({e})")).file(&p))?;
-    if card.card_version > CARD_VERSION {
-        return Err(Error::new(format!(
-            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
-            card.card_version
-        ))
-        .file(&p)
-        .field("card_version"));
-    }
+    check_card_version(card.card_version, CARD_VERSION, &p)?;
     if card.gene_ids.len() != card.n_genes || card.shape.n_genes != card.n_genes {
         return Err(Error::new("gene lists do not match n_genes")
             .file(&p)
