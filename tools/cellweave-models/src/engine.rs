@@ -81,7 +81,7 @@ pub trait Trainable {
     /// Write a checkpoint of the whole training state (from which the run resumes bit
     /// for bit).
     fn checkpoint(&mut self) -> Result<()> {
-        Err(Error::new("this model does not write checkpoints").field("checkpoint-every"))
+        Err(Error::new("this model does not write checkpoints").flag("--checkpoint-every"))
     }
 }
 
@@ -153,11 +153,7 @@ impl EarlyStop {
 /// `path`: tab-separated text for a `.tsv` (`.txt`, `.tab`) path, else Arrow or Parquet by
 /// the extension.
 pub fn write_log(path: &std::path::Path, log: &cellweave::contract::Frame) -> Result<()> {
-    if cellweave::io::Format::of(path) == Some(cellweave::io::Format::Tsv) {
-        cellweave::io::table::write_frame_tsv(path, log)
-    } else {
-        cellweave::io::table::write_frame(path, log)
-    }
+    cellweave::io::table::write_side(path, log)
 }
 
 /// Train `model` through `schedule` (see the module documentation).

@@ -542,15 +542,15 @@ pub fn train(
         );
     }
     if opts.batch_size == 0 {
-        return Err(Error::new("must be at least 1").field("batch-size"));
+        return Err(Error::new("must be at least 1").flag("--batch-size"));
     }
     if !(opts.lr > 0.0 && opts.lr.is_finite()) {
-        return Err(Error::new(format!("{} (expected a positive number)", opts.lr)).field("lr"));
+        return Err(Error::new(format!("{} (expected a positive number)", opts.lr)).flag("--lr"));
     }
     if !(0.0..1.0).contains(&opts.val_fraction) {
         return Err(
             Error::new(format!("{} (expected 0 <= f < 1)", opts.val_fraction))
-                .field("val-fraction"),
+                .flag("--val-fraction"),
         );
     }
     let use_fast = match engine {
@@ -559,7 +559,7 @@ pub fn train(
         Engine::Auto => model.device().is_cpu(),
     };
     if use_fast && !model.device().is_cpu() {
-        return Err(Error::new("the fast engine runs on the CPU only").field("engine"));
+        return Err(Error::new("the fast engine runs on the CPU only").flag("--engine"));
     }
     let fast_step = |m: &Late| -> Result<Box<dyn trainer::LateStep>> {
         Ok(Box::new(fast::FastStep::new(m, opts)?))

@@ -53,6 +53,52 @@ pub fn parse<T: clap::Parser>() -> T {
     }
 }
 
+/// A parameter struct as the command line gives it when none of its flags is set: the
+/// defaults its `#[arg]` attributes declare. `Default` of a library parameter struct is this,
+/// so that a default is written once, on its flag.
+pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true));
+    let matches = cmd
+        .try_get_matches_from(std::iter::empty::<&str>())
+        .expect("every flag of a parameter struct has a default or is optional");
+    T::from_arg_matches(&matches).expect("the defaults of a parameter struct parse")
+}
+
+/// The arguments of a command (and of its subcommands) that have no help text, as `--name`
+/// (or the id of a positional argument); clap's own `--help` and `--version` are not counted.
+pub fn undocumented(cmd: &clap::Command) -> Vec<String> {
+    let mut missing: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.get_help().is_none())
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        .map(|a| match a.get_long() {
+            Some(long) => format!("--{long}"),
+            None => a.get_id().to_string(),
+        })
+        .collect();
+    for sub in cmd.get_subcommands() {
+        missing.extend(undocumented(sub));
+    }
+    missing
+}
+
+/// A test that fails when a flag of the binary's `Args` has no help text:
+/// `cellweave::help_test!(Args);` at the end of a `main.rs`.
+#[macro_export]
+macro_rules! help_test {
+    ($args:ident) => {
+        #[cfg(test)]
+        mod help_test {
+            #[test]
+            fn every_flag_has_help() {
+                let cmd = <super::$args as clap::CommandFactory>::command();
+                let missing = $crate::cli::undocumented(&cmd);
+                assert!(missing.is_empty(), "flags without help text: {missing:?}");
+            }
+        }
+    };
+}
+
 /// Apply the common flags: thread pool size and verbosity.
 pub fn init(common: &Common) {
     QUIET.store(common.quiet, Ordering::Relaxed);
@@ -66,6 +112,7 @@ pub fn init(common: &Common) {
     }
 }
 
+/// Whether `--quiet` was given.
 pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
@@ -133,9 +180,11 @@ pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ExitCode {
 pub struct Timer(std::time::Instant, &'static str);
 
 impl Timer {
+    /// Start timing `what`.
     pub fn start(what: &'static str) -> Self {
         Timer(std::time::Instant::now(), what)
     }
+    /// Log `what: <seconds> s`.
     pub fn done(self) {
         crate::info!("{}: {:.2} s", self.1, self.0.elapsed().as_secs_f64());
     }

@@ -13,32 +13,51 @@ pub const SCHEMA_VERSION: &str = "1.0";
 
 /// Schema-metadata keys.
 pub mod meta {
+    /// The table kind: cells, genes, pairs, embedding, scores, training_log or qc.
     pub const TABLE: &str = "cellweave.table";
+    /// The contract version the file was written with ([`SCHEMA_VERSION`](super::SCHEMA_VERSION)).
     pub const VERSION: &str = "cellweave.schema_version";
+    /// The provenance: a JSON list of [`Step`](super::Step)s, oldest first.
     pub const PROVENANCE: &str = "cellweave.provenance";
+    /// The gene ids of a cells table, as a JSON list (the columns of its CSR matrix).
     pub const GENE_IDS: &str = "cellweave.gene_ids";
+    /// The gene names of a cells table, as a JSON list, parallel to the gene ids.
     pub const GENE_NAMES: &str = "cellweave.gene_names";
+    /// What the values of a cells table are ([`ValueKind`](super::ValueKind)).
     pub const VALUES: &str = "cellweave.values";
+    /// The number of genes of a cells table.
     pub const N_GENES: &str = "cellweave.n_genes";
+    /// The fingerprint of the cell ids a table refers to ([`fingerprint`](super::fingerprint)).
     pub const FINGERPRINT: &str = "cellweave.cells_fingerprint";
+    /// The number of cells of a cells table.
     pub const N_CELLS: &str = "cellweave.n_cells";
+    /// The name of an embedding (e.g. `claire`, `umap`).
     pub const EMBEDDING_NAME: &str = "cellweave.embedding_name";
+    /// The per-cell column that held the batches a genes table was computed per.
     pub const BATCH_KEY: &str = "cellweave.batch_key";
 }
 
 /// What kind of table a file holds (`cellweave.table` in its metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
+    /// One row per cell, expression as CSR lists.
     Cells,
+    /// One row per gene (HVG statistics, per-gene QC, gene embeddings).
     Genes,
+    /// Pairs of cells (seed pairs and nearest neighbours).
     Pairs,
+    /// A per-cell embedding.
     Embedding,
+    /// Scores of embeddings or imputations.
     Scores,
+    /// Losses per epoch of a training run.
     TrainingLog,
+    /// The QC report of cellweave-filter.
     Qc,
 }
 
 impl TableKind {
+    /// The name written into the metadata.
     pub fn as_str(self) -> &'static str {
         match self {
             TableKind::Cells => "cells",
@@ -50,6 +69,7 @@ impl TableKind {
             TableKind::Qc => "qc",
         }
     }
+    /// The kind of a metadata name, `None` for an unknown one.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "cells" => TableKind::Cells,
@@ -81,6 +101,7 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
+    /// The name written into the metadata and accepted by `--values`.
     pub fn as_str(self) -> &'static str {
         match self {
             ValueKind::Counts => "counts",
@@ -90,6 +111,7 @@ impl ValueKind {
             ValueKind::Imputed => "imputed",
         }
     }
+    /// The kind of a name, `None` for an unknown one.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "counts" => ValueKind::Counts,
@@ -105,8 +127,11 @@ impl ValueKind {
 /// One stage that touched a file: the tool, its version and its parameters.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Step {
+    /// The binary, e.g. `cellweave-hvg`.
     pub tool: String,
+    /// The cellweave version that ran it.
     pub version: String,
+    /// Its parameters (the parsed arguments).
     pub params: serde_json::Value,
 }
 
@@ -125,13 +150,18 @@ impl Step {
 /// column positions) and the matching `data`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Csr {
+    /// Number of columns.
     pub n_cols: usize,
+    /// Row offsets into `indices` and `data` (`n_rows + 1` entries, starting at 0).
     pub indptr: Vec<u64>,
+    /// Column position of each stored value, ascending within a row.
     pub indices: Vec<u32>,
+    /// The stored values.
     pub data: Vec<f32>,
 }
 
 impl Csr {
+    /// A matrix of no rows and `n_cols` columns.
     pub fn empty(n_cols: usize) -> Self {
         Csr {
             n_cols,
@@ -140,17 +170,21 @@ impl Csr {
             data: Vec::new(),
         }
     }
+    /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.indptr.len() - 1
     }
+    /// Number of stored values.
     pub fn nnz(&self) -> usize {
         self.data.len()
     }
+    /// Column positions and values of row `r`.
     #[inline]
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
         (&self.indices[a..b], &self.data[a..b])
     }
+    /// The values of row `r`, to change in place.
     #[inline]
     pub fn row_mut(&mut self, r: usize) -> &mut [f32] {
         let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
@@ -290,12 +324,16 @@ impl Csr {
 /// `b = offsets[r + 1] - offsets[0]` (Arrow list offsets need not start at zero).
 #[derive(Debug, Clone, Copy)]
 pub struct CsrView<'a> {
+    /// Arrow list offsets of the rows (`n_rows + 1` entries).
     pub offsets: &'a [i32],
+    /// Column positions of the stored values.
     pub indices: &'a [u32],
+    /// The stored values.
     pub data: &'a [f32],
 }
 
 impl<'a> CsrView<'a> {
+    /// Number of rows.
     pub fn n_rows(&self) -> usize {
         self.offsets.len() - 1
     }
@@ -305,6 +343,7 @@ impl<'a> CsrView<'a> {
         let o = self.offsets[0];
         (self.offsets[r] - o) as usize..(self.offsets[r + 1] - o) as usize
     }
+    /// Column positions and values of row `r`.
     #[inline]
     pub fn row(&self, r: usize) -> (&'a [u32], &'a [f32]) {
         let k = self.range(r);
@@ -315,11 +354,14 @@ impl<'a> CsrView<'a> {
 /// A categorical column: codes into `categories`; [`Categorical::MISSING`] marks a null.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Categorical {
+    /// Per row, the position of its value in `categories` (or [`Categorical::MISSING`]).
     pub codes: Vec<u32>,
+    /// The distinct values.
     pub categories: Vec<String>,
 }
 
 impl Categorical {
+    /// The code of a missing value.
     pub const MISSING: u32 = u32::MAX;
 
     /// Build from string values; categories in order of first appearance.
@@ -345,16 +387,20 @@ impl Categorical {
             categories: vec![name.to_string()],
         }
     }
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.codes.len()
     }
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.codes.is_empty()
     }
+    /// The value of row `i` (`None` when missing).
     pub fn get(&self, i: usize) -> Option<&str> {
         let c = self.codes[i];
         (c != Self::MISSING).then(|| self.categories[c as usize].as_str())
     }
+    /// The rows `rows`, in that order (categories unchanged).
     pub fn select(&self, rows: &[usize]) -> Self {
         Categorical {
             codes: rows.iter().map(|&r| self.codes[r]).collect(),
@@ -389,16 +435,24 @@ impl Categorical {
 /// The values of one per-cell (or per-gene) column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
+    /// Strings as categories (Arrow dictionary).
     Cat(Categorical),
+    /// Strings, with nulls.
     Str(Vec<Option<String>>),
+    /// 64-bit floats.
     F64(Vec<f64>),
+    /// 32-bit floats.
     F32(Vec<f32>),
+    /// 64-bit integers, with nulls.
     I64(Vec<Option<i64>>),
+    /// 32-bit unsigned integers.
     U32(Vec<u32>),
+    /// Booleans, with nulls.
     Bool(Vec<Option<bool>>),
 }
 
 impl Column {
+    /// Number of rows.
     pub fn len(&self) -> usize {
         match self {
             Column::Cat(c) => c.len(),
@@ -410,9 +464,11 @@ impl Column {
             Column::Bool(v) => v.len(),
         }
     }
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The rows `rows`, in that order.
     pub fn select(&self, rows: &[usize]) -> Column {
         fn pick<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
             rows.iter().map(|&r| v[r].clone()).collect()
@@ -465,25 +521,34 @@ pub type Named = (String, Column);
 /// The cells table: one row per cell, expression as CSR over `gene_ids`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellsTable {
+    /// Cell ids, unique.
     pub cell_ids: Vec<String>,
     /// The batch of each cell (column `batch` on disk).
     pub batch: Categorical,
     /// Every other per-cell column, carried through untouched, in order.
     pub obs: Vec<Named>,
+    /// Gene ids, unique: the columns of `x`.
     pub gene_ids: Vec<String>,
+    /// Gene names, parallel to `gene_ids` (not necessarily unique).
     pub gene_names: Vec<String>,
+    /// Expression, cells x genes.
     pub x: Csr,
+    /// What the values of `x` are.
     pub values: ValueKind,
+    /// Every stage that produced this table, oldest first.
     pub provenance: Vec<Step>,
 }
 
 impl CellsTable {
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         self.cell_ids.len()
     }
+    /// Number of genes.
     pub fn n_genes(&self) -> usize {
         self.gene_ids.len()
     }
+    /// The fingerprint of the cell ids (see [`fingerprint`]).
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.cell_ids)
     }
@@ -674,22 +739,30 @@ pub fn fingerprint_of<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
 /// A per-cell embedding: `dim` numbers per cell, row-major, plus the cells' obs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingTable {
+    /// The embedding's name (`claire`, `umap`, ...).
     pub name: String,
+    /// Cell ids, in row order.
     pub cell_ids: Vec<String>,
     /// Per-cell columns carried from the cells table (`batch`, `cell_type`, ...).
     pub obs: Vec<Named>,
+    /// Numbers per cell.
     pub dim: usize,
+    /// Row-major values, `n_cells x dim`.
     pub data: Vec<f32>,
+    /// Every stage that produced this table, oldest first.
     pub provenance: Vec<Step>,
 }
 
 impl EmbeddingTable {
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         self.cell_ids.len()
     }
+    /// The `dim` values of row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
+    /// A carried per-cell column by name.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.obs.iter().find(|(n, _)| n == name).map(|(_, c)| c)
     }
@@ -711,6 +784,7 @@ pub enum PairKind {
 }
 
 impl PairKind {
+    /// The name written into the `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
             PairKind::Mnn => "mnn",
@@ -722,24 +796,34 @@ impl PairKind {
 /// Pairs of cells referred to by row position in the cells table whose fingerprint is kept.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PairsTable {
+    /// Cells of the cells table the pairs refer to.
     pub n_cells: usize,
+    /// Fingerprint of that cells table's cell ids.
     pub fingerprint: String,
+    /// What each row is.
     pub kind: Vec<PairKind>,
+    /// Row position of the first cell.
     pub i: Vec<u32>,
+    /// Row position of the second cell.
     pub j: Vec<u32>,
+    /// Distance between the two cells in the space they were found in.
     pub distance: Vec<f32>,
     /// Posterior of the "true pair" component after refinement (NaN before).
     pub posterior: Vec<f32>,
+    /// Every stage that produced this table, oldest first.
     pub provenance: Vec<Step>,
 }
 
 impl PairsTable {
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.i.len()
     }
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.i.is_empty()
     }
+    /// Append a row.
     pub fn push(&mut self, kind: PairKind, i: u32, j: u32, distance: f32, posterior: f32) {
         self.kind.push(kind);
         self.i.push(i);
@@ -764,14 +848,18 @@ impl PairsTable {
 /// A generic table of named columns (genes, scores, QC reports, training logs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
+    /// What the table holds.
     pub kind: TableKind,
+    /// The columns, in order, all of the same length.
     pub columns: Vec<Named>,
     /// Extra schema metadata (e.g. the cells fingerprint, gene scale).
     pub meta: BTreeMap<String, String>,
+    /// Every stage that produced this table, oldest first.
     pub provenance: Vec<Step>,
 }
 
 impl Frame {
+    /// An empty table of this kind.
     pub fn new(kind: TableKind) -> Self {
         Frame {
             kind,
@@ -780,9 +868,11 @@ impl Frame {
             provenance: Vec::new(),
         }
     }
+    /// Number of rows (0 without columns).
     pub fn n_rows(&self) -> usize {
         self.columns.first().map(|(_, c)| c.len()).unwrap_or(0)
     }
+    /// The table with one more column.
     pub fn with(mut self, name: &str, col: Column) -> Self {
         self.columns.push((name.to_string(), col));
         self
@@ -794,9 +884,11 @@ impl Frame {
         }
         self
     }
+    /// A column by name.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c)
     }
+    /// A column by name, or an error naming the missing column and listing the others.
     pub fn require(&self, name: &str) -> Result<&Column> {
         self.column(name).ok_or_else(|| {
             let names: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();

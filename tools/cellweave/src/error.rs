@@ -8,19 +8,25 @@
 use std::fmt;
 use std::path::Path;
 
+/// An error as users see it: one line naming the file, the field (or flag) and the problem.
 #[derive(Debug, Clone)]
 pub struct Error {
+    /// The file the error is about, as given.
     pub file: Option<String>,
+    /// The field, key or flag inside it (`gene_ids`, `--lr`).
     pub field: Option<String>,
+    /// What went wrong and what was expected.
     pub msg: String,
     /// The kind of the operating-system error behind this one, if any (a closed pipe, a full
     /// disk, a missing file): decisions are made on it, never on the message's text.
     pub kind: Option<std::io::ErrorKind>,
 }
 
+/// The result of every fallible cellweave function.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error with this message (no file, no field yet).
     pub fn new(msg: impl Into<String>) -> Self {
         Error {
             file: None,
@@ -40,12 +46,19 @@ impl Error {
         }
         self
     }
-    /// Attach the field (kept if one is already set).
+    /// Attach the field: a column, a key or a part of a file (kept if one is already set).
     pub fn field(mut self, field: impl Into<String>) -> Self {
         if self.field.is_none() {
             self.field = Some(field.into());
         }
         self
+    }
+    /// Attach the command-line flag whose value is wrong, named as the user types it:
+    /// `flag("--lr")` and `flag("lr")` both show `field '--lr'` (kept if a field is already
+    /// set).
+    pub fn flag(self, flag: &str) -> Self {
+        let name = flag.trim_start_matches('-');
+        self.field(format!("--{name}"))
     }
 }
 
@@ -120,7 +133,9 @@ impl From<hdf5::Error> for Error {
 
 /// Attach a path to any error convertible into [`Error`].
 pub trait ResultExt<T> {
+    /// Attach the file `path` to the error.
     fn at(self, path: impl AsRef<Path>) -> Result<T>;
+    /// Attach the field `field` to the error.
     fn in_field(self, field: &str) -> Result<T>;
 }
 

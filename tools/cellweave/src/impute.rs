@@ -25,6 +25,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// The name `--method` takes.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Late => "late",
@@ -45,12 +46,14 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// The name `--scale` takes.
     pub fn as_str(self) -> &'static str {
         match self {
             Scale::Log10 => "log10",
             Scale::Log1p => "log1p",
         }
     }
+    /// The scale of a name, `None` for an unknown one.
     pub fn parse(s: &str) -> Option<Scale> {
         match s {
             "log10" => Some(Scale::Log10),
@@ -250,16 +253,20 @@ pub fn dense_cells(template: &CellsTable, values: Vec<f32>) -> Result<CellsTable
 /// Held-out evaluation, LATE-style (as `impute_eval.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldOut {
+    /// The imputation method evaluated.
     pub method: String,
     /// Mean squared error over the held-out entries (truth > 0, input == 0), log10(x+1) scale.
     pub mse_heldout: f64,
+    /// Held-out entries.
     pub n_heldout: u64,
     /// Median over genes of the Pearson correlation between truth and imputed values over the
     /// cells where the truth is non-zero (genes with > 2 such cells and non-constant values).
     pub median_pearson_gene: Option<f64>,
     /// The same per cell, over the genes where the truth is non-zero.
     pub median_pearson_cell: Option<f64>,
+    /// Genes with a Pearson correlation in `median_pearson_gene`.
     pub n_genes_scored: u64,
+    /// Cells with a Pearson correlation in `median_pearson_cell`.
     pub n_cells_scored: u64,
 }
 
@@ -351,6 +358,7 @@ pub struct HeldOutDetail {
     /// the origin of imputed on true effects: 1 keeps the differences between batches, 0
     /// smears them out (a gene-mean fill: 0).
     pub batch_effect_r: Option<f64>,
+    /// See `batch_effect_r`.
     pub batch_effect_slope: Option<f64>,
     /// Genes with at least [`MIN_HELDOUT_PER_BATCH`] held-out entries in every batch.
     pub n_genes_batch_effect: u64,

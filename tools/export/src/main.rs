@@ -89,3 +89,5 @@ fn main() -> ExitCode {
         Ok(())
     })
 }
+
+cellweave::help_test!(Args);

@@ -2,15 +2,15 @@
 //! gene filter (cells expressing), with a QC report of what was removed and why.
 
 use cellweave::cli::{self, Common};
-use cellweave::contract::{Frame, Step};
+use cellweave::contract::Step;
+use cellweave::info;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
-use cellweave::io::{table, Format};
+use cellweave::io::table;
 use cellweave::preprocess::qc::{self, QcParams};
-use cellweave::{info, Result};
 use clap::Parser;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Filter cells (min/max genes, min/max counts, max mitochondrial %) then genes (min cells),
@@ -23,27 +23,9 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
     output: PathBuf,
-    /// Keep genes detected (> 0) in at least this many of the kept cells
-    #[arg(long, default_value_t = 3)]
-    min_cells: u64,
-    /// Keep cells with at least this many genes detected
-    #[arg(long)]
-    min_genes: Option<u64>,
-    /// Keep cells with at most this many genes detected
-    #[arg(long)]
-    max_genes: Option<u64>,
-    /// Keep cells with at least this many counts (>= 0)
-    #[arg(value_parser = cli::range::non_negative::<f64>, long)]
-    min_counts: Option<f64>,
-    /// Keep cells with at most this many counts (>= 0)
-    #[arg(value_parser = cli::range::non_negative::<f64>, long)]
-    max_counts: Option<f64>,
-    /// Keep cells with at most this percentage of counts in mitochondrial genes (0 to 100)
-    #[arg(value_parser = cli::range::percent, long)]
-    max_mito_pct: Option<f64>,
-    /// Mitochondrial genes: gene names starting with this (any case)
-    #[arg(long, default_value = "MT-")]
-    mito_prefix: String,
+    #[command(flatten)]
+    #[serde(flatten)]
+    params: QcParams,
     /// Write the QC report here (.tsv, .arrow or .parquet)
     #[arg(long)]
     qc_report: Option<PathBuf>,
@@ -53,13 +35,6 @@ struct Args {
     #[command(flatten)]
     #[serde(skip)]
     common: Common,
-}
-
-fn write_side(path: &Path, f: &Frame) -> Result<()> {
-    match Format::of(path) {
-        Some(Format::Tsv) => table::write_frame_tsv(path, f),
-        _ => table::write_frame(path, f),
-    }
 }
 
 fn main() -> ExitCode {
@@ -73,17 +48,9 @@ fn main() -> ExitCode {
             .file_opt(args.genes_out.as_deref(), Kind::TableOrTsv)?;
         let timer = cli::Timer::start("filter");
         let input = CellsInput::open(&args.input)?;
-        let params = QcParams {
-            min_cells: args.min_cells,
-            min_genes: args.min_genes,
-            max_genes: args.max_genes,
-            min_counts: args.min_counts,
-            max_counts: args.max_counts,
-            max_mito_pct: args.max_mito_pct,
-            mito_prefix: args.mito_prefix.clone(),
-        };
+        let params = &args.params;
         let step = Step::new("cellweave-filter", &args);
-        let out = qc::filter_file(&input, &args.output, &params, step)?;
+        let out = qc::filter_file(&input, &args.output, params, step)?;
         for w in &out.report.warnings {
             info!("cellweave-filter: warning: {w}");
         }
@@ -91,17 +58,19 @@ fn main() -> ExitCode {
             info!("{line}");
         }
         if let Some(p) = &args.qc_report {
-            let mut f = out.report.to_frame(&params);
+            let mut f = out.report.to_frame(params);
             f.provenance = out.provenance.clone();
-            write_side(p, &f)?;
+            table::write_side(p, &f)?;
         }
         if let Some(p) = &args.genes_out {
             let mut genes = out.genes;
             genes.provenance = out.provenance.clone();
-            write_side(p, &genes)?;
+            table::write_side(p, &genes)?;
         }
         outputs.commit()?;
         timer.done();
         Ok(())
     })
 }
+
+cellweave::help_test!(Args);

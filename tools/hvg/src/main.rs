@@ -5,7 +5,7 @@ use cellweave::cli::{self, Common};
 use cellweave::contract::{Column, Frame, Step};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
-use cellweave::io::{table, Format};
+use cellweave::io::table;
 use cellweave::preprocess::hvg::{self, Flavor, Groups, HvgParams};
 use cellweave::{info, Error, Result};
 use clap::Parser;
@@ -24,24 +24,15 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
     output: PathBuf,
-    /// Range: at least 1
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 2000)]
-    n_top_genes: usize,
-    /// seurat, cell_ranger or seurat_v3
-    #[arg(long, default_value = "seurat")]
-    flavor: String,
+    #[command(flatten)]
+    #[serde(flatten)]
+    params: HvgParams,
     /// Select per batch of this per-cell column (scanpy's batch_key)
     #[arg(long, default_value = "batch")]
     batch_key: String,
     /// Treat all cells as one batch (scanpy's batch_key=None)
     #[arg(long)]
     ignore_batch: bool,
-    /// Bins of mean expression (seurat) (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 20)]
-    n_bins: usize,
-    /// Loess span (seurat_v3) (above 0, at most 1)
-    #[arg(value_parser = cli::range::fraction_above_0::<f64>, long, default_value_t = 0.3)]
-    span: f64,
     /// Raw counts for seurat_v3 when the input holds log1p values (cells and genes matched by id)
     #[arg(long)]
     counts: Option<PathBuf>,
@@ -60,18 +51,11 @@ fn main() -> ExitCode {
     cli::run("cellweave-hvg", || {
         let args = cli::parse::<Args>();
         cli::init(&args.common);
-        let flavor = Flavor::parse(&args.flavor).ok_or_else(|| {
-            Error::new(format!(
-                "unknown flavor '{}' (expected seurat, cell_ranger or seurat_v3)",
-                args.flavor
-            ))
-            .field("--flavor")
-        })?;
         if args.no_subset && args.genes_out.is_none() {
             return Err(Error::new(
                 "--no-subset keeps every gene: give --genes-out to record the selection",
             )
-            .field("--no-subset"));
+            .flag("--no-subset"));
         }
         let mut inputs = vec![args.input.as_path()];
         inputs.extend(args.counts.as_deref());
@@ -80,16 +64,10 @@ fn main() -> ExitCode {
             .file(&args.output, Kind::Table)?
             .file_opt(args.genes_out.as_deref(), Kind::TableOrTsv)?;
         let timer = cli::Timer::start("hvg");
-        let params = HvgParams {
-            n_top_genes: args.n_top_genes,
-            flavor,
-            n_bins: args.n_bins,
-            span: args.span,
-        };
-        if flavor == Flavor::SeuratV3 {
-            whole_table(&args, &params)?;
+        if args.params.flavor == Flavor::SeuratV3 {
+            whole_table(&args, &args.params)?;
         } else {
-            streamed(&args, &params)?;
+            streamed(&args, &args.params)?;
         }
         outputs.commit()?;
         timer.done();
@@ -101,7 +79,7 @@ fn main() -> ExitCode {
 /// one to write the selected genes.
 fn streamed(args: &Args, params: &HvgParams) -> Result<()> {
     if args.counts.is_some() {
-        return Err(Error::new("only flavor seurat_v3 uses raw counts").field("--counts"));
+        return Err(Error::new("only flavor seurat_v3 uses raw counts").flag("--counts"));
     }
     let input = CellsInput::open(&args.input)?;
     let file = |e: Error| e.file(&args.input);
@@ -196,10 +174,9 @@ fn report(
             args.batch_key.clone()
         };
         g.meta.insert("cellweave.batch_key".into(), key);
-        match Format::of(p) {
-            Some(Format::Tsv) => table::write_frame_tsv(p, &g)?,
-            _ => table::write_frame(p, &g)?,
-        }
+        table::write_side(p, &g)?;
     }
     Ok(provenance)
 }
+
+cellweave::help_test!(Args);

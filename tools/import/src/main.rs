@@ -2,23 +2,15 @@
 //! matrices into a cells table (`.arrow` or `.parquet`).
 
 use cellweave::cli::{self, Common};
-use cellweave::contract::{Step, ValueKind};
-use cellweave::convert::import::{
-    import_lazy, summary, summary_of, write_imported, GeneJoin, ImportOptions,
-};
+use cellweave::contract::Step;
+use cellweave::convert::import::{import_lazy, summary, summary_of, write_imported, ImportOptions};
 use cellweave::io::atomic::{Kind, Outputs};
-use cellweave::io::formats::mtx::Orientation;
 use cellweave::io::{table, Format};
 use cellweave::{info, Error};
 use clap::Parser;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-fn value_kind(s: &str) -> Result<ValueKind, String> {
-    ValueKind::parse(s)
-        .ok_or_else(|| format!("'{s}' is not one of counts, normalized, log1p, log10p, imputed"))
-}
 
 /// Import single-cell expression matrices into a cellweave cells table.
 ///
@@ -35,40 +27,11 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long, value_name = "OUTPUT")]
     output: PathBuf,
-    /// .h5ad: read this layer instead of X (`raw` reads raw/X with raw/var)
-    #[arg(long, value_name = "NAME")]
-    layer: Option<String>,
-    /// Per-cell metadata to join by cell id (TSV/CSV, first column = cell id)
-    #[arg(long, value_name = "FILE")]
-    obs: Option<PathBuf>,
-    /// Per-cell column holding the batch (default: `batch` if such a column exists)
-    #[arg(long, value_name = "KEY")]
-    batch_key: Option<String>,
-    /// Batch name of all cells of an input (give one per input)
-    #[arg(long, value_name = "NAME")]
-    batch: Vec<String>,
-    /// Suffix duplicate cell ids (and gene ids) with -1, -2, ... instead of failing
-    #[arg(long)]
-    make_unique: bool,
-    /// How gene sets of several inputs are combined (union fills absent genes with zeros)
-    #[arg(long, value_enum, default_value = "intersection")]
-    join: GeneJoin,
-    /// Matrix rows are genes (dense text: header of cell ids; MTX: forces the 10x layout)
-    #[arg(long, conflicts_with = "cells_as_rows")]
-    genes_as_rows: bool,
-    /// MTX: matrix rows are cells (the default is detected from the file sizes)
-    #[arg(long)]
-    cells_as_rows: bool,
-    /// What the values are; `counts` requires finite non-negative numbers
-    #[arg(long, value_parser = value_kind, default_value = "counts")]
-    #[serde(serialize_with = "ser_kind")]
-    values: ValueKind,
+    #[command(flatten)]
+    #[serde(flatten)]
+    options: ImportOptions,
     #[command(flatten)]
     common: Common,
-}
-
-fn ser_kind<S: serde::Serializer>(v: &ValueKind, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(v.as_str())
 }
 
 fn main() -> ExitCode {
@@ -80,29 +43,16 @@ fn main() -> ExitCode {
             Some(Format::Arrow | Format::Parquet)
         ) {
             return Err(
-                Error::new("must be a cells table, .arrow or .parquet (cellweave-export writes .h5ad, .tsv and 10x folders)").field("output").file(&args.output),
+                Error::new("must be a cells table, .arrow or .parquet (cellweave-export writes .h5ad, .tsv and 10x folders)").flag("--output").file(&args.output),
             );
         }
         let mut inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
-        inputs.extend(args.obs.as_deref());
+        inputs.extend(args.options.obs.as_deref());
         let mut outputs = Outputs::new(&inputs)?;
         outputs.file(&args.output, Kind::Table)?;
-        let opts = ImportOptions {
-            layer: args.layer.clone(),
-            obs: args.obs.clone(),
-            batch_key: args.batch_key.clone(),
-            batch: args.batch.clone(),
-            make_unique: args.make_unique,
-            join: args.join,
-            orientation: match (args.genes_as_rows, args.cells_as_rows) {
-                (true, _) => Some(Orientation::GenesByCells),
-                (_, true) => Some(Orientation::CellsByGenes),
-                _ => None,
-            },
-            values: args.values,
-        };
+        let opts = &args.options;
         let timer = cli::Timer::start("import");
-        let (mut t, rows) = import_lazy(&args.inputs, &opts)?;
+        let (mut t, rows) = import_lazy(&args.inputs, opts)?;
         t.provenance.push(Step::new("cellweave-import", &args));
         match rows {
             // one .h5ad with a CSR matrix: its rows go from the file to the output batch by batch
@@ -120,3 +70,5 @@ fn main() -> ExitCode {
         Ok(())
     })
 }
+
+cellweave::help_test!(Args);

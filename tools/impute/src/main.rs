@@ -3,13 +3,11 @@
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::Step;
-use cellweave::impute::{Method, Scale};
 use cellweave::io::atomic::{Kind, Outputs};
-use cellweave_models::late::{stage, Engine};
+use cellweave_models::late::stage;
 use clap::Parser;
 use serde::Serialize;
 use std::path::Path;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 const TOOL: &str = "cellweave-impute";
@@ -22,124 +20,31 @@ const TOOL: &str = "cellweave-impute";
 #[derive(Parser, Serialize, Debug)]
 #[command(name = TOOL, version = cellweave::cli::LONG_VERSION, about, long_about = None)]
 struct Args {
-    /// Input cells table (.arrow or .parquet) of raw counts
-    #[serde(skip)]
-    cells: PathBuf,
-    /// Output cells table with the imputed values
-    #[arg(short, long, value_name = "IMPUTED")]
-    #[serde(skip)]
-    output: PathBuf,
-    /// late (autoencoder), gene-mean (each gene's mean of its observed values) or knn (average
-    /// over the nearest cells in the PCA of the input)
-    #[arg(long, value_enum, default_value = "late")]
-    method: Method,
-    /// Value scale: log10 = log10(x+1) (LATE), log1p = ln(x+1)
-    #[arg(long, value_enum, default_value = "log10")]
-    scale: Scale,
-    /// Hidden layer widths [default: 800,400,800] (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, value_delimiter = ',', value_name = "W,W,...")]
-    hidden: Option<Vec<usize>>,
-    /// Maximum training epochs (0: apply the --init model as it is)
-    #[arg(long, default_value_t = 100)]
-    epochs: usize,
-    /// Stop after this many epochs without a lower validation loss (0: never)
-    #[arg(long, default_value_t = 10)]
-    patience: usize,
-    /// Adam learning rate [default: 3e-4, or 3e-5 with --init] (> 0)
-    #[arg(value_parser = cli::range::positive::<f64>, long)]
-    lr: Option<f64>,
-    /// Cells per training step (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 256)]
-    batch_size: usize,
-    /// Fraction of cells held out for early stopping (0 to 1, below 1)
-    #[arg(value_parser = cli::range::fraction_below_1::<f64>, long, default_value_t = 0.15)]
-    val_fraction: f64,
-    /// Start from a saved model (TRANSLATE: pre-trained on a reference)
-    #[arg(long, value_name = "MODEL_DIR")]
-    init: Option<PathBuf>,
-    /// Save the best model (model.safetensors + card.yaml) into this directory
-    #[arg(long, value_name = "MODEL_DIR")]
-    model_out: Option<PathBuf>,
-    /// Write the training log (.tsv, .arrow or .parquet)
-    #[arg(long, value_name = "LOG")]
-    log: Option<PathBuf>,
-    /// Keep the observed (non-zero) values exactly; impute only the zeros
-    #[arg(long)]
-    only_zeros: bool,
-    /// Give the network a one-hot batch covariate (encoder and decoder input)
-    #[arg(long)]
-    batch_aware: bool,
-    /// Per-cell column holding the batch, for --batch-aware
-    #[arg(long, default_value = "batch")]
-    batch_key: String,
-    /// Neighbours for --method knn (the cell itself included) (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 15)]
-    knn: usize,
-    /// Principal components for --method knn (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 30)]
-    n_pcs: usize,
-    /// cpu, or cuda (builds with the `cuda` feature)
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Training implementation: auto, fast (hand-written, CPU) or autograd (candle autograd)
-    #[arg(long, default_value = "auto", value_parser = parse_engine, hide = true)]
-    engine: Engine,
-    /// Random seed (split, initial weights, dropout, batch order)
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Truth cells table (raw counts): print a JSON line with the held-out MSE (log10(x+1))
-    /// and median Pearson per gene and per cell, on entries non-zero in the truth and zero in
-    /// the input
-    #[arg(long, value_name = "TRUTH")]
-    #[serde(skip)]
-    truth: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    options: stage::Options,
     #[command(flatten)]
     common: Common,
-}
-
-fn parse_engine(s: &str) -> Result<Engine, String> {
-    Engine::parse(s).ok_or_else(|| format!("'{s}' is not one of auto, fast, autograd"))
 }
 
 fn main() -> ExitCode {
     let args = cli::parse::<Args>();
     cli::run(TOOL, || {
         cli::init(&args.common);
-        let mut inputs: Vec<&Path> = vec![args.cells.as_path()];
-        inputs.extend(args.init.as_deref());
-        inputs.extend(args.truth.as_deref());
+        let o = &args.options;
+        let mut inputs: Vec<&Path> = vec![o.input.as_path()];
+        inputs.extend(o.init.as_deref());
+        inputs.extend(o.truth.as_deref());
         let mut outputs = Outputs::new(&inputs)?;
         outputs
-            .file(&args.output, Kind::Table)?
-            .file_opt(args.log.as_deref(), Kind::TableOrTsv)?;
-        if let Some(dir) = &args.model_out {
+            .file(&o.output, Kind::Table)?
+            .file_opt(o.log.as_deref(), Kind::TableOrTsv)?;
+        if let Some(dir) = &o.model_out {
             outputs.dir(dir)?;
         }
-        let o = stage::Options {
-            input: args.cells.clone(),
-            output: args.output.clone(),
-            method: args.method,
-            scale: args.scale,
-            hidden: args.hidden.clone(),
-            epochs: args.epochs,
-            patience: args.patience,
-            lr: args.lr,
-            batch_size: args.batch_size,
-            val_fraction: args.val_fraction,
-            init: args.init.clone(),
-            model_out: args.model_out.clone(),
-            log: args.log.clone(),
-            only_zeros: args.only_zeros,
-            batch_aware: args.batch_aware,
-            batch_key: args.batch_key.clone(),
-            knn: args.knn,
-            n_pcs: args.n_pcs,
-            device: args.device.clone(),
-            engine: args.engine,
-            seed: args.seed,
-            truth: args.truth.clone(),
-        };
-        stage::run(&o, Step::new(TOOL, &args))?;
+        stage::run(o, Step::new(TOOL, &args))?;
         outputs.commit()
     })
 }
+
+cellweave::help_test!(Args);

@@ -47,3 +47,5 @@ fn main() -> ExitCode {
         Ok(())
     })
 }
+
+cellweave::help_test!(Args);

@@ -204,3 +204,5 @@ fn merge(args: &Args) -> cellweave::Result<()> {
         .push(pairs::step_with_shard("cellweave-pairs", args, &full));
     table::write_pairs(&args.output, &t)
 }
+
+cellweave::help_test!(Args);

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
             return Err(cellweave::Error::new(
                 "--dpi sizes embedding pictures; size a bar chart or loss curves with --width/--height",
             )
-            .field("--dpi")
+            .flag("--dpi")
             .file(&args.input));
         }
         match kind {
@@ -204,3 +204,5 @@ fn plot_embedding(args: &Args) -> cellweave::Result<()> {
     };
     plot::save(&scatter::Scatter::new(xy, panels, opts), &args.output)
 }
+
+cellweave::help_test!(Args);

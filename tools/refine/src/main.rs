@@ -55,7 +55,7 @@ fn main() -> ExitCode {
                 "{} is not a probability (expected 0..1)",
                 args.threshold
             ))
-            .field("--threshold"));
+            .flag("--threshold"));
         }
         let cells = table::read_cells(&args.cells)?;
         let t = table::read_pairs(&args.pairs)?;
@@ -132,3 +132,5 @@ fn accuracy(t: &cellweave::contract::PairsTable, labels: &Categorical) -> String
         format!("{:.3} ({same}/{total})", same as f64 / total as f64)
     }
 }
+
+cellweave::help_test!(Args);

@@ -90,7 +90,7 @@ fn sibling(output: &Path, opt: &Option<Option<PathBuf>>, ext: &str) -> Option<Pa
 
 fn run(args: &Args) -> Result<()> {
     cli::init(&args.common);
-    let metrics = MetricId::parse_list(&args.metrics).map_err(|e| e.field("--metrics"))?;
+    let metrics = MetricId::parse_list(&args.metrics).map_err(|e| e.flag("--metrics"))?;
     let tsv = sibling(&args.output, &args.tsv, "tsv");
     let json = sibling(&args.output, &args.json, "json");
     let inputs: Vec<&Path> = args
@@ -150,7 +150,7 @@ fn unique_name(base: &str, scored: &[report::Scored]) -> String {
 /// `--impute`: one row per imputed matrix.
 fn score_imputations(args: &Args) -> Result<Vec<report::Scored>> {
     let (Some(truth), Some(masked)) = (&args.truth, &args.masked) else {
-        return Err(Error::new("--impute needs --truth and --masked").field("--impute"));
+        return Err(Error::new("--impute needs --truth and --masked").flag("--impute"));
     };
     let reference = imputation::read_reference(truth, masked)?;
     info!(
@@ -262,3 +262,5 @@ fn main() -> ExitCode {
     let args = cli::parse::<Args>();
     cli::run(TOOL, || run(&args))
 }
+
+cellweave::help_test!(Args);

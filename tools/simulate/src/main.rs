@@ -18,39 +18,9 @@ struct Args {
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
     output: PathBuf,
-    /// Range: at least 1
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 5000)]
-    cells: usize,
-    /// Range: at least 1
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 3000)]
-    genes: usize,
-    /// Range: at least 1
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 3)]
-    batches: usize,
-    /// Range: at least 1
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 6)]
-    cell_types: usize,
-    /// Strength of the batch effect (0 = none; 1 = gene-wise log-effects of sd 0.5 and
-    /// batch depths 0.8, 1.0, 1.25, ...) (>= 0)
-    #[arg(value_parser = cli::range::non_negative::<f64>, long, default_value_t = 1.0)]
-    batch_effect: f64,
-    /// Probability that a non-zero count is dropped (0 to 1, below 1)
-    #[arg(value_parser = cli::range::fraction_below_1::<f64>, long, default_value_t = 0.0)]
-    dropout: f64,
-    /// Expected fraction of non-zero entries before dropout (above 0, at most 1)
-    #[arg(value_parser = cli::range::fraction_above_0::<f64>, long, default_value_t = 0.05)]
-    density: f64,
-    /// Negative-binomial inverse dispersion (> 0)
-    #[arg(value_parser = cli::range::positive::<f64>, long, default_value_t = 4.0)]
-    theta: f64,
-    /// Fraction of genes that mark each cell type (0 to 1)
-    #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.05)]
-    markers_frac: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Cells generated and written per chunk (memory is about chunk x non-zeros per cell) (at least 1)
-    #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 8192)]
-    chunk_cells: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    params: SimParams,
     #[command(flatten)]
     #[serde(skip)]
     common: Common,
@@ -63,22 +33,9 @@ fn main() -> ExitCode {
         let mut outputs = Outputs::new(&[])?;
         outputs.file(&args.output, Kind::Table)?;
         let timer = cli::Timer::start("simulate");
-        let p = SimParams {
-            cells: args.cells,
-            genes: args.genes,
-            batches: args.batches,
-            cell_types: args.cell_types,
-            batch_effect: args.batch_effect,
-            density: args.density,
-            dropout: args.dropout,
-            theta: args.theta,
-            markers_frac: args.markers_frac,
-            seed: args.seed,
-            chunk_cells: args.chunk_cells,
-        };
         let s = simulate::simulate_to(
             &args.output,
-            &p,
+            &args.params,
             vec![Step::new("cellweave-simulate", &args)],
         )?;
         info!(
@@ -90,3 +47,5 @@ fn main() -> ExitCode {
         Ok(())
     })
 }
+
+cellweave::help_test!(Args);

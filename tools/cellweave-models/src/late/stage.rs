@@ -11,31 +11,86 @@ use cellweave::io::{atomic, table, Format};
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
-/// Everything the stage needs (the binary fills it from its arguments).
-#[derive(Debug, Clone)]
+/// `--engine`: an [`Engine`] by its name.
+fn parse_engine(s: &str) -> std::result::Result<Engine, String> {
+    Engine::parse(s).ok_or_else(|| format!("'{s}' is not one of auto, fast, autograd"))
+}
+
+/// Everything the stage needs: the arguments of `cellweave-impute` (the paths of the input,
+/// the output and the truth are not recorded in provenance).
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct Options {
+    /// Input cells table (.arrow or .parquet) of raw counts
+    #[arg(value_name = "CELLS")]
+    #[serde(skip)]
     pub input: PathBuf,
+    /// Output cells table with the imputed values
+    #[arg(short, long, value_name = "IMPUTED")]
+    #[serde(skip)]
     pub output: PathBuf,
+    /// late (autoencoder), gene-mean (each gene's mean of its observed values) or knn (average
+    /// over the nearest cells in the PCA of the input)
+    #[arg(long, value_enum, default_value = "late")]
     pub method: Method,
+    /// Value scale: log10 = log10(x+1) (LATE), log1p = ln(x+1)
+    #[arg(long, value_enum, default_value = "log10")]
     pub scale: Scale,
+    /// Hidden layer widths [default: 800,400,800] (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_delimiter = ',', value_name = "W,W,...")]
     pub hidden: Option<Vec<usize>>,
+    /// Maximum training epochs (0: apply the --init model as it is)
+    #[arg(long, default_value_t = 100)]
     pub epochs: usize,
+    /// Stop after this many epochs without a lower validation loss (0: never)
+    #[arg(long, default_value_t = 10)]
     pub patience: usize,
-    /// Default 3e-4, or 3e-5 when starting from `init` (TRANSLATE).
+    /// Adam learning rate [default: 3e-4, or 3e-5 with --init] (> 0)
+    #[arg(value_parser = cellweave::cli::range::positive::<f64>, long)]
     pub lr: Option<f64>,
+    /// Cells per training step (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Fraction of cells held out for early stopping (0 to 1, below 1)
+    #[arg(value_parser = cellweave::cli::range::fraction_below_1::<f64>, long, default_value_t = 0.15)]
     pub val_fraction: f64,
+    /// Start from a saved model (TRANSLATE: pre-trained on a reference)
+    #[arg(long, value_name = "MODEL_DIR")]
     pub init: Option<PathBuf>,
+    /// Save the best model (model.safetensors + card.yaml) into this directory
+    #[arg(long, value_name = "MODEL_DIR")]
     pub model_out: Option<PathBuf>,
+    /// Write the training log (.tsv, .arrow or .parquet)
+    #[arg(long, value_name = "LOG")]
     pub log: Option<PathBuf>,
+    /// Keep the observed (non-zero) values exactly; impute only the zeros
+    #[arg(long)]
     pub only_zeros: bool,
+    /// Give the network a one-hot batch covariate (encoder and decoder input)
+    #[arg(long)]
     pub batch_aware: bool,
+    /// Per-cell column holding the batch, for --batch-aware
+    #[arg(long, default_value = "batch")]
     pub batch_key: String,
+    /// Neighbours for --method knn (the cell itself included) (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, default_value_t = 15)]
     pub knn: usize,
+    /// Principal components for --method knn (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, default_value_t = 30)]
     pub n_pcs: usize,
+    /// cpu, or cuda (builds with the `cuda` feature)
+    #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Training implementation: auto, fast (hand-written, CPU) or autograd (candle autograd)
+    #[arg(long, default_value = "auto", value_parser = parse_engine, hide = true)]
     pub engine: Engine,
+    /// Random seed (split, initial weights, dropout, batch order)
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Truth cells table (raw counts): print a JSON line with the held-out MSE (log10(x+1))
+    /// and median Pearson per gene and per cell, on entries non-zero in the truth and zero in
+    /// the input
+    #[arg(long, value_name = "TRUTH")]
+    #[serde(skip)]
     pub truth: Option<PathBuf>,
 }
 
@@ -46,7 +101,7 @@ pub const DEFAULT_HIDDEN: [usize; 3] = [800, 400, 800];
 
 /// Option values that cannot work, before any file is read.
 fn check_options(o: &Options) -> Result<()> {
-    let bad = |field: &str, msg: String| Err(Error::new(msg).field(field));
+    let bad = |flag: &str, msg: String| Err(Error::new(msg).flag(flag));
     if o.batch_size == 0 {
         return bad("batch-size", "must be at least 1".into());
     }
@@ -101,7 +156,7 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
                     "only used with --method late (not {})",
                     o.method.as_str()
                 ))
-                .field(flag));
+                .flag(flag));
             }
         }
     }
@@ -111,7 +166,7 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
             Some(Format::Tsv | Format::Arrow | Format::Parquet)
         ) {
             return Err(Error::new("expected a .tsv, .arrow or .parquet path")
-                .field("log")
+                .flag("--log")
                 .file(log));
         }
     }
@@ -132,7 +187,7 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
                     o.scale.as_str(),
                     card.scale
                 ))
-                .field("scale")
+                .flag("--scale")
                 .file(dir.join("card.yaml")));
             }
             if let Some(h) = &o.hidden {
@@ -141,7 +196,7 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
                         "{h:?} differs from the model's {:?}",
                         card.hidden
                     ))
-                    .field("hidden"));
+                    .flag("--hidden"));
                 }
             }
             cells = genes_in_model_order(&cells, &card).at(&o.input)?;
@@ -287,7 +342,9 @@ fn run_late(
     let (mut model, codes, batches) = match loaded {
         Some((model, card)) => {
             if o.batch_aware && card.batches.is_empty() {
-                return Err(Error::new("the initial model is not batch-aware").field("batch-aware"));
+                return Err(
+                    Error::new("the initial model is not batch-aware").flag("--batch-aware")
+                );
             }
             let (codes, batches) = if card.batches.is_empty() {
                 (None, Vec::new())

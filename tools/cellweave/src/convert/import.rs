@@ -22,30 +22,63 @@ pub enum GeneJoin {
     Union,
 }
 
+/// `--values`: a [`ValueKind`] by its name.
+fn parse_values(s: &str) -> Result<ValueKind, String> {
+    ValueKind::parse(s)
+        .ok_or_else(|| format!("'{s}' is not one of counts, normalized, log1p, log10p, imputed"))
+}
+
+/// A [`ValueKind`] in provenance: its name.
+fn serialize_values<S: serde::Serializer>(v: &ValueKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.as_str())
+}
+
 /// Options of an import (the flags of `cellweave-import`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct ImportOptions {
+    /// .h5ad: read this layer instead of X (`raw` reads raw/X with raw/var)
+    #[arg(long, value_name = "NAME")]
     pub layer: Option<String>,
+    /// Per-cell metadata to join by cell id (TSV/CSV, first column = cell id)
+    #[arg(long, value_name = "FILE")]
     pub obs: Option<PathBuf>,
+    /// Per-cell column holding the batch (default: `batch` if such a column exists)
+    #[arg(long, value_name = "KEY")]
     pub batch_key: Option<String>,
+    /// Batch name of all cells of an input (give one per input)
+    #[arg(long, value_name = "NAME")]
     pub batch: Vec<String>,
+    /// Suffix duplicate cell ids (and gene ids) with -1, -2, ... instead of failing
+    #[arg(long)]
     pub make_unique: bool,
+    /// How gene sets of several inputs are combined (union fills absent genes with zeros)
+    #[arg(long, value_enum, default_value = "intersection")]
     pub join: GeneJoin,
-    pub orientation: Option<Orientation>,
+    /// Matrix rows are genes (dense text: header of cell ids; MTX: forces the 10x layout)
+    #[arg(long, conflicts_with = "cells_as_rows")]
+    pub genes_as_rows: bool,
+    /// MTX: matrix rows are cells (the default is detected from the file sizes)
+    #[arg(long)]
+    pub cells_as_rows: bool,
+    /// What the values are; `counts` requires finite non-negative numbers
+    #[arg(long, value_parser = parse_values, default_value = "counts")]
+    #[serde(serialize_with = "serialize_values")]
     pub values: ValueKind,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions {
-            layer: None,
-            obs: None,
-            batch_key: None,
-            batch: Vec::new(),
-            make_unique: false,
-            join: GeneJoin::Intersection,
-            orientation: None,
-            values: ValueKind::Counts,
+        crate::cli::defaults()
+    }
+}
+
+impl ImportOptions {
+    /// The matrix orientation the flags force (`None`: detected, or cells as rows).
+    pub fn orientation(&self) -> Option<Orientation> {
+        match (self.genes_as_rows, self.cells_as_rows) {
+            (true, _) => Some(Orientation::GenesByCells),
+            (_, true) => Some(Orientation::CellsByGenes),
+            _ => None,
         }
     }
 }
@@ -128,13 +161,13 @@ fn open_input(
     }
     if opts.layer.is_some() && format != Format::H5ad {
         return Err(Error::new("--layer applies to .h5ad inputs only")
-            .field("layer")
+            .flag("--layer")
             .file(path));
     }
     let mut rows = None;
     let mut t = match format {
         Format::MtxDir => {
-            let mut t = mtx::read_mtx_dir(path, opts.orientation, values)?;
+            let mut t = mtx::read_mtx_dir(path, opts.orientation(), values)?;
             if !skip_folder_obs {
                 if let Some(obs_path) = mtx::locate(path)?.obs {
                     let obs = read_obs(&obs_path)?;
@@ -158,7 +191,7 @@ fn open_input(
         Format::TenxH5 => tenx_h5::read_tenx_h5(path, values)?,
         Format::Tsv | Format::Csv => dense::read_dense(
             path,
-            opts.orientation == Some(Orientation::GenesByCells),
+            opts.orientation() == Some(Orientation::GenesByCells),
             values,
         )?,
         Format::Arrow | Format::Parquet => {

@@ -8,9 +8,13 @@ use rayon::prelude::*;
 /// Result of a resolution sweep.
 #[derive(Debug, Clone, Copy)]
 pub struct Sweep {
+    /// Normalized mutual information with the labels.
     pub nmi: f64,
+    /// Adjusted Rand index with the labels.
     pub ari: f64,
+    /// The resolution of the clustering.
     pub resolution: f64,
+    /// Clusters found.
     pub n_clusters: usize,
 }
 

@@ -35,6 +35,7 @@ pub enum ImputedScale {
 }
 
 impl ImputedScale {
+    /// The name `--impute-scale` takes.
     pub fn as_str(self) -> &'static str {
         match self {
             ImputedScale::Log10 => "log10",
@@ -63,9 +64,13 @@ pub const OUTPUTS: [&str; 6] = [
 
 /// Truth and masked input, both log10(x + 1), in the truth's cell and gene order.
 pub struct Reference {
+    /// Cell ids, in the truth's order.
     pub cell_ids: Vec<String>,
+    /// Gene ids, in the truth's order.
     pub gene_ids: Vec<String>,
+    /// The complete values.
     pub truth: Csr,
+    /// The values the imputation was given.
     pub masked: Csr,
 }
 

@@ -18,9 +18,13 @@ pub const PCA_COMPONENTS: usize = 50;
 /// One embedding to score.
 #[derive(Debug, Clone)]
 pub struct Scorable {
+    /// Name of the embedding in the scores table.
     pub name: String,
+    /// The file it was read from.
     pub path: String,
+    /// Cell ids, in row order.
     pub cell_ids: Vec<String>,
+    /// Dimensions per cell.
     pub d: usize,
     /// `n x d`, row-major.
     pub x: Vec<f32>,

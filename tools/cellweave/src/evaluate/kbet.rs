@@ -389,8 +389,11 @@ pub fn diffusion_embedding(conn: &Csr, n_comps: usize) -> Option<(Vec<f32>, usiz
 /// The per-label outcome of [`kbet_per_label`], for reports.
 #[derive(Debug, Clone)]
 pub struct LabelKbet {
+    /// The label's code.
     pub label: usize,
+    /// Cells with this label.
     pub n_cells: usize,
+    /// Neighbourhood size used for this label.
     pub k0: usize,
     /// NaN: skipped (too small or a single batch).
     pub score: f64,

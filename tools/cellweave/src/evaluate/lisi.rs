@@ -32,7 +32,9 @@ fn h_beta(dist: &[f64], mask: &[bool], beta: f64, p: &mut [f64]) -> f64 {
 /// so one set serves every grouping (labels and batches). A row whose weights vanish is all
 /// zeros (its Simpson index is then −1, as scib-metrics returns).
 pub struct Weights {
+    /// Neighbours per cell.
     pub k: usize,
+    /// The weights, `n x k`.
     pub p: Vec<f64>,
     /// Per cell: the entropy reached is 0 (weights vanished).
     pub vanished: Vec<bool>,

@@ -29,24 +29,40 @@ use std::time::Instant;
 /// A metric that can be selected (`--metrics`). Several produce two values (`_nmi`, `_ari`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MetricId {
+    /// `silhouette_label`.
     SilhouetteLabel,
+    /// `silhouette_batch`.
     SilhouetteBatch,
+    /// `bras`.
     Bras,
+    /// `isolated_labels`.
     IsolatedLabels,
+    /// `clisi_knn`.
     ClisiKnn,
+    /// `ilisi_knn`.
     IlisiKnn,
+    /// `kbet_per_label`.
     KbetPerLabel,
+    /// `graph_connectivity`.
     GraphConnectivity,
+    /// `nmi_ari_cluster_labels_leiden`.
     Leiden,
+    /// `nmi_ari_cluster_labels_kmeans`.
     Kmeans,
+    /// `pcr_comparison`.
     PcrComparison,
+    /// `claire_casw`.
     ClaireCasw,
+    /// `claire_basw`.
     ClaireBasw,
+    /// `claire_kbet`.
     ClaireKbet,
+    /// `claire_louvain`.
     ClaireLouvain,
 }
 
 impl MetricId {
+    /// Every metric, in the order of the scores table.
     pub const ALL: [MetricId; 15] = [
         MetricId::SilhouetteLabel,
         MetricId::SilhouetteBatch,
@@ -168,11 +184,14 @@ impl MetricId {
 /// Labels as codes `0..n` over sorted category names (the order numpy's `unique` gives).
 #[derive(Debug, Clone)]
 pub struct Codes {
+    /// Per cell, the position of its label in `names`.
     pub codes: Vec<u32>,
+    /// The distinct labels, sorted.
     pub names: Vec<String>,
 }
 
 impl Codes {
+    /// Number of distinct labels.
     pub fn n(&self) -> usize {
         self.names.len()
     }
@@ -207,8 +226,11 @@ pub enum KnnMode {
 /// Settings of [`score_embedding`].
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The metrics to compute.
     pub metrics: Vec<MetricId>,
+    /// Exact or approximate neighbours.
     pub knn: KnnMode,
+    /// Seed of k-means, Leiden, Louvain (and HNSW).
     pub seed: u64,
     /// k-means restarts (scib-metrics: 1).
     pub kmeans_n_init: usize,
@@ -239,6 +261,7 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// The value of an output by name.
     pub fn get(&self, name: &str) -> Option<f64> {
         self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
@@ -246,9 +269,13 @@ impl Scores {
 
 /// An `n x d` embedding (row-major) with its cell labels and batches.
 pub struct Input<'a> {
+    /// Values, `n x d` row-major.
     pub x: &'a [f32],
+    /// Dimensions per cell.
     pub d: usize,
+    /// The cell labels (cell types).
     pub labels: &'a Codes,
+    /// The batches.
     pub batches: &'a Codes,
     /// The unintegrated embedding for `pcr_comparison` (same cells, same order).
     pub pre: Option<(&'a [f32], usize)>,

@@ -52,13 +52,17 @@ pub struct Needs {
 /// Results, indexed by the original cell order.
 #[derive(Debug, Clone, Default)]
 pub struct Pairwise {
+    /// Number of labels.
     pub n_labels: usize,
+    /// Number of batches.
     pub n_batches: usize,
     /// `n x n_labels`.
     pub label_sums: Vec<f64>,
     /// `n x n_batches` (zero for batches outside the cell's label).
     pub batch_sums: Vec<f64>,
+    /// `batch_sums` with cosine distances (when needed).
     pub batch_sums_cosine: Vec<f64>,
+    /// The kNN graph found in the same pass (when needed).
     pub knn: Option<Knn>,
 }
 

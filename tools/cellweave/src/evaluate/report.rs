@@ -12,13 +12,19 @@ use std::path::Path;
 /// One scored embedding with its aggregates.
 #[derive(Debug, Clone)]
 pub struct Scored {
+    /// Name of the embedding.
     pub name: String,
+    /// The file it was read from.
     pub path: String,
+    /// What the file was (embedding, cells (PCA 50), tsv, imputed).
     pub kind: String,
+    /// Cells scored.
     pub n_cells: usize,
+    /// Dimensions (genes for an imputation).
     pub dim: usize,
     /// Label names (for the per-label kBET detail).
     pub label_names: Vec<String>,
+    /// The metric values, timings and details.
     pub scores: Scores,
     /// Aggregates and the CLAIRE F1 (filled by [`add_aggregates`]).
     pub aggregates: aggregate::Values,

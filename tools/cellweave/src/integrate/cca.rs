@@ -164,6 +164,7 @@ pub struct CcaOptions {
     pub oversample: usize,
     /// Krylov depth: products with `Z_a Z_b^T Z_b Z_a^T` after the first.
     pub n_iter: usize,
+    /// Seed of the random block.
     pub seed: u64,
 }
 

@@ -15,8 +15,11 @@ use rayon::prelude::*;
 /// A pair of row positions (i in a, j in b) and their distance.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pair {
+    /// Row position in batch a.
     pub i: u32,
+    /// Row position in batch b.
     pub j: u32,
+    /// Their distance.
     pub distance: f32,
 }
 

@@ -29,12 +29,19 @@ pub fn check_text_fields<'a>(values: impl IntoIterator<Item = &'a str>, field: &
 /// File formats, chosen by extension (a directory means a 10x MTX folder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Arrow IPC (`.arrow`, `.ipc`, `.feather`, `.arrows`).
     Arrow,
+    /// Parquet (`.parquet`, `.pq`).
     Parquet,
+    /// AnnData (`.h5ad`).
     H5ad,
+    /// 10x Genomics HDF5 (`.h5`, `.hdf5`).
     TenxH5,
+    /// Tab-separated text (`.tsv`, `.txt`, `.tab`, gzipped or not).
     Tsv,
+    /// Comma-separated text (`.csv`, gzipped or not).
     Csv,
+    /// A 10x MTX folder (or a `.mtx` file inside one).
     MtxDir,
 }
 

@@ -36,9 +36,13 @@ use std::sync::Arc;
 pub struct CellsInput {
     path: PathBuf,
     schema: SchemaRef,
+    /// Gene ids (the columns of the expression lists).
     pub gene_ids: Vec<String>,
+    /// Gene names, parallel to the ids.
     pub gene_names: Vec<String>,
+    /// What the values are.
     pub values: ValueKind,
+    /// Every stage that produced the table, oldest first.
     pub provenance: Vec<Step>,
     batches: Vec<RecordBatch>,
     /// First row of every batch, then the number of rows.
@@ -217,15 +221,19 @@ impl CellsInput {
         })
     }
 
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         *self.starts.last().unwrap()
     }
+    /// Number of genes.
     pub fn n_genes(&self) -> usize {
         self.gene_ids.len()
     }
+    /// Number of record batches.
     pub fn n_batches(&self) -> usize {
         self.batches.len()
     }
@@ -233,6 +241,7 @@ impl CellsInput {
     pub fn start(&self, i: usize) -> usize {
         self.starts[i]
     }
+    /// The fingerprint of the cell ids (from the schema metadata).
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }

@@ -11,12 +11,17 @@ use crate::{bail, Result};
 /// A fitted mixture; index 0 has the lower mean.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gmm {
+    /// Mixing weights.
     pub weights: [f64; 2],
+    /// Component means.
     pub means: [f64; 2],
+    /// Component variances.
     pub variances: [f64; 2],
     /// Mean log-likelihood per value at the end.
     pub log_likelihood: f64,
+    /// EM iterations run.
     pub iterations: usize,
+    /// Whether the log-likelihood converged.
     pub converged: bool,
 }
 

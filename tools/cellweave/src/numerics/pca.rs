@@ -25,7 +25,9 @@ pub struct Pca {
     pub scores: Vec<f32>,
     /// `k x d` unit principal axes.
     pub components: Vec<f32>,
+    /// Variance along each axis (ddof 1).
     pub explained_variance: Vec<f32>,
+    /// Fraction of the total variance along each axis.
     pub explained_variance_ratio: Vec<f32>,
     /// Column means that were subtracted (`d`).
     pub mean: Vec<f32>,
@@ -37,7 +39,10 @@ pub enum Solver {
     /// Covariance matrix + symmetric eigendecomposition (f64).
     Covariance,
     /// Randomized block Krylov SVD of this depth (implicit centring).
-    Randomized { n_iter: usize },
+    Randomized {
+        /// Products with the centred matrix after the first.
+        n_iter: usize,
+    },
     /// Covariance when cheap, else block Krylov (see [`auto_solver`]).
     Auto,
 }
@@ -334,7 +339,9 @@ pub fn gemm(dst: &mut [f32], a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
 
 /// A matrix known only through products with it (row-major blocks of vectors).
 pub trait LinearOperator: Sync {
+    /// Number of rows of the matrix.
     fn nrows(&self) -> usize;
+    /// Number of columns of the matrix.
     fn ncols(&self) -> usize;
     /// `A . x` for `x` of shape `ncols x l`; returns `nrows x l`.
     fn apply(&self, x: &[f32], l: usize) -> Vec<f32>;
@@ -397,9 +404,13 @@ impl LinearOperator for Centered<'_> {
 /// A truncated SVD: `u` (rows x k), `s` (k, descending), `vt` (k x cols), row-major.
 #[derive(Debug, Clone)]
 pub struct TruncatedSvd {
+    /// Number of singular values kept.
     pub k: usize,
+    /// Left singular vectors, `rows x k`.
     pub u: Vec<f32>,
+    /// Singular values, descending.
     pub s: Vec<f64>,
+    /// Right singular vectors, `k x cols`.
     pub vt: Vec<f32>,
 }
 

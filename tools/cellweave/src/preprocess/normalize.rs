@@ -172,7 +172,7 @@ fn check_input(values: ValueKind, target_sum: f64) -> Result<()> {
     }
     if !(target_sum.is_finite() && target_sum > 0.0) {
         return Err(
-            Error::new(format!("{target_sum} is not a positive number")).field("--target-sum")
+            Error::new(format!("{target_sum} is not a positive number")).flag("--target-sum")
         );
     }
     Ok(())

@@ -26,29 +26,35 @@ use std::sync::Arc;
 /// the number of threads).
 const ROWS_PER_CHUNK: usize = 4096;
 
-/// The filters to apply. `None` disables a criterion.
-#[derive(Debug, Clone, Serialize)]
+/// The filters to apply (the flags of `cellweave-filter`). `None` disables a criterion.
+#[derive(Debug, Clone, Serialize, clap::Args)]
 pub struct QcParams {
+    /// Keep genes detected (> 0) in at least this many of the kept cells
+    #[arg(long, default_value_t = 3)]
     pub min_cells: u64,
+    /// Keep cells with at least this many genes detected
+    #[arg(long)]
     pub min_genes: Option<u64>,
+    /// Keep cells with at most this many genes detected
+    #[arg(long)]
     pub max_genes: Option<u64>,
+    /// Keep cells with at least this many counts (>= 0)
+    #[arg(value_parser = crate::cli::range::non_negative::<f64>, long)]
     pub min_counts: Option<f64>,
+    /// Keep cells with at most this many counts (>= 0)
+    #[arg(value_parser = crate::cli::range::non_negative::<f64>, long)]
     pub max_counts: Option<f64>,
+    /// Keep cells with at most this percentage of counts in mitochondrial genes (0 to 100)
+    #[arg(value_parser = crate::cli::range::percent, long)]
     pub max_mito_pct: Option<f64>,
+    /// Mitochondrial genes: gene names starting with this (any case)
+    #[arg(long, default_value = "MT-")]
     pub mito_prefix: String,
 }
 
 impl Default for QcParams {
     fn default() -> Self {
-        QcParams {
-            min_cells: 3,
-            min_genes: None,
-            max_genes: None,
-            min_counts: None,
-            max_counts: None,
-            max_mito_pct: None,
-            mito_prefix: "MT-".into(),
-        }
+        crate::cli::defaults()
     }
 }
 
@@ -66,6 +72,7 @@ pub const CRITERIA: [&str; 5] = [
 pub struct CellMetrics {
     /// Genes with a value > 0.
     pub n_genes: Vec<u32>,
+    /// Sum of the cell's values.
     pub total_counts: Vec<f64>,
     /// Percentage of the cell's counts in mitochondrial genes (0 for an empty cell).
     pub mito_pct: Vec<f64>,
@@ -220,17 +227,27 @@ pub fn retain(x: &mut Csr, keep_rows: &[bool], col_map: &[u32], n_cols: usize) {
 pub struct QcReport {
     /// Batch names, then "all".
     pub scopes: Vec<String>,
+    /// Cells before the filter, per scope.
     pub cells_in: Vec<u64>,
+    /// Cells kept, per scope.
     pub cells_out: Vec<u64>,
     /// Cells failing each criterion of [`CRITERIA`] (a cell may fail several).
     pub failed: Vec<[u64; 5]>,
+    /// Median genes detected of the kept cells, per scope.
     pub median_genes: Vec<f64>,
+    /// Median total counts of the kept cells, per scope.
     pub median_counts: Vec<f64>,
+    /// Median mitochondrial percentage of the kept cells, per scope.
     pub median_mito_pct: Vec<f64>,
+    /// Genes before the filter.
     pub genes_in: u64,
+    /// Genes kept.
     pub genes_out: u64,
+    /// Genes removed by `min_cells`.
     pub genes_removed_min_cells: u64,
+    /// Genes counted as mitochondrial.
     pub n_mito_genes: u64,
+    /// What the filter found suspicious (e.g. no mitochondrial gene with the prefix).
     pub warnings: Vec<String>,
 }
 
@@ -311,7 +328,9 @@ impl QcReport {
 
 /// The filter's outputs.
 pub struct Filtered {
+    /// The kept cells and genes.
     pub cells: CellsTable,
+    /// What was removed.
     pub report: QcReport,
     /// Per input gene: gene_id, gene_name, n_cells, total_counts, mito, kept.
     pub genes: Frame,
@@ -442,7 +461,7 @@ fn decide(
             "no gene is expressed in at least {} kept cells",
             p.min_cells
         ))
-        .field("--min-cells"));
+        .flag("--min-cells"));
     }
     let genes = Frame::new(TableKind::Genes)
         .with(
@@ -540,7 +559,9 @@ pub fn filter(mut t: CellsTable, p: &QcParams) -> Result<Filtered> {
 
 /// What [`filter_file`] reports (the filtered cells went to the output file).
 pub struct FilterReport {
+    /// What was removed.
     pub report: QcReport,
+    /// Per input gene: gene_id, gene_name, n_cells, total_counts, mito, kept.
     pub genes: Frame,
     /// The provenance of the output (the input's, then `step`).
     pub provenance: Vec<Step>,

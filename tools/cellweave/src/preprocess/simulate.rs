@@ -29,43 +29,48 @@ use std::path::Path;
 
 type Rand = rand::rngs::StdRng;
 
-/// Parameters of the simulation.
-#[derive(Debug, Clone, Serialize)]
+/// Parameters of the simulation (the flags of `cellweave-simulate`).
+#[derive(Debug, Clone, Serialize, clap::Args)]
 pub struct SimParams {
+    /// Cells to simulate (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 5000)]
     pub cells: usize,
+    /// Genes to simulate (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 3000)]
     pub genes: usize,
+    /// Batches, of about equal size (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 3)]
     pub batches: usize,
+    /// Cell types, shared by every batch (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 6)]
     pub cell_types: usize,
-    /// Scales the gene-wise batch effects (sd 0.5 x this) and the library-size shifts.
+    /// Strength of the batch effect (0 = none; 1 = gene-wise log-effects of sd 0.5 and
+    /// batch depths 0.8, 1.0, 1.25, ...) (>= 0)
+    #[arg(value_parser = crate::cli::range::non_negative::<f64>, long, default_value_t = 1.0)]
     pub batch_effect: f64,
-    /// Target fraction of non-zero entries (before dropout).
+    /// Expected fraction of non-zero entries before dropout (above 0, at most 1)
+    #[arg(value_parser = crate::cli::range::fraction_above_0::<f64>, long, default_value_t = 0.05)]
     pub density: f64,
-    /// Probability that a non-zero count is dropped.
+    /// Probability that a non-zero count is dropped (0 to 1, below 1)
+    #[arg(value_parser = crate::cli::range::fraction_below_1::<f64>, long, default_value_t = 0.0)]
     pub dropout: f64,
-    /// Negative-binomial inverse dispersion.
+    /// Negative-binomial inverse dispersion (> 0)
+    #[arg(value_parser = crate::cli::range::positive::<f64>, long, default_value_t = 4.0)]
     pub theta: f64,
-    /// Fraction of genes that mark each type.
+    /// Fraction of genes that mark each cell type (0 to 1)
+    #[arg(value_parser = crate::cli::range::fraction::<f64>, long, default_value_t = 0.05)]
     pub markers_frac: f64,
+    /// Random seed
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Cells generated (and written) per chunk.
+    /// Cells generated and written per chunk (memory is about chunk x non-zeros per cell) (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 8192)]
     pub chunk_cells: usize,
 }
 
 impl Default for SimParams {
     fn default() -> Self {
-        SimParams {
-            cells: 5000,
-            genes: 3000,
-            batches: 3,
-            cell_types: 6,
-            batch_effect: 1.0,
-            density: 0.05,
-            dropout: 0.0,
-            theta: 4.0,
-            markers_frac: 0.05,
-            seed: 0,
-            chunk_cells: 8192,
-        }
+        crate::cli::defaults()
     }
 }
 
@@ -117,6 +122,7 @@ pub struct Design {
     mu0: Vec<Vec<f64>>,
     mu0_sum: Vec<f64>,
     alias: Vec<Alias>,
+    /// The log-mean offset that gives the requested density (see the module documentation).
     pub shift: f64,
 }
 
@@ -453,11 +459,17 @@ fn truncated_nb(mu: f64, theta: f64, rng: &mut Rand) -> u64 {
 /// What a simulation produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimSummary {
+    /// Cells written.
     pub cells: usize,
+    /// Genes written.
     pub genes: usize,
+    /// Non-zero entries written.
     pub nnz: u64,
+    /// Fraction of non-zero entries.
     pub density: f64,
+    /// Sum of all counts.
     pub total_counts: f64,
+    /// The calibrated log-mean offset.
     pub shift: f64,
 }
 

@@ -167,7 +167,9 @@ pub fn infer_column(values: &[&str]) -> Column {
 /// A per-cell metadata table read from text: cell ids (first column) and named columns.
 #[derive(Debug, Clone)]
 pub struct ObsTable {
+    /// Cell ids, in file order.
     pub cell_ids: Vec<String>,
+    /// The other columns, typed.
     pub columns: Vec<Named>,
 }
 
