@@ -13,6 +13,7 @@ pub mod invae;
 pub mod late;
 pub mod medl;
 pub mod rng;
+pub mod scetm;
 
 pub use engine::optim;
 
@@ -32,6 +33,8 @@ pub enum ModelKind {
     Invae,
     /// MEDL: fixed-effects (adversarial) and random-effects autoencoders; counterfactual cells
     Medl,
+    /// scETM: embedded topic model of raw counts (needs --counts)
+    Scetm,
 }
 
 impl ModelKind {
@@ -41,6 +44,7 @@ impl ModelKind {
             ModelKind::Claire => "claire",
             ModelKind::Invae => "invae",
             ModelKind::Medl => "medl",
+            ModelKind::Scetm => "scetm",
         }
     }
 }

@@ -89,6 +89,20 @@ impl Rng {
         }
     }
 
+    /// Fill `out` with standard normal draws (Box-Muller on pairs of 53-bit uniforms).
+    pub fn fill_normal(&mut self, out: &mut [f32]) {
+        for pair in out.chunks_mut(2) {
+            let u1 = 1.0 - self.f64(); // (0, 1]: the logarithm stays finite
+            let u2 = self.f64();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let a = std::f64::consts::TAU * u2;
+            pair[0] = (r * a.cos()) as f32;
+            if let Some(v) = pair.get_mut(1) {
+                *v = (r * a.sin()) as f32;
+            }
+        }
+    }
+
     /// Fill `out` with a dropout mask: 0 with probability `p` (to 2^-16), else `1 / (1 - p)`.
     pub fn dropout_mask(&mut self, out: &mut [f32], p: f32) {
         if p <= 0.0 {
@@ -165,5 +179,19 @@ mod tests {
         let dropped = m.iter().filter(|&&v| v == 0.0).count() as f64 / m.len() as f64;
         assert!((dropped - 0.3).abs() < 0.005, "{dropped}");
         assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6));
+    }
+
+    #[test]
+    fn normal_statistics() {
+        let mut r = Rng::new(3);
+        let mut z = vec![0f32; 200_001];
+        r.fill_normal(&mut z);
+        let n = z.len() as f64;
+        let mean = z.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = z.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.01,
+            "{mean} {var}"
+        );
     }
 }

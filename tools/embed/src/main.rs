@@ -66,7 +66,13 @@ fn main() -> ExitCode {
                 a.medl.check_unused("invae")?;
                 invae::embed(&run, &step)?
             }
+            ModelKind::Scetm => {
+                a.medl.check_unused("scetm")?;
+                cellweave_models::scetm::command::embed(&run, &step)?
+            }
         }
         outputs.commit()
     })
 }
+
+cellweave::help_test!(Args);

@@ -8,6 +8,7 @@ use cellweave_models::claire::command::{self as claire, ClaireArgs};
 use cellweave_models::command::{Hyper, TrainRun};
 use cellweave_models::invae::command::{self as invae, InvaeArgs};
 use cellweave_models::medl::command::{self as medl, MedlArgs};
+use cellweave_models::scetm::command::{self as scetm, ScetmArgs};
 use cellweave_models::ModelKind;
 use clap::Parser;
 use serde::Serialize;
@@ -78,6 +79,8 @@ struct Args {
     #[command(flatten)]
     medl: MedlArgs,
     #[command(flatten)]
+    scetm: ScetmArgs,
+    #[command(flatten)]
     #[serde(skip)]
     common: Common,
 }
@@ -107,13 +110,17 @@ fn main() -> ExitCode {
         outputs
             .file(&a.embedding, Kind::Table)?
             .file_opt(a.log.as_deref(), Kind::TableOrTsv)?
-            .file_opt(a.medl.re_embedding.as_deref(), Kind::Table)?;
+            .file_opt(a.medl.re_embedding.as_deref(), Kind::Table)?
+            .file_opt(a.scetm.genes_out.as_deref(), Kind::TableOrTsv)?;
         let step = Step::new("cellweave-train", &a);
         match a.model {
             ModelKind::Claire => claire::train(&run, &a.claire, &step)?,
             ModelKind::Invae => invae::train(&run, &a.invae, &step)?,
             ModelKind::Medl => medl::train(&run, &a.medl, &step)?,
+            ModelKind::Scetm => scetm::train(&run, &a.scetm, &step)?,
         }
         outputs.commit()
     })
 }
+
+cellweave::help_test!(Args);

@@ -102,14 +102,7 @@ pub fn read_card(dir: &Path) -> Result<Card> {
                 .field("model"),
         );
     }
-    if card.card_version > CARD_VERSION {
-        return Err(Error::new(format!(
-            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
-            card.card_version
-        ))
-        .file(&p)
-        .field("card_version"));
-    }
+    check_card_version(card.card_version, CARD_VERSION, &p)?;
     if card.gene_ids.len() != card.n_genes || card.gene_names.len() != card.n_genes {
         return Err(Error::new("gene lists do not match n_genes")
             .file(&p)
@@ -118,7 +111,20 @@ pub fn read_card(dir: &Path) -> Result<Card> {
     Ok(card)
 }
 
-pub fn write_card(dir: &Path, card: &Card) -> Result<()> {
+/// Refuse a card written by a newer cellweave (`version` above `known`).
+pub fn check_card_version(version: u32, known: u32, card: &Path) -> Result<()> {
+    if version > known {
+        return Err(Error::new(format!(
+            "card version {version} is newer than this cellweave understands ({known}); upgrade cellweave"
+        ))
+        .file(card)
+        .field("card_version"));
+    }
+    Ok(())
+}
+
+/// Write a model card (any model's) as `card.yaml` in `dir`, atomically.
+pub fn write_card<C: serde::Serialize>(dir: &Path, card: &C) -> Result<()> {
     let text = serde_yaml::to_string(card)
         .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
     cellweave::io::atomic::write_file(&dir.join(CARD), |w| {
@@ -206,8 +212,8 @@ pub fn align_genes(card: &Card, cells: &CellsTable) -> GeneAlignment {
     align_gene_lists(&card.gene_ids, &card.gene_names, cells)
 }
 
-/// Match a model's genes (ids and names, in the model's order) to a cells table's, by id
-/// (or by name when no id matches).
+/// Match a model's genes (`gene_ids`, `gene_names`) to a cells table's, by id (or by name
+/// when no id matches); any model's card lists its genes so.
 pub fn align_gene_lists(
     gene_ids: &[String],
     gene_names: &[String],

@@ -91,15 +91,15 @@ fn rows_by_id(ids: &[String], have: &[String], what: &str, path: &Path) -> Resul
 
 /// The raw-count matrix of `counts_path` aligned to these cells and genes (by id).
 fn aligned_counts(cell_ids: &[String], gene_ids: &[String], counts_path: &Path) -> Result<Csr> {
-    let raw = table::read_cells(counts_path)?;
-    if raw.values != ValueKind::Counts {
+    let (x, values) = read_aligned_counts(cell_ids, gene_ids, counts_path)?;
+    if values != ValueKind::Counts {
         info!(
             "warning: {} holds '{}' values, not raw counts",
             counts_path.display(),
-            raw.values.as_str()
+            values.as_str()
         );
     }
-    align_to(&raw, cell_ids, gene_ids, counts_path)
+    Ok(x)
 }
 
 /// The matrix of `raw` (read from `path`) with the rows of `cell_ids` and the columns of
@@ -113,6 +113,19 @@ pub fn align_to(
     let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", path)?;
     let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", path)?;
     Ok(raw.x.select_rows(&rows).select_cols(&cols))
+}
+
+/// The matrix of the cells table `counts_path` aligned to these cells and genes (by id;
+/// an error names the first one missing), with the values kind that table declares.
+/// Also used by the models that train on raw counts (`cellweave-train --counts`).
+pub fn read_aligned_counts(
+    cell_ids: &[String],
+    gene_ids: &[String],
+    counts_path: &Path,
+) -> Result<(Csr, ValueKind)> {
+    let raw = table::read_cells(counts_path)?;
+    let x = align_to(&raw, cell_ids, gene_ids, counts_path)?;
+    Ok((x, raw.values))
 }
 
 /// An embedding aligned to these cells: (obsm name, dim, values).

@@ -32,6 +32,7 @@ pub struct Params {
     pub max_rounds: usize,
     /// Stop once a round changes fewer than `delta * n * k` list entries.
     pub delta: f64,
+    /// Seed of the projection trees and the candidate sampling.
     pub seed: u64,
 }
 
@@ -66,8 +67,11 @@ fn hash(seed: u64, a: u64, b: u64, c: u64) -> u64 {
 /// The distance searched (squared Euclidean or Manhattan).
 #[derive(Debug, Clone, Copy)]
 pub struct Space<'a> {
+    /// Row-major points, `d` values each.
     pub data: &'a [f32],
+    /// Dimensions per point.
     pub d: usize,
+    /// Manhattan distance instead of squared Euclidean.
     pub manhattan: bool,
 }
 

@@ -1,0 +1,276 @@
+//! cellweave-train --model scetm / cellweave-embed end to end on a small synthetic data set:
+//! outputs and their contract (embedding, genes table, model card), determinism with a
+//! seed, a resumed run equal to an uninterrupted one, embed == train's embedding, and the
+//! one-line errors (no counts, normalized values as counts, counts of other cells, an
+//! unknown model).
+
+use cellweave::contract::{Categorical, CellsTable, Column, Csr, TableKind, ValueKind};
+use cellweave::io::table::{read_embedding, read_frame, write_cells};
+use cellweave_tests::{run_fails, run_fails_one_line, run_ok, s};
+use std::path::{Path, PathBuf};
+
+/// Counts of 3 cell types x 2 batches (batch b doubles a third of the genes): the counts
+/// table, and its log1p version (the "HVG" table train reads the cells from).
+fn tables(n: usize, g: usize, prefix: &str) -> (CellsTable, CellsTable) {
+    let mut state = 12345u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f64) / (1u64 << 31) as f64
+    };
+    let mut dense = vec![0f32; n * g];
+    for i in 0..n {
+        let (t, b) = (i % 3, (i / 3) % 2);
+        for j in 0..g {
+            let mut rate = if j % 3 == t { 6.0 } else { 0.5 };
+            if b == 1 && j % 3 == 0 {
+                rate *= 2.0;
+            }
+            dense[i * g + j] = (rate * 2.0 * next()).floor() as f32;
+        }
+    }
+    let batch: Vec<String> = (0..n)
+        .map(|i| ["a", "b"][(i / 3) % 2].to_string())
+        .collect();
+    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
+    let counts = CellsTable {
+        cell_ids: (0..n).map(|i| format!("{prefix}{i}")).collect(),
+        batch: Categorical::from_strings(&batch),
+        obs: vec![(
+            "cell_type".into(),
+            Column::Cat(Categorical::from_strings(&types)),
+        )],
+        gene_ids: (0..g).map(|j| format!("ENSG{j:05}")).collect(),
+        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
+        x: Csr::from_dense(n, g, &dense),
+        values: ValueKind::Counts,
+        provenance: Vec::new(),
+    };
+    let mut logs = counts.clone();
+    logs.x.data.iter_mut().for_each(|v| *v = v.ln_1p());
+    logs.values = ValueKind::Log1p;
+    (counts, logs)
+}
+
+struct Data {
+    dir: tempfile::TempDir,
+    cells: PathBuf,
+    counts: PathBuf,
+}
+
+impl Data {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn data() -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let (counts, logs) = tables(120, 30, "c");
+    let cells = dir.path().join("hvg.arrow");
+    let cp = dir.path().join("filtered.arrow");
+    write_cells(&cells, &logs).unwrap();
+    write_cells(&cp, &counts).unwrap();
+    Data {
+        dir,
+        cells,
+        counts: cp,
+    }
+}
+
+fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        s(&d.cells),
+        "--model",
+        "scetm",
+        "--counts",
+        s(&d.counts),
+        "-o",
+        s(&d.path(model)),
+        "--embedding",
+        s(&d.path(emb)),
+        "--batch-size",
+        "40",
+        "--topics",
+        "6",
+        "--gene-embedding-dim",
+        "10",
+        "--checkpoint-every",
+        "2",
+        "--threads",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !extra.contains(&"--epochs") {
+        a.extend(["--epochs".into(), "6".into()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
+fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
+    run_ok("train", &strs(&train_args(d, model, emb, extra)));
+}
+
+fn bits(p: &Path) -> Vec<u32> {
+    read_embedding(p)
+        .unwrap()
+        .data
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+#[test]
+fn scetm_writes_embedding_genes_table_and_model() {
+    let d = data();
+    let genes = d.path("genes.tsv");
+    train(
+        &d,
+        "m",
+        "emb.arrow",
+        &["--log", s(&d.path("log.tsv")), "--genes-out", s(&genes)],
+    );
+    let e = read_embedding(&d.path("emb.arrow")).unwrap();
+    assert_eq!((e.n_cells(), e.dim, e.name.as_str()), (120, 6, "scetm"));
+    assert!(e.data.iter().all(|v| v.is_finite()));
+    assert!(e.column("cell_type").is_some() && e.column("batch").is_some());
+    let m = d.path("m");
+    let card = std::fs::read_to_string(m.join("card.yaml")).unwrap();
+    for want in [
+        "model: scetm",
+        "values: counts",
+        "topics: 6",
+        "batch_bias: true",
+        "embed: mu",
+    ] {
+        assert!(card.contains(want), "card lacks '{want}':\n{card}");
+    }
+    let g = read_frame(&m.join("genes.arrow"), TableKind::Genes).unwrap();
+    assert_eq!(g.n_rows(), 30);
+    let names: Vec<&str> = g.columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(&names[..3], &["gene_id", "gene_name", "rho_0"]);
+    assert!(names.contains(&"rho_9") && names.contains(&"topic_5") && !names.contains(&"topic_6"));
+    let tsv = std::fs::read_to_string(&genes).unwrap();
+    assert_eq!(tsv.lines().count(), 31);
+    let log = std::fs::read_to_string(d.path("log.tsv")).unwrap();
+    assert_eq!(log.lines().count(), 7, "{log}");
+    assert!(
+        log.starts_with("epoch\tsteps\tloss\tnll\tkl\tkl_weight"),
+        "{log}"
+    );
+    assert!(
+        !m.with_file_name(".m.checkpoint").exists(),
+        "checkpoints removed at the end"
+    );
+
+    // theta: rows are topic proportions.
+    train(
+        &d,
+        "m2",
+        "theta.arrow",
+        &["--embed", "theta", "--no-batch-bias"],
+    );
+    let t = read_embedding(&d.path("theta.arrow")).unwrap();
+    for r in 0..t.n_cells() {
+        let sum: f32 = t.row(r).iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4 && t.row(r).iter().all(|&v| v >= 0.0));
+    }
+    let card2 = std::fs::read_to_string(d.path("m2").join("card.yaml")).unwrap();
+    assert!(card2.contains("batch_bias: false") && card2.contains("bias_batches: 0"));
+}
+
+#[test]
+fn scetm_is_deterministic_resumes_exactly_and_embeds_as_trained() {
+    let d = data();
+    train(&d, "m1", "e1.arrow", &[]);
+    train(&d, "m2", "e2.arrow", &[]);
+    assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e2.arrow")));
+    // Killed after epoch 4 (checkpoint at 4), then resumed.
+    let a = train_args(&d, "m3", "e3.arrow", &["--stop-after-epoch", "4"]);
+    let err = run_fails("train", &strs(&a), &d.path("e3.arrow"));
+    assert!(err.contains("--resume"), "{err}");
+    train(&d, "m3", "e3.arrow", &["--resume"]);
+    assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e3.arrow")));
+    // embed on the counts gives the training embedding.
+    let out = d.path("embedded.arrow");
+    run_ok(
+        "embed",
+        &[s(&d.counts), "--model", s(&d.path("m1")), "-o", s(&out)],
+    );
+    let (a, b) = (
+        read_embedding(&out).unwrap(),
+        read_embedding(&d.path("e1.arrow")).unwrap(),
+    );
+    for (x, y) in a.data.iter().zip(&b.data) {
+        assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+    }
+    // ...and refuses log1p values.
+    let bad = d.path("embedded2.arrow");
+    let err = run_fails_one_line(
+        "embed",
+        &[s(&d.cells), "--model", s(&d.path("m1")), "-o", s(&bad)],
+        &bad,
+    );
+    assert!(err.contains("log1p") && err.contains("raw counts"), "{err}");
+}
+
+#[test]
+fn scetm_bad_input_fails_with_one_line_and_no_output() {
+    let d = data();
+    let emb = d.path("x.arrow");
+    let fails = |extra: &[&str], drop_counts: bool| -> String {
+        let mut a = train_args(&d, "m", "x.arrow", extra);
+        if drop_counts {
+            let i = a.iter().position(|x| x == "--counts").unwrap();
+            a.drain(i..i + 2);
+        }
+        let err = run_fails_one_line("train", &strs(&a), &emb);
+        assert!(!d.path("m").exists());
+        err
+    };
+    // No counts.
+    let err = fails(&[], true);
+    assert!(err.contains("--counts"), "{err}");
+    // Normalized values given as counts.
+    let err = fails(&["--counts", s(&d.cells)], true);
+    assert!(
+        err.contains("hvg.arrow") && err.contains("log1p") && err.contains("raw counts"),
+        "{err}"
+    );
+    // A counts table tagged counts that holds fractions.
+    let (mut c, _) = tables(120, 30, "c");
+    c.x.data.iter_mut().for_each(|v| *v *= 0.37);
+    let frac = d.path("fractions.arrow");
+    write_cells(&frac, &c).unwrap();
+    let err = fails(&["--counts", s(&frac)], true);
+    assert!(
+        err.contains("fractions.arrow") && err.contains("not a count"),
+        "{err}"
+    );
+    // Counts of other cells.
+    let (other, _) = tables(120, 30, "z");
+    let op = d.path("other.arrow");
+    write_cells(&op, &other).unwrap();
+    let err = fails(&["--counts", s(&op)], true);
+    assert!(
+        err.contains("other.arrow") && err.contains("120 of 120 cells"),
+        "{err}"
+    );
+    // An unknown model.
+    let mut a = train_args(&d, "m", "x.arrow", &[]);
+    let i = a.iter().position(|x| x == "scetm").unwrap();
+    a[i] = "nosuchmodel".into();
+    let err = run_fails_one_line("train", &strs(&a), &emb);
+    assert!(
+        err.contains("nosuchmodel") && err.contains("scetm"),
+        "{err}"
+    );
+}

@@ -1,0 +1,419 @@
+//! What `cellweave-train --model scetm` and `cellweave-embed` do with a scETM model.
+
+use cellweave::contract::{
+    CellsTable, Column, Csr, EmbeddingTable, Frame, Step, TableKind, ValueKind,
+};
+use cellweave::io::{atomic, table};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::path::Path;
+
+use super::network::{Network, Shape};
+use super::train::{self, Data, ScetmParams, Trainer};
+use crate::claire::model::{
+    align_gene_lists, aligned_matrix, check_card_version, load_tensors, save_tensors, write_card,
+};
+use crate::command::{EmbedRun, TrainRun, CARD};
+use crate::engine::checkpoint;
+use crate::{CandleExt, ModelKind};
+
+pub const WEIGHTS: &str = "model.safetensors";
+pub const TRAINING_LOG: &str = "training_log.arrow";
+pub const GENES: &str = "genes.arrow";
+/// The model card format version.
+pub const CARD_VERSION: u32 = 1;
+
+/// Which cell embedding scETM gives.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Embed {
+    /// mu, the posterior mean of the unnormalized topic mixture delta (scETM's
+    /// clustering input)
+    #[default]
+    Mu,
+    /// theta = softmax(mu), the topic proportions
+    Theta,
+}
+
+/// scETM's own flags of `cellweave-train` (the shared ones are [`crate::command::Hyper`]:
+/// --epochs 800, --lr 5e-3, --batch-size 2000, --dropout 0.1, --latent = --topics; no
+/// weight decay).
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone)]
+#[command(next_help_heading = "scETM options (--model scetm; needs --counts)")]
+pub struct ScetmArgs {
+    /// Topics K, the embedding's dimensions [default: --latent, else 50]
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "K")]
+    pub topics: Option<usize>,
+    /// Dimensions L of the gene and topic embeddings rho and alpha (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long,
+          default_value_t = ScetmParams::default().emb_dim, value_name = "L")]
+    pub gene_embedding_dim: usize,
+    /// Without scETM's per-batch decoder bias lambda_s (on by default)
+    #[arg(long)]
+    pub no_batch_bias: bool,
+    /// Cell embedding written: mu (posterior mean of delta) or theta (topic proportions)
+    #[arg(long, value_enum, default_value_t = Embed::default())]
+    pub embed: Embed,
+    /// Largest KL weight, reached linearly over the first third of the epochs (>= 0)
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long,
+          default_value_t = ScetmParams::default().max_kl_weight, value_name = "W")]
+    pub max_kl_weight: f64,
+    /// Also write the genes table (gene embedding rho_0.., topic-gene matrix topic_0..;
+    /// the model directory always holds it as genes.arrow)
+    #[arg(long, value_name = "GENES")]
+    pub genes_out: Option<std::path::PathBuf>,
+}
+
+impl ScetmArgs {
+    /// The run's parameters: the shared flags (each `None` takes scETM's default) and
+    /// scETM's own.
+    pub fn params(&self, run: &TrainRun) -> Result<ScetmParams> {
+        let d = ScetmParams::default();
+        let h = &run.hyper;
+        if let (Some(t), Some(l)) = (self.topics, h.latent) {
+            if t != l {
+                return Err(Error::new(format!(
+                    "--topics {t} and --latent {l} disagree (scETM's embedding has one dimension per topic)"
+                ))
+                .field("topics"));
+            }
+        }
+        if h.weight_decay.is_some_and(|w| w != 0.0) {
+            return Err(Error::new("scETM trains without weight decay").field("weight-decay"));
+        }
+        Ok(ScetmParams {
+            epochs: h.epochs.unwrap_or(d.epochs),
+            batch_size: h.batch_size.unwrap_or(d.batch_size),
+            lr: h.lr.unwrap_or(d.lr),
+            topics: self.topics.or(h.latent).unwrap_or(d.topics),
+            emb_dim: self.gene_embedding_dim,
+            dropout: h.dropout.unwrap_or(d.dropout),
+            max_kl_weight: self.max_kl_weight,
+            batch_bias: !self.no_batch_bias,
+            seed: run.seed,
+            ..d
+        })
+    }
+}
+
+/// The model card.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    pub model: String,
+    pub card_version: u32,
+    pub cellweave_version: String,
+    pub shape: Shape,
+    /// Batches of the batch bias rows, in order (empty without a bias).
+    pub batches: Vec<String>,
+    /// Scale the inputs must be on: raw counts.
+    pub values: ValueKind,
+    pub n_genes: usize,
+    pub gene_ids: Vec<String>,
+    pub gene_names: Vec<String>,
+    pub embed: Embed,
+    pub hyperparameters: ScetmParams,
+    pub training: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub cells: usize,
+    pub cells_fingerprint: String,
+    pub epochs: usize,
+    pub steps: u64,
+    pub final_loss: f64,
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// Refuse values that are not raw counts: the declared kind, then the values.
+pub fn check_counts(x: &Csr, values: ValueKind, path: &Path) -> Result<()> {
+    if values != ValueKind::Counts {
+        return Err(Error::new(format!(
+            "holds {} values; scETM models raw counts (give the cellweave-filter output)",
+            values.as_str()
+        ))
+        .file(path)
+        .field("values"));
+    }
+    if let Some(v) = x
+        .data
+        .iter()
+        .find(|v| !(v.is_finite() && **v >= 0.0 && v.fract() == 0.0))
+    {
+        return Err(Error::new(format!(
+            "holds the value {v}, not a count (raw counts are non-negative integers)"
+        ))
+        .file(path)
+        .field("values"));
+    }
+    Ok(())
+}
+
+/// The batch of every cell (`key`), as codes and names.
+fn batches(cells: &CellsTable, key: &str, path: &Path) -> Result<(Vec<u32>, Vec<String>)> {
+    let cat = if key == "batch" {
+        cells.batch.clone()
+    } else {
+        cellweave::integrate::pairs::labels(cells, key)
+            .ok_or_else(|| Error::new("no such per-cell column").file(path).field(key))?
+    };
+    if let Some(r) = cat
+        .codes
+        .iter()
+        .position(|&c| c == cellweave::contract::Categorical::MISSING)
+    {
+        return Err(
+            Error::new(format!("cell '{}' has no batch", cells.cell_ids[r]))
+                .file(path)
+                .field(key),
+        );
+    }
+    Ok((cat.codes, cat.categories))
+}
+
+/// The genes table: ids, names, rho (`rho_0..`) and alpha rho (`topic_0..`) per gene.
+fn genes_frame(net: &Network, cells: &CellsTable, step: &Step) -> Result<Frame> {
+    let host = |t: &candle_core::Tensor| -> Result<(Vec<f32>, usize)> {
+        let t = t.to_device(&candle_core::Device::Cpu).ce()?;
+        let rows = t.dim(0).ce()?;
+        Ok((t.flatten_all().ce()?.to_vec1::<f32>().ce()?, rows))
+    };
+    let g = cells.n_genes();
+    let strs = |v: &[String]| Column::Str(v.iter().cloned().map(Some).collect());
+    let mut f = Frame::new(TableKind::Genes)
+        .with("gene_id", strs(&cells.gene_ids))
+        .with("gene_name", strs(&cells.gene_names));
+    for (prefix, (m, rows)) in [
+        ("rho", host(net.rho())?),
+        ("topic", host(&net.beta().ce()?)?),
+    ] {
+        for r in 0..rows {
+            f = f.with(
+                &format!("{prefix}_{r}"),
+                Column::F32(m[r * g..(r + 1) * g].to_vec()),
+            );
+        }
+    }
+    f.meta.insert("cellweave.model".into(), "scetm".into());
+    f.provenance = cells.provenance.clone();
+    f.provenance.push(step.clone());
+    Ok(f)
+}
+
+/// Train scETM and write the model directory, the embedding, the log and the genes table.
+pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
+    let counts_path = run.require_counts(ModelKind::Scetm)?;
+    if run.init.is_some() {
+        return Err(
+            Error::new("scetm does not continue another model directory (use --resume)")
+                .field("init"),
+        );
+    }
+    let params = args.params(run)?;
+    params.validate()?;
+    let inputs = run.inputs();
+    atomic::check_not_input(&run.embedding, &inputs)?;
+    for p in [run.log.as_deref(), args.genes_out.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        atomic::check_not_input(p, &inputs)?;
+    }
+    let device = crate::device(&run.device)?;
+    let cells = table::read_cells(&run.cells)?;
+    if cells.n_genes() == 0 {
+        return Err(Error::new("no genes").file(&run.cells));
+    }
+    let (counts, values) = cellweave::convert::export::read_aligned_counts(
+        &cells.cell_ids,
+        &cells.gene_ids,
+        counts_path,
+    )?;
+    check_counts(&counts, values, counts_path)?;
+    let (codes, batch_names) = batches(&cells, &run.batch_key, &run.cells)?;
+    let data = Data::new(counts, codes, batch_names.len());
+    for out in [Some(&run.model_dir), Some(&run.embedding), run.log.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        checkpoint::clean_stale(out)?;
+    }
+    let mut t = Trainer::new(
+        &data,
+        params.clone(),
+        cells.fingerprint(),
+        &run.model_dir,
+        run.resume,
+        device.clone(),
+    )?;
+    info!(
+        "scetm: {} cells x {} genes, {} batches{}, {} topics; epochs {}..{} of {} minibatch(es)",
+        cells.n_cells(),
+        cells.n_genes(),
+        batch_names.len(),
+        if t.net.shape.bias_batches > 0 {
+            " (batch bias)"
+        } else {
+            ""
+        },
+        params.topics,
+        t.progress.epoch + 1,
+        t.progress.end_epoch,
+        train::parts(cells.n_cells(), params.batch_size).len() - 1
+    );
+    if !t.run(run.checkpoint_every, run.stop_after)? {
+        bail!(
+            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
+            t.progress.epoch
+        );
+    }
+    let mu = t.embed_mu()?;
+    let data_emb = match args.embed {
+        Embed::Mu => mu,
+        Embed::Theta => train::softmax_rows(&mu, params.topics),
+    };
+    let emb = embedding_table(&cells, data_emb, params.topics, step);
+    let genes = genes_frame(&t.net, &cells, step)?;
+    let card = Card {
+        model: "scetm".into(),
+        card_version: CARD_VERSION,
+        cellweave_version: cellweave::VERSION.into(),
+        shape: t.net.shape,
+        batches: if t.net.shape.bias_batches > 0 {
+            batch_names
+        } else {
+            Vec::new()
+        },
+        values: ValueKind::Counts,
+        n_genes: cells.n_genes(),
+        gene_ids: cells.gene_ids.clone(),
+        gene_names: cells.gene_names.clone(),
+        embed: args.embed,
+        hyperparameters: params,
+        training: Summary {
+            cells: cells.n_cells(),
+            cells_fingerprint: cells.fingerprint(),
+            epochs: t.progress.epoch,
+            steps: t.progress.steps,
+            final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+            seconds: t.progress.seconds,
+            device: format!("{:?}", device.location()),
+        },
+    };
+    // Assembled beside its place, renamed into it once every other output is written.
+    let staged = atomic::temp_sibling(&run.model_dir);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).at(&staged)?;
+    }
+    std::fs::create_dir_all(&staged).at(&run.model_dir)?;
+    let written = (|| -> Result<()> {
+        t.write_state(&staged)?;
+        save_tensors(&staged.join(WEIGHTS), &t.net.named().ce()?)?;
+        let log = t.log_frame(step);
+        table::write_frame(&staged.join(TRAINING_LOG), &log)?;
+        table::write_frame(&staged.join(GENES), &genes)?;
+        write_card(&staged, &card)?;
+        table::write_embedding(&run.embedding, &emb)?;
+        if let Some(l) = &run.log {
+            crate::engine::write_log(l, &log)?;
+        }
+        if let Some(g) = &args.genes_out {
+            crate::engine::write_log(g, &genes)?;
+        }
+        checkpoint::commit_dir(&staged, &run.model_dir)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
+    t.checkpoints().remove_all()?;
+    info!(
+        "scetm: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
+        t.progress.epoch,
+        t.progress.steps,
+        card.training.final_loss,
+        t.progress.seconds,
+        run.model_dir.display()
+    );
+    Ok(())
+}
+
+fn embedding_table(cells: &CellsTable, data: Vec<f32>, dim: usize, step: &Step) -> EmbeddingTable {
+    let mut provenance = cells.provenance.clone();
+    provenance.push(step.clone());
+    EmbeddingTable {
+        name: "scetm".into(),
+        cell_ids: cells.cell_ids.clone(),
+        obs: EmbeddingTable::obs_from_cells(cells),
+        dim,
+        data,
+        provenance,
+    }
+}
+
+/// Read a scETM model directory's card.
+pub fn read_card(dir: &Path) -> Result<Card> {
+    let p = dir.join(CARD);
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    let card: Card = serde_yaml::from_str(&text)
+        .map_err(|e| Error::new(format!("invalid scETM model card ({e})")).file(&p))?;
+    check_card_version(card.card_version, CARD_VERSION, &p)?;
+    if card.gene_ids.len() != card.n_genes || card.shape.n_genes != card.n_genes {
+        return Err(Error::new("gene lists do not match n_genes")
+            .file(&p)
+            .field("gene_ids"));
+    }
+    Ok(card)
+}
+
+/// Embed a raw-counts cells table with a saved scETM model (the encoder reads no batch:
+/// cells of any batch, seen or not).
+pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
+    atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
+    let device = crate::device(&run.device)?;
+    let card = read_card(&run.model_dir)?;
+    let wpath = run.model_dir.join(WEIGHTS);
+    let net = Network::from_named(&load_tensors(&wpath)?, card.shape, &device)
+        .ce()
+        .at(&wpath)?;
+    let cells = table::read_cells(&run.cells)?;
+    let a = align_gene_lists(&card.gene_ids, &card.gene_names, &cells);
+    if a.missing as f64 > run.max_missing * card.n_genes as f64 {
+        return Err(Error::new(format!(
+            "{} of the model's {} genes are missing (more than {:.0}%; matched by {})",
+            a.missing,
+            card.n_genes,
+            run.max_missing * 100.0,
+            a.by
+        ))
+        .file(&run.cells)
+        .field("genes"));
+    }
+    let x = aligned_matrix(&cells, &a);
+    check_counts(&x, cells.values, &run.cells)?;
+    let n = cells.n_cells();
+    let data = Data::new(x, vec![0; n], 1);
+    let mu = train::embed_rows(&net, &data, &device)?;
+    let k = card.shape.topics;
+    let values = match card.embed {
+        Embed::Mu => mu,
+        Embed::Theta => train::softmax_rows(&mu, k),
+    };
+    table::write_embedding(&run.output, &embedding_table(&cells, values, k, step))?;
+    info!(
+        "embedded {n} cells with scETM {} into {}",
+        run.model_dir.display(),
+        run.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! scETM's network and loss in candle ops (autograd; any device).
+//!
+//! Encoder (on counts / library size): Linear(G, H) ReLU BatchNorm Dropout, then two
+//! heads: mu and log sigma (clamped to +-10) of the K-dimensional delta. Training draws
+//! delta = mu + sigma * eps and theta = softmax(delta); evaluation uses theta =
+//! softmax(mu). Decoder: log_softmax(theta (alpha rho) + lambda_s), alpha the topic
+//! embedding (K x L), rho the gene embedding (L x G), lambda_s the optional per-batch
+//! bias. Loss: the normalized negative log-likelihood `mean_cells(-sum_g x_g/l log p_g)`
+//! plus `w_KL x mean_cells KL(N(mu, sigma) || N(0, 1))`. Parameters, initialisation and
+//! names follow scETM 0.5.0 (torch's `nn.Linear` default initialisation, standard
+//! normal alpha, rho and lambda; BatchNorm weight 1, bias 0, running statistics with
+//! momentum 0.1 and the unbiased variance).
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use std::collections::HashMap;
+
+use crate::rng::Rng;
+
+/// Smallest and largest log sigma (scETM's clamp).
+pub const LOGSIGMA_BOUND: f64 = 10.0;
+/// BatchNorm epsilon and running-statistics momentum (torch defaults).
+pub const BN_EPS: f64 = 1e-5;
+pub const BN_MOMENTUM: f64 = 0.1;
+/// Gradient norm clip of scETM's training step.
+pub const CLIP_NORM: f64 = 50.0;
+
+/// The shapes of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    pub n_genes: usize,
+    pub hidden: usize,
+    pub topics: usize,
+    pub emb_dim: usize,
+    /// Rows of the per-batch bias lambda (0: no bias).
+    pub bias_batches: usize,
+}
+
+/// Parameter names (scETM's torch names; `rho` is scETM's `rho_trainable_emb.trainable`),
+/// in the order of [`Network::vars`].
+pub const NAMES: [&str; 11] = [
+    "q_delta.0.weight",
+    "q_delta.0.bias",
+    "q_delta.2.weight",
+    "q_delta.2.bias",
+    "mu_q_delta.weight",
+    "mu_q_delta.bias",
+    "logsigma_q_delta.weight",
+    "logsigma_q_delta.bias",
+    "alpha",
+    "rho",
+    "batch_bias",
+];
+pub const RUNNING_MEAN: &str = "q_delta.2.running_mean";
+pub const RUNNING_VAR: &str = "q_delta.2.running_var";
+
+const W1: usize = 0;
+const B1: usize = 1;
+const BN_W: usize = 2;
+const BN_B: usize = 3;
+const W_MU: usize = 4;
+const B_MU: usize = 5;
+const W_LS: usize = 6;
+const B_LS: usize = 7;
+const ALPHA: usize = 8;
+const RHO: usize = 9;
+const BIAS: usize = 10;
+
+/// The network: trainable variables (the batch bias last, when present) and the
+/// BatchNorm running statistics.
+pub struct Network {
+    pub shape: Shape,
+    pub vars: Vec<Var>,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+}
+
+/// One training minibatch: library-normalized counts, batch codes (when the network has
+/// a batch bias), the dropout multipliers of the hidden layer and the reparameterisation
+/// noise.
+pub struct Minibatch {
+    pub x: Tensor,
+    pub batch: Option<Tensor>,
+    pub mask: Tensor,
+    pub eps: Tensor,
+}
+
+/// A training forward pass: the loss and its parts, and the minibatch's BatchNorm mean
+/// and biased variance (detached).
+pub struct Forward {
+    pub loss: Tensor,
+    pub nll: Tensor,
+    pub kl: Tensor,
+    pub bn_mean: Tensor,
+    pub bn_var: Tensor,
+}
+
+fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.matmul(&w.t()?)?.broadcast_add(b)
+}
+
+/// log_softmax over the last dimension.
+pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let z = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    z.broadcast_sub(&z.exp()?.sum_keepdim(D::Minus1)?.log()?)
+}
+
+/// softmax over the last dimension.
+pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let e = x
+        .broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?
+        .exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+impl Network {
+    /// New weights drawn from `rng` as scETM initialises them.
+    pub fn init(shape: Shape, rng: &mut Rng, device: &Device) -> candle_core::Result<Self> {
+        let Shape {
+            n_genes: g,
+            hidden: h,
+            topics: k,
+            emb_dim: l,
+            bias_batches: s,
+        } = shape;
+        let mut uniform = |n: usize, fan_in: usize| -> Vec<f32> {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            (0..n)
+                .map(|_| ((2.0 * rng.f64() - 1.0) * bound) as f32)
+                .collect()
+        };
+        let mut host: Vec<(Vec<f32>, Vec<usize>)> = vec![
+            (uniform(h * g, g), vec![h, g]),
+            (uniform(h, g), vec![h]),
+            (vec![1.0; h], vec![h]),
+            (vec![0.0; h], vec![h]),
+            (uniform(k * h, h), vec![k, h]),
+            (uniform(k, h), vec![k]),
+            (uniform(k * h, h), vec![k, h]),
+            (uniform(k, h), vec![k]),
+        ];
+        let mut normal = |n: usize| {
+            let mut v = vec![0f32; n];
+            rng.fill_normal(&mut v);
+            v
+        };
+        host.push((normal(k * l), vec![k, l]));
+        host.push((normal(l * g), vec![l, g]));
+        if s > 0 {
+            host.push((normal(s * g), vec![s, g]));
+        }
+        let vars = host
+            .into_iter()
+            .map(|(v, dims)| Var::from_tensor(&Tensor::from_vec(v, dims, device)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Network {
+            shape,
+            vars,
+            running_mean: Tensor::zeros(h, DType::F32, device)?,
+            running_var: Tensor::ones(h, DType::F32, device)?,
+        })
+    }
+
+    fn t(&self, i: usize) -> &Tensor {
+        self.vars[i].as_tensor()
+    }
+
+    /// The weights by name (with the running statistics), on the CPU.
+    pub fn named(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (name, v) in NAMES.iter().zip(&self.vars) {
+            out.insert(name.to_string(), v.as_tensor().to_device(&Device::Cpu)?);
+        }
+        out.insert(
+            RUNNING_MEAN.into(),
+            self.running_mean.to_device(&Device::Cpu)?,
+        );
+        out.insert(
+            RUNNING_VAR.into(),
+            self.running_var.to_device(&Device::Cpu)?,
+        );
+        Ok(out)
+    }
+
+    /// Rebuild from [`Network::named`]'s tensors, checking every shape against `shape`.
+    pub fn from_named(
+        t: &HashMap<String, Tensor>,
+        shape: Shape,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let Shape {
+            n_genes: g,
+            hidden: h,
+            topics: k,
+            emb_dim: l,
+            bias_batches: s,
+        } = shape;
+        let mut dims: Vec<Vec<usize>> = vec![
+            vec![h, g],
+            vec![h],
+            vec![h],
+            vec![h],
+            vec![k, h],
+            vec![k],
+            vec![k, h],
+            vec![k],
+            vec![k, l],
+            vec![l, g],
+        ];
+        if s > 0 {
+            dims.push(vec![s, g]);
+        }
+        let get = |name: &str, want: &[usize]| -> candle_core::Result<Tensor> {
+            let x = t
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?;
+            if x.dims() != want {
+                return Err(candle_core::Error::Msg(format!(
+                    "tensor {name} has shape {:?}, expected {want:?}",
+                    x.dims()
+                )));
+            }
+            x.to_dtype(DType::F32)?.to_device(device)?.copy()
+        };
+        let vars = NAMES
+            .iter()
+            .zip(&dims)
+            .map(|(n, d)| Var::from_tensor(&get(n, d)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Network {
+            shape,
+            vars,
+            running_mean: get(RUNNING_MEAN, &[h])?,
+            running_var: get(RUNNING_VAR, &[h])?,
+        })
+    }
+
+    /// The training forward pass and loss (`kl_weight` x KL).
+    pub fn forward_train(&self, mb: &Minibatch, kl_weight: f64) -> candle_core::Result<Forward> {
+        let h = linear(&mb.x, self.t(W1), self.t(B1))?.relu()?;
+        let bn_mean = h.mean_keepdim(0)?;
+        let centred = h.broadcast_sub(&bn_mean)?;
+        let bn_var = centred.sqr()?.mean_keepdim(0)?;
+        let hn = centred
+            .broadcast_div(&(bn_var.clone() + BN_EPS)?.sqrt()?)?
+            .broadcast_mul(self.t(BN_W))?
+            .broadcast_add(self.t(BN_B))?;
+        let hd = (hn * &mb.mask)?;
+        let mu = linear(&hd, self.t(W_MU), self.t(B_MU))?;
+        let logsigma =
+            linear(&hd, self.t(W_LS), self.t(B_LS))?.clamp(-LOGSIGMA_BOUND, LOGSIGMA_BOUND)?;
+        let delta = (&mu + (logsigma.exp()? * &mb.eps)?)?;
+        let recon = self.decode(&softmax(&delta)?, mb.batch.as_ref())?;
+        let n = mb.x.dim(0)? as f64;
+        let nll = ((recon * &mb.x)?.sum_all()? * (-1.0 / n))?;
+        // KL(N(mu, sigma) || N(0, 1)) = -1/2 sum(1 + 2 log sigma - mu^2 - sigma^2)
+        let two_ls = (logsigma * 2.0)?;
+        let kl_terms = ((two_ls.clone() + 1.0)? - mu.sqr()? - two_ls.exp()?)?;
+        let kl = (kl_terms.sum_all()? * (-0.5 / n))?;
+        let loss = (&nll + (&kl * kl_weight)?)?;
+        Ok(Forward {
+            loss,
+            nll,
+            kl,
+            bn_mean: bn_mean.squeeze(0)?.detach(),
+            bn_var: bn_var.squeeze(0)?.detach(),
+        })
+    }
+
+    /// log p (cells x genes) of topic proportions `theta` (with the batch bias of
+    /// `batch` when the network has one).
+    pub fn decode(&self, theta: &Tensor, batch: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let beta = self.t(ALPHA).matmul(self.t(RHO))?;
+        let mut logit = theta.matmul(&beta)?;
+        if self.shape.bias_batches > 0 {
+            let b = batch.ok_or_else(|| {
+                candle_core::Error::Msg("the batch bias needs the batch of every cell".into())
+            })?;
+            logit = (logit + self.t(BIAS).index_select(b, 0)?)?;
+        }
+        log_softmax(&logit)
+    }
+
+    /// Evaluation mode: mu of the library-normalized counts `x` (running BatchNorm
+    /// statistics, no dropout).
+    pub fn encode_mu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = linear(x, self.t(W1), self.t(B1))?.relu()?;
+        let hn = h
+            .broadcast_sub(&self.running_mean)?
+            .broadcast_div(&(&self.running_var + BN_EPS)?.sqrt()?)?
+            .broadcast_mul(self.t(BN_W))?
+            .broadcast_add(self.t(BN_B))?;
+        linear(&hn, self.t(W_MU), self.t(B_MU))
+    }
+
+    /// The topic-gene matrix alpha rho (K x G).
+    pub fn beta(&self) -> candle_core::Result<Tensor> {
+        self.t(ALPHA).matmul(self.t(RHO))
+    }
+
+    /// The gene embedding rho (L x G).
+    pub fn rho(&self) -> &Tensor {
+        self.t(RHO)
+    }
+
+    /// Fold a minibatch's BatchNorm statistics (`n` cells) into the running ones, as
+    /// torch: momentum 0.1, unbiased variance.
+    pub fn update_running(&mut self, f: &Forward, n: usize) -> candle_core::Result<()> {
+        let m = BN_MOMENTUM;
+        let unbias = n as f64 / (n.max(2) - 1) as f64;
+        self.running_mean = ((&self.running_mean * (1.0 - m))? + (&f.bn_mean * m)?)?;
+        self.running_var = ((&self.running_var * (1.0 - m))? + (&f.bn_var * (m * unbias))?)?;
+        Ok(())
+    }
+
+    /// The gradients of `loss` for every variable, in order, scaled as torch's
+    /// `clip_grad_norm_(max_norm = 50)` does; also the norm before clipping.
+    pub fn clipped_grads(&self, loss: &Tensor) -> candle_core::Result<(Vec<Tensor>, f64)> {
+        let store = loss.backward()?;
+        let grads = self
+            .vars
+            .iter()
+            .map(|v| match store.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut sq = 0f64;
+        for g in &grads {
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+        }
+        let norm = sq.sqrt();
+        let coef = CLIP_NORM / (norm + 1e-6);
+        if coef < 1.0 {
+            let scaled = grads
+                .iter()
+                .map(|g| g * coef)
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Ok((scaled, norm));
+        }
+        Ok((grads, norm))
+    }
+}

@@ -1,0 +1,252 @@
+//! scETM: one step against the NumPy transcription (`oracle.py`), determinism, resume.
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::Csr;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+use super::network::{Minibatch, Network, Shape, NAMES};
+use super::train::{parts, Data, ScetmParams, Trainer};
+use crate::optim::{Adam, AdamConfig};
+use crate::rng::Rng;
+
+const ORACLE: &str = include_str!("oracle.py");
+
+/// Simulated counts: `n` cells x `g` genes, two batches with shifted gene means.
+fn counts(n: usize, g: usize, seed: u64) -> (Csr, Vec<u32>) {
+    let mut rng = Rng::new(seed);
+    let mut dense = vec![0f32; n * g];
+    let batch: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+    for i in 0..n {
+        let kind = (i / 2) % 3;
+        for j in 0..g {
+            let rate =
+                1.0 + 4.0 * ((j % 3 == kind) as u32 as f64) + batch[i] as f64 * (j % 2) as f64;
+            // Poisson by inversion (small rates).
+            let (mut k, mut p, u) = (0u32, (-rate).exp(), rng.f64());
+            let mut cdf = p;
+            while u > cdf && k < 100 {
+                k += 1;
+                p *= rate / k as f64;
+                cdf += p;
+            }
+            dense[i * g + j] = k as f32;
+        }
+    }
+    (Csr::from_dense(n, g, &dense), batch)
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn arr(t: &Tensor) -> Value {
+    json!({"shape": t.dims(), "data": host(t).iter().map(|&v| v as f64).collect::<Vec<_>>()})
+}
+
+#[test]
+fn one_step_matches_the_numpy_transcription() {
+    let Some(py) = cellweave_tests::reference_python(&["numpy"]) else {
+        return;
+    };
+    let (n, g) = (12, 20);
+    let shape = Shape {
+        n_genes: g,
+        hidden: 8,
+        topics: 4,
+        emb_dim: 5,
+        bias_batches: 2,
+    };
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(11);
+    let net = Network::init(shape, &mut rng, &dev).unwrap();
+    let (x, batch) = counts(n, g, 5);
+    let data = Data::new(x, batch.clone(), 2);
+    let rows: Vec<usize> = (0..n).collect();
+    let xn = Tensor::from_vec(data.normalized_rows(&rows), (n, g), &dev).unwrap();
+    let mut mask = vec![0f32; n * shape.hidden];
+    rng.dropout_mask(&mut mask, 0.1);
+    let mut eps = vec![0f32; n * shape.topics];
+    rng.fill_normal(&mut eps);
+    let mb = Minibatch {
+        x: xn.clone(),
+        batch: Some(Tensor::from_vec(batch.clone(), n, &dev).unwrap()),
+        mask: Tensor::from_vec(mask, (n, shape.hidden), &dev).unwrap(),
+        eps: Tensor::from_vec(eps, (n, shape.topics), &dev).unwrap(),
+    };
+    let kl_weight = 0.5;
+    let lr = 5e-3;
+    let named = net.named().unwrap();
+    let params: serde_json::Map<String, Value> = NAMES
+        .iter()
+        .map(|n| (n.to_string(), arr(&named[*n])))
+        .collect();
+    let fixture = json!({
+        "params": params, "x": arr(&xn), "mask": arr(&mb.mask), "eps": arr(&mb.eps),
+        "batch": batch, "kl_weight": kl_weight, "lr": lr,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (fx, out, script) = (
+        dir.path().join("fixture.json"),
+        dir.path().join("out.json"),
+        dir.path().join("oracle.py"),
+    );
+    std::fs::write(&fx, fixture.to_string()).unwrap();
+    std::fs::write(&script, ORACLE).unwrap();
+    let status = std::process::Command::new(&py)
+        .args([&script, &fx, &out])
+        .status()
+        .unwrap();
+    assert!(status.success(), "oracle.py failed");
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+
+    // Loss and its parts.
+    let f = net.forward_train(&mb, kl_weight).unwrap();
+    let close = |got: f64, want: f64, what: &str| {
+        assert!(
+            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+            "{what}: cellweave {got}, oracle {want}"
+        );
+    };
+    let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
+    close(scalar(&f.loss), want["loss"].as_f64().unwrap(), "loss");
+    close(scalar(&f.nll), want["nll"].as_f64().unwrap(), "nll");
+    close(scalar(&f.kl), want["kl"].as_f64().unwrap(), "kl");
+    assert!(
+        want["kl"].as_f64().unwrap() > 0.01,
+        "the KL term is exercised"
+    );
+
+    // Gradients (autograd vs finite differences of the transcription).
+    let (grads, norm) = net.clipped_grads(&f.loss).unwrap();
+    close(norm, want["norm"].as_f64().unwrap(), "gradient norm");
+    let mut by_name: HashMap<&str, Vec<f32>> = HashMap::new();
+    for (name, gt) in NAMES.iter().zip(&grads) {
+        let got = host(gt);
+        let w: Vec<f64> = serde_json::from_value(want["grads"][*name].clone()).unwrap();
+        let scale = w.iter().fold(0f64, |m, v| m.max(v.abs()));
+        // BatchNorm cancels a shift of a unit that is active in every cell: the first
+        // layer's bias may have no gradient at all.
+        assert!(
+            scale > 0.0 || *name == "q_delta.0.bias",
+            "{name}: the oracle's gradient is zero"
+        );
+        for (i, (&a, &b)) in got.iter().zip(&w).enumerate() {
+            assert!(
+                (a as f64 - b).abs() <= 1e-6 + 2e-3 * scale,
+                "{name}[{i}]: gradient {a} vs oracle {b} (scale {scale})"
+            );
+        }
+        by_name.insert(name, got);
+    }
+
+    // The step: Adam's first update of the (clipped) gradients.
+    let mut adam = Adam::new(
+        net.vars.clone(),
+        AdamConfig {
+            lr,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    adam.step_tensors(&grads).unwrap();
+    for (name, var) in NAMES.iter().zip(&net.vars) {
+        let got = host(var.as_tensor());
+        let w: Vec<f64> = serde_json::from_value(want["stepped"][*name].clone()).unwrap();
+        let g = &by_name[name];
+        let scale = g.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (&a, &b)) in got.iter().zip(&w).enumerate() {
+            // Adam's first step moves by lr x sign(g): compare where the sign is clear.
+            if g[i].abs() > 1e-3 * scale && g[i].abs() > 1e-6 {
+                assert!(
+                    (a as f64 - b).abs() <= 1e-5,
+                    "{name}[{i}]: stepped {a} vs oracle {b}"
+                );
+            }
+        }
+    }
+}
+
+fn small_params(epochs: usize) -> ScetmParams {
+    ScetmParams {
+        epochs,
+        batch_size: 20,
+        topics: 5,
+        emb_dim: 8,
+        hidden: 16,
+        seed: 3,
+        ..Default::default()
+    }
+}
+
+fn weights(t: &Trainer) -> Vec<Vec<f32>> {
+    let named = t.net.named().unwrap();
+    let mut keys: Vec<&String> = named.keys().collect();
+    keys.sort();
+    keys.iter().map(|k| host(&named[*k])).collect()
+}
+
+#[test]
+fn seeded_runs_repeat_and_a_resumed_run_equals_an_uninterrupted_one() {
+    let (x, batch) = counts(50, 30, 9);
+    let data = Data::new(x, batch, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("m");
+    let run = |resume: bool, stop: Option<usize>| {
+        let mut t = Trainer::new(
+            &data,
+            small_params(6),
+            "fp".into(),
+            &md,
+            resume,
+            Device::Cpu,
+        )
+        .unwrap();
+        let complete = t.run(2, stop).unwrap();
+        (complete, weights(&t), t.progress.log.clone())
+    };
+    let (done, w1, log1) = run(false, None);
+    assert!(done);
+    assert_eq!(log1.len(), 6);
+    assert!(
+        log1[5].nll < log1[0].nll,
+        "training lowers the NLL: {log1:?}"
+    );
+    let (_, w2, log2) = run(false, None);
+    assert_eq!(w1, w2, "same seed, same weights");
+    assert_eq!(
+        log1.iter().map(|r| r.loss).collect::<Vec<_>>(),
+        log2.iter().map(|r| r.loss).collect::<Vec<_>>()
+    );
+    let (done, _, _) = run(false, Some(4));
+    assert!(!done);
+    let (done, w3, log3) = run(true, None);
+    assert!(done);
+    assert_eq!(log3.len(), 6);
+    assert_eq!(w1, w3, "resumed after epoch 4 == uninterrupted");
+}
+
+#[test]
+fn minibatch_parts_and_kl_warmup() {
+    assert_eq!(parts(3000, 2000), vec![0, 1500, 3000]);
+    assert_eq!(parts(100, 2000), vec![0, 100]);
+    assert_eq!(parts(5000, 2000), vec![0, 1666, 3333, 5000]);
+    let (x, batch) = counts(40, 10, 1);
+    let data = Data::new(x, batch, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trainer::new(
+        &data,
+        small_params(30),
+        "fp".into(),
+        &dir.path().join("m"),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
+    // 40 cells, minibatch 20: 2 steps an epoch; full weight after 10 epochs = 20 steps.
+    assert_eq!(t.kl_weight(0), 0.0);
+    assert!((t.kl_weight(10) - 0.5e-7).abs() < 1e-20);
+    assert_eq!(t.kl_weight(20), 1e-7);
+    assert_eq!(t.kl_weight(50), 1e-7);
+    assert!((t.lr(1000) - 5e-3 * (-0.06f64).exp()).abs() < 1e-15);
+}

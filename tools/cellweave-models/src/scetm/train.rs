@@ -1,0 +1,539 @@
+//! scETM's training on the engine: minibatches of library-normalized counts, the KL
+//! warm-up, scETM's per-step learning-rate decay and gradient clipping, Adam,
+//! checkpoints that resume bit for bit.
+//!
+//! Minibatches: every epoch shuffles the cells and cuts them into `s = max(1, round(n / b))`
+//! parts of (nearly) equal size, so no part is a handful of cells (BatchNorm needs
+//! several). The KL weight at global step `t` is `w_max x min(1, (t / s) / (epochs / 3))`:
+//! scETM's linear warm-up over the first third of the epochs, counting epochs
+//! fractionally as scETM does. (scETM draws a running stream of minibatches of exactly
+//! `b` cells, `max(1, n / b)` to an epoch; for `n <= b` both are one step of every
+//! cell per epoch.) The learning rate is `lr x exp(-decay x t)` (scETM's
+//! `lr_decay` = 6e-5 per step).
+//!
+//! Randomness: the initial weights come from `Rng::derive(seed, [INIT])`; epoch `e` draws
+//! its cell order, dropout masks and reparameterisation noise from
+//! `Rng::derive(seed, [e, SHUFFLE | DROPOUT | NOISE])`, so a checkpoint needs only the
+//! epoch counter.
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::{Column, Csr, Frame, TableKind};
+use cellweave::{bail, Error, Result, ResultExt};
+use std::path::Path;
+
+use super::network::{Minibatch, Network, Shape};
+use crate::engine::checkpoint::Checkpoints;
+use crate::engine::{self, EpochRecord, Schedule, Trainable};
+use crate::optim::{Adam, AdamConfig};
+use crate::rng::Rng;
+use crate::CandleExt;
+
+const STREAM_INIT: u64 = u64::MAX;
+const STREAM_SHUFFLE: u64 = 1;
+const STREAM_DROPOUT: u64 = 2;
+const STREAM_NOISE: u64 = 3;
+
+/// Everything that decides the result of a run (recorded in the model card, checked on
+/// `--resume`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScetmParams {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Per-step learning-rate decay: `lr_t = lr x exp(-lr_decay x t)`.
+    pub lr_decay: f64,
+    pub topics: usize,
+    pub emb_dim: usize,
+    pub hidden: usize,
+    pub dropout: f32,
+    /// Largest KL weight, reached after `kl_warmup` of the epochs.
+    pub max_kl_weight: f64,
+    pub kl_warmup: f64,
+    pub batch_bias: bool,
+    pub seed: u64,
+}
+
+impl Default for ScetmParams {
+    fn default() -> Self {
+        ScetmParams {
+            epochs: 800,
+            batch_size: 2000,
+            lr: 5e-3,
+            lr_decay: 6e-5,
+            topics: 50,
+            emb_dim: 400,
+            hidden: 128,
+            dropout: 0.1,
+            max_kl_weight: 1e-7,
+            kl_warmup: 1.0 / 3.0,
+            batch_bias: true,
+            seed: 0,
+        }
+    }
+}
+
+impl ScetmParams {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
+        if self.batch_size < 2 {
+            return bad("batch-size", "must be at least 2");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", "must be in [0, 1)");
+        }
+        if self.topics == 0 || self.emb_dim == 0 || self.hidden == 0 || self.epochs == 0 {
+            return bad(
+                "topics",
+                "topics, embedding and hidden sizes and epochs must be at least 1",
+            );
+        }
+        Ok(())
+    }
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            ..Default::default()
+        }
+    }
+}
+
+/// The training data: raw counts of the model's genes, library sizes, batch codes.
+pub struct Data {
+    pub counts: Csr,
+    /// Total counts of each cell over the genes (1 for a cell without counts: its input
+    /// and its likelihood term are then zero).
+    pub library: Vec<f32>,
+    /// Batch code of each cell.
+    pub batch: Vec<u32>,
+    pub n_batches: usize,
+}
+
+impl Data {
+    pub fn new(counts: Csr, batch: Vec<u32>, n_batches: usize) -> Self {
+        let library = (0..counts.n_rows())
+            .map(|r| {
+                let s: f64 = counts.row(r).1.iter().map(|&v| v as f64).sum();
+                if s > 0.0 {
+                    s as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Data {
+            counts,
+            library,
+            batch,
+            n_batches,
+        }
+    }
+    pub fn n_cells(&self) -> usize {
+        self.counts.n_rows()
+    }
+    /// Dense library-normalized rows.
+    pub fn normalized_rows(&self, rows: &[usize]) -> Vec<f32> {
+        let g = self.counts.n_cols;
+        let mut out = self.counts.to_dense_rows(rows);
+        for (k, &r) in rows.iter().enumerate() {
+            let inv = 1.0 / self.library[r];
+            out[k * g..(k + 1) * g].iter_mut().for_each(|v| *v *= inv);
+        }
+        out
+    }
+}
+
+/// One row of the training log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogRow {
+    pub epoch: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub nll: f64,
+    pub kl: f64,
+    pub kl_weight: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// Where a run stands (saved in `state.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub epoch: usize,
+    pub end_epoch: usize,
+    pub steps: u64,
+    pub seconds: f64,
+    pub log: Vec<LogRow>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    cells_fingerprint: String,
+    params: ScetmParams,
+    progress: Progress,
+}
+
+pub const STATE: &str = "state.safetensors";
+pub const STATE_JSON: &str = "state.json";
+
+/// Minibatch boundaries of an epoch over `n` cells: `max(1, round(n / b))` nearly equal
+/// parts.
+pub fn parts(n: usize, b: usize) -> Vec<usize> {
+    let k = ((n as f64 / b as f64).round() as usize).max(1);
+    (0..=k).map(|i| i * n / k).collect()
+}
+
+/// A training run.
+pub struct Trainer<'a> {
+    pub params: ScetmParams,
+    data: &'a Data,
+    pub net: Network,
+    adam: Adam,
+    pub progress: Progress,
+    fingerprint: String,
+    ckpt: Checkpoints,
+    device: Device,
+}
+
+impl<'a> Trainer<'a> {
+    /// A new run (`resume`: continue the newest checkpoint of `dir` when there is one).
+    pub fn new(
+        data: &'a Data,
+        params: ScetmParams,
+        fingerprint: String,
+        dir: &Path,
+        resume: bool,
+        device: Device,
+    ) -> Result<Self> {
+        params.validate()?;
+        if data.n_cells() < 2 {
+            bail!("scetm needs at least 2 cells");
+        }
+        let shape = Shape {
+            n_genes: data.counts.n_cols,
+            hidden: params.hidden,
+            topics: params.topics,
+            emb_dim: params.emb_dim,
+            bias_batches: if params.batch_bias && data.n_batches > 1 {
+                data.n_batches
+            } else {
+                0
+            },
+        };
+        let ckpt = Checkpoints::of(dir, "scetm");
+        if resume {
+            if let Some(from) = ckpt.latest()? {
+                return Self::restore(data, params, fingerprint, ckpt, device, shape, &from);
+            }
+            cellweave::info!("no checkpoint for {}: starting a new run", dir.display());
+        }
+        ckpt.remove_all()?;
+        let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+        let net = Network::init(shape, &mut rng, &device).ce()?;
+        let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+        let progress = Progress {
+            epoch: 0,
+            end_epoch: params.epochs,
+            steps: 0,
+            seconds: 0.0,
+            log: Vec::new(),
+        };
+        Ok(Trainer {
+            params,
+            data,
+            net,
+            adam,
+            progress,
+            fingerprint,
+            ckpt,
+            device,
+        })
+    }
+
+    fn restore(
+        data: &'a Data,
+        params: ScetmParams,
+        fingerprint: String,
+        ckpt: Checkpoints,
+        device: Device,
+        shape: Shape,
+        from: &Path,
+    ) -> Result<Self> {
+        let sj = from.join(STATE_JSON);
+        let s: StateFile = serde_json::from_str(&std::fs::read_to_string(&sj).at(&sj)?).at(&sj)?;
+        if s.cells_fingerprint != fingerprint {
+            return Err(Error::new(
+                "the checkpoint was trained on other cells: rerun without --resume",
+            )
+            .file(&sj));
+        }
+        if s.params != params {
+            return Err(Error::new(format!(
+                "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
+                serde_json::to_string(&s.params).unwrap_or_default()
+            ))
+            .file(&sj));
+        }
+        let st = from.join(STATE);
+        let t = crate::claire::model::load_tensors(&st)?;
+        let net = Network::from_named(&t, shape, &device).ce().at(&st)?;
+        let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+        adam.load_state("adam.", &t).ce().at(&st)?;
+        cellweave::info!(
+            "resuming after epoch {} of {}",
+            s.progress.epoch,
+            s.progress.end_epoch
+        );
+        Ok(Trainer {
+            params,
+            data,
+            net,
+            adam,
+            progress: s.progress,
+            fingerprint,
+            ckpt,
+            device,
+        })
+    }
+
+    /// Run the remaining epochs (stop after global epoch `stop_after` as if killed);
+    /// returns whether the schedule is complete.
+    pub fn run(&mut self, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
+        let schedule = Schedule {
+            start: self.progress.epoch,
+            end: self.progress.end_epoch,
+            patience: 0,
+            checkpoint_every,
+            stop_after,
+            label: "scetm",
+        };
+        let mut run = Epochs {
+            t: self,
+            order: Vec::new(),
+            bounds: Vec::new(),
+            rng_drop: Rng::derive(0, &[]),
+            rng_noise: Rng::derive(0, &[]),
+            sums: [0.0; 3],
+        };
+        Ok(engine::fit(&mut run, &schedule)?.complete)
+    }
+
+    /// scETM's KL weight at global step `t` (epochs counted fractionally, as scETM).
+    pub fn kl_weight(&self, t: u64) -> f64 {
+        let p = &self.params;
+        let steps_per_epoch = (parts(self.data.n_cells(), p.batch_size).len() - 1) as f64;
+        let epoch = t as f64 / steps_per_epoch;
+        let full = self.progress.end_epoch as f64 * p.kl_warmup;
+        if full <= 0.0 {
+            return p.max_kl_weight;
+        }
+        (epoch / full).min(1.0) * p.max_kl_weight
+    }
+
+    /// The learning rate of global step `t`.
+    pub fn lr(&self, t: u64) -> f64 {
+        self.params.lr * (-self.params.lr_decay * t as f64).exp()
+    }
+
+    /// One optimiser step on the cells `rows`: (loss, nll, kl).
+    pub fn step_rows(
+        &mut self,
+        rows: &[usize],
+        rng_drop: &mut Rng,
+        rng_noise: &mut Rng,
+    ) -> Result<(f64, f64, f64)> {
+        let (n, g) = (rows.len(), self.data.counts.n_cols);
+        let (h, k) = (self.params.hidden, self.params.topics);
+        let dev = &self.device;
+        let x = Tensor::from_vec(self.data.normalized_rows(rows), (n, g), dev).ce()?;
+        let mut mask = vec![0f32; n * h];
+        rng_drop.dropout_mask(&mut mask, self.params.dropout);
+        let mut eps = vec![0f32; n * k];
+        rng_noise.fill_normal(&mut eps);
+        let batch = (self.net.shape.bias_batches > 0)
+            .then(|| {
+                let b: Vec<u32> = rows.iter().map(|&r| self.data.batch[r]).collect();
+                Tensor::from_vec(b, n, dev)
+            })
+            .transpose()
+            .ce()?;
+        let mb = Minibatch {
+            x,
+            batch,
+            mask: Tensor::from_vec(mask, (n, h), dev).ce()?,
+            eps: Tensor::from_vec(eps, (n, k), dev).ce()?,
+        };
+        let t = self.progress.steps;
+        let f = self.net.forward_train(&mb, self.kl_weight(t)).ce()?;
+        let scalar = |x: &Tensor| x.to_scalar::<f32>().map(|v| v as f64).ce();
+        let (loss, nll, kl) = (scalar(&f.loss)?, scalar(&f.nll)?, scalar(&f.kl)?);
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at step {}: lower --lr",
+                self.progress.steps + 1
+            );
+        }
+        let (grads, _) = self.net.clipped_grads(&f.loss).ce()?;
+        self.adam.set_lr(self.lr(t));
+        self.adam.step_tensors(&grads).ce()?;
+        self.net.update_running(&f, n).ce()?;
+        self.progress.steps += 1;
+        Ok((loss, nll, kl))
+    }
+
+    /// Evaluation-mode mu of every cell (K columns), in chunks.
+    pub fn embed_mu(&self) -> Result<Vec<f32>> {
+        embed_rows(&self.net, self.data, &self.device)
+    }
+
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.ckpt
+    }
+
+    /// Write the training state (weights, running statistics, Adam moments, progress)
+    /// into the folder `d`.
+    pub fn write_state(&self, d: &Path) -> Result<()> {
+        let mut t = self.net.named().ce()?;
+        t.extend(self.adam.state("adam.").ce()?);
+        crate::claire::model::save_tensors(&d.join(STATE), &t)?;
+        let s = StateFile {
+            cells_fingerprint: self.fingerprint.clone(),
+            params: self.params.clone(),
+            progress: self.progress.clone(),
+        };
+        let text = serde_json::to_string_pretty(&s)?;
+        cellweave::io::atomic::write_file(&d.join(STATE_JSON), |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// The training log as a table.
+    pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
+        let l = &self.progress.log;
+        let f64s = |f: fn(&LogRow) -> f64| Column::F64(l.iter().map(f).collect());
+        let mut f = Frame::new(TableKind::TrainingLog)
+            .with(
+                "epoch",
+                Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
+            )
+            .with(
+                "steps",
+                Column::U32(l.iter().map(|r| r.steps as u32).collect()),
+            )
+            .with("loss", f64s(|r| r.loss))
+            .with("nll", f64s(|r| r.nll))
+            .with("kl", f64s(|r| r.kl))
+            .with("kl_weight", f64s(|r| r.kl_weight))
+            .with("lr", f64s(|r| r.lr))
+            .with("seconds", f64s(|r| r.seconds));
+        f.meta.insert("cellweave.model".into(), "scetm".into());
+        f.meta.insert(
+            cellweave::contract::meta::FINGERPRINT.into(),
+            self.fingerprint.clone(),
+        );
+        f.provenance = vec![step.clone()];
+        f
+    }
+}
+
+/// Evaluation-mode mu of every cell of `data` (K columns), in chunks.
+pub fn embed_rows(net: &Network, data: &Data, device: &Device) -> Result<Vec<f32>> {
+    const CHUNK: usize = 2000;
+    let (n, g) = (data.n_cells(), data.counts.n_cols);
+    let mut out = Vec::with_capacity(n * net.shape.topics);
+    let mut start = 0;
+    while start < n {
+        let end = (start + CHUNK).min(n);
+        let rows: Vec<usize> = (start..end).collect();
+        let x = Tensor::from_vec(data.normalized_rows(&rows), (end - start, g), device).ce()?;
+        let mu = net.encode_mu(&x).ce()?.to_device(&Device::Cpu).ce()?;
+        out.extend(mu.flatten_all().ce()?.to_vec1::<f32>().ce()?);
+        start = end;
+    }
+    Ok(out)
+}
+
+/// Row-wise softmax of an `n x k` matrix (theta from mu).
+pub fn softmax_rows(mu: &[f32], k: usize) -> Vec<f32> {
+    let mut out = mu.to_vec();
+    for row in out.chunks_mut(k) {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut s = 0f64;
+        for v in row.iter_mut() {
+            *v = (*v - m).exp();
+            s += *v as f64;
+        }
+        row.iter_mut().for_each(|v| *v = (*v as f64 / s) as f32);
+    }
+    out
+}
+
+/// One call's epochs on the engine.
+struct Epochs<'t, 'a> {
+    t: &'t mut Trainer<'a>,
+    order: Vec<usize>,
+    bounds: Vec<usize>,
+    rng_drop: Rng,
+    rng_noise: Rng,
+    /// Sums over the epoch's steps of (nll x cells, kl x cells, kl weight).
+    sums: [f64; 3],
+}
+
+impl Trainable for Epochs<'_, '_> {
+    fn start_epoch(&mut self, e: usize) -> Result<usize> {
+        let seed = self.t.params.seed;
+        self.order = (0..self.t.data.n_cells()).collect();
+        Rng::derive(seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.rng_drop = Rng::derive(seed, &[e as u64, STREAM_DROPOUT]);
+        self.rng_noise = Rng::derive(seed, &[e as u64, STREAM_NOISE]);
+        self.bounds = parts(self.order.len(), self.t.params.batch_size);
+        self.sums = [0.0; 3];
+        Ok(self.bounds.len() - 1)
+    }
+
+    fn step(&mut self, _e: usize, b: usize) -> Result<(f64, usize)> {
+        let rows = &self.order[self.bounds[b]..self.bounds[b + 1]];
+        let w = self.t.kl_weight(self.t.progress.steps);
+        let (loss, nll, kl) = self
+            .t
+            .step_rows(rows, &mut self.rng_drop, &mut self.rng_noise)?;
+        let n = rows.len() as f64;
+        self.sums[0] += nll * n;
+        self.sums[1] += kl * n;
+        self.sums[2] += w;
+        Ok((loss, rows.len()))
+    }
+
+    fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
+        let cells = self.t.data.n_cells() as f64;
+        let lr = self.t.lr(self.t.progress.steps.saturating_sub(1));
+        let p = &mut self.t.progress;
+        p.epoch = r.epoch;
+        p.seconds += r.seconds;
+        let row = LogRow {
+            epoch: r.epoch,
+            steps: r.steps,
+            loss: r.train_loss,
+            nll: self.sums[0] / cells,
+            kl: self.sums[1] / cells,
+            kl_weight: self.sums[2] / r.steps.max(1) as f64,
+            lr,
+            seconds: r.seconds,
+        };
+        let line = format!(
+            "scetm epoch {}/{}: loss {:.4} (nll {:.4}, kl {:.2}, kl weight {:.2e}; {} steps, {:.2} s)",
+            r.epoch, p.end_epoch, row.loss, row.nll, row.kl, row.kl_weight, r.steps, r.seconds
+        );
+        p.log.push(row);
+        Ok(Some(line))
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        let t = &*self.t;
+        t.ckpt.save(t.progress.epoch, |d| t.write_state(d))
+    }
+}
