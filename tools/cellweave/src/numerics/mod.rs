@@ -3,6 +3,7 @@
 //! two-component mixture. Nothing here reads or writes files.
 
 pub mod cluster;
+pub mod distance;
 pub mod gmm;
 pub mod graph;
 #[allow(missing_docs)] // public items not all documented yet

@@ -14,7 +14,7 @@
 //! - a row's list keeps the `k` smallest (distance, index) pairs whatever the order in
 //!   which they are offered.
 
-use super::neighbors::{manhattan, squared_euclidean};
+use super::distance::{dot, manhattan, squared_euclidean};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -191,7 +191,7 @@ enum Node {
 /// Which side of a split a row falls on (true: right).
 #[inline]
 fn side(normal: &[f32], offset: f32, v: &[f32]) -> bool {
-    super::neighbors::dot(normal, v) > offset
+    dot(normal, v) > offset
 }
 
 impl Tree {
