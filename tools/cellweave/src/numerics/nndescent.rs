@@ -242,7 +242,8 @@ impl Tree {
                 for (p, &r) in rows.iter().enumerate() {
                     side_of[r as usize] = p >= len / 2;
                 }
-                len - len / 2
+                // Rows before len / 2 go left.
+                len / 2
             } else {
                 len - n_right
             };
@@ -771,5 +772,24 @@ mod tests {
         }
         let g = build(&s, 0, &Params::for_size(5, 0, 0));
         assert_eq!(g.row(0).count(), 0);
+    }
+
+    #[test]
+    fn many_equal_rows_split_in_halves() {
+        // An odd number of equal rows, more than a leaf holds: no hyperplane separates
+        // them, so the trees split them in halves (the odd row goes right).
+        let n = 301;
+        let x = vec![0.5f32; n * 4];
+        let s = Space {
+            data: &x,
+            d: 4,
+            manhattan: false,
+        };
+        let g = build(&s, 5, &Params::for_size(n, 5, 3));
+        for i in 0..n {
+            let r: Vec<(f32, u32)> = g.row(i).collect();
+            assert_eq!(r.len(), 5, "row {i}");
+            assert!(r.iter().all(|e| e.0 == 0.0 && e.1 as usize != i));
+        }
     }
 }
