@@ -197,23 +197,14 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     // The model directory is assembled beside its final place and put there in one
     // step after every other output is written: a run that fails leaves the previous
     // model directory as it was.
-    let staged = cellweave::io::atomic::temp_sibling(&o.model_dir);
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged).at(&staged)?;
-    }
-    std::fs::create_dir_all(&staged).at(&o.model_dir)?;
-    let written = (|| -> Result<()> {
-        let emb = trainer.finish(&staged, step)?;
+    checkpoint::write_model_dir(&o.model_dir, |staged| {
+        let emb = trainer.finish(staged, step)?;
         table::write_embedding(&o.embedding, &emb)?;
         if let Some(l) = &o.log {
             crate::engine::write_log(l, &trainer.log_frame(step))?;
         }
-        checkpoint::commit_dir(&staged, &o.model_dir)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(e);
-    }
+        Ok(())
+    })?;
     trainer.checkpoints().remove_all()?;
     let last = trainer
         .progress

@@ -157,6 +157,23 @@ pub fn clean_stale(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Write a model directory so that a run that fails leaves the previous one as it was:
+/// `write` fills a fresh folder beside `dest` (with every other output of the run), then
+/// the folder becomes `dest` in one step ([`commit_dir`]); on an error the folder is
+/// removed and the error returned.
+pub fn write_model_dir(dest: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let staged = temp_sibling(dest);
+    if staged.exists() {
+        std::fs::remove_dir_all(&staged).at(&staged)?;
+    }
+    std::fs::create_dir_all(&staged).at(dest)?;
+    let written = write(&staged).and_then(|()| commit_dir(&staged, dest));
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    written
+}
+
 /// Make the finished folder `staged` the folder `dest` in one step: fsync its files and
 /// itself, then rename it onto `dest` (exchanging it with an existing `dest`, whose old
 /// content is then removed), then fsync the parent.

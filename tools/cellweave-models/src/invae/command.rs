@@ -365,13 +365,8 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
             device: format!("{:?}", t.device.location()),
         },
     };
-    let staged = atomic::temp_sibling(&i.model_dir);
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged).at(&staged)?;
-    }
-    std::fs::create_dir_all(&staged).at(&i.model_dir)?;
-    let written = (|| -> Result<()> {
-        t.write_state(&staged)?;
+    checkpoint::write_model_dir(&i.model_dir, |staged| {
+        t.write_state(staged)?;
         crate::claire::model::save_tensors(&staged.join(WEIGHTS), &t.net.tensors().ce()?)?;
         let log = log_frame(&t, step);
         table::write_frame(&staged.join(TRAINING_LOG), &log)?;
@@ -389,12 +384,8 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
         if let Some(l) = &i.log {
             crate::engine::write_log(l, &log)?;
         }
-        checkpoint::commit_dir(&staged, &i.model_dir)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(e);
-    }
+        Ok(())
+    })?;
     t.checkpoints().remove_all()?;
     info!(
         "invae: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",

@@ -4,7 +4,7 @@
 
 use candle_core::Device;
 use cellweave::contract::{Categorical, CellsTable, EmbeddingTable, Step, ValueKind};
-use cellweave::io::{atomic, table};
+use cellweave::io::table;
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
@@ -281,19 +281,14 @@ pub fn train_cells(
             device: format!("{:?}", dev.location()),
         },
     };
-    let staged = atomic::temp_sibling(&out.model_dir);
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged).at(&staged)?;
-    }
-    std::fs::create_dir_all(&staged).at(&out.model_dir)?;
     let mut log = log_frame(&run.progress);
     log.meta.insert(
         cellweave::contract::meta::FINGERPRINT.into(),
         cells.fingerprint(),
     );
     log.provenance = vec![step.clone()];
-    let written = (|| -> Result<()> {
-        save(&run, &staged)?;
+    checkpoint::write_model_dir(&out.model_dir, |staged| {
+        save(&run, staged)?;
         table::write_frame(&staged.join(model::TRAINING_LOG), &log)?;
         let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;
         table::write_embedding(
@@ -307,13 +302,9 @@ pub fn train_cells(
         if let Some(l) = &out.log {
             engine::write_log(l, &log)?;
         }
-        model::write_card(&staged, &card)?;
-        checkpoint::commit_dir(&staged, &out.model_dir)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(e);
-    }
+        model::write_card(staged, &card)?;
+        Ok(())
+    })?;
     ckpt.remove_all()?;
     info!(
         "medl: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",

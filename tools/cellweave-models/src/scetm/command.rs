@@ -311,18 +311,13 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         },
     };
     // Assembled beside its place, renamed into it once every other output is written.
-    let staged = atomic::temp_sibling(&run.model_dir);
-    if staged.exists() {
-        std::fs::remove_dir_all(&staged).at(&staged)?;
-    }
-    std::fs::create_dir_all(&staged).at(&run.model_dir)?;
-    let written = (|| -> Result<()> {
-        t.write_state(&staged)?;
+    checkpoint::write_model_dir(&run.model_dir, |staged| {
+        t.write_state(staged)?;
         save_tensors(&staged.join(WEIGHTS), &t.net.named().ce()?)?;
         let log = t.log_frame(step);
         table::write_frame(&staged.join(TRAINING_LOG), &log)?;
         table::write_frame(&staged.join(GENES), &genes)?;
-        write_card(&staged, &card)?;
+        write_card(staged, &card)?;
         table::write_embedding(&run.embedding, &emb)?;
         if let Some(l) = &run.log {
             crate::engine::write_log(l, &log)?;
@@ -330,12 +325,8 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         if let Some(g) = &args.genes_out {
             crate::engine::write_log(g, &genes)?;
         }
-        checkpoint::commit_dir(&staged, &run.model_dir)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(e);
-    }
+        Ok(())
+    })?;
     t.checkpoints().remove_all()?;
     info!(
         "scetm: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
