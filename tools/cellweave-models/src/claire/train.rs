@@ -641,12 +641,7 @@ impl<'a> Trainer<'a> {
             params: self.params.clone(),
             progress: self.progress.clone(),
         };
-        let text = serde_json::to_string_pretty(&s)?;
-        cellweave::io::atomic::write_file(&d.join(model::STATE_JSON), |w| {
-            use std::io::Write;
-            w.write_all(text.as_bytes())?;
-            Ok(())
-        })?;
+        crate::engine::checkpoint::write_json(&d.join(model::STATE_JSON), &s)?;
         let rp = d.join(model::REFINED_PAIRS);
         match &self.refined_table {
             Some((_, Some(bytes))) => std::fs::write(&rp, bytes).at(&rp)?,

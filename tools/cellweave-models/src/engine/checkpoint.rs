@@ -157,6 +157,16 @@ pub fn clean_stale(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Write `value` as pretty JSON to `path`, atomically (a training state file).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    cellweave::io::atomic::write_file(path, |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
 /// Write a model directory so that a run that fails leaves the previous one as it was:
 /// `write` fills a fresh folder beside `dest` (with every other output of the run), then
 /// the folder becomes `dest` in one step ([`commit_dir`]); on an error the folder is

@@ -155,10 +155,7 @@ fn write_state(r: &Run, fingerprint: &str, batches: &[String], d: &Path) -> Resu
         batches: batches.to_vec(),
         progress: r.progress.clone(),
     };
-    model::write_text(
-        &d.join(model::STATE_JSON),
-        &serde_json::to_string_pretty(&s)?,
-    )
+    crate::engine::checkpoint::write_json(&d.join(model::STATE_JSON), &s)
 }
 
 fn embedding(

@@ -403,12 +403,7 @@ impl<'a> Trainer<'a> {
             params: self.params.clone(),
             progress: self.progress.clone(),
         };
-        let text = serde_json::to_string_pretty(&s)?;
-        cellweave::io::atomic::write_file(&d.join(STATE_JSON), |w| {
-            use std::io::Write;
-            w.write_all(text.as_bytes())?;
-            Ok(())
-        })
+        crate::engine::checkpoint::write_json(&d.join(STATE_JSON), &s)
     }
 
     /// The training log as a table.
