@@ -84,8 +84,8 @@ fn cuda_device(ordinal: &str) -> cellweave::Result<Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_device(_ordinal: &str) -> cellweave::Result<Device> {
-    Err(
-        cellweave::Error::new("built without CUDA support; rebuild with --features cuda")
-            .field("device"),
+    Err(cellweave::Error::new(
+        "built without CUDA support; rebuild with --features cuda (scripts/build-cuda.sh)",
     )
+    .field("device"))
 }

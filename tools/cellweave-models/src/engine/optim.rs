@@ -500,16 +500,19 @@ fn update_one(
         }
         Moments::Device { m, v } => {
             // The same maths as tensor ops (CUDA): not fused, but on a GPU that is cheap.
+            // Detached: ops on the variable are recorded for autograd, so without it each
+            // step's moments would hold the graph of every earlier step (memory grows until
+            // the device runs out: seen on an H200 after ~900 LATE steps).
             let c = Coefs::new(config, step);
-            let p = var.as_tensor();
-            let g = (g + (p * c.wd_l2 as f64)?)?;
+            let p = &var.as_tensor().detach();
+            let g = (g.detach() + (p * c.wd_l2 as f64)?)?;
             let new_m = (&*m + ((&g - &*m)? * c.one_minus_b1 as f64)?)?;
             let new_v = ((&*v * c.b2 as f64)? + (g.sqr()? * c.one_minus_b2 as f64)?)?;
             let denom = ((new_v.sqrt()? / c.bc2_sqrt as f64)? + c.eps as f64)?;
             let p_new = ((p * c.decay_factor as f64)? - ((&new_m / denom)? * c.step_size as f64)?)?;
             var.set(&p_new)?;
-            *m = new_m;
-            *v = new_v;
+            *m = new_m.detach();
+            *v = new_v.detach();
             Ok(())
         }
     }
@@ -599,6 +602,44 @@ mod tests {
                 assert!((*a as f64 - b).abs() < 1e-5, "{decay:?}: {a} vs {b}");
             }
             assert_eq!(opt.step, 20);
+        }
+    }
+
+    #[test]
+    fn device_moments_hold_no_autograd_graph() {
+        // The device (CUDA) arithmetic, run here on CPU tensors: the moments it keeps must
+        // be plain values, not ops on the variable (or memory grows with every step), and
+        // the update must match the host arithmetic.
+        let c = AdamConfig {
+            lr: 1e-3,
+            weight_decay: 1e-5,
+            ..Default::default()
+        };
+        let init: Vec<f32> = (0..12).map(|i| i as f32 / 7.0 - 0.5).collect();
+        let a = Var::from_vec(init.clone(), (3, 4), &Device::Cpu).unwrap();
+        let b = Var::from_vec(init, (3, 4), &Device::Cpu).unwrap();
+        let mut mom = Moments::Device {
+            m: a.zeros_like().unwrap(),
+            v: a.zeros_like().unwrap(),
+        };
+        let mut ob = Adam::new(vec![b.clone()], c).unwrap();
+        for step in 1..=3 {
+            let loss = (a.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
+            let grads = loss.backward().unwrap();
+            update_one(&a, grads.get(a.as_tensor()).unwrap(), &mut mom, &c, step).unwrap();
+            let Moments::Device { m, v } = &mom else {
+                unreachable!()
+            };
+            assert!(!m.track_op() && !v.track_op(), "step {step}");
+            let g = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            ob.step_slices(&[&g]).unwrap();
+        }
+        let (x, y) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        for (p, q) in x.iter().zip(&y) {
+            assert!((p - q).abs() <= 1e-6, "{p} vs {q}");
         }
     }
 
