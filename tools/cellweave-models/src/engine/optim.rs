@@ -605,11 +605,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn device_moments_hold_no_autograd_graph() {
-        // The device (CUDA) arithmetic, run here on CPU tensors: the moments it keeps must
-        // be plain values, not ops on the variable (or memory grows with every step), and
-        // the update must match the host arithmetic.
+    /// An Adam config with weight decay and two equal 3 x 4 variables.
+    fn config_and_two_vars() -> (AdamConfig, Var, Var) {
         let c = AdamConfig {
             lr: 1e-3,
             weight_decay: 1e-5,
@@ -618,6 +615,15 @@ mod tests {
         let init: Vec<f32> = (0..12).map(|i| i as f32 / 7.0 - 0.5).collect();
         let a = Var::from_vec(init.clone(), (3, 4), &Device::Cpu).unwrap();
         let b = Var::from_vec(init, (3, 4), &Device::Cpu).unwrap();
+        (c, a, b)
+    }
+
+    #[test]
+    fn device_moments_hold_no_autograd_graph() {
+        // The device (CUDA) arithmetic, run here on CPU tensors: the moments it keeps must
+        // be plain values, not ops on the variable (or memory grows with every step), and
+        // the update must match the host arithmetic.
+        let (c, a, b) = config_and_two_vars();
         let mut mom = Moments::Device {
             m: a.zeros_like().unwrap(),
             v: a.zeros_like().unwrap(),
@@ -645,14 +651,7 @@ mod tests {
 
     #[test]
     fn autograd_and_slice_steps_agree_and_state_round_trips() {
-        let c = AdamConfig {
-            lr: 1e-3,
-            weight_decay: 1e-5,
-            ..Default::default()
-        };
-        let init: Vec<f32> = (0..12).map(|i| i as f32 / 7.0 - 0.5).collect();
-        let a = Var::from_vec(init.clone(), (3, 4), &Device::Cpu).unwrap();
-        let b = Var::from_vec(init, (3, 4), &Device::Cpu).unwrap();
+        let (c, a, b) = config_and_two_vars();
         let mut oa = Adam::new(vec![a.clone()], c).unwrap();
         let mut ob = Adam::new(vec![b.clone()], c).unwrap();
         for _ in 0..3 {
