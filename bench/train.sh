@@ -1,39 +1,116 @@
 #!/usr/bin/env bash
-# Benchmark of cellweave-train (CLAIRE).
+# Benchmark of cellweave's training steps against PyTorch, both timed in this run.
 #
-# 1. One training step at the reference size (256 anchors -> 2 x 256 views, 2,000 genes,
-#    encoder 2000-500-250-128, queue 2,048, symmetric MoCo, Adam) on random dense inputs as
-#    ../shared/reference/tools/claire_step_bench.py times CLAIRE's PyTorch code (0.134 s
-#    per step, one thread, on this kind of machine): the fused CPU path used for training
-#    (Moco::step_cpu) and the candle-ops path (Moco::step, the one a CUDA device runs).
-#    Median and minimum over the steps (the machine is shared: the minimum is the least
-#    disturbed figure).
-# 2. Whole runs with default parameters (one thread): wall time of cellweave-train on the
-#    pipeline outputs of cellbench_3tech and kang_ifnb, and seconds per epoch on a simulated
-#    20,000-cell x 2,000-HVG table.
+# 1. CLAIRE's training step at the reference shape (256 anchors -> 2 x 256 views, 2,000 genes,
+#    encoder 2000-500-250-128, queue 2,048, symmetric MoCo, Adam) on random dense inputs:
+#    cellweave's fused CPU step (Moco::step_cpu, examples/claire_step) against CLAIRE's own
+#    PyTorch code (../shared/reference/tools/claire_step_bench.py, run unchanged through
+#    bench/torch_step_cpu.py, which adds its CPU time). Thread counts 1 and 2 (RAYON, OMP, MKL,
+#    OpenBLAS and torch all pinned to the same count); ROUNDS rounds, the two sides alternating
+#    inside each round. Per round each side gives its mean seconds per step over STEPS steps
+#    (after a warm-up); the table has the median and mean of those over the rounds, the CPU
+#    seconds per step (all threads; the figure that does not count other processes on a shared
+#    machine), and the ratios PyTorch / cellweave.
+# 2. The candle-ops step (Moco::step, the one a CUDA device runs) on the CPU, once per thread
+#    count, in the first round.
+# 3. LATE's training epoch (10,000 cells x 949 genes, 9.8% non-zero, G-800-400-800-G, batch
+#    256, 8,500 training + 1,500 validation cells): cellweave-impute (seconds per epoch from its
+#    log) against bench/late_epoch_torch.py (LATE transcribed to PyTorch: LATE's own
+#    TensorFlow 1.x code does not run here), alternating, LATE_ROUNDS rounds of LATE_EPOCHS
+#    epochs (the first epoch of each run is left out of the wall figures; cellweave's CPU
+#    figure is its whole run's CPU time / epochs, an upper bound).
+# 4. With RUNS=1: whole default CLAIRE runs on the pipeline outputs of cellbench_3tech and
+#    kang_ifnb and a simulated 20,000-cell table (wall time, seconds per step).
 #
-# usage: bench/train.sh        (builds what it needs)
-# env:   STEPS (default 60), CELLWEAVE_SHARED, CARGO_TARGET_DIR, SKIP_RUNS=1 (step only)
+# usage: bench/train.sh              (builds what it needs; sets up the reference torch, ~1 GB,
+#                                     cached in $TORCHROOT, default ~/.cache/cellweave-torch)
+# env:   ROUNDS (3), STEPS (40), THREADS_LIST ("1 2"), LATE_ROUNDS (3), LATE_EPOCHS (3),
+#        SKIP_LATE=1, RUNS=1, NO_BUILD=1 (use the binaries as built), CELLWEAVE_SHARED,
+#        CARGO_TARGET_DIR, TORCHROOT
+# about 6 minutes on an idle 2-core machine with the defaults (RUNS=1 adds several minutes).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release
 SHARED=${CELLWEAVE_SHARED:-$ROOT/../shared}
-STEPS=${STEPS:-60}
+TOOLS=$SHARED/reference/tools
+ROUNDS=${ROUNDS:-3}
+STEPS=${STEPS:-40}
+THREADS_LIST=${THREADS_LIST:-1 2}
+LATE_ROUNDS=${LATE_ROUNDS:-3}
+LATE_EPOCHS=${LATE_EPOCHS:-3}
+export TORCHROOT=${TORCHROOT:-$HOME/.cache/cellweave-torch}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-(cd "$ROOT" && cargo build --release --workspace -q && cargo build --release --workspace --examples -q)
+[ "${NO_BUILD:-0}" = 1 ] ||
+  (cd "$ROOT" && cargo build --release --workspace -q && cargo build --release --workspace --examples -q)
+if [ ! -x "$TORCHROOT/venv/bin/python" ]; then
+  echo "setting up the reference PyTorch in $TORCHROOT (once, ~1 GB)"
+  bash "$TOOLS/setup_torch.sh" > "$WORK/setup_torch.log" 2>&1 || { tail "$WORK/setup_torch.log"; exit 1; }
+fi
+TORCHPY=$TOOLS/torchpy
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (shared machine: wall times include contention)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (on a loaded machine compare the CPU columns)"
 echo
-for t in 1 2; do
-  RAYON_NUM_THREADS=$t "$BIN/examples/claire_step" --steps "$STEPS"
-  echo
+
+# pinned T CMD...: run CMD with every thread pool at T threads.
+pinned() {
+  local t=$1; shift
+  RAYON_NUM_THREADS=$t OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t "$@"
+}
+
+# Results: one line per run: bench, implementation, threads, round, wall s, cpu s (or -).
+RES=$WORK/results.tsv
+: > "$RES"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in $THREADS_LIST; do
+    extra=(--fast-only)
+    [ "$r" = 1 ] && extra=()
+    pinned "$t" "$BIN/examples/claire_step" --steps "$STEPS" "${extra[@]}" > "$WORK/cw.txt"
+    awk -F'\t' -v t="$t" -v r="$r" '$1 == "result" {
+        for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "claire\t%s\t%s\t%s\t%s\t%s\n", $2, t, r, v["mean_s"], v["cpu_s"] }' "$WORK/cw.txt" >> "$RES"
+    pinned "$t" "$TORCHPY" "$ROOT/bench/torch_step_cpu.py" "$TOOLS/claire_step_bench.py" \
+      --threads "$t" --steps "$STEPS" > "$WORK/pt.json"
+    python3 "$ROOT/bench/train_table.py" row claire "$t" "$r" "$WORK/pt.json" sec_per_step \
+      cpu_sec_per_step >> "$RES"
+    echo "round $r, $t thread(s): $(grep -P "^claire\t\S+\t$t\t$r\t" "$RES" | cut -f2,5,6 | tr '\t\n' ' ;')"
+  done
 done
 
-[ "${SKIP_RUNS:-0}" = 1 ] && exit 0
+if [ "${SKIP_LATE:-0}" != 1 ]; then
+  "$BIN/cellweave-simulate" -q -o "$WORK/late.arrow" --cells 10000 --genes 949 --batches 2 \
+    --density 0.33 --dropout 0.7 --seed 1
+  for r in $(seq 1 "$LATE_ROUNDS"); do
+    for t in $THREADS_LIST; do
+      # CPU column: the whole process's user + system time / epochs (reading the input and
+      # writing the imputed matrix included, so an upper bound).
+      pinned "$t" /usr/bin/time -f '%U %S' -o "$WORK/late_cpu.txt" "$BIN/cellweave-impute" -q \
+        "$WORK/late.arrow" -o "$WORK/late_out.arrow" --threads "$t" --epochs "$LATE_EPOCHS" \
+        --patience 0 --log "$WORK/late_log.tsv" > /dev/null
+      awk -F'\t' -v t="$t" -v r="$r" -v cpu="$(tail -1 "$WORK/late_cpu.txt")" '
+        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+        { e++; s[e] = $col["seconds"] }
+        END { for (i = (e > 1 ? 2 : 1); i <= e; i++) { tot += s[i]; n++ }
+              split(cpu, c, " ")
+              printf "late\tcellweave\t%s\t%s\t%.4f\t%.4f\n", t, r, tot / n, (c[1] + c[2]) / e }' \
+        "$WORK/late_log.tsv" >> "$RES"
+      pinned "$t" "$TORCHPY" "$ROOT/bench/late_epoch_torch.py" --threads "$t" \
+        --epochs "$LATE_EPOCHS" > "$WORK/late_pt.json"
+      python3 "$ROOT/bench/train_table.py" row late "$t" "$r" "$WORK/late_pt.json" \
+        mean_s_per_epoch cpu_s_per_epoch >> "$RES"
+      echo "LATE round $r, $t thread(s): $(grep -P "^late\t\S+\t$t\t$r\t" "$RES" | cut -f2,5 | tr '\t\n' ' ;')"
+    done
+  done
+fi
+
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 "$ROOT/bench/train_table.py" table "$RES"
+
+[ "${RUNS:-0}" = 1 ] || exit 0
 
 # prep NAME INPUT: import -> filter -> normalize -> hvg -> pairs
 prep() {
@@ -60,6 +137,7 @@ train() {
   ' "$WORK/$n.log.tsv"
 }
 
+echo
 echo "whole runs, default parameters, one thread"
 printf "%-26s %7s %7s %8s %9s %9s %9s %8s\n" data train_c epochs steps s/step train_s wall_s loss
 for d in cellbench_3tech kang_ifnb; do

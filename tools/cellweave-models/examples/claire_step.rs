@@ -1,6 +1,14 @@
-//! Time one CLAIRE training step (256 cells x 2000 genes by default): the CPU fast path
-//! (`Moco::step_cpu`) and the candle-ops path (`Moco::step`, the one CUDA uses).
-//! Run through bench/train.sh (RAYON_NUM_THREADS=1 for the one-core figure).
+//! Time CLAIRE's training step at the reference shape (256 anchors, 2 x 256 views, 2,000
+//! genes, encoder 2000-500-250-128, queue 2,048) on random non-negative dense inputs, as
+//! the PyTorch peer (`claire_step_bench.py`) does: the fused CPU step (`Moco::step_cpu`)
+//! and the candle-ops step (`Moco::step`, the one a CUDA device runs).
+//!
+//! usage: claire_step [--steps N] [--warmup W] [--genes G] [--batch B] [--fast-only]
+//!                    [--profile]  (CPU time per phase of the fused step)
+//! Threads: RAYON_NUM_THREADS. Prints, per implementation, the wall time per step (median
+//! and mean over the steps), the CPU time per step (all threads; on a shared machine the
+//! figure that does not count other processes) and the last loss, plus one
+//! machine-readable `result` line each for bench/train.sh.
 use candle_core::{Device, Tensor};
 use cellweave_models::claire::cpu_step::Workspace;
 use cellweave_models::claire::encoder::Encoder;
@@ -9,10 +17,52 @@ use cellweave_models::optim::AdamConfig;
 use cellweave_models::rng::Rng;
 use std::time::Instant;
 
-/// (median, min, mean) of step times.
-fn stats(t: &mut [f64]) -> (f64, f64, f64) {
-    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (t[t.len() / 2], t[0], t.iter().sum::<f64>() / t.len() as f64)
+use cellweave_models::engine::process_cpu_seconds;
+
+/// Step times of one implementation.
+struct Timed {
+    wall: Vec<f64>,
+    cpu_total: f64,
+    loss: f64,
+}
+
+impl Timed {
+    fn median(&self) -> f64 {
+        let mut t = self.wall.clone();
+        t.sort_by(|a, b| a.total_cmp(b));
+        t[t.len() / 2]
+    }
+    fn mean(&self) -> f64 {
+        self.wall.iter().sum::<f64>() / self.wall.len() as f64
+    }
+    fn cpu(&self) -> f64 {
+        self.cpu_total / self.wall.len() as f64
+    }
+}
+
+/// `warmup` untimed steps, then `steps` timed ones.
+fn time_steps(
+    warmup: usize,
+    steps: usize,
+    step: &mut dyn FnMut() -> candle_core::Result<f64>,
+) -> candle_core::Result<Timed> {
+    for _ in 0..warmup {
+        step()?;
+    }
+    let mut wall = Vec::with_capacity(steps);
+    let mut loss = 0.0;
+    let c0 = process_cpu_seconds();
+    for _ in 0..steps {
+        let t0 = Instant::now();
+        loss = step()?;
+        wall.push(t0.elapsed().as_secs_f64());
+    }
+    let cpu_total = process_cpu_seconds() - c0;
+    Ok(Timed {
+        wall,
+        cpu_total,
+        loss,
+    })
 }
 
 fn main() -> candle_core::Result<()> {
@@ -24,10 +74,11 @@ fn main() -> candle_core::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let (g, b, steps) = (
+    let (g, b, steps, warmup) = (
         arg("--genes", 2000),
         arg("--batch", 256),
         arg("--steps", 50),
+        arg("--warmup", 5),
     );
     let dev = Device::Cpu;
     let mut rng = Rng::new(0);
@@ -50,58 +101,59 @@ fn main() -> candle_core::Result<()> {
 
     let mut fast = new_model(&mut rng)?;
     let mut ws = Workspace::default();
-    for _ in 0..5 {
-        fast.step_cpu(&xs, 2 * b, &mut rng, &mut ws)?;
+    let profile = args.iter().any(|a| a == "--profile");
+    if profile {
+        ws.phases = Some(Default::default());
     }
-    let mut loss_fast = 0.0;
-    let mut times = Vec::new();
-    for _ in 0..steps {
-        let t0 = Instant::now();
-        loss_fast = fast.step_cpu(&xs, 2 * b, &mut rng, &mut ws)?;
-        times.push(t0.elapsed().as_secs_f64());
+    let mut results = vec![(
+        "step_cpu",
+        "cellweave step_cpu (fused, CPU)",
+        time_steps(warmup, steps, &mut || {
+            fast.step_cpu(&xs, 2 * b, &mut rng, &mut ws)
+        })?,
+    )];
+    if let Some(p) = &ws.phases {
+        let total: f64 = p.seconds.iter().map(|(_, s)| s).sum();
+        println!("profile of step_cpu: CPU ms per step (warm-up steps included)");
+        for (name, s) in &p.seconds {
+            let per = s / (warmup + steps) as f64;
+            println!(
+                "  {name:<40}{:>8.2} ms {:>5.1}%",
+                per * 1e3,
+                100.0 * s / total
+            );
+        }
     }
-    let fast_s = stats(&mut times);
-
-    if args.iter().any(|a| a == "--fast-only") {
-        println!(
-            "step_cpu: median {:.4} s, min {:.4} s, loss {loss_fast:.4}",
-            fast_s.0, fast_s.1
-        );
-        return Ok(());
+    if !args.iter().any(|a| a == "--fast-only") {
+        let mut slow = new_model(&mut rng)?;
+        let x = Tensor::from_slice(&xs, (2 * b, g), &dev)?;
+        let timed = time_steps(warmup.min(3), (steps / 2).max(5), &mut || {
+            slow.step(&x, &mut rng)
+        })?;
+        results.push(("step_ops", "cellweave step (candle ops, any device)", timed));
     }
-    let mut slow = new_model(&mut rng)?;
-    let x = Tensor::from_slice(&xs, (2 * b, g), &dev)?;
-    for _ in 0..3 {
-        slow.step(&x, &mut rng)?;
-    }
-    let slow_steps = (steps / 2).max(5);
-    let mut loss_slow = 0.0;
-    let mut times = Vec::new();
-    for _ in 0..slow_steps {
-        let t0 = Instant::now();
-        loss_slow = slow.step(&x, &mut rng)?;
-        times.push(t0.elapsed().as_secs_f64());
-    }
-    let slow_s = stats(&mut times);
-
-    let torch = 0.134;
     println!(
-        "{:<42}{:>10}{:>10}{:>10}{:>12}",
-        "implementation", "median s", "min s", "mean s", "vs PyTorch"
+        "{:<42}{:>12}{:>12}{:>12}{:>9}",
+        "implementation", "median s", "mean s", "cpu s", "loss"
     );
-    println!(
-        "{:<42}{:>10.4}{:>10}{:>10}{:>11.2}x",
-        "CLAIRE PyTorch 1.13.1 (reference figure)", torch, "-", "-", 1.0
-    );
-    for (name, (med, min, mean)) in [
-        ("cellweave step_cpu (fused, CPU)", fast_s),
-        ("cellweave step (candle ops, any device)", slow_s),
-    ] {
+    for (_, name, t) in &results {
         println!(
-            "{name:<42}{med:>10.4}{min:>10.4}{mean:>10.4}{:>11.2}x",
-            torch / med
+            "{name:<42}{:>12.4}{:>12.4}{:>12.4}{:>9.4}",
+            t.median(),
+            t.mean(),
+            t.cpu(),
+            t.loss
         );
     }
-    println!("last losses: fast {loss_fast:.4}, candle ops {loss_slow:.4}");
+    for (key, _, t) in &results {
+        println!(
+            "result\t{key}\tthreads={threads}\tsteps={}\tmedian_s={:.6}\tmean_s={:.6}\tcpu_s={:.6}\tloss={:.6}",
+            t.wall.len(),
+            t.median(),
+            t.mean(),
+            t.cpu(),
+            t.loss
+        );
+    }
     Ok(())
 }

@@ -1,6 +1,28 @@
-//! Time the matrix products of one CLAIRE step (diagnostic).
+//! Time the matrix products of one CLAIRE step at the reference shape (diagnostic): CPU
+//! time per call (median of 15) and the rate it gives, so that the figures mean something
+//! on a loaded machine too. Threads: RAYON_NUM_THREADS.
 use cellweave_models::kernels::{gemm, Op};
-use std::time::Instant;
+
+use cellweave_models::engine::process_cpu_seconds;
+
+/// The same product through faer (for comparison with the blocked kernel).
+fn faer_gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op) {
+    use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
+    fn mat<'a>(o: &Op<'a>) -> MatRef<'a, f32> {
+        let x = MatRef::from_row_major_slice(&o.data[..o.rows * o.cols], o.rows, o.cols);
+        if o.t {
+            x.transpose()
+        } else {
+            x
+        }
+    }
+    let d = MatMut::from_row_major_slice_mut(&mut dst[..m * n], m, n);
+    let par = match rayon::current_num_threads() {
+        1 => Par::Seq,
+        t => Par::rayon(t),
+    };
+    matmul(d, Accum::Replace, mat(&a), mat(&b), 1.0f32, par);
+}
 
 fn main() {
     let (n, g, a, b, d, k) = (512usize, 2000usize, 500usize, 250usize, 128usize, 2048usize);
@@ -13,35 +35,39 @@ fn main() {
     let (h1, h2, lneg) = (v(n * a), v(n * b), v(n * k));
     let mut out = vec![0f32; n * k.max(g)];
     let mut big = vec![0f32; a * g];
-    let t = |name: &str, f: &mut dyn FnMut()| {
+    let mut total = 0.0;
+    let mut t = |name: &str, m: usize, nn: usize, kk: usize, times: f64, f: &mut dyn FnMut()| {
         f();
         let mut ts: Vec<f64> = (0..15)
             .map(|_| {
-                let t0 = Instant::now();
+                let t0 = process_cpu_seconds();
                 f();
-                t0.elapsed().as_secs_f64()
+                process_cpu_seconds() - t0
             })
             .collect();
         ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let flops = 2.0 * (m * nn * kk) as f64;
+        total += ts[7] * times;
         println!(
-            "{name:<34} median {:>7.2} ms  min {:>7.2} ms",
+            "{name:<26} {m:>4} x {nn:>4} x {kk:>4}  cpu median {:>7.2} ms  min {:>7.2} ms  {:>6.1} GFLOP/s  x{times}",
             ts[7] * 1e3,
-            ts[0] * 1e3
+            ts[0] * 1e3,
+            flops / ts[7] * 1e-9
         );
     };
-    t("h1 = x w1^T (x2: q and k)", &mut || {
+    t("h1 = x w1^T", n, a, g, 2.0, &mut || {
         gemm(&mut out, n, a, Op::n(&x, n, g), Op::t(&w1, a, g), false)
     });
-    t("h2 = h1 w2^T (x2)", &mut || {
+    t("h2 = h1 w2^T", n, b, a, 2.0, &mut || {
         gemm(&mut out, n, b, Op::n(&h1, n, a), Op::t(&w2, b, a), false)
     });
-    t("h3 = h2 w3^T (x2)", &mut || {
+    t("h3 = h2 w3^T", n, d, b, 2.0, &mut || {
         gemm(&mut out, n, d, Op::n(&h2, n, b), Op::t(&w3, d, b), false)
     });
-    t("lneg = q queue^T", &mut || {
+    t("lneg = q queue^T", n, k, d, 1.0, &mut || {
         gemm(&mut out, n, k, Op::n(&q, n, d), Op::t(&queue, k, d), false)
     });
-    t("dq = dneg queue", &mut || {
+    t("dq = dneg queue", n, d, k, 1.0, &mut || {
         gemm(
             &mut out,
             n,
@@ -51,33 +77,32 @@ fn main() {
             false,
         )
     });
-    t("dw3 = dz3^T h2", &mut || {
+    t("dw3 = dz3^T h2", d, b, n, 1.0, &mut || {
         gemm(&mut out, d, b, Op::t(&q, n, d), Op::n(&h2, n, b), false)
     });
-    t("dh2 = dz3 w3", &mut || {
+    t("dh2 = dz3 w3", n, b, d, 1.0, &mut || {
         gemm(&mut out, n, b, Op::n(&q, n, d), Op::n(&w3, d, b), false)
     });
-    t("dw2 = dz2^T h1", &mut || {
+    t("dw2 = dz2^T h1", b, a, n, 1.0, &mut || {
         gemm(&mut out, b, a, Op::t(&h2, n, b), Op::n(&h1, n, a), false)
     });
-    t("dh1 = dz2 w2", &mut || {
+    t("dh1 = dz2 w2", n, a, b, 1.0, &mut || {
         gemm(&mut out, n, a, Op::n(&h2, n, b), Op::n(&w2, b, a), false)
     });
-    t("dw1 = dz1^T x", &mut || {
+    t("dw1 = dz1^T x", a, g, n, 1.0, &mut || {
         gemm(&mut big, a, g, Op::t(&h1, n, a), Op::n(&x, n, g), false)
     });
-    t("dw1^T = x^T dz1 (col-major dst)", &mut || {
-        use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
-        let d = MatMut::from_column_major_slice_mut(&mut big, g, a);
-        let xt = MatRef::from_row_major_slice(&x, n, g).transpose();
-        let dz = MatRef::from_row_major_slice(&h1, n, a);
-        matmul(d, Accum::Replace, xt, dz, 1.0f32, Par::Seq);
+    t("faer h1 = x w1^T", n, a, g, 0.0, &mut || {
+        faer_gemm(&mut out, n, a, Op::n(&x, n, g), Op::t(&w1, a, g))
     });
-    t("h1^T = w1 x^T (col-major dst)", &mut || {
-        use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
-        let d = MatMut::from_column_major_slice_mut(&mut out[..n * a], a, n);
-        let w = MatRef::from_row_major_slice(&w1, a, g);
-        let xt = MatRef::from_row_major_slice(&x, n, g).transpose();
-        matmul(d, Accum::Replace, w, xt, 1.0f32, Par::Seq);
+    t("faer dw1 = dz1^T x", a, g, n, 0.0, &mut || {
+        faer_gemm(&mut big, a, g, Op::t(&h1, n, a), Op::n(&x, n, g))
     });
+    t("faer lneg = q queue^T", n, k, d, 0.0, &mut || {
+        faer_gemm(&mut out, n, k, Op::n(&q, n, d), Op::t(&queue, k, d))
+    });
+    t("faer dq = dneg queue", n, d, k, 0.0, &mut || {
+        faer_gemm(&mut out, n, d, Op::n(&lneg, n, k), Op::n(&queue, k, d))
+    });
+    println!("all products of one step: {:.1} ms CPU", total * 1e3);
 }

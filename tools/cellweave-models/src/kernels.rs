@@ -1,8 +1,9 @@
 //! CPU kernels on raw f32 buffers for the hand-written training steps: matrix products
 //! (through faer's gemm) into preallocated buffers, and fused element-wise passes.
 //!
-//! The fused loops are compiled twice, once for AVX2+FMA (picked at run time) and once
-//! portable; Rust never contracts `a * b + c` into an FMA, so both give the same bits.
+//! The fused loops are compiled three times, for AVX-512, for AVX2+FMA (picked at run time)
+//! and portable; Rust never contracts `a * b + c` into an FMA and every loop fixes its own
+//! summation order, so all copies give the same bits.
 
 use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 
@@ -43,15 +44,27 @@ impl<'a> Op<'a> {
     }
 }
 
-fn par() -> Par {
-    match rayon::current_num_threads() {
-        0 | 1 => Par::Seq,
-        n => Par::rayon(n),
-    }
+/// `dst (m x n, row-major) = a * b` (or `+=` with `accumulate`), on the threads of the
+/// current rayon pool.
+pub fn gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op, accumulate: bool) {
+    gemm_on(dst, m, n, a, b, accumulate, rayon::current_num_threads())
 }
 
-/// `dst (m x n, row-major) = a * b` (or `+=` with `accumulate`).
-pub fn gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op, accumulate: bool) {
+/// [`gemm`] on at most `threads` threads (1: on the calling thread). The result does not
+/// depend on the thread count.
+pub fn gemm_on(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    a: Op,
+    b: Op,
+    accumulate: bool,
+    threads: usize,
+) {
+    let par = match threads {
+        0 | 1 => Par::Seq,
+        t => Par::rayon(t),
+    };
     let (a, b) = (a.mat(), b.mat());
     assert!(
         a.nrows() == m && b.ncols() == n && a.ncols() == b.nrows(),
@@ -63,7 +76,7 @@ pub fn gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op, accumulate: bool)
     } else {
         Accum::Replace
     };
-    matmul(d, acc, a, b, 1.0f32, par());
+    matmul(d, acc, a, b, 1.0f32, par);
 }
 
 /// Whether the CPU has AVX2 and FMA (checked once by the standard library, then cached).
@@ -79,9 +92,22 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
+/// Whether the CPU has AVX-512F (with AVX2 and FMA).
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The crate's one run-time SIMD dispatch. `dispatch! { pub fn name(args) -> R { body } }`
-/// compiles `body` twice: with AVX2+FMA enabled (picked at run time when the CPU has both)
-/// and portable. Inside the body the constant `FMA` says which copy runs: a kernel that
+/// compiles `body` three times: with AVX-512F (16-lane vectors), with AVX2+FMA (each picked
+/// at run time when the CPU has it) and portable. Inside the body the constant `FMA` says which copy runs: a kernel that
 /// wants fused multiply-adds writes `if FMA { a.mul_add(b, c) } else { a * b + c }`
 /// (`mul_add` is only fast with the hardware instruction). Without `mul_add`, Rust never
 /// contracts `a * b + c` into an FMA, so both copies give the same bits.
@@ -93,8 +119,16 @@ macro_rules! dispatch {
             #[inline(always)]
             fn imp<const FMA: bool>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { imp::<true>($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { imp::<true>($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            if $crate::kernels::has_avx512() {
+                // SAFETY: the CPU has the features enabled for `avx512` (checked just above).
+                return unsafe { avx512($($arg),*) };
+            }
             #[cfg(target_arch = "x86_64")]
             if $crate::kernels::has_avx2_fma() {
                 // SAFETY: the CPU has the features enabled for `avx2` (checked just above).

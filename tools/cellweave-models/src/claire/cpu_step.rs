@@ -8,8 +8,9 @@ use candle_core::{Layout, Storage, Tensor};
 use std::sync::RwLockReadGuard;
 
 use super::moco::Moco;
+use crate::engine::process_cpu_seconds;
 use crate::kernels::{
-    add_scaled_rows, bias_relu_mask, col_sums, gemm, info_nce_rows, l2_normalize_rows,
+    add_scaled_rows, bias_relu_mask, col_sums, gemm, gemm_on, info_nce_rows, l2_normalize_rows,
     l2_relu_backward, relu_mask_backward, row_dots, Op,
 };
 use crate::optim::ema_update;
@@ -60,13 +61,56 @@ pub struct Workspace {
     dh2: Vec<f32>,
     dh1: Vec<f32>,
     grads: [Vec<f32>; 6],
+    /// CPU time per phase of the step, accumulated over steps when set (profiling).
+    pub phases: Option<Phases>,
+}
+
+/// CPU time (this process, all threads) spent in each phase of [`Moco::step_cpu`], summed
+/// over the steps taken while it is set on the [`Workspace`].
+#[derive(Default)]
+pub struct Phases {
+    /// (phase, seconds), in the order the phases first ran.
+    pub seconds: Vec<(&'static str, f64)>,
+    last: f64,
+}
+
+impl Phases {
+    fn start(&mut self) {
+        self.last = process_cpu_seconds();
+    }
+    fn mark(&mut self, name: &'static str) {
+        let now = process_cpu_seconds();
+        let dt = now - self.last;
+        self.last = now;
+        match self.seconds.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => *s += dt,
+            None => self.seconds.push((name, dt)),
+        }
+    }
+}
+
+/// Record the end of a phase when profiling.
+fn mark(p: &mut Option<Phases>, name: &'static str) {
+    if let Some(p) = p {
+        p.mark(name);
+    }
 }
 
 fn sized(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
 }
 
-/// Forward of one encoder (weights `w` = [w1, b1, w2, b2, w3, b3]) with dropout masks.
+/// The activations of one encoder's forward pass.
+struct Acts<'a> {
+    h1: &'a mut [f32],
+    h2: &'a mut [f32],
+    h3: &'a mut [f32],
+    out: &'a mut [f32],
+    norm: &'a mut [f32],
+}
+
+/// Forward of one encoder (weights `w` = [w1, b1, w2, b2, w3, b3]) with dropout masks, its
+/// products on `threads` threads.
 #[allow(clippy::too_many_arguments)]
 fn forward(
     w: &Reader,
@@ -75,18 +119,46 @@ fn forward(
     dims: [usize; 4],
     m1: &[f32],
     m2: &[f32],
-    h1: &mut [f32],
-    h2: &mut [f32],
-    h3: &mut [f32],
-    out: &mut [f32],
-    norm: &mut [f32],
+    acts: Acts,
+    threads: usize,
 ) -> candle_core::Result<()> {
     let [g, a, b, d] = dims;
-    gemm(h1, n, a, Op::n(x, n, g), Op::t(w.get(0)?, a, g), false);
+    let Acts {
+        h1,
+        h2,
+        h3,
+        out,
+        norm,
+    } = acts;
+    gemm_on(
+        h1,
+        n,
+        a,
+        Op::n(x, n, g),
+        Op::t(w.get(0)?, a, g),
+        false,
+        threads,
+    );
     bias_relu_mask(h1, w.get(1)?, Some(m1));
-    gemm(h2, n, b, Op::n(h1, n, a), Op::t(w.get(2)?, b, a), false);
+    gemm_on(
+        h2,
+        n,
+        b,
+        Op::n(h1, n, a),
+        Op::t(w.get(2)?, b, a),
+        false,
+        threads,
+    );
     bias_relu_mask(h2, w.get(3)?, Some(m2));
-    gemm(h3, n, d, Op::n(h2, n, b), Op::t(w.get(4)?, d, b), false);
+    gemm_on(
+        h3,
+        n,
+        d,
+        Op::n(h2, n, b),
+        Op::t(w.get(4)?, d, b),
+        false,
+        threads,
+    );
     bias_relu_mask(h3, w.get(5)?, None);
     l2_normalize_rows(h3, out, norm, d);
     Ok(())
@@ -119,9 +191,13 @@ impl Moco {
                 x.len()
             )));
         }
+        if let Some(p) = &mut ws.phases {
+            p.start();
+        }
         ema_update(&self.key.vars(), &self.query.vars(), self.params.momentum)?;
         let p = self.params.dropout;
         let w = &mut *ws;
+        mark(&mut w.phases, "ema (key = m key + (1-m) query)");
         for (v, len) in [
             (&mut w.m1q, n * a),
             (&mut w.m2q, n * b),
@@ -154,39 +230,45 @@ impl Moco {
         rng.dropout_mask(&mut w.m2q, p);
         rng.dropout_mask(&mut w.m1k, p);
         rng.dropout_mask(&mut w.m2k, p);
+        mark(&mut w.phases, "buffers, dropout masks");
 
         let qvars = self.query.vars();
         let kvars = self.key.vars();
         let loss = {
             let kr = Reader::new(&kvars.iter().map(|v| v.as_tensor()).collect::<Vec<_>>());
-            forward(
-                &kr,
-                x,
-                n,
-                dims,
-                &w.m1k,
-                &w.m2k,
-                &mut w.h1k,
-                &mut w.h2k,
-                &mut w.h3k,
-                &mut w.k,
-                &mut w.normk,
-            )?;
-            drop(kr);
             let qr = Reader::new(&qvars.iter().map(|v| v.as_tensor()).collect::<Vec<_>>());
-            forward(
-                &qr,
-                x,
-                n,
-                dims,
-                &w.m1q,
-                &w.m2q,
-                &mut w.h1q,
-                &mut w.h2q,
-                &mut w.h3q,
-                &mut w.q,
-                &mut w.normq,
-            )?;
+            let key_acts = Acts {
+                h1: &mut w.h1k,
+                h2: &mut w.h2k,
+                h3: &mut w.h3k,
+                out: &mut w.k,
+                norm: &mut w.normk,
+            };
+            let query_acts = Acts {
+                h1: &mut w.h1q,
+                h2: &mut w.h2q,
+                h3: &mut w.h3q,
+                out: &mut w.q,
+                norm: &mut w.normq,
+            };
+            let threads = rayon::current_num_threads();
+            if threads > 1 {
+                // The two encoders side by side, each on one thread (the same products,
+                // so the same bits, as one after the other).
+                let (rk, rq) = rayon::join(
+                    || forward(&kr, x, n, dims, &w.m1k, &w.m2k, key_acts, 1),
+                    || forward(&qr, x, n, dims, &w.m1q, &w.m2q, query_acts, 1),
+                );
+                rk?;
+                rq?;
+                mark(&mut w.phases, "forward, both encoders (in parallel)");
+            } else {
+                forward(&kr, x, n, dims, &w.m1k, &w.m2k, key_acts, 1)?;
+                mark(&mut w.phases, "forward, key encoder");
+                forward(&qr, x, n, dims, &w.m1q, &w.m2q, query_acts, 1)?;
+                mark(&mut w.phases, "forward, query encoder");
+            }
+            drop(kr);
             // Logits: q of view 1 against k of view 2 and vice versa; negatives = the queue.
             row_dots(&w.q[..half * d], &w.k[half * d..], &mut w.lpos[..half], d);
             row_dots(&w.q[half * d..], &w.k[..half * d], &mut w.lpos[half..], d);
@@ -200,6 +282,7 @@ impl Moco {
                 Op::t(queue, kq, d),
                 false,
             );
+            mark(&mut w.phases, "logits q queue^T (512x2048x128)");
             info_nce_rows(
                 &mut w.lpos,
                 &mut w.lneg,
@@ -208,6 +291,7 @@ impl Moco {
                 &mut w.losses,
             );
             let loss = w.losses.iter().sum::<f64>() / n as f64;
+            mark(&mut w.phases, "InfoNCE softmax + gradient");
             // dq = dneg * queue + dpos * kpos
             gemm(
                 &mut w.dq,
@@ -221,6 +305,7 @@ impl Moco {
             add_scaled_rows(&mut w.dq[..half * d], &w.k[half * d..], &w.lpos[..half], d);
             add_scaled_rows(&mut w.dq[half * d..], &w.k[..half * d], &w.lpos[half..], d);
             // Backward through the query encoder.
+            mark(&mut w.phases, "dq = dlogits queue (512x128x2048)");
             l2_relu_backward(&mut w.dq, &w.q, &w.h3q, &w.normq, d);
             let [gw1, gb1, gw2, gb2, gw3, gb3] = &mut w.grads;
             gemm(gw3, d, b, Op::t(&w.dq, n, d), Op::n(&w.h2q, n, b), false);
@@ -245,15 +330,19 @@ impl Moco {
                 false,
             );
             relu_mask_backward(&mut w.dh1, &w.h1q, &w.m1q);
+            mark(&mut w.phases, "backward, layers 3 and 2");
             gemm(gw1, a, g, Op::t(&w.dh1, n, a), Op::n(x, n, g), false);
             col_sums(&w.dh1, gb1);
+            mark(&mut w.phases, "backward, layer 1 (dW1 500x2000x512)");
             loss
         };
         let grads: Vec<&[f32]> = w.grads.iter().map(|v| v.as_slice()).collect();
         self.opt.step_slices(&grads)?;
+        mark(&mut w.phases, "Adam");
         let keys = Tensor::from_slice(&w.k, (n, d), &candle_core::Device::Cpu)?;
         self.enqueue(&keys.narrow(0, 0, half)?)?;
         self.enqueue(&keys.narrow(0, half, half)?)?;
+        mark(&mut w.phases, "enqueue keys");
         Ok(loss)
     }
 }

@@ -138,7 +138,12 @@ dispatch! {
     }
 }
 
-/// One fused Adam update of a parameter buffer (exposed for tests and hand-written models).
+/// Element-wise passes over buffers this long or longer run in parallel chunks (the result
+/// does not depend on the thread count: every element is computed the same way).
+const PAR_CHUNK: usize = 1 << 15;
+
+/// One fused Adam update of a parameter buffer (exposed for tests and hand-written models),
+/// in parallel chunks when the buffer is long and the pool has more than one thread.
 pub fn adam_update(
     p: &mut [f32],
     g: &[f32],
@@ -151,7 +156,16 @@ pub fn adam_update(
         g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
         "adam: buffer sizes differ"
     );
-    adam_kernel(p, g, m, v, Coefs::new(config, step))
+    let c = Coefs::new(config, step);
+    if p.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+        p.par_chunks_mut(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .zip(m.par_chunks_mut(PAR_CHUNK))
+            .zip(v.par_chunks_mut(PAR_CHUNK))
+            .for_each(|(((p, g), m), v)| adam_kernel(p, g, m, v, c));
+    } else {
+        adam_kernel(p, g, m, v, c)
+    }
 }
 
 /// In-place op that runs [`adam_update`] on a parameter's CPU storage.
@@ -315,12 +329,7 @@ impl Adam {
                     m.len()
                 )));
             }
-            const CHUNK: usize = 1 << 15;
-            pv.par_chunks_mut(CHUNK)
-                .zip(gv.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .for_each(|(((p, g), m), v)| adam_update(p, g, m, v, config, step));
+            adam_update(pv, gv, m, v, config, step);
         }
         Ok(())
     }
@@ -535,7 +544,15 @@ pub fn ema_update(keys: &[Var], queries: &[Var], momentum: f32) -> candle_core::
     for (k, q) in keys.iter().zip(queries) {
         if k.device().is_cpu() {
             with_cpu_slice(q.as_tensor(), |qs| {
-                with_cpu_slice_mut(k.as_tensor(), |ks| ema_slices(ks, qs, momentum))
+                with_cpu_slice_mut(k.as_tensor(), |ks| {
+                    if ks.len() >= 2 * PAR_CHUNK && rayon::current_num_threads() > 1 {
+                        ks.par_chunks_mut(PAR_CHUNK)
+                            .zip(qs.par_chunks(PAR_CHUNK))
+                            .for_each(|(k, q)| ema_slices(k, q, momentum));
+                    } else {
+                        ema_slices(ks, qs, momentum)
+                    }
+                })
             })??;
         } else {
             let new =
