@@ -124,11 +124,11 @@ done
 
 echo "robustness benchmark: CLAIRE ($TAG; pairs ${PAIRS_ARGS:-defaults}, train ${TRAIN_ARGS:-defaults}), seeds $SEEDS"
 echo "classic scIB total (0.6 bio + 0.4 batch) by cellweave-score; bio / batch in brackets"
-printf "%-14s %-28s %-22s %-22s %-22s %-22s %s\n" case cells claire_per_seed "claire mean" pca harmony scanorama
+printf "%-14s %-22s %-18s %-20s %-20s %-20s %-20s %s\n" case data "claire by seed" "claire mean" pca harmony scanorama "claire - best(harmony, scanorama)"
 for c in $CASES; do
   files=()
   for s in $SEEDS; do files+=("$WORK/$c/$TAG.$s/scores.tsv"); done
-  awk -F'\t' -v c="$c" -v info="$(sed 's/^[a-z0-9]*: //' "$WORK/$c/case.txt" | cut -d'(' -f1-2 | tr -d ')')" '
+  awk -F'\t' -v c="$c" -v info="$(awk '{print $2 " cells, " $6 " batches"}' "$WORK/$c/case.txt")" '
     FNR==1 {for (i=1;i<=NF;i++) col[$i]=i; next}
     {
       m=$1; sub(/.*\//, "", m); sub(/\.(tsv|arrow)$/, "", m); if (m ~ /hvg/) m="pca"
@@ -139,7 +139,7 @@ for c in $CASES; do
       f = "%.3f (%.2f/%.2f)"
       best = tot["harmony"]/n["harmony"] > tot["scanorama"]/n["scanorama"] ? tot["harmony"]/n["harmony"] : tot["scanorama"]/n["scanorama"]
       cm = tot["claire"]/n["claire"]
-      printf "%-14s %-28s %-22s %-22s %-22s %-22s %s   margin %+.3f\n", c, info, per,
+      printf "%-14s %-22s %-18s %-20s %-20s %-20s %-20s %+.3f\n", c, info, per,
         sprintf(f, cm, b["claire"]/n["claire"], t["claire"]/n["claire"]),
         sprintf(f, tot["pca"]/n["pca"], b["pca"]/n["pca"], t["pca"]/n["pca"]),
         sprintf(f, tot["harmony"]/n["harmony"], b["harmony"]/n["harmony"], t["harmony"]/n["harmony"]),

@@ -326,4 +326,19 @@ fn filter_scales_with_batch_size_and_few_seeds_are_reported() {
         "{}",
         lines[0]
     );
+    // 3 batches of ~100 cells: k.filter 200 keeps every mutual pair, which is reported;
+    // the scaled filter removes some, and nothing is reported
+    let (_, small) = simulated(dir.path(), 300, 8);
+    let out = run_ok("pairs", &[s(&small), "-o", s(&p)]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("the filter kept every mutual pair of all 3 batch pairs"),
+        "{err}"
+    );
+    let out = run_ok("pairs", &[s(&small), "-o", s(&p), "--k-filter-frac", "0.1"]);
+    assert!(
+        !stderr(&out).contains("seeds look unreliable"),
+        "{}",
+        stderr(&out)
+    );
 }

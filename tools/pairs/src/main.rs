@@ -156,6 +156,7 @@ fn main() -> ExitCode {
                 a: r.a.clone(),
                 b: r.b.clone(),
                 seeds: r.kept,
+                mutual: Some(r.mutual),
             });
             let acc = r.accuracy.map(|(s, n)| format!(", seed accuracy {}", pct(s, n))).unwrap_or_default();
             let [c, m, f] = r.seconds;

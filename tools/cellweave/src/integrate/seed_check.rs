@@ -21,6 +21,8 @@ pub struct PairCount {
     pub b: String,
     /// Seed pairs between them.
     pub seeds: usize,
+    /// Mutual nearest pairs before the filter, when known (cellweave-pairs).
+    pub mutual: Option<usize>,
 }
 
 /// Seeds per batch pair of a pairs table (every pair of batches of `batch`, none left out).
@@ -43,19 +45,34 @@ pub fn count_by_batch_pair(t: &PairsTable, batch: &Categorical) -> Vec<PairCount
                 a: batch.categories[a].clone(),
                 b: batch.categories[b].clone(),
                 seeds: n[a * nb + b],
+                mutual: None,
             });
         }
     }
     out
 }
 
-/// One line when some batch pair has fewer than [`MIN_SEEDS_PER_PAIR`] seeds.
+/// One line when some batch pair has fewer than [`MIN_SEEDS_PER_PAIR`] seeds, or else when
+/// the filter removed no mutual pair at all (every batch smaller than k.filter: the seeds
+/// are unfiltered mutual neighbours, which on small batches joined different cell types
+/// half of the time in `bench/robustness.sh`).
 pub fn pairs_advice(counts: &[PairCount]) -> Option<String> {
     let few: Vec<&PairCount> = counts
         .iter()
         .filter(|c| c.seeds < MIN_SEEDS_PER_PAIR)
         .collect();
-    let worst = few.iter().min_by_key(|c| c.seeds)?;
+    let Some(worst) = few.iter().min_by_key(|c| c.seeds) else {
+        let unfiltered =
+            counts.iter().any(|c| c.seeds > 0) && counts.iter().all(|c| c.mutual == Some(c.seeds));
+        return unfiltered.then(|| {
+            format!(
+                "seeds look unreliable: the filter kept every mutual pair of all {} batch pairs \
+                 (batches smaller than --k-filter); try --space pca, and check the seed accuracy \
+                 if labels exist",
+                counts.len()
+            )
+        });
+    };
     Some(format!(
         "seeds look unreliable: {} of {} batch pairs have fewer than {MIN_SEEDS_PER_PAIR} seeds \
          (fewest: {} / {}, {}); try --space pca, or merge small batches of the same domain",
@@ -105,6 +122,7 @@ mod tests {
             a: a.into(),
             b: b.into(),
             seeds,
+            mutual: None,
         };
         assert_eq!(pairs_advice(&[c("x", "y", 20), c("x", "z", 300)]), None);
         let line = pairs_advice(&[c("x", "y", 19), c("x", "z", 3), c("y", "z", 40)]).unwrap();
@@ -115,6 +133,14 @@ mod tests {
         assert!(line.contains("x / z, 3"), "{line}");
         assert!(!line.contains('\n'));
         assert_eq!(pairs_advice(&[]), None);
+        // an inactive filter (every mutual pair kept) is reported when the counts are known
+        let m = |seeds, mutual| PairCount {
+            mutual: Some(mutual),
+            ..c("x", "y", seeds)
+        };
+        let line = pairs_advice(&[m(250, 250), m(30, 30)]).unwrap();
+        assert!(line.contains("kept every mutual pair of all 2"), "{line}");
+        assert_eq!(pairs_advice(&[m(250, 250), m(30, 31)]), None);
     }
 
     #[test]
