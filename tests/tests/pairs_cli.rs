@@ -274,3 +274,71 @@ fn refine_drops_dissimilar_seeds_and_keeps_knn() {
     assert_eq!(knn(&r), knn(&t));
     assert_eq!(r.fingerprint, t.fingerprint);
 }
+
+fn n_seeds(p: &Path) -> usize {
+    let t = read_pairs(p).unwrap();
+    t.kind.iter().filter(|k| **k == PairKind::Mnn).count()
+}
+
+#[test]
+fn filter_scales_with_batch_size_and_few_seeds_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cells) = simulated(dir.path(), 900, 6);
+    let (fixed, scaled) = (
+        dir.path().join("fixed.arrow"),
+        dir.path().join("scaled.arrow"),
+    );
+    let out = run_ok("pairs", &[s(&cells), "-o", s(&fixed)]);
+    assert!(
+        !stderr(&out).contains("seeds look unreliable"),
+        "{}",
+        stderr(&out)
+    );
+    // ~300 cells per batch: k = ceil(0.05 x 300) = 15 instead of 200 keeps fewer seeds
+    run_ok(
+        "pairs",
+        &[s(&cells), "-o", s(&scaled), "--k-filter-frac", "0.05"],
+    );
+    let (nf, ns) = (n_seeds(&fixed), n_seeds(&scaled));
+    assert!(
+        ns > 0 && ns < nf,
+        "{ns} seeds with the scaled filter, {nf} with k.filter 200"
+    );
+    // --k-filter-frac 1 (k = the whole batch, capped at 200) equals the fixed filter
+    let whole = dir.path().join("whole.arrow");
+    run_ok(
+        "pairs",
+        &[s(&cells), "-o", s(&whole), "--k-filter-frac", "1"],
+    );
+    assert_eq!(n_seeds(&whole), nf);
+    // 3 batches of ~20 cells, one neighbour checked: fewer than 20 seeds per batch pair
+    let (_, tiny) = simulated(dir.path(), 60, 7);
+    let p = dir.path().join("tiny.arrow");
+    let out = run_ok("pairs", &[s(&tiny), "-o", s(&p), "--k-anchor", "1"]);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("seeds look unreliable"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("of 3 batch pairs have fewer than 20 seeds"),
+        "{}",
+        lines[0]
+    );
+    // 3 batches of ~100 cells: k.filter 200 keeps every mutual pair, which is reported;
+    // the scaled filter removes some, and nothing is reported
+    let (_, small) = simulated(dir.path(), 300, 8);
+    let out = run_ok("pairs", &[s(&small), "-o", s(&p)]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("the filter kept every mutual pair of all 3 batch pairs"),
+        "{err}"
+    );
+    let out = run_ok("pairs", &[s(&small), "-o", s(&p), "--k-filter-frac", "0.1"]);
+    assert!(
+        !stderr(&out).contains("seeds look unreliable"),
+        "{}",
+        stderr(&out)
+    );
+}

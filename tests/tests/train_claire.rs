@@ -756,3 +756,56 @@ fn a_kill_at_any_rename_resumes_identically() {
     }
     assert!(killed >= 10, "only {killed} kill points");
 }
+
+#[test]
+fn few_seeds_are_reported_in_the_log_and_the_card() {
+    let d = data();
+    // the default fixture has 120 seeds in its one batch pair: no few-seeds line (the
+    // mixture line depends on 2 epochs of training and is not checked here)
+    let few_line = "batch pairs have fewer than 20 seeds";
+    let out = train(&d, "ok", "ok.arrow", &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(few_line));
+    let card = std::fs::read_to_string(d.path("ok").join("card.yaml")).unwrap();
+    assert!(!card.contains(few_line), "{card}");
+    // keep 12 of the seeds: one batch pair with fewer than 20
+    let mut p = read_pairs(&d.pairs).unwrap();
+    let mut few = PairsTable {
+        n_cells: p.n_cells,
+        fingerprint: p.fingerprint.clone(),
+        ..Default::default()
+    };
+    let mut seeds = 0;
+    for r in 0..p.len() {
+        if p.kind[r] == PairKind::Mnn {
+            seeds += 1;
+            if seeds > 12 {
+                continue;
+            }
+        }
+        few.push(p.kind[r], p.i[r], p.j[r], p.distance[r], p.posterior[r]);
+    }
+    p = few;
+    let path = d.path("few.arrow");
+    write_pairs(&path, &p).unwrap();
+    let mut a = train_args(&d, "few", "few_emb.arrow", &[]);
+    a[2] = s(&path).into();
+    let out = run_ok("train", &strs(&a));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(few_line)).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("seeds look unreliable: "),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("1 of 1 batch pairs") && lines[0].contains("a / b, 12"),
+        "{}",
+        lines[0]
+    );
+    let card = std::fs::read_to_string(d.path("few").join("card.yaml")).unwrap();
+    assert!(
+        card.contains("seed_advice:") && card.contains("a / b, 12"),
+        "{card}"
+    );
+}

@@ -4,6 +4,7 @@
 use cellweave::cli::{self, Common};
 use cellweave::info;
 use cellweave::integrate::pairs::{self, Params, Shard, Space};
+use cellweave::integrate::seed_check::{self, PairCount};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::table;
 use cellweave::numerics::neighbors::{Method, Metric, Search};
@@ -44,6 +45,10 @@ struct Args {
     /// Keep a seed only if the partner is among this many neighbours in gene space (0: no filter)
     #[arg(long, default_value_t = 200, value_name = "K")]
     k_filter: usize,
+    /// Scale the filter with the partner batch: k = ceil(F x its cells), at least --k-anchor and
+    /// at most --k-filter (0: a fixed --k-filter)
+    #[arg(value_parser = cli::range::fraction::<f64>, long, default_value_t = 0.0, value_name = "F")]
+    k_filter_frac: f64,
     /// Genes used by the filter at most (Seurat's max.features) (at least 1)
     #[arg(value_parser = cli::range::at_least_1, long, default_value_t = 200, value_name = "N")]
     max_features: usize,
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
             } else {
                 args.k_filter
             },
+            k_filter_frac: args.k_filter_frac,
             max_features: args.max_features,
             n_cca: args.n_cca,
             cca_iters: args.cca_iters,
@@ -144,7 +150,14 @@ fn main() -> ExitCode {
             if shard.knn { " + KNN" } else { "" }
         );
         let timer = cli::Timer::start("pairs");
+        let mut counts = Vec::new();
         let mut t = pairs::compute(&cells, &shard, &params, labels.as_ref(), |r| {
+            counts.push(PairCount {
+                a: r.a.clone(),
+                b: r.b.clone(),
+                seeds: r.kept,
+                mutual: Some(r.mutual),
+            });
             let acc = r.accuracy.map(|(s, n)| format!(", seed accuracy {}", pct(s, n))).unwrap_or_default();
             let [c, m, f] = r.seconds;
             info!(
@@ -159,6 +172,9 @@ fn main() -> ExitCode {
         .at(input)?;
         timer.done();
         report(&t, labels.as_ref());
+        if let Some(advice) = seed_check::pairs_advice(&counts) {
+            cli::log(format_args!("{advice}"));
+        }
         t.provenance = cells.provenance.clone();
         let mut step = pairs::step_with_shard("cellweave-pairs", &args, &shard);
         if let serde_json::Value::Object(m) = &mut step.params {

@@ -3,6 +3,7 @@
 use cellweave::cli::{self, Common};
 use cellweave::contract::{fingerprint, Categorical, Step};
 use cellweave::integrate::pairs;
+use cellweave::integrate::seed_check;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::table;
 use cellweave::{info, Error, ResultExt};
@@ -76,6 +77,9 @@ fn main() -> ExitCode {
                 if g.converged { "" } else { " (not converged)" }
             ),
             None => info!("fewer than two distinct seed similarities: every seed kept"),
+        }
+        if let Some(advice) = rep.gmm.as_ref().and_then(seed_check::mixture_advice) {
+            cellweave::cli::log(format_args!("{advice}"));
         }
         info!(
             "seeds kept: {} of {} (mean cosine similarity {:.3} -> {:.3})",

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::augment::Augment;
 use super::moco::MocoParams;
 use super::model;
-use super::train::{EmbedWith, Start, TrainParams, Trainer};
+use super::train::{EmbedWith, Refined, Start, TrainParams, Trainer};
 use crate::command::{EmbedRun, Hyper, TrainRun};
 use crate::engine::checkpoint;
 use crate::ModelKind;
@@ -164,14 +164,24 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
             _ => String::new(),
         }
     );
+    if !trainer.progress.refined {
+        for line in &trainer.progress.seed_advice {
+            cellweave::cli::log(format_args!("{line}"));
+        }
+    }
     let threshold = params.refine_threshold;
-    let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<PairsTable> {
+    let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<Refined> {
         let (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
+        let mut advice = None;
         if let Some(g) = &rep.gmm {
             info!(
                 "refinement: seed similarity mixture low {:.3} (weight {:.2}), high {:.3} (weight {:.2})",
                 g.means[0], g.weights[0], g.means[1], g.weights[1]
             );
+            advice = cellweave::integrate::seed_check::mixture_advice(g);
+            if let Some(a) = &advice {
+                cellweave::cli::log(format_args!("{a}"));
+            }
         }
         info!(
             "refinement: seeds kept {} of {}",
@@ -184,7 +194,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
                 seed_accuracy(&out, l)
             );
         }
-        Ok(out)
+        Ok(Refined { pairs: out, advice })
     };
     let complete = trainer.run(&mut refiner, step, o.checkpoint_every, o.stop_after)?;
     if !complete {

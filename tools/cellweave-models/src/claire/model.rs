@@ -72,6 +72,9 @@ pub struct TrainingSummary {
     pub seed_pairs: usize,
     /// Seed pairs kept by refinement (absent when no refinement ran).
     pub refined_seed_pairs: Option<usize>,
+    /// Why the seeds looked unreliable, one line each (absent when they did not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed_advice: Vec<String>,
     pub training_cells: usize,
     pub seconds: f64,
     pub device: String,

@@ -9,6 +9,7 @@
 use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, EmbeddingTable, Frame, PairKind, PairsTable, Step};
+use cellweave::integrate::seed_check;
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
@@ -201,6 +202,9 @@ pub struct Progress {
     pub refined_seeds: Option<usize>,
     pub seconds: f64,
     pub log: Vec<LogRow>,
+    /// Lines of advice on the seeds' reliability (`cellweave::integrate::seed_check`).
+    #[serde(default)]
+    pub seed_advice: Vec<String>,
 }
 
 /// `state.json`: what a resumed run must agree with, and the progress.
@@ -226,7 +230,14 @@ pub enum Start {
 /// Refines seed pairs given the pairs table in use and the embedding of every cell:
 /// returns the pairs table with the kept seeds (KNN rows may be included; they are not
 /// used: the KNN lists of the original pairs stay).
-pub type Refiner<'a> = dyn FnMut(&PairsTable, &EmbeddingTable) -> Result<PairsTable> + 'a;
+pub type Refiner<'a> = dyn FnMut(&PairsTable, &EmbeddingTable) -> Result<Refined> + 'a;
+
+/// What a [`Refiner`] returns: the kept pairs, and a line of advice when the seeds look
+/// unreliable (recorded in the model card).
+pub struct Refined {
+    pub pairs: PairsTable,
+    pub advice: Option<String>,
+}
 
 /// A training run over one cells table.
 pub struct Trainer<'a> {
@@ -393,6 +404,12 @@ impl<'a> Trainer<'a> {
             refined_seeds: None,
             seconds: 0.0,
             log: Vec::new(),
+            seed_advice: seed_check::pairs_advice(&seed_check::count_by_batch_pair(
+                pairs,
+                &cells.batch,
+            ))
+            .into_iter()
+            .collect(),
         };
         let t = (moco, progress, None, seeds);
         Ok(Self::assemble(
@@ -559,7 +576,11 @@ impl<'a> Trainer<'a> {
     fn refine_now(&mut self, refiner: &mut Refiner, step: &Step) -> Result<()> {
         let query = model::embed_rows(&self.moco.query, &self.cells.x, &self.device)?;
         let emb = self.table_of(query, step)?;
-        let mut kept = refiner(&self.pairs, &emb)?;
+        let Refined {
+            pairs: mut kept,
+            advice,
+        } = refiner(&self.pairs, &emb)?;
+        self.progress.seed_advice.extend(advice);
         if kept.fingerprint != self.seeds.fingerprint || kept.n_cells != self.seeds.n_cells {
             bail!("refinement returned pairs over other cells");
         }
@@ -687,6 +708,7 @@ impl<'a> Trainer<'a> {
                 final_loss: self.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
                 seed_pairs: self.progress.seeds,
                 refined_seed_pairs: self.progress.refined_seeds,
+                seed_advice: self.progress.seed_advice.clone(),
                 training_cells: self.sets.training_cells().len(),
                 seconds: self.progress.seconds,
                 device: format!("{:?}", self.device.location()),

@@ -5,3 +5,4 @@ pub mod cca;
 pub mod mnn;
 #[allow(missing_docs)] // public items not all documented yet
 pub mod pairs;
+pub mod seed_check;

@@ -26,12 +26,27 @@ pub enum Space {
     Pca,
 }
 
+impl Params {
+    /// The filter's k against a partner batch of `n` cells.
+    pub fn k_filter_for(&self, n: usize) -> usize {
+        if self.k_filter_frac > 0.0 {
+            let k = (self.k_filter_frac * n as f64).ceil() as usize;
+            k.max(self.k_anchor).min(self.k_filter)
+        } else {
+            self.k_filter
+        }
+    }
+}
+
 /// Parameters of the pairs stage (defaults: CLAIRE / Seurat's `FindIntegrationAnchors`).
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
     pub space: Space,
     pub k_anchor: usize,
     pub k_filter: usize,
+    /// With a positive value the filter's k scales with the partner batch: `ceil(frac * n)`,
+    /// at least `k_anchor` and at most `k_filter` (see [`Params::k_filter_for`]).
+    pub k_filter_frac: f64,
     /// Genes used by the filter at most (Seurat's `max.features`).
     pub max_features: usize,
     pub n_cca: usize,
@@ -50,6 +65,7 @@ impl Default for Params {
             space: Space::Cca,
             k_anchor: 5,
             k_filter: 200,
+            k_filter_frac: 0.0,
             max_features: 200,
             n_cca: 30,
             cca_iters: 3,
@@ -279,7 +295,7 @@ fn seeds_between(
     let t_mutual = clock.elapsed().as_secs_f64();
     let fa = select_columns(&xa, g, &features);
     let fb = select_columns(&xb, g, &features);
-    let keep = filter_pairs(&mutual, &fa, &fb, features.len(), p.k_filter);
+    let keep = filter_pairs(&mutual, &fa, &fb, features.len(), p.k_filter_for(rb.len()));
     let seeds = mutual
         .iter()
         .zip(keep)

@@ -8,8 +8,8 @@
 //! `dropout`. `base ~ N(0, 1.5)`; `type[t,g] ~ N(0, 0.2)` plus, for `markers_frac` of the
 //! genes per type, `N(ln 4, 0.5)`; `batch[b,g] ~ N(0, 0.5 * batch_effect)`;
 //! `lib = exp(N(0, 0.35)) * depth[b]^batch_effect` with batch depths 0.8, 1.0, 1.25, 0.9,
-//! 1.1, 1.4, 0.7, 1, 1, ...; type proportions per batch ~ Dirichlet(3), and the last type is
-//! absent from the last batch. `shift` is set by bisection so that the expected fraction
+//! 1.1, 1.4, 0.7, 1, 1, ...; type proportions per batch ~ Dirichlet(3) (or `--type-weights`),
+//! and the last type is absent from the last batch (or the types `--absent` names). `shift` is set by bisection so that the expected fraction
 //! of non-zeros is `density`. Cells are grouped by batch.
 //!
 //! Sampling is exact but only touches the genes a cell can express: the non-zero genes of
@@ -60,6 +60,16 @@ pub struct SimParams {
     /// Fraction of genes that mark each cell type (0 to 1)
     #[arg(value_parser = crate::cli::range::fraction::<f64>, long, default_value_t = 0.05)]
     pub markers_frac: f64,
+    /// Cell types absent from batches, as BATCH:TYPE,... (0-based indices; e.g. `0:5,1:4,1:5`).
+    /// Replaces the default (the last type absent from the last batch); `none`: every type
+    /// in every batch
+    #[arg(long, value_name = "B:T,...")]
+    pub absent: Option<String>,
+    /// Relative type proportions instead of the Dirichlet(3) draws: one comma-separated list
+    /// of weights per batch, batches separated by `/` (one list: the same for every batch);
+    /// e.g. `10,1,1/1,1,10`. A weight of 0 leaves the type out of that batch
+    #[arg(long, value_name = "W,.../W,...")]
+    pub type_weights: Option<String>,
     /// Random seed
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -184,10 +194,25 @@ impl Design {
                 v.into_iter().map(|x| x / s).collect()
             })
             .collect();
-        if b_n > 1 && t_n > 1 {
-            props[b_n - 1][t_n - 1] = 0.0;
-            let s: f64 = props[b_n - 1].iter().sum();
-            props[b_n - 1].iter_mut().for_each(|x| *x /= s);
+        if let Some(w) = &p.type_weights {
+            props = parse_weights(w, b_n, t_n)?;
+        }
+        let absent = match &p.absent {
+            Some(a) => parse_absent(a, b_n, t_n)?,
+            None if b_n > 1 && t_n > 1 => vec![(b_n - 1, t_n - 1)],
+            None => vec![],
+        };
+        let mut touched = vec![p.type_weights.is_some(); b_n];
+        for (b, t) in absent {
+            props[b][t] = 0.0;
+            touched[b] = true;
+        }
+        for (b, pb) in props.iter_mut().enumerate().filter(|(b, _)| touched[*b]) {
+            let s: f64 = pb.iter().sum();
+            if s <= 0.0 {
+                bail!("--absent/--type-weights leave batch {b} without any cell type");
+            }
+            pb.iter_mut().for_each(|x| *x /= s);
         }
         let mut sizes = vec![0usize; b_n];
         for _ in 0..p.cells {
@@ -412,6 +437,56 @@ impl Design {
     }
 }
 
+/// `--absent`: `B:T,...` as (batch, type) index pairs; `none` is the empty list.
+fn parse_absent(spec: &str, b_n: usize, t_n: usize) -> Result<Vec<(usize, usize)>> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec == "none" {
+        return Ok(vec![]);
+    }
+    spec.split(',')
+        .map(|item| {
+            let parsed = item.trim().split_once(':').and_then(|(b, t)| {
+                Some((b.trim().parse::<usize>().ok()?, t.trim().parse::<usize>().ok()?))
+            });
+            match parsed {
+                Some((b, t)) if b < b_n && t < t_n => Ok((b, t)),
+                _ => bail!(
+                    "--absent: expected BATCH:TYPE with BATCH < {b_n} and TYPE < {t_n}, got '{item}'"
+                ),
+            }
+        })
+        .collect()
+}
+
+/// `--type-weights`: one list of `t_n` non-negative weights per batch (`/`-separated), or
+/// one list for all batches.
+fn parse_weights(spec: &str, b_n: usize, t_n: usize) -> Result<Vec<Vec<f64>>> {
+    let lists: Vec<Vec<f64>> = spec
+        .split('/')
+        .map(|l| {
+            let w: Vec<f64> = l
+                .split(',')
+                .map(|x| {
+                    x.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite() && *v >= 0.0)
+                })
+                .collect::<Option<Vec<f64>>>()
+                .unwrap_or_default();
+            if w.len() != t_n {
+                bail!("--type-weights: expected {t_n} non-negative weights per batch, got '{l}'");
+            }
+            Ok(w)
+        })
+        .collect::<Result<_>>()?;
+    match lists.len() {
+        1 => Ok(vec![lists[0].clone(); b_n]),
+        n if n == b_n => Ok(lists),
+        n => bail!("--type-weights: expected 1 or {b_n} lists (one per batch), got {n}"),
+    }
+}
+
 /// Index of the category a uniform draw `u` falls in.
 fn pick(props: &[f64], u: f64) -> usize {
     let mut acc = 0.0;
@@ -605,6 +680,37 @@ mod tests {
         assert_ne!(with.x, t.x);
     }
 
+    /// Mean over genes of |log mean(batch 0) - log mean(batch 1)| on one cell type.
+    fn batch_gap(batch_effect: f64) -> f64 {
+        let p = SimParams {
+            cells: 4000,
+            genes: 300,
+            batches: 2,
+            cell_types: 1,
+            batch_effect,
+            density: 0.3,
+            ..Default::default()
+        };
+        let t = simulate(&p).unwrap();
+        let mut sums = vec![vec![1f64; 300]; 2];
+        for r in 0..t.n_cells() {
+            let (i, v) = t.x.row(r);
+            for (&g, &x) in i.iter().zip(v) {
+                sums[t.batch.codes[r] as usize][g as usize] += x as f64;
+            }
+        }
+        (0..300)
+            .map(|g| (sums[0][g].ln() - sums[1][g].ln()).abs())
+            .sum::<f64>()
+            / 300.0
+    }
+
+    #[test]
+    fn batch_effect_strength_scales_the_gap() {
+        let (weak, strong) = (batch_gap(0.5), batch_gap(2.0));
+        assert!(strong > 2.5 * weak, "gap {weak} at 0.5, {strong} at 2");
+    }
+
     #[test]
     fn dropout_removes_counts() {
         let p = small();
@@ -612,6 +718,67 @@ mod tests {
         let b = simulate(&SimParams { dropout: 0.5, ..p }).unwrap();
         let ratio = b.x.nnz() as f64 / a.x.nnz() as f64;
         assert!((ratio - 0.5).abs() < 0.05, "kept {ratio}");
+    }
+
+    fn type_counts(t: &CellsTable, batches: usize, types: usize) -> Vec<Vec<usize>> {
+        let ct = match &t.obs[0].1 {
+            Column::Cat(c) => c.clone(),
+            _ => unreachable!(),
+        };
+        let mut n = vec![vec![0usize; types]; batches];
+        for i in 0..t.n_cells() {
+            n[t.batch.codes[i] as usize][ct.codes[i] as usize] += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn absent_types_and_weights() {
+        let p = SimParams {
+            absent: Some("0:3,1:0,1:1".into()),
+            type_weights: Some("10,1,1,1/1,1,1,10/1,1,1,1".into()),
+            ..small()
+        };
+        let n = type_counts(&simulate(&p).unwrap(), 3, 4);
+        assert_eq!(n[0][3], 0);
+        assert_eq!((n[1][0], n[1][1]), (0, 0));
+        // 10:1 weights: about 10 / 12 of batch 0 is type 0, 10 / 11 of batch 1 is type 3
+        let f0 = n[0][0] as f64 / n[0].iter().sum::<usize>() as f64;
+        let f1 = n[1][3] as f64 / n[1].iter().sum::<usize>() as f64;
+        assert!((f0 - 10.0 / 12.0).abs() < 0.04, "{f0}");
+        assert!((f1 - 10.0 / 11.0).abs() < 0.04, "{f1}");
+        // `none`: the last batch keeps the last type; one weight list applies to all batches
+        let all = SimParams {
+            absent: Some("none".into()),
+            type_weights: Some("1,1,1,1".into()),
+            ..small()
+        };
+        let n = type_counts(&simulate(&all).unwrap(), 3, 4);
+        assert!(n.iter().flatten().all(|&c| c > 150), "{n:?}");
+    }
+
+    #[test]
+    fn bad_type_options() {
+        for (absent, weights) in [
+            (Some("3:0"), None),
+            (Some("0:9"), None),
+            (Some("x"), None),
+            (Some("0:0,0:1,0:2,0:3"), None),
+            (None, Some("1,1")),
+            (None, Some("1,1,1,1/1,1,1,1")),
+            (None, Some("1,-1,1,1")),
+        ] {
+            let p = SimParams {
+                absent: absent.map(String::from),
+                type_weights: weights.map(String::from),
+                ..small()
+            };
+            let e = Design::new(&p).err().expect("must fail").to_string();
+            assert!(
+                e.contains("--absent") || e.contains("--type-weights"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
