@@ -31,11 +31,11 @@ pub struct DeepMnnPairs {
     pub k: usize,
     /// A batch pair is used only when more than this fraction of the cells of one of its
     /// batches are matched (deepMNN's alpha) (0 to 1)
-    #[arg(long = "deepmnn-min-fraction", value_parser = crate::cli::range::fraction::<f64>,
+    #[arg(id = "deepmnn_min_fraction", long = "deepmnn-min-fraction", value_parser = crate::cli::range::fraction::<f64>,
           default_value_t = 0.1, value_name = "FRACTION")]
     pub min_fraction: f64,
     /// Principal components of the search space (at least 1)
-    #[arg(long = "deepmnn-pcs", value_parser = crate::cli::range::at_least_1,
+    #[arg(id = "deepmnn_pcs", long = "deepmnn-pcs", value_parser = crate::cli::range::at_least_1,
           default_value_t = 50, value_name = "N")]
     pub n_pcs: usize,
 }
