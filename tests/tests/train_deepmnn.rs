@@ -7,8 +7,8 @@
 
 use cellweave::contract::{Categorical, CellsTable, Column, Csr, PairKind, ValueKind};
 use cellweave::io::table::{read_cells, read_embedding, read_pairs, write_cells};
-use cellweave_tests::{run_fails, run_fails_one_line, run_ok, s};
-use std::path::{Path, PathBuf};
+use cellweave_tests::{embedding_bits as bits, run_fails, run_fails_one_line, run_ok, s, strs};
+use std::path::PathBuf;
 
 /// Log1p values of 3 cell types x 3 batches (batch b shifts a third of the genes), cell
 /// ids prefixed by `prefix`, batches named from `names`.
@@ -113,21 +113,8 @@ fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn strs(a: &[String]) -> Vec<&str> {
-    a.iter().map(String::as_str).collect()
-}
-
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
     run_ok("train", &strs(&train_args(d, model, emb, extra)));
-}
-
-fn bits(p: &Path) -> Vec<u32> {
-    read_embedding(p)
-        .unwrap()
-        .data
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
 }
 
 #[test]

@@ -11,9 +11,8 @@ use std::path::Path;
 
 use super::network::{Network, Shape};
 use super::train::{self, Data, DeepmnnParams, Trainer};
-use crate::claire::model::{check_card_version, load_tensors, save_tensors, write_card};
-use crate::command::{EmbedRun, TrainRun, CARD};
-use crate::engine::checkpoint;
+use crate::command::{EmbedRun, TrainRun};
+use crate::engine::checkpoint::{self, load_tensors, save_tensors};
 use crate::{CandleExt, ModelKind};
 
 pub const WEIGHTS: &str = "model.safetensors";
@@ -211,19 +210,6 @@ fn corrected_table(cells: &CellsTable, values: &[f32], step: &Step) -> CellsTabl
     t
 }
 
-fn embedding_table(cells: &CellsTable, data: Vec<f32>, dim: usize, step: &Step) -> EmbeddingTable {
-    let mut provenance = cells.provenance.clone();
-    provenance.push(step.clone());
-    EmbeddingTable {
-        name: "deepmnn".into(),
-        cell_ids: cells.cell_ids.clone(),
-        obs: EmbeddingTable::obs_from_cells(cells),
-        dim,
-        data,
-        provenance,
-    }
-}
-
 /// Train deepMNN and write the model directory, the embedding, the log and (when asked)
 /// the corrected cells table.
 pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
@@ -323,7 +309,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         Solver::Auto,
     );
     let k = pca.k;
-    let emb = embedding_table(&cells, pca.scores.clone(), k, step);
+    let emb = EmbeddingTable::of_cells(&cells, "deepmnn", k, pca.scores.clone(), step);
     let mut on_input_scale = corrected;
     sp.scaling.invert(&mut on_input_scale);
     let card = Card {
@@ -364,7 +350,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         save_tensors(&staged.join(WEIGHTS), &weights)?;
         let log = t.log_frame(step);
         table::write_frame(&staged.join(TRAINING_LOG), &log)?;
-        write_card(staged, &card)?;
+        crate::engine::card::write(staged, &card)?;
         table::write_embedding(&run.embedding, &emb)?;
         if let Some(l) = &run.log {
             crate::engine::write_log(l, &log)?;
@@ -391,19 +377,25 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     Ok(())
 }
 
-/// Read a deepMNN model directory's card.
-pub fn read_card(dir: &Path) -> Result<Card> {
-    let p = dir.join(CARD);
-    let text = std::fs::read_to_string(&p).at(&p)?;
-    let card: Card = serde_yaml::from_str(&text)
-        .map_err(|e| Error::new(format!("invalid deepMNN model card ({e})")).file(&p))?;
-    check_card_version(card.card_version, CARD_VERSION, &p)?;
-    if card.gene_ids.len() != card.n_genes || card.shape.n_genes != card.n_genes {
-        return Err(Error::new("gene lists do not match n_genes")
-            .file(&p)
-            .field("gene_ids"));
+impl crate::engine::card::ModelCard for Card {
+    const MODEL: &'static str = "deepmnn";
+    const LABEL: &'static str = "deepMNN";
+    const VERSION: u32 = CARD_VERSION;
+    fn model(&self) -> &str {
+        &self.model
     }
-    Ok(card)
+    fn card_version(&self) -> u32 {
+        self.card_version
+    }
+    fn genes(&self) -> (usize, &[String], &[String]) {
+        (self.n_genes, &self.gene_ids, &self.gene_names)
+    }
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.shape.n_genes != self.n_genes {
+            return Err(("gene_ids", "gene lists do not match n_genes".into()));
+        }
+        Ok(())
+    }
 }
 
 /// A saved model, ready to correct cells.
@@ -418,7 +410,7 @@ pub struct Saved {
 
 /// Load a deepMNN model directory.
 pub fn load(dir: &Path, device: &Device) -> Result<Saved> {
-    let card = read_card(dir)?;
+    let card: Card = crate::engine::card::read(dir)?;
     let wpath = dir.join(WEIGHTS);
     let t = load_tensors(&wpath)?;
     let net = Network::from_named(&t, card.shape, device)
@@ -495,7 +487,10 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     let corrected = train::correct_rows(&m.net, &x, g, &device)?;
     let k = m.card.embedding_pcs;
     let scores = project(&corrected, g, &m.mean, &m.components, k);
-    table::write_embedding(&run.output, &embedding_table(&cells, scores, k, step))?;
+    table::write_embedding(
+        &run.output,
+        &EmbeddingTable::of_cells(&cells, "deepmnn", k, scores, step),
+    )?;
     info!(
         "corrected and embedded {} cells with deepMNN {} into {}",
         cells.n_cells(),

@@ -10,12 +10,13 @@
 //! deepMNN. Initial weights come from `Rng::derive(seed, [INIT])`.
 
 use candle_core::{Device, Tensor};
-use cellweave::contract::{Column, Frame, TableKind};
+use cellweave::contract::Frame;
 use cellweave::{bail, Error, Result, ResultExt};
 use std::path::Path;
 
 use super::network::{Network, Shape};
 use crate::engine::checkpoint::Checkpoints;
+use crate::engine::log::LogTable;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
@@ -232,7 +233,7 @@ impl<'a> Trainer<'a> {
                     .file(&sj));
                 }
                 let st = from.join(STATE);
-                let t = crate::claire::model::load_tensors(&st)?;
+                let t = crate::engine::checkpoint::load_tensors(&st)?;
                 let net = Network::from_named(&t, shape, &device).ce().at(&st)?;
                 let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
                 adam.load_state("adam.", &t).ce().at(&st)?;
@@ -333,7 +334,7 @@ impl<'a> Trainer<'a> {
     pub fn write_state(&self, d: &Path) -> Result<()> {
         let mut t = self.net.named().ce()?;
         t.extend(self.adam.state("adam.").ce()?);
-        crate::claire::model::save_tensors(&d.join(STATE), &t)?;
+        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
         let s = StateFile {
             cells_fingerprint: self.fingerprint.clone(),
             params: self.params.clone(),
@@ -344,29 +345,15 @@ impl<'a> Trainer<'a> {
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        let l = &self.progress.log;
-        let f64s = |f: fn(&LogRow) -> f64| Column::F64(l.iter().map(f).collect());
-        let mut f = Frame::new(TableKind::TrainingLog)
-            .with(
-                "epoch",
-                Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
-            )
-            .with(
-                "steps",
-                Column::U32(l.iter().map(|r| r.steps as u32).collect()),
-            )
-            .with("loss", f64s(|r| r.loss))
-            .with("pair_loss", f64s(|r| r.pair))
-            .with("identity_loss", f64s(|r| r.identity))
-            .with("lr", f64s(|r| r.lr))
-            .with("seconds", f64s(|r| r.seconds));
-        f.meta.insert("cellweave.model".into(), "deepmnn".into());
-        f.meta.insert(
-            cellweave::contract::meta::FINGERPRINT.into(),
-            self.fingerprint.clone(),
-        );
-        f.provenance = vec![step.clone()];
-        f
+        LogTable::new("deepmnn", &self.progress.log)
+            .count("epoch", |r| r.epoch)
+            .count("steps", |r| r.steps)
+            .value("loss", |r| r.loss)
+            .value("pair_loss", |r| r.pair)
+            .value("identity_loss", |r| r.identity)
+            .value("lr", |r| r.lr)
+            .value("seconds", |r| r.seconds)
+            .finish(Some(self.fingerprint.clone()), step)
     }
 }
 
