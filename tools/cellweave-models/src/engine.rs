@@ -96,6 +96,11 @@ pub trait Trainable {
     /// Record a finished epoch (progress, training log); returns the line to print on
     /// stderr, if any.
     fn end_epoch(&mut self, record: &EpochRecord) -> Result<Option<String>>;
+    /// Whether the model's own stopping rule ends the run after this epoch (deepMNN's
+    /// plateau rule, whose counter lives in its checkpoint); `false` by default.
+    fn finished(&self) -> bool {
+        false
+    }
     /// Write a checkpoint of the whole training state (from which the run resumes bit
     /// for bit).
     fn checkpoint(&mut self) -> Result<()> {
@@ -251,7 +256,7 @@ fn run_epochs(
             out.complete = false;
             break;
         }
-        if stop.should_stop() {
+        if stop.should_stop() || model.finished() {
             out.stopped_early = true;
             break;
         }

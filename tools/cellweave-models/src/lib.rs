@@ -8,6 +8,7 @@ pub mod kernels;
 
 pub mod claire;
 pub mod command;
+pub mod deepmnn;
 pub mod engine;
 pub mod invae;
 pub mod late;
@@ -29,6 +30,9 @@ use candle_core::Device;
 pub enum ModelKind {
     /// CLAIRE: MoCo contrastive encoder on mixed-up inter-batch seed pairs
     Claire,
+    /// deepMNN: residual network correcting expression on mutual-nearest-neighbour pairs
+    /// (needs --pairs from cellweave-pairs --definition deepmnn)
+    Deepmnn,
     /// inVAE: VAE on raw counts with invariant (biological) and spurious (batch) latents
     Invae,
     /// MEDL: fixed-effects (adversarial) and random-effects autoencoders; counterfactual cells
@@ -42,6 +46,7 @@ impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Claire => "claire",
+            ModelKind::Deepmnn => "deepmnn",
             ModelKind::Invae => "invae",
             ModelKind::Medl => "medl",
             ModelKind::Scetm => "scetm",

@@ -98,6 +98,9 @@ pub enum ValueKind {
     Log10p,
     /// Values written by an imputation model (on the scale named in the provenance).
     Imputed,
+    /// Batch-corrected expression written by an integration model (deepMNN: on the log1p
+    /// scale of its input, values may be negative).
+    Corrected,
 }
 
 impl ValueKind {
@@ -109,6 +112,7 @@ impl ValueKind {
             ValueKind::Log1p => "log1p",
             ValueKind::Log10p => "log10p",
             ValueKind::Imputed => "imputed",
+            ValueKind::Corrected => "corrected",
         }
     }
     /// The kind of a name, `None` for an unknown one.
@@ -119,6 +123,7 @@ impl ValueKind {
             "log1p" => ValueKind::Log1p,
             "log10p" => ValueKind::Log10p,
             "imputed" => ValueKind::Imputed,
+            "corrected" => ValueKind::Corrected,
             _ => return None,
         })
     }

@@ -66,6 +66,10 @@ fn main() -> ExitCode {
                 a.medl.check_unused("invae")?;
                 invae::embed(&run, &step)?
             }
+            ModelKind::Deepmnn => {
+                a.medl.check_unused("deepmnn")?;
+                cellweave_models::deepmnn::command::embed(&run, &step)?
+            }
             ModelKind::Scetm => {
                 a.medl.check_unused("scetm")?;
                 cellweave_models::scetm::command::embed(&run, &step)?

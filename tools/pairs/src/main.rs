@@ -14,6 +14,8 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod deepmnn_pairs;
+
 /// Compute CLAIRE's seed pairs and intra-batch KNN lists from a log-normalized cells table.
 ///
 /// Seeds: for every pair of batches, Seurat-style CCA (features z-scored per batch, 30
@@ -26,7 +28,7 @@ use std::process::ExitCode;
 /// lists; `--merge SHARD... -o PAIRS` joins them into what one run writes.
 #[derive(Parser, Serialize, Debug)]
 #[command(name = "cellweave-pairs", version = cellweave::cli::LONG_VERSION)]
-struct Args {
+pub(crate) struct Args {
     /// Cells table (log-normalized, HVG subset), or the shards to join with --merge
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
@@ -86,6 +88,12 @@ struct Args {
     /// Random seed (randomized SVD, HNSW)
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Pairs definition: claire (seed pairs and KNN lists, above) or deepmnn (deepMNN's
+    /// mutual neighbours on the L2-normalized PCA of the scaled values; its own flags below)
+    #[arg(long, value_enum, default_value = "claire")]
+    definition: deepmnn_pairs::Definition,
+    #[command(flatten)]
+    deepmnn: cellweave::integrate::deepmnn::DeepMnnPairs,
     #[command(flatten)]
     common: Common,
 }
@@ -112,6 +120,10 @@ fn main() -> ExitCode {
         let cells = table::read_cells(input)?;
         timer.done();
         pairs::check_input(&cells).at(input)?;
+        if args.definition == deepmnn_pairs::Definition::Deepmnn {
+            deepmnn_pairs::run(&args, &cells, input)?;
+            return outputs.commit();
+        }
         let batches = cells.batch.categories.clone();
         let shard = match (&args.batch_a, &args.batch_b) {
             (Some(a), Some(b)) => Shard::pair(&batches, a, b).at(input)?,

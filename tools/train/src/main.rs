@@ -6,6 +6,7 @@ use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self as claire, ClaireArgs};
 use cellweave_models::command::{Hyper, TrainRun};
+use cellweave_models::deepmnn::command::{self as deepmnn, DeepmnnArgs};
 use cellweave_models::invae::command::{self as invae, InvaeArgs};
 use cellweave_models::medl::command::{self as medl, MedlArgs};
 use cellweave_models::scetm::command::{self as scetm, ScetmArgs};
@@ -81,6 +82,8 @@ struct Args {
     #[command(flatten)]
     scetm: ScetmArgs,
     #[command(flatten)]
+    deepmnn: DeepmnnArgs,
+    #[command(flatten)]
     #[serde(skip)]
     common: Common,
 }
@@ -111,13 +114,15 @@ fn main() -> ExitCode {
             .file(&a.embedding, Kind::Table)?
             .file_opt(a.log.as_deref(), Kind::TableOrTsv)?
             .file_opt(a.medl.re_embedding.as_deref(), Kind::Table)?
-            .file_opt(a.scetm.genes_out.as_deref(), Kind::TableOrTsv)?;
+            .file_opt(a.scetm.genes_out.as_deref(), Kind::TableOrTsv)?
+            .file_opt(a.deepmnn.corrected.as_deref(), Kind::Table)?;
         let step = Step::new("cellweave-train", &a);
         match a.model {
             ModelKind::Claire => claire::train(&run, &a.claire, &step)?,
             ModelKind::Invae => invae::train(&run, &a.invae, &step)?,
             ModelKind::Medl => medl::train(&run, &a.medl, &step)?,
             ModelKind::Scetm => scetm::train(&run, &a.scetm, &step)?,
+            ModelKind::Deepmnn => deepmnn::train(&run, &a.deepmnn, &step)?,
         }
         outputs.commit()
     })

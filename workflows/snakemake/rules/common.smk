@@ -188,10 +188,16 @@ def embedding_of(name, model):
 
 def model_inputs(name, model):
     """The input files of a model's cellweave-train call, by flag (cells = the positional)."""
-    where = {"counts": f"{OUT}/{name}/02_filtered.arrow", "pairs": f"{OUT}/{name}/05_pairs.arrow"}
+    where = {
+        "counts": f"{OUT}/{name}/02_filtered.arrow",
+        "pairs": f"{OUT}/{name}/05_pairs.arrow",
+        "deepmnn_pairs": f"{OUT}/{name}/05_pairs_deepmnn.arrow",
+    }
+    # deepMNN's pairs (cellweave-pairs --definition deepmnn) go to train's --pairs
+    flag = {"deepmnn_pairs": "pairs"}
     files = {"cells": f"{OUT}/{name}/04_hvg.arrow"}
     for kind in config["models"]["inputs"][model]:
-        files[kind] = where[kind]
+        files[flag.get(kind, kind)] = where[kind]
     return files
 
 
@@ -214,6 +220,8 @@ def benchmarks_of(name, model):
     if model != "claire":
         inputs = config["models"]["inputs"][model]
         pairs = pair_benchmarks(name) if "pairs" in inputs else []
+        if "deepmnn_pairs" in inputs:
+            pairs.append(f"{b}/05_pairs_deepmnn.tsv")
         return pairs + [f"{b}/12_train_{model}.tsv"]
     return pair_benchmarks(name) + [f"{b}/06_train_stage1.tsv", f"{b}/07_refine.tsv", f"{b}/08_train_stage2.tsv"]
 

@@ -2,6 +2,29 @@
 # table) and the benchmark of every model of a data set: benchmark.tsv and benchmark.png.
 
 
+rule pairs_deepmnn:
+    message: "{wildcards.name}: deepMNN's pairs"
+    input:
+        f"{OUT}/{{name}}/04_hvg.arrow",
+    output:
+        f"{OUT}/{{name}}/05_pairs_deepmnn.arrow",
+    log:
+        f"{OUT}/{{name}}/logs/05_pairs_deepmnn.log",
+    benchmark:
+        f"{OUT}/{{name}}/benchmarks/05_pairs_deepmnn.tsv"
+    params:
+        tool=tool("pairs"),
+        seed=lambda w: config["train"]["seed"],
+    threads: config["threads"]
+    resources:
+        mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.tool} {input:q} --definition deepmnn --seed {params.seed} --threads {threads}"
+        " -o {output:q} > {log:q} 2>&1"
+
+
 rule train_model:
     message: "{wildcards.name}: train {wildcards.model}"
     input:

@@ -151,6 +151,12 @@ fn scale_of(t: &CellsTable, default: ImputedScale) -> Result<ImputedScale> {
             )
             .field("values"))
         }
+        ValueKind::Corrected => {
+            return Err(Error::new(
+                "batch-corrected values (deepMNN) are not an imputation (expected imputed values on log10(x+1) or ln(x+1), or counts)",
+            )
+            .field("values"))
+        }
     })
 }
 

@@ -2,6 +2,7 @@
 //! nearest neighbours and CLAIRE's seed and intra-batch pairs built from them.
 
 pub mod cca;
+pub mod deepmnn;
 pub mod mnn;
 #[allow(missing_docs)] // public items not all documented yet
 pub mod pairs;

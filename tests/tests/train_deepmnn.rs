@@ -1,0 +1,244 @@
+//! cellweave-pairs --definition deepmnn / cellweave-train --model deepmnn / cellweave-embed
+//! end to end on a small synthetic data set: the pairs and their provenance, the outputs
+//! and their contract (embedding, corrected cells table, model card), determinism with a
+//! seed, a resumed run equal to an uninterrupted one, embed == train's embedding, and the
+//! one-line errors (pairs of other cells, counts instead of log-normalized values, an
+//! unknown model, a batch the model has not seen).
+
+use cellweave::contract::{Categorical, CellsTable, Column, Csr, PairKind, ValueKind};
+use cellweave::io::table::{read_cells, read_embedding, read_pairs, write_cells};
+use cellweave_tests::{embedding_bits as bits, run_fails, run_fails_one_line, run_ok, s, strs};
+use std::path::PathBuf;
+
+/// Log1p values of 3 cell types x 3 batches (batch b shifts a third of the genes), cell
+/// ids prefixed by `prefix`, batches named from `names`.
+fn table(n: usize, g: usize, prefix: &str, names: [&str; 3]) -> CellsTable {
+    let mut state = 777u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f64) / (1u64 << 31) as f64
+    };
+    let mut dense = vec![0f32; n * g];
+    for i in 0..n {
+        let (t, b) = (i % 3, (i / 3) % 3);
+        for j in 0..g {
+            let mut rate = if j % 3 == t { 6.0 } else { 0.5 };
+            if j % 3 == b {
+                rate *= 1.0 + 0.5 * b as f64;
+            }
+            dense[i * g + j] = ((rate * 2.0 * next()).floor() as f32).ln_1p();
+        }
+    }
+    let batch: Vec<String> = (0..n).map(|i| names[(i / 3) % 3].to_string()).collect();
+    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
+    CellsTable {
+        cell_ids: (0..n).map(|i| format!("{prefix}{i}")).collect(),
+        batch: Categorical::from_strings(&batch),
+        obs: vec![(
+            "cell_type".into(),
+            Column::Cat(Categorical::from_strings(&types)),
+        )],
+        gene_ids: (0..g).map(|j| format!("ENSG{j:05}")).collect(),
+        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
+        x: Csr::from_dense(n, g, &dense),
+        values: ValueKind::Log1p,
+        provenance: Vec::new(),
+    }
+}
+
+const BATCHES: [&str; 3] = ["a", "b", "c"];
+
+struct Data {
+    dir: tempfile::TempDir,
+    cells: PathBuf,
+    pairs: PathBuf,
+}
+
+impl Data {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn data() -> Data {
+    let dir = tempfile::tempdir().unwrap();
+    let cells = dir.path().join("hvg.arrow");
+    write_cells(&cells, &table(150, 24, "c", BATCHES)).unwrap();
+    let pairs = dir.path().join("pairs.arrow");
+    run_ok(
+        "pairs",
+        &[
+            s(&cells),
+            "-o",
+            s(&pairs),
+            "--definition",
+            "deepmnn",
+            "--deepmnn-pcs",
+            "10",
+        ],
+    );
+    Data { dir, cells, pairs }
+}
+
+fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        s(&d.cells),
+        "--model",
+        "deepmnn",
+        "--pairs",
+        s(&d.pairs),
+        "-o",
+        s(&d.path(model)),
+        "--embedding",
+        s(&d.path(emb)),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.01",
+        "--latent",
+        "8",
+        "--projection-pcs",
+        "10",
+        "--checkpoint-every",
+        "2",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
+    run_ok("train", &strs(&train_args(d, model, emb, extra)));
+}
+
+#[test]
+fn deepmnn_pairs_train_and_outputs() {
+    let d = data();
+    let p = read_pairs(&d.pairs).unwrap();
+    assert!(p.len() > 50, "{} pairs", p.len());
+    assert!(p.kind.iter().all(|k| *k == PairKind::Mnn), "no KNN rows");
+    let step = p.provenance.last().unwrap();
+    assert_eq!(step.params["definition"], "deepmnn");
+    assert_eq!(step.params["deepmnn"]["k"], 20);
+    assert_eq!(
+        step.params["deepmnn_batch_pairs"].as_array().unwrap().len(),
+        3
+    );
+    train(
+        &d,
+        "m",
+        "e.arrow",
+        &["--corrected", s(&d.path("corr.arrow"))],
+    );
+    let e = read_embedding(&d.path("e.arrow")).unwrap();
+    assert_eq!((e.n_cells(), e.dim, e.name.as_str()), (150, 8, "deepmnn"));
+    let c = read_cells(&d.path("corr.arrow")).unwrap();
+    assert_eq!(c.values, ValueKind::Corrected);
+    assert_eq!((c.n_cells(), c.n_genes()), (150, 24));
+    let card = std::fs::read_to_string(d.path("m").join("card.yaml")).unwrap();
+    for want in [
+        "model: deepmnn",
+        "pairs_definition: deepmnn",
+        "blocks: 2",
+        "identity_weight: 0.001",
+    ] {
+        assert!(card.contains(want), "{want} not in\n{card}");
+    }
+    assert!(d.path("m").join("training_log.arrow").exists());
+}
+
+#[test]
+fn deepmnn_is_deterministic_resumes_exactly_and_embeds_as_trained() {
+    let d = data();
+    train(&d, "m1", "e1.arrow", &[]);
+    train(&d, "m2", "e2.arrow", &[]);
+    assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e2.arrow")));
+    let a = train_args(&d, "m3", "e3.arrow", &["--stop-after-epoch", "4"]);
+    let err = run_fails("train", &strs(&a), &d.path("e3.arrow"));
+    assert!(err.contains("--resume"), "{err}");
+    train(&d, "m3", "e3.arrow", &["--resume"]);
+    assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e3.arrow")));
+    let out = d.path("embedded.arrow");
+    run_ok(
+        "embed",
+        &[s(&d.cells), "--model", s(&d.path("m1")), "-o", s(&out)],
+    );
+    let (x, y) = (
+        read_embedding(&out).unwrap(),
+        read_embedding(&d.path("e1.arrow")).unwrap(),
+    );
+    let scale = y.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (u, v) in x.data.iter().zip(&y.data) {
+        assert!((u - v).abs() <= 1e-4 * scale, "{u} vs {v}");
+    }
+}
+
+#[test]
+fn deepmnn_bad_input_fails_with_one_line_and_no_output() {
+    let d = data();
+    let emb = d.path("x.arrow");
+    let fails = |a: Vec<String>| -> String {
+        let err = run_fails_one_line("train", &strs(&a), &emb);
+        assert!(!d.path("m").exists());
+        err
+    };
+    // Pairs of other cells.
+    let other = d.path("other.arrow");
+    write_cells(&other, &table(150, 24, "z", BATCHES)).unwrap();
+    let mut a = train_args(&d, "m", "x.arrow", &[]);
+    a[0] = other.display().to_string();
+    let err = fails(a);
+    assert!(err.contains("other cells"), "{err}");
+    // Counts instead of log-normalized values.
+    let mut counts = table(150, 24, "c", BATCHES);
+    counts
+        .x
+        .data
+        .iter_mut()
+        .for_each(|v| *v = v.exp_m1().round());
+    counts.values = ValueKind::Counts;
+    let cp = d.path("counts.arrow");
+    write_cells(&cp, &counts).unwrap();
+    let mut a = train_args(&d, "m", "x.arrow", &[]);
+    a[0] = cp.display().to_string();
+    let err = fails(a);
+    assert!(
+        err.contains("counts") && err.contains("log-normalized"),
+        "{err}"
+    );
+    // No pairs.
+    let mut a = train_args(&d, "m", "x.arrow", &[]);
+    let i = a.iter().position(|x| x == "--pairs").unwrap();
+    a.drain(i..i + 2);
+    let err = fails(a);
+    assert!(err.contains("--pairs"), "{err}");
+    // An unknown model.
+    let mut a = train_args(&d, "m", "x.arrow", &[]);
+    a[2] = "deepmn".into();
+    let err = fails(a);
+    assert!(err.contains("deepmn") && err.contains("deepmnn"), "{err}");
+    // embed: a batch the model was not trained on.
+    train(&d, "m1", "e1.arrow", &[]);
+    let new = d.path("new.arrow");
+    write_cells(&new, &table(30, 24, "n", ["a", "b", "zz"])).unwrap();
+    let out = d.path("new_emb.arrow");
+    let err = run_fails_one_line(
+        "embed",
+        &[s(&new), "--model", s(&d.path("m1")), "-o", s(&out)],
+        &out,
+    );
+    assert!(err.contains("'zz'") && err.contains("trained"), "{err}");
+    // ...and maps new cells of known batches.
+    write_cells(&new, &table(30, 24, "n", BATCHES)).unwrap();
+    run_ok(
+        "embed",
+        &[s(&new), "--model", s(&d.path("m1")), "-o", s(&out)],
+    );
+    assert_eq!(read_embedding(&out).unwrap().n_cells(), 30);
+}

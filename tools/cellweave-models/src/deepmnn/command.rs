@@ -1,0 +1,501 @@
+//! What `cellweave-train --model deepmnn` and `cellweave-embed` do with a deepMNN model.
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::{CellsTable, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind};
+use cellweave::integrate::deepmnn::{self, Scaling};
+use cellweave::io::{atomic, table};
+use cellweave::numerics::pca::{pca_with, Solver};
+use cellweave::{bail, info, Error, Result, ResultExt};
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::network::{Network, Shape};
+use super::train::{self, Data, DeepmnnParams, Trainer};
+use crate::command::{EmbedRun, TrainRun};
+use crate::engine::checkpoint::{self, load_tensors, save_tensors};
+use crate::{CandleExt, ModelKind};
+
+pub const WEIGHTS: &str = "model.safetensors";
+pub const TRAINING_LOG: &str = "training_log.arrow";
+/// The model card format version.
+pub const CARD_VERSION: u32 = 1;
+/// Default principal components of the embedding (`--latent`).
+pub const EMBEDDING_PCS: usize = 50;
+
+/// deepMNN's own flags of `cellweave-train` (the shared ones are [`crate::command::Hyper`]:
+/// --epochs 200 at most, --lr 0.1, --batch-size 1024 pairs, --weight-decay 1e-4, --latent
+/// 50 principal components of the corrected values; no dropout).
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone)]
+#[command(next_help_heading = "deepMNN options (--model deepmnn; needs --pairs)")]
+pub struct DeepmnnArgs {
+    /// Residual blocks on the gene space (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long,
+          default_value_t = DeepmnnParams::default().blocks, value_name = "N")]
+    pub blocks: usize,
+    /// Weight of the L1 identity term (corrected cell to its input) (>= 0)
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long,
+          default_value_t = DeepmnnParams::default().identity_weight, value_name = "W")]
+    pub identity_weight: f64,
+    /// Principal components the pair term compares the corrected cells on (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long,
+          default_value_t = DeepmnnParams::default().projection_pcs, value_name = "N")]
+    pub projection_pcs: usize,
+    /// Stop after this many epochs without an improvement of the epoch loss (0: never)
+    #[arg(long, default_value_t = DeepmnnParams::default().patience, value_name = "N")]
+    pub patience: usize,
+    /// Smallest decrease of the epoch loss that counts as an improvement (>= 0)
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long,
+          default_value_t = DeepmnnParams::default().min_improvement, value_name = "D")]
+    pub min_improvement: f64,
+    /// Also write the corrected expression as a cells table (values: corrected, on the
+    /// input's log1p scale; the model's genes)
+    #[arg(long, value_name = "CELLS")]
+    pub corrected: Option<std::path::PathBuf>,
+}
+
+impl DeepmnnArgs {
+    /// The run's parameters: the shared flags (each `None` takes deepMNN's default) and
+    /// deepMNN's own.
+    pub fn params(&self, run: &TrainRun) -> Result<DeepmnnParams> {
+        let d = DeepmnnParams::default();
+        let h = &run.hyper;
+        if h.dropout.is_some() {
+            return Err(Error::new("deepMNN has no dropout").flag("--dropout"));
+        }
+        Ok(DeepmnnParams {
+            epochs: h.epochs.unwrap_or(d.epochs),
+            batch_size: h.batch_size.unwrap_or(d.batch_size),
+            lr: h.lr.unwrap_or(d.lr),
+            weight_decay: h.weight_decay.unwrap_or(d.weight_decay),
+            patience: self.patience,
+            min_improvement: self.min_improvement,
+            blocks: self.blocks,
+            identity_weight: self.identity_weight,
+            projection_pcs: self.projection_pcs,
+            seed: run.seed,
+            ..d
+        })
+    }
+}
+
+/// The model card.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    pub model: String,
+    pub card_version: u32,
+    pub cellweave_version: String,
+    pub shape: Shape,
+    /// The batches the model corrects (cells of other batches are refused).
+    pub batches: Vec<String>,
+    /// Scale the inputs must be on.
+    pub values: ValueKind,
+    pub n_genes: usize,
+    pub gene_ids: Vec<String>,
+    pub gene_names: Vec<String>,
+    /// Principal components of the embedding (PCA of the corrected training cells).
+    pub embedding_pcs: usize,
+    pub hyperparameters: DeepmnnParams,
+    pub training: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub cells: usize,
+    pub cells_fingerprint: String,
+    pub pairs: usize,
+    /// The pairs' definition (`deepmnn`, or the CLAIRE pairs' `cca`/`pca` seeds).
+    pub pairs_definition: String,
+    pub epochs: usize,
+    pub stopped_early: bool,
+    pub steps: u64,
+    pub final_loss: f64,
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// Refuse values deepMNN cannot correct: it works on log-normalized expression.
+pub fn check_values(values: ValueKind, path: &Path) -> Result<()> {
+    if values != ValueKind::Log1p && values != ValueKind::Normalized {
+        return Err(Error::new(format!(
+            "holds {} values; deepMNN corrects log-normalized expression (the cellweave-hvg output)",
+            values.as_str()
+        ))
+        .file(path)
+        .field("values"));
+    }
+    Ok(())
+}
+
+/// The definition the pairs were made with (the last cellweave-pairs step's
+/// `definition`, `space` for CLAIRE's).
+fn pairs_definition(p: &PairsTable) -> String {
+    let step = p
+        .provenance
+        .iter()
+        .rev()
+        .find(|s| s.tool == "cellweave-pairs");
+    let get = |k: &str| {
+        step.and_then(|s| s.params.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    get("definition")
+        .filter(|d| d != "claire")
+        .or_else(|| get("space"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The mutual-neighbour rows of a pairs table, as cell pairs.
+fn seed_pairs(p: &PairsTable) -> Vec<(u32, u32)> {
+    (0..p.len())
+        .filter(|&r| p.kind[r] == PairKind::Mnn)
+        .map(|r| (p.i[r], p.j[r]))
+        .collect()
+}
+
+/// `g x k` axes (the transposed PCA components).
+fn axes(components: &[f32], k: usize, g: usize) -> Vec<f32> {
+    let mut out = vec![0f32; g * k];
+    for c in 0..k {
+        for j in 0..g {
+            out[j * k + c] = components[c * g + j];
+        }
+    }
+    out
+}
+
+/// Scores of centred rows on stored axes: `(x - mean) components^T`.
+fn project(x: &[f32], g: usize, mean: &[f32], components: &[f32], k: usize) -> Vec<f32> {
+    let n = x.len() / g.max(1);
+    let mut out = vec![0f32; n * k];
+    for r in 0..n {
+        let row = &x[r * g..(r + 1) * g];
+        for c in 0..k {
+            let comp = &components[c * g..(c + 1) * g];
+            let mut s = 0f64;
+            for j in 0..g {
+                s += ((row[j] - mean[j]) * comp[j]) as f64;
+            }
+            out[r * k + c] = s as f32;
+        }
+    }
+    out
+}
+
+fn host_tensor(v: &[f32], dims: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(v.to_vec(), dims, &Device::Cpu).ce()
+}
+
+fn host_vec(t: &HashMap<String, Tensor>, name: &str, len: usize, path: &Path) -> Result<Vec<f32>> {
+    let x = t
+        .get(name)
+        .ok_or_else(|| Error::new(format!("missing tensor '{name}'")).file(path))?;
+    let v = x.flatten_all().ce()?.to_vec1::<f32>().ce()?;
+    if v.len() != len {
+        return Err(Error::new(format!(
+            "tensor '{name}' has {} values, expected {len}",
+            v.len()
+        ))
+        .file(path));
+    }
+    Ok(v)
+}
+
+/// The corrected values (input scale) as a cells table.
+fn corrected_table(cells: &CellsTable, values: &[f32], step: &Step) -> CellsTable {
+    let mut t = cells.clone();
+    t.x = Csr::from_dense(cells.n_cells(), cells.n_genes(), values);
+    t.values = ValueKind::Corrected;
+    t.provenance.push(step.clone());
+    t
+}
+
+/// Train deepMNN and write the model directory, the embedding, the log and (when asked)
+/// the corrected cells table.
+pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
+    let pairs_path = run.require_pairs(ModelKind::Deepmnn)?;
+    if run.init.is_some() {
+        return Err(
+            Error::new("deepmnn does not continue another model directory (use --resume)")
+                .flag("--init"),
+        );
+    }
+    if run.batch_key != "batch" {
+        return Err(Error::new(
+            "deepMNN corrects the batches its pairs join (the cells table's batch column)",
+        )
+        .flag("--batch-key"));
+    }
+    let params = args.params(run)?;
+    params.validate()?;
+    let emb_pcs = run.hyper.latent.unwrap_or(EMBEDDING_PCS);
+    let inputs = run.inputs();
+    atomic::check_not_input(&run.embedding, &inputs)?;
+    for p in [run.log.as_deref(), args.corrected.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        atomic::check_not_input(p, &inputs)?;
+    }
+    let device = crate::device(&run.device)?;
+    let cells = table::read_cells(&run.cells)?;
+    check_values(cells.values, &run.cells)?;
+    if cells.n_genes() == 0 {
+        return Err(Error::new("no genes").file(&run.cells));
+    }
+    let pairs = table::read_pairs(pairs_path)?;
+    pairs.check_cells(&cells.fingerprint()).at(pairs_path)?;
+    let definition = pairs_definition(&pairs);
+    if definition != "deepmnn" {
+        info!(
+            "warning: {}: pairs made with '{definition}', not deepMNN's definition (cellweave-pairs --definition deepmnn)",
+            pairs_path.display()
+        );
+    }
+    let seeds = seed_pairs(&pairs);
+    if seeds.is_empty() {
+        return Err(Error::new(
+            "no mutual-neighbour pairs (no batch pair reached --deepmnn-min-fraction?)",
+        )
+        .file(pairs_path)
+        .field("kind"));
+    }
+    let g = cells.n_genes();
+    let sp = deepmnn::space(&cells, params.projection_pcs, params.seed);
+    let data = Data {
+        x: sp.scaled,
+        g,
+        pairs: seeds,
+        pcs: axes(&sp.pca.components, sp.pca.k, g),
+        k: sp.pca.k,
+    };
+    for out in [Some(&run.model_dir), Some(&run.embedding), run.log.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        checkpoint::clean_stale(out)?;
+    }
+    let mut t = Trainer::new(
+        &data,
+        params.clone(),
+        cells.fingerprint(),
+        &run.model_dir,
+        run.resume,
+        device.clone(),
+    )?;
+    info!(
+        "deepmnn: {} cells x {} genes, {} batches, {} pairs ({definition}); epochs {}..{} (at most) of {} minibatch(es)",
+        cells.n_cells(),
+        g,
+        cells.batch.categories.len(),
+        data.pairs.len(),
+        t.progress.epoch + 1,
+        t.progress.end_epoch,
+        data.pairs.len().div_ceil(params.batch_size)
+    );
+    if !t.run(run.checkpoint_every, run.stop_after)? {
+        bail!(
+            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
+            t.progress.epoch
+        );
+    }
+    let corrected = train::correct_rows(&t.net, &data.x, g, &device)?;
+    let pca = pca_with(
+        &corrected,
+        cells.n_cells(),
+        g,
+        emb_pcs,
+        params.seed,
+        Solver::Auto,
+    );
+    let k = pca.k;
+    let emb = EmbeddingTable::of_cells(&cells, "deepmnn", k, pca.scores.clone(), step);
+    let mut on_input_scale = corrected;
+    sp.scaling.invert(&mut on_input_scale);
+    let card = Card {
+        model: "deepmnn".into(),
+        card_version: CARD_VERSION,
+        cellweave_version: cellweave::VERSION.into(),
+        shape: t.net.shape,
+        batches: cells.batch.categories.clone(),
+        values: cells.values,
+        n_genes: g,
+        gene_ids: cells.gene_ids.clone(),
+        gene_names: cells.gene_names.clone(),
+        embedding_pcs: k,
+        hyperparameters: params,
+        training: Summary {
+            cells: cells.n_cells(),
+            cells_fingerprint: cells.fingerprint(),
+            pairs: data.pairs.len(),
+            pairs_definition: definition,
+            epochs: t.progress.epoch,
+            stopped_early: t.progress.stopped,
+            steps: t.progress.steps,
+            final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+            seconds: t.progress.seconds,
+            device: format!("{:?}", device.location()),
+        },
+    };
+    let mut weights = t.net.named().ce()?;
+    weights.insert("scaling.mean".into(), host_tensor(&sp.scaling.mean, &[g])?);
+    weights.insert("scaling.sd".into(), host_tensor(&sp.scaling.sd, &[g])?);
+    weights.insert("embedding.mean".into(), host_tensor(&pca.mean, &[g])?);
+    weights.insert(
+        "embedding.components".into(),
+        host_tensor(&pca.components, &[k, g])?,
+    );
+    checkpoint::write_model_dir(&run.model_dir, |staged| {
+        t.write_state(staged)?;
+        save_tensors(&staged.join(WEIGHTS), &weights)?;
+        let log = t.log_frame(step);
+        table::write_frame(&staged.join(TRAINING_LOG), &log)?;
+        crate::engine::card::write(staged, &card)?;
+        table::write_embedding(&run.embedding, &emb)?;
+        if let Some(l) = &run.log {
+            crate::engine::write_log(l, &log)?;
+        }
+        if let Some(c) = &args.corrected {
+            table::write_cells(c, &corrected_table(&cells, &on_input_scale, step))?;
+        }
+        Ok(())
+    })?;
+    t.checkpoints().remove_all()?;
+    info!(
+        "deepmnn: {} epochs{}, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
+        t.progress.epoch,
+        if t.progress.stopped {
+            " (stopped on a plateau)"
+        } else {
+            ""
+        },
+        t.progress.steps,
+        card.training.final_loss,
+        t.progress.seconds,
+        run.model_dir.display()
+    );
+    Ok(())
+}
+
+impl crate::engine::card::ModelCard for Card {
+    const MODEL: &'static str = "deepmnn";
+    const LABEL: &'static str = "deepMNN";
+    const VERSION: u32 = CARD_VERSION;
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn card_version(&self) -> u32 {
+        self.card_version
+    }
+    fn genes(&self) -> (usize, &[String], &[String]) {
+        (self.n_genes, &self.gene_ids, &self.gene_names)
+    }
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.shape.n_genes != self.n_genes {
+            return Err(("gene_ids", "gene lists do not match n_genes".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A saved model, ready to correct cells.
+pub struct Saved {
+    pub card: Card,
+    pub net: Network,
+    pub scaling: Scaling,
+    /// The embedding's PCA: mean and `k x g` components.
+    pub mean: Vec<f32>,
+    pub components: Vec<f32>,
+}
+
+/// Load a deepMNN model directory.
+pub fn load(dir: &Path, device: &Device) -> Result<Saved> {
+    let card: Card = crate::engine::card::read(dir)?;
+    let wpath = dir.join(WEIGHTS);
+    let t = load_tensors(&wpath)?;
+    let net = Network::from_named(&t, card.shape, device)
+        .ce()
+        .at(&wpath)?;
+    let g = card.n_genes;
+    Ok(Saved {
+        scaling: Scaling {
+            mean: host_vec(&t, "scaling.mean", g, &wpath)?,
+            sd: host_vec(&t, "scaling.sd", g, &wpath)?,
+        },
+        mean: host_vec(&t, "embedding.mean", g, &wpath)?,
+        components: host_vec(&t, "embedding.components", card.embedding_pcs * g, &wpath)?,
+        card,
+        net,
+    })
+}
+
+/// The model's genes of `cells`, in the model's order, exactly: deepMNN corrects the
+/// genes it was trained on and no others.
+fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>> {
+    let pos: HashMap<&str, usize> = cells
+        .gene_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut cols = Vec::with_capacity(card.n_genes);
+    for id in &card.gene_ids {
+        match pos.get(id.as_str()) {
+            Some(&c) => cols.push(c),
+            None => {
+                return Err(Error::new(format!(
+                    "gene '{id}' of the model is missing (deepMNN corrects exactly the genes it was trained on, listed in its card)"
+                ))
+                .file(path)
+                .field("gene_ids"))
+            }
+        }
+    }
+    let rows: Vec<usize> = (0..cells.n_cells()).collect();
+    let dense = cells.x.to_dense_rows(&rows);
+    let g_in = cells.n_genes();
+    let mut out = Vec::with_capacity(rows.len() * cols.len());
+    for r in 0..rows.len() {
+        out.extend(cols.iter().map(|&c| dense[r * g_in + c]));
+    }
+    Ok(out)
+}
+
+/// Correct and embed new cells of the batches the model was trained on.
+pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
+    atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
+    let device = crate::device(&run.device)?;
+    let m = load(&run.model_dir, &device)?;
+    let cells = table::read_cells(&run.cells)?;
+    check_values(cells.values, &run.cells)?;
+    if let Some(b) = cells
+        .batch
+        .categories
+        .iter()
+        .find(|b| !m.card.batches.contains(b))
+    {
+        return Err(Error::new(format!(
+            "batch '{b}' is not one the model was trained on ({}); deepMNN corrects only its training batches",
+            m.card.batches.join(", ")
+        ))
+        .file(&run.cells)
+        .field("batch"));
+    }
+    let g = m.card.n_genes;
+    let mut x = model_genes(&m.card, &cells, &run.cells)?;
+    m.scaling.apply(&mut x);
+    let corrected = train::correct_rows(&m.net, &x, g, &device)?;
+    let k = m.card.embedding_pcs;
+    let scores = project(&corrected, g, &m.mean, &m.components, k);
+    table::write_embedding(
+        &run.output,
+        &EmbeddingTable::of_cells(&cells, "deepmnn", k, scores, step),
+    )?;
+    info!(
+        "corrected and embedded {} cells with deepMNN {} into {}",
+        cells.n_cells(),
+        run.model_dir.display(),
+        run.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! deepMNN's network and loss in candle ops (autograd; any device).
+//!
+//! Residual blocks on the gene space: `x + PReLU(BN(Linear(2d, d)(PReLU(BN(Linear(d, 2d)(x))))))`
+//! (deepMNN's `ResnetBlock`, two of them). BatchNorm as torch's `BatchNorm1d` (eps 1e-5,
+//! batch statistics with the biased variance in training, running statistics with momentum
+//! 0.1 and the unbiased variance in evaluation); PReLU with one slope per layer, 0.25 at
+//! the start; linear layers initialised as torch's `nn.Linear` (uniform in
+//! `+-1/sqrt(fan_in)`).
+//!
+//! Loss of a minibatch of `m` pairs, rows `0..m` the first cells and `m..2m` their
+//! partners (`x` on the scaled gene scale, `pcs` the `g x k` principal axes):
+//! `sum_pairs mean_k |(f(x_a) - f(x_b)) P| + beta x sum_cells mean_g |f(x) - x|`
+//! (deepMNN's `training_step` with its defaults: no gene-space pair term, beta = 0.001).
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use std::collections::HashMap;
+
+use crate::rng::Rng;
+
+/// BatchNorm epsilon and running-statistics momentum (torch defaults).
+pub const BN_EPS: f64 = 1e-5;
+pub const BN_MOMENTUM: f64 = 0.1;
+/// PReLU's initial slope (torch's default).
+pub const PRELU_INIT: f32 = 0.25;
+
+/// The shapes of a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    pub n_genes: usize,
+    pub blocks: usize,
+}
+
+/// Variables of one block, in order (torch's names under `model.{b}.block.`).
+const PER_BLOCK: [(&str, Part); 10] = [
+    ("0.weight", Part::W1),
+    ("0.bias", Part::B1),
+    ("1.weight", Part::Ones1),
+    ("1.bias", Part::Zeros1),
+    ("2.weight", Part::Slope),
+    ("3.weight", Part::W2),
+    ("3.bias", Part::B2),
+    ("4.weight", Part::Ones2),
+    ("4.bias", Part::Zeros2),
+    ("5.weight", Part::Slope),
+];
+
+#[derive(Clone, Copy)]
+enum Part {
+    W1,
+    B1,
+    Ones1,
+    Zeros1,
+    Slope,
+    W2,
+    B2,
+    Ones2,
+    Zeros2,
+}
+
+impl Part {
+    fn dims(self, d: usize) -> Vec<usize> {
+        match self {
+            Part::W1 => vec![2 * d, d],
+            Part::B1 | Part::Ones1 | Part::Zeros1 => vec![2 * d],
+            Part::Slope => vec![1],
+            Part::W2 => vec![d, 2 * d],
+            Part::B2 | Part::Ones2 | Part::Zeros2 => vec![d],
+        }
+    }
+}
+
+/// The network: trainable variables (10 per block, [`PER_BLOCK`] order) and the running
+/// statistics of its BatchNorms (2 per block: mean and variance of each).
+pub struct Network {
+    pub shape: Shape,
+    pub vars: Vec<Var>,
+    /// Per BatchNorm (block-major): running mean and running variance.
+    pub running: Vec<(Tensor, Tensor)>,
+}
+
+/// A forward pass: the output and, in training mode, each BatchNorm's batch mean and
+/// biased variance (detached), for the running statistics.
+pub struct Forward {
+    pub out: Tensor,
+    pub stats: Vec<(Tensor, Tensor)>,
+}
+
+/// A minibatch's loss and its two terms.
+pub struct Loss {
+    pub loss: Tensor,
+    pub pair: Tensor,
+    pub identity: Tensor,
+    pub stats: Vec<(Tensor, Tensor)>,
+}
+
+fn prelu(x: &Tensor, a: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? - x.neg()?.relu()?.broadcast_mul(a)?
+}
+
+impl Network {
+    /// New weights drawn from `rng` as torch initialises them.
+    pub fn init(shape: Shape, rng: &mut Rng, device: &Device) -> candle_core::Result<Self> {
+        let d = shape.n_genes;
+        let mut vars = Vec::new();
+        for _ in 0..shape.blocks {
+            for (_, part) in PER_BLOCK {
+                let dims = part.dims(d);
+                let n: usize = dims.iter().product();
+                let uniform = |fan_in: usize, rng: &mut Rng| -> Vec<f32> {
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    (0..n)
+                        .map(|_| ((2.0 * rng.f64() - 1.0) * bound) as f32)
+                        .collect()
+                };
+                let v = match part {
+                    Part::W1 | Part::B1 => uniform(d, rng),
+                    Part::W2 | Part::B2 => uniform(2 * d, rng),
+                    Part::Ones1 | Part::Ones2 => vec![1.0; n],
+                    Part::Zeros1 | Part::Zeros2 => vec![0.0; n],
+                    Part::Slope => vec![PRELU_INIT; n],
+                };
+                vars.push(Var::from_tensor(&Tensor::from_vec(v, dims, device)?)?);
+            }
+        }
+        let running = Self::fresh_running(shape, device)?;
+        Ok(Network {
+            shape,
+            vars,
+            running,
+        })
+    }
+
+    fn fresh_running(shape: Shape, device: &Device) -> candle_core::Result<Vec<(Tensor, Tensor)>> {
+        let d = shape.n_genes;
+        let mut r = Vec::new();
+        for _ in 0..shape.blocks {
+            for w in [2 * d, d] {
+                r.push((
+                    Tensor::zeros(w, DType::F32, device)?,
+                    Tensor::ones(w, DType::F32, device)?,
+                ));
+            }
+        }
+        Ok(r)
+    }
+
+    fn names(shape: Shape) -> Vec<String> {
+        (0..shape.blocks)
+            .flat_map(|b| {
+                PER_BLOCK
+                    .iter()
+                    .map(move |(n, _)| format!("model.{b}.block.{n}"))
+            })
+            .collect()
+    }
+
+    fn running_names(b: usize, which: usize) -> (String, String) {
+        let layer = if which == 0 { 1 } else { 4 };
+        (
+            format!("model.{b}.block.{layer}.running_mean"),
+            format!("model.{b}.block.{layer}.running_var"),
+        )
+    }
+
+    /// The weights by name (with the running statistics), on the CPU.
+    pub fn named(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (name, v) in Self::names(self.shape).into_iter().zip(&self.vars) {
+            out.insert(name, v.as_tensor().to_device(&Device::Cpu)?);
+        }
+        for (i, (m, v)) in self.running.iter().enumerate() {
+            let (nm, nv) = Self::running_names(i / 2, i % 2);
+            out.insert(nm, m.to_device(&Device::Cpu)?);
+            out.insert(nv, v.to_device(&Device::Cpu)?);
+        }
+        Ok(out)
+    }
+
+    /// Rebuild from [`Network::named`]'s tensors, checking every shape against `shape`.
+    pub fn from_named(
+        t: &HashMap<String, Tensor>,
+        shape: Shape,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let get = |name: &str, dims: &[usize]| -> candle_core::Result<Tensor> {
+            let x = t
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor '{name}'")))?;
+            if x.dims() != dims {
+                return Err(candle_core::Error::Msg(format!(
+                    "tensor '{name}' has shape {:?}, expected {dims:?}",
+                    x.dims()
+                )));
+            }
+            x.to_device(device)
+        };
+        let d = shape.n_genes;
+        let mut vars = Vec::new();
+        let names = Self::names(shape);
+        for (i, name) in names.iter().enumerate() {
+            let dims = PER_BLOCK[i % PER_BLOCK.len()].1.dims(d);
+            vars.push(Var::from_tensor(&get(name, &dims)?)?);
+        }
+        let mut running = Vec::new();
+        for i in 0..2 * shape.blocks {
+            let w = if i % 2 == 0 { 2 * d } else { d };
+            let (nm, nv) = Self::running_names(i / 2, i % 2);
+            running.push((get(&nm, &[w])?, get(&nv, &[w])?));
+        }
+        Ok(Network {
+            shape,
+            vars,
+            running,
+        })
+    }
+
+    fn v(&self, block: usize, i: usize) -> &Tensor {
+        self.vars[block * PER_BLOCK.len() + i].as_tensor()
+    }
+
+    /// The corrected values of `x` (`n x g`); `train`: BatchNorm on the batch statistics.
+    pub fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Forward> {
+        let mut h = x.clone();
+        let mut stats = Vec::new();
+        for b in 0..self.shape.blocks {
+            let mut y = h.clone();
+            for (layer, base) in [(0usize, 0usize), (1, 5)] {
+                let lin = y
+                    .matmul(&self.v(b, base).t()?)?
+                    .broadcast_add(self.v(b, base + 1))?;
+                let (mean, var) = if train {
+                    let mean = lin.mean_keepdim(0)?;
+                    let var = lin.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+                    stats.push((mean.detach().squeeze(0)?, var.detach().squeeze(0)?));
+                    (mean, var)
+                } else {
+                    let (m, v) = &self.running[2 * b + layer];
+                    (m.unsqueeze(0)?, v.unsqueeze(0)?)
+                };
+                let norm = lin
+                    .broadcast_sub(&mean)?
+                    .broadcast_div(&(var + BN_EPS)?.sqrt()?)?
+                    .broadcast_mul(self.v(b, base + 2))?
+                    .broadcast_add(self.v(b, base + 3))?;
+                y = prelu(&norm, self.v(b, base + 4))?;
+            }
+            h = (h + y)?;
+        }
+        Ok(Forward { out: h, stats })
+    }
+
+    /// The training loss of `m` pairs: `x` holds the first cells in rows `0..m` and their
+    /// partners in rows `m..2m`; `pcs` is `g x k`.
+    pub fn loss(&self, x: &Tensor, pcs: &Tensor, beta: f64) -> candle_core::Result<Loss> {
+        let m = x.dim(0)? / 2;
+        let f = self.forward(x, true)?;
+        let proj = f.out.matmul(pcs)?;
+        let diff = (proj.narrow(0, 0, m)? - proj.narrow(0, m, m)?)?;
+        let pair = diff.abs()?.mean(D::Minus1)?.sum_all()?;
+        let identity = (&f.out - x)?.abs()?.mean(D::Minus1)?.sum_all()?;
+        let loss = (&pair + (&identity * beta)?)?;
+        Ok(Loss {
+            loss,
+            pair,
+            identity,
+            stats: f.stats,
+        })
+    }
+
+    /// Fold a training pass's batch statistics (`n` rows) into the running ones (torch's
+    /// update: momentum 0.1, unbiased variance).
+    pub fn update_running(
+        &mut self,
+        stats: &[(Tensor, Tensor)],
+        n: usize,
+    ) -> candle_core::Result<()> {
+        let unbias = if n > 1 {
+            n as f64 / (n as f64 - 1.0)
+        } else {
+            1.0
+        };
+        for ((rm, rv), (m, v)) in self.running.iter_mut().zip(stats) {
+            *rm = ((&*rm * (1.0 - BN_MOMENTUM))? + (m * BN_MOMENTUM)?)?;
+            *rv = ((&*rv * (1.0 - BN_MOMENTUM))? + (v * (BN_MOMENTUM * unbias))?)?;
+        }
+        Ok(())
+    }
+}

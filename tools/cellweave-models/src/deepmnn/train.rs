@@ -1,0 +1,453 @@
+//! deepMNN's training on the engine: minibatches of pairs, Adam with an L2 weight decay,
+//! deepMNN's step schedule and plateau stop, checkpoints that resume bit for bit.
+//!
+//! Every epoch shuffles the pairs (`Rng::derive(seed, [e, SHUFFLE])`) and cuts them into
+//! minibatches of `batch_size` pairs, the last one shorter (torch's `DataLoader`). The
+//! epoch's loss is the mean of its minibatch losses. Epoch `e` (0-based) runs at
+//! `max(min_lr, lr x factor^floor(e / step))`. After each epoch, a loss below the best
+//! by more than `min_improvement` becomes the best; `patience` epochs in a row without
+//! one end the run (deepMNN: 0.01 and 10). The final weights are the last ones, as in
+//! deepMNN. Initial weights come from `Rng::derive(seed, [INIT])`.
+
+use candle_core::{Device, Tensor};
+use cellweave::contract::Frame;
+use cellweave::{bail, Error, Result, ResultExt};
+use std::path::Path;
+
+use super::network::{Network, Shape};
+use crate::engine::checkpoint::Checkpoints;
+use crate::engine::log::LogTable;
+use crate::engine::{self, EpochRecord, Schedule, Trainable};
+use crate::optim::{Adam, AdamConfig};
+use crate::rng::Rng;
+use crate::CandleExt;
+
+const STREAM_INIT: u64 = u64::MAX;
+const STREAM_SHUFFLE: u64 = 1;
+
+/// Everything that decides the result of a run (recorded in the model card, checked on
+/// `--resume`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeepmnnParams {
+    /// Largest number of epochs.
+    pub epochs: usize,
+    /// Pairs per minibatch.
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Adam's L2 weight decay.
+    pub weight_decay: f64,
+    /// The learning rate is multiplied by `lr_factor` every `lr_step` epochs ...
+    pub lr_step: usize,
+    pub lr_factor: f64,
+    /// ... down to `min_lr`.
+    pub min_lr: f64,
+    /// Stop after this many epochs without an improvement above `min_improvement`.
+    pub patience: usize,
+    pub min_improvement: f64,
+    pub blocks: usize,
+    /// Weight of the identity term.
+    pub identity_weight: f64,
+    /// Principal components of the pair term's projection.
+    pub projection_pcs: usize,
+    pub seed: u64,
+}
+
+impl Default for DeepmnnParams {
+    fn default() -> Self {
+        DeepmnnParams {
+            epochs: 200,
+            batch_size: 1024,
+            lr: 0.1,
+            weight_decay: 1e-4,
+            lr_step: 20,
+            lr_factor: 0.8,
+            min_lr: 1e-6,
+            patience: 10,
+            min_improvement: 0.01,
+            blocks: 2,
+            identity_weight: 1e-3,
+            projection_pcs: 50,
+            seed: 0,
+        }
+    }
+}
+
+impl DeepmnnParams {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).flag(f));
+        if self.batch_size < 1 {
+            return bad("--batch-size", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("--lr", "must be a positive number");
+        }
+        if self.blocks == 0 {
+            return bad("--blocks", "must be at least 1");
+        }
+        if self.epochs == 0 {
+            return bad("--epochs", "must be at least 1");
+        }
+        Ok(())
+    }
+    fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            ..Default::default()
+        }
+    }
+    /// The learning rate of epoch `e` (0-based).
+    pub fn lr_at(&self, e: usize) -> f64 {
+        let k = e.checked_div(self.lr_step).unwrap_or(0);
+        (self.lr * self.lr_factor.powi(k as i32)).max(self.min_lr)
+    }
+}
+
+/// The training data: scaled values of every cell, the pairs, the projection axes.
+pub struct Data {
+    /// `n x g`, row-major, on the scaled scale.
+    pub x: Vec<f32>,
+    pub g: usize,
+    /// Pairs of cell rows.
+    pub pairs: Vec<(u32, u32)>,
+    /// `g x k` principal axes of the pair term.
+    pub pcs: Vec<f32>,
+    pub k: usize,
+}
+
+impl Data {
+    pub fn n_cells(&self) -> usize {
+        self.x.len() / self.g.max(1)
+    }
+    /// The rows of a minibatch: first cells, then their partners.
+    fn minibatch(&self, pairs: &[usize]) -> Vec<f32> {
+        let g = self.g;
+        let mut out = Vec::with_capacity(2 * pairs.len() * g);
+        for side in 0..2 {
+            for &p in pairs {
+                let (a, b) = self.pairs[p];
+                let c = if side == 0 { a } else { b } as usize;
+                out.extend_from_slice(&self.x[c * g..(c + 1) * g]);
+            }
+        }
+        out
+    }
+}
+
+/// One row of the training log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogRow {
+    pub epoch: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub pair: f64,
+    pub identity: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// Where a run stands (saved in `state.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub epoch: usize,
+    pub end_epoch: usize,
+    pub steps: u64,
+    pub seconds: f64,
+    /// Best epoch loss so far and epochs since it.
+    pub best: f64,
+    pub since: usize,
+    /// The plateau rule ended the run.
+    pub stopped: bool,
+    pub log: Vec<LogRow>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    cells_fingerprint: String,
+    params: DeepmnnParams,
+    progress: Progress,
+}
+
+pub const STATE: &str = "state.safetensors";
+pub const STATE_JSON: &str = "state.json";
+
+/// A training run.
+pub struct Trainer<'a> {
+    pub params: DeepmnnParams,
+    data: &'a Data,
+    pub net: Network,
+    adam: Adam,
+    pcs: Tensor,
+    pub progress: Progress,
+    fingerprint: String,
+    ckpt: Checkpoints,
+    device: Device,
+}
+
+impl<'a> Trainer<'a> {
+    /// A new run (`resume`: continue the newest checkpoint of `dir` when there is one).
+    pub fn new(
+        data: &'a Data,
+        params: DeepmnnParams,
+        fingerprint: String,
+        dir: &Path,
+        resume: bool,
+        device: Device,
+    ) -> Result<Self> {
+        params.validate()?;
+        if data.pairs.is_empty() {
+            bail!("deepmnn needs at least one pair");
+        }
+        let shape = Shape {
+            n_genes: data.g,
+            blocks: params.blocks,
+        };
+        let pcs = Tensor::from_vec(data.pcs.clone(), (data.g, data.k), &device).ce()?;
+        let ckpt = Checkpoints::of(dir, "deepmnn");
+        let fresh = Progress {
+            epoch: 0,
+            end_epoch: params.epochs,
+            steps: 0,
+            seconds: 0.0,
+            best: f64::INFINITY,
+            since: 0,
+            stopped: false,
+            log: Vec::new(),
+        };
+        if resume {
+            if let Some(from) = ckpt.latest()? {
+                let sj = from.join(STATE_JSON);
+                let s: StateFile =
+                    serde_json::from_str(&std::fs::read_to_string(&sj).at(&sj)?).at(&sj)?;
+                if s.cells_fingerprint != fingerprint {
+                    return Err(Error::new(
+                        "the checkpoint was trained on other cells: rerun without --resume",
+                    )
+                    .file(&sj));
+                }
+                if s.params != params {
+                    return Err(Error::new(format!(
+                        "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
+                        serde_json::to_string(&s.params).unwrap_or_default()
+                    ))
+                    .file(&sj));
+                }
+                let st = from.join(STATE);
+                let t = crate::engine::checkpoint::load_tensors(&st)?;
+                let net = Network::from_named(&t, shape, &device).ce().at(&st)?;
+                let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+                adam.load_state("adam.", &t).ce().at(&st)?;
+                cellweave::info!(
+                    "resuming after epoch {} of {}",
+                    s.progress.epoch,
+                    s.progress.end_epoch
+                );
+                return Ok(Trainer {
+                    params,
+                    data,
+                    net,
+                    adam,
+                    pcs,
+                    progress: s.progress,
+                    fingerprint,
+                    ckpt,
+                    device,
+                });
+            }
+            cellweave::info!("no checkpoint for {}: starting a new run", dir.display());
+        }
+        ckpt.remove_all()?;
+        let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+        let net = Network::init(shape, &mut rng, &device).ce()?;
+        let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+        Ok(Trainer {
+            params,
+            data,
+            net,
+            adam,
+            pcs,
+            progress: fresh,
+            fingerprint,
+            ckpt,
+            device,
+        })
+    }
+
+    /// Run the remaining epochs (stop after global epoch `stop_after` as if killed);
+    /// returns whether the run is complete (all epochs, or the plateau rule).
+    pub fn run(&mut self, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
+        if self.progress.stopped {
+            return Ok(true);
+        }
+        let schedule = Schedule {
+            start: self.progress.epoch,
+            end: self.progress.end_epoch,
+            patience: 0,
+            checkpoint_every,
+            stop_after,
+            label: "deepmnn",
+        };
+        let mut run = Epochs {
+            t: self,
+            order: Vec::new(),
+            sums: [0.0; 2],
+        };
+        let out = engine::fit(&mut run, &schedule)?;
+        Ok(out.complete || self.progress.stopped)
+    }
+
+    /// One optimiser step on the pairs `rows` (indices into the pairs): (loss, pair term,
+    /// identity term).
+    pub fn step_pairs(&mut self, rows: &[usize], lr: f64) -> Result<(f64, f64, f64)> {
+        let x = Tensor::from_vec(
+            self.data.minibatch(rows),
+            (2 * rows.len(), self.data.g),
+            &self.device,
+        )
+        .ce()?;
+        let l = self
+            .net
+            .loss(&x, &self.pcs, self.params.identity_weight)
+            .ce()?;
+        let scalar = |x: &Tensor| x.to_scalar::<f32>().map(|v| v as f64).ce();
+        let (loss, pair, identity) = (scalar(&l.loss)?, scalar(&l.pair)?, scalar(&l.identity)?);
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at step {}: lower --lr",
+                self.progress.steps + 1
+            );
+        }
+        let grads = l.loss.backward().ce()?;
+        self.adam.set_lr(lr);
+        self.adam.step(&grads).ce()?;
+        self.net.update_running(&l.stats, 2 * rows.len()).ce()?;
+        self.progress.steps += 1;
+        Ok((loss, pair, identity))
+    }
+
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.ckpt
+    }
+
+    /// Write the training state (weights, running statistics, Adam moments, progress)
+    /// into the folder `d`.
+    pub fn write_state(&self, d: &Path) -> Result<()> {
+        let mut t = self.net.named().ce()?;
+        t.extend(self.adam.state("adam.").ce()?);
+        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
+        let s = StateFile {
+            cells_fingerprint: self.fingerprint.clone(),
+            params: self.params.clone(),
+            progress: self.progress.clone(),
+        };
+        crate::engine::checkpoint::write_json(&d.join(STATE_JSON), &s)
+    }
+
+    /// The training log as a table.
+    pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
+        LogTable::new("deepmnn", &self.progress.log)
+            .count("epoch", |r| r.epoch)
+            .count("steps", |r| r.steps)
+            .value("loss", |r| r.loss)
+            .value("pair_loss", |r| r.pair)
+            .value("identity_loss", |r| r.identity)
+            .value("lr", |r| r.lr)
+            .value("seconds", |r| r.seconds)
+            .finish(Some(self.fingerprint.clone()), step)
+    }
+}
+
+/// Evaluation-mode corrected values of dense scaled rows `x` (`n x g`), in chunks.
+pub fn correct_rows(net: &Network, x: &[f32], g: usize, device: &Device) -> Result<Vec<f32>> {
+    const CHUNK: usize = 1024;
+    let mut out = Vec::with_capacity(x.len());
+    for rows in x.chunks(CHUNK * g) {
+        let t = Tensor::from_vec(rows.to_vec(), (rows.len() / g, g), device).ce()?;
+        let y = net
+            .forward(&t, false)
+            .ce()?
+            .out
+            .to_device(&Device::Cpu)
+            .ce()?;
+        out.extend(y.flatten_all().ce()?.to_vec1::<f32>().ce()?);
+    }
+    Ok(out)
+}
+
+/// One call's epochs on the engine.
+struct Epochs<'t, 'a> {
+    t: &'t mut Trainer<'a>,
+    order: Vec<usize>,
+    /// Sums over the epoch's steps of the pair and identity terms.
+    sums: [f64; 2],
+}
+
+impl Trainable for Epochs<'_, '_> {
+    fn start_epoch(&mut self, e: usize) -> Result<usize> {
+        self.order = (0..self.t.data.pairs.len()).collect();
+        Rng::derive(self.t.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.sums = [0.0; 2];
+        Ok(self.order.len().div_ceil(self.t.params.batch_size))
+    }
+
+    fn step(&mut self, e: usize, b: usize) -> Result<(f64, usize)> {
+        let bs = self.t.params.batch_size;
+        let rows = &self.order[b * bs..((b + 1) * bs).min(self.order.len())];
+        let lr = self.t.params.lr_at(e);
+        let (loss, pair, identity) = self.t.step_pairs(rows, lr)?;
+        self.sums[0] += pair;
+        self.sums[1] += identity;
+        Ok((loss, 1))
+    }
+
+    fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
+        let p = &mut self.t.progress;
+        let params = &self.t.params;
+        p.epoch = r.epoch;
+        p.seconds += r.seconds;
+        if r.train_loss < p.best - params.min_improvement {
+            p.best = r.train_loss;
+            p.since = 0;
+        } else {
+            p.since += 1;
+        }
+        p.stopped = params.patience > 0 && p.since >= params.patience;
+        let steps = r.steps.max(1) as f64;
+        let row = LogRow {
+            epoch: r.epoch,
+            steps: r.steps,
+            loss: r.train_loss,
+            pair: self.sums[0] / steps,
+            identity: self.sums[1] / steps,
+            lr: params.lr_at(r.epoch - 1),
+            seconds: r.seconds,
+        };
+        let line = format!(
+            "deepmnn epoch {}/{}: loss {:.4} (pairs {:.4}, identity {:.4}; lr {:.2e}, {} steps, {:.2} s){}",
+            r.epoch,
+            p.end_epoch,
+            row.loss,
+            row.pair,
+            row.identity,
+            row.lr,
+            r.steps,
+            r.seconds,
+            if p.stopped {
+                format!("; no improvement above {} for {} epochs: stop", params.min_improvement, p.since)
+            } else {
+                String::new()
+            }
+        );
+        p.log.push(row);
+        Ok(Some(line))
+    }
+
+    fn finished(&self) -> bool {
+        self.t.progress.stopped
+    }
+
+    fn checkpoint(&mut self) -> Result<()> {
+        let t = &*self.t;
+        t.ckpt.save(t.progress.epoch, |d| t.write_state(d))
+    }
+}
