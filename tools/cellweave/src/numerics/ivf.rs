@@ -204,7 +204,7 @@ pub fn search(
     for (q, pr) in probes.iter().enumerate() {
         groups[pr[0] as usize].push(q as u32);
     }
-    let found: Vec<Vec<(u32, Vec<(f32, u32)>)>> = groups
+    let found: Vec<Vec<Found>> = groups
         .par_iter()
         .map(|g| search_group(g, &probes, query, d, k, &lists, p.max_lists))
         .collect();
@@ -214,6 +214,9 @@ pub fn search(
     }
     out
 }
+
+/// A query's index and its neighbours (squared distance, reference index).
+type Found = (u32, Vec<(f32, u32)>);
 
 /// Search one group of queries against the lists its members probe (most probed first,
 /// at most `max_lists`).
@@ -225,7 +228,7 @@ fn search_group(
     k: usize,
     lists: &Lists,
     max_lists: usize,
-) -> Vec<(u32, Vec<(f32, u32)>)> {
+) -> Vec<Found> {
     if group.is_empty() {
         return Vec::new();
     }
@@ -279,7 +282,6 @@ fn search_group(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use rand::SeedableRng;
     use rand_distr::{Distribution, StandardNormal};
 
