@@ -36,6 +36,34 @@ fn clustered(n: usize, d: usize, seed: u64) -> Vec<f32> {
     x
 }
 
+/// CPU seconds (user + system) this process has used so far, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// `n` points of one Gaussian whose spread decays over the dimensions (sd of dimension `j`
+/// is `1 / sqrt(1 + j)`, as the variance of principal components falls): no cluster
+/// structure to exploit, the hard case for partition-based search.
+fn spectrum(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut x = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        for j in 0..d {
+            let e: f32 = StandardNormal.sample(&mut rng);
+            x.push(e / (1.0 + j as f32).sqrt());
+        }
+    }
+    x
+}
+
 /// Share of the exact neighbours found, over all rows.
 fn recall(
     exact: &cellweave::numerics::neighbors::Knn,
@@ -55,23 +83,54 @@ fn main() {
     let sizes = list(args.next(), &[5_000, 20_000, 50_000]);
     let dims = list(args.next(), &[30, 50]);
     let ks = list(args.next(), &[10]);
-    let methods: Vec<Method> = args
-        .next()
-        .unwrap_or_else(|| "nndescent".into())
+    let spec = args.next().unwrap_or_else(|| "nndescent".into());
+    // `ivf:LISTS:PROBES:MAX_LISTS` runs the inverted file with those settings.
+    let custom: Vec<(usize, usize, usize)> = spec
         .split(',')
+        .filter_map(|m| m.strip_prefix("ivf:"))
+        .map(|m| {
+            let v: Vec<usize> = m.split(':').map(|x| x.parse().expect("a number")).collect();
+            (v[0], v[1], v[2])
+        })
+        .collect();
+    let methods: Vec<Method> = spec
+        .split(',')
+        .filter(|m| !m.starts_with("ivf:"))
         .map(|m| match m {
             "hnsw" => Method::Hnsw,
             "nndescent" => Method::NnDescent,
-            other => panic!("unknown method {other} (hnsw, nndescent)"),
+            "ivf" => Method::Ivf,
+            other => panic!("unknown method {other} (hnsw, nndescent, ivf)"),
         })
         .collect();
-    println!("| cells | dims | k | exact s | method | approx s | recall |");
-    println!("|---:|---:|---:|---:|---|---:|---:|");
+    println!(
+        "| cells | dims | k | exact s | exact CPU s | method | approx s | approx CPU s | recall |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     for &d in &dims {
         for &n in &sizes {
-            let x = clustered(n, d, 1);
+            // DATA=spectrum: one Gaussian with decaying spread instead of 30 clusters.
+            let x = if std::env::var("DATA").as_deref() == Ok("spectrum") {
+                spectrum(n, d, 1)
+            } else {
+                clustered(n, d, 1)
+            };
             for &k in &ks {
-                let t = Instant::now();
+                if std::env::var("NO_EXACT").is_ok() {
+                    // Timing only (exact search too slow at this size): no recall.
+                    for &m in &methods {
+                        let (t, c) = (Instant::now(), cpu_seconds());
+                        let a = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
+                        let (ta, ca) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                        println!(
+                            "| {n} | {d} | {k} | - | - | {} | {ta:.2} | {ca:.1} | - |",
+                            m.name()
+                        );
+                        assert_eq!(a.n(), n);
+                    }
+                    continue;
+                }
+                let (t, c) = (Instant::now(), cpu_seconds());
                 let exact = knn_with(
                     &x,
                     d,
@@ -80,13 +139,33 @@ fn main() {
                     false,
                     &Search::new(Method::Exact, 0),
                 );
-                let te = t.elapsed().as_secs_f64();
-                for &m in &methods {
-                    let t = Instant::now();
-                    let approx = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
-                    let ta = t.elapsed().as_secs_f64();
+                let (te, ce) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                for &(lists, probes, max_lists) in &custom {
+                    let (t, c) = (Instant::now(), cpu_seconds());
+                    let p = cellweave::numerics::ivf::Params {
+                        lists,
+                        probes,
+                        max_lists,
+                        ..cellweave::numerics::ivf::Params::for_size(n, k, 0)
+                    };
+                    let rows = cellweave::numerics::ivf::search(&x, &x, d, k + 1, &p);
+                    let (ta, ca) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                    let mut hit = 0usize;
+                    for (q, row) in rows.iter().enumerate() {
+                        let truth: HashSet<u32> = exact.row(q).0.iter().copied().collect();
+                        hit += row.iter().filter(|e| truth.contains(&e.1)).count();
+                    }
+                    let r = hit as f64 / (n * exact.k).max(1) as f64;
                     println!(
-                        "| {n} | {d} | {k} | {te:.2} | {} | {ta:.2} | {:.4} |",
+                        "| {n} | {d} | {k} | {te:.2} | {ce:.1} | ivf:{lists}:{probes}:{max_lists} | {ta:.2} | {ca:.1} | {r:.4} |"
+                    );
+                }
+                for &m in &methods {
+                    let (t, c) = (Instant::now(), cpu_seconds());
+                    let approx = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
+                    let (ta, ca) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                    println!(
+                        "| {n} | {d} | {k} | {te:.2} | {ce:.1} | {} | {ta:.2} | {ca:.1} | {:.4} |",
                         m.name(),
                         recall(&exact, &approx)
                     );

@@ -78,8 +78,8 @@ pub(crate) struct Args {
     /// Only the intra-batch KNN lists
     #[arg(long, conflicts_with_all = ["batch_a", "batch_b"])]
     knn_only: bool,
-    /// Nearest-neighbour search: exact, nndescent or hnsw (approximate), or auto: exact for
-    /// small batches, nndescent for large ones (recorded in provenance as nn_used)
+    /// Nearest-neighbour search: exact, ivf, nndescent or hnsw (approximate), or auto: exact
+    /// for small batches, ivf for large ones (recorded in provenance as nn_used)
     #[arg(long, value_enum, default_value = "auto")]
     nn: Method,
     /// Per-cell column of labels for the seed-accuracy report (never used otherwise)

@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, value_name = "EMB|CELLS")]
     unintegrated: Option<PathBuf>,
     /// Neighbour search: exact (free within the silhouettes' all-pairs pass), approx
-    /// (NN-descent), or auto: exact up to 900,000 cells, approx above
+    /// (IVF), or auto: exact up to 200,000 cells, approx above
     #[arg(long, value_enum, default_value_t = KnnMode::Auto)]
     knn: KnnMode,
     /// Silhouettes on a stratified (cell type x batch) subsample of this many cells when

@@ -218,16 +218,17 @@ impl Codes {
 pub enum KnnMode {
     /// Exact (within the all-pairs pass that the silhouettes need anyway).
     Exact,
-    /// NN-descent (approximate), as scib-metrics' Benchmarker uses pynndescent.
+    /// Approximate (an inverted file, `numerics::ivf`), as scib-metrics' Benchmarker uses
+    /// pynndescent.
     Approx,
     /// Exact up to [`APPROX_KNN_CELLS`] cells, approximate above.
     #[default]
     Auto,
 }
 
-/// Above this many cells `--knn auto` searches neighbours approximately (NN-descent; where
-/// exact search becomes prohibitive, see `neighbors::auto_method` and `docs/scale.md`).
-pub const APPROX_KNN_CELLS: usize = 900_000;
+/// Above this many cells `--knn auto` searches neighbours approximately (IVF; where exact
+/// search starts to cost minutes, see `neighbors::auto_method` and `docs/scale.md`).
+pub const APPROX_KNN_CELLS: usize = 200_000;
 
 /// Default `--silhouette-cells`: above this many cells the silhouettes are computed on a
 /// stratified subsample of this size (see [`stratified_subsample`]).
@@ -307,7 +308,7 @@ pub struct Scores {
     pub kbet_labels: Vec<kbet::LabelKbet>,
     /// Best resolutions of the sweeps (name, resolution, clusters).
     pub sweeps: Vec<(String, f64, usize)>,
-    /// The neighbour search used ("exact", "nndescent"; empty when no metric needs one).
+    /// The neighbour search used ("exact", "ivf"; empty when no metric needs one).
     pub knn_search: String,
     /// Cells the silhouettes were computed on (all cells unless subsampled).
     pub silhouette_cells: usize,
@@ -443,16 +444,16 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
         }
         (_, KnnMode::Exact) => p.knn.clone(),
         (k, _) => {
-            let s = Search::new(Method::NnDescent, opts.seed);
+            let s = Search::new(Method::Ivf, opts.seed);
             let r = crate::numerics::neighbors::knn_with(x, d, k, Metric::Euclidean, true, &s);
-            clock.lap("approximate kNN (NN-descent)");
+            clock.lap("approximate kNN (IVF)");
             Some(r)
         }
     };
     out.knn_search = match (k_needed, mode) {
         (0, _) => String::new(),
         (_, KnnMode::Exact) => "exact".into(),
-        _ => "nndescent".into(),
+        _ => "ivf".into(),
     };
 
     let samples = if label_sums {

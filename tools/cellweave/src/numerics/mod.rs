@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod distance;
 pub mod gmm;
 pub mod graph;
+pub mod ivf;
 #[allow(missing_docs)] // public items not all documented yet
 pub mod neighbors;
 pub mod nndescent;

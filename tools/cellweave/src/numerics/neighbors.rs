@@ -12,7 +12,7 @@
 //! The distances of the k kept neighbours are then recomputed directly (no cancellation
 //! error in what is reported). Manhattan distance is computed directly in the same tiles.
 
-use super::nndescent;
+use super::{ivf, nndescent};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,10 @@ pub enum Method {
     /// Random-projection forest and NN-descent (approximate, multi-threaded, deterministic).
     #[value(name = "nndescent")]
     NnDescent,
+    /// Inverted file: k-means lists probed per query, candidates ranked exactly by matrix
+    /// multiplies (approximate, multi-threaded, deterministic; Manhattan distance falls back
+    /// to NN-descent).
+    Ivf,
     /// HNSW (`instant-distance`; approximate, built on one thread: slow).
     Hnsw,
     #[default]
@@ -54,6 +58,7 @@ impl Method {
         match self {
             Method::Exact => "exact",
             Method::NnDescent => "nndescent",
+            Method::Ivf => "ivf",
             Method::Hnsw => "hnsw",
             Method::Auto => "auto",
         }
@@ -91,26 +96,27 @@ impl Search {
     }
 }
 
-/// The method `auto` picks: exact below, NN-descent above a size threshold. Exact search
-/// costs about `4e-11 * n_ref * n_query * d` seconds on 2 cores (`bench/pairs.sh`), growing
-/// with the square of the cells; NN-descent grows about linearly (`docs/scale.md`, measured
-/// with `examples/knn_bench.rs`). As measured so far (docs/scale.md: 100,000 x 50 dims,
-/// k = 15: NN-descent 81 s, recall 0.89, exact 49 s) NN-descent does not beat exact search
-/// yet at 100k, so the switch stays where exact search becomes prohibitive:
-/// `n_ref * n_query / (n_ref + n_query) > 450,000`, about 900,000 cells searched against
-/// each other (where `cellweave-score --knn auto` switches too). HNSW is never chosen automatically
-/// (its graph is built on one thread to stay deterministic: 37x slower than exact at 100k).
+/// The method `auto` picks: exact below, the inverted file ([`super::ivf`]) above a size
+/// threshold. Exact search costs about `4e-11 * n_ref * n_query * d` seconds on 2 cores
+/// (`bench/pairs.sh`), growing with the square of the cells; the inverted file grows about
+/// as `n^1.5` (docs/scale.md, `examples/knn_bench.rs`). Measured at 100,000 x 50 dims,
+/// k = 15 (docs/scale.md): IVF 2.7-3.6 CPU-s against exact 14-17 CPU-s, recall 0.998-1.0 on
+/// clustered data but 0.56-0.69 on one Gaussian with a decaying spectrum (no clusters), so
+/// the switch sits where exact search starts to cost minutes rather than where IVF is first
+/// faster: `n_ref * n_query / (n_ref + n_query) > 100,000`, about 200,000 cells searched
+/// against each other (`cellweave-score --knn auto` switches there too). NN-descent and
+/// HNSW are never chosen automatically (both slower than exact at 100k).
 pub fn auto_method(n_ref: usize, n_query: usize, _d: usize) -> Method {
     let (r, q) = (n_ref as f64, n_query as f64);
     if r + q > 0.0 && r * q / (r + q) > AUTO_APPROX_ABOVE {
-        Method::NnDescent
+        Method::Ivf
     } else {
         Method::Exact
     }
 }
 
 /// See [`auto_method`].
-pub const AUTO_APPROX_ABOVE: f64 = 450_000.0;
+pub const AUTO_APPROX_ABOVE: f64 = 100_000.0;
 
 /// `k` neighbours per query row: `indices[q * k + r]` is the r-th nearest of query `q`.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,13 +171,13 @@ pub fn l2_normalize_rows(data: &mut [f32], d: usize) {
 }
 
 /// The `k` smallest `(distance, index)` pairs seen so far, sorted ascending.
-struct TopK {
+pub(crate) struct TopK {
     k: usize,
-    items: Vec<(f32, u32)>,
+    pub(crate) items: Vec<(f32, u32)>,
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         TopK {
             k,
             items: Vec::with_capacity(k + 1),
@@ -189,7 +195,7 @@ impl TopK {
     /// Offer a candidate. The kept set is the `k` smallest under the (distance, index)
     /// order whatever the order of offers, so results do not depend on scheduling.
     #[inline]
-    fn push(&mut self, dist: f32, idx: u32) {
+    pub(crate) fn push(&mut self, dist: f32, idx: u32) {
         if self.k == 0 {
             return;
         }
@@ -245,6 +251,10 @@ pub fn knn_query_with(
     match s.method.resolve(n_ref, n_q, d) {
         Method::Hnsw => hnsw_query(reference, query, d, k, metric, s),
         Method::NnDescent => descent_query(reference, query, d, k, metric, s),
+        Method::Ivf if metric == Metric::Manhattan => {
+            descent_query(reference, query, d, k, metric, s)
+        }
+        Method::Ivf => ivf_query(reference, query, d, k, metric, s),
         _ => exact_query(reference, query, d, k, metric),
     }
 }
@@ -571,16 +581,61 @@ fn two_way_block(
     first: usize,
     d: usize,
     k: usize,
-    mut cols: Option<&mut [TopK]>,
+    cols: Option<&mut [TopK]>,
 ) -> Vec<Vec<(f32, u32)>> {
-    let nq = qb.len() / d;
-    let n_b = rb.len() / d;
-    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    let mut tops: Vec<TopK> = q_norm.iter().map(|_| TopK::new(k)).collect();
+    match cols {
+        Some(cols) => {
+            let mut bound: Vec<f32> = cols.iter().map(|t| t.bound()).collect();
+            tiles(
+                &mut tops,
+                rb,
+                b_norm,
+                qb,
+                q_norm,
+                0,
+                d,
+                Some((cols, &mut bound, first)),
+            );
+        }
+        None => tiles(&mut tops, rb, b_norm, qb, q_norm, 0, d, None),
+    }
+    tops.into_iter().map(|t| t.items).collect()
+}
+
+/// Offer every row of `rb` (reference rows `base..`, squared norms `b_norm`) to the top-k of
+/// each query row of `qb` (squared norms `q_norm`), one matrix multiply per tile of `rb`.
+pub(crate) fn scan_block(
+    tops: &mut [TopK],
+    rb: &[f32],
+    b_norm: &[f32],
+    qb: &[f32],
+    q_norm: &[f32],
+    base: usize,
+    d: usize,
+) {
+    tiles(tops, rb, b_norm, qb, q_norm, base, d, None)
+}
+
+/// Columns' top-k, their cached bounds, and the index of the first query row.
+type Cols<'a> = (&'a mut [TopK], &'a mut [f32], usize);
+
+/// [`scan_block`], also offering each distance to the columns' top-k when `cols` is given.
+#[allow(clippy::too_many_arguments)]
+fn tiles(
+    tops: &mut [TopK],
+    rb: &[f32],
+    b_norm: &[f32],
+    qb: &[f32],
+    q_norm: &[f32],
+    base: usize,
+    d: usize,
+    mut cols: Option<Cols>,
+) {
+    let nq = q_norm.len();
+    let n_b = b_norm.len();
     let tile = REF_TILE.min(n_b);
     let mut dots = vec![0f32; nq * tile];
-    let mut col_bound: Vec<f32> = cols
-        .as_deref()
-        .map_or(Vec::new(), |c| c.iter().map(|t| t.bound()).collect());
     let lhs = MatRef::from_row_major_slice(qb, nq, d);
     let mut start = 0;
     while start < n_b {
@@ -591,21 +646,20 @@ fn two_way_block(
         let bn = &b_norm[start..start + nt];
         for (qi, top) in tops.iter_mut().enumerate() {
             let row = &dots[qi * nt..(qi + 1) * nt];
-            scan_tile(top, row, bn, q_norm[qi], start);
-            if let Some(cols) = cols.as_deref_mut() {
+            scan_tile(top, row, bn, q_norm[qi], base + start);
+            if let Some((cols, bound, first)) = cols.as_mut() {
                 scan_columns(
                     &mut cols[start..start + nt],
-                    &mut col_bound[start..start + nt],
+                    &mut bound[start..start + nt],
                     row,
                     bn,
                     q_norm[qi],
-                    (first + qi) as u32,
+                    (*first + qi) as u32,
                 );
             }
         }
         start += nt;
     }
-    tops.into_iter().map(|t| t.items).collect()
 }
 
 /// Offer row `i`'s distances to each column's top-k (bounds cached in `bound`).
@@ -743,6 +797,44 @@ pub fn descent_query(
     let g = nndescent::build(&space, kg, &nndescent::Params::for_size(n, kg, s.seed));
     log_rounds(n, &g);
     let rows = g.search(&space, &q, k, s.ef.max(k), SEARCH_EPSILON);
+    finish(rows, k, reference, query, d, metric)
+}
+
+/// Approximate search by an inverted file of the reference rows (see [`super::ivf`]).
+pub fn ivf_query(
+    reference: &[f32],
+    query: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    s: &Search,
+) -> Knn {
+    let (k, r, q) = match prepare(reference, query, d, k, metric) {
+        Ok(p) => p,
+        Err(empty) => return empty,
+    };
+    let n = r.len() / d;
+    let p = ivf::Params::for_size(n, k, s.seed);
+    let mut rows = ivf::search(&r, &q, d, k, &p);
+    // A query whose probed lists hold fewer than k rows (tiny lists): complete exactly.
+    let short: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].len() < k).collect();
+    if !short.is_empty() {
+        let qs: Vec<f32> = short
+            .iter()
+            .flat_map(|&i| q[i * d..(i + 1) * d].iter().copied())
+            .collect();
+        let r_norm: Vec<f32> = r.par_chunks(d).map(|x| dot(x, x)).collect();
+        let fill = euclidean_block(&r, &r_norm, &qs, d, k);
+        for (i, row) in short.into_iter().zip(fill) {
+            rows[i] = row;
+        }
+    }
+    crate::info!(
+        "  IVF on {n} rows: {} lists, {} probes per query, at most {} lists per group",
+        p.lists,
+        p.probes,
+        p.max_lists
+    );
     finish(rows, k, reference, query, d, metric)
 }
 

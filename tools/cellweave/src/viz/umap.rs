@@ -4,7 +4,7 @@
 //! (`sc.pp.neighbors(n_neighbors=15)` then `sc.tl.umap(min_dist=0.5)`):
 //!
 //! 1. kNN graph with the cell itself as first neighbour, exact up to the size where
-//!    [`crate::numerics::neighbors::auto_method`] switches to NN-descent ([`umap_search`]);
+//!    [`crate::numerics::neighbors::auto_method`] switches to IVF ([`umap_search`]);
 //! 2. fuzzy simplicial set: per cell a distance to its nearest neighbour `rho` and a bandwidth
 //!    `sigma` found by bisection so that `sum_j exp(-(d_ij - rho_i) / sigma_i) = log2(k)`,
 //!    symmetrised with the fuzzy union `P + P' - P o P'` ([`fuzzy_connectivities`], the same
@@ -593,7 +593,7 @@ pub fn umap(data: &[f32], d: usize, params: &UmapParams) -> Vec<f32> {
     embed_graph(&graph, data, d, params)
 }
 
-/// The neighbour search [`umap`] uses for `n` points in `d` dimensions (exact, or NN-descent
+/// The neighbour search [`umap`] uses for `n` points in `d` dimensions (exact, or IVF
 /// for large `n`), to record in provenance.
 pub fn umap_search(n: usize, d: usize) -> Method {
     Method::Auto.resolve(n, n, d)
