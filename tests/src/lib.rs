@@ -189,3 +189,18 @@ pub fn reference_python(modules: &[&str]) -> Option<PathBuf> {
     );
     missing(&msg)
 }
+
+/// Borrowed views of owned arguments (for [`run`] and friends).
+pub fn strs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
+/// The bit patterns of an embedding table's values (for bit-identity checks).
+pub fn embedding_bits(p: &Path) -> Vec<u32> {
+    cellweave::io::table::read_embedding(p)
+        .unwrap()
+        .data
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}

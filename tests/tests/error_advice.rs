@@ -7,8 +7,7 @@
 
 mod io_support;
 
-use cellweave::contract::{Categorical, CellsTable, Csr, ValueKind};
-use cellweave::io::formats::h5ad;
+use cellweave::contract::Csr;
 use cellweave_tests::{run, run_ok};
 use io_support::*;
 use std::path::Path;
@@ -161,21 +160,8 @@ fn import_advice_works() {
 fn unused_batch_categories_advice_works() {
     let Some(py) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let t = CellsTable {
-        cell_ids: vec!["a".into(), "b".into()],
-        batch: Categorical {
-            codes: vec![0, 0],
-            categories: vec!["s1".into(), "s2".into()],
-        },
-        obs: vec![],
-        gene_ids: vec!["g".into()],
-        gene_names: vec!["g".into()],
-        x: Csr::from_dense(2, 1, &[1.0, 2.0]),
-        values: ValueKind::Counts,
-        provenance: vec![],
-    };
     let p = tmp.path().join("unused.h5ad");
-    h5ad::write_h5ad(&p, &h5ad::anndata_of(&t)).unwrap();
+    write_unused_batch_h5ad(&p);
     let out = tmp.path().join("o.arrow");
     let r = run("import", &["-q", s(&p), "-o", s(&out)]);
     assert_fails(
@@ -197,20 +183,7 @@ fn unused_batch_categories_advice_works() {
 fn preprocessing_and_export_advice_works() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n).to_string_lossy().to_string();
-    run_ok(
-        "simulate",
-        &[
-            "-q",
-            "--cells",
-            "300",
-            "--genes",
-            "200",
-            "--density",
-            "0.2",
-            "-o",
-            &p("counts.arrow"),
-        ],
-    );
+    simulate_counts(&tmp.path().join("counts.arrow"));
     let out = |n: &str| tmp.path().join(n);
     // pairs on counts: run cellweave-normalize first.
     let o = out("pairs.arrow");

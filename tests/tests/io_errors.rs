@@ -3,8 +3,7 @@
 
 mod io_support;
 
-use cellweave::contract::{Categorical, CellsTable, Csr, PairKind, PairsTable, ValueKind};
-use cellweave::io::formats::h5ad;
+use cellweave::contract::{PairKind, PairsTable};
 use cellweave::io::table;
 use cellweave_tests::{run, run_ok, shared};
 use io_support::*;
@@ -22,13 +21,6 @@ fn folder(dir: &Path, name: &str, matrix: &str) -> PathBuf {
     .unwrap();
     std::fs::write(d.join("barcodes.tsv"), "c1\nc2\n").unwrap();
     d
-}
-
-fn import_fails(args: &[&str], out: &Path, file: &str, needles: &[&str]) {
-    let mut a = vec!["-q"];
-    a.extend_from_slice(args);
-    a.extend(["-o", s(out)]);
-    assert_fails(&run("import", &a), out, file, needles);
 }
 
 #[test]
@@ -161,21 +153,8 @@ fn empty_batch_and_wrong_table_kind() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.arrow");
     // An AnnData whose batch categorical has a category without cells.
-    let t = CellsTable {
-        cell_ids: vec!["a".into(), "b".into()],
-        batch: Categorical {
-            codes: vec![0, 0],
-            categories: vec!["s1".into(), "s2".into()],
-        },
-        obs: vec![],
-        gene_ids: vec!["g".into()],
-        gene_names: vec!["g".into()],
-        x: Csr::from_dense(2, 1, &[1.0, 2.0]),
-        values: ValueKind::Counts,
-        provenance: vec![],
-    };
     let p = tmp.path().join("empty_batch.h5ad");
-    h5ad::write_h5ad(&p, &h5ad::anndata_of(&t)).unwrap();
+    let t = write_unused_batch_h5ad(&p);
     import_fails(
         &[s(&p)],
         &out,

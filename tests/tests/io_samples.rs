@@ -10,40 +10,11 @@ mod io_support;
 use cellweave::contract::Column;
 use cellweave_tests::{run, run_ok};
 use io_support::*;
-use std::path::Path;
-
-/// A 10x folder `<dir>` (genes x cells, 4 genes) with these barcodes; cell c counts c + 1
-/// of gene c % 3.
-fn tenx(dir: &Path, barcodes: &[&str]) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("features.tsv"),
-        "ENSG1\tA1\tGene Expression\nENSG2\tB2\tGene Expression\nENSG3\tC3\tGene Expression\nENSG4\tD4\tGene Expression\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("barcodes.tsv"), barcodes.join("\n") + "\n").unwrap();
-    let mut mtx = format!(
-        "%%MatrixMarket matrix coordinate integer general\n4 {} {}\n",
-        barcodes.len(),
-        barcodes.len()
-    );
-    for c in 0..barcodes.len() {
-        mtx += &format!("{} {} {}\n", c % 3 + 1, c + 1, c + 1);
-    }
-    std::fs::write(dir.join("matrix.mtx"), mtx).unwrap();
-}
 
 fn text(c: &Column) -> Vec<String> {
     (0..c.len())
         .map(|i| c.text(i).unwrap_or_default())
         .collect()
-}
-
-fn import_fails(args: &[&str], out: &Path, file: &str, needles: &[&str]) {
-    let mut a = vec!["-q"];
-    a.extend_from_slice(args);
-    a.extend(["-o", s(out)]);
-    assert_fails(&run("import", &a), out, file, needles);
 }
 
 #[test]

@@ -168,34 +168,18 @@ fn non_integer_text_matrix_is_refused_unless_declared() {
     assert_eq!(read(&out).values, ValueKind::Normalized);
 }
 
-/// A tiny Cell Ranger sample folder: `<dir>/outs/filtered_feature_bc_matrix/` with 3 genes
-/// and the barcodes given (10x layout: genes x cells, 1-based).
-fn cellranger_sample(dir: &std::path::Path, barcodes: &[&str]) {
-    let m = dir.join("outs/filtered_feature_bc_matrix");
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::write(
-        m.join("features.tsv"),
-        "ENSG1\tA1\tGene Expression\nENSG2\tB2\tGene Expression\nENSG3\tC3\tGene Expression\nENSG4\tD4\tGene Expression\n",
-    )
-    .unwrap();
-    std::fs::write(m.join("barcodes.tsv"), barcodes.join("\n") + "\n").unwrap();
-    let mut mtx = format!(
-        "%%MatrixMarket matrix coordinate integer general\n4 {} {}\n",
-        barcodes.len(),
-        barcodes.len()
-    );
-    for c in 0..barcodes.len() {
-        mtx += &format!("{} {} {}\n", c % 3 + 1, c + 1, c + 1);
-    }
-    std::fs::write(m.join("matrix.mtx"), mtx).unwrap();
-}
-
 #[test]
 fn cellranger_samples_with_shared_barcodes() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("sampleA"), tmp.path().join("sampleB"));
-    cellranger_sample(&a, &["AAAC-1", "AAAG-1", "AACT-1"]);
-    cellranger_sample(&b, &["AAAC-1", "AAAG-1"]);
+    tenx(
+        &a.join("outs/filtered_feature_bc_matrix"),
+        &["AAAC-1", "AAAG-1", "AACT-1"],
+    );
+    tenx(
+        &b.join("outs/filtered_feature_bc_matrix"),
+        &["AAAC-1", "AAAG-1"],
+    );
     // A sample folder and an outs/ folder are found; batches are the sample folders' names;
     // the barcodes both samples use become <barcode>-<sample> (anndata's index_unique='-').
     let t = import(&[s(&a), s(&b.join("outs"))], &tmp.path().join("ab.arrow"));
@@ -233,20 +217,7 @@ fn cellranger_samples_with_shared_barcodes() {
 fn each_stage_refuses_the_wrong_kind_of_values() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n).to_string_lossy().to_string();
-    run_ok(
-        "simulate",
-        &[
-            "-q",
-            "--cells",
-            "300",
-            "--genes",
-            "200",
-            "--density",
-            "0.2",
-            "-o",
-            &p("counts.arrow"),
-        ],
-    );
+    simulate_counts(&tmp.path().join("counts.arrow"));
     run_ok(
         "normalize",
         &["-q", &p("counts.arrow"), "-o", &p("log.arrow")],

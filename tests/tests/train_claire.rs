@@ -7,7 +7,9 @@ use cellweave::contract::{
     Categorical, CellsTable, Column, Csr, PairKind, PairsTable, TableKind, ValueKind,
 };
 use cellweave::io::table::{read_embedding, read_frame, read_pairs, write_cells, write_pairs};
-use cellweave_tests::{refine_args, run_fails, run_fails_one_line, run_ok, s};
+use cellweave_tests::{
+    embedding_bits, refine_args, run_fails, run_fails_one_line, run_ok, s, strs,
+};
 use std::path::{Path, PathBuf};
 
 struct Lcg(u64);
@@ -114,7 +116,7 @@ impl Data {
 
     /// The bits of the embedding written to `name`.
     fn bits(&self, name: &str) -> Vec<u32> {
-        emb_bits(&self.path(name))
+        embedding_bits(&self.path(name))
     }
 }
 
@@ -171,19 +173,6 @@ fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) -> std::process::Outp
 fn train_fails(d: &Data, model: &str, emb: &str, extra: &[&str]) -> String {
     let a = train_args(d, model, emb, extra);
     run_fails("train", &strs(&a), &d.path(emb))
-}
-
-fn strs(a: &[String]) -> Vec<&str> {
-    a.iter().map(String::as_str).collect()
-}
-
-fn emb_bits(p: &Path) -> Vec<u32> {
-    read_embedding(p)
-        .unwrap()
-        .data
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
 }
 
 #[test]

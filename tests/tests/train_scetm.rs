@@ -6,8 +6,8 @@
 
 use cellweave::contract::{Categorical, CellsTable, Column, Csr, TableKind, ValueKind};
 use cellweave::io::table::{read_embedding, read_frame, write_cells};
-use cellweave_tests::{run_fails, run_fails_one_line, run_ok, s};
-use std::path::{Path, PathBuf};
+use cellweave_tests::{embedding_bits, run_fails, run_fails_one_line, run_ok, s, strs};
+use std::path::PathBuf;
 
 /// Counts of 3 cell types x 2 batches (batch b doubles a third of the genes): the counts
 /// table, and its log1p version (the "HVG" table train reads the cells from).
@@ -111,21 +111,8 @@ fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn strs(a: &[String]) -> Vec<&str> {
-    a.iter().map(String::as_str).collect()
-}
-
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
     run_ok("train", &strs(&train_args(d, model, emb, extra)));
-}
-
-fn bits(p: &Path) -> Vec<u32> {
-    read_embedding(p)
-        .unwrap()
-        .data
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
 }
 
 #[test]
@@ -192,13 +179,19 @@ fn scetm_is_deterministic_resumes_exactly_and_embeds_as_trained() {
     let d = data();
     train(&d, "m1", "e1.arrow", &[]);
     train(&d, "m2", "e2.arrow", &[]);
-    assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e2.arrow")));
+    assert_eq!(
+        embedding_bits(&d.path("e1.arrow")),
+        embedding_bits(&d.path("e2.arrow"))
+    );
     // Killed after epoch 4 (checkpoint at 4), then resumed.
     let a = train_args(&d, "m3", "e3.arrow", &["--stop-after-epoch", "4"]);
     let err = run_fails("train", &strs(&a), &d.path("e3.arrow"));
     assert!(err.contains("--resume"), "{err}");
     train(&d, "m3", "e3.arrow", &["--resume"]);
-    assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e3.arrow")));
+    assert_eq!(
+        embedding_bits(&d.path("e1.arrow")),
+        embedding_bits(&d.path("e3.arrow"))
+    );
     // embed on the counts gives the training embedding.
     let out = d.path("embedded.arrow");
     run_ok(

@@ -111,3 +111,73 @@ pub fn assert_fails(out: &Output, output: &Path, file: &str, needles: &[&str]) {
         );
     }
 }
+
+/// A 10x folder `<dir>` (genes x cells, 4 genes) with these barcodes; cell c counts c + 1
+/// of gene c % 3.
+pub fn tenx(dir: &Path, barcodes: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("features.tsv"),
+        "ENSG1\tA1\tGene Expression\nENSG2\tB2\tGene Expression\nENSG3\tC3\tGene Expression\nENSG4\tD4\tGene Expression\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("barcodes.tsv"), barcodes.join("\n") + "\n").unwrap();
+    let mut mtx = format!(
+        "%%MatrixMarket matrix coordinate integer general\n4 {} {}\n",
+        barcodes.len(),
+        barcodes.len()
+    );
+    for c in 0..barcodes.len() {
+        mtx += &format!("{} {} {}\n", c % 3 + 1, c + 1, c + 1);
+    }
+    std::fs::write(dir.join("matrix.mtx"), mtx).unwrap();
+}
+
+/// `cellweave-import -q ARGS -o OUT` fails with one line naming `file` and holding every
+/// needle, and leaves no output.
+pub fn import_fails(args: &[&str], out: &Path, file: &str, needles: &[&str]) {
+    let mut a = vec!["-q"];
+    a.extend_from_slice(args);
+    a.extend(["-o", s(out)]);
+    assert_fails(&cellweave_tests::run("import", &a), out, file, needles);
+}
+
+/// Simulated raw counts (300 cells x 200 genes, 20% non-zero) at `path`.
+pub fn simulate_counts(path: &Path) {
+    cellweave_tests::run_ok(
+        "simulate",
+        &[
+            "-q",
+            "--cells",
+            "300",
+            "--genes",
+            "200",
+            "--density",
+            "0.2",
+            "-o",
+            s(path),
+        ],
+    );
+}
+
+/// An AnnData of two cells whose batch categorical has a category without cells (`s2`);
+/// returns the table written.
+pub fn write_unused_batch_h5ad(path: &Path) -> CellsTable {
+    use cellweave::contract::{Categorical, Csr, ValueKind};
+    use cellweave::io::formats::h5ad;
+    let t = CellsTable {
+        cell_ids: vec!["a".into(), "b".into()],
+        batch: Categorical {
+            codes: vec![0, 0],
+            categories: vec!["s1".into(), "s2".into()],
+        },
+        obs: vec![],
+        gene_ids: vec!["g".into()],
+        gene_names: vec!["g".into()],
+        x: Csr::from_dense(2, 1, &[1.0, 2.0]),
+        values: ValueKind::Counts,
+        provenance: vec![],
+    };
+    h5ad::write_h5ad(path, &h5ad::anndata_of(&t)).unwrap();
+    t
+}

@@ -26,7 +26,9 @@
 //! the binary that trains it (`cellweave-train --model`, [`crate::ModelKind`]).
 //! See `docs/models.md`.
 
+pub mod card;
 pub mod checkpoint;
+pub mod log;
 pub mod optim;
 
 use cellweave::{info, Error, Result};

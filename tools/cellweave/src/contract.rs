@@ -766,6 +766,26 @@ impl EmbeddingTable {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.obs.iter().find(|(n, _)| n == name).map(|(_, c)| c)
     }
+    /// The embedding `name` of every cell of `cells` (`data`: `n_cells x dim`, row-major),
+    /// carrying its per-cell columns, with `step` appended to its provenance.
+    pub fn of_cells(
+        cells: &CellsTable,
+        name: &str,
+        dim: usize,
+        data: Vec<f32>,
+        step: &Step,
+    ) -> EmbeddingTable {
+        let mut provenance = cells.provenance.clone();
+        provenance.push(step.clone());
+        EmbeddingTable {
+            name: name.into(),
+            cell_ids: cells.cell_ids.clone(),
+            obs: EmbeddingTable::obs_from_cells(cells),
+            dim,
+            data,
+            provenance,
+        }
+    }
     /// Per-cell columns of a cells table, to carry into an embedding (batch first).
     pub fn obs_from_cells(cells: &CellsTable) -> Vec<Named> {
         let mut obs = vec![("batch".to_string(), Column::Cat(cells.batch.clone()))];

@@ -237,16 +237,7 @@ pub fn embed(o: &EmbedRun, step: &Step) -> Result<()> {
     let cells = table::read_cells(&o.cells)?;
     let x = model::prepare_cells(&m.card, &cells, &o.cells, o.max_missing)?;
     let data = model::embed_rows(&m.encoder, &x, &device)?;
-    let mut provenance = cells.provenance.clone();
-    provenance.push(step.clone());
-    let emb = EmbeddingTable {
-        name: m.card.model.clone(),
-        cell_ids: cells.cell_ids.clone(),
-        obs: EmbeddingTable::obs_from_cells(&cells),
-        dim: m.encoder.latent(),
-        data,
-        provenance,
-    };
+    let emb = EmbeddingTable::of_cells(&cells, &m.card.model, m.encoder.latent(), data, step);
     table::write_embedding(&o.output, &emb)?;
     info!(
         "embedded {} cells with {} into {}",

@@ -16,12 +16,14 @@
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, Csr, ValueKind};
-use cellweave::{bail, info, Error, Result, ResultExt};
+use cellweave::{info, Error, Result, ResultExt};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::encoder::Encoder;
 use super::CandleExt;
+use crate::engine::card;
+use crate::engine::checkpoint::{load_tensors, save_tensors};
 
 pub const CARD: &str = crate::command::CARD;
 pub const WEIGHTS: &str = "model.safetensors";
@@ -84,70 +86,19 @@ pub struct Model {
     pub encoder: Encoder,
 }
 
-pub fn read_card(dir: &Path) -> Result<Card> {
-    let p = dir.join(CARD);
-    if !p.exists() {
-        bail!(
-            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
-            dir.display()
-        );
+impl crate::engine::card::ModelCard for Card {
+    const MODEL: &'static str = "claire";
+    const LABEL: &'static str = "CLAIRE";
+    const VERSION: u32 = CARD_VERSION;
+    fn model(&self) -> &str {
+        &self.model
     }
-    let text = std::fs::read_to_string(&p).at(&p)?;
-    let card: Card = serde_yaml::from_str(&text)
-        .map_err(|e| Error::new(format!("invalid model card ({e})")).file(&p))?;
-    if card.model != "claire" {
-        return Err(
-            Error::new(format!("unknown model '{}' (expected claire)", card.model))
-                .file(&p)
-                .field("model"),
-        );
+    fn card_version(&self) -> u32 {
+        self.card_version
     }
-    check_card_version(card.card_version, CARD_VERSION, &p)?;
-    if card.gene_ids.len() != card.n_genes || card.gene_names.len() != card.n_genes {
-        return Err(Error::new("gene lists do not match n_genes")
-            .file(&p)
-            .field("gene_ids"));
+    fn genes(&self) -> (usize, &[String], &[String]) {
+        (self.n_genes, &self.gene_ids, &self.gene_names)
     }
-    Ok(card)
-}
-
-/// Refuse a card written by a newer cellweave (`version` above `known`).
-pub fn check_card_version(version: u32, known: u32, card: &Path) -> Result<()> {
-    if version > known {
-        return Err(Error::new(format!(
-            "card version {version} is newer than this cellweave understands ({known}); upgrade cellweave"
-        ))
-        .file(card)
-        .field("card_version"));
-    }
-    Ok(())
-}
-
-/// Write a model card (any model's) as `card.yaml` in `dir`, atomically.
-pub fn write_card<C: serde::Serialize>(dir: &Path, card: &C) -> Result<()> {
-    let text = serde_yaml::to_string(card)
-        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
-    cellweave::io::atomic::write_file(&dir.join(CARD), |w| {
-        use std::io::Write;
-        w.write_all(text.as_bytes())?;
-        Ok(())
-    })
-}
-
-/// Save named tensors as safetensors, atomically.
-pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    cellweave::io::atomic::write_path(path, |tmp| {
-        candle_core::safetensors::save(tensors, tmp).ce().at(path)
-    })
-}
-
-pub fn load_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if !path.exists() {
-        return Err(Error::new("file not found").file(path));
-    }
-    candle_core::safetensors::load(path, &Device::Cpu)
-        .ce()
-        .at(path)
 }
 
 /// Save an encoder (the one that gives the embedding) as the model weights.
@@ -161,7 +112,7 @@ pub fn save_weights(dir: &Path, encoder: &Encoder) -> Result<()> {
 
 /// Load a model directory onto `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<Model> {
-    let card = read_card(dir)?;
+    let card: Card = card::read(dir)?;
     let wpath = dir.join(WEIGHTS);
     let t = load_tensors(&wpath)?;
     let encoder = Encoder::from_tensors(&t, "encoder.", device)

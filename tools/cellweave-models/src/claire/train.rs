@@ -6,10 +6,9 @@
 //! from `Rng::derive(seed, [e, DROPOUT])`. Checkpoints are taken between epochs, so the
 //! random state to restore is just the epoch counter.
 
+use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
-use cellweave::contract::{
-    CellsTable, Column, EmbeddingTable, Frame, PairKind, PairsTable, Step, TableKind,
-};
+use cellweave::contract::{CellsTable, EmbeddingTable, Frame, PairKind, PairsTable, Step};
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
@@ -442,7 +441,7 @@ impl<'a> Trainer<'a> {
         params: &TrainParams,
         device: &Device,
     ) -> Result<(Moco, usize, u32, u64)> {
-        let card = model::read_card(init)?;
+        let card: model::Card = crate::engine::card::read(init)?;
         if card.gene_ids != cells.gene_ids {
             return Err(Error::new(format!(
                 "the model to continue was trained on other genes ({} genes; this table has {}): \
@@ -454,7 +453,7 @@ impl<'a> Trainer<'a> {
         }
         let st = init.join(model::STATE);
         if st.exists() {
-            let t = model::load_tensors(&st)?;
+            let t = crate::engine::checkpoint::load_tensors(&st)?;
             let moco = Moco::from_state(&t, params.moco, params.adam(), device)
                 .ce()
                 .at(&st)?;
@@ -501,7 +500,7 @@ impl<'a> Trainer<'a> {
             .file(&sj));
         }
         let st = from.join(model::STATE);
-        let t = model::load_tensors(&st)?;
+        let t = crate::engine::checkpoint::load_tensors(&st)?;
         let moco = Moco::from_state(&t, params.moco, params.adam(), device)
             .ce()
             .at(&st)?;
@@ -548,16 +547,13 @@ impl<'a> Trainer<'a> {
     }
 
     fn table_of(&self, data: Vec<f32>, step: &Step) -> Result<EmbeddingTable> {
-        let mut provenance = self.cells.provenance.clone();
-        provenance.push(step.clone());
-        Ok(EmbeddingTable {
-            name: "claire".into(),
-            cell_ids: self.cells.cell_ids.clone(),
-            obs: EmbeddingTable::obs_from_cells(self.cells),
-            dim: self.encoder().latent(),
+        Ok(EmbeddingTable::of_cells(
+            self.cells,
+            "claire",
+            self.encoder().latent(),
             data,
-            provenance,
-        })
+            step,
+        ))
     }
 
     fn refine_now(&mut self, refiner: &mut Refiner, step: &Step) -> Result<()> {
@@ -635,7 +631,7 @@ impl<'a> Trainer<'a> {
     /// (`state.safetensors`), progress and parameters (`state.json`), and the refined seed
     /// pairs once refinement has run.
     fn write_state(&self, d: &Path) -> Result<()> {
-        model::save_tensors(&d.join(model::STATE), &self.moco.state().ce()?)?;
+        crate::engine::checkpoint::save_tensors(&d.join(model::STATE), &self.moco.state().ce()?)?;
         let s = StateFile {
             cells_fingerprint: self.cells.fingerprint(),
             params: self.params.clone(),
@@ -653,34 +649,15 @@ impl<'a> Trainer<'a> {
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &Step) -> Frame {
-        let l = &self.progress.log;
-        let mut f = Frame::new(TableKind::TrainingLog)
-            .with("stage", Column::U32(l.iter().map(|r| r.stage).collect()))
-            .with(
-                "epoch",
-                Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
-            )
-            .with(
-                "steps",
-                Column::U32(l.iter().map(|r| r.steps as u32).collect()),
-            )
-            .with(
-                "training_cells",
-                Column::U32(l.iter().map(|r| r.training_cells as u32).collect()),
-            )
-            .with("loss", Column::F64(l.iter().map(|r| r.loss).collect()))
-            .with("lr", Column::F64(l.iter().map(|r| r.lr).collect()))
-            .with(
-                "seconds",
-                Column::F64(l.iter().map(|r| r.seconds).collect()),
-            );
-        f.meta.insert("cellweave.model".into(), "claire".into());
-        f.meta.insert(
-            cellweave::contract::meta::FINGERPRINT.into(),
-            self.cells.fingerprint(),
-        );
-        f.provenance = vec![step.clone()];
-        f
+        LogTable::new("claire", &self.progress.log)
+            .count("stage", |r| r.stage as usize)
+            .count("epoch", |r| r.epoch)
+            .count("steps", |r| r.steps)
+            .count("training_cells", |r| r.training_cells)
+            .value("loss", |r| r.loss)
+            .value("lr", |r| r.lr)
+            .value("seconds", |r| r.seconds)
+            .finish(Some(self.cells.fingerprint()), step)
     }
 
     /// The model card of the current state.
@@ -733,7 +710,7 @@ impl<'a> Trainer<'a> {
         )?;
         let emb = self.embedding_table(step)?;
         let hyper = serde_json::to_value(&self.params)?;
-        model::write_card(staged, &self.card(hyper))?;
+        crate::engine::card::write(staged, &self.card(hyper))?;
         Ok(emb)
     }
 

@@ -29,6 +29,7 @@
 //! truncated, corrupted or swapped file with probability 1 - 2^-64; it is not meant to
 //! resist a deliberate forgery.
 
+use crate::CandleExt;
 use cellweave::io::atomic::{exchange, process_alive, temp_sibling};
 use cellweave::{info, Error, Result, ResultExt};
 use std::collections::BTreeMap;
@@ -382,4 +383,24 @@ fn sibling_named(path: &Path, what: &str) -> PathBuf {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.{what}"))
+}
+
+/// Save named tensors as safetensors, atomically.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> Result<()> {
+    cellweave::io::atomic::write_path(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).ce().at(path)
+    })
+}
+
+/// Load the named tensors of a safetensors file onto the CPU.
+pub fn load_tensors(path: &Path) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    if !path.exists() {
+        return Err(Error::new("file not found").file(path));
+    }
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .ce()
+        .at(path)
 }

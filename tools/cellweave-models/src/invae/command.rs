@@ -10,9 +10,8 @@
 //!   training_log.arrow   per-epoch loss, NB negative log-likelihood, KL estimate, beta
 //! ```
 
-use cellweave::contract::{
-    CellsTable, Column, Csr, EmbeddingTable, Frame, Step, TableKind, ValueKind,
-};
+use crate::engine::log::LogTable;
+use cellweave::contract::{CellsTable, Column, Csr, EmbeddingTable, Frame, Step, ValueKind};
 use cellweave::io::{atomic, table};
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
@@ -211,59 +210,16 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Params {
     }
 }
 
-fn embedding_table(
-    cells: &CellsTable,
-    name: &str,
-    dim: usize,
-    data: Vec<f32>,
-    step: &Step,
-) -> EmbeddingTable {
-    let mut provenance = cells.provenance.clone();
-    provenance.push(step.clone());
-    EmbeddingTable {
-        name: name.into(),
-        cell_ids: cells.cell_ids.clone(),
-        obs: EmbeddingTable::obs_from_cells(cells),
-        dim,
-        data,
-        provenance,
-    }
-}
-
 fn log_frame(t: &Trainer, step: &Step) -> Frame {
-    let l = &t.progress.log;
-    let f64s = |f: fn(&train::LogRow) -> f64| Column::F64(l.iter().map(f).collect());
-    let mut f = Frame::new(TableKind::TrainingLog)
-        .with(
-            "epoch",
-            Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
-        )
-        .with(
-            "steps",
-            Column::U32(l.iter().map(|r| r.steps as u32).collect()),
-        )
-        .with("loss", f64s(|r| r.loss))
-        .with("nll", f64s(|r| r.recon))
-        .with("kl", f64s(|r| r.kl))
-        .with("beta", f64s(|r| r.beta))
-        .with("seconds", f64s(|r| r.seconds));
-    f.meta.insert("cellweave.model".into(), "invae".into());
-    f.meta.insert(
-        cellweave::contract::meta::FINGERPRINT.into(),
-        t.fingerprint.clone(),
-    );
-    f.provenance = vec![step.clone()];
-    f
-}
-
-fn write_yaml(path: &Path, card: &Card) -> Result<()> {
-    let text = serde_yaml::to_string(card)
-        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
-    atomic::write_file(path, |w| {
-        use std::io::Write;
-        w.write_all(text.as_bytes())?;
-        Ok(())
-    })
+    LogTable::new("invae", &t.progress.log)
+        .count("epoch", |r| r.epoch)
+        .count("steps", |r| r.steps)
+        .value("loss", |r| r.loss)
+        .value("nll", |r| r.recon)
+        .value("kl", |r| r.kl)
+        .value("beta", |r| r.beta)
+        .value("seconds", |r| r.seconds)
+        .finish(Some(t.fingerprint.clone()), step)
 }
 
 /// Train inVAE and write the model directory, the embedding(s) and the log.
@@ -367,18 +323,18 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     };
     checkpoint::write_model_dir(&i.model_dir, |staged| {
         t.write_state(staged)?;
-        crate::claire::model::save_tensors(&staged.join(WEIGHTS), &t.net.tensors().ce()?)?;
+        crate::engine::checkpoint::save_tensors(&staged.join(WEIGHTS), &t.net.tensors().ce()?)?;
         let log = log_frame(&t, step);
         table::write_frame(&staged.join(TRAINING_LOG), &log)?;
-        write_yaml(&staged.join(CARD), &card)?;
+        crate::engine::card::write(staged, &card)?;
         table::write_embedding(
             &i.embedding,
-            &embedding_table(&cells, "invae", p.latent_inv, zi, step),
+            &EmbeddingTable::of_cells(&cells, "invae", p.latent_inv, zi, step),
         )?;
         if let Some(sp) = &a.spur_embedding {
             table::write_embedding(
                 sp,
-                &embedding_table(&cells, "invae_spur", p.latent_spur, zs, step),
+                &EmbeddingTable::of_cells(&cells, "invae_spur", p.latent_spur, zs, step),
             )?;
         }
         if let Some(l) = &i.log {
@@ -398,32 +354,25 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     Ok(())
 }
 
-/// Read an inVAE model card (`None` when the directory holds another model).
-pub fn read_card(dir: &Path) -> Result<Card> {
-    let p = dir.join(CARD);
-    if !p.exists() {
-        bail!(
-            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
-            dir.display()
-        );
+impl crate::engine::card::ModelCard for Card {
+    const MODEL: &'static str = "invae";
+    const LABEL: &'static str = "inVAE";
+    const VERSION: u32 = CARD_VERSION;
+    fn model(&self) -> &str {
+        &self.model
     }
-    let text = std::fs::read_to_string(&p).at(&p)?;
-    let card: Card = serde_yaml::from_str(&text)
-        .map_err(|e| Error::new(format!("invalid inVAE model card ({e})")).file(&p))?;
-    if card.card_version > CARD_VERSION {
-        return Err(Error::new(format!(
-            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
-            card.card_version
-        ))
-        .file(&p)
-        .field("card_version"));
+    fn card_version(&self) -> u32 {
+        self.card_version
     }
-    if card.gene_ids.len() != card.n_genes || card.shape.n_genes != card.n_genes {
-        return Err(Error::new("gene lists do not match n_genes")
-            .file(&p)
-            .field("gene_ids"));
+    fn genes(&self) -> (usize, &[String], &[String]) {
+        (self.n_genes, &self.gene_ids, &self.gene_names)
     }
-    Ok(card)
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.shape.n_genes != self.n_genes {
+            return Err(("gene_ids", "gene lists do not match n_genes".into()));
+        }
+        Ok(())
+    }
 }
 
 /// What `cellweave-embed` needs for an inVAE model.
@@ -465,7 +414,7 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
     inputs.extend(o.counts.as_deref());
     atomic::check_not_input(&o.output, &inputs)?;
     let device = crate::device(&o.device)?;
-    let card = read_card(&o.model_dir)?;
+    let card: Card = crate::engine::card::read(&o.model_dir)?;
     let cells = table::read_cells(&o.cells)?;
     let a = crate::claire::model::align_gene_lists(&card.gene_ids, &card.gene_names, &cells);
     let frac = a.missing as f64 / card.n_genes.max(1) as f64;
@@ -501,16 +450,22 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
         )?,
     };
     let wpath = o.model_dir.join(WEIGHTS);
-    let t = crate::claire::model::load_tensors(&wpath)?;
+    let t = crate::engine::checkpoint::load_tensors(&wpath)?;
     let net = Net::from_tensors(&card.shape, &t, &device)
         .ce()
         .at(&wpath)?;
     let z = train::posterior_means(&net, &data, &device)?;
     let (li, ls) = (card.shape.latent_inv, card.shape.latent_spur);
     let (zi, zs) = train::split(&z, li, ls);
-    table::write_embedding(&o.output, &embedding_table(&cells, "invae", li, zi, step))?;
+    table::write_embedding(
+        &o.output,
+        &EmbeddingTable::of_cells(&cells, "invae", li, zi, step),
+    )?;
     if let Some(sp) = &o.spur_output {
-        table::write_embedding(sp, &embedding_table(&cells, "invae_spur", ls, zs, step))?;
+        table::write_embedding(
+            sp,
+            &EmbeddingTable::of_cells(&cells, "invae_spur", ls, zs, step),
+        )?;
     }
     info!(
         "embedded {} cells with {} into {}",

@@ -316,7 +316,7 @@ fn command_trains_embeds_and_refuses_non_counts() {
     );
     let spur = read_embedding(&d.join("spur.arrow")).unwrap();
     assert_eq!(spur.dim, 1);
-    let card = command::read_card(&i.model_dir).unwrap();
+    let card: command::Card = crate::engine::card::read(&i.model_dir).unwrap();
     assert_eq!(card.model, "invae");
     assert_eq!(
         card.hyperparameters.spur_covariates,

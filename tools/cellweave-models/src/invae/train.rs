@@ -262,7 +262,7 @@ impl<'a> Trainer<'a> {
                     .file(&sj));
                 }
                 let st = from.join(STATE);
-                let t = crate::claire::model::load_tensors(&st)?;
+                let t = crate::engine::checkpoint::load_tensors(&st)?;
                 let net = Net::from_tensors(&shape, &t, &device).ce().at(&st)?;
                 let mut opt = opt_of(&net)?;
                 opt.load_state("adam.", &t).ce().at(&st)?;
@@ -346,7 +346,7 @@ impl<'a> Trainer<'a> {
     pub fn write_state(&self, d: &Path) -> Result<()> {
         let mut t = self.net.tensors().ce()?;
         t.extend(self.opt.state("adam.").ce()?);
-        crate::claire::model::save_tensors(&d.join(STATE), &t)?;
+        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
         let s = StateFile {
             cells_fingerprint: self.fingerprint.clone(),
             params: self.params.clone(),

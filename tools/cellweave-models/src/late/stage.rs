@@ -5,7 +5,8 @@
 use super::{
     device, train, Engine, EpochLog, Late, LateConfig, ModelCard, TrainOptions, TrainSummary,
 };
-use cellweave::contract::{rows_of, CellsTable, Column, Frame, Step, TableKind};
+use crate::engine::log::LogTable;
+use cellweave::contract::{rows_of, CellsTable, Step};
 use cellweave::impute::{self, Method, Scale};
 use cellweave::io::{atomic, table, Format};
 use cellweave::{bail, info, Error, Result, ResultExt};
@@ -468,30 +469,14 @@ fn run_late(
 
 /// The training log as a table (`.tsv`, `.arrow` or `.parquet`).
 fn write_log(path: &Path, log: &[EpochLog], steps: usize, lr: f64, step: &Step) -> Result<()> {
-    let mut f = Frame::new(TableKind::TrainingLog)
-        .with(
-            "epoch",
-            Column::U32(log.iter().map(|e| e.epoch as u32).collect()),
-        )
-        .with("steps", Column::U32(vec![steps as u32; log.len()]))
-        .with(
-            "train_loss",
-            Column::F64(log.iter().map(|e| e.train_loss).collect()),
-        )
-        .with(
-            "val_loss",
-            Column::F64(log.iter().map(|e| e.val_loss).collect()),
-        )
-        .with(
-            "best",
-            Column::Bool(log.iter().map(|e| Some(e.best)).collect()),
-        )
-        .with("lr", Column::F64(vec![lr; log.len()]))
-        .with(
-            "seconds",
-            Column::F64(log.iter().map(|e| e.seconds).collect()),
-        );
-    f.meta.insert("cellweave.model".into(), "late".into());
-    f.provenance.push(step.clone());
+    let f = LogTable::new("late", log)
+        .count("epoch", |e| e.epoch)
+        .count("steps", |_| steps)
+        .value("train_loss", |e| e.train_loss)
+        .value("val_loss", |e| e.val_loss)
+        .flag("best", |e| e.best)
+        .value("lr", |_| lr)
+        .value("seconds", |e| e.seconds)
+        .finish(None, step);
     crate::engine::write_log(path, &f)
 }

@@ -187,16 +187,7 @@ pub fn embed(run: &EmbedRun, args: &MedlEmbedArgs, step: &Step) -> Result<()> {
     } else {
         (model::fe_latent(&mut m.net, &x, &s, &dev)?, "medl")
     };
-    let mut provenance = cells.provenance.clone();
-    provenance.push(step.clone());
-    let emb = EmbeddingTable {
-        name: name.into(),
-        cell_ids: cells.cell_ids.clone(),
-        obs: EmbeddingTable::obs_from_cells(&cells),
-        dim: m.card.architecture.latent,
-        data,
-        provenance,
-    };
+    let emb = EmbeddingTable::of_cells(&cells, name, m.card.architecture.latent, data, step);
     table::write_embedding(&run.output, &emb)?;
     info!(
         "embedded {} cells ({} latent) into {}",

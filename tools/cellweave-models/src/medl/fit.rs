@@ -119,7 +119,8 @@ fn start(
             let m = model::load_weights(arch, &from.join(model::WEIGHTS), dev)?;
             let mut opt = Optimisers::new(&m, params.adam())?;
             let st = from.join(model::STATE);
-            opt.load(&model::load_tensors(&st)?).at(&st)?;
+            opt.load(&crate::engine::checkpoint::load_tensors(&st)?)
+                .at(&st)?;
             info!(
                 "resuming after epoch {} of {}",
                 s.progress.epoch, s.progress.end_epoch
@@ -145,8 +146,8 @@ fn start(
 /// Write a run's training state (weights, optimisers, `state.json`) into the folder `d`.
 fn write_state(r: &Run, fingerprint: &str, batches: &[String], d: &Path) -> Result<()> {
     let tensors = r.model.tensors().ce()?;
-    model::save_tensors(&d.join(model::WEIGHTS), &tensors)?;
-    model::save_tensors(&d.join(model::STATE), &r.opt.state()?)?;
+    crate::engine::checkpoint::save_tensors(&d.join(model::WEIGHTS), &tensors)?;
+    crate::engine::checkpoint::save_tensors(&d.join(model::STATE), &r.opt.state()?)?;
     let s = StateFile {
         cells_fingerprint: fingerprint.to_string(),
         params: r.params.clone(),
@@ -156,25 +157,6 @@ fn write_state(r: &Run, fingerprint: &str, batches: &[String], d: &Path) -> Resu
         progress: r.progress.clone(),
     };
     crate::engine::checkpoint::write_json(&d.join(model::STATE_JSON), &s)
-}
-
-fn embedding(
-    cells: &CellsTable,
-    name: &str,
-    dim: usize,
-    data: Vec<f32>,
-    step: &Step,
-) -> EmbeddingTable {
-    let mut provenance = cells.provenance.clone();
-    provenance.push(step.clone());
-    EmbeddingTable {
-        name: name.into(),
-        cell_ids: cells.cell_ids.clone(),
-        obs: EmbeddingTable::obs_from_cells(cells),
-        dim,
-        data,
-        provenance,
-    }
 }
 
 /// Train MEDL on `cells` and write the outputs. Returns false when the run stopped at
@@ -278,28 +260,26 @@ pub fn train_cells(
             device: format!("{:?}", dev.location()),
         },
     };
-    let mut log = log_frame(&run.progress);
-    log.meta.insert(
-        cellweave::contract::meta::FINGERPRINT.into(),
-        cells.fingerprint(),
-    );
-    log.provenance = vec![step.clone()];
+    let log = log_frame(&run.progress, cells.fingerprint(), step);
     checkpoint::write_model_dir(&out.model_dir, |staged| {
         save(&run, staged)?;
         table::write_frame(&staged.join(model::TRAINING_LOG), &log)?;
         let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;
         table::write_embedding(
             &out.embedding,
-            &embedding(cells, "medl", arch.latent, fe, step),
+            &EmbeddingTable::of_cells(cells, "medl", arch.latent, fe, step),
         )?;
         if let Some(p) = &out.re_embedding {
             let re = model::re_latent(&mut run.model, &cells.x, &batch.codes, &scaling, &dev)?;
-            table::write_embedding(p, &embedding(cells, "medl_re", arch.latent, re, step))?;
+            table::write_embedding(
+                p,
+                &EmbeddingTable::of_cells(cells, "medl_re", arch.latent, re, step),
+            )?;
         }
         if let Some(l) = &out.log {
             engine::write_log(l, &log)?;
         }
-        model::write_card(staged, &card)?;
+        crate::engine::card::write(staged, &card)?;
         Ok(())
     })?;
     ckpt.remove_all()?;

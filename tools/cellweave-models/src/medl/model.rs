@@ -14,7 +14,7 @@
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::{Csr, ValueKind};
-use cellweave::{bail, Error, Result, ResultExt};
+use cellweave::{Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -74,63 +74,34 @@ pub struct StateFile {
     pub progress: Progress,
 }
 
-pub fn read_card(dir: &Path) -> Result<Card> {
-    let p = dir.join(CARD);
-    if !p.exists() {
-        bail!(
-            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
-            dir.display()
-        );
+impl crate::engine::card::ModelCard for Card {
+    const MODEL: &'static str = "medl";
+    const LABEL: &'static str = "MEDL";
+    const VERSION: u32 = CARD_VERSION;
+    fn model(&self) -> &str {
+        &self.model
     }
-    let text = std::fs::read_to_string(&p).at(&p)?;
-    let card: Card = serde_yaml::from_str(&text)
-        .map_err(|e| Error::new(format!("invalid MEDL model card ({e})")).file(&p))?;
-    if card.model != "medl" {
-        return Err(
-            Error::new(format!("unknown model '{}' (expected medl)", card.model))
-                .file(&p)
-                .field("model"),
-        );
+    fn card_version(&self) -> u32 {
+        self.card_version
     }
-    if card.card_version > CARD_VERSION {
-        return Err(Error::new(format!(
-            "card version {} is newer than this cellweave understands ({CARD_VERSION}); upgrade cellweave",
-            card.card_version
-        ))
-        .file(&p)
-        .field("card_version"));
+    fn genes(&self) -> (usize, &[String], &[String]) {
+        (self.n_genes, &self.gene_ids, &self.gene_names)
     }
-    if card.gene_ids.len() != card.n_genes
-        || card.gene_names.len() != card.n_genes
-        || card.architecture.n_genes != card.n_genes
-    {
-        return Err(Error::new("gene lists do not match n_genes")
-            .file(&p)
-            .field("gene_ids"));
-    }
-    if card.batches.len() != card.architecture.n_batches {
-        return Err(Error::new("the batch list does not match the architecture")
-            .file(&p)
-            .field("batches"));
-    }
-    Ok(card)
-}
-
-pub fn write_card(dir: &Path, card: &Card) -> Result<()> {
-    let text = serde_yaml::to_string(card)
-        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
-    write_text(&dir.join(CARD), &text)
-}
-
-pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    cellweave::io::atomic::write_file(path, |w| {
-        use std::io::Write;
-        w.write_all(text.as_bytes())?;
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.architecture.n_genes != self.n_genes {
+            return Err(("gene_ids", "gene lists do not match n_genes".into()));
+        }
+        if self.batches.len() != self.architecture.n_batches {
+            return Err((
+                "batches",
+                "the batch list does not match the architecture".into(),
+            ));
+        }
         Ok(())
-    })
+    }
 }
 
-pub use crate::claire::model::{load_tensors, save_tensors};
+use crate::engine::checkpoint::load_tensors;
 
 /// A model of `arch` with the weights of `path` (a `model.safetensors`).
 pub fn load_weights(arch: &Arch, path: &Path, dev: &Device) -> Result<Medl> {
@@ -148,7 +119,7 @@ pub struct Model {
 }
 
 pub fn load(dir: &Path, dev: &Device) -> Result<Model> {
-    let card = read_card(dir)?;
+    let card: Card = crate::engine::card::read(dir)?;
     let net = load_weights(&card.architecture, &dir.join(WEIGHTS), dev)?;
     Ok(Model { card, net })
 }

@@ -282,7 +282,7 @@ fn many_batches_train() {
         ..Default::default()
     };
     train_cells(&cells, &p, &opts(false, None), &outputs(&tmp), &step()).unwrap();
-    let card = model::read_card(&tmp.join("model")).unwrap();
+    let card: model::Card = crate::engine::card::read(&tmp.join("model")).unwrap();
     assert_eq!(card.batches.len(), 150);
     assert_eq!(emb(&tmp.join("re.arrow")).len(), 600 * 50);
 }

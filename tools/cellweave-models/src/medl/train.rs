@@ -5,8 +5,9 @@
 //! cells with `Rng::derive(seed, [e, SHUFFLE])` and draws the random-effect weight noise
 //! from `Rng::derive(seed, [e, NOISE])`, so a checkpoint only needs the epoch counter.
 
+use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
-use cellweave::contract::{Column, Csr, Frame, TableKind};
+use cellweave::contract::{Csr, Frame, Step};
 use cellweave::{bail, Error, Result};
 
 use super::layers::{cross_entropy, mse};
@@ -410,30 +411,21 @@ impl Trainable for Run<'_> {
 }
 
 /// The training log as a table.
-pub fn log_frame(p: &Progress) -> Frame {
-    let l = &p.log;
-    let f64s = |f: fn(&LogRow) -> f64| Column::F64(l.iter().map(f).collect());
-    let mut f = Frame::new(TableKind::TrainingLog)
-        .with(
-            "epoch",
-            Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
-        )
-        .with(
-            "steps",
-            Column::U32(l.iter().map(|r| r.steps as u32).collect()),
-        )
-        .with("loss", f64s(|r| r.loss))
-        .with("adversary_ce", f64s(|r| r.adversary_ce))
-        .with("fe_adversarial_ce", f64s(|r| r.fe_adversarial_ce))
-        .with("fe_mse", f64s(|r| r.fe_mse))
-        .with("fe_loss", f64s(|r| r.fe_loss))
-        .with("re_mse", f64s(|r| r.re_mse))
-        .with("re_ce", f64s(|r| r.re_ce))
-        .with("re_kl", f64s(|r| r.re_kl))
-        .with("re_loss", f64s(|r| r.re_loss))
-        .with("seconds", f64s(|r| r.seconds));
-    f.meta.insert("cellweave.model".into(), "medl".into());
-    f
+pub fn log_frame(p: &Progress, fingerprint: String, step: &Step) -> Frame {
+    LogTable::new("medl", &p.log)
+        .count("epoch", |r| r.epoch)
+        .count("steps", |r| r.steps)
+        .value("loss", |r| r.loss)
+        .value("adversary_ce", |r| r.adversary_ce)
+        .value("fe_adversarial_ce", |r| r.fe_adversarial_ce)
+        .value("fe_mse", |r| r.fe_mse)
+        .value("fe_loss", |r| r.fe_loss)
+        .value("re_mse", |r| r.re_mse)
+        .value("re_ce", |r| r.re_ce)
+        .value("re_kl", |r| r.re_kl)
+        .value("re_loss", |r| r.re_loss)
+        .value("seconds", |r| r.seconds)
+        .finish(Some(fingerprint), step)
 }
 
 /// A new model and its optimisers for `arch` and `params`.

@@ -9,11 +9,9 @@ use std::path::Path;
 
 use super::network::{Network, Shape};
 use super::train::{self, Data, ScetmParams, Trainer};
-use crate::claire::model::{
-    align_gene_lists, aligned_matrix, check_card_version, load_tensors, save_tensors, write_card,
-};
-use crate::command::{EmbedRun, TrainRun, CARD};
-use crate::engine::checkpoint;
+use crate::claire::model::{align_gene_lists, aligned_matrix};
+use crate::command::{EmbedRun, TrainRun};
+use crate::engine::checkpoint::{self, load_tensors, save_tensors};
 use crate::{CandleExt, ModelKind};
 
 pub const WEIGHTS: &str = "model.safetensors";
@@ -282,7 +280,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         Embed::Mu => mu,
         Embed::Theta => train::softmax_rows(&mu, params.topics),
     };
-    let emb = embedding_table(&cells, data_emb, params.topics, step);
+    let emb = EmbeddingTable::of_cells(&cells, "scetm", params.topics, data_emb, step);
     let genes = genes_frame(&t.net, &cells, step)?;
     let card = Card {
         model: "scetm".into(),
@@ -317,7 +315,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         let log = t.log_frame(step);
         table::write_frame(&staged.join(TRAINING_LOG), &log)?;
         table::write_frame(&staged.join(GENES), &genes)?;
-        write_card(staged, &card)?;
+        crate::engine::card::write(staged, &card)?;
         table::write_embedding(&run.embedding, &emb)?;
         if let Some(l) = &run.log {
             crate::engine::write_log(l, &log)?;
@@ -339,32 +337,25 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     Ok(())
 }
 
-fn embedding_table(cells: &CellsTable, data: Vec<f32>, dim: usize, step: &Step) -> EmbeddingTable {
-    let mut provenance = cells.provenance.clone();
-    provenance.push(step.clone());
-    EmbeddingTable {
-        name: "scetm".into(),
-        cell_ids: cells.cell_ids.clone(),
-        obs: EmbeddingTable::obs_from_cells(cells),
-        dim,
-        data,
-        provenance,
+impl crate::engine::card::ModelCard for Card {
+    const MODEL: &'static str = "scetm";
+    const LABEL: &'static str = "scETM";
+    const VERSION: u32 = CARD_VERSION;
+    fn model(&self) -> &str {
+        &self.model
     }
-}
-
-/// Read a scETM model directory's card.
-pub fn read_card(dir: &Path) -> Result<Card> {
-    let p = dir.join(CARD);
-    let text = std::fs::read_to_string(&p).at(&p)?;
-    let card: Card = serde_yaml::from_str(&text)
-        .map_err(|e| Error::new(format!("invalid scETM model card ({e})")).file(&p))?;
-    check_card_version(card.card_version, CARD_VERSION, &p)?;
-    if card.gene_ids.len() != card.n_genes || card.shape.n_genes != card.n_genes {
-        return Err(Error::new("gene lists do not match n_genes")
-            .file(&p)
-            .field("gene_ids"));
+    fn card_version(&self) -> u32 {
+        self.card_version
     }
-    Ok(card)
+    fn genes(&self) -> (usize, &[String], &[String]) {
+        (self.n_genes, &self.gene_ids, &self.gene_names)
+    }
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        if self.shape.n_genes != self.n_genes {
+            return Err(("gene_ids", "gene lists do not match n_genes".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Embed a raw-counts cells table with a saved scETM model (the encoder reads no batch:
@@ -372,7 +363,7 @@ pub fn read_card(dir: &Path) -> Result<Card> {
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
     let device = crate::device(&run.device)?;
-    let card = read_card(&run.model_dir)?;
+    let card: Card = crate::engine::card::read(&run.model_dir)?;
     let wpath = run.model_dir.join(WEIGHTS);
     let net = Network::from_named(&load_tensors(&wpath)?, card.shape, &device)
         .ce()
@@ -400,7 +391,10 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
         Embed::Mu => mu,
         Embed::Theta => train::softmax_rows(&mu, k),
     };
-    table::write_embedding(&run.output, &embedding_table(&cells, values, k, step))?;
+    table::write_embedding(
+        &run.output,
+        &EmbeddingTable::of_cells(&cells, "scetm", k, values, step),
+    )?;
     info!(
         "embedded {n} cells with scETM {} into {}",
         run.model_dir.display(),

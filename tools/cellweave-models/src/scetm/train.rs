@@ -16,8 +16,9 @@
 //! `Rng::derive(seed, [e, SHUFFLE | DROPOUT | NOISE])`, so a checkpoint needs only the
 //! epoch counter.
 
+use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
-use cellweave::contract::{Column, Csr, Frame, TableKind};
+use cellweave::contract::{Csr, Frame};
 use cellweave::{bail, Error, Result, ResultExt};
 use std::path::Path;
 
@@ -277,7 +278,7 @@ impl<'a> Trainer<'a> {
             .file(&sj));
         }
         let st = from.join(STATE);
-        let t = crate::claire::model::load_tensors(&st)?;
+        let t = crate::engine::checkpoint::load_tensors(&st)?;
         let net = Network::from_named(&t, shape, &device).ce().at(&st)?;
         let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
         adam.load_state("adam.", &t).ce().at(&st)?;
@@ -397,7 +398,7 @@ impl<'a> Trainer<'a> {
     pub fn write_state(&self, d: &Path) -> Result<()> {
         let mut t = self.net.named().ce()?;
         t.extend(self.adam.state("adam.").ce()?);
-        crate::claire::model::save_tensors(&d.join(STATE), &t)?;
+        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
         let s = StateFile {
             cells_fingerprint: self.fingerprint.clone(),
             params: self.params.clone(),
@@ -408,30 +409,16 @@ impl<'a> Trainer<'a> {
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        let l = &self.progress.log;
-        let f64s = |f: fn(&LogRow) -> f64| Column::F64(l.iter().map(f).collect());
-        let mut f = Frame::new(TableKind::TrainingLog)
-            .with(
-                "epoch",
-                Column::U32(l.iter().map(|r| r.epoch as u32).collect()),
-            )
-            .with(
-                "steps",
-                Column::U32(l.iter().map(|r| r.steps as u32).collect()),
-            )
-            .with("loss", f64s(|r| r.loss))
-            .with("nll", f64s(|r| r.nll))
-            .with("kl", f64s(|r| r.kl))
-            .with("kl_weight", f64s(|r| r.kl_weight))
-            .with("lr", f64s(|r| r.lr))
-            .with("seconds", f64s(|r| r.seconds));
-        f.meta.insert("cellweave.model".into(), "scetm".into());
-        f.meta.insert(
-            cellweave::contract::meta::FINGERPRINT.into(),
-            self.fingerprint.clone(),
-        );
-        f.provenance = vec![step.clone()];
-        f
+        LogTable::new("scetm", &self.progress.log)
+            .count("epoch", |r| r.epoch)
+            .count("steps", |r| r.steps)
+            .value("loss", |r| r.loss)
+            .value("nll", |r| r.nll)
+            .value("kl", |r| r.kl)
+            .value("kl_weight", |r| r.kl_weight)
+            .value("lr", |r| r.lr)
+            .value("seconds", |r| r.seconds)
+            .finish(Some(self.fingerprint.clone()), step)
     }
 }
 

@@ -1,0 +1,179 @@
+//! The model card (`card.yaml`) of every model directory: read with the checks every model
+//! needs (the directory holds a finished model, of this kind, of a card version this build
+//! understands, with consistent gene lists), and written atomically.
+//!
+//! A model's card type implements [`ModelCard`]; its own consistency checks go into
+//! [`ModelCard::check`].
+
+use cellweave::{bail, Error, Result, ResultExt};
+use std::path::Path;
+
+use crate::command::CARD;
+
+/// What every model card has.
+pub trait ModelCard: serde::Serialize + serde::de::DeserializeOwned {
+    /// The `model:` value of this kind of card (`claire`, `scetm`, ...).
+    const MODEL: &'static str;
+    /// The model's name in messages (`CLAIRE`, `scETM`, ...).
+    const LABEL: &'static str;
+    /// The newest card version this build reads.
+    const VERSION: u32;
+    /// The card's `model:` field.
+    fn model(&self) -> &str;
+    /// The card's `card_version:` field.
+    fn card_version(&self) -> u32;
+    /// `n_genes`, `gene_ids` and `gene_names`.
+    fn genes(&self) -> (usize, &[String], &[String]);
+    /// The model's own consistency checks: `Err((field, message))`.
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        Ok(())
+    }
+}
+
+/// Read and check the card of the model directory `dir`.
+pub fn read<C: ModelCard>(dir: &Path) -> Result<C> {
+    let p = dir.join(CARD);
+    if !p.exists() {
+        bail!(
+            "{}: not a cellweave model directory (no {CARD}; an interrupted training leaves only its checkpoint: rerun with --resume)",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&p).at(&p)?;
+    let card: C = serde_yaml::from_str(&text)
+        .map_err(|e| Error::new(format!("invalid {} model card ({e})", C::LABEL)).file(&p))?;
+    if card.model() != C::MODEL {
+        return Err(Error::new(format!(
+            "unknown model '{}' (expected {})",
+            card.model(),
+            C::MODEL
+        ))
+        .file(&p)
+        .field("model"));
+    }
+    if card.card_version() > C::VERSION {
+        return Err(Error::new(format!(
+            "card version {} is newer than this cellweave understands ({}); upgrade cellweave",
+            card.card_version(),
+            C::VERSION
+        ))
+        .file(&p)
+        .field("card_version"));
+    }
+    let (n, ids, names) = card.genes();
+    if ids.len() != n || names.len() != n {
+        return Err(Error::new("gene lists do not match n_genes")
+            .file(&p)
+            .field("gene_ids"));
+    }
+    card.check()
+        .map_err(|(field, msg)| Error::new(msg).file(&p).field(field))?;
+    Ok(card)
+}
+
+/// Write `card` as `card.yaml` in `dir`, atomically.
+pub fn write<C: serde::Serialize>(dir: &Path, card: &C) -> Result<()> {
+    let text = serde_yaml::to_string(card)
+        .map_err(|e| Error::new(format!("cannot write the model card ({e})")))?;
+    cellweave::io::atomic::write_file(&dir.join(CARD), |w| {
+        use std::io::Write;
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Toy {
+        model: String,
+        card_version: u32,
+        n_genes: usize,
+        gene_ids: Vec<String>,
+        gene_names: Vec<String>,
+        width: usize,
+    }
+
+    impl ModelCard for Toy {
+        const MODEL: &'static str = "toy";
+        const LABEL: &'static str = "Toy";
+        const VERSION: u32 = 2;
+        fn model(&self) -> &str {
+            &self.model
+        }
+        fn card_version(&self) -> u32 {
+            self.card_version
+        }
+        fn genes(&self) -> (usize, &[String], &[String]) {
+            (self.n_genes, &self.gene_ids, &self.gene_names)
+        }
+        fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+            if self.width == 0 {
+                return Err(("width", "width must be positive".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn toy() -> Toy {
+        Toy {
+            model: "toy".into(),
+            card_version: 2,
+            n_genes: 2,
+            gene_ids: vec!["a".into(), "b".into()],
+            gene_names: vec!["A".into(), "B".into()],
+            width: 3,
+        }
+    }
+
+    fn err_of(card: Toy) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &card).unwrap();
+        read::<Toy>(dir.path()).err().unwrap().to_string()
+    }
+
+    #[test]
+    fn round_trip_and_every_check_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read::<Toy>(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("not a cellweave model directory"), "{e}");
+        write(dir.path(), &toy()).unwrap();
+        let back: Toy = read(dir.path()).unwrap();
+        assert_eq!(back.gene_ids, toy().gene_ids);
+
+        let e = err_of(Toy {
+            model: "other".into(),
+            ..toy()
+        });
+        assert!(
+            e.contains("unknown model 'other' (expected toy)") && e.contains("model"),
+            "{e}"
+        );
+        let e = err_of(Toy {
+            card_version: 3,
+            ..toy()
+        });
+        assert!(
+            e.contains("newer than this cellweave") && e.contains("card_version"),
+            "{e}"
+        );
+        let e = err_of(Toy {
+            n_genes: 3,
+            ..toy()
+        });
+        assert!(
+            e.contains("gene lists do not match") && e.contains("gene_ids"),
+            "{e}"
+        );
+        let e = err_of(Toy { width: 0, ..toy() });
+        assert!(
+            e.contains("width must be positive") && e.contains("width"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join(CARD), "model: [").unwrap();
+        let e = read::<Toy>(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("invalid Toy model card"), "{e}");
+    }
+}
