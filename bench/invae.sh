@@ -26,27 +26,8 @@ if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 mkdir -p "$WORK"
 export PATH="$BIN:$PATH" CELLWEAVE_SHARED="$SHARED"
 
-cat > "$WORK/config.yaml" <<YAML
-outdir: $WORK/results
-threads: 2
-datasets:
-  kang_ifnb:
-    input: $SHARED/data/kang_ifnb/kang_ifnb.h5ad
-    counts_layer: counts
-    batch_key: batch
-    label_key: cell_type
-    batches: [ctrl101, ctrl107, stim101, stim107]
-  cellbench_3tech:
-    input: $SHARED/data/cellbench_3tech
-    obs: $SHARED/data/cellbench_3tech/obs.tsv
-    batch_key: batch
-    label_key: cell_type
-  cellbench_2tech_fullgenes:
-    input: $SHARED/data/cellbench_2tech_fullgenes
-    obs: $SHARED/data/cellbench_2tech_fullgenes/obs.tsv
-    batch_key: batch
-    label_key: cell_type
-YAML
+. "$ROOT/bench/dev_config.sh"
+dev_config "$WORK" "$SHARED"
 SNAKEMAKE=${SNAKEMAKE:-$ROOT/.venv/bin/snakemake}
 targets=()
 for d in kang_ifnb cellbench_3tech cellbench_2tech_fullgenes; do

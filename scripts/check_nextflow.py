@@ -11,8 +11,9 @@ pipeline is checked without it:
    that main.nf includes exists; every module is used.
 3. Every process (nf-core shape): a meta map in its input, versions.yml in its output, a script
    and a stub block; its script calls one cellweave binary, and every flag the script passes
-   exists in that binary's --help. The per-stage flags main.nf builds (stageArgs) are checked the
-   same way, and conf/modules.config may only refer to processes and stage arguments that exist.
+   exists in that binary's --help (the flags of its cellweave command and of the Groovy
+   definitions it uses; another command, e.g. python3, is not checked). The per-stage flags
+   main.nf builds (stageArgs) are checked the same way, and conf/modules.config may only refer to processes and stage arguments that exist.
 4. Parameters: nextflow_schema.json is exactly the mirror of schemas/config.schema.yaml (the
    Snakemake config schema); every params.X / option the pipeline reads is in the schema; the
    defaults in nextflow.config equal the schema's; the container tag is the workspace version;
@@ -199,12 +200,45 @@ def check_processes(pipe, modules, bin_dir, problems, help_cache):
             if known is None:
                 problems.add(rel, f"process {name}: cellweave-{tool} not found or --help failed in {bin_dir}")
                 continue
-            # Groovy lines of the script section (def x = "--flag ...") build flags too: all checked.
-            for i, line in script:
+            for i, line in cellweave_lines(script):
                 for f in FLAG.findall(line):
                     if f not in known:
                         problems.add(f"{rel}:{i}", f"process {name}: cellweave-{tool} has no flag {f}")
     return tools
+
+
+def cellweave_lines(script):
+    """The lines of a script section that pass flags to its cellweave binary: the shell
+    commands that call it (a command runs on over lines ending in a backslash) and the Groovy
+    definitions (def x = "--flag ...") that are not used only by other commands (such as the
+    python3 call of the benchmark process, whose flags are its own)."""
+    defs, commands, current = {}, [], None
+    for i, line in script:
+        m = re.match(r"^\s*def\s+(\w+)\s*=", line)
+        if m and current is None:
+            defs[m.group(1)] = (i, line)
+            continue
+        if current is None:
+            if not line.strip() or line.strip() in ('"""', "'''"):
+                continue
+            current = []
+            commands.append(current)
+        current.append((i, line))
+        if not line.rstrip().endswith("\\"):
+            current = None
+    kept, used_elsewhere, used_by_cellweave = [], set(), set()
+    for cmd in commands:
+        text = " ".join(l for _, l in cmd)
+        names = set(re.findall(r"\$\{?(\w+)", text))
+        if re.search(r"\bcellweave-[a-z]+\b", text):
+            kept += cmd
+            used_by_cellweave |= names
+        else:
+            used_elsewhere |= names
+    for var, line in defs.items():
+        if var in used_by_cellweave or var not in used_elsewhere:
+            kept.append(line)
+    return sorted(kept)
 
 
 def stage_args(main_nf, bin_dir, problems, help_cache):

@@ -1,6 +1,7 @@
 //! cellweave-train --model medl and cellweave-embed on a MEDL model, end to end on
 //! simulated data: outputs, embed == train's FE and RE latents, counterfactual cells
-//! (a cell mapped to its own batch is its reconstruction), 150 batches, and errors.
+//! (a cell mapped to its own batch is its reconstruction) and their view across batches
+//! (cellweave-plot --across-batches), 150 batches, and errors.
 
 use cellweave::io::table::{read_cells, read_embedding};
 use cellweave_tests::{run_fails_one_line, run_ok, s};
@@ -150,6 +151,49 @@ fn medl_train_embed_and_counterfactuals() {
     // Deterministic: the same call gives the same cells.
     let c1_again = cf("b1");
     assert_eq!(c1_again.x, c1.x);
+
+    // One cell type across all batches (cellweave-plot --across-batches): two panels side by
+    // side from the three counterfactual tables; a type no cell has is one error line.
+    cf("b0");
+    let tables: Vec<_> = ["b0", "b1", "b2"]
+        .iter()
+        .map(|b| d.join(format!("cf_{b}.arrow")))
+        .collect();
+    let kind = orig
+        .column("cell_type")
+        .expect("cell_type")
+        .to_categorical();
+    let selector = format!("cell_type={}", kind.categories[0]);
+    let png = d.join("across.png");
+    let mut args: Vec<&str> = tables.iter().map(|p| s(p)).collect();
+    args.extend(["--across-batches", &selector, "-o", s(&png), "-q"]);
+    run_ok("plot", &args);
+    let bytes = std::fs::read(&png).unwrap();
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    // Two square panels side by side: wider than 1.5 times the height.
+    assert!(bytes.starts_with(b"\x89PNG") && 2 * be(16) > 3 * be(20));
+    let bad = d.join("bad.png");
+    let err = run_fails_one_line(
+        "plot",
+        &[
+            s(&tables[0]),
+            "--across-batches",
+            "cell_type=nope",
+            "-o",
+            s(&bad),
+        ],
+        &bad,
+    );
+    assert!(
+        err.contains("cell_type nope") && err.contains("cf_b0.arrow"),
+        "{err}"
+    );
+    let err = run_fails_one_line(
+        "plot",
+        &[s(&cells), "--across-batches", "x", "-o", s(&bad)],
+        &bad,
+    );
+    assert!(err.contains("--as-batch"), "{err}");
 }
 
 #[test]

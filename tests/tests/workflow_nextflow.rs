@@ -100,6 +100,30 @@ fn nextflow_check_fails_on_broken_modules() {
             "cellweave-normalize has no flag --thread",
         ),
         (
+            "a flag typo in a model's training call",
+            |r| {
+                edit(
+                    r,
+                    "modules/local/train/model/main.nf",
+                    "--model ${model}",
+                    "--modle ${model}",
+                )
+            },
+            "cellweave-train has no flag --modle",
+        ),
+        (
+            "a flag typo in the benchmark's scoring call (its python3 call is not checked)",
+            |r| {
+                edit(
+                    r,
+                    "modules/local/benchmark/main.nf",
+                    "--label-key '${meta.label_key}'",
+                    "--label-kye '${meta.label_key}'",
+                )
+            },
+            "cellweave-score has no flag --label-kye",
+        ),
+        (
             "a Nextflow syntax error",
             |r| {
                 edit(

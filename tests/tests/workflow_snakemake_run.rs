@@ -25,7 +25,7 @@ const STAGES: [&str; 10] = [
     "11_score",
 ];
 
-const FILES: [&str; 25] = [
+const FILES: [&str; 26] = [
     "01_raw.arrow",
     "02_filtered.arrow",
     "02_qc.tsv",
@@ -51,6 +51,7 @@ const FILES: [&str; 25] = [
     "12_invae_log.arrow",
     "benchmark.tsv",
     "benchmark.png",
+    "umap_models.png",
 ];
 
 /// Reads integrated.h5ad with anndata and, when the raw input is an h5ad, compares
@@ -427,6 +428,22 @@ fn snakemake_test_workflow_on_the_shared_data() {
             png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
             "{name}: umap.png is not a picture"
         );
+        // The UMAP of every model: one row of panels per model (claire, invae), each row as
+        // wide as umap.png's panels and at least as high.
+        let size = |f: &str| {
+            let png = std::fs::read(d.join(f)).unwrap();
+            assert!(
+                png.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "{name}: {f} is not a PNG"
+            );
+            let be = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().unwrap());
+            (be(16), be(20))
+        };
+        let ((w1, h1), (w, h)) = (size("umap.png"), size("umap_models.png"));
+        assert!(
+            w == w1 && h >= 2 * h1 && h < 3 * h1,
+            "{name}: umap_models.png is {w}x{h}, umap.png {w1}x{h1}: expected two rows"
+        );
     }
 
     // 5. Re-running is a no-op.
@@ -456,13 +473,14 @@ fn snakemake_test_workflow_on_the_shared_data() {
     let out = run(&["--dry-run"]);
     let jobs = job_counts(&text(&out));
     let expected: BTreeMap<String, usize> =
-        // The benchmark table and its figure read CLAIRE's embedding too.
+        // The benchmark table, its figure and the UMAP of every model read CLAIRE's embedding too.
         [
             "all",
             "benchmark",
             "export",
             "plot",
             "plot_benchmark",
+            "plot_models",
             "refine",
             "score",
             "train_stage2",

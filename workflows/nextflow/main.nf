@@ -11,6 +11,11 @@
  * pair plus one for the KNN lists, merged; one task when there are two batches or fewer) ->
  * train stage 1 -> refine -> train stage 2 -> plot (UMAP) -> export (integrated.h5ad) -> score
  * (when a label_key is given); impute where the data set says `impute: true`.
+ * The other models a data set lists (`models: [claire, invae, ...]`) train as one cellweave-train
+ * call each, with the inputs config models.inputs gives them (a new model is one line there);
+ * integrated.h5ad holds every model's embedding, umap_models.png draws every model's UMAP (more
+ * than one model), and with a label_key benchmark.tsv scores every model beside PCA (scIB
+ * metrics, wall time and peak memory from each job's benchmark file) and benchmark.png draws it.
  * Parameters: schemas/config.schema.yaml (mirrored by nextflow_schema.json, whose defaults fill
  * in whatever a params file leaves out, stage by stage).
  */
@@ -29,6 +34,10 @@ include { CELLWEAVE_REFINE                          } from './modules/local/refi
 include { CELLWEAVE_PLOT                            } from './modules/local/plot'
 include { CELLWEAVE_EXPORT                          } from './modules/local/export'
 include { CELLWEAVE_SCORE                           } from './modules/local/score'
+include { CELLWEAVE_TRAIN_MODEL                     } from './modules/local/train/model'
+include { CELLWEAVE_BENCHMARK                       } from './modules/local/benchmark'
+include { CELLWEAVE_PLOT_SCORES                     } from './modules/local/plot/scores'
+include { CELLWEAVE_PLOT_MODELS                     } from './modules/local/plot/models'
 include { CELLWEAVE_IMPUTE                          } from './modules/local/impute'
 
 // ---------------------------------------------------------------------------------------------
@@ -73,6 +82,12 @@ def options() {
     }
     def dsDefaults = schemaDefaults(props.datasets.additionalProperties.properties)
     opts.datasets = opts.datasets.collectEntries { name, d -> [(name): deepMerge(dsDefaults, d as Map)] }
+    def known = (opts.models.inputs.keySet() + ['claire']) as Set
+    opts.datasets.each { name, d ->
+        d.models.findAll { !(it in known) }.each { m ->
+            error "data set '${name}': model '${m}' is not in models.inputs (known: ${known.sort().join(', ')}); add a line `${m}: [counts|pairs ...]` there"
+        }
+    }
     opts
 }
 
@@ -139,6 +154,7 @@ def stageArgs(Map o, Map d) {
         pairs          : [flags('--space': o.pairs.space, '--labels': d.label_key), o.pairs.extra],
         train_stage1   : [flags('--stage1-only': true, '--stage1-epochs': o.train.stage1_epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
         train_stage2   : [flags('--epochs': o.train.epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
+        train_model    : [flags('--device': o.train.device, '--seed': o.train.seed), o.models.extra],
         refine         : [flags('--threshold': o.refine.threshold, '--labels': d.label_key), o.refine.extra],
         plot           : [colors.join(' '), flags('--seed': o.plot.seed), o.plot.extra],
         score          : [o.score.extra],
@@ -157,6 +173,10 @@ def datasetMeta(String name, Map d, Map opts) {
         label_key: d.label_key,
         impute   : d.impute,
         shards   : shardsOf(d, opts),
+        models   : d.models,
+        // Per model: the inputs of its cellweave-train call and its own flags (model_args).
+        inputs   : d.models.collectEntries { m -> [(m): m == 'claire' ? ['pairs'] : opts.models.inputs[m]] },
+        model_args: d.model_args,
         args     : stageArgs(opts, d),
     ]
 }
@@ -212,10 +232,60 @@ workflow {
     CELLWEAVE_TRAIN_STAGE2(ch_hvg.join(CELLWEAVE_REFINE.out.pairs).join(CELLWEAVE_TRAIN_STAGE1.out.model))
     ch_claire = CELLWEAVE_TRAIN_STAGE2.out.embedding
 
+    // The other models of the data set: one cellweave-train call each, given the inputs
+    // models.inputs lists for it ([] for the others)
+    CELLWEAVE_TRAIN_MODEL(
+        ch_hvg.join(CELLWEAVE_FILTER.out.cells).join(ch_pairs).flatMap { meta, cells, counts, pairs ->
+            meta.models.findAll { it != 'claire' }.collect { m ->
+                [meta, m, cells, 'counts' in meta.inputs[m] ? counts : [], 'pairs' in meta.inputs[m] ? pairs : []]
+            }
+        }
+    )
+
+    // Every model's run: [meta, [[model, embedding, [benchmark files of its jobs]], ...]] in the
+    // data set's model order (CLAIRE first when unlisted: it feeds the UMAP and the export).
+    // A model that reads the pairs also counts the pairs jobs, as CLAIRE does.
+    ch_pair_bench = CELLWEAVE_PAIRS.out.bench.mix(CELLWEAVE_PAIRS_MERGE.out.bench)
+        .map { meta, f -> [groupKey(meta, meta.shards ? meta.shards.size() + 2 : 1), f] }
+        .groupTuple()
+        .map { key, files -> [key.getGroupTarget(), files] }
+    ch_runs = ch_claire
+        .join(CELLWEAVE_TRAIN_STAGE1.out.bench).join(CELLWEAVE_REFINE.out.bench).join(CELLWEAVE_TRAIN_STAGE2.out.bench)
+        .map { meta, e, b1, br, b2 -> [meta, 'claire', e, [b1, br, b2]] }
+        .mix(CELLWEAVE_TRAIN_MODEL.out.run.map { meta, m, e, b -> [meta, m, e, [b]] })
+        .combine(ch_pair_bench, by: 0)
+        .map { meta, m, e, b, pb -> [meta, m, e, (m == 'claire' || 'pairs' in meta.inputs[m] ? pb : []) + b] }
+        .map { meta, m, e, b -> [groupKey(meta, meta.models.count { it != 'claire' } + 1), [m, e, b]] }
+        .groupTuple()
+        .map { key, runs ->
+            def meta = key.getGroupTarget()
+            [meta, runs.sort { r -> meta.models.indexOf(r[0]) }]
+        }
+    // The runs of the models the data set lists
+    ch_listed = ch_runs.map { meta, runs -> [meta, runs.findAll { r -> r[0] in meta.models }] }
+
     // What users look at
     CELLWEAVE_PLOT(ch_claire)
-    CELLWEAVE_EXPORT(CELLWEAVE_NORMALIZE.out.cells.join(CELLWEAVE_FILTER.out.cells).join(CELLWEAVE_HVG.out.genes).join(ch_claire).join(CELLWEAVE_PLOT.out.umap))
+    CELLWEAVE_EXPORT(
+        CELLWEAVE_NORMALIZE.out.cells.join(CELLWEAVE_FILTER.out.cells).join(CELLWEAVE_HVG.out.genes).join(ch_claire)
+            .join(CELLWEAVE_PLOT.out.umap)
+            .join(ch_runs.map { meta, runs -> [meta, runs.findAll { r -> r[0] != 'claire' }.collect { r -> r[1] }] })
+    )
     CELLWEAVE_SCORE(ch_claire.filter { meta, e -> meta.label_key }.join(ch_hvg))
+    CELLWEAVE_PLOT_MODELS(
+        ch_listed.filter { meta, runs -> runs.size() > 1 }.map { meta, runs -> [meta, runs.collect { r -> r[1] }] }
+    )
+
+    // The benchmark of every listed model against PCA (data sets with a label key)
+    CELLWEAVE_BENCHMARK(
+        ch_listed.filter { meta, runs -> meta.label_key }
+            .map { meta, runs ->
+                [meta, runs.collect { r -> [r[0], r[2]*.name] }, runs.collect { r -> r[1] }, runs.collectMany { r -> r[2] }.unique()]
+            }
+            .join(ch_hvg),
+        file("${projectDir}/../scripts/benchmark_table.py", checkIfExists: true)
+    )
+    CELLWEAVE_PLOT_SCORES(CELLWEAVE_BENCHMARK.out.table)
     CELLWEAVE_IMPUTE(CELLWEAVE_FILTER.out.cells.filter { meta, cells -> meta.impute })
 
     ch_versions = ch_versions.mix(
@@ -223,7 +293,8 @@ workflow {
         CELLWEAVE_NORMALIZE.out.versions, CELLWEAVE_HVG.out.versions, CELLWEAVE_PAIRS.out.versions,
         CELLWEAVE_PAIRS_MERGE.out.versions, CELLWEAVE_TRAIN_STAGE1.out.versions, CELLWEAVE_REFINE.out.versions,
         CELLWEAVE_TRAIN_STAGE2.out.versions, CELLWEAVE_PLOT.out.versions, CELLWEAVE_EXPORT.out.versions,
-        CELLWEAVE_SCORE.out.versions, CELLWEAVE_IMPUTE.out.versions
+        CELLWEAVE_SCORE.out.versions, CELLWEAVE_IMPUTE.out.versions, CELLWEAVE_TRAIN_MODEL.out.versions,
+        CELLWEAVE_BENCHMARK.out.versions, CELLWEAVE_PLOT_SCORES.out.versions, CELLWEAVE_PLOT_MODELS.out.versions
     )
     ch_versions
         .unique()

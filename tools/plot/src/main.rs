@@ -1,11 +1,14 @@
-//! cellweave-plot: UMAP pictures of embeddings, metric bar charts of scores tables and
-//! loss curves of training logs (PNG or SVG by the output's extension).
+//! cellweave-plot: UMAP pictures of embeddings (one row per embedding when several are
+//! given), metric bar charts of scores tables, loss curves of training logs and one cell
+//! type across batches from counterfactual cells (PNG or SVG by the output's extension).
 
 use cellweave::cli::{self, Common};
 use cellweave::contract::{EmbeddingTable, Step, TableKind};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::{table, Format};
-use cellweave::viz::plot::{self, bars::Bars, curves::Curves, scatter, summary::Summary};
+use cellweave::viz::plot::{
+    self, bars::Bars, counterfactual, curves::Curves, rows::Rows, scatter, summary::Summary,
+};
 use cellweave::viz::umap::{self, UmapParams};
 use clap::Parser;
 use serde::Serialize;
@@ -16,12 +19,17 @@ use std::process::ExitCode;
 /// as a bar chart, or a training log as loss curves. The kind of plot follows the input
 /// table's kind; a text table (.tsv/.csv) is a scores table when its columns include metric
 /// and value (or the first is embedding), a training log when they include epoch and a loss,
-/// and otherwise an embedding (cell id, then coordinates).
+/// and otherwise an embedding (cell id, then coordinates). Several embeddings draw one row
+/// of panels each (the UMAP of every model side by side).
 #[derive(Parser, Serialize, Debug)]
 #[command(name = "cellweave-plot", version = cellweave::cli::LONG_VERSION)]
 struct Args {
     /// Embedding, scores or training-log table (.arrow/.parquet or .tsv/.csv)
     input: PathBuf,
+    /// Further embeddings, one row of panels each below the first's, titled by the
+    /// embedding's name; with --across-batches, further counterfactual cells tables
+    #[arg(value_name = "MORE")]
+    more: Vec<PathBuf>,
     /// Output image (.png or .svg)
     #[arg(short, long)]
     output: PathBuf,
@@ -73,6 +81,12 @@ struct Args {
     /// row per method sorted by total, a circle per metric, bars for bio, batch and total
     #[arg(long)]
     scores: bool,
+    /// Draw one cell type across all batches from MEDL's counterfactual cells (the inputs: one
+    /// `cellweave-embed MODEL cells --as-batch B` table per batch B): PCA of that type's
+    /// counterfactuals, coloured by the batch shown as and the batch measured in.
+    /// COLUMN=VALUE, or VALUE of column cell_type
+    #[arg(long, value_name = "COLUMN=VALUE")]
+    across_batches: Option<String>,
     #[command(flatten)]
     #[serde(skip)]
     common: Common,
@@ -83,6 +97,7 @@ fn main() -> ExitCode {
         let args = cli::parse::<Args>();
         cli::init(&args.common);
         let mut inputs = vec![args.input.as_path()];
+        inputs.extend(args.more.iter().map(|p| p.as_path()));
         inputs.extend(args.obs.as_deref());
         let mut outputs = Outputs::new(&inputs)?;
         outputs
@@ -90,6 +105,10 @@ fn main() -> ExitCode {
             .file_opt(args.umap_out.as_deref(), Kind::TableOrText)?;
         plot::ImageFormat::of(&args.output)?;
         plot::check_size(args.width, args.height)?;
+        if let Some(sel) = &args.across_batches {
+            plot_across_batches(&args, sel)?;
+            return outputs.commit();
+        }
         let text = !matches!(
             Format::of(&args.input),
             Some(Format::Arrow | Format::Parquet)
@@ -117,8 +136,32 @@ fn main() -> ExitCode {
             ))
             .file(&args.input));
         }
+        if !args.more.is_empty() && kind != TableKind::Embedding {
+            return Err(cellweave::Error::new(format!(
+                "several inputs are drawn only as embeddings (or counterfactual cells with \
+                 --across-batches); this is a '{}' table",
+                kind.as_str()
+            ))
+            .file(&args.input));
+        }
         match kind {
-            TableKind::Embedding => plot_embedding(&args)?,
+            TableKind::Embedding if args.more.is_empty() => {
+                let s = embedding_scatter(&args, &args.input, args.title.clone())?;
+                plot::save(&s, &args.output)?
+            }
+            TableKind::Embedding => {
+                if args.umap_out.is_some() {
+                    return Err(cellweave::Error::new(
+                        "writes the UMAP of one embedding; give one input",
+                    )
+                    .flag("--umap-out"));
+                }
+                let rows = std::iter::once(&args.input)
+                    .chain(&args.more)
+                    .map(|p| embedding_scatter(&args, p, None))
+                    .collect::<cellweave::Result<Vec<_>>>()?;
+                plot::save(&Rows(rows), &args.output)?
+            }
             TableKind::Scores if args.scores => {
                 let mut s =
                     Summary::from_frame(&read_frame(kind)?).map_err(|e| e.file(&args.input))?;
@@ -157,15 +200,21 @@ fn main() -> ExitCode {
     })
 }
 
-fn plot_embedding(args: &Args) -> cellweave::Result<()> {
-    let emb = plot::input::read_embedding_any(&args.input, args.obs.as_deref())?;
-    let panels = scatter::panels_for(&emb, &args.color).map_err(|e| e.file(&args.input))?;
+/// The UMAP panels of one embedding, titled `title` (None: the embedding's name when several
+/// are drawn, --title for one); writes --umap-out when given.
+fn embedding_scatter(
+    args: &Args,
+    input: &std::path::Path,
+    title: Option<String>,
+) -> cellweave::Result<scatter::Scatter> {
+    let emb = plot::input::read_embedding_any(input, args.obs.as_deref())?;
+    let panels = scatter::panels_for(&emb, &args.color).map_err(|e| e.file(input))?;
     let direct = args.no_umap || (emb.dim == 2 && emb.name.to_lowercase().contains("umap"));
     let xy = if direct {
         if emb.dim < 2 {
             return Err(
                 cellweave::Error::new(format!("{} dimension(s): need 2 to plot", emb.dim))
-                    .file(&args.input),
+                    .file(input),
             );
         }
         (0..emb.n_cells())
@@ -213,7 +262,7 @@ fn plot_embedding(args: &Args) -> cellweave::Result<()> {
         height: args.height,
         dpi: args.dpi,
         point_radius: args.point_size,
-        title: args.title.clone(),
+        title: title.or_else(|| (!args.more.is_empty()).then(|| emb.name.clone())),
         axes: direct.then(|| {
             if emb.name.to_lowercase().contains("umap") {
                 ("UMAP1".into(), "UMAP2".into())
@@ -221,6 +270,31 @@ fn plot_embedding(args: &Args) -> cellweave::Result<()> {
                 (format!("{}1", emb.name), format!("{}2", emb.name))
             }
         }),
+        seed: args.seed,
+    };
+    Ok(scatter::Scatter::new(xy, panels, opts))
+}
+
+/// `--across-batches`: one cell type's counterfactual cells from every input table.
+fn plot_across_batches(args: &Args, selector: &str) -> cellweave::Result<()> {
+    let tables = std::iter::once(&args.input)
+        .chain(&args.more)
+        .map(|p| Ok((p.clone(), table::read_cells(p)?)))
+        .collect::<cellweave::Result<Vec<_>>>()?;
+    let (column, value) = counterfactual::parse_selector(selector);
+    let (xy, panels) = counterfactual::across_batches(&tables, &column, &value, args.seed)?;
+    let opts = scatter::ScatterOptions {
+        width: args.width,
+        height: args.height,
+        dpi: args.dpi,
+        point_radius: args.point_size,
+        title: Some(args.title.clone().unwrap_or_else(|| {
+            format!(
+                "{value} across {} batches (counterfactual cells)",
+                tables.len()
+            )
+        })),
+        axes: Some(("PC1".into(), "PC2".into())),
         seed: args.seed,
     };
     plot::save(&scatter::Scatter::new(xy, panels, opts), &args.output)

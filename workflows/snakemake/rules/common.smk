@@ -236,6 +236,8 @@ def pair_benchmarks(name):
 def targets_of(name):
     base = f"{OUT}/{name}"
     t = [f"{base}/integrated.h5ad", f"{base}/umap.png"]
+    if len(models_of(name)) > 1:
+        t.append(f"{base}/umap_models.png")
     if label_key(name):
         t.append(f"{base}/scores.tsv")
         t += [f"{base}/benchmark.tsv", f"{base}/benchmark.png"]

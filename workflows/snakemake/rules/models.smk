@@ -1,5 +1,6 @@
 # The models besides CLAIRE (one cellweave-train call each, inputs from the models.inputs
-# table) and the benchmark of every model of a data set: benchmark.tsv and benchmark.png.
+# table), the benchmark of every model of a data set (benchmark.tsv and benchmark.png) and the
+# UMAP of every model, one row each (umap_models.png, for a data set with several models).
 
 
 rule pairs_deepmnn:
@@ -110,3 +111,29 @@ rule plot_benchmark:
         CONDA_ENV
     shell:
         "{params.tool} --scores {input:q} --title {wildcards.name:q} -o {output:q} > {log:q} 2>&1"
+
+
+rule plot_models:
+    message: "{wildcards.name}: UMAP of every model"
+    input:
+        lambda w: [embedding_of(w.name, m) for m in models_of(w.name)],
+    output:
+        f"{OUT}/{{name}}/umap_models.png",
+    log:
+        f"{OUT}/{{name}}/logs/14_plot_models.log",
+    benchmark:
+        f"{OUT}/{{name}}/benchmarks/14_plot_models.tsv"
+    wildcard_constraints:
+        name=names_where(lambda n: len(models_of(n)) > 1),
+    params:
+        tool=tool("plot"),
+        colors=lambda w: colors(w.name),
+        args=" ".join(x for x in [flag("seed", config["plot"]["seed"]), extra("plot")] if x),
+    threads: config["threads"]
+    resources:
+        mem_mb=mem("default"),
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.tool} {input:q} {params.colors} {params.args} --threads {threads}"
+        " -o {output:q} > {log:q} 2>&1"

@@ -1,15 +1,18 @@
-//! Pictures: UMAP scatter panels ([`scatter`]), a metrics bar chart ([`bars`]) and
-//! training-loss curves ([`curves`]), drawn with plotters to PNG or SVG (chosen by the
-//! output's extension) and written atomically.
+//! Pictures: UMAP scatter panels ([`scatter`], one row per embedding with [`rows`]), a
+//! metrics bar chart ([`bars`]), training-loss curves ([`curves`]) and one cell type's
+//! counterfactual cells across batches ([`counterfactual`]), drawn with plotters to PNG or
+//! SVG (chosen by the output's extension) and written atomically.
 //!
 //! Every figure is laid out in pixels by hand (no plotters chart builder) so that the same
 //! code draws with and without a font ([`style::text_available`]).
 
 pub mod bars;
+pub mod counterfactual;
 pub mod curves;
 pub mod glyphs;
 pub mod input;
 pub mod png;
+pub mod rows;
 pub mod scatter;
 pub mod style;
 pub mod summary;

@@ -1,6 +1,7 @@
 // cellweave-export: integrated.h5ad as scanpy's tutorial ends with it (every kept gene
 // log-normalized in X, raw counts in layers['counts'], HVG statistics in var, obsm['X_claire'],
-// obsm['X_umap'], the kNN graph of X_claire in obsp, per-cell QC and obs carried through).
+// obsm['X_umap'], every other model's embedding (`others`, [] for none) as obsm['X_<model>'],
+// the kNN graph of X_claire in obsp, per-cell QC and obs carried through).
 process CELLWEAVE_EXPORT {
     tag "$meta.id"
     label 'process_single'
@@ -9,7 +10,7 @@ process CELLWEAVE_EXPORT {
     container "cellweave/cellweave:0.1.0"
 
     input:
-    tuple val(meta), path(cells), path(counts), path(hvg_genes), path(claire), path(umap)
+    tuple val(meta), path(cells), path(counts), path(hvg_genes), path(claire), path(umap), path(others, stageAs: 'models/*')
 
     output:
     tuple val(meta), path("integrated.h5ad"), emit: h5ad
@@ -20,6 +21,7 @@ process CELLWEAVE_EXPORT {
 
     script:
     def args = task.ext.args ?: ''
+    def more = (others ? (others instanceof List ? others : [others]) : []).collect { "--embedding ${it}" }.join(' ')
 
     """
     cellweave-export \\
@@ -28,6 +30,7 @@ process CELLWEAVE_EXPORT {
         --hvg ${hvg_genes} \\
         --embedding ${claire} \\
         --embedding ${umap} \\
+        ${more} \\
         ${args} \\
         -o integrated.h5ad
 

@@ -12,6 +12,7 @@ process CELLWEAVE_PAIRS {
 
     output:
     tuple val(meta), path("05_pairs_*.arrow"), emit: pairs
+    tuple val(meta), path("05_pairs_*.benchmark.tsv"), emit: bench
     path "versions.yml", emit: versions
 
     when:
@@ -21,7 +22,7 @@ process CELLWEAVE_PAIRS {
     def args = task.ext.args ?: ''
     def mode = shard.id == 'knn' ? '--knn-only' : shard.id == 'all' ? '' : "--batch-a '${shard.a}' --batch-b '${shard.b}'"
     """
-    cellweave-pairs \\
+    timed 05_pairs_${shard.id}.benchmark.tsv cellweave-pairs \\
         ${cells} \\
         ${mode} \\
         ${args} \\
@@ -37,7 +38,7 @@ process CELLWEAVE_PAIRS {
     stub:
     def mode = shard.id == 'knn' ? '--knn-only' : shard.id == 'all' ? '' : "--batch-a '${shard.a}' --batch-b '${shard.b}'"
     """
-    touch 05_pairs_${shard.id}.arrow
+    touch 05_pairs_${shard.id}.arrow 05_pairs_${shard.id}.benchmark.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -11,6 +11,7 @@ process CELLWEAVE_REFINE {
 
     output:
     tuple val(meta), path("07_refined_pairs.arrow"), emit: pairs
+    tuple val(meta), path("07_refine.benchmark.tsv")     , emit: bench
     path "versions.yml", emit: versions
 
     when:
@@ -20,7 +21,7 @@ process CELLWEAVE_REFINE {
     def args = task.ext.args ?: ''
 
     """
-    cellweave-refine \\
+    timed 07_refine.benchmark.tsv cellweave-refine \\
         ${cells} \\
         --pairs ${pairs} \\
         --embedding ${embedding} \\
@@ -35,7 +36,7 @@ process CELLWEAVE_REFINE {
 
     stub:
     """
-    touch 07_refined_pairs.arrow
+    touch 07_refined_pairs.arrow 07_refine.benchmark.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

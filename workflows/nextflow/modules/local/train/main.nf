@@ -15,6 +15,7 @@ process CELLWEAVE_TRAIN {
     tuple val(meta), path("${prefix}_model")         , emit: model
     tuple val(meta), path("${prefix}_embedding.arrow"), emit: embedding
     tuple val(meta), path("${prefix}_log.arrow")      , emit: history
+    tuple val(meta), path("${prefix}.benchmark.tsv")   , emit: bench
     path "versions.yml", emit: versions
 
     when:
@@ -25,7 +26,7 @@ process CELLWEAVE_TRAIN {
     prefix = task.ext.prefix ?: 'train'
     def init_arg = init ? "--init ${init}" : ''
     """
-    cellweave-train \\
+    timed ${prefix}.benchmark.tsv cellweave-train \\
         ${cells} \\
         --pairs ${pairs} \\
         ${init_arg} \\
@@ -47,7 +48,7 @@ process CELLWEAVE_TRAIN {
     def init_arg = init ? "--init ${init}" : ''
     """
     mkdir ${prefix}_model
-    touch ${prefix}_embedding.arrow ${prefix}_log.arrow
+    touch ${prefix}_embedding.arrow ${prefix}_log.arrow ${prefix}.benchmark.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -11,6 +11,7 @@ process CELLWEAVE_PAIRS_MERGE {
 
     output:
     tuple val(meta), path("05_pairs.arrow"), emit: pairs
+    tuple val(meta), path("05_pairs_merge.benchmark.tsv"), emit: bench
     path "versions.yml", emit: versions
 
     when:
@@ -20,7 +21,7 @@ process CELLWEAVE_PAIRS_MERGE {
     def args = task.ext.args ?: ''
 
     """
-    cellweave-pairs \\
+    timed 05_pairs_merge.benchmark.tsv cellweave-pairs \\
         --merge ${shards} \\
         ${args} \\
         -o 05_pairs.arrow
@@ -33,7 +34,7 @@ process CELLWEAVE_PAIRS_MERGE {
 
     stub:
     """
-    touch 05_pairs.arrow
+    touch 05_pairs.arrow 05_pairs_merge.benchmark.tsv
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
