@@ -28,6 +28,7 @@ include { CELLWEAVE_NORMALIZE                       } from './modules/local/norm
 include { CELLWEAVE_HVG                             } from './modules/local/hvg'
 include { CELLWEAVE_PAIRS                           } from './modules/local/pairs'
 include { CELLWEAVE_PAIRS_MERGE                     } from './modules/local/pairs/merge'
+include { CELLWEAVE_PAIRS_DEEPMNN                   } from './modules/local/pairs/deepmnn'
 include { CELLWEAVE_TRAIN as CELLWEAVE_TRAIN_STAGE1 } from './modules/local/train'
 include { CELLWEAVE_TRAIN as CELLWEAVE_TRAIN_STAGE2 } from './modules/local/train'
 include { CELLWEAVE_REFINE                          } from './modules/local/refine'
@@ -155,6 +156,7 @@ def stageArgs(Map o, Map d) {
         train_stage1   : [flags('--stage1-only': true, '--stage1-epochs': o.train.stage1_epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
         train_stage2   : [flags('--epochs': o.train.epochs, '--device': o.train.device, '--seed': o.train.seed, '--labels': d.label_key), o.train.extra],
         train_model    : [flags('--device': o.train.device, '--seed': o.train.seed), o.models.extra],
+        pairs_deepmnn  : [flags('--seed': o.train.seed)],
         refine         : [flags('--threshold': o.refine.threshold, '--labels': d.label_key), o.refine.extra],
         plot           : [colors.join(' '), flags('--seed': o.plot.seed), o.plot.extra],
         score          : [o.score.extra],
@@ -232,12 +234,20 @@ workflow {
     CELLWEAVE_TRAIN_STAGE2(ch_hvg.join(CELLWEAVE_REFINE.out.pairs).join(CELLWEAVE_TRAIN_STAGE1.out.model))
     ch_claire = CELLWEAVE_TRAIN_STAGE2.out.embedding
 
+    // deepMNN's pairs, only for the data sets with a model that reads them
+    CELLWEAVE_PAIRS_DEEPMNN(
+        ch_hvg.filter { meta, cells -> meta.models.any { m -> 'deepmnn_pairs' in meta.inputs[m] } }
+    )
+    ch_model_pairs = ch_pairs.join(CELLWEAVE_PAIRS_DEEPMNN.out.pairs, remainder: true)
+        .map { meta, pairs, dpairs -> [meta, pairs, dpairs ?: []] }
+
     // The other models of the data set: one cellweave-train call each, given the inputs
     // models.inputs lists for it ([] for the others)
     CELLWEAVE_TRAIN_MODEL(
-        ch_hvg.join(CELLWEAVE_FILTER.out.cells).join(ch_pairs).flatMap { meta, cells, counts, pairs ->
+        ch_hvg.join(CELLWEAVE_FILTER.out.cells).join(ch_model_pairs).flatMap { meta, cells, counts, pairs, dpairs ->
             meta.models.findAll { it != 'claire' }.collect { m ->
-                [meta, m, cells, 'counts' in meta.inputs[m] ? counts : [], 'pairs' in meta.inputs[m] ? pairs : []]
+                def p = 'deepmnn_pairs' in meta.inputs[m] ? dpairs : 'pairs' in meta.inputs[m] ? pairs : []
+                [meta, m, cells, 'counts' in meta.inputs[m] ? counts : [], p]
             }
         }
     )
