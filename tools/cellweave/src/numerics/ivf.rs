@@ -68,11 +68,9 @@ pub fn nearest_centroids(x: &[f32], d: usize, centroids: &[f32], m: usize) -> Ve
     x.par_chunks(BLOCK * d.max(1))
         .flat_map_iter(|qb| {
             let q_norm = norms(qb, d);
-            let mut tops: Vec<super::neighbors::TopK> = q_norm
-                .iter()
-                .map(|_| super::neighbors::TopK::new(m))
-                .collect();
-            super::neighbors::scan_block(&mut tops, centroids, &c_norm, qb, &q_norm, 0, d);
+            let mut tops: Vec<super::scan::TopK> =
+                q_norm.iter().map(|_| super::scan::TopK::new(m)).collect();
+            super::scan::scan_block(&mut tops, centroids, &c_norm, qb, &q_norm, 0, d);
             tops.into_iter()
                 .map(|t| t.items.into_iter().map(|(_, j)| j).collect::<Vec<u32>>())
                 .collect::<Vec<_>>()
@@ -250,14 +248,12 @@ fn search_group(
             .flat_map(|&q| query[q as usize * d..(q as usize + 1) * d].iter().copied())
             .collect();
         let q_norm = norms(&qb, d);
-        let mut tops: Vec<super::neighbors::TopK> = block
-            .iter()
-            .map(|_| super::neighbors::TopK::new(k))
-            .collect();
+        let mut tops: Vec<super::scan::TopK> =
+            block.iter().map(|_| super::scan::TopK::new(k)).collect();
         for &l in &ls {
             let (a, b) = (lists.start[l as usize], lists.start[l as usize + 1]);
             if a < b {
-                super::neighbors::scan_block(
+                super::scan::scan_block(
                     &mut tops,
                     &lists.data[a * d..b * d],
                     &lists.norm[a..b],

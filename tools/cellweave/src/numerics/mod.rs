@@ -11,4 +11,5 @@ pub mod ivf;
 pub mod neighbors;
 pub mod nndescent;
 pub mod pca;
+pub(crate) mod scan;
 pub mod stats;
