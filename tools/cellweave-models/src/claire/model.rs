@@ -89,20 +89,7 @@ pub struct Model {
     pub encoder: Encoder,
 }
 
-impl crate::engine::card::ModelCard for Card {
-    const MODEL: &'static str = "claire";
-    const LABEL: &'static str = "CLAIRE";
-    const VERSION: u32 = CARD_VERSION;
-    fn model(&self) -> &str {
-        &self.model
-    }
-    fn card_version(&self) -> u32 {
-        self.card_version
-    }
-    fn genes(&self) -> (usize, &[String], &[String]) {
-        (self.n_genes, &self.gene_ids, &self.gene_names)
-    }
-}
+crate::engine::card::model_card!(Card, "claire", "CLAIRE", CARD_VERSION);
 
 /// Save an encoder (the one that gives the embedding) as the model weights.
 pub fn save_weights(dir: &Path, encoder: &Encoder) -> Result<()> {

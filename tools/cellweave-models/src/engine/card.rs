@@ -30,6 +30,37 @@ pub trait ModelCard: serde::Serialize + serde::de::DeserializeOwned {
     }
 }
 
+/// Implements [`ModelCard`] for a card type with the usual fields (`model`, `card_version`,
+/// `n_genes`, `gene_ids`, `gene_names`): `model_card!(Card, "scetm", "scETM", CARD_VERSION)`.
+/// With `, shape` at the end it also checks that the card's `shape.n_genes` is `n_genes`.
+macro_rules! model_card {
+    ($card:ty, $model:literal, $label:literal, $version:expr $(, $shape:ident)?) => {
+        impl $crate::engine::card::ModelCard for $card {
+            const MODEL: &'static str = $model;
+            const LABEL: &'static str = $label;
+            const VERSION: u32 = $version;
+            fn model(&self) -> &str {
+                &self.model
+            }
+            fn card_version(&self) -> u32 {
+                self.card_version
+            }
+            fn genes(&self) -> (usize, &[String], &[String]) {
+                (self.n_genes, &self.gene_ids, &self.gene_names)
+            }
+            $(
+            fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+                if self.$shape.n_genes != self.n_genes {
+                    return Err(("gene_ids", "gene lists do not match n_genes".into()));
+                }
+                Ok(())
+            }
+            )?
+        }
+    };
+}
+pub(crate) use model_card;
+
 /// Read and check the card of the model directory `dir`.
 pub fn read<C: ModelCard>(dir: &Path) -> Result<C> {
     let p = dir.join(CARD);

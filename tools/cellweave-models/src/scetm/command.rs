@@ -337,26 +337,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     Ok(())
 }
 
-impl crate::engine::card::ModelCard for Card {
-    const MODEL: &'static str = "scetm";
-    const LABEL: &'static str = "scETM";
-    const VERSION: u32 = CARD_VERSION;
-    fn model(&self) -> &str {
-        &self.model
-    }
-    fn card_version(&self) -> u32 {
-        self.card_version
-    }
-    fn genes(&self) -> (usize, &[String], &[String]) {
-        (self.n_genes, &self.gene_ids, &self.gene_names)
-    }
-    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        if self.shape.n_genes != self.n_genes {
-            return Err(("gene_ids", "gene lists do not match n_genes".into()));
-        }
-        Ok(())
-    }
-}
+crate::engine::card::model_card!(Card, "scetm", "scETM", CARD_VERSION, shape);
 
 /// Embed a raw-counts cells table with a saved scETM model (the encoder reads no batch:
 /// cells of any batch, seen or not).
