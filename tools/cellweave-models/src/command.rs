@@ -6,11 +6,11 @@
 //! a `train(run, args, step)` / `embed(run, step)` pair in its `command` module.
 
 use crate::ModelKind;
+use cellweave::io::atomic;
 use cellweave::{bail, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
-/// The model card's file name in every model directory.
-pub const CARD: &str = "card.yaml";
+pub use crate::engine::card::CARD;
 
 /// Hyperparameters every model has. `None` (the flag not given) means the model's own
 /// default; each model resolves them once and records the resolved values in its card.
@@ -93,6 +93,31 @@ impl TrainRun {
             ))
             .field("counts")
         })
+    }
+
+    /// Refuse an output (the embedding, the log, each of `more`) that is one of `inputs`.
+    pub fn check_outputs(&self, inputs: &[&Path], more: &[Option<&Path>]) -> Result<()> {
+        atomic::check_not_input(&self.embedding, inputs)?;
+        for p in [self.log.as_deref()].iter().chain(more).flatten() {
+            atomic::check_not_input(p, inputs)?;
+        }
+        Ok(())
+    }
+
+    /// Remove the temporaries that killed runs left beside the outputs (model directory,
+    /// embedding, log).
+    pub fn clean_stale(&self) -> Result<()> {
+        for out in [
+            Some(&self.model_dir),
+            Some(&self.embedding),
+            self.log.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::engine::checkpoint::clean_stale(out)?;
+        }
+        Ok(())
     }
 
     /// Every input file of the run.

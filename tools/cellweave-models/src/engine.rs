@@ -28,8 +28,10 @@
 
 pub mod card;
 pub mod checkpoint;
+pub mod finish;
 pub mod log;
 pub mod optim;
+pub mod state;
 
 use cellweave::{info, Error, Result};
 use std::time::Instant;
@@ -177,6 +179,14 @@ impl EarlyStop {
 /// the extension.
 pub fn write_log(path: &std::path::Path, log: &cellweave::contract::Frame) -> Result<()> {
     cellweave::io::table::write_side(path, log)
+}
+
+/// The error of a run that stopped after global epoch `epoch` as `--stop-after-epoch`
+/// asked (only its checkpoints are on disk).
+pub fn stopped_as_asked(epoch: usize) -> Error {
+    Error::new(format!(
+        "stopped after epoch {epoch} as asked (--stop-after-epoch); continue from the last checkpoint with --resume"
+    ))
 }
 
 /// Train `model` through `schedule` (see the module documentation).

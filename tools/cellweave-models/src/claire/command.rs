@@ -2,7 +2,7 @@
 
 use cellweave::contract::{Categorical, EmbeddingTable, PairsTable, Step, ValueKind};
 use cellweave::io::{atomic, table};
-use cellweave::{bail, info, Error, Result, ResultExt};
+use cellweave::{info, Error, Result, ResultExt};
 use std::path::Path;
 
 use super::augment::Augment;
@@ -111,10 +111,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     let pairs_path = o.require_pairs(ModelKind::Claire)?;
     let params = args.params(&o.hyper, o.seed);
     let inputs = [o.cells.as_path(), pairs_path];
-    atomic::check_not_input(&o.embedding, &inputs)?;
-    if let Some(l) = &o.log {
-        atomic::check_not_input(l, &inputs)?;
-    }
+    o.check_outputs(&inputs, &[])?;
     if o.resume && o.init.is_some() {
         return Err(Error::new(
             "--resume continues this model directory's own run; it cannot be combined with --init",
@@ -141,13 +138,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         (None, true) => Start::Resume,
         (None, false) => Start::Fresh,
     };
-    // Temporaries that killed runs left beside this run's outputs.
-    for out in [Some(&o.model_dir), Some(&o.embedding), o.log.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        checkpoint::clean_stale(out)?;
-    }
+    o.clean_stale()?;
     let mut trainer =
         Trainer::new(&cells, &pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
     info!(
@@ -199,10 +190,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     let complete = trainer.run(&mut refiner, step, o.checkpoint_every, o.stop_after)?;
     if !complete {
         // As if killed: only the periodic checkpoints are on disk.
-        bail!(
-            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
-            trainer.progress.epoch
-        );
+        return Err(crate::engine::stopped_as_asked(trainer.progress.epoch));
     }
     // The model directory is assembled beside its final place and put there in one
     // step after every other output is written: a run that fails leaves the previous

@@ -27,8 +27,8 @@ use crate::engine::checkpoint::{load_tensors, save_tensors};
 
 pub const CARD: &str = crate::command::CARD;
 pub const WEIGHTS: &str = "model.safetensors";
-pub const STATE: &str = "state.safetensors";
-pub const STATE_JSON: &str = "state.json";
+pub const STATE: &str = crate::engine::state::STATE;
+pub const STATE_JSON: &str = crate::engine::state::STATE_JSON;
 pub const REFINED_PAIRS: &str = "refined_pairs.arrow";
 pub const TRAINING_LOG: &str = "training_log.arrow";
 /// The model card format version.

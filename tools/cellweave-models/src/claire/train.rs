@@ -21,6 +21,7 @@ use super::model::{self, Architecture, Card, TrainingSummary};
 use super::views::{batch_views_from, PairSets};
 use super::CandleExt;
 use crate::engine::checkpoint::Checkpoints;
+use crate::engine::state;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::{AdamConfig, WeightDecay};
 use crate::rng::Rng;
@@ -208,11 +209,15 @@ pub struct Progress {
 }
 
 /// `state.json`: what a resumed run must agree with, and the progress.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct StateFile {
-    cells_fingerprint: String,
-    params: TrainParams,
-    progress: Progress,
+type StateFile = state::StateFile<TrainParams, Progress>;
+
+impl state::RunProgress for Progress {
+    fn epoch(&self) -> usize {
+        self.epoch
+    }
+    fn end_epoch(&self) -> usize {
+        self.end_epoch
+    }
 }
 
 /// How a run starts.
@@ -474,9 +479,7 @@ impl<'a> Trainer<'a> {
             let moco = Moco::from_state(&t, params.moco, params.adam(), device)
                 .ce()
                 .at(&st)?;
-            let sj = init.join(model::STATE_JSON);
-            let text = std::fs::read_to_string(&sj).at(&sj)?;
-            let s: StateFile = serde_json::from_str(&text).at(&sj)?;
+            let s: StateFile = state::read_json(init)?;
             let msteps = s.progress.momentum_steps.max(s.progress.steps);
             Ok((moco, s.progress.epoch, s.progress.stage, msteps))
         } else {
@@ -500,22 +503,7 @@ impl<'a> Trainer<'a> {
         device: &Device,
         from: &Path,
     ) -> Result<(Moco, Progress, Option<(PairsTable, Option<Vec<u8>>)>)> {
-        let sj = from.join(model::STATE_JSON);
-        let text = std::fs::read_to_string(&sj).at(&sj)?;
-        let s: StateFile = serde_json::from_str(&text).at(&sj)?;
-        if s.cells_fingerprint != cells.fingerprint() {
-            return Err(Error::new(
-                "the checkpoint was trained on other cells: rerun without --resume",
-            )
-            .file(&sj));
-        }
-        if s.params != *params {
-            return Err(Error::new(format!(
-                "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
-                serde_json::to_string(&s.params).unwrap_or_default()
-            ))
-            .file(&sj));
-        }
+        let s: StateFile = state::read_checked(from, &cells.fingerprint(), params, true)?;
         let st = from.join(model::STATE);
         let t = crate::engine::checkpoint::load_tensors(&st)?;
         let moco = Moco::from_state(&t, params.moco, params.adam(), device)
@@ -527,10 +515,7 @@ impl<'a> Trainer<'a> {
             let r = cellweave::io::table::read_pairs(&rp)?;
             refined = Some((r, Some(std::fs::read(&rp).at(&rp)?)));
         }
-        info!(
-            "resuming after epoch {} of {}",
-            s.progress.epoch, s.progress.end_epoch
-        );
+        state::say_resuming(&s.progress);
         Ok((moco, s.progress, refined))
     }
 
@@ -652,13 +637,14 @@ impl<'a> Trainer<'a> {
     /// (`state.safetensors`), progress and parameters (`state.json`), and the refined seed
     /// pairs once refinement has run.
     fn write_state(&self, d: &Path) -> Result<()> {
-        crate::engine::checkpoint::save_tensors(&d.join(model::STATE), &self.moco.state().ce()?)?;
-        let s = StateFile {
-            cells_fingerprint: self.cells.fingerprint(),
-            params: self.params.clone(),
-            progress: self.progress.clone(),
-        };
-        crate::engine::checkpoint::write_json(&d.join(model::STATE_JSON), &s)?;
+        let t = self.moco.state().ce()?;
+        state::write(
+            d,
+            &t,
+            &self.cells.fingerprint(),
+            &self.params,
+            &self.progress,
+        )?;
         let rp = d.join(model::REFINED_PAIRS);
         match &self.refined_table {
             Some((_, Some(bytes))) => std::fs::write(&rp, bytes).at(&rp)?,

@@ -5,18 +5,18 @@ use cellweave::contract::{CellsTable, Csr, EmbeddingTable, PairKind, PairsTable,
 use cellweave::integrate::deepmnn::{self, Scaling};
 use cellweave::io::{atomic, table};
 use cellweave::numerics::pca::{pca_with, Solver};
-use cellweave::{bail, info, Error, Result, ResultExt};
+use cellweave::{info, Error, Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::network::{Network, Shape};
 use super::train::{self, Data, DeepmnnParams, Trainer};
 use crate::command::{EmbedRun, TrainRun};
-use crate::engine::checkpoint::{self, load_tensors, save_tensors};
+use crate::engine::checkpoint::load_tensors;
+use crate::engine::finish::Finish;
 use crate::{CandleExt, ModelKind};
 
-pub const WEIGHTS: &str = "model.safetensors";
-pub const TRAINING_LOG: &str = "training_log.arrow";
+pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 /// The model card format version.
 pub const CARD_VERSION: u32 = 1;
 /// Default principal components of the embedding (`--latent`).
@@ -229,14 +229,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     let params = args.params(run)?;
     params.validate()?;
     let emb_pcs = run.hyper.latent.unwrap_or(EMBEDDING_PCS);
-    let inputs = run.inputs();
-    atomic::check_not_input(&run.embedding, &inputs)?;
-    for p in [run.log.as_deref(), args.corrected.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        atomic::check_not_input(p, &inputs)?;
-    }
+    run.check_outputs(&run.inputs(), &[args.corrected.as_deref()])?;
     let device = crate::device(&run.device)?;
     let cells = table::read_cells(&run.cells)?;
     check_values(cells.values, &run.cells)?;
@@ -269,12 +262,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         pcs: axes(&sp.pca.components, sp.pca.k, g),
         k: sp.pca.k,
     };
-    for out in [Some(&run.model_dir), Some(&run.embedding), run.log.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        checkpoint::clean_stale(out)?;
-    }
+    run.clean_stale()?;
     let mut t = Trainer::new(
         &data,
         params.clone(),
@@ -294,10 +282,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         data.pairs.len().div_ceil(params.batch_size)
     );
     if !t.run(run.checkpoint_every, run.stop_after)? {
-        bail!(
-            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
-            t.progress.epoch
-        );
+        return Err(crate::engine::stopped_as_asked(t.progress.epoch));
     }
     let corrected = train::correct_rows(&t.net, &data.x, g, &device)?;
     let pca = pca_with(
@@ -345,36 +330,34 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         "embedding.components".into(),
         host_tensor(&pca.components, &[k, g])?,
     );
-    checkpoint::write_model_dir(&run.model_dir, |staged| {
-        t.write_state(staged)?;
-        save_tensors(&staged.join(WEIGHTS), &weights)?;
-        let log = t.log_frame(step);
-        table::write_frame(&staged.join(TRAINING_LOG), &log)?;
-        crate::engine::card::write(staged, &card)?;
-        table::write_embedding(&run.embedding, &emb)?;
-        if let Some(l) = &run.log {
-            crate::engine::write_log(l, &log)?;
-        }
-        if let Some(c) = &args.corrected {
-            table::write_cells(c, &corrected_table(&cells, &on_input_scale, step))?;
-        }
-        Ok(())
-    })?;
-    t.checkpoints().remove_all()?;
-    info!(
-        "deepmnn: {} epochs{}, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
-        t.progress.epoch,
-        if t.progress.stopped {
+    let log = t.log_frame(step);
+    Finish {
+        model: "deepmnn",
+        model_dir: &run.model_dir,
+        checkpoints: t.checkpoints(),
+        weights: Some(&weights),
+        log: &log,
+        log_out: run.log.as_deref(),
+        embeddings: vec![(&run.embedding, emb)],
+        epochs: t.progress.epoch,
+        note: if t.progress.stopped {
             " (stopped on a plateau)"
         } else {
             ""
         },
-        t.progress.steps,
-        card.training.final_loss,
-        t.progress.seconds,
-        run.model_dir.display()
-    );
-    Ok(())
+        steps: t.progress.steps,
+        final_loss: card.training.final_loss,
+        seconds: t.progress.seconds,
+    }
+    .write(
+        &card,
+        |staged| t.write_state(staged),
+        |_| Ok(()),
+        || match &args.corrected {
+            Some(c) => table::write_cells(c, &corrected_table(&cells, &on_input_scale, step)),
+            None => Ok(()),
+        },
+    )
 }
 
 crate::engine::card::model_card!(Card, "deepmnn", "deepMNN", CARD_VERSION, shape);

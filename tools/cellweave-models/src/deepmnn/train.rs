@@ -17,6 +17,7 @@ use std::path::Path;
 use super::network::{Network, Shape};
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::log::LogTable;
+use crate::engine::state::{self, RunProgress};
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
@@ -161,15 +162,14 @@ pub struct Progress {
     pub log: Vec<LogRow>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct StateFile {
-    cells_fingerprint: String,
-    params: DeepmnnParams,
-    progress: Progress,
+impl RunProgress for Progress {
+    fn epoch(&self) -> usize {
+        self.epoch
+    }
+    fn end_epoch(&self) -> usize {
+        self.end_epoch
+    }
 }
-
-pub const STATE: &str = "state.safetensors";
-pub const STATE_JSON: &str = "state.json";
 
 /// A training run.
 pub struct Trainer<'a> {
@@ -204,69 +204,43 @@ impl<'a> Trainer<'a> {
         };
         let pcs = Tensor::from_vec(data.pcs.clone(), (data.g, data.k), &device).ce()?;
         let ckpt = Checkpoints::of(dir, "deepmnn");
-        let fresh = Progress {
-            epoch: 0,
-            end_epoch: params.epochs,
-            steps: 0,
-            seconds: 0.0,
-            best: f64::INFINITY,
-            since: 0,
-            stopped: false,
-            log: Vec::new(),
-        };
-        if resume {
-            if let Some(from) = ckpt.latest()? {
-                let sj = from.join(STATE_JSON);
-                let s: StateFile =
-                    serde_json::from_str(&std::fs::read_to_string(&sj).at(&sj)?).at(&sj)?;
-                if s.cells_fingerprint != fingerprint {
-                    return Err(Error::new(
-                        "the checkpoint was trained on other cells: rerun without --resume",
-                    )
-                    .file(&sj));
-                }
-                if s.params != params {
-                    return Err(Error::new(format!(
-                        "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
-                        serde_json::to_string(&s.params).unwrap_or_default()
-                    ))
-                    .file(&sj));
-                }
-                let st = from.join(STATE);
-                let t = crate::engine::checkpoint::load_tensors(&st)?;
-                let net = Network::from_named(&t, shape, &device).ce().at(&st)?;
+        let ((net, adam), progress) = state::start(
+            &ckpt,
+            dir,
+            resume,
+            &fingerprint,
+            &params,
+            true,
+            |t, st| {
+                let net = Network::from_named(t, shape, &device).ce().at(st)?;
                 let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-                adam.load_state("adam.", &t).ce().at(&st)?;
-                cellweave::info!(
-                    "resuming after epoch {} of {}",
-                    s.progress.epoch,
-                    s.progress.end_epoch
-                );
-                return Ok(Trainer {
-                    params,
-                    data,
-                    net,
-                    adam,
-                    pcs,
-                    progress: s.progress,
-                    fingerprint,
-                    ckpt,
-                    device,
-                });
-            }
-            cellweave::info!("no checkpoint for {}: starting a new run", dir.display());
-        }
-        ckpt.remove_all()?;
-        let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
-        let net = Network::init(shape, &mut rng, &device).ce()?;
-        let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+                adam.load_state("adam.", t).ce().at(st)?;
+                Ok((net, adam))
+            },
+            || {
+                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+                let net = Network::init(shape, &mut rng, &device).ce()?;
+                let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+                let fresh = Progress {
+                    epoch: 0,
+                    end_epoch: params.epochs,
+                    steps: 0,
+                    seconds: 0.0,
+                    best: f64::INFINITY,
+                    since: 0,
+                    stopped: false,
+                    log: Vec::new(),
+                };
+                Ok(((net, adam), fresh))
+            },
+        )?;
         Ok(Trainer {
             params,
             data,
             net,
             adam,
             pcs,
-            progress: fresh,
+            progress,
             fingerprint,
             ckpt,
             device,
@@ -334,13 +308,7 @@ impl<'a> Trainer<'a> {
     pub fn write_state(&self, d: &Path) -> Result<()> {
         let mut t = self.net.named().ce()?;
         t.extend(self.adam.state("adam.").ce()?);
-        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
-        let s = StateFile {
-            cells_fingerprint: self.fingerprint.clone(),
-            params: self.params.clone(),
-            progress: self.progress.clone(),
-        };
-        crate::engine::checkpoint::write_json(&d.join(STATE_JSON), &s)
+        state::write(d, &t, &self.fingerprint, &self.params, &self.progress)
     }
 
     /// The training log as a table.

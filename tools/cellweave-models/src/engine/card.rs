@@ -8,7 +8,8 @@
 use cellweave::{bail, Error, Result, ResultExt};
 use std::path::Path;
 
-use crate::command::CARD;
+/// The model card's file name in every model directory.
+pub const CARD: &str = "card.yaml";
 
 /// What every model card has.
 pub trait ModelCard: serde::Serialize + serde::de::DeserializeOwned {
@@ -28,6 +29,27 @@ pub trait ModelCard: serde::Serialize + serde::de::DeserializeOwned {
     fn check(&self) -> std::result::Result<(), (&'static str, String)> {
         Ok(())
     }
+}
+
+/// The `training:` section of a card: the training cells, the seed and how the run went.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// Training cells.
+    pub cells: usize,
+    /// Fingerprint of the training cells.
+    pub cells_fingerprint: String,
+    /// The run's seed.
+    pub seed: u64,
+    /// Global epochs done.
+    pub epochs: usize,
+    /// Optimiser steps done.
+    pub steps: u64,
+    /// The last epoch's loss.
+    pub final_loss: f64,
+    /// Seconds of training.
+    pub seconds: f64,
+    /// The device it was trained on.
+    pub device: String,
 }
 
 /// Implements [`ModelCard`] for a card type with the usual fields (`model`, `card_version`,

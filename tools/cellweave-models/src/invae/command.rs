@@ -13,18 +13,17 @@
 use crate::engine::log::LogTable;
 use cellweave::contract::{CellsTable, Column, Csr, EmbeddingTable, Frame, Step, ValueKind};
 use cellweave::io::{atomic, table};
-use cellweave::{bail, info, Error, Result, ResultExt};
+use cellweave::{info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
 use super::net::{Net, Shape};
 use super::train::{self, Covariate, Data, Params, Trainer};
 use crate::command::{EmbedRun, TrainRun};
-use crate::engine::checkpoint;
+use crate::engine::finish::Finish;
 use crate::CandleExt;
 
 pub const CARD: &str = "card.yaml";
-pub const WEIGHTS: &str = "model.safetensors";
-pub const TRAINING_LOG: &str = "training_log.arrow";
+pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 pub const CARD_VERSION: u32 = 1;
 
 /// Default sizes and optimiser settings (the reference package's `FinVAE` defaults, and
@@ -87,17 +86,7 @@ pub struct Card {
     pub training: Summary,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Summary {
-    pub cells: usize,
-    pub cells_fingerprint: String,
-    pub seed: u64,
-    pub epochs: usize,
-    pub steps: u64,
-    pub final_loss: f64,
-    pub seconds: f64,
-    pub device: String,
-}
+pub use crate::engine::card::Summary;
 
 /// Epochs when `--epochs` is not given: enough for about 3,000 steps, between 20 and 200
 /// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells).
@@ -232,16 +221,7 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     }
     let mut inputs = vec![i.cells.as_path()];
     inputs.extend(i.counts.as_deref());
-    for out in [
-        Some(&i.embedding),
-        i.log.as_ref(),
-        a.spur_embedding.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        atomic::check_not_input(out, &inputs)?;
-    }
+    i.check_outputs(&inputs, &[a.spur_embedding.as_deref()])?;
     let device = crate::device(&i.device)?;
     let cells = table::read_cells(&i.cells)?;
     if cells.n_genes() == 0 {
@@ -254,12 +234,7 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
         inv: covariates(&cells, &p.inv_covariates, None)?,
         spur: covariates(&cells, &p.spur_covariates, None)?,
     };
-    for out in [Some(&i.model_dir), Some(&i.embedding), i.log.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        checkpoint::clean_stale(out)?;
-    }
+    i.clean_stale()?;
     let mut t = Trainer::new(
         &data,
         p.clone(),
@@ -291,10 +266,7 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
         p.batch_size
     );
     if !train::run(&mut t, i.checkpoint_every, i.stop_after)? {
-        bail!(
-            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
-            t.progress.epoch
-        );
+        return Err(crate::engine::stopped_as_asked(t.progress.epoch));
     }
     let z = t.posterior_means()?;
     let (zi, zs) = train::split(&z, p.latent_inv, p.latent_spur);
@@ -321,37 +293,32 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
             device: format!("{:?}", t.device.location()),
         },
     };
-    checkpoint::write_model_dir(&i.model_dir, |staged| {
-        t.write_state(staged)?;
-        crate::engine::checkpoint::save_tensors(&staged.join(WEIGHTS), &t.net.tensors().ce()?)?;
-        let log = log_frame(&t, step);
-        table::write_frame(&staged.join(TRAINING_LOG), &log)?;
-        crate::engine::card::write(staged, &card)?;
-        table::write_embedding(
-            &i.embedding,
-            &EmbeddingTable::of_cells(&cells, "invae", p.latent_inv, zi, step),
-        )?;
-        if let Some(sp) = &a.spur_embedding {
-            table::write_embedding(
-                sp,
-                &EmbeddingTable::of_cells(&cells, "invae_spur", p.latent_spur, zs, step),
-            )?;
-        }
-        if let Some(l) = &i.log {
-            crate::engine::write_log(l, &log)?;
-        }
-        Ok(())
-    })?;
-    t.checkpoints().remove_all()?;
-    info!(
-        "invae: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
-        t.progress.epoch,
-        t.progress.steps,
-        card.training.final_loss,
-        t.progress.seconds,
-        i.model_dir.display()
-    );
-    Ok(())
+    let log = log_frame(&t, step);
+    let mut embeddings = vec![(
+        i.embedding.as_path(),
+        EmbeddingTable::of_cells(&cells, "invae", p.latent_inv, zi, step),
+    )];
+    if let Some(sp) = &a.spur_embedding {
+        embeddings.push((
+            sp.as_path(),
+            EmbeddingTable::of_cells(&cells, "invae_spur", p.latent_spur, zs, step),
+        ));
+    }
+    Finish {
+        model: "invae",
+        model_dir: &i.model_dir,
+        checkpoints: t.checkpoints(),
+        weights: Some(&t.net.tensors().ce()?),
+        log: &log,
+        log_out: i.log.as_deref(),
+        embeddings,
+        epochs: t.progress.epoch,
+        note: "",
+        steps: t.progress.steps,
+        final_loss: card.training.final_loss,
+        seconds: t.progress.seconds,
+    }
+    .write(&card, |staged| t.write_state(staged), |_| Ok(()), || Ok(()))
 }
 
 crate::engine::card::model_card!(Card, "invae", "inVAE", CARD_VERSION, shape);

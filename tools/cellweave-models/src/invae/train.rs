@@ -8,12 +8,13 @@
 
 use candle_core::Device;
 use cellweave::contract::{Categorical, Csr};
-use cellweave::{bail, Error, Result, ResultExt};
+use cellweave::{bail, Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::net::{Batch, Net, Noise, Shape};
 use crate::engine::checkpoint::Checkpoints;
+use crate::engine::state;
 use crate::engine::{EpochRecord, Trainable};
 use crate::optim::{Adam, AdamConfig, WeightDecay};
 use crate::rng::Rng;
@@ -174,25 +175,7 @@ pub struct LogRow {
 }
 
 /// Where a run stands (saved in `state.json`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
-    pub epoch: usize,
-    pub end_epoch: usize,
-    pub steps: u64,
-    pub seconds: f64,
-    pub log: Vec<LogRow>,
-}
-
-/// `state.json`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StateFile {
-    pub cells_fingerprint: String,
-    pub params: Params,
-    pub progress: Progress,
-}
-
-pub const STATE: &str = "state.safetensors";
-pub const STATE_JSON: &str = "state.json";
+pub type Progress = state::Progress<LogRow>;
 
 /// A training run.
 pub struct Trainer<'a> {
@@ -244,62 +227,30 @@ impl<'a> Trainer<'a> {
         let shape = Self::shape(&params, data);
         let ckpt = Checkpoints::of(dir, "invae");
         let opt_of = |net: &Net| Adam::new(net.vars(), params.adam()).ce();
-        if resume {
-            if let Some(from) = ckpt.latest()? {
-                let sj = from.join(STATE_JSON);
-                let text = std::fs::read_to_string(&sj).at(&sj)?;
-                let s: StateFile = serde_json::from_str(&text).at(&sj)?;
-                if s.cells_fingerprint != fingerprint {
-                    return Err(Error::new(
-                        "the checkpoint was trained on other cells: rerun without --resume",
-                    )
-                    .file(&sj));
-                }
-                if s.params != params {
-                    return Err(Error::new(
-                        "the checkpoint was written with other parameters: rerun with the same ones or without --resume",
-                    )
-                    .file(&sj));
-                }
-                let st = from.join(STATE);
-                let t = crate::engine::checkpoint::load_tensors(&st)?;
-                let net = Net::from_tensors(&shape, &t, &device).ce().at(&st)?;
+        let (net, progress) = state::start(
+            &ckpt,
+            dir,
+            resume,
+            &fingerprint,
+            &params,
+            false,
+            |t, st| {
+                let net = Net::from_tensors(&shape, t, &device).ce().at(st)?;
                 let mut opt = opt_of(&net)?;
-                opt.load_state("adam.", &t).ce().at(&st)?;
-                cellweave::info!(
-                    "resuming after epoch {} of {}",
-                    s.progress.epoch,
-                    s.progress.end_epoch
-                );
-                return Ok(Self::assemble(
-                    data,
-                    params,
-                    net,
-                    opt,
-                    s.progress,
-                    fingerprint,
-                    device,
-                    ckpt,
-                ));
-            }
-            cellweave::info!("no checkpoint for {}: starting a new run", dir.display());
-        }
-        ckpt.remove_all()?;
-        let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
-        let net = Net::init(&shape, &mut rng, &device).ce()?;
-        let opt = opt_of(&net)?;
-        let progress = Progress {
-            epoch: 0,
-            end_epoch: params.epochs,
-            steps: 0,
-            seconds: 0.0,
-            log: Vec::new(),
-        };
+                opt.load_state("adam.", t).ce().at(st)?;
+                Ok((net, opt))
+            },
+            || {
+                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+                let net = Net::init(&shape, &mut rng, &device).ce()?;
+                let opt = opt_of(&net)?;
+                Ok(((net, opt), Progress::new(params.epochs)))
+            },
+        )?;
         Ok(Self::assemble(
             data,
             params,
             net,
-            opt,
             progress,
             fingerprint,
             device,
@@ -307,12 +258,10 @@ impl<'a> Trainer<'a> {
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn assemble(
         data: &'a Data,
         params: Params,
-        net: Net,
-        opt: Adam,
+        (net, opt): (Net, Adam),
         progress: Progress,
         fingerprint: String,
         device: Device,
@@ -346,13 +295,7 @@ impl<'a> Trainer<'a> {
     pub fn write_state(&self, d: &Path) -> Result<()> {
         let mut t = self.net.tensors().ce()?;
         t.extend(self.opt.state("adam.").ce()?);
-        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
-        let s = StateFile {
-            cells_fingerprint: self.fingerprint.clone(),
-            params: self.params.clone(),
-            progress: self.progress.clone(),
-        };
-        crate::engine::checkpoint::write_json(&d.join(STATE_JSON), &s)
+        state::write(d, &t, &self.fingerprint, &self.params, &self.progress)
     }
 
     /// Posterior means of z for every cell (evaluation mode): cells x latent, row-major.

@@ -74,13 +74,7 @@ pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
         )
         .field("init"));
     }
-    let inputs = run.inputs();
-    let mut outs = vec![&run.embedding];
-    outs.extend(run.log.as_ref());
-    outs.extend(args.re_embedding.as_ref());
-    for o in outs {
-        atomic::check_not_input(o, &inputs)?;
-    }
+    run.check_outputs(&run.inputs(), &[args.re_embedding.as_deref()])?;
     if args.re_embedding.as_ref() == Some(&run.embedding) {
         return Err(Error::new("--re-embedding is the --embedding file").field("re-embedding"));
     }

@@ -4,7 +4,6 @@
 
 use candle_core::Device;
 use cellweave::contract::{Categorical, CellsTable, EmbeddingTable, Step, ValueKind};
-use cellweave::io::table;
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +12,8 @@ use super::net::{Arch, Medl};
 use super::scaling::Scaling;
 use super::train::{self, log_frame, MedlParams, Optimisers, Progress, Run};
 use crate::engine::checkpoint::{self, Checkpoints};
+use crate::engine::finish::Finish;
+use crate::engine::state;
 use crate::engine::{self, Schedule};
 use crate::CandleExt;
 
@@ -91,56 +92,32 @@ fn start(
     ckpt: &Checkpoints,
     dev: &Device,
 ) -> Result<(Medl, Optimisers, Progress)> {
-    if o.resume {
-        let from = match ckpt.latest()? {
-            Some(c) => Some(c),
-            None if dir.join(model::CARD).exists() && dir.join(model::STATE_JSON).exists() => {
-                Some(dir.to_path_buf())
-            }
-            None => None,
-        };
-        if let Some(from) = from {
-            let sj = from.join(model::STATE_JSON);
-            let text = std::fs::read_to_string(&sj).at(&sj)?;
-            let s: StateFile = serde_json::from_str(&text).at(&sj)?;
-            if s.cells_fingerprint != cells.fingerprint() || s.batches != batches {
-                return Err(Error::new(
-                    "the checkpoint was trained on other cells or batches: rerun without --resume",
-                )
-                .file(&sj));
-            }
-            if s.params != *params || s.arch != *arch || s.scaling != scaling {
-                return Err(Error::new(format!(
-                    "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
-                    serde_json::to_string(&s.params).unwrap_or_default()
-                ))
-                .file(&sj));
-            }
-            let m = model::load_weights(arch, &from.join(model::WEIGHTS), dev)?;
-            let mut opt = Optimisers::new(&m, params.adam())?;
-            let st = from.join(model::STATE);
-            opt.load(&crate::engine::checkpoint::load_tensors(&st)?)
-                .at(&st)?;
-            info!(
-                "resuming after epoch {} of {}",
-                s.progress.epoch, s.progress.end_epoch
-            );
-            return Ok((m, opt, s.progress));
+    if let Some(from) = state::resume_from(ckpt, dir, o.resume, Some(model::STATE_JSON))? {
+        let sj = from.join(model::STATE_JSON);
+        let s: StateFile = state::read_json(&from)?;
+        if s.cells_fingerprint != cells.fingerprint() || s.batches != batches {
+            return Err(Error::new(
+                "the checkpoint was trained on other cells or batches: rerun without --resume",
+            )
+            .file(&sj));
         }
-        info!("no checkpoint for {}: starting a new run", dir.display());
+        if s.params != *params || s.arch != *arch || s.scaling != scaling {
+            return Err(Error::new(format!(
+                "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
+                serde_json::to_string(&s.params).unwrap_or_default()
+            ))
+            .file(&sj));
+        }
+        let m = model::load_weights(arch, &from.join(model::WEIGHTS), dev)?;
+        let mut opt = Optimisers::new(&m, params.adam())?;
+        let st = from.join(model::STATE);
+        opt.load(&crate::engine::checkpoint::load_tensors(&st)?)
+            .at(&st)?;
+        state::say_resuming(&s.progress);
+        return Ok((m, opt, s.progress));
     }
     let (m, opt) = train::fresh(arch, params, dev)?;
-    Ok((
-        m,
-        opt,
-        Progress {
-            epoch: 0,
-            end_epoch: params.epochs,
-            steps: 0,
-            seconds: 0.0,
-            log: Vec::new(),
-        },
-    ))
+    Ok((m, opt, Progress::new(params.epochs)))
 }
 
 /// Write a run's training state (weights, optimisers, `state.json`) into the folder `d`.
@@ -231,10 +208,7 @@ pub fn train_cells(
         label: "medl",
     };
     if !engine::fit(&mut run, &schedule)?.complete {
-        bail!(
-            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
-            run.progress.epoch
-        );
+        return Err(engine::stopped_as_asked(run.progress.epoch));
     }
     let card = Card {
         model: "medl".into(),
@@ -261,35 +235,32 @@ pub fn train_cells(
         },
     };
     let log = log_frame(&run.progress, cells.fingerprint(), step);
-    checkpoint::write_model_dir(&out.model_dir, |staged| {
-        save(&run, staged)?;
-        table::write_frame(&staged.join(model::TRAINING_LOG), &log)?;
-        let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;
-        table::write_embedding(
-            &out.embedding,
-            &EmbeddingTable::of_cells(cells, "medl", arch.latent, fe, step),
-        )?;
-        if let Some(p) = &out.re_embedding {
-            let re = model::re_latent(&mut run.model, &cells.x, &batch.codes, &scaling, &dev)?;
-            table::write_embedding(
-                p,
-                &EmbeddingTable::of_cells(cells, "medl_re", arch.latent, re, step),
-            )?;
-        }
-        if let Some(l) = &out.log {
-            engine::write_log(l, &log)?;
-        }
-        crate::engine::card::write(staged, &card)?;
-        Ok(())
-    })?;
-    ckpt.remove_all()?;
-    info!(
-        "medl: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
-        run.progress.epoch,
-        run.progress.steps,
-        card.training.final_loss,
-        run.progress.seconds,
-        out.model_dir.display()
-    );
+    let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;
+    let mut embeddings = vec![(
+        out.embedding.as_path(),
+        EmbeddingTable::of_cells(cells, "medl", arch.latent, fe, step),
+    )];
+    if let Some(p) = &out.re_embedding {
+        let re = model::re_latent(&mut run.model, &cells.x, &batch.codes, &scaling, &dev)?;
+        embeddings.push((
+            p.as_path(),
+            EmbeddingTable::of_cells(cells, "medl_re", arch.latent, re, step),
+        ));
+    }
+    Finish {
+        model: "medl",
+        model_dir: &out.model_dir,
+        checkpoints: &ckpt,
+        weights: None,
+        log: &log,
+        log_out: out.log.as_deref(),
+        embeddings,
+        epochs: run.progress.epoch,
+        note: "",
+        steps: run.progress.steps,
+        final_loss: card.training.final_loss,
+        seconds: run.progress.seconds,
+    }
+    .write(&card, |staged| save(&run, staged), |_| Ok(()), || Ok(()))?;
     Ok(true)
 }

@@ -25,8 +25,8 @@ use crate::CandleExt;
 
 pub const CARD: &str = "card.yaml";
 pub const WEIGHTS: &str = "model.safetensors";
-pub const STATE: &str = "state.safetensors";
-pub const STATE_JSON: &str = "state.json";
+pub const STATE: &str = crate::engine::state::STATE;
+pub const STATE_JSON: &str = crate::engine::state::STATE_JSON;
 pub const TRAINING_LOG: &str = "training_log.arrow";
 pub const CARD_VERSION: u32 = 1;
 
@@ -51,17 +51,7 @@ pub struct Card {
     pub training: Summary,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Summary {
-    pub cells: usize,
-    pub cells_fingerprint: String,
-    pub seed: u64,
-    pub epochs: usize,
-    pub steps: u64,
-    pub final_loss: f64,
-    pub seconds: f64,
-    pub device: String,
-}
+pub use crate::engine::card::Summary;
 
 /// `state.json`: what a resumed run must agree with, and the progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -152,14 +152,7 @@ impl LogRow {
 }
 
 /// Where a run stands (saved in `state.json`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
-    pub epoch: usize,
-    pub end_epoch: usize,
-    pub steps: u64,
-    pub seconds: f64,
-    pub log: Vec<LogRow>,
-}
+pub type Progress = crate::engine::state::Progress<LogRow>;
 
 /// The three optimisers: adversary, FE autoencoder, RE autoencoder + classifier.
 pub struct Optimisers {

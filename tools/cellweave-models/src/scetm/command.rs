@@ -4,18 +4,18 @@ use cellweave::contract::{
     CellsTable, Column, Csr, EmbeddingTable, Frame, Step, TableKind, ValueKind,
 };
 use cellweave::io::{atomic, table};
-use cellweave::{bail, info, Error, Result, ResultExt};
+use cellweave::{info, Error, Result, ResultExt};
 use std::path::Path;
 
 use super::network::{Network, Shape};
 use super::train::{self, Data, ScetmParams, Trainer};
 use crate::claire::model::{align_gene_lists, aligned_matrix};
 use crate::command::{EmbedRun, TrainRun};
-use crate::engine::checkpoint::{self, load_tensors, save_tensors};
+use crate::engine::checkpoint::load_tensors;
+use crate::engine::finish::Finish;
 use crate::{CandleExt, ModelKind};
 
-pub const WEIGHTS: &str = "model.safetensors";
-pub const TRAINING_LOG: &str = "training_log.arrow";
+pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 pub const GENES: &str = "genes.arrow";
 /// The model card format version.
 pub const CARD_VERSION: u32 = 1;
@@ -219,14 +219,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     }
     let params = args.params(run)?;
     params.validate()?;
-    let inputs = run.inputs();
-    atomic::check_not_input(&run.embedding, &inputs)?;
-    for p in [run.log.as_deref(), args.genes_out.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        atomic::check_not_input(p, &inputs)?;
-    }
+    run.check_outputs(&run.inputs(), &[args.genes_out.as_deref()])?;
     let device = crate::device(&run.device)?;
     let cells = table::read_cells(&run.cells)?;
     if cells.n_genes() == 0 {
@@ -240,12 +233,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     check_counts(&counts, values, counts_path)?;
     let (codes, batch_names) = batches(&cells, &run.batch_key, &run.cells)?;
     let data = Data::new(counts, codes, batch_names.len());
-    for out in [Some(&run.model_dir), Some(&run.embedding), run.log.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        checkpoint::clean_stale(out)?;
-    }
+    run.clean_stale()?;
     let mut t = Trainer::new(
         &data,
         params.clone(),
@@ -270,10 +258,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         train::parts(cells.n_cells(), params.batch_size).len() - 1
     );
     if !t.run(run.checkpoint_every, run.stop_after)? {
-        bail!(
-            "stopped after epoch {} as asked (--stop-after-epoch); continue from the last checkpoint with --resume",
-            t.progress.epoch
-        );
+        return Err(crate::engine::stopped_as_asked(t.progress.epoch));
     }
     let mu = t.embed_mu()?;
     let data_emb = match args.embed {
@@ -309,32 +294,30 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         },
     };
     // Assembled beside its place, renamed into it once every other output is written.
-    checkpoint::write_model_dir(&run.model_dir, |staged| {
-        t.write_state(staged)?;
-        save_tensors(&staged.join(WEIGHTS), &t.net.named().ce()?)?;
-        let log = t.log_frame(step);
-        table::write_frame(&staged.join(TRAINING_LOG), &log)?;
-        table::write_frame(&staged.join(GENES), &genes)?;
-        crate::engine::card::write(staged, &card)?;
-        table::write_embedding(&run.embedding, &emb)?;
-        if let Some(l) = &run.log {
-            crate::engine::write_log(l, &log)?;
-        }
-        if let Some(g) = &args.genes_out {
-            crate::engine::write_log(g, &genes)?;
-        }
-        Ok(())
-    })?;
-    t.checkpoints().remove_all()?;
-    info!(
-        "scetm: {} epochs, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
-        t.progress.epoch,
-        t.progress.steps,
-        card.training.final_loss,
-        t.progress.seconds,
-        run.model_dir.display()
-    );
-    Ok(())
+    let log = t.log_frame(step);
+    Finish {
+        model: "scetm",
+        model_dir: &run.model_dir,
+        checkpoints: t.checkpoints(),
+        weights: Some(&t.net.named().ce()?),
+        log: &log,
+        log_out: run.log.as_deref(),
+        embeddings: vec![(&run.embedding, emb)],
+        epochs: t.progress.epoch,
+        note: "",
+        steps: t.progress.steps,
+        final_loss: card.training.final_loss,
+        seconds: t.progress.seconds,
+    }
+    .write(
+        &card,
+        |staged| t.write_state(staged),
+        |staged| table::write_frame(&staged.join(GENES), &genes),
+        || match &args.genes_out {
+            Some(g) => crate::engine::write_log(g, &genes),
+            None => Ok(()),
+        },
+    )
 }
 
 crate::engine::card::model_card!(Card, "scetm", "scETM", CARD_VERSION, shape);

@@ -24,6 +24,7 @@ use std::path::Path;
 
 use super::network::{Minibatch, Network, Shape};
 use crate::engine::checkpoint::Checkpoints;
+use crate::engine::state;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
@@ -160,24 +161,7 @@ pub struct LogRow {
 }
 
 /// Where a run stands (saved in `state.json`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Progress {
-    pub epoch: usize,
-    pub end_epoch: usize,
-    pub steps: u64,
-    pub seconds: f64,
-    pub log: Vec<LogRow>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct StateFile {
-    cells_fingerprint: String,
-    params: ScetmParams,
-    progress: Progress,
-}
-
-pub const STATE: &str = "state.safetensors";
-pub const STATE_JSON: &str = "state.json";
+pub type Progress = state::Progress<LogRow>;
 
 /// Minibatch boundaries of an epoch over `n` cells: `max(1, round(n / b))` nearly equal
 /// parts.
@@ -224,75 +208,32 @@ impl<'a> Trainer<'a> {
             },
         };
         let ckpt = Checkpoints::of(dir, "scetm");
-        if resume {
-            if let Some(from) = ckpt.latest()? {
-                return Self::restore(data, params, fingerprint, ckpt, device, shape, &from);
-            }
-            cellweave::info!("no checkpoint for {}: starting a new run", dir.display());
-        }
-        ckpt.remove_all()?;
-        let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
-        let net = Network::init(shape, &mut rng, &device).ce()?;
-        let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-        let progress = Progress {
-            epoch: 0,
-            end_epoch: params.epochs,
-            steps: 0,
-            seconds: 0.0,
-            log: Vec::new(),
-        };
+        let ((net, adam), progress) = state::start(
+            &ckpt,
+            dir,
+            resume,
+            &fingerprint,
+            &params,
+            true,
+            |t, st| {
+                let net = Network::from_named(t, shape, &device).ce().at(st)?;
+                let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+                adam.load_state("adam.", t).ce().at(st)?;
+                Ok((net, adam))
+            },
+            || {
+                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+                let net = Network::init(shape, &mut rng, &device).ce()?;
+                let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
+                Ok(((net, adam), Progress::new(params.epochs)))
+            },
+        )?;
         Ok(Trainer {
             params,
             data,
             net,
             adam,
             progress,
-            fingerprint,
-            ckpt,
-            device,
-        })
-    }
-
-    fn restore(
-        data: &'a Data,
-        params: ScetmParams,
-        fingerprint: String,
-        ckpt: Checkpoints,
-        device: Device,
-        shape: Shape,
-        from: &Path,
-    ) -> Result<Self> {
-        let sj = from.join(STATE_JSON);
-        let s: StateFile = serde_json::from_str(&std::fs::read_to_string(&sj).at(&sj)?).at(&sj)?;
-        if s.cells_fingerprint != fingerprint {
-            return Err(Error::new(
-                "the checkpoint was trained on other cells: rerun without --resume",
-            )
-            .file(&sj));
-        }
-        if s.params != params {
-            return Err(Error::new(format!(
-                "the checkpoint was written with other parameters ({}); rerun with the same ones or without --resume",
-                serde_json::to_string(&s.params).unwrap_or_default()
-            ))
-            .file(&sj));
-        }
-        let st = from.join(STATE);
-        let t = crate::engine::checkpoint::load_tensors(&st)?;
-        let net = Network::from_named(&t, shape, &device).ce().at(&st)?;
-        let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-        adam.load_state("adam.", &t).ce().at(&st)?;
-        cellweave::info!(
-            "resuming after epoch {} of {}",
-            s.progress.epoch,
-            s.progress.end_epoch
-        );
-        Ok(Trainer {
-            params,
-            data,
-            net,
-            adam,
-            progress: s.progress,
             fingerprint,
             ckpt,
             device,
@@ -398,13 +339,7 @@ impl<'a> Trainer<'a> {
     pub fn write_state(&self, d: &Path) -> Result<()> {
         let mut t = self.net.named().ce()?;
         t.extend(self.adam.state("adam.").ce()?);
-        crate::engine::checkpoint::save_tensors(&d.join(STATE), &t)?;
-        let s = StateFile {
-            cells_fingerprint: self.fingerprint.clone(),
-            params: self.params.clone(),
-            progress: self.progress.clone(),
-        };
-        crate::engine::checkpoint::write_json(&d.join(STATE_JSON), &s)
+        state::write(d, &t, &self.fingerprint, &self.params, &self.progress)
     }
 
     /// The training log as a table.
