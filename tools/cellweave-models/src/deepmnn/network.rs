@@ -286,3 +286,12 @@ impl Network {
         Ok(())
     }
 }
+
+impl crate::engine::state::Network for Network {
+    fn named(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        Self::named(self)
+    }
+    fn vars(&self) -> Vec<Var> {
+        self.vars.clone()
+    }
+}

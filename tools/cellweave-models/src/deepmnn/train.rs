@@ -11,15 +11,14 @@
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::Frame;
-use cellweave::{bail, Error, Result, ResultExt};
+use cellweave::{bail, Error, Result};
 use std::path::Path;
 
 use super::network::{Network, Shape};
-use crate::engine::checkpoint::Checkpoints;
 use crate::engine::log::LogTable;
-use crate::engine::state::{self, RunProgress};
+use crate::engine::state::{RunProgress, RunState};
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
-use crate::optim::{Adam, AdamConfig};
+use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use crate::CandleExt;
 
@@ -171,18 +170,16 @@ impl RunProgress for Progress {
     }
 }
 
-/// A training run.
+/// A training run: the network, Adam and progress ([`RunState`]), the data and the
+/// projection axes.
 pub struct Trainer<'a> {
-    pub params: DeepmnnParams,
+    s: RunState<Network, DeepmnnParams, Progress>,
     data: &'a Data,
-    pub net: Network,
-    adam: Adam,
     pcs: Tensor,
-    pub progress: Progress,
-    fingerprint: String,
-    ckpt: Checkpoints,
     device: Device,
 }
+
+crate::engine::state::deref_run_state!(Trainer, RunState<Network, DeepmnnParams, Progress>);
 
 impl<'a> Trainer<'a> {
     /// A new run (`resume`: continue the newest checkpoint of `dir` when there is one).
@@ -203,46 +200,33 @@ impl<'a> Trainer<'a> {
             blocks: params.blocks,
         };
         let pcs = Tensor::from_vec(data.pcs.clone(), (data.g, data.k), &device).ce()?;
-        let ckpt = Checkpoints::of(dir, "deepmnn");
-        let ((net, adam), progress) = state::start(
-            &ckpt,
+        let fresh = Progress {
+            epoch: 0,
+            end_epoch: params.epochs,
+            steps: 0,
+            seconds: 0.0,
+            best: f64::INFINITY,
+            since: 0,
+            stopped: false,
+            log: Vec::new(),
+        };
+        let (seed, adam) = (params.seed, params.adam());
+        let s = RunState::start(
+            "deepmnn",
             dir,
             resume,
-            &fingerprint,
-            &params,
+            fingerprint,
+            params,
             true,
-            |t, st| {
-                let net = Network::from_named(t, shape, &device).ce().at(st)?;
-                let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-                adam.load_state("adam.", t).ce().at(st)?;
-                Ok((net, adam))
-            },
-            || {
-                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
-                let net = Network::init(shape, &mut rng, &device).ce()?;
-                let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-                let fresh = Progress {
-                    epoch: 0,
-                    end_epoch: params.epochs,
-                    steps: 0,
-                    seconds: 0.0,
-                    best: f64::INFINITY,
-                    since: 0,
-                    stopped: false,
-                    log: Vec::new(),
-                };
-                Ok(((net, adam), fresh))
-            },
+            adam,
+            |t| Network::from_named(t, shape, &device),
+            || Network::init(shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            fresh,
         )?;
         Ok(Trainer {
-            params,
+            s,
             data,
-            net,
-            adam,
             pcs,
-            progress,
-            fingerprint,
-            ckpt,
             device,
         })
     }
@@ -250,12 +234,12 @@ impl<'a> Trainer<'a> {
     /// Run the remaining epochs (stop after global epoch `stop_after` as if killed);
     /// returns whether the run is complete (all epochs, or the plateau rule).
     pub fn run(&mut self, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
-        if self.progress.stopped {
+        if self.s.progress.stopped {
             return Ok(true);
         }
         let schedule = Schedule {
-            start: self.progress.epoch,
-            end: self.progress.end_epoch,
+            start: self.s.progress.epoch,
+            end: self.s.progress.end_epoch,
             patience: 0,
             checkpoint_every,
             stop_after,
@@ -267,7 +251,7 @@ impl<'a> Trainer<'a> {
             sums: [0.0; 2],
         };
         let out = engine::fit(&mut run, &schedule)?;
-        Ok(out.complete || self.progress.stopped)
+        Ok(out.complete || self.s.progress.stopped)
     }
 
     /// One optimiser step on the pairs `rows` (indices into the pairs): (loss, pair term,
@@ -281,39 +265,27 @@ impl<'a> Trainer<'a> {
         .ce()?;
         let l = self
             .net
-            .loss(&x, &self.pcs, self.params.identity_weight)
+            .loss(&x, &self.pcs, self.s.params.identity_weight)
             .ce()?;
         let scalar = |x: &Tensor| x.to_scalar::<f32>().map(|v| v as f64).ce();
         let (loss, pair, identity) = (scalar(&l.loss)?, scalar(&l.pair)?, scalar(&l.identity)?);
         if !loss.is_finite() {
             bail!(
                 "the loss became {loss} at step {}: lower --lr",
-                self.progress.steps + 1
+                self.s.progress.steps + 1
             );
         }
         let grads = l.loss.backward().ce()?;
-        self.adam.set_lr(lr);
-        self.adam.step(&grads).ce()?;
-        self.net.update_running(&l.stats, 2 * rows.len()).ce()?;
-        self.progress.steps += 1;
+        self.s.adam.set_lr(lr);
+        self.s.adam.step(&grads).ce()?;
+        self.s.net.update_running(&l.stats, 2 * rows.len()).ce()?;
+        self.s.progress.steps += 1;
         Ok((loss, pair, identity))
-    }
-
-    pub fn checkpoints(&self) -> &Checkpoints {
-        &self.ckpt
-    }
-
-    /// Write the training state (weights, running statistics, Adam moments, progress)
-    /// into the folder `d`.
-    pub fn write_state(&self, d: &Path) -> Result<()> {
-        let mut t = self.net.named().ce()?;
-        t.extend(self.adam.state("adam.").ce()?);
-        state::write(d, &t, &self.fingerprint, &self.params, &self.progress)
     }
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        LogTable::new("deepmnn", &self.progress.log)
+        LogTable::new("deepmnn", &self.s.progress.log)
             .count("epoch", |r| r.epoch)
             .count("steps", |r| r.steps)
             .value("loss", |r| r.loss)
@@ -353,15 +325,15 @@ struct Epochs<'t, 'a> {
 impl Trainable for Epochs<'_, '_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
         self.order = (0..self.t.data.pairs.len()).collect();
-        Rng::derive(self.t.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        Rng::derive(self.t.s.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
         self.sums = [0.0; 2];
-        Ok(self.order.len().div_ceil(self.t.params.batch_size))
+        Ok(self.order.len().div_ceil(self.t.s.params.batch_size))
     }
 
     fn step(&mut self, e: usize, b: usize) -> Result<(f64, usize)> {
-        let bs = self.t.params.batch_size;
+        let bs = self.t.s.params.batch_size;
         let rows = &self.order[b * bs..((b + 1) * bs).min(self.order.len())];
-        let lr = self.t.params.lr_at(e);
+        let lr = self.t.s.params.lr_at(e);
         let (loss, pair, identity) = self.t.step_pairs(rows, lr)?;
         self.sums[0] += pair;
         self.sums[1] += identity;
@@ -369,8 +341,8 @@ impl Trainable for Epochs<'_, '_> {
     }
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
-        let p = &mut self.t.progress;
-        let params = &self.t.params;
+        let p = &mut self.t.s.progress;
+        let params = &self.t.s.params;
         p.epoch = r.epoch;
         p.seconds += r.seconds;
         if r.train_loss < p.best - params.min_improvement {
@@ -411,11 +383,10 @@ impl Trainable for Epochs<'_, '_> {
     }
 
     fn finished(&self) -> bool {
-        self.t.progress.stopped
+        self.t.s.progress.stopped
     }
 
     fn checkpoint(&mut self) -> Result<()> {
-        let t = &*self.t;
-        t.ckpt.save(t.progress.epoch, |d| t.write_state(d))
+        self.t.s.checkpoint()
     }
 }

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::{load_tensors, save_tensors, write_json, Checkpoints};
+use super::optim::{Adam, AdamConfig};
+use crate::CandleExt;
 
 /// The tensors of the training state.
 pub const STATE: &str = "state.safetensors";
@@ -198,3 +200,120 @@ where
     ckpt.remove_all()?;
     init()
 }
+
+/// A network whose parameters are saved and optimised by name.
+pub trait Network {
+    /// Its parameters and running statistics, by name.
+    fn named(&self) -> candle_core::Result<Tensors>;
+    /// Its trainable variables, in the optimiser's order.
+    fn vars(&self) -> Vec<candle_core::Var>;
+}
+
+/// What a run of one network with one Adam keeps, saves in its checkpoints and restores:
+/// the network, the optimiser, the parameters, the progress, the fingerprint of the cells
+/// and the checkpoints of the model directory.
+pub struct RunState<N, P, G> {
+    /// The network.
+    pub net: N,
+    /// Its optimiser.
+    pub adam: Adam,
+    /// Every parameter that decides the result.
+    pub params: P,
+    /// Where the run stands.
+    pub progress: G,
+    /// Fingerprint of the training cells.
+    pub fingerprint: String,
+    /// The checkpoints of the model directory.
+    pub ckpt: Checkpoints,
+}
+
+impl<N, P, G> RunState<N, P, G>
+where
+    N: Network,
+    P: serde::Serialize + serde::de::DeserializeOwned + PartialEq,
+    G: serde::Serialize + serde::de::DeserializeOwned + RunProgress,
+{
+    /// A run of `model` writing its checkpoints beside `dir` (see [`start`]): with
+    /// `resume`, the newest checkpoint's network (`restore`), optimiser and progress; else
+    /// a new network (`init`), optimiser (`adam`) and progress (`fresh`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        model: &str,
+        dir: &Path,
+        resume: bool,
+        fingerprint: String,
+        params: P,
+        name_params: bool,
+        adam: AdamConfig,
+        restore: impl FnOnce(&Tensors) -> candle_core::Result<N>,
+        init: impl FnOnce() -> candle_core::Result<N>,
+        fresh: G,
+    ) -> Result<Self> {
+        let ckpt = Checkpoints::of(dir, model);
+        let ((net, adam), progress) = start(
+            &ckpt,
+            dir,
+            resume,
+            &fingerprint,
+            &params,
+            name_params,
+            |t, st| {
+                let net = restore(t).ce().at(st)?;
+                let mut opt = Adam::new(net.vars(), adam).ce()?;
+                opt.load_state("adam.", t).ce().at(st)?;
+                Ok((net, opt))
+            },
+            || {
+                let net = init().ce()?;
+                let opt = Adam::new(net.vars(), adam).ce()?;
+                Ok(((net, opt), fresh))
+            },
+        )?;
+        Ok(RunState {
+            net,
+            adam,
+            params,
+            progress,
+            fingerprint,
+            ckpt,
+        })
+    }
+
+    /// Write the training state (the network's tensors, the Adam moments, `state.json`)
+    /// into the folder `d`.
+    pub fn write_state(&self, d: &Path) -> Result<()> {
+        let mut t = self.net.named().ce()?;
+        t.extend(self.adam.state("adam.").ce()?);
+        write(d, &t, &self.fingerprint, &self.params, &self.progress)
+    }
+
+    /// Write a checkpoint after the current epoch.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.ckpt
+            .save(self.progress.epoch(), |d| self.write_state(d))
+    }
+
+    /// The checkpoints of this run.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.ckpt
+    }
+}
+
+/// Lets a model's trainer (`$trainer<'_>`, holding its [`RunState`] in the field `s`) be
+/// used as its run state: `t.net`, `t.progress`, `t.params`, `t.write_state(d)`.
+macro_rules! deref_run_state {
+    ($trainer:ident, $state:ty) => {
+        impl std::ops::Deref for $trainer<'_> {
+            type Target = $state;
+            fn deref(&self) -> &Self::Target {
+                &self.s
+            }
+        }
+        impl std::ops::DerefMut for $trainer<'_> {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.s
+            }
+        }
+    };
+}
+pub(crate) use deref_run_state;

@@ -617,3 +617,12 @@ pub struct Loss {
     /// Batch statistics for the BN running averages.
     pub stats: Vec<(String, Tensor, Tensor)>,
 }
+
+impl crate::engine::state::Network for Net {
+    fn named(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        self.tensors()
+    }
+    fn vars(&self) -> Vec<Var> {
+        Self::vars(self)
+    }
+}

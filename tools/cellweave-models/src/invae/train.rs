@@ -8,15 +8,14 @@
 
 use candle_core::Device;
 use cellweave::contract::{Categorical, Csr};
-use cellweave::{bail, Result, ResultExt};
+use cellweave::{bail, Result};
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::net::{Batch, Net, Noise, Shape};
-use crate::engine::checkpoint::Checkpoints;
-use crate::engine::state;
+use crate::engine::state::{self, RunState};
 use crate::engine::{EpochRecord, Trainable};
-use crate::optim::{Adam, AdamConfig, WeightDecay};
+use crate::optim::{AdamConfig, WeightDecay};
 use crate::rng::Rng;
 use crate::CandleExt;
 
@@ -177,16 +176,12 @@ pub struct LogRow {
 /// Where a run stands (saved in `state.json`).
 pub type Progress = state::Progress<LogRow>;
 
-/// A training run.
+/// A training run: the network, Adam and progress ([`RunState`]), the data, and the
+/// epoch in progress.
 pub struct Trainer<'a> {
-    pub params: Params,
+    s: RunState<Net, Params, Progress>,
     pub data: &'a Data,
-    pub net: Net,
-    opt: Adam,
-    pub progress: Progress,
-    pub fingerprint: String,
     pub device: Device,
-    ckpt: Checkpoints,
     // The epoch in progress.
     order: Vec<usize>,
     bounds: Vec<(usize, usize)>,
@@ -196,6 +191,8 @@ pub struct Trainer<'a> {
     kl_sum: f64,
     cells_seen: usize,
 }
+
+crate::engine::state::deref_run_state!(Trainer, RunState<Net, Params, Progress>);
 
 impl<'a> Trainer<'a> {
     pub fn shape(params: &Params, data: &Data) -> Shape {
@@ -225,57 +222,23 @@ impl<'a> Trainer<'a> {
             bail!("{} cell(s): inVAE needs at least 2", data.n_cells());
         }
         let shape = Self::shape(&params, data);
-        let ckpt = Checkpoints::of(dir, "invae");
-        let opt_of = |net: &Net| Adam::new(net.vars(), params.adam()).ce();
-        let (net, progress) = state::start(
-            &ckpt,
+        let (seed, adam, fresh) = (params.seed, params.adam(), Progress::new(params.epochs));
+        let s = RunState::start(
+            "invae",
             dir,
             resume,
-            &fingerprint,
-            &params,
+            fingerprint,
+            params,
             false,
-            |t, st| {
-                let net = Net::from_tensors(&shape, t, &device).ce().at(st)?;
-                let mut opt = opt_of(&net)?;
-                opt.load_state("adam.", t).ce().at(st)?;
-                Ok((net, opt))
-            },
-            || {
-                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
-                let net = Net::init(&shape, &mut rng, &device).ce()?;
-                let opt = opt_of(&net)?;
-                Ok(((net, opt), Progress::new(params.epochs)))
-            },
+            adam,
+            |t| Net::from_tensors(&shape, t, &device),
+            || Net::init(&shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            fresh,
         )?;
-        Ok(Self::assemble(
+        Ok(Trainer {
+            s,
             data,
-            params,
-            net,
-            progress,
-            fingerprint,
             device,
-            ckpt,
-        ))
-    }
-
-    fn assemble(
-        data: &'a Data,
-        params: Params,
-        (net, opt): (Net, Adam),
-        progress: Progress,
-        fingerprint: String,
-        device: Device,
-        ckpt: Checkpoints,
-    ) -> Self {
-        Trainer {
-            params,
-            data,
-            net,
-            opt,
-            progress,
-            fingerprint,
-            device,
-            ckpt,
             order: Vec::new(),
             bounds: Vec::new(),
             noise_rng: Rng::new(0),
@@ -283,24 +246,12 @@ impl<'a> Trainer<'a> {
             recon_sum: 0.0,
             kl_sum: 0.0,
             cells_seen: 0,
-        }
-    }
-
-    pub fn checkpoints(&self) -> &Checkpoints {
-        &self.ckpt
-    }
-
-    /// The full training state (weights, running statistics, optimiser) and progress
-    /// into the folder `d`.
-    pub fn write_state(&self, d: &Path) -> Result<()> {
-        let mut t = self.net.tensors().ce()?;
-        t.extend(self.opt.state("adam.").ce()?);
-        state::write(d, &t, &self.fingerprint, &self.params, &self.progress)
+        })
     }
 
     /// Posterior means of z for every cell (evaluation mode): cells x latent, row-major.
     pub fn posterior_means(&self) -> Result<Vec<f32>> {
-        posterior_means(&self.net, self.data, &self.device)
+        posterior_means(&self.s.net, self.data, &self.device)
     }
 }
 
@@ -331,10 +282,10 @@ pub fn posterior_means(net: &Net, data: &Data, dev: &Device) -> Result<Vec<f32>>
 impl Trainable for Trainer<'_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
         self.order = (0..self.data.n_cells()).collect();
-        Rng::derive(self.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
-        self.noise_rng = Rng::derive(self.params.seed, &[e as u64, STREAM_NOISE]);
-        self.bounds = batch_bounds(self.order.len(), self.params.batch_size);
-        self.beta = self.params.beta_at(e);
+        Rng::derive(self.s.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.noise_rng = Rng::derive(self.s.params.seed, &[e as u64, STREAM_NOISE]);
+        self.bounds = batch_bounds(self.order.len(), self.s.params.batch_size);
+        self.beta = self.s.params.beta_at(e);
         self.recon_sum = 0.0;
         self.kl_sum = 0.0;
         self.cells_seen = 0;
@@ -346,13 +297,13 @@ impl Trainable for Trainer<'_> {
         let rows = &self.order[a..b];
         let batch = self.data.batch(rows, &self.device)?;
         let noise = Noise::draw(
-            &self.net.shape,
+            &self.s.net.shape,
             rows.len(),
             &mut self.noise_rng,
             &self.device,
         )
         .ce()?;
-        let l = self.net.loss(&batch, &noise, self.beta).ce()?;
+        let l = self.s.net.loss(&batch, &noise, self.beta).ce()?;
         let loss = l.loss.to_scalar::<f32>().ce()? as f64;
         if !loss.is_finite() {
             bail!(
@@ -361,8 +312,8 @@ impl Trainable for Trainer<'_> {
                 s + 1
             );
         }
-        self.opt.step(&l.loss.backward().ce()?).ce()?;
-        self.net.update_running(l.stats).ce()?;
+        self.s.adam.step(&l.loss.backward().ce()?).ce()?;
+        self.s.net.update_running(l.stats).ce()?;
         let n = rows.len();
         self.recon_sum += l.recon.to_scalar::<f32>().ce()? as f64 * n as f64;
         self.kl_sum += l.kl.to_scalar::<f32>().ce()? as f64 * n as f64;
@@ -372,7 +323,7 @@ impl Trainable for Trainer<'_> {
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
         let n = self.cells_seen.max(1) as f64;
-        let p = &mut self.progress;
+        let p = &mut self.s.progress;
         p.epoch = r.epoch;
         p.steps += r.steps as u64;
         p.seconds += r.seconds;
@@ -394,7 +345,7 @@ impl Trainable for Trainer<'_> {
     }
 
     fn checkpoint(&mut self) -> Result<()> {
-        self.ckpt.save(self.progress.epoch, |d| self.write_state(d))
+        self.s.checkpoint()
     }
 }
 

@@ -19,14 +19,13 @@
 use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
 use cellweave::contract::{Csr, Frame};
-use cellweave::{bail, Error, Result, ResultExt};
+use cellweave::{bail, Error, Result};
 use std::path::Path;
 
 use super::network::{Minibatch, Network, Shape};
-use crate::engine::checkpoint::Checkpoints;
-use crate::engine::state;
+use crate::engine::state::{self, RunState};
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
-use crate::optim::{Adam, AdamConfig};
+use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use crate::CandleExt;
 
@@ -170,17 +169,14 @@ pub fn parts(n: usize, b: usize) -> Vec<usize> {
     (0..=k).map(|i| i * n / k).collect()
 }
 
-/// A training run.
+/// A training run: the network, Adam and progress ([`RunState`]) and the data.
 pub struct Trainer<'a> {
-    pub params: ScetmParams,
+    s: RunState<Network, ScetmParams, Progress>,
     data: &'a Data,
-    pub net: Network,
-    adam: Adam,
-    pub progress: Progress,
-    fingerprint: String,
-    ckpt: Checkpoints,
     device: Device,
 }
+
+crate::engine::state::deref_run_state!(Trainer, RunState<Network, ScetmParams, Progress>);
 
 impl<'a> Trainer<'a> {
     /// A new run (`resume`: continue the newest checkpoint of `dir` when there is one).
@@ -207,45 +203,28 @@ impl<'a> Trainer<'a> {
                 0
             },
         };
-        let ckpt = Checkpoints::of(dir, "scetm");
-        let ((net, adam), progress) = state::start(
-            &ckpt,
+        let (seed, adam, fresh) = (params.seed, params.adam(), Progress::new(params.epochs));
+        let s = RunState::start(
+            "scetm",
             dir,
             resume,
-            &fingerprint,
-            &params,
-            true,
-            |t, st| {
-                let net = Network::from_named(t, shape, &device).ce().at(st)?;
-                let mut adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-                adam.load_state("adam.", t).ce().at(st)?;
-                Ok((net, adam))
-            },
-            || {
-                let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
-                let net = Network::init(shape, &mut rng, &device).ce()?;
-                let adam = Adam::new(net.vars.clone(), params.adam()).ce()?;
-                Ok(((net, adam), Progress::new(params.epochs)))
-            },
-        )?;
-        Ok(Trainer {
-            params,
-            data,
-            net,
-            adam,
-            progress,
             fingerprint,
-            ckpt,
-            device,
-        })
+            params,
+            true,
+            adam,
+            |t| Network::from_named(t, shape, &device),
+            || Network::init(shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            fresh,
+        )?;
+        Ok(Trainer { s, data, device })
     }
 
     /// Run the remaining epochs (stop after global epoch `stop_after` as if killed);
     /// returns whether the schedule is complete.
     pub fn run(&mut self, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
         let schedule = Schedule {
-            start: self.progress.epoch,
-            end: self.progress.end_epoch,
+            start: self.s.progress.epoch,
+            end: self.s.progress.end_epoch,
             patience: 0,
             checkpoint_every,
             stop_after,
@@ -264,10 +243,10 @@ impl<'a> Trainer<'a> {
 
     /// scETM's KL weight at global step `t` (epochs counted fractionally, as scETM).
     pub fn kl_weight(&self, t: u64) -> f64 {
-        let p = &self.params;
+        let p = &self.s.params;
         let steps_per_epoch = (parts(self.data.n_cells(), p.batch_size).len() - 1) as f64;
         let epoch = t as f64 / steps_per_epoch;
-        let full = self.progress.end_epoch as f64 * p.kl_warmup;
+        let full = self.s.progress.end_epoch as f64 * p.kl_warmup;
         if full <= 0.0 {
             return p.max_kl_weight;
         }
@@ -276,7 +255,7 @@ impl<'a> Trainer<'a> {
 
     /// The learning rate of global step `t`.
     pub fn lr(&self, t: u64) -> f64 {
-        self.params.lr * (-self.params.lr_decay * t as f64).exp()
+        self.s.params.lr * (-self.s.params.lr_decay * t as f64).exp()
     }
 
     /// One optimiser step on the cells `rows`: (loss, nll, kl).
@@ -287,14 +266,14 @@ impl<'a> Trainer<'a> {
         rng_noise: &mut Rng,
     ) -> Result<(f64, f64, f64)> {
         let (n, g) = (rows.len(), self.data.counts.n_cols);
-        let (h, k) = (self.params.hidden, self.params.topics);
+        let (h, k) = (self.s.params.hidden, self.s.params.topics);
         let dev = &self.device;
         let x = Tensor::from_vec(self.data.normalized_rows(rows), (n, g), dev).ce()?;
         let mut mask = vec![0f32; n * h];
-        rng_drop.dropout_mask(&mut mask, self.params.dropout);
+        rng_drop.dropout_mask(&mut mask, self.s.params.dropout);
         let mut eps = vec![0f32; n * k];
         rng_noise.fill_normal(&mut eps);
-        let batch = (self.net.shape.bias_batches > 0)
+        let batch = (self.s.net.shape.bias_batches > 0)
             .then(|| {
                 let b: Vec<u32> = rows.iter().map(|&r| self.data.batch[r]).collect();
                 Tensor::from_vec(b, n, dev)
@@ -307,44 +286,32 @@ impl<'a> Trainer<'a> {
             mask: Tensor::from_vec(mask, (n, h), dev).ce()?,
             eps: Tensor::from_vec(eps, (n, k), dev).ce()?,
         };
-        let t = self.progress.steps;
-        let f = self.net.forward_train(&mb, self.kl_weight(t)).ce()?;
+        let t = self.s.progress.steps;
+        let f = self.s.net.forward_train(&mb, self.kl_weight(t)).ce()?;
         let scalar = |x: &Tensor| x.to_scalar::<f32>().map(|v| v as f64).ce();
         let (loss, nll, kl) = (scalar(&f.loss)?, scalar(&f.nll)?, scalar(&f.kl)?);
         if !loss.is_finite() {
             bail!(
                 "the loss became {loss} at step {}: lower --lr",
-                self.progress.steps + 1
+                self.s.progress.steps + 1
             );
         }
-        let (grads, _) = self.net.clipped_grads(&f.loss).ce()?;
-        self.adam.set_lr(self.lr(t));
-        self.adam.step_tensors(&grads).ce()?;
-        self.net.update_running(&f, n).ce()?;
-        self.progress.steps += 1;
+        let (grads, _) = self.s.net.clipped_grads(&f.loss).ce()?;
+        self.s.adam.set_lr(self.lr(t));
+        self.s.adam.step_tensors(&grads).ce()?;
+        self.s.net.update_running(&f, n).ce()?;
+        self.s.progress.steps += 1;
         Ok((loss, nll, kl))
     }
 
     /// Evaluation-mode mu of every cell (K columns), in chunks.
     pub fn embed_mu(&self) -> Result<Vec<f32>> {
-        embed_rows(&self.net, self.data, &self.device)
-    }
-
-    pub fn checkpoints(&self) -> &Checkpoints {
-        &self.ckpt
-    }
-
-    /// Write the training state (weights, running statistics, Adam moments, progress)
-    /// into the folder `d`.
-    pub fn write_state(&self, d: &Path) -> Result<()> {
-        let mut t = self.net.named().ce()?;
-        t.extend(self.adam.state("adam.").ce()?);
-        state::write(d, &t, &self.fingerprint, &self.params, &self.progress)
+        embed_rows(&self.s.net, self.data, &self.device)
     }
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        LogTable::new("scetm", &self.progress.log)
+        LogTable::new("scetm", &self.s.progress.log)
             .count("epoch", |r| r.epoch)
             .count("steps", |r| r.steps)
             .value("loss", |r| r.loss)
@@ -402,19 +369,19 @@ struct Epochs<'t, 'a> {
 
 impl Trainable for Epochs<'_, '_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
-        let seed = self.t.params.seed;
+        let seed = self.t.s.params.seed;
         self.order = (0..self.t.data.n_cells()).collect();
         Rng::derive(seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
         self.rng_drop = Rng::derive(seed, &[e as u64, STREAM_DROPOUT]);
         self.rng_noise = Rng::derive(seed, &[e as u64, STREAM_NOISE]);
-        self.bounds = parts(self.order.len(), self.t.params.batch_size);
+        self.bounds = parts(self.order.len(), self.t.s.params.batch_size);
         self.sums = [0.0; 3];
         Ok(self.bounds.len() - 1)
     }
 
     fn step(&mut self, _e: usize, b: usize) -> Result<(f64, usize)> {
         let rows = &self.order[self.bounds[b]..self.bounds[b + 1]];
-        let w = self.t.kl_weight(self.t.progress.steps);
+        let w = self.t.kl_weight(self.t.s.progress.steps);
         let (loss, nll, kl) = self
             .t
             .step_rows(rows, &mut self.rng_drop, &mut self.rng_noise)?;
@@ -427,8 +394,8 @@ impl Trainable for Epochs<'_, '_> {
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
         let cells = self.t.data.n_cells() as f64;
-        let lr = self.t.lr(self.t.progress.steps.saturating_sub(1));
-        let p = &mut self.t.progress;
+        let lr = self.t.lr(self.t.s.progress.steps.saturating_sub(1));
+        let p = &mut self.t.s.progress;
         p.epoch = r.epoch;
         p.seconds += r.seconds;
         let row = LogRow {
@@ -450,7 +417,6 @@ impl Trainable for Epochs<'_, '_> {
     }
 
     fn checkpoint(&mut self) -> Result<()> {
-        let t = &*self.t;
-        t.ckpt.save(t.progress.epoch, |d| t.write_state(d))
+        self.t.s.checkpoint()
     }
 }
