@@ -3,28 +3,13 @@
 //! a stage-by-stage workflow equal to the one-call schedule, embed == train's embedding,
 //! gene alignment, and errors.
 
-use cellweave::contract::{
-    Categorical, CellsTable, Column, Csr, PairKind, PairsTable, TableKind, ValueKind,
-};
-use cellweave::io::table::{read_embedding, read_frame, read_pairs, write_cells, write_pairs};
-use cellweave_tests::{
-    embedding_bits, refine_args, run_fails, run_fails_one_line, run_ok, s, strs,
-};
-use std::path::{Path, PathBuf};
+mod train_support;
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) as f64) / (1u64 << 31) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() * n as f64) as usize).min(n - 1)
-    }
-}
+use cellweave::contract::{CellsTable, Column, Csr, PairKind, PairsTable, TableKind, ValueKind};
+use cellweave::io::table::{read_embedding, read_frame, read_pairs, write_cells, write_pairs};
+use cellweave_tests::{refine_args, run_fails, run_fails_one_line, run_ok, s, strs};
+use std::path::{Path, PathBuf};
+use train_support::{cells_table, Data, Lcg};
 
 const TYPES: usize = 3;
 
@@ -50,19 +35,7 @@ fn cells(n: usize, g: usize) -> CellsTable {
         .map(|i| ["a", "b"][(i / TYPES) % 2].to_string())
         .collect();
     let types: Vec<String> = (0..n).map(|i| format!("T{}", i % TYPES)).collect();
-    CellsTable {
-        cell_ids: (0..n).map(|i| format!("c{i}")).collect(),
-        batch: Categorical::from_strings(&batch),
-        obs: vec![(
-            "cell_type".into(),
-            Column::Cat(Categorical::from_strings(&types)),
-        )],
-        gene_ids: (0..g).map(|j| format!("ENSG{j:05}")).collect(),
-        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
-        x: Csr::from_dense(n, g, &dense),
-        values: ValueKind::Log1p,
-        provenance: Vec::new(),
-    }
+    cells_table("c", g, &dense, &batch, &types, ValueKind::Log1p)
 }
 
 /// Seeds between same-type cells of the two batches (every 8th one wrong), and 5 KNN per
@@ -102,37 +75,13 @@ fn pairs(c: &CellsTable) -> PairsTable {
     t
 }
 
-struct Data {
-    dir: tempfile::TempDir,
-    cells: PathBuf,
-    pairs: PathBuf,
-}
-
-impl Data {
-    /// A file or folder in the data's temporary folder.
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// The bits of the embedding written to `name`.
-    fn bits(&self, name: &str) -> Vec<u32> {
-        embedding_bits(&self.path(name))
-    }
-}
-
 fn data() -> Data {
-    let dir = tempfile::tempdir().unwrap();
+    let d = Data::named("cells.arrow", "pairs.arrow", "");
     let c = cells(480, 48);
     let p = pairs(&c);
-    let cells = dir.path().join("cells.arrow");
-    let pairs_path = dir.path().join("pairs.arrow");
-    write_cells(&cells, &c).unwrap();
-    write_pairs(&pairs_path, &p).unwrap();
-    Data {
-        dir,
-        cells,
-        pairs: pairs_path,
-    }
+    write_cells(&d.cells, &c).unwrap();
+    write_pairs(&d.pairs, &p).unwrap();
+    d
 }
 
 /// Fast settings for tests: small batches and queue, 6 epochs, refinement after 2.

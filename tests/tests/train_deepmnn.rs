@@ -5,21 +5,18 @@
 //! one-line errors (pairs of other cells, counts instead of log-normalized values, an
 //! unknown model, a batch the model has not seen).
 
-use cellweave::contract::{Categorical, CellsTable, Column, Csr, PairKind, ValueKind};
+mod train_support;
+
+use cellweave::contract::CellsTable;
+use cellweave::contract::{PairKind, ValueKind};
 use cellweave::io::table::{read_cells, read_embedding, read_pairs, write_cells};
 use cellweave_tests::{embedding_bits as bits, run_fails, run_fails_one_line, run_ok, s, strs};
-use std::path::PathBuf;
+use train_support::{args, cells_table, Data, Lcg};
 
 /// Log1p values of 3 cell types x 3 batches (batch b shifts a third of the genes), cell
 /// ids prefixed by `prefix`, batches named from `names`.
 fn table(n: usize, g: usize, prefix: &str, names: [&str; 3]) -> CellsTable {
-    let mut state = 777u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) as f64) / (1u64 << 31) as f64
-    };
+    let mut r = Lcg(777);
     let mut dense = vec![0f32; n * g];
     for i in 0..n {
         let (t, b) = (i % 3, (i / 3) % 3);
@@ -28,71 +25,46 @@ fn table(n: usize, g: usize, prefix: &str, names: [&str; 3]) -> CellsTable {
             if j % 3 == b {
                 rate *= 1.0 + 0.5 * b as f64;
             }
-            dense[i * g + j] = ((rate * 2.0 * next()).floor() as f32).ln_1p();
+            dense[i * g + j] = ((rate * 2.0 * r.next()).floor() as f32).ln_1p();
         }
     }
     let batch: Vec<String> = (0..n).map(|i| names[(i / 3) % 3].to_string()).collect();
     let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
-    CellsTable {
-        cell_ids: (0..n).map(|i| format!("{prefix}{i}")).collect(),
-        batch: Categorical::from_strings(&batch),
-        obs: vec![(
-            "cell_type".into(),
-            Column::Cat(Categorical::from_strings(&types)),
-        )],
-        gene_ids: (0..g).map(|j| format!("ENSG{j:05}")).collect(),
-        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
-        x: Csr::from_dense(n, g, &dense),
-        values: ValueKind::Log1p,
-        provenance: Vec::new(),
-    }
+    cells_table(prefix, g, &dense, &batch, &types, ValueKind::Log1p)
 }
 
 const BATCHES: [&str; 3] = ["a", "b", "c"];
 
-struct Data {
-    dir: tempfile::TempDir,
-    cells: PathBuf,
-    pairs: PathBuf,
-}
-
-impl Data {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 fn data() -> Data {
-    let dir = tempfile::tempdir().unwrap();
-    let cells = dir.path().join("hvg.arrow");
-    write_cells(&cells, &table(150, 24, "c", BATCHES)).unwrap();
-    let pairs = dir.path().join("pairs.arrow");
+    let d = Data::named("hvg.arrow", "pairs.arrow", "");
+    write_cells(&d.cells, &table(150, 24, "c", BATCHES)).unwrap();
     run_ok(
         "pairs",
         &[
-            s(&cells),
+            s(&d.cells),
             "-o",
-            s(&pairs),
+            s(&d.pairs),
             "--definition",
             "deepmnn",
             "--deepmnn-pcs",
             "10",
         ],
     );
-    Data { dir, cells, pairs }
+    d
 }
 
 fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
+    let (model, emb) = (d.path(model), d.path(emb));
+    let fixed = [
         s(&d.cells),
         "--model",
         "deepmnn",
         "--pairs",
         s(&d.pairs),
         "-o",
-        s(&d.path(model)),
+        s(&model),
         "--embedding",
-        s(&d.path(emb)),
+        s(&emb),
         "--epochs",
         "6",
         "--batch-size",
@@ -105,16 +77,12 @@ fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
         "10",
         "--checkpoint-every",
         "2",
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    a.extend(extra.iter().map(|x| x.to_string()));
-    a
+    ];
+    args(&fixed, extra)
 }
 
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
-    run_ok("train", &strs(&train_args(d, model, emb, extra)));
+    train_support::train_ok(&train_args(d, model, emb, extra));
 }
 
 #[test]

@@ -4,21 +4,17 @@
 //! one-line errors (no counts, normalized values as counts, counts of other cells, an
 //! unknown model).
 
-use cellweave::contract::{Categorical, CellsTable, Column, Csr, TableKind, ValueKind};
+mod train_support;
+
+use cellweave::contract::{CellsTable, TableKind, ValueKind};
 use cellweave::io::table::{read_embedding, read_frame, write_cells};
 use cellweave_tests::{embedding_bits, run_fails, run_fails_one_line, run_ok, s, strs};
-use std::path::PathBuf;
+use train_support::{args, cells_table, Data, Lcg};
 
 /// Counts of 3 cell types x 2 batches (batch b doubles a third of the genes): the counts
 /// table, and its log1p version (the "HVG" table train reads the cells from).
 fn tables(n: usize, g: usize, prefix: &str) -> (CellsTable, CellsTable) {
-    let mut state = 12345u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) as f64) / (1u64 << 31) as f64
-    };
+    let mut r = Lcg(12345);
     let mut dense = vec![0f32; n * g];
     for i in 0..n {
         let (t, b) = (i % 3, (i / 3) % 2);
@@ -27,69 +23,40 @@ fn tables(n: usize, g: usize, prefix: &str) -> (CellsTable, CellsTable) {
             if b == 1 && j % 3 == 0 {
                 rate *= 2.0;
             }
-            dense[i * g + j] = (rate * 2.0 * next()).floor() as f32;
+            dense[i * g + j] = (rate * 2.0 * r.next()).floor() as f32;
         }
     }
     let batch: Vec<String> = (0..n)
         .map(|i| ["a", "b"][(i / 3) % 2].to_string())
         .collect();
     let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
-    let counts = CellsTable {
-        cell_ids: (0..n).map(|i| format!("{prefix}{i}")).collect(),
-        batch: Categorical::from_strings(&batch),
-        obs: vec![(
-            "cell_type".into(),
-            Column::Cat(Categorical::from_strings(&types)),
-        )],
-        gene_ids: (0..g).map(|j| format!("ENSG{j:05}")).collect(),
-        gene_names: (0..g).map(|j| format!("gene{j}")).collect(),
-        x: Csr::from_dense(n, g, &dense),
-        values: ValueKind::Counts,
-        provenance: Vec::new(),
-    };
+    let counts = cells_table(prefix, g, &dense, &batch, &types, ValueKind::Counts);
     let mut logs = counts.clone();
     logs.x.data.iter_mut().for_each(|v| *v = v.ln_1p());
     logs.values = ValueKind::Log1p;
     (counts, logs)
 }
 
-struct Data {
-    dir: tempfile::TempDir,
-    cells: PathBuf,
-    counts: PathBuf,
-}
-
-impl Data {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 fn data() -> Data {
-    let dir = tempfile::tempdir().unwrap();
+    let d = Data::named("hvg.arrow", "", "filtered.arrow");
     let (counts, logs) = tables(120, 30, "c");
-    let cells = dir.path().join("hvg.arrow");
-    let cp = dir.path().join("filtered.arrow");
-    write_cells(&cells, &logs).unwrap();
-    write_cells(&cp, &counts).unwrap();
-    Data {
-        dir,
-        cells,
-        counts: cp,
-    }
+    write_cells(&d.cells, &logs).unwrap();
+    write_cells(&d.counts, &counts).unwrap();
+    d
 }
 
 fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
+    let (model, emb) = (d.path(model), d.path(emb));
+    let fixed = [
         s(&d.cells),
         "--model",
         "scetm",
         "--counts",
         s(&d.counts),
         "-o",
-        s(&d.path(model)),
+        s(&model),
         "--embedding",
-        s(&d.path(emb)),
+        s(&emb),
         "--batch-size",
         "40",
         "--topics",
@@ -100,19 +67,17 @@ fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
         "2",
         "--threads",
         "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if !extra.contains(&"--epochs") {
-        a.extend(["--epochs".into(), "6".into()]);
-    }
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    ];
+    let epochs: &[&str] = if extra.contains(&"--epochs") {
+        &[]
+    } else {
+        &["--epochs", "6"]
+    };
+    args(&[&fixed[..], epochs].concat(), extra)
 }
 
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
-    run_ok("train", &strs(&train_args(d, model, emb, extra)));
+    train_support::train_ok(&train_args(d, model, emb, extra));
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub mod late;
 pub mod medl;
 pub mod rng;
 pub mod scetm;
+#[cfg(test)]
+mod testing;
 
 pub use engine::optim;
 

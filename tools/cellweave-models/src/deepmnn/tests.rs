@@ -100,20 +100,7 @@ fn loss_and_gradients_match_the_numpy_transcription() {
         "params": params, "x": arr(&x), "pcs": arr(&pcs), "beta": beta, "blocks": 2,
         "check": check,
     });
-    let dir = tempfile::tempdir().unwrap();
-    let (fx, out, script) = (
-        dir.path().join("fixture.json"),
-        dir.path().join("out.json"),
-        dir.path().join("oracle.py"),
-    );
-    std::fs::write(&fx, fixture.to_string()).unwrap();
-    std::fs::write(&script, ORACLE).unwrap();
-    let status = std::process::Command::new(&py)
-        .args([&script, &fx, &out])
-        .status()
-        .unwrap();
-    assert!(status.success(), "oracle.py failed");
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let want = crate::testing::run_oracle(&py, ORACLE, &fixture);
 
     let l = net.loss(&x, &pcs, beta).unwrap();
     let close = |got: f64, want: f64, tol: f64, what: &str| {

@@ -71,15 +71,7 @@ fn synth(n: usize, g: usize, seed: u64) -> (Csr, Vec<u32>, Vec<u32>) {
         batches.push(b as u32);
         for j in 0..g {
             let m = prog[t][j] * if b == 1 && j % 3 == 0 { 3.0 } else { 1.0 };
-            // Poisson by inversion (small means).
-            let (mut k, mut p, u) = (0u32, (-m).exp(), r.f64());
-            let mut c = p;
-            while u > c && k < 500 {
-                k += 1;
-                p *= m / k as f64;
-                c += p;
-            }
-            dense[i * g + j] = k as f32;
+            dense[i * g + j] = crate::testing::poisson(&mut r, m, 500) as f32;
         }
     }
     (Csr::from_dense(n, g, &dense), types, batches)

@@ -22,15 +22,7 @@ fn counts(n: usize, g: usize, seed: u64) -> (Csr, Vec<u32>) {
         for j in 0..g {
             let rate =
                 1.0 + 4.0 * ((j % 3 == kind) as u32 as f64) + batch[i] as f64 * (j % 2) as f64;
-            // Poisson by inversion (small rates).
-            let (mut k, mut p, u) = (0u32, (-rate).exp(), rng.f64());
-            let mut cdf = p;
-            while u > cdf && k < 100 {
-                k += 1;
-                p *= rate / k as f64;
-                cdf += p;
-            }
-            dense[i * g + j] = k as f32;
+            dense[i * g + j] = crate::testing::poisson(&mut rng, rate, 100) as f32;
         }
     }
     (Csr::from_dense(n, g, &dense), batch)
@@ -85,20 +77,7 @@ fn one_step_matches_the_numpy_transcription() {
         "params": params, "x": arr(&xn), "mask": arr(&mb.mask), "eps": arr(&mb.eps),
         "batch": batch, "kl_weight": kl_weight, "lr": lr,
     });
-    let dir = tempfile::tempdir().unwrap();
-    let (fx, out, script) = (
-        dir.path().join("fixture.json"),
-        dir.path().join("out.json"),
-        dir.path().join("oracle.py"),
-    );
-    std::fs::write(&fx, fixture.to_string()).unwrap();
-    std::fs::write(&script, ORACLE).unwrap();
-    let status = std::process::Command::new(&py)
-        .args([&script, &fx, &out])
-        .status()
-        .unwrap();
-    assert!(status.success(), "oracle.py failed");
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let want = crate::testing::run_oracle(&py, ORACLE, &fixture);
 
     // Loss and its parts.
     let f = net.forward_train(&mb, kl_weight).unwrap();
