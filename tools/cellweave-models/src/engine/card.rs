@@ -54,9 +54,10 @@ pub struct Summary {
 
 /// Implements [`ModelCard`] for a card type with the usual fields (`model`, `card_version`,
 /// `n_genes`, `gene_ids`, `gene_names`): `model_card!(Card, "scetm", "scETM", CARD_VERSION)`.
-/// With `, shape` at the end it also checks that the card's `shape.n_genes` is `n_genes`.
+/// With `, shape` at the end it also checks that the card's `shape.n_genes` is `n_genes`,
+/// and with `, shape, more` then calls `more(&card)` for the model's own checks.
 macro_rules! model_card {
-    ($card:ty, $model:literal, $label:literal, $version:expr $(, $shape:ident)?) => {
+    ($card:ty, $model:literal, $label:literal, $version:expr $(, $shape:ident $(, $more:expr)?)?) => {
         impl $crate::engine::card::ModelCard for $card {
             const MODEL: &'static str = $model;
             const LABEL: &'static str = $label;
@@ -75,6 +76,7 @@ macro_rules! model_card {
                 if self.$shape.n_genes != self.n_genes {
                     return Err(("gene_ids", "gene lists do not match n_genes".into()));
                 }
+                $( ($more)(self)?; )?
                 Ok(())
             }
             )?

@@ -64,24 +64,14 @@ pub struct StateFile {
     pub progress: Progress,
 }
 
-impl crate::engine::card::ModelCard for Card {
-    const MODEL: &'static str = "medl";
-    const LABEL: &'static str = "MEDL";
-    const VERSION: u32 = CARD_VERSION;
-    fn model(&self) -> &str {
-        &self.model
-    }
-    fn card_version(&self) -> u32 {
-        self.card_version
-    }
-    fn genes(&self) -> (usize, &[String], &[String]) {
-        (self.n_genes, &self.gene_ids, &self.gene_names)
-    }
-    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-        if self.architecture.n_genes != self.n_genes {
-            return Err(("gene_ids", "gene lists do not match n_genes".into()));
-        }
-        if self.batches.len() != self.architecture.n_batches {
+crate::engine::card::model_card!(
+    Card,
+    "medl",
+    "MEDL",
+    CARD_VERSION,
+    architecture,
+    |c: &Card| -> std::result::Result<(), (&'static str, String)> {
+        if c.batches.len() != c.architecture.n_batches {
             return Err((
                 "batches",
                 "the batch list does not match the architecture".into(),
@@ -89,7 +79,7 @@ impl crate::engine::card::ModelCard for Card {
         }
         Ok(())
     }
-}
+);
 
 use crate::engine::checkpoint::load_tensors;
 
