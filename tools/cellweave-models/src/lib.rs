@@ -13,6 +13,7 @@ pub mod engine;
 pub mod invae;
 pub mod late;
 pub mod medl;
+pub mod nn;
 pub mod rng;
 pub mod scetm;
 #[cfg(test)]

@@ -15,11 +15,9 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
-/// BatchNorm epsilon and running-statistics momentum (torch defaults).
-pub const BN_EPS: f64 = 1e-5;
-pub const BN_MOMENTUM: f64 = 0.1;
 /// PReLU's initial slope (torch's default).
 pub const PRELU_INIT: f32 = 0.25;
 
@@ -106,12 +104,7 @@ impl Network {
             for (_, part) in PER_BLOCK {
                 let dims = part.dims(d);
                 let n: usize = dims.iter().product();
-                let uniform = |fan_in: usize, rng: &mut Rng| -> Vec<f32> {
-                    let bound = 1.0 / (fan_in as f64).sqrt();
-                    (0..n)
-                        .map(|_| ((2.0 * rng.f64() - 1.0) * bound) as f32)
-                        .collect()
-                };
+                let uniform = |fan_in: usize, rng: &mut Rng| torch_uniform(rng, n, fan_in);
                 let v = match part {
                     Part::W1 | Part::B1 => uniform(d, rng),
                     Part::W2 | Part::B2 => uniform(2 * d, rng),
@@ -274,14 +267,8 @@ impl Network {
         stats: &[(Tensor, Tensor)],
         n: usize,
     ) -> candle_core::Result<()> {
-        let unbias = if n > 1 {
-            n as f64 / (n as f64 - 1.0)
-        } else {
-            1.0
-        };
         for ((rm, rv), (m, v)) in self.running.iter_mut().zip(stats) {
-            *rm = ((&*rm * (1.0 - BN_MOMENTUM))? + (m * BN_MOMENTUM)?)?;
-            *rv = ((&*rv * (1.0 - BN_MOMENTUM))? + (v * (BN_MOMENTUM * unbias))?)?;
+            crate::nn::update_running(rm, rv, m, v, n)?;
         }
         Ok(())
     }

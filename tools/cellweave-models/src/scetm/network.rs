@@ -14,13 +14,11 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
 /// Smallest and largest log sigma (scETM's clamp).
 pub const LOGSIGMA_BOUND: f64 = 10.0;
-/// BatchNorm epsilon and running-statistics momentum (torch defaults).
-pub const BN_EPS: f64 = 1e-5;
-pub const BN_MOMENTUM: f64 = 0.1;
 /// Gradient norm clip of scETM's training step.
 pub const CLIP_NORM: f64 = 50.0;
 
@@ -122,12 +120,7 @@ impl Network {
             emb_dim: l,
             bias_batches: s,
         } = shape;
-        let mut uniform = |n: usize, fan_in: usize| -> Vec<f32> {
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            (0..n)
-                .map(|_| ((2.0 * rng.f64() - 1.0) * bound) as f32)
-                .collect()
-        };
+        let mut uniform = |n: usize, fan_in: usize| torch_uniform(rng, n, fan_in);
         let mut host: Vec<(Vec<f32>, Vec<usize>)> = vec![
             (uniform(h * g, g), vec![h, g]),
             (uniform(h, g), vec![h]),
@@ -305,11 +298,13 @@ impl Network {
     /// Fold a minibatch's BatchNorm statistics (`n` cells) into the running ones, as
     /// torch: momentum 0.1, unbiased variance.
     pub fn update_running(&mut self, f: &Forward, n: usize) -> candle_core::Result<()> {
-        let m = BN_MOMENTUM;
-        let unbias = n as f64 / (n.max(2) - 1) as f64;
-        self.running_mean = ((&self.running_mean * (1.0 - m))? + (&f.bn_mean * m)?)?;
-        self.running_var = ((&self.running_var * (1.0 - m))? + (&f.bn_var * (m * unbias))?)?;
-        Ok(())
+        crate::nn::update_running(
+            &mut self.running_mean,
+            &mut self.running_var,
+            &f.bn_mean,
+            &f.bn_var,
+            n,
+        )
     }
 
     /// The gradients of `loss` for every variable, in order, scaled as torch's
