@@ -127,6 +127,26 @@ pub struct Schedule {
     pub label: &'static str,
 }
 
+impl Schedule {
+    /// The global epochs `start..end`, without early stopping by the engine.
+    pub fn epochs(
+        start: usize,
+        end: usize,
+        checkpoint_every: usize,
+        stop_after: Option<usize>,
+        label: &'static str,
+    ) -> Self {
+        Schedule {
+            start,
+            end,
+            patience: 0,
+            checkpoint_every,
+            stop_after,
+            label,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -179,6 +199,18 @@ impl EarlyStop {
 /// the extension.
 pub fn write_log(path: &std::path::Path, log: &cellweave::contract::Frame) -> Result<()> {
     cellweave::io::table::write_side(path, log)
+}
+
+/// Refuse a minibatch of fewer than 2 cells (field `batch-size`) and a learning rate that
+/// is not a positive number (field `lr`).
+pub fn check_batch_and_lr(batch_size: usize, lr: f64) -> Result<()> {
+    if batch_size < 2 {
+        return Err(Error::new("must be at least 2").field("batch-size"));
+    }
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(Error::new("must be a positive number").field("lr"));
+    }
+    Ok(())
 }
 
 /// The error of a run that stopped after global epoch `epoch` as `--stop-after-epoch`

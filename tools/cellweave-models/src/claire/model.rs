@@ -25,12 +25,10 @@ use super::CandleExt;
 use crate::engine::card;
 use crate::engine::checkpoint::{load_tensors, save_tensors};
 
-pub const CARD: &str = crate::command::CARD;
-pub const WEIGHTS: &str = "model.safetensors";
-pub const STATE: &str = crate::engine::state::STATE;
-pub const STATE_JSON: &str = crate::engine::state::STATE_JSON;
+pub use crate::engine::card::CARD;
+pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
+pub use crate::engine::state::{STATE, STATE_JSON};
 pub const REFINED_PAIRS: &str = "refined_pairs.arrow";
-pub const TRAINING_LOG: &str = "training_log.arrow";
 /// The model card format version.
 pub const CARD_VERSION: u32 = 1;
 

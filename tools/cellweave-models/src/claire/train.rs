@@ -23,7 +23,7 @@ use super::CandleExt;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::state;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
-use crate::optim::{AdamConfig, WeightDecay};
+use crate::optim::AdamConfig;
 use crate::rng::Rng;
 
 const STREAM_INIT: u64 = u64::MAX;
@@ -138,21 +138,11 @@ impl Default for TrainParams {
 
 impl TrainParams {
     pub fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            decay: WeightDecay::L2,
-            ..Default::default()
-        }
+        AdamConfig::l2(self.lr, self.weight_decay)
     }
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
-        if self.batch_size < 2 {
-            return bad("batch-size", "must be at least 2");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", "must be a positive number");
-        }
+        crate::engine::check_batch_and_lr(self.batch_size, self.lr)?;
         if !(0.0..=1.0).contains(&self.alpha) {
             return bad("alpha", "must be in [0, 1]");
         }

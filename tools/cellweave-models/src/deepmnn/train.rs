@@ -90,11 +90,7 @@ impl DeepmnnParams {
         Ok(())
     }
     fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            ..Default::default()
-        }
+        AdamConfig::l2(self.lr, self.weight_decay)
     }
     /// The learning rate of epoch `e` (0-based).
     pub fn lr_at(&self, e: usize) -> f64 {
@@ -237,14 +233,13 @@ impl<'a> Trainer<'a> {
         if self.s.progress.stopped {
             return Ok(true);
         }
-        let schedule = Schedule {
-            start: self.s.progress.epoch,
-            end: self.s.progress.end_epoch,
-            patience: 0,
+        let schedule = Schedule::epochs(
+            self.s.progress.epoch,
+            self.s.progress.end_epoch,
             checkpoint_every,
             stop_after,
-            label: "deepmnn",
-        };
+            "deepmnn",
+        );
         let mut run = Epochs {
             t: self,
             order: Vec::new(),

@@ -61,6 +61,18 @@ impl Default for AdamConfig {
     }
 }
 
+impl AdamConfig {
+    /// torch's Adam at learning rate `lr` with the L2 weight decay `weight_decay`.
+    pub fn l2(lr: f64, weight_decay: f64) -> Self {
+        AdamConfig {
+            lr,
+            weight_decay,
+            decay: WeightDecay::L2,
+            ..Default::default()
+        }
+    }
+}
+
 /// First and second moments of one parameter.
 enum Moments {
     Cpu { m: Vec<f32>, v: Vec<f32> },

@@ -22,7 +22,7 @@ use crate::command::{EmbedRun, TrainRun};
 use crate::engine::finish::Finish;
 use crate::CandleExt;
 
-pub const CARD: &str = "card.yaml";
+pub use crate::engine::card::CARD;
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 pub const CARD_VERSION: u32 = 1;
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use super::net::{Batch, Net, Noise, Shape};
 use crate::engine::state::{self, RunState};
 use crate::engine::{EpochRecord, Trainable};
-use crate::optim::{AdamConfig, WeightDecay};
+use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use crate::CandleExt;
 
@@ -46,12 +46,7 @@ pub struct Params {
 
 impl Params {
     pub fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            decay: WeightDecay::L2,
-            ..Default::default()
-        }
+        AdamConfig::l2(self.lr, self.weight_decay)
     }
     /// beta for global epoch `e` (0-based).
     pub fn beta_at(&self, e: usize) -> f64 {
@@ -352,14 +347,13 @@ impl Trainable for Trainer<'_> {
 /// Run the schedule of `t` (until `stop_after` global epochs, as if killed, when given);
 /// returns whether it is complete.
 pub fn run(t: &mut Trainer, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
-    let schedule = crate::engine::Schedule {
-        start: t.progress.epoch,
-        end: t.progress.end_epoch,
-        patience: 0,
+    let schedule = crate::engine::Schedule::epochs(
+        t.progress.epoch,
+        t.progress.end_epoch,
         checkpoint_every,
         stop_after,
-        label: "invae",
-    };
+        "invae",
+    );
     Ok(crate::engine::fit(t, &schedule)?.complete)
 }
 

@@ -199,14 +199,13 @@ pub fn train_cells(
     );
     run.ckpt = Some(ckpt.clone());
     run.save = Some(&save);
-    let schedule = Schedule {
-        start: run.progress.epoch,
-        end: run.progress.end_epoch,
-        patience: 0,
-        checkpoint_every: o.checkpoint_every,
-        stop_after: o.stop_after,
-        label: "medl",
-    };
+    let schedule = Schedule::epochs(
+        run.progress.epoch,
+        run.progress.end_epoch,
+        o.checkpoint_every,
+        o.stop_after,
+        "medl",
+    );
     if !engine::fit(&mut run, &schedule)?.complete {
         return Err(engine::stopped_as_asked(run.progress.epoch));
     }

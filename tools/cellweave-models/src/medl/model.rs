@@ -23,11 +23,9 @@ use super::scaling::Scaling;
 use super::train::{MedlParams, Progress};
 use crate::CandleExt;
 
-pub const CARD: &str = "card.yaml";
-pub const WEIGHTS: &str = "model.safetensors";
-pub const STATE: &str = crate::engine::state::STATE;
-pub const STATE_JSON: &str = crate::engine::state::STATE_JSON;
-pub const TRAINING_LOG: &str = "training_log.arrow";
+pub use crate::engine::card::CARD;
+pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
+pub use crate::engine::state::{STATE, STATE_JSON};
 pub const CARD_VERSION: u32 = 1;
 
 /// The model card (YAML).

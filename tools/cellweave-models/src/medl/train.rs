@@ -15,7 +15,7 @@ use super::net::{one_hot, Arch, Encoded, Medl};
 use super::scaling::Scaling;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::{EpochRecord, Trainable};
-use crate::optim::{Adam, AdamConfig, WeightDecay};
+use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::CandleExt;
 
@@ -65,24 +65,14 @@ impl Default for MedlParams {
 
 impl MedlParams {
     pub fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            decay: WeightDecay::L2,
-            ..Default::default()
-        }
+        AdamConfig::l2(self.lr, self.weight_decay)
     }
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1");
         }
-        if self.batch_size < 2 {
-            return bad("batch-size", "must be at least 2");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", "must be a positive number");
-        }
+        crate::engine::check_batch_and_lr(self.batch_size, self.lr)?;
         if self.latent == 0 {
             return bad("latent", "must be at least 1");
         }

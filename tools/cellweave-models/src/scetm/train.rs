@@ -76,12 +76,7 @@ impl Default for ScetmParams {
 impl ScetmParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
-        if self.batch_size < 2 {
-            return bad("batch-size", "must be at least 2");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr", "must be a positive number");
-        }
+        crate::engine::check_batch_and_lr(self.batch_size, self.lr)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", "must be in [0, 1)");
         }
@@ -94,10 +89,7 @@ impl ScetmParams {
         Ok(())
     }
     pub fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            ..Default::default()
-        }
+        AdamConfig::l2(self.lr, 0.0)
     }
 }
 
@@ -222,14 +214,13 @@ impl<'a> Trainer<'a> {
     /// Run the remaining epochs (stop after global epoch `stop_after` as if killed);
     /// returns whether the schedule is complete.
     pub fn run(&mut self, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
-        let schedule = Schedule {
-            start: self.s.progress.epoch,
-            end: self.s.progress.end_epoch,
-            patience: 0,
+        let schedule = Schedule::epochs(
+            self.s.progress.epoch,
+            self.s.progress.end_epoch,
             checkpoint_every,
             stop_after,
-            label: "scetm",
-        };
+            "scetm",
+        );
         let mut run = Epochs {
             t: self,
             order: Vec::new(),
