@@ -145,41 +145,43 @@ mod tests {
     struct Toy {
         model: String,
         card_version: u32,
+        shape: ToyShape,
         n_genes: usize,
         gene_ids: Vec<String>,
         gene_names: Vec<String>,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct ToyShape {
+        n_genes: usize,
         width: usize,
     }
 
-    impl ModelCard for Toy {
-        const MODEL: &'static str = "toy";
-        const LABEL: &'static str = "Toy";
-        const VERSION: u32 = 2;
-        fn model(&self) -> &str {
-            &self.model
-        }
-        fn card_version(&self) -> u32 {
-            self.card_version
-        }
-        fn genes(&self) -> (usize, &[String], &[String]) {
-            (self.n_genes, &self.gene_ids, &self.gene_names)
-        }
-        fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-            if self.width == 0 {
+    model_card!(
+        Toy,
+        "toy",
+        "Toy",
+        2,
+        shape,
+        |c: &Toy| -> std::result::Result<(), (&'static str, String)> {
+            if c.shape.width == 0 {
                 return Err(("width", "width must be positive".into()));
             }
             Ok(())
         }
-    }
+    );
 
     fn toy() -> Toy {
         Toy {
             model: "toy".into(),
             card_version: 2,
+            shape: ToyShape {
+                n_genes: 2,
+                width: 3,
+            },
             n_genes: 2,
             gene_ids: vec!["a".into(), "b".into()],
             gene_names: vec!["A".into(), "B".into()],
-            width: 3,
         }
     }
 
@@ -198,35 +200,48 @@ mod tests {
         let back: Toy = read(dir.path()).unwrap();
         assert_eq!(back.gene_ids, toy().gene_ids);
 
-        let e = err_of(Toy {
-            model: "other".into(),
-            ..toy()
-        });
-        assert!(
-            e.contains("unknown model 'other' (expected toy)") && e.contains("model"),
-            "{e}"
-        );
-        let e = err_of(Toy {
-            card_version: 3,
-            ..toy()
-        });
-        assert!(
-            e.contains("newer than this cellweave") && e.contains("card_version"),
-            "{e}"
-        );
-        let e = err_of(Toy {
-            n_genes: 3,
-            ..toy()
-        });
-        assert!(
-            e.contains("gene lists do not match") && e.contains("gene_ids"),
-            "{e}"
-        );
-        let e = err_of(Toy { width: 0, ..toy() });
-        assert!(
-            e.contains("width must be positive") && e.contains("width"),
-            "{e}"
-        );
+        // Each broken card, the message and the field its error names.
+        let broken = [
+            (
+                Toy {
+                    model: "other".into(),
+                    ..toy()
+                },
+                "unknown model 'other' (expected toy)",
+                "model",
+            ),
+            (
+                Toy {
+                    card_version: 3,
+                    ..toy()
+                },
+                "newer than this cellweave",
+                "card_version",
+            ),
+            (
+                Toy {
+                    n_genes: 3,
+                    ..toy()
+                },
+                "gene lists do not match",
+                "gene_ids",
+            ),
+            (
+                Toy {
+                    shape: ToyShape {
+                        n_genes: 2,
+                        width: 0,
+                    },
+                    ..toy()
+                },
+                "width must be positive",
+                "width",
+            ),
+        ];
+        for (card, message, field) in broken {
+            let e = err_of(card);
+            assert!(e.contains(message) && e.contains(field), "{e}");
+        }
         std::fs::write(dir.path().join(CARD), "model: [").unwrap();
         let e = read::<Toy>(dir.path()).err().unwrap().to_string();
         assert!(e.contains("invalid Toy model card"), "{e}");
