@@ -97,6 +97,21 @@ fn biases(widths: &[usize], dev: &Device) -> Result<Vec<Var>> {
         .collect()
 }
 
+/// The named parameters of each layer of `layers`, under `{prefix}{i}.`, in order.
+fn named_each<L>(layers: &[L], prefix: &str, named: impl Fn(&L, &str) -> Named) -> Named {
+    let mut v = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        v.extend(named(l, &format!("{prefix}{i}.")));
+    }
+    v
+}
+
+/// The decoder's biases, named `{prefix}{i}.bias`.
+fn named_biases(biases: &[Var], prefix: &str) -> Named {
+    let at = |(i, b): (usize, &Var)| (format!("{prefix}{i}.bias"), b.clone());
+    biases.iter().enumerate().map(at).collect()
+}
+
 impl FeNet {
     fn init(a: &Arch, rng: &mut Rng, dev: &Device) -> Result<Self> {
         let w = a.widths();
@@ -145,19 +160,10 @@ impl FeNet {
     }
 
     fn named(&self) -> Named {
-        let mut v = Vec::new();
-        for (i, l) in self.enc.iter().enumerate() {
-            v.extend(l.named(&format!("fe.enc.{i}.")));
-        }
-        for (i, b) in self.enc_bn.iter().enumerate() {
-            v.extend(b.named(&format!("fe.enc_bn.{i}.")));
-        }
-        for (i, b) in self.dec_bn.iter().enumerate() {
-            v.extend(b.named(&format!("fe.dec_bn.{i}.")));
-        }
-        for (i, b) in self.dec_bias.iter().enumerate() {
-            v.push((format!("fe.dec.{i}.bias"), b.clone()));
-        }
+        let mut v = named_each(&self.enc, "fe.enc.", Dense::named);
+        v.extend(named_each(&self.enc_bn, "fe.enc_bn.", BatchNorm::named));
+        v.extend(named_each(&self.dec_bn, "fe.dec_bn.", BatchNorm::named));
+        v.extend(named_biases(&self.dec_bias, "fe.dec."));
         v
     }
 
@@ -276,19 +282,10 @@ impl ReNet {
     }
 
     fn named(&self) -> Named {
-        let mut v = Vec::new();
-        for (i, l) in self.enc.iter().enumerate() {
-            v.extend(l.named(&format!("re.enc.{i}.")));
-        }
-        for (i, b) in self.enc_re.iter().enumerate() {
-            v.extend(b.named(&format!("re.enc_re.{i}.")));
-        }
-        for (i, b) in self.dec_re.iter().enumerate() {
-            v.extend(b.named(&format!("re.dec_re.{i}.")));
-        }
-        for (i, b) in self.dec_bias.iter().enumerate() {
-            v.push((format!("re.dec.{i}.bias"), b.clone()));
-        }
+        let mut v = named_each(&self.enc, "re.enc.", Dense::named);
+        v.extend(named_each(&self.enc_re, "re.enc_re.", ReBlock::named));
+        v.extend(named_each(&self.dec_re, "re.dec_re.", ReBlock::named));
+        v.extend(named_biases(&self.dec_bias, "re.dec."));
         v
     }
 
