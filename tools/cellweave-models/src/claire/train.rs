@@ -201,14 +201,7 @@ pub struct Progress {
 /// `state.json`: what a resumed run must agree with, and the progress.
 type StateFile = state::StateFile<TrainParams, Progress>;
 
-impl state::RunProgress for Progress {
-    fn epoch(&self) -> usize {
-        self.epoch
-    }
-    fn end_epoch(&self) -> usize {
-        self.end_epoch
-    }
-}
+crate::engine::state::run_progress!(Progress);
 
 /// How a run starts.
 #[derive(Debug, Clone)]

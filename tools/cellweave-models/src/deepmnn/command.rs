@@ -339,15 +339,13 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         log: &log,
         log_out: run.log.as_deref(),
         embeddings: vec![(&run.embedding, emb)],
-        epochs: t.progress.epoch,
+        progress: &t.progress,
         note: if t.progress.stopped {
             " (stopped on a plateau)"
         } else {
             ""
         },
-        steps: t.progress.steps,
         final_loss: card.training.final_loss,
-        seconds: t.progress.seconds,
     }
     .write(
         &card,

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::network::{Network, Shape};
 use crate::engine::log::LogTable;
-use crate::engine::state::{RunProgress, RunState};
+use crate::engine::state::RunState;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::AdamConfig;
 use crate::rng::Rng;
@@ -157,14 +157,7 @@ pub struct Progress {
     pub log: Vec<LogRow>,
 }
 
-impl RunProgress for Progress {
-    fn epoch(&self) -> usize {
-        self.epoch
-    }
-    fn end_epoch(&self) -> usize {
-        self.end_epoch
-    }
-}
+crate::engine::state::run_progress!(Progress);
 
 /// A training run: the network, Adam and progress ([`RunState`]), the data and the
 /// projection axes.

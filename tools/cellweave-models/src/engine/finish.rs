@@ -9,7 +9,7 @@ use cellweave::{info, Result};
 use std::path::Path;
 
 use super::checkpoint::{save_tensors, write_model_dir, Checkpoints};
-use super::state::Tensors;
+use super::state::{RunProgress, Tensors};
 
 /// The weights of a model directory.
 pub const WEIGHTS: &str = "model.safetensors";
@@ -32,16 +32,12 @@ pub struct Finish<'a> {
     pub log_out: Option<&'a Path>,
     /// The embedding tables and where each goes, in order.
     pub embeddings: Vec<(&'a Path, EmbeddingTable)>,
-    /// Global epochs done.
-    pub epochs: usize,
+    /// Where the run ended (epochs, steps, seconds of training).
+    pub progress: &'a dyn RunProgress,
     /// Said after the epochs in the summary line (`" (stopped on a plateau)"`, or empty).
     pub note: &'a str,
-    /// Optimiser steps done.
-    pub steps: u64,
     /// The last epoch's loss.
     pub final_loss: f64,
-    /// Seconds of training.
-    pub seconds: f64,
 }
 
 impl Finish<'_> {
@@ -76,11 +72,11 @@ impl Finish<'_> {
         info!(
             "{}: {} epochs{}, {} steps, final loss {:.4}, {:.1} s of training; model in {}",
             self.model,
-            self.epochs,
+            self.progress.epoch(),
             self.note,
-            self.steps,
+            self.progress.steps(),
             self.final_loss,
-            self.seconds,
+            self.progress.seconds(),
             self.model_dir.display()
         );
         Ok(())

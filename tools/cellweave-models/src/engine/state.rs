@@ -38,6 +38,10 @@ pub trait RunProgress {
     fn epoch(&self) -> usize;
     /// The global epoch at which the run ends.
     fn end_epoch(&self) -> usize;
+    /// Optimiser steps done.
+    fn steps(&self) -> u64;
+    /// Seconds of training.
+    fn seconds(&self) -> f64;
 }
 
 /// The progress most models keep: epochs and steps done, seconds of training, and the
@@ -69,14 +73,29 @@ impl<R> Progress<R> {
     }
 }
 
-impl<R> RunProgress for Progress<R> {
-    fn epoch(&self) -> usize {
-        self.epoch
-    }
-    fn end_epoch(&self) -> usize {
-        self.end_epoch
-    }
+/// Implements [`RunProgress`] for a progress type with the fields `epoch`, `end_epoch`,
+/// `steps` and `seconds`.
+macro_rules! run_progress {
+    ($progress:ty $(, $g:ident)?) => {
+        impl$(<$g>)? $crate::engine::state::RunProgress for $progress {
+            fn epoch(&self) -> usize {
+                self.epoch
+            }
+            fn end_epoch(&self) -> usize {
+                self.end_epoch
+            }
+            fn steps(&self) -> u64 {
+                self.steps
+            }
+            fn seconds(&self) -> f64 {
+                self.seconds
+            }
+        }
+    };
 }
+pub(crate) use run_progress;
+
+run_progress!(Progress<R>, R);
 
 /// Write the training state into the folder `d`: `tensors` as `state.safetensors`, then
 /// `state.json`.

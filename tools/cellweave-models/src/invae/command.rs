@@ -312,11 +312,9 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
         log: &log,
         log_out: i.log.as_deref(),
         embeddings,
-        epochs: t.progress.epoch,
+        progress: &t.progress,
         note: "",
-        steps: t.progress.steps,
         final_loss: card.training.final_loss,
-        seconds: t.progress.seconds,
     }
     .write(&card, |staged| t.write_state(staged), |_| Ok(()), || Ok(()))
 }

@@ -254,11 +254,9 @@ pub fn train_cells(
         log: &log,
         log_out: out.log.as_deref(),
         embeddings,
-        epochs: run.progress.epoch,
+        progress: &run.progress,
         note: "",
-        steps: run.progress.steps,
         final_loss: card.training.final_loss,
-        seconds: run.progress.seconds,
     }
     .write(&card, |staged| save(&run, staged), |_| Ok(()), || Ok(()))?;
     Ok(true)

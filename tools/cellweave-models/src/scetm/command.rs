@@ -303,11 +303,9 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         log: &log,
         log_out: run.log.as_deref(),
         embeddings: vec![(&run.embedding, emb)],
-        epochs: t.progress.epoch,
+        progress: &t.progress,
         note: "",
-        steps: t.progress.steps,
         final_loss: card.training.final_loss,
-        seconds: t.progress.seconds,
     }
     .write(
         &card,
