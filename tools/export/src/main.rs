@@ -1,7 +1,7 @@
 //! cellweave-export: write a cells or embedding table as AnnData `.h5ad`, a 10x MTX
 //! folder, or a dense TSV.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::convert::export::{export, output_format, ExportOptions};
 use cellweave::info;
@@ -55,14 +55,13 @@ struct Args {
     /// Name prefix of mitochondrial genes (obs pct_counts_mt, var mt)
     #[arg(long, default_value = "MT-")]
     mito_prefix: String,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::init(&args.common);
-    cli::run("cellweave-export", || {
+    cli::main(|args: Args| {
         let mut inputs = vec![args.input.as_path()];
         inputs.extend(args.counts.as_deref());
         inputs.extend(args.embedding.iter().map(|p| p.as_path()));

@@ -1,7 +1,7 @@
 //! cellweave-hvg: highly variable genes as scanpy 1.11 selects them (flavors seurat,
 //! cell_ranger, seurat_v3; per batch by default).
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::{Column, Frame, Step};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
@@ -42,15 +42,10 @@ struct Args {
     /// Keep every gene in the output cells table (needs --genes-out to be useful)
     #[arg(long)]
     no_subset: bool,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-hvg", || {
-        let args = cli::parse::<Args>();
-        cli::init(&args.common);
+    cli::main(|args: Args| {
         if args.no_subset && args.genes_out.is_none() {
             return Err(Error::new(
                 "--no-subset keeps every gene: give --genes-out to record the selection",

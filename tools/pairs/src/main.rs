@@ -1,7 +1,7 @@
 //! cellweave-pairs: CLAIRE's seed pairs (mutual nearest neighbours between every pair of
 //! batches) and intra-batch nearest neighbours, as one pairs table.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::info;
 use cellweave::integrate::pairs::{self, Params, Shard, Space};
 use cellweave::integrate::seed_check::{self, PairCount};
@@ -94,14 +94,13 @@ pub(crate) struct Args {
     definition: deepmnn_pairs::Definition,
     #[command(flatten)]
     deepmnn: cellweave::integrate::deepmnn::DeepMnnPairs,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::init(&args.common);
-    cli::run("cellweave-pairs", || {
+    cli::main(|args: Args| {
         let inputs: Vec<&Path> = args.inputs.iter().map(PathBuf::as_path).collect();
         let mut outputs = Outputs::new(&inputs)?;
         outputs.file(&args.output, Kind::Table)?;

@@ -2,7 +2,7 @@
 //! given), metric bar charts of scores tables, loss curves of training logs and one cell
 //! type across batches from counterfactual cells (PNG or SVG by the output's extension).
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::{EmbeddingTable, Step, TableKind};
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::{table, Format};
@@ -87,15 +87,10 @@ struct Args {
     /// COLUMN=VALUE, or VALUE of column cell_type
     #[arg(long, value_name = "COLUMN=VALUE")]
     across_batches: Option<String>,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-plot", || {
-        let args = cli::parse::<Args>();
-        cli::init(&args.common);
+    cli::main(|args: Args| {
         let mut inputs = vec![args.input.as_path()];
         inputs.extend(args.more.iter().map(|p| p.as_path()));
         inputs.extend(args.obs.as_deref());

@@ -1,6 +1,6 @@
 //! cellweave-refine: CLAIRE's refinement of seed pairs with a stage-1 embedding.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::{fingerprint, Categorical, Step};
 use cellweave::integrate::pairs;
 use cellweave::integrate::seed_check;
@@ -37,14 +37,13 @@ struct Args {
     /// Per-cell column of labels for the seed-accuracy report (never used otherwise)
     #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
     labels: String,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::init(&args.common);
-    cli::run("cellweave-refine", || {
+    cli::main(|args: Args| {
         let mut outputs = Outputs::new(&[
             args.cells.as_path(),
             args.pairs.as_path(),

@@ -1,7 +1,7 @@
 //! cellweave-score: integration metrics (scib-metrics' definitions, the CLAIRE paper's set)
 //! of one or more embeddings, in one comparison table.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::evaluate::imputation::{self, ImputedScale};
 use cellweave::evaluate::{self, input, report, KnnMode, MetricId, Options};
@@ -82,8 +82,9 @@ struct Args {
     /// Seed of k-means, Leiden and Louvain (and HNSW)
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 /// `--tsv` / `--json`: absent, given without a path (OUTPUT with `ext`), or with one.
@@ -93,7 +94,6 @@ fn sibling(output: &Path, opt: &Option<Option<PathBuf>>, ext: &str) -> Option<Pa
 }
 
 fn run(args: &Args) -> Result<()> {
-    cli::init(&args.common);
     let metrics = MetricId::parse_list(&args.metrics).map_err(|e| e.flag("--metrics"))?;
     let tsv = sibling(&args.output, &args.tsv, "tsv");
     let json = sibling(&args.output, &args.json, "json");
@@ -264,8 +264,7 @@ fn score_embeddings(args: &Args, metrics: Vec<MetricId>) -> Result<Vec<report::S
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::run(TOOL, || run(&args))
+    cli::main(|args: Args| run(&args))
 }
 
 cellweave::help_test!(Args);
