@@ -128,12 +128,7 @@ fn aligned(
 }
 
 fn accuracy(t: &cellweave::contract::PairsTable, labels: &Categorical) -> String {
-    let (same, total) = pairs::seed_accuracy(t, labels);
-    if total == 0 {
-        "n/a".into()
-    } else {
-        format!("{:.3} ({same}/{total})", same as f64 / total as f64)
-    }
+    pairs::accuracy_text(pairs::seed_accuracy(t, labels))
 }
 
 cellweave::help_test!(Args);
