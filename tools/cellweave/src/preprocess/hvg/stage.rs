@@ -59,9 +59,9 @@ pub fn run_hvg(args: &HvgArgs, step: &Step) -> Result<()> {
         .file_opt(args.genes_out.as_deref(), Kind::TableOrTsv)?;
     let timer = crate::cli::Timer::start("hvg");
     if args.params.flavor == Flavor::SeuratV3 {
-        whole_table(args, &args.params, step)?;
+        whole_table(args, step)?;
     } else {
-        streamed(args, &args.params, step)?;
+        streamed(args, step)?;
     }
     outputs.commit()?;
     timer.done();
@@ -70,7 +70,8 @@ pub fn run_hvg(args: &HvgArgs, step: &Step) -> Result<()> {
 
 /// The dispersion flavors: one pass over the input's batches for the statistics, a second
 /// one to write the selected genes.
-fn streamed(args: &HvgArgs, params: &HvgParams, step: &Step) -> Result<()> {
+fn streamed(args: &HvgArgs, step: &Step) -> Result<()> {
+    let params = &args.params;
     if args.counts.is_some() {
         return Err(Error::new("only flavor seurat_v3 uses raw counts").flag("--counts"));
     }
@@ -87,7 +88,6 @@ fn streamed(args: &HvgArgs, params: &HvgParams, step: &Step) -> Result<()> {
     let n_genes = input.n_genes();
     let provenance = report(
         args,
-        params,
         step,
         result.genes,
         &groups,
@@ -99,7 +99,8 @@ fn streamed(args: &HvgArgs, params: &HvgParams, step: &Step) -> Result<()> {
 }
 
 /// seurat_v3 (raw counts, a loess fit per batch): on the whole table.
-fn whole_table(args: &HvgArgs, params: &HvgParams, step: &Step) -> Result<()> {
+fn whole_table(args: &HvgArgs, step: &Step) -> Result<()> {
+    let params = &args.params;
     let cells = table::read_cells(&args.input)?;
     let groups = if args.ignore_batch {
         Groups::single(cells.n_cells())
@@ -122,7 +123,6 @@ fn whole_table(args: &HvgArgs, params: &HvgParams, step: &Step) -> Result<()> {
     let n_genes = cells.n_genes();
     let provenance = report(
         args,
-        params,
         step,
         result.genes,
         &groups,
@@ -141,7 +141,6 @@ fn whole_table(args: &HvgArgs, params: &HvgParams, step: &Step) -> Result<()> {
 /// Log the selection and write the genes table (--genes-out); the output's provenance.
 fn report(
     args: &HvgArgs,
-    params: &HvgParams,
     step: &Step,
     genes: Frame,
     groups: &Groups,
@@ -154,7 +153,7 @@ fn report(
     };
     info!(
         "{selected} of {n_genes} genes selected ({}, {} batch(es))",
-        params.flavor.as_str(),
+        args.params.flavor.as_str(),
         groups.rows.len()
     );
     let mut provenance = provenance.to_vec();
@@ -162,8 +161,10 @@ fn report(
     if let Some(p) = &args.genes_out {
         let mut g = genes;
         g.provenance = provenance.clone();
-        g.meta
-            .insert("cellweave.hvg_flavor".into(), params.flavor.as_str().into());
+        g.meta.insert(
+            "cellweave.hvg_flavor".into(),
+            args.params.flavor.as_str().into(),
+        );
         let key = if args.ignore_batch {
             String::new()
         } else {
