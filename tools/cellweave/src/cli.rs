@@ -12,26 +12,61 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 /// from a git checkout, the commit (`0.1.0 (git 1a2b3c4d5e6f)`; see build.rs).
 pub const LONG_VERSION: &str = env!("CELLWEAVE_LONG_VERSION");
 
-/// Flags every cellweave binary takes.
-#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+/// Flags every cellweave binary takes, added by [`main`] after the binary's own (they are
+/// never recorded in a provenance).
+#[derive(clap::Args, Debug, Clone)]
 pub struct Common {
     /// Worker threads (default: all cores) (at least 1)
     #[arg(value_parser = crate::cli::range::at_least_1, long, value_name = "N")]
-    #[serde(skip)]
     pub threads: Option<usize>,
     /// Print nothing but errors
     #[arg(short, long)]
-    #[serde(skip)]
     pub quiet: bool,
 }
 
-/// Parse the command line. A usage error (an unknown flag, a value out of its range) is one
-/// line, `cellweave-<tool>: error: ...`, with exit status 1 like every other error; `--help`
-/// and `--version` print as usual.
-pub fn parse<T: clap::Parser>() -> T {
+/// The `"common": {}` that the parameters of some tools (import, export, pairs, refine,
+/// impute, score) record in their provenance: a field `#[arg(skip)] common: cli::NoCommon`
+/// keeps their provenance as it was. The common flags themselves are never recorded.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct NoCommon {}
+
+/// The `main` of a binary: parse its arguments `A` followed by the common flags ([`Common`]),
+/// apply those, run `body` and exit as [`run`] does. The tool's name (in error lines) is the
+/// command's name, `cellweave-<tool>`.
+pub fn main<A: clap::Parser>(body: impl FnOnce(A) -> Result<()>) -> ExitCode {
+    let (args, common) = parse::<A>();
+    init(&common);
+    let tool = A::command().get_name().to_string();
+    run(&tool, || body(args))
+}
+
+/// The command of a binary: its arguments `A`, then the common flags (the description stays
+/// the binary's).
+pub fn command<A: clap::CommandFactory>() -> clap::Command {
+    use clap::builder::Resettable;
+    use clap::Args as _;
+    let cmd = A::command();
+    let text = |t: Option<&clap::builder::StyledStr>| {
+        t.cloned().map_or(Resettable::Reset, Resettable::Value)
+    };
+    let (about, long_about) = (text(cmd.get_about()), text(cmd.get_long_about()));
+    Common::augment_args(cmd)
+        .about(about)
+        .long_about(long_about)
+}
+
+/// Parse the command line: the binary's arguments and the common flags. A usage error (an
+/// unknown flag, a value out of its range) is one line, `cellweave-<tool>: error: ...`, with
+/// exit status 1 like every other error; `--help` and `--version` print as usual.
+fn parse<A: clap::Parser>() -> (A, Common) {
     use clap::error::ErrorKind as K;
-    match T::try_parse() {
-        Ok(args) => args,
+    use clap::FromArgMatches as _;
+    let mut cmd = command::<A>();
+    let parsed = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|m| Ok((A::from_arg_matches(&m)?, Common::from_arg_matches(&m)?)));
+    match parsed.map_err(|e| e.format(&mut cmd)) {
+        Ok(parsed) => parsed,
         Err(e) if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) => e.exit(),
         Err(e) => {
             let text = e.to_string();
@@ -46,7 +81,7 @@ pub fn parse<T: clap::Parser>() -> T {
                 .collect();
             let line = lines.join(" ");
             let line = line.strip_prefix("error: ").unwrap_or(&line);
-            let tool = T::command().get_name().to_string();
+            let tool = cmd.get_name().to_string();
             log(format_args!("{tool}: error: {line}"));
             std::process::exit(1)
         }
@@ -82,7 +117,8 @@ pub fn undocumented(cmd: &clap::Command) -> Vec<String> {
     missing
 }
 
-/// A test that fails when a flag of the binary's `Args` has no help text:
+/// A test that fails when a flag of the binary's command (its `Args` and the common flags)
+/// has no help text, or when clap finds the command malformed (e.g. a flag given twice):
 /// `cellweave::help_test!(Args);` at the end of a `main.rs`.
 #[macro_export]
 macro_rules! help_test {
@@ -91,7 +127,8 @@ macro_rules! help_test {
         mod help_test {
             #[test]
             fn every_flag_has_help() {
-                let cmd = <super::$args as clap::CommandFactory>::command();
+                let cmd = $crate::cli::command::<super::$args>();
+                cmd.clone().debug_assert();
                 let missing = $crate::cli::undocumented(&cmd);
                 assert!(missing.is_empty(), "flags without help text: {missing:?}");
             }
@@ -100,7 +137,7 @@ macro_rules! help_test {
 }
 
 /// Apply the common flags: thread pool size and verbosity.
-pub fn init(common: &Common) {
+fn init(common: &Common) {
     QUIET.store(common.quiet, Ordering::Relaxed);
     if let Some(n) = common.threads {
         let n = n.max(1);

@@ -1,7 +1,7 @@
 //! cellweave-embed: apply a trained model to a cells table (e.g. map new batches onto a
 //! trained reference).
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command as claire;
@@ -37,15 +37,10 @@ struct Args {
     max_missing: f64,
     #[command(flatten)]
     medl: MedlEmbedArgs,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-embed", || {
-        let a = cli::parse::<Args>();
-        cli::init(&a.common);
+    cli::main(|a: Args| {
         let mut outputs = Outputs::new(&[a.cells.as_path()])?;
         outputs.file(&a.output, Kind::Table)?;
         let run = EmbedRun {

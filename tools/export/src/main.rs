@@ -1,12 +1,9 @@
 //! cellweave-export: write a cells or embedding table as AnnData `.h5ad`, a 10x MTX
 //! folder, or a dense TSV.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
-use cellweave::convert::export::{export, output_format, ExportOptions};
-use cellweave::info;
-use cellweave::io::atomic::{Kind, Outputs};
-use cellweave::io::Format;
+use cellweave::convert::export::{run_export, ExportOptions};
 use clap::Parser;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -33,65 +30,18 @@ struct Args {
     /// Output: out.h5ad, out.tsv, or a folder for 10x MTX
     #[arg(short, long, value_name = "OUTPUT")]
     output: PathBuf,
-    /// Cells table of raw counts for layers['counts'] (aligned by cell and gene id)
-    #[arg(long, value_name = "RAW")]
-    counts: Option<PathBuf>,
-    /// Embedding table for obsm['X_<name>'] (aligned by cell id; repeatable)
-    #[arg(long, value_name = "EMB")]
-    embedding: Vec<PathBuf>,
-    /// Genes table of cellweave-hvg (--genes-out): scanpy's HVG columns in var, uns['hvg']
-    #[arg(long, value_name = "GENES")]
-    hvg: Option<PathBuf>,
-    /// Neighbours per cell of the graph in obsp (scanpy's n_neighbors; 0: no graph)
-    #[arg(long, default_value_t = 15)]
-    n_neighbors: usize,
-    /// obsm entry to build the neighbour graph on (default: the first non-UMAP embedding)
-    #[arg(long, value_name = "NAME")]
-    neighbors_of: Option<String>,
-    /// Principal components of the highly variable genes (with --hvg) in obsm['X_pca'],
-    /// varm['PCs'], uns['pca'], as scanpy's sc.pp.pca (0: none)
-    #[arg(long, default_value_t = 50)]
-    n_pcs: usize,
-    /// Name prefix of mitochondrial genes (obs pct_counts_mt, var mt)
-    #[arg(long, default_value = "MT-")]
-    mito_prefix: String,
     #[command(flatten)]
-    common: Common,
+    #[serde(flatten)]
+    options: ExportOptions,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::init(&args.common);
-    cli::run("cellweave-export", || {
-        let mut inputs = vec![args.input.as_path()];
-        inputs.extend(args.counts.as_deref());
-        inputs.extend(args.embedding.iter().map(|p| p.as_path()));
-        let mut outputs = Outputs::new(&inputs)?;
-        if output_format(&args.output)? == Format::MtxDir {
-            outputs.dir(&args.output)?;
-        } else {
-            outputs.file(&args.output, Kind::Any)?;
-        }
-        let timer = cli::Timer::start("export");
-        let opts = ExportOptions {
-            counts: args.counts.clone(),
-            embeddings: args.embedding.clone(),
-            hvg: args.hvg.clone(),
-            n_neighbors: args.n_neighbors,
-            neighbors_of: args.neighbors_of.clone(),
-            mito_prefix: args.mito_prefix.clone(),
-            n_pcs: args.n_pcs,
-        };
-        let what = export(
-            &args.input,
-            &args.output,
-            &opts,
-            &Step::new("cellweave-export", &args),
-        )?;
-        outputs.commit()?;
-        info!("{}: {what}", args.output.display());
-        timer.done();
-        Ok(())
+    cli::main(|args: Args| {
+        let step = Step::new("cellweave-export", &args);
+        run_export(&args.input, &args.output, &args.options, &step)
     })
 }
 

@@ -1,7 +1,7 @@
 //! cellweave-filter: cell QC (genes detected, total counts, mitochondrial share) then the
 //! gene filter (cells expressing), with a QC report of what was removed and why.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::info;
 use cellweave::io::atomic::{Kind, Outputs};
@@ -32,15 +32,10 @@ struct Args {
     /// Write per-gene QC (n_cells, total_counts, mito, kept) here (.tsv, .arrow or .parquet)
     #[arg(long)]
     genes_out: Option<PathBuf>,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-filter", || {
-        let args = cli::parse::<Args>();
-        cli::init(&args.common);
+    cli::main(|args: Args| {
         let mut outputs = Outputs::new(&[&args.input])?;
         outputs
             .file(&args.output, Kind::Table)?

@@ -1,16 +1,11 @@
 //! cellweave-hvg: highly variable genes as scanpy 1.11 selects them (flavors seurat,
 //! cell_ranger, seurat_v3; per batch by default).
 
-use cellweave::cli::{self, Common};
-use cellweave::contract::{Column, Frame, Step};
-use cellweave::io::atomic::{Kind, Outputs};
-use cellweave::io::stream::CellsInput;
-use cellweave::io::table;
-use cellweave::preprocess::hvg::{self, Flavor, Groups, HvgParams};
-use cellweave::{info, Error, Result};
+use cellweave::cli;
+use cellweave::contract::Step;
+use cellweave::preprocess::hvg::stage::{run_hvg, HvgArgs};
 use clap::Parser;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Select highly variable genes; write the cells table restricted to them (genes keep
@@ -19,164 +14,13 @@ use std::process::ExitCode;
 #[derive(Parser, Serialize, Debug)]
 #[command(name = "cellweave-hvg", version = cellweave::cli::LONG_VERSION)]
 struct Args {
-    /// Input cells table: log1p values (seurat, cell_ranger) or raw counts (seurat_v3)
-    input: PathBuf,
-    /// Output cells table (.arrow or .parquet)
-    #[arg(short, long)]
-    output: PathBuf,
     #[command(flatten)]
     #[serde(flatten)]
-    params: HvgParams,
-    /// Select per batch of this per-cell column (scanpy's batch_key)
-    #[arg(long, default_value = "batch")]
-    batch_key: String,
-    /// Treat all cells as one batch (scanpy's batch_key=None)
-    #[arg(long)]
-    ignore_batch: bool,
-    /// Raw counts for seurat_v3 when the input holds log1p values (cells and genes matched by id)
-    #[arg(long)]
-    counts: Option<PathBuf>,
-    /// Write the genes table here (.arrow, .parquet or .tsv)
-    #[arg(long)]
-    genes_out: Option<PathBuf>,
-    /// Keep every gene in the output cells table (needs --genes-out to be useful)
-    #[arg(long)]
-    no_subset: bool,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
+    hvg: HvgArgs,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-hvg", || {
-        let args = cli::parse::<Args>();
-        cli::init(&args.common);
-        if args.no_subset && args.genes_out.is_none() {
-            return Err(Error::new(
-                "--no-subset keeps every gene: give --genes-out to record the selection",
-            )
-            .flag("--no-subset"));
-        }
-        let mut inputs = vec![args.input.as_path()];
-        inputs.extend(args.counts.as_deref());
-        let mut outputs = Outputs::new(&inputs)?;
-        outputs
-            .file(&args.output, Kind::Table)?
-            .file_opt(args.genes_out.as_deref(), Kind::TableOrTsv)?;
-        let timer = cli::Timer::start("hvg");
-        if args.params.flavor == Flavor::SeuratV3 {
-            whole_table(&args, &args.params)?;
-        } else {
-            streamed(&args, &args.params)?;
-        }
-        outputs.commit()?;
-        timer.done();
-        Ok(())
-    })
-}
-
-/// The dispersion flavors: one pass over the input's batches for the statistics, a second
-/// one to write the selected genes.
-fn streamed(args: &Args, params: &HvgParams) -> Result<()> {
-    if args.counts.is_some() {
-        return Err(Error::new("only flavor seurat_v3 uses raw counts").flag("--counts"));
-    }
-    let input = CellsInput::open(&args.input)?;
-    let file = |e: Error| e.file(&args.input);
-    hvg::check_values(input.values, params.flavor).map_err(file)?;
-    let groups = if args.ignore_batch {
-        Groups::single(input.n_cells())
-    } else {
-        let col = input.column(&args.batch_key).map_err(file)?;
-        Groups::of_column(&col, &args.batch_key, |i| input.cell_id(i).to_string()).map_err(file)?
-    };
-    let result = hvg::highly_variable_genes_stream(&input, &groups, params).map_err(file)?;
-    let n_genes = input.n_genes();
-    let provenance = report(
-        args,
-        params,
-        result.genes,
-        &groups,
-        n_genes,
-        &input.provenance,
-    )?;
-    let keep = (!args.no_subset).then_some(result.selected.as_slice());
-    hvg::subset_file(&input, &args.output, keep, &provenance)
-}
-
-/// seurat_v3 (raw counts, a loess fit per batch): on the whole table.
-fn whole_table(args: &Args, params: &HvgParams) -> Result<()> {
-    let cells = table::read_cells(&args.input)?;
-    let groups = if args.ignore_batch {
-        Groups::single(cells.n_cells())
-    } else {
-        Groups::by_column(&cells, &args.batch_key).map_err(|e| e.file(&args.input))?
-    };
-    let counts = match &args.counts {
-        Some(raw) => {
-            let raw_t = table::read_cells(raw)?;
-            Some(hvg::align_counts(&cells, &raw_t).map_err(|e| e.file(raw))?)
-        }
-        None => {
-            hvg::check_values(cells.values, params.flavor).map_err(|e| e.file(&args.input))?;
-            None
-        }
-    };
-    let x = counts.as_ref().unwrap_or(&cells.x);
-    let result = hvg::highly_variable_genes(x, &cells.gene_ids, &cells.gene_names, &groups, params)
-        .map_err(|e| e.file(&args.input))?;
-    let n_genes = cells.n_genes();
-    let provenance = report(
-        args,
-        params,
-        result.genes,
-        &groups,
-        n_genes,
-        &cells.provenance,
-    )?;
-    let mut out = if args.no_subset {
-        cells
-    } else {
-        hvg::subset_genes(&cells, &result.selected)
-    };
-    out.provenance = provenance;
-    table::write_cells(&args.output, &out)
-}
-
-/// Log the selection and write the genes table (--genes-out); the output's provenance.
-fn report(
-    args: &Args,
-    params: &HvgParams,
-    genes: Frame,
-    groups: &Groups,
-    n_genes: usize,
-    provenance: &[Step],
-) -> Result<Vec<Step>> {
-    let selected = match genes.column("highly_variable") {
-        Some(Column::Bool(v)) => v.iter().filter(|b| **b == Some(true)).count(),
-        _ => 0,
-    };
-    info!(
-        "{selected} of {n_genes} genes selected ({}, {} batch(es))",
-        params.flavor.as_str(),
-        groups.rows.len()
-    );
-    let mut provenance = provenance.to_vec();
-    provenance.push(Step::new("cellweave-hvg", args));
-    if let Some(p) = &args.genes_out {
-        let mut g = genes;
-        g.provenance = provenance.clone();
-        g.meta
-            .insert("cellweave.hvg_flavor".into(), params.flavor.as_str().into());
-        let key = if args.ignore_batch {
-            String::new()
-        } else {
-            args.batch_key.clone()
-        };
-        g.meta.insert("cellweave.batch_key".into(), key);
-        table::write_side(p, &g)?;
-    }
-    Ok(provenance)
+    cli::main(|args: Args| run_hvg(&args.hvg, &Step::new("cellweave-hvg", &args)))
 }
 
 cellweave::help_test!(Args);

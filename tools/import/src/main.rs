@@ -1,7 +1,7 @@
 //! cellweave-import: bring 10x MTX folders, 10x `.h5`, AnnData `.h5ad` and dense CSV/TSV
 //! matrices into a cells table (`.arrow` or `.parquet`).
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::convert::import::{import_lazy, summary, summary_of, write_imported, ImportOptions};
 use cellweave::convert::samplesheet::read_samplesheet;
@@ -39,14 +39,13 @@ struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     options: ImportOptions,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::init(&args.common);
-    cli::run("cellweave-import", || {
+    cli::main(|args: Args| {
         if !matches!(
             Format::of(&args.output),
             Some(Format::Arrow | Format::Parquet)

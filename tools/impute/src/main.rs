@@ -1,7 +1,7 @@
 //! cellweave-impute: fill dropout zeros with LATE / TRANSLATE (an autoencoder trained on the
 //! observed entries) or a baseline, optionally scoring the result against held-out truth.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::late::stage;
@@ -10,27 +10,24 @@ use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
 
-const TOOL: &str = "cellweave-impute";
-
 /// Impute dropout zeros of a cells table with LATE/TRANSLATE or a baseline.
 ///
 /// Values are log10(x+1) of the raw counts by default (--scale log1p for ln(x+1)); the output
 /// is a cells table with a dense row of imputed values per cell on that scale (values
 /// `imputed`; the scale is in its provenance).
 #[derive(Parser, Serialize, Debug)]
-#[command(name = TOOL, version = cellweave::cli::LONG_VERSION, about, long_about = None)]
+#[command(name = "cellweave-impute", version = cellweave::cli::LONG_VERSION, about, long_about = None)]
 struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     options: stage::Options,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::run(TOOL, || {
-        cli::init(&args.common);
+    cli::main(|args: Args| {
         let o = &args.options;
         let mut inputs: Vec<&Path> = vec![o.input.as_path()];
         inputs.extend(o.init.as_deref());
@@ -42,7 +39,7 @@ fn main() -> ExitCode {
         if let Some(dir) = &o.model_out {
             outputs.dir(dir)?;
         }
-        stage::run(o, Step::new(TOOL, &args))?;
+        stage::run(o, Step::new("cellweave-impute", &args))?;
         outputs.commit()
     })
 }

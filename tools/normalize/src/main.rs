@@ -1,7 +1,7 @@
 //! cellweave-normalize: total-count normalization then natural log1p, with scanpy's
 //! float32 arithmetic.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::io::stream::CellsInput;
@@ -27,15 +27,10 @@ struct Args {
     /// Skip the log1p (values are then 'normalized')
     #[arg(long)]
     no_log: bool,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-normalize", || {
-        let args = cli::parse::<Args>();
-        cli::init(&args.common);
+    cli::main(|args: Args| {
         let mut outputs = Outputs::new(&[&args.input])?;
         outputs.file(&args.output, Kind::Table)?;
         let timer = cli::Timer::start("normalize");

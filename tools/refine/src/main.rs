@@ -1,6 +1,6 @@
 //! cellweave-refine: CLAIRE's refinement of seed pairs with a stage-1 embedding.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::{fingerprint, Categorical, Step};
 use cellweave::integrate::pairs;
 use cellweave::integrate::seed_check;
@@ -37,14 +37,13 @@ struct Args {
     /// Per-cell column of labels for the seed-accuracy report (never used otherwise)
     #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
     labels: String,
-    #[command(flatten)]
-    common: Common,
+    /// Recorded as `"common": {}` in the provenance
+    #[arg(skip)]
+    common: cli::NoCommon,
 }
 
 fn main() -> ExitCode {
-    let args = cli::parse::<Args>();
-    cli::init(&args.common);
-    cli::run("cellweave-refine", || {
+    cli::main(|args: Args| {
         let mut outputs = Outputs::new(&[
             args.cells.as_path(),
             args.pairs.as_path(),
@@ -129,12 +128,7 @@ fn aligned(
 }
 
 fn accuracy(t: &cellweave::contract::PairsTable, labels: &Categorical) -> String {
-    let (same, total) = pairs::seed_accuracy(t, labels);
-    if total == 0 {
-        "n/a".into()
-    } else {
-        format!("{:.3} ({same}/{total})", same as f64 / total as f64)
-    }
+    pairs::accuracy_text(pairs::seed_accuracy(t, labels))
 }
 
 cellweave::help_test!(Args);

@@ -1,6 +1,6 @@
 //! cellweave-simulate: a multi-batch negative-binomial simulator with known cell types.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::info;
 use cellweave::io::atomic::{Kind, Outputs};
@@ -21,15 +21,10 @@ struct Args {
     #[command(flatten)]
     #[serde(flatten)]
     params: SimParams,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-simulate", || {
-        let args = cli::parse::<Args>();
-        cli::init(&args.common);
+    cli::main(|args: Args| {
         let mut outputs = Outputs::new(&[])?;
         outputs.file(&args.output, Kind::Table)?;
         let timer = cli::Timer::start("simulate");

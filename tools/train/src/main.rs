@@ -1,7 +1,7 @@
 //! cellweave-train: train an integration model (`--model`, CLAIRE by default) and write
 //! the model directory and the embedding of every cell.
 
-use cellweave::cli::{self, Common};
+use cellweave::cli;
 use cellweave::contract::Step;
 use cellweave::io::atomic::{Kind, Outputs};
 use cellweave_models::claire::command::{self as claire, ClaireArgs};
@@ -83,15 +83,10 @@ struct Args {
     scetm: ScetmArgs,
     #[command(flatten)]
     deepmnn: DeepmnnArgs,
-    #[command(flatten)]
-    #[serde(skip)]
-    common: Common,
 }
 
 fn main() -> ExitCode {
-    cli::run("cellweave-train", || {
-        let a = cli::parse::<Args>();
-        cli::init(&a.common);
+    cli::main(|a: Args| {
         let run = TrainRun {
             cells: a.cells.clone(),
             pairs: a.pairs.clone(),

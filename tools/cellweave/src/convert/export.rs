@@ -13,6 +13,7 @@ use crate::contract::{
     meta, rows_of, CellsTable, Column, Csr, EmbeddingTable, Frame, Named, Step, TableKind,
     ValueKind,
 };
+use crate::io::atomic::{Kind, Outputs};
 use crate::io::formats::h5ad::{anndata_of, provenance_mapping, write_h5ad, AnnData};
 use crate::io::formats::{dense, mtx};
 use crate::io::{table, Format};
@@ -21,39 +22,58 @@ use crate::{info, Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-/// Options of an export (the flags of `cellweave-export`).
-#[derive(Debug, Clone)]
+/// Options of an export (the flags of `cellweave-export` after its input and output).
+#[derive(clap::Args, serde::Serialize, Debug, Clone)]
 pub struct ExportOptions {
-    /// A cells table of raw counts to store as `layers['counts']`.
+    /// Cells table of raw counts for layers['counts'] (aligned by cell and gene id)
+    #[arg(long, value_name = "RAW")]
     pub counts: Option<PathBuf>,
-    /// Embedding tables to store as `obsm['X_<name>']`.
+    /// Embedding table for obsm['X_<name>'] (aligned by cell id; repeatable)
+    #[arg(long = "embedding", value_name = "EMB")]
+    #[serde(rename = "embedding")]
     pub embeddings: Vec<PathBuf>,
-    /// The genes table of cellweave-hvg: scanpy's HVG columns in `var`, `uns['hvg']`.
+    /// Genes table of cellweave-hvg (--genes-out): scanpy's HVG columns in var, uns['hvg']
+    #[arg(long, value_name = "GENES")]
     pub hvg: Option<PathBuf>,
-    /// Neighbours per cell of the graph in `obsp` (scanpy's `n_neighbors`; 0: no graph).
+    /// Neighbours per cell of the graph in obsp (scanpy's n_neighbors; 0: no graph)
+    #[arg(long, default_value_t = 15)]
     pub n_neighbors: usize,
-    /// The `obsm` entry the graph is built on (default: the first embedding that is not a
-    /// UMAP).
+    /// obsm entry to build the neighbour graph on (default: the first non-UMAP embedding)
+    #[arg(long, value_name = "NAME")]
     pub neighbors_of: Option<String>,
-    /// Gene-name prefix of mitochondrial genes for `pct_counts_mt`.
-    pub mito_prefix: String,
-    /// Principal components of the highly variable genes in `obsm['X_pca']` (scanpy's
-    /// `sc.pp.pca` default 50; fewer when the data are smaller; 0: no PCA).
+    /// Principal components of the highly variable genes (with --hvg) in obsm['X_pca'],
+    /// varm['PCs'], uns['pca'], as scanpy's sc.pp.pca (0: none)
+    #[arg(long, default_value_t = 50)]
     pub n_pcs: usize,
+    /// Name prefix of mitochondrial genes (obs pct_counts_mt, var mt)
+    #[arg(long, default_value = "MT-")]
+    pub mito_prefix: String,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions {
-            counts: None,
-            embeddings: Vec::new(),
-            hvg: None,
-            n_neighbors: 15,
-            neighbors_of: None,
-            mito_prefix: "MT-".into(),
-            n_pcs: 50,
-        }
+        crate::cli::defaults()
     }
+}
+
+/// `cellweave-export`: declare the outputs (a file, or the folder of a 10x MTX export),
+/// export `input` to `output`, commit them and log the summary.
+pub fn run_export(input: &Path, output: &Path, opts: &ExportOptions, step: &Step) -> Result<()> {
+    let mut inputs = vec![input];
+    inputs.extend(opts.counts.as_deref());
+    inputs.extend(opts.embeddings.iter().map(|p| p.as_path()));
+    let mut outputs = Outputs::new(&inputs)?;
+    if output_format(output)? == Format::MtxDir {
+        outputs.dir(output)?;
+    } else {
+        outputs.file(output, Kind::Any)?;
+    }
+    let timer = crate::cli::Timer::start("export");
+    let what = export(input, output, opts, step)?;
+    outputs.commit()?;
+    info!("{}: {what}", output.display());
+    timer.done();
+    Ok(())
 }
 
 /// Output formats export writes.

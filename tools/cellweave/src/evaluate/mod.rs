@@ -19,6 +19,7 @@ pub mod pairwise;
 pub mod pcr;
 pub mod report;
 pub mod silhouette;
+pub mod stage;
 
 use crate::numerics::cluster::Graph;
 use crate::numerics::neighbors::{Knn, Method, Metric, Search};

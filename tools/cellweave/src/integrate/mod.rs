@@ -7,3 +7,4 @@ pub mod mnn;
 #[allow(missing_docs)] // public items not all documented yet
 pub mod pairs;
 pub mod seed_check;
+pub mod stage;

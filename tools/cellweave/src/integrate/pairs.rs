@@ -38,7 +38,8 @@ impl Params {
     }
 }
 
-/// Parameters of the pairs stage (defaults: CLAIRE / Seurat's `FindIntegrationAnchors`).
+/// Parameters of the pairs stage (`integrate::stage::PairsArgs::params`; its flags' defaults
+/// are CLAIRE's / Seurat's `FindIntegrationAnchors`).
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
     pub space: Space,
@@ -57,25 +58,6 @@ pub struct Params {
     pub knn_metric: Metric,
     pub seed: u64,
     pub search: Search,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Params {
-            space: Space::Cca,
-            k_anchor: 5,
-            k_filter: 200,
-            k_filter_frac: 0.0,
-            max_features: 200,
-            n_cca: 30,
-            cca_iters: 3,
-            knn: 10,
-            n_pcs: 50,
-            knn_metric: Metric::Euclidean,
-            seed: 0,
-            search: Search::default(),
-        }
-    }
 }
 
 /// What one run (or shard) computes.
@@ -477,6 +459,16 @@ pub fn step_with_shard(tool: &str, args: &impl Serialize, shard: &Shard) -> Step
         );
     }
     step
+}
+
+/// A seed accuracy `(same label, seeds)` as the logs print it: `0.912 (456/500)`, or `n/a`
+/// without seeds.
+pub fn accuracy_text((same, total): (usize, usize)) -> String {
+    if total == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.3} ({same}/{total})", same as f64 / total as f64)
+    }
 }
 
 /// Join shards into the table one run over all batch pairs writes. Every shard must refer

@@ -177,6 +177,7 @@ mod bins;
 mod dispersion;
 mod moments;
 mod select;
+pub mod stage;
 mod subset;
 
 pub use bins::*;

@@ -14,6 +14,7 @@ pub mod input;
 pub mod png;
 pub mod rows;
 pub mod scatter;
+pub mod stage;
 pub mod style;
 pub mod summary;
 
