@@ -5,16 +5,10 @@ use super::*;
 use crate::numerics::ivf;
 use crate::numerics::scan::norms;
 
-/// Approximate search: an NN-descent graph of the reference rows `r`, searched from each
-/// query row (see [`super::nndescent`]). The graph holds at least 15 neighbours per row.
-pub(super) fn descent_rows(
-    r: &[f32],
-    q: &[f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-    s: &Search,
-) -> Rows {
+/// Approximate search: an NN-descent graph of the reference rows, searched from each query
+/// row (see [`super::nndescent`]). The graph holds at least 15 neighbours per row.
+pub(super) fn descent_rows(w: Work, metric: Metric, s: &Search) -> Rows {
+    let Work { r, q, d, k } = w;
     let space = nndescent::Space {
         data: r,
         d,
@@ -27,8 +21,9 @@ pub(super) fn descent_rows(
     g.search(&space, q, k, s.ef.max(k), SEARCH_EPSILON)
 }
 
-/// Approximate search by an inverted file of the reference rows `r` (see [`super::ivf`]).
-pub(super) fn ivf_rows(r: &[f32], q: &[f32], d: usize, k: usize, s: &Search) -> Rows {
+/// Approximate search by an inverted file of the reference rows (see [`super::ivf`]).
+pub(super) fn ivf_rows(w: Work, s: &Search) -> Rows {
+    let Work { r, q, d, k } = w;
     let n = r.len() / d;
     let p = ivf::Params::for_size(n, k, s.seed);
     let mut rows = ivf::search(r, q, d, k, &p);

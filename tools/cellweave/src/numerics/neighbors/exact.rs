@@ -8,13 +8,12 @@ pub(super) const QUERY_BLOCK: usize = 128;
 
 /// Exact search (see the module notes).
 pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
-    search(reference, query, d, k, metric, |k, r, q| {
-        exact_rows(r, q, d, k, metric)
-    })
+    search(reference, query, d, k, metric, |w| exact_rows(w, metric))
 }
 
-/// The exact top-k of every `q` row among the `r` rows (both as searched).
-pub(super) fn exact_rows(r: &[f32], q: &[f32], d: usize, k: usize, metric: Metric) -> Rows {
+/// The exact top-k of every query row among the reference rows.
+pub(super) fn exact_rows(w: Work, metric: Metric) -> Rows {
+    let Work { r, q, d, k } = w;
     if metric == Metric::Manhattan {
         q.par_chunks(QUERY_BLOCK * d)
             .flat_map_iter(|qb| manhattan_block(r, qb, d, k))

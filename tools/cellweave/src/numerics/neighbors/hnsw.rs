@@ -23,14 +23,8 @@ impl instant_distance::Point for Row<'_> {
 /// thread: built in parallel, the order in which points join it depends on scheduling, and
 /// so do the neighbours found (different results for one seed under load or with another
 /// thread count). The searches, read-only, run in parallel.
-pub(super) fn hnsw_rows(
-    r: &[f32],
-    q: &[f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-    s: &Search,
-) -> Rows {
+pub(super) fn hnsw_rows(w: Work, metric: Metric, s: &Search) -> Rows {
+    let Work { r, q, d, k } = w;
     let manhattan = metric == Metric::Manhattan;
     let points: Vec<Row> = r.chunks(d).map(|v| Row { v, manhattan }).collect();
     let ef = s.ef.max(k);

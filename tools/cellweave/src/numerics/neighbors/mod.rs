@@ -222,12 +222,12 @@ pub fn knn_query_with(
     let n_ref = reference.len() / d.max(1);
     let n_q = query.len() / d.max(1);
     let method = s.method.resolve(n_ref, n_q, d);
-    search(reference, query, d, k, metric, |k, r, q| match method {
-        Method::Hnsw => hnsw::hnsw_rows(r, q, d, k, metric, s),
-        Method::Ivf if metric != Metric::Manhattan => approx::ivf_rows(r, q, d, k, s),
+    search(reference, query, d, k, metric, |w| match method {
+        Method::Hnsw => hnsw::hnsw_rows(w, metric, s),
+        Method::Ivf if metric != Metric::Manhattan => approx::ivf_rows(w, s),
         // The inverted file ranks by matrix multiplies: Manhattan distance uses NN-descent.
-        Method::NnDescent | Method::Ivf => approx::descent_rows(r, q, d, k, metric, s),
-        _ => exact::exact_rows(r, q, d, k, metric),
+        Method::NnDescent | Method::Ivf => approx::descent_rows(w, metric, s),
+        _ => exact::exact_rows(w, metric),
     })
 }
 
@@ -323,6 +323,16 @@ pub fn knn_with(
 /// Each query row's candidates as (distance, reference row), as a search finds them.
 type Rows = Vec<Vec<(f32, u32)>>;
 
+/// What a search is given: the reference rows `r` and query rows `q` as searched
+/// ([`searched_rows`], `d` numbers each), and `k`, at most the number of reference rows.
+#[derive(Clone, Copy)]
+struct Work<'a> {
+    r: &'a [f32],
+    q: &'a [f32],
+    d: usize,
+    k: usize,
+}
+
 /// A search of the `reference` rows for every `query` row: `k` capped at the number of
 /// reference rows, `rows` run on both sets of rows as searched ([`searched_rows`]) and its
 /// candidates finished ([`finish`]); an empty result when there is nothing to search.
@@ -332,7 +342,7 @@ fn search(
     d: usize,
     k: usize,
     metric: Metric,
-    rows: impl FnOnce(usize, &[f32], &[f32]) -> Rows,
+    rows: impl FnOnce(Work) -> Rows,
 ) -> Knn {
     let n_ref = reference.len().checked_div(d).unwrap_or(0);
     let n_q = query.len().checked_div(d).unwrap_or(0);
@@ -348,7 +358,7 @@ fn search(
         searched_rows(reference, d, metric),
         searched_rows(query, d, metric),
     );
-    let found = rows(k, &r, &q);
+    let found = rows(Work { r: &r, q: &q, d, k });
     finish(found, k, reference, query, d, metric)
 }
 
