@@ -153,6 +153,32 @@ fn top_eigen_dense(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)
     Some((vals, vecs))
 }
 
+/// Remove from the `BLOCK` columns of `x` (column-major, `n` rows) their components along
+/// the first `m` basis columns `v`, returning the coefficients `V' x` (`m x BLOCK`).
+fn project_out(v: &[f64], m: usize, x: &mut [f64], n: usize) -> Mat<f64> {
+    use faer::linalg::matmul::matmul;
+    use faer::Accum;
+    let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
+    let mut coef = Mat::<f64>::zeros(m, BLOCK);
+    matmul(
+        coef.as_mut(),
+        Accum::Replace,
+        basis.transpose(),
+        MatRef::from_column_major_slice(x, n, BLOCK),
+        1.0,
+        Par::Seq,
+    );
+    matmul(
+        MatMut::from_column_major_slice_mut(x, n, BLOCK),
+        Accum::Add,
+        basis,
+        coef.as_ref(),
+        -1.0,
+        Par::Seq,
+    );
+    coef
+}
+
 /// Block size of [`top_eigen_krylov`].
 const BLOCK: usize = 8;
 
@@ -161,29 +187,10 @@ const BLOCK: usize = 8;
 /// modified Gram–Schmidt within the block). A column that vanishes (the Krylov space stopped
 /// growing in that direction) is replaced by a fresh random direction.
 fn orthonormalize(v: &[f64], m: usize, block: &mut [f64], n: usize, rand: &mut dyn FnMut() -> f64) {
-    use faer::linalg::matmul::matmul;
-    use faer::Accum;
     for attempt in 0..4 {
         for _ in 0..2 {
             if m > 0 {
-                let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
-                let mut coef = Mat::<f64>::zeros(m, BLOCK);
-                matmul(
-                    coef.as_mut(),
-                    Accum::Replace,
-                    basis.transpose(),
-                    MatRef::from_column_major_slice(block, n, BLOCK),
-                    1.0,
-                    Par::Seq,
-                );
-                matmul(
-                    MatMut::from_column_major_slice_mut(block, n, BLOCK),
-                    Accum::Add,
-                    basis,
-                    coef.as_ref(),
-                    -1.0,
-                    Par::Seq,
-                );
+                project_out(v, m, block, n);
             }
         }
         let mut redo = false;
@@ -248,17 +255,9 @@ fn top_eigen_krylov(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>
         v[m * n..(m + BLOCK) * n].copy_from_slice(&block);
         spmm(g, &block, &mut w, BLOCK);
         m += BLOCK;
-        // New columns of the projected matrix T = V' A V (symmetric).
-        let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
-        let mut coef = Mat::<f64>::zeros(m, BLOCK);
-        matmul(
-            coef.as_mut(),
-            Accum::Replace,
-            basis.transpose(),
-            MatRef::from_column_major_slice(&w, n, BLOCK),
-            1.0,
-            Par::Seq,
-        );
+        // New columns of the projected matrix T = V' A V (symmetric), and
+        // F = (I - V V') A X_new, the residual direction and the next block.
+        let coef = project_out(&v, m, &mut w, n);
         for c in 0..BLOCK {
             for i in 0..m {
                 let x = coef[(i, c)];
@@ -266,15 +265,6 @@ fn top_eigen_krylov(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>
                 t[(m - BLOCK + c, i)] = x;
             }
         }
-        // F = (I - V V') A X_new, the residual direction and the next block.
-        matmul(
-            MatMut::from_column_major_slice_mut(&mut w, n, BLOCK),
-            Accum::Add,
-            basis,
-            coef.as_ref(),
-            -1.0,
-            Par::Seq,
-        );
         let last = m + BLOCK > m_max;
         if m >= next_check || last {
             let tm = Mat::from_fn(m, m, |i, j| 0.5 * (t[(i, j)] + t[(j, i)]));
@@ -304,7 +294,7 @@ fn top_eigen_krylov(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>
                 matmul(
                     ritz.as_mut(),
                     Accum::Replace,
-                    basis,
+                    MatRef::from_column_major_slice(&v[..n * m], n, m),
                     y.as_ref(),
                     1.0,
                     Par::Seq,
