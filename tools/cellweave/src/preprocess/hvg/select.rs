@@ -86,13 +86,14 @@ pub fn highly_variable_genes(
     p: &HvgParams,
 ) -> Result<Hvg> {
     check_params(groups, p)?;
-    match p.flavor {
-        Flavor::SeuratV3 => seurat_v3(x, gene_ids, gene_names, groups, p),
+    let found = match p.flavor {
+        Flavor::SeuratV3 => seurat_v3(x, groups, p)?,
         _ => {
             let moments = group_moments(x, groups, transform_of(p.flavor));
-            dispersion_flavor(moments, gene_ids, gene_names, groups, p)
+            dispersion_flavor(moments, gene_ids, groups, p)
         }
-    }
+    };
+    Ok(found.hvg(gene_ids, gene_names))
 }
 
 pub(super) fn check_params(groups: &Groups, p: &HvgParams) -> Result<()> {
@@ -129,16 +130,18 @@ pub fn highly_variable_genes_stream(
         bail!("seurat_v3 needs the whole matrix: use highly_variable_genes");
     }
     let moments = stream_moments(input, groups, transform_of(p.flavor))?;
-    dispersion_flavor(moments, &input.gene_ids, &input.gene_names, groups, p)
+    let found = dispersion_flavor(moments, &input.gene_ids, groups, p);
+    Ok(found.hvg(&input.gene_ids, &input.gene_names))
 }
 
-pub(super) fn dispersion_flavor(
+/// The dispersion flavors (`seurat`, `cell_ranger`) from the per-group moments (ties in
+/// the batched order go to the lower gene id).
+fn dispersion_flavor(
     moments: Vec<Moments>,
     gene_ids: &[String],
-    gene_names: &[String],
     groups: &Groups,
     p: &HvgParams,
-) -> Result<Hvg> {
+) -> Found {
     let g = gene_ids.len();
     let nb = moments.len();
     // per batch, per gene values (0 where the gene is not detected in the batch)
@@ -190,7 +193,7 @@ pub(super) fn dispersion_flavor(
     for (r, &c) in order.iter().enumerate() {
         rank[c] = r as f64;
     }
-    let found = Found {
+    Found {
         stats: [
             ("means", m_means),
             ("dispersions", m_disp),
@@ -201,17 +204,12 @@ pub(super) fn dispersion_flavor(
         nb,
         rank,
         order,
-    };
-    Ok(found.hvg(gene_ids, gene_names))
+    }
 }
 
-pub(super) fn seurat_v3(
-    x: &Csr,
-    gene_ids: &[String],
-    gene_names: &[String],
-    groups: &Groups,
-    p: &HvgParams,
-) -> Result<Hvg> {
+/// The `seurat_v3` flavor: per-batch variances of clipped counts, standardised by a loess
+/// fit of variance on mean, ranked within each batch.
+fn seurat_v3(x: &Csr, groups: &Groups, p: &HvgParams) -> Result<Found> {
     let g = x.n_cols;
     let all: Vec<usize> = (0..g).collect();
     let total = group_moments(x, &Groups::single(x.n_rows()), Transform::Identity);
@@ -280,7 +278,7 @@ pub(super) fn seurat_v3(
             .then(nbatches[b].cmp(&nbatches[a]))
             .then(a.cmp(&b))
     });
-    let found = Found {
+    Ok(Found {
         stats: [
             ("means", means_all),
             ("variances", vars_all),
@@ -291,6 +289,5 @@ pub(super) fn seurat_v3(
         nb,
         rank: median_rank,
         order,
-    };
-    Ok(found.hvg(gene_ids, gene_names))
+    })
 }
