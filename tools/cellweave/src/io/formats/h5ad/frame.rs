@@ -66,38 +66,21 @@ fn read_nullable(g: &Group, elem: &str, enc: &str) -> Result<Column> {
         ));
     }
     Ok(match col {
-        Column::I64(v) => Column::I64(
-            v.into_iter()
-                .zip(&mask)
-                .map(|(x, &m)| if m { None } else { x })
-                .collect(),
-        ),
-        Column::Bool(v) => Column::Bool(
-            v.into_iter()
-                .zip(&mask)
-                .map(|(x, &m)| if m { None } else { x })
-                .collect(),
-        ),
-        Column::Str(v) => Column::Str(
-            v.into_iter()
-                .zip(&mask)
-                .map(|(x, &m)| if m { None } else { x })
-                .collect(),
-        ),
-        Column::F64(v) => Column::F64(
-            v.into_iter()
-                .zip(&mask)
-                .map(|(x, &m)| if m { f64::NAN } else { x })
-                .collect(),
-        ),
-        Column::F32(v) => Column::F32(
-            v.into_iter()
-                .zip(&mask)
-                .map(|(x, &m)| if m { f32::NAN } else { x })
-                .collect(),
-        ),
+        Column::I64(v) => Column::I64(masked(v, &mask, None)),
+        Column::Bool(v) => Column::Bool(masked(v, &mask, None)),
+        Column::Str(v) => Column::Str(masked(v, &mask, None)),
+        Column::F64(v) => Column::F64(masked(v, &mask, f64::NAN)),
+        Column::F32(v) => Column::F32(masked(v, &mask, f32::NAN)),
         other => other,
     })
+}
+
+/// `v` with `missing` where `mask` is set.
+fn masked<T: Clone>(v: Vec<T>, mask: &[bool], missing: T) -> Vec<T> {
+    v.into_iter()
+        .zip(mask)
+        .map(|(x, &m)| if m { missing.clone() } else { x })
+        .collect()
 }
 
 /// Read the dataframe at `elem` (`obs`, `var`, `raw/var`).

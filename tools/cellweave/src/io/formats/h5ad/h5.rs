@@ -45,6 +45,12 @@ pub(super) fn elem_err(elem: &str, msg: impl std::fmt::Display) -> Error {
     Error::new(msg.to_string()).field(elem.to_string())
 }
 
+/// The dataset `name` of the group `g` at `elem`; an error naming `elem/name` when missing.
+pub(crate) fn member(g: &Group, elem: &str, name: &str) -> Result<Dataset> {
+    g.dataset(name)
+        .map_err(|_| elem_err(&format!("{elem}/{name}"), "missing"))
+}
+
 /// A string attribute (variable or fixed length), if present.
 pub(crate) fn attr_string(loc: &Location, name: &str) -> Option<String> {
     let a = loc.attr(name).ok()?;

@@ -189,10 +189,7 @@ impl H5Csr {
         minor: usize,
         counts: bool,
     ) -> Result<H5Csr> {
-        let ds = |n: &str| {
-            g.dataset(n)
-                .map_err(|_| elem_err(&format!("{elem}/{n}"), "missing"))
-        };
+        let ds = |n: &str| member(g, elem, n);
         let (data, indices) = (ds("data")?, ds("indices")?);
         if indices.size() != data.size() {
             return Err(elem_err(

@@ -16,8 +16,13 @@ fn set_attr_str(loc: &Location, name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Text as HDF5 variable-length strings.
+fn vlens(values: &[String]) -> Result<Vec<VarLenUnicode>> {
+    values.iter().map(|s| vlen(s)).collect()
+}
+
 fn set_attr_strs(loc: &Location, name: &str, values: &[String]) -> Result<()> {
-    let v = values.iter().map(|s| vlen(s)).collect::<Result<Vec<_>>>()?;
+    let v = vlens(values)?;
     let a = loc
         .new_attr::<VarLenUnicode>()
         .shape(v.len())
@@ -39,24 +44,23 @@ fn dict(parent: &Group, name: &str) -> Result<Group> {
     Ok(g)
 }
 
-fn write_array<T: hdf5::H5Type>(g: &Group, name: &str, data: &[T]) -> Result<Dataset> {
+/// A 1-D dataset `name` holding `data` (written only when there is something to write).
+fn dataset<T: hdf5::H5Type>(g: &Group, name: &str, data: &[T]) -> Result<Dataset> {
     let ds = g.new_dataset::<T>().shape(data.len()).create(name)?;
     if !data.is_empty() {
         ds.write_raw(data)?;
     }
+    Ok(ds)
+}
+
+fn write_array<T: hdf5::H5Type>(g: &Group, name: &str, data: &[T]) -> Result<Dataset> {
+    let ds = dataset(g, name, data)?;
     encode(&ds, "array", "0.2.0")?;
     Ok(ds)
 }
 
 fn write_strings(g: &Group, name: &str, values: &[String]) -> Result<()> {
-    let v = values.iter().map(|s| vlen(s)).collect::<Result<Vec<_>>>()?;
-    let ds = g
-        .new_dataset::<VarLenUnicode>()
-        .shape(v.len())
-        .create(name)?;
-    if !v.is_empty() {
-        ds.write_raw(&v)?;
-    }
+    let ds = dataset(g, name, &vlens(values)?)?;
     encode(&ds, "string-array", "0.2.0")
 }
 
@@ -108,14 +112,8 @@ fn write_nullable<T: hdf5::H5Type + Copy + Default>(
     encode(&cg, enc, "0.1.0")?;
     let values: Vec<T> = v.iter().map(|x| x.unwrap_or_default()).collect();
     let mask: Vec<bool> = v.iter().map(Option::is_none).collect();
-    let ds = cg.new_dataset::<T>().shape(values.len()).create("values")?;
-    if !values.is_empty() {
-        ds.write_raw(&values)?;
-    }
-    let ds = cg.new_dataset::<bool>().shape(mask.len()).create("mask")?;
-    if !mask.is_empty() {
-        ds.write_raw(&mask)?;
-    }
+    dataset(&cg, "values", &values)?;
+    dataset(&cg, "mask", &mask)?;
     Ok(())
 }
 
