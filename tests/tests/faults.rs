@@ -137,6 +137,11 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
+/// `INPUT -o OUTPUT EXTRA...`, owned.
+fn io_args(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    strings(&[&[s(input), "-o", s(output)], extra].concat())
+}
+
 /// A tiny, one-epoch model.
 const TINY: [&str; 8] = [
     "--epochs",
@@ -292,27 +297,21 @@ fn output_names_are_checked_before_work() {
     let cases: Vec<(&str, Vec<String>, &str, Vec<PathBuf>)> = vec![
         (
             "hvg",
-            strings(&[
-                s(&fx.p("norm.arrow")),
-                "-o",
-                s(&o("h.xyz")),
-                "--genes-out",
-                s(&o("hg.tsv")),
-            ]),
+            io_args(
+                &fx.p("norm.arrow"),
+                &o("h.xyz"),
+                &["--genes-out", s(&o("hg.tsv"))],
+            ),
             "h.xyz",
             vec![o("hg.tsv")],
         ),
         (
             "impute",
-            strings(&[
-                s(&fx.p("filt.arrow")),
-                "-o",
-                s(&o("i.xyz")),
-                "--log",
-                s(&o("il.tsv")),
-                "--epochs",
-                "1",
-            ]),
+            io_args(
+                &fx.p("filt.arrow"),
+                &o("i.xyz"),
+                &["--log", s(&o("il.tsv")), "--epochs", "1"],
+            ),
             "i.xyz",
             vec![o("il.tsv")],
         ),
@@ -453,7 +452,7 @@ fn numeric_flags_out_of_range_are_usage_errors() {
     let m = d.path().join("m");
     let train = |flag: &'static str, v: &'static str| ("train", train_args(&m, &emb, &[flag, v]));
     let one = |tool: &'static str, input: &Path, flag: &'static str, v: &'static str| {
-        (tool, strings(&[s(input), "-o", s(&o), flag, v]))
+        (tool, io_args(input, &o, &[flag, v]))
     };
     let cases = vec![
         one("pairs", &hvg, "--n-pcs", "0"),
@@ -521,15 +520,11 @@ fn closed_stderr_does_not_abort() {
     let cases: Vec<(&str, Vec<String>, PathBuf)> = vec![
         (
             "pairs",
-            strings(&[
-                s(&fx.p("hvg.arrow")),
-                "-o",
-                s(&o("p.arrow")),
-                "--n-pcs",
-                "10",
-                "--n-cca",
-                "5",
-            ]),
+            io_args(
+                &fx.p("hvg.arrow"),
+                &o("p.arrow"),
+                &["--n-pcs", "10", "--n-cca", "5"],
+            ),
             o("p.arrow"),
         ),
         (
@@ -539,20 +534,16 @@ fn closed_stderr_does_not_abort() {
         ),
         (
             "impute",
-            strings(&[
-                s(&fx.p("filt.arrow")),
-                "-o",
-                s(&o("i.arrow")),
-                "--epochs",
-                "1",
-                "--hidden",
-                "16,8,16",
-            ]),
+            io_args(
+                &fx.p("filt.arrow"),
+                &o("i.arrow"),
+                &["--epochs", "1", "--hidden", "16,8,16"],
+            ),
             o("i.arrow"),
         ),
         (
             "filter",
-            strings(&[s(&fx.p("sim.arrow")), "-o", s(&o("f.arrow"))]),
+            io_args(&fx.p("sim.arrow"), &o("f.arrow"), &[]),
             o("f.arrow"),
         ),
     ];
