@@ -517,35 +517,29 @@ fn closed_stderr_does_not_abort() {
     let fx = fx();
     let d = tempfile::tempdir().unwrap();
     let o = |n: &str| d.path().join(n);
+    // TOOL FIXTURE_INPUT -o OUTPUT EXTRA..., and the output to look for.
+    let case = |tool: &'static str, input: &str, output: &str, extra: &[&str]| {
+        (tool, io_args(&fx.p(input), &o(output), extra), o(output))
+    };
     let cases: Vec<(&str, Vec<String>, PathBuf)> = vec![
-        (
+        case(
             "pairs",
-            io_args(
-                &fx.p("hvg.arrow"),
-                &o("p.arrow"),
-                &["--n-pcs", "10", "--n-cca", "5"],
-            ),
-            o("p.arrow"),
+            "hvg.arrow",
+            "p.arrow",
+            &["--n-pcs", "10", "--n-cca", "5"],
         ),
         (
             "train",
             train_args(&o("m"), &o("e.arrow"), &TINY),
             o("e.arrow"),
         ),
-        (
+        case(
             "impute",
-            io_args(
-                &fx.p("filt.arrow"),
-                &o("i.arrow"),
-                &["--epochs", "1", "--hidden", "16,8,16"],
-            ),
-            o("i.arrow"),
+            "filt.arrow",
+            "i.arrow",
+            &["--epochs", "1", "--hidden", "16,8,16"],
         ),
-        (
-            "filter",
-            io_args(&fx.p("sim.arrow"), &o("f.arrow"), &[]),
-            o("f.arrow"),
-        ),
+        case("filter", "sim.arrow", "f.arrow", &[]),
     ];
     for (tool, args, output) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -73,6 +73,11 @@ fn score_args<'a>(emb: &'a Path, obs: &'a Path, extra: &[&'a str], out: &'a Path
 }
 
 /// The wide TSV as (header, rows).
+/// A scoring run ([`score_args`]) that fails with one line, which is returned.
+fn score_fails(emb: &Path, obs: &Path, extra: &[&str], out: &Path) -> String {
+    run_fails_one_line("score", &score_args(emb, obs, extra, out), out)
+}
+
 fn read_tsv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(p).unwrap();
     let mut lines = text
@@ -195,8 +200,7 @@ fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
     assert!(err.contains("--obs"), "says what is expected: {err}");
 
     // A key that the obs file lacks: the obs file and the key are named.
-    let args = score_args(&emb, &obs, &["--batch-key", "donor"], &out);
-    let err = run_fails_one_line("score", &args, &out);
+    let err = score_fails(&emb, &obs, &["--batch-key", "donor"], &out);
     assert!(
         err.contains(s(&obs)) && err.contains("field 'donor'"),
         "{err}"
@@ -209,8 +213,7 @@ fn unknown_metric_is_an_error_and_writes_nothing() {
     let (emb, obs) = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
     let out = dir.path().join("scores.tsv");
     let metrics = "silhouette_label,silhouete_batch";
-    let args = score_args(&emb, &obs, &["--metrics", metrics], &out);
-    let err = run_fails_one_line("score", &args, &out);
+    let err = score_fails(&emb, &obs, &["--metrics", metrics], &out);
     assert!(
         err.contains("'--metrics'") && err.contains("unknown metric 'silhouete_batch'"),
         "{err}"
