@@ -142,6 +142,20 @@ fn io_args(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
     strings(&[&[s(input), "-o", s(output)], extra].concat())
 }
 
+/// `cellweave-filter INPUT -o F --qc-report Q --genes-out G -q`: a run with three outputs.
+fn filter_args<'a>(input: &'a Path, f: &'a Path, q: &'a Path, g: &'a Path) -> [&'a str; 8] {
+    [
+        s(input),
+        "-o",
+        s(f),
+        "--qc-report",
+        s(q),
+        "--genes-out",
+        s(g),
+        "-q",
+    ]
+}
+
 /// A tiny, one-epoch model.
 const TINY: [&str; 8] = [
     "--epochs",
@@ -239,17 +253,7 @@ fn filter_with_genes_in(genes_dir: &Path) -> (Output, tempfile::TempDir, impl Fn
     write(&f, "previous f");
     write(&q, "previous q");
     let sim = fx().p("sim.arrow");
-    let args = [
-        s(&sim),
-        "-o",
-        s(&f),
-        "--qc-report",
-        s(&q),
-        "--genes-out",
-        s(&g),
-        "-q",
-    ];
-    let out = run("filter", &args);
+    let out = run("filter", &filter_args(&sim, &f, &q, &g));
     let dir = d.path().to_path_buf();
     let intact = move || {
         assert_eq!(read(&f), "previous f");
@@ -405,16 +409,7 @@ fn kill_mid_run_keeps_previous_outputs() {
     for p in [&f, &q, &g] {
         write(p, "previous");
     }
-    let args = [
-        s(big()),
-        "-o",
-        s(&f),
-        "--qc-report",
-        s(&q),
-        "--genes-out",
-        s(&g),
-        "-q",
-    ];
+    let args = filter_args(big(), &f, &q, &g);
     let mut child = command("filter", &args).spawn().unwrap();
     // Kill once the run has begun writing (a temporary output exists).
     let t0 = std::time::Instant::now();
