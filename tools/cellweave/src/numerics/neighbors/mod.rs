@@ -36,7 +36,7 @@ pub enum Metric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
-    /// Exact blocked search (see the module notes).
+    /// Exact search (blocked matrix multiplies).
     Exact,
     /// Random-projection forest and NN-descent (approximate, multi-threaded, deterministic).
     #[value(name = "nndescent")]
@@ -47,7 +47,8 @@ pub enum Method {
     Ivf,
     /// HNSW (`instant-distance`; approximate, built on one thread: slow).
     Hnsw,
-    /// Exact or IVF by size ([`auto_method`]).
+    /// Exact, or IVF when n_ref * n_query / (n_ref + n_query) exceeds 100,000 (about
+    /// 200,000 cells searched against each other).
     #[default]
     Auto,
 }
