@@ -54,6 +54,21 @@ fn advice_works(
     assert!(out.exists(), "{tool}: following the advice wrote nothing");
 }
 
+/// `TOOL -q ARGS -o OUT` fails saying `needle`; then `TOOL -q ARGS FOLLOWED -o OUT`
+/// succeeds.
+fn advice_followed(tool: &str, args: &[&str], followed: &[&str], out: &str, needle: &str) {
+    let mut a = vec!["-q"];
+    a.extend_from_slice(args);
+    let mut failing = a.clone();
+    failing.extend(["-o", out]);
+    let r = run(tool, &failing);
+    let err = String::from_utf8_lossy(&r.stderr).to_string();
+    assert!(!r.status.success() && err.contains(needle), "{err}");
+    a.extend_from_slice(followed);
+    a.extend(["-o", out]);
+    run_ok(tool, &a);
+}
+
 #[test]
 fn import_advice_works() {
     let tmp = tempfile::tempdir().unwrap();
@@ -215,24 +230,12 @@ fn preprocessing_and_export_advice_works() {
     );
     // hvg --no-subset without --genes-out.
     let g = p("genes.arrow");
-    let o = out("all.arrow");
-    let r = run("hvg", &["-q", &p("log.arrow"), "--no-subset", "-o", s(&o)]);
-    let err = String::from_utf8_lossy(&r.stderr).to_string();
-    assert!(
-        !r.status.success() && err.contains("give --genes-out"),
-        "{err}"
-    );
-    run_ok(
+    advice_followed(
         "hvg",
-        &[
-            "-q",
-            &p("log.arrow"),
-            "--no-subset",
-            "--genes-out",
-            &g,
-            "-o",
-            s(&o),
-        ],
+        &[&p("log.arrow"), "--no-subset"],
+        &["--genes-out", &g],
+        s(&out("all.arrow")),
+        "give --genes-out",
     );
 
     // export --neighbors-of without embeddings: add --embedding.
@@ -246,34 +249,12 @@ fn preprocessing_and_export_advice_works() {
         2,
         (0..2 * emb.n_cells()).map(|i| (i % 7) as f32).collect(),
     );
-    let r = run(
+    advice_followed(
         "export",
-        &[
-            "-q",
-            &p("log.arrow"),
-            "--neighbors-of",
-            "claire",
-            "-o",
-            &p("n.h5ad"),
-        ],
-    );
-    let err = String::from_utf8_lossy(&r.stderr).to_string();
-    assert!(
-        !r.status.success() && err.contains("add --embedding"),
-        "{err}"
-    );
-    run_ok(
-        "export",
-        &[
-            "-q",
-            &p("log.arrow"),
-            "--neighbors-of",
-            "claire",
-            "--embedding",
-            s(&e),
-            "-o",
-            &p("n.h5ad"),
-        ],
+        &[&p("log.arrow"), "--neighbors-of", "claire"],
+        &["--embedding", s(&e)],
+        &p("n.h5ad"),
+        "add --embedding",
     );
     // An embedding named X_pca beside the export's PCA: give --n-pcs 0.
     let pca = out("X_pca.arrow");
@@ -284,34 +265,11 @@ fn preprocessing_and_export_advice_works() {
         2,
         vec![0.5; 2 * emb.n_cells()],
     );
-    let r = run(
+    advice_followed(
         "export",
-        &[
-            "-q",
-            &p("log.arrow"),
-            "--hvg",
-            &g,
-            "--embedding",
-            s(&pca),
-            "-o",
-            &p("p.h5ad"),
-        ],
-    );
-    let err = String::from_utf8_lossy(&r.stderr).to_string();
-    assert!(!r.status.success() && err.contains("--n-pcs 0"), "{err}");
-    run_ok(
-        "export",
-        &[
-            "-q",
-            &p("log.arrow"),
-            "--hvg",
-            &g,
-            "--embedding",
-            s(&pca),
-            "--n-pcs",
-            "0",
-            "-o",
-            &p("p.h5ad"),
-        ],
+        &[&p("log.arrow"), "--hvg", &g, "--embedding", s(&pca)],
+        &["--n-pcs", "0"],
+        &p("p.h5ad"),
+        "--n-pcs 0",
     );
 }

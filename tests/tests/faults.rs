@@ -137,6 +137,25 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
+/// `INPUT -o OUTPUT EXTRA...`, owned.
+fn io_args(input: &Path, output: &Path, extra: &[&str]) -> Vec<String> {
+    strings(&[&[s(input), "-o", s(output)], extra].concat())
+}
+
+/// `cellweave-filter INPUT -o F --qc-report Q --genes-out G -q`: a run with three outputs.
+fn filter_args<'a>(input: &'a Path, f: &'a Path, q: &'a Path, g: &'a Path) -> [&'a str; 8] {
+    [
+        s(input),
+        "-o",
+        s(f),
+        "--qc-report",
+        s(q),
+        "--genes-out",
+        s(g),
+        "-q",
+    ]
+}
+
 /// A tiny, one-epoch model.
 const TINY: [&str; 8] = [
     "--epochs",
@@ -234,17 +253,7 @@ fn filter_with_genes_in(genes_dir: &Path) -> (Output, tempfile::TempDir, impl Fn
     write(&f, "previous f");
     write(&q, "previous q");
     let sim = fx().p("sim.arrow");
-    let args = [
-        s(&sim),
-        "-o",
-        s(&f),
-        "--qc-report",
-        s(&q),
-        "--genes-out",
-        s(&g),
-        "-q",
-    ];
-    let out = run("filter", &args);
+    let out = run("filter", &filter_args(&sim, &f, &q, &g));
     let dir = d.path().to_path_buf();
     let intact = move || {
         assert_eq!(read(&f), "previous f");
@@ -292,27 +301,21 @@ fn output_names_are_checked_before_work() {
     let cases: Vec<(&str, Vec<String>, &str, Vec<PathBuf>)> = vec![
         (
             "hvg",
-            strings(&[
-                s(&fx.p("norm.arrow")),
-                "-o",
-                s(&o("h.xyz")),
-                "--genes-out",
-                s(&o("hg.tsv")),
-            ]),
+            io_args(
+                &fx.p("norm.arrow"),
+                &o("h.xyz"),
+                &["--genes-out", s(&o("hg.tsv"))],
+            ),
             "h.xyz",
             vec![o("hg.tsv")],
         ),
         (
             "impute",
-            strings(&[
-                s(&fx.p("filt.arrow")),
-                "-o",
-                s(&o("i.xyz")),
-                "--log",
-                s(&o("il.tsv")),
-                "--epochs",
-                "1",
-            ]),
+            io_args(
+                &fx.p("filt.arrow"),
+                &o("i.xyz"),
+                &["--log", s(&o("il.tsv")), "--epochs", "1"],
+            ),
             "i.xyz",
             vec![o("il.tsv")],
         ),
@@ -406,16 +409,7 @@ fn kill_mid_run_keeps_previous_outputs() {
     for p in [&f, &q, &g] {
         write(p, "previous");
     }
-    let args = [
-        s(big()),
-        "-o",
-        s(&f),
-        "--qc-report",
-        s(&q),
-        "--genes-out",
-        s(&g),
-        "-q",
-    ];
+    let args = filter_args(big(), &f, &q, &g);
     let mut child = command("filter", &args).spawn().unwrap();
     // Kill once the run has begun writing (a temporary output exists).
     let t0 = std::time::Instant::now();
@@ -453,7 +447,7 @@ fn numeric_flags_out_of_range_are_usage_errors() {
     let m = d.path().join("m");
     let train = |flag: &'static str, v: &'static str| ("train", train_args(&m, &emb, &[flag, v]));
     let one = |tool: &'static str, input: &Path, flag: &'static str, v: &'static str| {
-        (tool, strings(&[s(input), "-o", s(&o), flag, v]))
+        (tool, io_args(input, &o, &[flag, v]))
     };
     let cases = vec![
         one("pairs", &hvg, "--n-pcs", "0"),
@@ -518,43 +512,29 @@ fn closed_stderr_does_not_abort() {
     let fx = fx();
     let d = tempfile::tempdir().unwrap();
     let o = |n: &str| d.path().join(n);
+    // TOOL FIXTURE_INPUT -o OUTPUT EXTRA..., and the output to look for.
+    let case = |tool: &'static str, input: &str, output: &str, extra: &[&str]| {
+        (tool, io_args(&fx.p(input), &o(output), extra), o(output))
+    };
     let cases: Vec<(&str, Vec<String>, PathBuf)> = vec![
-        (
+        case(
             "pairs",
-            strings(&[
-                s(&fx.p("hvg.arrow")),
-                "-o",
-                s(&o("p.arrow")),
-                "--n-pcs",
-                "10",
-                "--n-cca",
-                "5",
-            ]),
-            o("p.arrow"),
+            "hvg.arrow",
+            "p.arrow",
+            &["--n-pcs", "10", "--n-cca", "5"],
         ),
         (
             "train",
             train_args(&o("m"), &o("e.arrow"), &TINY),
             o("e.arrow"),
         ),
-        (
+        case(
             "impute",
-            strings(&[
-                s(&fx.p("filt.arrow")),
-                "-o",
-                s(&o("i.arrow")),
-                "--epochs",
-                "1",
-                "--hidden",
-                "16,8,16",
-            ]),
-            o("i.arrow"),
+            "filt.arrow",
+            "i.arrow",
+            &["--epochs", "1", "--hidden", "16,8,16"],
         ),
-        (
-            "filter",
-            strings(&[s(&fx.p("sim.arrow")), "-o", s(&o("f.arrow"))]),
-            o("f.arrow"),
-        ),
+        case("filter", "sim.arrow", "f.arrow", &[]),
     ];
     for (tool, args, output) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

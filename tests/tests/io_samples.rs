@@ -22,14 +22,7 @@ fn samplesheet_imports_every_sample_with_its_columns() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     // Two Cell Ranger samples sharing barcodes, one of them with its own obs file.
-    tenx(
-        &d.join("runs/ctrl1/outs/filtered_feature_bc_matrix"),
-        &["AAAC-1", "AAAG-1", "AACT-1"],
-    );
-    tenx(
-        &d.join("runs/stim1/outs/filtered_feature_bc_matrix"),
-        &["AAAC-1", "AAAG-1"],
-    );
+    two_cellranger_samples(&d.join("runs/ctrl1"), &d.join("runs/stim1"));
     std::fs::write(
         d.join("runs/stim1_obs.tsv"),
         "barcode\tcell_type\nAAAG-1\tB\nAAAC-1\tT\n",

@@ -172,14 +172,7 @@ fn non_integer_text_matrix_is_refused_unless_declared() {
 fn cellranger_samples_with_shared_barcodes() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("sampleA"), tmp.path().join("sampleB"));
-    tenx(
-        &a.join("outs/filtered_feature_bc_matrix"),
-        &["AAAC-1", "AAAG-1", "AACT-1"],
-    );
-    tenx(
-        &b.join("outs/filtered_feature_bc_matrix"),
-        &["AAAC-1", "AAAG-1"],
-    );
+    two_cellranger_samples(&a, &b);
     // A sample folder and an outs/ folder are found; batches are the sample folders' names;
     // the barcodes both samples use become <barcode>-<sample> (anndata's index_unique='-').
     let t = import(&[s(&a), s(&b.join("outs"))], &tmp.path().join("ab.arrow"));

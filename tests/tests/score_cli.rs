@@ -25,8 +25,15 @@ impl Rng {
 }
 
 /// Writes `obs.tsv` (cell_id, batch, cell_type) and an embedding TSV where cell types sit
-/// `type_sep` apart and batches are shifted by `batch_shift`. Returns the embedding path.
-fn write_embedding(dir: &Path, name: &str, type_sep: f64, batch_shift: f64, seed: u64) -> PathBuf {
+/// `type_sep` apart and batches are shifted by `batch_shift`. Returns the embedding's path
+/// and obs.tsv's.
+fn write_embedding(
+    dir: &Path,
+    name: &str,
+    type_sep: f64,
+    batch_shift: f64,
+    seed: u64,
+) -> (PathBuf, PathBuf) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut emb = String::from("cell_id");
     for j in 0..D {
@@ -57,7 +64,7 @@ fn write_embedding(dir: &Path, name: &str, type_sep: f64, batch_shift: f64, seed
     std::fs::write(dir.join("obs.tsv"), obs).unwrap();
     let p = dir.join(format!("{name}.tsv"));
     std::fs::write(&p, emb).unwrap();
-    p
+    (p, dir.join("obs.tsv"))
 }
 
 /// `EMBEDDING --obs OBS EXTRA... -o OUT`: the arguments of one scoring run.
@@ -66,6 +73,11 @@ fn score_args<'a>(emb: &'a Path, obs: &'a Path, extra: &[&'a str], out: &'a Path
 }
 
 /// The wide TSV as (header, rows).
+/// A scoring run ([`score_args`]) that fails with one line, which is returned.
+fn score_fails(emb: &Path, obs: &Path, extra: &[&str], out: &Path) -> String {
+    run_fails_one_line("score", &score_args(emb, obs, extra, out), out)
+}
+
 fn read_tsv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(p).unwrap();
     let mut lines = text
@@ -88,9 +100,8 @@ fn value(header: &[String], row: &[String], name: &str) -> f64 {
 #[test]
 fn several_embeddings_make_one_comparison_table() {
     let dir = tempfile::tempdir().unwrap();
-    let mixed = write_embedding(dir.path(), "mixed", 6.0, 0.0, 1);
-    let split = write_embedding(dir.path(), "split", 6.0, 8.0, 2);
-    let obs = dir.path().join("obs.tsv");
+    let (mixed, _) = write_embedding(dir.path(), "mixed", 6.0, 0.0, 1);
+    let (split, obs) = write_embedding(dir.path(), "split", 6.0, 8.0, 2);
     let out = dir.path().join("scores.arrow");
     let tsv = dir.path().join("wide.tsv");
     let json = dir.path().join("scores.json");
@@ -181,7 +192,7 @@ fn several_embeddings_make_one_comparison_table() {
 #[test]
 fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let emb = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
+    let (emb, obs) = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
     let out = dir.path().join("scores.tsv");
     let err = run_fails_one_line("score", &[s(&emb), "-o", s(&out)], &out);
     assert!(err.contains(s(&emb)), "names the file: {err}");
@@ -189,9 +200,7 @@ fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
     assert!(err.contains("--obs"), "says what is expected: {err}");
 
     // A key that the obs file lacks: the obs file and the key are named.
-    let obs = dir.path().join("obs.tsv");
-    let args = score_args(&emb, &obs, &["--batch-key", "donor"], &out);
-    let err = run_fails_one_line("score", &args, &out);
+    let err = score_fails(&emb, &obs, &["--batch-key", "donor"], &out);
     assert!(
         err.contains(s(&obs)) && err.contains("field 'donor'"),
         "{err}"
@@ -201,12 +210,10 @@ fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
 #[test]
 fn unknown_metric_is_an_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let emb = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
-    let obs = dir.path().join("obs.tsv");
+    let (emb, obs) = write_embedding(dir.path(), "emb", 6.0, 0.0, 1);
     let out = dir.path().join("scores.tsv");
     let metrics = "silhouette_label,silhouete_batch";
-    let args = score_args(&emb, &obs, &["--metrics", metrics], &out);
-    let err = run_fails_one_line("score", &args, &out);
+    let err = score_fails(&emb, &obs, &["--metrics", metrics], &out);
     assert!(
         err.contains("'--metrics'") && err.contains("unknown metric 'silhouete_batch'"),
         "{err}"
@@ -220,8 +227,7 @@ fn unknown_metric_is_an_error_and_writes_nothing() {
 #[test]
 fn no_partial_output_when_a_later_input_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let good = write_embedding(dir.path(), "good", 6.0, 0.0, 1);
-    let obs = dir.path().join("obs.tsv");
+    let (good, obs) = write_embedding(dir.path(), "good", 6.0, 0.0, 1);
     // Second embedding: a cell that obs.tsv does not know.
     let bad = dir.path().join("bad.tsv");
     let text = std::fs::read_to_string(&good).unwrap();
@@ -266,8 +272,7 @@ fn no_partial_output_when_a_later_input_fails() {
 #[test]
 fn metrics_subset_computes_only_those() {
     let dir = tempfile::tempdir().unwrap();
-    let emb = write_embedding(dir.path(), "emb", 6.0, 2.0, 1);
-    let obs = dir.path().join("obs.tsv");
+    let (emb, obs) = write_embedding(dir.path(), "emb", 6.0, 2.0, 1);
     let (all, sub, grp) = (
         dir.path().join("all.tsv"),
         dir.path().join("sub.tsv"),
@@ -338,8 +343,7 @@ fn scores_with_threads(emb: &Path, obs: &Path, out: &Path, seed: &str, threads: 
 fn same_seed_same_scores() {
     let dir = tempfile::tempdir().unwrap();
     // Overlapping types, so that k-means and the community sweeps have real choices to make.
-    let emb = write_embedding(dir.path(), "emb", 2.0, 1.0, 7);
-    let obs = dir.path().join("obs.tsv");
+    let (emb, obs) = write_embedding(dir.path(), "emb", 2.0, 1.0, 7);
     let out = dir.path().join("scores.tsv");
     let a = scores_with_threads(&emb, &obs, &out, "5", "2");
     let b = scores_with_threads(&emb, &obs, &out, "5", "2");

@@ -133,6 +133,19 @@ pub fn tenx(dir: &Path, barcodes: &[&str]) {
     std::fs::write(dir.join("matrix.mtx"), mtx).unwrap();
 }
 
+/// Two Cell Ranger sample folders (`<sample>/outs/filtered_feature_bc_matrix`) sharing the
+/// barcodes AAAC-1 and AAAG-1; the first has AACT-1 too.
+pub fn two_cellranger_samples(a: &Path, b: &Path) {
+    tenx(
+        &a.join("outs/filtered_feature_bc_matrix"),
+        &["AAAC-1", "AAAG-1", "AACT-1"],
+    );
+    tenx(
+        &b.join("outs/filtered_feature_bc_matrix"),
+        &["AAAC-1", "AAAG-1"],
+    );
+}
+
 /// `cellweave-import -q ARGS -o OUT` fails with one line naming `file` and holding every
 /// needle, and leaves no output.
 pub fn import_fails(args: &[&str], out: &Path, file: &str, needles: &[&str]) {

@@ -600,13 +600,17 @@ impl CellsTable {
     }
     /// Keep the given genes (ascending positions).
     pub fn select_genes(&self, cols: &[usize]) -> CellsTable {
+        self.with_genes(cols, self.x.select_cols(cols))
+    }
+    /// The table with only the given genes (ascending positions), whose values are `x`.
+    pub fn with_genes(&self, cols: &[usize], x: Csr) -> CellsTable {
         CellsTable {
             cell_ids: self.cell_ids.clone(),
             batch: self.batch.clone(),
             obs: self.obs.clone(),
             gene_ids: cols.iter().map(|&c| self.gene_ids[c].clone()).collect(),
             gene_names: cols.iter().map(|&c| self.gene_names[c].clone()).collect(),
-            x: self.x.select_cols(cols),
+            x,
             values: self.values,
             provenance: self.provenance.clone(),
         }

@@ -306,50 +306,51 @@ fn concat_column(parts: &[Option<&Column>], lens: &[usize]) -> Column {
     if present.len() == 1 && parts.len() == 1 {
         return present[0].clone();
     }
-    if all(integer) {
+    // The parts' values one after the other (`missing` for an input without the column).
+    fn joined<T: Clone>(
+        parts: &[Option<&Column>],
+        lens: &[usize],
+        missing: T,
+        values: impl Fn(&Column) -> Vec<T>,
+    ) -> Vec<T> {
         let mut v = Vec::new();
         for (p, &n) in parts.iter().zip(lens) {
             match p {
-                Some(Column::I64(x)) => v.extend_from_slice(x),
-                Some(Column::U32(x)) => v.extend(x.iter().map(|&a| Some(a as i64))),
-                _ => v.extend(std::iter::repeat_n(None, n)),
+                Some(c) => v.extend(values(c)),
+                None => v.extend(std::iter::repeat_n(missing.clone(), n)),
             }
         }
-        return Column::I64(v);
+        v
+    }
+    if all(integer) {
+        return Column::I64(joined(parts, lens, None, |c| match c {
+            Column::I64(x) => x.clone(),
+            Column::U32(x) => x.iter().map(|&a| Some(a as i64)).collect(),
+            _ => vec![None; c.len()],
+        }));
     }
     if all(numeric) {
-        let mut v = Vec::new();
-        for (p, &n) in parts.iter().zip(lens) {
-            match p {
-                Some(c) => v.extend((0..c.len()).map(|i| {
+        return Column::F64(joined(parts, lens, f64::NAN, |c| {
+            (0..c.len())
+                .map(|i| {
                     c.text(i)
                         .and_then(|s| s.parse::<f64>().ok())
                         .unwrap_or(f64::NAN)
-                })),
-                None => v.extend(std::iter::repeat_n(f64::NAN, n)),
-            }
-        }
-        return Column::F64(v);
+                })
+                .collect()
+        }));
     }
     if all(|c| matches!(c, Column::Bool(_))) {
-        let mut v = Vec::new();
-        for (p, &n) in parts.iter().zip(lens) {
-            match p {
-                Some(Column::Bool(x)) => v.extend_from_slice(x),
-                _ => v.extend(std::iter::repeat_n(None, n)),
-            }
-        }
-        return Column::Bool(v);
+        return Column::Bool(joined(parts, lens, None, |c| match c {
+            Column::Bool(x) => x.clone(),
+            _ => vec![None; c.len()],
+        }));
     }
     if all(|c| matches!(c, Column::Str(_))) {
-        let mut v = Vec::new();
-        for (p, &n) in parts.iter().zip(lens) {
-            match p {
-                Some(Column::Str(x)) => v.extend_from_slice(x),
-                _ => v.extend(std::iter::repeat_n(None, n)),
-            }
-        }
-        return Column::Str(v);
+        return Column::Str(joined(parts, lens, None, |c| match c {
+            Column::Str(x) => x.clone(),
+            _ => vec![None; c.len()],
+        }));
     }
     // Categorical of text: categories in order of first appearance across inputs.
     let mut cat = Categorical::default();

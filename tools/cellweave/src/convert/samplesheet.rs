@@ -6,7 +6,7 @@
 //! every cell of the sample (e.g. `condition`, `donor`). Relative paths are read from the
 //! samplesheet's folder.
 
-use crate::io::formats::obs::{delimiter_of, read_lines, split_record};
+use crate::io::formats::obs::{delimiter_of, header_index, read_lines, split_record};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,21 +56,7 @@ pub fn read_samplesheet(sheet: &Path) -> Result<Vec<Sample>> {
             .file(sheet));
         }
     }
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, h) in header.iter().enumerate() {
-        if h.is_empty() {
-            return Err(
-                Error::new(format!("column {} has no name in the header", i + 1))
-                    .field("header")
-                    .file(sheet),
-            );
-        }
-        if seen.insert(h, i).is_some() {
-            return Err(Error::new("column name appears twice in the header")
-                .field(h.clone())
-                .file(sheet));
-        }
-    }
+    let seen = header_index(&header, 0, sheet)?;
     let base = sheet.parent().unwrap_or(Path::new("."));
     let mut samples: Vec<Sample> = Vec::new();
     let mut lines_of: HashMap<String, usize> = HashMap::new();

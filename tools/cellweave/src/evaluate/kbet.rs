@@ -82,19 +82,25 @@ pub fn kbet(knn: &Knn, batches: &[u32]) -> f64 {
     accepted as f64 / n as f64
 }
 
+/// A symmetric sparse `n x n` matrix: rows of (column, value) in CSR form.
+struct SymSparse {
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    values: Vec<f64>,
+}
+
+impl SymSparse {
+    fn n(&self) -> usize {
+        self.indptr.len() - 1
+    }
+}
+
 /// `dst = A src` for a sparse `n x n` matrix and `cols` column-major columns. One pass over
 /// the matrix: `src` is first laid out row-major, so that each stored entry reads one run of
 /// `cols` values; each output is summed over the row's entries in order, as a per-column
 /// product would.
-fn spmm(
-    indptr: &[usize],
-    indices: &[u32],
-    values: &[f64],
-    src: &[f64],
-    dst: &mut [f64],
-    cols: usize,
-) {
-    let n = indptr.len() - 1;
+fn spmm(a: &SymSparse, src: &[f64], dst: &mut [f64], cols: usize) {
+    let (n, indptr, indices, values) = (a.n(), &a.indptr, &a.indices, &a.values);
     let mut rows = vec![0f64; n * cols];
     for c in 0..cols {
         for (i, &v) in src[c * n..(c + 1) * n].iter().enumerate() {
@@ -118,44 +124,59 @@ fn spmm(
 
 /// The `n_comps` largest-magnitude eigenpairs of a symmetric sparse matrix, values and
 /// vectors (`n x n_comps` column-major), in any order. None if the solver fails.
-fn top_eigen(
-    n: usize,
-    indptr: &[usize],
-    indices: &[u32],
-    values: &[f64],
-    n_comps: usize,
-) -> Option<(Vec<f64>, Mat<f64>)> {
+fn top_eigen(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)> {
+    let n = g.n();
     if n <= DENSE_MAX || n <= 2 * n_comps.max(32) + 1 {
-        top_eigen_dense(n, indptr, indices, values, n_comps)
+        top_eigen_dense(g, n_comps)
     } else {
-        top_eigen_krylov(n, indptr, indices, values, n_comps)
+        top_eigen_krylov(g, n_comps)
     }
 }
 
-fn top_eigen_dense(
-    n: usize,
-    indptr: &[usize],
-    indices: &[u32],
-    values: &[f64],
-    n_comps: usize,
-) -> Option<(Vec<f64>, Mat<f64>)> {
-    {
-        let mut a = Mat::<f64>::zeros(n, n);
-        for i in 0..n {
-            for p in indptr[i]..indptr[i + 1] {
-                a[(i, indices[p] as usize)] = values[p];
-            }
+/// [`top_eigen`] by a dense eigendecomposition.
+fn top_eigen_dense(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)> {
+    let n = g.n();
+    let mut a = Mat::<f64>::zeros(n, n);
+    for i in 0..n {
+        for p in g.indptr[i]..g.indptr[i + 1] {
+            a[(i, g.indices[p] as usize)] = g.values[p];
         }
-        let evd = a.self_adjoint_eigen(Side::Lower).ok()?;
-        let s = evd.S().column_vector();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&x, &y| s[y].abs().total_cmp(&s[x].abs()));
-        let keep = &order[..n_comps.min(n)];
-        let vals = keep.iter().map(|&j| s[j]).collect();
-        let u = evd.U();
-        let vecs = Mat::from_fn(n, keep.len(), |i, c| u[(i, keep[c])]);
-        Some((vals, vecs))
     }
+    let evd = a.self_adjoint_eigen(Side::Lower).ok()?;
+    let s = evd.S().column_vector();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| s[y].abs().total_cmp(&s[x].abs()));
+    let keep = &order[..n_comps.min(n)];
+    let vals = keep.iter().map(|&j| s[j]).collect();
+    let u = evd.U();
+    let vecs = Mat::from_fn(n, keep.len(), |i, c| u[(i, keep[c])]);
+    Some((vals, vecs))
+}
+
+/// Remove from the `BLOCK` columns of `x` (column-major, `n` rows) their components along
+/// the first `m` basis columns `v`, returning the coefficients `V' x` (`m x BLOCK`).
+fn project_out(v: &[f64], m: usize, x: &mut [f64], n: usize) -> Mat<f64> {
+    use faer::linalg::matmul::matmul;
+    use faer::Accum;
+    let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
+    let mut coef = Mat::<f64>::zeros(m, BLOCK);
+    matmul(
+        coef.as_mut(),
+        Accum::Replace,
+        basis.transpose(),
+        MatRef::from_column_major_slice(x, n, BLOCK),
+        1.0,
+        Par::Seq,
+    );
+    matmul(
+        MatMut::from_column_major_slice_mut(x, n, BLOCK),
+        Accum::Add,
+        basis,
+        coef.as_ref(),
+        -1.0,
+        Par::Seq,
+    );
+    coef
 }
 
 /// Block size of [`top_eigen_krylov`].
@@ -166,29 +187,10 @@ const BLOCK: usize = 8;
 /// modified Gram–Schmidt within the block). A column that vanishes (the Krylov space stopped
 /// growing in that direction) is replaced by a fresh random direction.
 fn orthonormalize(v: &[f64], m: usize, block: &mut [f64], n: usize, rand: &mut dyn FnMut() -> f64) {
-    use faer::linalg::matmul::matmul;
-    use faer::Accum;
     for attempt in 0..4 {
         for _ in 0..2 {
             if m > 0 {
-                let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
-                let mut coef = Mat::<f64>::zeros(m, BLOCK);
-                matmul(
-                    coef.as_mut(),
-                    Accum::Replace,
-                    basis.transpose(),
-                    MatRef::from_column_major_slice(block, n, BLOCK),
-                    1.0,
-                    Par::Seq,
-                );
-                matmul(
-                    MatMut::from_column_major_slice_mut(block, n, BLOCK),
-                    Accum::Add,
-                    basis,
-                    coef.as_ref(),
-                    -1.0,
-                    Par::Seq,
-                );
+                project_out(v, m, block, n);
             }
         }
         let mut redo = false;
@@ -225,20 +227,15 @@ fn orthonormalize(v: &[f64], m: usize, block: &mut [f64], n: usize, rand: &mut d
 /// components has eigenvalue 1 several times) are all found. The projected matrix is built
 /// as the basis grows, and the residual of a Ritz pair `V s` is `||F s_last||` with `F` the
 /// next (not yet normalised) block, so convergence checks cost no pass over the data.
-fn top_eigen_krylov(
-    n: usize,
-    indptr: &[usize],
-    indices: &[u32],
-    values: &[f64],
-    n_comps: usize,
-) -> Option<(Vec<f64>, Mat<f64>)> {
+fn top_eigen_krylov(g: &SymSparse, n_comps: usize) -> Option<(Vec<f64>, Mat<f64>)> {
     use faer::linalg::matmul::matmul;
     use faer::Accum;
     const TOL: f64 = 1e-8;
+    let n = g.n();
     let k = n_comps;
     let m_max = ((3 * k).max(k + 200).min(n.saturating_sub(BLOCK)) / BLOCK * BLOCK).max(BLOCK);
     if m_max < k {
-        return top_eigen_dense(n, indptr, indices, values, n_comps);
+        return top_eigen_dense(g, n_comps);
     }
     let mut v = vec![0f64; n * m_max];
     let mut t = Mat::<f64>::zeros(m_max, m_max);
@@ -256,19 +253,11 @@ fn top_eigen_krylov(
     let mut next_check = (2 * k).min(m_max);
     loop {
         v[m * n..(m + BLOCK) * n].copy_from_slice(&block);
-        spmm(indptr, indices, values, &block, &mut w, BLOCK);
+        spmm(g, &block, &mut w, BLOCK);
         m += BLOCK;
-        // New columns of the projected matrix T = V' A V (symmetric).
-        let basis = MatRef::from_column_major_slice(&v[..n * m], n, m);
-        let mut coef = Mat::<f64>::zeros(m, BLOCK);
-        matmul(
-            coef.as_mut(),
-            Accum::Replace,
-            basis.transpose(),
-            MatRef::from_column_major_slice(&w, n, BLOCK),
-            1.0,
-            Par::Seq,
-        );
+        // New columns of the projected matrix T = V' A V (symmetric), and
+        // F = (I - V V') A X_new, the residual direction and the next block.
+        let coef = project_out(&v, m, &mut w, n);
         for c in 0..BLOCK {
             for i in 0..m {
                 let x = coef[(i, c)];
@@ -276,15 +265,6 @@ fn top_eigen_krylov(
                 t[(m - BLOCK + c, i)] = x;
             }
         }
-        // F = (I - V V') A X_new, the residual direction and the next block.
-        matmul(
-            MatMut::from_column_major_slice_mut(&mut w, n, BLOCK),
-            Accum::Add,
-            basis,
-            coef.as_ref(),
-            -1.0,
-            Par::Seq,
-        );
         let last = m + BLOCK > m_max;
         if m >= next_check || last {
             let tm = Mat::from_fn(m, m, |i, j| 0.5 * (t[(i, j)] + t[(j, i)]));
@@ -314,7 +294,7 @@ fn top_eigen_krylov(
                 matmul(
                     ritz.as_mut(),
                     Accum::Replace,
-                    basis,
+                    MatRef::from_column_major_slice(&v[..n * m], n, m),
                     y.as_ref(),
                     1.0,
                     Par::Seq,
@@ -360,7 +340,12 @@ pub fn diffusion_embedding(conn: &Csr, n_comps: usize) -> Option<(Vec<f32>, usiz
         return None;
     }
     let n_comps = n_comps.min(n - 1);
-    let (vals, vecs) = top_eigen(n, &indptr, &indices, &values, n_comps)?;
+    let g = SymSparse {
+        indptr,
+        indices,
+        values,
+    };
+    let (vals, vecs) = top_eigen(&g, n_comps)?;
     // As scib-metrics: float32 eigenvalues, + 1e-8, scale λ / (1 - λ) except for λ == 1.
     let scale: Vec<f32> = vals
         .iter()
@@ -531,7 +516,7 @@ mod tests {
 
     /// Symmetric normalised adjacency of 3 disconnected components, each of 5 planted
     /// communities of 100 nodes (so eigenvalue 1 appears three times).
-    fn planted_graph() -> (Vec<usize>, Vec<u32>, Vec<f64>) {
+    fn planted_graph() -> SymSparse {
         let n = 1500;
         let mut state = 7u64;
         let mut next = move |m: usize| {
@@ -566,16 +551,20 @@ mod tests {
             }
             indptr.push(indices.len());
         }
-        (indptr, indices, values)
+        SymSparse {
+            indptr,
+            indices,
+            values,
+        }
     }
 
     #[test]
     fn block_krylov_matches_dense_with_repeated_eigenvalues() {
-        let (indptr, indices, values) = planted_graph();
-        let n = indptr.len() - 1;
+        let g = planted_graph();
+        let (n, indptr, indices, values) = (g.n(), &g.indptr, &g.indices, &g.values);
         let k = 20;
-        let (dv, _) = top_eigen_dense(n, &indptr, &indices, &values, k).unwrap();
-        let (kv, kvec) = top_eigen_krylov(n, &indptr, &indices, &values, k).unwrap();
+        let (dv, _) = top_eigen_dense(&g, k).unwrap();
+        let (kv, kvec) = top_eigen_krylov(&g, k).unwrap();
         let mut a: Vec<f64> = dv.iter().map(|v| v.abs()).collect();
         let mut b: Vec<f64> = kv.iter().map(|v| v.abs()).collect();
         a.sort_by(|x, y| y.total_cmp(x));
@@ -586,7 +575,7 @@ mod tests {
         for (x, y) in a.iter().zip(&b).take(15) {
             assert!((x - y).abs() < 1e-9, "{x} vs {y}");
         }
-        let (dv_all, _) = top_eigen_dense(n, &indptr, &indices, &values, 40).unwrap();
+        let (dv_all, _) = top_eigen_dense(&g, 40).unwrap();
         let mut all: Vec<f64> = dv_all.iter().map(|v| v.abs()).collect();
         all.sort_by(|x, y| y.total_cmp(x));
         assert!(

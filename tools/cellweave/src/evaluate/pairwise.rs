@@ -19,6 +19,7 @@
 //! float32 rounding of the k-th distance. The cell itself comes first at distance 0.
 
 use crate::numerics::neighbors::Knn;
+use crate::numerics::simd::multiversion;
 use crate::numerics::stats::n_codes;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -92,32 +93,6 @@ fn runs_of(
         }
     }
     out
-}
-
-/// Defines each function twice, for the baseline target and (on x86-64) with AVX2, and
-/// picks one at run time. The bodies use only exactly rounded operations (no fused
-/// multiply-add), so both versions give bit-identical results.
-macro_rules! multiversion {
-    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block)*) => {$(
-        $(#[$doc])*
-        #[inline]
-        fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn imp($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    imp($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            imp($($arg),*)
-        }
-    )*};
 }
 
 multiversion! {
@@ -786,11 +761,7 @@ mod tests {
             knn: 12,
         };
         let run = |t: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .unwrap()
-                .install(|| pairwise(&x, d, &labels, &batches, needs))
+            crate::numerics::with_threads(t, || pairwise(&x, d, &labels, &batches, needs))
         };
         let (a, b) = (run(1), run(3));
         assert_eq!(a.label_sums, b.label_sums);

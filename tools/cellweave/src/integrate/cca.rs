@@ -127,30 +127,33 @@ impl LinearOperator for CrossProduct<'_> {
     }
     fn apply(&self, x: &[f32], l: usize) -> Vec<f32> {
         // Z_a (Z_b^T x)
-        let mut t = vec![0f32; self.g * l];
-        let zb = MatRef::from_row_major_slice(self.zb, self.n_b, self.g);
-        gemm(
-            &mut t,
-            zb.transpose(),
-            MatRef::from_row_major_slice(x, self.n_b, l),
-        );
-        let mut out = vec![0f32; self.n_a * l];
-        let za = MatRef::from_row_major_slice(self.za, self.n_a, self.g);
-        gemm(&mut out, za, MatRef::from_row_major_slice(&t, self.g, l));
-        out
+        self.through((self.za, self.n_a), (self.zb, self.n_b), x, l)
     }
     fn apply_t(&self, y: &[f32], l: usize) -> Vec<f32> {
         // Z_b (Z_a^T y)
+        self.through((self.zb, self.n_b), (self.za, self.n_a), y, l)
+    }
+}
+
+impl CrossProduct<'_> {
+    /// `P (Q^T x)` for row-major `P` (`n_p x g`), `Q` (`n_q x g`) and `x` (`n_q x l`).
+    fn through(
+        &self,
+        (p, n_p): (&[f32], usize),
+        (q, n_q): (&[f32], usize),
+        x: &[f32],
+        l: usize,
+    ) -> Vec<f32> {
         let mut t = vec![0f32; self.g * l];
-        let za = MatRef::from_row_major_slice(self.za, self.n_a, self.g);
+        let qm = MatRef::from_row_major_slice(q, n_q, self.g);
         gemm(
             &mut t,
-            za.transpose(),
-            MatRef::from_row_major_slice(y, self.n_a, l),
+            qm.transpose(),
+            MatRef::from_row_major_slice(x, n_q, l),
         );
-        let mut out = vec![0f32; self.n_b * l];
-        let zb = MatRef::from_row_major_slice(self.zb, self.n_b, self.g);
-        gemm(&mut out, zb, MatRef::from_row_major_slice(&t, self.g, l));
+        let mut out = vec![0f32; n_p * l];
+        let pm = MatRef::from_row_major_slice(p, n_p, self.g);
+        gemm(&mut out, pm, MatRef::from_row_major_slice(&t, self.g, l));
         out
     }
 }

@@ -455,52 +455,49 @@ pub fn write_file<T>(path: &Path, f: impl FnOnce(&mut BufWriter<File>) -> Result
 /// Like [`write_file`] for writers that need a path (HDF5): `f` writes the file at the
 /// temporary path it is given.
 pub fn write_path<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
-    ensure_parent(path)?;
-    remove_stale(path);
-    let (tmp, deferred) = match staged(path, false) {
-        Some(t) => (t, true),
-        None => (temp_sibling(path), false),
-    };
-    let _ = std::fs::remove_file(&tmp);
-    match f(&tmp) {
-        Ok(out) if deferred => {
-            mark_written(path);
-            Ok(out)
-        }
-        Ok(out) => {
-            std::fs::rename(&tmp, path).at(path)?;
-            Ok(out)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e.file(path))
-        }
-    }
+    write_staged(path, false, f)
 }
 
 /// Write a directory (a 10x MTX folder, a model) into a temporary sibling and put it in
 /// place whole. An existing directory at `path` is replaced only once the new one is
 /// complete (when the run commits, for a declared output).
 pub fn write_dir<T>(path: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    write_staged(path, true, f)
+}
+
+/// [`write_path`] (a file) or, with `dir`, [`write_dir`]: `f` writes at a temporary place
+/// (the run's staging place for a declared output, else a sibling), put in place on success
+/// (at once, or when the run commits); on failure what `f` left is removed.
+fn write_staged<T>(path: &Path, dir: bool, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     ensure_parent(path)?;
     remove_stale(path);
-    let (tmp, deferred) = match staged(path, true) {
+    let (tmp, deferred) = match staged(path, dir) {
         Some(t) => (t, true),
         None => (temp_sibling(path), false),
     };
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).at(path)?;
+    if dir {
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).at(path)?;
+    } else {
+        let _ = std::fs::remove_file(&tmp);
+    }
     match f(&tmp) {
         Ok(out) if deferred => {
             mark_written(path);
             Ok(out)
         }
         Ok(out) => {
-            swap_dir(&tmp, path)?;
+            if dir {
+                swap_dir(&tmp, path)?;
+            } else {
+                std::fs::rename(&tmp, path).at(path)?;
+            }
             Ok(out)
         }
         Err(e) => {
+            if !dir {
+                let _ = std::fs::remove_file(&tmp);
+            }
             let _ = std::fs::remove_dir_all(&tmp);
             Err(e.file(path))
         }

@@ -147,14 +147,21 @@ mod tests {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
 
+    /// Draws of two normals, each `(mean, sd, count)`, the first's before the second's.
+    fn two_normals(seed: u64, a: (f64, f64, usize), b: (f64, f64, usize)) -> Vec<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut x = Vec::new();
+        for (mean, sd, n) in [a, b] {
+            let d = Normal::new(mean, sd).unwrap();
+            x.extend((0..n).map(|_| d.sample(&mut rng)));
+        }
+        x
+    }
+
     #[test]
     fn recovers_a_known_mixture() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         // 30% "false" pairs around 0.2 (sd 0.1), 70% "true" pairs around 0.8 (sd 0.05)
-        let lo = Normal::new(0.2, 0.1).unwrap();
-        let hi = Normal::new(0.8, 0.05).unwrap();
-        let mut x: Vec<f64> = (0..3000).map(|_| lo.sample(&mut rng)).collect();
-        x.extend((0..7000).map(|_| hi.sample(&mut rng)));
+        let x = two_normals(7, (0.2, 0.1, 3000), (0.8, 0.05, 7000));
         let g = fit(&x, 500, 1e-8).unwrap();
         assert!(g.converged);
         assert!((g.weights[1] - 0.7).abs() < 0.02, "{g:?}");
@@ -181,11 +188,7 @@ mod tests {
 
     #[test]
     fn overlapping_components_and_bad_input() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(8);
-        let a = Normal::new(0.0, 1.0).unwrap();
-        let b = Normal::new(2.0, 1.0).unwrap();
-        let mut x: Vec<f64> = (0..20000).map(|_| a.sample(&mut rng)).collect();
-        x.extend((0..20000).map(|_| b.sample(&mut rng)));
+        let x = two_normals(8, (0.0, 1.0, 20000), (2.0, 1.0, 20000));
         let g = fit(&x, 1000, 1e-10).unwrap();
         assert!(
             (g.means[0]).abs() < 0.1 && (g.means[1] - 2.0).abs() < 0.1,

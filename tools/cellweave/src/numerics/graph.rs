@@ -71,20 +71,24 @@ pub fn submatrix(m: &Csr, keep: &[usize]) -> Csr {
     let mut out = Csr::empty(keep.len());
     for &i in keep {
         let (idx, val) = m.row(i);
-        let mut row: Vec<(u32, f32)> = idx
+        let row = idx
             .iter()
             .zip(val)
             .filter(|(&j, _)| pos[j as usize] != u32::MAX)
-            .map(|(&j, &v)| (pos[j as usize], v))
-            .collect();
-        row.sort_unstable_by_key(|e| e.0);
-        for (j, v) in row {
-            out.indices.push(j);
-            out.data.push(v);
-        }
-        out.indptr.push(out.indices.len() as u64);
+            .map(|(&j, &v)| (pos[j as usize], v));
+        push_sorted_row(&mut out, row.collect());
     }
     out
+}
+
+/// Append a row of `(column, value)` entries to `m`, sorted by column.
+fn push_sorted_row(m: &mut Csr, mut row: Vec<(u32, f32)>) {
+    row.sort_unstable_by_key(|e| e.0);
+    for (j, v) in row {
+        m.indices.push(j);
+        m.data.push(v);
+    }
+    m.indptr.push(m.indices.len() as u64);
 }
 
 /// Adjacency lists (the sparsity pattern) of a sparse matrix.
@@ -227,18 +231,12 @@ pub fn neighbor_graph(data: &[f32], d: usize, k: usize, metric: Metric) -> (Csr,
     distances.indptr.push(0);
     for i in 0..n {
         let (idx, dist) = neighbours.row(i);
-        let mut row: Vec<(u32, f32)> = idx
+        let row = idx
             .iter()
             .zip(dist)
             .filter(|(&j, _)| j as usize != i)
-            .map(|(&j, &x)| (j, x))
-            .collect();
-        row.sort_unstable_by_key(|e| e.0);
-        for (j, x) in row {
-            distances.indices.push(j);
-            distances.data.push(x);
-        }
-        distances.indptr.push(distances.indices.len() as u64);
+            .map(|(&j, &x)| (j, x));
+        push_sorted_row(&mut distances, row.collect());
     }
     let connectivities = fuzzy_connectivities(&neighbours);
     (distances, connectivities)

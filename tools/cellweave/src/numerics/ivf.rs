@@ -13,6 +13,7 @@
 //! every query group is searched independently with sequential multiplies.
 
 use super::nndescent::mix;
+use super::scan::norms;
 use rayon::prelude::*;
 
 /// Settings of the coarse quantizer and the probing.
@@ -50,13 +51,6 @@ impl Params {
     }
 }
 
-/// Squared norms of the rows.
-fn norms(x: &[f32], d: usize) -> Vec<f32> {
-    x.par_chunks(d.max(1))
-        .map(|r| super::distance::dot(r, r))
-        .collect()
-}
-
 /// Rows per block of the nearest-centroid multiplies.
 const BLOCK: usize = 256;
 
@@ -70,7 +64,7 @@ pub fn nearest_centroids(x: &[f32], d: usize, centroids: &[f32], m: usize) -> Ve
             let q_norm = norms(qb, d);
             let mut tops: Vec<super::scan::TopK> =
                 q_norm.iter().map(|_| super::scan::TopK::new(m)).collect();
-            super::scan::scan_block(&mut tops, centroids, &c_norm, qb, &q_norm, 0, d);
+            super::scan::tiles(&mut tops, centroids, &c_norm, qb, &q_norm, 0, d, None);
             tops.into_iter()
                 .map(|t| t.items.into_iter().map(|(_, j)| j).collect::<Vec<u32>>())
                 .collect::<Vec<_>>()
@@ -253,7 +247,7 @@ fn search_group(
         for &l in &ls {
             let (a, b) = (lists.start[l as usize], lists.start[l as usize + 1]);
             if a < b {
-                super::scan::scan_block(
+                super::scan::tiles(
                     &mut tops,
                     &lists.data[a * d..b * d],
                     &lists.norm[a..b],
@@ -261,6 +255,7 @@ fn search_group(
                     &q_norm,
                     a,
                     d,
+                    None,
                 );
             }
         }
@@ -306,20 +301,16 @@ mod tests {
             &Search::new(Method::Exact, 0),
         );
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    knn_with(
-                        &x,
-                        d,
-                        k,
-                        Metric::Euclidean,
-                        false,
-                        &Search::new(Method::Ivf, 3),
-                    )
-                })
+            crate::numerics::with_threads(threads, || {
+                knn_with(
+                    &x,
+                    d,
+                    k,
+                    Metric::Euclidean,
+                    false,
+                    &Search::new(Method::Ivf, 3),
+                )
+            })
         };
         let (one, two) = (run(1), run(2));
         assert_eq!(one, two, "thread count changed the graph");

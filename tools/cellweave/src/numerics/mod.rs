@@ -7,9 +7,19 @@ pub mod distance;
 pub mod gmm;
 pub mod graph;
 pub mod ivf;
-#[allow(missing_docs)] // public items not all documented yet
 pub mod neighbors;
 pub mod nndescent;
 pub mod pca;
 pub(crate) mod scan;
+pub(crate) mod simd;
 pub mod stats;
+
+/// `f` run on a pool of `threads` threads (tests that results do not depend on the count).
+#[cfg(test)]
+pub(crate) fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}

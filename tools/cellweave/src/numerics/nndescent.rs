@@ -697,16 +697,8 @@ mod tests {
                 manhattan,
             };
             let p = Params::for_size(n, k, 7);
-            let one = rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap();
-            let two = rayon::ThreadPoolBuilder::new()
-                .num_threads(2)
-                .build()
-                .unwrap();
-            let g1 = one.install(|| build(&s, k, &p));
-            let g2 = two.install(|| build(&s, k, &p));
+            let g1 = crate::numerics::with_threads(1, || build(&s, k, &p));
+            let g2 = crate::numerics::with_threads(2, || build(&s, k, &p));
             let rows = |g: &Graph| {
                 (0..n)
                     .map(|i| g.row(i).collect::<Vec<_>>())

@@ -3,7 +3,9 @@
 //! reference rows (`|q|^2 + |r|^2 - 2 q.r`; see [`super::neighbors`] for the exact search
 //! built on it and [`super::ivf`] for the inverted file).
 
+use super::simd::multiversion;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 /// Reference rows per matrix multiply.
 pub(crate) const REF_TILE: usize = 1024;
@@ -53,78 +55,96 @@ impl TopK {
     }
 }
 
-/// Offer one query row's tile of candidates (`|r|^2 - 2 q.r`, shifted by `|q|^2`) to its
-/// top-k. Lanes of 16 are screened against the current bound first (vectorised), so only
-/// the rare lanes holding a better candidate are walked one by one.
-#[inline]
-fn scan_tile(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { scan_tile_avx2(top, dots, r_norm, q_norm, start) };
-        return;
-    }
-    scan_tile_generic(top, dots, r_norm, q_norm, start)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scan_tile_avx2(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
-    scan_tile_generic(top, dots, r_norm, q_norm, start)
-}
-
-#[inline(always)]
-fn scan_tile_generic(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
-    const L: usize = 16;
-    let mut bound = top.bound() - q_norm;
-    let dc = dots.chunks_exact(L);
-    let rc = r_norm.chunks_exact(L);
-    let (dr, rr) = (dc.remainder(), rc.remainder());
-    for (c, (dch, rch)) in dc.zip(rc).enumerate() {
-        let dch: &[f32; L] = dch.try_into().unwrap();
-        let rch: &[f32; L] = rch.try_into().unwrap();
-        let mut hits = 0u32;
-        for l in 0..L {
-            hits |= (rch[l] - 2.0 * dch[l] < bound) as u32;
-        }
-        if hits != 0 {
+multiversion! {
+    /// Offer one query row's tile of candidates (`|r|^2 - 2 q.r`, shifted by `|q|^2`) to its
+    /// top-k. Lanes of 16 are screened against the current bound first (vectorised), so only
+    /// the rare lanes holding a better candidate are walked one by one.
+    fn scan_tile(top: &mut TopK, dots: &[f32], r_norm: &[f32], q_norm: f32, start: usize) {
+        const L: usize = 16;
+        let mut bound = top.bound() - q_norm;
+        let dc = dots.chunks_exact(L);
+        let rc = r_norm.chunks_exact(L);
+        let (dr, rr) = (dc.remainder(), rc.remainder());
+        for (c, (dch, rch)) in dc.zip(rc).enumerate() {
+            let dch: &[f32; L] = dch.try_into().unwrap();
+            let rch: &[f32; L] = rch.try_into().unwrap();
+            let mut hits = 0u32;
             for l in 0..L {
-                let x = rch[l] - 2.0 * dch[l];
-                if x < bound {
-                    top.push((x + q_norm).max(0.0), (start + c * L + l) as u32);
-                    bound = top.bound() - q_norm;
+                hits |= (rch[l] - 2.0 * dch[l] < bound) as u32;
+            }
+            if hits != 0 {
+                for l in 0..L {
+                    let x = rch[l] - 2.0 * dch[l];
+                    if x < bound {
+                        top.push((x + q_norm).max(0.0), (start + c * L + l) as u32);
+                        bound = top.bound() - q_norm;
+                    }
                 }
             }
         }
+        let base = start + dots.len() - dr.len();
+        for (t, (&dp, &rn)) in dr.iter().zip(rr).enumerate() {
+            let x = rn - 2.0 * dp;
+            if x < bound {
+                top.push((x + q_norm).max(0.0), (base + t) as u32);
+                bound = top.bound() - q_norm;
+            }
+        }
     }
-    let base = start + dots.len() - dr.len();
-    for (t, (&dp, &rn)) in dr.iter().zip(rr).enumerate() {
-        let x = rn - 2.0 * dp;
-        if x < bound {
-            top.push((x + q_norm).max(0.0), (base + t) as u32);
-            bound = top.bound() - q_norm;
+
+    /// Offer row `i`'s distances to each column's top-k (bounds cached in `bound`).
+    fn scan_columns(
+        cols: &mut [TopK],
+        bound: &mut [f32],
+        dots: &[f32],
+        b_norm: &[f32],
+        a_norm: f32,
+        i: u32
+    ) {
+        const L: usize = 16;
+        let n = dots.len();
+        let full = n / L * L;
+        let mut t = 0;
+        while t < full {
+            let (dch, bch, cb) = (&dots[t..t + L], &b_norm[t..t + L], &bound[t..t + L]);
+            let mut hits = 0u32;
+            for l in 0..L {
+                hits |= (a_norm + bch[l] - 2.0 * dch[l] < cb[l]) as u32;
+            }
+            if hits != 0 {
+                for l in t..t + L {
+                    let x = a_norm + b_norm[l] - 2.0 * dots[l];
+                    if x < bound[l] {
+                        cols[l].push(x.max(0.0), i);
+                        bound[l] = cols[l].bound();
+                    }
+                }
+            }
+            t += L;
+        }
+        for l in full..n {
+            let x = a_norm + b_norm[l] - 2.0 * dots[l];
+            if x < bound[l] {
+                cols[l].push(x.max(0.0), i);
+                bound[l] = cols[l].bound();
+            }
         }
     }
 }
 
-/// Offer every row of `rb` (reference rows `base..`, squared norms `b_norm`) to the top-k of
-/// each query row of `qb` (squared norms `q_norm`), one matrix multiply per tile of `rb`.
-pub(crate) fn scan_block(
-    tops: &mut [TopK],
-    rb: &[f32],
-    b_norm: &[f32],
-    qb: &[f32],
-    q_norm: &[f32],
-    base: usize,
-    d: usize,
-) {
-    tiles(tops, rb, b_norm, qb, q_norm, base, d, None)
+/// Squared Euclidean length of every row of `x` (`d` numbers each).
+pub(crate) fn norms(x: &[f32], d: usize) -> Vec<f32> {
+    x.par_chunks(d.max(1))
+        .map(|r| super::distance::dot(r, r))
+        .collect()
 }
 
 /// Columns' top-k, their cached bounds, and the index of the first query row.
 pub(crate) type Cols<'a> = (&'a mut [TopK], &'a mut [f32], usize);
 
-/// [`scan_block`], also offering each distance to the columns' top-k when `cols` is given.
+/// Offer every row of `rb` (reference rows `base..`, squared norms `b_norm`) to the top-k of
+/// each query row of `qb` (squared norms `q_norm`), one matrix multiply per tile of `rb`;
+/// with `cols`, also each distance to the columns' top-k.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tiles(
     tops: &mut [TopK],
@@ -163,76 +183,5 @@ pub(crate) fn tiles(
             }
         }
         start += nt;
-    }
-}
-
-/// Offer row `i`'s distances to each column's top-k (bounds cached in `bound`).
-#[inline]
-fn scan_columns(
-    cols: &mut [TopK],
-    bound: &mut [f32],
-    dots: &[f32],
-    b_norm: &[f32],
-    a_norm: f32,
-    i: u32,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { scan_columns_avx2(cols, bound, dots, b_norm, a_norm, i) };
-        return;
-    }
-    scan_columns_generic(cols, bound, dots, b_norm, a_norm, i)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scan_columns_avx2(
-    cols: &mut [TopK],
-    bound: &mut [f32],
-    dots: &[f32],
-    b_norm: &[f32],
-    a_norm: f32,
-    i: u32,
-) {
-    scan_columns_generic(cols, bound, dots, b_norm, a_norm, i)
-}
-
-#[inline(always)]
-fn scan_columns_generic(
-    cols: &mut [TopK],
-    bound: &mut [f32],
-    dots: &[f32],
-    b_norm: &[f32],
-    a_norm: f32,
-    i: u32,
-) {
-    const L: usize = 16;
-    let n = dots.len();
-    let full = n / L * L;
-    let mut t = 0;
-    while t < full {
-        let (dch, bch, cb) = (&dots[t..t + L], &b_norm[t..t + L], &bound[t..t + L]);
-        let mut hits = 0u32;
-        for l in 0..L {
-            hits |= (a_norm + bch[l] - 2.0 * dch[l] < cb[l]) as u32;
-        }
-        if hits != 0 {
-            for l in t..t + L {
-                let x = a_norm + b_norm[l] - 2.0 * dots[l];
-                if x < bound[l] {
-                    cols[l].push(x.max(0.0), i);
-                    bound[l] = cols[l].bound();
-                }
-            }
-        }
-        t += L;
-    }
-    for l in full..n {
-        let x = a_norm + b_norm[l] - 2.0 * dots[l];
-        if x < bound[l] {
-            cols[l].push(x.max(0.0), i);
-            bound[l] = cols[l].bound();
-        }
     }
 }

@@ -634,11 +634,7 @@ mod tests {
         assert_eq!(&whole.x.indices[a.x.nnz()..], &b.x.indices[..]);
         let again = simulate(&p).unwrap();
         assert_eq!(whole.x, again.x);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let one = pool.install(|| simulate(&p).unwrap());
+        let one = crate::numerics::with_threads(1, || simulate(&p).unwrap());
         assert_eq!(one.x, whole.x);
         let other = simulate(&SimParams { seed: 8, ..p }).unwrap();
         assert_ne!(other.x, whole.x);

@@ -2,5 +2,4 @@
 
 #[allow(missing_docs)] // public items not all documented yet
 pub mod plot;
-#[allow(missing_docs)] // public items not all documented yet
 pub mod umap;

@@ -37,15 +37,20 @@ pub struct UmapParams {
     pub n_neighbors: usize,
     /// How tightly points pack in the picture (scanpy's default 0.5; umap-learn's 0.1).
     pub min_dist: f64,
+    /// Scale of the embedded distances (with `min_dist`, fixes the curve of [`fit_ab`]).
     pub spread: f64,
     /// SGD epochs; `None`: 500 up to 10,000 cells, else 200.
     pub n_epochs: Option<usize>,
+    /// Initial SGD step size, decaying linearly to 0 over the epochs.
     pub learning_rate: f64,
     /// Weight of the repulsive (negative-sample) term (umap-learn's `gamma`).
     pub repulsion_strength: f64,
+    /// Negative samples drawn per positive edge sample.
     pub negative_sample_rate: usize,
+    /// Distance of the neighbour search.
     #[serde(skip)]
     pub metric: Metric,
+    /// Seed of the neighbour search, the initialisation and the SGD sampling.
     pub seed: u64,
 }
 
@@ -71,9 +76,11 @@ impl Default for UmapParams {
 pub struct SplitMix(u64);
 
 impl SplitMix {
+    /// A generator for `seed` (mixed, so that nearby seeds give unrelated streams).
     pub fn new(seed: u64) -> Self {
         SplitMix(seed ^ 0x5EED_CE11_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
+    /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -2,7 +2,6 @@
 //! `.h5ad`, 10x HDF5, 10x MTX folders, dense CSV/TSV, and per-cell metadata text.
 
 pub mod dense;
-#[allow(missing_docs)] // public items not all documented yet
 pub mod h5ad;
 pub mod mtx;
 pub mod obs;

@@ -182,6 +182,31 @@ pub fn read_obs(path: &Path) -> Result<ObsTable> {
     Ok(t)
 }
 
+/// Each header name's position among `names` (the header's columns from column `first`,
+/// counted from 0, on); an error naming `path` for an empty or a repeated name.
+pub(crate) fn header_index<'a>(
+    names: &'a [String],
+    first: usize,
+    path: &Path,
+) -> Result<HashMap<&'a str, usize>> {
+    let mut seen = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() {
+            return Err(Error::new(format!(
+                "column {} has no name in the header",
+                i + first + 1
+            ))
+            .field("header")
+            .file(path));
+        }
+        if seen.insert(n.as_str(), i).is_some() {
+            return Err(Error::new("column name appears twice in the header")
+                .field(n.clone())
+                .file(path));
+        }
+    }
+    Ok(seen)
+}
 /// [`read_obs`] without the uniqueness check: the rows as they are, ids possibly repeated
 /// (plates that reuse well barcodes), for [`join_obs`] to match by id or by position.
 pub fn read_obs_rows(path: &Path) -> Result<ObsTable> {
@@ -212,21 +237,7 @@ pub fn read_obs_rows(path: &Path) -> Result<ObsTable> {
         .field("header").file(path));
     }
     let names: Vec<String> = header[1..].iter().map(|s| s.trim().to_string()).collect();
-    let mut seen = HashMap::new();
-    for (i, n) in names.iter().enumerate() {
-        if n.is_empty() {
-            return Err(
-                Error::new(format!("column {} has no name in the header", i + 2))
-                    .field("header")
-                    .file(path),
-            );
-        }
-        if seen.insert(n.as_str(), i).is_some() {
-            return Err(Error::new("column name appears twice in the header")
-                .field(n.clone())
-                .file(path));
-        }
-    }
+    header_index(&names, 1, path)?;
     let mut cell_ids = Vec::new();
     let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];
     for (ln, line) in rows {

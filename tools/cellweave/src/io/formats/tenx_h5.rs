@@ -5,7 +5,7 @@
 //! `genes` and `gene_names` instead of `features/`. The matrix is genes x cells stored by
 //! column, which is exactly cells x genes by row.
 
-use super::h5ad::{open_h5, read_strings};
+use super::h5ad::{member, open_h5, read_strings};
 use super::single_file_table;
 use crate::contract::{CellsTable, Csr, ValueKind};
 use crate::{Error, Result};
@@ -106,10 +106,7 @@ fn read_csc_as_csr(
     n_genes: usize,
     counts: bool,
 ) -> Result<Csr> {
-    let ds = |n: &str| {
-        g.dataset(n)
-            .map_err(|_| Error::new("missing").field(format!("{elem}/{n}")))
-    };
+    let ds = |n: &str| member(g, elem, n);
     let data: Vec<f32> = ds("data")?.read_raw::<f32>()?;
     if counts {
         super::h5ad::check_counts(&data, &format!("{elem}/data"))?;

@@ -76,26 +76,8 @@ pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
             }
             Column::Str(v)
         }
-        DataType::Float64 => Column::F64(
-            arrays
-                .iter()
-                .flat_map(|a| {
-                    a.as_primitive::<Float64Type>()
-                        .iter()
-                        .map(|x| x.unwrap_or(f64::NAN))
-                })
-                .collect(),
-        ),
-        DataType::Float32 => Column::F32(
-            arrays
-                .iter()
-                .flat_map(|a| {
-                    a.as_primitive::<Float32Type>()
-                        .iter()
-                        .map(|x| x.unwrap_or(f32::NAN))
-                })
-                .collect(),
-        ),
+        DataType::Float64 => Column::F64(floats::<Float64Type>(arrays, f64::NAN)),
+        DataType::Float32 => Column::F32(floats::<Float32Type>(arrays, f32::NAN)),
         DataType::UInt32 => {
             let mut v = Vec::new();
             for a in arrays {
@@ -128,6 +110,17 @@ pub fn column_from_arrow(name: &str, arrays: &[&ArrayRef]) -> Result<Column> {
         ),
         other => return Err(err(&format!("unsupported column type {other}"))),
     })
+}
+
+/// The values of float arrays one after the other, nulls as `nan`.
+fn floats<T: arrow_array::ArrowPrimitiveType>(
+    arrays: &[&ArrayRef],
+    nan: T::Native,
+) -> Vec<T::Native> {
+    arrays
+        .iter()
+        .flat_map(|a| a.as_primitive::<T>().iter().map(|x| x.unwrap_or(nan)))
+        .collect()
 }
 
 pub(super) fn arrow_cast_i64(a: &ArrayRef) -> Result<Vec<Option<i64>>> {

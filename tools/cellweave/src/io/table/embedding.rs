@@ -34,9 +34,7 @@ pub fn write_embedding(path: &Path, t: &EmbeddingTable) -> Result<()> {
         Arc::new(child),
         None,
     )));
-    let schema = Arc::new(Schema::new_with_metadata(fields, md));
-    let batch = RecordBatch::try_new(schema.clone(), cols).at(path)?;
-    write_batches(path, schema, &[batch])
+    write_one_batch(path, fields, md, cols)
 }
 
 /// Read an embedding table.

@@ -10,9 +10,7 @@ pub fn write_frame(path: &Path, f: &Frame) -> Result<()> {
     }
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) =
         f.columns.iter().map(|(n, c)| column_to_arrow(n, c)).unzip();
-    let schema = Arc::new(Schema::new_with_metadata(fields, md));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).at(path)?;
-    write_batches(path, schema, &[batch])
+    write_one_batch(path, fields, md, arrays)
 }
 
 /// Read a generic table of the expected kind.

@@ -56,6 +56,19 @@ fn parquet_properties(schema: &Schema) -> parquet::file::properties::WriterPrope
         .build()
 }
 
+/// Write `columns` (with their `fields` and the schema metadata `md`) to `path` as one
+/// record batch ([`write_batches`]).
+pub(super) fn write_one_batch(
+    path: &Path,
+    fields: Vec<Field>,
+    md: HashMap<String, String>,
+    columns: Vec<ArrayRef>,
+) -> Result<()> {
+    let schema = Arc::new(Schema::new_with_metadata(fields, md));
+    let batch = RecordBatch::try_new(schema.clone(), columns).at(path)?;
+    write_batches(path, schema, &[batch])
+}
+
 /// Write record batches to `path` as Arrow IPC or Parquet (by extension), atomically.
 pub fn write_batches(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
     write_batch_iter(path, schema, batches.iter().cloned().map(Ok))

@@ -24,9 +24,7 @@ pub fn write_pairs(path: &Path, t: &PairsTable) -> Result<()> {
     ];
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) =
         cols.iter().map(|(n, c)| column_to_arrow(n, c)).unzip();
-    let schema = Arc::new(Schema::new_with_metadata(fields, md));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).at(path)?;
-    write_batches(path, schema, &[batch])
+    write_one_batch(path, fields, md, arrays)
 }
 
 /// Read a pairs table.

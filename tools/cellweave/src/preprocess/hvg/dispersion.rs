@@ -100,20 +100,10 @@ pub fn dispersion_fit(
 
 /// Descending order of `a` and `b` with NaN last.
 pub(super) fn desc_nan_last(a: f64, b: f64) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        _ => b.partial_cmp(&a).unwrap(),
-    }
+    asc_nan_last(-a, -b)
 }
 
 /// Ascending order with NaN last.
 pub(super) fn asc_nan_last(a: f64, b: f64) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        _ => a.partial_cmp(&b).unwrap(),
-    }
+    (a.is_nan().cmp(&b.is_nan())).then_with(|| a.partial_cmp(&b).unwrap_or(Ordering::Equal))
 }

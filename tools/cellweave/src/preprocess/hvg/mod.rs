@@ -276,11 +276,7 @@ mod tests {
         let (x, _) = toy();
         let g = Groups::single(6);
         let a = group_moments(&x, &g, Transform::Expm1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let b = pool.install(|| group_moments(&x, &g, Transform::Expm1));
+        let b = crate::numerics::with_threads(1, || group_moments(&x, &g, Transform::Expm1));
         assert_eq!(a[0].sum, b[0].sum);
         assert_eq!(a[0].sumsq, b[0].sumsq);
     }

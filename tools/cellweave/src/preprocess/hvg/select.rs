@@ -13,38 +13,63 @@ pub struct Hvg {
     pub order: Vec<usize>,
 }
 
-/// The genes table in scanpy's column order: ids and names, the flavor's three statistics,
-/// the selection (selected or not, in how many of the `nb` batches, whether in all of them)
-/// and the rank.
-#[allow(clippy::too_many_arguments)]
-fn genes_frame(
-    gene_ids: &[String],
-    gene_names: &[String],
-    stats: [(&str, Vec<f64>); 3],
-    mask: &[bool],
-    nbatches: &[u32],
+/// What a flavor found for every gene: its three statistics, whether it is selected, in how
+/// many of the `nb` batches, and its rank; and the genes, most variable first.
+struct Found {
+    stats: [(&'static str, Vec<f64>); 3],
+    mask: Vec<bool>,
+    nbatches: Vec<u32>,
     nb: usize,
     rank: Vec<f64>,
-) -> Frame {
-    let mut f = Frame::new(TableKind::Genes)
-        .with("gene_id", str_col(gene_ids))
-        .with("gene_name", str_col(gene_names));
-    for (name, v) in stats {
-        f = f.with(name, Column::F64(v));
+    order: Vec<usize>,
+}
+
+impl Found {
+    /// The genes table in scanpy's column order (ids and names, the three statistics, the
+    /// selection: selected or not, in how many batches, whether in all of them; the rank)
+    /// and the selected genes.
+    fn hvg(self, gene_ids: &[String], gene_names: &[String]) -> Hvg {
+        let Found {
+            stats,
+            mask,
+            nbatches,
+            nb,
+            rank,
+            order,
+        } = self;
+        let mut f = Frame::new(TableKind::Genes)
+            .with("gene_id", str_col(gene_ids))
+            .with("gene_name", str_col(gene_names));
+        for (name, v) in stats {
+            f = f.with(name, Column::F64(v));
+        }
+        let genes = f
+            .with(
+                "highly_variable",
+                Column::Bool(mask.iter().map(|&b| Some(b)).collect()),
+            )
+            .with(
+                "highly_variable_nbatches",
+                Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
+            )
+            .with(
+                "highly_variable_intersection",
+                Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
+            )
+            .with("highly_variable_rank", Column::F64(rank));
+        Hvg {
+            genes,
+            selected: (0..mask.len()).filter(|&c| mask[c]).collect(),
+            order: order.into_iter().filter(|&c| mask[c]).collect(),
+        }
     }
-    f.with(
-        "highly_variable",
-        Column::Bool(mask.iter().map(|&b| Some(b)).collect()),
-    )
-    .with(
-        "highly_variable_nbatches",
-        Column::I64(nbatches.iter().map(|&n| Some(n as i64)).collect()),
-    )
-    .with(
-        "highly_variable_intersection",
-        Column::Bool(nbatches.iter().map(|&n| Some(n as usize == nb)).collect()),
-    )
-    .with("highly_variable_rank", Column::F64(rank))
+}
+
+/// The first `n` genes of `order` marked among `g`.
+fn top_mask(order: &[usize], n: usize, g: usize) -> Vec<bool> {
+    let mut mask = vec![false; g];
+    order[..n.min(g)].iter().for_each(|&c| mask[c] = true);
+    mask
 }
 
 pub(super) fn str_col(v: &[String]) -> Column {
@@ -61,13 +86,14 @@ pub fn highly_variable_genes(
     p: &HvgParams,
 ) -> Result<Hvg> {
     check_params(groups, p)?;
-    match p.flavor {
-        Flavor::SeuratV3 => seurat_v3(x, gene_ids, gene_names, groups, p),
+    let found = match p.flavor {
+        Flavor::SeuratV3 => seurat_v3(x, groups, p)?,
         _ => {
             let moments = group_moments(x, groups, transform_of(p.flavor));
-            dispersion_flavor(moments, gene_ids, gene_names, groups, p)
+            dispersion_flavor(moments, gene_ids, groups, p)
         }
-    }
+    };
+    Ok(found.hvg(gene_ids, gene_names))
 }
 
 pub(super) fn check_params(groups: &Groups, p: &HvgParams) -> Result<()> {
@@ -104,16 +130,18 @@ pub fn highly_variable_genes_stream(
         bail!("seurat_v3 needs the whole matrix: use highly_variable_genes");
     }
     let moments = stream_moments(input, groups, transform_of(p.flavor))?;
-    dispersion_flavor(moments, &input.gene_ids, &input.gene_names, groups, p)
+    let found = dispersion_flavor(moments, &input.gene_ids, groups, p);
+    Ok(found.hvg(&input.gene_ids, &input.gene_names))
 }
 
-pub(super) fn dispersion_flavor(
+/// The dispersion flavors (`seurat`, `cell_ranger`) from the per-group moments (ties in
+/// the batched order go to the lower gene id).
+fn dispersion_flavor(
     moments: Vec<Moments>,
     gene_ids: &[String],
-    gene_names: &[String],
     groups: &Groups,
     p: &HvgParams,
-) -> Result<Hvg> {
+) -> Found {
     let g = gene_ids.len();
     let nb = moments.len();
     // per batch, per gene values (0 where the gene is not detected in the batch)
@@ -156,12 +184,7 @@ pub(super) fn dispersion_flavor(
                 .then(gene_ids[a].cmp(&gene_ids[b]))
                 .then(a.cmp(&b))
         });
-        let n = p.n_top_genes.min(g);
-        selected_mask = {
-            let mut s = vec![false; g];
-            order[..n].iter().for_each(|&c| s[c] = true);
-            s
-        };
+        selected_mask = top_mask(&order, p.n_top_genes, g);
     } else {
         selected_mask = nbatches.iter().map(|&n| n > 0).collect();
         order.sort_by(|&a, &b| desc_nan_last(m_norm[a], m_norm[b]).then(a.cmp(&b)));
@@ -170,36 +193,23 @@ pub(super) fn dispersion_flavor(
     for (r, &c) in order.iter().enumerate() {
         rank[c] = r as f64;
     }
-    let stats = [
-        ("means", m_means),
-        ("dispersions", m_disp),
-        ("dispersions_norm", m_norm),
-    ];
-    let genes = genes_frame(
-        gene_ids,
-        gene_names,
-        stats,
-        &selected_mask,
-        &nbatches,
+    Found {
+        stats: [
+            ("means", m_means),
+            ("dispersions", m_disp),
+            ("dispersions_norm", m_norm),
+        ],
+        mask: selected_mask,
+        nbatches,
         nb,
         rank,
-    );
-    let ord: Vec<usize> = order.into_iter().filter(|&c| selected_mask[c]).collect();
-    let selected = (0..g).filter(|&c| selected_mask[c]).collect();
-    Ok(Hvg {
-        genes,
-        selected,
-        order: ord,
-    })
+        order,
+    }
 }
 
-pub(super) fn seurat_v3(
-    x: &Csr,
-    gene_ids: &[String],
-    gene_names: &[String],
-    groups: &Groups,
-    p: &HvgParams,
-) -> Result<Hvg> {
+/// The `seurat_v3` flavor: per-batch variances of clipped counts, standardised by a loess
+/// fit of variance on mean, ranked within each batch.
+fn seurat_v3(x: &Csr, groups: &Groups, p: &HvgParams) -> Result<Found> {
     let g = x.n_cols;
     let all: Vec<usize> = (0..g).collect();
     let total = group_moments(x, &Groups::single(x.n_rows()), Transform::Identity);
@@ -268,26 +278,16 @@ pub(super) fn seurat_v3(
             .then(nbatches[b].cmp(&nbatches[a]))
             .then(a.cmp(&b))
     });
-    let n = n_top.min(g);
-    let mut mask = vec![false; g];
-    order[..n].iter().for_each(|&c| mask[c] = true);
-    let stats = [
-        ("means", means_all),
-        ("variances", vars_all),
-        ("variances_norm", var_norm),
-    ];
-    let genes = genes_frame(
-        gene_ids,
-        gene_names,
-        stats,
-        &mask,
-        &nbatches,
+    Ok(Found {
+        stats: [
+            ("means", means_all),
+            ("variances", vars_all),
+            ("variances_norm", var_norm),
+        ],
+        mask: top_mask(&order, n_top, g),
+        nbatches,
         nb,
-        median_rank,
-    );
-    Ok(Hvg {
-        genes,
-        selected: (0..g).filter(|&c| mask[c]).collect(),
-        order: order[..n].to_vec(),
+        rank: median_rank,
+        order,
     })
 }

@@ -134,14 +134,5 @@ pub fn subset_genes(t: &CellsTable, keep: &[usize]) -> CellsTable {
         x.indices.extend_from_slice(&idx);
         x.data.extend_from_slice(&val);
     }
-    CellsTable {
-        cell_ids: t.cell_ids.clone(),
-        batch: t.batch.clone(),
-        obs: t.obs.clone(),
-        gene_ids: keep.iter().map(|&g| t.gene_ids[g].clone()).collect(),
-        gene_names: keep.iter().map(|&g| t.gene_names[g].clone()).collect(),
-        x,
-        values: t.values,
-        provenance: t.provenance.clone(),
-    }
+    t.with_genes(keep, x)
 }

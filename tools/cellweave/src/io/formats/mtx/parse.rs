@@ -250,190 +250,183 @@ pub fn read_matrix(
     orientation: Option<Orientation>,
     counts: bool,
 ) -> Result<Csr> {
-    read_matrix_inner(path, n_cells, n_genes, orientation, counts).map_err(|e| e.file(path))
-}
-
-pub(super) fn read_matrix_inner(
-    path: &Path,
-    n_cells: usize,
-    n_genes: usize,
-    orientation: Option<Orientation>,
-    counts: bool,
-) -> Result<Csr> {
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let gz = super::super::obs::is_gzip(path)?;
-    let mut header: Option<Header> = None;
-    let mut banner: Option<Field> = None;
-    let mut line: u64 = 0; // lines completed before the current position
-    let mut seen: u64 = 0;
-    let mut coo: Option<Coo> = None;
-    let mut cells_are_rows = false;
-    let err_at = |line: u64, msg: String| Error::new(format!("line {}: {msg}", line + 1));
-    for block in LineBlocks::open(path)? {
-        let block = block.map_err(|e| {
-            err_at(
-                line,
-                format!("unreadable ({e}; truncated or corrupt file?)"),
-            )
-            .field("entries")
-        })?;
-        let mut sc = Scan { s: &block, p: 0 };
-        // Header lines: banner, comments, size line.
-        while header.is_none() && sc.p < block.len() {
-            let end = block[sc.p..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map(|e| sc.p + e)
-                .unwrap_or(block.len());
-            let text = String::from_utf8_lossy(&block[sc.p..end])
-                .trim_end_matches('\r')
-                .to_string();
-            sc.p = (end + 1).min(block.len());
-            line += 1;
-            match banner {
-                None => {
-                    banner =
-                        Some(parse_banner(&text).map_err(|m| err_at(line - 1, m).field("header"))?)
-                }
-                Some(field) => {
-                    if text.starts_with('%') || text.trim().is_empty() {
-                        continue;
-                    }
-                    let nums: Vec<u64> = text
-                        .split_whitespace()
-                        .filter_map(|t| t.parse().ok())
-                        .collect();
-                    if nums.len() != 3 || text.split_whitespace().count() != 3 {
-                        return Err(err_at(
-                            line - 1,
-                            format!("size line is '{text}' (expected 'rows columns entries')"),
-                        )
-                        .field("header"));
-                    }
-                    let h = Header {
-                        rows: nums[0],
-                        cols: nums[1],
-                        nnz: nums[2],
-                        field,
-                    };
-                    cells_are_rows = decide_orientation(&h, n_cells, n_genes, orientation)
-                        .map_err(|e| e.field("shape"))?;
-                    let per_entry = if gz { 1.0 } else { 6.0 };
-                    let cap = if gz {
-                        h.nnz
-                    } else {
-                        ((file_len as f64 / per_entry) as u64).min(h.nnz)
-                    };
-                    coo = Some(Coo::new(n_cells, cap as usize));
-                    header = Some(h);
-                }
-            }
-        }
-        let (Some(h), Some(coo)) = (header, coo.as_mut()) else {
-            continue;
-        };
-        let (nr, nc) = (h.rows, h.cols);
-        while sc.p < block.len() {
-            let start = sc.p;
-            if block[start] == b'\n' || block[start] == b'\r' {
-                sc.end_of_line();
-                line += 1;
-                continue;
-            }
-            let bad = |sc: &Scan, what: &str| {
+    (|| -> Result<Csr> {
+        let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let gz = super::super::obs::is_gzip(path)?;
+        let mut header: Option<Header> = None;
+        let mut banner: Option<Field> = None;
+        let mut line: u64 = 0; // lines completed before the current position
+        let mut seen: u64 = 0;
+        let mut coo: Option<Coo> = None;
+        let mut cells_are_rows = false;
+        let err_at = |line: u64, msg: String| Error::new(format!("line {}: {msg}", line + 1));
+        for block in LineBlocks::open(path)? {
+            let block = block.map_err(|e| {
                 err_at(
                     line,
-                    format!("expected {what}, found '{}'", sc.rest_of_line(start)),
+                    format!("unreadable ({e}; truncated or corrupt file?)"),
                 )
                 .field("entries")
-            };
-            let Some(r) = sc.uint() else {
-                return Err(bad(
-                    &sc,
-                    "'row column value' (positive integers then a number)",
-                ));
-            };
-            let Some(c) = sc.uint() else {
-                return Err(bad(
-                    &sc,
-                    "'row column value' (positive integers then a number)",
-                ));
-            };
-            let v = if h.field == Field::Pattern {
-                1.0
-            } else {
-                match sc.value() {
-                    Some(v) => v,
-                    None => return Err(bad(&sc, "a number as the third field")),
+            })?;
+            let mut sc = Scan { s: &block, p: 0 };
+            // Header lines: banner, comments, size line.
+            while header.is_none() && sc.p < block.len() {
+                let end = block[sc.p..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map(|e| sc.p + e)
+                    .unwrap_or(block.len());
+                let text = String::from_utf8_lossy(&block[sc.p..end])
+                    .trim_end_matches('\r')
+                    .to_string();
+                sc.p = (end + 1).min(block.len());
+                line += 1;
+                match banner {
+                    None => {
+                        banner =
+                            Some(parse_banner(&text).map_err(|m| err_at(line - 1, m).field("header"))?)
+                    }
+                    Some(field) => {
+                        if text.starts_with('%') || text.trim().is_empty() {
+                            continue;
+                        }
+                        let nums: Vec<u64> = text
+                            .split_whitespace()
+                            .filter_map(|t| t.parse().ok())
+                            .collect();
+                        if nums.len() != 3 || text.split_whitespace().count() != 3 {
+                            return Err(err_at(
+                                line - 1,
+                                format!("size line is '{text}' (expected 'rows columns entries')"),
+                            )
+                            .field("header"));
+                        }
+                        let h = Header {
+                            rows: nums[0],
+                            cols: nums[1],
+                            nnz: nums[2],
+                            field,
+                        };
+                        cells_are_rows = decide_orientation(&h, n_cells, n_genes, orientation)
+                            .map_err(|e| e.field("shape"))?;
+                        let per_entry = if gz { 1.0 } else { 6.0 };
+                        let cap = if gz {
+                            h.nnz
+                        } else {
+                            ((file_len as f64 / per_entry) as u64).min(h.nnz)
+                        };
+                        coo = Some(Coo::new(n_cells, cap as usize));
+                        header = Some(h);
+                    }
                 }
+            }
+            let (Some(h), Some(coo)) = (header, coo.as_mut()) else {
+                continue;
             };
-            if !sc.end_of_line() {
-                return Err(bad(
-                    &sc,
-                    &format!("{} fields", if h.field == Field::Pattern { 2 } else { 3 }),
-                ));
+            let (nr, nc) = (h.rows, h.cols);
+            while sc.p < block.len() {
+                let start = sc.p;
+                if block[start] == b'\n' || block[start] == b'\r' {
+                    sc.end_of_line();
+                    line += 1;
+                    continue;
+                }
+                let bad = |sc: &Scan, what: &str| {
+                    err_at(
+                        line,
+                        format!("expected {what}, found '{}'", sc.rest_of_line(start)),
+                    )
+                    .field("entries")
+                };
+                let Some(r) = sc.uint() else {
+                    return Err(bad(
+                        &sc,
+                        "'row column value' (positive integers then a number)",
+                    ));
+                };
+                let Some(c) = sc.uint() else {
+                    return Err(bad(
+                        &sc,
+                        "'row column value' (positive integers then a number)",
+                    ));
+                };
+                let v = if h.field == Field::Pattern {
+                    1.0
+                } else {
+                    match sc.value() {
+                        Some(v) => v,
+                        None => return Err(bad(&sc, "a number as the third field")),
+                    }
+                };
+                if !sc.end_of_line() {
+                    return Err(bad(
+                        &sc,
+                        &format!("{} fields", if h.field == Field::Pattern { 2 } else { 3 }),
+                    ));
+                }
+                if r == 0 || r > nr || c == 0 || c > nc {
+                    return Err(err_at(line, format!("entry ({r}, {c}) is outside the {nr} x {nc} matrix declared in the size line")).field("entries"));
+                }
+                if h.field == Field::Integer && v.fract() != 0.0 {
+                    return Err(err_at(
+                        line,
+                        format!(
+                            "value {v} is not an integer (the header line declares integer values)"
+                        ),
+                    )
+                    .field("values"));
+                }
+                if counts && !(v >= 0.0 && v.is_finite()) {
+                    return Err(err_at(
+                        line,
+                        format!("value {v} is not a raw count (expected a finite non-negative number)"),
+                    )
+                    .field("values"));
+                }
+                seen += 1;
+                if seen > h.nnz {
+                    return Err(err_at(
+                        line,
+                        format!("more entries than the {} declared in the size line", h.nnz),
+                    )
+                    .field("entries"));
+                }
+                let (cell, gene) = if cells_are_rows {
+                    (r - 1, c - 1)
+                } else {
+                    (c - 1, r - 1)
+                };
+                coo.push(cell as u32, gene as u32, v as f32);
+                line += 1;
             }
-            if r == 0 || r > nr || c == 0 || c > nc {
-                return Err(err_at(line, format!("entry ({r}, {c}) is outside the {nr} x {nc} matrix declared in the size line")).field("entries"));
-            }
-            if h.field == Field::Integer && v.fract() != 0.0 {
-                return Err(err_at(
-                    line,
-                    format!(
-                        "value {v} is not an integer (the header line declares integer values)"
-                    ),
-                )
-                .field("values"));
-            }
-            if counts && !(v >= 0.0 && v.is_finite()) {
-                return Err(err_at(
-                    line,
-                    format!("value {v} is not a raw count (expected a finite non-negative number)"),
-                )
-                .field("values"));
-            }
-            seen += 1;
-            if seen > h.nnz {
-                return Err(err_at(
-                    line,
-                    format!("more entries than the {} declared in the size line", h.nnz),
-                )
-                .field("entries"));
-            }
-            let (cell, gene) = if cells_are_rows {
-                (r - 1, c - 1)
-            } else {
-                (c - 1, r - 1)
-            };
-            coo.push(cell as u32, gene as u32, v as f32);
-            line += 1;
         }
-    }
-    let Some(h) = header else {
-        return Err(Error::new(if banner.is_none() {
-            "empty file (expected a MatrixMarket header)"
-        } else {
-            "no size line (truncated file?)"
-        })
-        .field("header"));
-    };
-    if seen < h.nnz {
-        return Err(Error::new(format!(
-            "line {}: file ends after {seen} of the {} entries declared in the size line (truncated file?)",
-            line + 1,
-            h.nnz
-        ))
-        .field("entries"));
-    }
-    let mut dups = 0;
-    let m = coo.unwrap().finish(n_genes, &mut dups);
-    if dups > 0 {
-        crate::info!(
-            "{}: {dups} repeated (cell, gene) entries were summed",
-            path.display()
-        );
-    }
-    Ok(m)
+        let Some(h) = header else {
+            return Err(Error::new(if banner.is_none() {
+                "empty file (expected a MatrixMarket header)"
+            } else {
+                "no size line (truncated file?)"
+            })
+            .field("header"));
+        };
+        if seen < h.nnz {
+            return Err(Error::new(format!(
+                "line {}: file ends after {seen} of the {} entries declared in the size line (truncated file?)",
+                line + 1,
+                h.nnz
+            ))
+            .field("entries"));
+        }
+        let mut dups = 0;
+        let m = coo.unwrap().finish(n_genes, &mut dups);
+        if dups > 0 {
+            crate::info!(
+                "{}: {dups} repeated (cell, gene) entries were summed",
+                path.display()
+            );
+        }
+        Ok(m)
+    })()
+    .map_err(|e| e.file(path))
 }
 
 /// True when the matrix rows are cells.

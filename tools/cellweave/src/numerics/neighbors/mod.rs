@@ -1,5 +1,7 @@
-//! Nearest neighbours: exact blocked search and, for big data, NN-descent
-//! ([`super::nndescent`]; HNSW from `instant-distance` stays available on request).
+//! Nearest neighbours: exact blocked search (`exact`) and, for big data, an inverted file or
+//! NN-descent (`approx`, over [`super::ivf`] and [`super::nndescent`]; HNSW from
+//! `instant-distance`, `hnsw`, stays available on request). This module holds the types,
+//! the choice of method and what every search shares (rows as searched, final ranking).
 //!
 //! Data are dense row-major `f32` matrices (`n` rows of `d` numbers).
 //! Results are `n x k` row-major, each row sorted by ascending distance, ties broken by
@@ -12,8 +14,8 @@
 //! The distances of the k kept neighbours are then recomputed directly (no cancellation
 //! error in what is reported). Manhattan distance is computed directly in the same tiles.
 
-use super::scan::{tiles, TopK, REF_TILE};
-use super::{ivf, nndescent};
+use super::nndescent;
+use super::scan::TopK;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -22,9 +24,11 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
+    /// Euclidean distance.
     Euclidean,
     /// 1 - cosine similarity.
     Cosine,
+    /// Sum of absolute differences.
     Manhattan,
 }
 
@@ -32,6 +36,7 @@ pub enum Metric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// Exact search (blocked matrix multiplies).
     Exact,
     /// Random-projection forest and NN-descent (approximate, multi-threaded, deterministic).
     #[value(name = "nndescent")]
@@ -42,6 +47,8 @@ pub enum Method {
     Ivf,
     /// HNSW (`instant-distance`; approximate, built on one thread: slow).
     Hnsw,
+    /// Exact, or IVF when n_ref * n_query / (n_ref + n_query) exceeds 100,000 (about
+    /// 200,000 cells searched against each other).
     #[default]
     Auto,
 }
@@ -54,6 +61,7 @@ impl Method {
             m => m,
         }
     }
+    /// The method's name as its flag value.
     pub fn name(self) -> &'static str {
         match self {
             Method::Exact => "exact",
@@ -68,6 +76,7 @@ impl Method {
 /// Search settings for [`knn_with`] / [`knn_query_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Search {
+    /// How to search.
     pub method: Method,
     /// Seed of the HNSW layer assignment and of NN-descent's choices.
     pub seed: u64,
@@ -87,6 +96,7 @@ impl Default for Search {
 }
 
 impl Search {
+    /// `method` with `seed`, the other settings at their defaults.
     pub fn new(method: Method, seed: u64) -> Self {
         Search {
             method,
@@ -121,15 +131,20 @@ pub const AUTO_APPROX_ABOVE: f64 = 100_000.0;
 /// `k` neighbours per query row: `indices[q * k + r]` is the r-th nearest of query `q`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Knn {
+    /// Neighbours per row.
     pub k: usize,
+    /// Neighbour rows, `k` per query row.
     pub indices: Vec<u32>,
+    /// Their distances, in the same order.
     pub distances: Vec<f32>,
 }
 
 impl Knn {
+    /// Number of query rows.
     pub fn n(&self) -> usize {
         self.indices.len().checked_div(self.k).unwrap_or(0)
     }
+    /// The neighbours of query row `q` and their distances.
     pub fn row(&self, q: usize) -> (&[u32], &[f32]) {
         (
             &self.indices[q * self.k..(q + 1) * self.k],
@@ -140,6 +155,7 @@ impl Knn {
 
 pub use super::distance::{dot, manhattan, squared_euclidean};
 
+/// The distance between two rows (for cosine, 1 when either is zero).
 #[inline]
 pub fn distance(a: &[f32], b: &[f32], metric: Metric) -> f32 {
     match metric {
@@ -170,7 +186,11 @@ pub fn l2_normalize_rows(data: &mut [f32], d: usize) {
     });
 }
 
-const QUERY_BLOCK: usize = 128;
+mod approx;
+mod exact;
+mod hnsw;
+
+pub use exact::{exact_query, knn_both_ways};
 
 /// Exact k nearest neighbours of every `query` row among the `reference` rows.
 /// Ties are broken by the lower reference index, so results are deterministic.
@@ -202,15 +222,14 @@ pub fn knn_query_with(
 ) -> Knn {
     let n_ref = reference.len() / d.max(1);
     let n_q = query.len() / d.max(1);
-    match s.method.resolve(n_ref, n_q, d) {
-        Method::Hnsw => hnsw_query(reference, query, d, k, metric, s),
-        Method::NnDescent => descent_query(reference, query, d, k, metric, s),
-        Method::Ivf if metric == Metric::Manhattan => {
-            descent_query(reference, query, d, k, metric, s)
-        }
-        Method::Ivf => ivf_query(reference, query, d, k, metric, s),
-        _ => exact_query(reference, query, d, k, metric),
-    }
+    let method = s.method.resolve(n_ref, n_q, d);
+    search(reference, query, d, k, metric, |w| match method {
+        Method::Hnsw => hnsw::hnsw_rows(w, metric, s),
+        Method::Ivf if metric != Metric::Manhattan => approx::ivf_rows(w, s),
+        // The inverted file ranks by matrix multiplies: Manhattan distance uses NN-descent.
+        Method::NnDescent | Method::Ivf => approx::descent_rows(w, metric, s),
+        _ => exact::exact_rows(w, metric),
+    })
 }
 
 /// Every row's `k` nearest rows of the same data, itself included (as [`knn_query_with`]
@@ -239,7 +258,7 @@ fn self_query(data: &[f32], d: usize, k: usize, metric: Metric, s: &Search) -> K
         k - 1,
         &nndescent::Params::for_size(n, k - 1, s.seed),
     );
-    log_rounds(n, &g);
+    approx::log_rounds(n, &g);
     let rows: Vec<Vec<(f32, u32)>> = (0..n)
         .into_par_iter()
         .map(|i| std::iter::once((0.0, i as u32)).chain(g.row(i)).collect())
@@ -302,6 +321,48 @@ pub fn knn_with(
     }
 }
 
+/// Each query row's candidates as (distance, reference row), as a search finds them.
+type Rows = Vec<Vec<(f32, u32)>>;
+
+/// What a search is given: the reference rows `r` and query rows `q` as searched
+/// ([`searched_rows`], `d` numbers each), and `k`, at most the number of reference rows.
+#[derive(Clone, Copy)]
+struct Work<'a> {
+    r: &'a [f32],
+    q: &'a [f32],
+    d: usize,
+    k: usize,
+}
+
+/// A search of the `reference` rows for every `query` row: `k` capped at the number of
+/// reference rows, `rows` run on both sets of rows as searched ([`searched_rows`]) and its
+/// candidates finished ([`finish`]); an empty result when there is nothing to search.
+fn search(
+    reference: &[f32],
+    query: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    rows: impl FnOnce(Work) -> Rows,
+) -> Knn {
+    let n_ref = reference.len().checked_div(d).unwrap_or(0);
+    let n_q = query.len().checked_div(d).unwrap_or(0);
+    let k = k.min(n_ref);
+    if n_q == 0 || k == 0 {
+        return Knn {
+            k,
+            indices: Vec::new(),
+            distances: Vec::new(),
+        };
+    }
+    let (r, q) = (
+        searched_rows(reference, d, metric),
+        searched_rows(query, d, metric),
+    );
+    let found = rows(Work { r: &r, q: &q, d, k });
+    finish(found, k, reference, query, d, metric)
+}
+
 /// Assemble per-row top-k lists into a [`Knn`], recomputing each kept distance directly
 /// and re-sorting by (distance, index).
 fn finish(
@@ -352,341 +413,12 @@ fn searched_rows(x: &[f32], d: usize, metric: Metric) -> Cow<'_, [f32]> {
     }
 }
 
-/// `k` and the reference and query rows as searched.
-type Prepared<'a> = (usize, Cow<'a, [f32]>, Cow<'a, [f32]>);
-
-/// What both searches start from: `k` capped at the number of reference rows, and both sets
-/// of rows as searched; `Err` holds the (empty) result when there is nothing to search.
-fn prepare<'a>(
-    reference: &'a [f32],
-    query: &'a [f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-) -> std::result::Result<Prepared<'a>, Knn> {
-    let n_ref = reference.len().checked_div(d).unwrap_or(0);
-    let n_q = query.len().checked_div(d).unwrap_or(0);
-    let k = k.min(n_ref);
-    if n_q == 0 || k == 0 {
-        return Err(Knn {
-            k,
-            indices: Vec::new(),
-            distances: Vec::new(),
-        });
-    }
-    Ok((
-        k,
-        searched_rows(reference, d, metric),
-        searched_rows(query, d, metric),
-    ))
-}
-
-/// Exact search (see the module notes).
-pub fn exact_query(reference: &[f32], query: &[f32], d: usize, k: usize, metric: Metric) -> Knn {
-    let (k, r, q) = match prepare(reference, query, d, k, metric) {
-        Ok(p) => p,
-        Err(empty) => return empty,
-    };
-    let (r, q) = (&r[..], &q[..]);
-    let rows: Vec<Vec<(f32, u32)>> = if metric == Metric::Manhattan {
-        query
-            .par_chunks(QUERY_BLOCK * d)
-            .flat_map_iter(|qb| manhattan_block(reference, qb, d, k))
-            .collect()
-    } else {
-        let r_norm: Vec<f32> = r.par_chunks(d).map(|x| dot(x, x)).collect();
-        q.par_chunks(QUERY_BLOCK * d)
-            .flat_map_iter(|qb| euclidean_block(r, &r_norm, qb, d, k))
-            .collect()
-    };
-    finish(rows, k, reference, query, d, metric)
-}
-
-/// Top-k by squared Euclidean distance of one block of query rows, one matrix multiply per
-/// reference tile.
-fn euclidean_block(
-    r: &[f32],
-    r_norm: &[f32],
-    qb: &[f32],
-    d: usize,
-    k: usize,
-) -> Vec<Vec<(f32, u32)>> {
-    let q_norm: Vec<f32> = qb.chunks(d).map(|x| dot(x, x)).collect();
-    two_way_block(r, r_norm, qb, &q_norm, 0, d, k, None)
-}
-
-/// The `k` nearest `b` rows of every `a` row and the `k` nearest `a` rows of every `b` row
-/// (what mutual-nearest-neighbour search needs), exact. For Euclidean and cosine distance
-/// both directions come from one pass over the `a x b` distances; each is identical to
-/// the corresponding [`knn_query`].
-pub fn knn_both_ways(a: &[f32], b: &[f32], d: usize, k: usize, metric: Metric) -> (Knn, Knn) {
-    let n_a = a.len().checked_div(d).unwrap_or(0);
-    let n_b = b.len().checked_div(d).unwrap_or(0);
-    if metric == Metric::Manhattan || n_a == 0 || n_b == 0 {
-        return (
-            exact_query(b, a, d, k, metric),
-            exact_query(a, b, d, k, metric),
-        );
-    }
-    let (ra, rb) = (searched_rows(a, d, metric), searched_rows(b, d, metric));
-    let (ra, rb) = (&ra[..], &rb[..]);
-    let (k_ab, k_ba) = (k.min(n_b), k.min(n_a));
-    let a_norm: Vec<f32> = ra.par_chunks(d).map(|x| dot(x, x)).collect();
-    let b_norm: Vec<f32> = rb.par_chunks(d).map(|x| dot(x, x)).collect();
-    type Acc = (Vec<(usize, Vec<Vec<(f32, u32)>>)>, Vec<TopK>);
-    let new_acc = || -> Acc { (Vec::new(), (0..n_b).map(|_| TopK::new(k_ba)).collect()) };
-    let (mut row_blocks, col_tops) = ra
-        .par_chunks(QUERY_BLOCK * d)
-        .enumerate()
-        .fold(new_acc, |(mut rows, mut cols), (blk, qb)| {
-            let first = blk * QUERY_BLOCK;
-            rows.push((
-                blk,
-                two_way_block(
-                    rb,
-                    &b_norm,
-                    qb,
-                    &a_norm[first..first + qb.len() / d],
-                    first,
-                    d,
-                    k_ab,
-                    Some(&mut cols),
-                ),
-            ));
-            (rows, cols)
-        })
-        .reduce(new_acc, |(mut r1, mut c1), (r2, c2)| {
-            r1.extend(r2);
-            c1.iter_mut().zip(&c2).for_each(|(x, y)| x.merge(y));
-            (r1, c1)
-        });
-    row_blocks.sort_unstable_by_key(|(blk, _)| *blk);
-    let rows: Vec<Vec<(f32, u32)>> = row_blocks.into_iter().flat_map(|(_, r)| r).collect();
-    let cols: Vec<Vec<(f32, u32)>> = col_tops.into_iter().map(|t| t.items).collect();
-    (
-        finish(rows, k_ab, b, a, d, metric),
-        finish(cols, k_ba, a, b, d, metric),
-    )
-}
-
-/// One block of `a` rows (the first is row `first` of `a`) against all of `b`, one matrix
-/// multiply per tile of `b`: returns the rows' top-k and, when `cols` is given, offers every
-/// distance to the columns' top-k.
-#[allow(clippy::too_many_arguments)]
-fn two_way_block(
-    rb: &[f32],
-    b_norm: &[f32],
-    qb: &[f32],
-    q_norm: &[f32],
-    first: usize,
-    d: usize,
-    k: usize,
-    cols: Option<&mut [TopK]>,
-) -> Vec<Vec<(f32, u32)>> {
-    let mut tops: Vec<TopK> = q_norm.iter().map(|_| TopK::new(k)).collect();
-    match cols {
-        Some(cols) => {
-            let mut bound: Vec<f32> = cols.iter().map(|t| t.bound()).collect();
-            tiles(
-                &mut tops,
-                rb,
-                b_norm,
-                qb,
-                q_norm,
-                0,
-                d,
-                Some((cols, &mut bound, first)),
-            );
-        }
-        None => tiles(&mut tops, rb, b_norm, qb, q_norm, 0, d, None),
-    }
-    tops.into_iter().map(|t| t.items).collect()
-}
-
-fn manhattan_block(r: &[f32], qb: &[f32], d: usize, k: usize) -> Vec<Vec<(f32, u32)>> {
-    let nq = qb.len() / d;
-    let n_ref = r.len() / d;
-    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
-    let mut start = 0;
-    while start < n_ref {
-        let nt = REF_TILE.min(n_ref - start);
-        for (qi, top) in tops.iter_mut().enumerate() {
-            let qv = &qb[qi * d..(qi + 1) * d];
-            let mut bound = top.bound();
-            for t in start..start + nt {
-                let dist = manhattan(qv, &r[t * d..(t + 1) * d]);
-                if dist < bound {
-                    top.push(dist, t as u32);
-                    bound = top.bound();
-                }
-            }
-        }
-        start += nt;
-    }
-    tops.into_iter().map(|t| t.items).collect()
-}
-
-/// A row of the data as an `instant-distance` point (squared Euclidean or Manhattan).
-#[derive(Clone, Copy)]
-struct Row<'a> {
-    v: &'a [f32],
-    manhattan: bool,
-}
-
-impl instant_distance::Point for Row<'_> {
-    fn distance(&self, other: &Self) -> f32 {
-        if self.manhattan {
-            manhattan(self.v, other.v)
-        } else {
-            squared_euclidean(self.v, other.v)
-        }
-    }
-}
-
-/// Approximate search: an NN-descent graph of the reference rows, searched from each query
-/// row (see [`super::nndescent`]). The graph holds at least 15 neighbours per row.
-pub fn descent_query(
-    reference: &[f32],
-    query: &[f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-    s: &Search,
-) -> Knn {
-    let (k, r, q) = match prepare(reference, query, d, k, metric) {
-        Ok(p) => p,
-        Err(empty) => return empty,
-    };
-    let space = nndescent::Space {
-        data: &r,
-        d,
-        manhattan: metric == Metric::Manhattan,
-    };
-    let n = r.len() / d;
-    let kg = k.max(GRAPH_K);
-    let g = nndescent::build(&space, kg, &nndescent::Params::for_size(n, kg, s.seed));
-    log_rounds(n, &g);
-    let rows = g.search(&space, &q, k, s.ef.max(k), SEARCH_EPSILON);
-    finish(rows, k, reference, query, d, metric)
-}
-
-/// Approximate search by an inverted file of the reference rows (see [`super::ivf`]).
-pub fn ivf_query(
-    reference: &[f32],
-    query: &[f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-    s: &Search,
-) -> Knn {
-    let (k, r, q) = match prepare(reference, query, d, k, metric) {
-        Ok(p) => p,
-        Err(empty) => return empty,
-    };
-    let n = r.len() / d;
-    let p = ivf::Params::for_size(n, k, s.seed);
-    let mut rows = ivf::search(&r, &q, d, k, &p);
-    // A query whose probed lists hold fewer than k rows (tiny lists): complete exactly.
-    let short: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].len() < k).collect();
-    if !short.is_empty() {
-        let qs: Vec<f32> = short
-            .iter()
-            .flat_map(|&i| q[i * d..(i + 1) * d].iter().copied())
-            .collect();
-        let r_norm: Vec<f32> = r.par_chunks(d).map(|x| dot(x, x)).collect();
-        let fill = euclidean_block(&r, &r_norm, &qs, d, k);
-        for (i, row) in short.into_iter().zip(fill) {
-            rows[i] = row;
-        }
-    }
-    crate::info!(
-        "  IVF on {n} rows: {} lists, {} probes per query, at most {} lists per group",
-        p.lists,
-        p.probes,
-        p.max_lists
-    );
-    finish(rows, k, reference, query, d, metric)
-}
-
-fn log_rounds(n: usize, g: &nndescent::Graph) {
-    crate::info!(
-        "  NN-descent on {n} rows: {} rounds (entries changed: {:?})",
-        g.rounds().len(),
-        g.rounds()
-    );
-}
-
-/// Neighbours per row of the graph searched by [`descent_query`] (at least).
-const GRAPH_K: usize = 15;
-/// How far beyond the worst kept candidate [`descent_query`]'s search still expands
-/// (relative to the searched distance), as pynndescent's `epsilon`.
-const SEARCH_EPSILON: f32 = 0.1;
-
-/// Approximate search with an HNSW graph (`instant-distance`). The graph is built on one
-/// thread: built in parallel, the order in which points join it depends on scheduling, and
-/// so do the neighbours found (different results for one seed under load or with another
-/// thread count). The searches, read-only, run in parallel.
-pub fn hnsw_query(
-    reference: &[f32],
-    query: &[f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-    s: &Search,
-) -> Knn {
-    let (k, r, q) = match prepare(reference, query, d, k, metric) {
-        Ok(p) => p,
-        Err(empty) => return empty,
-    };
-    let (r, q) = (&r[..], &q[..]);
-    let manhattan = metric == Metric::Manhattan;
-    let points: Vec<Row> = r.chunks(d).map(|v| Row { v, manhattan }).collect();
-    let ef = s.ef.max(k);
-    let builder = instant_distance::Builder::default()
-        .ef_construction(ef.max(64))
-        .ef_search(ef)
-        .seed(s.seed);
-    let (index, ids) = match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-        Ok(one) => one.install(|| builder.build_hnsw(points)),
-        // No thread to spare (the system refused one): build here, as before.
-        Err(_) => builder.build_hnsw(points),
-    };
-    let mut original = vec![0u32; r.len() / d];
-    for (orig, pid) in ids.iter().enumerate() {
-        original[pid.into_inner() as usize] = orig as u32;
-    }
-    let rows: Vec<Vec<(f32, u32)>> = q
-        .par_chunks(d)
-        .map_init(instant_distance::Search::default, |search, v| {
-            let p = Row { v, manhattan };
-            let mut row: Vec<(f32, u32)> = index
-                .search(&p, search)
-                .take(k)
-                .map(|it| (it.distance, original[it.pid.into_inner() as usize]))
-                .collect();
-            // The graph may return fewer than k (tiny or disconnected data): fill exactly.
-            if row.len() < k {
-                let mut top = TopK::new(k);
-                for (j, rv) in r.chunks(d).enumerate() {
-                    top.push(Row { v: rv, manhattan }.dist_to(&p), j as u32);
-                }
-                row = top.items;
-            }
-            row
-        })
-        .collect();
-    finish(rows, k, reference, query, d, metric)
-}
-
-impl Row<'_> {
-    fn dist_to(&self, other: &Self) -> f32 {
-        instant_distance::Point::distance(self, other)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::exact::QUERY_BLOCK;
     use super::*;
+    use crate::numerics::scan::REF_TILE;
+    use crate::numerics::with_threads;
     use rand::{Rng, SeedableRng};
 
     fn brute(r: &[f32], q: &[f32], d: usize, k: usize, m: Metric) -> Knn {
@@ -778,16 +510,8 @@ mod tests {
     fn thread_count_does_not_change_results() {
         let d = 20;
         let r = random(3000, d, 3);
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let two = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let a = one.install(|| knn(&r, d, 10, Metric::Euclidean, false));
-        let b = two.install(|| knn(&r, d, 10, Metric::Euclidean, false));
+        let a = with_threads(1, || knn(&r, d, 10, Metric::Euclidean, false));
+        let b = with_threads(2, || knn(&r, d, 10, Metric::Euclidean, false));
         assert_eq!(a, b);
     }
 
@@ -802,17 +526,9 @@ mod tests {
             assert_eq!(ba, knn_query(&a, &b, d, 5, m), "{m:?} b->a");
             assert_close(&ba, &brute(&a, &b, d, 5, m));
         }
-        let two = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
         assert_eq!(
-            one.install(|| knn_both_ways(&a, &b, d, 5, Metric::Euclidean)),
-            two.install(|| knn_both_ways(&a, &b, d, 5, Metric::Euclidean))
+            with_threads(1, || knn_both_ways(&a, &b, d, 5, Metric::Euclidean)),
+            with_threads(2, || knn_both_ways(&a, &b, d, 5, Metric::Euclidean))
         );
     }
 
