@@ -9,9 +9,9 @@
 #    unintegrated baseline) and of CLAIRE; and on kang_ifnb, how well a classifier (logistic
 #    regression, 5-fold cross-validation, scikit-learn of the reference Python) predicts ctrl vs
 #    stim from inVAE's z_inv and from CLAIRE's embedding.
-# 2. Speed (MODE=speed): seconds per epoch on one thread (RAYON_NUM_THREADS=1) on kang_ifnb's
-#    counts; the reference package (PyPI inVAE 0.1.0) is timed on the same data when
-#    $INVAE_PYTHON can import inVAE (not installable here: it needs torch; see docs/models.md).
+# 2. Speed (MODE=speed): seconds per epoch on one thread on kang_ifnb's counts, cellweave and
+#    the reference package (PyPI inVAE 0.1.0 on the Debian CPU torch of the shared
+#    setup_torch.sh, through $TORCHPY; bench/invae_torch.py) alternating, ROUNDS rounds.
 #
 # usage: bench/invae.sh              (after `cargo build --release --workspace`)
 # env:   CELLWEAVE_SHARED, CARGO_TARGET_DIR, CELLWEAVE_REF_PYTHON, SEEDS, MODE, WORK (kept when given)
@@ -30,23 +30,50 @@ export PATH="$BIN:$PATH" CELLWEAVE_SHARED="$SHARED"
 dev_config "$WORK" "$SHARED"
 SNAKEMAKE=${SNAKEMAKE:-$ROOT/.venv/bin/snakemake}
 targets=()
-for d in kang_ifnb cellbench_3tech cellbench_2tech_fullgenes; do
-    targets+=("$WORK/results/$d/04_hvg.arrow" "$WORK/results/$d/02_filtered.arrow" "$WORK/results/$d/08_claire_embedding.arrow")
-done
+if [ "$MODE" = speed ]; then
+    targets=("$WORK/results/kang_ifnb/04_hvg.arrow" "$WORK/results/kang_ifnb/02_filtered.arrow")
+else
+    for d in kang_ifnb cellbench_3tech cellbench_2tech_fullgenes; do
+        targets+=("$WORK/results/$d/04_hvg.arrow" "$WORK/results/$d/02_filtered.arrow" "$WORK/results/$d/08_claire_embedding.arrow")
+    done
+fi
 "$SNAKEMAKE" -s "$ROOT/workflows/snakemake/Snakefile" --configfile "$WORK/config.yaml" --cores 2 "${targets[@]}" >&2
 
 if [ "$MODE" = speed ]; then
+    # Side by side, alternating, ROUNDS rounds (default 3), one thread each, the same data
+    # (kang_ifnb's counts of the HVGs, --inv-covariates condition, batch 256) and the same
+    # network (the reference FinVAE with n_layers=2 = cellweave's --encoder-layers 1).
     R=$WORK/results/kang_ifnb
-    RAYON_NUM_THREADS=1 cellweave-train "$R/04_hvg.arrow" --model invae --counts "$R/02_filtered.arrow" \
-        --inv-covariates condition --epochs 5 --embedding "$WORK/speed.arrow" --log "$WORK/speed_log.tsv" \
-        -o "$WORK/speed_model" 2> "$WORK/speed.err"
-    echo "cellweave inVAE, 1 thread, kang_ifnb: seconds per epoch (epochs 2-5):"
-    awk -F'\t' 'NR>2 {s+=$NF; n++} END {printf "%.3f\n", s/n}' "$WORK/speed_log.tsv"
-    if [ -n "${INVAE_PYTHON:-}" ] && "$INVAE_PYTHON" -c 'import inVAE' 2>/dev/null; then
-        echo "reference: run inVAE.FinVAE on the same h5ad with torch.set_num_threads(1) (not scripted: not installable here)"
-    else
-        echo "reference inVAE 0.1.0: not installed (needs torch + anndata==0.8.0); no comparison"
-    fi
+    TORCHPY=${TORCHPY:-$SHARED/reference/tools/torchpy}
+    cellweave-export "$R/02_filtered.arrow" --hvg "$R/04_hvg_genes.arrow" --n-neighbors 0 --n-pcs 0 \
+        -o "$WORK/kang_counts.h5ad" 2> /dev/null
+    have_ref=0
+    "$TORCHPY" -c 'import inVAE' 2> /dev/null && have_ref=1
+    [ $have_ref = 1 ] || echo "reference inVAE 0.1.0 not importable through $TORCHPY: run \$SHARED/reference/tools/setup_torch.sh, then its venv's pip install --no-deps inVAE==0.1.0 anndata==0.8.0 and pip install 'scanpy==1.9.8' 'anndata==0.8.0' 'numpy<2' 'pandas<2.3' six tensorboard; timing cellweave only" >&2
+    : > "$WORK/speed.tsv"
+    for round in $(seq "${ROUNDS:-3}"); do
+        RAYON_NUM_THREADS=1 cellweave-train "$R/04_hvg.arrow" --model invae --counts "$R/02_filtered.arrow" \
+            --inv-covariates condition --encoder-layers 1 --epochs 5 --threads 1 --embedding "$WORK/speed.arrow" \
+            --log "$WORK/speed_log.tsv" -o "$WORK/speed_model" 2> "$WORK/speed.err"
+        awk -F'\t' -v r="$round" 'NR>2 {s+=$NF; n++} END {printf "cellweave\t%s\t%.4f\n", r, s/n}' "$WORK/speed_log.tsv" >> "$WORK/speed.tsv"
+        rm -rf "$WORK/speed_model"
+        if [ $have_ref = 1 ]; then
+            "$TORCHPY" "$ROOT/bench/invae_torch.py" "$WORK/kang_counts.h5ad" 4 condition batch 2> "$WORK/speed_ref.err" \
+                | awk -v r="$round" '/^reference_seconds_per_epoch/ {printf "reference\t%s\t%s\n", r, $2}' >> "$WORK/speed.tsv"
+        fi
+    done
+    echo "inVAE seconds per epoch, 1 thread, kang_ifnb (1,556 cells, HVG counts, batch 256), $(nproc) cores; rounds alternate"
+    python3 - "$WORK/speed.tsv" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for side, _, s in rows:
+    by.setdefault(side, []).append(float(s))
+for side, v in by.items():
+    print(f"{side:10s} median {statistics.median(v):.3f}  mean {statistics.mean(v):.3f}  rounds {' '.join(f'{x:.3f}' for x in v)}")
+if len(by) == 2:
+    print(f"ratio reference / cellweave (median): {statistics.median(by['reference']) / statistics.median(by['cellweave']):.2f}x")
+PY
     exit 0
 fi
 

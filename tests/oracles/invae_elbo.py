@@ -8,8 +8,10 @@ so the loss is a deterministic function of the weights. Usage:
     python invae_elbo.py case.json     # prints the loss (the negative ELBO)
 
 case.json: {"n_layers_encoder": L, "beta": b, "x": cells x genes counts, "inv": one-hots or
-null, "spur": one-hots or null, "eps": cells x latent, "latent_inv": d, "masks": {name:
-mask} or null, "params": {cellweave name: nested list}}.
+null, "spur": one-hots or null, "eps": cells x latent, "latent_inv": d, "inject": bool
+(optional: `inject_covar_in_latent=True`, the spurious one-hots go to the decoder and there
+is no spurious prior), "masks": {name: mask} or null, "params": {cellweave name: nested
+list}}.
 """
 import json
 import sys
@@ -79,6 +81,7 @@ eps = np.asarray(case["eps"], dtype=np.float64)
 d_inv = case["latent_inv"]
 beta = case["beta"]
 L = case["n_layers_encoder"]
+inject = case.get("inject", False)
 
 logl_inv = MLP(["prior_inv.0", "prior_inv.1"], end_with_act=False)
 logl_spur = MLP(["prior_spur.0", "prior_spur.1"], end_with_act=False)
@@ -87,9 +90,15 @@ decoder_raw_mean = MLP(["decoder.0", "decoder.1"], end_with_act=False)
 
 
 def prior(inv_covar, spur_covar):
-    # fix_mean_prior: zero means; variances exp(MLP(u)) + 1e-4, or 1 without covariates
+    # fix_mean_prior: zero means; variances exp(MLP(u)) + 1e-4, or 1 without covariates;
+    # with inject_covar_in_latent no spurious prior
     v_inv = np.exp(logl_inv.forward(inv_covar)) + 1e-4 if inv_covar is not None else np.ones(1)
-    v_spur = np.exp(logl_spur.forward(spur_covar)) + 1e-4 if spur_covar is not None else np.ones(1)
+    if inject:
+        v_spur = None
+    elif spur_covar is not None:
+        v_spur = np.exp(logl_spur.forward(spur_covar)) + 1e-4
+    else:
+        v_spur = np.ones(1)
     return (np.zeros(1), np.zeros(1)), (v_inv, v_spur)
 
 
@@ -99,20 +108,21 @@ def encode(x, inv_covar, spur_covar):
     return linear("mean", h), np.exp(linear("logvar", h)) + 1e-4
 
 
-def decode(z):
-    return softmax(linear("freq", decoder_raw_mean.forward(z))), np.exp(P["theta_raw"])
+def decode(zde):
+    return softmax(linear("freq", decoder_raw_mean.forward(zde))), np.exp(P["theta_raw"])
 
 
 def elbo(x, inv_covar, spur_covar):
     prior_mean, prior_var = prior(inv_covar, spur_covar)
     g, v = encode(x, inv_covar, spur_covar)
     z = eps * np.sqrt(v) + g
-    decoder_mean, decoder_theta = decode(z)
+    zde = np.concatenate([z, spur_covar], axis=1) if inject else z
+    decoder_mean, decoder_theta = decode(zde)
     decoder_mean = decoder_mean * x.sum(axis=-1, keepdims=True)
     log_px_z = log_nb_positive(x, decoder_mean, decoder_theta)
     log_qz_xde = normal_log_pdf(z, g, v)
     log_pzi_d = normal_log_pdf(z[:, :d_inv], prior_mean[0], prior_var[0])
-    log_pzs_e = normal_log_pdf(z[:, d_inv:], prior_mean[1], prior_var[1])
+    log_pzs_e = 0.0 if inject else normal_log_pdf(z[:, d_inv:], prior_mean[1], prior_var[1])
     return (log_px_z + beta * (log_pzi_d + log_pzs_e - log_qz_xde)).mean()
 
 

@@ -43,17 +43,20 @@ fn onehot(n: usize, levels: usize, rng: &mut Rng) -> Vec<f32> {
     v
 }
 
-fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64) {
+/// One minibatch's loss against the transcription; `inject`: the spurious one-hots go to the
+/// decoder (the reference's `inject_covar_in_latent=True`, no z_spur).
+fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64, inject: bool) {
     let (n, g) = (48, 60);
     let shape = Shape {
         n_genes: g,
         inv_dim: if covariates { 3 } else { 0 },
         spur_dim: if covariates { 2 } else { 0 },
         latent_inv: 9,
-        latent_spur: 1,
+        latent_spur: if inject { 0 } else { 1 },
         hidden: 128,
         encoder_layers,
         dropout: 0.1,
+        inject_spur: inject,
     };
     let dev = Device::Cpu;
     let mut rng = Rng::new(11 + encoder_layers as u64);
@@ -90,6 +93,7 @@ fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64) {
         "n_layers_encoder": encoder_layers,
         "beta": beta,
         "latent_inv": shape.latent_inv,
+        "inject": inject,
         "x": rows(&x, g),
         "inv": inv.as_ref().map(|v| rows(v, 3)),
         "spur": spur.as_ref().map(|v| rows(v, 2)),
@@ -114,7 +118,7 @@ fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64) {
     let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let rel = (ours - theirs).abs() / theirs.abs();
     eprintln!(
-        "encoder layers {encoder_layers}, covariates {covariates}, beta {beta}: cellweave {ours:.6}, reference transcription {theirs:.6} (relative difference {rel:.2e})"
+        "encoder layers {encoder_layers}, covariates {covariates}, beta {beta}, inject {inject}: cellweave {ours:.6}, reference transcription {theirs:.6} (relative difference {rel:.2e})"
     );
     assert!(
         rel < 5e-5,
@@ -127,7 +131,9 @@ fn minibatch_loss_matches_the_reference_formulas() {
     let Some(python) = reference_python(&["numpy", "scipy"]) else {
         return;
     };
-    case(&python, 1, true, 1.0);
-    case(&python, 2, true, 0.7);
-    case(&python, 2, false, 1.0);
+    case(&python, 1, true, 1.0, false);
+    case(&python, 2, true, 0.7, false);
+    case(&python, 2, false, 1.0, false);
+    case(&python, 2, true, 1.0, true);
+    case(&python, 1, true, 0.5, true);
 }

@@ -63,9 +63,27 @@ pub struct InvaeArgs {
     /// KL warm-up: beta rises linearly over the first N epochs [default: 0, none]
     #[arg(long, value_name = "N")]
     pub kl_warmup: Option<usize>,
+    /// Give the spurious covariates' one-hots to the decoder instead of a z_spur block with
+    /// a covariate prior (the reference's inject_covar_in_latent; z_spur is then empty)
+    /// [default: auto, on when there are spurious covariates but no --inv-covariates and no
+    /// --latent-spur]
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub inject_covariates: Option<Inject>,
     /// Also write the posterior means of z_spur (the batch-like part) here
     #[arg(long, value_name = "EMB")]
     pub spur_embedding: Option<PathBuf>,
+}
+
+/// `--inject-covariates`.
+#[derive(clap::ValueEnum, serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Inject {
+    /// On when the spurious covariates are the only ones and --latent-spur is not given.
+    Auto,
+    /// Always (needs spurious covariates).
+    On,
+    /// Never: z_spur with its covariate prior, as the reference's default.
+    Off,
 }
 
 /// The model card.
@@ -170,8 +188,8 @@ fn covariates(
     Ok(out)
 }
 
-/// Resolve the parameters from the options.
-pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Params {
+/// Resolve the parameters from the options; a contradictory combination is refused.
+pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Result<Params> {
     let h = &i.hyper;
     let batch_size = h.batch_size.unwrap_or(DEFAULT_BATCH);
     let spur = match &a.spur_covariates {
@@ -179,11 +197,41 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Params {
         Some(v) if v.iter().all(|s| s == "none" || s.is_empty()) => Vec::new(),
         Some(v) => v.clone(),
     };
-    Params {
+    let inject = match a.inject_covariates.unwrap_or(Inject::Auto) {
+        Inject::Off => false,
+        Inject::Auto => {
+            !spur.is_empty() && a.inv_covariates.is_empty() && a.latent_spur.is_none()
+        }
+        Inject::On if spur.is_empty() => {
+            return Err(Error::new(
+                "--inject-covariates on needs spurious covariates (--spur-covariates is none)",
+            )
+            .flag("--inject-covariates"))
+        }
+        Inject::On if a.latent_spur.is_some() => {
+            return Err(Error::new(
+                "--inject-covariates on leaves no z_spur block: drop --latent-spur or use --inject-covariates off",
+            )
+            .flag("--latent-spur"))
+        }
+        Inject::On => true,
+    };
+    if inject && a.spur_embedding.is_some() {
+        return Err(Error::new(
+            "the spurious covariates go to the decoder (--inject-covariates), so there is no z_spur to write: drop --spur-embedding or use --inject-covariates off",
+        )
+        .flag("--spur-embedding"));
+    }
+    Ok(Params {
         inv_covariates: a.inv_covariates.clone(),
         spur_covariates: spur,
         latent_inv: h.latent.unwrap_or(DEFAULT_LATENT_INV),
-        latent_spur: a.latent_spur.unwrap_or(DEFAULT_LATENT_SPUR),
+        latent_spur: if inject {
+            0
+        } else {
+            a.latent_spur.unwrap_or(DEFAULT_LATENT_SPUR)
+        },
+        inject_spur: inject,
         hidden: a.hidden.unwrap_or(128),
         encoder_layers: a.encoder_layers.unwrap_or(2),
         dropout: h.dropout.unwrap_or(DEFAULT_DROPOUT),
@@ -196,7 +244,7 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Params {
         lr: h.lr.unwrap_or(DEFAULT_LR),
         weight_decay: h.weight_decay.unwrap_or(DEFAULT_WEIGHT_DECAY),
         seed: i.seed,
-    }
+    })
 }
 
 fn log_frame(t: &Trainer, step: &Step) -> Frame {
@@ -228,7 +276,7 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
         return Err(Error::new("no genes").file(&i.cells));
     }
     let counts = counts_of(&cells, &i.cells, i.counts.as_deref())?;
-    let p = params(i, a, cells.n_cells());
+    let p = params(i, a, cells.n_cells())?;
     let data = Data {
         counts,
         inv: covariates(&cells, &p.inv_covariates, None)?,
@@ -253,14 +301,18 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
                 .join(", ")
         }
     };
+    let spur_text = if p.inject_spur {
+        format!("none ({} to the decoder)", level_text(&data.spur))
+    } else {
+        format!("{} (prior on {})", p.latent_spur, level_text(&data.spur))
+    };
     info!(
-        "invae: {} cells x {} genes; z_inv {} (prior on {}), z_spur {} (prior on {}); epochs {}..{} of batch {}",
+        "invae: {} cells x {} genes; z_inv {} (prior on {}), z_spur {}; epochs {}..{} of batch {}",
         cells.n_cells(),
         cells.n_genes(),
         p.latent_inv,
         level_text(&data.inv),
-        p.latent_spur,
-        level_text(&data.spur),
+        spur_text,
         t.progress.epoch + 1,
         t.progress.end_epoch,
         p.batch_size

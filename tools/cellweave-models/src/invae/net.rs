@@ -13,6 +13,8 @@
 //! - priors: `p(z_inv | u_inv) = N(0, exp(MLP(u_inv)) + 1e-4)` with the MLP Linear `hidden`,
 //!   BN, ReLU, Dropout -> Linear `d`, BN, Dropout; the same for `z_spur | u_spur`; `N(0, 1)`
 //!   for a block without covariates.
+//! - with `inject_spur` (the reference's `inject_covar_in_latent=True`): no `z_spur` block and
+//!   no spurious prior; the decoder reads `[z_inv, spur one-hots]` instead of `z`.
 //! - loss: `-mean_cells[log NB(x | mu, theta) + beta (log p(z_inv|u_inv) +
 //!   log p(z_spur|u_spur) - log q(z|x,u))]` with one reparameterised sample `z = g + eps
 //!   sqrt(v)`.
@@ -51,11 +53,19 @@ pub struct Shape {
     /// Hidden layers of the encoder (the reference's `n_layers - 1`).
     pub encoder_layers: usize,
     pub dropout: f32,
+    /// The spurious one-hots go to the decoder (`latent_spur` is 0, no spurious prior).
+    #[serde(default)]
+    pub inject_spur: bool,
 }
 
 impl Shape {
     pub fn latent(&self) -> usize {
         self.latent_inv + self.latent_spur
+    }
+
+    /// Width of the decoder's input: `z`, plus the spurious one-hots with `inject_spur`.
+    pub fn decoder_input(&self) -> usize {
+        self.latent() + if self.inject_spur { self.spur_dim } else { 0 }
     }
 
     /// The blocks (Linear, BN, optional ReLU, Dropout) in forward order: (name, in, out,
@@ -67,7 +77,7 @@ impl Shape {
             b.push(("prior_inv.0".into(), self.inv_dim, h, true));
             b.push(("prior_inv.1".into(), h, self.latent_inv, false));
         }
-        if self.spur_dim > 0 {
+        if self.spur_dim > 0 && !self.inject_spur {
             b.push(("prior_spur.0".into(), self.spur_dim, h, true));
             b.push(("prior_spur.1".into(), h, self.latent_spur, false));
         }
@@ -76,7 +86,7 @@ impl Shape {
             b.push((format!("encoder.{l}"), input, h, true));
             input = h;
         }
-        b.push(("decoder.0".into(), self.latent(), h, true));
+        b.push(("decoder.0".into(), self.decoder_input(), h, true));
         b.push(("decoder.1".into(), h, h, false));
         b
     }
@@ -494,19 +504,24 @@ impl Net {
         Ok(Some((h.exp()? + VAR_EPS)?))
     }
 
-    /// Decoder: the NB mean (cells x genes) of latent `z`, scaled by the library sizes.
+    /// Decoder: the NB mean (cells x genes) of latent `z` (and, with `inject_spur`, the
+    /// spurious one-hots), scaled by the library sizes.
     fn decode(
         &self,
         z: &Tensor,
-        library: &Tensor,
+        b: &Batch,
         masks: &mut dyn FnMut(&str) -> Option<Tensor>,
         train: bool,
         stats: &mut Vec<(String, Tensor, Tensor)>,
     ) -> candle_core::Result<Tensor> {
+        let input = match (&b.spur, self.shape.inject_spur) {
+            (Some(u), true) => Tensor::cat(&[z, u], 1)?,
+            _ => z.clone(),
+        };
         let h = self.block(
             "decoder.0",
             true,
-            z,
+            &input,
             masks("decoder.0").as_ref(),
             train,
             stats,
@@ -523,7 +538,7 @@ impl Net {
         let max = logits.max_keepdim(D::Minus1)?.detach();
         let e = logits.broadcast_sub(&max)?.exp()?;
         let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
-        p.broadcast_mul(library)
+        p.broadcast_mul(&b.library)
     }
 
     /// The training loss of a minibatch (mean negative ELBO over its cells, with prior
@@ -537,11 +552,11 @@ impl Net {
         };
         let mut stats = Vec::new();
         let var_inv = self.prior_var("prior_inv", b.inv.as_ref(), &mut masks, true, &mut stats)?;
-        let var_spur =
-            self.prior_var("prior_spur", b.spur.as_ref(), &mut masks, true, &mut stats)?;
+        let spur_prior = b.spur.as_ref().filter(|_| !self.shape.inject_spur);
+        let var_spur = self.prior_var("prior_spur", spur_prior, &mut masks, true, &mut stats)?;
         let (g, v) = self.encode(b, &mut masks, true, &mut stats)?;
         let z = (&g + noise.eps.mul(&v.sqrt()?)?)?;
-        let mu = self.decode(&z, &b.library, &mut masks, true, &mut stats)?;
+        let mu = self.decode(&z, b, &mut masks, true, &mut stats)?;
         let n = b.n() as f64;
         // Mean over the cells of log NB(x); the loss needs only the batch mean.
         let log_px = ((self.log_nb_sum(b, &mu)? - b.lgamma_x1)? / n)?;
@@ -549,12 +564,13 @@ impl Net {
         let ds = self.shape.latent_spur;
         let lq = log_normal(&z, &g, Some(&v))?;
         let lp_inv = log_normal(&z.narrow(1, 0, di)?, &zeros_like(di, &z)?, var_inv.as_ref())?;
-        let lp_spur = log_normal(
-            &z.narrow(1, di, ds)?,
-            &zeros_like(ds, &z)?,
-            var_spur.as_ref(),
-        )?;
-        let kl_part = ((lp_inv + lp_spur)? - lq)?.mean_all()?;
+        let lp = if ds == 0 {
+            lp_inv
+        } else {
+            let zs = z.narrow(1, di, ds)?;
+            (lp_inv + log_normal(&zs, &zeros_like(ds, &z)?, var_spur.as_ref())?)?
+        };
+        let kl_part = (lp - lq)?.mean_all()?;
         let loss = (&log_px + (&kl_part * beta)?)?.neg()?;
         Ok(Loss {
             loss,

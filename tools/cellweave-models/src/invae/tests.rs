@@ -104,6 +104,7 @@ fn params(epochs: usize) -> Params {
         spur_covariates: vec!["batch".into()],
         latent_inv: 4,
         latent_spur: 2,
+        inject_spur: false,
         hidden: 16,
         encoder_layers: 2,
         dropout: 0.1,
@@ -204,6 +205,7 @@ fn prior_without_covariates_is_standard_normal() {
         hidden: 8,
         encoder_layers: 1,
         dropout: 0.0,
+        inject_spur: false,
     };
     let dev = Device::Cpu;
     let net = Net::init(&shape, &mut Rng::new(1), &dev).unwrap();
@@ -328,4 +330,82 @@ fn command_trains_embeds_and_refuses_non_counts() {
     command::embed_with(&o, &step).unwrap();
     let again = read_embedding(&d.join("again.arrow")).unwrap();
     assert_eq!(again.data, emb.data);
+}
+
+#[test]
+fn batch_only_gives_the_batch_to_the_decoder() {
+    use cellweave::io::table::{read_embedding, write_cells};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_cells(
+        &d.join("counts.arrow"),
+        &cells_table(90, 12, ValueKind::Counts),
+    )
+    .unwrap();
+    let step = Step::new("test", &serde_json::json!({}));
+    let i = inputs(d, &d.join("counts.arrow"), None);
+    // Contradictions are refused in one line before any work.
+    let refused = |args: InvaeArgs, flag: &str| {
+        let e = command::train(&i, &args, &step).unwrap_err().to_string();
+        assert!(e.contains(flag) && !e.contains('\n'), "{e}");
+        assert!(!i.model_dir.exists() && !i.embedding.exists());
+    };
+    refused(
+        InvaeArgs {
+            spur_embedding: Some(d.join("spur.arrow")),
+            ..Default::default()
+        },
+        "--spur-embedding",
+    );
+    refused(
+        InvaeArgs {
+            inject_covariates: Some(command::Inject::On),
+            spur_covariates: Some(vec!["none".into()]),
+            ..Default::default()
+        },
+        "--inject-covariates",
+    );
+    refused(
+        InvaeArgs {
+            inject_covariates: Some(command::Inject::On),
+            latent_spur: Some(2),
+            ..Default::default()
+        },
+        "--latent-spur",
+    );
+    // Batch only (auto): no z_spur block, the batch one-hots widen the decoder's input.
+    command::train(&i, &InvaeArgs::default(), &step).unwrap();
+    let card: command::Card = crate::engine::card::read(&i.model_dir).unwrap();
+    assert!(card.shape.inject_spur && card.hyperparameters.inject_spur);
+    assert_eq!(
+        (card.shape.latent_spur, card.shape.decoder_input()),
+        (0, 3 + 2)
+    );
+    let emb = read_embedding(&i.embedding).unwrap();
+    assert_eq!((emb.dim, emb.n_cells()), (3, 90));
+    assert!(emb.data.iter().all(|v| v.is_finite()));
+    let o = command::EmbedInputs {
+        cells: d.join("counts.arrow"),
+        counts: None,
+        model_dir: i.model_dir.clone(),
+        output: d.join("again.arrow"),
+        spur_output: None,
+        device: "cpu".into(),
+        max_missing: 0.1,
+    };
+    command::embed_with(&o, &step).unwrap();
+    assert_eq!(
+        read_embedding(&d.join("again.arrow")).unwrap().data,
+        emb.data
+    );
+    // --inject-covariates off keeps the reference's default split.
+    let off = InvaeArgs {
+        inject_covariates: Some(command::Inject::Off),
+        ..Default::default()
+    };
+    std::fs::remove_dir_all(&i.model_dir).unwrap();
+    command::train(&i, &off, &step).unwrap();
+    let card: command::Card = crate::engine::card::read(&i.model_dir).unwrap();
+    assert!(!card.shape.inject_spur);
+    assert_eq!(card.shape.latent_spur, 1);
 }

@@ -30,6 +30,9 @@ pub struct Params {
     pub spur_covariates: Vec<String>,
     pub latent_inv: usize,
     pub latent_spur: usize,
+    /// The spurious covariates go to the decoder instead of a z_spur prior (`latent_spur` 0).
+    #[serde(default)]
+    pub inject_spur: bool,
     pub hidden: usize,
     pub encoder_layers: usize,
     pub dropout: f32,
@@ -200,6 +203,7 @@ impl<'a> Trainer<'a> {
             hidden: params.hidden,
             encoder_layers: params.encoder_layers,
             dropout: params.dropout,
+            inject_spur: params.inject_spur,
         }
     }
 
