@@ -318,18 +318,24 @@ fn command_trains_embeds_and_refuses_non_counts() {
     );
     assert_eq!(card.inv_covariates[0].levels.len(), 3);
     // Embedding the training cells again gives train's embedding.
+    assert_eq!(embed_again(d, &i.model_dir, &step), emb.data);
+}
+
+/// `cellweave-embed` of `d/counts.arrow` with the model `model_dir`: the z_inv values.
+fn embed_again(d: &std::path::Path, model_dir: &std::path::Path, step: &Step) -> Vec<f32> {
     let o = command::EmbedInputs {
         cells: d.join("counts.arrow"),
         counts: None,
-        model_dir: i.model_dir.clone(),
+        model_dir: model_dir.to_path_buf(),
         output: d.join("again.arrow"),
         spur_output: None,
         device: "cpu".into(),
         max_missing: 0.1,
     };
-    command::embed_with(&o, &step).unwrap();
-    let again = read_embedding(&d.join("again.arrow")).unwrap();
-    assert_eq!(again.data, emb.data);
+    command::embed_with(&o, step).unwrap();
+    cellweave::io::table::read_embedding(&d.join("again.arrow"))
+        .unwrap()
+        .data
 }
 
 #[test]
@@ -384,20 +390,7 @@ fn batch_only_gives_the_batch_to_the_decoder() {
     let emb = read_embedding(&i.embedding).unwrap();
     assert_eq!((emb.dim, emb.n_cells()), (3, 90));
     assert!(emb.data.iter().all(|v| v.is_finite()));
-    let o = command::EmbedInputs {
-        cells: d.join("counts.arrow"),
-        counts: None,
-        model_dir: i.model_dir.clone(),
-        output: d.join("again.arrow"),
-        spur_output: None,
-        device: "cpu".into(),
-        max_missing: 0.1,
-    };
-    command::embed_with(&o, &step).unwrap();
-    assert_eq!(
-        read_embedding(&d.join("again.arrow")).unwrap().data,
-        emb.data
-    );
+    assert_eq!(embed_again(d, &i.model_dir, &step), emb.data);
     // --inject-covariates off keeps the reference's default split.
     let off = InvaeArgs {
         inject_covariates: Some(command::Inject::Off),
