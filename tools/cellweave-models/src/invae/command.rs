@@ -188,15 +188,19 @@ fn covariates(
     Ok(out)
 }
 
-/// Resolve the parameters from the options; a contradictory combination is refused.
-pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Result<Params> {
-    let h = &i.hyper;
-    let batch_size = h.batch_size.unwrap_or(DEFAULT_BATCH);
-    let spur = match &a.spur_covariates {
+/// The spurious covariates: `--spur-covariates`, the batch column by default, none for "none".
+fn spur_covariates(i: &TrainRun, a: &InvaeArgs) -> Vec<String> {
+    match &a.spur_covariates {
         None => vec![i.batch_key.clone()],
         Some(v) if v.iter().all(|s| s == "none" || s.is_empty()) => Vec::new(),
         Some(v) => v.clone(),
-    };
+    }
+}
+
+/// Whether the spurious one-hots go to the decoder (`--inject-covariates`); a contradictory
+/// combination of flags is refused (before any data is read).
+pub fn inject(i: &TrainRun, a: &InvaeArgs) -> Result<bool> {
+    let spur = spur_covariates(i, a);
     let inject = match a.inject_covariates.unwrap_or(Inject::Auto) {
         Inject::Off => false,
         Inject::Auto => {
@@ -222,9 +226,16 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Result<Params> {
         )
         .flag("--spur-embedding"));
     }
-    Ok(Params {
+    Ok(inject)
+}
+
+/// Resolve the parameters from the options (`inject` from [`inject`]).
+pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize, inject: bool) -> Params {
+    let h = &i.hyper;
+    let batch_size = h.batch_size.unwrap_or(DEFAULT_BATCH);
+    Params {
         inv_covariates: a.inv_covariates.clone(),
-        spur_covariates: spur,
+        spur_covariates: spur_covariates(i, a),
         latent_inv: h.latent.unwrap_or(DEFAULT_LATENT_INV),
         latent_spur: if inject {
             0
@@ -244,7 +255,7 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize) -> Result<Params> {
         lr: h.lr.unwrap_or(DEFAULT_LR),
         weight_decay: h.weight_decay.unwrap_or(DEFAULT_WEIGHT_DECAY),
         seed: i.seed,
-    })
+    }
 }
 
 fn log_frame(t: &Trainer, step: &Step) -> Frame {
@@ -270,13 +281,14 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     let mut inputs = vec![i.cells.as_path()];
     inputs.extend(i.counts.as_deref());
     i.check_outputs(&inputs, &[a.spur_embedding.as_deref()])?;
+    let inject_spur = inject(i, a)?;
     let device = crate::device(&i.device)?;
     let cells = table::read_cells(&i.cells)?;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&i.cells));
     }
     let counts = counts_of(&cells, &i.cells, i.counts.as_deref())?;
-    let p = params(i, a, cells.n_cells())?;
+    let p = params(i, a, cells.n_cells(), inject_spur);
     let data = Data {
         counts,
         inv: covariates(&cells, &p.inv_covariates, None)?,
