@@ -7,7 +7,9 @@ DATA.h5ad: raw counts in X (cellweave-export of the filtered counts with --hvg),
 `highly_variable` marks the genes the model sees. The network is the package's FinVAE with
 n_layers=2 (one hidden encoder layer, two decoder layers), the architecture of
 `cellweave-train --model invae --encoder-layers 1`, batch 256, Adam lr 1e-3, weight decay 1e-4.
-Prints one line: `reference_seconds_per_epoch <s>` (the mean over epochs 2..EPOCHS).
+Prints one line: `reference_seconds_per_epoch <s>` (the mean over epochs 2..EPOCHS). Each epoch
+is one `model.train(n_epochs=1)` call so that it can be timed on its own; the package then makes
+a new Adam per call (its moments restart), which changes the losses, not the cost of an epoch.
 """
 import sys
 import time
