@@ -33,6 +33,7 @@ pub mod log;
 pub mod optim;
 pub mod state;
 
+use crate::rng::Rng;
 use cellweave::{info, Error, Result};
 use std::time::Instant;
 
@@ -145,6 +146,47 @@ impl Schedule {
             label,
         }
     }
+}
+
+impl Schedule {
+    /// The epochs left to a run that stands at `progress`, without early stopping by the
+    /// engine.
+    pub fn remaining(
+        progress: &impl state::RunProgress,
+        checkpoint_every: usize,
+        stop_after: Option<usize>,
+        label: &'static str,
+    ) -> Self {
+        Self::epochs(
+            progress.epoch(),
+            progress.end_epoch(),
+            checkpoint_every,
+            stop_after,
+            label,
+        )
+    }
+}
+
+/// The random stream of a model's initial weights (`Rng::derive(seed, [STREAM_INIT])`).
+pub const STREAM_INIT: u64 = u64::MAX;
+/// The random stream of an epoch's cell order (`Rng::derive(seed, [epoch, STREAM_SHUFFLE])`).
+pub const STREAM_SHUFFLE: u64 = 1;
+
+/// The generator of a model's initial weights for `seed`.
+pub fn init_rng(seed: u64) -> Rng {
+    Rng::derive(seed, &[STREAM_INIT])
+}
+
+/// The random stream `stream` of global epoch `epoch` (0-based) for `seed`.
+pub fn epoch_rng(seed: u64, epoch: usize, stream: u64) -> Rng {
+    Rng::derive(seed, &[epoch as u64, stream])
+}
+
+/// `0..n` shuffled for global epoch `epoch` (0-based) by the stream [`STREAM_SHUFFLE`].
+pub fn shuffled(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    epoch_rng(seed, epoch, STREAM_SHUFFLE).shuffle(&mut order);
+    order
 }
 
 /// How a run ended.

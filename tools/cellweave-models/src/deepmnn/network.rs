@@ -15,6 +15,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use crate::engine::checkpoint::named_tensor;
+use crate::engine::state::Tensors;
 use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
@@ -170,23 +172,8 @@ impl Network {
     }
 
     /// Rebuild from [`Network::named`]'s tensors, checking every shape against `shape`.
-    pub fn from_named(
-        t: &HashMap<String, Tensor>,
-        shape: Shape,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
-        let get = |name: &str, dims: &[usize]| -> candle_core::Result<Tensor> {
-            let x = t
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor '{name}'")))?;
-            if x.dims() != dims {
-                return Err(candle_core::Error::Msg(format!(
-                    "tensor '{name}' has shape {:?}, expected {dims:?}",
-                    x.dims()
-                )));
-            }
-            x.to_device(device)
-        };
+    pub fn from_named(t: &Tensors, shape: Shape, device: &Device) -> candle_core::Result<Self> {
+        let get = |name: &str, dims: &[usize]| named_tensor(t, name, dims, true)?.to_device(device);
         let d = shape.n_genes;
         let mut vars = Vec::new();
         let names = Self::names(shape);

@@ -15,15 +15,11 @@ use cellweave::{bail, Error, Result};
 use std::path::Path;
 
 use super::network::{Network, Shape};
-use crate::engine::log::LogTable;
+use crate::engine::log::{LogTable, Row};
 use crate::engine::state::RunState;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::AdamConfig;
-use crate::rng::Rng;
 use crate::CandleExt;
-
-const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 
 /// Everything that decides the result of a run (recorded in the model card, checked on
 /// `--resume`).
@@ -130,17 +126,19 @@ impl Data {
     }
 }
 
-/// One row of the training log.
+/// deepMNN's columns of the training log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    pub loss: f64,
+pub struct Terms {
+    /// Mean pair term of the epoch's minibatches.
     pub pair: f64,
+    /// Mean identity term of the epoch's minibatches.
     pub identity: f64,
+    /// The epoch's learning rate.
     pub lr: f64,
-    pub seconds: f64,
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -209,7 +207,7 @@ impl<'a> Trainer<'a> {
             true,
             adam,
             |t| Network::from_named(t, shape, &device),
-            || Network::init(shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            || Network::init(shape, &mut engine::init_rng(seed), &device),
             fresh,
         )?;
         Ok(Trainer {
@@ -226,13 +224,8 @@ impl<'a> Trainer<'a> {
         if self.s.progress.stopped {
             return Ok(true);
         }
-        let schedule = Schedule::epochs(
-            self.s.progress.epoch,
-            self.s.progress.end_epoch,
-            checkpoint_every,
-            stop_after,
-            "deepmnn",
-        );
+        let schedule =
+            Schedule::remaining(&self.s.progress, checkpoint_every, stop_after, "deepmnn");
         let mut run = Epochs {
             t: self,
             order: Vec::new(),
@@ -273,15 +266,11 @@ impl<'a> Trainer<'a> {
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        LogTable::new("deepmnn", &self.s.progress.log)
-            .count("epoch", |r| r.epoch)
-            .count("steps", |r| r.steps)
-            .value("loss", |r| r.loss)
+        LogTable::epochs("deepmnn", &self.s.progress.log)
             .value("pair_loss", |r| r.pair)
             .value("identity_loss", |r| r.identity)
             .value("lr", |r| r.lr)
-            .value("seconds", |r| r.seconds)
-            .finish(Some(self.fingerprint.clone()), step)
+            .end(self.fingerprint.clone(), step)
     }
 }
 
@@ -312,8 +301,7 @@ struct Epochs<'t, 'a> {
 
 impl Trainable for Epochs<'_, '_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
-        self.order = (0..self.t.data.pairs.len()).collect();
-        Rng::derive(self.t.s.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.order = engine::shuffled(self.t.s.params.seed, e, self.t.data.pairs.len());
         self.sums = [0.0; 2];
         Ok(self.order.len().div_ceil(self.t.s.params.batch_size))
     }
@@ -341,15 +329,14 @@ impl Trainable for Epochs<'_, '_> {
         }
         p.stopped = params.patience > 0 && p.since >= params.patience;
         let steps = r.steps.max(1) as f64;
-        let row = LogRow {
-            epoch: r.epoch,
-            steps: r.steps,
-            loss: r.train_loss,
-            pair: self.sums[0] / steps,
-            identity: self.sums[1] / steps,
-            lr: params.lr_at(r.epoch - 1),
-            seconds: r.seconds,
-        };
+        let row = Row::new(
+            r,
+            Terms {
+                pair: self.sums[0] / steps,
+                identity: self.sums[1] / steps,
+                lr: params.lr_at(r.epoch - 1),
+            },
+        );
         let line = format!(
             "deepmnn epoch {}/{}: loss {:.4} (pairs {:.4}, identity {:.4}; lr {:.2e}, {} steps, {:.2} s){}",
             r.epoch,

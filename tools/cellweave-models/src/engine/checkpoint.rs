@@ -404,3 +404,28 @@ pub fn load_tensors(path: &Path) -> Result<std::collections::HashMap<String, can
         .ce()
         .at(path)
 }
+
+/// The tensor `name` of `tensors`, which must have the dimensions `dims` (the messages show
+/// the name in quotes when `quoted`).
+pub fn named_tensor<'t>(
+    tensors: &'t std::collections::HashMap<String, candle_core::Tensor>,
+    name: &str,
+    dims: &[usize],
+    quoted: bool,
+) -> candle_core::Result<&'t candle_core::Tensor> {
+    let shown = if quoted {
+        format!("'{name}'")
+    } else {
+        name.to_string()
+    };
+    let x = tensors
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {shown}")))?;
+    if x.dims() != dims {
+        return Err(candle_core::Error::Msg(format!(
+            "tensor {shown} has shape {:?}, expected {dims:?}",
+            x.dims()
+        )));
+    }
+    Ok(x)
+}

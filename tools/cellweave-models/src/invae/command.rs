@@ -89,22 +89,28 @@ pub enum Inject {
 /// The model card.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
-    pub model: String,
-    pub card_version: u32,
-    pub cellweave_version: String,
+    /// `model: invae`, the card version, the cellweave version.
+    #[serde(flatten)]
+    pub head: Head,
+    /// The network's shape.
     pub shape: Shape,
+    /// The invariant prior's covariates and their levels.
     pub inv_covariates: Vec<Covariate>,
+    /// The spurious prior's (or the decoder's) covariates and their levels.
     pub spur_covariates: Vec<Covariate>,
     /// The model reads raw counts.
     pub values: ValueKind,
-    pub n_genes: usize,
-    pub gene_ids: Vec<String>,
-    pub gene_names: Vec<String>,
+    /// The genes it models.
+    #[serde(flatten)]
+    pub genes: Genes,
+    /// Every resolved parameter.
     pub hyperparameters: Params,
+    /// How the training went.
     pub training: Summary,
 }
 
 pub use crate::engine::card::Summary;
+use crate::engine::card::{Genes, Head};
 
 /// Epochs when `--epochs` is not given: enough for about 3,000 steps, between 20 and 200
 /// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells).
@@ -259,15 +265,11 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize, inject: bool) -> Para
 }
 
 fn log_frame(t: &Trainer, step: &Step) -> Frame {
-    LogTable::new("invae", &t.progress.log)
-        .count("epoch", |r| r.epoch)
-        .count("steps", |r| r.steps)
-        .value("loss", |r| r.loss)
+    LogTable::epochs("invae", &t.progress.log)
         .value("nll", |r| r.recon)
         .value("kl", |r| r.kl)
         .value("beta", |r| r.beta)
-        .value("seconds", |r| r.seconds)
-        .finish(Some(t.fingerprint.clone()), step)
+        .end(t.fingerprint.clone(), step)
 }
 
 /// Train inVAE and write the model directory, the embedding(s) and the log.
@@ -335,27 +337,20 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     let z = t.posterior_means()?;
     let (zi, zs) = train::split(&z, p.latent_inv, p.latent_spur);
     let card = Card {
-        model: "invae".into(),
-        card_version: CARD_VERSION,
-        cellweave_version: cellweave::VERSION.into(),
+        head: Head::of::<Card>(),
         shape: t.net.shape.clone(),
         inv_covariates: data.inv.iter().map(|(c, _)| c.clone()).collect(),
         spur_covariates: data.spur.iter().map(|(c, _)| c.clone()).collect(),
         values: ValueKind::Counts,
-        n_genes: cells.n_genes(),
-        gene_ids: cells.gene_ids.clone(),
-        gene_names: cells.gene_names.clone(),
+        genes: Genes::of(&cells),
         hyperparameters: p.clone(),
-        training: Summary {
-            cells: cells.n_cells(),
-            cells_fingerprint: cells.fingerprint(),
-            seed: p.seed,
-            epochs: t.progress.epoch,
-            steps: t.progress.steps,
-            final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
-            seconds: t.progress.seconds,
-            device: format!("{:?}", t.device.location()),
-        },
+        training: Summary::new(
+            &cells,
+            p.seed,
+            &t.progress,
+            t.progress.final_loss(),
+            &t.device,
+        ),
     };
     let log = log_frame(&t, step);
     let mut embeddings = vec![(
@@ -383,7 +378,7 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     .write(&card, |staged| t.write_state(staged), |_| Ok(()), || Ok(()))
 }
 
-crate::engine::card::model_card!(Card, "invae", "inVAE", CARD_VERSION, shape);
+crate::engine::card::model_card!(Card: head, genes; "invae", "inVAE", CARD_VERSION, shape);
 
 /// What `cellweave-embed` needs for an inVAE model.
 #[derive(Debug, Clone)]
@@ -426,13 +421,14 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
     let device = crate::device(&o.device)?;
     let card: Card = crate::engine::card::read(&o.model_dir)?;
     let cells = table::read_cells(&o.cells)?;
-    let a = crate::claire::model::align_gene_lists(&card.gene_ids, &card.gene_names, &cells);
-    let frac = a.missing as f64 / card.n_genes.max(1) as f64;
+    let genes = &card.genes;
+    let a = crate::claire::model::align_gene_lists(&genes.gene_ids, &genes.gene_names, &cells);
+    let frac = a.missing as f64 / genes.n_genes.max(1) as f64;
     if frac > o.max_missing {
         return Err(Error::new(format!(
             "{} of the model's {} genes are missing (more than {:.0}%; matched by {})",
             a.missing,
-            card.n_genes,
+            genes.n_genes,
             o.max_missing * 100.0,
             a.by
         ))

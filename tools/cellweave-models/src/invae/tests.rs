@@ -311,7 +311,7 @@ fn command_trains_embeds_and_refuses_non_counts() {
     let spur = read_embedding(&d.join("spur.arrow")).unwrap();
     assert_eq!(spur.dim, 1);
     let card: command::Card = crate::engine::card::read(&i.model_dir).unwrap();
-    assert_eq!(card.model, "invae");
+    assert_eq!(card.head.model, "invae");
     assert_eq!(
         card.hyperparameters.spur_covariates,
         vec!["batch".to_string()]

@@ -13,14 +13,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::net::{Batch, Net, Noise, Shape};
+use crate::engine::log::Row;
 use crate::engine::state::{self, RunState};
-use crate::engine::{EpochRecord, Trainable};
+use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use crate::CandleExt;
 
-const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 const STREAM_NOISE: u64 = 2;
 
 /// Everything that decides the result of a training run (recorded in the model card).
@@ -159,17 +158,19 @@ pub fn batch_bounds(n: usize, batch_size: usize) -> Vec<(usize, usize)> {
     out
 }
 
-/// One row of the training log.
+/// inVAE's columns of the training log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    pub loss: f64,
+pub struct Terms {
+    /// Mean NB negative log-likelihood per cell.
     pub recon: f64,
+    /// Mean KL estimate per cell.
     pub kl: f64,
+    /// The epoch's beta.
     pub beta: f64,
-    pub seconds: f64,
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 pub type Progress = state::Progress<LogRow>;
@@ -231,7 +232,7 @@ impl<'a> Trainer<'a> {
             false,
             adam,
             |t| Net::from_tensors(&shape, t, &device),
-            || Net::init(&shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            || Net::init(&shape, &mut engine::init_rng(seed), &device),
             fresh,
         )?;
         Ok(Trainer {
@@ -280,9 +281,8 @@ pub fn posterior_means(net: &Net, data: &Data, dev: &Device) -> Result<Vec<f32>>
 
 impl Trainable for Trainer<'_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
-        self.order = (0..self.data.n_cells()).collect();
-        Rng::derive(self.s.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
-        self.noise_rng = Rng::derive(self.s.params.seed, &[e as u64, STREAM_NOISE]);
+        self.order = engine::shuffled(self.s.params.seed, e, self.data.n_cells());
+        self.noise_rng = engine::epoch_rng(self.s.params.seed, e, STREAM_NOISE);
         self.bounds = batch_bounds(self.order.len(), self.s.params.batch_size);
         self.beta = self.s.params.beta_at(e);
         self.recon_sum = 0.0;
@@ -313,6 +313,7 @@ impl Trainable for Trainer<'_> {
         }
         self.s.adam.step(&l.loss.backward().ce()?).ce()?;
         self.s.net.update_running(l.stats).ce()?;
+        self.s.progress.steps += 1;
         let n = rows.len();
         self.recon_sum += l.recon.to_scalar::<f32>().ce()? as f64 * n as f64;
         self.kl_sum += l.kl.to_scalar::<f32>().ce()? as f64 * n as f64;
@@ -322,24 +323,26 @@ impl Trainable for Trainer<'_> {
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
         let n = self.cells_seen.max(1) as f64;
-        let p = &mut self.s.progress;
-        p.epoch = r.epoch;
-        p.steps += r.steps as u64;
-        p.seconds += r.seconds;
-        let row = LogRow {
-            epoch: r.epoch,
-            steps: r.steps,
-            loss: r.train_loss,
-            recon: self.recon_sum / n,
-            kl: self.kl_sum / n,
-            beta: self.beta,
-            seconds: r.seconds,
-        };
+        let row = Row::new(
+            r,
+            Terms {
+                recon: self.recon_sum / n,
+                kl: self.kl_sum / n,
+                beta: self.beta,
+            },
+        );
         let line = format!(
             "invae epoch {}/{}: loss {:.3} (nll {:.3}, kl {:.3}, beta {:.3}; {} steps, {:.2} s)",
-            r.epoch, p.end_epoch, row.loss, row.recon, row.kl, row.beta, r.steps, r.seconds
+            r.epoch,
+            self.s.progress.end_epoch,
+            row.loss,
+            row.recon,
+            row.kl,
+            row.beta,
+            r.steps,
+            r.seconds
         );
-        p.log.push(row);
+        self.s.progress.record(r, row);
         Ok(Some(line))
     }
 
@@ -351,14 +354,8 @@ impl Trainable for Trainer<'_> {
 /// Run the schedule of `t` (until `stop_after` global epochs, as if killed, when given);
 /// returns whether it is complete.
 pub fn run(t: &mut Trainer, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
-    let schedule = crate::engine::Schedule::epochs(
-        t.progress.epoch,
-        t.progress.end_epoch,
-        checkpoint_every,
-        stop_after,
-        "invae",
-    );
-    Ok(crate::engine::fit(t, &schedule)?.complete)
+    let schedule = Schedule::remaining(&t.progress, checkpoint_every, stop_after, "invae");
+    Ok(engine::fit(t, &schedule)?.complete)
 }
 
 /// The `[z_inv | z_spur]` split of posterior means (cells x latent): two row-major blocks.

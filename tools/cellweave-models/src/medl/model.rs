@@ -31,9 +31,10 @@ pub const CARD_VERSION: u32 = 1;
 /// The model card (YAML).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
-    pub model: String,
-    pub card_version: u32,
-    pub cellweave_version: String,
+    /// `model: medl`, the card version, the cellweave version.
+    #[serde(flatten)]
+    pub head: Head,
+    /// The layer sizes.
     pub architecture: Arch,
     /// Scale the inputs must be on (as the training cells), before the min-max scaling.
     pub values: ValueKind,
@@ -42,14 +43,16 @@ pub struct Card {
     /// The batch column the model was trained with, and its batches (one-hot order).
     pub batch_key: String,
     pub batches: Vec<String>,
-    pub n_genes: usize,
-    pub gene_ids: Vec<String>,
-    pub gene_names: Vec<String>,
+    /// The genes it reads.
+    #[serde(flatten)]
+    pub genes: Genes,
+    /// Every resolved parameter.
     pub hyperparameters: MedlParams,
+    /// How the training went.
     pub training: Summary,
 }
 
-pub use crate::engine::card::Summary;
+pub use crate::engine::card::{Genes, Head, Summary};
 
 /// `state.json`: what a resumed run must agree with, and the progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -63,7 +66,7 @@ pub struct StateFile {
 }
 
 crate::engine::card::model_card!(
-    Card,
+    Card: head, genes;
     "medl",
     "MEDL",
     CARD_VERSION,

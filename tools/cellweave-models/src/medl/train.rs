@@ -5,7 +5,7 @@
 //! cells with `Rng::derive(seed, [e, SHUFFLE])` and draws the random-effect weight noise
 //! from `Rng::derive(seed, [e, NOISE])`, so a checkpoint only needs the epoch counter.
 
-use crate::engine::log::LogTable;
+use crate::engine::log::{LogTable, Row};
 use candle_core::{Device, Tensor};
 use cellweave::contract::{Csr, Frame, Step};
 use cellweave::{bail, Error, Result};
@@ -14,13 +14,11 @@ use super::layers::{cross_entropy, mse};
 use super::net::{one_hot, Arch, Encoded, Medl};
 use super::scaling::Scaling;
 use crate::engine::checkpoint::Checkpoints;
-use crate::engine::{EpochRecord, Trainable};
+use crate::engine::{self, EpochRecord, Trainable};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::CandleExt;
 
-pub const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 const STREAM_NOISE: u64 = 2;
 
 /// Everything that decides the result of a training run (recorded in the model card).
@@ -92,13 +90,10 @@ impl MedlParams {
     }
 }
 
-/// Per-epoch means of a run's losses (one training log row).
+/// MEDL's losses of a step, and their per-epoch means in the training log (its `loss` is
+/// the FE autoencoder loss + the RE loss).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    /// FE autoencoder loss + RE loss.
-    pub loss: f64,
+pub struct Terms {
     /// The adversary's cross-entropy in its own step (it minimizes it).
     pub adversary_ce: f64,
     /// The adversary's cross-entropy in the autoencoder step (the autoencoder maximizes it).
@@ -112,11 +107,10 @@ pub struct LogRow {
     pub re_kl: f64,
     /// `re_rec * re_mse + re_ce * re_ce + kl_weight * re_kl`.
     pub re_loss: f64,
-    pub seconds: f64,
 }
 
-impl LogRow {
-    fn add(&mut self, o: &LogRow) {
+impl Terms {
+    fn add(&mut self, o: &Terms) {
         self.adversary_ce += o.adversary_ce;
         self.fe_adversarial_ce += o.fe_adversarial_ce;
         self.fe_mse += o.fe_mse;
@@ -126,8 +120,8 @@ impl LogRow {
         self.re_kl += o.re_kl;
         self.re_loss += o.re_loss;
     }
-    fn scaled(&self, s: f64) -> LogRow {
-        LogRow {
+    fn scaled(&self, s: f64) -> Terms {
+        Terms {
             adversary_ce: self.adversary_ce * s,
             fe_adversarial_ce: self.fe_adversarial_ce * s,
             fe_mse: self.fe_mse * s,
@@ -136,10 +130,12 @@ impl LogRow {
             re_ce: self.re_ce * s,
             re_kl: self.re_kl * s,
             re_loss: self.re_loss * s,
-            ..Default::default()
         }
     }
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 pub type Progress = crate::engine::state::Progress<LogRow>;
@@ -215,7 +211,7 @@ pub fn train_step(
     p: &MedlParams,
     b: &Minibatch,
     rng: &mut Rng,
-) -> Result<LogRow> {
+) -> Result<Terms> {
     let dev = b.x.device().clone();
     // Fixed effects. One encoder pass serves both steps (the encoder does not change in
     // between); the adversary step sees it detached.
@@ -243,7 +239,7 @@ pub fn train_step(
         + (&re_kl * p.kl_weight).ce()?)
     .ce()?;
     opt.re.step(&re_loss.backward().ce()?).ce()?;
-    Ok(LogRow {
+    Ok(Terms {
         adversary_ce: scalar(&adv_ce)?,
         fe_adversarial_ce: scalar(&fe_ce)?,
         fe_mse: scalar(&fe_mse)?,
@@ -252,7 +248,6 @@ pub fn train_step(
         re_ce: scalar(&re_ce)?,
         re_kl: scalar(&re_kl)?,
         re_loss: scalar(&re_loss)?,
-        ..Default::default()
     })
 }
 
@@ -283,7 +278,7 @@ pub struct Run<'a> {
     order: Vec<usize>,
     size: usize,
     rng_noise: Rng,
-    acc: LogRow,
+    acc: Terms,
 }
 
 impl<'a> Run<'a> {
@@ -312,7 +307,7 @@ impl<'a> Run<'a> {
             order: Vec::new(),
             size: 0,
             rng_noise: Rng::derive(0, &[]),
-            acc: LogRow::default(),
+            acc: Terms::default(),
         }
     }
 }
@@ -320,10 +315,9 @@ impl<'a> Run<'a> {
 impl Trainable for Run<'_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
         let n = self.x.n_rows();
-        self.order = (0..n).collect();
-        Rng::derive(self.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
-        self.rng_noise = Rng::derive(self.params.seed, &[e as u64, STREAM_NOISE]);
-        self.acc = LogRow::default();
+        self.order = engine::shuffled(self.params.seed, e, n);
+        self.rng_noise = engine::epoch_rng(self.params.seed, e, STREAM_NOISE);
+        self.acc = Terms::default();
         let (steps, size) = batching(n, self.params.batch_size);
         self.size = size;
         Ok(steps)
@@ -355,15 +349,12 @@ impl Trainable for Run<'_> {
             );
         }
         self.acc.add(&r);
+        self.progress.steps += 1;
         Ok((loss, 1))
     }
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
-        let mut row = self.acc.scaled(1.0 / r.steps.max(1) as f64);
-        row.epoch = r.epoch;
-        row.steps = r.steps;
-        row.loss = r.train_loss;
-        row.seconds = r.seconds;
+        let row = Row::new(r, self.acc.scaled(1.0 / r.steps.max(1) as f64));
         let line = format!(
             "medl epoch {}/{}: adversary CE {:.4} | FE mse {:.5} adversarial CE {:.4} | RE mse {:.5} batch CE {:.4} KL {:.1} ({} steps, {:.2} s)",
             r.epoch,
@@ -377,11 +368,7 @@ impl Trainable for Run<'_> {
             r.steps,
             r.seconds
         );
-        let p = &mut self.progress;
-        p.epoch = r.epoch;
-        p.steps += r.steps as u64;
-        p.seconds += r.seconds;
-        p.log.push(row);
+        self.progress.record(r, row);
         Ok(Some(line))
     }
 
@@ -395,10 +382,7 @@ impl Trainable for Run<'_> {
 
 /// The training log as a table.
 pub fn log_frame(p: &Progress, fingerprint: String, step: &Step) -> Frame {
-    LogTable::new("medl", &p.log)
-        .count("epoch", |r| r.epoch)
-        .count("steps", |r| r.steps)
-        .value("loss", |r| r.loss)
+    LogTable::epochs("medl", &p.log)
         .value("adversary_ce", |r| r.adversary_ce)
         .value("fe_adversarial_ce", |r| r.fe_adversarial_ce)
         .value("fe_mse", |r| r.fe_mse)
@@ -407,13 +391,12 @@ pub fn log_frame(p: &Progress, fingerprint: String, step: &Step) -> Frame {
         .value("re_ce", |r| r.re_ce)
         .value("re_kl", |r| r.re_kl)
         .value("re_loss", |r| r.re_loss)
-        .value("seconds", |r| r.seconds)
-        .finish(Some(fingerprint), step)
+        .end(fingerprint, step)
 }
 
 /// A new model and its optimisers for `arch` and `params`.
 pub fn fresh(arch: &Arch, params: &MedlParams, dev: &Device) -> Result<(Medl, Optimisers)> {
-    let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+    let mut rng = engine::init_rng(params.seed);
     let m = Medl::init(arch, &mut rng, dev).ce()?;
     let opt = Optimisers::new(&m, params.adam())?;
     Ok((m, opt))

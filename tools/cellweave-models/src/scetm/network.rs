@@ -14,6 +14,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use crate::engine::checkpoint::named_tensor;
+use crate::engine::state::Tensors;
 use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
@@ -31,6 +33,30 @@ pub struct Shape {
     pub emb_dim: usize,
     /// Rows of the per-batch bias lambda (0: no bias).
     pub bias_batches: usize,
+}
+
+impl Shape {
+    /// The dimensions of every variable, in [`NAMES`] order (the batch bias only when the
+    /// network has one).
+    pub fn var_dims(&self) -> Vec<Vec<usize>> {
+        let (g, h, k, l) = (self.n_genes, self.hidden, self.topics, self.emb_dim);
+        let mut dims = vec![
+            vec![h, g],
+            vec![h],
+            vec![h],
+            vec![h],
+            vec![k, h],
+            vec![k],
+            vec![k, h],
+            vec![k],
+            vec![k, l],
+            vec![l, g],
+        ];
+        if self.bias_batches > 0 {
+            dims.push(vec![self.bias_batches, g]);
+        }
+        dims
+    }
 }
 
 /// Parameter names (scETM's torch names; `rho` is scETM's `rho_trainable_emb.trainable`),
@@ -175,48 +201,15 @@ impl Network {
     }
 
     /// Rebuild from [`Network::named`]'s tensors, checking every shape against `shape`.
-    pub fn from_named(
-        t: &HashMap<String, Tensor>,
-        shape: Shape,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
-        let Shape {
-            n_genes: g,
-            hidden: h,
-            topics: k,
-            emb_dim: l,
-            bias_batches: s,
-        } = shape;
-        let mut dims: Vec<Vec<usize>> = vec![
-            vec![h, g],
-            vec![h],
-            vec![h],
-            vec![h],
-            vec![k, h],
-            vec![k],
-            vec![k, h],
-            vec![k],
-            vec![k, l],
-            vec![l, g],
-        ];
-        if s > 0 {
-            dims.push(vec![s, g]);
-        }
+    pub fn from_named(t: &Tensors, shape: Shape, device: &Device) -> candle_core::Result<Self> {
+        let h = shape.hidden;
         let get = |name: &str, want: &[usize]| -> candle_core::Result<Tensor> {
-            let x = t
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?;
-            if x.dims() != want {
-                return Err(candle_core::Error::Msg(format!(
-                    "tensor {name} has shape {:?}, expected {want:?}",
-                    x.dims()
-                )));
-            }
+            let x = named_tensor(t, name, want, false)?;
             x.to_dtype(DType::F32)?.to_device(device)?.copy()
         };
         let vars = NAMES
             .iter()
-            .zip(&dims)
+            .zip(&shape.var_dims())
             .map(|(n, d)| Var::from_tensor(&get(n, d)?))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Network {
