@@ -56,6 +56,7 @@ pub struct TrainRun {
     pub log: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// The seed of every random draw.
     pub seed: u64,
     /// Continue the training state of this model directory.
     pub init: Option<PathBuf>,
@@ -69,6 +70,7 @@ pub struct TrainRun {
     pub batch_key: String,
     /// Stop (as if killed) after this many global epochs: for testing crash recovery.
     pub stop_after: Option<usize>,
+    /// The hyperparameters every model shares (`None`: the model's default).
     pub hyper: Hyper,
 }
 

@@ -194,23 +194,31 @@ pub fn shuffled(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
 pub struct Outcome {
     /// False when the run stopped at `stop_after`.
     pub complete: bool,
+    /// Whether early stopping (or the model's own rule) ended the run.
     pub stopped_early: bool,
     /// The epoch with the lowest monitored loss (0: the starting parameters).
     pub best_epoch: usize,
+    /// The lowest monitored loss (infinite when the model does not validate).
     pub best_loss: f64,
+    /// Every epoch of the run, in order.
     pub epochs: Vec<EpochRecord>,
 }
 
 /// Early-stopping bookkeeping.
 #[derive(Debug, Clone)]
 pub struct EarlyStop {
+    /// The lowest monitored loss so far.
     pub best: f64,
+    /// The epoch that gave it.
     pub best_epoch: usize,
+    /// Epochs since it.
     pub since: usize,
+    /// Epochs without a lower loss that end the run (0: never).
     pub patience: usize,
 }
 
 impl EarlyStop {
+    /// Nothing observed yet; stop after `patience` epochs without a lower loss (0: never).
     pub fn new(patience: usize) -> Self {
         EarlyStop {
             best: f64::INFINITY,
@@ -231,6 +239,7 @@ impl EarlyStop {
             false
         }
     }
+    /// Whether `patience` epochs have passed without a lower loss.
     pub fn should_stop(&self) -> bool {
         self.patience > 0 && self.since >= self.patience
     }

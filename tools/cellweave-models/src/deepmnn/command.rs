@@ -102,18 +102,28 @@ pub struct Card {
     pub training: Summary,
 }
 
+/// The `training:` section of a deepMNN card: the cells, the pairs and how the run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
+    /// Training cells.
     pub cells: usize,
+    /// Fingerprint of the training cells.
     pub cells_fingerprint: String,
+    /// Mutual-neighbour pairs trained on.
     pub pairs: usize,
     /// The pairs' definition (`deepmnn`, or the CLAIRE pairs' `cca`/`pca` seeds).
     pub pairs_definition: String,
+    /// Global epochs done.
     pub epochs: usize,
+    /// Whether the plateau rule ended the run.
     pub stopped_early: bool,
+    /// Optimiser steps done.
     pub steps: u64,
+    /// The last epoch's loss.
     pub final_loss: f64,
+    /// Seconds of training.
     pub seconds: f64,
+    /// The device it was trained on.
     pub device: String,
 }
 
@@ -362,11 +372,15 @@ crate::engine::card::model_card!(Card: head, genes; "deepmnn", "deepMNN", CARD_V
 
 /// A saved model, ready to correct cells.
 pub struct Saved {
+    /// The model card.
     pub card: Card,
+    /// The network.
     pub net: Network,
+    /// The per-gene scaling of the inputs.
     pub scaling: Scaling,
     /// The embedding's PCA: mean and `k x g` components.
     pub mean: Vec<f32>,
+    /// The embedding's `k x g` principal components.
     pub components: Vec<f32>,
 }
 

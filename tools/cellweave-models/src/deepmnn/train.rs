@@ -29,22 +29,27 @@ pub struct DeepmnnParams {
     pub epochs: usize,
     /// Pairs per minibatch.
     pub batch_size: usize,
+    /// Adam's learning rate (of the first epochs).
     pub lr: f64,
     /// Adam's L2 weight decay.
     pub weight_decay: f64,
     /// The learning rate is multiplied by `lr_factor` every `lr_step` epochs ...
     pub lr_step: usize,
+    /// The factor of each learning-rate step.
     pub lr_factor: f64,
     /// ... down to `min_lr`.
     pub min_lr: f64,
     /// Stop after this many epochs without an improvement above `min_improvement`.
     pub patience: usize,
+    /// Smallest decrease of the epoch loss that counts as an improvement.
     pub min_improvement: f64,
+    /// Residual blocks of the network.
     pub blocks: usize,
     /// Weight of the identity term.
     pub identity_weight: f64,
     /// Principal components of the pair term's projection.
     pub projection_pcs: usize,
+    /// Seed of the initial weights and the shuffles.
     pub seed: u64,
 }
 
@@ -69,6 +74,7 @@ impl Default for DeepmnnParams {
 }
 
 impl DeepmnnParams {
+    /// Refuse parameters deepMNN cannot train with (naming the flag).
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).flag(f));
         if self.batch_size < 1 {
@@ -99,15 +105,18 @@ impl DeepmnnParams {
 pub struct Data {
     /// `n x g`, row-major, on the scaled scale.
     pub x: Vec<f32>,
+    /// Genes (columns of `x`).
     pub g: usize,
     /// Pairs of cell rows.
     pub pairs: Vec<(u32, u32)>,
     /// `g x k` principal axes of the pair term.
     pub pcs: Vec<f32>,
+    /// Principal components (columns of `pcs`).
     pub k: usize,
 }
 
 impl Data {
+    /// Number of cells (rows of `x`).
     pub fn n_cells(&self) -> usize {
         self.x.len() / self.g.max(1)
     }
@@ -143,15 +152,21 @@ pub type LogRow = Row<Terms>;
 /// Where a run stands (saved in `state.json`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
+    /// Global epochs done.
     pub epoch: usize,
+    /// The global epoch at which the run ends.
     pub end_epoch: usize,
+    /// Optimiser steps done.
     pub steps: u64,
+    /// Seconds of training.
     pub seconds: f64,
     /// Best epoch loss so far and epochs since it.
     pub best: f64,
+    /// Epochs since the best loss.
     pub since: usize,
     /// The plateau rule ended the run.
     pub stopped: bool,
+    /// The training log rows, one per epoch.
     pub log: Vec<LogRow>,
 }
 

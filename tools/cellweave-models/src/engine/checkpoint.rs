@@ -46,6 +46,7 @@ pub const FORMAT: u32 = 1;
 /// Size and checksum of one file of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileSum {
+    /// Size in bytes.
     pub bytes: u64,
     /// XXH64 (seed 0) of the file's bytes, 16 hex digits.
     pub xxh64: String,
@@ -54,6 +55,7 @@ pub struct FileSum {
 /// `manifest.json`: what a checkpoint holds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
+    /// The manifest format version.
     pub format: u32,
     /// The model that wrote it (`claire`).
     pub model: String,

@@ -24,15 +24,21 @@ use crate::CandleExt;
 
 pub use crate::engine::card::CARD;
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
+/// The model card format version.
 pub const CARD_VERSION: u32 = 1;
 
 /// Default sizes and optimiser settings (the reference package's `FinVAE` defaults, and
 /// the method note's encoder of two hidden layers).
 pub const DEFAULT_LATENT_INV: usize = 9;
+/// Default dimensions of z_spur.
 pub const DEFAULT_LATENT_SPUR: usize = 1;
+/// Default Adam learning rate.
 pub const DEFAULT_LR: f64 = 1e-3;
+/// Default Adam L2 weight decay.
 pub const DEFAULT_WEIGHT_DECAY: f64 = 1e-4;
+/// Default cells per minibatch.
 pub const DEFAULT_BATCH: usize = 256;
+/// Default dropout probability.
 pub const DEFAULT_DROPOUT: f32 = 0.1;
 
 /// inVAE's own flags of `cellweave-train`.
@@ -387,11 +393,15 @@ pub struct EmbedInputs {
     pub cells: PathBuf,
     /// Raw counts of those cells; `None`: `cells` holds counts.
     pub counts: Option<PathBuf>,
+    /// Model directory (`cellweave-train -o`).
     pub model_dir: PathBuf,
+    /// Embedding table of z_inv to write.
     pub output: PathBuf,
     /// Also write z_spur here.
     pub spur_output: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Largest tolerated fraction of the model's genes missing from the cells.
     pub max_missing: f64,
 }
 

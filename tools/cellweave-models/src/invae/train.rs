@@ -25,28 +25,41 @@ const STREAM_NOISE: u64 = 2;
 /// Everything that decides the result of a training run (recorded in the model card).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Params {
+    /// Obs columns of the invariant prior's covariates.
     pub inv_covariates: Vec<String>,
+    /// Obs columns of the spurious prior's (or the decoder's) covariates.
     pub spur_covariates: Vec<String>,
+    /// Dimensions of z_inv.
     pub latent_inv: usize,
+    /// Dimensions of z_spur (0 when the spurious covariates go to the decoder).
     pub latent_spur: usize,
     /// The spurious covariates go to the decoder instead of a z_spur prior (`latent_spur` 0).
     #[serde(default)]
     pub inject_spur: bool,
+    /// Width of the hidden layers.
     pub hidden: usize,
+    /// Hidden layers of the encoder.
     pub encoder_layers: usize,
+    /// Dropout probability of the hidden layers.
     pub dropout: f32,
     /// Weight of the prior and posterior terms.
     pub beta: f64,
     /// Epochs over which beta rises linearly from `beta / warmup` to `beta` (0: none).
     pub kl_warmup: usize,
+    /// Epochs of the run.
     pub epochs: usize,
+    /// Cells per minibatch.
     pub batch_size: usize,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Adam's L2 weight decay.
     pub weight_decay: f64,
+    /// Seed of the initial weights, the shuffles, the dropout masks and the noise.
     pub seed: u64,
 }
 
 impl Params {
+    /// Adam's settings (L2 weight decay).
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, self.weight_decay)
     }
@@ -63,25 +76,33 @@ impl Params {
 /// One covariate: its name and levels (the one-hot columns, in order).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Covariate {
+    /// The obs column.
     pub name: String,
+    /// Its levels, in one-hot column order.
     pub levels: Vec<String>,
 }
 
 /// The training data: counts of the model's genes and the covariates' codes per cell
 /// (`u32::MAX`: a level the model does not know, all-zero one-hot).
 pub struct Data {
+    /// Raw counts of the model's genes.
     pub counts: Csr,
+    /// The invariant covariates and each cell's code.
     pub inv: Vec<(Covariate, Vec<u32>)>,
+    /// The spurious covariates and each cell's code.
     pub spur: Vec<(Covariate, Vec<u32>)>,
 }
 
 impl Data {
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         self.counts.n_rows()
     }
+    /// Width of the invariant one-hots.
     pub fn inv_dim(&self) -> usize {
         self.inv.iter().map(|(c, _)| c.levels.len()).sum()
     }
+    /// Width of the spurious one-hots.
     pub fn spur_dim(&self) -> usize {
         self.spur.iter().map(|(c, _)| c.levels.len()).sum()
     }
@@ -179,7 +200,9 @@ pub type Progress = state::Progress<LogRow>;
 /// epoch in progress.
 pub struct Trainer<'a> {
     s: RunState<Net, Params, Progress>,
+    /// The training data.
     pub data: &'a Data,
+    /// The device it trains on.
     pub device: Device,
     // The epoch in progress.
     order: Vec<usize>,
@@ -194,6 +217,7 @@ pub struct Trainer<'a> {
 crate::engine::state::deref_run_state!(Trainer, RunState<Net, Params, Progress>);
 
 impl<'a> Trainer<'a> {
+    /// The network's shape for `params` on `data`.
     pub fn shape(params: &Params, data: &Data) -> Shape {
         Shape {
             n_genes: data.counts.n_cols,

@@ -20,21 +20,28 @@ use crate::CandleExt;
 /// The files one run writes.
 #[derive(Debug, Clone)]
 pub struct Outputs {
+    /// Model directory to write.
     pub model_dir: PathBuf,
     /// The FE latent (the integrated embedding).
     pub embedding: PathBuf,
     /// The RE latent (batch-specific), if asked for.
     pub re_embedding: Option<PathBuf>,
+    /// Where the training log is asked for as well.
     pub log: Option<PathBuf>,
 }
 
 /// How the run goes beyond its parameters.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The per-cell batch column.
     pub batch_key: String,
+    /// Continue from the last checkpoint of the model directory.
     pub resume: bool,
+    /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Checkpoint every N epochs (0: only at the end).
     pub checkpoint_every: usize,
+    /// Stop (as if killed) after this global epoch.
     pub stop_after: Option<usize>,
 }
 

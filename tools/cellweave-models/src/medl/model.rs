@@ -26,6 +26,7 @@ use crate::CandleExt;
 pub use crate::engine::card::CARD;
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 pub use crate::engine::state::{STATE, STATE_JSON};
+/// The model card format version.
 pub const CARD_VERSION: u32 = 1;
 
 /// The model card (YAML).
@@ -42,6 +43,7 @@ pub struct Card {
     pub scaling: Scaling,
     /// The batch column the model was trained with, and its batches (one-hot order).
     pub batch_key: String,
+    /// The batches, in one-hot order.
     pub batches: Vec<String>,
     /// The genes it reads.
     #[serde(flatten)]
@@ -57,11 +59,17 @@ pub use crate::engine::card::{Genes, Head, Summary};
 /// `state.json`: what a resumed run must agree with, and the progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StateFile {
+    /// Fingerprint of the training cells.
     pub cells_fingerprint: String,
+    /// Every parameter of the run.
     pub params: MedlParams,
+    /// The layer sizes.
     pub arch: Arch,
+    /// The input scaling.
     pub scaling: Scaling,
+    /// The batches, in one-hot order.
     pub batches: Vec<String>,
+    /// Where the run stands.
     pub progress: Progress,
 }
 
@@ -95,10 +103,13 @@ pub fn load_weights(arch: &Arch, path: &Path, dev: &Device) -> Result<Medl> {
 
 /// A saved model: its card and network.
 pub struct Model {
+    /// The model card.
     pub card: Card,
+    /// The network.
     pub net: Medl,
 }
 
+/// Load the model directory `dir` (card and weights) onto `dev`.
 pub fn load(dir: &Path, dev: &Device) -> Result<Model> {
     let card: Card = crate::engine::card::read(dir)?;
     let net = load_weights(&card.architecture, &dir.join(WEIGHTS), dev)?;

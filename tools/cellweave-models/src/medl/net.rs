@@ -20,16 +20,20 @@ use crate::rng::Rng;
 /// Layer sizes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Arch {
+    /// Genes (input and output width).
     pub n_genes: usize,
     /// Hidden widths of the encoders (the decoders mirror them).
     pub hidden: Vec<usize>,
+    /// Width of the latents.
     pub latent: usize,
     /// Hidden widths of the adversary.
     pub adversary: Vec<usize>,
+    /// Batches (one-hot width and classifier outputs).
     pub n_batches: usize,
 }
 
 impl Arch {
+    /// MEDL's sizes: hidden widths 512 and 132, for these genes, latent width and batches.
     pub fn new(n_genes: usize, latent: usize, n_batches: usize) -> Self {
         Arch {
             n_genes,
@@ -50,10 +54,12 @@ impl Arch {
 
 /// One encoder pass: every layer's activation (the last is the latent).
 pub struct Encoded {
+    /// Each layer's activation, the latent last.
     pub acts: Vec<Tensor>,
 }
 
 impl Encoded {
+    /// The latent (the last activation).
     pub fn latent(&self) -> &Tensor {
         self.acts.last().expect("an encoder has layers")
     }
@@ -133,7 +139,9 @@ pub type ReNet = Autoencoder<ReBlock>;
 /// Noise of every random-effects block for one training step (encoder blocks, then
 /// decoder blocks).
 pub struct StepNoise {
+    /// Noise of the encoder's blocks.
     pub enc: Vec<ReNoise>,
+    /// Noise of the decoder's blocks.
     pub dec: Vec<ReNoise>,
 }
 
@@ -325,10 +333,15 @@ impl ReNet {
 
 /// The whole model: both autoencoders, the adversary and the latent classifier.
 pub struct Medl {
+    /// The layer sizes.
     pub arch: Arch,
+    /// The fixed-effects autoencoder.
     pub fe: FeNet,
+    /// The adversary's dense layers (ReLU between).
     pub adversary: Vec<Dense>,
+    /// The random-effects autoencoder.
     pub re: ReNet,
+    /// The latent batch classifier of the random effects.
     pub classifier: Dense,
 }
 
@@ -368,6 +381,7 @@ impl Medl {
     pub fn named_fe(&self) -> Named {
         self.fe.named()
     }
+    /// Trained by the adversary step.
     pub fn named_adversary(&self) -> Named {
         let mut v = Vec::new();
         for (i, l) in self.adversary.iter().enumerate() {

@@ -24,11 +24,15 @@ const STREAM_NOISE: u64 = 2;
 /// Everything that decides the result of a training run (recorded in the model card).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MedlParams {
+    /// Epochs of the run.
     pub epochs: usize,
+    /// Cells per minibatch.
     pub batch_size: usize,
+    /// Adam's learning rate.
     pub lr: f64,
     /// Adam L2 weight decay.
     pub weight_decay: f64,
+    /// Width of the FE and RE latents.
     pub latent: usize,
     /// Fixed effects: weight of the reconstruction MSE.
     pub lambda_rec: f64,
@@ -40,6 +44,7 @@ pub struct MedlParams {
     pub re_ce: f64,
     /// Random effects: weight of the KL term of the variational weights.
     pub kl_weight: f64,
+    /// Seed of the initial weights, the shuffles and the noise.
     pub seed: u64,
 }
 
@@ -62,9 +67,11 @@ impl Default for MedlParams {
 }
 
 impl MedlParams {
+    /// Adam's settings (L2 weight decay).
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, self.weight_decay)
     }
+    /// Refuse parameters MEDL cannot train with (naming the flag).
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
         if self.epochs == 0 {
@@ -98,12 +105,15 @@ pub struct Terms {
     pub adversary_ce: f64,
     /// The adversary's cross-entropy in the autoencoder step (the autoencoder maximizes it).
     pub fe_adversarial_ce: f64,
+    /// The FE autoencoder's reconstruction MSE.
     pub fe_mse: f64,
     /// `lambda_rec * fe_mse - lambda_adv * fe_adversarial_ce`.
     pub fe_loss: f64,
+    /// The RE autoencoder's reconstruction MSE.
     pub re_mse: f64,
     /// The latent batch classifier's cross-entropy.
     pub re_ce: f64,
+    /// KL of the random-effect weights.
     pub re_kl: f64,
     /// `re_rec * re_mse + re_ce * re_ce + kl_weight * re_kl`.
     pub re_loss: f64,
@@ -142,12 +152,16 @@ pub type Progress = crate::engine::state::Progress<LogRow>;
 
 /// The three optimisers: adversary, FE autoencoder, RE autoencoder + classifier.
 pub struct Optimisers {
+    /// The adversary's optimiser.
     pub adversary: Adam,
+    /// The FE autoencoder's optimiser.
     pub fe: Adam,
+    /// The RE autoencoder's and the classifier's optimiser.
     pub re: Adam,
 }
 
 impl Optimisers {
+    /// New optimisers of `m`'s variables.
     pub fn new(m: &Medl, cfg: AdamConfig) -> Result<Self> {
         let vars = |n: super::layers::Named| n.into_iter().map(|(_, v)| v).collect();
         Ok(Optimisers {
@@ -156,12 +170,14 @@ impl Optimisers {
             re: Adam::new(vars(m.named_re()), cfg).ce()?,
         })
     }
+    /// The three optimisers' moments, by name.
     pub fn state(&self) -> Result<std::collections::HashMap<String, Tensor>> {
         let mut s = self.adversary.state("adam.adversary.").ce()?;
         s.extend(self.fe.state("adam.fe.").ce()?);
         s.extend(self.re.state("adam.re.").ce()?);
         Ok(s)
     }
+    /// Restore the three optimisers' moments from `t`.
     pub fn load(&mut self, t: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         self.adversary.load_state("adam.adversary.", t).ce()?;
         self.fe.load_state("adam.fe.", t).ce()?;
@@ -171,12 +187,16 @@ impl Optimisers {
 
 /// One minibatch on the device: scaled inputs, one-hot batches, batch codes.
 pub struct Minibatch {
+    /// Scaled inputs (`B x G`).
     pub x: Tensor,
+    /// One-hot batches (`B x K`).
     pub z: Tensor,
+    /// Batch codes (`B`).
     pub codes: Tensor,
 }
 
 impl Minibatch {
+    /// The minibatch of `rows` of `x` (scaled) and their batches, on `dev`.
     pub fn gather(
         x: &Csr,
         scaling: &Scaling,
@@ -263,13 +283,21 @@ pub type SaveFn = dyn Fn(&Run, &std::path::Path) -> Result<()>;
 
 /// The state of a run the engine trains.
 pub struct Run<'a> {
+    /// The network.
     pub model: Medl,
+    /// Its optimisers.
     pub opt: Optimisers,
+    /// Every parameter of the run.
     pub params: MedlParams,
+    /// Where the run stands.
     pub progress: Progress,
+    /// The training cells (unscaled).
     pub x: &'a Csr,
+    /// Each cell's batch code.
     pub batch: &'a [u32],
+    /// The input scaling.
     pub scaling: Scaling,
+    /// The device it trains on.
     pub device: Device,
     /// Where checkpoints go (`None`: never).
     pub ckpt: Option<Checkpoints>,
@@ -282,6 +310,7 @@ pub struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
+    /// A run of `model` from `progress` on the cells `x` of batches `batch`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: Medl,

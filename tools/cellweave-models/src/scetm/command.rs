@@ -17,6 +17,7 @@ use crate::engine::finish::Finish;
 use crate::{CandleExt, ModelKind};
 
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
+/// The genes table's file name in the model directory.
 pub const GENES: &str = "genes.arrow";
 /// The model card format version.
 pub const CARD_VERSION: u32 = 1;
@@ -127,14 +128,22 @@ pub struct Card {
     pub training: Summary,
 }
 
+/// The `training:` section of a scETM card: the cells and how the run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
+    /// Training cells.
     pub cells: usize,
+    /// Fingerprint of the training cells.
     pub cells_fingerprint: String,
+    /// Global epochs done.
     pub epochs: usize,
+    /// Optimiser steps done.
     pub steps: u64,
+    /// The last epoch's loss.
     pub final_loss: f64,
+    /// Seconds of training.
     pub seconds: f64,
+    /// The device it was trained on.
     pub device: String,
 }
 

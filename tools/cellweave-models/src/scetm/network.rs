@@ -27,9 +27,13 @@ pub const CLIP_NORM: f64 = 50.0;
 /// The shapes of a network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
+    /// Genes.
     pub n_genes: usize,
+    /// Width of the encoder's hidden layer.
     pub hidden: usize,
+    /// Topics K.
     pub topics: usize,
+    /// Dimensions L of the gene and topic embeddings.
     pub emb_dim: usize,
     /// Rows of the per-batch bias lambda (0: no bias).
     pub bias_batches: usize,
@@ -74,7 +78,9 @@ pub const NAMES: [&str; 11] = [
     "rho",
     "batch_bias",
 ];
+/// Name of the BatchNorm's running mean.
 pub const RUNNING_MEAN: &str = "q_delta.2.running_mean";
+/// Name of the BatchNorm's running variance.
 pub const RUNNING_VAR: &str = "q_delta.2.running_var";
 
 const W1: usize = 0;
@@ -92,9 +98,13 @@ const BIAS: usize = 10;
 /// The network: trainable variables (the batch bias last, when present) and the
 /// BatchNorm running statistics.
 pub struct Network {
+    /// The network's shape.
     pub shape: Shape,
+    /// Trainable variables, in [`NAMES`] order.
     pub vars: Vec<Var>,
+    /// The BatchNorm's running mean.
     pub running_mean: Tensor,
+    /// The BatchNorm's running variance.
     pub running_var: Tensor,
 }
 
@@ -102,19 +112,28 @@ pub struct Network {
 /// a batch bias), the dropout multipliers of the hidden layer and the reparameterisation
 /// noise.
 pub struct Minibatch {
+    /// Library-normalized counts (`n x g`).
     pub x: Tensor,
+    /// Batch codes (`n`), when the network has a batch bias.
     pub batch: Option<Tensor>,
+    /// Dropout multipliers of the hidden layer (`n x h`).
     pub mask: Tensor,
+    /// Reparameterisation noise (`n x k`).
     pub eps: Tensor,
 }
 
 /// A training forward pass: the loss and its parts, and the minibatch's BatchNorm mean
 /// and biased variance (detached).
 pub struct Forward {
+    /// The loss (nll + KL weight x kl).
     pub loss: Tensor,
+    /// Mean negative log-likelihood per cell.
     pub nll: Tensor,
+    /// Mean KL per cell.
     pub kl: Tensor,
+    /// The minibatch's BatchNorm mean.
     pub bn_mean: Tensor,
+    /// The minibatch's BatchNorm biased variance.
     pub bn_var: Tensor,
 }
 

@@ -36,19 +36,29 @@ const STREAM_NOISE: u64 = 3;
 /// `--resume`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScetmParams {
+    /// Epochs of the run.
     pub epochs: usize,
+    /// Cells per minibatch (about).
     pub batch_size: usize,
+    /// Adam's initial learning rate.
     pub lr: f64,
     /// Per-step learning-rate decay: `lr_t = lr x exp(-lr_decay x t)`.
     pub lr_decay: f64,
+    /// Topics K.
     pub topics: usize,
+    /// Dimensions L of the gene and topic embeddings.
     pub emb_dim: usize,
+    /// Width of the encoder's hidden layer.
     pub hidden: usize,
+    /// Dropout probability of the hidden layer.
     pub dropout: f32,
     /// Largest KL weight, reached after `kl_warmup` of the epochs.
     pub max_kl_weight: f64,
+    /// Fraction of the epochs over which the KL weight rises.
     pub kl_warmup: f64,
+    /// Whether the decoder has a per-batch bias.
     pub batch_bias: bool,
+    /// Seed of the initial weights, the shuffles, the dropout masks and the noise.
     pub seed: u64,
 }
 
@@ -72,6 +82,7 @@ impl Default for ScetmParams {
 }
 
 impl ScetmParams {
+    /// Refuse parameters scETM cannot train with (naming the field).
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
         crate::engine::check_batch_and_lr(self.batch_size, self.lr)?;
@@ -86,6 +97,7 @@ impl ScetmParams {
         }
         Ok(())
     }
+    /// Adam's settings (no weight decay).
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, 0.0)
     }
@@ -93,16 +105,19 @@ impl ScetmParams {
 
 /// The training data: raw counts of the model's genes, library sizes, batch codes.
 pub struct Data {
+    /// Raw counts of the model's genes.
     pub counts: Csr,
     /// Total counts of each cell over the genes (1 for a cell without counts: its input
     /// and its likelihood term are then zero).
     pub library: Vec<f32>,
     /// Batch code of each cell.
     pub batch: Vec<u32>,
+    /// Number of batches.
     pub n_batches: usize,
 }
 
 impl Data {
+    /// The data of `counts` with each cell's batch code.
     pub fn new(counts: Csr, batch: Vec<u32>, n_batches: usize) -> Self {
         let library = (0..counts.n_rows())
             .map(|r| {
@@ -121,6 +136,7 @@ impl Data {
             n_batches,
         }
     }
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         self.counts.n_rows()
     }
