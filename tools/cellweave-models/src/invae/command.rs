@@ -389,20 +389,13 @@ crate::engine::card::model_card!(Card: head, genes; "invae", "inVAE", CARD_VERSI
 /// What `cellweave-embed` needs for an inVAE model.
 #[derive(Debug, Clone)]
 pub struct EmbedInputs {
-    /// Cells to map (their genes are matched to the model's by id, else by name).
-    pub cells: PathBuf,
-    /// Raw counts of those cells; `None`: `cells` holds counts.
+    /// The cells to map (their genes are matched to the model's by id, else by name), the
+    /// model, the embedding of z_inv to write, the device and the missing-gene limit.
+    pub run: EmbedRun,
+    /// Raw counts of those cells; `None`: `run.cells` holds counts.
     pub counts: Option<PathBuf>,
-    /// Model directory (`cellweave-train -o`).
-    pub model_dir: PathBuf,
-    /// Embedding table of z_inv to write.
-    pub output: PathBuf,
     /// Also write z_spur here.
     pub spur_output: Option<PathBuf>,
-    /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
-    /// Largest tolerated fraction of the model's genes missing from the cells.
-    pub max_missing: f64,
 }
 
 /// `cellweave-embed` on an inVAE model directory: CELLS holds the raw counts of the cells to
@@ -410,13 +403,9 @@ pub struct EmbedInputs {
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     embed_with(
         &EmbedInputs {
-            cells: run.cells.clone(),
+            run: run.clone(),
             counts: None,
-            model_dir: run.model_dir.clone(),
-            output: run.output.clone(),
             spur_output: None,
-            device: run.device.clone(),
-            max_missing: run.max_missing,
         },
         step,
     )
@@ -424,9 +413,10 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
 
 /// Map new cells with a trained inVAE: posterior means of z_inv (and z_spur). Levels of a
 /// covariate the model has not seen get a zero one-hot.
-pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
+pub fn embed_with(e: &EmbedInputs, step: &Step) -> Result<()> {
+    let (o, counts) = (&e.run, e.counts.as_deref());
     let mut inputs = vec![o.cells.as_path()];
-    inputs.extend(o.counts.as_deref());
+    inputs.extend(counts);
     atomic::check_not_input(&o.output, &inputs)?;
     let device = crate::device(&o.device)?;
     let card: Card = crate::engine::card::read(&o.model_dir)?;
@@ -448,7 +438,7 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
     let mut model_cells = cells.clone();
     let cols: Vec<usize> = a.columns.iter().flatten().copied().collect();
     model_cells = model_cells.select_genes(&cols);
-    let counts_sub = counts_of(&model_cells, &o.cells, o.counts.as_deref())?;
+    let counts_sub = counts_of(&model_cells, &o.cells, counts)?;
     // Back onto the model's gene order, missing genes zero.
     let x = place_columns(&counts_sub, &a.columns);
     let names = |b: &[Covariate]| b.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
@@ -477,7 +467,7 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
         &o.output,
         &EmbeddingTable::of_cells(&cells, "invae", li, zi, step),
     )?;
-    if let Some(sp) = &o.spur_output {
+    if let Some(sp) = &e.spur_output {
         table::write_embedding(
             sp,
             &EmbeddingTable::of_cells(&cells, "invae_spur", ls, zs, step),

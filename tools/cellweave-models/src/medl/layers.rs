@@ -17,6 +17,17 @@ pub const BN_EPS: f64 = 1e-3;
 /// Weight of the running statistics in their update (Keras' momentum).
 pub const BN_MOMENTUM: f64 = 0.99;
 
+/// How a forward pass uses the batch norms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// A training step: the minibatch's statistics, the running ones updated.
+    Train,
+    /// The minibatch's statistics, the running ones left as they are.
+    Frozen,
+    /// Evaluation: the running statistics.
+    Eval,
+}
+
 /// Named variables of a network, in a fixed order (optimiser order, checkpoint names).
 pub type Named = Vec<(String, Var)>;
 
@@ -134,14 +145,14 @@ impl BatchNorm {
         })
     }
 
-    /// Normalize `x` (`B x width`); `train`: by the batch statistics (updating the running
-    /// ones when `update`), else by the running statistics.
-    pub fn forward(&mut self, x: &Tensor, train: bool, update: bool) -> Result<Tensor> {
-        let (mean, var) = if train {
+    /// Normalize `x` (`B x width`) as `pass` says: by the batch statistics (updating the
+    /// running ones in a training step), or by the running statistics.
+    pub fn forward(&mut self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let (mean, var) = if pass != Pass::Eval {
             let mean = x.mean_keepdim(0)?;
             let centered = x.broadcast_sub(&mean)?;
             let var = centered.sqr()?.mean_keepdim(0)?;
-            if update {
+            if pass == Pass::Train {
                 let m = BN_MOMENTUM;
                 self.running_mean =
                     ((&self.running_mean * m)? + (mean.detach().squeeze(0)? * (1.0 - m))?)?;
@@ -283,10 +294,9 @@ impl ReBlock {
         h: &Tensor,
         z: &Tensor,
         noise: Option<&ReNoise>,
-        train: bool,
-        update: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
-        let n = self.bn.forward(h, train, update)?;
+        let n = self.bn.forward(h, pass)?;
         let wg = self.gamma.weight(noise.map(|e| &e.gamma))?;
         let wb = self.beta.weight(noise.map(|e| &e.beta))?;
         let scale = (z.matmul(&wg)? + 1.0)?;

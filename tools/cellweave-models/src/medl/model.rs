@@ -18,7 +18,8 @@ use cellweave::{Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::net::{one_hot, Arch, Medl};
+use super::layers::Pass;
+use super::net::{one_hot, Arch, Effects, Medl};
 use super::scaling::Scaling;
 use super::train::{MedlParams, Progress};
 use crate::CandleExt;
@@ -145,7 +146,7 @@ fn by_chunks(
 /// The FE latent of every row of `x` (log values on the model's genes).
 pub fn fe_latent(m: &mut Medl, x: &Csr, scaling: &Scaling, dev: &Device) -> Result<Vec<f32>> {
     by_chunks(x, scaling, dev, |t, _| {
-        Ok(m.fe.encode(t, false, false)?.latent().clone())
+        Ok(m.fe.encode(t, Pass::Eval)?.latent().clone())
     })
 }
 
@@ -161,7 +162,8 @@ pub fn re_latent(
     let k = m.arch.n_batches;
     by_chunks(x, scaling, dev, |t, r| {
         let z = one_hot(&codes[r], k, dev)?;
-        Ok(m.re.encode(t, &z, None, false, false)?.latent().clone())
+        let re = Effects { z: &z, noise: None };
+        Ok(m.re.encode(t, re, Pass::Eval)?.latent().clone())
     })
 }
 
@@ -181,8 +183,15 @@ pub fn reconstruct(
     let mut v = by_chunks(x, scaling, dev, |t, r| {
         let z = one_hot(&codes[r.clone()], k, dev)?;
         let za = one_hot(&as_codes[r], k, dev)?;
-        let l = m.re.encode(t, &z, None, false, false)?;
-        m.re.decode(l.latent(), &za, None, false, false)
+        let l = m.re.encode(t, Effects { z: &z, noise: None }, Pass::Eval)?;
+        m.re.decode(
+            l.latent(),
+            Effects {
+                z: &za,
+                noise: None,
+            },
+            Pass::Eval,
+        )
     })?;
     scaling.invert(&mut v);
     Ok(v)

@@ -13,7 +13,7 @@
 use candle_core::{Device, Result, Tensor, Var};
 use std::collections::HashMap;
 
-use super::layers::{selu, BatchNorm, Dense, Named, ReBlock, ReNoise};
+use super::layers::{selu, BatchNorm, Dense, Named, Pass, ReBlock, ReNoise};
 use crate::engine::checkpoint::named_tensor;
 use crate::rng::Rng;
 
@@ -135,6 +135,16 @@ pub struct Autoencoder<H> {
 pub type FeNet = Autoencoder<BatchNorm>;
 /// The random-effects autoencoder (random-effects blocks).
 pub type ReNet = Autoencoder<ReBlock>;
+
+/// What the random-effects blocks of a pass read: the one-hot batches (`B x K`) and, in a
+/// training step, the noise of their weights (`None`: the posterior means).
+#[derive(Clone, Copy)]
+pub struct Effects<'a> {
+    /// The batches' one-hot rows.
+    pub z: &'a Tensor,
+    /// The noise of every block's weights.
+    pub noise: Option<&'a StepNoise>,
+}
 
 /// Noise of every random-effects block for one training step (encoder blocks, then
 /// decoder blocks).
@@ -266,14 +276,14 @@ impl<H: Hidden> Autoencoder<H> {
 }
 
 impl FeNet {
-    /// Encode `x` (`B x G`, scaled); `update`: update the running BN statistics.
-    pub fn encode(&mut self, x: &Tensor, train: bool, update: bool) -> Result<Encoded> {
-        self.encode_with(x, |bn, _, y| bn.forward(y, train, update))
+    /// Encode `x` (`B x G`, scaled).
+    pub fn encode(&mut self, x: &Tensor, pass: Pass) -> Result<Encoded> {
+        self.encode_with(x, |bn, _, y| bn.forward(y, pass))
     }
 
     /// Decode a latent (`B x latent`) to the scaled input space (linear output).
-    pub fn decode(&mut self, z: &Tensor, train: bool, update: bool) -> Result<Tensor> {
-        self.decode_with(z, |bn, _, y| bn.forward(y, train, update))
+    pub fn decode(&mut self, z: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.decode_with(z, |bn, _, y| bn.forward(y, pass))
     }
 }
 
@@ -289,32 +299,16 @@ impl ReNet {
         })
     }
 
-    /// Encode `x` with the one-hot batches `z` (`B x K`).
-    pub fn encode(
-        &mut self,
-        x: &Tensor,
-        z: &Tensor,
-        noise: Option<&StepNoise>,
-        train: bool,
-        update: bool,
-    ) -> Result<Encoded> {
-        self.encode_with(x, |b, i, y| {
-            b.forward(y, z, noise.map(|s| &s.enc[i]), train, update)
-        })
+    /// Encode `x` as from the batches of `re`.
+    pub fn encode(&mut self, x: &Tensor, re: Effects, pass: Pass) -> Result<Encoded> {
+        let noise = |i: usize| re.noise.map(|s| &s.enc[i]);
+        self.encode_with(x, |b, i, y| b.forward(y, re.z, noise(i), pass))
     }
 
-    /// Decode an RE latent as from the batches `z` (`B x K` one-hot rows).
-    pub fn decode(
-        &mut self,
-        l: &Tensor,
-        z: &Tensor,
-        noise: Option<&StepNoise>,
-        train: bool,
-        update: bool,
-    ) -> Result<Tensor> {
-        self.decode_with(l, |b, i, y| {
-            b.forward(y, z, noise.map(|s| &s.dec[i]), train, update)
-        })
+    /// Decode an RE latent as from the batches of `re`.
+    pub fn decode(&mut self, l: &Tensor, re: Effects, pass: Pass) -> Result<Tensor> {
+        let noise = |i: usize| re.noise.map(|s| &s.dec[i]);
+        self.decode_with(l, |b, i, y| b.forward(y, re.z, noise(i), pass))
     }
 
     /// KL of every block's weights.

@@ -10,8 +10,8 @@ use candle_core::{Device, Tensor};
 use cellweave::contract::{Csr, Frame, Step};
 use cellweave::{bail, Error, Result};
 
-use super::layers::{cross_entropy, mse};
-use super::net::{one_hot, Arch, Encoded, Medl};
+use super::layers::{cross_entropy, mse, Pass};
+use super::net::{one_hot, Arch, Effects, Encoded, Medl};
 use super::scaling::Scaling;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::{self, EpochRecord, Trainable};
@@ -235,23 +235,25 @@ pub fn train_step(
     let dev = b.x.device().clone();
     // Fixed effects. One encoder pass serves both steps (the encoder does not change in
     // between); the adversary step sees it detached.
-    let enc = m.fe.encode(&b.x, true, true).ce()?;
+    let enc = m.fe.encode(&b.x, Pass::Train).ce()?;
     let fixed = Encoded {
         acts: enc.acts.iter().map(|a| a.detach()).collect(),
     };
     let adv_ce = cross_entropy(&m.adversary_logits(&fixed).ce()?, &b.codes).ce()?;
     opt.adversary.step(&adv_ce.backward().ce()?).ce()?;
-    let recon = m.fe.decode(enc.latent(), true, true).ce()?;
+    let recon = m.fe.decode(enc.latent(), Pass::Train).ce()?;
     let fe_mse = mse(&recon, &b.x).ce()?;
     let fe_ce = cross_entropy(&m.adversary_logits(&enc).ce()?, &b.codes).ce()?;
     let fe_loss = ((&fe_mse * p.lambda_rec).ce()? - (&fe_ce * p.lambda_adv).ce()?).ce()?;
     opt.fe.step(&fe_loss.backward().ce()?).ce()?;
     // Random effects.
     let noise = m.re.noise(rng, &dev).ce()?;
-    let re = m.re.encode(&b.x, &b.z, Some(&noise), true, true).ce()?;
-    let re_recon =
-        m.re.decode(re.latent(), &b.z, Some(&noise), true, true)
-            .ce()?;
+    let effects = Effects {
+        z: &b.z,
+        noise: Some(&noise),
+    };
+    let re = m.re.encode(&b.x, effects, Pass::Train).ce()?;
+    let re_recon = m.re.decode(re.latent(), effects, Pass::Train).ce()?;
     let re_mse = mse(&re_recon, &b.x).ce()?;
     let re_ce = cross_entropy(&m.classifier.forward(re.latent()).ce()?, &b.codes).ce()?;
     let re_kl = m.re.kl().ce()?;
