@@ -10,13 +10,18 @@ use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 /// A row-major matrix operand, optionally transposed.
 #[derive(Clone, Copy)]
 pub struct Op<'a> {
+    /// The stored matrix, row-major (at least `rows x cols` values).
     pub data: &'a [f32],
+    /// Rows as stored.
     pub rows: usize,
+    /// Columns as stored.
     pub cols: usize,
+    /// Whether the product reads the transpose (`cols x rows`).
     pub t: bool,
 }
 
 impl<'a> Op<'a> {
+    /// The stored `rows x cols` matrix as it is.
     pub fn n(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Op {
             data,
@@ -25,6 +30,7 @@ impl<'a> Op<'a> {
             t: false,
         }
     }
+    /// The transpose (`cols x rows`) of the stored `rows x cols` matrix.
     pub fn t(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Op {
             data,

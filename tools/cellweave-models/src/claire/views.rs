@@ -86,8 +86,11 @@ impl PairSets {
 /// One row of a view: `l * x_a + (1 - l) * x_b`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mix {
+    /// The first cell (row of the cells table); the row mostly comes from it.
     pub a: u32,
+    /// The second cell.
     pub b: u32,
+    /// The weight of `a`, in `[alpha, 1]`.
     pub l: f32,
 }
 

@@ -29,7 +29,9 @@ use rayon::prelude::*;
 /// each gene's weights are one contiguous row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
+    /// Weights, one buffer per layer (the output layer's transposed).
     pub w: Vec<Vec<f32>>,
+    /// Biases, one buffer of `out(l)` values per layer.
     pub b: Vec<Vec<f32>>,
 }
 
@@ -44,6 +46,7 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl Params {
+    /// The model's parameters copied to the host, in this layout.
     pub fn from_model(m: &Late) -> Result<Params> {
         let (mut w, b) = m.to_host()?;
         let last = w.len() - 1;
@@ -52,6 +55,7 @@ impl Params {
         Ok(Params { w, b })
     }
 
+    /// Write these parameters into the model (back in its layout, on its device).
     pub fn to_model(&self, m: &mut Late) -> Result<()> {
         let mut w = self.w.clone();
         let last = w.len() - 1;
@@ -59,6 +63,7 @@ impl Params {
         m.set_from_host(&w, &self.b)
     }
 
+    /// Zeros of the same shapes (a gradient buffer).
     pub fn zeros_like(&self) -> Params {
         Params {
             w: self.w.iter().map(|v| vec![0.0; v.len()]).collect(),
@@ -81,9 +86,13 @@ impl Params {
 /// A mini-batch: the non-zero entries of the chosen cells (CSR) and their batch codes.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// Cells in the batch.
     pub n: usize,
+    /// Row `i`'s entries are `indptr[i]..indptr[i + 1]` (`n + 1` offsets).
     pub indptr: Vec<usize>,
+    /// The gene (column) of each entry.
     pub idx: Vec<u32>,
+    /// The value of each entry (non-zero).
     pub val: Vec<f32>,
     /// The row of each entry.
     pub row: Vec<u32>,
@@ -92,6 +101,8 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The non-zero entries of the cells `rows` of `x`, in that order, with their batch
+    /// codes when `codes` is given.
     pub fn gather(x: &Csr, rows: &[usize], codes: Option<&[u32]>) -> Batch {
         let mut b = Batch {
             n: rows.len(),
@@ -141,7 +152,9 @@ impl Batch {
 /// (`n x dims[l]`, row-major) for the input of layer `l >= 1`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Masks {
+    /// One multiplier per entry of the batch (the zeros are never read).
     pub input: Vec<f32>,
+    /// One `n x dims[l]` buffer per layer `l >= 1`.
     pub hidden: Vec<Vec<f32>>,
 }
 
