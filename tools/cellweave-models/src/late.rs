@@ -8,7 +8,8 @@
 //!   the covariate is never dropped out.
 //! - Loss: mean over all entries of `(X - h)^2 * sign(X)`: zeros contribute nothing.
 //! - [`train`]: Adam with early stopping on a validation split, on the crate's training
-//!   engine ([`crate::engine`]; the minibatches and validation are in `trainer.rs`). On the CPU a hand-written
+//!   engine ([`crate::engine`]; the minibatch loop and validation are in `trainer.rs`, the
+//!   minibatches and their dropout masks in [`batch`]). On the CPU a hand-written
 //!   forward/backward ([`fast`]) skips the work that the loss ignores: the input layer reads
 //!   only non-zero inputs and the output layer computes only the entries where the input is
 //!   non-zero; the dense middle layers use candle's matmul. [`autograd`] is the same
@@ -21,6 +22,7 @@
 //! (a [`ModelCard`]: genes, batches, architecture, scale, training summary).
 
 pub mod autograd;
+pub mod batch;
 pub mod fast;
 pub mod stage;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! dropout masks from the same random stream, so with the same seed both engines follow the
 //! same trajectory up to rounding. It is also the path used on a CUDA device.
 
-use super::fast::{Batch, Masks};
+use super::batch::{Batch, Masks};
 use super::trainer::LateStep;
 use super::{masked_mse, onehot, Late, TrainOptions};
 use crate::optim::Adam;
