@@ -11,6 +11,8 @@ use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, EmbeddingTable, Frame, PairKind, PairsTable, Step};
 use cellweave::integrate::seed_check;
 use cellweave::{bail, info, Error, Result, ResultExt};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::augment::{augment, Augment};
@@ -18,7 +20,7 @@ use super::cpu_step::Workspace;
 use super::encoder::{widths, Encoder};
 use super::moco::{Moco, MocoParams};
 use super::model::{self, Architecture, Card, TrainingSummary};
-use super::views::{batch_views_from, PairSets};
+use super::views::{batch_views, PairSets};
 use super::CandleExt;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::state;
@@ -33,17 +35,7 @@ const STREAM_AUGMENT: u64 = 3;
 
 /// Which encoder gives the output embedding and the saved model. (The refinement inside
 /// the one-call schedule always uses the query encoder, as CLAIRE.)
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedWith {
     /// The momentum encoder once it is mostly trained weights: when the share of the
@@ -78,7 +70,7 @@ impl EmbedWith {
 }
 
 /// Everything that decides the result of a training run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
     /// Epochs to run in this call (stage 1 and stage 2 together); `None`: automatic,
     /// `max(default_epochs, enough epochs for min_steps steps)`.
@@ -174,7 +166,7 @@ impl TrainParams {
 }
 
 /// One row of the training log.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
     /// 1 before the seed pairs are refined, 2 after.
     pub stage: u32,
@@ -193,7 +185,7 @@ pub struct LogRow {
 }
 
 /// Where a run stands (saved in `state.json`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Epochs done (global).
     pub epoch: usize,
@@ -792,7 +784,7 @@ impl Trainable for Epochs<'_, '_, '_, '_> {
 
     fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
         let (t, b) = (&mut *self.t, self.batch);
-        batch_views_from(
+        batch_views(
             &t.cells.x,
             &t.sets,
             &self.anchors[s * b..(s + 1) * b],
