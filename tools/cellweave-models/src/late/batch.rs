@@ -3,23 +3,18 @@
 
 use super::LateConfig;
 use cellweave::contract::Csr;
+use cellweave::io::formats::dense::transpose;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use std::ops::Range;
 
-/// A mini-batch: the non-zero entries of the chosen cells (CSR) and their batch codes.
+/// A mini-batch: the non-zero entries of the chosen cells and their batch codes.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// Cells in the batch.
-    pub n: usize,
-    /// Row `i`'s entries are `indptr[i]..indptr[i + 1]` (`n + 1` offsets).
-    pub indptr: Vec<usize>,
-    /// The gene (column) of each entry.
-    pub idx: Vec<u32>,
-    /// The value of each entry (non-zero).
-    pub val: Vec<f32>,
-    /// The row of each entry.
-    pub row: Vec<u32>,
+    /// The chosen cells' non-zero values, one row per cell (`n x G`, explicit zeros of the
+    /// input left out); entry `k` is the k-th stored value.
+    pub x: Csr,
     /// Batch code per cell (empty when the model is not batch-aware).
     pub cov: Vec<u32>,
 }
@@ -28,47 +23,45 @@ impl Batch {
     /// The non-zero entries of the cells `rows` of `x`, in that order, with their batch
     /// codes when `codes` is given.
     pub fn gather(x: &Csr, rows: &[usize], codes: Option<&[u32]>) -> Batch {
-        let mut b = Batch {
-            n: rows.len(),
-            indptr: Vec::with_capacity(rows.len() + 1),
-            idx: Vec::new(),
-            val: Vec::new(),
-            row: Vec::new(),
-            cov: codes
-                .map(|c| rows.iter().map(|&r| c[r]).collect())
-                .unwrap_or_default(),
-        };
-        b.indptr.push(0);
-        for (i, &r) in rows.iter().enumerate() {
+        let mut entries = Csr::empty(x.n_cols);
+        for &r in rows {
             let (idx, val) = x.row(r);
             for (&c, &v) in idx.iter().zip(val) {
                 if v != 0.0 {
-                    b.idx.push(c);
-                    b.val.push(v);
-                    b.row.push(i as u32);
+                    entries.indices.push(c);
+                    entries.data.push(v);
                 }
             }
-            b.indptr.push(b.idx.len());
+            entries.indptr.push(entries.indices.len() as u64);
         }
-        b
+        Batch {
+            x: entries,
+            cov: codes
+                .map(|c| rows.iter().map(|&r| c[r]).collect())
+                .unwrap_or_default(),
+        }
     }
 
-    /// Entry positions grouped by gene (a CSC view): `order[start[j]..start[j+1]]`.
-    pub(crate) fn by_gene(&self, n_genes: usize) -> (Vec<usize>, Vec<u32>) {
-        let mut start = vec![0usize; n_genes + 1];
-        for &c in &self.idx {
-            start[c as usize + 1] += 1;
-        }
-        for j in 0..n_genes {
-            start[j + 1] += start[j];
-        }
-        let mut fill = start.clone();
-        let mut order = vec![0u32; self.idx.len()];
-        for (k, &c) in self.idx.iter().enumerate() {
-            order[fill[c as usize]] = k as u32;
-            fill[c as usize] += 1;
-        }
-        (start, order)
+    /// Cells in the batch.
+    pub fn n(&self) -> usize {
+        self.x.n_rows()
+    }
+
+    /// The entries of cell `i`.
+    pub fn range(&self, i: usize) -> Range<usize> {
+        self.x.indptr[i] as usize..self.x.indptr[i + 1] as usize
+    }
+
+    /// The entries grouped by gene (`G x n`): row `j` lists the cells where gene `j` is
+    /// non-zero, ascending, with `values[k]` of each of those entries (one value per
+    /// entry, in the batch's order).
+    pub fn by_gene(&self, values: &[f32]) -> Csr {
+        transpose(&Csr {
+            n_cols: self.x.n_cols,
+            indptr: self.x.indptr.clone(),
+            indices: self.x.indices.clone(),
+            data: values.to_vec(),
+        })
     }
 }
 
@@ -99,9 +92,9 @@ impl Masks {
             let threshold = (keep as f64 * 65536.0).round() as u64;
             let inv = 1.0 / keep;
             let mut v = vec![0f32; len];
-            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(batch.n);
+            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(batch.n());
             let mut rest: &mut [f32] = &mut v;
-            for i in 0..batch.n {
+            for i in 0..batch.n() {
                 let (lo, hi) = bounds(i);
                 let (a, b) = rest.split_at_mut(hi - lo);
                 rows.push(a);
@@ -122,11 +115,17 @@ impl Masks {
         };
         let input = draw_rows(
             0,
-            &|i| (batch.indptr[i], batch.indptr[i + 1]),
-            batch.idx.len(),
+            &|i| (batch.range(i).start, batch.range(i).end),
+            batch.x.nnz(),
         );
         let hidden = (1..cfg.n_layers())
-            .map(|l| draw_rows(l, &|i| (i * dims[l], (i + 1) * dims[l]), batch.n * dims[l]))
+            .map(|l| {
+                draw_rows(
+                    l,
+                    &|i| (i * dims[l], (i + 1) * dims[l]),
+                    batch.n() * dims[l],
+                )
+            })
             .collect();
         Masks { input, hidden }
     }

@@ -128,7 +128,7 @@ pub fn loss_and_grads(
     let dims = cfg.dims();
     let n_layers = cfg.n_layers();
     let last = n_layers - 1;
-    let (n, g, nb) = (batch.n, cfg.n_genes, cfg.n_batches);
+    let (n, g, nb) = (batch.n(), cfg.n_genes, cfg.n_batches);
     if n == 0 {
         return Ok(0.0);
     }
@@ -145,13 +145,13 @@ pub fn loss_and_grads(
         let mut a = vec![0f32; n * out];
         a.par_chunks_mut(out).enumerate().for_each(|(i, row)| {
             row.copy_from_slice(b0);
-            let mut terms: Vec<(f32, &[f32])> =
-                Vec::with_capacity(batch.indptr[i + 1] - batch.indptr[i] + 1);
-            for k in batch.indptr[i]..batch.indptr[i + 1] {
+            let entries = batch.range(i);
+            let mut terms: Vec<(f32, &[f32])> = Vec::with_capacity(entries.len() + 1);
+            for k in entries {
                 let m = masks.map_or(1.0, |m| m.input[k]);
                 if m != 0.0 {
-                    let j = batch.idx[k] as usize;
-                    terms.push((m * batch.val[k], &w0[j * out..(j + 1) * out]));
+                    let j = batch.x.indices[k] as usize;
+                    terms.push((m * batch.x.data[k], &w0[j * out..(j + 1) * out]));
                 }
             }
             if covariate(0) {
@@ -198,21 +198,21 @@ pub fn loss_and_grads(
     ins[last] = dropped(last, &acts[last - 1]);
     let (wl, bl) = (&p.w[last], &p.b[last]);
     let cov_last = covariate(last);
-    let mut h = vec![0f32; batch.idx.len()];
+    let mut h = vec![0f32; batch.x.nnz()];
     {
         let mut parts: Vec<&mut [f32]> = Vec::with_capacity(n);
         let mut rest: &mut [f32] = &mut h;
         for i in 0..n {
-            let (a, b) = rest.split_at_mut(batch.indptr[i + 1] - batch.indptr[i]);
+            let (a, b) = rest.split_at_mut(batch.range(i).len());
             parts.push(a);
             rest = b;
         }
         let input = &ins[last];
         parts.into_par_iter().enumerate().for_each(|(i, hrow)| {
             let x = &input[i * din..(i + 1) * din];
-            let base = batch.indptr[i];
+            let base = batch.range(i).start;
             for (o, hv) in hrow.iter_mut().enumerate() {
-                let j = batch.idx[base + o] as usize;
+                let j = batch.x.indices[base + o] as usize;
                 let wj = &wl[j * in_total..(j + 1) * in_total];
                 let mut z = dot(x, &wj[..din]) + bl[j];
                 if cov_last {
@@ -229,9 +229,10 @@ pub fn loss_and_grads(
     let sse: f64 = (0..n)
         .into_par_iter()
         .map(|i| {
-            (batch.indptr[i]..batch.indptr[i + 1])
+            batch
+                .range(i)
                 .map(|k| {
-                    let d = (h[k] - batch.val[k]) as f64;
+                    let d = (h[k] - batch.x.data[k]) as f64;
                     d * d
                 })
                 .sum::<f64>()
@@ -246,7 +247,7 @@ pub fn loss_and_grads(
     // Gradient at each output entry (zero where the ReLU is off).
     let gk: Vec<f32> = h
         .iter()
-        .zip(&batch.val)
+        .zip(&batch.x.data)
         .map(|(&hv, &x)| {
             if hv > 0.0 {
                 (2.0 * (hv - x) as f64 * scale) as f32
@@ -255,8 +256,9 @@ pub fn loss_and_grads(
             }
         })
         .collect();
-    let (gene_start, gene_order) = batch.by_gene(g);
     {
+        // Per gene, the cells where it is non-zero and the gradient at those outputs.
+        let gk_by_gene = batch.by_gene(&gk);
         let input = &ins[last];
         let dw = &mut gr.w[last];
         let db = &mut gr.b[last];
@@ -266,11 +268,10 @@ pub fn loss_and_grads(
             .for_each(|(j, (row, bj))| {
                 row.fill(0.0);
                 let mut s = 0f32;
-                let mut terms: Vec<(f32, &[f32])> =
-                    Vec::with_capacity(gene_start[j + 1] - gene_start[j]);
-                for &k in &gene_order[gene_start[j]..gene_start[j + 1]] {
-                    let (k, i) = (k as usize, batch.row[k as usize] as usize);
-                    let gv = gk[k];
+                let (cells, grads) = gk_by_gene.row(j);
+                let mut terms: Vec<(f32, &[f32])> = Vec::with_capacity(cells.len());
+                for (&i, &gv) in cells.iter().zip(grads) {
+                    let i = i as usize;
                     if gv != 0.0 {
                         terms.push((gv, &input[i * din..(i + 1) * din]));
                         if cov_last {
@@ -301,10 +302,11 @@ pub fn loss_and_grads(
     };
     let mut dz = vec![0f32; n * din];
     dz.par_chunks_mut(din).enumerate().for_each(|(i, row)| {
-        let terms: Vec<(f32, &[f32])> = (batch.indptr[i]..batch.indptr[i + 1])
+        let terms: Vec<(f32, &[f32])> = batch
+            .range(i)
             .filter(|&k| gk[k] != 0.0)
             .map(|k| {
-                let j = batch.idx[k] as usize;
+                let j = batch.x.indices[k] as usize;
                 (gk[k], &wl[j * in_total..j * in_total + din])
             })
             .collect();
@@ -329,20 +331,31 @@ pub fn loss_and_grads(
     // Input layer: only the rows of the non-zero, kept inputs.
     let out = dims[1];
     {
+        // Per gene, the cells where it is non-zero and kept, and its dropped-out input value
+        // there (0 where the input mask drops it; the values themselves are not 0).
+        let kept: Vec<f32> = (0..batch.x.nnz())
+            .map(|k| {
+                let m = masks.map_or(1.0, |m| m.input[k]);
+                if m != 0.0 {
+                    m * batch.x.data[k]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let kept_by_gene = batch.by_gene(&kept);
         let dw = &mut gr.w[0];
         dw[..g * out]
             .par_chunks_mut(out)
             .enumerate()
             .for_each(|(j, row)| {
                 row.fill(0.0);
-                let mut terms: Vec<(f32, &[f32])> =
-                    Vec::with_capacity(gene_start[j + 1] - gene_start[j]);
-                for &k in &gene_order[gene_start[j]..gene_start[j + 1]] {
-                    let k = k as usize;
-                    let m = masks.map_or(1.0, |m| m.input[k]);
-                    if m != 0.0 {
-                        let i = batch.row[k] as usize;
-                        terms.push((m * batch.val[k], &dz[i * out..(i + 1) * out]));
+                let (cells, values) = kept_by_gene.row(j);
+                let mut terms: Vec<(f32, &[f32])> = Vec::with_capacity(cells.len());
+                for (&i, &v) in cells.iter().zip(values) {
+                    if v != 0.0 {
+                        let i = i as usize;
+                        terms.push((v, &dz[i * out..(i + 1) * out]));
                     }
                 }
                 sum_rows(row, &terms);
