@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fail when the modules of a Rust library crate import each other in a cycle.
 
-    scripts/check_layers.py [SRC ...]      (default: tools/cellweave/src)
+    scripts/check_layers.py [SRC ...]      (default: the library crates,
+                                            tools/cellweave/src and tools/cellweave-models/src)
 
 The module tree is read from the files (`lib.rs`, `a.rs`, `a/mod.rs`, `a/b.rs`). Every path
 that starts with `crate::` or `super::` (in `use` declarations and in expressions) is
@@ -244,13 +245,19 @@ def check(src):
     return not failed
 
 
+LIBRARIES = ["tools/cellweave/src", "tools/cellweave-models/src"]
+
+
 def main(argv):
-    srcs = [Path(a) for a in argv] or [Path(__file__).resolve().parent.parent / "tools/cellweave/src"]
+    root = Path(__file__).resolve().parent.parent
+    srcs = [Path(a) for a in argv] or [root / lib for lib in LIBRARIES]
     ok = True
     for src in srcs:
         if not (src / "lib.rs").is_file():
             print(f"{src}: no lib.rs (expected the src folder of a library crate)")
             return 2
+        if len(srcs) > 1:
+            print(f"== {src}")
         ok &= check(src)
     return 0 if ok else 1
 

@@ -24,6 +24,15 @@ fn faer_gemm(dst: &mut [f32], m: usize, n: usize, a: Op, b: Op) {
     matmul(d, Accum::Replace, mat(&a), mat(&b), 1.0f32, par);
 }
 
+/// `(rows, cols)` of an operand as the product reads it.
+fn shape(o: &Op) -> (usize, usize) {
+    if o.t {
+        (o.cols, o.rows)
+    } else {
+        (o.rows, o.cols)
+    }
+}
+
 fn main() {
     let (n, g, a, b, d, k) = (512usize, 2000usize, 500usize, 250usize, 128usize, 2048usize);
     let v = |len: usize| -> Vec<f32> {
@@ -33,10 +42,35 @@ fn main() {
     };
     let (x, w1, w2, w3, q, queue) = (v(n * g), v(a * g), v(b * a), v(d * b), v(n * d), v(k * d));
     let (h1, h2, lneg) = (v(n * a), v(n * b), v(n * k));
+    // (name, calls per step, left and right operands, through faer instead of the kernel)
+    #[rustfmt::skip]
+    let products = [
+        ("h1 = x w1^T", 2.0, Op::n(&x, n, g), Op::t(&w1, a, g), false),
+        ("h2 = h1 w2^T", 2.0, Op::n(&h1, n, a), Op::t(&w2, b, a), false),
+        ("h3 = h2 w3^T", 2.0, Op::n(&h2, n, b), Op::t(&w3, d, b), false),
+        ("lneg = q queue^T", 1.0, Op::n(&q, n, d), Op::t(&queue, k, d), false),
+        ("dq = dneg queue", 1.0, Op::n(&lneg, n, k), Op::n(&queue, k, d), false),
+        ("dw3 = dz3^T h2", 1.0, Op::t(&q, n, d), Op::n(&h2, n, b), false),
+        ("dh2 = dz3 w3", 1.0, Op::n(&q, n, d), Op::n(&w3, d, b), false),
+        ("dw2 = dz2^T h1", 1.0, Op::t(&h2, n, b), Op::n(&h1, n, a), false),
+        ("dh1 = dz2 w2", 1.0, Op::n(&h2, n, b), Op::n(&w2, b, a), false),
+        ("dw1 = dz1^T x", 1.0, Op::t(&h1, n, a), Op::n(&x, n, g), false),
+        ("faer h1 = x w1^T", 0.0, Op::n(&x, n, g), Op::t(&w1, a, g), true),
+        ("faer dw1 = dz1^T x", 0.0, Op::t(&h1, n, a), Op::n(&x, n, g), true),
+        ("faer lneg = q queue^T", 0.0, Op::n(&q, n, d), Op::t(&queue, k, d), true),
+        ("faer dq = dneg queue", 0.0, Op::n(&lneg, n, k), Op::n(&queue, k, d), true),
+    ];
     let mut out = vec![0f32; n * k.max(g)];
-    let mut big = vec![0f32; a * g];
     let mut total = 0.0;
-    let mut t = |name: &str, m: usize, nn: usize, kk: usize, times: f64, f: &mut dyn FnMut()| {
+    for (name, times, left, right, via_faer) in products {
+        let ((m, kk), (_, nn)) = (shape(&left), shape(&right));
+        let mut f = || {
+            if via_faer {
+                faer_gemm(&mut out, m, nn, left, right)
+            } else {
+                gemm(&mut out, m, nn, left, right, false)
+            }
+        };
         f();
         let mut ts: Vec<f64> = (0..15)
             .map(|_| {
@@ -54,55 +88,6 @@ fn main() {
             ts[0] * 1e3,
             flops / ts[7] * 1e-9
         );
-    };
-    t("h1 = x w1^T", n, a, g, 2.0, &mut || {
-        gemm(&mut out, n, a, Op::n(&x, n, g), Op::t(&w1, a, g), false)
-    });
-    t("h2 = h1 w2^T", n, b, a, 2.0, &mut || {
-        gemm(&mut out, n, b, Op::n(&h1, n, a), Op::t(&w2, b, a), false)
-    });
-    t("h3 = h2 w3^T", n, d, b, 2.0, &mut || {
-        gemm(&mut out, n, d, Op::n(&h2, n, b), Op::t(&w3, d, b), false)
-    });
-    t("lneg = q queue^T", n, k, d, 1.0, &mut || {
-        gemm(&mut out, n, k, Op::n(&q, n, d), Op::t(&queue, k, d), false)
-    });
-    t("dq = dneg queue", n, d, k, 1.0, &mut || {
-        gemm(
-            &mut out,
-            n,
-            d,
-            Op::n(&lneg, n, k),
-            Op::n(&queue, k, d),
-            false,
-        )
-    });
-    t("dw3 = dz3^T h2", d, b, n, 1.0, &mut || {
-        gemm(&mut out, d, b, Op::t(&q, n, d), Op::n(&h2, n, b), false)
-    });
-    t("dh2 = dz3 w3", n, b, d, 1.0, &mut || {
-        gemm(&mut out, n, b, Op::n(&q, n, d), Op::n(&w3, d, b), false)
-    });
-    t("dw2 = dz2^T h1", b, a, n, 1.0, &mut || {
-        gemm(&mut out, b, a, Op::t(&h2, n, b), Op::n(&h1, n, a), false)
-    });
-    t("dh1 = dz2 w2", n, a, b, 1.0, &mut || {
-        gemm(&mut out, n, a, Op::n(&h2, n, b), Op::n(&w2, b, a), false)
-    });
-    t("dw1 = dz1^T x", a, g, n, 1.0, &mut || {
-        gemm(&mut big, a, g, Op::t(&h1, n, a), Op::n(&x, n, g), false)
-    });
-    t("faer h1 = x w1^T", n, a, g, 0.0, &mut || {
-        faer_gemm(&mut out, n, a, Op::n(&x, n, g), Op::t(&w1, a, g))
-    });
-    t("faer dw1 = dz1^T x", a, g, n, 0.0, &mut || {
-        faer_gemm(&mut big, a, g, Op::t(&h1, n, a), Op::n(&x, n, g))
-    });
-    t("faer lneg = q queue^T", n, k, d, 0.0, &mut || {
-        faer_gemm(&mut out, n, k, Op::n(&q, n, d), Op::t(&queue, k, d))
-    });
-    t("faer dq = dneg queue", n, d, k, 0.0, &mut || {
-        faer_gemm(&mut out, n, d, Op::n(&lneg, n, k), Op::n(&queue, k, d))
-    });
+    }
     println!("all products of one step: {:.1} ms CPU", total * 1e3);
 }

@@ -10,13 +10,18 @@ use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 /// A row-major matrix operand, optionally transposed.
 #[derive(Clone, Copy)]
 pub struct Op<'a> {
+    /// The stored matrix, row-major (at least `rows x cols` values).
     pub data: &'a [f32],
+    /// Rows as stored.
     pub rows: usize,
+    /// Columns as stored.
     pub cols: usize,
+    /// Whether the product reads the transpose (`cols x rows`).
     pub t: bool,
 }
 
 impl<'a> Op<'a> {
+    /// The stored `rows x cols` matrix as it is.
     pub fn n(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Op {
             data,
@@ -25,6 +30,7 @@ impl<'a> Op<'a> {
             t: false,
         }
     }
+    /// The transpose (`cols x rows`) of the stored `rows x cols` matrix.
     pub fn t(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Op {
             data,
@@ -461,27 +467,21 @@ mod tests {
         let mut l = vec![0f64; n];
         info_nce_rows(&mut gp, &mut gn, t, n, &mut l);
         let h = 1e-2f32;
-        for i in 0..n {
-            let (mut a, mut b) = (pos0.clone(), pos0.clone());
-            a[i] += h;
-            b[i] -= h;
-            let fd = (loss(&a, &neg0) - loss(&b, &neg0)) / (2.0 * h as f64);
-            assert!(
-                (fd - gp[i] as f64).abs() < 1e-3,
-                "pos {i}: {fd} vs {}",
-                gp[i]
-            );
-        }
-        for i in 0..n * k {
-            let (mut a, mut b) = (neg0.clone(), neg0.clone());
-            a[i] += h;
-            b[i] -= h;
-            let fd = (loss(&pos0, &a) - loss(&pos0, &b)) / (2.0 * h as f64);
-            assert!(
-                (fd - gn[i] as f64).abs() < 1e-3,
-                "neg {i}: {fd} vs {}",
-                gn[i]
-            );
-        }
+        // Central differences of `loss_at` around `base` against the gradient `grad`.
+        let check = |name: &str, base: &[f32], grad: &[f32], loss_at: &dyn Fn(&[f32]) -> f64| {
+            for i in 0..base.len() {
+                let (mut a, mut b) = (base.to_vec(), base.to_vec());
+                a[i] += h;
+                b[i] -= h;
+                let fd = (loss_at(&a) - loss_at(&b)) / (2.0 * h as f64);
+                assert!(
+                    (fd - grad[i] as f64).abs() < 1e-3,
+                    "{name} {i}: {fd} vs {}",
+                    grad[i]
+                );
+            }
+        };
+        check("pos", &pos0, &gp, &|p| loss(p, &neg0));
+        check("neg", &neg0, &gn, &|q| loss(&pos0, q));
     }
 }

@@ -8,7 +8,8 @@
 //!   the covariate is never dropped out.
 //! - Loss: mean over all entries of `(X - h)^2 * sign(X)`: zeros contribute nothing.
 //! - [`train`]: Adam with early stopping on a validation split, on the crate's training
-//!   engine ([`crate::engine`]; the minibatches and validation are in `trainer.rs`). On the CPU a hand-written
+//!   engine ([`crate::engine`]; the minibatch loop and validation are in `trainer.rs`, the
+//!   minibatches and their dropout masks in [`batch`]). On the CPU a hand-written
 //!   forward/backward ([`fast`]) skips the work that the loss ignores: the input layer reads
 //!   only non-zero inputs and the output layer computes only the entries where the input is
 //!   non-zero; the dense middle layers use candle's matmul. [`autograd`] is the same
@@ -21,6 +22,7 @@
 //! (a [`ModelCard`]: genes, batches, architecture, scale, training summary).
 
 pub mod autograd;
+pub mod batch;
 pub mod fast;
 pub mod stage;
 #[cfg(test)]
@@ -43,6 +45,7 @@ pub use crate::device;
 /// The architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LateConfig {
+    /// Genes `G`: the width of the input and of the output.
     pub n_genes: usize,
     /// Hidden layer widths (default 800, 400, 800).
     pub hidden: Vec<usize>,
@@ -55,6 +58,7 @@ pub struct LateConfig {
 }
 
 impl LateConfig {
+    /// The architecture with LATE's dropout (keep 0.8 on the input, 0.5 elsewhere).
     pub fn new(n_genes: usize, hidden: Vec<usize>, n_batches: usize) -> Self {
         LateConfig {
             n_genes,
@@ -71,6 +75,7 @@ impl LateConfig {
         d.push(self.n_genes);
         d
     }
+    /// Number of affine layers (hidden layers + 1).
     pub fn n_layers(&self) -> usize {
         self.hidden.len() + 1
     }
@@ -91,6 +96,7 @@ impl LateConfig {
                 0
             }
     }
+    /// Dropout keep probability on layer `l`'s input.
     pub fn keep(&self, l: usize) -> f32 {
         if l == 0 {
             self.keep_input
@@ -98,6 +104,8 @@ impl LateConfig {
             self.keep_hidden
         }
     }
+    /// Refuse a configuration that cannot train: no genes, no or zero-width hidden layers,
+    /// a keep probability outside `(0, 1]`.
     pub fn check(&self) -> Result<()> {
         if self.n_genes == 0 {
             bail!("no genes to impute");
@@ -120,8 +128,11 @@ impl LateConfig {
 /// The network. `weights[l]` is `in_total(l) x out(l)` (`y = relu(x W + b)`), on `device`.
 #[derive(Debug, Clone)]
 pub struct Late {
+    /// The architecture.
     pub config: LateConfig,
+    /// One weight matrix per layer, `in_total(l) x out(l)`.
     pub weights: Vec<Tensor>,
+    /// One bias vector per layer, `out(l)`.
     pub biases: Vec<Tensor>,
 }
 
@@ -153,6 +164,7 @@ impl Late {
         })
     }
 
+    /// The device the parameters live on.
     pub fn device(&self) -> &Device {
         self.weights[0].device()
     }
@@ -361,23 +373,32 @@ pub struct ModelCard {
     pub model: String,
     /// Version of this card's layout (1).
     pub card_version: u32,
+    /// cellweave version that trained it.
     pub cellweave_version: String,
     /// The value scale the model reads and writes (`log10` or `log1p`).
     pub scale: String,
+    /// The genes, in the model's input and output order.
     pub gene_ids: Vec<String>,
+    /// Hidden layer widths.
     pub hidden: Vec<usize>,
+    /// Dropout keep probability on the input layer.
     pub keep_input: f32,
+    /// Dropout keep probability on every other layer's input.
     pub keep_hidden: f32,
     /// The batches of the one-hot covariate (empty: not batch-aware).
     pub batches: Vec<String>,
     /// Which obs column the batches came from.
     pub batch_key: Option<String>,
+    /// The activation, in words (ReLU on every layer).
     pub activation: String,
+    /// How `model.safetensors` lays out the weights, in words.
     pub weight_layout: String,
+    /// How the model was trained.
     pub training: TrainSummary,
 }
 
 impl ModelCard {
+    /// The architecture the card describes.
     pub fn config(&self) -> LateConfig {
         LateConfig {
             n_genes: self.gene_ids.len(),
@@ -392,16 +413,28 @@ impl ModelCard {
 /// Training summary kept in the model card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TrainSummary {
+    /// The model training started from (`--init`, TRANSLATE), if any.
     pub init_from: Option<String>,
+    /// The `--seed` of the run.
     pub seed: u64,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Cells per minibatch.
     pub batch_size: usize,
+    /// Cells trained on.
     pub n_train: usize,
+    /// Cells held out for early stopping.
     pub n_val: usize,
+    /// Epochs run (fewer than asked when it stopped early).
     pub epochs_run: usize,
+    /// The epoch whose parameters the model holds (1-based; 0: the initial parameters).
     pub best_epoch: usize,
+    /// The monitored loss at that epoch (validation, or the training cells' without
+    /// validation cells).
     pub best_val_loss: f64,
+    /// Whether early stopping ended the training.
     pub stopped_early: bool,
+    /// Training time in seconds.
     pub seconds: f64,
 }
 
@@ -412,13 +445,19 @@ pub struct TrainOptions {
     pub epochs: usize,
     /// Stop after this many epochs without a lower validation loss.
     pub patience: usize,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Cells per minibatch.
     pub batch_size: usize,
     /// Fraction of cells held out for early stopping.
     pub val_fraction: f64,
+    /// Seed of the split, the minibatch order and the dropout masks.
     pub seed: u64,
+    /// Adam's decay rate of the first moment.
     pub beta1: f64,
+    /// Adam's decay rate of the second moment.
     pub beta2: f64,
+    /// Adam's denominator epsilon.
     pub eps: f64,
 }
 
@@ -464,21 +503,33 @@ impl Default for TrainOptions {
 /// One line of the training log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochLog {
+    /// Epoch number, 1-based.
     pub epoch: usize,
+    /// Mean loss (with dropout) over the epoch's minibatches, weighted by their cells.
     pub train_loss: f64,
+    /// The monitored loss after the epoch, without dropout (validation cells, or the
+    /// training cells without validation cells).
     pub val_loss: f64,
+    /// Wall-clock seconds of the epoch.
     pub seconds: f64,
+    /// Whether `val_loss` is the lowest so far (the parameters kept).
     pub best: bool,
 }
 
 /// How training went; the model holds the best parameters afterwards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
+    /// One line per epoch run.
     pub log: Vec<EpochLog>,
+    /// The epoch of the parameters kept (1-based; 0: the initial parameters).
     pub best_epoch: usize,
+    /// The monitored loss at that epoch.
     pub best_val_loss: f64,
+    /// Cells trained on.
     pub n_train: usize,
+    /// Cells held out for early stopping.
     pub n_val: usize,
+    /// Whether early stopping ended the training.
     pub stopped_early: bool,
 }
 
@@ -495,6 +546,7 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine named `auto`, `fast` or `autograd`; `None` for any other name.
     pub fn parse(s: &str) -> Option<Engine> {
         match s {
             "auto" => Some(Engine::Auto),

@@ -59,6 +59,7 @@ impl ModelKind {
 
 /// Turn a candle error into a cellweave error (one line).
 pub trait CandleExt<T> {
+    /// The result with a candle error as `candle: MESSAGE`.
     fn ce(self) -> cellweave::Result<T>;
 }
 

@@ -4,6 +4,7 @@
 //! random state at an epoch boundary is a pure function of the seed and the epoch: a run
 //! resumed from a checkpoint draws exactly what the uninterrupted run drew.
 
+/// The xoshiro256++ generator: 256 bits of state, 64-bit outputs.
 #[derive(Debug, Clone)]
 pub struct Rng {
     s: [u64; 4],
@@ -18,6 +19,7 @@ fn splitmix64(x: &mut u64) -> u64 {
 }
 
 impl Rng {
+    /// The generator whose state is four SplitMix64 outputs from `seed`.
     pub fn new(seed: u64) -> Self {
         let mut x = seed;
         Rng {
@@ -41,6 +43,7 @@ impl Rng {
         Rng::new(h)
     }
 
+    /// The next 64 uniformly random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;

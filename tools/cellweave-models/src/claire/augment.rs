@@ -15,19 +15,11 @@
 //! (and CLAIRE's output) unchanged.
 
 use crate::rng::Rng;
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
 /// CLAIRE's view augmentation (`cellweave-train --model claire --augment`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Augment {
     /// Mix-up views only (CLAIRE)

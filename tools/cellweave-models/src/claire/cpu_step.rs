@@ -40,20 +40,8 @@ impl<'a> Reader<'a> {
 /// Preallocated buffers of one step shape.
 #[derive(Default)]
 pub struct Workspace {
-    m1q: Vec<f32>,
-    m2q: Vec<f32>,
-    m1k: Vec<f32>,
-    m2k: Vec<f32>,
-    h1q: Vec<f32>,
-    h2q: Vec<f32>,
-    h3q: Vec<f32>,
-    q: Vec<f32>,
-    normq: Vec<f32>,
-    h1k: Vec<f32>,
-    h2k: Vec<f32>,
-    h3k: Vec<f32>,
-    k: Vec<f32>,
-    normk: Vec<f32>,
+    query: Side,
+    key: Side,
     lpos: Vec<f32>,
     lneg: Vec<f32>,
     losses: Vec<f64>,
@@ -63,6 +51,37 @@ pub struct Workspace {
     grads: [Vec<f32>; 6],
     /// CPU time per phase of the step, accumulated over steps when set (profiling).
     pub phases: Option<Phases>,
+}
+
+/// One encoder's dropout masks and activations for a batch of `n` rows.
+#[derive(Default)]
+struct Side {
+    /// Dropout multipliers of the first and second hidden layers (`n x a`, `n x b`).
+    m: [Vec<f32>; 2],
+    /// Layer outputs after ReLU (and dropout): `n x a`, `n x b`, `n x d`.
+    h: [Vec<f32>; 3],
+    /// The L2-normalised output (`n x d`) and the row norms (`n`).
+    out: Vec<f32>,
+    norm: Vec<f32>,
+}
+
+impl Side {
+    /// Size the buffers for `n` rows of an encoder of widths `[g, a, b, d]`.
+    fn size(&mut self, n: usize, [_, a, b, d]: [usize; 4]) {
+        let [m1, m2] = &mut self.m;
+        let [h1, h2, h3] = &mut self.h;
+        for (v, len) in [
+            (m1, n * a),
+            (m2, n * b),
+            (h1, n * a),
+            (h2, n * b),
+            (h3, n * d),
+            (&mut self.out, n * d),
+            (&mut self.norm, n),
+        ] {
+            sized(v, len);
+        }
+    }
 }
 
 /// CPU time (this process, all threads) spent in each phase of [`Moco::step_cpu`], summed
@@ -100,68 +119,62 @@ fn sized(v: &mut Vec<f32>, n: usize) {
     v.resize(n, 0.0);
 }
 
-/// The activations of one encoder's forward pass.
-struct Acts<'a> {
-    h1: &'a mut [f32],
-    h2: &'a mut [f32],
-    h3: &'a mut [f32],
-    out: &'a mut [f32],
-    norm: &'a mut [f32],
-}
-
-/// Forward of one encoder (weights `w` = [w1, b1, w2, b2, w3, b3]) with dropout masks, its
-/// products on `threads` threads.
-#[allow(clippy::too_many_arguments)]
+/// Forward of one encoder (weights `w` = [w1, b1, w2, b2, w3, b3]) with the dropout masks
+/// of `s`, into its activations; its products on `threads` threads. Layer `l`:
+/// `h[l] = relu(input w^T + bias)`, times the mask `m[l]` below the last layer.
 fn forward(
     w: &Reader,
     x: &[f32],
     n: usize,
     dims: [usize; 4],
-    m1: &[f32],
-    m2: &[f32],
-    acts: Acts,
+    s: &mut Side,
     threads: usize,
 ) -> candle_core::Result<()> {
-    let [g, a, b, d] = dims;
-    let Acts {
-        h1,
-        h2,
-        h3,
-        out,
-        norm,
-    } = acts;
-    gemm_on(
-        h1,
-        n,
-        a,
-        Op::n(x, n, g),
-        Op::t(w.get(0)?, a, g),
-        false,
-        threads,
-    );
-    bias_relu_mask(h1, w.get(1)?, Some(m1));
-    gemm_on(
-        h2,
-        n,
-        b,
-        Op::n(h1, n, a),
-        Op::t(w.get(2)?, b, a),
-        false,
-        threads,
-    );
-    bias_relu_mask(h2, w.get(3)?, Some(m2));
-    gemm_on(
-        h3,
-        n,
-        d,
-        Op::n(h2, n, b),
-        Op::t(w.get(4)?, d, b),
-        false,
-        threads,
-    );
-    bias_relu_mask(h3, w.get(5)?, None);
-    l2_normalize_rows(h3, out, norm, d);
+    for l in 0..3 {
+        let (below, rest) = s.h.split_at_mut(l);
+        let input = if l == 0 { x } else { &below[l - 1] };
+        let (din, dout) = (dims[l], dims[l + 1]);
+        gemm_on(
+            &mut rest[0],
+            n,
+            dout,
+            Op::n(input, n, din),
+            Op::t(w.get(2 * l)?, dout, din),
+            false,
+            threads,
+        );
+        bias_relu_mask(
+            &mut rest[0],
+            w.get(2 * l + 1)?,
+            s.m.get(l).map(Vec::as_slice),
+        );
+    }
+    l2_normalize_rows(&s.h[2], &mut s.out, &mut s.norm, dims[3]);
     Ok(())
+}
+
+/// The gradients of one layer's weights (`gw`, `[dout, din]`) and bias (`gb`) from the
+/// gradient `dz` (`n x dout`) at its pre-activation and its `input` (`n x din`).
+fn weight_grads(gw: &mut [f32], gb: &mut [f32], dz: Op, input: Op) {
+    let dz_t = Op::t(dz.data, dz.rows, dz.cols);
+    gemm(gw, dz.cols, input.cols, dz_t, input, false);
+    col_sums(dz.data, gb);
+}
+
+/// The gradient `dh` (`n x din`) at the pre-activation of the layer below from `dz`
+/// (`n x dout`) through the weights `w` (`[dout, din]`), the ReLU of its output `h` and
+/// its dropout `mask`.
+fn input_grad(
+    dh: &mut [f32],
+    dz: &[f32],
+    w: &[f32],
+    n: usize,
+    [din, dout]: [usize; 2],
+    h: &[f32],
+    mask: &[f32],
+) {
+    gemm(dh, n, din, Op::n(dz, n, dout), Op::n(w, dout, din), false);
+    relu_mask_backward(dh, h, mask);
 }
 
 impl Moco {
@@ -198,21 +211,9 @@ impl Moco {
         let p = self.params.dropout;
         let w = &mut *ws;
         mark(&mut w.phases, "ema (key = m key + (1-m) query)");
+        w.query.size(n, dims);
+        w.key.size(n, dims);
         for (v, len) in [
-            (&mut w.m1q, n * a),
-            (&mut w.m2q, n * b),
-            (&mut w.m1k, n * a),
-            (&mut w.m2k, n * b),
-            (&mut w.h1q, n * a),
-            (&mut w.h2q, n * b),
-            (&mut w.h3q, n * d),
-            (&mut w.q, n * d),
-            (&mut w.normq, n),
-            (&mut w.h1k, n * a),
-            (&mut w.h2k, n * b),
-            (&mut w.h3k, n * d),
-            (&mut w.k, n * d),
-            (&mut w.normk, n),
             (&mut w.lpos, n),
             (&mut w.lneg, n * kq),
             (&mut w.dq, n * d),
@@ -226,10 +227,9 @@ impl Moco {
             sized(gv, len);
         }
         // Same draw order as `draw_masks` in the tensor step: query m1, m2, key m1, m2.
-        rng.dropout_mask(&mut w.m1q, p);
-        rng.dropout_mask(&mut w.m2q, p);
-        rng.dropout_mask(&mut w.m1k, p);
-        rng.dropout_mask(&mut w.m2k, p);
+        for m in w.query.m.iter_mut().chain(&mut w.key.m) {
+            rng.dropout_mask(m, p);
+        }
         mark(&mut w.phases, "buffers, dropout masks");
 
         let qvars = self.query.vars();
@@ -237,48 +237,35 @@ impl Moco {
         let loss = {
             let kr = Reader::new(&kvars.iter().map(|v| v.as_tensor()).collect::<Vec<_>>());
             let qr = Reader::new(&qvars.iter().map(|v| v.as_tensor()).collect::<Vec<_>>());
-            let key_acts = Acts {
-                h1: &mut w.h1k,
-                h2: &mut w.h2k,
-                h3: &mut w.h3k,
-                out: &mut w.k,
-                norm: &mut w.normk,
-            };
-            let query_acts = Acts {
-                h1: &mut w.h1q,
-                h2: &mut w.h2q,
-                h3: &mut w.h3q,
-                out: &mut w.q,
-                norm: &mut w.normq,
-            };
             let threads = rayon::current_num_threads();
             if threads > 1 {
                 // The two encoders side by side, each on one thread (the same products,
                 // so the same bits, as one after the other).
                 let (rk, rq) = rayon::join(
-                    || forward(&kr, x, n, dims, &w.m1k, &w.m2k, key_acts, 1),
-                    || forward(&qr, x, n, dims, &w.m1q, &w.m2q, query_acts, 1),
+                    || forward(&kr, x, n, dims, &mut w.key, 1),
+                    || forward(&qr, x, n, dims, &mut w.query, 1),
                 );
                 rk?;
                 rq?;
                 mark(&mut w.phases, "forward, both encoders (in parallel)");
             } else {
-                forward(&kr, x, n, dims, &w.m1k, &w.m2k, key_acts, 1)?;
+                forward(&kr, x, n, dims, &mut w.key, 1)?;
                 mark(&mut w.phases, "forward, key encoder");
-                forward(&qr, x, n, dims, &w.m1q, &w.m2q, query_acts, 1)?;
+                forward(&qr, x, n, dims, &mut w.query, 1)?;
                 mark(&mut w.phases, "forward, query encoder");
             }
             drop(kr);
+            let (q, k) = (&w.query.out, &w.key.out);
             // Logits: q of view 1 against k of view 2 and vice versa; negatives = the queue.
-            row_dots(&w.q[..half * d], &w.k[half * d..], &mut w.lpos[..half], d);
-            row_dots(&w.q[half * d..], &w.k[..half * d], &mut w.lpos[half..], d);
+            row_dots(&q[..half * d], &k[half * d..], &mut w.lpos[..half], d);
+            row_dots(&q[half * d..], &k[..half * d], &mut w.lpos[half..], d);
             let queue_r = Reader::new(&[&self.queue]);
             let queue = queue_r.get(0)?;
             gemm(
                 &mut w.lneg,
                 n,
                 kq,
-                Op::n(&w.q, n, d),
+                Op::n(q, n, d),
                 Op::t(queue, kq, d),
                 false,
             );
@@ -302,44 +289,27 @@ impl Moco {
                 false,
             );
             drop(queue_r);
-            add_scaled_rows(&mut w.dq[..half * d], &w.k[half * d..], &w.lpos[..half], d);
-            add_scaled_rows(&mut w.dq[half * d..], &w.k[..half * d], &w.lpos[half..], d);
+            add_scaled_rows(&mut w.dq[..half * d], &k[half * d..], &w.lpos[..half], d);
+            add_scaled_rows(&mut w.dq[half * d..], &k[..half * d], &w.lpos[half..], d);
             // Backward through the query encoder.
             mark(&mut w.phases, "dq = dlogits queue (512x128x2048)");
-            l2_relu_backward(&mut w.dq, &w.q, &w.h3q, &w.normq, d);
+            let sq = &w.query;
+            let ([h1, h2, h3], [m1, m2]) = (&sq.h, &sq.m);
+            l2_relu_backward(&mut w.dq, &sq.out, h3, &sq.norm, d);
             let [gw1, gb1, gw2, gb2, gw3, gb3] = &mut w.grads;
-            gemm(gw3, d, b, Op::t(&w.dq, n, d), Op::n(&w.h2q, n, b), false);
-            col_sums(&w.dq, gb3);
-            gemm(
-                &mut w.dh2,
-                n,
-                b,
-                Op::n(&w.dq, n, d),
-                Op::n(qr.get(4)?, d, b),
-                false,
-            );
-            relu_mask_backward(&mut w.dh2, &w.h2q, &w.m2q);
-            gemm(gw2, b, a, Op::t(&w.dh2, n, b), Op::n(&w.h1q, n, a), false);
-            col_sums(&w.dh2, gb2);
-            gemm(
-                &mut w.dh1,
-                n,
-                a,
-                Op::n(&w.dh2, n, b),
-                Op::n(qr.get(2)?, b, a),
-                false,
-            );
-            relu_mask_backward(&mut w.dh1, &w.h1q, &w.m1q);
+            weight_grads(gw3, gb3, Op::n(&w.dq, n, d), Op::n(h2, n, b));
+            input_grad(&mut w.dh2, &w.dq, qr.get(4)?, n, [b, d], h2, m2);
+            weight_grads(gw2, gb2, Op::n(&w.dh2, n, b), Op::n(h1, n, a));
+            input_grad(&mut w.dh1, &w.dh2, qr.get(2)?, n, [a, b], h1, m1);
             mark(&mut w.phases, "backward, layers 3 and 2");
-            gemm(gw1, a, g, Op::t(&w.dh1, n, a), Op::n(x, n, g), false);
-            col_sums(&w.dh1, gb1);
+            weight_grads(gw1, gb1, Op::n(&w.dh1, n, a), Op::n(x, n, g));
             mark(&mut w.phases, "backward, layer 1 (dW1 500x2000x512)");
             loss
         };
         let grads: Vec<&[f32]> = w.grads.iter().map(|v| v.as_slice()).collect();
         self.opt.step_slices(&grads)?;
         mark(&mut w.phases, "Adam");
-        let keys = Tensor::from_slice(&w.k, (n, d), &candle_core::Device::Cpu)?;
+        let keys = Tensor::from_slice(&w.key.out, (n, d), &candle_core::Device::Cpu)?;
         self.enqueue(&keys.narrow(0, 0, half)?)?;
         self.enqueue(&keys.narrow(0, half, half)?)?;
         mark(&mut w.phases, "enqueue keys");

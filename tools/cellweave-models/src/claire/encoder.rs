@@ -18,28 +18,38 @@ pub fn widths(n_genes: usize, latent: usize) -> [usize; 4] {
 /// One fully connected layer, weights stored `[out, in]` as in torch.
 #[derive(Clone)]
 pub struct Linear {
+    /// Weights, `[out, in]`: `y = x w^T + b`.
     pub w: Var,
+    /// Bias, `[out]`.
     pub b: Var,
 }
 
 /// The three layers of the encoder.
 #[derive(Clone)]
 pub struct Encoder {
+    /// `G -> G/4`, `G/4 -> G/8`, `G/8 -> latent` (see [`widths`]).
     pub layers: [Linear; 3],
 }
 
 /// Dropout masks for one training forward pass (entries 0 or `1 / (1 - p)`).
 pub struct Masks {
+    /// Multipliers of the first hidden layer's output, `[n, G/4]`.
     pub m1: Tensor,
+    /// Multipliers of the second hidden layer's output, `[n, G/8]`.
     pub m2: Tensor,
 }
 
 /// What the backward pass needs from a training forward pass.
 pub struct Trace {
+    /// The input, `[n, G]`.
     pub x: Tensor,
+    /// First hidden layer after ReLU and dropout, `[n, G/4]`.
     pub h1: Tensor,
+    /// Second hidden layer after ReLU and dropout, `[n, G/8]`.
     pub h2: Tensor,
+    /// The dropout multipliers applied to `h1`.
     pub m1: Tensor,
+    /// The dropout multipliers applied to `h2`.
     pub m2: Tensor,
     /// ReLU output of the last layer (before normalisation).
     pub h3: Tensor,
@@ -171,15 +181,19 @@ impl Encoder {
             .collect()
     }
 
+    /// Input width `G` (genes per cell).
     pub fn n_genes(&self) -> usize {
         self.layers[0].w.dims()[1]
     }
+    /// Output (embedding) width.
     pub fn latent(&self) -> usize {
         self.layers[2].w.dims()[0]
     }
+    /// The two hidden widths (`G/4`, `G/8` for a fresh encoder).
     pub fn hidden(&self) -> (usize, usize) {
         (self.layers[0].w.dims()[0], self.layers[1].w.dims()[0])
     }
+    /// Number of scalar parameters (weights and biases of the three layers).
     pub fn n_params(&self) -> usize {
         self.vars().iter().map(|v| v.elem_count()).sum()
     }

@@ -40,13 +40,17 @@ impl Default for MocoParams {
 
 /// The full training state of a CLAIRE model.
 pub struct Moco {
+    /// The hyperparameters it trains with.
     pub params: MocoParams,
+    /// The encoder the optimiser trains (gives the queries).
     pub query: Encoder,
+    /// The momentum encoder: a moving average of the query encoder (gives the keys).
     pub key: Encoder,
     /// `[queue_size, latent]`, one key per row.
     pub queue: Tensor,
     /// Next row of the queue to overwrite.
     pub ptr: usize,
+    /// Adam over the query encoder's variables, with its moment estimates.
     pub opt: Adam,
 }
 
@@ -100,6 +104,7 @@ impl Moco {
         })
     }
 
+    /// The device the model's tensors live on.
     pub fn device(&self) -> Device {
         self.queue.device().clone()
     }

@@ -28,6 +28,7 @@ use crate::engine::checkpoint::{load_tensors, save_tensors};
 pub use crate::engine::card::CARD;
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 pub use crate::engine::state::{STATE, STATE_JSON};
+/// File name of the refined seed pairs in the model directory.
 pub const REFINED_PAIRS: &str = "refined_pairs.arrow";
 /// The model card format version.
 pub const CARD_VERSION: u32 = 1;
@@ -35,46 +36,69 @@ pub const CARD_VERSION: u32 = 1;
 /// The model card (YAML): what the model is, what it was trained on and how.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
+    /// Always `claire`.
     pub model: String,
+    /// Version of this card's layout ([`CARD_VERSION`]).
     pub card_version: u32,
     /// cellweave version that trained it.
     pub cellweave_version: String,
+    /// The encoder's shape.
     pub architecture: Architecture,
     /// Scale the inputs must be on (as the training cells).
     pub values: ValueKind,
+    /// Number of input genes `G`.
     pub n_genes: usize,
+    /// The input genes' ids, in the encoder's input order.
     pub gene_ids: Vec<String>,
+    /// The input genes' names, in the same order.
     pub gene_names: Vec<String>,
+    /// Every training parameter, as the run resolved them.
     pub hyperparameters: serde_json::Value,
+    /// What the training did.
     pub training: TrainingSummary,
 }
 
+/// The encoder's shape as the card records it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Architecture {
     /// Layer widths, input first.
     pub widths: Vec<usize>,
+    /// The activation after every layer (`relu`).
     pub activation: String,
+    /// Dropout probability after the first two layers in training.
     pub dropout: f32,
+    /// What the output is (`l2-normalized`: unit-length rows).
     pub output: String,
 }
 
+/// The `training` section of the card: the data and the course of the training.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainingSummary {
+    /// Cells in the training table.
     pub cells: usize,
+    /// Fingerprint of the training cells table.
     pub cells_fingerprint: String,
+    /// The `--seed` of the run.
     pub seed: u64,
     /// Epochs done in this model's whole history (continued runs included).
     pub epochs: usize,
+    /// Optimiser steps of this run (with those before the interruption of a resumed run;
+    /// not those of an `--init` model).
     pub steps: u64,
+    /// Mean loss of the last logged epoch (NaN before any).
     pub final_loss: f64,
+    /// Distinct seed pairs the training started from.
     pub seed_pairs: usize,
     /// Seed pairs kept by refinement (absent when no refinement ran).
     pub refined_seed_pairs: Option<usize>,
     /// Why the seeds looked unreliable, one line each (absent when they did not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed_advice: Vec<String>,
+    /// Cells in at least one seed pair (the anchors the views are drawn from).
     pub training_cells: usize,
+    /// Training time of this run in seconds (counted as `steps`).
     pub seconds: f64,
+    /// The candle device it trained on (`Cpu`, `Cuda { gpu_id: 0 }`, ...).
     pub device: String,
     /// Encoder whose weights are model.safetensors: momentum or query.
     #[serde(default)]
@@ -83,7 +107,9 @@ pub struct TrainingSummary {
 
 /// A loaded model: the encoder and its card.
 pub struct Model {
+    /// The model card.
     pub card: Card,
+    /// The encoder that gives the embedding.
     pub encoder: Encoder,
 }
 
@@ -141,6 +167,7 @@ pub fn embed_rows(encoder: &Encoder, x: &Csr, device: &Device) -> Result<Vec<f32
 pub struct GeneAlignment {
     /// For each model gene, its column in the cells table.
     pub columns: Vec<Option<usize>>,
+    /// Number of model genes absent from the cells table (read as 0).
     pub missing: usize,
     /// "id" or "name": what matched.
     pub by: &'static str,

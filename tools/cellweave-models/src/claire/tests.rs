@@ -21,6 +21,11 @@ fn tensor_vec(t: &Tensor) -> Vec<f64> {
         .unwrap()
 }
 
+/// The values of an encoder's variables (`w1, b1, w2, b2, w3, b3`).
+fn var_values(e: &Encoder) -> Vec<Vec<f64>> {
+    e.vars().iter().map(|v| tensor_vec(v.as_tensor())).collect()
+}
+
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -220,18 +225,8 @@ fn momentum_update_then_keys_enqueued_in_order() {
     let mut rng = Rng::new(1);
     // Make query and key differ first.
     m.step_cpu(&batch(n, g, 1), n, &mut rng, &mut ws).unwrap();
-    let q_before: Vec<Vec<f64>> = m
-        .query
-        .vars()
-        .iter()
-        .map(|v| tensor_vec(v.as_tensor()))
-        .collect();
-    let k_before: Vec<Vec<f64>> = m
-        .key
-        .vars()
-        .iter()
-        .map(|v| tensor_vec(v.as_tensor()))
-        .collect();
+    let q_before = var_values(&m.query);
+    let k_before = var_values(&m.key);
     let ptr0 = m.ptr;
     let xs = batch(n, g, 2);
     m.step_cpu(&xs, n, &mut rng, &mut ws).unwrap();
@@ -333,7 +328,7 @@ fn mixup_views_are_convex_combinations_within_bounds() {
     let anchors = [0u32, 5, 1];
     let mut out = Vec::new();
     let mut r1 = Rng::new(11);
-    batch_views(&x, &s, &anchors, 0.5, &mut r1, &mut out);
+    batch_views(&x, &s, &anchors, 0.5, &mut r1, &mut out, &mut Vec::new());
     let mut r2 = Rng::new(11);
     for (row, &i) in anchors.iter().enumerate() {
         let (v1, v2) = draw_views(&s, i, 0.5, &mut r2);

@@ -11,6 +11,8 @@ use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, EmbeddingTable, Frame, PairKind, PairsTable, Step};
 use cellweave::integrate::seed_check;
 use cellweave::{bail, info, Error, Result, ResultExt};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::augment::{augment, Augment};
@@ -18,7 +20,7 @@ use super::cpu_step::Workspace;
 use super::encoder::{widths, Encoder};
 use super::moco::{Moco, MocoParams};
 use super::model::{self, Architecture, Card, TrainingSummary};
-use super::views::{batch_views_from, PairSets};
+use super::views::{batch_views, PairSets};
 use super::CandleExt;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::state;
@@ -33,17 +35,7 @@ const STREAM_AUGMENT: u64 = 3;
 
 /// Which encoder gives the output embedding and the saved model. (The refinement inside
 /// the one-call schedule always uses the query encoder, as CLAIRE.)
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedWith {
     /// The momentum encoder once it is mostly trained weights: when the share of the
@@ -78,30 +70,41 @@ impl EmbedWith {
 }
 
 /// Everything that decides the result of a training run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
     /// Epochs to run in this call (stage 1 and stage 2 together); `None`: automatic,
     /// `max(default_epochs, enough epochs for min_steps steps)`.
     pub epochs: Option<usize>,
+    /// The fewest epochs of an automatic `epochs` (80).
     pub default_epochs: usize,
+    /// The fewest steps of an automatic `epochs` (`--min-steps`).
     pub min_steps: usize,
     /// Refine the seeds after this many epochs of this call; `None`: automatic,
     /// `max(3, enough epochs for stage1_min_steps steps)`.
     pub stage1_epochs: Option<usize>,
+    /// The fewest steps of an automatic `stage1_epochs` (100).
     pub stage1_min_steps: usize,
     /// Run stage 1 alone (its length as `stage1_epochs` decides) and stop without refining,
     /// embedding with the query encoder when `embed_with` is `Auto`: the first call of a
     /// stage-by-stage run (workflows), `--stage1-only`.
     #[serde(default)]
     pub stage1_only: bool,
+    /// Refine the seed pairs between the stages (`--no-refine` turns it off).
     pub refine: bool,
+    /// Refinement keeps the seeds whose posterior of the high-similarity component is at
+    /// least this.
     pub refine_threshold: f64,
+    /// Anchors per step (each gives two views, so a step encodes `2 x batch_size` rows).
     pub batch_size: usize,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// L2 weight decay, added to the gradient as torch's Adam does.
     pub weight_decay: f64,
     /// Mix-up coefficients are drawn from U(alpha, 1).
     pub alpha: f32,
+    /// Width of the embedding.
     pub latent: usize,
+    /// Momentum, temperature, queue size and dropout.
     pub moco: MocoParams,
     /// Encoder of the embedding (and of the saved weights).
     #[serde(default)]
@@ -109,6 +112,7 @@ pub struct TrainParams {
     /// Augmentation of the views (batch-styles standardization).
     #[serde(default)]
     pub augment: Augment,
+    /// Seed of every random draw (initial weights, anchor order, views, dropout).
     pub seed: u64,
 }
 
@@ -137,9 +141,11 @@ impl Default for TrainParams {
 }
 
 impl TrainParams {
+    /// The optimiser's settings: torch's Adam with L2 weight decay.
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, self.weight_decay)
     }
+    /// Check the ranges the flags do not check themselves; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
         crate::engine::check_batch_and_lr(self.batch_size, self.lr)?;
@@ -160,20 +166,26 @@ impl TrainParams {
 }
 
 /// One row of the training log.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
+    /// 1 before the seed pairs are refined, 2 after.
     pub stage: u32,
     /// Global epoch number (1-based, continued runs keep counting).
     pub epoch: usize,
+    /// Optimiser steps in the epoch.
     pub steps: usize,
+    /// Cells in at least one seed pair during the epoch.
     pub training_cells: usize,
+    /// Mean loss over the epoch's steps.
     pub loss: f64,
+    /// Learning rate of the epoch.
     pub lr: f64,
+    /// Wall-clock seconds of the epoch.
     pub seconds: f64,
 }
 
 /// Where a run stands (saved in `state.json`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Epochs done (global).
     pub epoch: usize,
@@ -181,7 +193,9 @@ pub struct Progress {
     pub end_epoch: usize,
     /// Refine the seeds before this global epoch.
     pub refine_at: Option<usize>,
+    /// Whether this run has refined the seeds.
     pub refined: bool,
+    /// The current stage: 1 before refinement, 2 after (or from refined seeds).
     pub stage: u32,
     /// Steps of this call (of the whole run when resumed).
     pub steps: u64,
@@ -189,9 +203,13 @@ pub struct Progress {
     /// (continued runs included): decides what `EmbedWith::Auto` means.
     #[serde(default)]
     pub momentum_steps: u64,
+    /// Seed pairs (MNN rows of the pairs table) the run started from.
     pub seeds: usize,
+    /// Seed pairs kept by refinement, once it has run.
     pub refined_seeds: Option<usize>,
+    /// Seconds of training (of the whole run when resumed).
     pub seconds: f64,
+    /// One row per epoch done.
     pub log: Vec<LogRow>,
     /// Lines of advice on the seeds' reliability (`cellweave::integrate::seed_check`).
     #[serde(default)]
@@ -223,12 +241,15 @@ pub type Refiner<'a> = dyn FnMut(&PairsTable, &EmbeddingTable) -> Result<Refined
 /// What a [`Refiner`] returns: the kept pairs, and a line of advice when the seeds look
 /// unreliable (recorded in the model card).
 pub struct Refined {
+    /// The pairs table with only the kept seeds (and their posteriors).
     pub pairs: PairsTable,
+    /// Why the seeds look unreliable, when they do.
     pub advice: Option<String>,
 }
 
 /// A training run over one cells table.
 pub struct Trainer<'a> {
+    /// The run's parameters.
     pub params: TrainParams,
     cells: &'a CellsTable,
     /// The pairs given (seeds and KNN lists).
@@ -237,7 +258,9 @@ pub struct Trainer<'a> {
     seeds: PairsTable,
     sets: PairSets,
     ws: Workspace,
+    /// The training state: both encoders, the queue and the optimiser.
     pub moco: Moco,
+    /// Where the run stands.
     pub progress: Progress,
     /// The model directory (written only by [`Trainer::finish`]'s caller, at the end).
     dir: PathBuf,
@@ -710,10 +733,12 @@ impl<'a> Trainer<'a> {
         &self.dir
     }
 
+    /// The pairs table after refinement, once the seeds have been refined.
     pub fn refined_pairs(&self) -> Option<&PairsTable> {
         self.refined_table.as_ref().map(|(t, _)| t)
     }
 
+    /// Number of cells in at least one seed pair in use (the anchors of an epoch).
     pub fn training_cells(&self) -> usize {
         self.sets.training_cells().len()
     }
@@ -759,7 +784,7 @@ impl Trainable for Epochs<'_, '_, '_, '_> {
 
     fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
         let (t, b) = (&mut *self.t, self.batch);
-        batch_views_from(
+        batch_views(
             &t.cells.x,
             &t.sets,
             &self.anchors[s * b..(s + 1) * b],

@@ -86,8 +86,11 @@ impl PairSets {
 /// One row of a view: `l * x_a + (1 - l) * x_b`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mix {
+    /// The first cell (row of the cells table); the row mostly comes from it.
     pub a: u32,
+    /// The second cell.
     pub b: u32,
+    /// The weight of `a`, in `[alpha, 1]`.
     pub l: f32,
 }
 
@@ -111,21 +114,10 @@ pub fn draw_views(sets: &PairSets, i: u32, alpha: f32, rng: &mut Rng) -> (Mix, M
     (Mix { a: i, b: n1, l: l1 }, Mix { a: p, b: n2, l: l2 })
 }
 
-/// Dense rows `[view1 of every anchor; view2 of every anchor]` (`2B x G`, row-major).
+/// Dense rows `[view1 of every anchor; view2 of every anchor]` (`2B x G`, row-major) into
+/// `out`, and the cell each row mainly comes from into `sources` (`sources[r]`: the mix's
+/// first cell, of the same batch as its second): the batch of every row.
 pub fn batch_views(
-    x: &Csr,
-    sets: &PairSets,
-    anchors: &[u32],
-    alpha: f32,
-    rng: &mut Rng,
-    out: &mut Vec<f32>,
-) {
-    batch_views_from(x, sets, anchors, alpha, rng, out, &mut Vec::new());
-}
-
-/// [`batch_views`], also giving the cell each row mainly comes from (`sources[r]`: the
-/// mix's first cell, of the same batch as its second): the batch of every row.
-pub fn batch_views_from(
     x: &Csr,
     sets: &PairSets,
     anchors: &[u32],

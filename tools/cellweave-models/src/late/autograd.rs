@@ -4,7 +4,7 @@
 //! dropout masks from the same random stream, so with the same seed both engines follow the
 //! same trajectory up to rounding. It is also the path used on a CUDA device.
 
-use super::fast::{Batch, Masks};
+use super::batch::{Batch, Masks};
 use super::trainer::LateStep;
 use super::{masked_mse, onehot, Late, TrainOptions};
 use crate::optim::Adam;
@@ -20,14 +20,16 @@ pub fn dense_batch(
     masks: Option<&Masks>,
     dev: &Device,
 ) -> Result<(Tensor, Vec<Tensor>)> {
-    let (n, g) = (batch.n, model.config.n_genes);
+    let (n, g) = (batch.n(), model.config.n_genes);
     let mut x = vec![0f32; n * g];
     let mut m0 = vec![1f32; n * g];
-    for k in 0..batch.idx.len() {
-        let pos = batch.row[k] as usize * g + batch.idx[k] as usize;
-        x[pos] = batch.val[k];
-        if let Some(m) = masks {
-            m0[pos] = m.input[k];
+    for i in 0..n {
+        for k in batch.range(i) {
+            let pos = i * g + batch.x.indices[k] as usize;
+            x[pos] = batch.x.data[k];
+            if let Some(m) = masks {
+                m0[pos] = m.input[k];
+            }
         }
     }
     let dims = model.config.dims();
@@ -52,7 +54,7 @@ fn batch_onehot(model: &Late, batch: &Batch, dev: &Device) -> Result<Option<Tens
     if model.config.n_batches == 0 || batch.cov.is_empty() {
         return Ok(None);
     }
-    let rows: Vec<usize> = (0..batch.n).collect();
+    let rows: Vec<usize> = (0..batch.n()).collect();
     onehot(&rows, &batch.cov, model.config.n_batches, dev).map(Some)
 }
 

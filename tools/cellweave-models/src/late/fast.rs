@@ -12,16 +12,14 @@
 //! [`super::autograd`] computes the same loss and gradients with candle ops and autograd;
 //! the tests check that the two agree.
 
+use super::batch::{Batch, Masks};
 use super::trainer::LateStep;
 use super::{Late, LateConfig, TrainOptions};
 use crate::kernels::{axpy, dot, sum_rows};
 use crate::optim::Adam;
 use crate::CandleExt;
 use candle_core::{Device, Tensor};
-use cellweave::contract::Csr;
 use cellweave::Result;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 /// Parameters as host vectors. `w[l]` is row-major `in_total(l) x out(l)` like
@@ -29,7 +27,9 @@ use rayon::prelude::*;
 /// each gene's weights are one contiguous row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
+    /// Weights, one buffer per layer (the output layer's transposed).
     pub w: Vec<Vec<f32>>,
+    /// Biases, one buffer of `out(l)` values per layer.
     pub b: Vec<Vec<f32>>,
 }
 
@@ -44,6 +44,7 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl Params {
+    /// The model's parameters copied to the host, in this layout.
     pub fn from_model(m: &Late) -> Result<Params> {
         let (mut w, b) = m.to_host()?;
         let last = w.len() - 1;
@@ -52,6 +53,7 @@ impl Params {
         Ok(Params { w, b })
     }
 
+    /// Write these parameters into the model (back in its layout, on its device).
     pub fn to_model(&self, m: &mut Late) -> Result<()> {
         let mut w = self.w.clone();
         let last = w.len() - 1;
@@ -59,6 +61,7 @@ impl Params {
         m.set_from_host(&w, &self.b)
     }
 
+    /// Zeros of the same shapes (a gradient buffer).
     pub fn zeros_like(&self) -> Params {
         Params {
             w: self.w.iter().map(|v| vec![0.0; v.len()]).collect(),
@@ -75,123 +78,6 @@ impl Params {
         {
             a.copy_from_slice(b);
         }
-    }
-}
-
-/// A mini-batch: the non-zero entries of the chosen cells (CSR) and their batch codes.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    pub n: usize,
-    pub indptr: Vec<usize>,
-    pub idx: Vec<u32>,
-    pub val: Vec<f32>,
-    /// The row of each entry.
-    pub row: Vec<u32>,
-    /// Batch code per cell (empty when the model is not batch-aware).
-    pub cov: Vec<u32>,
-}
-
-impl Batch {
-    pub fn gather(x: &Csr, rows: &[usize], codes: Option<&[u32]>) -> Batch {
-        let mut b = Batch {
-            n: rows.len(),
-            indptr: Vec::with_capacity(rows.len() + 1),
-            idx: Vec::new(),
-            val: Vec::new(),
-            row: Vec::new(),
-            cov: codes
-                .map(|c| rows.iter().map(|&r| c[r]).collect())
-                .unwrap_or_default(),
-        };
-        b.indptr.push(0);
-        for (i, &r) in rows.iter().enumerate() {
-            let (idx, val) = x.row(r);
-            for (&c, &v) in idx.iter().zip(val) {
-                if v != 0.0 {
-                    b.idx.push(c);
-                    b.val.push(v);
-                    b.row.push(i as u32);
-                }
-            }
-            b.indptr.push(b.idx.len());
-        }
-        b
-    }
-
-    /// Entry positions grouped by gene (a CSC view): `order[start[j]..start[j+1]]`.
-    fn by_gene(&self, n_genes: usize) -> (Vec<usize>, Vec<u32>) {
-        let mut start = vec![0usize; n_genes + 1];
-        for &c in &self.idx {
-            start[c as usize + 1] += 1;
-        }
-        for j in 0..n_genes {
-            start[j + 1] += start[j];
-        }
-        let mut fill = start.clone();
-        let mut order = vec![0u32; self.idx.len()];
-        for (k, &c) in self.idx.iter().enumerate() {
-            order[fill[c as usize]] = k as u32;
-            fill[c as usize] += 1;
-        }
-        (start, order)
-    }
-}
-
-/// Dropout multipliers (0 or 1/keep): `input[k]` for the batch's k-th entry, `hidden[l - 1]`
-/// (`n x dims[l]`, row-major) for the input of layer `l >= 1`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Masks {
-    pub input: Vec<f32>,
-    pub hidden: Vec<Vec<f32>>,
-}
-
-impl Masks {
-    /// Draw masks for `batch`: one number from `rng` seeds a generator per (layer, row), so
-    /// the rows are drawn in parallel and the result does not depend on the thread count.
-    /// Both engines draw the same masks.
-    pub fn sample(rng: &mut SmallRng, cfg: &LateConfig, batch: &Batch) -> Masks {
-        let base: u64 = rng.random();
-        let dims = cfg.dims();
-        let draw_rows = |layer: usize,
-                         bounds: &(dyn Fn(usize) -> (usize, usize) + Sync),
-                         len: usize|
-         -> Vec<f32> {
-            let keep = cfg.keep(layer);
-            // Four 16-bit draws per random u64: an entry is kept when its draw is below
-            // round(keep * 2^16) (keep probability exact to 1e-5).
-            let threshold = (keep as f64 * 65536.0).round() as u64;
-            let inv = 1.0 / keep;
-            let mut v = vec![0f32; len];
-            let mut rows: Vec<&mut [f32]> = Vec::with_capacity(batch.n);
-            let mut rest: &mut [f32] = &mut v;
-            for i in 0..batch.n {
-                let (lo, hi) = bounds(i);
-                let (a, b) = rest.split_at_mut(hi - lo);
-                rows.push(a);
-                rest = b;
-            }
-            rows.into_par_iter().enumerate().for_each(|(i, row)| {
-                let seed =
-                    base ^ ((layer as u64) << 56) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let mut r = SmallRng::seed_from_u64(seed);
-                for chunk in row.chunks_mut(4) {
-                    let bits: u64 = r.random();
-                    for (q, x) in chunk.iter_mut().enumerate() {
-                        *x = inv * (((bits >> (16 * q)) & 0xffff) < threshold) as u32 as f32;
-                    }
-                }
-            });
-            v
-        };
-        let input = draw_rows(
-            0,
-            &|i| (batch.indptr[i], batch.indptr[i + 1]),
-            batch.idx.len(),
-        );
-        let hidden = (1..cfg.n_layers())
-            .map(|l| draw_rows(l, &|i| (i * dims[l], (i + 1) * dims[l]), batch.n * dims[l]))
-            .collect();
-        Masks { input, hidden }
     }
 }
 
@@ -242,7 +128,7 @@ pub fn loss_and_grads(
     let dims = cfg.dims();
     let n_layers = cfg.n_layers();
     let last = n_layers - 1;
-    let (n, g, nb) = (batch.n, cfg.n_genes, cfg.n_batches);
+    let (n, g, nb) = (batch.n(), cfg.n_genes, cfg.n_batches);
     if n == 0 {
         return Ok(0.0);
     }
@@ -259,13 +145,13 @@ pub fn loss_and_grads(
         let mut a = vec![0f32; n * out];
         a.par_chunks_mut(out).enumerate().for_each(|(i, row)| {
             row.copy_from_slice(b0);
-            let mut terms: Vec<(f32, &[f32])> =
-                Vec::with_capacity(batch.indptr[i + 1] - batch.indptr[i] + 1);
-            for k in batch.indptr[i]..batch.indptr[i + 1] {
+            let entries = batch.range(i);
+            let mut terms: Vec<(f32, &[f32])> = Vec::with_capacity(entries.len() + 1);
+            for k in entries {
                 let m = masks.map_or(1.0, |m| m.input[k]);
                 if m != 0.0 {
-                    let j = batch.idx[k] as usize;
-                    terms.push((m * batch.val[k], &w0[j * out..(j + 1) * out]));
+                    let j = batch.x.indices[k] as usize;
+                    terms.push((m * batch.x.data[k], &w0[j * out..(j + 1) * out]));
                 }
             }
             if covariate(0) {
@@ -312,21 +198,21 @@ pub fn loss_and_grads(
     ins[last] = dropped(last, &acts[last - 1]);
     let (wl, bl) = (&p.w[last], &p.b[last]);
     let cov_last = covariate(last);
-    let mut h = vec![0f32; batch.idx.len()];
+    let mut h = vec![0f32; batch.x.nnz()];
     {
         let mut parts: Vec<&mut [f32]> = Vec::with_capacity(n);
         let mut rest: &mut [f32] = &mut h;
         for i in 0..n {
-            let (a, b) = rest.split_at_mut(batch.indptr[i + 1] - batch.indptr[i]);
+            let (a, b) = rest.split_at_mut(batch.range(i).len());
             parts.push(a);
             rest = b;
         }
         let input = &ins[last];
         parts.into_par_iter().enumerate().for_each(|(i, hrow)| {
             let x = &input[i * din..(i + 1) * din];
-            let base = batch.indptr[i];
+            let base = batch.range(i).start;
             for (o, hv) in hrow.iter_mut().enumerate() {
-                let j = batch.idx[base + o] as usize;
+                let j = batch.x.indices[base + o] as usize;
                 let wj = &wl[j * in_total..(j + 1) * in_total];
                 let mut z = dot(x, &wj[..din]) + bl[j];
                 if cov_last {
@@ -343,9 +229,10 @@ pub fn loss_and_grads(
     let sse: f64 = (0..n)
         .into_par_iter()
         .map(|i| {
-            (batch.indptr[i]..batch.indptr[i + 1])
+            batch
+                .range(i)
                 .map(|k| {
-                    let d = (h[k] - batch.val[k]) as f64;
+                    let d = (h[k] - batch.x.data[k]) as f64;
                     d * d
                 })
                 .sum::<f64>()
@@ -360,7 +247,7 @@ pub fn loss_and_grads(
     // Gradient at each output entry (zero where the ReLU is off).
     let gk: Vec<f32> = h
         .iter()
-        .zip(&batch.val)
+        .zip(&batch.x.data)
         .map(|(&hv, &x)| {
             if hv > 0.0 {
                 (2.0 * (hv - x) as f64 * scale) as f32
@@ -369,8 +256,9 @@ pub fn loss_and_grads(
             }
         })
         .collect();
-    let (gene_start, gene_order) = batch.by_gene(g);
     {
+        // Per gene, the cells where it is non-zero and the gradient at those outputs.
+        let gk_by_gene = batch.by_gene(&gk);
         let input = &ins[last];
         let dw = &mut gr.w[last];
         let db = &mut gr.b[last];
@@ -380,11 +268,10 @@ pub fn loss_and_grads(
             .for_each(|(j, (row, bj))| {
                 row.fill(0.0);
                 let mut s = 0f32;
-                let mut terms: Vec<(f32, &[f32])> =
-                    Vec::with_capacity(gene_start[j + 1] - gene_start[j]);
-                for &k in &gene_order[gene_start[j]..gene_start[j + 1]] {
-                    let (k, i) = (k as usize, batch.row[k as usize] as usize);
-                    let gv = gk[k];
+                let (cells, grads) = gk_by_gene.row(j);
+                let mut terms: Vec<(f32, &[f32])> = Vec::with_capacity(cells.len());
+                for (&i, &gv) in cells.iter().zip(grads) {
+                    let i = i as usize;
                     if gv != 0.0 {
                         terms.push((gv, &input[i * din..(i + 1) * din]));
                         if cov_last {
@@ -415,10 +302,11 @@ pub fn loss_and_grads(
     };
     let mut dz = vec![0f32; n * din];
     dz.par_chunks_mut(din).enumerate().for_each(|(i, row)| {
-        let terms: Vec<(f32, &[f32])> = (batch.indptr[i]..batch.indptr[i + 1])
+        let terms: Vec<(f32, &[f32])> = batch
+            .range(i)
             .filter(|&k| gk[k] != 0.0)
             .map(|k| {
-                let j = batch.idx[k] as usize;
+                let j = batch.x.indices[k] as usize;
                 (gk[k], &wl[j * in_total..j * in_total + din])
             })
             .collect();
@@ -443,20 +331,31 @@ pub fn loss_and_grads(
     // Input layer: only the rows of the non-zero, kept inputs.
     let out = dims[1];
     {
+        // Per gene, the cells where it is non-zero and kept, and its dropped-out input value
+        // there (0 where the input mask drops it; the values themselves are not 0).
+        let kept: Vec<f32> = (0..batch.x.nnz())
+            .map(|k| {
+                let m = masks.map_or(1.0, |m| m.input[k]);
+                if m != 0.0 {
+                    m * batch.x.data[k]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let kept_by_gene = batch.by_gene(&kept);
         let dw = &mut gr.w[0];
         dw[..g * out]
             .par_chunks_mut(out)
             .enumerate()
             .for_each(|(j, row)| {
                 row.fill(0.0);
-                let mut terms: Vec<(f32, &[f32])> =
-                    Vec::with_capacity(gene_start[j + 1] - gene_start[j]);
-                for &k in &gene_order[gene_start[j]..gene_start[j + 1]] {
-                    let k = k as usize;
-                    let m = masks.map_or(1.0, |m| m.input[k]);
-                    if m != 0.0 {
-                        let i = batch.row[k] as usize;
-                        terms.push((m * batch.val[k], &dz[i * out..(i + 1) * out]));
+                let (cells, values) = kept_by_gene.row(j);
+                let mut terms: Vec<(f32, &[f32])> = Vec::with_capacity(cells.len());
+                for (&i, &v) in cells.iter().zip(values) {
+                    if v != 0.0 {
+                        let i = i as usize;
+                        terms.push((v, &dz[i * out..(i + 1) * out]));
                     }
                 }
                 sum_rows(row, &terms);

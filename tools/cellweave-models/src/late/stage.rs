@@ -95,9 +95,11 @@ pub struct Options {
     pub truth: Option<PathBuf>,
 }
 
-/// Learning rate when training from scratch (LATE) and when continuing from a model (TRANSLATE).
+/// Learning rate when training from scratch (LATE).
 pub const LR_LATE: f64 = 3e-4;
+/// Learning rate when continuing from a model (TRANSLATE).
 pub const LR_TRANSLATE: f64 = 3e-5;
+/// Hidden layer widths when `--hidden` is not given.
 pub const DEFAULT_HIDDEN: [usize; 3] = [800, 400, 800];
 
 /// Option values that cannot work, before any file is read.

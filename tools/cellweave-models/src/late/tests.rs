@@ -1,7 +1,8 @@
 //! Tests of the LATE model: the hand-written gradients against candle autograd, the loss
 //! ignoring zero entries, saving and loading, determinism.
 
-use super::fast::{self, Batch, Masks, Params};
+use super::batch::{Batch, Masks};
+use super::fast::{self, Params};
 use super::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -3,7 +3,7 @@
 //! held-out cells, and the best parameters. What differs between the hand-written CPU path
 //! and the autograd path is one [`LateStep`].
 
-use super::fast::{Batch, Masks};
+use super::batch::{Batch, Masks};
 use super::{split_cells, EpochLog, Late, LateConfig, TrainOptions, TrainReport};
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use cellweave::contract::Csr;
