@@ -26,6 +26,9 @@
 //! the binary that trains it (`cellweave-train --model`, [`crate::ModelKind`]).
 //! See `docs/models.md`.
 
+/// The model card's file name in every model directory.
+pub const CARD: &str = "card.yaml";
+
 pub mod card;
 pub mod checkpoint;
 pub mod finish;

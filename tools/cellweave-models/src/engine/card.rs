@@ -12,8 +12,7 @@ use std::path::Path;
 
 use super::state::RunProgress;
 
-/// The model card's file name in every model directory.
-pub const CARD: &str = "card.yaml";
+pub use super::CARD;
 
 /// What every model card has.
 pub trait ModelCard: serde::Serialize + serde::de::DeserializeOwned {

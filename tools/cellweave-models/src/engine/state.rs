@@ -192,7 +192,7 @@ pub fn resume_from(
     let from = match ckpt.latest()? {
         Some(c) => Some(c),
         None if finished
-            .is_some_and(|f| dir.join(super::card::CARD).exists() && dir.join(f).exists()) =>
+            .is_some_and(|f| dir.join(super::CARD).exists() && dir.join(f).exists()) =>
         {
             Some(dir.to_path_buf())
         }
