@@ -2,9 +2,10 @@
 //! data sets, a test's temporary folder of inputs, and `cellweave-train` command lines.
 #![allow(dead_code)]
 
-use cellweave::contract::{Categorical, CellsTable, Column, Csr, ValueKind};
-use cellweave_tests::{run_ok, strs};
-use std::path::PathBuf;
+use cellweave::contract::{Categorical, CellsTable, Column, Csr, EmbeddingTable, ValueKind};
+use cellweave::io::table::read_embedding;
+use cellweave_tests::{run_ok, s, strs};
+use std::path::{Path, PathBuf};
 
 /// A linear congruential generator: the same numbers on every machine.
 pub struct Lcg(pub u64);
@@ -78,6 +79,31 @@ impl Data {
     /// A file or folder in the data's temporary folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A `cellweave-train` command line: the cells table, `inputs` (the model and the table
+    /// it reads besides the cells), `-o MODEL --embedding EMB` in the data's folder, the
+    /// test's `options` (one string, split at spaces), then `extra`.
+    pub fn train_args(
+        &self,
+        inputs: &[&str],
+        (model, emb): (&str, &str),
+        options: &str,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let (model, emb) = (self.path(model), self.path(emb));
+        let outputs = ["-o", s(&model), "--embedding", s(&emb)];
+        let head = [&[s(&self.cells)][..], inputs, &outputs].concat();
+        let options: Vec<&str> = options.split_whitespace().collect();
+        args(&[&head[..], &options].concat(), extra)
+    }
+
+    /// Run `cellweave-embed` on `input` with the model folder `model` into `out` (all in
+    /// the data's folder but `input`); it must succeed. The embedding it wrote.
+    pub fn embed(&self, input: &Path, model: &str, out: &str) -> EmbeddingTable {
+        let (model, out) = (self.path(model), self.path(out));
+        run_ok("embed", &[s(input), "--model", s(&model), "-o", s(&out)]);
+        read_embedding(&out).unwrap()
     }
 
     /// The bits of the embedding written to `name`.
