@@ -13,25 +13,20 @@ use cellweave::io::table::{read_cells, read_embedding, read_pairs, write_cells};
 use cellweave_tests::{
     assert_has, embedding_bits as bits, run_fails, run_fails_one_line, run_ok, s, strs,
 };
-use train_support::{cells_table, Data, Lcg};
+use train_support::{cells_table, three_types, Data};
 
 /// Log1p values of 3 cell types x 3 batches (batch b shifts a third of the genes), cell
 /// ids prefixed by `prefix`, batches named from `names`.
 fn table(n: usize, g: usize, prefix: &str, names: [&str; 3]) -> CellsTable {
-    let mut r = Lcg(777);
-    let mut dense = vec![0f32; n * g];
-    for i in 0..n {
-        let (t, b) = (i % 3, (i / 3) % 3);
-        for j in 0..g {
-            let mut rate = if j % 3 == t { 6.0 } else { 0.5 };
-            if j % 3 == b {
-                rate *= 1.0 + 0.5 * b as f64;
-            }
-            dense[i * g + j] = ((rate * 2.0 * r.next()).floor() as f32).ln_1p();
+    let shift = |b: usize, j: usize| {
+        if j % 3 == b {
+            1.0 + 0.5 * b as f64
+        } else {
+            1.0
         }
-    }
-    let batch: Vec<String> = (0..n).map(|i| names[(i / 3) % 3].to_string()).collect();
-    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
+    };
+    let (mut dense, batch, types) = three_types((n, g), 777, &names, shift);
+    dense.iter_mut().for_each(|v| *v = v.ln_1p());
     cells_table(prefix, g, &dense, &batch, &types, ValueKind::Log1p)
 }
 

@@ -9,27 +9,19 @@ mod train_support;
 use cellweave::contract::{CellsTable, TableKind, ValueKind};
 use cellweave::io::table::{read_embedding, read_frame, write_cells};
 use cellweave_tests::{assert_has, embedding_bits, run_fails, run_fails_one_line, s, strs};
-use train_support::{cells_table, Data, Lcg};
+use train_support::{cells_table, three_types, Data};
 
 /// Counts of 3 cell types x 2 batches (batch b doubles a third of the genes): the counts
 /// table, and its log1p version (the "HVG" table train reads the cells from).
 fn tables(n: usize, g: usize, prefix: &str) -> (CellsTable, CellsTable) {
-    let mut r = Lcg(12345);
-    let mut dense = vec![0f32; n * g];
-    for i in 0..n {
-        let (t, b) = (i % 3, (i / 3) % 2);
-        for j in 0..g {
-            let mut rate = if j % 3 == t { 6.0 } else { 0.5 };
-            if b == 1 && j % 3 == 0 {
-                rate *= 2.0;
-            }
-            dense[i * g + j] = (rate * 2.0 * r.next()).floor() as f32;
+    let double = |b: usize, j: usize| {
+        if b == 1 && j.is_multiple_of(3) {
+            2.0
+        } else {
+            1.0
         }
-    }
-    let batch: Vec<String> = (0..n)
-        .map(|i| ["a", "b"][(i / 3) % 2].to_string())
-        .collect();
-    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
+    };
+    let (dense, batch, types) = three_types((n, g), 12345, &["a", "b"], double);
     let counts = cells_table(prefix, g, &dense, &batch, &types, ValueKind::Counts);
     let mut logs = counts.clone();
     logs.x.data.iter_mut().for_each(|v| *v = v.ln_1p());

@@ -26,6 +26,32 @@ impl Lcg {
     }
 }
 
+/// Synthetic counts of 3 cell types: cell `i` is of type `T{i % 3}` and in batch
+/// `names[(i / 3) % names.len()]`; gene `j` has rate 6 in the cells of type `j % 3` (0.5
+/// elsewhere) times `batch_effect(b, j)` in batch `b`, and each count is
+/// `floor(2 x rate x u)`, `u` uniform from `Lcg(seed)`. The dense `n x g` counts, each
+/// cell's batch and type.
+pub fn three_types(
+    (n, g): (usize, usize),
+    seed: u64,
+    names: &[&str],
+    batch_effect: impl Fn(usize, usize) -> f64,
+) -> (Vec<f32>, Vec<String>, Vec<String>) {
+    let mut r = Lcg(seed);
+    let mut dense = vec![0f32; n * g];
+    for i in 0..n {
+        let (t, b) = (i % 3, (i / 3) % names.len());
+        for j in 0..g {
+            let base = if j % 3 == t { 6.0 } else { 0.5 };
+            let rate = base * batch_effect(b, j);
+            dense[i * g + j] = (rate * 2.0 * r.next()).floor() as f32;
+        }
+    }
+    let batch = (0..n).map(|i| names[(i / 3) % names.len()].to_string());
+    let types = (0..n).map(|i| format!("T{}", i % 3));
+    (dense, batch.collect(), types.collect())
+}
+
 /// A cells table of the dense `n x g` values `dense`: cells `{prefix}0..`, genes
 /// `ENSG00000..` named `gene0..`, each cell's batch and `cell_type`.
 pub fn cells_table(
