@@ -19,18 +19,14 @@
 # usage: bench/impute.sh            (after `cargo build --release --workspace`)
 # env:   THREADS (default 2), CELLWEAVE_SHARED, CARGO_TARGET_DIR, EPOCHS (default 100)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-SHARED=${CELLWEAVE_SHARED:-$ROOT/../shared}
+. "$(dirname "$0")/common.sh"
 THREADS=${THREADS:-2}
 EPOCHS=${EPOCHS:-100}
 DATA=$SHARED/data/pbmc_g949_impute
 REF=$SHARED/reference/pbmc_g949_impute/baselines.jsonl
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-for t in impute import simulate; do
-  [ -x "$BIN/cellweave-$t" ] || { echo "missing $BIN/cellweave-$t: cargo build --release --workspace" >&2; exit 1; }
-done
+need_bins impute import simulate
 for t in jq bc column /usr/bin/time; do
   command -v "$t" > /dev/null || { echo "missing $t" >&2; exit 1; }
 done

@@ -16,9 +16,7 @@
 # usage: bench/invae.sh              (after `cargo build --release --workspace`)
 # env:   CELLWEAVE_SHARED, CARGO_TARGET_DIR, CELLWEAVE_REF_PYTHON, SEEDS, MODE, WORK (kept when given)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-SHARED=${CELLWEAVE_SHARED:-$ROOT/../shared}
+. "$(dirname "$0")/common.sh"
 PY=${CELLWEAVE_REF_PYTHON:-$HOME/.cache/cellweave-refenv/bin/python}
 SEEDS=${SEEDS:-"0 1 2"}
 MODE=${MODE:-quality}

@@ -11,17 +11,13 @@
 # env:   THREADS (default 2), CELLS (100000), GENES (20000), CELLWEAVE_SHARED, CARGO_TARGET_DIR,
 #        CELLWEAVE_PYTHON (default ../venv-ref/bin/python, then python3)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-SHARED=${CELLWEAVE_SHARED:-$ROOT/../shared}
+. "$(dirname "$0")/common.sh"
 THREADS=${THREADS:-2}
 CELLS=${CELLS:-100000}
 GENES=${GENES:-20000}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-for t in import export simulate; do
-  [ -x "$BIN/cellweave-$t" ] || { echo "missing $BIN/cellweave-$t: cargo build --release --workspace" >&2; exit 1; }
-done
+need_bins import export simulate
 PY=${CELLWEAVE_PYTHON:-}
 for p in "$ROOT/../venv-ref/bin/python" python3; do
   if [ -z "$PY" ] && "$p" -c 'import anndata' 2>/dev/null; then PY=$p; fi

@@ -31,9 +31,7 @@
 #        runs in WORK, default "default"), CELLWEAVE_SHARED, CARGO_TARGET_DIR,
 #        REF_PYTHON (default ~/.cache/cellweave-refenv/bin/python), NICE (default 10)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-SHARED=${CELLWEAVE_SHARED:-$ROOT/../shared}
+. "$(dirname "$0")/common.sh"
 REF_PYTHON=${REF_PYTHON:-${CELLWEAVE_REF_PYTHON:-$HOME/.cache/cellweave-refenv/bin/python}}
 TOOLS=$SHARED/reference/tools
 SEEDS=${SEEDS:-0 1 2}
@@ -43,9 +41,7 @@ TAG=${TAG:-default}
 NICE=${NICE:-10}
 read -r -a PAIRS_EXTRA <<< "${PAIRS_ARGS:-}"
 read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
-for t in simulate import export filter normalize hvg pairs train score; do
-  [ -x "$BIN/cellweave-$t" ] || { echo "missing $BIN/cellweave-$t: cargo build --release --workspace" >&2; exit 1; }
-done
+need_bins simulate import export filter normalize hvg pairs train score
 "$REF_PYTHON" -c "import scanpy, harmonypy, scanorama" 2>/dev/null ||
   { echo "bench/robustness.sh: the reference Python ($REF_PYTHON) lacks scanpy/harmonypy/scanorama" >&2; exit 1; }
 if [ -z "${WORK:-}" ]; then

@@ -16,15 +16,12 @@
 # usage: bench/scetm.sh            (after `cargo build --release --workspace`)
 # env:   CELLS (default 10000), EPOCHS (default 20), REF_PYTHON, CARGO_TARGET_DIR
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+. "$(dirname "$0")/common.sh"
 CELLS=${CELLS:-10000}
 EPOCHS=${EPOCHS:-20}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-for t in simulate filter normalize hvg train export; do
-  [ -x "$BIN/cellweave-$t" ] || { echo "missing $BIN/cellweave-$t: cargo build --release --workspace" >&2; exit 1; }
-done
+need_bins simulate filter normalize hvg train export
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared: wall times include contention)"
 

@@ -24,9 +24,7 @@
 #        REPEATS (default 3), REPEATS_100K (default 1), SIZES (default "5000 100000"),
 #        THREADS_LIST (default "all 1")
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-SHARED=${CELLWEAVE_SHARED:-$ROOT/../shared}
+. "$(dirname "$0")/common.sh"
 REF_PYTHON=${REF_PYTHON:-$HOME/.cache/cellweave-refenv/bin/python}
 REPEATS=${REPEATS:-3}
 REPEATS_100K=${REPEATS_100K:-1}
@@ -39,7 +37,7 @@ for a in "$@"; do
     *) echo "usage: bench/score.sh [--with-scib]" >&2; exit 2 ;;
   esac
 done
-[ -x "$BIN/cellweave-score" ] || { echo "missing $BIN/cellweave-score: cargo build --release --workspace" >&2; exit 1; }
+need_bins score
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (GNU time) for peak memory" >&2; exit 1; }
 if [ -z "${PYTHON:-}" ]; then
   for p in "$REF_PYTHON" python3; do

@@ -81,6 +81,15 @@ pub fn run_fails_one_line(tool: &str, args: &[&str], output: &Path) -> String {
     err
 }
 
+/// Assert that `text` contains each of `parts` (the message names the first one missing
+/// and shows `text`).
+#[track_caller]
+pub fn assert_has(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "'{part}' not in:\n{text}");
+    }
+}
+
 /// A path as the `&str` argument of a command.
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")

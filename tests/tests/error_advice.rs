@@ -8,7 +8,7 @@
 mod io_support;
 
 use cellweave::contract::Csr;
-use cellweave_tests::{run, run_ok};
+use cellweave_tests::{assert_has, run, run_ok};
 use io_support::*;
 use std::path::Path;
 
@@ -108,9 +108,9 @@ fn import_advice_works() {
         &[&["-q"][..], &one, &["-o", s(&d.join("x.arrow"))]].concat(),
     );
     let err = String::from_utf8_lossy(&err.stderr).to_string();
-    assert!(
-        err.contains("field 'batch'") && err.contains("give one per input, or use --batch-key"),
-        "{err}"
+    assert_has(
+        &err,
+        &["field 'batch'", "give one per input, or use --batch-key"],
     );
     run_ok(
         "import",

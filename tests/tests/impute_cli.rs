@@ -4,7 +4,7 @@
 use cellweave::contract::{Categorical, CellsTable, Csr, ValueKind};
 use cellweave::impute::Scale;
 use cellweave::io::table::{read_cells, write_cells};
-use cellweave_tests::{run_fails_one_line, run_ok, s};
+use cellweave_tests::{assert_has, run_fails_one_line, run_ok, s};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -154,10 +154,7 @@ fn translate_init_loads_the_weights() {
     );
     assert!(model.join("model.safetensors").is_file() && model.join("card.yaml").is_file());
     let card = std::fs::read_to_string(model.join("card.yaml")).unwrap();
-    assert!(
-        card.contains("scale: log10") && card.contains("G19"),
-        "{card}"
-    );
+    assert_has(&card, &["scale: log10", "G19"]);
     let log = std::fs::read_to_string(dir.path().join("log.tsv")).unwrap();
     assert_eq!(log.lines().count(), 1 + 4, "{log}");
 

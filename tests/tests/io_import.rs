@@ -219,24 +219,23 @@ src, out = sys.argv[1], sys.argv[2]
 a = ad.read_h5ad(src)
 X = sp.csr_matrix(a.X)
 m = X.T.tocsc()  # genes x cells, stored by column = by cell
-with h5py.File(out + '/tenx.h5', 'w') as f:
-    g = f.create_group('matrix')
+def matrix(f, group, data, index, shape):
+    """The 10x matrix group `group` of `f`: barcodes, then m's CSC arrays with these dtypes."""
+    g = f.create_group(group)
     g['barcodes'] = np.array(a.obs_names, dtype='S')
-    g['data'] = m.data.astype(np.int32)
-    g['indices'] = m.indices.astype(np.int64)
-    g['indptr'] = m.indptr.astype(np.int64)
-    g['shape'] = np.array(m.shape, dtype=np.int32)
+    g['data'] = m.data.astype(data)
+    g['indices'] = m.indices.astype(index)
+    g['indptr'] = m.indptr.astype(index)
+    g['shape'] = np.array(m.shape, dtype=shape)
+    return g
+with h5py.File(out + '/tenx.h5', 'w') as f:
+    g = matrix(f, 'matrix', np.int32, np.int64, np.int32)
     fg = g.create_group('features')
     fg['id'] = np.array(a.var['gene_ids'], dtype='S')
     fg['name'] = np.array(a.var_names, dtype='S')
     fg['feature_type'] = np.array(['Gene Expression'] * a.n_vars, dtype='S')
 with h5py.File(out + '/tenx_v2.h5', 'w') as f:
-    g = f.create_group('GRCh38')
-    g['barcodes'] = np.array(a.obs_names, dtype='S')
-    g['data'] = m.data.astype(np.float32)
-    g['indices'] = m.indices.astype(np.int32)
-    g['indptr'] = m.indptr.astype(np.int32)
-    g['shape'] = np.array(m.shape, dtype=np.int64)
+    g = matrix(f, 'GRCh38', np.float32, np.int32, np.int64)
     g['genes'] = np.array(a.var['gene_ids'], dtype='S')
     g['gene_names'] = np.array(a.var_names, dtype='S')
 b = a.copy(); b.X = sp.csc_matrix(b.X); del b.layers['counts']

@@ -10,7 +10,7 @@ mod io_support;
 
 use cellweave::contract::{Csr, ValueKind};
 use cellweave::io::formats::h5ad::{anndata_of, write_h5ad};
-use cellweave_tests::{run, run_fails_one_line, run_ok, shared};
+use cellweave_tests::{assert_has, run, run_fails_one_line, run_ok, shared};
 use io_support::*;
 
 /// log1p(counts / total * 1e4), as `sc.pp.normalize_total(target_sum=1e4); sc.pp.log1p`.
@@ -83,10 +83,7 @@ fn log_normalized_h5ad_is_refused_with_advice_that_works() {
         &["-q", s(&t("log_only.h5ad")), "-o", s(&out)],
         &out,
     );
-    assert!(
-        err.contains(&format!("{bad} of the")) && err.contains("--values log1p"),
-        "{err}"
-    );
+    assert_has(&err, &[&format!("{bad} of the"), "--values log1p"]);
     assert!(err.contains("holds no counts"), "{err}");
     let declared = import(
         &[s(&t("log_only.h5ad")), "--values", "log1p"],
@@ -143,10 +140,7 @@ a.write_h5ad(sys.argv[2])
     );
     let out = tmp.path().join("a.arrow");
     let err = run_fails_one_line("import", &["-q", s(&dst), "-o", s(&out)], &out);
-    assert!(
-        err.contains("raw/X") && err.contains("use --layer raw"),
-        "{err}"
-    );
+    assert_has(&err, &["raw/X", "use --layer raw"]);
     let from_raw = import(&[s(&dst), "--layer", "raw"], &out);
     let direct = import(&[s(&src), "--layer", "counts"], &tmp.path().join("d.arrow"));
     assert_eq!(from_raw.x, direct.x);
@@ -159,9 +153,9 @@ fn non_integer_text_matrix_is_refused_unless_declared() {
     std::fs::write(&p, "cell_id\tG1\tG2\tG3\nc1\t1\t0.5\t2\nc2\t0\t3\t1.25\n").unwrap();
     let out = tmp.path().join("a.arrow");
     let err = run_fails_one_line("import", &["-q", s(&p), "-o", s(&out)], &out);
-    assert!(
-        err.contains("2 of the 5 stored values are not counts") && err.contains("--values"),
-        "{err}"
+    assert_has(
+        &err,
+        &["2 of the 5 stored values are not counts", "--values"],
     );
     let o = run("import", &[s(&p), "--values", "normalized", "-o", s(&out)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -4,7 +4,7 @@
 
 use cellweave::contract::{PairKind, PairsTable};
 use cellweave::io::table::{read_cells, read_pairs};
-use cellweave_tests::{refine_args, run_fails, run_ok, s, write_plain_embedding};
+use cellweave_tests::{assert_has, refine_args, run_fails, run_ok, s, write_plain_embedding};
 use std::path::{Path, PathBuf};
 
 /// Simulated counts (3 batches, 4 cell types), normalized: (counts, log-normalized).
@@ -156,10 +156,7 @@ fn bad_inputs_are_one_line_errors() {
     let out = dir.path().join("p.arrow");
     // raw counts
     let e = run_fails("pairs", &[s(&raw), "-o", s(&out)], &out);
-    assert!(
-        e.contains(s(&raw)) && e.contains("values") && e.contains("cellweave-normalize"),
-        "{e}"
-    );
+    assert_has(&e, &[s(&raw), "values", "cellweave-normalize"]);
     assert_eq!(e.lines().filter(|l| l.contains("error")).count(), 1, "{e}");
     assert!(
         e.lines()
@@ -194,7 +191,7 @@ fn bad_inputs_are_one_line_errors() {
         &refine_args(&other, &out, &emb, &refined),
         &refined,
     );
-    assert!(e.contains(s(&out)) && e.contains("fingerprint"), "{e}");
+    assert_has(&e, &[s(&out), "fingerprint"]);
     // merging shards of different cells tables
     let a = dir.path().join("a.arrow");
     let b = dir.path().join("b.arrow");
@@ -243,10 +240,7 @@ fn refine_drops_dissimilar_seeds_and_keeps_knn() {
     let refined = dir.path().join("r.arrow");
     let o = run_ok("refine", &refine_args(&cells, &pairs, &emb, &refined));
     let log = stderr(&o);
-    assert!(
-        log.contains("seeds kept") && log.contains("seed accuracy"),
-        "{log}"
-    );
+    assert_has(&log, &["seeds kept", "seed accuracy"]);
     let r = read_pairs(&refined).unwrap();
     let same = |t: &PairsTable| -> (usize, usize) {
         cellweave::integrate::pairs::seed_accuracy(t, &types)

@@ -3,7 +3,7 @@
 //! line naming the file and field and leave no output behind, `--metrics` selects, and the
 //! same seed gives byte-identical scores whatever the thread count.
 
-use cellweave_tests::{command, output_ok, run_fails, run_fails_one_line, run_ok, s};
+use cellweave_tests::{assert_has, command, output_ok, run_fails, run_fails_one_line, run_ok, s};
 use std::path::{Path, PathBuf};
 
 const N_PER_GROUP: usize = 40;
@@ -201,10 +201,7 @@ fn tsv_without_obs_is_a_one_line_error_naming_file_and_field() {
 
     // A key that the obs file lacks: the obs file and the key are named.
     let err = score_fails(&emb, &obs, &["--batch-key", "donor"], &out);
-    assert!(
-        err.contains(s(&obs)) && err.contains("field 'donor'"),
-        "{err}"
-    );
+    assert_has(&err, &[s(&obs), "field 'donor'"]);
 }
 
 #[test]
@@ -214,10 +211,7 @@ fn unknown_metric_is_an_error_and_writes_nothing() {
     let out = dir.path().join("scores.tsv");
     let metrics = "silhouette_label,silhouete_batch";
     let err = score_fails(&emb, &obs, &["--metrics", metrics], &out);
-    assert!(
-        err.contains("'--metrics'") && err.contains("unknown metric 'silhouete_batch'"),
-        "{err}"
-    );
+    assert_has(&err, &["'--metrics'", "unknown metric 'silhouete_batch'"]);
     assert!(
         err.contains("silhouette_batch"),
         "lists the valid names: {err}"
@@ -255,10 +249,7 @@ fn no_partial_output_when_a_later_input_fails() {
         "{err}"
     );
     let last = err.lines().last().unwrap();
-    assert!(
-        last.contains(s(&obs)) && last.contains("stranger") && last.contains("field 'cell_id'"),
-        "{last}"
-    );
+    assert_has(last, &[s(&obs), "stranger", "field 'cell_id'"]);
     assert!(!json.exists(), "no output on error");
     assert_eq!(std::fs::read_to_string(&tsv).unwrap(), "previous\n");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -426,10 +417,7 @@ fn impute_mode_scores_and_rejects_incomplete_matrices() {
     let mut args = vec!["--impute", &perfect, &three];
     args.extend(base);
     let err = run_fails_one_line("score", &args, &out);
-    assert!(
-        err.contains(&three) && err.contains("field 'gene_ids'"),
-        "{err}"
-    );
+    assert_has(&err, &[&three, "field 'gene_ids'"]);
     assert!(err.contains("'g4'"), "{err}");
 
     // --impute needs --truth and --masked; it does not mix with embeddings.

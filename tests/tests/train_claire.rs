@@ -7,7 +7,7 @@ mod train_support;
 
 use cellweave::contract::{CellsTable, Column, Csr, PairKind, PairsTable, TableKind, ValueKind};
 use cellweave::io::table::{read_embedding, read_frame, read_pairs, write_cells, write_pairs};
-use cellweave_tests::{refine_args, run_fails, run_fails_one_line, run_ok, s, strs};
+use cellweave_tests::{assert_has, refine_args, run_fails, run_fails_one_line, run_ok, s, strs};
 use std::path::{Path, PathBuf};
 use train_support::{cells_table, Data, Lcg};
 
@@ -154,17 +154,18 @@ fn train_writes_model_embedding_and_log() {
         assert!(m.join(f).exists(), "{f} missing");
     }
     let card = std::fs::read_to_string(m.join("card.yaml")).unwrap();
-    for key in [
-        "model: claire",
-        "epochs: 6",
-        "gene_ids:",
-        "- ENSG00047",
-        "cells_fingerprint: 480:",
-        "lr: 0.0001",
-        "final_loss:",
-    ] {
-        assert!(card.contains(key), "card lacks {key}:\n{card}");
-    }
+    assert_has(
+        &card,
+        &[
+            "model: claire",
+            "epochs: 6",
+            "gene_ids:",
+            "- ENSG00047",
+            "cells_fingerprint: 480:",
+            "lr: 0.0001",
+            "final_loss:",
+        ],
+    );
     let log = read_frame(&m.join("training_log.arrow"), TableKind::TrainingLog).unwrap();
     assert_eq!(log.n_rows(), 6);
     match (log.column("loss").unwrap(), log.column("stage").unwrap()) {
@@ -424,9 +425,9 @@ fn embed_reproduces_the_training_embedding_and_aligns_genes() {
     write_cells(&mp, &most).unwrap();
     let e5 = d.path("e5.arrow");
     let err = run_fails("embed", &[s(&mp), "--model", s(&m), "-o", s(&e5)], &e5);
-    assert!(
-        err.contains("most.arrow") && err.contains("38 of the model's 48 genes are missing"),
-        "{err}"
+    assert_has(
+        &err,
+        &["most.arrow", "38 of the model's 48 genes are missing"],
     );
 }
 
@@ -449,10 +450,7 @@ fn train_errors_are_one_line_and_leave_no_output() {
         s(&emb),
     ];
     let err = run_fails_one_line("train", &args, &emb);
-    assert!(
-        err.contains("other_pairs.arrow") && err.contains("fingerprint"),
-        "{err}"
-    );
+    assert_has(&err, &["other_pairs.arrow", "fingerprint"]);
     // CUDA without the feature.
     let err = train_fails(&d, "m2", "y.arrow", &["--device", "cuda"]);
     assert!(
@@ -584,10 +582,7 @@ fn resume_verifies_the_checkpoint_and_removes_stale_temporaries() {
     std::fs::write(&st, &bad).unwrap();
     let a = train_args(&d, "m", "m.arrow", &["--resume"]);
     let err = cellweave_tests::run_fails_one_line("train", &strs(&a), &d.path("m.arrow"));
-    assert!(
-        err.contains("damaged") && err.contains("state.safetensors"),
-        "{err}"
-    );
+    assert_has(&err, &["damaged", "state.safetensors"]);
     std::fs::write(&st, &good).unwrap();
 
     // The progress of another checkpoint (epoch 2 of the same run) beside these weights.
@@ -596,10 +591,7 @@ fn resume_verifies_the_checkpoint_and_removes_stale_temporaries() {
     let good_json = std::fs::read(&sj).unwrap();
     std::fs::copy(d.path(".other.checkpoint/epoch-000002/state.json"), &sj).unwrap();
     let err = cellweave_tests::run_fails_one_line("train", &strs(&a), &d.path("m.arrow"));
-    assert!(
-        err.contains("damaged") && err.contains("state.json"),
-        "{err}"
-    );
+    assert_has(&err, &["damaged", "state.json"]);
     std::fs::write(&sj, &good_json).unwrap();
 
     // The old layout: new weights beside the progress of an earlier epoch, no card.
@@ -753,8 +745,5 @@ fn few_seeds_are_reported_in_the_log_and_the_card() {
         lines[0]
     );
     let card = std::fs::read_to_string(d.path("few").join("card.yaml")).unwrap();
-    assert!(
-        card.contains("seed_advice:") && card.contains("a / b, 12"),
-        "{card}"
-    );
+    assert_has(&card, &["seed_advice:", "a / b, 12"]);
 }

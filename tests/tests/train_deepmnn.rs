@@ -10,26 +10,23 @@ mod train_support;
 use cellweave::contract::CellsTable;
 use cellweave::contract::{PairKind, ValueKind};
 use cellweave::io::table::{read_cells, read_embedding, read_pairs, write_cells};
-use cellweave_tests::{embedding_bits as bits, run_fails, run_fails_one_line, run_ok, s, strs};
-use train_support::{args, cells_table, Data, Lcg};
+use cellweave_tests::{
+    assert_has, embedding_bits as bits, run_fails, run_fails_one_line, run_ok, s, strs,
+};
+use train_support::{cells_table, three_types, Data};
 
 /// Log1p values of 3 cell types x 3 batches (batch b shifts a third of the genes), cell
 /// ids prefixed by `prefix`, batches named from `names`.
 fn table(n: usize, g: usize, prefix: &str, names: [&str; 3]) -> CellsTable {
-    let mut r = Lcg(777);
-    let mut dense = vec![0f32; n * g];
-    for i in 0..n {
-        let (t, b) = (i % 3, (i / 3) % 3);
-        for j in 0..g {
-            let mut rate = if j % 3 == t { 6.0 } else { 0.5 };
-            if j % 3 == b {
-                rate *= 1.0 + 0.5 * b as f64;
-            }
-            dense[i * g + j] = ((rate * 2.0 * r.next()).floor() as f32).ln_1p();
+    let shift = |b: usize, j: usize| {
+        if j % 3 == b {
+            1.0 + 0.5 * b as f64
+        } else {
+            1.0
         }
-    }
-    let batch: Vec<String> = (0..n).map(|i| names[(i / 3) % 3].to_string()).collect();
-    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
+    };
+    let (mut dense, batch, types) = three_types((n, g), 777, &names, shift);
+    dense.iter_mut().for_each(|v| *v = v.ln_1p());
     cells_table(prefix, g, &dense, &batch, &types, ValueKind::Log1p)
 }
 
@@ -54,31 +51,10 @@ fn data() -> Data {
 }
 
 fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
-    let (model, emb) = (d.path(model), d.path(emb));
-    let fixed = [
-        s(&d.cells),
-        "--model",
-        "deepmnn",
-        "--pairs",
-        s(&d.pairs),
-        "-o",
-        s(&model),
-        "--embedding",
-        s(&emb),
-        "--epochs",
-        "6",
-        "--batch-size",
-        "64",
-        "--lr",
-        "0.01",
-        "--latent",
-        "8",
-        "--projection-pcs",
-        "10",
-        "--checkpoint-every",
-        "2",
-    ];
-    args(&fixed, extra)
+    let inputs = ["--model", "deepmnn", "--pairs", s(&d.pairs)];
+    let options = "--epochs 6 --batch-size 64 --lr 0.01 --latent 8 --projection-pcs 10 \
+                   --checkpoint-every 2";
+    d.train_args(&inputs, (model, emb), options, extra)
 }
 
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
@@ -110,14 +86,15 @@ fn deepmnn_pairs_train_and_outputs() {
     assert_eq!(c.values, ValueKind::Corrected);
     assert_eq!((c.n_cells(), c.n_genes()), (150, 24));
     let card = std::fs::read_to_string(d.path("m").join("card.yaml")).unwrap();
-    for want in [
-        "model: deepmnn",
-        "pairs_definition: deepmnn",
-        "blocks: 2",
-        "identity_weight: 0.001",
-    ] {
-        assert!(card.contains(want), "{want} not in\n{card}");
-    }
+    assert_has(
+        &card,
+        &[
+            "model: deepmnn",
+            "pairs_definition: deepmnn",
+            "blocks: 2",
+            "identity_weight: 0.001",
+        ],
+    );
     assert!(d.path("m").join("training_log.arrow").exists());
 }
 
@@ -132,15 +109,8 @@ fn deepmnn_is_deterministic_resumes_exactly_and_embeds_as_trained() {
     assert!(err.contains("--resume"), "{err}");
     train(&d, "m3", "e3.arrow", &["--resume"]);
     assert_eq!(bits(&d.path("e1.arrow")), bits(&d.path("e3.arrow")));
-    let out = d.path("embedded.arrow");
-    run_ok(
-        "embed",
-        &[s(&d.cells), "--model", s(&d.path("m1")), "-o", s(&out)],
-    );
-    let (x, y) = (
-        read_embedding(&out).unwrap(),
-        read_embedding(&d.path("e1.arrow")).unwrap(),
-    );
+    let x = d.embed(&d.cells, "m1", "embedded.arrow");
+    let y = read_embedding(&d.path("e1.arrow")).unwrap();
     let scale = y.data.iter().fold(0f32, |m, v| m.max(v.abs()));
     for (u, v) in x.data.iter().zip(&y.data) {
         assert!((u - v).abs() <= 1e-4 * scale, "{u} vs {v}");
@@ -176,10 +146,7 @@ fn deepmnn_bad_input_fails_with_one_line_and_no_output() {
     let mut a = train_args(&d, "m", "x.arrow", &[]);
     a[0] = cp.display().to_string();
     let err = fails(a);
-    assert!(
-        err.contains("counts") && err.contains("log-normalized"),
-        "{err}"
-    );
+    assert_has(&err, &["counts", "log-normalized"]);
     // No pairs.
     let mut a = train_args(&d, "m", "x.arrow", &[]);
     let i = a.iter().position(|x| x == "--pairs").unwrap();
@@ -190,7 +157,7 @@ fn deepmnn_bad_input_fails_with_one_line_and_no_output() {
     let mut a = train_args(&d, "m", "x.arrow", &[]);
     a[2] = "deepmn".into();
     let err = fails(a);
-    assert!(err.contains("deepmn") && err.contains("deepmnn"), "{err}");
+    assert_has(&err, &["deepmn", "deepmnn"]);
     // embed: a batch the model was not trained on.
     train(&d, "m1", "e1.arrow", &[]);
     let new = d.path("new.arrow");
@@ -201,7 +168,7 @@ fn deepmnn_bad_input_fails_with_one_line_and_no_output() {
         &[s(&new), "--model", s(&d.path("m1")), "-o", s(&out)],
         &out,
     );
-    assert!(err.contains("'zz'") && err.contains("trained"), "{err}");
+    assert_has(&err, &["'zz'", "trained"]);
     // ...and maps new cells of known batches.
     write_cells(&new, &table(30, 24, "n", BATCHES)).unwrap();
     run_ok(

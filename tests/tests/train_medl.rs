@@ -4,7 +4,7 @@
 //! (cellweave-plot --across-batches), 150 batches, and errors.
 
 use cellweave::io::table::{read_cells, read_embedding};
-use cellweave_tests::{run_fails_one_line, run_ok, s};
+use cellweave_tests::{assert_has, run_fails_one_line, run_ok, s};
 use std::path::Path;
 
 /// Simulated counts -> log1p cells table at `dir/cells.arrow`.
@@ -57,6 +57,22 @@ fn train(dir: &Path, cells: &Path, extra: &[&str]) {
     run_ok("train", &args);
 }
 
+/// `cellweave-embed` arguments: `cells` with the model folder `model`, then `extra`, and
+/// `-o out -q`.
+fn embed_args<'a>(
+    cells: &'a Path,
+    model: &'a Path,
+    extra: &[&'a str],
+    out: &'a Path,
+) -> Vec<&'a str> {
+    [
+        &[s(cells), "--model", s(model)][..],
+        extra,
+        &["-o", s(out), "-q"],
+    ]
+    .concat()
+}
+
 #[test]
 fn medl_train_embed_and_counterfactuals() {
     let tmp = tempfile::tempdir().unwrap();
@@ -69,14 +85,15 @@ fn medl_train_embed_and_counterfactuals() {
     );
     let card = std::fs::read_to_string(d.join("model/card.yaml")).unwrap();
     assert!(card.starts_with("model: medl"), "{card}");
-    for k in [
-        "lambda_rec: 1000",
-        "re_rec: 110",
-        "kl_weight: 0.00001",
-        "lr: 0.0001",
-    ] {
-        assert!(card.contains(k), "card lacks {k}");
-    }
+    assert_has(
+        &card,
+        &[
+            "lambda_rec: 1000",
+            "re_rec: 110",
+            "kl_weight: 0.00001",
+            "lr: 0.0001",
+        ],
+    );
     // embed gives the training run's FE and RE latents.
     let model = d.join("model");
     let fe = d.join("fe2.arrow");
@@ -89,15 +106,7 @@ fn medl_train_embed_and_counterfactuals() {
         read_embedding(&d.join("fe.arrow")).unwrap().data
     );
     let re = d.join("re2.arrow");
-    let args = [
-        s(&cells),
-        "--model",
-        s(&model),
-        "--random-effects",
-        "-o",
-        s(&re),
-        "-q",
-    ];
+    let args = embed_args(&cells, &model, &["--random-effects"], &re);
     run_ok("embed", &args);
     assert_eq!(
         read_embedding(&re).unwrap().data,
@@ -107,16 +116,7 @@ fn medl_train_embed_and_counterfactuals() {
     // b1 is its own reconstruction, the same in both calls only when the target is its own.
     let cf = |b: &str| {
         let out = d.join(format!("cf_{b}.arrow"));
-        let args = [
-            s(&cells),
-            "--model",
-            s(&model),
-            "--as-batch",
-            b,
-            "-o",
-            s(&out),
-            "-q",
-        ];
+        let args = embed_args(&cells, &model, &["--as-batch", b], &out);
         run_ok("embed", &args);
         read_cells(&out).unwrap()
     };
@@ -184,10 +184,7 @@ fn medl_train_embed_and_counterfactuals() {
         ],
         &bad,
     );
-    assert!(
-        err.contains("cell_type nope") && err.contains("cf_b0.arrow"),
-        "{err}"
-    );
+    assert_has(&err, &["cell_type nope", "cf_b0.arrow"]);
     let err = run_fails_one_line(
         "plot",
         &[s(&cells), "--across-batches", "x", "-o", s(&bad)],
@@ -207,16 +204,7 @@ fn medl_trains_on_150_batches() {
     assert!(card.contains("n_batches: 150"));
     assert_eq!(read_embedding(&d.join("re.arrow")).unwrap().n_cells(), 1500);
     let (out, m) = (d.join("cf.arrow"), d.join("model"));
-    let args = [
-        s(&cells),
-        "--model",
-        s(&m),
-        "--as-batch",
-        "b149",
-        "-o",
-        s(&out),
-        "-q",
-    ];
+    let args = embed_args(&cells, &m, &["--as-batch", "b149"], &out);
     run_ok("embed", &args);
     assert_eq!(read_cells(&out).unwrap().n_cells(), 1500);
 }
@@ -260,27 +248,9 @@ fn medl_errors_are_one_line_without_output() {
     train(d, &cells, &["--epochs", "1"]);
     let out = d.join("cf.arrow");
     let m = d.join("model");
-    let args = [
-        s(&cells),
-        "--model",
-        s(&m),
-        "--as-batch",
-        "zz",
-        "-o",
-        s(&out),
-        "-q",
-    ];
+    let args = embed_args(&cells, &m, &["--as-batch", "zz"], &out);
     let e = run_fails_one_line("embed", &args, &out);
-    assert!(e.contains("'zz'") && e.contains("b0"), "{e}");
-    let args = [
-        s(&raw),
-        "--model",
-        s(&m),
-        "--as-batch",
-        "b0",
-        "-o",
-        s(&out),
-        "-q",
-    ];
+    assert_has(&e, &["'zz'", "b0"]);
+    let args = embed_args(&raw, &m, &["--as-batch", "b0"], &out);
     assert!(run_fails_one_line("embed", &args, &out).contains("values"));
 }

@@ -8,28 +8,20 @@ mod train_support;
 
 use cellweave::contract::{CellsTable, TableKind, ValueKind};
 use cellweave::io::table::{read_embedding, read_frame, write_cells};
-use cellweave_tests::{embedding_bits, run_fails, run_fails_one_line, run_ok, s, strs};
-use train_support::{args, cells_table, Data, Lcg};
+use cellweave_tests::{assert_has, embedding_bits, run_fails, run_fails_one_line, s, strs};
+use train_support::{cells_table, three_types, Data};
 
 /// Counts of 3 cell types x 2 batches (batch b doubles a third of the genes): the counts
 /// table, and its log1p version (the "HVG" table train reads the cells from).
 fn tables(n: usize, g: usize, prefix: &str) -> (CellsTable, CellsTable) {
-    let mut r = Lcg(12345);
-    let mut dense = vec![0f32; n * g];
-    for i in 0..n {
-        let (t, b) = (i % 3, (i / 3) % 2);
-        for j in 0..g {
-            let mut rate = if j % 3 == t { 6.0 } else { 0.5 };
-            if b == 1 && j % 3 == 0 {
-                rate *= 2.0;
-            }
-            dense[i * g + j] = (rate * 2.0 * r.next()).floor() as f32;
+    let double = |b: usize, j: usize| {
+        if b == 1 && j.is_multiple_of(3) {
+            2.0
+        } else {
+            1.0
         }
-    }
-    let batch: Vec<String> = (0..n)
-        .map(|i| ["a", "b"][(i / 3) % 2].to_string())
-        .collect();
-    let types: Vec<String> = (0..n).map(|i| format!("T{}", i % 3)).collect();
+    };
+    let (dense, batch, types) = three_types((n, g), 12345, &["a", "b"], double);
     let counts = cells_table(prefix, g, &dense, &batch, &types, ValueKind::Counts);
     let mut logs = counts.clone();
     logs.x.data.iter_mut().for_each(|v| *v = v.ln_1p());
@@ -46,34 +38,14 @@ fn data() -> Data {
 }
 
 fn train_args(d: &Data, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
-    let (model, emb) = (d.path(model), d.path(emb));
-    let fixed = [
-        s(&d.cells),
-        "--model",
-        "scetm",
-        "--counts",
-        s(&d.counts),
-        "-o",
-        s(&model),
-        "--embedding",
-        s(&emb),
-        "--batch-size",
-        "40",
-        "--topics",
-        "6",
-        "--gene-embedding-dim",
-        "10",
-        "--checkpoint-every",
-        "2",
-        "--threads",
-        "1",
-    ];
-    let epochs: &[&str] = if extra.contains(&"--epochs") {
-        &[]
-    } else {
-        &["--epochs", "6"]
-    };
-    args(&[&fixed[..], epochs].concat(), extra)
+    let inputs = ["--model", "scetm", "--counts", s(&d.counts)];
+    let mut options = "--batch-size 40 --topics 6 --gene-embedding-dim 10 --checkpoint-every 2 \
+                       --threads 1"
+        .to_string();
+    if !extra.contains(&"--epochs") {
+        options += " --epochs 6";
+    }
+    d.train_args(&inputs, (model, emb), &options, extra)
 }
 
 fn train(d: &Data, model: &str, emb: &str, extra: &[&str]) {
@@ -96,15 +68,16 @@ fn scetm_writes_embedding_genes_table_and_model() {
     assert!(e.column("cell_type").is_some() && e.column("batch").is_some());
     let m = d.path("m");
     let card = std::fs::read_to_string(m.join("card.yaml")).unwrap();
-    for want in [
-        "model: scetm",
-        "values: counts",
-        "topics: 6",
-        "batch_bias: true",
-        "embed: mu",
-    ] {
-        assert!(card.contains(want), "card lacks '{want}':\n{card}");
-    }
+    assert_has(
+        &card,
+        &[
+            "model: scetm",
+            "values: counts",
+            "topics: 6",
+            "batch_bias: true",
+            "embed: mu",
+        ],
+    );
     let g = read_frame(&m.join("genes.arrow"), TableKind::Genes).unwrap();
     assert_eq!(g.n_rows(), 30);
     let names: Vec<&str> = g.columns.iter().map(|(n, _)| n.as_str()).collect();
@@ -158,15 +131,8 @@ fn scetm_is_deterministic_resumes_exactly_and_embeds_as_trained() {
         embedding_bits(&d.path("e3.arrow"))
     );
     // embed on the counts gives the training embedding.
-    let out = d.path("embedded.arrow");
-    run_ok(
-        "embed",
-        &[s(&d.counts), "--model", s(&d.path("m1")), "-o", s(&out)],
-    );
-    let (a, b) = (
-        read_embedding(&out).unwrap(),
-        read_embedding(&d.path("e1.arrow")).unwrap(),
-    );
+    let a = d.embed(&d.counts, "m1", "embedded.arrow");
+    let b = read_embedding(&d.path("e1.arrow")).unwrap();
     for (x, y) in a.data.iter().zip(&b.data) {
         assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
     }
@@ -177,7 +143,7 @@ fn scetm_is_deterministic_resumes_exactly_and_embeds_as_trained() {
         &[s(&d.cells), "--model", s(&d.path("m1")), "-o", s(&bad)],
         &bad,
     );
-    assert!(err.contains("log1p") && err.contains("raw counts"), "{err}");
+    assert_has(&err, &["log1p", "raw counts"]);
 }
 
 #[test]
@@ -199,36 +165,24 @@ fn scetm_bad_input_fails_with_one_line_and_no_output() {
     assert!(err.contains("--counts"), "{err}");
     // Normalized values given as counts.
     let err = fails(&["--counts", s(&d.cells)], true);
-    assert!(
-        err.contains("hvg.arrow") && err.contains("log1p") && err.contains("raw counts"),
-        "{err}"
-    );
+    assert_has(&err, &["hvg.arrow", "log1p", "raw counts"]);
     // A counts table tagged counts that holds fractions.
     let (mut c, _) = tables(120, 30, "c");
     c.x.data.iter_mut().for_each(|v| *v *= 0.37);
     let frac = d.path("fractions.arrow");
     write_cells(&frac, &c).unwrap();
     let err = fails(&["--counts", s(&frac)], true);
-    assert!(
-        err.contains("fractions.arrow") && err.contains("not a count"),
-        "{err}"
-    );
+    assert_has(&err, &["fractions.arrow", "not a count"]);
     // Counts of other cells.
     let (other, _) = tables(120, 30, "z");
     let op = d.path("other.arrow");
     write_cells(&op, &other).unwrap();
     let err = fails(&["--counts", s(&op)], true);
-    assert!(
-        err.contains("other.arrow") && err.contains("120 of 120 cells"),
-        "{err}"
-    );
+    assert_has(&err, &["other.arrow", "120 of 120 cells"]);
     // An unknown model.
     let mut a = train_args(&d, "m", "x.arrow", &[]);
     let i = a.iter().position(|x| x == "scetm").unwrap();
     a[i] = "nosuchmodel".into();
     let err = run_fails_one_line("train", &strs(&a), &emb);
-    assert!(
-        err.contains("nosuchmodel") && err.contains("scetm"),
-        "{err}"
-    );
+    assert_has(&err, &["nosuchmodel", "scetm"]);
 }

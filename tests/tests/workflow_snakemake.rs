@@ -4,7 +4,7 @@
 
 mod workflow_support;
 
-use cellweave_tests::shared;
+use cellweave_tests::{assert_has, shared};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 use workflow_support::{job_counts, repo, snakemake, text, venv_bin};
@@ -95,14 +95,14 @@ fn dry_run_prints_the_shard_commands() {
     assert_eq!(jobs.get("pairs_shard"), Some(&6), "{jobs:?}");
     assert_eq!(jobs.get("pairs_all"), Some(&1), "{jobs:?}");
     assert_eq!(jobs.get("score"), Some(&1), "{jobs:?}");
-    assert!(
-        t.contains("--batch-a b0 --batch-b b3") && t.contains("-o out/four/05_pairs/b0--b3.arrow"),
-        "{t}"
+    assert_has(
+        &t,
+        &[
+            "--batch-a b0 --batch-b b3",
+            "-o out/four/05_pairs/b0--b3.arrow",
+        ],
     );
-    assert!(
-        t.contains("--merge") && t.contains("out/four/05_pairs/knn.arrow"),
-        "{t}"
-    );
+    assert_has(&t, &["--merge", "out/four/05_pairs/knn.arrow"]);
 }
 
 #[test]
@@ -110,10 +110,12 @@ fn without_a_configfile_the_demo_is_planned() {
     let Some(w) = Workflow::new(None) else { return };
     let (ok, t) = w.run(&["--dry-run"]);
     assert!(ok, "dry run failed:\n{t}");
-    assert!(
-        t.contains("results/demo/demo/integrated.h5ad")
-            && t.contains("results/demo/demo/scores.tsv"),
-        "{t}"
+    assert_has(
+        &t,
+        &[
+            "results/demo/demo/integrated.h5ad",
+            "results/demo/demo/scores.tsv",
+        ],
     );
     assert_eq!(job_counts(&t).get("simulate"), Some(&1), "{t}");
 }
@@ -176,10 +178,7 @@ fn a_failing_rule_leaves_no_output_and_the_rerun_resumes() {
         );
     }
     let log = std::fs::read_to_string(d.join("logs/02_filter.log")).expect("filter log");
-    assert!(
-        log.contains("cellweave-filter: error:") && log.contains("fail the cell filters"),
-        "{log}"
-    );
+    assert_has(&log, &["cellweave-filter: error:", "fail the cell filters"]);
     // No stray temporary files of the atomic writers either.
     let stray: Vec<_> = std::fs::read_dir(&d)
         .unwrap()

@@ -242,17 +242,14 @@ fn snakemake_test_workflow_on_the_shared_data() {
         assert_eq!(n_shards, pairs.len() + 1, "{name}: pair shards + knn");
 
         // 3. integrated.h5ad as anndata reads it.
-        let out = std::process::Command::new(&python)
-            .args(["-c", CHECK_H5AD])
+        let mut cmd = std::process::Command::new(&python);
+        cmd.args(["-c", CHECK_H5AD])
             .arg(d.join("integrated.h5ad"))
             .arg(shared.join("data").join(input))
-            .arg("counts")
-            .output()
-            .expect("python");
-        assert!(
-            out.status.success(),
-            "{name}: anndata could not read integrated.h5ad:\n{}",
-            text(&out)
+            .arg("counts");
+        let out = python_ok(
+            &mut cmd,
+            &format!("{name}: anndata could not read integrated.h5ad"),
         );
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         let n = r["n_obs"].as_u64().unwrap();
@@ -295,20 +292,17 @@ fn snakemake_test_workflow_on_the_shared_data() {
         // 3b. ... and as a scanpy user works with it (issue 13).
         if let Some(ref_py) = cellweave_tests::reference_python(&["scanpy", "igraph"]) {
             let filtered = cellweave::io::table::read_cells(&d.join("02_filtered.arrow")).unwrap();
-            let out = std::process::Command::new(&ref_py)
-                .args(["-c", SCANPY_USER])
+            let mut cmd = std::process::Command::new(&ref_py);
+            cmd.args(["-c", SCANPY_USER])
                 .arg(d.join("integrated.h5ad"))
                 .arg(filtered.n_genes().to_string())
                 .arg("cell_type")
                 .arg(work.path().join(format!("{name}_scanpy_umap.png")))
                 .env("MPLCONFIGDIR", work.path())
-                .env("NUMBA_CACHE_DIR", work.path())
-                .output()
-                .expect("python");
-            assert!(
-                out.status.success(),
-                "{name}: scanpy could not work with integrated.h5ad:\n{}",
-                text(&out)
+                .env("NUMBA_CACHE_DIR", work.path());
+            let out = python_ok(
+                &mut cmd,
+                &format!("{name}: scanpy could not work with integrated.h5ad"),
             );
             let last = String::from_utf8_lossy(&out.stdout);
             let r: serde_json::Value =
@@ -500,4 +494,11 @@ fn snakemake_test_workflow_on_the_shared_data() {
     for (p, t) in upstream {
         assert_eq!(mtime(&p), t, "{} was rewritten", p.display());
     }
+}
+
+/// Run a Python check; it must succeed (else the message is `failure` and its output).
+fn python_ok(cmd: &mut std::process::Command, failure: &str) -> std::process::Output {
+    let out = cmd.output().expect("python");
+    assert!(out.status.success(), "{failure}:\n{}", text(&out));
+    out
 }

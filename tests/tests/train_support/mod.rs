@@ -2,9 +2,10 @@
 //! data sets, a test's temporary folder of inputs, and `cellweave-train` command lines.
 #![allow(dead_code)]
 
-use cellweave::contract::{Categorical, CellsTable, Column, Csr, ValueKind};
-use cellweave_tests::{run_ok, strs};
-use std::path::PathBuf;
+use cellweave::contract::{Categorical, CellsTable, Column, Csr, EmbeddingTable, ValueKind};
+use cellweave::io::table::read_embedding;
+use cellweave_tests::{run_ok, s, strs};
+use std::path::{Path, PathBuf};
 
 /// A linear congruential generator: the same numbers on every machine.
 pub struct Lcg(pub u64);
@@ -23,6 +24,32 @@ impl Lcg {
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next() * n as f64) as usize).min(n - 1)
     }
+}
+
+/// Synthetic counts of 3 cell types: cell `i` is of type `T{i % 3}` and in batch
+/// `names[(i / 3) % names.len()]`; gene `j` has rate 6 in the cells of type `j % 3` (0.5
+/// elsewhere) times `batch_effect(b, j)` in batch `b`, and each count is
+/// `floor(2 x rate x u)`, `u` uniform from `Lcg(seed)`. The dense `n x g` counts, each
+/// cell's batch and type.
+pub fn three_types(
+    (n, g): (usize, usize),
+    seed: u64,
+    names: &[&str],
+    batch_effect: impl Fn(usize, usize) -> f64,
+) -> (Vec<f32>, Vec<String>, Vec<String>) {
+    let mut r = Lcg(seed);
+    let mut dense = vec![0f32; n * g];
+    for i in 0..n {
+        let (t, b) = (i % 3, (i / 3) % names.len());
+        for j in 0..g {
+            let base = if j % 3 == t { 6.0 } else { 0.5 };
+            let rate = base * batch_effect(b, j);
+            dense[i * g + j] = (rate * 2.0 * r.next()).floor() as f32;
+        }
+    }
+    let batch = (0..n).map(|i| names[(i / 3) % names.len()].to_string());
+    let types = (0..n).map(|i| format!("T{}", i % 3));
+    (dense, batch.collect(), types.collect())
 }
 
 /// A cells table of the dense `n x g` values `dense`: cells `{prefix}0..`, genes
@@ -78,6 +105,31 @@ impl Data {
     /// A file or folder in the data's temporary folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// A `cellweave-train` command line: the cells table, `inputs` (the model and the table
+    /// it reads besides the cells), `-o MODEL --embedding EMB` in the data's folder, the
+    /// test's `options` (one string, split at spaces), then `extra`.
+    pub fn train_args(
+        &self,
+        inputs: &[&str],
+        (model, emb): (&str, &str),
+        options: &str,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let (model, emb) = (self.path(model), self.path(emb));
+        let outputs = ["-o", s(&model), "--embedding", s(&emb)];
+        let head = [&[s(&self.cells)][..], inputs, &outputs].concat();
+        let options: Vec<&str> = options.split_whitespace().collect();
+        args(&[&head[..], &options].concat(), extra)
+    }
+
+    /// Run `cellweave-embed` on `input` with the model folder `model` into `out` (all in
+    /// the data's folder but `input`); it must succeed. The embedding it wrote.
+    pub fn embed(&self, input: &Path, model: &str, out: &str) -> EmbeddingTable {
+        let (model, out) = (self.path(model), self.path(out));
+        run_ok("embed", &[s(input), "--model", s(&model), "-o", s(&out)]);
+        read_embedding(&out).unwrap()
     }
 
     /// The bits of the embedding written to `name`.

@@ -49,6 +49,13 @@ fn cpu_seconds() -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// `f()`, its wall-clock seconds and the CPU seconds the process used meanwhile.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let out = f();
+    (out, t.elapsed().as_secs_f64(), cpu_seconds() - c)
+}
+
 /// `n` points of one Gaussian whose spread decays over the dimensions (sd of dimension `j`
 /// is `1 / sqrt(1 + j)`, as the variance of principal components falls): no cluster
 /// structure to exploit, the hard case for partition-based search.
@@ -116,12 +123,12 @@ fn main() {
                 clustered(n, d, 1)
             };
             for &k in &ks {
+                let search =
+                    |m: Method| knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
                 if std::env::var("NO_EXACT").is_ok() {
                     // Timing only (exact search too slow at this size): no recall.
                     for &m in &methods {
-                        let (t, c) = (Instant::now(), cpu_seconds());
-                        let a = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
-                        let (ta, ca) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                        let (a, ta, ca) = timed(|| search(m));
                         println!(
                             "| {n} | {d} | {k} | - | - | {} | {ta:.2} | {ca:.1} | - |",
                             m.name()
@@ -130,26 +137,17 @@ fn main() {
                     }
                     continue;
                 }
-                let (t, c) = (Instant::now(), cpu_seconds());
-                let exact = knn_with(
-                    &x,
-                    d,
-                    k,
-                    Metric::Euclidean,
-                    false,
-                    &Search::new(Method::Exact, 0),
-                );
-                let (te, ce) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                let (exact, te, ce) = timed(|| search(Method::Exact));
                 for &(lists, probes, max_lists) in &custom {
-                    let (t, c) = (Instant::now(), cpu_seconds());
-                    let p = cellweave::numerics::ivf::Params {
-                        lists,
-                        probes,
-                        max_lists,
-                        ..cellweave::numerics::ivf::Params::for_size(n, k, 0)
-                    };
-                    let rows = cellweave::numerics::ivf::search(&x, &x, d, k + 1, &p);
-                    let (ta, ca) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                    let (rows, ta, ca) = timed(|| {
+                        let p = cellweave::numerics::ivf::Params {
+                            lists,
+                            probes,
+                            max_lists,
+                            ..cellweave::numerics::ivf::Params::for_size(n, k, 0)
+                        };
+                        cellweave::numerics::ivf::search(&x, &x, d, k + 1, &p)
+                    });
                     let mut hit = 0usize;
                     for (q, row) in rows.iter().enumerate() {
                         let truth: HashSet<u32> = exact.row(q).0.iter().copied().collect();
@@ -161,9 +159,7 @@ fn main() {
                     );
                 }
                 for &m in &methods {
-                    let (t, c) = (Instant::now(), cpu_seconds());
-                    let approx = knn_with(&x, d, k, Metric::Euclidean, false, &Search::new(m, 0));
-                    let (ta, ca) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+                    let (approx, ta, ca) = timed(|| search(m));
                     println!(
                         "| {n} | {d} | {k} | {te:.2} | {ce:.1} | {} | {ta:.2} | {ca:.1} | {:.4} |",
                         m.name(),

@@ -40,6 +40,17 @@ pub fn main<A: clap::Parser>(body: impl FnOnce(A) -> Result<()>) -> ExitCode {
     run(&tool, || body(args))
 }
 
+/// The `main` of a stage ([`stage_main!`]): as [`main`], with the run's provenance step (the
+/// tool's name and its parsed arguments `A`) handed to `body` with the arguments.
+pub fn stage<A: clap::Parser + serde::Serialize>(
+    body: impl FnOnce(&A, crate::contract::Step) -> Result<()>,
+) -> ExitCode {
+    main(|args: A| {
+        let step = crate::contract::Step::new(A::command().get_name(), &args);
+        body(&args, step)
+    })
+}
+
 /// The command of a binary: its arguments `A`, then the common flags (the description stays
 /// the binary's).
 pub fn command<A: clap::CommandFactory>() -> clap::Command {
@@ -133,6 +144,48 @@ macro_rules! help_test {
                 assert!(missing.is_empty(), "flags without help text: {missing:?}");
             }
         }
+    };
+}
+
+/// The whole `main.rs` of a stage whose flags are one library struct: `Args`, that struct
+/// flattened (the doc comment and `#[command]` attributes before `struct` make the binary's
+/// description, name and version), a `main` that runs `run(&args, step)` through [`stage`]
+/// (`step`: the provenance step of the run), and [`help_test!`]. `common: NoCommon` after the
+/// struct adds the `"common": {}` that some stages record in their provenance ([`NoCommon`]).
+///
+/// ```ignore
+/// cellweave::stage_main! {
+///     /// Select highly variable genes; ...
+///     #[command(name = "cellweave-hvg", version = cellweave::cli::LONG_VERSION)]
+///     struct Args { hvg: HvgArgs }
+///     run: |args, step| run_hvg(&args.hvg, &step)
+/// }
+/// ```
+#[macro_export]
+macro_rules! stage_main {
+    (
+        $(#[$attr:meta])*
+        struct Args { $field:ident: $params:ty $(, $common:ident: NoCommon)? }
+        run: $run:expr
+    ) => {
+        #[derive(clap::Parser, serde::Serialize, Debug)]
+        $(#[$attr])*
+        struct Args {
+            #[command(flatten)]
+            #[serde(flatten)]
+            $field: $params,
+            $(
+                #[arg(skip)]
+                $common: $crate::cli::NoCommon,
+            )?
+        }
+
+        fn main() -> std::process::ExitCode {
+            let run: fn(&Args, $crate::contract::Step) -> $crate::Result<()> = $run;
+            $crate::cli::stage(run)
+        }
+
+        $crate::help_test!(Args);
     };
 }
 

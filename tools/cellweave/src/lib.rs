@@ -34,3 +34,13 @@ pub use error::{Error, Result, ResultExt};
 
 /// The version every output records in its provenance.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Assert that `text` contains each of `parts` (the message names the first one missing and
+/// shows `text`).
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_has(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "'{part}' not in:\n{text}");
+    }
+}

@@ -2,29 +2,16 @@
 //! given), metric bar charts of scores tables, loss curves of training logs and one cell
 //! type across batches from counterfactual cells (PNG or SVG by the output's extension).
 
-use cellweave::cli;
-use cellweave::contract::Step;
 use cellweave::viz::plot::stage::{run_plot, PlotArgs};
-use clap::Parser;
-use serde::Serialize;
-use std::process::ExitCode;
 
-/// Draw an embedding as UMAP panels coloured by obs columns (side by side), a scores table
-/// as a bar chart, or a training log as loss curves. The kind of plot follows the input
-/// table's kind; a text table (.tsv/.csv) is a scores table when its columns include metric
-/// and value (or the first is embedding), a training log when they include epoch and a loss,
-/// and otherwise an embedding (cell id, then coordinates). Several embeddings draw one row
-/// of panels each (the UMAP of every model side by side).
-#[derive(Parser, Serialize, Debug)]
-#[command(name = "cellweave-plot", version = cellweave::cli::LONG_VERSION)]
-struct Args {
-    #[command(flatten)]
-    #[serde(flatten)]
-    plot: PlotArgs,
+cellweave::stage_main! {
+    /// Draw an embedding as UMAP panels coloured by obs columns (side by side), a scores table
+    /// as a bar chart, or a training log as loss curves. The kind of plot follows the input
+    /// table's kind; a text table (.tsv/.csv) is a scores table when its columns include metric
+    /// and value (or the first is embedding), a training log when they include epoch and a loss,
+    /// and otherwise an embedding (cell id, then coordinates). Several embeddings draw one row
+    /// of panels each (the UMAP of every model side by side).
+    #[command(name = "cellweave-plot", version = cellweave::cli::LONG_VERSION)]
+    struct Args { plot: PlotArgs }
+    run: |args, step| run_plot(&args.plot, &step)
 }
-
-fn main() -> ExitCode {
-    cli::main(|args: Args| run_plot(&args.plot, &Step::new("cellweave-plot", &args)))
-}
-
-cellweave::help_test!(Args);

@@ -56,9 +56,25 @@ impl Default for ExportOptions {
     }
 }
 
+/// The flags of `cellweave-export`: its input, output and options.
+#[derive(clap::Args, serde::Serialize, Debug, Clone)]
+pub struct ExportArgs {
+    /// Cells table or embedding table (.arrow or .parquet)
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+    /// Output: out.h5ad, out.tsv, or a folder for 10x MTX
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+    /// What the output holds besides the input
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub options: ExportOptions,
+}
+
 /// `cellweave-export`: declare the outputs (a file, or the folder of a 10x MTX export),
-/// export `input` to `output`, commit them and log the summary.
-pub fn run_export(input: &Path, output: &Path, opts: &ExportOptions, step: &Step) -> Result<()> {
+/// export `args.input` to `args.output`, commit them and log the summary.
+pub fn run_export(args: &ExportArgs, step: &Step) -> Result<()> {
+    let (input, output, opts) = (args.input.as_path(), args.output.as_path(), &args.options);
     let mut inputs = vec![input];
     inputs.extend(opts.counts.as_deref());
     inputs.extend(opts.embeddings.iter().map(|p| p.as_path()));

@@ -477,26 +477,13 @@ pub fn score_embedding(input: &Input, opts: &Options) -> Result<Scores> {
                     silhouette::isolated_labels(&samples, slab, sbat, nl, nb),
                 ));
             }
-            MetricId::SilhouetteBatch | MetricId::ClaireBasw => {
-                let v = silhouette::batch_silhouette(
-                    &p.batch_sums,
-                    slab,
-                    sbat,
-                    nl,
-                    nb,
-                    silhouette::Between::Nearest,
-                );
-                values.push((m.name().into(), v));
-            }
-            MetricId::Bras => {
-                let v = silhouette::batch_silhouette(
-                    &p.batch_sums_cosine,
-                    slab,
-                    sbat,
-                    nl,
-                    nb,
-                    silhouette::Between::MeanOther,
-                );
+            MetricId::SilhouetteBatch | MetricId::ClaireBasw | MetricId::Bras => {
+                // BRAS: cosine distances and the mean over the other batches.
+                let (sums, between) = match m {
+                    MetricId::Bras => (&p.batch_sums_cosine, silhouette::Between::MeanOther),
+                    _ => (&p.batch_sums, silhouette::Between::Nearest),
+                };
+                let v = silhouette::batch_silhouette(sums, slab, sbat, nl, nb, between);
                 values.push((m.name().into(), v));
             }
             MetricId::ClisiKnn | MetricId::IlisiKnn => {

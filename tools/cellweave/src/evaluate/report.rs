@@ -159,23 +159,11 @@ pub fn to_json(all: &[Scored], params: serde_json::Value) -> serde_json::Value {
     use serde_json::{json, Map, Value};
     let mut embs = Map::new();
     for s in all {
-        let metrics: Map<String, Value> = s
-            .scores
-            .values
-            .iter()
-            .map(|(n, v)| (n.clone(), num(*v)))
-            .collect();
-        let aggs: Map<String, Value> = s
-            .aggregates
-            .iter()
-            .map(|(n, v)| (n.clone(), num(*v)))
-            .collect();
-        let timings: Map<String, Value> = s
-            .scores
-            .timings
-            .iter()
-            .map(|(n, v)| (n.clone(), num(*v)))
-            .collect();
+        let map = |named: &[(String, f64)]| -> Map<String, Value> {
+            named.iter().map(|(n, v)| (n.clone(), num(*v))).collect()
+        };
+        let (metrics, aggs) = (map(&s.scores.values), map(&s.aggregates));
+        let timings = map(&s.scores.timings);
         let kbet: Vec<Value> = s
             .scores
             .kbet_labels

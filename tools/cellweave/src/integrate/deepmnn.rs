@@ -206,14 +206,7 @@ pub fn compute(
                 continue;
             }
             let nn = knn_query_with(&r, &q, d, p.k, Metric::Manhattan, search);
-            for (row, &c) in q_ids.iter().enumerate() {
-                let (idx, dist) = nn.row(row);
-                lists[c] = idx
-                    .iter()
-                    .zip(dist)
-                    .map(|(&j, &dd)| (r_ids[j as usize] as u32, dd))
-                    .collect();
-            }
+            nn.relabel_into(lists, &q_ids, &r_ids);
         }
     }
     let code = |c: u32| cells.batch.codes[c as usize] as usize;

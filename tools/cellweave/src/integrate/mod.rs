@@ -6,5 +6,6 @@ pub mod deepmnn;
 pub mod mnn;
 #[allow(missing_docs)] // public items not all documented yet
 pub mod pairs;
+pub mod refine_stage;
 pub mod seed_check;
 pub mod stage;

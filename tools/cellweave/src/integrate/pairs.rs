@@ -310,14 +310,7 @@ fn intra_batch_knn(
             sub.extend_from_slice(&emb[c * d..(c + 1) * d]);
         }
         let nn = knn_with(&sub, d, p.knn, p.knn_metric, false, &p.search);
-        for (r, &c) in rows.iter().enumerate() {
-            let (idx, dist) = nn.row(r);
-            lists[c] = idx
-                .iter()
-                .zip(dist)
-                .map(|(&j, &dd)| (rows[j as usize] as u32, dd))
-                .collect();
-        }
+        nn.relabel_into(&mut lists, rows, rows);
     }
     lists
         .into_iter()

@@ -168,10 +168,7 @@ mod tests {
     fn heavy_low_component_is_reported() {
         assert_eq!(mixture_advice(&gmm([0.3, 0.7], [0.6, 0.9])), None);
         let line = mixture_advice(&gmm([0.6, 0.4], [0.5, 0.9])).unwrap();
-        assert!(
-            line.contains("60%") && line.contains("0.50 vs 0.90"),
-            "{line}"
-        );
+        crate::assert_has(&line, &["60%", "0.50 vs 0.90"]);
         assert_eq!(mixture_advice(&gmm([0.5, 0.5], [0.5, 0.9])), None);
     }
 }

@@ -23,10 +23,18 @@ pub enum Definition {
     Deepmnn,
 }
 
-/// The flags of `cellweave-pairs` after its inputs, output and `--merge`: what to compute
-/// and how.
+/// The flags of `cellweave-pairs`: its inputs and output, and what to compute and how.
 #[derive(clap::Args, serde::Serialize, Debug, Clone)]
 pub struct PairsArgs {
+    /// Cells table (log-normalized, HVG subset), or the shards to join with --merge
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output pairs table (.arrow or .parquet)
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: PathBuf,
+    /// Join pairs tables written with --batch-a/--batch-b and --knn-only
+    #[arg(long, conflicts_with_all = ["batch_a", "batch_b", "knn_only"])]
+    pub merge: bool,
     /// Space of the seed search
     #[arg(long, value_enum, default_value = "cca")]
     pub space: Space,
@@ -110,20 +118,15 @@ impl PairsArgs {
     }
 }
 
-/// `cellweave-pairs`: the pairs of the one cells table in `inputs` (or, with `merge`, the
-/// join of the pairs tables in `inputs`) written to `output`; `step` (the tool's parsed
-/// arguments) goes in its provenance with what the run computed.
-pub fn run_pairs(
-    inputs: &[PathBuf],
-    output: &Path,
-    merge: bool,
-    args: &PairsArgs,
-    step: &Step,
-) -> Result<()> {
+/// `cellweave-pairs`: the pairs of the one cells table in `args.inputs` (or, with `--merge`,
+/// the join of the pairs tables in `args.inputs`) written to `args.output`; `step` (the
+/// tool's parsed arguments) goes in its provenance with what the run computed.
+pub fn run_pairs(args: &PairsArgs, step: &Step) -> Result<()> {
+    let (inputs, output) = (&args.inputs, args.output.as_path());
     let paths: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let mut outputs = Outputs::new(&paths)?;
     outputs.file(output, Kind::Table)?;
-    if merge {
+    if args.merge {
         merge_shards(inputs, output, step)?;
         return outputs.commit();
     }

@@ -274,12 +274,12 @@ mod tests {
         let e = read_dense(&p, false, ValueKind::Counts)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 3") && e.contains("m.tsv"), "{e}");
+        crate::assert_has(&e, &["line 3", "m.tsv"]);
         std::fs::write(&p, "id\tg1\tg2\nc1\t1\t-2\n").unwrap();
         let e = read_dense(&p, false, ValueKind::Counts)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("field 'values'") && e.contains("line 2"), "{e}");
+        crate::assert_has(&e, &["field 'values'", "line 2"]);
         std::fs::write(&p, "id\tg1\tg2\nc1\t1\tNaN\n").unwrap();
         let e = read_dense(&p, false, ValueKind::Counts)
             .unwrap_err()

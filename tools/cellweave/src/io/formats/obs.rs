@@ -547,10 +547,7 @@ mod tests {
         let e = join_obs(&mut cells, &obs, &p, ObsJoin::Auto)
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("1 of 2 cell ids") && e.contains("'zz'") && e.contains("obs.tsv"),
-            "{e}"
-        );
+        crate::assert_has(&e, &["1 of 2 cell ids", "'zz'", "obs.tsv"]);
     }
 
     #[test]
@@ -559,7 +556,7 @@ mod tests {
         let p = dir.path().join("obs.csv");
         std::fs::write(&p, "cell_id,a\nc1,1\nc2,1,2\n").unwrap();
         let e = read_obs(&p).unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("obs.csv"), "{e}");
+        crate::assert_has(&e, &["line 3", "obs.csv"]);
         // R's write.table header (no corner cell) is accepted.
         std::fs::write(&p, "a,b\nc1,1,x\n").unwrap();
         let o = read_obs(&p).unwrap();

@@ -447,10 +447,7 @@ mod tests {
         )
         .unwrap();
         let e = read_cells(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("p.arrow") && e.contains("cellweave.table") && e.contains("'pairs'"),
-            "{e}"
-        );
+        crate::assert_has(&e, &["p.arrow", "cellweave.table", "'pairs'"]);
     }
 
     #[test]
@@ -460,7 +457,7 @@ mod tests {
         t.cell_ids[1] = "a".into();
         let p = dir.path().join("bad.arrow");
         let e = write_cells(&p, &t).unwrap_err().to_string();
-        assert!(e.contains("cell_id") && e.contains("--make-unique"), "{e}");
+        crate::assert_has(&e, &["cell_id", "--make-unique"]);
         assert!(!p.exists());
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),

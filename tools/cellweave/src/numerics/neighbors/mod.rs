@@ -151,6 +151,20 @@ impl Knn {
             &self.distances[q * self.k..(q + 1) * self.k],
         )
     }
+    /// Each query row's neighbours under other ids: `lists[query_ids[q]]` becomes the
+    /// `(reference_ids[neighbour], distance)` of query row `q`, nearest first.
+    pub fn relabel_into(
+        &self,
+        lists: &mut [Vec<(u32, f32)>],
+        query_ids: &[usize],
+        reference_ids: &[usize],
+    ) {
+        for (q, &c) in query_ids.iter().enumerate() {
+            let (idx, dist) = self.row(q);
+            let ids = idx.iter().map(|&j| reference_ids[j as usize] as u32);
+            lists[c] = ids.zip(dist.iter().copied()).collect();
+        }
+    }
 }
 
 pub use super::distance::{dot, manhattan, squared_euclidean};

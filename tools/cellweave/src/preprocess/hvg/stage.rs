@@ -85,15 +85,7 @@ fn streamed(args: &HvgArgs, step: &Step) -> Result<()> {
         Groups::of_column(&col, &args.batch_key, |i| input.cell_id(i).to_string()).map_err(file)?
     };
     let result = highly_variable_genes_stream(&input, &groups, params).map_err(file)?;
-    let n_genes = input.n_genes();
-    let provenance = report(
-        args,
-        step,
-        result.genes,
-        &groups,
-        n_genes,
-        &input.provenance,
-    )?;
+    let provenance = report(args, step, result.genes, &groups, &input.provenance)?;
     let keep = (!args.no_subset).then_some(result.selected.as_slice());
     subset_file(&input, &args.output, keep, &provenance)
 }
@@ -120,15 +112,7 @@ fn whole_table(args: &HvgArgs, step: &Step) -> Result<()> {
     let x = counts.as_ref().unwrap_or(&cells.x);
     let result = highly_variable_genes(x, &cells.gene_ids, &cells.gene_names, &groups, params)
         .map_err(|e| e.file(&args.input))?;
-    let n_genes = cells.n_genes();
-    let provenance = report(
-        args,
-        step,
-        result.genes,
-        &groups,
-        n_genes,
-        &cells.provenance,
-    )?;
+    let provenance = report(args, step, result.genes, &groups, &cells.provenance)?;
     let mut out = if args.no_subset {
         cells
     } else {
@@ -144,9 +128,9 @@ fn report(
     step: &Step,
     genes: Frame,
     groups: &Groups,
-    n_genes: usize,
     provenance: &[Step],
 ) -> Result<Vec<Step>> {
+    let n_genes = genes.n_rows(); // one row per input gene
     let selected = match genes.column("highly_variable") {
         Some(Column::Bool(v)) => v.iter().filter(|b| **b == Some(true)).count(),
         _ => 0,

@@ -30,6 +30,15 @@ fn texts(col: &Column) -> Vec<String> {
         .collect()
 }
 
+/// The width of the widest of `names` in 14-pixel text (0: none).
+fn widest(names: &[String]) -> u32 {
+    names
+        .iter()
+        .map(|n| text_size(n, 14.0, false).0)
+        .max()
+        .unwrap_or(0)
+}
+
 fn index_of(list: &mut Vec<String>, s: &str) -> usize {
     list.iter().position(|x| x == s).unwrap_or_else(|| {
         list.push(s.to_string());
@@ -156,12 +165,7 @@ impl Bars {
         self.bar_h() * self.embeddings.len() as u32 + 12
     }
     fn left(&self) -> u32 {
-        self.metrics
-            .iter()
-            .map(|m| text_size(m, 14.0, false).0)
-            .max()
-            .unwrap_or(0)
-            + 24
+        widest(&self.metrics) + 24
     }
     fn legend_h(&self) -> u32 {
         if style::text_available() && self.embeddings.len() > 1 {
@@ -176,12 +180,7 @@ impl Bars {
         self.embeddings.len().div_ceil(per_row)
     }
     fn legend_item_w(&self) -> u32 {
-        self.embeddings
-            .iter()
-            .map(|e| text_size(e, 14.0, false).0)
-            .max()
-            .unwrap_or(0)
-            + 40
+        widest(&self.embeddings) + 40
     }
     fn top(&self) -> u32 {
         if style::text_available() {
@@ -215,14 +214,7 @@ impl Figure for Bars {
     fn draw<DB: DrawingBackend>(&self, c: &Canvas<DB>) -> Result<()> {
         let (w, _) = self.size();
         let colours = style::categorical(self.embeddings.len());
-        c.text(
-            &self.title,
-            (w as i32 / 2, 22),
-            18.0,
-            Anchor::Centre,
-            INK,
-            true,
-        )?;
+        c.title(&self.title, (w as i32 / 2, 22), 18.0)?;
         // Legend rows under the title.
         let item_w = self.legend_item_w() as i32;
         let per_row = ((w as i32 - 40).max(100) / item_w).max(1) as usize;
@@ -247,14 +239,7 @@ impl Figure for Bars {
         for &t in &ticks {
             let x = scale(t, lo, hi, x0, x1);
             c.line(vec![(x, y0), (x, y1)], GRID.to_rgba(), 1)?;
-            c.text(
-                &style::tick_text(t),
-                (x, y1 + 14),
-                12.0,
-                Anchor::Centre,
-                GREY,
-                false,
-            )?;
+            c.tick(t, (x, y1 + 14), Anchor::Centre)?;
         }
         let zero = scale(0.0, lo, hi, x0, x1);
         let bar_h = self.bar_h() as i32;

@@ -143,14 +143,7 @@ impl Figure for Curves {
     fn draw<DB: DrawingBackend>(&self, c: &Canvas<DB>) -> Result<()> {
         let (w, h) = self.size();
         let text = c.text;
-        c.text(
-            &self.title,
-            (w as i32 / 2, 20),
-            18.0,
-            Anchor::Centre,
-            INK,
-            true,
-        )?;
+        c.title(&self.title, (w as i32 / 2, 20), 18.0)?;
         let names: Vec<&String> = {
             let mut v: Vec<&String> = Vec::new();
             for p in &self.panels {
@@ -169,14 +162,7 @@ impl Figure for Curves {
             let x0 = p as i32 * pw + left;
             let x1 = (p as i32 + 1) * pw - 16;
             let (y0, y1) = (top, h as i32 - if text { 48 } else { 12 });
-            c.text(
-                &panel.title,
-                ((x0 + x1) / 2, 46),
-                15.0,
-                Anchor::Centre,
-                INK,
-                true,
-            )?;
+            c.title(&panel.title, ((x0 + x1) / 2, 46), 15.0)?;
             let pts = panel.series.iter().flat_map(|(_, p)| p.iter());
             let (xlo, xhi) = pts
                 .clone()
@@ -211,26 +197,12 @@ impl Figure for Curves {
             for (at, value) in yticks {
                 let y = scale(at, ylo, yhi, y1, y0);
                 c.line(vec![(x0, y), (x1, y)], GRID.to_rgba(), 1)?;
-                c.text(
-                    &style::tick_text(value),
-                    (x0 - 6, y),
-                    12.0,
-                    Anchor::Right,
-                    GREY,
-                    false,
-                )?;
+                c.tick(value, (x0 - 6, y), Anchor::Right)?;
             }
             for t in style::nice_ticks(xlo, xhi, 6) {
                 let x = scale(t, xlo, xhi, x0, x1);
                 c.line(vec![(x, y1), (x, y1 + 4)], GREY.to_rgba(), 1)?;
-                c.text(
-                    &style::tick_text(t),
-                    (x, y1 + 14),
-                    12.0,
-                    Anchor::Centre,
-                    GREY,
-                    false,
-                )?;
+                c.tick(t, (x, y1 + 14), Anchor::Centre)?;
             }
             c.stroke_rect((x0, y0), (x1, y1), RGBColor(0x99, 0x99, 0x99), 1)?;
             c.text(

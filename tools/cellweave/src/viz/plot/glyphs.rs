@@ -6,7 +6,7 @@
 //! the advance plus kerning, and the coverage of overlapping glyphs is merged, so the PNG
 //! shows the same text the SVG does. Sizes are pixels per em, as in SVG (`font-size`).
 
-use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
+use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, PxScaleFont, ScaleFont};
 use std::collections::HashMap;
 
 /// The ab_glyph scale of `size` pixels per em.
@@ -15,19 +15,26 @@ fn scale_of(font: &FontRef, size: f64) -> PxScale {
     PxScale::from(size as f32 * font.height_unscaled() / upem)
 }
 
-/// Width (advances plus kerning) and height (ascent to descent) of `text` in pixels.
-pub fn measure(font: &FontRef, size: f64, text: &str) -> (f32, f32) {
-    let sf = font.as_scaled(scale_of(font, size));
-    let mut width = 0f32;
-    let mut prev = None;
+/// The glyphs of `text`, each with the pen's x position where it is set (the advances and
+/// kerning before it), and the pen's position after the last one (the text's width).
+fn pen_positions(sf: &PxScaleFont<&FontRef>, text: &str) -> (Vec<(GlyphId, f32)>, f32) {
+    let (mut pen, mut prev, mut glyphs) = (0f32, None, Vec::new());
     for ch in text.chars() {
         let id = sf.glyph_id(ch);
         if let Some(p) = prev {
-            width += sf.kern(p, id);
+            pen += sf.kern(p, id);
         }
-        width += sf.h_advance(id);
+        glyphs.push((id, pen));
+        pen += sf.h_advance(id);
         prev = Some(id);
     }
+    (glyphs, pen)
+}
+
+/// Width (advances plus kerning) and height (ascent to descent) of `text` in pixels.
+pub fn measure(font: &FontRef, size: f64, text: &str) -> (f32, f32) {
+    let sf = font.as_scaled(scale_of(font, size));
+    let (_, width) = pen_positions(&sf, text);
     (width, sf.ascent() - sf.descent())
 }
 
@@ -38,13 +45,7 @@ pub fn raster(font: &FontRef, size: f64, text: &str) -> Vec<(i32, i32, f32)> {
     let scale = scale_of(font, size);
     let sf = font.as_scaled(scale);
     let mut cover: HashMap<(i32, i32), f32> = HashMap::new();
-    let mut pen = 0f32;
-    let mut prev = None;
-    for ch in text.chars() {
-        let id = sf.glyph_id(ch);
-        if let Some(p) = prev {
-            pen += sf.kern(p, id);
-        }
+    for (id, pen) in pen_positions(&sf, text).0 {
         let glyph = id.with_scale_and_position(scale, point(pen, 0.0));
         if let Some(outline) = font.outline_glyph(glyph) {
             let b = outline.px_bounds();
@@ -54,8 +55,6 @@ pub fn raster(font: &FontRef, size: f64, text: &str) -> Vec<(i32, i32, f32)> {
                 *e = e.max(c.min(1.0));
             });
         }
-        pen += sf.h_advance(id);
-        prev = Some(id);
     }
     let mut out: Vec<(i32, i32, f32)> = cover
         .into_iter()

@@ -224,6 +224,16 @@ impl<DB: DrawingBackend> Canvas<DB> {
         self.area.draw_text(s, &st, (x, y)).map_err(drawing)
     }
 
+    /// A title: bold, in ink, centred at (x, y).
+    pub fn title(&self, s: &str, at: (i32, i32), size: f64) -> Result<()> {
+        self.text(s, at, size, Anchor::Centre, style::INK, true)
+    }
+
+    /// An axis tick's value in grey, anchored at (x, y) by `h`.
+    pub fn tick(&self, value: f64, at: (i32, i32), h: Anchor) -> Result<()> {
+        self.text(&style::tick_text(value), at, 12.0, h, style::GREY, false)
+    }
+
     /// Vertical text (reading upwards) centred at (x, y).
     pub fn text_up(&self, s: &str, (x, y): (i32, i32), size: f64, colour: RGBColor) -> Result<()> {
         if !self.text || s.is_empty() {

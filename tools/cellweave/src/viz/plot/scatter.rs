@@ -379,14 +379,7 @@ impl Figure for Scatter {
             .unwrap_or(("UMAP1".into(), "UMAP2".into()));
         if let Some(t) = &self.opts.title {
             let (w, _) = self.size();
-            c.text(
-                t,
-                (w as i32 / 2, u.i(20.0)),
-                u.size(20.0),
-                Anchor::Centre,
-                INK,
-                true,
-            )?;
+            c.title(t, (w as i32 / 2, u.i(20.0)), u.size(20.0))?;
         }
         let panel_x = self.panel_x();
         for (p, panel) in self.panels.iter().enumerate() {
@@ -395,14 +388,7 @@ impl Figure for Scatter {
             let x0 = ox + self.axis as i32 + u.i(MARGIN);
             let y0 = self.top as i32;
             let (x1, y1) = (x0 + self.side as i32, y0 + self.side as i32);
-            c.text(
-                &panel.title,
-                ((x0 + x1) / 2, y0 - u.i(18.0)),
-                u.size(TITLE),
-                Anchor::Centre,
-                INK,
-                true,
-            )?;
+            c.title(&panel.title, ((x0 + x1) / 2, y0 - u.i(18.0)), u.size(TITLE))?;
             c.stroke_rect((x0, y0), (x1, y1), RGBColor(0x99, 0x99, 0x99), 1)?;
             c.text(
                 &ax,
@@ -492,22 +478,12 @@ impl Figure for Scatter {
                             c.fill_rect((lx, y), (lx + bw, y + 1), style::viridis(v).to_rgba())?;
                         }
                         c.stroke_rect((lx, bt), (lx + bw, bb), RGBColor(0x99, 0x99, 0x99), 1)?;
-                        c.text(
-                            &style::tick_text(hi),
-                            (lx + u.i(22.0), bt),
-                            u.size(LABEL),
-                            Anchor::Left,
-                            INK,
-                            false,
-                        )?;
-                        c.text(
-                            &style::tick_text(lo),
-                            (lx + u.i(22.0), bb),
-                            u.size(LABEL),
-                            Anchor::Left,
-                            INK,
-                            false,
-                        )?;
+                        // The bar's ends: the highest value at its top, the lowest at its foot.
+                        for (v, y) in [(hi, bt), (lo, bb)] {
+                            let at = (lx + u.i(22.0), y);
+                            let text = style::tick_text(v);
+                            c.text(&text, at, u.size(LABEL), Anchor::Left, INK, false)?;
+                        }
                     }
                 }
             }

@@ -129,14 +129,7 @@ impl Figure for Summary {
 
     fn draw<DB: DrawingBackend>(&self, c: &Canvas<DB>) -> Result<()> {
         let (w, _) = self.size();
-        c.text(
-            &self.title,
-            (w as i32 / 2, 20),
-            18.0,
-            Anchor::Centre,
-            INK,
-            true,
-        )?;
+        c.title(&self.title, (w as i32 / 2, 20), 18.0)?;
         let y0 = self.top() + self.header_h();
         let x0 = self.left();
         let bar_x =
