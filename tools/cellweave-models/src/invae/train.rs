@@ -33,6 +33,9 @@ pub struct Params {
     /// The spurious covariates go to the decoder instead of a z_spur prior (`latent_spur` 0).
     #[serde(default)]
     pub inject_spur: bool,
+    /// The priors' means are learned from the covariates (`--prior-mean learned`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learned_prior_mean: bool,
     pub hidden: usize,
     pub encoder_layers: usize,
     pub dropout: f32,
@@ -204,6 +207,7 @@ impl<'a> Trainer<'a> {
             encoder_layers: params.encoder_layers,
             dropout: params.dropout,
             inject_spur: params.inject_spur,
+            learned_prior_mean: params.learned_prior_mean,
         }
     }
 
