@@ -56,6 +56,7 @@ pub struct TrainRun {
     pub log: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// The seed of every random draw.
     pub seed: u64,
     /// Continue the training state of this model directory.
     pub init: Option<PathBuf>,
@@ -69,29 +70,28 @@ pub struct TrainRun {
     pub batch_key: String,
     /// Stop (as if killed) after this many global epochs: for testing crash recovery.
     pub stop_after: Option<usize>,
+    /// The hyperparameters every model shares (`None`: the model's default).
     pub hyper: Hyper,
 }
 
 impl TrainRun {
     /// The pairs table, which `model` needs.
     pub fn require_pairs(&self, model: ModelKind) -> Result<&Path> {
-        self.pairs.as_deref().ok_or_else(|| {
-            Error::new(format!(
+        required(&self.pairs, "pairs", || {
+            format!(
                 "--model {} trains on seed pairs: give --pairs PAIRS.arrow (cellweave-pairs)",
                 model.name()
-            ))
-            .field("pairs")
+            )
         })
     }
 
     /// The raw counts table, which `model` needs.
     pub fn require_counts(&self, model: ModelKind) -> Result<&Path> {
-        self.counts.as_deref().ok_or_else(|| {
-            Error::new(format!(
+        required(&self.counts, "counts", || {
+            format!(
                 "--model {} models raw counts: give --counts FILTERED.arrow (the cellweave-filter output of the same cells)",
                 model.name()
-            ))
-            .field("counts")
+            )
         })
     }
 
@@ -128,6 +128,18 @@ impl TrainRun {
         v.extend(self.init.as_deref());
         v
     }
+}
+
+/// The input file `input`, or the error `message()` naming the field `field` when it was
+/// not given.
+fn required<'a>(
+    input: &'a Option<PathBuf>,
+    field: &str,
+    message: impl FnOnce() -> String,
+) -> Result<&'a Path> {
+    input
+        .as_deref()
+        .ok_or_else(|| Error::new(message()).field(field))
 }
 
 /// The inputs and outputs of one `cellweave-embed` run, whatever the model.

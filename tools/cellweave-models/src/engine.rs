@@ -33,6 +33,7 @@ pub mod log;
 pub mod optim;
 pub mod state;
 
+use crate::rng::Rng;
 use cellweave::{info, Error, Result};
 use std::time::Instant;
 
@@ -147,28 +148,77 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The epochs left to a run that stands at `progress`, without early stopping by the
+    /// engine.
+    pub fn remaining(
+        progress: &impl state::RunProgress,
+        checkpoint_every: usize,
+        stop_after: Option<usize>,
+        label: &'static str,
+    ) -> Self {
+        Self::epochs(
+            progress.epoch(),
+            progress.end_epoch(),
+            checkpoint_every,
+            stop_after,
+            label,
+        )
+    }
+}
+
+/// The random stream of a model's initial weights (`Rng::derive(seed, [STREAM_INIT])`).
+pub const STREAM_INIT: u64 = u64::MAX;
+/// The random stream of an epoch's cell order (`Rng::derive(seed, [epoch, STREAM_SHUFFLE])`).
+pub const STREAM_SHUFFLE: u64 = 1;
+
+/// The generator of a model's initial weights for `seed`.
+pub fn init_rng(seed: u64) -> Rng {
+    Rng::derive(seed, &[STREAM_INIT])
+}
+
+/// The random stream `stream` of global epoch `epoch` (0-based) for `seed`.
+pub fn epoch_rng(seed: u64, epoch: usize, stream: u64) -> Rng {
+    Rng::derive(seed, &[epoch as u64, stream])
+}
+
+/// `0..n` shuffled for global epoch `epoch` (0-based) by the stream [`STREAM_SHUFFLE`].
+pub fn shuffled(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    epoch_rng(seed, epoch, STREAM_SHUFFLE).shuffle(&mut order);
+    order
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// False when the run stopped at `stop_after`.
     pub complete: bool,
+    /// Whether early stopping (or the model's own rule) ended the run.
     pub stopped_early: bool,
     /// The epoch with the lowest monitored loss (0: the starting parameters).
     pub best_epoch: usize,
+    /// The lowest monitored loss (infinite when the model does not validate).
     pub best_loss: f64,
+    /// Every epoch of the run, in order.
     pub epochs: Vec<EpochRecord>,
 }
 
 /// Early-stopping bookkeeping.
 #[derive(Debug, Clone)]
 pub struct EarlyStop {
+    /// The lowest monitored loss so far.
     pub best: f64,
+    /// The epoch that gave it.
     pub best_epoch: usize,
+    /// Epochs since it.
     pub since: usize,
+    /// Epochs without a lower loss that end the run (0: never).
     pub patience: usize,
 }
 
 impl EarlyStop {
+    /// Nothing observed yet; stop after `patience` epochs without a lower loss (0: never).
     pub fn new(patience: usize) -> Self {
         EarlyStop {
             best: f64::INFINITY,
@@ -189,6 +239,7 @@ impl EarlyStop {
             false
         }
     }
+    /// Whether `patience` epochs have passed without a lower loss.
     pub fn should_stop(&self) -> bool {
         self.patience > 0 && self.since >= self.patience
     }

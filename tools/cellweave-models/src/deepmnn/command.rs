@@ -12,6 +12,7 @@ use std::path::Path;
 use super::network::{Network, Shape};
 use super::train::{self, Data, DeepmnnParams, Trainer};
 use crate::command::{EmbedRun, TrainRun};
+use crate::engine::card::{Genes, Head};
 use crate::engine::checkpoint::load_tensors;
 use crate::engine::finish::Finish;
 use crate::{CandleExt, ModelKind};
@@ -81,35 +82,48 @@ impl DeepmnnArgs {
 /// The model card.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
-    pub model: String,
-    pub card_version: u32,
-    pub cellweave_version: String,
+    /// `model: deepmnn`, the card version, the cellweave version.
+    #[serde(flatten)]
+    pub head: Head,
+    /// The network's shape.
     pub shape: Shape,
     /// The batches the model corrects (cells of other batches are refused).
     pub batches: Vec<String>,
     /// Scale the inputs must be on.
     pub values: ValueKind,
-    pub n_genes: usize,
-    pub gene_ids: Vec<String>,
-    pub gene_names: Vec<String>,
+    /// The genes it corrects.
+    #[serde(flatten)]
+    pub genes: Genes,
     /// Principal components of the embedding (PCA of the corrected training cells).
     pub embedding_pcs: usize,
+    /// Every resolved parameter.
     pub hyperparameters: DeepmnnParams,
+    /// How the training went.
     pub training: Summary,
 }
 
+/// The `training:` section of a deepMNN card: the cells, the pairs and how the run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
+    /// Training cells.
     pub cells: usize,
+    /// Fingerprint of the training cells.
     pub cells_fingerprint: String,
+    /// Mutual-neighbour pairs trained on.
     pub pairs: usize,
     /// The pairs' definition (`deepmnn`, or the CLAIRE pairs' `cca`/`pca` seeds).
     pub pairs_definition: String,
+    /// Global epochs done.
     pub epochs: usize,
+    /// Whether the plateau rule ended the run.
     pub stopped_early: bool,
+    /// Optimiser steps done.
     pub steps: u64,
+    /// The last epoch's loss.
     pub final_loss: f64,
+    /// Seconds of training.
     pub seconds: f64,
+    /// The device it was trained on.
     pub device: String,
 }
 
@@ -298,15 +312,11 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     let mut on_input_scale = corrected;
     sp.scaling.invert(&mut on_input_scale);
     let card = Card {
-        model: "deepmnn".into(),
-        card_version: CARD_VERSION,
-        cellweave_version: cellweave::VERSION.into(),
+        head: Head::of::<Card>(),
         shape: t.net.shape,
         batches: cells.batch.categories.clone(),
         values: cells.values,
-        n_genes: g,
-        gene_ids: cells.gene_ids.clone(),
-        gene_names: cells.gene_names.clone(),
+        genes: Genes::of(&cells),
         embedding_pcs: k,
         hyperparameters: params,
         training: Summary {
@@ -358,15 +368,19 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     )
 }
 
-crate::engine::card::model_card!(Card, "deepmnn", "deepMNN", CARD_VERSION, shape);
+crate::engine::card::model_card!(Card: head, genes; "deepmnn", "deepMNN", CARD_VERSION, shape);
 
 /// A saved model, ready to correct cells.
 pub struct Saved {
+    /// The model card.
     pub card: Card,
+    /// The network.
     pub net: Network,
+    /// The per-gene scaling of the inputs.
     pub scaling: Scaling,
     /// The embedding's PCA: mean and `k x g` components.
     pub mean: Vec<f32>,
+    /// The embedding's `k x g` principal components.
     pub components: Vec<f32>,
 }
 
@@ -378,7 +392,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Saved> {
     let net = Network::from_named(&t, card.shape, device)
         .ce()
         .at(&wpath)?;
-    let g = card.n_genes;
+    let g = card.genes.n_genes;
     Ok(Saved {
         scaling: Scaling {
             mean: host_vec(&t, "scaling.mean", g, &wpath)?,
@@ -400,8 +414,8 @@ fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>>
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let mut cols = Vec::with_capacity(card.n_genes);
-    for id in &card.gene_ids {
+    let mut cols = Vec::with_capacity(card.genes.n_genes);
+    for id in &card.genes.gene_ids {
         match pos.get(id.as_str()) {
             Some(&c) => cols.push(c),
             None => {
@@ -443,7 +457,7 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
         .file(&run.cells)
         .field("batch"));
     }
-    let g = m.card.n_genes;
+    let g = m.card.genes.n_genes;
     let mut x = model_genes(&m.card, &cells, &run.cells)?;
     m.scaling.apply(&mut x);
     let corrected = train::correct_rows(&m.net, &x, g, &device)?;

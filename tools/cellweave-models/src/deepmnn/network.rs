@@ -15,6 +15,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use crate::engine::checkpoint::named_tensor;
+use crate::engine::state::Tensors;
 use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
@@ -24,7 +26,9 @@ pub const PRELU_INIT: f32 = 0.25;
 /// The shapes of a network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
+    /// Genes (the width of the input and the output).
     pub n_genes: usize,
+    /// Residual blocks.
     pub blocks: usize,
 }
 
@@ -70,7 +74,9 @@ impl Part {
 /// The network: trainable variables (10 per block, [`PER_BLOCK`] order) and the running
 /// statistics of its BatchNorms (2 per block: mean and variance of each).
 pub struct Network {
+    /// The network's shape.
     pub shape: Shape,
+    /// Trainable variables, in [`PER_BLOCK`] order block by block.
     pub vars: Vec<Var>,
     /// Per BatchNorm (block-major): running mean and running variance.
     pub running: Vec<(Tensor, Tensor)>,
@@ -79,15 +85,21 @@ pub struct Network {
 /// A forward pass: the output and, in training mode, each BatchNorm's batch mean and
 /// biased variance (detached), for the running statistics.
 pub struct Forward {
+    /// The corrected values (`n x g`).
     pub out: Tensor,
+    /// Each BatchNorm's batch mean and biased variance (training mode; empty otherwise).
     pub stats: Vec<(Tensor, Tensor)>,
 }
 
 /// A minibatch's loss and its two terms.
 pub struct Loss {
+    /// The minibatch's loss (pair term + beta x identity term).
     pub loss: Tensor,
+    /// The pair term.
     pub pair: Tensor,
+    /// The identity term.
     pub identity: Tensor,
+    /// Each BatchNorm's batch mean and biased variance.
     pub stats: Vec<(Tensor, Tensor)>,
 }
 
@@ -170,23 +182,8 @@ impl Network {
     }
 
     /// Rebuild from [`Network::named`]'s tensors, checking every shape against `shape`.
-    pub fn from_named(
-        t: &HashMap<String, Tensor>,
-        shape: Shape,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
-        let get = |name: &str, dims: &[usize]| -> candle_core::Result<Tensor> {
-            let x = t
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor '{name}'")))?;
-            if x.dims() != dims {
-                return Err(candle_core::Error::Msg(format!(
-                    "tensor '{name}' has shape {:?}, expected {dims:?}",
-                    x.dims()
-                )));
-            }
-            x.to_device(device)
-        };
+    pub fn from_named(t: &Tensors, shape: Shape, device: &Device) -> candle_core::Result<Self> {
+        let get = |name: &str, dims: &[usize]| named_tensor(t, name, dims, true)?.to_device(device);
         let d = shape.n_genes;
         let mut vars = Vec::new();
         let names = Self::names(shape);

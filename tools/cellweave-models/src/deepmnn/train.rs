@@ -15,15 +15,11 @@ use cellweave::{bail, Error, Result};
 use std::path::Path;
 
 use super::network::{Network, Shape};
-use crate::engine::log::LogTable;
+use crate::engine::log::{LogTable, Row};
 use crate::engine::state::RunState;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::AdamConfig;
-use crate::rng::Rng;
 use crate::CandleExt;
-
-const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 
 /// Everything that decides the result of a run (recorded in the model card, checked on
 /// `--resume`).
@@ -33,22 +29,27 @@ pub struct DeepmnnParams {
     pub epochs: usize,
     /// Pairs per minibatch.
     pub batch_size: usize,
+    /// Adam's learning rate (of the first epochs).
     pub lr: f64,
     /// Adam's L2 weight decay.
     pub weight_decay: f64,
     /// The learning rate is multiplied by `lr_factor` every `lr_step` epochs ...
     pub lr_step: usize,
+    /// The factor of each learning-rate step.
     pub lr_factor: f64,
     /// ... down to `min_lr`.
     pub min_lr: f64,
     /// Stop after this many epochs without an improvement above `min_improvement`.
     pub patience: usize,
+    /// Smallest decrease of the epoch loss that counts as an improvement.
     pub min_improvement: f64,
+    /// Residual blocks of the network.
     pub blocks: usize,
     /// Weight of the identity term.
     pub identity_weight: f64,
     /// Principal components of the pair term's projection.
     pub projection_pcs: usize,
+    /// Seed of the initial weights and the shuffles.
     pub seed: u64,
 }
 
@@ -73,6 +74,7 @@ impl Default for DeepmnnParams {
 }
 
 impl DeepmnnParams {
+    /// Refuse parameters deepMNN cannot train with (naming the flag).
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).flag(f));
         if self.batch_size < 1 {
@@ -103,15 +105,18 @@ impl DeepmnnParams {
 pub struct Data {
     /// `n x g`, row-major, on the scaled scale.
     pub x: Vec<f32>,
+    /// Genes (columns of `x`).
     pub g: usize,
     /// Pairs of cell rows.
     pub pairs: Vec<(u32, u32)>,
     /// `g x k` principal axes of the pair term.
     pub pcs: Vec<f32>,
+    /// Principal components (columns of `pcs`).
     pub k: usize,
 }
 
 impl Data {
+    /// Number of cells (rows of `x`).
     pub fn n_cells(&self) -> usize {
         self.x.len() / self.g.max(1)
     }
@@ -130,30 +135,38 @@ impl Data {
     }
 }
 
-/// One row of the training log.
+/// deepMNN's columns of the training log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    pub loss: f64,
+pub struct Terms {
+    /// Mean pair term of the epoch's minibatches.
     pub pair: f64,
+    /// Mean identity term of the epoch's minibatches.
     pub identity: f64,
+    /// The epoch's learning rate.
     pub lr: f64,
-    pub seconds: f64,
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
+    /// Global epochs done.
     pub epoch: usize,
+    /// The global epoch at which the run ends.
     pub end_epoch: usize,
+    /// Optimiser steps done.
     pub steps: u64,
+    /// Seconds of training.
     pub seconds: f64,
     /// Best epoch loss so far and epochs since it.
     pub best: f64,
+    /// Epochs since the best loss.
     pub since: usize,
     /// The plateau rule ended the run.
     pub stopped: bool,
+    /// The training log rows, one per epoch.
     pub log: Vec<LogRow>,
 }
 
@@ -209,7 +222,7 @@ impl<'a> Trainer<'a> {
             true,
             adam,
             |t| Network::from_named(t, shape, &device),
-            || Network::init(shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            || Network::init(shape, &mut engine::init_rng(seed), &device),
             fresh,
         )?;
         Ok(Trainer {
@@ -226,13 +239,8 @@ impl<'a> Trainer<'a> {
         if self.s.progress.stopped {
             return Ok(true);
         }
-        let schedule = Schedule::epochs(
-            self.s.progress.epoch,
-            self.s.progress.end_epoch,
-            checkpoint_every,
-            stop_after,
-            "deepmnn",
-        );
+        let schedule =
+            Schedule::remaining(&self.s.progress, checkpoint_every, stop_after, "deepmnn");
         let mut run = Epochs {
             t: self,
             order: Vec::new(),
@@ -273,15 +281,11 @@ impl<'a> Trainer<'a> {
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        LogTable::new("deepmnn", &self.s.progress.log)
-            .count("epoch", |r| r.epoch)
-            .count("steps", |r| r.steps)
-            .value("loss", |r| r.loss)
+        LogTable::epochs("deepmnn", &self.s.progress.log)
             .value("pair_loss", |r| r.pair)
             .value("identity_loss", |r| r.identity)
             .value("lr", |r| r.lr)
-            .value("seconds", |r| r.seconds)
-            .finish(Some(self.fingerprint.clone()), step)
+            .end(self.fingerprint.clone(), step)
     }
 }
 
@@ -312,8 +316,7 @@ struct Epochs<'t, 'a> {
 
 impl Trainable for Epochs<'_, '_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
-        self.order = (0..self.t.data.pairs.len()).collect();
-        Rng::derive(self.t.s.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
+        self.order = engine::shuffled(self.t.s.params.seed, e, self.t.data.pairs.len());
         self.sums = [0.0; 2];
         Ok(self.order.len().div_ceil(self.t.s.params.batch_size))
     }
@@ -341,15 +344,14 @@ impl Trainable for Epochs<'_, '_> {
         }
         p.stopped = params.patience > 0 && p.since >= params.patience;
         let steps = r.steps.max(1) as f64;
-        let row = LogRow {
-            epoch: r.epoch,
-            steps: r.steps,
-            loss: r.train_loss,
-            pair: self.sums[0] / steps,
-            identity: self.sums[1] / steps,
-            lr: params.lr_at(r.epoch - 1),
-            seconds: r.seconds,
-        };
+        let row = Row::new(
+            r,
+            Terms {
+                pair: self.sums[0] / steps,
+                identity: self.sums[1] / steps,
+                lr: params.lr_at(r.epoch - 1),
+            },
+        );
         let line = format!(
             "deepmnn epoch {}/{}: loss {:.4} (pairs {:.4}, identity {:.4}; lr {:.2e}, {} steps, {:.2} s){}",
             r.epoch,

@@ -5,8 +5,12 @@
 //! A model's card type implements [`ModelCard`]; its own consistency checks go into
 //! [`ModelCard::check`].
 
+use candle_core::Device;
+use cellweave::contract::CellsTable;
 use cellweave::{bail, Error, Result, ResultExt};
 use std::path::Path;
+
+use super::state::RunProgress;
 
 /// The model card's file name in every model directory.
 pub const CARD: &str = "card.yaml";
@@ -31,6 +35,52 @@ pub trait ModelCard: serde::Serialize + serde::de::DeserializeOwned {
     }
 }
 
+/// The first fields of a card: the model, the card version and the cellweave that wrote it
+/// (flattened into the card: `model:`, `card_version:`, `cellweave_version:`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// The model (`deepmnn`, `scetm`, ...).
+    pub model: String,
+    /// The card format version.
+    pub card_version: u32,
+    /// The cellweave version that trained the model.
+    pub cellweave_version: String,
+}
+
+impl Head {
+    /// The head of a card of kind `C` written by this build.
+    pub fn of<C: ModelCard>() -> Self {
+        Head {
+            model: C::MODEL.into(),
+            card_version: C::VERSION,
+            cellweave_version: cellweave::VERSION.into(),
+        }
+    }
+}
+
+/// The genes a model is for, in its order (flattened into the card: `n_genes:`,
+/// `gene_ids:`, `gene_names:`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Genes {
+    /// Number of genes.
+    pub n_genes: usize,
+    /// Their ids.
+    pub gene_ids: Vec<String>,
+    /// Their names.
+    pub gene_names: Vec<String>,
+}
+
+impl Genes {
+    /// The genes of `cells`.
+    pub fn of(cells: &CellsTable) -> Self {
+        Genes {
+            n_genes: cells.n_genes(),
+            gene_ids: cells.gene_ids.clone(),
+            gene_names: cells.gene_names.clone(),
+        }
+    }
+}
+
 /// The `training:` section of a card: the training cells, the seed and how the run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
@@ -52,28 +102,54 @@ pub struct Summary {
     pub device: String,
 }
 
+impl Summary {
+    /// The summary of a run on `cells` with `seed` that stands at `progress` (its last
+    /// epoch's loss `final_loss`) on `device`.
+    pub fn new(
+        cells: &CellsTable,
+        seed: u64,
+        progress: &impl RunProgress,
+        final_loss: f64,
+        device: &Device,
+    ) -> Self {
+        Summary {
+            cells: cells.n_cells(),
+            cells_fingerprint: cells.fingerprint(),
+            seed,
+            epochs: progress.epoch(),
+            steps: progress.steps(),
+            final_loss,
+            seconds: progress.seconds(),
+            device: format!("{:?}", device.location()),
+        }
+    }
+}
+
 /// Implements [`ModelCard`] for a card type with the usual fields (`model`, `card_version`,
-/// `n_genes`, `gene_ids`, `gene_names`): `model_card!(Card, "scetm", "scETM", CARD_VERSION)`.
-/// With `, shape` at the end it also checks that the card's `shape.n_genes` is `n_genes`,
-/// and with `, shape, more` then calls `more(&card)` for the model's own checks.
+/// `n_genes`, `gene_ids`, `gene_names`): `model_card!(Card, "scetm", "scETM", CARD_VERSION)`;
+/// `model_card!(Card: head, genes; "scetm", ...)` for a card holding them in a [`Head`]
+/// `head` and [`Genes`] `genes`. With `, shape` at the end it also checks that the card's
+/// `shape.n_genes` is `n_genes`, and with `, shape, more` then calls `more(&card)` for the
+/// model's own checks.
 macro_rules! model_card {
-    ($card:ty, $model:literal, $label:literal, $version:expr $(, $shape:ident $(, $more:expr)?)?) => {
+    (@impl $card:ty, ($($head:ident)?), ($($genes:ident)?), $model:literal, $label:literal, $version:expr $(, $shape:ident $(, $more:expr)?)?) => {
         impl $crate::engine::card::ModelCard for $card {
             const MODEL: &'static str = $model;
             const LABEL: &'static str = $label;
             const VERSION: u32 = $version;
             fn model(&self) -> &str {
-                &self.model
+                &self$(.$head)?.model
             }
             fn card_version(&self) -> u32 {
-                self.card_version
+                self$(.$head)?.card_version
             }
             fn genes(&self) -> (usize, &[String], &[String]) {
-                (self.n_genes, &self.gene_ids, &self.gene_names)
+                let g = &self$(.$genes)?;
+                (g.n_genes, &g.gene_ids, &g.gene_names)
             }
             $(
             fn check(&self) -> std::result::Result<(), (&'static str, String)> {
-                if self.$shape.n_genes != self.n_genes {
+                if self.$shape.n_genes != $crate::engine::card::ModelCard::genes(self).0 {
                     return Err(("gene_ids", "gene lists do not match n_genes".into()));
                 }
                 $( ($more)(self)?; )?
@@ -81,6 +157,12 @@ macro_rules! model_card {
             }
             )?
         }
+    };
+    ($card:ty: head, genes; $($rest:tt)*) => {
+        $crate::engine::card::model_card!(@impl $card, (head), (genes), $($rest)*);
+    };
+    ($card:ty, $($rest:tt)*) => {
+        $crate::engine::card::model_card!(@impl $card, (), (), $($rest)*);
     };
 }
 pub(crate) use model_card;

@@ -46,6 +46,7 @@ pub const FORMAT: u32 = 1;
 /// Size and checksum of one file of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileSum {
+    /// Size in bytes.
     pub bytes: u64,
     /// XXH64 (seed 0) of the file's bytes, 16 hex digits.
     pub xxh64: String,
@@ -54,6 +55,7 @@ pub struct FileSum {
 /// `manifest.json`: what a checkpoint holds.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
+    /// The manifest format version.
     pub format: u32,
     /// The model that wrote it (`claire`).
     pub model: String,
@@ -403,4 +405,29 @@ pub fn load_tensors(path: &Path) -> Result<std::collections::HashMap<String, can
     candle_core::safetensors::load(path, &candle_core::Device::Cpu)
         .ce()
         .at(path)
+}
+
+/// The tensor `name` of `tensors`, which must have the dimensions `dims` (the messages show
+/// the name in quotes when `quoted`).
+pub fn named_tensor<'t>(
+    tensors: &'t std::collections::HashMap<String, candle_core::Tensor>,
+    name: &str,
+    dims: &[usize],
+    quoted: bool,
+) -> candle_core::Result<&'t candle_core::Tensor> {
+    let shown = if quoted {
+        format!("'{name}'")
+    } else {
+        name.to_string()
+    };
+    let x = tensors
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {shown}")))?;
+    if x.dims() != dims {
+        return Err(candle_core::Error::Msg(format!(
+            "tensor {shown} has shape {:?}, expected {dims:?}",
+            x.dims()
+        )));
+    }
+    Ok(x)
 }

@@ -4,6 +4,46 @@
 
 use cellweave::contract::{meta, Column, Frame, Step, TableKind};
 
+use super::EpochRecord;
+
+/// One row of a training log: the epoch, its steps and mean loss, the model's own terms
+/// (`T`, flattened in between: the row's fields keep their order in `state.json`) and the
+/// epoch's seconds. It reads as its terms (`row.nll`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Row<T> {
+    /// Global epoch (1-based).
+    pub epoch: usize,
+    /// Minibatches of the epoch.
+    pub steps: usize,
+    /// Mean training loss of the epoch.
+    pub loss: f64,
+    /// The model's own columns.
+    #[serde(flatten)]
+    pub terms: T,
+    /// Wall-clock seconds of the epoch.
+    pub seconds: f64,
+}
+
+impl<T> Row<T> {
+    /// The row of the finished epoch `r` with the model's `terms`.
+    pub fn new(r: &EpochRecord, terms: T) -> Self {
+        Row {
+            epoch: r.epoch,
+            steps: r.steps,
+            loss: r.train_loss,
+            terms,
+            seconds: r.seconds,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Row<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.terms
+    }
+}
+
 /// A training log under construction over the per-epoch records `rows`.
 pub struct LogTable<'a, R> {
     rows: &'a [R],
@@ -46,5 +86,22 @@ impl<'a, R> LogTable<'a, R> {
         }
         self.frame.provenance = vec![step.clone()];
         self.frame
+    }
+}
+
+impl<'a, T> LogTable<'a, Row<T>> {
+    /// A log of [`Row`]s of `model`: its first columns `epoch`, `steps`, `loss`; the
+    /// model's terms follow, then [`LogTable::end`].
+    pub fn epochs(model: &str, rows: &'a [Row<T>]) -> Self {
+        LogTable::new(model, rows)
+            .count("epoch", |r| r.epoch)
+            .count("steps", |r| r.steps)
+            .value("loss", |r| r.loss)
+    }
+
+    /// The finished table with its last column, `seconds` (see [`LogTable::finish`]).
+    pub fn end(self, fingerprint: String, step: &Step) -> Frame {
+        self.value("seconds", |r| r.seconds)
+            .finish(Some(fingerprint), step)
     }
 }

@@ -71,6 +71,21 @@ impl<R> Progress<R> {
             log: Vec::new(),
         }
     }
+
+    /// Record the finished epoch `r` (its number and seconds) and its log row; the model
+    /// counts its steps as it takes them.
+    pub fn record(&mut self, r: &super::EpochRecord, row: R) {
+        self.epoch = r.epoch;
+        self.seconds += r.seconds;
+        self.log.push(row);
+    }
+}
+
+impl<T> Progress<super::log::Row<T>> {
+    /// The last epoch's loss (NaN before the first epoch).
+    pub fn final_loss(&self) -> f64 {
+        self.log.last().map(|r| r.loss).unwrap_or(f64::NAN)
+    }
 }
 
 /// Implements [`RunProgress`] for a progress type with the fields `epoch`, `end_epoch`,

@@ -24,15 +24,21 @@ use crate::CandleExt;
 
 pub use crate::engine::card::CARD;
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
+/// The model card format version.
 pub const CARD_VERSION: u32 = 1;
 
 /// Default sizes and optimiser settings (the reference package's `FinVAE` defaults, and
 /// the method note's encoder of two hidden layers).
 pub const DEFAULT_LATENT_INV: usize = 9;
+/// Default dimensions of z_spur.
 pub const DEFAULT_LATENT_SPUR: usize = 1;
+/// Default Adam learning rate.
 pub const DEFAULT_LR: f64 = 1e-3;
+/// Default Adam L2 weight decay.
 pub const DEFAULT_WEIGHT_DECAY: f64 = 1e-4;
+/// Default cells per minibatch.
 pub const DEFAULT_BATCH: usize = 256;
+/// Default dropout probability.
 pub const DEFAULT_DROPOUT: f32 = 0.1;
 
 /// inVAE's own flags of `cellweave-train`.
@@ -103,22 +109,28 @@ pub enum PriorMean {
 /// The model card.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
-    pub model: String,
-    pub card_version: u32,
-    pub cellweave_version: String,
+    /// `model: invae`, the card version, the cellweave version.
+    #[serde(flatten)]
+    pub head: Head,
+    /// The network's shape.
     pub shape: Shape,
+    /// The invariant prior's covariates and their levels.
     pub inv_covariates: Vec<Covariate>,
+    /// The spurious prior's (or the decoder's) covariates and their levels.
     pub spur_covariates: Vec<Covariate>,
     /// The model reads raw counts.
     pub values: ValueKind,
-    pub n_genes: usize,
-    pub gene_ids: Vec<String>,
-    pub gene_names: Vec<String>,
+    /// The genes it models.
+    #[serde(flatten)]
+    pub genes: Genes,
+    /// Every resolved parameter.
     pub hyperparameters: Params,
+    /// How the training went.
     pub training: Summary,
 }
 
 pub use crate::engine::card::Summary;
+use crate::engine::card::{Genes, Head};
 
 /// Epochs when `--epochs` is not given: enough for about 3,000 steps, between 20 and 200
 /// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells).
@@ -274,15 +286,11 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize, inject: bool) -> Para
 }
 
 fn log_frame(t: &Trainer, step: &Step) -> Frame {
-    LogTable::new("invae", &t.progress.log)
-        .count("epoch", |r| r.epoch)
-        .count("steps", |r| r.steps)
-        .value("loss", |r| r.loss)
+    LogTable::epochs("invae", &t.progress.log)
         .value("nll", |r| r.recon)
         .value("kl", |r| r.kl)
         .value("beta", |r| r.beta)
-        .value("seconds", |r| r.seconds)
-        .finish(Some(t.fingerprint.clone()), step)
+        .end(t.fingerprint.clone(), step)
 }
 
 /// Train inVAE and write the model directory, the embedding(s) and the log.
@@ -350,27 +358,20 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     let z = t.posterior_means()?;
     let (zi, zs) = train::split(&z, p.latent_inv, p.latent_spur);
     let card = Card {
-        model: "invae".into(),
-        card_version: CARD_VERSION,
-        cellweave_version: cellweave::VERSION.into(),
+        head: Head::of::<Card>(),
         shape: t.net.shape.clone(),
         inv_covariates: data.inv.iter().map(|(c, _)| c.clone()).collect(),
         spur_covariates: data.spur.iter().map(|(c, _)| c.clone()).collect(),
         values: ValueKind::Counts,
-        n_genes: cells.n_genes(),
-        gene_ids: cells.gene_ids.clone(),
-        gene_names: cells.gene_names.clone(),
+        genes: Genes::of(&cells),
         hyperparameters: p.clone(),
-        training: Summary {
-            cells: cells.n_cells(),
-            cells_fingerprint: cells.fingerprint(),
-            seed: p.seed,
-            epochs: t.progress.epoch,
-            steps: t.progress.steps,
-            final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
-            seconds: t.progress.seconds,
-            device: format!("{:?}", t.device.location()),
-        },
+        training: Summary::new(
+            &cells,
+            p.seed,
+            &t.progress,
+            t.progress.final_loss(),
+            &t.device,
+        ),
     };
     let log = log_frame(&t, step);
     let mut embeddings = vec![(
@@ -398,21 +399,18 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     .write(&card, |staged| t.write_state(staged), |_| Ok(()), || Ok(()))
 }
 
-crate::engine::card::model_card!(Card, "invae", "inVAE", CARD_VERSION, shape);
+crate::engine::card::model_card!(Card: head, genes; "invae", "inVAE", CARD_VERSION, shape);
 
 /// What `cellweave-embed` needs for an inVAE model.
 #[derive(Debug, Clone)]
 pub struct EmbedInputs {
-    /// Cells to map (their genes are matched to the model's by id, else by name).
-    pub cells: PathBuf,
-    /// Raw counts of those cells; `None`: `cells` holds counts.
+    /// The cells to map (their genes are matched to the model's by id, else by name), the
+    /// model, the embedding of z_inv to write, the device and the missing-gene limit.
+    pub run: EmbedRun,
+    /// Raw counts of those cells; `None`: `run.cells` holds counts.
     pub counts: Option<PathBuf>,
-    pub model_dir: PathBuf,
-    pub output: PathBuf,
     /// Also write z_spur here.
     pub spur_output: Option<PathBuf>,
-    pub device: String,
-    pub max_missing: f64,
 }
 
 /// `cellweave-embed` on an inVAE model directory: CELLS holds the raw counts of the cells to
@@ -420,13 +418,9 @@ pub struct EmbedInputs {
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     embed_with(
         &EmbedInputs {
-            cells: run.cells.clone(),
+            run: run.clone(),
             counts: None,
-            model_dir: run.model_dir.clone(),
-            output: run.output.clone(),
             spur_output: None,
-            device: run.device.clone(),
-            max_missing: run.max_missing,
         },
         step,
     )
@@ -434,20 +428,22 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
 
 /// Map new cells with a trained inVAE: posterior means of z_inv (and z_spur). Levels of a
 /// covariate the model has not seen get a zero one-hot.
-pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
+pub fn embed_with(e: &EmbedInputs, step: &Step) -> Result<()> {
+    let (o, counts) = (&e.run, e.counts.as_deref());
     let mut inputs = vec![o.cells.as_path()];
-    inputs.extend(o.counts.as_deref());
+    inputs.extend(counts);
     atomic::check_not_input(&o.output, &inputs)?;
     let device = crate::device(&o.device)?;
     let card: Card = crate::engine::card::read(&o.model_dir)?;
     let cells = table::read_cells(&o.cells)?;
-    let a = crate::claire::model::align_gene_lists(&card.gene_ids, &card.gene_names, &cells);
-    let frac = a.missing as f64 / card.n_genes.max(1) as f64;
+    let genes = &card.genes;
+    let a = crate::claire::model::align_gene_lists(&genes.gene_ids, &genes.gene_names, &cells);
+    let frac = a.missing as f64 / genes.n_genes.max(1) as f64;
     if frac > o.max_missing {
         return Err(Error::new(format!(
             "{} of the model's {} genes are missing (more than {:.0}%; matched by {})",
             a.missing,
-            card.n_genes,
+            genes.n_genes,
             o.max_missing * 100.0,
             a.by
         ))
@@ -457,7 +453,7 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
     let mut model_cells = cells.clone();
     let cols: Vec<usize> = a.columns.iter().flatten().copied().collect();
     model_cells = model_cells.select_genes(&cols);
-    let counts_sub = counts_of(&model_cells, &o.cells, o.counts.as_deref())?;
+    let counts_sub = counts_of(&model_cells, &o.cells, counts)?;
     // Back onto the model's gene order, missing genes zero.
     let x = place_columns(&counts_sub, &a.columns);
     let names = |b: &[Covariate]| b.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
@@ -486,7 +482,7 @@ pub fn embed_with(o: &EmbedInputs, step: &Step) -> Result<()> {
         &o.output,
         &EmbeddingTable::of_cells(&cells, "invae", li, zi, step),
     )?;
-    if let Some(sp) = &o.spur_output {
+    if let Some(sp) = &e.spur_output {
         table::write_embedding(
             sp,
             &EmbeddingTable::of_cells(&cells, "invae_spur", ls, zs, step),

@@ -391,7 +391,7 @@ fn command_trains_embeds_and_refuses_non_counts() {
     let spur = read_embedding(&d.join("spur.arrow")).unwrap();
     assert_eq!(spur.dim, 1);
     let card: command::Card = crate::engine::card::read(&i.model_dir).unwrap();
-    assert_eq!(card.model, "invae");
+    assert_eq!(card.head.model, "invae");
     assert_eq!(
         card.hyperparameters.spur_covariates,
         vec!["batch".to_string()]
@@ -404,13 +404,15 @@ fn command_trains_embeds_and_refuses_non_counts() {
 /// `cellweave-embed` of `d/counts.arrow` with the model `model_dir`: the z_inv values.
 fn embed_again(d: &std::path::Path, model_dir: &std::path::Path, step: &Step) -> Vec<f32> {
     let o = command::EmbedInputs {
-        cells: d.join("counts.arrow"),
+        run: crate::command::EmbedRun {
+            cells: d.join("counts.arrow"),
+            model_dir: model_dir.to_path_buf(),
+            output: d.join("again.arrow"),
+            device: "cpu".into(),
+            max_missing: 0.1,
+        },
         counts: None,
-        model_dir: model_dir.to_path_buf(),
-        output: d.join("again.arrow"),
         spur_output: None,
-        device: "cpu".into(),
-        max_missing: 0.1,
     };
     command::embed_with(&o, step).unwrap();
     cellweave::io::table::read_embedding(&d.join("again.arrow"))

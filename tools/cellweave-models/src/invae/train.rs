@@ -13,22 +13,25 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::net::{Batch, Net, Noise, Shape};
+use crate::engine::log::Row;
 use crate::engine::state::{self, RunState};
-use crate::engine::{EpochRecord, Trainable};
+use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use crate::CandleExt;
 
-const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 const STREAM_NOISE: u64 = 2;
 
 /// Everything that decides the result of a training run (recorded in the model card).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Params {
+    /// Obs columns of the invariant prior's covariates.
     pub inv_covariates: Vec<String>,
+    /// Obs columns of the spurious prior's (or the decoder's) covariates.
     pub spur_covariates: Vec<String>,
+    /// Dimensions of z_inv.
     pub latent_inv: usize,
+    /// Dimensions of z_spur (0 when the spurious covariates go to the decoder).
     pub latent_spur: usize,
     /// The spurious covariates go to the decoder instead of a z_spur prior (`latent_spur` 0).
     #[serde(default)]
@@ -36,21 +39,30 @@ pub struct Params {
     /// The priors' means are learned from the covariates (`--prior-mean learned`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub learned_prior_mean: bool,
+    /// Width of the hidden layers.
     pub hidden: usize,
+    /// Hidden layers of the encoder.
     pub encoder_layers: usize,
+    /// Dropout probability of the hidden layers.
     pub dropout: f32,
     /// Weight of the prior and posterior terms.
     pub beta: f64,
     /// Epochs over which beta rises linearly from `beta / warmup` to `beta` (0: none).
     pub kl_warmup: usize,
+    /// Epochs of the run.
     pub epochs: usize,
+    /// Cells per minibatch.
     pub batch_size: usize,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Adam's L2 weight decay.
     pub weight_decay: f64,
+    /// Seed of the initial weights, the shuffles, the dropout masks and the noise.
     pub seed: u64,
 }
 
 impl Params {
+    /// Adam's settings (L2 weight decay).
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, self.weight_decay)
     }
@@ -67,25 +79,33 @@ impl Params {
 /// One covariate: its name and levels (the one-hot columns, in order).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Covariate {
+    /// The obs column.
     pub name: String,
+    /// Its levels, in one-hot column order.
     pub levels: Vec<String>,
 }
 
 /// The training data: counts of the model's genes and the covariates' codes per cell
 /// (`u32::MAX`: a level the model does not know, all-zero one-hot).
 pub struct Data {
+    /// Raw counts of the model's genes.
     pub counts: Csr,
+    /// The invariant covariates and each cell's code.
     pub inv: Vec<(Covariate, Vec<u32>)>,
+    /// The spurious covariates and each cell's code.
     pub spur: Vec<(Covariate, Vec<u32>)>,
 }
 
 impl Data {
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         self.counts.n_rows()
     }
+    /// Width of the invariant one-hots.
     pub fn inv_dim(&self) -> usize {
         self.inv.iter().map(|(c, _)| c.levels.len()).sum()
     }
+    /// Width of the spurious one-hots.
     pub fn spur_dim(&self) -> usize {
         self.spur.iter().map(|(c, _)| c.levels.len()).sum()
     }
@@ -162,17 +182,19 @@ pub fn batch_bounds(n: usize, batch_size: usize) -> Vec<(usize, usize)> {
     out
 }
 
-/// One row of the training log.
+/// inVAE's columns of the training log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    pub loss: f64,
+pub struct Terms {
+    /// Mean NB negative log-likelihood per cell.
     pub recon: f64,
+    /// Mean KL estimate per cell.
     pub kl: f64,
+    /// The epoch's beta.
     pub beta: f64,
-    pub seconds: f64,
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 pub type Progress = state::Progress<LogRow>;
@@ -181,7 +203,9 @@ pub type Progress = state::Progress<LogRow>;
 /// epoch in progress.
 pub struct Trainer<'a> {
     s: RunState<Net, Params, Progress>,
+    /// The training data.
     pub data: &'a Data,
+    /// The device it trains on.
     pub device: Device,
     // The epoch in progress.
     order: Vec<usize>,
@@ -196,6 +220,7 @@ pub struct Trainer<'a> {
 crate::engine::state::deref_run_state!(Trainer, RunState<Net, Params, Progress>);
 
 impl<'a> Trainer<'a> {
+    /// The network's shape for `params` on `data`.
     pub fn shape(params: &Params, data: &Data) -> Shape {
         Shape {
             n_genes: data.counts.n_cols,
@@ -235,7 +260,7 @@ impl<'a> Trainer<'a> {
             false,
             adam,
             |t| Net::from_tensors(&shape, t, &device),
-            || Net::init(&shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            || Net::init(&shape, &mut engine::init_rng(seed), &device),
             fresh,
         )?;
         Ok(Trainer {
@@ -284,9 +309,8 @@ pub fn posterior_means(net: &Net, data: &Data, dev: &Device) -> Result<Vec<f32>>
 
 impl Trainable for Trainer<'_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
-        self.order = (0..self.data.n_cells()).collect();
-        Rng::derive(self.s.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
-        self.noise_rng = Rng::derive(self.s.params.seed, &[e as u64, STREAM_NOISE]);
+        self.order = engine::shuffled(self.s.params.seed, e, self.data.n_cells());
+        self.noise_rng = engine::epoch_rng(self.s.params.seed, e, STREAM_NOISE);
         self.bounds = batch_bounds(self.order.len(), self.s.params.batch_size);
         self.beta = self.s.params.beta_at(e);
         self.recon_sum = 0.0;
@@ -317,6 +341,7 @@ impl Trainable for Trainer<'_> {
         }
         self.s.adam.step(&l.loss.backward().ce()?).ce()?;
         self.s.net.update_running(l.stats).ce()?;
+        self.s.progress.steps += 1;
         let n = rows.len();
         self.recon_sum += l.recon.to_scalar::<f32>().ce()? as f64 * n as f64;
         self.kl_sum += l.kl.to_scalar::<f32>().ce()? as f64 * n as f64;
@@ -326,24 +351,26 @@ impl Trainable for Trainer<'_> {
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
         let n = self.cells_seen.max(1) as f64;
-        let p = &mut self.s.progress;
-        p.epoch = r.epoch;
-        p.steps += r.steps as u64;
-        p.seconds += r.seconds;
-        let row = LogRow {
-            epoch: r.epoch,
-            steps: r.steps,
-            loss: r.train_loss,
-            recon: self.recon_sum / n,
-            kl: self.kl_sum / n,
-            beta: self.beta,
-            seconds: r.seconds,
-        };
+        let row = Row::new(
+            r,
+            Terms {
+                recon: self.recon_sum / n,
+                kl: self.kl_sum / n,
+                beta: self.beta,
+            },
+        );
         let line = format!(
             "invae epoch {}/{}: loss {:.3} (nll {:.3}, kl {:.3}, beta {:.3}; {} steps, {:.2} s)",
-            r.epoch, p.end_epoch, row.loss, row.recon, row.kl, row.beta, r.steps, r.seconds
+            r.epoch,
+            self.s.progress.end_epoch,
+            row.loss,
+            row.recon,
+            row.kl,
+            row.beta,
+            r.steps,
+            r.seconds
         );
-        p.log.push(row);
+        self.s.progress.record(r, row);
         Ok(Some(line))
     }
 
@@ -355,14 +382,8 @@ impl Trainable for Trainer<'_> {
 /// Run the schedule of `t` (until `stop_after` global epochs, as if killed, when given);
 /// returns whether it is complete.
 pub fn run(t: &mut Trainer, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
-    let schedule = crate::engine::Schedule::epochs(
-        t.progress.epoch,
-        t.progress.end_epoch,
-        checkpoint_every,
-        stop_after,
-        "invae",
-    );
-    Ok(crate::engine::fit(t, &schedule)?.complete)
+    let schedule = Schedule::remaining(&t.progress, checkpoint_every, stop_after, "invae");
+    Ok(engine::fit(t, &schedule)?.complete)
 }
 
 /// The `[z_inv | z_spur]` split of posterior means (cells x latent): two row-major blocks.

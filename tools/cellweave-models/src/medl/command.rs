@@ -137,8 +137,8 @@ pub fn embed(run: &EmbedRun, args: &MedlEmbedArgs, step: &Step) -> Result<()> {
     let mut m = model::load(&run.model_dir, &dev)?;
     let cells = table::read_cells(&run.cells)?;
     let x = crate::claire::model::prepare_cells_for(
-        &m.card.gene_ids,
-        &m.card.gene_names,
+        &m.card.genes.gene_ids,
+        &m.card.genes.gene_names,
         m.card.values,
         &cells,
         &run.cells,
@@ -228,9 +228,9 @@ fn counterfactual_table(
         cell_ids: cells.cell_ids.clone(),
         batch: Categorical::from_strings(&vec![target; n]),
         obs,
-        gene_ids: card.gene_ids.clone(),
-        gene_names: card.gene_names.clone(),
-        x: Csr::from_dense(n, card.n_genes, &values),
+        gene_ids: card.genes.gene_ids.clone(),
+        gene_names: card.genes.gene_names.clone(),
+        x: Csr::from_dense(n, card.genes.n_genes, &values),
         values: card.values,
         provenance,
     }

@@ -7,7 +7,7 @@ use cellweave::contract::{Categorical, CellsTable, EmbeddingTable, Step, ValueKi
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
-use super::model::{self, Card, StateFile, Summary};
+use super::model::{self, Card, Genes, Head, StateFile, Summary};
 use super::net::{Arch, Medl};
 use super::scaling::Scaling;
 use super::train::{self, log_frame, MedlParams, Optimisers, Progress, Run};
@@ -20,21 +20,28 @@ use crate::CandleExt;
 /// The files one run writes.
 #[derive(Debug, Clone)]
 pub struct Outputs {
+    /// Model directory to write.
     pub model_dir: PathBuf,
     /// The FE latent (the integrated embedding).
     pub embedding: PathBuf,
     /// The RE latent (batch-specific), if asked for.
     pub re_embedding: Option<PathBuf>,
+    /// Where the training log is asked for as well.
     pub log: Option<PathBuf>,
 }
 
 /// How the run goes beyond its parameters.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// The per-cell batch column.
     pub batch_key: String,
+    /// Continue from the last checkpoint of the model directory.
     pub resume: bool,
+    /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Checkpoint every N epochs (0: only at the end).
     pub checkpoint_every: usize,
+    /// Stop (as if killed) after this global epoch.
     pub stop_after: Option<usize>,
 }
 
@@ -199,39 +206,26 @@ pub fn train_cells(
     );
     run.ckpt = Some(ckpt.clone());
     run.save = Some(&save);
-    let schedule = Schedule::epochs(
-        run.progress.epoch,
-        run.progress.end_epoch,
-        o.checkpoint_every,
-        o.stop_after,
-        "medl",
-    );
+    let schedule = Schedule::remaining(&run.progress, o.checkpoint_every, o.stop_after, "medl");
     if !engine::fit(&mut run, &schedule)?.complete {
         return Err(engine::stopped_as_asked(run.progress.epoch));
     }
     let card = Card {
-        model: "medl".into(),
-        card_version: model::CARD_VERSION,
-        cellweave_version: cellweave::VERSION.into(),
+        head: Head::of::<Card>(),
         architecture: arch.clone(),
         values: cells.values,
         scaling,
         batch_key: o.batch_key.clone(),
         batches: batch.categories.clone(),
-        n_genes: cells.n_genes(),
-        gene_ids: cells.gene_ids.clone(),
-        gene_names: cells.gene_names.clone(),
+        genes: Genes::of(cells),
         hyperparameters: params.clone(),
-        training: Summary {
-            cells: cells.n_cells(),
-            cells_fingerprint: cells.fingerprint(),
-            seed: params.seed,
-            epochs: run.progress.epoch,
-            steps: run.progress.steps,
-            final_loss: run.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
-            seconds: run.progress.seconds,
-            device: format!("{:?}", dev.location()),
-        },
+        training: Summary::new(
+            cells,
+            params.seed,
+            &run.progress,
+            run.progress.final_loss(),
+            &dev,
+        ),
     };
     let log = log_frame(&run.progress, cells.fingerprint(), step);
     let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;

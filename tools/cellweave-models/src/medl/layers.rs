@@ -9,11 +9,24 @@ use crate::rng::Rng;
 
 /// SELU's constants (Klambauer et al. 2017).
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// SELU's scale.
 pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 /// Batch normalization: Keras' epsilon and running-average momentum (the authors' code is
 /// TensorFlow): `running = 0.99 * running + 0.01 * batch`.
 pub const BN_EPS: f64 = 1e-3;
+/// Weight of the running statistics in their update (Keras' momentum).
 pub const BN_MOMENTUM: f64 = 0.99;
+
+/// How a forward pass uses the batch norms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// A training step: the minibatch's statistics, the running ones updated.
+    Train,
+    /// The minibatch's statistics, the running ones left as they are.
+    Frozen,
+    /// Evaluation: the running statistics.
+    Eval,
+}
 
 /// Named variables of a network, in a fixed order (optimiser order, checkpoint names).
 pub type Named = Vec<(String, Var)>;
@@ -71,11 +84,14 @@ pub fn normals(n: usize, rng: &mut Rng) -> Vec<f32> {
 
 /// `y = x W^T + b` with `W` of shape `out x in` (Glorot-uniform, bias zero: Keras' defaults).
 pub struct Dense {
+    /// Weights (`out x in`).
     pub w: Var,
+    /// Biases.
     pub b: Var,
 }
 
 impl Dense {
+    /// A layer `inp -> out` with Glorot-uniform weights from `rng` and zero biases.
     pub fn init(inp: usize, out: usize, rng: &mut Rng, dev: &Device) -> Result<Self> {
         let limit = (6.0 / (inp + out) as f32).sqrt();
         Ok(Dense {
@@ -83,6 +99,7 @@ impl Dense {
             b: Var::zeros(out, DType::F32, dev)?,
         })
     }
+    /// `x W^T + b`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.matmul(&self.w.t()?)?.broadcast_add(&self.b)
     }
@@ -90,6 +107,7 @@ impl Dense {
     pub fn forward_tied(&self, x: &Tensor, bias: &Var) -> Result<Tensor> {
         x.matmul(self.w.as_tensor())?.broadcast_add(bias)
     }
+    /// Its variables, named `{p}weight` and `{p}bias`.
     pub fn named(&self, p: &str) -> Named {
         vec![
             (format!("{p}weight"), self.w.clone()),
@@ -102,12 +120,16 @@ impl Dense {
 /// normalizes by the minibatch's mean and (biased) variance and, when asked, updates the
 /// running statistics that evaluation mode uses.
 pub struct BatchNorm {
+    /// Scale and shift (`gamma`, `beta`), when affine.
     pub affine: Option<(Var, Var)>,
+    /// Running mean (evaluation mode).
     pub running_mean: Tensor,
+    /// Running variance (evaluation mode).
     pub running_var: Tensor,
 }
 
 impl BatchNorm {
+    /// A batch norm of `width` units (scale 1, shift 0, running mean 0, variance 1).
     pub fn new(width: usize, affine: bool, dev: &Device) -> Result<Self> {
         Ok(BatchNorm {
             affine: if affine {
@@ -123,14 +145,14 @@ impl BatchNorm {
         })
     }
 
-    /// Normalize `x` (`B x width`); `train`: by the batch statistics (updating the running
-    /// ones when `update`), else by the running statistics.
-    pub fn forward(&mut self, x: &Tensor, train: bool, update: bool) -> Result<Tensor> {
-        let (mean, var) = if train {
+    /// Normalize `x` (`B x width`) as `pass` says: by the batch statistics (updating the
+    /// running ones in a training step), or by the running statistics.
+    pub fn forward(&mut self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let (mean, var) = if pass != Pass::Eval {
             let mean = x.mean_keepdim(0)?;
             let centered = x.broadcast_sub(&mean)?;
             let var = centered.sqr()?.mean_keepdim(0)?;
-            if update {
+            if pass == Pass::Train {
                 let m = BN_MOMENTUM;
                 self.running_mean =
                     ((&self.running_mean * m)? + (mean.detach().squeeze(0)? * (1.0 - m))?)?;
@@ -153,6 +175,7 @@ impl BatchNorm {
         }
     }
 
+    /// Its scale and shift, named `{p}gamma` and `{p}beta` (none when not affine).
     pub fn named(&self, p: &str) -> Named {
         match &self.affine {
             Some((g, b)) => vec![
@@ -180,11 +203,14 @@ pub const RE_INIT_SD: f64 = 1e-2;
 /// A Gaussian-posterior weight matrix `W ~ N(mu, softplus(rho)^2)` (`K x width`), prior
 /// `N(0, RE_PRIOR_SD^2)` on every element.
 pub struct Variational {
+    /// Posterior means.
     pub mu: Var,
+    /// Posterior standard deviations before the softplus.
     pub rho: Var,
 }
 
 impl Variational {
+    /// A `k x width` weight matrix with posterior means 0 and standard deviations `RE_INIT_SD`.
     pub fn new(k: usize, width: usize, dev: &Device) -> Result<Self> {
         let rho0 = RE_INIT_SD.exp_m1().ln(); // softplus(rho0) = RE_INIT_SD
         Ok(Variational {
@@ -192,6 +218,7 @@ impl Variational {
             rho: Var::from_tensor(&(Tensor::ones((k, width), DType::F32, dev)? * rho0)?)?,
         })
     }
+    /// Posterior standard deviations, `softplus(rho)`.
     pub fn sd(&self) -> Result<Tensor> {
         softplus(self.rho.as_tensor())
     }
@@ -211,6 +238,7 @@ impl Variational {
             + ((s.sqr()? + self.mu.as_tensor().sqr()?)? / (2.0 * sp2))?)?;
         (t - 0.5)?.sum_all()
     }
+    /// Its variables, named `{p}mu` and `{p}rho`.
     pub fn named(&self, p: &str) -> Named {
         vec![
             (format!("{p}mu"), self.mu.clone()),
@@ -222,18 +250,24 @@ impl Variational {
 /// The random-effects block `BN(h) * (1 + Z W_gamma) + Z W_beta` (`BN` without its own
 /// scale and shift: the batch's `Z W` are the scale and shift).
 pub struct ReBlock {
+    /// The batch norm (without its own scale and shift).
     pub bn: BatchNorm,
+    /// The per-batch scale weights.
     pub gamma: Variational,
+    /// The per-batch shift weights.
     pub beta: Variational,
 }
 
 /// Standard-normal noise for one [`ReBlock`]'s two weight matrices.
 pub struct ReNoise {
+    /// Noise of the scale weights.
     pub gamma: Tensor,
+    /// Noise of the shift weights.
     pub beta: Tensor,
 }
 
 impl ReBlock {
+    /// A block of `width` units for `k` batches.
     pub fn new(k: usize, width: usize, dev: &Device) -> Result<Self> {
         Ok(ReBlock {
             bn: BatchNorm::new(width, false, dev)?,
@@ -241,6 +275,7 @@ impl ReBlock {
             beta: Variational::new(k, width, dev)?,
         })
     }
+    /// Its number of units.
     pub fn width(&self) -> usize {
         self.bn.running_mean.dims1().unwrap_or(0)
     }
@@ -259,18 +294,19 @@ impl ReBlock {
         h: &Tensor,
         z: &Tensor,
         noise: Option<&ReNoise>,
-        train: bool,
-        update: bool,
+        pass: Pass,
     ) -> Result<Tensor> {
-        let n = self.bn.forward(h, train, update)?;
+        let n = self.bn.forward(h, pass)?;
         let wg = self.gamma.weight(noise.map(|e| &e.gamma))?;
         let wb = self.beta.weight(noise.map(|e| &e.beta))?;
         let scale = (z.matmul(&wg)? + 1.0)?;
         (n * scale)? + z.matmul(&wb)?
     }
+    /// KL of its weights' posteriors from their prior.
     pub fn kl(&self) -> Result<Tensor> {
         self.gamma.kl()? + self.beta.kl()?
     }
+    /// Its variables, under `{p}w_gamma.` and `{p}w_beta.`.
     pub fn named(&self, p: &str) -> Named {
         let mut v = self.gamma.named(&format!("{p}w_gamma."));
         v.extend(self.beta.named(&format!("{p}w_beta.")));

@@ -18,7 +18,8 @@ use cellweave::{Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::net::{one_hot, Arch, Medl};
+use super::layers::Pass;
+use super::net::{one_hot, Arch, Effects, Medl};
 use super::scaling::Scaling;
 use super::train::{MedlParams, Progress};
 use crate::CandleExt;
@@ -26,14 +27,16 @@ use crate::CandleExt;
 pub use crate::engine::card::CARD;
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
 pub use crate::engine::state::{STATE, STATE_JSON};
+/// The model card format version.
 pub const CARD_VERSION: u32 = 1;
 
 /// The model card (YAML).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
-    pub model: String,
-    pub card_version: u32,
-    pub cellweave_version: String,
+    /// `model: medl`, the card version, the cellweave version.
+    #[serde(flatten)]
+    pub head: Head,
+    /// The layer sizes.
     pub architecture: Arch,
     /// Scale the inputs must be on (as the training cells), before the min-max scaling.
     pub values: ValueKind,
@@ -41,29 +44,38 @@ pub struct Card {
     pub scaling: Scaling,
     /// The batch column the model was trained with, and its batches (one-hot order).
     pub batch_key: String,
+    /// The batches, in one-hot order.
     pub batches: Vec<String>,
-    pub n_genes: usize,
-    pub gene_ids: Vec<String>,
-    pub gene_names: Vec<String>,
+    /// The genes it reads.
+    #[serde(flatten)]
+    pub genes: Genes,
+    /// Every resolved parameter.
     pub hyperparameters: MedlParams,
+    /// How the training went.
     pub training: Summary,
 }
 
-pub use crate::engine::card::Summary;
+pub use crate::engine::card::{Genes, Head, Summary};
 
 /// `state.json`: what a resumed run must agree with, and the progress.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StateFile {
+    /// Fingerprint of the training cells.
     pub cells_fingerprint: String,
+    /// Every parameter of the run.
     pub params: MedlParams,
+    /// The layer sizes.
     pub arch: Arch,
+    /// The input scaling.
     pub scaling: Scaling,
+    /// The batches, in one-hot order.
     pub batches: Vec<String>,
+    /// Where the run stands.
     pub progress: Progress,
 }
 
 crate::engine::card::model_card!(
-    Card,
+    Card: head, genes;
     "medl",
     "MEDL",
     CARD_VERSION,
@@ -92,10 +104,13 @@ pub fn load_weights(arch: &Arch, path: &Path, dev: &Device) -> Result<Medl> {
 
 /// A saved model: its card and network.
 pub struct Model {
+    /// The model card.
     pub card: Card,
+    /// The network.
     pub net: Medl,
 }
 
+/// Load the model directory `dir` (card and weights) onto `dev`.
 pub fn load(dir: &Path, dev: &Device) -> Result<Model> {
     let card: Card = crate::engine::card::read(dir)?;
     let net = load_weights(&card.architecture, &dir.join(WEIGHTS), dev)?;
@@ -131,7 +146,7 @@ fn by_chunks(
 /// The FE latent of every row of `x` (log values on the model's genes).
 pub fn fe_latent(m: &mut Medl, x: &Csr, scaling: &Scaling, dev: &Device) -> Result<Vec<f32>> {
     by_chunks(x, scaling, dev, |t, _| {
-        Ok(m.fe.encode(t, false, false)?.latent().clone())
+        Ok(m.fe.encode(t, Pass::Eval)?.latent().clone())
     })
 }
 
@@ -147,7 +162,8 @@ pub fn re_latent(
     let k = m.arch.n_batches;
     by_chunks(x, scaling, dev, |t, r| {
         let z = one_hot(&codes[r], k, dev)?;
-        Ok(m.re.encode(t, &z, None, false, false)?.latent().clone())
+        let re = Effects { z: &z, noise: None };
+        Ok(m.re.encode(t, re, Pass::Eval)?.latent().clone())
     })
 }
 
@@ -167,8 +183,15 @@ pub fn reconstruct(
     let mut v = by_chunks(x, scaling, dev, |t, r| {
         let z = one_hot(&codes[r.clone()], k, dev)?;
         let za = one_hot(&as_codes[r], k, dev)?;
-        let l = m.re.encode(t, &z, None, false, false)?;
-        m.re.decode(l.latent(), &za, None, false, false)
+        let l = m.re.encode(t, Effects { z: &z, noise: None }, Pass::Eval)?;
+        m.re.decode(
+            l.latent(),
+            Effects {
+                z: &za,
+                noise: None,
+            },
+            Pass::Eval,
+        )
     })?;
     scaling.invert(&mut v);
     Ok(v)

@@ -13,22 +13,27 @@
 use candle_core::{Device, Result, Tensor, Var};
 use std::collections::HashMap;
 
-use super::layers::{selu, BatchNorm, Dense, Named, ReBlock, ReNoise};
+use super::layers::{selu, BatchNorm, Dense, Named, Pass, ReBlock, ReNoise};
+use crate::engine::checkpoint::named_tensor;
 use crate::rng::Rng;
 
 /// Layer sizes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Arch {
+    /// Genes (input and output width).
     pub n_genes: usize,
     /// Hidden widths of the encoders (the decoders mirror them).
     pub hidden: Vec<usize>,
+    /// Width of the latents.
     pub latent: usize,
     /// Hidden widths of the adversary.
     pub adversary: Vec<usize>,
+    /// Batches (one-hot width and classifier outputs).
     pub n_batches: usize,
 }
 
 impl Arch {
+    /// MEDL's sizes: hidden widths 512 and 132, for these genes, latent width and batches.
     pub fn new(n_genes: usize, latent: usize, n_batches: usize) -> Self {
         Arch {
             n_genes,
@@ -49,37 +54,104 @@ impl Arch {
 
 /// One encoder pass: every layer's activation (the last is the latent).
 pub struct Encoded {
+    /// Each layer's activation, the latent last.
     pub acts: Vec<Tensor>,
 }
 
 impl Encoded {
+    /// The latent (the last activation).
     pub fn latent(&self) -> &Tensor {
         self.acts.last().expect("an encoder has layers")
     }
 }
 
-/// The fixed-effects autoencoder.
-pub struct FeNet {
+/// What follows each hidden dense layer of an [`Autoencoder`]: a batch norm (the fixed
+/// effects) or a random-effects block (the random effects).
+pub trait Hidden: Sized {
+    /// The autoencoder's parameter names start with this (`fe.`, `re.`).
+    const NET: &'static str;
+    /// Its hidden layers are named `{NET}enc_{KIND}.{i}.` and `{NET}dec_{KIND}.{i}.`.
+    const KIND: &'static str;
+    /// A new layer of `width` units in a network of `a`.
+    fn make(a: &Arch, width: usize, dev: &Device) -> Result<Self>;
+    /// Its trainable parameters, named under `p`.
+    fn params(&self, p: &str) -> Named;
+    /// Its batch norm (whose running statistics are saved with the weights).
+    fn bn(&self) -> &BatchNorm;
+    /// Its batch norm, to load the running statistics.
+    fn bn_mut(&mut self) -> &mut BatchNorm;
+}
+
+impl Hidden for BatchNorm {
+    const NET: &'static str = "fe.";
+    const KIND: &'static str = "bn";
+    fn make(_: &Arch, width: usize, dev: &Device) -> Result<Self> {
+        BatchNorm::new(width, true, dev)
+    }
+    fn params(&self, p: &str) -> Named {
+        self.named(p)
+    }
+    fn bn(&self) -> &BatchNorm {
+        self
+    }
+    fn bn_mut(&mut self) -> &mut BatchNorm {
+        self
+    }
+}
+
+impl Hidden for ReBlock {
+    const NET: &'static str = "re.";
+    const KIND: &'static str = "re";
+    fn make(a: &Arch, width: usize, dev: &Device) -> Result<Self> {
+        ReBlock::new(a.n_batches, width, dev)
+    }
+    fn params(&self, p: &str) -> Named {
+        self.named(p)
+    }
+    fn bn(&self) -> &BatchNorm {
+        &self.bn
+    }
+    fn bn_mut(&mut self) -> &mut BatchNorm {
+        &mut self.bn
+    }
+}
+
+/// An autoencoder with tied weights: the encoder's dense layers (`widths[i] ->
+/// widths[i + 1]`, SELU after each, a hidden layer `H` before the SELU of every one but the
+/// last) and a decoder running them transposed back to the input (own biases, an `H`
+/// and SELU between, a linear output).
+pub struct Autoencoder<H> {
+    /// The encoder's dense layers (the decoder's, transposed).
     pub enc: Vec<Dense>,
-    pub enc_bn: Vec<BatchNorm>,
-    /// Decoder batch norms, outermost first (after the layer giving `hidden[i]`).
-    pub dec_bn: Vec<BatchNorm>,
+    /// The encoder's hidden layers (after the layer giving `hidden[i]`).
+    pub enc_hidden: Vec<H>,
+    /// The decoder's hidden layers, outermost first (after the layer giving `hidden[i]`).
+    pub dec_hidden: Vec<H>,
     /// Decoder biases, outermost first (`dec_bias[i]` has `widths[i]` values).
     pub dec_bias: Vec<Var>,
 }
 
-/// The random-effects autoencoder.
-pub struct ReNet {
-    pub enc: Vec<Dense>,
-    pub enc_re: Vec<ReBlock>,
-    pub dec_re: Vec<ReBlock>,
-    pub dec_bias: Vec<Var>,
+/// The fixed-effects autoencoder (batch norms).
+pub type FeNet = Autoencoder<BatchNorm>;
+/// The random-effects autoencoder (random-effects blocks).
+pub type ReNet = Autoencoder<ReBlock>;
+
+/// What the random-effects blocks of a pass read: the one-hot batches (`B x K`) and, in a
+/// training step, the noise of their weights (`None`: the posterior means).
+#[derive(Clone, Copy)]
+pub struct Effects<'a> {
+    /// The batches' one-hot rows.
+    pub z: &'a Tensor,
+    /// The noise of every block's weights.
+    pub noise: Option<&'a StepNoise>,
 }
 
 /// Noise of every random-effects block for one training step (encoder blocks, then
 /// decoder blocks).
 pub struct StepNoise {
+    /// Noise of the encoder's blocks.
     pub enc: Vec<ReNoise>,
+    /// Noise of the decoder's blocks.
     pub dec: Vec<ReNoise>,
 }
 
@@ -112,125 +184,24 @@ fn named_biases(biases: &[Var], prefix: &str) -> Named {
     biases.iter().enumerate().map(at).collect()
 }
 
-impl FeNet {
+impl<H: Hidden> Autoencoder<H> {
     fn init(a: &Arch, rng: &mut Rng, dev: &Device) -> Result<Self> {
         let w = a.widths();
         let hidden = &w[1..w.len() - 1];
-        Ok(FeNet {
+        let layers = || -> Result<Vec<H>> { hidden.iter().map(|&h| H::make(a, h, dev)).collect() };
+        Ok(Autoencoder {
             enc: dense_stack(&w, rng, dev)?,
-            enc_bn: hidden
-                .iter()
-                .map(|&h| BatchNorm::new(h, true, dev))
-                .collect::<Result<_>>()?,
-            dec_bn: hidden
-                .iter()
-                .map(|&h| BatchNorm::new(h, true, dev))
-                .collect::<Result<_>>()?,
+            enc_hidden: layers()?,
+            dec_hidden: layers()?,
             dec_bias: biases(&w, dev)?,
         })
     }
 
-    /// Encode `x` (`B x G`, scaled); `update`: update the running BN statistics.
-    pub fn encode(&mut self, x: &Tensor, train: bool, update: bool) -> Result<Encoded> {
-        let n = self.enc.len();
-        let mut acts = Vec::with_capacity(n);
-        let mut h = x.clone();
-        for (i, layer) in self.enc.iter().enumerate() {
-            let mut y = layer.forward(&h)?;
-            if i + 1 < n {
-                y = self.enc_bn[i].forward(&y, train, update)?;
-            }
-            h = selu(&y)?;
-            acts.push(h.clone());
-        }
-        Ok(Encoded { acts })
-    }
-
-    /// Decode a latent (`B x latent`) to the scaled input space (linear output).
-    pub fn decode(&mut self, z: &Tensor, train: bool, update: bool) -> Result<Tensor> {
-        let mut h = z.clone();
-        for i in (0..self.enc.len()).rev() {
-            let y = self.enc[i].forward_tied(&h, &self.dec_bias[i])?;
-            if i == 0 {
-                return Ok(y);
-            }
-            h = selu(&self.dec_bn[i - 1].forward(&y, train, update)?)?;
-        }
-        Ok(h)
-    }
-
-    fn named(&self) -> Named {
-        let mut v = named_each(&self.enc, "fe.enc.", Dense::named);
-        v.extend(named_each(&self.enc_bn, "fe.enc_bn.", BatchNorm::named));
-        v.extend(named_each(&self.dec_bn, "fe.dec_bn.", BatchNorm::named));
-        v.extend(named_biases(&self.dec_bias, "fe.dec."));
-        v
-    }
-
-    fn bns(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        let names = self.bn_names();
-        names
-            .into_iter()
-            .zip(self.enc_bn.iter_mut().chain(self.dec_bn.iter_mut()))
-            .collect()
-    }
-
-    fn bn_refs(&self) -> Vec<(String, &BatchNorm)> {
-        self.bn_names()
-            .into_iter()
-            .zip(self.enc_bn.iter().chain(&self.dec_bn))
-            .collect()
-    }
-
-    fn bn_names(&self) -> Vec<String> {
-        let e = (0..self.enc_bn.len()).map(|i| format!("fe.enc_bn.{i}."));
-        e.chain((0..self.dec_bn.len()).map(|i| format!("fe.dec_bn.{i}.")))
-            .collect()
-    }
-}
-
-impl ReNet {
-    fn init(a: &Arch, rng: &mut Rng, dev: &Device) -> Result<Self> {
-        let w = a.widths();
-        let hidden = &w[1..w.len() - 1];
-        let blocks = || -> Result<Vec<ReBlock>> {
-            hidden
-                .iter()
-                .map(|&h| ReBlock::new(a.n_batches, h, dev))
-                .collect()
-        };
-        Ok(ReNet {
-            enc: dense_stack(&w, rng, dev)?,
-            enc_re: blocks()?,
-            dec_re: blocks()?,
-            dec_bias: biases(&w, dev)?,
-        })
-    }
-
-    /// Draw the noise of every block (encoder blocks first, in layer order).
-    pub fn noise(&self, rng: &mut Rng, dev: &Device) -> Result<StepNoise> {
-        Ok(StepNoise {
-            enc: self
-                .enc_re
-                .iter()
-                .map(|b| b.noise(rng, dev))
-                .collect::<Result<_>>()?,
-            dec: self
-                .dec_re
-                .iter()
-                .map(|b| b.noise(rng, dev))
-                .collect::<Result<_>>()?,
-        })
-    }
-
-    /// Encode `x` with the one-hot batches `z` (`B x K`).
-    pub fn encode(
+    /// The encoder pass over `x`, `hidden(layer, i, y)` applying hidden layer `i` to `y`.
+    fn encode_with(
         &mut self,
         x: &Tensor,
-        z: &Tensor,
-        noise: Option<&StepNoise>,
-        train: bool,
-        update: bool,
+        mut hidden: impl FnMut(&mut H, usize, &Tensor) -> Result<Tensor>,
     ) -> Result<Encoded> {
         let n = self.enc.len();
         let mut acts = Vec::with_capacity(n);
@@ -238,8 +209,7 @@ impl ReNet {
         for (i, layer) in self.enc.iter().enumerate() {
             let mut y = layer.forward(&h)?;
             if i + 1 < n {
-                let e = noise.map(|s| &s.enc[i]);
-                y = self.enc_re[i].forward(&y, z, e, train, update)?;
+                y = hidden(&mut self.enc_hidden[i], i, &y)?;
             }
             h = selu(&y)?;
             acts.push(h.clone());
@@ -247,31 +217,104 @@ impl ReNet {
         Ok(Encoded { acts })
     }
 
-    /// Decode an RE latent as from the batches `z` (`B x K` one-hot rows).
-    pub fn decode(
+    /// The decoder pass from the latent `z`, `hidden(layer, i, y)` applying the decoder's
+    /// hidden layer `i` to `y`.
+    fn decode_with(
         &mut self,
-        l: &Tensor,
         z: &Tensor,
-        noise: Option<&StepNoise>,
-        train: bool,
-        update: bool,
+        mut hidden: impl FnMut(&mut H, usize, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let mut h = l.clone();
+        let mut h = z.clone();
         for i in (0..self.enc.len()).rev() {
             let y = self.enc[i].forward_tied(&h, &self.dec_bias[i])?;
             if i == 0 {
                 return Ok(y);
             }
-            let e = noise.map(|s| &s.dec[i - 1]);
-            h = selu(&self.dec_re[i - 1].forward(&y, z, e, train, update)?)?;
+            h = selu(&hidden(&mut self.dec_hidden[i - 1], i - 1, &y)?)?;
         }
         Ok(h)
+    }
+
+    fn named(&self) -> Named {
+        let net = H::NET;
+        let mut v = named_each(&self.enc, &format!("{net}enc."), Dense::named);
+        v.extend(named_each(
+            &self.enc_hidden,
+            &self.hidden_prefix("enc"),
+            H::params,
+        ));
+        v.extend(named_each(
+            &self.dec_hidden,
+            &self.hidden_prefix("dec"),
+            H::params,
+        ));
+        v.extend(named_biases(&self.dec_bias, &format!("{net}dec.")));
+        v
+    }
+
+    fn hidden_prefix(&self, side: &str) -> String {
+        format!("{}{side}_{}.", H::NET, H::KIND)
+    }
+
+    fn bn_names(&self) -> Vec<String> {
+        let (e, d) = (self.hidden_prefix("enc"), self.hidden_prefix("dec"));
+        let enc = (0..self.enc_hidden.len()).map(|i| format!("{e}{i}."));
+        enc.chain((0..self.dec_hidden.len()).map(|i| format!("{d}{i}.")))
+            .collect()
+    }
+
+    fn bns(&mut self) -> Vec<(String, &mut BatchNorm)> {
+        let names = self.bn_names();
+        let layers = self.enc_hidden.iter_mut().chain(self.dec_hidden.iter_mut());
+        names.into_iter().zip(layers.map(H::bn_mut)).collect()
+    }
+
+    fn bn_refs(&self) -> Vec<(String, &BatchNorm)> {
+        let layers = self.enc_hidden.iter().chain(&self.dec_hidden);
+        self.bn_names().into_iter().zip(layers.map(H::bn)).collect()
+    }
+}
+
+impl FeNet {
+    /// Encode `x` (`B x G`, scaled).
+    pub fn encode(&mut self, x: &Tensor, pass: Pass) -> Result<Encoded> {
+        self.encode_with(x, |bn, _, y| bn.forward(y, pass))
+    }
+
+    /// Decode a latent (`B x latent`) to the scaled input space (linear output).
+    pub fn decode(&mut self, z: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.decode_with(z, |bn, _, y| bn.forward(y, pass))
+    }
+}
+
+impl ReNet {
+    /// Draw the noise of every block (encoder blocks first, in layer order).
+    pub fn noise(&self, rng: &mut Rng, dev: &Device) -> Result<StepNoise> {
+        let mut draw = |blocks: &[ReBlock]| -> Result<Vec<ReNoise>> {
+            blocks.iter().map(|b| b.noise(rng, dev)).collect()
+        };
+        Ok(StepNoise {
+            enc: draw(&self.enc_hidden)?,
+            dec: draw(&self.dec_hidden)?,
+        })
+    }
+
+    /// Encode `x` as from the batches of `re`.
+    pub fn encode(&mut self, x: &Tensor, re: Effects, pass: Pass) -> Result<Encoded> {
+        let noise = |i: usize| re.noise.map(|s| &s.enc[i]);
+        self.encode_with(x, |b, i, y| b.forward(y, re.z, noise(i), pass))
+    }
+
+    /// Decode an RE latent as from the batches of `re`.
+    pub fn decode(&mut self, l: &Tensor, re: Effects, pass: Pass) -> Result<Tensor> {
+        let noise = |i: usize| re.noise.map(|s| &s.dec[i]);
+        self.decode_with(l, |b, i, y| b.forward(y, re.z, noise(i), pass))
     }
 
     /// KL of every block's weights.
     pub fn kl(&self) -> Result<Tensor> {
         let mut total: Option<Tensor> = None;
-        for b in self.enc_re.iter().chain(&self.dec_re) {
+        for b in self.enc_hidden.iter().chain(&self.dec_hidden) {
             let k = b.kl()?;
             total = Some(match total {
                 Some(t) => (t + k)?,
@@ -280,42 +323,19 @@ impl ReNet {
         }
         total.ok_or_else(|| candle_core::Error::Msg("no random-effects blocks".into()))
     }
-
-    fn named(&self) -> Named {
-        let mut v = named_each(&self.enc, "re.enc.", Dense::named);
-        v.extend(named_each(&self.enc_re, "re.enc_re.", ReBlock::named));
-        v.extend(named_each(&self.dec_re, "re.dec_re.", ReBlock::named));
-        v.extend(named_biases(&self.dec_bias, "re.dec."));
-        v
-    }
-
-    fn bns(&mut self) -> Vec<(String, &mut BatchNorm)> {
-        let names = self.bn_names();
-        let blocks = self.enc_re.iter_mut().chain(self.dec_re.iter_mut());
-        names.into_iter().zip(blocks.map(|b| &mut b.bn)).collect()
-    }
-
-    fn bn_refs(&self) -> Vec<(String, &BatchNorm)> {
-        let blocks = self.enc_re.iter().chain(&self.dec_re);
-        self.bn_names()
-            .into_iter()
-            .zip(blocks.map(|b| &b.bn))
-            .collect()
-    }
-
-    fn bn_names(&self) -> Vec<String> {
-        let e = (0..self.enc_re.len()).map(|i| format!("re.enc_re.{i}."));
-        e.chain((0..self.dec_re.len()).map(|i| format!("re.dec_re.{i}.")))
-            .collect()
-    }
 }
 
 /// The whole model: both autoencoders, the adversary and the latent classifier.
 pub struct Medl {
+    /// The layer sizes.
     pub arch: Arch,
+    /// The fixed-effects autoencoder.
     pub fe: FeNet,
+    /// The adversary's dense layers (ReLU between).
     pub adversary: Vec<Dense>,
+    /// The random-effects autoencoder.
     pub re: ReNet,
+    /// The latent batch classifier of the random effects.
     pub classifier: Dense,
 }
 
@@ -355,6 +375,7 @@ impl Medl {
     pub fn named_fe(&self) -> Named {
         self.fe.named()
     }
+    /// Trained by the adversary step.
     pub fn named_adversary(&self) -> Named {
         let mut v = Vec::new();
         for (i, l) in self.adversary.iter().enumerate() {
@@ -400,17 +421,7 @@ impl Medl {
     /// Set every weight and running statistic from `t` (as [`Medl::tensors`] wrote them).
     pub fn load(&mut self, t: &HashMap<String, Tensor>) -> Result<()> {
         let get = |n: &str, shape: &candle_core::Shape, dev: &Device| -> Result<Tensor> {
-            let x = t
-                .get(n)
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {n}")))?;
-            if x.shape() != shape {
-                return Err(candle_core::Error::Msg(format!(
-                    "tensor {n} has shape {:?}, expected {:?}",
-                    x.shape(),
-                    shape
-                )));
-            }
-            x.to_device(dev)
+            named_tensor(t, n, shape.dims(), false)?.to_device(dev)
         };
         for (n, v) in self.named_all() {
             v.set(&get(&n, v.shape(), v.device())?)?;

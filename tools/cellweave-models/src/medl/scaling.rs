@@ -5,9 +5,12 @@
 use cellweave::contract::Csr;
 use cellweave::{bail, Result};
 
+/// The global min-max scaling of the input values.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scaling {
+    /// The smallest value of the training cells.
     pub min: f32,
+    /// The largest value of the training cells.
     pub max: f32,
 }
 

@@ -7,7 +7,7 @@ use cellweave::io::table::read_embedding;
 use std::path::{Path, PathBuf};
 
 use super::fit::{train_cells, Outputs, RunOptions};
-use super::layers::{selu, ReBlock, ReNoise, BN_EPS, RE_PRIOR_SD};
+use super::layers::{selu, Pass, ReBlock, ReNoise, BN_EPS, RE_PRIOR_SD};
 use super::model;
 use super::net::one_hot;
 use super::train::MedlParams;
@@ -93,8 +93,8 @@ fn re_block_and_kl_match_numpy() {
     let z = one_hot(&[0, 1, 2, 0, 3, 1, 2], k, &dev).unwrap();
     let noise: ReNoise = block.noise(&mut rng, &dev).unwrap();
     let (rm, rv) = (block.bn.running_mean.clone(), block.bn.running_var.clone());
-    let out = block.forward(&h, &z, Some(&noise), true, false).unwrap();
-    let out_eval = block.forward(&h, &z, None, false, false).unwrap();
+    let out = block.forward(&h, &z, Some(&noise), Pass::Frozen).unwrap();
+    let out_eval = block.forward(&h, &z, None, Pass::Eval).unwrap();
     let kl = block.kl().unwrap().to_scalar::<f32>().unwrap();
     let selu_in = Tensor::from_vec(vals(9, &mut rng, 3.0, 0.0), 9, &dev).unwrap();
     let selu_out = selu(&selu_in).unwrap();

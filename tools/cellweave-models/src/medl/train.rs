@@ -5,32 +5,34 @@
 //! cells with `Rng::derive(seed, [e, SHUFFLE])` and draws the random-effect weight noise
 //! from `Rng::derive(seed, [e, NOISE])`, so a checkpoint only needs the epoch counter.
 
-use crate::engine::log::LogTable;
+use crate::engine::log::{LogTable, Row};
 use candle_core::{Device, Tensor};
 use cellweave::contract::{Csr, Frame, Step};
 use cellweave::{bail, Error, Result};
 
-use super::layers::{cross_entropy, mse};
-use super::net::{one_hot, Arch, Encoded, Medl};
+use super::layers::{cross_entropy, mse, Pass};
+use super::net::{one_hot, Arch, Effects, Encoded, Medl};
 use super::scaling::Scaling;
 use crate::engine::checkpoint::Checkpoints;
-use crate::engine::{EpochRecord, Trainable};
+use crate::engine::{self, EpochRecord, Trainable};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::CandleExt;
 
-pub const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 const STREAM_NOISE: u64 = 2;
 
 /// Everything that decides the result of a training run (recorded in the model card).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MedlParams {
+    /// Epochs of the run.
     pub epochs: usize,
+    /// Cells per minibatch.
     pub batch_size: usize,
+    /// Adam's learning rate.
     pub lr: f64,
     /// Adam L2 weight decay.
     pub weight_decay: f64,
+    /// Width of the FE and RE latents.
     pub latent: usize,
     /// Fixed effects: weight of the reconstruction MSE.
     pub lambda_rec: f64,
@@ -42,6 +44,7 @@ pub struct MedlParams {
     pub re_ce: f64,
     /// Random effects: weight of the KL term of the variational weights.
     pub kl_weight: f64,
+    /// Seed of the initial weights, the shuffles and the noise.
     pub seed: u64,
 }
 
@@ -64,9 +67,11 @@ impl Default for MedlParams {
 }
 
 impl MedlParams {
+    /// Adam's settings (L2 weight decay).
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, self.weight_decay)
     }
+    /// Refuse parameters MEDL cannot train with (naming the flag).
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
         if self.epochs == 0 {
@@ -92,31 +97,30 @@ impl MedlParams {
     }
 }
 
-/// Per-epoch means of a run's losses (one training log row).
+/// MEDL's losses of a step, and their per-epoch means in the training log (its `loss` is
+/// the FE autoencoder loss + the RE loss).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    /// FE autoencoder loss + RE loss.
-    pub loss: f64,
+pub struct Terms {
     /// The adversary's cross-entropy in its own step (it minimizes it).
     pub adversary_ce: f64,
     /// The adversary's cross-entropy in the autoencoder step (the autoencoder maximizes it).
     pub fe_adversarial_ce: f64,
+    /// The FE autoencoder's reconstruction MSE.
     pub fe_mse: f64,
     /// `lambda_rec * fe_mse - lambda_adv * fe_adversarial_ce`.
     pub fe_loss: f64,
+    /// The RE autoencoder's reconstruction MSE.
     pub re_mse: f64,
     /// The latent batch classifier's cross-entropy.
     pub re_ce: f64,
+    /// KL of the random-effect weights.
     pub re_kl: f64,
     /// `re_rec * re_mse + re_ce * re_ce + kl_weight * re_kl`.
     pub re_loss: f64,
-    pub seconds: f64,
 }
 
-impl LogRow {
-    fn add(&mut self, o: &LogRow) {
+impl Terms {
+    fn add(&mut self, o: &Terms) {
         self.adversary_ce += o.adversary_ce;
         self.fe_adversarial_ce += o.fe_adversarial_ce;
         self.fe_mse += o.fe_mse;
@@ -126,8 +130,8 @@ impl LogRow {
         self.re_kl += o.re_kl;
         self.re_loss += o.re_loss;
     }
-    fn scaled(&self, s: f64) -> LogRow {
-        LogRow {
+    fn scaled(&self, s: f64) -> Terms {
+        Terms {
             adversary_ce: self.adversary_ce * s,
             fe_adversarial_ce: self.fe_adversarial_ce * s,
             fe_mse: self.fe_mse * s,
@@ -136,22 +140,28 @@ impl LogRow {
             re_ce: self.re_ce * s,
             re_kl: self.re_kl * s,
             re_loss: self.re_loss * s,
-            ..Default::default()
         }
     }
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 pub type Progress = crate::engine::state::Progress<LogRow>;
 
 /// The three optimisers: adversary, FE autoencoder, RE autoencoder + classifier.
 pub struct Optimisers {
+    /// The adversary's optimiser.
     pub adversary: Adam,
+    /// The FE autoencoder's optimiser.
     pub fe: Adam,
+    /// The RE autoencoder's and the classifier's optimiser.
     pub re: Adam,
 }
 
 impl Optimisers {
+    /// New optimisers of `m`'s variables.
     pub fn new(m: &Medl, cfg: AdamConfig) -> Result<Self> {
         let vars = |n: super::layers::Named| n.into_iter().map(|(_, v)| v).collect();
         Ok(Optimisers {
@@ -160,12 +170,14 @@ impl Optimisers {
             re: Adam::new(vars(m.named_re()), cfg).ce()?,
         })
     }
+    /// The three optimisers' moments, by name.
     pub fn state(&self) -> Result<std::collections::HashMap<String, Tensor>> {
         let mut s = self.adversary.state("adam.adversary.").ce()?;
         s.extend(self.fe.state("adam.fe.").ce()?);
         s.extend(self.re.state("adam.re.").ce()?);
         Ok(s)
     }
+    /// Restore the three optimisers' moments from `t`.
     pub fn load(&mut self, t: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         self.adversary.load_state("adam.adversary.", t).ce()?;
         self.fe.load_state("adam.fe.", t).ce()?;
@@ -175,12 +187,16 @@ impl Optimisers {
 
 /// One minibatch on the device: scaled inputs, one-hot batches, batch codes.
 pub struct Minibatch {
+    /// Scaled inputs (`B x G`).
     pub x: Tensor,
+    /// One-hot batches (`B x K`).
     pub z: Tensor,
+    /// Batch codes (`B`).
     pub codes: Tensor,
 }
 
 impl Minibatch {
+    /// The minibatch of `rows` of `x` (scaled) and their batches, on `dev`.
     pub fn gather(
         x: &Csr,
         scaling: &Scaling,
@@ -215,27 +231,29 @@ pub fn train_step(
     p: &MedlParams,
     b: &Minibatch,
     rng: &mut Rng,
-) -> Result<LogRow> {
+) -> Result<Terms> {
     let dev = b.x.device().clone();
     // Fixed effects. One encoder pass serves both steps (the encoder does not change in
     // between); the adversary step sees it detached.
-    let enc = m.fe.encode(&b.x, true, true).ce()?;
+    let enc = m.fe.encode(&b.x, Pass::Train).ce()?;
     let fixed = Encoded {
         acts: enc.acts.iter().map(|a| a.detach()).collect(),
     };
     let adv_ce = cross_entropy(&m.adversary_logits(&fixed).ce()?, &b.codes).ce()?;
     opt.adversary.step(&adv_ce.backward().ce()?).ce()?;
-    let recon = m.fe.decode(enc.latent(), true, true).ce()?;
+    let recon = m.fe.decode(enc.latent(), Pass::Train).ce()?;
     let fe_mse = mse(&recon, &b.x).ce()?;
     let fe_ce = cross_entropy(&m.adversary_logits(&enc).ce()?, &b.codes).ce()?;
     let fe_loss = ((&fe_mse * p.lambda_rec).ce()? - (&fe_ce * p.lambda_adv).ce()?).ce()?;
     opt.fe.step(&fe_loss.backward().ce()?).ce()?;
     // Random effects.
     let noise = m.re.noise(rng, &dev).ce()?;
-    let re = m.re.encode(&b.x, &b.z, Some(&noise), true, true).ce()?;
-    let re_recon =
-        m.re.decode(re.latent(), &b.z, Some(&noise), true, true)
-            .ce()?;
+    let effects = Effects {
+        z: &b.z,
+        noise: Some(&noise),
+    };
+    let re = m.re.encode(&b.x, effects, Pass::Train).ce()?;
+    let re_recon = m.re.decode(re.latent(), effects, Pass::Train).ce()?;
     let re_mse = mse(&re_recon, &b.x).ce()?;
     let re_ce = cross_entropy(&m.classifier.forward(re.latent()).ce()?, &b.codes).ce()?;
     let re_kl = m.re.kl().ce()?;
@@ -243,7 +261,7 @@ pub fn train_step(
         + (&re_kl * p.kl_weight).ce()?)
     .ce()?;
     opt.re.step(&re_loss.backward().ce()?).ce()?;
-    Ok(LogRow {
+    Ok(Terms {
         adversary_ce: scalar(&adv_ce)?,
         fe_adversarial_ce: scalar(&fe_ce)?,
         fe_mse: scalar(&fe_mse)?,
@@ -252,7 +270,6 @@ pub fn train_step(
         re_ce: scalar(&re_ce)?,
         re_kl: scalar(&re_kl)?,
         re_loss: scalar(&re_loss)?,
-        ..Default::default()
     })
 }
 
@@ -268,13 +285,21 @@ pub type SaveFn = dyn Fn(&Run, &std::path::Path) -> Result<()>;
 
 /// The state of a run the engine trains.
 pub struct Run<'a> {
+    /// The network.
     pub model: Medl,
+    /// Its optimisers.
     pub opt: Optimisers,
+    /// Every parameter of the run.
     pub params: MedlParams,
+    /// Where the run stands.
     pub progress: Progress,
+    /// The training cells (unscaled).
     pub x: &'a Csr,
+    /// Each cell's batch code.
     pub batch: &'a [u32],
+    /// The input scaling.
     pub scaling: Scaling,
+    /// The device it trains on.
     pub device: Device,
     /// Where checkpoints go (`None`: never).
     pub ckpt: Option<Checkpoints>,
@@ -283,10 +308,11 @@ pub struct Run<'a> {
     order: Vec<usize>,
     size: usize,
     rng_noise: Rng,
-    acc: LogRow,
+    acc: Terms,
 }
 
 impl<'a> Run<'a> {
+    /// A run of `model` from `progress` on the cells `x` of batches `batch`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         model: Medl,
@@ -312,7 +338,7 @@ impl<'a> Run<'a> {
             order: Vec::new(),
             size: 0,
             rng_noise: Rng::derive(0, &[]),
-            acc: LogRow::default(),
+            acc: Terms::default(),
         }
     }
 }
@@ -320,10 +346,9 @@ impl<'a> Run<'a> {
 impl Trainable for Run<'_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
         let n = self.x.n_rows();
-        self.order = (0..n).collect();
-        Rng::derive(self.params.seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
-        self.rng_noise = Rng::derive(self.params.seed, &[e as u64, STREAM_NOISE]);
-        self.acc = LogRow::default();
+        self.order = engine::shuffled(self.params.seed, e, n);
+        self.rng_noise = engine::epoch_rng(self.params.seed, e, STREAM_NOISE);
+        self.acc = Terms::default();
         let (steps, size) = batching(n, self.params.batch_size);
         self.size = size;
         Ok(steps)
@@ -355,15 +380,12 @@ impl Trainable for Run<'_> {
             );
         }
         self.acc.add(&r);
+        self.progress.steps += 1;
         Ok((loss, 1))
     }
 
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
-        let mut row = self.acc.scaled(1.0 / r.steps.max(1) as f64);
-        row.epoch = r.epoch;
-        row.steps = r.steps;
-        row.loss = r.train_loss;
-        row.seconds = r.seconds;
+        let row = Row::new(r, self.acc.scaled(1.0 / r.steps.max(1) as f64));
         let line = format!(
             "medl epoch {}/{}: adversary CE {:.4} | FE mse {:.5} adversarial CE {:.4} | RE mse {:.5} batch CE {:.4} KL {:.1} ({} steps, {:.2} s)",
             r.epoch,
@@ -377,11 +399,7 @@ impl Trainable for Run<'_> {
             r.steps,
             r.seconds
         );
-        let p = &mut self.progress;
-        p.epoch = r.epoch;
-        p.steps += r.steps as u64;
-        p.seconds += r.seconds;
-        p.log.push(row);
+        self.progress.record(r, row);
         Ok(Some(line))
     }
 
@@ -395,10 +413,7 @@ impl Trainable for Run<'_> {
 
 /// The training log as a table.
 pub fn log_frame(p: &Progress, fingerprint: String, step: &Step) -> Frame {
-    LogTable::new("medl", &p.log)
-        .count("epoch", |r| r.epoch)
-        .count("steps", |r| r.steps)
-        .value("loss", |r| r.loss)
+    LogTable::epochs("medl", &p.log)
         .value("adversary_ce", |r| r.adversary_ce)
         .value("fe_adversarial_ce", |r| r.fe_adversarial_ce)
         .value("fe_mse", |r| r.fe_mse)
@@ -407,13 +422,12 @@ pub fn log_frame(p: &Progress, fingerprint: String, step: &Step) -> Frame {
         .value("re_ce", |r| r.re_ce)
         .value("re_kl", |r| r.re_kl)
         .value("re_loss", |r| r.re_loss)
-        .value("seconds", |r| r.seconds)
-        .finish(Some(fingerprint), step)
+        .end(fingerprint, step)
 }
 
 /// A new model and its optimisers for `arch` and `params`.
 pub fn fresh(arch: &Arch, params: &MedlParams, dev: &Device) -> Result<(Medl, Optimisers)> {
-    let mut rng = Rng::derive(params.seed, &[STREAM_INIT]);
+    let mut rng = engine::init_rng(params.seed);
     let m = Medl::init(arch, &mut rng, dev).ce()?;
     let opt = Optimisers::new(&m, params.adam())?;
     Ok((m, opt))

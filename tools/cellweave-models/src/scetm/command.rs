@@ -11,11 +11,13 @@ use super::network::{Network, Shape};
 use super::train::{self, Data, ScetmParams, Trainer};
 use crate::claire::model::{align_gene_lists, aligned_matrix};
 use crate::command::{EmbedRun, TrainRun};
+use crate::engine::card::{Genes, Head};
 use crate::engine::checkpoint::load_tensors;
 use crate::engine::finish::Finish;
 use crate::{CandleExt, ModelKind};
 
 pub use crate::engine::finish::{TRAINING_LOG, WEIGHTS};
+/// The genes table's file name in the model directory.
 pub const GENES: &str = "genes.arrow";
 /// The model card format version.
 pub const CARD_VERSION: u32 = 1;
@@ -106,30 +108,42 @@ impl ScetmArgs {
 /// The model card.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
-    pub model: String,
-    pub card_version: u32,
-    pub cellweave_version: String,
+    /// `model: scetm`, the card version, the cellweave version.
+    #[serde(flatten)]
+    pub head: Head,
+    /// The network's shape.
     pub shape: Shape,
     /// Batches of the batch bias rows, in order (empty without a bias).
     pub batches: Vec<String>,
     /// Scale the inputs must be on: raw counts.
     pub values: ValueKind,
-    pub n_genes: usize,
-    pub gene_ids: Vec<String>,
-    pub gene_names: Vec<String>,
+    /// The genes it models.
+    #[serde(flatten)]
+    pub genes: Genes,
+    /// The cell embedding it gives.
     pub embed: Embed,
+    /// Every resolved parameter.
     pub hyperparameters: ScetmParams,
+    /// How the training went.
     pub training: Summary,
 }
 
+/// The `training:` section of a scETM card: the cells and how the run went.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
+    /// Training cells.
     pub cells: usize,
+    /// Fingerprint of the training cells.
     pub cells_fingerprint: String,
+    /// Global epochs done.
     pub epochs: usize,
+    /// Optimiser steps done.
     pub steps: u64,
+    /// The last epoch's loss.
     pub final_loss: f64,
+    /// Seconds of training.
     pub seconds: f64,
+    /// The device it was trained on.
     pub device: String,
 }
 
@@ -268,9 +282,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     let emb = EmbeddingTable::of_cells(&cells, "scetm", params.topics, data_emb, step);
     let genes = genes_frame(&t.net, &cells, step)?;
     let card = Card {
-        model: "scetm".into(),
-        card_version: CARD_VERSION,
-        cellweave_version: cellweave::VERSION.into(),
+        head: Head::of::<Card>(),
         shape: t.net.shape,
         batches: if t.net.shape.bias_batches > 0 {
             batch_names
@@ -278,9 +290,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
             Vec::new()
         },
         values: ValueKind::Counts,
-        n_genes: cells.n_genes(),
-        gene_ids: cells.gene_ids.clone(),
-        gene_names: cells.gene_names.clone(),
+        genes: Genes::of(&cells),
         embed: args.embed,
         hyperparameters: params,
         training: Summary {
@@ -288,7 +298,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
             cells_fingerprint: cells.fingerprint(),
             epochs: t.progress.epoch,
             steps: t.progress.steps,
-            final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
+            final_loss: t.progress.final_loss(),
             seconds: t.progress.seconds,
             device: format!("{:?}", device.location()),
         },
@@ -318,7 +328,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     )
 }
 
-crate::engine::card::model_card!(Card, "scetm", "scETM", CARD_VERSION, shape);
+crate::engine::card::model_card!(Card: head, genes; "scetm", "scETM", CARD_VERSION, shape);
 
 /// Embed a raw-counts cells table with a saved scETM model (the encoder reads no batch:
 /// cells of any batch, seen or not).
@@ -331,12 +341,12 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
         .ce()
         .at(&wpath)?;
     let cells = table::read_cells(&run.cells)?;
-    let a = align_gene_lists(&card.gene_ids, &card.gene_names, &cells);
-    if a.missing as f64 > run.max_missing * card.n_genes as f64 {
+    let a = align_gene_lists(&card.genes.gene_ids, &card.genes.gene_names, &cells);
+    if a.missing as f64 > run.max_missing * card.genes.n_genes as f64 {
         return Err(Error::new(format!(
             "{} of the model's {} genes are missing (more than {:.0}%; matched by {})",
             a.missing,
-            card.n_genes,
+            card.genes.n_genes,
             run.max_missing * 100.0,
             a.by
         ))

@@ -14,6 +14,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use crate::engine::checkpoint::named_tensor;
+use crate::engine::state::Tensors;
 use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
@@ -25,12 +27,40 @@ pub const CLIP_NORM: f64 = 50.0;
 /// The shapes of a network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
+    /// Genes.
     pub n_genes: usize,
+    /// Width of the encoder's hidden layer.
     pub hidden: usize,
+    /// Topics K.
     pub topics: usize,
+    /// Dimensions L of the gene and topic embeddings.
     pub emb_dim: usize,
     /// Rows of the per-batch bias lambda (0: no bias).
     pub bias_batches: usize,
+}
+
+impl Shape {
+    /// The dimensions of every variable, in [`NAMES`] order (the batch bias only when the
+    /// network has one).
+    pub fn var_dims(&self) -> Vec<Vec<usize>> {
+        let (g, h, k, l) = (self.n_genes, self.hidden, self.topics, self.emb_dim);
+        let mut dims = vec![
+            vec![h, g],
+            vec![h],
+            vec![h],
+            vec![h],
+            vec![k, h],
+            vec![k],
+            vec![k, h],
+            vec![k],
+            vec![k, l],
+            vec![l, g],
+        ];
+        if self.bias_batches > 0 {
+            dims.push(vec![self.bias_batches, g]);
+        }
+        dims
+    }
 }
 
 /// Parameter names (scETM's torch names; `rho` is scETM's `rho_trainable_emb.trainable`),
@@ -48,7 +78,9 @@ pub const NAMES: [&str; 11] = [
     "rho",
     "batch_bias",
 ];
+/// Name of the BatchNorm's running mean.
 pub const RUNNING_MEAN: &str = "q_delta.2.running_mean";
+/// Name of the BatchNorm's running variance.
 pub const RUNNING_VAR: &str = "q_delta.2.running_var";
 
 const W1: usize = 0;
@@ -66,9 +98,13 @@ const BIAS: usize = 10;
 /// The network: trainable variables (the batch bias last, when present) and the
 /// BatchNorm running statistics.
 pub struct Network {
+    /// The network's shape.
     pub shape: Shape,
+    /// Trainable variables, in [`NAMES`] order.
     pub vars: Vec<Var>,
+    /// The BatchNorm's running mean.
     pub running_mean: Tensor,
+    /// The BatchNorm's running variance.
     pub running_var: Tensor,
 }
 
@@ -76,19 +112,28 @@ pub struct Network {
 /// a batch bias), the dropout multipliers of the hidden layer and the reparameterisation
 /// noise.
 pub struct Minibatch {
+    /// Library-normalized counts (`n x g`).
     pub x: Tensor,
+    /// Batch codes (`n`), when the network has a batch bias.
     pub batch: Option<Tensor>,
+    /// Dropout multipliers of the hidden layer (`n x h`).
     pub mask: Tensor,
+    /// Reparameterisation noise (`n x k`).
     pub eps: Tensor,
 }
 
 /// A training forward pass: the loss and its parts, and the minibatch's BatchNorm mean
 /// and biased variance (detached).
 pub struct Forward {
+    /// The loss (nll + KL weight x kl).
     pub loss: Tensor,
+    /// Mean negative log-likelihood per cell.
     pub nll: Tensor,
+    /// Mean KL per cell.
     pub kl: Tensor,
+    /// The minibatch's BatchNorm mean.
     pub bn_mean: Tensor,
+    /// The minibatch's BatchNorm biased variance.
     pub bn_var: Tensor,
 }
 
@@ -175,48 +220,15 @@ impl Network {
     }
 
     /// Rebuild from [`Network::named`]'s tensors, checking every shape against `shape`.
-    pub fn from_named(
-        t: &HashMap<String, Tensor>,
-        shape: Shape,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
-        let Shape {
-            n_genes: g,
-            hidden: h,
-            topics: k,
-            emb_dim: l,
-            bias_batches: s,
-        } = shape;
-        let mut dims: Vec<Vec<usize>> = vec![
-            vec![h, g],
-            vec![h],
-            vec![h],
-            vec![h],
-            vec![k, h],
-            vec![k],
-            vec![k, h],
-            vec![k],
-            vec![k, l],
-            vec![l, g],
-        ];
-        if s > 0 {
-            dims.push(vec![s, g]);
-        }
+    pub fn from_named(t: &Tensors, shape: Shape, device: &Device) -> candle_core::Result<Self> {
+        let h = shape.hidden;
         let get = |name: &str, want: &[usize]| -> candle_core::Result<Tensor> {
-            let x = t
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))?;
-            if x.dims() != want {
-                return Err(candle_core::Error::Msg(format!(
-                    "tensor {name} has shape {:?}, expected {want:?}",
-                    x.dims()
-                )));
-            }
+            let x = named_tensor(t, name, want, false)?;
             x.to_dtype(DType::F32)?.to_device(device)?.copy()
         };
         let vars = NAMES
             .iter()
-            .zip(&dims)
+            .zip(&shape.var_dims())
             .map(|(n, d)| Var::from_tensor(&get(n, d)?))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Network {

@@ -16,7 +16,7 @@
 //! `Rng::derive(seed, [e, SHUFFLE | DROPOUT | NOISE])`, so a checkpoint needs only the
 //! epoch counter.
 
-use crate::engine::log::LogTable;
+use crate::engine::log::{LogTable, Row};
 use candle_core::{Device, Tensor};
 use cellweave::contract::{Csr, Frame};
 use cellweave::{bail, Error, Result};
@@ -29,8 +29,6 @@ use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use crate::CandleExt;
 
-const STREAM_INIT: u64 = u64::MAX;
-const STREAM_SHUFFLE: u64 = 1;
 const STREAM_DROPOUT: u64 = 2;
 const STREAM_NOISE: u64 = 3;
 
@@ -38,19 +36,29 @@ const STREAM_NOISE: u64 = 3;
 /// `--resume`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScetmParams {
+    /// Epochs of the run.
     pub epochs: usize,
+    /// Cells per minibatch (about).
     pub batch_size: usize,
+    /// Adam's initial learning rate.
     pub lr: f64,
     /// Per-step learning-rate decay: `lr_t = lr x exp(-lr_decay x t)`.
     pub lr_decay: f64,
+    /// Topics K.
     pub topics: usize,
+    /// Dimensions L of the gene and topic embeddings.
     pub emb_dim: usize,
+    /// Width of the encoder's hidden layer.
     pub hidden: usize,
+    /// Dropout probability of the hidden layer.
     pub dropout: f32,
     /// Largest KL weight, reached after `kl_warmup` of the epochs.
     pub max_kl_weight: f64,
+    /// Fraction of the epochs over which the KL weight rises.
     pub kl_warmup: f64,
+    /// Whether the decoder has a per-batch bias.
     pub batch_bias: bool,
+    /// Seed of the initial weights, the shuffles, the dropout masks and the noise.
     pub seed: u64,
 }
 
@@ -74,6 +82,7 @@ impl Default for ScetmParams {
 }
 
 impl ScetmParams {
+    /// Refuse parameters scETM cannot train with (naming the field).
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: &str| Err(Error::new(m.to_string()).field(f.to_string()));
         crate::engine::check_batch_and_lr(self.batch_size, self.lr)?;
@@ -88,6 +97,7 @@ impl ScetmParams {
         }
         Ok(())
     }
+    /// Adam's settings (no weight decay).
     pub fn adam(&self) -> AdamConfig {
         AdamConfig::l2(self.lr, 0.0)
     }
@@ -95,16 +105,19 @@ impl ScetmParams {
 
 /// The training data: raw counts of the model's genes, library sizes, batch codes.
 pub struct Data {
+    /// Raw counts of the model's genes.
     pub counts: Csr,
     /// Total counts of each cell over the genes (1 for a cell without counts: its input
     /// and its likelihood term are then zero).
     pub library: Vec<f32>,
     /// Batch code of each cell.
     pub batch: Vec<u32>,
+    /// Number of batches.
     pub n_batches: usize,
 }
 
 impl Data {
+    /// The data of `counts` with each cell's batch code.
     pub fn new(counts: Csr, batch: Vec<u32>, n_batches: usize) -> Self {
         let library = (0..counts.n_rows())
             .map(|r| {
@@ -123,6 +136,7 @@ impl Data {
             n_batches,
         }
     }
+    /// Number of cells.
     pub fn n_cells(&self) -> usize {
         self.counts.n_rows()
     }
@@ -138,18 +152,21 @@ impl Data {
     }
 }
 
-/// One row of the training log.
+/// scETM's columns of the training log.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LogRow {
-    pub epoch: usize,
-    pub steps: usize,
-    pub loss: f64,
+pub struct Terms {
+    /// Mean negative log-likelihood per cell.
     pub nll: f64,
+    /// Mean KL per cell.
     pub kl: f64,
+    /// Mean KL weight of the epoch's steps.
     pub kl_weight: f64,
+    /// The learning rate of the epoch's last step.
     pub lr: f64,
-    pub seconds: f64,
 }
+
+/// One row of the training log.
+pub type LogRow = Row<Terms>;
 
 /// Where a run stands (saved in `state.json`).
 pub type Progress = state::Progress<LogRow>;
@@ -205,7 +222,7 @@ impl<'a> Trainer<'a> {
             true,
             adam,
             |t| Network::from_named(t, shape, &device),
-            || Network::init(shape, &mut Rng::derive(seed, &[STREAM_INIT]), &device),
+            || Network::init(shape, &mut engine::init_rng(seed), &device),
             fresh,
         )?;
         Ok(Trainer { s, data, device })
@@ -214,13 +231,7 @@ impl<'a> Trainer<'a> {
     /// Run the remaining epochs (stop after global epoch `stop_after` as if killed);
     /// returns whether the schedule is complete.
     pub fn run(&mut self, checkpoint_every: usize, stop_after: Option<usize>) -> Result<bool> {
-        let schedule = Schedule::epochs(
-            self.s.progress.epoch,
-            self.s.progress.end_epoch,
-            checkpoint_every,
-            stop_after,
-            "scetm",
-        );
+        let schedule = Schedule::remaining(&self.s.progress, checkpoint_every, stop_after, "scetm");
         let mut run = Epochs {
             t: self,
             order: Vec::new(),
@@ -302,16 +313,12 @@ impl<'a> Trainer<'a> {
 
     /// The training log as a table.
     pub fn log_frame(&self, step: &cellweave::contract::Step) -> Frame {
-        LogTable::new("scetm", &self.s.progress.log)
-            .count("epoch", |r| r.epoch)
-            .count("steps", |r| r.steps)
-            .value("loss", |r| r.loss)
+        LogTable::epochs("scetm", &self.s.progress.log)
             .value("nll", |r| r.nll)
             .value("kl", |r| r.kl)
             .value("kl_weight", |r| r.kl_weight)
             .value("lr", |r| r.lr)
-            .value("seconds", |r| r.seconds)
-            .finish(Some(self.fingerprint.clone()), step)
+            .end(self.fingerprint.clone(), step)
     }
 }
 
@@ -361,10 +368,9 @@ struct Epochs<'t, 'a> {
 impl Trainable for Epochs<'_, '_> {
     fn start_epoch(&mut self, e: usize) -> Result<usize> {
         let seed = self.t.s.params.seed;
-        self.order = (0..self.t.data.n_cells()).collect();
-        Rng::derive(seed, &[e as u64, STREAM_SHUFFLE]).shuffle(&mut self.order);
-        self.rng_drop = Rng::derive(seed, &[e as u64, STREAM_DROPOUT]);
-        self.rng_noise = Rng::derive(seed, &[e as u64, STREAM_NOISE]);
+        self.order = engine::shuffled(seed, e, self.t.data.n_cells());
+        self.rng_drop = engine::epoch_rng(seed, e, STREAM_DROPOUT);
+        self.rng_noise = engine::epoch_rng(seed, e, STREAM_NOISE);
         self.bounds = parts(self.order.len(), self.t.s.params.batch_size);
         self.sums = [0.0; 3];
         Ok(self.bounds.len() - 1)
@@ -386,24 +392,20 @@ impl Trainable for Epochs<'_, '_> {
     fn end_epoch(&mut self, r: &EpochRecord) -> Result<Option<String>> {
         let cells = self.t.data.n_cells() as f64;
         let lr = self.t.lr(self.t.s.progress.steps.saturating_sub(1));
-        let p = &mut self.t.s.progress;
-        p.epoch = r.epoch;
-        p.seconds += r.seconds;
-        let row = LogRow {
-            epoch: r.epoch,
-            steps: r.steps,
-            loss: r.train_loss,
-            nll: self.sums[0] / cells,
-            kl: self.sums[1] / cells,
-            kl_weight: self.sums[2] / r.steps.max(1) as f64,
-            lr,
-            seconds: r.seconds,
-        };
+        let row = Row::new(
+            r,
+            Terms {
+                nll: self.sums[0] / cells,
+                kl: self.sums[1] / cells,
+                kl_weight: self.sums[2] / r.steps.max(1) as f64,
+                lr,
+            },
+        );
         let line = format!(
             "scetm epoch {}/{}: loss {:.4} (nll {:.4}, kl {:.2}, kl weight {:.2e}; {} steps, {:.2} s)",
-            r.epoch, p.end_epoch, row.loss, row.nll, row.kl, row.kl_weight, r.steps, r.seconds
+            r.epoch, self.t.s.progress.end_epoch, row.loss, row.nll, row.kl, row.kl_weight, r.steps, r.seconds
         );
-        p.log.push(row);
+        self.t.s.progress.record(r, row);
         Ok(Some(line))
     }
 
