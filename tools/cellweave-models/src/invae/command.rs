@@ -75,6 +75,10 @@ pub struct InvaeArgs {
     /// --latent-spur]
     #[arg(long, value_enum, value_name = "WHEN")]
     pub inject_covariates: Option<Inject>,
+    /// The priors' means: fixed at 0 with learned variances (the reference's default), or
+    /// learned from the covariates as well (its fix_mean_prior=False) [default: fixed]
+    #[arg(long, value_enum, value_name = "MEAN")]
+    pub prior_mean: Option<PriorMean>,
     /// Also write the posterior means of z_spur (the batch-like part) here
     #[arg(long, value_name = "EMB")]
     pub spur_embedding: Option<PathBuf>,
@@ -90,6 +94,16 @@ pub enum Inject {
     On,
     /// Never: z_spur with its covariate prior, as the reference's default.
     Off,
+}
+
+/// `--prior-mean`.
+#[derive(clap::ValueEnum, serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorMean {
+    /// N(0, sigma^2(u)): only the variances depend on the covariates.
+    Fixed,
+    /// N(mu(u), sigma^2(u)): a shared layer, then a mean and a log-variance head.
+    Learned,
 }
 
 /// The model card.
@@ -255,6 +269,7 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize, inject: bool) -> Para
             a.latent_spur.unwrap_or(DEFAULT_LATENT_SPUR)
         },
         inject_spur: inject,
+        learned_prior_mean: a.prior_mean == Some(PriorMean::Learned),
         hidden: a.hidden.unwrap_or(128),
         encoder_layers: a.encoder_layers.unwrap_or(2),
         dropout: h.dropout.unwrap_or(DEFAULT_DROPOUT),

@@ -12,7 +12,9 @@
 //!   `exp(theta_raw)` per gene.
 //! - priors: `p(z_inv | u_inv) = N(0, exp(MLP(u_inv)) + 1e-4)` with the MLP Linear `hidden`,
 //!   BN, ReLU, Dropout -> Linear `d`, BN, Dropout; the same for `z_spur | u_spur`; `N(0, 1)`
-//!   for a block without covariates.
+//!   for a block without covariates. With `learned_prior_mean` (the reference's
+//!   `fix_mean_prior=False`): `h = ` Linear `hidden`, BN, ReLU, Dropout of `u`, then
+//!   `N(Linear_mean(h), exp(Linear_logl(h)) + 1e-4)`.
 //! - with `inject_spur` (the reference's `inject_covar_in_latent=True`): no `z_spur` block and
 //!   no spurious prior; the decoder reads `[z_inv, spur one-hots]` instead of `z`.
 //! - loss: `-mean_cells[log NB(x | mu, theta) + beta (log p(z_inv|u_inv) +
@@ -34,8 +36,6 @@ use crate::rng::Rng;
 const LOG_2PI: f64 = 1.837_877_066_409_345_5;
 /// Added to the variances (as the reference).
 pub const VAR_EPS: f64 = 1e-4;
-/// Added inside the NB logarithms (as the reference).
-const NB_EPS: f64 = 1e-8;
 const BN_EPS: f64 = 1e-3;
 const BN_MOMENTUM: f64 = 0.01;
 
@@ -56,6 +56,10 @@ pub struct Shape {
     /// The spurious one-hots go to the decoder (`latent_spur` is 0, no spurious prior).
     #[serde(default)]
     pub inject_spur: bool,
+    /// The priors' means are learned from the covariates too (the reference's
+    /// `fix_mean_prior=False`): a shared block, then `mean` and `logl` linear heads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learned_prior_mean: bool,
 }
 
 impl Shape {
@@ -73,13 +77,11 @@ impl Shape {
     pub fn blocks(&self) -> Vec<(String, usize, usize, bool)> {
         let h = self.hidden;
         let mut b = Vec::new();
-        if self.inv_dim > 0 {
-            b.push(("prior_inv.0".into(), self.inv_dim, h, true));
-            b.push(("prior_inv.1".into(), h, self.latent_inv, false));
-        }
-        if self.spur_dim > 0 && !self.inject_spur {
-            b.push(("prior_spur.0".into(), self.spur_dim, h, true));
-            b.push(("prior_spur.1".into(), h, self.latent_spur, false));
+        for (name, dim, latent) in self.priors() {
+            b.push((format!("{name}.0"), dim, h, true));
+            if !self.learned_prior_mean {
+                b.push((format!("{name}.1"), h, latent, false));
+            }
         }
         let mut input = self.n_genes + self.inv_dim + self.spur_dim;
         for l in 0..self.encoder_layers {
@@ -91,18 +93,37 @@ impl Shape {
         b
     }
 
+    /// The covariate priors: (name, one-hot width, latent block width).
+    fn priors(&self) -> Vec<(&'static str, usize, usize)> {
+        let mut p = Vec::new();
+        if self.inv_dim > 0 {
+            p.push(("prior_inv", self.inv_dim, self.latent_inv));
+        }
+        if self.spur_dim > 0 && !self.inject_spur {
+            p.push(("prior_spur", self.spur_dim, self.latent_spur));
+        }
+        p
+    }
+
     /// Plain linear heads: (name, in, out).
-    fn heads(&self) -> Vec<(&'static str, usize, usize)> {
+    fn heads(&self) -> Vec<(String, usize, usize)> {
         let enc_out = if self.encoder_layers == 0 {
             self.n_genes + self.inv_dim + self.spur_dim
         } else {
             self.hidden
         };
-        vec![
-            ("mean", enc_out, self.latent()),
-            ("logvar", enc_out, self.latent()),
-            ("freq", self.hidden, self.n_genes),
-        ]
+        let mut heads = vec![
+            ("mean".to_string(), enc_out, self.latent()),
+            ("logvar".to_string(), enc_out, self.latent()),
+            ("freq".to_string(), self.hidden, self.n_genes),
+        ];
+        if self.learned_prior_mean {
+            for (name, _, latent) in self.priors() {
+                heads.push((format!("{name}.mean"), self.hidden, latent));
+                heads.push((format!("{name}.logl"), self.hidden, latent));
+            }
+        }
+        heads
     }
 }
 
@@ -291,7 +312,7 @@ impl Net {
             );
         }
         for (name, i, o) in shape.heads() {
-            linear(&mut t, name, i, o)?;
+            linear(&mut t, &name, i, o)?;
         }
         let theta: Vec<f32> = (0..shape.n_genes).map(|_| gauss(rng)).collect();
         t.push((
@@ -487,25 +508,32 @@ impl Net {
         Ok((g, v))
     }
 
-    /// A prior's variance given its one-hots (cells x d), or `None` for N(0, 1).
-    fn prior_var(
+    /// A prior's mean (`None`: 0) and variance (`None`: 1) given its one-hots (cells x d);
+    /// both `None` without covariates.
+    fn prior(
         &self,
         which: &str,
         u: Option<&Tensor>,
         masks: &mut dyn FnMut(&str) -> Option<Tensor>,
         train: bool,
         stats: &mut Vec<(String, Tensor, Tensor)>,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let Some(u) = u else { return Ok(None) };
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let Some(u) = u else { return Ok((None, None)) };
         let n0 = format!("{which}.0");
-        let n1 = format!("{which}.1");
         let h = self.block(&n0, true, u, masks(&n0).as_ref(), train, stats)?;
+        if self.shape.learned_prior_mean {
+            let mean = self.linear(&format!("{which}.mean"), &h)?;
+            let logl = self.linear(&format!("{which}.logl"), &h)?;
+            return Ok((Some(mean), Some((logl.exp()? + VAR_EPS)?)));
+        }
+        let n1 = format!("{which}.1");
         let h = self.block(&n1, false, &h, masks(&n1).as_ref(), train, stats)?;
-        Ok(Some((h.exp()? + VAR_EPS)?))
+        Ok((None, Some((h.exp()? + VAR_EPS)?)))
     }
 
-    /// Decoder: the NB mean (cells x genes) of latent `z` (and, with `inject_spur`, the
-    /// spurious one-hots), scaled by the library sizes.
+    /// Decoder: the logits of the NB means' gene frequencies (cells x genes) of latent `z`
+    /// (and, with `inject_spur`, the spurious one-hots); the mean is their softmax times the
+    /// library size.
     fn decode(
         &self,
         z: &Tensor,
@@ -534,11 +562,7 @@ impl Net {
             train,
             stats,
         )?;
-        let logits = self.linear("freq", &h)?;
-        let max = logits.max_keepdim(D::Minus1)?.detach();
-        let e = logits.broadcast_sub(&max)?.exp()?;
-        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
-        p.broadcast_mul(&b.library)
+        self.linear("freq", &h)
     }
 
     /// The training loss of a minibatch (mean negative ELBO over its cells, with prior
@@ -551,24 +575,28 @@ impl Net {
             Some(m[i].clone())
         };
         let mut stats = Vec::new();
-        let var_inv = self.prior_var("prior_inv", b.inv.as_ref(), &mut masks, true, &mut stats)?;
+        let (mean_inv, var_inv) =
+            self.prior("prior_inv", b.inv.as_ref(), &mut masks, true, &mut stats)?;
         let spur_prior = b.spur.as_ref().filter(|_| !self.shape.inject_spur);
-        let var_spur = self.prior_var("prior_spur", spur_prior, &mut masks, true, &mut stats)?;
+        let (mean_spur, var_spur) =
+            self.prior("prior_spur", spur_prior, &mut masks, true, &mut stats)?;
         let (g, v) = self.encode(b, &mut masks, true, &mut stats)?;
         let z = (&g + noise.eps.mul(&v.sqrt()?)?)?;
-        let mu = self.decode(&z, b, &mut masks, true, &mut stats)?;
+        let logits = self.decode(&z, b, &mut masks, true, &mut stats)?;
         let n = b.n() as f64;
         // Mean over the cells of log NB(x); the loss needs only the batch mean.
-        let log_px = ((self.log_nb_sum(b, &mu)? - b.lgamma_x1)? / n)?;
+        let log_px = ((self.log_nb_sum(b, &logits)? - b.lgamma_x1)? / n)?;
         let di = self.shape.latent_inv;
         let ds = self.shape.latent_spur;
         let lq = log_normal(&z, &g, Some(&v))?;
-        let lp_inv = log_normal(&z.narrow(1, 0, di)?, &zeros_like(di, &z)?, var_inv.as_ref())?;
+        let mean_inv = mean_inv.map_or_else(|| zeros_like(di, &z), Ok)?;
+        let lp_inv = log_normal(&z.narrow(1, 0, di)?, &mean_inv, var_inv.as_ref())?;
         let lp = if ds == 0 {
             lp_inv
         } else {
             let zs = z.narrow(1, di, ds)?;
-            (lp_inv + log_normal(&zs, &zeros_like(ds, &z)?, var_spur.as_ref())?)?
+            let mean_spur = mean_spur.map_or_else(|| zeros_like(ds, &z), Ok)?;
+            (lp_inv + log_normal(&zs, &mean_spur, var_spur.as_ref())?)?
         };
         let kl_part = (lp - lq)?.mean_all()?;
         let loss = (&log_px + (&kl_part * beta)?)?.neg()?;
@@ -583,20 +611,13 @@ impl Net {
     /// `sum over cells and genes of [log NB(x | mu, theta) + lgamma(x + 1)]` (the constant is
     /// subtracted by the caller): the dense terms, plus `lgamma(x + theta) - lgamma(theta)` at
     /// the non-zero counts only.
-    fn log_nb_sum(&self, b: &Batch, mu: &Tensor) -> candle_core::Result<Tensor> {
-        let x = &b.x;
-        let theta_g = self.p("theta_raw").exp()?;
-        let theta = theta_g.unsqueeze(0)?;
-        let log_theta_mu = mu.broadcast_add(&theta)?.affine(1.0, NB_EPS)?.log()?;
-        let t1 = log_theta_mu
-            .broadcast_sub(&theta.affine(1.0, NB_EPS)?.log()?)?
-            .broadcast_mul(&theta)?;
-        let t2 = x.mul(&((mu + NB_EPS)?.log()? - &log_theta_mu)?)?;
-        let dense = (t2 - t1)?.sum_all()?;
+    fn log_nb_sum(&self, b: &Batch, logits: &Tensor) -> candle_core::Result<Tensor> {
+        let theta_raw = self.p("theta_raw");
+        let dense = super::nb::dense_sum(logits, theta_raw, &b.x, &b.library)?;
         if b.nz_values.dims()[0] == 0 {
             return Ok(dense);
         }
-        let th = theta_g.index_select(&b.nz_genes, 0)?;
+        let th = theta_raw.exp()?.index_select(&b.nz_genes, 0)?;
         let lg = (lgamma(&(&b.nz_values + &th)?)? - lgamma(&th)?)?.sum_all()?;
         dense + lg
     }

@@ -51,6 +51,84 @@ fn lgamma_gradient_is_digamma() {
 }
 
 #[test]
+fn fused_nb_matches_candle_ops_in_value_and_gradients() {
+    // 37 cells (more than one parallel task, the last one short) x 23 genes, counts with
+    // zeros and large values, logits spread over a wide range.
+    let (n, g) = (37, 23);
+    let mut rng = Rng::new(11);
+    let logits: Vec<f32> = (0..n * g).map(|_| 4.0 * net::gauss(&mut rng)).collect();
+    let raw: Vec<f32> = (0..g).map(|_| net::gauss(&mut rng)).collect();
+    let x: Vec<f32> = (0..n * g)
+        .map(|i| {
+            if i % 3 == 0 {
+                0.0
+            } else {
+                ((i * 7) % 40) as f32
+            }
+        })
+        .collect();
+    let lib: Vec<f32> = (0..n)
+        .map(|i| x[i * g..(i + 1) * g].iter().sum::<f32>() + 1.0)
+        .collect();
+    let dev = Device::Cpu;
+    let x = Tensor::from_vec(x, (n, g), &dev).unwrap();
+    let lib = Tensor::from_vec(lib, (n, 1), &dev).unwrap();
+    let run = |fused: bool| {
+        let l = candle_core::Var::from_vec(logits.clone(), (n, g), &dev).unwrap();
+        let t = candle_core::Var::from_vec(raw.clone(), g, &dev).unwrap();
+        let f = if fused {
+            super::nb::dense_sum
+        } else {
+            super::nb::dense_sum_ops
+        };
+        // Scale the output as the loss does, so the incoming gradient is not 1.
+        let y = (f(l.as_tensor(), t.as_tensor(), &x, &lib).unwrap() * -0.25).unwrap();
+        let grads = y.backward().unwrap();
+        let gl = grads.get(l.as_tensor()).unwrap().flatten_all().unwrap();
+        let gt = grads.get(t.as_tensor()).unwrap();
+        (
+            y.to_scalar::<f32>().unwrap(),
+            gl.to_vec1::<f32>().unwrap(),
+            gt.to_vec1::<f32>().unwrap(),
+        )
+    };
+    let (v1, l1, t1) = run(true);
+    let (v2, l2, t2) = run(false);
+    assert!((v1 - v2).abs() <= 1e-5 * v2.abs(), "value {v1} vs {v2}");
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (p, q)) in a.iter().zip(b).enumerate() {
+            assert!((p - q).abs() <= 1e-4 * scale, "{what}[{i}]: {p} vs {q}");
+        }
+    };
+    close(&l1, &l2, "d/dlogits");
+    close(&t1, &t2, "d/dtheta_raw");
+}
+
+#[test]
+fn learned_prior_means_train_and_add_their_heads() {
+    let d = data(120, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = params(8);
+    p.learned_prior_mean = true;
+    let m = dir.path().join("m");
+    let mut t = Trainer::new(&d, p, "fp".into(), &m, false, Device::Cpu).unwrap();
+    let names: Vec<String> = t.net.params.iter().map(|(n, _)| n.clone()).collect();
+    for head in [
+        "prior_inv.mean.weight",
+        "prior_inv.logl.bias",
+        "prior_spur.mean.weight",
+    ] {
+        assert!(names.iter().any(|n| n == head), "{head} missing: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("prior_inv.1")));
+    super::train::run(&mut t, 0, None).unwrap();
+    let log: Vec<f64> = t.progress.log.iter().map(|r| r.loss).collect();
+    assert!(log.iter().all(|l| l.is_finite()));
+    assert!(log[log.len() - 1] < log[0], "loss {log:?}");
+}
+
+#[test]
 fn last_batch_of_one_joins_the_previous() {
     assert_eq!(batch_bounds(5, 2), vec![(0, 2), (2, 5)]);
     assert_eq!(batch_bounds(4, 2), vec![(0, 2), (2, 4)]);
@@ -105,6 +183,7 @@ fn params(epochs: usize) -> Params {
         latent_inv: 4,
         latent_spur: 2,
         inject_spur: false,
+        learned_prior_mean: false,
         hidden: 16,
         encoder_layers: 2,
         dropout: 0.1,
@@ -206,6 +285,7 @@ fn prior_without_covariates_is_standard_normal() {
         encoder_layers: 1,
         dropout: 0.0,
         inject_spur: false,
+        learned_prior_mean: false,
     };
     let dev = Device::Cpu;
     let net = Net::init(&shape, &mut Rng::new(1), &dev).unwrap();

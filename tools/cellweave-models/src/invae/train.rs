@@ -36,6 +36,9 @@ pub struct Params {
     /// The spurious covariates go to the decoder instead of a z_spur prior (`latent_spur` 0).
     #[serde(default)]
     pub inject_spur: bool,
+    /// The priors' means are learned from the covariates (`--prior-mean learned`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learned_prior_mean: bool,
     /// Width of the hidden layers.
     pub hidden: usize,
     /// Hidden layers of the encoder.
@@ -229,6 +232,7 @@ impl<'a> Trainer<'a> {
             encoder_layers: params.encoder_layers,
             dropout: params.dropout,
             inject_spur: params.inject_spur,
+            learned_prior_mean: params.learned_prior_mean,
         }
     }
 
