@@ -40,11 +40,17 @@ pub enum WeightDecay {
 /// Adam hyperparameters (torch defaults but `lr`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamConfig {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay rate of the first-moment average.
     pub beta1: f64,
+    /// Decay rate of the second-moment average.
     pub beta2: f64,
+    /// Added to the square root of the second moment.
     pub eps: f64,
+    /// Weight-decay coefficient (0: none).
     pub weight_decay: f64,
+    /// How the weight decay is applied (L2 into the gradient, or decoupled as AdamW).
     pub decay: WeightDecay,
 }
 
@@ -83,6 +89,7 @@ enum Moments {
 /// by tensor ops elsewhere) or plain host buffers of hand-written models
 /// ([`Adam::for_buffers`], [`Adam::step_buffers`]). Every path runs the same arithmetic.
 pub struct Adam {
+    /// The settings every step uses.
     pub config: AdamConfig,
     /// The variables (empty for an optimiser over host buffers).
     vars: Vec<Var>,
@@ -346,10 +353,12 @@ impl Adam {
         Ok(())
     }
 
+    /// The variables it updates, in order.
     pub fn vars(&self) -> &[Var] {
         &self.vars
     }
 
+    /// Change the learning rate of the following steps.
     pub fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }

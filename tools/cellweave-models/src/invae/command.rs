@@ -71,12 +71,13 @@ pub struct InvaeArgs {
     pub kl_warmup: Option<usize>,
     /// Give the spurious covariates' one-hots to the decoder instead of a z_spur block with
     /// a covariate prior (the reference's inject_covar_in_latent; z_spur is then empty)
-    /// [default: auto, on when there are spurious covariates but no --inv-covariates and no
-    /// --latent-spur]
+    /// [default: auto, on when there are spurious covariates and neither --latent-spur nor
+    /// --spur-embedding asks for a z_spur block]
     #[arg(long, value_enum, value_name = "WHEN")]
     pub inject_covariates: Option<Inject>,
     /// The priors' means: fixed at 0 with learned variances (the reference's default), or
-    /// learned from the covariates as well (its fix_mean_prior=False) [default: fixed]
+    /// learned from the covariates as well (its fix_mean_prior=False) [default: auto,
+    /// learned when there are --inv-covariates and the spurious ones go to the decoder]
     #[arg(long, value_enum, value_name = "MEAN")]
     pub prior_mean: Option<PriorMean>,
     /// Also write the posterior means of z_spur (the batch-like part) here
@@ -88,7 +89,7 @@ pub struct InvaeArgs {
 #[derive(clap::ValueEnum, serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum Inject {
-    /// On when the spurious covariates are the only ones and --latent-spur is not given.
+    /// On when there are spurious covariates and no --latent-spur or --spur-embedding.
     Auto,
     /// Always (needs spurious covariates).
     On,
@@ -100,6 +101,8 @@ pub enum Inject {
 #[derive(clap::ValueEnum, serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum PriorMean {
+    /// Learned with --inv-covariates and injected spurious covariates, else fixed.
+    Auto,
     /// N(0, sigma^2(u)): only the variances depend on the covariates.
     Fixed,
     /// N(mu(u), sigma^2(u)): a shared layer, then a mean and a log-variance head.
@@ -230,7 +233,7 @@ pub fn inject(i: &TrainRun, a: &InvaeArgs) -> Result<bool> {
     let inject = match a.inject_covariates.unwrap_or(Inject::Auto) {
         Inject::Off => false,
         Inject::Auto => {
-            !spur.is_empty() && a.inv_covariates.is_empty() && a.latent_spur.is_none()
+            !spur.is_empty() && a.latent_spur.is_none() && a.spur_embedding.is_none()
         }
         Inject::On if spur.is_empty() => {
             return Err(Error::new(
@@ -269,7 +272,11 @@ pub fn params(i: &TrainRun, a: &InvaeArgs, n_cells: usize, inject: bool) -> Para
             a.latent_spur.unwrap_or(DEFAULT_LATENT_SPUR)
         },
         inject_spur: inject,
-        learned_prior_mean: a.prior_mean == Some(PriorMean::Learned),
+        learned_prior_mean: match a.prior_mean.unwrap_or(PriorMean::Auto) {
+            PriorMean::Auto => inject && !a.inv_covariates.is_empty(),
+            PriorMean::Fixed => false,
+            PriorMean::Learned => true,
+        },
         hidden: a.hidden.unwrap_or(128),
         encoder_layers: a.encoder_layers.unwrap_or(2),
         dropout: h.dropout.unwrap_or(DEFAULT_DROPOUT),

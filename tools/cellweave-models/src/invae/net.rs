@@ -42,16 +42,21 @@ const BN_MOMENTUM: f64 = 0.01;
 /// Network sizes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Shape {
+    /// Genes (columns of the counts).
     pub n_genes: usize,
     /// One-hot width of the invariant covariates (0: N(0, 1) prior).
     pub inv_dim: usize,
     /// One-hot width of the spurious covariates (0: N(0, 1) prior).
     pub spur_dim: usize,
+    /// Dimensions of the invariant latent block z_inv.
     pub latent_inv: usize,
+    /// Dimensions of the spurious latent block z_spur (0 with `inject_spur`).
     pub latent_spur: usize,
+    /// Width of the hidden layers.
     pub hidden: usize,
     /// Hidden layers of the encoder (the reference's `n_layers - 1`).
     pub encoder_layers: usize,
+    /// Dropout probability of the hidden blocks.
     pub dropout: f32,
     /// The spurious one-hots go to the decoder (`latent_spur` is 0, no spurious prior).
     #[serde(default)]
@@ -63,6 +68,7 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// Width of z: `latent_inv + latent_spur`.
     pub fn latent(&self) -> usize {
         self.latent_inv + self.latent_spur
     }
@@ -129,6 +135,7 @@ impl Shape {
 
 /// The parameters (autograd variables) and batch-norm running statistics.
 pub struct Net {
+    /// The sizes the network was built with.
     pub shape: Shape,
     /// Trainable parameters by name, in a fixed order (the optimiser's order).
     pub params: Vec<(String, Var)>,
@@ -141,7 +148,9 @@ pub struct Net {
 /// [`Shape::blocks`] order; `None`: no dropout) and the reparameterisation noise `eps`
 /// (cells x latent).
 pub struct Noise {
+    /// Dropout masks, one per block in [`Shape::blocks`] order (`None`: no dropout).
     pub masks: Option<Vec<Tensor>>,
+    /// Standard normal noise of the reparameterisation (cells x latent).
     pub eps: Tensor,
 }
 
@@ -177,15 +186,20 @@ impl Noise {
 /// One minibatch on the device: counts (cells x genes), the covariates' one-hots, and the
 /// constant `sum_g lgamma(x + 1)` per cell.
 pub struct Batch {
+    /// Counts (cells x genes).
     pub x: Tensor,
+    /// One-hots of the invariant covariates (cells x levels), if any.
     pub inv: Option<Tensor>,
+    /// One-hots of the spurious covariates (cells x levels), if any.
     pub spur: Option<Tensor>,
     /// `sum over the batch of lgamma(x + 1)` (a constant of the loss).
     pub lgamma_x1: f64,
+    /// Each cell's total count over the model's genes (cells x 1).
     pub library: Tensor,
     /// The non-zero counts and their genes: `lgamma(x + theta) - lgamma(theta)` is zero
     /// where `x = 0`, so the loss evaluates it at these entries only.
     pub nz_values: Tensor,
+    /// The gene (column) of each entry of `nz_values`.
     pub nz_genes: Tensor,
 }
 
@@ -233,6 +247,7 @@ impl Batch {
             nz_genes: Tensor::from_vec(nz_genes, nnz, dev)?,
         })
     }
+    /// Cells in the batch.
     pub fn n(&self) -> usize {
         self.x.dims()[0]
     }
@@ -413,6 +428,7 @@ impl Net {
         Ok(out)
     }
 
+    /// The trainable variables in the optimiser's order.
     pub fn vars(&self) -> Vec<Var> {
         self.params.iter().map(|(_, v)| v.clone()).collect()
     }
@@ -646,6 +662,7 @@ fn log_normal(z: &Tensor, mu: &Tensor, v: Option<&Tensor>) -> candle_core::Resul
 
 /// A training loss and its parts (detached, for the log).
 pub struct Loss {
+    /// The scalar to minimise: the mean negative ELBO with prior weight beta.
     pub loss: Tensor,
     /// Mean negative log-likelihood of the counts.
     pub recon: Tensor,

@@ -440,6 +440,7 @@ fn batch_only_gives_the_batch_to_the_decoder() {
     };
     refused(
         InvaeArgs {
+            inject_covariates: Some(command::Inject::On),
             spur_embedding: Some(d.join("spur.arrow")),
             ..Default::default()
         },
@@ -473,6 +474,20 @@ fn batch_only_gives_the_batch_to_the_decoder() {
     assert_eq!((emb.dim, emb.n_cells()), (3, 90));
     assert!(emb.data.iter().all(|v| v.is_finite()));
     assert_eq!(embed_again(d, &i.model_dir, &step), emb.data);
+    // With invariant covariates too, auto also injects, and the invariant prior's mean is
+    // learned (the condition moves z_inv); --prior-mean fixed keeps the zero mean.
+    let with_inv = |prior_mean| InvaeArgs {
+        inv_covariates: vec!["condition".into()],
+        prior_mean,
+        ..Default::default()
+    };
+    for (prior_mean, learned) in [(None, true), (Some(command::PriorMean::Fixed), false)] {
+        std::fs::remove_dir_all(&i.model_dir).unwrap();
+        command::train(&i, &with_inv(prior_mean), &step).unwrap();
+        let card: command::Card = crate::engine::card::read(&i.model_dir).unwrap();
+        assert!(card.shape.inject_spur, "{prior_mean:?}");
+        assert_eq!(card.shape.learned_prior_mean, learned, "{prior_mean:?}");
+    }
     // --inject-covariates off keeps the reference's default split.
     let off = InvaeArgs {
         inject_covariates: Some(command::Inject::Off),
