@@ -27,7 +27,7 @@
 //! `log Gamma` is not a candle op: [`lgamma`] composes it from candle ops (six recurrence
 //! steps, then Stirling's series), so autograd differentiates it on every device.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use std::collections::HashMap;
 
 use crate::rng::Rng;
