@@ -10,7 +10,8 @@ so the loss is a deterministic function of the weights. Usage:
 case.json: {"n_layers_encoder": L, "beta": b, "x": cells x genes counts, "inv": one-hots or
 null, "spur": one-hots or null, "eps": cells x latent, "latent_inv": d, "inject": bool
 (optional: `inject_covar_in_latent=True`, the spurious one-hots go to the decoder and there
-is no spurious prior), "masks": {name: mask} or null, "params": {cellweave name: nested
+is no spurious prior), "learned_mean": bool (optional: `fix_mean_prior=False`, the prior's
+mean and log-variance are linear heads on one shared layer of the covariates), "masks": {name: mask} or null, "params": {cellweave name: nested
 list}}.
 """
 import json
@@ -82,6 +83,7 @@ d_inv = case["latent_inv"]
 beta = case["beta"]
 L = case["n_layers_encoder"]
 inject = case.get("inject", False)
+learned_mean = case.get("learned_mean", False)
 
 logl_inv = MLP(["prior_inv.0", "prior_inv.1"], end_with_act=False)
 logl_spur = MLP(["prior_spur.0", "prior_spur.1"], end_with_act=False)
@@ -89,7 +91,23 @@ shared_encoder = MLP([f"encoder.{i}" for i in range(L)], end_with_act=True)
 decoder_raw_mean = MLP(["decoder.0", "decoder.1"], end_with_act=False)
 
 
+def learned_prior(name, u):
+    # not fix_mean_prior and not fix_var_prior: prior_nn = MLP(n_layers - 1 = 1 layer,
+    # end_with_act=True), then Linear heads prior_mean and logl (exp + 1e-4)
+    h = MLP([name + ".0"], end_with_act=True).forward(u)
+    return linear(name + ".mean", h), np.exp(linear(name + ".logl", h)) + 1e-4
+
+
 def prior(inv_covar, spur_covar):
+    if learned_mean:
+        m_inv, v_inv = learned_prior("prior_inv", inv_covar) if inv_covar is not None else (np.zeros(1), np.ones(1))
+        if inject:
+            m_spur, v_spur = None, None
+        elif spur_covar is not None:
+            m_spur, v_spur = learned_prior("prior_spur", spur_covar)
+        else:
+            m_spur, v_spur = np.zeros(1), np.ones(1)
+        return (m_inv, m_spur), (v_inv, v_spur)
     # fix_mean_prior: zero means; variances exp(MLP(u)) + 1e-4, or 1 without covariates;
     # with inject_covar_in_latent no spurious prior
     v_inv = np.exp(logl_inv.forward(inv_covar)) + 1e-4 if inv_covar is not None else np.ones(1)

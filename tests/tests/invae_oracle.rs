@@ -2,7 +2,8 @@
 //! dropout masks and noise equals a NumPy transcription of the reference package's
 //! `FinVAEmodule.elbo` (PyPI `inVAE` 0.1.0; `tests/oracles/invae_elbo.py`), in float64,
 //! for the reference's default encoder (one hidden layer) and cellweave's (two), with and
-//! without covariates. The oracle runs on the reference Python stack (numpy, scipy); the
+//! without covariates, with the spurious covariates injected into the decoder or not, and
+//! with zero prior means or learned ones (`fix_mean_prior=False`). The oracle runs on the reference Python stack (numpy, scipy); the
 //! test fails under CI=true without it.
 
 use candle_core::{Device, Tensor};
@@ -45,7 +46,15 @@ fn onehot(n: usize, levels: usize, rng: &mut Rng) -> Vec<f32> {
 
 /// One minibatch's loss against the transcription; `inject`: the spurious one-hots go to the
 /// decoder (the reference's `inject_covar_in_latent=True`, no z_spur).
-fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64, inject: bool) {
+/// `learned_mean`: the priors' means are learned too (`fix_mean_prior=False`).
+fn case(
+    python: &PathBuf,
+    encoder_layers: usize,
+    covariates: bool,
+    beta: f64,
+    inject: bool,
+    learned_mean: bool,
+) {
     let (n, g) = (48, 60);
     let shape = Shape {
         n_genes: g,
@@ -57,6 +66,7 @@ fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64, in
         encoder_layers,
         dropout: 0.1,
         inject_spur: inject,
+        learned_prior_mean: learned_mean,
     };
     let dev = Device::Cpu;
     let mut rng = Rng::new(11 + encoder_layers as u64);
@@ -94,6 +104,7 @@ fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64, in
         "beta": beta,
         "latent_inv": shape.latent_inv,
         "inject": inject,
+        "learned_mean": learned_mean,
         "x": rows(&x, g),
         "inv": inv.as_ref().map(|v| rows(v, 3)),
         "spur": spur.as_ref().map(|v| rows(v, 2)),
@@ -118,7 +129,7 @@ fn case(python: &PathBuf, encoder_layers: usize, covariates: bool, beta: f64, in
     let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     let rel = (ours - theirs).abs() / theirs.abs();
     eprintln!(
-        "encoder layers {encoder_layers}, covariates {covariates}, beta {beta}, inject {inject}: cellweave {ours:.6}, reference transcription {theirs:.6} (relative difference {rel:.2e})"
+        "encoder layers {encoder_layers}, covariates {covariates}, beta {beta}, inject {inject}, learned mean {learned_mean}: cellweave {ours:.6}, reference transcription {theirs:.6} (relative difference {rel:.2e})"
     );
     assert!(
         rel < 5e-5,
@@ -131,9 +142,11 @@ fn minibatch_loss_matches_the_reference_formulas() {
     let Some(python) = reference_python(&["numpy", "scipy"]) else {
         return;
     };
-    case(&python, 1, true, 1.0, false);
-    case(&python, 2, true, 0.7, false);
-    case(&python, 2, false, 1.0, false);
-    case(&python, 2, true, 1.0, true);
-    case(&python, 1, true, 0.5, true);
+    case(&python, 1, true, 1.0, false, false);
+    case(&python, 2, true, 0.7, false, false);
+    case(&python, 2, false, 1.0, false, false);
+    case(&python, 2, true, 1.0, true, false);
+    case(&python, 1, true, 0.5, true, false);
+    case(&python, 1, true, 1.0, false, true);
+    case(&python, 2, true, 0.8, true, true);
 }
