@@ -188,6 +188,9 @@ impl Noise {
 pub struct Batch {
     /// Counts (cells x genes).
     pub x: Tensor,
+    /// The encoder's input `[log(x + 1), inv one-hots, spur one-hots]` (cells x (genes +
+    /// levels)), built once with the batch.
+    pub encoder_input: Tensor,
     /// One-hots of the invariant covariates (cells x levels), if any.
     pub inv: Option<Tensor>,
     /// One-hots of the spurious covariates (cells x levels), if any.
@@ -230,6 +233,20 @@ impl Batch {
             lib[i] = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
         }
         let nnz = nz_values.len();
+        let (wi, ws) = (
+            inv.as_ref().map_or(0, |v| v.len() / n.max(1)),
+            spur.as_ref().map_or(0, |v| v.len() / n.max(1)),
+        );
+        let width = g + wi + ws;
+        let mut enc = Vec::with_capacity(n * width);
+        for i in 0..n {
+            enc.extend(x[i * g..(i + 1) * g].iter().map(|&v| (v + 1.0).ln()));
+            for (u, w) in [(&inv, wi), (&spur, ws)] {
+                if let Some(u) = u {
+                    enc.extend_from_slice(&u[i * w..(i + 1) * w]);
+                }
+            }
+        }
         let oh = |v: Option<Vec<f32>>| -> candle_core::Result<Option<Tensor>> {
             v.map(|v| {
                 let w = v.len() / n.max(1);
@@ -239,6 +256,7 @@ impl Batch {
         };
         Ok(Batch {
             x: Tensor::from_vec(x, (n, g), dev)?,
+            encoder_input: Tensor::from_vec(enc, (n, width), dev)?,
             inv: oh(inv)?,
             spur: oh(spur)?,
             lgamma_x1: lg,
@@ -511,10 +529,7 @@ impl Net {
         train: bool,
         stats: &mut Vec<(String, Tensor, Tensor)>,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let mut parts = vec![(&b.x + 1.0)?.log()?];
-        parts.extend(b.inv.clone());
-        parts.extend(b.spur.clone());
-        let mut h = Tensor::cat(&parts, 1)?;
+        let mut h = b.encoder_input.clone();
         for l in 0..self.shape.encoder_layers {
             let name = format!("encoder.{l}");
             h = self.block(&name, true, &h, masks(&name).as_ref(), train, stats)?;
