@@ -216,37 +216,42 @@ impl Batch {
         spur: Option<Vec<f32>>,
         dev: &Device,
     ) -> candle_core::Result<Batch> {
-        let mut lg = 0f64;
-        let mut lib = vec![0f32; n];
-        let (mut nz_values, mut nz_genes) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let row = &x[i * g..(i + 1) * g];
-            for (j, &v) in row.iter().enumerate() {
-                if v != 0.0 {
-                    nz_values.push(v);
-                    nz_genes.push(j as u32);
-                    if v > 1.0 {
-                        lg += ln_gamma(v as f64 + 1.0);
-                    }
-                }
-            }
-            lib[i] = row.iter().map(|&v| v as f64).sum::<f64>() as f32;
-        }
-        let nnz = nz_values.len();
         let (wi, ws) = (
             inv.as_ref().map_or(0, |v| v.len() / n.max(1)),
             spur.as_ref().map_or(0, |v| v.len() / n.max(1)),
         );
         let width = g + wi + ws;
-        let mut enc = Vec::with_capacity(n * width);
+        // One pass over the counts: the encoder's input is log(x + 1), 0 at a zero count,
+        // so only the non-zero entries are written.
+        let mut enc = vec![0f32; n * width];
+        let mut lg = 0f64;
+        let mut lib = vec![0f32; n];
+        let (mut nz_values, mut nz_genes) = (Vec::new(), Vec::new());
         for i in 0..n {
-            enc.extend(x[i * g..(i + 1) * g].iter().map(|&v| (v + 1.0).ln()));
+            let row = &x[i * g..(i + 1) * g];
+            let out = &mut enc[i * width..(i + 1) * width];
+            let mut total = 0f64;
+            for (j, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    nz_values.push(v);
+                    nz_genes.push(j as u32);
+                    out[j] = (v + 1.0).ln();
+                    total += v as f64;
+                    if v > 1.0 {
+                        lg += ln_factorial(v);
+                    }
+                }
+            }
+            lib[i] = total as f32;
+            let mut at = g;
             for (u, w) in [(&inv, wi), (&spur, ws)] {
                 if let Some(u) = u {
-                    enc.extend_from_slice(&u[i * w..(i + 1) * w]);
+                    out[at..at + w].copy_from_slice(&u[i * w..(i + 1) * w]);
+                    at += w;
                 }
             }
         }
+        let nnz = nz_values.len();
         let oh = |v: Option<Vec<f32>>| -> candle_core::Result<Option<Tensor>> {
             v.map(|v| {
                 let w = v.len() / n.max(1);
@@ -268,6 +273,26 @@ impl Batch {
     /// Cells in the batch.
     pub fn n(&self) -> usize {
         self.x.dims()[0]
+    }
+}
+
+/// Counts below this have their `log(x!)` in a table.
+const LN_FACTORIAL_TABLE: usize = 4096;
+
+/// `log(x!) = log Gamma(x + 1)` of a count (from a table below [`LN_FACTORIAL_TABLE`]: the
+/// same values as [`ln_gamma`], computed once).
+fn ln_factorial(x: f32) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let k = x as usize;
+    if k as f32 == x && k < LN_FACTORIAL_TABLE {
+        let t = TABLE.get_or_init(|| {
+            (0..LN_FACTORIAL_TABLE)
+                .map(|k| ln_gamma(k as f64 + 1.0))
+                .collect()
+        });
+        t[k]
+    } else {
+        ln_gamma(x as f64 + 1.0)
     }
 }
 
