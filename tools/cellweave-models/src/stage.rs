@@ -15,80 +15,80 @@ use cellweave::io::atomic::{Kind, Outputs};
 use cellweave::Result;
 use std::path::PathBuf;
 
-/// The flags of `cellweave-train` (the provenance records them in this order, each model's
-/// own under its name).
+/// The flags of `cellweave-train`, as clap parses them for [`run_train`] (the provenance
+/// records them, each model's own under its name).
 #[derive(clap::Args, serde::Serialize, Debug, Clone)]
 pub struct TrainArgs {
     /// Cells table (log1p values, HVG subset)
     #[arg(value_name = "CELLS")]
-    pub cells: PathBuf,
+    cells: PathBuf,
     /// Pairs table of the same cells (cellweave-pairs or cellweave-refine; claire)
     #[arg(long, value_name = "PAIRS")]
-    pub pairs: Option<PathBuf>,
+    pairs: Option<PathBuf>,
     /// Raw counts of the same cells (the cellweave-filter output; models of counts)
     #[arg(long, value_name = "COUNTS")]
-    pub counts: Option<PathBuf>,
+    counts: Option<PathBuf>,
     /// Model directory to write
     #[arg(short, long, value_name = "MODEL_DIR")]
-    pub output: PathBuf,
+    output: PathBuf,
     /// Embedding table of every cell (.arrow or .parquet)
     #[arg(long, value_name = "EMB")]
-    pub embedding: PathBuf,
+    embedding: PathBuf,
     /// Model to train
     #[arg(long, value_enum, default_value = "claire")]
-    pub model: ModelKind,
+    model: ModelKind,
     /// Continue the training state of this model directory (epochs keep counting)
     #[arg(long, value_name = "MODEL_DIR")]
-    pub init: Option<PathBuf>,
+    init: Option<PathBuf>,
     /// Continue an interrupted run of -o from its last checkpoint (exactly)
     #[arg(long)]
-    pub resume: bool,
+    resume: bool,
     /// Write a checkpoint every N epochs (0: only at the end)
     #[arg(long, default_value_t = 5, value_name = "N")]
-    pub checkpoint_every: usize,
+    checkpoint_every: usize,
     /// Also write the per-epoch training log here (.arrow, .parquet or .tsv)
     #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
+    log: Option<PathBuf>,
     /// cpu, or cuda[:N] (needs a build with --features cuda)
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    device: String,
     /// Seed of every random draw (same seed, same output on the CPU)
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    seed: u64,
     /// Per-cell labels for reports such as the seed accuracy (never used for training)
     #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
-    pub labels: String,
+    labels: String,
     /// Per-cell batch column (for models that read the batches themselves; CLAIRE's come
     /// with its pairs)
     #[arg(long, default_value = "batch", value_name = "COLUMN")]
-    pub batch_key: String,
+    batch_key: String,
     /// Stop after this many epochs as if killed (tests crash recovery)
     #[arg(long, hide = true, value_name = "N")]
     #[serde(skip)]
-    pub stop_after_epoch: Option<usize>,
+    stop_after_epoch: Option<usize>,
     /// The hyperparameters every model shares
     #[command(flatten)]
-    pub hyper: Hyper,
+    hyper: Hyper,
     /// CLAIRE's flags
     #[command(flatten)]
-    pub claire: ClaireArgs,
+    claire: ClaireArgs,
     /// inVAE's flags
     #[command(flatten)]
-    pub invae: InvaeArgs,
+    invae: InvaeArgs,
     /// MEDL's flags
     #[command(flatten)]
-    pub medl: MedlArgs,
+    medl: MedlArgs,
     /// scETM's flags
     #[command(flatten)]
-    pub scetm: ScetmArgs,
+    scetm: ScetmArgs,
     /// DeepMNN's flags
     #[command(flatten)]
-    pub deepmnn: DeepmnnArgs,
+    deepmnn: DeepmnnArgs,
 }
 
 impl TrainArgs {
     /// The inputs and outputs of the run, as every model takes them.
-    pub fn run(&self) -> TrainRun {
+    fn run(&self) -> TrainRun {
         TrainRun {
             cells: self.cells.clone(),
             pairs: self.pairs.clone(),
@@ -130,32 +130,32 @@ pub fn run_train(args: &TrainArgs, step: &Step) -> Result<()> {
     outputs.commit()
 }
 
-/// The flags of `cellweave-embed`.
+/// The flags of `cellweave-embed`, as clap parses them for [`run_embed`].
 #[derive(clap::Args, serde::Serialize, Debug, Clone)]
 pub struct EmbedArgs {
     /// Cells table on the model's scale (log1p)
     #[arg(value_name = "CELLS")]
-    pub cells: PathBuf,
+    cells: PathBuf,
     /// Model directory (cellweave-train -o)
     #[arg(long, value_name = "MODEL_DIR")]
-    pub model: PathBuf,
+    model: PathBuf,
     /// Embedding table to write (.arrow or .parquet)
     #[arg(short, long, value_name = "EMB")]
-    pub output: PathBuf,
+    output: PathBuf,
     /// cpu, or cuda[:N] (needs a build with --features cuda)
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    device: String,
     /// Error when more than this fraction of the model's genes is missing (0 to 1)
     #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long, default_value_t = 0.5, value_name = "FRACTION")]
-    pub max_missing: f64,
+    max_missing: f64,
     /// MEDL's flags
     #[command(flatten)]
-    pub medl: MedlEmbedArgs,
+    medl: MedlEmbedArgs,
 }
 
 impl EmbedArgs {
     /// The inputs and outputs of the run, as every model takes them.
-    pub fn run(&self) -> EmbedRun {
+    fn run(&self) -> EmbedRun {
         EmbedRun {
             cells: self.cells.clone(),
             model_dir: self.model.clone(),

@@ -10,24 +10,24 @@ use crate::io::table;
 use crate::Result;
 use std::path::PathBuf;
 
-/// The flags of `cellweave-filter`.
+/// The flags of `cellweave-filter`, as clap parses them for [`run_filter`].
 #[derive(clap::Args, serde::Serialize, Debug, Clone)]
 pub struct FilterArgs {
     /// Input cells table of raw counts (.arrow or .parquet)
-    pub input: PathBuf,
+    input: PathBuf,
     /// Output cells table (.arrow or .parquet)
     #[arg(short, long)]
-    pub output: PathBuf,
+    output: PathBuf,
     /// The filters (cells, then genes)
     #[command(flatten)]
     #[serde(flatten)]
-    pub params: QcParams,
+    params: QcParams,
     /// Write the QC report here (.tsv, .arrow or .parquet)
     #[arg(long)]
-    pub qc_report: Option<PathBuf>,
+    qc_report: Option<PathBuf>,
     /// Write per-gene QC (n_cells, total_counts, mito, kept) here (.tsv, .arrow or .parquet)
     #[arg(long)]
-    pub genes_out: Option<PathBuf>,
+    genes_out: Option<PathBuf>,
 }
 
 /// `cellweave-filter`: filter `args.input` into `args.output` and write the side outputs;
