@@ -16,6 +16,7 @@ pub mod medl;
 pub mod nn;
 pub mod rng;
 pub mod scetm;
+pub mod stage;
 #[cfg(test)]
 mod testing;
 
@@ -25,7 +26,7 @@ use candle_core::Device;
 
 /// The models `cellweave-train --model` trains. LATE is trained by `cellweave-impute`.
 /// Adding one: its module (network, loss, a [`engine::Trainable`] and its command), a
-/// variant here, and its arm in `tools/train`.
+/// variant here, and its arms in [`stage`] (`run_train`, `run_embed`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]

@@ -9,6 +9,8 @@
 //! `filter_genes(min_cells)` then runs on the kept cells: a gene is kept when it is > 0 in
 //! at least `min_cells` of them. Explicit zeros stay in the matrix (as in scanpy).
 
+pub mod stage;
+
 use crate::contract::{
     fingerprint_of, meta, Categorical, CellsTable, Column, Csr, Frame, Step, TableKind, ValueKind,
 };
