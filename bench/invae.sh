@@ -40,7 +40,9 @@ fi
 if [ "$MODE" = speed ]; then
     # Side by side, alternating, ROUNDS rounds (default 3), one thread each, the same data
     # (kang_ifnb's counts of the HVGs, --inv-covariates condition, batch 256) and the same
-    # network (the reference FinVAE with n_layers=2 = cellweave's --encoder-layers 1).
+    # network (the reference FinVAE with n_layers=2 = cellweave's --encoder-layers 1, and its
+    # defaults inject_covar_in_latent=False, fix_mean_prior=True = cellweave's
+    # --inject-covariates off --prior-mean fixed).
     R=$WORK/results/kang_ifnb
     TORCHPY=${TORCHPY:-$SHARED/reference/tools/torchpy}
     cellweave-export "$R/02_filtered.arrow" --hvg "$R/04_hvg_genes.arrow" --n-neighbors 0 --n-pcs 0 \
@@ -51,7 +53,8 @@ if [ "$MODE" = speed ]; then
     : > "$WORK/speed.tsv"
     for round in $(seq "${ROUNDS:-3}"); do
         RAYON_NUM_THREADS=1 cellweave-train "$R/04_hvg.arrow" --model invae --counts "$R/02_filtered.arrow" \
-            --inv-covariates condition --encoder-layers 1 --epochs 5 --threads 1 --embedding "$WORK/speed.arrow" \
+            --inv-covariates condition --inject-covariates off --prior-mean fixed \
+            --encoder-layers 1 --epochs 5 --threads 1 --embedding "$WORK/speed.arrow" \
             --log "$WORK/speed_log.tsv" -o "$WORK/speed_model" 2> "$WORK/speed.err"
         awk -F'\t' -v r="$round" 'NR>2 {s+=$NF; n++} END {printf "cellweave\t%s\t%.4f\n", r, s/n}' "$WORK/speed_log.tsv" >> "$WORK/speed.tsv"
         rm -rf "$WORK/speed_model"

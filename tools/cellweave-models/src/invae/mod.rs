@@ -5,11 +5,13 @@
 //! (batch). The embedding is the posterior mean of `z_inv`.
 //!
 //! - [`net`]: the networks, the priors and the loss (candle ops and autograd, any device).
+//! - [`linear`]: the product of a layer whose input is constant (no gradient for it).
 //! - [`nb`]: the negative-binomial likelihood's dense part, fused on the CPU.
 //! - [`train`]: the data, the epochs on the training engine, checkpoints.
 //! - [`command`]: `cellweave-train --model invae` and `cellweave-embed`, the model directory.
 
 pub mod command;
+pub mod linear;
 pub mod nb;
 pub mod net;
 pub mod train;

@@ -1,13 +1,18 @@
-//! The dense part of inVAE's negative-binomial log-likelihood, from the decoder's logits:
+//! inVAE's negative-binomial log-likelihood (without its constant `-lgamma(x + 1)`), from
+//! the decoder's logits: the dense part
 //!
 //! `sum_ij [x log(mu + eps) - x log(theta + mu + eps) - theta (log(theta + mu + eps) -
 //! log(theta + eps))]` with `mu_ij = softmax(logits_i)_j * library_i` and `theta_j =
-//! exp(theta_raw_j)` (the `lgamma` terms are added by the caller at the non-zero counts).
+//! exp(theta_raw_j)`,
 //!
-//! [`dense_sum`] runs one fused pass on the CPU (a candle custom op: the value and both
-//! gradients in one sweep over the cells, no cells x genes temporaries), and the same
-//! formula in candle ops elsewhere ([`dense_sum_ops`]); a test checks that both give the
-//! same value and gradients.
+//! plus `sum [lgamma(x + theta_j) - lgamma(theta_j)]` over the non-zero counts (the term is 0
+//! at a zero count).
+//!
+//! [`fused_sum`] computes both on the CPU in one candle custom op (the value and the
+//! gradients in one sweep over the cells, no cells x genes temporaries; `lgamma` and
+//! digamma on the host in f64); [`dense_sum_ops`] is the dense part in candle ops for other
+//! devices (the caller adds the sparse part with `net::lgamma`); a test checks that both
+//! give the same value and gradients.
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
@@ -20,24 +25,37 @@ pub const NB_EPS: f64 = 1e-8;
 /// not depend on the number of threads.
 const ROWS_PER_TASK: usize = 16;
 
-/// The dense NB sum (a scalar) of `logits` (cells x genes) and `theta_raw` (genes) at the
-/// counts `x` (cells x genes) with library sizes `library` (cells x 1).
-pub fn dense_sum(
+/// The counts of a minibatch as the likelihood reads them.
+pub struct Counts<'a> {
+    /// Counts (cells x genes).
+    pub x: &'a Tensor,
+    /// Library sizes (cells x 1).
+    pub library: &'a Tensor,
+    /// The non-zero counts.
+    pub nz_values: &'a Tensor,
+    /// The gene of each non-zero count (u32).
+    pub nz_genes: &'a Tensor,
+}
+
+/// The NB sum (a scalar: dense part plus the `lgamma` terms at the non-zero counts) of
+/// `logits` (cells x genes) and `theta_raw` (genes), in one fused pass; CPU only (`None`
+/// on another device: use [`dense_sum_ops`] and `net::lgamma`).
+pub fn fused_sum(
     logits: &Tensor,
     theta_raw: &Tensor,
-    x: &Tensor,
-    library: &Tensor,
-) -> candle_core::Result<Tensor> {
-    if matches!(logits.device(), Device::Cpu) {
-        let op = FusedNb {
-            x: x.contiguous()?,
-            library: library.contiguous()?,
-            grads: Mutex::new(None),
-        };
-        logits.contiguous()?.apply_op2(theta_raw, op)
-    } else {
-        dense_sum_ops(logits, theta_raw, x, library)
+    c: &Counts,
+) -> candle_core::Result<Option<Tensor>> {
+    if !matches!(logits.device(), Device::Cpu) {
+        return Ok(None);
     }
+    let op = FusedNb {
+        x: c.x.contiguous()?,
+        library: c.library.contiguous()?,
+        nz_values: c.nz_values.to_vec1::<f32>()?,
+        nz_genes: c.nz_genes.to_vec1::<u32>()?,
+        grads: Mutex::new(None),
+    };
+    logits.contiguous()?.apply_op2(theta_raw, op).map(Some)
 }
 
 /// [`dense_sum`] in candle ops (any device; autograd through every op).
@@ -64,6 +82,8 @@ pub fn dense_sum_ops(
 struct FusedNb {
     x: Tensor,
     library: Tensor,
+    nz_values: Vec<f32>,
+    nz_genes: Vec<u32>,
     /// d(sum)/d(logits) (cells x genes) and d(sum)/d(theta_raw) (genes).
     grads: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
@@ -164,6 +184,23 @@ impl CustomOp2 for FusedNb {
                 *d += p;
             }
         }
+        // lgamma(x + theta) - lgamma(theta) at the non-zero counts; d/dtheta is
+        // digamma(x + theta) - digamma(theta).
+        let mut per_gene = vec![0u32; g];
+        for (&v, &j) in self.nz_values.iter().zip(&self.nz_genes) {
+            let j = j as usize;
+            let (lg, dg) = lgamma_digamma(v as f64 + theta[j] as f64);
+            value += lg;
+            dtheta[j] += dg;
+            per_gene[j] += 1;
+        }
+        for (j, &count) in per_gene.iter().enumerate() {
+            if count > 0 {
+                let (lg, dg) = lgamma_digamma(theta[j] as f64);
+                value -= count as f64 * lg;
+                dtheta[j] -= count as f64 * dg;
+            }
+        }
         // d/d theta_raw = d/d theta * theta.
         let dtheta_raw = dtheta
             .iter()
@@ -195,3 +232,26 @@ impl CustomOp2 for FusedNb {
 fn lock_error() -> candle_core::Error {
     candle_core::Error::Msg("fused NB: gradient store poisoned".into())
 }
+
+/// `(log Gamma(z), digamma(z))` for `z > 0` in f64: the recurrence up to `z >= 7`, then
+/// Stirling's series and the asymptotic series of digamma (errors below 1e-9).
+pub fn lgamma_digamma(mut z: f64) -> (f64, f64) {
+    let (mut product, mut psi) = (1.0f64, 0.0f64);
+    while z < 7.0 {
+        product *= z;
+        psi -= 1.0 / z;
+        z += 1.0;
+    }
+    let inv = 1.0 / z;
+    let inv2 = inv * inv;
+    let ln_z = z.ln();
+    let lg = (z - 0.5) * ln_z - z
+        + 0.5 * LOG_2PI
+        + inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 / 1680.0)))
+        - product.ln();
+    psi += ln_z - 0.5 * inv - inv2 * (1.0 / 12.0 - inv2 * (1.0 / 120.0 - inv2 / 252.0));
+    (lg, psi)
+}
+
+/// `log(2 pi)`.
+const LOG_2PI: f64 = 1.837_877_066_409_345_5;

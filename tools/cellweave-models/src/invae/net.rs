@@ -483,7 +483,7 @@ impl Net {
     fn linear(&self, name: &str, x: &Tensor) -> candle_core::Result<Tensor> {
         let w = self.p(&format!("{name}.weight"));
         let b = self.p(&format!("{name}.bias"));
-        x.matmul(&w.t()?)?.broadcast_add(b)
+        super::linear::matmul_wt(x, w)?.broadcast_add(b)
     }
 
     /// Linear, BN, optional ReLU, dropout. In training, returns the block's batch mean and
@@ -669,7 +669,16 @@ impl Net {
     /// the non-zero counts only.
     fn log_nb_sum(&self, b: &Batch, logits: &Tensor) -> candle_core::Result<Tensor> {
         let theta_raw = self.p("theta_raw");
-        let dense = super::nb::dense_sum(logits, theta_raw, &b.x, &b.library)?;
+        let counts = super::nb::Counts {
+            x: &b.x,
+            library: &b.library,
+            nz_values: &b.nz_values,
+            nz_genes: &b.nz_genes,
+        };
+        if let Some(sum) = super::nb::fused_sum(logits, theta_raw, &counts)? {
+            return Ok(sum);
+        }
+        let dense = super::nb::dense_sum_ops(logits, theta_raw, &b.x, &b.library)?;
         if b.nz_values.dims()[0] == 0 {
             return Ok(dense);
         }

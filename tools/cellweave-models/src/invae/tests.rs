@@ -52,6 +52,20 @@ fn lgamma_gradient_is_digamma() {
 
 #[test]
 fn fused_nb_matches_candle_ops_in_value_and_gradients() {
+    // lgamma and digamma on the host: Gamma(1) = 1, digamma(1) = -gamma_e, digamma(0.5) =
+    // -gamma_e - 2 ln 2, log Gamma(10) = ln 9!.
+    let ge = 0.577_215_664_901_532_9;
+    for (z, lg, dg) in [
+        (1.0, 0.0, -ge),
+        (0.5, std::f64::consts::PI.sqrt().ln(), -ge - 2.0 * 2f64.ln()),
+        (10.0, 362880f64.ln(), 2.251_752_589_066_721),
+    ] {
+        let (a, b) = super::nb::lgamma_digamma(z);
+        assert!(
+            (a - lg).abs() < 1e-9 && (b - dg).abs() < 1e-9,
+            "{z}: {a} {b}"
+        );
+    }
     // 37 cells (more than one parallel task, the last one short) x 23 genes, counts with
     // zeros and large values, logits spread over a wide range.
     let (n, g) = (37, 23);
@@ -71,21 +85,44 @@ fn fused_nb_matches_candle_ops_in_value_and_gradients() {
         .map(|i| x[i * g..(i + 1) * g].iter().sum::<f32>() + 1.0)
         .collect();
     let dev = Device::Cpu;
+    let nz: Vec<(f32, u32)> = x
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| v != 0.0)
+        .map(|(i, &v)| (v, (i % g) as u32))
+        .collect();
+    let nz_values = Tensor::from_vec(nz.iter().map(|p| p.0).collect(), nz.len(), &dev).unwrap();
+    let nz_genes = Tensor::from_vec(nz.iter().map(|p| p.1).collect(), nz.len(), &dev).unwrap();
     let x = Tensor::from_vec(x, (n, g), &dev).unwrap();
     let lib = Tensor::from_vec(lib, (n, 1), &dev).unwrap();
+    let counts = super::nb::Counts {
+        x: &x,
+        library: &lib,
+        nz_values: &nz_values,
+        nz_genes: &nz_genes,
+    };
     let run = |fused: bool| {
         let l = candle_core::Var::from_vec(logits.clone(), (n, g), &dev).unwrap();
         let t = candle_core::Var::from_vec(raw.clone(), g, &dev).unwrap();
-        let f = if fused {
-            super::nb::dense_sum
+        let (lt, tt) = (l.as_tensor(), t.as_tensor());
+        let sum = if fused {
+            super::nb::fused_sum(lt, tt, &counts).unwrap().unwrap()
         } else {
-            super::nb::dense_sum_ops
+            // The dense part in candle ops plus the sparse lgamma terms, as other devices.
+            let dense = super::nb::dense_sum_ops(lt, tt, &x, &lib).unwrap();
+            let th = tt.exp().unwrap().index_select(&nz_genes, 0).unwrap();
+            let sparse = (net::lgamma(&(&nz_values + &th).unwrap()).unwrap()
+                - net::lgamma(&th).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+            (dense + sparse).unwrap()
         };
         // Scale the output as the loss does, so the incoming gradient is not 1.
-        let y = (f(l.as_tensor(), t.as_tensor(), &x, &lib).unwrap() * -0.25).unwrap();
+        let y = (sum * -0.25).unwrap();
         let grads = y.backward().unwrap();
-        let gl = grads.get(l.as_tensor()).unwrap().flatten_all().unwrap();
-        let gt = grads.get(t.as_tensor()).unwrap();
+        let gl = grads.get(lt).unwrap().flatten_all().unwrap();
+        let gt = grads.get(tt).unwrap();
         (
             y.to_scalar::<f32>().unwrap(),
             gl.to_vec1::<f32>().unwrap(),
@@ -103,6 +140,40 @@ fn fused_nb_matches_candle_ops_in_value_and_gradients() {
     };
     close(&l1, &l2, "d/dlogits");
     close(&t1, &t2, "d/dtheta_raw");
+}
+
+#[test]
+fn constant_input_product_matches_candle_and_skips_the_input_gradient() {
+    let (n, k, m) = (19, 37, 8);
+    let mut rng = Rng::new(3);
+    let x: Vec<f32> = (0..n * k).map(|_| net::gauss(&mut rng)).collect();
+    let w: Vec<f32> = (0..m * k).map(|_| net::gauss(&mut rng)).collect();
+    let c: Vec<f32> = (0..n * m).map(|_| net::gauss(&mut rng)).collect();
+    let dev = Device::Cpu;
+    let x = Tensor::from_vec(x, (n, k), &dev).unwrap();
+    let c = Tensor::from_vec(c, (n, m), &dev).unwrap();
+    let run = |fused: bool| {
+        let w = candle_core::Var::from_vec(w.clone(), (m, k), &dev).unwrap();
+        let y = if fused {
+            super::linear::matmul_wt(&x, w.as_tensor()).unwrap()
+        } else {
+            x.matmul(&w.as_tensor().t().unwrap()).unwrap()
+        };
+        let loss = y.mul(&c).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let gw = grads.get(w.as_tensor()).unwrap().flatten_all().unwrap();
+        (
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            gw.to_vec1::<f32>().unwrap(),
+            grads.get(&x).is_some(),
+        )
+    };
+    let (y1, g1, x1) = run(true);
+    let (y2, g2, _) = run(false);
+    for (a, b) in y1.iter().zip(&y2).chain(g1.iter().zip(&g2)) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    assert!(!x1, "no gradient buffer for the constant input");
 }
 
 #[test]
