@@ -231,6 +231,17 @@ fn contiguous_mut<'a>(
     }
 }
 
+/// The values of a contiguous CPU storage as `T`, as a custom op's `cpu_fwd` receives it.
+pub fn storage_slice<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("custom op: input is not contiguous"),
+    }
+}
+
 /// Run `f` on the f32 values of a contiguous CPU tensor (read only, no copy).
 pub fn with_cpu_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();

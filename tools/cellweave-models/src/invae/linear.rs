@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
 use crate::kernels::{gemm_on, Op};
+use crate::optim::storage_slice;
 
 /// `x (n x k) W^T` with `W` (m x k): only `W` receives a gradient when `x` is a constant
 /// on the CPU; otherwise the ordinary product.
@@ -19,13 +20,6 @@ pub fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 struct ConstantInput;
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("constant-input linear: input is not contiguous"),
-    }
-}
 
 impl CustomOp2 for ConstantInput {
     fn name(&self) -> &'static str {
@@ -49,8 +43,8 @@ impl CustomOp2 for ConstantInput {
             &mut out,
             n,
             m,
-            Op::n(slice(s1, l1)?, n, k),
-            Op::t(slice(s2, l2)?, m, k),
+            Op::n(storage_slice(s1, l1)?, n, k),
+            Op::t(storage_slice(s2, l2)?, m, k),
             false,
             rayon::current_num_threads(),
         );

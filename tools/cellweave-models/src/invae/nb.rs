@@ -16,7 +16,9 @@
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
-use std::sync::Mutex;
+
+use crate::optim::storage_slice;
+use std::sync::{Mutex, RwLockReadGuard};
 
 /// Added inside the NB logarithms (as the reference).
 pub const NB_EPS: f64 = 1e-8;
@@ -51,8 +53,8 @@ pub fn fused_sum(
     let op = FusedNb {
         x: c.x.contiguous()?,
         library: c.library.contiguous()?,
-        nz_values: c.nz_values.to_vec1::<f32>()?,
-        nz_genes: c.nz_genes.to_vec1::<u32>()?,
+        nz_values: c.nz_values.contiguous()?,
+        nz_genes: c.nz_genes.contiguous()?,
         grads: Mutex::new(None),
     };
     logits.contiguous()?.apply_op2(theta_raw, op).map(Some)
@@ -82,16 +84,19 @@ pub fn dense_sum_ops(
 struct FusedNb {
     x: Tensor,
     library: Tensor,
-    nz_values: Vec<f32>,
-    nz_genes: Vec<u32>,
+    nz_values: Tensor,
+    nz_genes: Tensor,
     /// d(sum)/d(logits) (cells x genes) and d(sum)/d(theta_raw) (genes).
     grads: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => candle_core::bail!("fused NB: input is not contiguous"),
+/// The values of a held CPU tensor (its storage guard and layout).
+fn cpu_values<'a, T: candle_core::WithDType>(
+    held: &'a (RwLockReadGuard<'a, Storage>, &'a Layout),
+) -> candle_core::Result<&'a [T]> {
+    match &*held.0 {
+        Storage::Cpu(c) => storage_slice(c, held.1),
+        _ => candle_core::bail!("fused NB: counts are not on the CPU"),
     }
 }
 
@@ -103,7 +108,7 @@ struct Partial {
 
 impl CustomOp2 for FusedNb {
     fn name(&self) -> &'static str {
-        "invae-nb-dense"
+        "invae-nb"
     }
 
     fn cpu_fwd(
@@ -113,16 +118,16 @@ impl CustomOp2 for FusedNb {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let logits = slice(s1, l1)?;
-        let theta_raw = slice(s2, l2)?;
+        let logits = storage_slice::<f32>(s1, l1)?;
+        let theta_raw = storage_slice::<f32>(s2, l2)?;
         let (n, g) = l1.shape().dims2()?;
-        let (x_storage, x_layout) = self.x.storage_and_layout();
-        let (lib_storage, lib_layout) = self.library.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(ls)) = (&*x_storage, &*lib_storage) else {
-            candle_core::bail!("fused NB: counts are not on the CPU")
-        };
-        let x = slice(xs, x_layout)?;
-        let library = slice(ls, lib_layout)?;
+        // The counts the op holds, read in place (no copy).
+        let held = [&self.x, &self.library, &self.nz_values, &self.nz_genes]
+            .map(|t| t.storage_and_layout());
+        let x = cpu_values::<f32>(&held[0])?;
+        let library = cpu_values::<f32>(&held[1])?;
+        let nz_values = cpu_values::<f32>(&held[2])?;
+        let nz_genes = cpu_values::<u32>(&held[3])?;
         let theta: Vec<f32> = theta_raw.iter().map(|r| r.exp()).collect();
         let log_theta: Vec<f32> = theta.iter().map(|t| (t + NB_EPS as f32).ln()).collect();
         let theta_ratio: Vec<f32> = theta.iter().map(|t| t / (t + NB_EPS as f32)).collect();
@@ -187,7 +192,7 @@ impl CustomOp2 for FusedNb {
         // lgamma(x + theta) - lgamma(theta) at the non-zero counts; d/dtheta is
         // digamma(x + theta) - digamma(theta).
         let mut per_gene = vec![0u32; g];
-        for (&v, &j) in self.nz_values.iter().zip(&self.nz_genes) {
+        for (&v, &j) in nz_values.iter().zip(nz_genes) {
             let j = j as usize;
             let (lg, dg) = lgamma_digamma(v as f64 + theta[j] as f64);
             value += lg;
@@ -233,8 +238,20 @@ fn lock_error() -> candle_core::Error {
     candle_core::Error::Msg("fused NB: gradient store poisoned".into())
 }
 
+/// `log Gamma(x)` for `x > 0` in f64 (host; Lanczos-free: recurrence then Stirling).
+pub fn ln_gamma(mut x: f64) -> f64 {
+    let mut shift = 0.0;
+    while x < 7.0 {
+        shift -= x.ln();
+        x += 1.0;
+    }
+    shift + stirling(x, x.ln())
+}
+
 /// `(log Gamma(z), digamma(z))` for `z > 0` in f64: the recurrence up to `z >= 7`, then
-/// Stirling's series and the asymptotic series of digamma (errors below 1e-9).
+/// Stirling's series and the asymptotic series of digamma (errors below 1e-9). The
+/// recurrence multiplies its terms and takes one logarithm (one per count in the fused
+/// pass, where [`ln_gamma`] would take up to seven).
 pub fn lgamma_digamma(mut z: f64) -> (f64, f64) {
     let (mut product, mut psi) = (1.0f64, 0.0f64);
     while z < 7.0 {
@@ -245,13 +262,18 @@ pub fn lgamma_digamma(mut z: f64) -> (f64, f64) {
     let inv = 1.0 / z;
     let inv2 = inv * inv;
     let ln_z = z.ln();
-    let lg = (z - 0.5) * ln_z - z
+    psi += ln_z - 0.5 * inv - inv2 * (1.0 / 12.0 - inv2 * (1.0 / 120.0 - inv2 / 252.0));
+    (stirling(z, ln_z) - product.ln(), psi)
+}
+
+/// Stirling's series of `log Gamma(z)` for `z >= 7` (error below 1e-11), given `ln z`.
+fn stirling(z: f64, ln_z: f64) -> f64 {
+    let inv = 1.0 / z;
+    let inv2 = inv * inv;
+    (z - 0.5) * ln_z - z
         + 0.5 * LOG_2PI
         + inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 / 1680.0)))
-        - product.ln();
-    psi += ln_z - 0.5 * inv - inv2 * (1.0 / 12.0 - inv2 * (1.0 / 120.0 - inv2 / 252.0));
-    (lg, psi)
 }
 
 /// `log(2 pi)`.
-const LOG_2PI: f64 = 1.837_877_066_409_345_5;
+pub(crate) const LOG_2PI: f64 = 1.837_877_066_409_345_5;

@@ -32,8 +32,8 @@ use std::collections::HashMap;
 
 use crate::rng::Rng;
 
-/// `log(2 pi)`.
-const LOG_2PI: f64 = 1.837_877_066_409_345_5;
+pub use super::nb::ln_gamma;
+use super::nb::LOG_2PI;
 /// Added to the variances (as the reference).
 pub const VAR_EPS: f64 = 1e-4;
 const BN_EPS: f64 = 1e-3;
@@ -294,20 +294,6 @@ fn ln_factorial(x: f32) -> f64 {
     } else {
         ln_gamma(x as f64 + 1.0)
     }
-}
-
-/// `log Gamma(x)` for `x > 0` in f64 (host; Lanczos-free: recurrence then Stirling).
-pub fn ln_gamma(mut x: f64) -> f64 {
-    let mut shift = 0.0;
-    while x < 7.0 {
-        shift -= x.ln();
-        x += 1.0;
-    }
-    let inv = 1.0 / x;
-    let inv2 = inv * inv;
-    shift + (x - 0.5) * x.ln() - x
-        + 0.5 * LOG_2PI
-        + inv * (1.0 / 12.0 - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 / 1680.0)))
 }
 
 /// `log Gamma(z)` of a tensor with `z > 0`, from candle ops (differentiable):
