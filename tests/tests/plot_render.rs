@@ -470,3 +470,101 @@ fn bad_inputs_fail_with_one_line_and_no_output() {
     .unwrap();
     check(&[s(&frame), "-o", s(&out)], "cannot plot a 'qc' table");
 }
+
+/// A genes table as scETM writes it: 40 genes, 8 topics; topic t is high on genes 5t..5t+4
+/// (every topic column shifted by its own constant, which the heatmap must centre away).
+fn genes_table(dir: &Path) -> PathBuf {
+    let mut rng = SplitMix::new(3);
+    let (g, k) = (40, 8);
+    let names: Vec<Option<String>> = (0..g).map(|i| Some(format!("GENE{i}"))).collect();
+    let mut f = Frame::new(TableKind::Genes)
+        .with(
+            "gene_id",
+            Column::Str((0..g).map(|i| Some(format!("ENSG{i:05}"))).collect()),
+        )
+        .with("gene_name", Column::Str(names))
+        .with("rho_0", Column::F32((0..g).map(|i| i as f32).collect()));
+    for t in 0..k {
+        let v: Vec<f32> = (0..g)
+            .map(|i| {
+                let high = if i / 5 == t { 3.0 } else { 0.0 };
+                (high + 0.2 * rng.normal() + 50.0 * t as f64) as f32
+            })
+            .collect();
+        f = f.with(&format!("topic_{t}"), Column::F32(v));
+    }
+    let path = dir.join("genes.arrow");
+    table::write_frame(&path, &f).unwrap();
+    path
+}
+
+#[test]
+fn topics_heatmap_png_svg_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let genes = genes_table(dir.path());
+    // PNG: 8 topics x 3 genes each (24 rows); red cells (a topic's own genes, above its mean)
+    // and blue ones (the others, below it) both drawn.
+    let img = plot_png(
+        &genes,
+        &dir.path().join("topics.png"),
+        &["--topics", "--top-genes", "3"],
+    );
+    let red = img.count_near([0xB2, 0x18, 0x2B], 40);
+    let blue = img.count_near([227, 236, 245], 12);
+    assert!(
+        red > 24 * 100,
+        "24 strongly red cells of 16 x 12 pixels expected: {red}"
+    );
+    assert!(
+        blue > 100 * 100,
+        "most other cells light blue expected: {blue}"
+    );
+    // SVG: the rows are each topic's top genes in topic order.
+    let text = plot_svg(
+        &genes,
+        &dir.path().join("topics.svg"),
+        &["--topics", "--top-genes", "2"],
+    );
+    let pos = |n: &str| text.find(&format!("\n{n}\n")).unwrap_or(usize::MAX);
+    let shown: Vec<usize> = (0..40)
+        .filter(|i| pos(&format!("GENE{i}")) != usize::MAX)
+        .collect();
+    assert_eq!(shown.len(), 16, "{shown:?}");
+    // Two genes of each topic's own five.
+    assert!(shown
+        .iter()
+        .all(|i| shown.iter().filter(|j| *j / 5 == i / 5).count() == 2));
+    assert!(pos("GENE0").min(pos("GENE1")).min(pos("GENE2")) < pos("GENE35").min(pos("GENE36")));
+    // The same table written as text reads the same.
+    let tsv = dir.path().join("genes.tsv");
+    let f = table::read_frame(&genes, TableKind::Genes).unwrap();
+    table::write_frame_tsv(&tsv, &f).unwrap();
+    let text2 = plot_svg(
+        &tsv,
+        &dir.path().join("topics2.svg"),
+        &["--topics", "--top-genes", "2"],
+    );
+    assert_eq!(text, text2);
+
+    let out = dir.path().join("bad.png");
+    let err = run_fails(
+        "plot",
+        &[s(&embedding(dir.path())), "--topics", "-o", s(&out)],
+        &out,
+    );
+    assert!(err.lines().count() == 1 && err.contains("genes"), "{err}");
+    let no_topics = dir.path().join("hvg_genes.arrow");
+    let f = Frame::new(TableKind::Genes).with("gene_id", Column::Str(vec![Some("g1".into())]));
+    table::write_frame(&no_topics, &f).unwrap();
+    let err = run_fails("plot", &[s(&no_topics), "--topics", "-o", s(&out)], &out);
+    assert!(
+        err.lines().count() == 1 && err.contains("topic_0") && err.contains("hvg_genes.arrow"),
+        "{err}"
+    );
+    let err = run_fails(
+        "plot",
+        &[s(&genes), "--topics", "--top-genes", "0", "-o", s(&out)],
+        &out,
+    );
+    assert!(err.contains("--top-genes"), "{err}");
+}

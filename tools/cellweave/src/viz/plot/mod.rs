@@ -1,7 +1,8 @@
 //! Pictures: UMAP scatter panels ([`scatter`], one row per embedding with [`rows`]), a
-//! metrics bar chart ([`bars`]), training-loss curves ([`curves`]) and one cell type's
-//! counterfactual cells across batches ([`counterfactual`]), drawn with plotters to PNG or
-//! SVG (chosen by the output's extension) and written atomically.
+//! metrics bar chart ([`bars`]), training-loss curves ([`curves`]), one cell type's
+//! counterfactual cells across batches ([`counterfactual`]) and scETM's top genes per topic
+//! ([`topics`]), drawn with plotters to PNG or SVG (chosen by the output's extension) and
+//! written atomically.
 //!
 //! Every figure is laid out in pixels by hand (no plotters chart builder) so that the same
 //! code draws with and without a font ([`style::text_available`]).
@@ -17,6 +18,7 @@ pub mod scatter;
 pub mod stage;
 pub mod style;
 pub mod summary;
+pub mod topics;
 
 use crate::contract::Column;
 use crate::io::atomic;

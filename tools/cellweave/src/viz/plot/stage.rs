@@ -2,7 +2,10 @@
 //! panels of embeddings, bar charts or the scib-style summary of scores, loss curves of a
 //! training log, counterfactual cells across batches), draw it and write the image.
 
-use super::{bars::Bars, counterfactual, curves::Curves, rows::Rows, scatter, summary::Summary};
+use super::{
+    bars::Bars, counterfactual, curves::Curves, rows::Rows, scatter, summary::Summary,
+    topics::Topics,
+};
 use crate::contract::{EmbeddingTable, Step, TableKind};
 use crate::io::atomic::{Kind, Outputs};
 use crate::io::{table, Format};
@@ -76,6 +79,14 @@ pub struct PlotArgs {
     /// COLUMN=VALUE, or VALUE of column cell_type
     #[arg(long, value_name = "COLUMN=VALUE")]
     pub across_batches: Option<String>,
+    /// Draw scETM's genes table (`cellweave-train --model scetm --genes-out`, or genes.arrow
+    /// in its model directory) as a heatmap of each topic's top genes: one column per topic,
+    /// one row per gene, alpha rho centred per topic
+    #[arg(long)]
+    pub topics: bool,
+    /// With --topics: genes listed per topic (at least 1)
+    #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 5, value_name = "N")]
+    pub top_genes: usize,
 }
 
 /// `cellweave-plot`: draw the input(s) of `args` to `--output` (and write `--umap-out`);
@@ -98,6 +109,10 @@ pub fn run_plot(args: &PlotArgs, step: &Step) -> Result<()> {
         Format::of(&args.input),
         Some(Format::Arrow | Format::Parquet)
     );
+    if args.topics {
+        plot_topics(args, text)?;
+        return outputs.commit();
+    }
     let kind = if text {
         super::input::text_kind(&args.input)?
     } else {
@@ -180,6 +195,27 @@ pub fn run_plot(args: &PlotArgs, step: &Step) -> Result<()> {
         }
     }
     outputs.commit()
+}
+
+/// `--topics`: the heatmap of each topic's top genes from a genes table (Arrow/Parquet, or a
+/// text table as `--genes-out x.tsv` writes it).
+fn plot_topics(args: &PlotArgs, text: bool) -> Result<()> {
+    if !args.more.is_empty() || args.umap_out.is_some() {
+        return Err(
+            Error::new("draws one genes table; give one input and no --umap-out").flag("--topics"),
+        );
+    }
+    let frame = if text {
+        super::input::read_text_frame(&args.input, TableKind::Genes)?
+    } else {
+        table::read_frame(&args.input, TableKind::Genes)?
+    };
+    let mut t = Topics::from_frame(&frame, args.top_genes).map_err(|e| e.file(&args.input))?;
+    if let Some(title) = &args.title {
+        t.title = title.clone();
+    }
+    let scale = args.dpi.unwrap_or(scatter::DESIGN_DPI) / scatter::DESIGN_DPI;
+    super::save_scaled(&t, &args.output, scale)
 }
 
 /// The UMAP panels of one embedding, titled `title` (None: the embedding's name when several
