@@ -126,8 +126,8 @@ fn sized(v: &mut Vec<f32>, n: usize) {
 /// Forward of one encoder (weights `w` = [w1, b1, w2, b2, w3, b3]) with the dropout masks
 /// of `s`, into its activations; its products on `threads` threads. Layer `l`:
 /// `h[l] = relu(input w^T + bias)`, times the mask `m[l]` below the last layer. The
-/// first hidden layer is mostly zeros (ReLU and dropout): the second layer's product reads
-/// only its non-zeros.
+/// hidden layers are mostly zeros (ReLU and dropout): the products of the second and third
+/// layers read only their non-zeros.
 fn forward(
     w: &Reader,
     x: &[f32],
@@ -141,7 +141,7 @@ fn forward(
         let input = if l == 0 { x } else { &below[l - 1] };
         let (din, dout) = (dims[l], dims[l + 1]);
         let (a, b) = (Op::n(input, n, din), Op::t(w.get(2 * l)?, dout, din));
-        if l == 1 {
+        if l > 0 {
             gemm_sparse_left(&mut rest[0], n, dout, a, b, threads, &mut s.sparse);
         } else {
             gemm_on(&mut rest[0], n, dout, a, b, false, threads);

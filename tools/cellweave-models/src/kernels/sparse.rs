@@ -30,8 +30,7 @@ const DENSE_ABOVE: f64 = 0.45;
 /// The non-zeros of an `m x k` left operand, listed by blocks of [`KB`] of its columns
 /// (rows of the right operand): for block `kb` and row `i`, the entries
 /// `seg[kb * m + i].0 .. seg[kb * m + i].1` of `offs` and `vals`, in increasing `r`, where
-/// `offs` holds `(r - kb * KB) * COLS`, the offset of row `r` in the packed block. Each
-/// segment is followed by one spare slot (the lists are written without branches). Kept
+/// `offs` holds `(r - kb * KB) * COLS`, the offset of row `r` in the packed block. Kept
 /// between products to reuse its buffers.
 #[derive(Default)]
 pub struct SparseLeft {
@@ -40,13 +39,15 @@ pub struct SparseLeft {
     seg: Vec<(u32, u32)>,
     offs: Vec<u32>,
     vals: Vec<f32>,
-    /// Per row of a block: the next free slot of its segment.
-    pos: Vec<u32>,
+    /// A block of a transposed operand, transposed back (`m x KB`).
+    tbuf: Vec<f32>,
 }
 
 impl SparseLeft {
     /// List the non-zeros of `a` as the product reads it (`m x k`), unless more than
     /// [`DENSE_ABOVE`] of its entries are non-zero; returns whether it did.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
     fn build(&mut self, a: Op) -> bool {
         let (m, k) = if a.t {
             (a.cols, a.rows)
@@ -60,57 +61,73 @@ impl SparseLeft {
         if nnz as f64 > DENSE_ABOVE * (m * k) as f64 {
             return false;
         }
-        let slots = nnz + m * k.div_ceil(KB);
         self.seg.clear();
-        self.offs.resize(slots, 0);
-        self.vals.resize(slots, 0.0);
-        self.pos.resize(m, 0);
-        let (offs, vals, pos) = (&mut self.offs, &mut self.vals, &mut self.pos);
+        // 16 spare slots: the compressed stores write whole vectors.
+        self.offs.resize(nnz + 16, 0);
+        self.vals.resize(nnz + 16, 0.0);
+        if a.t {
+            self.tbuf.resize(m * KB, 0.0);
+        }
         let mut next = 0usize;
         for k0 in (0..k).step_by(KB) {
             let kn = KB.min(k - k0);
             if a.t {
-                // Stored `k x m`: count each row's non-zeros in the block, then walk the
-                // block in storage order writing each entry at its row's next slot, which
-                // moves on only past a non-zero (a zero is overwritten by the row's next
-                // entry or left in the spare slot).
-                pos.fill(0);
-                for r in k0..k0 + kn {
-                    for (p, &v) in pos.iter_mut().zip(&data[r * m..(r + 1) * m]) {
-                        *p += (v != 0.0) as u32;
+                // Stored `k x m`: the block's columns into rows of `tbuf` (`m x KB`), 16
+                // of them at a time.
+                for i0 in (0..m).step_by(16) {
+                    let i1 = (i0 + 16).min(m);
+                    for r in 0..kn {
+                        let src = &data[(k0 + r) * m + i0..(k0 + r) * m + i1];
+                        for (di, &v) in src.iter().enumerate() {
+                            self.tbuf[(i0 + di) * KB + r] = v;
+                        }
                     }
-                }
-                for p in pos.iter_mut() {
-                    let count = *p as usize;
-                    self.seg.push((next as u32, (next + count) as u32));
-                    *p = next as u32;
-                    next += count + 1;
-                }
-                for r in 0..kn {
-                    let row = &data[(k0 + r) * m..(k0 + r + 1) * m];
-                    for (&v, p) in row.iter().zip(pos.iter_mut()) {
-                        let at = *p as usize;
-                        offs[at] = (r * COLS) as u32;
-                        vals[at] = v;
-                        *p += (v != 0.0) as u32;
-                    }
-                }
-            } else {
-                for i in 0..m {
-                    let start = next;
-                    for (r, &v) in data[i * k + k0..i * k + k0 + kn].iter().enumerate() {
-                        offs[next] = (r * COLS) as u32;
-                        vals[next] = v;
-                        next += (v != 0.0) as usize;
-                    }
-                    self.seg.push((start as u32, next as u32));
-                    next += 1;
                 }
             }
+            for i in 0..m {
+                let row = if a.t {
+                    &self.tbuf[i * KB..i * KB + kn]
+                } else {
+                    &data[i * k + k0..i * k + k0 + kn]
+                };
+                let end = compress_row(row, &mut self.offs, &mut self.vals, next);
+                self.seg.push((next as u32, end as u32));
+                next = end;
+            }
         }
-        debug_assert_eq!(next, slots);
+        debug_assert_eq!(next, nnz);
         true
     }
+}
+
+/// Append the non-zeros of `row` (and `r * COLS` for each, `r` its index) to `offs` and
+/// `vals` from slot `at`; returns the slot after them. Writes up to 16 slots past the
+/// last non-zero (it panics when `vals` or `offs` lacks them).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn compress_row(row: &[f32], offs: &mut [u32], vals: &mut [f32], mut at: usize) -> usize {
+    use std::arch::x86_64::*;
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut rv = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(COLS as i32));
+    let step = _mm512_set1_epi32(16 * COLS as i32);
+    for chunk in row.chunks(16) {
+        let load = ((1u32 << chunk.len()) - 1) as __mmask16;
+        assert!(at + 16 <= vals.len() && at + 16 <= offs.len());
+        // SAFETY: only the lanes of `load`, inside `chunk`, are read.
+        let v = unsafe { _mm512_maskz_loadu_ps(load, chunk.as_ptr()) };
+        let nz = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(load, v, _mm512_setzero_ps());
+        // SAFETY: 16 slots from `at` lie inside `vals` and `offs` (asserted above).
+        unsafe {
+            _mm512_storeu_ps(vals.as_mut_ptr().add(at), _mm512_maskz_compress_ps(nz, v));
+            _mm512_storeu_si512(
+                offs.as_mut_ptr().add(at) as *mut __m512i,
+                _mm512_maskz_compress_epi32(nz, rv),
+            );
+        }
+        at += nz.count_ones() as usize;
+        rv = _mm512_add_epi32(rv, step);
+    }
+    at
 }
 
 /// `dst (m x n, row-major) = a * b` reading only the non-zeros of `a` (see the module
@@ -127,7 +144,8 @@ pub fn gemm_sparse_left(
 ) {
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
-        let sparse = scratch.build(a);
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        let sparse = unsafe { scratch.build(a) };
         let (bk, bn) = if b.t {
             (b.cols, b.rows)
         } else {
@@ -167,20 +185,22 @@ fn sparse_product(dst: &mut [f32], n: usize, b: Op, threads: usize, a: &SparseLe
 /// Rows `i0 ..` of `dst = a * b` into `dst` (those rows only), by column blocks.
 #[cfg(target_arch = "x86_64")]
 fn row_block(dst: &mut [f32], i0: usize, n: usize, b: Op, a: &SparseLeft) {
+    assert!(has_avx512(), "the sparse product needs AVX-512F");
     for cb in 0..n.div_ceil(COLS) {
-        column_block(dst, i0, b, n, cb, a);
+        // SAFETY: the CPU has AVX-512F (asserted above).
+        unsafe { column_block(dst, i0, b, n, cb, a) };
     }
 }
 
 /// Column block `cb` (columns `cb * COLS ..`, at most `n`) of rows `i0 ..` of
 /// `dst = a * b` (`dst` holds those rows).
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
 fn column_block(dst: &mut [f32], i0: usize, b: Op, n: usize, cb: usize, a: &SparseLeft) {
     let c0 = cb * COLS;
     let width = COLS.min(n - c0);
     let (m, k, rows) = (a.m, a.k, dst.len() / n);
     assert!(i0 + rows <= m && c0 + width <= n);
-    assert!(has_avx512(), "the sparse product needs AVX-512F");
     // The block of `b` in a contiguous buffer (zeros right of `width`), so that it sits in
     // the L1 cache without conflicts.
     let mut buf = vec![0f32; KB * COLS + 16];
@@ -210,14 +230,11 @@ fn column_block(dst: &mut [f32], i0: usize, b: Op, n: usize, cb: usize, a: &Spar
                 prefetch(&dst[(i + 2) * n + c0..(i + 2) * n + c0 + width]);
             }
             let out = &mut dst[i * n + c0..i * n + c0 + width];
-            // SAFETY: the CPU has AVX-512F (asserted above).
-            unsafe {
-                if width == COLS {
-                    tile::<true>(out, pack, offs, vals, blk == 0)
-                } else {
-                    tile::<false>(out, pack, offs, vals, blk == 0)
-                }
-            };
+            if width == COLS {
+                tile::<true>(out, pack, offs, vals, blk == 0)
+            } else {
+                tile::<false>(out, pack, offs, vals, blk == 0)
+            }
         }
     }
 }
@@ -226,18 +243,10 @@ fn column_block(dst: &mut [f32], i0: usize, b: Op, n: usize, cb: usize, a: &Spar
 /// the order of `p`, on `NV` AVX-512 accumulators (the first `out.len()` lanes).
 /// `FULL`: `out` holds `COLS` values. An offset past the last row of `pack` reads the last
 /// row (never happens with the offsets of [`SparseLeft`]).
-///
-/// # Safety
-/// The CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const FULL: bool>(
-    out: &mut [f32],
-    pack: &[f32],
-    offs: &[u32],
-    vals: &[f32],
-    first: bool,
-) {
+#[inline]
+fn tile<const FULL: bool>(out: &mut [f32], pack: &[f32], offs: &[u32], vals: &[f32], first: bool) {
     use std::arch::x86_64::*;
     let width = out.len();
     assert!(width <= COLS && pack.len() >= COLS);
