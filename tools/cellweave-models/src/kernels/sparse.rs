@@ -8,7 +8,7 @@
 //! so that the `KB x 16 NV` block of `b` stays in the L1 cache while the rows of `a` walk
 //! over it, each non-zero `a[i, r]` adding `a[i, r] * b[r, block]` into `NV` AVX-512
 //! accumulators. Each entry of `dst` sums its terms in increasing `r`, whatever the number
-//! of threads (the threads split the column blocks), so the result is the same bits at any
+//! of threads (the threads split the rows of `dst`), so the result is the same bits at any
 //! thread count. It differs from the dense product only by the order of the sums (and by
 //! skipping `0 * b` terms, which matters only where `b` holds an infinity or a NaN).
 //!
@@ -249,7 +249,7 @@ fn column_block(dst: &mut [f32], i0: usize, b: Op, n: usize, cb: usize, a: &Spar
 fn tile<const FULL: bool>(out: &mut [f32], pack: &[f32], offs: &[u32], vals: &[f32], first: bool) {
     use std::arch::x86_64::*;
     let width = out.len();
-    assert!(width <= COLS && pack.len() >= COLS);
+    assert!(width <= COLS && (!FULL || width == COLS) && pack.len() >= COLS);
     let last = pack.len() - COLS;
     let o = out.as_mut_ptr();
     let mut acc = [_mm512_setzero_ps(); NV];
