@@ -1,7 +1,7 @@
 //! Time the matrix products of one CLAIRE step at the reference shape (diagnostic): CPU
 //! time per call (median of 15) and the rate it gives, so that the figures mean something
 //! on a loaded machine too. Threads: RAYON_NUM_THREADS.
-use cellweave_models::kernels::{gemm, Op};
+use cellweave_models::kernels::{gemm, gemm_sparse_left, Op, SparseLeft};
 
 use cellweave_models::engine::process_cpu_seconds;
 
@@ -42,6 +42,23 @@ fn main() {
     };
     let (x, w1, w2, w3, q, queue) = (v(n * g), v(a * g), v(b * a), v(d * b), v(n * d), v(k * d));
     let (h1, h2, lneg) = (v(n * a), v(n * b), v(n * k));
+    // The gradients behind ReLU and dropout as the step has them: about 26% (dz1) and 33%
+    // (dz2) non-zeros, scattered.
+    let sparse = |len: usize, pct: u64| -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let hsh = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                if hsh % 100 < pct {
+                    (hsh % 1000) as f32 / 1000.0 - 0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let (dz1, dz2) = (sparse(n * a, 26), sparse(n * b, 33));
+    // The hidden layers (as many non-zeros as the gradients) and the weights transposed.
+    let (w2t, w3t) = (v(a * b), v(b * d));
     // (name, calls per step, left and right operands, through faer instead of the kernel)
     #[rustfmt::skip]
     let products = [
@@ -55,6 +72,14 @@ fn main() {
         ("dw2 = dz2^T h1", 1.0, Op::t(&h2, n, b), Op::n(&h1, n, a), false),
         ("dh1 = dz2 w2", 1.0, Op::n(&h2, n, b), Op::n(&w2, b, a), false),
         ("dw1 = dz1^T x", 1.0, Op::t(&h1, n, a), Op::n(&x, n, g), false),
+        ("dw1 (dz1 26% non-zero)", 0.0, Op::t(&dz1, n, a), Op::n(&x, n, g), false),
+        ("sparse dw1 = dz1^T x", 0.0, Op::t(&dz1, n, a), Op::n(&x, n, g), true),
+        ("dw2 (dz2 33% non-zero)", 0.0, Op::t(&dz2, n, b), Op::n(&h1, n, a), false),
+        ("sparse dw2 = dz2^T h1", 0.0, Op::t(&dz2, n, b), Op::n(&h1, n, a), true),
+        ("sparse h2 = h1 w2^T", 0.0, Op::n(&dz1, n, a), Op::n(&w2t, a, b), true),
+        ("sparse h3 = h2 w3^T", 0.0, Op::n(&dz2, n, b), Op::n(&w3t, b, d), true),
+        ("dh1 (dz2 33% non-zero)", 0.0, Op::n(&dz2, n, b), Op::n(&w2, b, a), false),
+        ("sparse dh1 = dz2 w2", 0.0, Op::n(&dz2, n, b), Op::n(&w2, b, a), true),
         ("faer h1 = x w1^T", 0.0, Op::n(&x, n, g), Op::t(&w1, a, g), true),
         ("faer dw1 = dz1^T x", 0.0, Op::t(&h1, n, a), Op::n(&x, n, g), true),
         ("faer lneg = q queue^T", 0.0, Op::n(&q, n, d), Op::t(&queue, k, d), true),
@@ -62,10 +87,21 @@ fn main() {
     ];
     let mut out = vec![0f32; n * k.max(g)];
     let mut total = 0.0;
+    let mut scratch = SparseLeft::default();
     for (name, times, left, right, via_faer) in products {
         let ((m, kk), (_, nn)) = (shape(&left), shape(&right));
         let mut f = || {
-            if via_faer {
+            if name.starts_with("sparse") {
+                gemm_sparse_left(
+                    &mut out,
+                    m,
+                    nn,
+                    left,
+                    right,
+                    rayon::current_num_threads(),
+                    &mut scratch,
+                )
+            } else if via_faer {
                 faer_gemm(&mut out, m, nn, left, right)
             } else {
                 gemm(&mut out, m, nn, left, right, false)

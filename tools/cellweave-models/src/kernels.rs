@@ -7,6 +7,9 @@
 
 use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 
+pub mod sparse;
+pub use sparse::{gemm_sparse_left, SparseLeft};
+
 /// A row-major matrix operand, optionally transposed.
 #[derive(Clone, Copy)]
 pub struct Op<'a> {

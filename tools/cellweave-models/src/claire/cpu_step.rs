@@ -10,8 +10,8 @@ use std::sync::RwLockReadGuard;
 use super::moco::Moco;
 use crate::engine::process_cpu_seconds;
 use crate::kernels::{
-    add_scaled_rows, bias_relu_mask, col_sums, gemm, gemm_on, info_nce_rows, l2_normalize_rows,
-    l2_relu_backward, relu_mask_backward, row_dots, Op,
+    add_scaled_rows, bias_relu_mask, col_sums, gemm, gemm_on, gemm_sparse_left, info_nce_rows,
+    l2_normalize_rows, l2_relu_backward, relu_mask_backward, row_dots, Op, SparseLeft,
 };
 use crate::optim::ema_update;
 use crate::rng::Rng;
@@ -49,6 +49,8 @@ pub struct Workspace {
     dh2: Vec<f32>,
     dh1: Vec<f32>,
     grads: [Vec<f32>; 6],
+    /// The non-zeros of the gradients behind ReLU and dropout, for the backward products.
+    sparse: SparseLeft,
     /// CPU time per phase of the step, accumulated over steps when set (profiling).
     pub phases: Option<Phases>,
 }
@@ -63,6 +65,8 @@ struct Side {
     /// The L2-normalised output (`n x d`) and the row norms (`n`).
     out: Vec<f32>,
     norm: Vec<f32>,
+    /// The non-zeros of the hidden layers, for the products that read them.
+    sparse: SparseLeft,
 }
 
 impl Side {
@@ -121,7 +125,9 @@ fn sized(v: &mut Vec<f32>, n: usize) {
 
 /// Forward of one encoder (weights `w` = [w1, b1, w2, b2, w3, b3]) with the dropout masks
 /// of `s`, into its activations; its products on `threads` threads. Layer `l`:
-/// `h[l] = relu(input w^T + bias)`, times the mask `m[l]` below the last layer.
+/// `h[l] = relu(input w^T + bias)`, times the mask `m[l]` below the last layer. The
+/// hidden layers are mostly zeros (ReLU and dropout): the products of the second and third
+/// layers read only their non-zeros.
 fn forward(
     w: &Reader,
     x: &[f32],
@@ -134,15 +140,12 @@ fn forward(
         let (below, rest) = s.h.split_at_mut(l);
         let input = if l == 0 { x } else { &below[l - 1] };
         let (din, dout) = (dims[l], dims[l + 1]);
-        gemm_on(
-            &mut rest[0],
-            n,
-            dout,
-            Op::n(input, n, din),
-            Op::t(w.get(2 * l)?, dout, din),
-            false,
-            threads,
-        );
+        let (a, b) = (Op::n(input, n, din), Op::t(w.get(2 * l)?, dout, din));
+        if l > 0 {
+            gemm_sparse_left(&mut rest[0], n, dout, a, b, threads, &mut s.sparse);
+        } else {
+            gemm_on(&mut rest[0], n, dout, a, b, false, threads);
+        }
         bias_relu_mask(
             &mut rest[0],
             w.get(2 * l + 1)?,
@@ -154,16 +157,19 @@ fn forward(
 }
 
 /// The gradients of one layer's weights (`gw`, `[dout, din]`) and bias (`gb`) from the
-/// gradient `dz` (`n x dout`) at its pre-activation and its `input` (`n x din`).
-fn weight_grads(gw: &mut [f32], gb: &mut [f32], dz: Op, input: Op) {
+/// gradient `dz` (`n x dout`) at its pre-activation and its `input` (`n x din`). `dz` is
+/// mostly zeros (ReLU and dropout): the product reads only its non-zeros.
+fn weight_grads(gw: &mut [f32], gb: &mut [f32], dz: Op, input: Op, sparse: &mut SparseLeft) {
     let dz_t = Op::t(dz.data, dz.rows, dz.cols);
-    gemm(gw, dz.cols, input.cols, dz_t, input, false);
+    let threads = rayon::current_num_threads();
+    gemm_sparse_left(gw, dz.cols, input.cols, dz_t, input, threads, sparse);
     col_sums(dz.data, gb);
 }
 
 /// The gradient `dh` (`n x din`) at the pre-activation of the layer below from `dz`
 /// (`n x dout`) through the weights `w` (`[dout, din]`), the ReLU of its output `h` and
-/// its dropout `mask`.
+/// its dropout `mask`. Reads only the non-zeros of `dz`.
+#[allow(clippy::too_many_arguments)]
 fn input_grad(
     dh: &mut [f32],
     dz: &[f32],
@@ -172,8 +178,11 @@ fn input_grad(
     [din, dout]: [usize; 2],
     h: &[f32],
     mask: &[f32],
+    sparse: &mut SparseLeft,
 ) {
-    gemm(dh, n, din, Op::n(dz, n, dout), Op::n(w, dout, din), false);
+    let threads = rayon::current_num_threads();
+    let (a, b) = (Op::n(dz, n, dout), Op::n(w, dout, din));
+    gemm_sparse_left(dh, n, din, a, b, threads, sparse);
     relu_mask_backward(dh, h, mask);
 }
 
@@ -297,12 +306,13 @@ impl Moco {
             let ([h1, h2, h3], [m1, m2]) = (&sq.h, &sq.m);
             l2_relu_backward(&mut w.dq, &sq.out, h3, &sq.norm, d);
             let [gw1, gb1, gw2, gb2, gw3, gb3] = &mut w.grads;
-            weight_grads(gw3, gb3, Op::n(&w.dq, n, d), Op::n(h2, n, b));
-            input_grad(&mut w.dh2, &w.dq, qr.get(4)?, n, [b, d], h2, m2);
-            weight_grads(gw2, gb2, Op::n(&w.dh2, n, b), Op::n(h1, n, a));
-            input_grad(&mut w.dh1, &w.dh2, qr.get(2)?, n, [a, b], h1, m1);
+            let sp = &mut w.sparse;
+            weight_grads(gw3, gb3, Op::n(&w.dq, n, d), Op::n(h2, n, b), sp);
+            input_grad(&mut w.dh2, &w.dq, qr.get(4)?, n, [b, d], h2, m2, sp);
+            weight_grads(gw2, gb2, Op::n(&w.dh2, n, b), Op::n(h1, n, a), sp);
+            input_grad(&mut w.dh1, &w.dh2, qr.get(2)?, n, [a, b], h1, m1, sp);
             mark(&mut w.phases, "backward, layers 3 and 2");
-            weight_grads(gw1, gb1, Op::n(&w.dh1, n, a), Op::n(x, n, g));
+            weight_grads(gw1, gb1, Op::n(&w.dh1, n, a), Op::n(x, n, g), sp);
             mark(&mut w.phases, "backward, layer 1 (dW1 500x2000x512)");
             loss
         };
