@@ -16,8 +16,9 @@ pub use crate::engine::card::CARD;
 /// default; each model resolves them once and records the resolved values in its card.
 #[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct Hyper {
-    /// Epochs in this call (at least 1) [default: the model's; claire: 80, or more on small
-    /// data so that at least --min-steps steps run]
+    /// Epochs in this call (at least 1) [default: the model's; claire: 80, fewer on large
+    /// data so that at most --max-steps steps run, more on small data so that at least
+    /// --min-steps run]
     #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Adam learning rate (> 0) [default: the model's; claire: 1e-4]

@@ -300,7 +300,7 @@ def pairs_args(name):
 
 
 def train_args(name, stage):
-    # Stage 1 runs alone (--stage1-only: 3 epochs or enough for 100 steps, no refinement, the
+    # Stage 1 runs alone (--stage1-only: 3 epochs within 100..600 steps, no refinement, the
     # query encoder's embedding); stage 2 continues its training state (--init) for the rest.
     t = config["train"]
     length = [("stage1-only", True), ("stage1-epochs", t["stage1_epochs"])] if stage == 1 else [("epochs", t["epochs"])]

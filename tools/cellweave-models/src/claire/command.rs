@@ -20,13 +20,18 @@ pub struct ClaireArgs {
     /// With automatic --epochs: run at least this many steps
     #[arg(long, default_value_t = TrainParams::default().min_steps, value_name = "N")]
     pub min_steps: usize,
-    /// Epochs before refinement [default: 3, or more so that at least 100 steps run] (at least 1)
+    /// With automatic --epochs: run at most this many steps (whole epochs, at least one;
+    /// at least --min-steps), so that the length stops growing with the number of cells
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, default_value_t = TrainParams::default().max_steps, value_name = "N")]
+    pub max_steps: usize,
+    /// Epochs before refinement [default: 3, fewer (at least 1) when 3 epochs run more than
+    /// 600 steps, more when they run fewer than 100] (at least 1)
     #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
     pub stage1_epochs: Option<usize>,
     /// Do not refine the seed pairs (one stage; for stage-by-stage workflows)
     #[arg(long)]
     pub no_refine: bool,
-    /// Run only stage 1 (--stage1-epochs, by default 3 or enough for 100 steps), without
+    /// Run only stage 1 (--stage1-epochs: by default 3, fewer when they run more than 600 steps, more when fewer than 100), without
     /// refinement, embedding with the query encoder unless --embed-with says otherwise: the
     /// first call of a stage-by-stage run (train, refine, then train --init). Conflicts with
     /// --epochs
@@ -74,6 +79,7 @@ impl ClaireArgs {
         TrainParams {
             epochs: hyper.epochs,
             min_steps: self.min_steps,
+            max_steps: self.max_steps,
             stage1_epochs: self.stage1_epochs,
             stage1_only: self.stage1_only,
             refine: !self.no_refine,

@@ -390,3 +390,25 @@ fn state_round_trip_continues_identically() {
         assert_eq!(tensor_vec(va.as_tensor()), tensor_vec(vb.as_tensor()));
     }
 }
+
+/// The automatic length: 80 epochs on medium data, raised to --min-steps on small data, cut
+/// to whole epochs within --max-steps on large data (at least one epoch), --min-steps first.
+#[test]
+fn automatic_epochs_are_bounded_in_steps() {
+    use super::train::auto_epochs;
+    // 500 cells, 1 step per epoch: 1,500 epochs for the 1,500-step minimum.
+    assert_eq!(auto_epochs(80, 1500, 6000, 1), 1500);
+    // 10,000 cells (~38 steps per epoch): 80 epochs = 3,040 steps, inside both bounds.
+    assert_eq!(auto_epochs(80, 1500, 6000, 38), 80);
+    // 50,000 cells (~190 steps): 80 epochs would be 15,200 steps; 31 epochs = 5,890.
+    assert_eq!(auto_epochs(80, 1500, 6000, 190), 31);
+    // 1M cells (~3,900 steps per epoch): one whole epoch.
+    assert_eq!(auto_epochs(80, 1500, 6000, 3900), 1);
+    // Stage 1: 3 epochs, within 100..600 steps.
+    assert_eq!(auto_epochs(3, 100, 600, 5), 20);
+    assert_eq!(auto_epochs(3, 100, 600, 139), 3);
+    assert_eq!(auto_epochs(3, 100, 600, 250), 2);
+    assert_eq!(auto_epochs(3, 100, 600, 3900), 1);
+    // --min-steps above --max-steps wins.
+    assert_eq!(auto_epochs(80, 10_000, 6000, 190), 53);
+}

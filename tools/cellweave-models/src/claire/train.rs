@@ -73,12 +73,15 @@ impl EmbedWith {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainParams {
     /// Epochs to run in this call (stage 1 and stage 2 together); `None`: automatic,
-    /// `max(default_epochs, enough epochs for min_steps steps)`.
+    /// [`auto_epochs`] of `default_epochs`, `min_steps` and `max_steps`.
     pub epochs: Option<usize>,
-    /// The fewest epochs of an automatic `epochs` (80).
+    /// The epochs of an automatic `epochs` unless a step bound moves it (80).
     pub default_epochs: usize,
     /// The fewest steps of an automatic `epochs` (`--min-steps`).
     pub min_steps: usize,
+    /// The most steps of an automatic `epochs` (`--max-steps`; whole epochs, at least one).
+    #[serde(default = "default_max_steps")]
+    pub max_steps: usize,
     /// Refine the seeds after this many epochs of this call; `None`: automatic,
     /// `max(3, enough epochs for stage1_min_steps steps)`.
     pub stage1_epochs: Option<usize>,
@@ -116,12 +119,38 @@ pub struct TrainParams {
     pub seed: u64,
 }
 
+/// The default of `--max-steps`: the step budget of an automatic length (docs/scale.md).
+pub fn default_max_steps() -> usize {
+    DEFAULT_MAX_STEPS
+}
+
+/// Steps of an automatic length at most (`--max-steps`'s default).
+pub const DEFAULT_MAX_STEPS: usize = 6000;
+/// Steps of an automatic stage 1 at most (whole epochs, at least one).
+pub const STAGE1_MAX_STEPS: usize = 600;
+
+/// Automatic epochs: `epochs`, cut to the whole epochs that fit in `max_steps` (at least
+/// one) when they would run more steps, then raised to enough epochs for `min_steps`
+/// (`spe`: steps per epoch). The step bounds keep the length fixed in steps at both ends:
+/// a small data set trains long enough, a large one no longer than a contrastive encoder
+/// needs to converge, whatever the number of cells.
+pub fn auto_epochs(epochs: usize, min_steps: usize, max_steps: usize, spe: usize) -> usize {
+    let spe = spe.max(1);
+    let capped = if epochs * spe > max_steps {
+        (max_steps / spe).max(1)
+    } else {
+        epochs
+    };
+    capped.max(min_steps.div_ceil(spe))
+}
+
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
             epochs: None,
             default_epochs: 80,
             min_steps: 1500,
+            max_steps: default_max_steps(),
             stage1_epochs: None,
             stage1_min_steps: 100,
             stage1_only: false,
@@ -332,16 +361,20 @@ impl<'a> Trainer<'a> {
         // Seeds carrying posteriors were refined already (stage 2 of a workflow).
         let pre_refined = seeds.posterior.iter().any(|p| p.is_finite());
         let (spe, _) = batching(n_train, params.batch_size);
-        let per_epochs = |min_steps: usize| min_steps.div_ceil(spe.max(1));
         let stage1 = params
             .stage1_epochs
-            .unwrap_or_else(|| 3.max(per_epochs(params.stage1_min_steps)));
+            .unwrap_or_else(|| auto_epochs(3, params.stage1_min_steps, STAGE1_MAX_STEPS, spe));
         let epochs = if params.stage1_only {
             stage1
         } else {
-            params
-                .epochs
-                .unwrap_or_else(|| params.default_epochs.max(per_epochs(params.min_steps)))
+            params.epochs.unwrap_or_else(|| {
+                auto_epochs(
+                    params.default_epochs,
+                    params.min_steps,
+                    params.max_steps,
+                    spe,
+                )
+            })
         };
 
         let ckpt = Checkpoints::of(dir, "claire");
