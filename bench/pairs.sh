@@ -42,7 +42,7 @@ run_pairs() { # label, extra args...
   echo
   echo "| stage | seconds |"
   echo "|---|---:|"
-  grep -E '^(read|dense expression|joint PCA|intra-batch KNN): ' "$WORK/log" | sed -E 's/^(.*): ([0-9.]+) s$/| \1 | \2 |/'
+  grep -E '^(read|joint PCA|intra-batch KNN): ' "$WORK/log" | sed -E 's/^(.*): ([0-9.]+) s$/| \1 | \2 |/'
   # per batch pair: CCA / mutual / filter seconds, summed
   awk -F'[(),:]' '/^seeds / {
       for (i = 1; i <= NF; i++) {

@@ -85,22 +85,28 @@ done
 # All sizes in one table, with the growth exponent between the smallest and largest size.
 echo "### cost per stage (wall s / peak MB) and growth exponent"
 echo
-awk -F'\t' '
-  { cells[$1] = 1; rules[$2] = 1; t[$1, $2] = $3; m[$1, $2] = $5 }
-  END {
-    nc = asorti(cells, cs, "@ind_num_asc"); nr = asorti(rules, rs)
-    head = "| rule |"; sep = "|---|"
-    for (i = 1; i <= nc; i++) { head = head " " cs[i] " cells |"; sep = sep "---:|" }
-    print head " time exponent | memory exponent |"; print sep "---:|---:|"
-    for (j = 1; j <= nr; j++) {
-      r = rs[j]; line = "| " r " |"
-      for (i = 1; i <= nc; i++) line = line sprintf(" %.1f s / %.0f MB |", t[cs[i], r], m[cs[i], r])
-      lo = cs[1]; hi = cs[nc]
-      if (nc > 1 && t[lo, r] > 0 && t[hi, r] > 0 && m[lo, r] > 0 && m[hi, r] > 0) {
-        lr = log(hi / lo)
-        line = line sprintf(" %.2f | %.2f |", log(t[hi, r] / t[lo, r]) / lr, log(m[hi, r] / m[lo, r]) / lr)
-      } else line = line " - | - |"
-      print line
-    }
-  }' "$summary"
+# (python3, not awk: mawk has no asorti)
+python3 - "$summary" <<'PY'
+import math, sys
+t, m, cells, rules = {}, {}, set(), set()
+for line in open(sys.argv[1]):
+    c, r, wall, _cpu, rss = line.rstrip("\n").split("\t")
+    c = int(c)
+    cells.add(c); rules.add(r)
+    t[c, r], m[c, r] = float(wall), float(rss)
+cs = sorted(cells)
+print("| rule |" + "".join(f" {c} cells |" for c in cs) + " time exponent | memory exponent |")
+print("|---|" + "---:|" * len(cs) + "---:|---:|")
+for r in sorted(rules):
+    line = f"| {r} |" + "".join(
+        f" {t[c, r]:.1f} s / {m[c, r]:.0f} MB |" if (c, r) in t else " - |" for c in cs)
+    lo, hi = cs[0], cs[-1]
+    ok = len(cs) > 1 and all((c, r) in t and t[c, r] > 0 and m[c, r] > 0 for c in (lo, hi))
+    if ok:
+        lr = math.log(hi / lo)
+        line += f" {math.log(t[hi, r] / t[lo, r]) / lr:.2f} | {math.log(m[hi, r] / m[lo, r]) / lr:.2f} |"
+    else:
+        line += " - | - |"
+    print(line)
+PY
 if [ -n "${KEEP:-}" ]; then echo; echo "work folder: $WORK"; fi

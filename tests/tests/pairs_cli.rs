@@ -336,3 +336,47 @@ fn filter_scales_with_batch_size_and_few_seeds_are_reported() {
         stderr(&out)
     );
 }
+
+#[test]
+fn row_blocks_of_the_sparse_matrix_give_the_dense_results() {
+    // --max-dense-mb 0: the CCA and the joint PCA on row blocks of the CSR matrix, never
+    // its dense copy. The exact PCA route sums the same blocks in the same order (KNN rows
+    // bit for bit); the CCA's products sum in another order (seeds equal within rounding).
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cells) = simulated(dir.path(), 1200, 5);
+    let dense = dir.path().join("dense.arrow");
+    let blocked = dir.path().join("blocked.arrow");
+    run_ok("pairs", &[s(&cells), "-o", s(&dense)]);
+    let out = run_ok(
+        "pairs",
+        &[s(&cells), "-o", s(&blocked), "--max-dense-mb", "0"],
+    );
+    assert!(
+        stderr(&out).contains("joint PCA on row blocks"),
+        "{}",
+        stderr(&out)
+    );
+    let (d, b) = (read_pairs(&dense).unwrap(), read_pairs(&blocked).unwrap());
+    let knn = |t: &PairsTable| -> Vec<_> {
+        rows(t)
+            .into_iter()
+            .filter(|r| r.0 == PairKind::Knn)
+            .collect()
+    };
+    assert_eq!(knn(&d), knn(&b));
+    let seeds = |t: &PairsTable| -> std::collections::HashSet<(u32, u32)> {
+        (0..t.len())
+            .filter(|&r| t.kind[r] == PairKind::Mnn)
+            .map(|r| (t.i[r], t.j[r]))
+            .collect()
+    };
+    let (sd, sb) = (seeds(&d), seeds(&b));
+    let common = sd.intersection(&sb).count();
+    assert!(sd.len() > 100, "{} seeds", sd.len());
+    assert!(
+        common as f64 >= 0.98 * sd.len().max(sb.len()) as f64,
+        "dense {} seeds, blocked {}, common {common}",
+        sd.len(),
+        sb.len()
+    );
+}

@@ -161,10 +161,12 @@ pub fn read_scorable(path: &Path, seed: u64) -> Result<Scorable> {
                 if n < 2 || g < 2 {
                     return Err(Error::new(format!("{n} cells x {g} genes: too small for a PCA baseline")).file(path));
                 }
-                let dense = t.x.to_dense();
-                let pca = crate::numerics::pca::pca(&dense, n, g, PCA_COMPONENTS.min(n.min(g)), seed);
+                // on row blocks of the sparse matrix: no dense cells x genes copy
+                let rows: Vec<usize> = (0..n).collect();
+                let solver = crate::numerics::pca::Solver::Auto;
+                let (k, scores, _) = crate::numerics::blocked::pca_rows(&t.x, &rows, PCA_COMPONENTS.min(n.min(g)), seed, solver);
                 let obs = crate::contract::EmbeddingTable::obs_from_cells(&t);
-                Ok(Scorable { name: format!("{}_pca", stem(path)), path: p, cell_ids: t.cell_ids, d: pca.k, x: pca.scores, obs, kind: "cells (PCA 50)" })
+                Ok(Scorable { name: format!("{}_pca", stem(path)), path: p, cell_ids: t.cell_ids, d: k, x: scores, obs, kind: "cells (PCA 50)" })
             }
             other => Err(Error::new(format!("this is a '{}' table (expected an embedding or a cells table)", other.as_str())).file(path)),
         },

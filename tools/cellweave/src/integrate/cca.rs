@@ -7,6 +7,8 @@
 //! scaled by the singular values); gene loadings are the scaled data projected on them
 //! (Seurat's `ProjectDim`), used to pick the genes of the anchor filter.
 
+use crate::contract::Csr;
+use crate::numerics::blocked::{self, RowSource};
 use crate::numerics::pca::{block_krylov_svd, gemm, LinearOperator};
 use faer::MatRef;
 use rayon::prelude::*;
@@ -91,21 +93,25 @@ pub fn standardize_rows(x: &mut [f32], g: usize) {
     if g == 0 {
         return;
     }
-    x.par_chunks_mut(g).for_each(|row| {
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / g as f64;
-        let ss = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
-        let sd = if g > 1 {
-            (ss / (g - 1) as f64).sqrt()
+    x.par_chunks_mut(g).for_each(standardize_row);
+}
+
+/// Standardise one row (see [`standardize_rows`]).
+fn standardize_row(row: &mut [f32]) {
+    let g = row.len();
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / g as f64;
+    let ss = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+    let sd = if g > 1 {
+        (ss / (g - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    row.iter_mut().for_each(|v| {
+        *v = if sd > 0.0 {
+            ((*v as f64 - mean) / sd) as f32
         } else {
             0.0
-        };
-        row.iter_mut().for_each(|v| {
-            *v = if sd > 0.0 {
-                ((*v as f64 - mean) / sd) as f32
-            } else {
-                0.0
-            }
-        });
+        }
     });
 }
 
@@ -222,20 +228,7 @@ pub fn cca(xa: &[f32], xb: &[f32], g: usize, opts: &CcaOptions) -> Cca {
     };
     let svd = block_krylov_svd(&op, k, k + opts.oversample, opts.n_iter, opts.seed);
     drop((za, zb));
-    let mut emb_a = svd.u; // n_a x k
-    let mut emb_b = vec![0f32; n_b * k]; // vt is k x n_b
-    for c in 0..k {
-        for i in 0..n_b {
-            emb_b[i * k + c] = svd.vt[c * n_b + i];
-        }
-    }
-    // Seurat's sign rule: the first cell of batch a is non-negative on every vector.
-    for c in 0..k {
-        if emb_a[c] < 0.0 {
-            emb_a.iter_mut().skip(c).step_by(k).for_each(|v| *v = -*v);
-            emb_b.iter_mut().skip(c).step_by(k).for_each(|v| *v = -*v);
-        }
-    }
+    let (emb_a, emb_b) = embeddings(svd.u, &svd.vt, n_b, k);
     // loadings = S_a^T E_a + S_b^T E_b (genes x k)
     let mut la = vec![0f32; m * k];
     gemm(
@@ -249,6 +242,192 @@ pub fn cca(xa: &[f32], xb: &[f32], g: usize, opts: &CcaOptions) -> Cca {
         MatRef::from_row_major_slice(&sb, n_b, m).transpose(),
         MatRef::from_row_major_slice(&emb_b, n_b, k),
     );
+    let loadings = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
+    Cca {
+        k,
+        emb_a,
+        emb_b,
+        d: svd.s,
+        genes,
+        loadings,
+    }
+}
+
+/// Cell embeddings from the SVD of `Z_a Z_b^T`: `u` (`n_a x k`) and `vt` (`k x n_b`)
+/// transposed, with Seurat's sign rule (the first cell of batch a is non-negative on every
+/// vector).
+fn embeddings(u: Vec<f32>, vt: &[f32], n_b: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut emb_a = u; // n_a x k
+    let mut emb_b = vec![0f32; n_b * k]; // vt is k x n_b
+    for c in 0..k {
+        for i in 0..n_b {
+            emb_b[i * k + c] = vt[c * n_b + i];
+        }
+    }
+    for c in 0..k {
+        if emb_a[c] < 0.0 {
+            emb_a.iter_mut().skip(c).step_by(k).for_each(|v| *v = -*v);
+            emb_b.iter_mut().skip(c).step_by(k).for_each(|v| *v = -*v);
+        }
+    }
+    (emb_a, emb_b)
+}
+
+/// Per-gene mean and sd (ddof 1) of some rows of a CSR matrix, and whether each gene varies,
+/// as [`scale_genes`] computes them on the dense rows (the same f64 sums: zeros add nothing).
+fn gene_stats(x: &Csr, rows: &[usize]) -> (Vec<f64>, Vec<f64>, Vec<bool>) {
+    let g = x.n_cols;
+    let n = rows.len();
+    let mut mean = vec![0f64; g];
+    let mut sq = vec![0f64; g];
+    for &r in rows {
+        let (idx, val) = x.row(r);
+        for (&c, &v) in idx.iter().zip(val) {
+            let v = v as f64;
+            mean[c as usize] += v;
+            sq[c as usize] += v * v;
+        }
+    }
+    let mut sd = vec![0f64; g];
+    for j in 0..g {
+        mean[j] /= n.max(1) as f64;
+        let var = if n > 1 {
+            ((sq[j] - n as f64 * mean[j] * mean[j]) / (n - 1) as f64).max(0.0)
+        } else {
+            0.0
+        };
+        sd[j] = var.sqrt();
+    }
+    let varies = (0..g)
+        .map(|j| sd[j] > 1e-6 * (1.0 + mean[j].abs()))
+        .collect();
+    (mean, sd, varies)
+}
+
+/// One batch's scaled rows (`S`, genes z-scored and clipped, the CCA's genes only) or their
+/// row-standardised version (`Z`), produced a block at a time from the CSR matrix.
+struct ScaledRows<'a> {
+    x: &'a Csr,
+    rows: &'a [usize],
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    /// input column -> position among the CCA's genes (`u32::MAX`: not used)
+    pos: Vec<u32>,
+    /// the scaled value of a zero, per CCA gene
+    at_zero: Vec<f32>,
+    /// standardise each row (Z) or not (S)
+    standardize: bool,
+}
+
+impl<'a> ScaledRows<'a> {
+    fn new(x: &'a Csr, rows: &'a [usize], stats: (Vec<f64>, Vec<f64>), genes: &[usize]) -> Self {
+        let (mean, sd) = stats;
+        let mut pos = vec![u32::MAX; x.n_cols];
+        for (t, &j) in genes.iter().enumerate() {
+            pos[j] = t as u32;
+        }
+        let at_zero = genes
+            .iter()
+            .map(|&j| (((0.0 - mean[j]) / sd[j]) as f32).min(SCALE_MAX))
+            .collect();
+        ScaledRows {
+            x,
+            rows,
+            mean,
+            sd,
+            pos,
+            at_zero,
+            standardize: true,
+        }
+    }
+}
+
+impl RowSource for ScaledRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.rows.len()
+    }
+    fn n_cols(&self) -> usize {
+        self.at_zero.len()
+    }
+    fn fill(&self, start: usize, out: &mut [f32]) {
+        let m = self.at_zero.len();
+        if m == 0 {
+            return;
+        }
+        for (o, &r) in out.chunks_mut(m).zip(&self.rows[start..]) {
+            o.copy_from_slice(&self.at_zero);
+            let (idx, val) = self.x.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                let c = c as usize;
+                let t = self.pos[c];
+                if t != u32::MAX {
+                    o[t as usize] =
+                        (((v as f64 - self.mean[c]) / self.sd[c]) as f32).min(SCALE_MAX);
+                }
+            }
+            if self.standardize {
+                standardize_row(o);
+            }
+        }
+    }
+}
+
+/// `Z_a Z_b^T` of two [`ScaledRows`] sources (never formed, nor Z).
+struct CrossRows<'a> {
+    a: &'a ScaledRows<'a>,
+    b: &'a ScaledRows<'a>,
+}
+
+impl LinearOperator for CrossRows<'_> {
+    fn nrows(&self) -> usize {
+        self.a.n_rows()
+    }
+    fn ncols(&self) -> usize {
+        self.b.n_rows()
+    }
+    fn apply(&self, x: &[f32], l: usize) -> Vec<f32> {
+        let t = blocked::apply_t(self.b, x, l);
+        blocked::apply(self.a, MatRef::from_row_major_slice(&t, self.a.n_cols(), l))
+    }
+    fn apply_t(&self, y: &[f32], l: usize) -> Vec<f32> {
+        let t = blocked::apply_t(self.a, y, l);
+        blocked::apply(self.b, MatRef::from_row_major_slice(&t, self.b.n_cols(), l))
+    }
+}
+
+/// [`cca`] of rows `rows_a` and `rows_b` of a log-normalised CSR matrix without their dense
+/// copies: the scaled and standardised rows are made a block at a time inside each product
+/// ([`crate::numerics::blocked`]), so memory is `O(nnz + n x k)`. The same scaling and the
+/// same Krylov method as [`cca`]; products sum in another order, so results agree within
+/// float rounding.
+pub fn cca_csr(x: &Csr, rows_a: &[usize], rows_b: &[usize], opts: &CcaOptions) -> Cca {
+    let g = x.n_cols;
+    let (n_a, n_b) = (rows_a.len(), rows_b.len());
+    let (mean_a, sd_a, va) = gene_stats(x, rows_a);
+    let (mean_b, sd_b, vb) = gene_stats(x, rows_b);
+    let genes: Vec<usize> = (0..g).filter(|&j| va[j] && vb[j]).collect();
+    let m = genes.len();
+    let k = opts.k.min(n_a).min(n_b).min(m);
+    if k == 0 {
+        return Cca {
+            k: 0,
+            emb_a: vec![],
+            emb_b: vec![],
+            d: vec![],
+            genes,
+            loadings: vec![],
+        };
+    }
+    let mut za = ScaledRows::new(x, rows_a, (mean_a, sd_a), &genes);
+    let mut zb = ScaledRows::new(x, rows_b, (mean_b, sd_b), &genes);
+    let op = CrossRows { a: &za, b: &zb };
+    let svd = blocked::krylov_svd(&op, k, k + opts.oversample, opts.n_iter, opts.seed, true);
+    let (emb_a, emb_b) = embeddings(svd.u, &svd.vt, n_b, k);
+    // loadings = S_a^T E_a + S_b^T E_b (genes x k)
+    za.standardize = false;
+    zb.standardize = false;
+    let la = blocked::apply_t(&za, &emb_a, k);
+    let lb = blocked::apply_t(&zb, &emb_b, k);
     let loadings = la.iter().zip(&lb).map(|(x, y)| x + y).collect();
     Cca {
         k,
@@ -412,6 +591,76 @@ mod tests {
         }
         // Seurat's sign rule
         assert!((0..k).all(|t| c.emb_a[t] >= 0.0));
+    }
+
+    #[test]
+    fn cca_of_csr_rows_matches_the_dense_cca() {
+        // sparse data (zeros after the shift), rows of two batches interleaved in the matrix
+        let (g, n) = (40, 1300);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let states: Vec<f32> = (0..3 * g)
+            .map(|_| 2.0 * rng.random::<f32>() - 0.6)
+            .collect();
+        let mut x = vec![0f32; n * g];
+        for i in 0..n {
+            let shift = if i % 2 == 0 { 0.0 } else { 0.5 };
+            for j in 0..g {
+                let e: f32 = StandardNormal.sample(&mut rng);
+                x[i * g + j] =
+                    (states[(i % 3) * g + j] + shift * (j % 5) as f32 + 0.4 * e).max(0.0);
+            }
+        }
+        // gene 7 constant (zero) in batch b: dropped by both
+        for i in (1..n).step_by(2) {
+            x[i * g + 7] = 0.0;
+        }
+        let csr = Csr::from_dense(n, g, &x);
+        assert!(csr.nnz() < n * g * 9 / 10, "the data should be sparse");
+        let rows_a: Vec<usize> = (0..n).step_by(2).collect();
+        let rows_b: Vec<usize> = (1..n).step_by(2).take(500).collect();
+        let opts = CcaOptions {
+            k: 5,
+            oversample: 10,
+            n_iter: 4,
+            seed: 2,
+        };
+        let want = cca(
+            &csr.to_dense_rows(&rows_a),
+            &csr.to_dense_rows(&rows_b),
+            g,
+            &opts,
+        );
+        let got = cca_csr(&csr, &rows_a, &rows_b, &opts);
+        assert_eq!(got.genes, want.genes);
+        assert!(!got.genes.contains(&7));
+        assert_eq!(got.k, want.k);
+        let k = got.k;
+        for t in 0..k {
+            assert!(
+                (got.d[t] - want.d[t]).abs() <= 1e-4 * want.d[t],
+                "{t}: {:?} vs {:?}",
+                got.d,
+                want.d
+            );
+        }
+        // the leading vectors (well separated) agree, same signs (Seurat's rule)
+        for t in 0..2 {
+            let cos = |p: &[f32], q: &[f32]| -> f64 {
+                let dot: f64 = (0..p.len() / k)
+                    .map(|i| p[i * k + t] as f64 * q[i * k + t] as f64)
+                    .sum();
+                let n1: f64 = (0..p.len() / k)
+                    .map(|i| (p[i * k + t] as f64).powi(2))
+                    .sum();
+                let n2: f64 = (0..q.len() / k)
+                    .map(|i| (q[i * k + t] as f64).powi(2))
+                    .sum();
+                dot / (n1 * n2).sqrt()
+            };
+            assert!(cos(&got.emb_a, &want.emb_a) > 0.9999, "emb_a {t}");
+            assert!(cos(&got.emb_b, &want.emb_b) > 0.9999, "emb_b {t}");
+            assert!(cos(&got.loadings, &want.loadings) > 0.9999, "loadings {t}");
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! (`params.shard`), which is what [`merge`] checks for completeness.
 
 use crate::contract::{Categorical, CellsTable, Column, PairKind, PairsTable, Step, ValueKind};
-use crate::integrate::cca::{cca, select_columns, top_dim_features, CcaOptions};
+use crate::integrate::cca::{cca, cca_csr, top_dim_features, CcaOptions};
 use crate::integrate::mnn::{filter_pairs, mutual_nearest, Pair};
+use crate::numerics::blocked::pca_rows;
 use crate::numerics::neighbors::{knn_with, l2_normalize_rows, Metric, Search};
 use crate::numerics::pca::{pca_with, Solver};
 use crate::{bail, Error, Result};
@@ -58,6 +59,9 @@ pub struct Params {
     pub knn_metric: Metric,
     pub seed: u64,
     pub search: Search,
+    /// Densify at most this many MiB of expression (f32) for one CCA or the joint PCA; above,
+    /// work on blocks of rows of the sparse matrix ([`crate::numerics::blocked`]).
+    pub max_dense_mb: usize,
 }
 
 /// What one run (or shard) computes.
@@ -124,35 +128,29 @@ pub struct PairReport {
     pub seconds: [f64; 3],
 }
 
-/// Dense log-expression of some cells: `rows[r]` is the cell of matrix row `r`.
-struct Dense {
-    g: usize,
-    data: Vec<f32>,
-    /// cell -> matrix row (usize::MAX when absent)
-    row_of: Vec<usize>,
+/// Whether `rows` cells x all genes of `cells` fit in `max_dense_mb` MiB as dense f32.
+fn fits_dense(cells: &CellsTable, rows: usize, max_dense_mb: usize) -> bool {
+    (rows as u128) * (cells.n_genes() as u128) * 4 <= (max_dense_mb as u128) << 20
 }
 
-impl Dense {
-    fn of(cells: &CellsTable, which: &[usize]) -> Dense {
-        let mut row_of = vec![usize::MAX; cells.n_cells()];
-        for (r, &c) in which.iter().enumerate() {
-            row_of[c] = r;
-        }
-        Dense {
-            g: cells.n_genes(),
-            data: cells.x.to_dense_rows(which),
-            row_of,
+/// Dense copy of columns `cols` (in that order) of some rows of a CSR matrix (`rows x cols`).
+fn csr_columns(x: &crate::contract::Csr, rows: &[usize], cols: &[usize]) -> Vec<f32> {
+    let m = cols.len();
+    let mut pos = vec![u32::MAX; x.n_cols];
+    for (t, &c) in cols.iter().enumerate() {
+        pos[c] = t as u32;
+    }
+    let mut out = vec![0f32; rows.len() * m];
+    for (o, &r) in out.chunks_mut(m.max(1)).zip(rows) {
+        let (idx, val) = x.row(r);
+        for (&c, &v) in idx.iter().zip(val) {
+            let t = pos[c as usize];
+            if t != u32::MAX {
+                o[t as usize] = v;
+            }
         }
     }
-    fn rows(&self, cells: &[usize]) -> Vec<f32> {
-        let g = self.g;
-        let mut out = Vec::with_capacity(cells.len() * g);
-        for &c in cells {
-            let r = self.row_of[c];
-            out.extend_from_slice(&self.data[r * g..(r + 1) * g]);
-        }
-        out
-    }
+    out
 }
 
 /// The neighbour search each part of a shard uses (`auto` resolved by the batch sizes as
@@ -192,12 +190,26 @@ fn batch_members(batch: &Categorical) -> Vec<Vec<usize>> {
     m
 }
 
-/// Joint PCA of all cells, rows L2-normalised: `n x k` and the components (`k x g`).
-fn joint_pca(x: &Dense, n: usize, n_pcs: usize, seed: u64) -> (Vec<f32>, usize, Vec<f32>) {
-    let p = pca_with(&x.data, n, x.g, n_pcs, seed, Solver::Auto);
-    let mut scores = p.scores;
-    l2_normalize_rows(&mut scores, p.k);
-    (scores, p.k, p.components)
+/// Joint PCA of all cells, rows L2-normalised: `n x k` and the components (`k x g`). From a
+/// dense copy when it fits in `max_dense_mb`, else from blocks of rows of the sparse matrix
+/// (the same result: bit for bit on the exact route, within float rounding on the
+/// randomized one).
+fn joint_pca(cells: &CellsTable, p: &Params) -> (Vec<f32>, usize, Vec<f32>) {
+    let (n, g) = (cells.n_cells(), cells.n_genes());
+    let all: Vec<usize> = (0..n).collect();
+    let (k, mut scores, components) = if fits_dense(cells, n, p.max_dense_mb) {
+        let x = cells.x.to_dense_rows(&all);
+        let r = pca_with(&x, n, g, p.n_pcs, p.seed, Solver::Auto);
+        (r.k, r.scores, r.components)
+    } else {
+        crate::info!(
+            "joint PCA on row blocks of the sparse matrix ({n} x {g} dense would exceed --max-dense-mb {})",
+            p.max_dense_mb
+        );
+        pca_rows(&cells.x, &all, p.n_pcs, p.seed, Solver::Auto)
+    };
+    l2_normalize_rows(&mut scores, k);
+    (scores, k, components)
 }
 
 /// Check the cells table can feed the pairs stage.
@@ -218,7 +230,6 @@ pub fn check_input(cells: &CellsTable) -> Result<()> {
 fn seeds_between(
     cells: &CellsTable,
     members: &[Vec<usize>],
-    x: &Dense,
     pca_space: Option<&(Vec<f32>, usize, Vec<f32>)>,
     a: usize,
     b: usize,
@@ -227,8 +238,6 @@ fn seeds_between(
     let clock = std::time::Instant::now();
     let (ra, rb) = (&members[a], &members[b]);
     let g = cells.n_genes();
-    let xa = x.rows(ra);
-    let xb = x.rows(rb);
     // the space of the mutual search and the genes of the filter
     let (ea, eb, k, features) = match (p.space, pca_space) {
         (Space::Pca, Some((scores, kp, comps))) => {
@@ -257,7 +266,13 @@ fn seeds_between(
                 n_iter: p.cca_iters,
                 seed: p.seed,
             };
-            let c = cca(&xa, &xb, g, &opts);
+            let c = if fits_dense(cells, ra.len() + rb.len(), p.max_dense_mb) {
+                let xa = cells.x.to_dense_rows(ra);
+                let xb = cells.x.to_dense_rows(rb);
+                cca(&xa, &xb, g, &opts)
+            } else {
+                cca_csr(&cells.x, ra, rb, &opts)
+            };
             let feats = top_dim_features(&c.loadings, c.genes.len(), c.k, 100, p.max_features)
                 .into_iter()
                 .map(|t| c.genes[t])
@@ -275,8 +290,8 @@ fn seeds_between(
     let mutual: Vec<Pair> = mutual_nearest(&ea, &eb, k, p.k_anchor, Metric::Euclidean, &p.search);
     let n_mutual = mutual.len();
     let t_mutual = clock.elapsed().as_secs_f64();
-    let fa = select_columns(&xa, g, &features);
-    let fb = select_columns(&xb, g, &features);
+    let fa = csr_columns(&cells.x, ra, &features);
+    let fb = csr_columns(&cells.x, rb, &features);
     let keep = filter_pairs(&mutual, &fa, &fb, features.len(), p.k_filter_for(rb.len()));
     let seeds = mutual
         .iter()
@@ -371,23 +386,9 @@ pub fn compute(
         jobs.push((ca.min(cb), ca.max(cb)));
     }
     let need_all = shard.knn || (p.space == Space::Pca && !jobs.is_empty());
-    let which: Vec<usize> = if need_all {
-        (0..cells.n_cells()).collect()
-    } else {
-        let mut w: Vec<usize> = jobs
-            .iter()
-            .flat_map(|&(a, b)| members[a].iter().chain(&members[b]).copied())
-            .collect();
-        w.sort_unstable();
-        w.dedup();
-        w
-    };
-    let timer = crate::cli::Timer::start("dense expression");
-    let x = Dense::of(cells, &which);
-    timer.done();
     let pca_space = need_all.then(|| {
         let timer = crate::cli::Timer::start("joint PCA");
-        let r = joint_pca(&x, cells.n_cells(), p.n_pcs, p.seed);
+        let r = joint_pca(cells, p);
         timer.done();
         r
     });
@@ -399,7 +400,7 @@ pub fn compute(
     };
     let mut seeds = Vec::new();
     for &(a, b) in &jobs {
-        let (s, mutual, seconds) = seeds_between(cells, &members, &x, pca_space.as_ref(), a, b, p);
+        let (s, mutual, seconds) = seeds_between(cells, &members, pca_space.as_ref(), a, b, p);
         let accuracy = labels.map(|l| {
             let same = s.iter().filter(|(i, j, _)| {
                 let (x, y) = (l.codes[*i as usize], l.codes[*j as usize]);

@@ -92,6 +92,11 @@ pub struct PairsArgs {
     /// The flags of `--definition deepmnn` (under their own heading)
     #[command(flatten)]
     pub deepmnn: DeepMnnPairs,
+    /// Densify at most this many MiB of expression (cells x genes, f32) for one batch pair's
+    /// CCA or the joint PCA; above, compute them on blocks of rows of the sparse matrix
+    /// (same results within float rounding; memory O(non-zeros + cells x components))
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    pub max_dense_mb: usize,
 }
 
 impl PairsArgs {
@@ -114,6 +119,7 @@ impl PairsArgs {
             knn_metric: self.knn_metric,
             seed: self.seed,
             search: Search::new(self.nn, self.seed),
+            max_dense_mb: self.max_dense_mb,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! statistics, PCA and dense linear algebra, nearest neighbours, graphs, clustering and a
 //! two-component mixture. Nothing here reads or writes files.
 
+pub mod blocked;
 pub mod cluster;
 pub mod distance;
 pub mod gmm;
