@@ -36,6 +36,14 @@ pub struct ClaireArgs {
     #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long,
           default_value_t = TrainParams::default().refine_threshold, value_name = "P")]
     pub refine_threshold: f64,
+    /// Refine only when the seed-similarity mixture's two components overlap at most this
+    /// much (the share of seeds the mixture itself misassigns, 0 to 0.5); beyond it the
+    /// mixture cuts one group of seeds in two and every seed is kept. 1 refines always (the
+    /// published method)
+    #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long,
+          default_value_t = cellweave::integrate::seed_check::MAX_OVERLAP, value_name = "P")]
+    #[serde(default = "max_overlap_default")]
+    pub refine_max_overlap: f64,
     /// Mix-up coefficients are drawn from U(alpha, 1) (0 to 1)
     #[arg(value_parser = cellweave::cli::range::fraction::<f32>, long,
           default_value_t = TrainParams::default().alpha)]
@@ -64,6 +72,10 @@ pub struct ClaireArgs {
     /// each cell's sorted values with an anchor cell's, keeping its gene ranks
     #[arg(long, value_enum, default_value_t = Augment::default())]
     pub augment: Augment,
+}
+
+fn max_overlap_default() -> f64 {
+    cellweave::integrate::seed_check::MAX_OVERLAP
 }
 
 impl ClaireArgs {
@@ -161,17 +173,27 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         }
     }
     let threshold = params.refine_threshold;
+    let max_overlap = args.refine_max_overlap;
     let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<Refined> {
-        let (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
+        let (mut out, mut rep) =
+            cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
         let mut advice = None;
         if let Some(g) = &rep.gmm {
+            let overlap = cellweave::integrate::seed_check::mixture_overlap(g);
             info!(
-                "refinement: seed similarity mixture low {:.3} (weight {:.2}), high {:.3} (weight {:.2})",
-                g.means[0], g.weights[0], g.means[1], g.weights[1]
+                "refinement: seed similarity mixture low {:.3} (sd {:.3}, weight {:.2}), high {:.3} (sd {:.3}, weight {:.2}); overlap {overlap:.3}",
+                g.means[0], g.variances[0].sqrt(), g.weights[0], g.means[1], g.variances[1].sqrt(), g.weights[1]
             );
             advice = cellweave::integrate::seed_check::mixture_advice(g);
             if let Some(a) = &advice {
                 cellweave::cli::log(format_args!("{a}"));
+            }
+            if overlap > max_overlap {
+                info!(
+                    "refinement: the components overlap more than {max_overlap} (--refine-max-overlap): \
+                     they do not separate true from false seeds; every seed kept"
+                );
+                (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, 0.0)?;
             }
         }
         info!(

@@ -415,10 +415,10 @@ impl<'a> Trainer<'a> {
             refined_seeds: None,
             seconds: 0.0,
             log: Vec::new(),
-            seed_advice: seed_check::pairs_advice(&seed_check::count_by_batch_pair(
-                pairs,
-                &cells.batch,
-            ))
+            seed_advice: seed_check::pairs_advice(
+                &seed_check::count_by_batch_pair(pairs, &cells.batch),
+                None,
+            )
             .into_iter()
             .collect(),
         };
