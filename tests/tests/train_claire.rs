@@ -163,6 +163,7 @@ fn train_writes_model_embedding_and_log() {
             "- ENSG00047",
             "cells_fingerprint: 480:",
             "lr: 0.0001",
+            "refine_max_overlap: 0.1",
             "final_loss:",
         ],
     );

@@ -41,7 +41,7 @@ pub struct ClaireArgs {
     /// mixture cuts one group of seeds in two and every seed is kept. 1 refines always (the
     /// published method)
     #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long,
-          default_value_t = cellweave::integrate::seed_check::MAX_OVERLAP, value_name = "P")]
+          default_value_t = TrainParams::default().refine_max_overlap, value_name = "P")]
     #[serde(default = "max_overlap_default")]
     pub refine_max_overlap: f64,
     /// Mix-up coefficients are drawn from U(alpha, 1) (0 to 1)
@@ -75,7 +75,7 @@ pub struct ClaireArgs {
 }
 
 fn max_overlap_default() -> f64 {
-    cellweave::integrate::seed_check::MAX_OVERLAP
+    TrainParams::default().refine_max_overlap
 }
 
 impl ClaireArgs {
@@ -90,6 +90,7 @@ impl ClaireArgs {
             stage1_only: self.stage1_only,
             refine: !self.no_refine,
             refine_threshold: self.refine_threshold,
+            refine_max_overlap: self.refine_max_overlap,
             batch_size: hyper.batch_size.unwrap_or(d.batch_size),
             lr: hyper.lr.unwrap_or(d.lr),
             weight_decay: hyper.weight_decay.unwrap_or(d.weight_decay),
@@ -173,7 +174,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         }
     }
     let threshold = params.refine_threshold;
-    let max_overlap = args.refine_max_overlap;
+    let max_overlap = params.refine_max_overlap;
     let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<Refined> {
         let (mut out, mut rep) =
             cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;

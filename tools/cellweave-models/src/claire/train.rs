@@ -94,6 +94,10 @@ pub struct TrainParams {
     /// Refinement keeps the seeds whose posterior of the high-similarity component is at
     /// least this.
     pub refine_threshold: f64,
+    /// Refinement drops seeds only when the similarity mixture's components overlap at most
+    /// this (`seed_check::mixture_overlap`); else it keeps every seed.
+    #[serde(default = "max_overlap_default")]
+    pub refine_max_overlap: f64,
     /// Anchors per step (each gives two views, so a step encodes `2 x batch_size` rows).
     pub batch_size: usize,
     /// Adam's learning rate.
@@ -116,6 +120,10 @@ pub struct TrainParams {
     pub seed: u64,
 }
 
+fn max_overlap_default() -> f64 {
+    seed_check::MAX_OVERLAP
+}
+
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
@@ -127,6 +135,7 @@ impl Default for TrainParams {
             stage1_only: false,
             refine: true,
             refine_threshold: 0.5,
+            refine_max_overlap: seed_check::MAX_OVERLAP,
             batch_size: 256,
             lr: 1e-4,
             weight_decay: 1e-5,
@@ -157,6 +166,9 @@ impl TrainParams {
         }
         if !(0.0..=1.0).contains(&self.refine_threshold) {
             return bad("refine-threshold", "must be in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.refine_max_overlap) {
+            return bad("refine-max-overlap", "must be in [0, 1]");
         }
         if self.moco.queue_size == 0 || self.moco.temperature <= 0.0 {
             return bad("queue", "queue size and temperature must be positive");
