@@ -147,7 +147,7 @@ echo
 echo "CLAIRE diagnostics (first seed): seeds, seed accuracy, seeds per batch pair (min-max), refinement mixture, advice"
 for c in $CASES; do
   s=${SEEDS%% *}; r=$WORK/$c/$TAG.$s
-  acc=$(grep -o 'seed accuracy [0-9.]*' "$r/pairs.log" | tail -1 | awk '{print $3}')
+  acc=$(grep -o 'seed accuracy [0-9][0-9.]*' "$r/pairs.log" | tail -1 | awk '{print $3}')
   nseeds=$(grep -o '[0-9]* seed pairs,' "$r/pairs.log" | awk '{print $1}')
   per=$(grep -o '[0-9]* after the filter' "$r/pairs.log" | awk 'NR==1 {lo=$1; hi=$1} {if ($1<lo) lo=$1; if ($1>hi) hi=$1} END {print lo "-" hi}')
   mix=$(grep -o 'mixture low.*' "$r/train.log" | head -1 || true)

@@ -163,6 +163,7 @@ fn train_writes_model_embedding_and_log() {
             "- ENSG00047",
             "cells_fingerprint: 480:",
             "lr: 0.0001",
+            "refine_max_overlap: 0.1",
             "final_loss:",
         ],
     );
@@ -178,12 +179,33 @@ fn train_writes_model_embedding_and_log() {
     let tsv = std::fs::read_to_string(d.path("log.tsv")).unwrap();
     assert!(tsv.starts_with("stage\tepoch\tsteps"), "{tsv}");
     assert_eq!(tsv.lines().count(), 7);
-    // The refined seeds carry posteriors >= 0.5 and are fewer or as many.
-    let rp = read_pairs(&m.join("refined_pairs.arrow")).unwrap();
-    let seeds: Vec<usize> = (0..rp.len())
-        .filter(|&r| rp.kind[r] == PairKind::Mnn)
-        .collect();
-    assert!(!seeds.is_empty() && seeds.iter().all(|&r| rp.posterior[r] >= 0.5));
+    // The refined seeds are fewer or as many, each with its posterior; when the mixture's
+    // components overlap more than --refine-max-overlap (the log says so) every seed stays.
+    let n0 = {
+        let p = read_pairs(&d.pairs).unwrap();
+        p.kind.iter().filter(|k| **k == PairKind::Mnn).count()
+    };
+    let seeds_of = |dir: &Path| {
+        let rp = read_pairs(&dir.join("refined_pairs.arrow")).unwrap();
+        let seeds: Vec<f32> = (0..rp.len())
+            .filter(|&r| rp.kind[r] == PairKind::Mnn)
+            .map(|r| rp.posterior[r])
+            .collect();
+        seeds
+    };
+    let post = seeds_of(&m);
+    assert!(!post.is_empty() && post.len() <= n0 && post.iter().all(|p| p.is_finite()));
+    if err.contains("every seed kept") {
+        assert_eq!(post.len(), n0, "{err}");
+    } else {
+        assert!(post.iter().all(|&p| p >= 0.5), "{err}");
+    }
+    // Refining always (the published method): the kept seeds carry posteriors >= 0.5.
+    let out = train(&d, "always", "always.arrow", &["--refine-max-overlap", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("every seed kept"), "{err}");
+    let post = seeds_of(&d.path("always"));
+    assert!(!post.is_empty() && post.len() <= n0 && post.iter().all(|&p| p >= 0.5));
 }
 
 /// The raw bytes of one tensor of a safetensors file (8-byte header length, JSON header

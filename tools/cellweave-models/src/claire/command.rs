@@ -41,6 +41,14 @@ pub struct ClaireArgs {
     #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long,
           default_value_t = TrainParams::default().refine_threshold, value_name = "P")]
     pub refine_threshold: f64,
+    /// Refine only when the seed-similarity mixture's two components overlap at most this
+    /// much (the share of seeds the mixture itself misassigns, 0 to 0.5); beyond it the
+    /// mixture cuts one group of seeds in two and every seed is kept. 1 refines always (the
+    /// published method)
+    #[arg(value_parser = cellweave::cli::range::fraction::<f64>, long,
+          default_value_t = TrainParams::default().refine_max_overlap, value_name = "P")]
+    #[serde(default = "max_overlap_default")]
+    pub refine_max_overlap: f64,
     /// Mix-up coefficients are drawn from U(alpha, 1) (0 to 1)
     #[arg(value_parser = cellweave::cli::range::fraction::<f32>, long,
           default_value_t = TrainParams::default().alpha)]
@@ -71,6 +79,10 @@ pub struct ClaireArgs {
     pub augment: Augment,
 }
 
+fn max_overlap_default() -> f64 {
+    TrainParams::default().refine_max_overlap
+}
+
 impl ClaireArgs {
     /// The training parameters of a run: the shared flags (each `None` takes CLAIRE's
     /// default) and CLAIRE's own.
@@ -84,6 +96,7 @@ impl ClaireArgs {
             stage1_only: self.stage1_only,
             refine: !self.no_refine,
             refine_threshold: self.refine_threshold,
+            refine_max_overlap: self.refine_max_overlap,
             batch_size: hyper.batch_size.unwrap_or(d.batch_size),
             lr: hyper.lr.unwrap_or(d.lr),
             weight_decay: hyper.weight_decay.unwrap_or(d.weight_decay),
@@ -167,17 +180,27 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         }
     }
     let threshold = params.refine_threshold;
+    let max_overlap = params.refine_max_overlap;
     let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<Refined> {
-        let (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
+        let (mut out, mut rep) =
+            cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
         let mut advice = None;
         if let Some(g) = &rep.gmm {
+            let overlap = cellweave::integrate::seed_check::mixture_overlap(g);
             info!(
-                "refinement: seed similarity mixture low {:.3} (weight {:.2}), high {:.3} (weight {:.2})",
-                g.means[0], g.weights[0], g.means[1], g.weights[1]
+                "refinement: seed similarity mixture low {:.3} (sd {:.3}, weight {:.2}), high {:.3} (sd {:.3}, weight {:.2}); overlap {overlap:.3}",
+                g.means[0], g.variances[0].sqrt(), g.weights[0], g.means[1], g.variances[1].sqrt(), g.weights[1]
             );
             advice = cellweave::integrate::seed_check::mixture_advice(g);
             if let Some(a) = &advice {
                 cellweave::cli::log(format_args!("{a}"));
+            }
+            if overlap > max_overlap {
+                info!(
+                    "refinement: the components overlap more than {max_overlap} (--refine-max-overlap): \
+                     they do not separate true from false seeds; every seed kept"
+                );
+                (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, 0.0)?;
             }
         }
         info!(

@@ -97,6 +97,10 @@ pub struct TrainParams {
     /// Refinement keeps the seeds whose posterior of the high-similarity component is at
     /// least this.
     pub refine_threshold: f64,
+    /// Refinement drops seeds only when the similarity mixture's components overlap at most
+    /// this (`seed_check::mixture_overlap`); else it keeps every seed.
+    #[serde(default = "max_overlap_default")]
+    pub refine_max_overlap: f64,
     /// Anchors per step (each gives two views, so a step encodes `2 x batch_size` rows).
     pub batch_size: usize,
     /// Adam's learning rate.
@@ -144,6 +148,10 @@ pub fn auto_epochs(epochs: usize, min_steps: usize, max_steps: usize, spe: usize
     capped.max(min_steps.div_ceil(spe))
 }
 
+fn max_overlap_default() -> f64 {
+    seed_check::MAX_OVERLAP
+}
+
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
@@ -156,6 +164,7 @@ impl Default for TrainParams {
             stage1_only: false,
             refine: true,
             refine_threshold: 0.5,
+            refine_max_overlap: seed_check::MAX_OVERLAP,
             batch_size: 256,
             lr: 1e-4,
             weight_decay: 1e-5,
@@ -186,6 +195,9 @@ impl TrainParams {
         }
         if !(0.0..=1.0).contains(&self.refine_threshold) {
             return bad("refine-threshold", "must be in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.refine_max_overlap) {
+            return bad("refine-max-overlap", "must be in [0, 1]");
         }
         if self.moco.queue_size == 0 || self.moco.temperature <= 0.0 {
             return bad("queue", "queue size and temperature must be positive");
@@ -448,10 +460,10 @@ impl<'a> Trainer<'a> {
             refined_seeds: None,
             seconds: 0.0,
             log: Vec::new(),
-            seed_advice: seed_check::pairs_advice(&seed_check::count_by_batch_pair(
-                pairs,
-                &cells.batch,
-            ))
+            seed_advice: seed_check::pairs_advice(
+                &seed_check::count_by_batch_pair(pairs, &cells.batch),
+                None,
+            )
             .into_iter()
             .collect(),
         };

@@ -27,6 +27,12 @@ pub struct RefineArgs {
     /// Keep seeds whose posterior of the high-similarity component is at least this (0 to 1)
     #[arg(value_parser = crate::cli::range::fraction::<f64>, long, default_value_t = 0.5, value_name = "P")]
     pub threshold: f64,
+    /// Drop seeds only when the mixture's two components overlap at most this much (the
+    /// share of seeds the mixture itself misassigns, 0 to 0.5); beyond it every seed is
+    /// kept. 1 refines always (the published method)
+    #[arg(value_parser = crate::cli::range::fraction::<f64>, long,
+          default_value_t = seed_check::MAX_OVERLAP, value_name = "P")]
+    pub max_overlap: f64,
     /// Per-cell column of labels for the seed-accuracy report (never used otherwise)
     #[arg(long, default_value = "cell_type", value_name = "COLUMN")]
     pub labels: String,
@@ -53,19 +59,30 @@ pub fn run_refine(args: &RefineArgs, step: Step) -> Result<()> {
     t.check_cells(&cells.fingerprint()).at(&args.pairs)?;
     let emb = table::read_embedding(&args.embedding)?;
     let data = aligned(&emb, &cells.cell_ids, &args.embedding)?;
-    let (mut out, rep) = pairs::refine(&t, &data, emb.dim, args.threshold).at(&args.pairs)?;
-    match &rep.gmm {
-        Some(g) => info!(
-            "mixture of seed similarities: low {:.3} (sd {:.3}, weight {:.2}), high {:.3} (sd {:.3}, weight {:.2}); {} EM iterations{}",
-            g.means[0],
-            g.variances[0].sqrt(),
-            g.weights[0],
-            g.means[1],
-            g.variances[1].sqrt(),
-            g.weights[1],
-            g.iterations,
-            if g.converged { "" } else { " (not converged)" }
-        ),
+    let (mut out, mut rep) = pairs::refine(&t, &data, emb.dim, args.threshold).at(&args.pairs)?;
+    match rep.gmm.clone() {
+        Some(g) => {
+            let overlap = seed_check::mixture_overlap(&g);
+            info!(
+                "mixture of seed similarities: low {:.3} (sd {:.3}, weight {:.2}), high {:.3} (sd {:.3}, weight {:.2}); overlap {overlap:.3}; {} EM iterations{}",
+                g.means[0],
+                g.variances[0].sqrt(),
+                g.weights[0],
+                g.means[1],
+                g.variances[1].sqrt(),
+                g.weights[1],
+                g.iterations,
+                if g.converged { "" } else { " (not converged)" }
+            );
+            if overlap > args.max_overlap {
+                info!(
+                    "the components overlap more than {} (--max-overlap): they do not separate \
+                     true from false seeds; every seed kept",
+                    args.max_overlap
+                );
+                (out, rep) = pairs::refine(&t, &data, emb.dim, 0.0).at(&args.pairs)?;
+            }
+        }
         None => info!("fewer than two distinct seed similarities: every seed kept"),
     }
     if let Some(advice) = rep.gmm.as_ref().and_then(seed_check::mixture_advice) {

@@ -4,13 +4,94 @@
 //! of advice, or none. The thresholds come from `bench/robustness.sh` (docs/claire.md).
 
 use crate::contract::{Categorical, PairKind, PairsTable};
+use crate::integrate::pairs::Space;
 use crate::numerics::gmm::Gmm;
+use serde::{Deserialize, Serialize};
+
+/// The `--space` of `cellweave-pairs`: the seed search's space, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SpaceChoice {
+    /// CCA, unless the gene-space filter cannot act (every batch has at most the filter's k
+    /// cells: it would keep every mutual pair), then the joint PCA
+    #[default]
+    Auto,
+    /// Seurat-style CCA of each batch pair (CLAIRE's released pipeline)
+    Cca,
+    /// The joint PCA of all cells
+    Pca,
+}
+
+/// The space of the seed search for `choice`: `Auto` is the joint PCA when the filter keeps
+/// every mutual pair of every batch pair (each batch of `batch` has at most
+/// `k_filter_for(its cells)` cells: `pairs::Params::k_filter_for`), else CCA. On batches that small, mutual neighbours
+/// in the batch pair's CCA joined different cell types half of the time in
+/// `bench/robustness.sh` (docs/claire.md), those in the joint PCA far less often.
+pub fn choose_space(
+    choice: SpaceChoice,
+    batch: &Categorical,
+    k_filter_for: impl Fn(usize) -> usize,
+) -> Space {
+    match choice {
+        SpaceChoice::Cca => Space::Cca,
+        SpaceChoice::Pca => Space::Pca,
+        SpaceChoice::Auto => {
+            let mut n = vec![0usize; batch.categories.len()];
+            for &c in &batch.codes {
+                if c != Categorical::MISSING {
+                    n[c as usize] += 1;
+                }
+            }
+            let inactive = n.iter().all(|&n| k_filter_for(n) >= n);
+            if inactive {
+                Space::Pca
+            } else {
+                Space::Cca
+            }
+        }
+    }
+}
 
 /// Fewer seeds than this in a batch pair is "few".
 pub const MIN_SEEDS_PER_PAIR: usize = 20;
 /// A low-similarity mixture component heavier than this means many seeds join cells the
 /// model finds unlike.
 pub const MAX_LOW_WEIGHT: f64 = 0.5;
+
+/// Refinement drops the low component's seeds only when the mixture's components overlap
+/// less than this ([`mixture_overlap`]): beyond it the mixture does not separate two groups
+/// of seeds, it cuts one group in two. In `bench/robustness.sh` (docs/claire.md) the splits
+/// that helped overlapped 0.001-0.05 and those that dropped correct seeds 0.13-0.14.
+pub const MAX_OVERLAP: f64 = 0.1;
+
+/// The overlap of the mixture's two weighted components, `integral of min(w0 f0, w1 f1)`:
+/// the share of seeds the mixture itself assigns to the wrong component by its own account
+/// (its Bayes error; 0 for components far apart relative to their spreads, up to 0.5 for
+/// identical ones). Midpoint rule on 20,000 points over the means +- 12 sd.
+pub fn mixture_overlap(g: &Gmm) -> f64 {
+    let sd = [g.variances[0].sqrt(), g.variances[1].sqrt()];
+    let lo = (g.means[0] - 12.0 * sd[0]).min(g.means[1] - 12.0 * sd[1]);
+    let hi = (g.means[0] + 12.0 * sd[0]).max(g.means[1] + 12.0 * sd[1]);
+    let density = |c: usize, x: f64| {
+        let z = (x - g.means[c]) / sd[c];
+        g.weights[c] * (-0.5 * z * z).exp() / (sd[c] * (2.0 * std::f64::consts::PI).sqrt())
+    };
+    let n = 20_000;
+    let h = (hi - lo) / n as f64;
+    (0..n)
+        .map(|i| {
+            let x = lo + (i as f64 + 0.5) * h;
+            density(0, x).min(density(1, x))
+        })
+        .sum::<f64>()
+        * h
+}
+
+/// Whether refinement should drop the low component's seeds: the mixture's components
+/// overlap at most `max_overlap` ([`mixture_overlap`]).
+pub fn separated(g: &Gmm, max_overlap: f64) -> bool {
+    mixture_overlap(g) <= max_overlap
+}
 
 /// Seeds of one batch pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +136,9 @@ pub fn count_by_batch_pair(t: &PairsTable, batch: &Categorical) -> Vec<PairCount
 /// One line when some batch pair has fewer than [`MIN_SEEDS_PER_PAIR`] seeds, or else when
 /// the filter removed no mutual pair at all (every batch smaller than k.filter: the seeds
 /// are unfiltered mutual neighbours, which on small batches joined different cell types
-/// half of the time in `bench/robustness.sh`).
-pub fn pairs_advice(counts: &[PairCount]) -> Option<String> {
+/// half of the time in the CCA space in `bench/robustness.sh`). `space` is the seed
+/// search's space when known (cellweave-pairs), for the suggestion.
+pub fn pairs_advice(counts: &[PairCount], space: Option<Space>) -> Option<String> {
     let few: Vec<&PairCount> = counts
         .iter()
         .filter(|c| c.seeds < MIN_SEEDS_PER_PAIR)
@@ -67,20 +149,30 @@ pub fn pairs_advice(counts: &[PairCount]) -> Option<String> {
         return unfiltered.then(|| {
             format!(
                 "seeds look unreliable: the filter kept every mutual pair of all {} batch pairs \
-                 (batches smaller than --k-filter); try --space pca, and check the seed accuracy \
-                 if labels exist",
-                counts.len()
+                 (batches smaller than --k-filter); {}",
+                counts.len(),
+                if space == Some(Space::Pca) {
+                    "they come from the joint PCA (--space auto picks it for such batches); check \
+                     the seed accuracy if labels exist, or compare with --space cca"
+                } else {
+                    "try --space pca (or --space auto), and check the seed accuracy if labels exist"
+                }
             )
         });
     };
     Some(format!(
         "seeds look unreliable: {} of {} batch pairs have fewer than {MIN_SEEDS_PER_PAIR} seeds \
-         (fewest: {} / {}, {}); try --space pca, or merge small batches of the same domain",
+         (fewest: {} / {}, {}); {}, or merge small batches of the same domain",
         few.len(),
         counts.len(),
         worst.a,
         worst.b,
-        worst.seeds
+        worst.seeds,
+        if space == Some(Space::Pca) {
+            "try --space cca"
+        } else {
+            "try --space pca"
+        }
     ))
 }
 
@@ -106,10 +198,14 @@ mod tests {
     use super::*;
 
     fn gmm(weights: [f64; 2], means: [f64; 2]) -> Gmm {
+        gmm_sd(weights, means, [0.1, 0.1])
+    }
+
+    fn gmm_sd(weights: [f64; 2], means: [f64; 2], sd: [f64; 2]) -> Gmm {
         Gmm {
             weights,
             means,
-            variances: [0.01, 0.01],
+            variances: [sd[0] * sd[0], sd[1] * sd[1]],
             log_likelihood: 0.0,
             iterations: 1,
             converged: true,
@@ -124,23 +220,29 @@ mod tests {
             seeds,
             mutual: None,
         };
-        assert_eq!(pairs_advice(&[c("x", "y", 20), c("x", "z", 300)]), None);
-        let line = pairs_advice(&[c("x", "y", 19), c("x", "z", 3), c("y", "z", 40)]).unwrap();
+        assert_eq!(
+            pairs_advice(&[c("x", "y", 20), c("x", "z", 300)], None),
+            None
+        );
+        let line = pairs_advice(&[c("x", "y", 19), c("x", "z", 3), c("y", "z", 40)], None).unwrap();
         assert!(
             line.starts_with("seeds look unreliable: 2 of 3 batch pairs"),
             "{line}"
         );
         assert!(line.contains("x / z, 3"), "{line}");
         assert!(!line.contains('\n'));
-        assert_eq!(pairs_advice(&[]), None);
+        assert_eq!(pairs_advice(&[], None), None);
         // an inactive filter (every mutual pair kept) is reported when the counts are known
         let m = |seeds, mutual| PairCount {
             mutual: Some(mutual),
             ..c("x", "y", seeds)
         };
-        let line = pairs_advice(&[m(250, 250), m(30, 30)]).unwrap();
+        let line = pairs_advice(&[m(250, 250), m(30, 30)], Some(Space::Cca)).unwrap();
         assert!(line.contains("kept every mutual pair of all 2"), "{line}");
-        assert_eq!(pairs_advice(&[m(250, 250), m(30, 31)]), None);
+        assert!(line.contains("try --space pca"), "{line}");
+        let line = pairs_advice(&[m(250, 250), m(30, 30)], Some(Space::Pca)).unwrap();
+        assert!(line.contains("compare with --space cca"), "{line}");
+        assert_eq!(pairs_advice(&[m(250, 250), m(30, 31)], None), None);
     }
 
     #[test]
@@ -170,5 +272,68 @@ mod tests {
         let line = mixture_advice(&gmm([0.6, 0.4], [0.5, 0.9])).unwrap();
         crate::assert_has(&line, &["60%", "0.50 vs 0.90"]);
         assert_eq!(mixture_advice(&gmm([0.5, 0.5], [0.5, 0.9])), None);
+    }
+
+    #[test]
+    fn overlap_is_the_mixtures_own_error() {
+        // equal weights and spreads, means d sd apart: overlap = Phi(-d / 2)
+        let o = mixture_overlap(&gmm_sd([0.5, 0.5], [0.0, 2.0], [1.0, 1.0]));
+        assert!((o - 0.158_655).abs() < 1e-4, "{o}");
+        let o = mixture_overlap(&gmm_sd([0.5, 0.5], [0.3, 0.3], [0.05, 0.05]));
+        assert!((o - 0.5).abs() < 1e-4, "{o}");
+        // cellbench_3tech's mixture (seed 0): a broad light low component, refined
+        let far = gmm_sd([0.12, 0.88], [0.666, 0.930], [0.177, 0.034]);
+        assert!((mixture_overlap(&far) - 0.021).abs() < 0.002);
+        assert!(separated(&far, MAX_OVERLAP));
+        // c3_sub60 with --space pca: two close modes of correct seeds, not refined
+        let close = gmm_sd([0.44, 0.56], [0.911, 0.961], [0.035, 0.015]);
+        assert!((mixture_overlap(&close) - 0.130).abs() < 0.002);
+        assert!(!separated(&close, MAX_OVERLAP));
+        assert!(separated(&close, 1.0));
+    }
+
+    #[test]
+    fn auto_space_is_pca_when_the_filter_cannot_act() {
+        let batch = |sizes: &[usize]| Categorical {
+            codes: sizes
+                .iter()
+                .enumerate()
+                .flat_map(|(b, &n)| std::iter::repeat_n(b as u32, n))
+                .collect(),
+            categories: (0..sizes.len()).map(|b| format!("b{b}")).collect(),
+        };
+        // pairs::Params::k_filter_for with k.anchor 5
+        let p = |k_filter: usize, frac: f64| {
+            move |n: usize| {
+                if frac > 0.0 {
+                    ((frac * n as f64).ceil() as usize).max(5).min(k_filter)
+                } else {
+                    k_filter
+                }
+            }
+        };
+        let auto = SpaceChoice::Auto;
+        assert_eq!(
+            choose_space(auto, &batch(&[60, 60, 200]), p(200, 0.0)),
+            Space::Pca
+        );
+        assert_eq!(
+            choose_space(auto, &batch(&[60, 60, 201]), p(200, 0.0)),
+            Space::Cca
+        );
+        // a filter scaled with the batch acts on every batch
+        assert_eq!(
+            choose_space(auto, &batch(&[60, 60]), p(200, 0.1)),
+            Space::Cca
+        );
+        // fixed choices stay
+        assert_eq!(
+            choose_space(SpaceChoice::Cca, &batch(&[60]), p(200, 0.0)),
+            Space::Cca
+        );
+        assert_eq!(
+            choose_space(SpaceChoice::Pca, &batch(&[900]), p(200, 0.0)),
+            Space::Pca
+        );
     }
 }

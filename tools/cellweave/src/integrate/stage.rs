@@ -35,9 +35,10 @@ pub struct PairsArgs {
     /// Join pairs tables written with --batch-a/--batch-b and --knn-only
     #[arg(long, conflicts_with_all = ["batch_a", "batch_b", "knn_only"])]
     pub merge: bool,
-    /// Space of the seed search
-    #[arg(long, value_enum, default_value = "cca")]
-    pub space: Space,
+    /// Space of the seed search (auto: CCA, or the joint PCA when every batch is at most
+    /// --k-filter cells, where the filter cannot act)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub space: seed_check::SpaceChoice,
     /// Neighbours checked for mutuality (Seurat's k.anchor) (at least 1)
     #[arg(value_parser = crate::cli::range::at_least_1, long, default_value_t = 5, value_name = "K")]
     pub k_anchor: usize,
@@ -103,7 +104,10 @@ impl PairsArgs {
     /// The parameters of [`pairs::compute`] (`--k-filter 0`: no filter).
     pub fn params(&self) -> Params {
         Params {
-            space: self.space,
+            space: match self.space {
+                seed_check::SpaceChoice::Pca => Space::Pca,
+                _ => Space::Cca,
+            },
             k_anchor: self.k_anchor,
             k_filter: if self.k_filter == 0 {
                 usize::MAX
@@ -161,7 +165,18 @@ pub fn run_pairs(args: &PairsArgs, step: &Step) -> Result<()> {
         },
         _ => Shard::full(&batches),
     };
-    let params = args.params();
+    let mut params = args.params();
+    params.space = seed_check::choose_space(args.space, &cells.batch, |n| params.k_filter_for(n));
+    if args.space == seed_check::SpaceChoice::Auto {
+        info!(
+            "seed space (--space auto): {}",
+            if params.space == Space::Pca {
+                "joint PCA (every batch has at most --k-filter cells: the filter cannot act)"
+            } else {
+                "CCA"
+            }
+        );
+    }
     let labels = pairs::labels(&cells, &args.labels);
     info!(
         "{} cells, {} genes, {} batches; {} batch pair(s){}",
@@ -191,13 +206,13 @@ pub fn run_pairs(args: &PairsArgs, step: &Step) -> Result<()> {
             r.b,
             r.mutual,
             r.kept,
-            if args.space == Space::Cca { "CCA" } else { "PCA" }
+            if params.space == Space::Cca { "CCA" } else { "PCA" }
         );
     })
     .at(input)?;
     timer.done();
     report(&t, labels.as_ref());
-    if let Some(advice) = seed_check::pairs_advice(&counts) {
+    if let Some(advice) = seed_check::pairs_advice(&counts, Some(params.space)) {
         crate::cli::log(format_args!("{advice}"));
     }
     t.provenance = cells.provenance.clone();
