@@ -65,6 +65,11 @@ fn time_steps(
     })
 }
 
+/// Large buffers on transparent huge pages, as in `cellweave-train`.
+#[global_allocator]
+static ALLOC: cellweave_models::kernels::huge::HugePageAlloc =
+    cellweave_models::kernels::huge::HugePageAlloc;
+
 fn main() -> candle_core::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, d: usize| -> usize {

@@ -7,6 +7,7 @@
 
 use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 
+pub mod huge;
 pub mod sparse;
 pub use sparse::{gemm_sparse_left, SparseLeft};
 
@@ -282,36 +283,73 @@ dispatch! {
 /// torch.nn.functional.normalize's eps.
 pub const NORM_EPS: f32 = 1e-12;
 
-/// Row-wise L2 normalisation: `out = h / max(|h|, eps)`; `norm` receives the clamped
-/// norms (one per row).
-pub fn l2_normalize_rows(h: &[f32], out: &mut [f32], norm: &mut [f32], d: usize) {
-    for ((hr, or), n) in h
-        .chunks_exact(d)
-        .zip(out.chunks_exact_mut(d))
-        .zip(norm.iter_mut())
-    {
-        let s = dot_in_order(hr, hr);
-        let nv = s.sqrt().max(NORM_EPS);
-        *n = nv;
-        for (o, &v) in or.iter_mut().zip(hr) {
-            *o = v / nv;
+/// The squared norms `h[r] . h[r]` of the rows `r0 .. r0 + nr` (`nr <= 4`) of `h`, each
+/// summed in index order ([`dot_in_order`]), four rows side by side; `a` and `b` are the
+/// rows of the two operands (`nr * d` values each).
+#[inline(always)]
+fn dots4_in_order(a: &[f32], b: &[f32], nr: usize, d: usize) -> [f32; 4] {
+    // The start of `Iterator::sum` for f32, so that each sum is `dot_in_order`'s.
+    let zero: f32 = std::iter::empty::<f32>().sum();
+    let mut acc = [zero; 4];
+    if nr == 4 {
+        for j in 0..d {
+            for (t, p) in acc.iter_mut().enumerate() {
+                *p += a[t * d + j] * b[t * d + j];
+            }
+        }
+    } else {
+        for (t, p) in acc.iter_mut().take(nr).enumerate() {
+            *p = dot_in_order(&a[t * d..(t + 1) * d], &b[t * d..(t + 1) * d]);
+        }
+    }
+    acc
+}
+
+dispatch! {
+    /// Row-wise L2 normalisation: `out = h / max(|h|, eps)`; `norm` receives the clamped
+    /// norms (one per row).
+    pub fn l2_normalize_rows(h: &[f32], out: &mut [f32], norm: &mut [f32], d: usize) {
+        let rows = norm.len().min(h.len() / d).min(out.len() / d);
+        for r0 in (0..rows).step_by(4) {
+            let nr = 4.min(rows - r0);
+            let hr = &h[r0 * d..(r0 + nr) * d];
+            let sq = dots4_in_order(hr, hr, nr, d);
+            for (t, &s) in sq.iter().take(nr).enumerate() {
+                let nv = s.sqrt().max(NORM_EPS);
+                norm[r0 + t] = nv;
+                let (or, hr) = (&mut out[(r0 + t) * d..][..d], &hr[t * d..(t + 1) * d]);
+                for (o, &v) in or.iter_mut().zip(hr) {
+                    *o = v / nv;
+                }
+            }
         }
     }
 }
 
-/// Backward of `out = relu(z) / max(|relu(z)|, eps)` (rows of width `d`): turns `dout`
-/// into `dz` in place, given the output `out`, the ReLU output `h` and the clamped norms.
-pub fn l2_relu_backward(dout: &mut [f32], out: &[f32], h: &[f32], norm: &[f32], d: usize) {
-    for (((dr, or), hr), &n) in dout
-        .chunks_exact_mut(d)
-        .zip(out.chunks_exact(d))
-        .zip(h.chunks_exact(d))
-        .zip(norm)
-    {
-        let unclamped = n > NORM_EPS;
-        let proj: f32 = if unclamped { dot_in_order(or, dr) } else { 0.0 };
-        for ((g, &o), &hv) in dr.iter_mut().zip(or).zip(hr) {
-            *g = if hv > 0.0 { (*g - o * proj) / n } else { 0.0 };
+dispatch! {
+    /// Backward of `out = relu(z) / max(|relu(z)|, eps)` (rows of width `d`): turns `dout`
+    /// into `dz` in place, given the output `out`, the ReLU output `h` and the clamped norms.
+    /// The projections `out . dout` are summed in index order ([`dot_in_order`]), four rows
+    /// side by side.
+    pub fn l2_relu_backward(dout: &mut [f32], out: &[f32], h: &[f32], norm: &[f32], d: usize) {
+        let rows = norm.len().min(dout.len() / d).min(out.len() / d).min(h.len() / d);
+        for r0 in (0..rows).step_by(4) {
+            let nr = 4.min(rows - r0);
+            let (dr, or) = (&dout[r0 * d..(r0 + nr) * d], &out[r0 * d..(r0 + nr) * d]);
+            let proj = dots4_in_order(or, dr, nr, d);
+            for (t, &p) in proj.iter().take(nr).enumerate() {
+                let r = r0 + t;
+                let n = norm[r];
+                let proj = if n > NORM_EPS { p } else { 0.0 };
+                let (dr, or, hr) = (
+                    &mut dout[r * d..(r + 1) * d],
+                    &out[r * d..(r + 1) * d],
+                    &h[r * d..(r + 1) * d],
+                );
+                for ((g, &o), &hv) in dr.iter_mut().zip(or).zip(hr) {
+                    *g = if hv > 0.0 { (*g - o * proj) / n } else { 0.0 };
+                }
+            }
         }
     }
 }

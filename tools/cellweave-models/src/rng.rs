@@ -115,7 +115,22 @@ impl Rng {
         let keep = 1.0 / (1.0 - p);
         // Compare 16-bit uniforms against p (resolution 2^-16), four per 64-bit draw.
         let threshold = (p as f64 * 65536.0).round() as u64;
-        let mut chunks = out.chunks_exact_mut(4);
+        // By blocks of 64: the 16 draws first (the 16-bit uniforms in draw order, low bits
+        // first), then the comparisons, which vectorise.
+        let mut blocks = out.chunks_exact_mut(64);
+        for block in &mut blocks {
+            let mut u = [0u16; 64];
+            for four in u.chunks_exact_mut(4) {
+                let r = self.next_u64();
+                for (k, x) in four.iter_mut().enumerate() {
+                    *x = (r >> (16 * k)) as u16;
+                }
+            }
+            for (v, &x) in block.iter_mut().zip(&u) {
+                *v = if (x as u64) < threshold { 0.0 } else { keep };
+            }
+        }
+        let mut chunks = blocks.into_remainder().chunks_exact_mut(4);
         for four in &mut chunks {
             let r = self.next_u64();
             for (k, v) in four.iter_mut().enumerate() {
@@ -139,6 +154,39 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The blocked mask is the one-value-at-a-time definition, draw for draw.
+    #[test]
+    fn dropout_mask_matches_its_definition() {
+        for &p in &[0.1f32, 0.3, 0.5, 0.999] {
+            for len in [0usize, 1, 3, 4, 5, 63, 64, 65, 130, 1001] {
+                let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+                let mut got = vec![-1.0f32; len];
+                a.dropout_mask(&mut got, p);
+                let keep = 1.0 / (1.0 - p);
+                let threshold = (p as f64 * 65536.0).round() as u64;
+                let mut want = Vec::with_capacity(len);
+                while want.len() + 4 <= len {
+                    let r = b.next_u64();
+                    for k in 0..4 {
+                        let drop = (r >> (16 * k)) & 0xffff < threshold;
+                        want.push(if drop { 0.0 } else { keep });
+                    }
+                }
+                while want.len() < len {
+                    let drop = b.next_u64() & 0xffff < threshold;
+                    want.push(if drop { 0.0 } else { keep });
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "p {p}, {len} values");
+                assert_eq!(
+                    a.next_u64(),
+                    b.next_u64(),
+                    "p {p}, {len} values: the stream"
+                );
+            }
+        }
+    }
 
     #[test]
     fn streams_are_reproducible_and_distinct() {

@@ -3,6 +3,11 @@
 
 use cellweave_models::stage::{run_train, TrainArgs};
 
+/// Large buffers (weights, optimiser moments, batches) on transparent huge pages.
+#[global_allocator]
+static ALLOC: cellweave_models::kernels::huge::HugePageAlloc =
+    cellweave_models::kernels::huge::HugePageAlloc;
+
 cellweave::stage_main! {
     /// Train an integration model on a log-normalized, HVG-subset cells table. CLAIRE (the
     /// default) also takes the seed pairs and KNN lists of cellweave-pairs: by default one call

@@ -127,7 +127,7 @@ fn sized(v: &mut Vec<f32>, n: usize) {
 /// of `s`, into its activations; its products on `threads` threads. Layer `l`:
 /// `h[l] = relu(input w^T + bias)`, times the mask `m[l]` below the last layer. The
 /// hidden layers are mostly zeros (ReLU and dropout): the products of the second and third
-/// layers read only their non-zeros.
+/// layers read only their non-zeros. `ph`: the profile of the step, when it is taken.
 fn forward(
     w: &Reader,
     x: &[f32],
@@ -135,7 +135,14 @@ fn forward(
     dims: [usize; 4],
     s: &mut Side,
     threads: usize,
+    ph: &mut Option<Phases>,
 ) -> candle_core::Result<()> {
+    const PRODUCT: [&str; 3] = [
+        "forward h1 = x W1^T (both encoders)",
+        "forward h2 = h1 W2^T (both, sparse)",
+        "forward h3 = h2 W3^T (both, sparse)",
+    ];
+    const REST: &str = "forward bias, ReLU, dropout, normalise";
     for l in 0..3 {
         let (below, rest) = s.h.split_at_mut(l);
         let input = if l == 0 { x } else { &below[l - 1] };
@@ -146,13 +153,16 @@ fn forward(
         } else {
             gemm_on(&mut rest[0], n, dout, a, b, false, threads);
         }
+        mark(ph, PRODUCT[l]);
         bias_relu_mask(
             &mut rest[0],
             w.get(2 * l + 1)?,
             s.m.get(l).map(Vec::as_slice),
         );
+        mark(ph, REST);
     }
     l2_normalize_rows(&s.h[2], &mut s.out, &mut s.norm, dims[3]);
+    mark(ph, REST);
     Ok(())
 }
 
@@ -251,17 +261,16 @@ impl Moco {
                 // The two encoders side by side, each on one thread (the same products,
                 // so the same bits, as one after the other).
                 let (rk, rq) = rayon::join(
-                    || forward(&kr, x, n, dims, &mut w.key, 1),
-                    || forward(&qr, x, n, dims, &mut w.query, 1),
+                    || forward(&kr, x, n, dims, &mut w.key, 1, &mut None),
+                    || forward(&qr, x, n, dims, &mut w.query, 1, &mut None),
                 );
                 rk?;
                 rq?;
                 mark(&mut w.phases, "forward, both encoders (in parallel)");
             } else {
-                forward(&kr, x, n, dims, &mut w.key, 1)?;
-                mark(&mut w.phases, "forward, key encoder");
-                forward(&qr, x, n, dims, &mut w.query, 1)?;
-                mark(&mut w.phases, "forward, query encoder");
+                // Profiled by product (both encoders together).
+                forward(&kr, x, n, dims, &mut w.key, 1, &mut w.phases)?;
+                forward(&qr, x, n, dims, &mut w.query, 1, &mut w.phases)?;
             }
             drop(kr);
             let (q, k) = (&w.query.out, &w.key.out);
@@ -307,13 +316,18 @@ impl Moco {
             l2_relu_backward(&mut w.dq, &sq.out, h3, &sq.norm, d);
             let [gw1, gb1, gw2, gb2, gw3, gb3] = &mut w.grads;
             let sp = &mut w.sparse;
+            let ph = &mut w.phases;
+            mark(ph, "backward, normalisation");
             weight_grads(gw3, gb3, Op::n(&w.dq, n, d), Op::n(h2, n, b), sp);
+            mark(ph, "backward, dW3 (dense)");
             input_grad(&mut w.dh2, &w.dq, qr.get(4)?, n, [b, d], h2, m2, sp);
+            mark(ph, "backward, dh2 (dense)");
             weight_grads(gw2, gb2, Op::n(&w.dh2, n, b), Op::n(h1, n, a), sp);
+            mark(ph, "backward, dW2 (sparse)");
             input_grad(&mut w.dh1, &w.dh2, qr.get(2)?, n, [a, b], h1, m1, sp);
-            mark(&mut w.phases, "backward, layers 3 and 2");
+            mark(ph, "backward, dh1 (sparse)");
             weight_grads(gw1, gb1, Op::n(&w.dh1, n, a), Op::n(x, n, g), sp);
-            mark(&mut w.phases, "backward, layer 1 (dW1 500x2000x512)");
+            mark(ph, "backward, dW1 (sparse, 500x2000x512)");
             loss
         };
         let grads: Vec<&[f32]> = w.grads.iter().map(|v| v.as_slice()).collect();
