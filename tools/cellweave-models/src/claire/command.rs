@@ -182,11 +182,10 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     let threshold = params.refine_threshold;
     let max_overlap = params.refine_max_overlap;
     let mut refiner = |p: &PairsTable, emb: &EmbeddingTable| -> Result<Refined> {
-        let (mut out, mut rep) =
-            cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold)?;
+        let (out, rep) =
+            cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, threshold, max_overlap)?;
         let mut advice = None;
-        if let Some(g) = &rep.gmm {
-            let overlap = cellweave::integrate::seed_check::mixture_overlap(g);
+        if let (Some(g), Some(overlap)) = (&rep.gmm, rep.overlap) {
             info!(
                 "refinement: seed similarity mixture low {:.3} (sd {:.3}, weight {:.2}), high {:.3} (sd {:.3}, weight {:.2}); overlap {overlap:.3}",
                 g.means[0], g.variances[0].sqrt(), g.weights[0], g.means[1], g.variances[1].sqrt(), g.weights[1]
@@ -195,12 +194,11 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
             if let Some(a) = &advice {
                 cellweave::cli::log(format_args!("{a}"));
             }
-            if overlap > max_overlap {
+            if rep.kept_all {
                 info!(
                     "refinement: the components overlap more than {max_overlap} (--refine-max-overlap): \
                      they do not separate true from false seeds; every seed kept"
                 );
-                (out, rep) = cellweave::integrate::pairs::refine(p, &emb.data, emb.dim, 0.0)?;
             }
         }
         info!(

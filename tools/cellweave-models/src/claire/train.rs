@@ -98,7 +98,7 @@ pub struct TrainParams {
     /// least this.
     pub refine_threshold: f64,
     /// Refinement drops seeds only when the similarity mixture's components overlap at most
-    /// this (`seed_check::mixture_overlap`); else it keeps every seed.
+    /// this (`Gmm::overlap`); else it keeps every seed.
     #[serde(default = "max_overlap_default")]
     pub refine_max_overlap: f64,
     /// Anchors per step (each gives two views, so a step encodes `2 x batch_size` rows).

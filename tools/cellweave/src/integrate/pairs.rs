@@ -588,6 +588,10 @@ pub struct Refinement {
     /// The mixture fitted to the seeds' cosine similarities (None when there were fewer
     /// than two distinct similarities: every seed is then kept with posterior 1).
     pub gmm: Option<crate::numerics::gmm::Gmm>,
+    /// The mixture's overlap ([`Gmm::overlap`](crate::numerics::gmm::Gmm::overlap); None without a mixture).
+    pub overlap: Option<f64>,
+    /// The overlap was above `max_overlap`: every seed was kept (with its posterior).
+    pub kept_all: bool,
     /// Mean cosine similarity of the seeds before and after.
     pub mean_similarity: [f64; 2],
 }
@@ -595,13 +599,15 @@ pub struct Refinement {
 /// CLAIRE's refinement: the cosine similarity of each seed pair in an embedding (`dim`
 /// numbers per cell, rows in the order of the pairs table's cells), a two-component
 /// Gaussian mixture fitted to them, and the seeds whose posterior of the higher-mean
-/// component is at least `threshold` kept, with that posterior recorded. KNN rows are
-/// kept unchanged.
+/// component is at least `threshold` kept, with that posterior recorded. When the two
+/// components overlap more than `max_overlap` ([`Gmm::overlap`](crate::numerics::gmm::Gmm::overlap): the mixture
+/// does not separate two groups of seeds) every seed is kept. KNN rows are kept unchanged.
 pub fn refine(
     t: &PairsTable,
     emb: &[f32],
     dim: usize,
     threshold: f64,
+    max_overlap: f64,
 ) -> Result<(PairsTable, Refinement)> {
     if emb.len() != t.n_cells * dim {
         bail!(
@@ -630,6 +636,9 @@ pub fn refine(
     } else {
         None
     };
+    let overlap = gmm.as_ref().map(|g| g.overlap());
+    let kept_all = overlap.is_some_and(|o| o > max_overlap);
+    let threshold = if kept_all { 0.0 } else { threshold };
     let mut out = PairsTable {
         n_cells: t.n_cells,
         fingerprint: t.fingerprint.clone(),
@@ -659,6 +668,8 @@ pub fn refine(
         seeds_before: seeds.len(),
         seeds_after: kept,
         gmm,
+        overlap,
+        kept_all,
         mean_similarity: [mean(sim.iter().sum(), sim.len()), mean(kept_sum, kept)],
     };
     Ok((out, report))
@@ -714,7 +725,7 @@ mod tests {
             t.push(PairKind::Mnn, i, j, 0.0, f32::NAN);
         }
         t.push(PairKind::Knn, 0, 4, 0.1, f32::NAN);
-        let (r, rep) = refine(&t, &emb, 2, 0.5).unwrap();
+        let (r, rep) = refine(&t, &emb, 2, 0.5, 1.0).unwrap();
         assert_eq!(rep.seeds_before, 11);
         let kept: Vec<(u32, u32)> = (0..r.len())
             .filter(|&q| r.kind[q] == PairKind::Mnn)
@@ -724,7 +735,7 @@ mod tests {
         assert!(r.posterior[..6].iter().all(|p| (0.5..=1.0).contains(p)));
         assert_eq!(r.kind.last(), Some(&PairKind::Knn));
         assert!(rep.mean_similarity[1] > rep.mean_similarity[0]);
-        assert!(refine(&t, &emb[..10], 2, 0.5).is_err());
+        assert!(refine(&t, &emb[..10], 2, 0.5, 1.0).is_err());
     }
 
     #[test]

@@ -59,10 +59,10 @@ pub fn run_refine(args: &RefineArgs, step: Step) -> Result<()> {
     t.check_cells(&cells.fingerprint()).at(&args.pairs)?;
     let emb = table::read_embedding(&args.embedding)?;
     let data = aligned(&emb, &cells.cell_ids, &args.embedding)?;
-    let (mut out, mut rep) = pairs::refine(&t, &data, emb.dim, args.threshold).at(&args.pairs)?;
-    match rep.gmm.clone() {
-        Some(g) => {
-            let overlap = seed_check::mixture_overlap(&g);
+    let (mut out, rep) =
+        pairs::refine(&t, &data, emb.dim, args.threshold, args.max_overlap).at(&args.pairs)?;
+    match (&rep.gmm, rep.overlap) {
+        (Some(g), Some(overlap)) => {
             info!(
                 "mixture of seed similarities: low {:.3} (sd {:.3}, weight {:.2}), high {:.3} (sd {:.3}, weight {:.2}); overlap {overlap:.3}; {} EM iterations{}",
                 g.means[0],
@@ -74,16 +74,15 @@ pub fn run_refine(args: &RefineArgs, step: Step) -> Result<()> {
                 g.iterations,
                 if g.converged { "" } else { " (not converged)" }
             );
-            if overlap > args.max_overlap {
+            if rep.kept_all {
                 info!(
                     "the components overlap more than {} (--max-overlap): they do not separate \
                      true from false seeds; every seed kept",
                     args.max_overlap
                 );
-                (out, rep) = pairs::refine(&t, &data, emb.dim, 0.0).at(&args.pairs)?;
             }
         }
-        None => info!("fewer than two distinct seed similarities: every seed kept"),
+        _ => info!("fewer than two distinct seed similarities: every seed kept"),
     }
     if let Some(advice) = rep.gmm.as_ref().and_then(seed_check::mixture_advice) {
         crate::cli::log(format_args!("{advice}"));

@@ -59,39 +59,10 @@ pub const MIN_SEEDS_PER_PAIR: usize = 20;
 pub const MAX_LOW_WEIGHT: f64 = 0.5;
 
 /// Refinement drops the low component's seeds only when the mixture's components overlap
-/// less than this ([`mixture_overlap`]): beyond it the mixture does not separate two groups
+/// less than this ([`Gmm::overlap`]): beyond it the mixture does not separate two groups
 /// of seeds, it cuts one group in two. In `bench/robustness.sh` (docs/claire.md) the splits
 /// that helped overlapped 0.001-0.05 and those that dropped correct seeds 0.13-0.14.
 pub const MAX_OVERLAP: f64 = 0.1;
-
-/// The overlap of the mixture's two weighted components, `integral of min(w0 f0, w1 f1)`:
-/// the share of seeds the mixture itself assigns to the wrong component by its own account
-/// (its Bayes error; 0 for components far apart relative to their spreads, up to 0.5 for
-/// identical ones). Midpoint rule on 20,000 points over the means +- 12 sd.
-pub fn mixture_overlap(g: &Gmm) -> f64 {
-    let sd = [g.variances[0].sqrt(), g.variances[1].sqrt()];
-    let lo = (g.means[0] - 12.0 * sd[0]).min(g.means[1] - 12.0 * sd[1]);
-    let hi = (g.means[0] + 12.0 * sd[0]).max(g.means[1] + 12.0 * sd[1]);
-    let density = |c: usize, x: f64| {
-        let z = (x - g.means[c]) / sd[c];
-        g.weights[c] * (-0.5 * z * z).exp() / (sd[c] * (2.0 * std::f64::consts::PI).sqrt())
-    };
-    let n = 20_000;
-    let h = (hi - lo) / n as f64;
-    (0..n)
-        .map(|i| {
-            let x = lo + (i as f64 + 0.5) * h;
-            density(0, x).min(density(1, x))
-        })
-        .sum::<f64>()
-        * h
-}
-
-/// Whether refinement should drop the low component's seeds: the mixture's components
-/// overlap at most `max_overlap` ([`mixture_overlap`]).
-pub fn separated(g: &Gmm, max_overlap: f64) -> bool {
-    mixture_overlap(g) <= max_overlap
-}
 
 /// Seeds of one batch pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,19 +248,19 @@ mod tests {
     #[test]
     fn overlap_is_the_mixtures_own_error() {
         // equal weights and spreads, means d sd apart: overlap = Phi(-d / 2)
-        let o = mixture_overlap(&gmm_sd([0.5, 0.5], [0.0, 2.0], [1.0, 1.0]));
+        let o = gmm_sd([0.5, 0.5], [0.0, 2.0], [1.0, 1.0]).overlap();
         assert!((o - 0.158_655).abs() < 1e-4, "{o}");
-        let o = mixture_overlap(&gmm_sd([0.5, 0.5], [0.3, 0.3], [0.05, 0.05]));
+        let o = gmm_sd([0.5, 0.5], [0.3, 0.3], [0.05, 0.05]).overlap();
         assert!((o - 0.5).abs() < 1e-4, "{o}");
         // cellbench_3tech's mixture (seed 0): a broad light low component, refined
         let far = gmm_sd([0.12, 0.88], [0.666, 0.930], [0.177, 0.034]);
-        assert!((mixture_overlap(&far) - 0.021).abs() < 0.002);
-        assert!(separated(&far, MAX_OVERLAP));
+        assert!((far.overlap() - 0.021).abs() < 0.002);
+        assert!(far.overlap() <= MAX_OVERLAP);
         // c3_sub60 with --space pca: two close modes of correct seeds, not refined
         let close = gmm_sd([0.44, 0.56], [0.911, 0.961], [0.035, 0.015]);
-        assert!((mixture_overlap(&close) - 0.130).abs() < 0.002);
-        assert!(!separated(&close, MAX_OVERLAP));
-        assert!(separated(&close, 1.0));
+        assert!((close.overlap() - 0.130).abs() < 0.002);
+        assert!(close.overlap() > MAX_OVERLAP);
+        assert!(close.overlap() <= 1.0);
     }
 
     #[test]
