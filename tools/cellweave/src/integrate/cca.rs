@@ -36,29 +36,16 @@ pub struct Cca {
 /// Per-gene z-scores within one batch (sd with ddof 1), clipped above at [`SCALE_MAX`];
 /// returns the scaled `n x g` matrix and whether each gene varies in this batch.
 pub fn scale_genes(x: &[f32], n: usize, g: usize) -> (Vec<f32>, Vec<bool>) {
-    let mut mean = vec![0f64; g];
+    let mut sum = vec![0f64; g];
     let mut sq = vec![0f64; g];
     for row in x.chunks(g) {
         for j in 0..g {
             let v = row[j] as f64;
-            mean[j] += v;
+            sum[j] += v;
             sq[j] += v * v;
         }
     }
-    let mut sd = vec![0f64; g];
-    for j in 0..g {
-        mean[j] /= n.max(1) as f64;
-        let var = if n > 1 {
-            ((sq[j] - n as f64 * mean[j] * mean[j]) / (n - 1) as f64).max(0.0)
-        } else {
-            0.0
-        };
-        sd[j] = var.sqrt();
-    }
-    // "varies": a relative tolerance so that float noise on a constant gene does not count
-    let varies: Vec<bool> = (0..g)
-        .map(|j| sd[j] > 1e-6 * (1.0 + mean[j].abs()))
-        .collect();
+    let (mean, sd, varies) = finish_gene_stats(&sum, &sq, n);
     let mut out = vec![0f32; n * g];
     out.par_chunks_mut(g)
         .zip(x.par_chunks(g))
@@ -278,27 +265,36 @@ fn embeddings(u: Vec<f32>, vt: &[f32], n_b: usize, k: usize) -> (Vec<f32>, Vec<f
 fn gene_stats(x: &Csr, rows: &[usize]) -> (Vec<f64>, Vec<f64>, Vec<bool>) {
     let g = x.n_cols;
     let n = rows.len();
-    let mut mean = vec![0f64; g];
+    let mut sum = vec![0f64; g];
     let mut sq = vec![0f64; g];
     for &r in rows {
         let (idx, val) = x.row(r);
         for (&c, &v) in idx.iter().zip(val) {
             let v = v as f64;
-            mean[c as usize] += v;
+            sum[c as usize] += v;
             sq[c as usize] += v * v;
         }
     }
-    let mut sd = vec![0f64; g];
-    for j in 0..g {
-        mean[j] /= n.max(1) as f64;
-        let var = if n > 1 {
-            ((sq[j] - n as f64 * mean[j] * mean[j]) / (n - 1) as f64).max(0.0)
-        } else {
-            0.0
-        };
-        sd[j] = var.sqrt();
-    }
-    let varies = (0..g)
+    finish_gene_stats(&sum, &sq, n)
+}
+
+/// Per-gene mean, sd (ddof 1) and whether the gene varies, from the sums and sums of
+/// squares of `n` rows.
+fn finish_gene_stats(sum: &[f64], sq: &[f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<bool>) {
+    let mean: Vec<f64> = sum.iter().map(|s| s / n.max(1) as f64).collect();
+    let sd: Vec<f64> = mean
+        .iter()
+        .zip(sq)
+        .map(|(&m, &q)| {
+            if n > 1 {
+                ((q - n as f64 * m * m) / (n - 1) as f64).max(0.0).sqrt()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    // "varies": a relative tolerance so that float noise on a constant gene does not count
+    let varies = (0..mean.len())
         .map(|j| sd[j] > 1e-6 * (1.0 + mean[j].abs()))
         .collect();
     (mean, sd, varies)
