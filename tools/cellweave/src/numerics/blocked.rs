@@ -17,7 +17,7 @@
 use crate::contract::Csr;
 use crate::numerics::pca::{self, flip_signs, gemm, LinearOperator, Solver, TruncatedSvd};
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
@@ -229,7 +229,12 @@ pub fn pca_rows(
             };
             krylov_svd(&op, k, k + 10, n_iter, seed, false).vt
         }
-        _ => covariance_components(&src, &mean, k),
+        _ => {
+            pca::covariance_eigen_of(src.n_rows(), d, &mean, k, |start, block| {
+                src.fill(start, block)
+            })
+            .0
+        }
     };
     flip_signs(&mut components, k, d);
     // scores = (x - mean) . components^T, as pca::project
@@ -250,56 +255,6 @@ pub fn pca_rows(
         .par_chunks_mut(k)
         .for_each(|row| row.iter_mut().zip(&shift).for_each(|(s, m)| *s -= m));
     (k, scores, components)
-}
-
-/// Top-k eigenvectors (`k x d`) of the covariance of a source's rows, built as
-/// `pca`'s covariance route builds it (8 row groups of 1,024-row blocks, in f64).
-fn covariance_components(src: &impl RowSource, mean: &[f32], k: usize) -> Vec<f32> {
-    const CHUNK: usize = 1024;
-    const GROUPS: usize = 8;
-    let (n, d) = (src.n_rows(), src.n_cols());
-    let per_group = n.div_ceil(GROUPS).max(1);
-    let partial: Vec<Mat<f64>> = (0..n.div_ceil(per_group))
-        .into_par_iter()
-        .map(|gi| {
-            let mut cov = Mat::<f64>::zeros(d, d);
-            let mut buf = vec![0f32; CHUNK * d];
-            let end = ((gi + 1) * per_group).min(n);
-            let mut start = gi * per_group;
-            while start < end {
-                let rows = CHUNK.min(end - start);
-                let blk = &mut buf[..rows * d];
-                src.fill(start, blk);
-                let b = Mat::<f64>::from_fn(rows, d, |i, j| (blk[i * d + j] - mean[j]) as f64);
-                matmul(
-                    cov.as_mut(),
-                    Accum::Add,
-                    b.transpose(),
-                    b.as_ref(),
-                    1.0f64,
-                    Par::Seq,
-                );
-                start += rows;
-            }
-            cov
-        })
-        .collect();
-    let mut cov = Mat::<f64>::zeros(d, d);
-    for p in &partial {
-        cov += p;
-    }
-    let eig = cov
-        .self_adjoint_eigen(Side::Lower)
-        .expect("eigendecomposition of the covariance");
-    let u = eig.U();
-    let mut comps = vec![0f32; k * d];
-    for c in 0..k {
-        let col = d - 1 - c; // eigenvalues ascend
-        for j in 0..d {
-            comps[c * d + j] = u[(j, col)] as f32;
-        }
-    }
-    comps
 }
 
 /// Rows per chunk of the tall-skinny QR at least (and at least twice the columns).

@@ -239,16 +239,37 @@ fn covariance_eigen(
     mean: &[f32],
     k: usize,
 ) -> (Vec<f32>, Vec<f64>) {
-    // a fixed number of row groups summed in order: deterministic whatever the threads
+    covariance_eigen_of(n, d, mean, k, |start, block| {
+        block.copy_from_slice(&data[start * d..start * d + block.len()])
+    })
+}
+
+/// [`covariance_eigen`] of `n x d` rows that `fill(start, block)` writes into `block`
+/// (row-major, `block.len() / d` rows from row `start`) on demand: the dense rows, or a
+/// sparse matrix's (`numerics::blocked`), without a whole-data copy.
+pub(crate) fn covariance_eigen_of(
+    n: usize,
+    d: usize,
+    mean: &[f32],
+    k: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f64>) {
+    // a fixed number of row groups of 1,024-row blocks summed in order: deterministic
+    // whatever the threads
     const BLOCK: usize = 1024;
     const GROUPS: usize = 8;
     let per_group = n.div_ceil(GROUPS).max(1);
-    let partial: Vec<Mat<f64>> = data
-        .par_chunks(per_group * d)
-        .map(|group| {
+    let partial: Vec<Mat<f64>> = (0..n.div_ceil(per_group))
+        .into_par_iter()
+        .map(|gi| {
             let mut cov = Mat::<f64>::zeros(d, d);
-            for block in group.chunks(BLOCK * d) {
-                let rows = block.len() / d;
+            let mut buf = vec![0f32; BLOCK * d];
+            let end = ((gi + 1) * per_group).min(n);
+            let mut start = gi * per_group;
+            while start < end {
+                let rows = BLOCK.min(end - start);
+                let block = &mut buf[..rows * d];
+                fill(start, block);
                 let b = Mat::<f64>::from_fn(rows, d, |i, j| (block[i * d + j] - mean[j]) as f64);
                 matmul(
                     cov.as_mut(),
@@ -258,6 +279,7 @@ fn covariance_eigen(
                     1.0f64,
                     Par::Seq,
                 );
+                start += rows;
             }
             cov
         })
