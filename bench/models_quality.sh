@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quality of the models besides plain CLAIRE on the three labelled dev sets: the classic scIB
 # total (0.6 bio + 0.4 batch, label cell_type, cellweave-score beside the unintegrated PCA) of
-#   medl       MEDL's fixed-effects latent at its defaults (lr 1e-4, 100 epochs, batch 512)
+#   medl       MEDL's fixed-effects latent at its defaults (lr 1e-4, batch 512, 500 epochs bounded to 1,500-6,000 steps)
 #   claire     CLAIRE at its defaults (one cellweave-train call: stage 1, refine, stage 2)
 #   bss        CLAIRE --augment bss
 #   bss-rank   CLAIRE --augment bss-rank

@@ -18,7 +18,7 @@ pub use crate::engine::card::CARD;
 pub struct Hyper {
     /// Epochs in this call (at least 1) [default: the model's; claire: 80, fewer on large
     /// data so that at most --max-steps steps run, more on small data so that at least
-    /// --min-steps run]
+    /// --min-steps run; medl: 500 bounded to 1,500-6,000 steps the same way]
     #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Adam learning rate (> 0) [default: the model's; claire: 1e-4]

@@ -170,6 +170,21 @@ impl Schedule {
     }
 }
 
+/// Automatic epochs: `epochs`, cut to the whole epochs that fit in `max_steps` (at least
+/// one) when they would run more steps, then raised to enough epochs for `min_steps`
+/// (`spe`: steps per epoch). The step bounds keep the length fixed in steps at both ends:
+/// a small data set trains long enough, a large one no longer than a model
+/// needs to converge, whatever the number of cells.
+pub fn auto_epochs(epochs: usize, min_steps: usize, max_steps: usize, spe: usize) -> usize {
+    let spe = spe.max(1);
+    let capped = if epochs * spe > max_steps {
+        (max_steps / spe).max(1)
+    } else {
+        epochs
+    };
+    capped.max(min_steps.div_ceil(spe))
+}
+
 /// The random stream of a model's initial weights (`Rng::derive(seed, [STREAM_INIT])`).
 pub const STREAM_INIT: u64 = u64::MAX;
 /// The random stream of an epoch's cell order (`Rng::derive(seed, [epoch, STREAM_SHUFFLE])`).

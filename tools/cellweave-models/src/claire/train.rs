@@ -133,20 +133,7 @@ pub const DEFAULT_MAX_STEPS: usize = 6000;
 /// Steps of an automatic stage 1 at most (whole epochs, at least one).
 pub const STAGE1_MAX_STEPS: usize = 600;
 
-/// Automatic epochs: `epochs`, cut to the whole epochs that fit in `max_steps` (at least
-/// one) when they would run more steps, then raised to enough epochs for `min_steps`
-/// (`spe`: steps per epoch). The step bounds keep the length fixed in steps at both ends:
-/// a small data set trains long enough, a large one no longer than a contrastive encoder
-/// needs to converge, whatever the number of cells.
-pub fn auto_epochs(epochs: usize, min_steps: usize, max_steps: usize, spe: usize) -> usize {
-    let spe = spe.max(1);
-    let capped = if epochs * spe > max_steps {
-        (max_steps / spe).max(1)
-    } else {
-        epochs
-    };
-    capped.max(min_steps.div_ceil(spe))
-}
+pub use crate::engine::auto_epochs;
 
 fn max_overlap_default() -> f64 {
     seed_check::MAX_OVERLAP

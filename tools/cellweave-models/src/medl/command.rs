@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use super::fit::{train_cells, Outputs, RunOptions};
 use super::model;
-use super::train::MedlParams;
+use super::train::{self, MedlParams};
 use crate::command::{EmbedRun, Hyper, TrainRun};
 
 /// MEDL's own flags of `cellweave-train` (the shared ones are [`Hyper`]; MEDL's defaults:
-/// 100 epochs, lr 1e-4, batch 512, weight decay 0, latent 50, no dropout).
+/// 500 epochs bounded to 1,500-6,000 steps, lr 1e-4, batch 512, weight decay 0, latent 50,
+/// no dropout).
 #[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone)]
 #[command(next_help_heading = "MEDL options (--model medl)")]
 pub struct MedlArgs {
@@ -42,15 +43,16 @@ pub struct MedlArgs {
 }
 
 impl MedlArgs {
-    /// The parameters of a run: the shared flags (`None`: MEDL's default) and MEDL's own.
-    pub fn params(&self, hyper: &Hyper, seed: u64) -> Result<MedlParams> {
-        if hyper.dropout.is_some() {
-            return Err(Error::new("MEDL has no dropout").field("dropout"));
-        }
+    /// The parameters of a run on `n_cells` cells: the shared flags (`None`: MEDL's
+    /// default; the epochs from [`train::default_epochs`]) and MEDL's own.
+    pub fn params(&self, hyper: &Hyper, seed: u64, n_cells: usize) -> MedlParams {
         let d = MedlParams::default();
-        Ok(MedlParams {
-            epochs: hyper.epochs.unwrap_or(d.epochs),
-            batch_size: hyper.batch_size.unwrap_or(d.batch_size),
+        let batch_size = hyper.batch_size.unwrap_or(d.batch_size);
+        MedlParams {
+            epochs: hyper
+                .epochs
+                .unwrap_or_else(|| train::default_epochs(n_cells, batch_size)),
+            batch_size,
             lr: hyper.lr.unwrap_or(d.lr),
             weight_decay: hyper.weight_decay.unwrap_or(d.weight_decay),
             latent: hyper.latent.unwrap_or(d.latent),
@@ -60,14 +62,16 @@ impl MedlArgs {
             re_ce: self.re_ce,
             kl_weight: self.kl_weight,
             seed,
-        })
+        }
     }
 }
 
 /// Train MEDL: the model directory, the FE latent (`--embedding`), the RE latent
 /// (`--re-embedding`) and the log.
 pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
-    let params = args.params(&run.hyper, run.seed)?;
+    if run.hyper.dropout.is_some() {
+        return Err(Error::new("MEDL has no dropout").field("dropout"));
+    }
     if run.init.is_some() {
         return Err(Error::new(
             "MEDL trains in one call (continue an interrupted run with --resume)",
@@ -82,6 +86,7 @@ pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
         info!("note: MEDL uses neither --pairs nor --counts (ignored)");
     }
     let cells = table::read_cells(&run.cells)?;
+    let params = args.params(&run.hyper, run.seed, cells.n_cells());
     let opts = RunOptions {
         batch_key: run.batch_key.clone(),
         resume: run.resume,

@@ -10,7 +10,7 @@ use super::fit::{train_cells, Outputs, RunOptions};
 use super::layers::{selu, Pass, ReBlock, ReNoise, BN_EPS, RE_PRIOR_SD};
 use super::model;
 use super::net::one_hot;
-use super::train::MedlParams;
+use super::train::{default_epochs, MedlParams};
 use crate::rng::Rng;
 
 fn vals(n: usize, rng: &mut Rng, scale: f32, shift: f32) -> Vec<f32> {
@@ -285,6 +285,20 @@ fn many_batches_train() {
     let card: model::Card = crate::engine::card::read(&tmp.join("model")).unwrap();
     assert_eq!(card.batches.len(), 150);
     assert_eq!(emb(&tmp.join("re.arrow")).len(), 600 * 50);
+}
+
+#[test]
+fn default_length_is_500_epochs_bounded_in_steps() {
+    // kang_ifnb's 1,556 cells: 3 steps of 512 per epoch, 500 epochs = 1,500 steps.
+    assert_eq!(default_epochs(1556, 512), 500);
+    // 499 cells: one step per epoch, raised to 1,500 steps.
+    assert_eq!(default_epochs(499, 512), 1500);
+    // 100,000 cells: 195 steps per epoch, cut to 30 epochs (5,850 steps <= 6,000).
+    assert_eq!(default_epochs(100_000, 512), 30);
+    // A million cells: 1,953 steps per epoch, 3 epochs.
+    assert_eq!(default_epochs(1_000_000, 512), 3);
+    // More steps per epoch than the budget: still one whole epoch.
+    assert_eq!(default_epochs(10_000_000, 512), 1);
 }
 
 fn tempdir(name: &str) -> PathBuf {

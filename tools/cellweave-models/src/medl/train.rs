@@ -21,6 +21,23 @@ use crate::CandleExt;
 
 const STREAM_NOISE: u64 = 2;
 
+/// Epochs when `--epochs` is not given: the authors' 500 (scMEDAL's training configuration,
+/// there with early stopping on a validation split), bounded in steps by [`MIN_STEPS`] and
+/// [`MAX_STEPS`] ([`default_epochs`]).
+pub const DEFAULT_EPOCHS: usize = 500;
+/// The fewest steps a run with automatic epochs takes (small data sets).
+pub const MIN_STEPS: usize = 1500;
+/// The most steps a run with automatic epochs takes (whole epochs, at least one), so that
+/// the length stops growing with the number of cells.
+pub const MAX_STEPS: usize = 6000;
+
+/// The epochs of a run on `n` cells in minibatches of `batch_size` when `--epochs` is not
+/// given: [`DEFAULT_EPOCHS`], cut to [`MAX_STEPS`] and raised to [`MIN_STEPS`].
+pub fn default_epochs(n: usize, batch_size: usize) -> usize {
+    let (spe, _) = batching(n, batch_size);
+    engine::auto_epochs(DEFAULT_EPOCHS, MIN_STEPS, MAX_STEPS, spe)
+}
+
 /// Everything that decides the result of a training run (recorded in the model card).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MedlParams {
@@ -51,7 +68,7 @@ pub struct MedlParams {
 impl Default for MedlParams {
     fn default() -> Self {
         MedlParams {
-            epochs: 100,
+            epochs: DEFAULT_EPOCHS,
             batch_size: 512,
             lr: 1e-4,
             weight_decay: 0.0,
