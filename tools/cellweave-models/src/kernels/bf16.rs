@@ -173,21 +173,53 @@ mod imp {
             let nr = PANEL.min(rows - r0);
             for p0 in (0..kp).step_by(16) {
                 let np = 16.min(kp - p0);
-                // tile[l][j]: pair p0 + j of row r0 + l.
-                let mut tile = [[0u32; 16]; PANEL];
-                for (l, t) in tile.iter_mut().enumerate().take(nr) {
+                // r[l]: pairs p0 .. p0 + 16 of row r0 + l (zero past the last row).
+                let mut r = [_mm512_setzero_si512(); PANEL];
+                for (l, v) in r.iter_mut().enumerate().take(nr) {
                     let src = &b[(r0 + l) * k..(r0 + l + 1) * k];
-                    let s = &src[2 * p0..(2 * p0 + 32).min(k)];
-                    _mm512_storeu_si512(t.as_mut_ptr() as *mut _, cvt32(s));
+                    *v = cvt32(&src[2 * p0..(2 * p0 + 32).min(k)]);
                 }
-                for j in 0..np {
-                    let d = &mut panel[(p0 + j) * PANEL..(p0 + j + 1) * PANEL];
-                    for (l, v) in d.iter_mut().enumerate() {
-                        *v = tile[l][j];
-                    }
+                let o = transpose16(&r);
+                for (j, v) in o.iter().enumerate().take(np) {
+                    _mm512_storeu_si512(panel.as_mut_ptr().add((p0 + j) * PANEL) as *mut _, *v);
                 }
             }
         }
+    }
+
+    /// The transpose of a 16 x 16 matrix of 32-bit values held as 16 rows: `o[j][l] = r[l][j]`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+        // t[2i], t[2i + 1]: rows 2i and 2i + 1 interleaved, per 128-bit lane L, at columns
+        // 4L, 4L + 1 and 4L + 2, 4L + 3.
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4g + c], lane L: rows 4g .. 4g + 4 at column 4L + c.
+        let mut u = [_mm512_setzero_si512(); 16];
+        for g in 0..4 {
+            let t = &t[4 * g..4 * g + 4];
+            u[4 * g] = _mm512_unpacklo_epi64(t[0], t[2]);
+            u[4 * g + 1] = _mm512_unpackhi_epi64(t[0], t[2]);
+            u[4 * g + 2] = _mm512_unpacklo_epi64(t[1], t[3]);
+            u[4 * g + 3] = _mm512_unpackhi_epi64(t[1], t[3]);
+        }
+        // Column 4L + c: lane L of u[c], u[4 + c], u[8 + c], u[12 + c].
+        let mut o = [_mm512_setzero_si512(); 16];
+        for c in 0..4 {
+            let va = _mm512_shuffle_i32x4::<0x44>(u[c], u[4 + c]);
+            let vb = _mm512_shuffle_i32x4::<0xEE>(u[c], u[4 + c]);
+            let wa = _mm512_shuffle_i32x4::<0x44>(u[8 + c], u[12 + c]);
+            let wb = _mm512_shuffle_i32x4::<0xEE>(u[8 + c], u[12 + c]);
+            o[c] = _mm512_shuffle_i32x4::<0x88>(va, wa);
+            o[4 + c] = _mm512_shuffle_i32x4::<0xDD>(va, wa);
+            o[8 + c] = _mm512_shuffle_i32x4::<0x88>(vb, wb);
+            o[12 + c] = _mm512_shuffle_i32x4::<0xDD>(vb, wb);
+        }
+        o
     }
 
     /// `c (rows x m) = A B^T` for `a` (`rows x kp` pairs) and all of `b`'s panels.
@@ -339,6 +371,33 @@ mod tests {
         // Ties go to even: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7.
         assert_eq!(round(1.0 + 1.0 / 256.0), 1.0);
         assert_eq!(round(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
+    }
+
+    #[test]
+    fn panels_hold_the_rows_pairs() {
+        if !available() {
+            return;
+        }
+        let (rows, k) = (37, 71);
+        let b = data(rows * k, 4);
+        let (mut p, mut r) = (Vec::new(), Vec::new());
+        pack_panels(&b, rows, k, &mut p);
+        pack_rows(&b, rows, k, &mut r);
+        let kp = pairs(k);
+        assert_eq!(p.len(), rows.div_ceil(PANEL) * kp * PANEL);
+        for q in 0..rows.div_ceil(PANEL) {
+            for pp in 0..kp {
+                for l in 0..PANEL {
+                    let row = q * PANEL + l;
+                    let want = if row < rows { r[row * kp + pp] } else { 0 };
+                    assert_eq!(p[(q * kp + pp) * PANEL + l], want, "row {row} pair {pp}");
+                }
+            }
+        }
+        // The pairs: (even column, odd column) in the (low, high) halves, zero past k.
+        assert_eq!(r[0] & 0xffff, round(b[0]).to_bits() >> 16);
+        assert_eq!(r[0] >> 16, round(b[1]).to_bits() >> 16);
+        assert_eq!(r[kp - 1] >> 16, 0);
     }
 
     fn product(a: &[f32], b: &[f32], n: usize, m: usize, k: usize, threads: usize) -> Vec<f32> {
