@@ -3,7 +3,9 @@
 #
 # 1. CLAIRE's training step at the reference shape (256 anchors -> 2 x 256 views, 2,000 genes,
 #    encoder 2000-500-250-128, queue 2,048, symmetric MoCo, Adam) on random dense inputs:
-#    cellweave's fused CPU step (Moco::step_cpu, examples/claire_step) against CLAIRE's own
+#    cellweave's fused CPU step (Moco::step_cpu, examples/claire_step, at cellweave-train's default
+#    --precision auto: the first-layer forward product on bf16 operands where the CPU has
+#    AVX512_BF16; the same step with --precision f32 is timed and listed too) against CLAIRE's own
 #    PyTorch code (../shared/reference/tools/claire_step_bench.py, run unchanged through
 #    bench/torch_step_cpu.py, which adds its CPU time). Thread counts 1 and 2 (RAYON, OMP, MKL,
 #    OpenBLAS and torch all pinned to the same count); ROUNDS rounds, the two sides alternating
@@ -66,8 +68,8 @@ RES=$WORK/results.tsv
 : > "$RES"
 for r in $(seq 1 "$ROUNDS"); do
   for t in $THREADS_LIST; do
-    extra=(--fast-only)
-    [ "$r" = 1 ] && extra=()
+    extra=(--fast-only --also-f32)
+    [ "$r" = 1 ] && extra=(--also-f32)
     pinned "$t" "$BIN/examples/claire_step" --steps "$STEPS" "${extra[@]}" > "$WORK/cw.txt"
     awk -F'\t' -v t="$t" -v r="$r" '$1 == "result" {
         for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }

@@ -17,7 +17,8 @@ from collections import defaultdict
 
 NAMES = {
     "torch": "PyTorch 1.13",
-    "step_cpu": "cellweave fused CPU step",
+    "step_cpu": "cellweave fused step (auto)",
+    "step_cpu_f32": "cellweave fused step (f32)",
     "step_ops": "cellweave candle-ops step",
     "cellweave": "cellweave-impute (LATE)",
 }
@@ -50,7 +51,7 @@ def table(path):
               f"{'cpu s':>10}{'PyTorch/this (median, mean, cpu)':>36}")
         for threads in sorted({k[1] for k in keys}):
             torch = runs.get((bench, threads, "torch"))
-            for impl in ("torch", "step_cpu", "step_ops", "cellweave"):
+            for impl in ("torch", "step_cpu", "step_cpu_f32", "step_ops", "cellweave"):
                 r = runs.get((bench, threads, impl))
                 if not r:
                     continue

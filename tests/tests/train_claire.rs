@@ -165,7 +165,12 @@ fn train_writes_model_embedding_and_log() {
             "lr: 0.0001",
             "refine_max_overlap: 0.1",
             "final_loss:",
+            "precision: auto",
         ],
+    );
+    assert!(
+        card.contains("precision_used: bf16-first-layer") || card.contains("precision_used: f32"),
+        "{card}"
     );
     let log = read_frame(&m.join("training_log.arrow"), TableKind::TrainingLog).unwrap();
     assert_eq!(log.n_rows(), 6);

@@ -5,12 +5,15 @@
 //!
 //! usage: claire_step [--steps N] [--warmup W] [--genes G] [--batch B] [--fast-only]
 //!                    [--profile]  (CPU time per phase of the fused step)
+//!                    [--precision auto|f32]  (the fused step's first layer, as
+//!                                 `cellweave-train --precision`; default auto)
+//!                    [--also-f32]  (time the fused step with --precision f32 as well)
 //! Threads: RAYON_NUM_THREADS. Prints, per implementation, the wall time per step (median
 //! and mean over the steps), the CPU time per step (all threads; on a shared machine the
 //! figure that does not count other processes) and the last loss, plus one
 //! machine-readable `result` line each for bench/train.sh.
 use candle_core::{Device, Tensor};
-use cellweave_models::claire::cpu_step::Workspace;
+use cellweave_models::claire::cpu_step::{Precision, Workspace};
 use cellweave_models::claire::encoder::Encoder;
 use cellweave_models::claire::moco::{Moco, MocoParams};
 use cellweave_models::optim::AdamConfig;
@@ -102,17 +105,36 @@ fn main() -> candle_core::Result<()> {
     // Random non-negative dense inputs, as the PyTorch reference bench (torch.rand).
     let xs: Vec<f32> = (0..2 * b * g).map(|_| rng.f32()).collect();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    println!("CLAIRE training step: batch {b} (2 x {b} views), {g} genes, latent 128, queue 2048; threads {threads}");
+    let precision = match args.iter().position(|a| a == "--precision") {
+        None => Precision::Auto,
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("auto") => Precision::Auto,
+            Some("f32") => Precision::F32,
+            other => {
+                return Err(candle_core::Error::Msg(format!(
+                    "--precision: expected auto or f32, got {other:?}"
+                )))
+            }
+        },
+    };
+    println!(
+        "CLAIRE training step: batch {b} (2 x {b} views), {g} genes, latent 128, queue 2048; threads {threads}; fused step's first layer: {}",
+        precision.resolved()
+    );
 
     let mut fast = new_model(&mut rng)?;
-    let mut ws = Workspace::default();
+    let mut ws = Workspace::with_precision(precision);
     let profile = args.iter().any(|a| a == "--profile");
     if profile {
         ws.phases = Some(Default::default());
     }
     let mut results = vec![(
         "step_cpu",
-        "cellweave step_cpu (fused, CPU)",
+        if precision.bf16_first_layer() {
+            "cellweave step_cpu (bf16 first layer)"
+        } else {
+            "cellweave step_cpu (fused, f32)"
+        },
         time_steps(warmup, steps, &mut || {
             fast.step_cpu(&xs, 2 * b, &mut rng, &mut ws)
         })?,
@@ -128,6 +150,14 @@ fn main() -> candle_core::Result<()> {
                 100.0 * s / total
             );
         }
+    }
+    if args.iter().any(|a| a == "--also-f32") {
+        let mut f32_model = new_model(&mut rng)?;
+        let mut ws = Workspace::with_precision(Precision::F32);
+        let timed = time_steps(warmup, steps, &mut || {
+            f32_model.step_cpu(&xs, 2 * b, &mut rng, &mut ws)
+        })?;
+        results.push(("step_cpu_f32", "cellweave step_cpu, --precision f32", timed));
     }
     if !args.iter().any(|a| a == "--fast-only") {
         let mut slow = new_model(&mut rng)?;

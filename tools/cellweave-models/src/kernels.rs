@@ -7,6 +7,7 @@
 
 use faer::{linalg::matmul::matmul, Accum, MatMut, MatRef, Par};
 
+pub mod bf16;
 pub mod huge;
 pub mod sparse;
 pub use sparse::{gemm_sparse_left, SparseLeft};

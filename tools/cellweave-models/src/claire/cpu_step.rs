@@ -10,8 +10,9 @@ use std::sync::RwLockReadGuard;
 use super::moco::Moco;
 use crate::engine::process_cpu_seconds;
 use crate::kernels::{
-    add_scaled_rows, bias_relu_mask, col_sums, gemm, gemm_on, gemm_sparse_left, info_nce_rows,
-    l2_normalize_rows, l2_relu_backward, relu_mask_backward, row_dots, Op, SparseLeft,
+    add_scaled_rows, bf16, bias_relu_mask, col_sums, gemm, gemm_on, gemm_sparse_left,
+    info_nce_rows, l2_normalize_rows, l2_relu_backward, relu_mask_backward, row_dots, Op,
+    SparseLeft,
 };
 use crate::optim::ema_update;
 use crate::rng::Rng;
@@ -37,9 +38,53 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The arithmetic of the fused CPU step's first-layer forward product `x W1^T` (the
+/// largest product of the step; everything else is f32 in every case). `cellweave-train`
+/// defaults to `Auto`, a library [`Workspace`] to `F32`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 operands (x and W1 rounded to nearest even) with f32 sums where the CPU has
+    /// AVX512_BF16, else f32
+    Auto,
+    /// f32 throughout
+    #[default]
+    F32,
+}
+
+impl Precision {
+    /// Whether the first-layer forward product runs on bf16 operands on this CPU.
+    pub fn bf16_first_layer(self) -> bool {
+        self == Precision::Auto && bf16::available()
+    }
+    /// What the step computes in, on this CPU: `bf16-first-layer` or `f32`.
+    pub fn resolved(self) -> &'static str {
+        if self.bf16_first_layer() {
+            "bf16-first-layer"
+        } else {
+            "f32"
+        }
+    }
+}
+
 /// Preallocated buffers of one step shape.
 #[derive(Default)]
 pub struct Workspace {
+    /// The first layer's forward arithmetic; the default workspace computes in
+    /// [`Precision::F32`] (the trainer sets `--precision`, by default `auto`).
+    pub precision: Precision,
+    /// The batch rounded to bf16 pairs, when the first layer runs on bf16.
+    xb: Vec<u32>,
     query: Side,
     key: Side,
     lpos: Vec<f32>,
@@ -55,6 +100,16 @@ pub struct Workspace {
     pub phases: Option<Phases>,
 }
 
+impl Workspace {
+    /// An empty workspace whose first layer computes in `precision`.
+    pub fn with_precision(precision: Precision) -> Self {
+        Workspace {
+            precision,
+            ..Default::default()
+        }
+    }
+}
+
 /// One encoder's dropout masks and activations for a batch of `n` rows.
 #[derive(Default)]
 struct Side {
@@ -67,6 +122,8 @@ struct Side {
     norm: Vec<f32>,
     /// The non-zeros of the hidden layers, for the products that read them.
     sparse: SparseLeft,
+    /// `W1` rounded to bf16 in panels, when the first layer runs on bf16.
+    w1b: Vec<u32>,
 }
 
 impl Side {
@@ -127,10 +184,13 @@ fn sized(v: &mut Vec<f32>, n: usize) {
 /// of `s`, into its activations; its products on `threads` threads. Layer `l`:
 /// `h[l] = relu(input w^T + bias)`, times the mask `m[l]` below the last layer. The
 /// hidden layers are mostly zeros (ReLU and dropout): the products of the second and third
-/// layers read only their non-zeros. `ph`: the profile of the step, when it is taken.
+/// layers read only their non-zeros. With `xb` (the batch packed by [`bf16::pack_rows`]),
+/// the first product runs on bf16 operands. `ph`: the profile of the step, when it is taken.
+#[allow(clippy::too_many_arguments)]
 fn forward(
     w: &Reader,
     x: &[f32],
+    xb: Option<&[u32]>,
     n: usize,
     dims: [usize; 4],
     s: &mut Side,
@@ -148,10 +208,13 @@ fn forward(
         let input = if l == 0 { x } else { &below[l - 1] };
         let (din, dout) = (dims[l], dims[l + 1]);
         let (a, b) = (Op::n(input, n, din), Op::t(w.get(2 * l)?, dout, din));
-        if l > 0 {
-            gemm_sparse_left(&mut rest[0], n, dout, a, b, threads, &mut s.sparse);
-        } else {
-            gemm_on(&mut rest[0], n, dout, a, b, false, threads);
+        match (l, xb) {
+            (0, Some(xb)) => {
+                bf16::pack_panels(w.get(0)?, dout, din, &mut s.w1b);
+                bf16::gemm_nt(&mut rest[0], n, dout, din, xb, &s.w1b, threads);
+            }
+            (0, None) => gemm_on(&mut rest[0], n, dout, a, b, false, threads),
+            _ => gemm_sparse_left(&mut rest[0], n, dout, a, b, threads, &mut s.sparse),
         }
         mark(ph, PRODUCT[l]);
         bias_relu_mask(
@@ -250,6 +313,11 @@ impl Moco {
             rng.dropout_mask(m, p);
         }
         mark(&mut w.phases, "buffers, dropout masks");
+        let bf16_first = w.precision.bf16_first_layer();
+        if bf16_first {
+            bf16::pack_rows(x, n, g, &mut w.xb);
+            mark(&mut w.phases, "x to bf16 (first layer)");
+        }
 
         let qvars = self.query.vars();
         let kvars = self.key.vars();
@@ -257,20 +325,21 @@ impl Moco {
             let kr = Reader::new(&kvars.iter().map(|v| v.as_tensor()).collect::<Vec<_>>());
             let qr = Reader::new(&qvars.iter().map(|v| v.as_tensor()).collect::<Vec<_>>());
             let threads = rayon::current_num_threads();
+            let xb = bf16_first.then_some(w.xb.as_slice());
             if threads > 1 {
                 // The two encoders side by side, each on one thread (the same products,
                 // so the same bits, as one after the other).
                 let (rk, rq) = rayon::join(
-                    || forward(&kr, x, n, dims, &mut w.key, 1, &mut None),
-                    || forward(&qr, x, n, dims, &mut w.query, 1, &mut None),
+                    || forward(&kr, x, xb, n, dims, &mut w.key, 1, &mut None),
+                    || forward(&qr, x, xb, n, dims, &mut w.query, 1, &mut None),
                 );
                 rk?;
                 rq?;
                 mark(&mut w.phases, "forward, both encoders (in parallel)");
             } else {
                 // Profiled by product (both encoders together).
-                forward(&kr, x, n, dims, &mut w.key, 1, &mut w.phases)?;
-                forward(&qr, x, n, dims, &mut w.query, 1, &mut w.phases)?;
+                forward(&kr, x, xb, n, dims, &mut w.key, 1, &mut w.phases)?;
+                forward(&qr, x, xb, n, dims, &mut w.query, 1, &mut w.phases)?;
             }
             drop(kr);
             let (q, k) = (&w.query.out, &w.key.out);

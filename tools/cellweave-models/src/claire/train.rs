@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::augment::{augment, Augment};
-use super::cpu_step::Workspace;
+use super::cpu_step::{Precision, Workspace};
 use super::encoder::{widths, Encoder};
 use super::moco::{Moco, MocoParams};
 use super::model::{self, Architecture, Card, TrainingSummary};
@@ -119,6 +119,10 @@ pub struct TrainParams {
     /// Augmentation of the views (batch-styles standardization).
     #[serde(default)]
     pub augment: Augment,
+    /// The fused CPU step's first-layer forward arithmetic (`--precision`); checkpoints of
+    /// cellweave before the option computed in f32.
+    #[serde(default = "precision_before_option")]
+    pub precision: Precision,
     /// Seed of every random draw (initial weights, anchor order, views, dropout).
     pub seed: u64,
 }
@@ -137,6 +141,10 @@ pub use crate::engine::auto_epochs;
 
 fn max_overlap_default() -> f64 {
     seed_check::MAX_OVERLAP
+}
+
+fn precision_before_option() -> Precision {
+    Precision::F32
 }
 
 impl Default for TrainParams {
@@ -160,6 +168,7 @@ impl Default for TrainParams {
             moco: MocoParams::default(),
             embed_with: EmbedWith::default(),
             augment: Augment::None,
+            precision: Precision::Auto,
             seed: 0,
         }
     }
@@ -479,13 +488,14 @@ impl<'a> Trainer<'a> {
         ),
     ) -> Self {
         sets.set_seeds(&seed_list(&seeds));
+        let ws = Workspace::with_precision(params.precision);
         Trainer {
             params,
             cells,
             pairs: pairs.clone(),
             seeds,
             sets,
-            ws: Workspace::default(),
+            ws,
             moco,
             progress,
             dir: dir.to_path_buf(),
@@ -755,7 +765,17 @@ impl<'a> Trainer<'a> {
             &self.log_frame(step),
         )?;
         let emb = self.embedding_table(step)?;
-        let hyper = serde_json::to_value(&self.params)?;
+        let mut hyper = serde_json::to_value(&self.params)?;
+        // What `precision` came to on this machine (the candle-ops step of other devices
+        // computes in f32).
+        let used = if self.device.is_cpu() {
+            self.params.precision.resolved()
+        } else {
+            "f32"
+        };
+        if let Some(h) = hyper.as_object_mut() {
+            h.insert("precision_used".into(), used.into());
+        }
         crate::engine::card::write(staged, &self.card(hyper))?;
         Ok(emb)
     }
