@@ -9,5 +9,8 @@ cellweave::stage_main! {
     /// the table lacks count as 0.
     #[command(name = "cellweave-embed", version = cellweave::cli::LONG_VERSION)]
     struct Args { embed: EmbedArgs }
-    run: |args, step| run_embed(&args.embed, &step)
+    run: |args, step| {
+        cellweave_models::kernels::huge::reuse_freed_memory();
+        run_embed(&args.embed, &step)
+    }
 }

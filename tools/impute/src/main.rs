@@ -28,6 +28,7 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::main(|args: Args| {
+        cellweave_models::kernels::huge::reuse_freed_memory();
         let o = &args.options;
         let mut inputs: Vec<&Path> = vec![o.input.as_path()];
         inputs.extend(o.init.as_deref());

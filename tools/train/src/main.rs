@@ -16,5 +16,8 @@ cellweave::stage_main! {
     /// state, log) and the embedding (--embedding).
     #[command(name = "cellweave-train", version = cellweave::cli::LONG_VERSION)]
     struct Args { train: TrainArgs }
-    run: |args, step| run_train(&args.train, &step)
+    run: |args, step| {
+        cellweave_models::kernels::huge::reuse_freed_memory();
+        run_train(&args.train, &step)
+    }
 }

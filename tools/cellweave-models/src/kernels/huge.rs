@@ -88,6 +88,25 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     }
 }
 
+/// Make glibc's `malloc` keep freed large blocks for reuse (blocks up to 512 MiB from the
+/// heap, not from their own `mmap`; the heap trimmed only past 1 GiB free at its top)
+/// instead of returning them to the kernel after every use. The candle models allocate
+/// fresh tensors of a few megabytes for every operation: by default each came from a new
+/// mapping whose pages the kernel zeroed on first touch, and a MEDL step on kang_ifnb
+/// (1,267 genes, 512 cells) spent more CPU in the kernel than in the model (6.8 s system
+/// vs 6.6 s user for 30 steps; with this 0.5-0.9 s system, half the wall time). Only where
+/// memory comes from changes, never a value. No effect except with glibc on Linux.
+pub fn reuse_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts
+    // allocating heavily, and a refused setting (return 0) leaves the default.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
