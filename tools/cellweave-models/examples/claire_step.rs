@@ -74,6 +74,8 @@ static ALLOC: cellweave_models::kernels::huge::HugePageAlloc =
     cellweave_models::kernels::huge::HugePageAlloc;
 
 fn main() -> candle_core::Result<()> {
+    // As cellweave-train does for CLAIRE on the CPU.
+    cellweave_models::kernels::huge::enable();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, d: usize| -> usize {
         args.iter()

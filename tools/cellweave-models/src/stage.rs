@@ -112,6 +112,11 @@ impl TrainArgs {
 /// `cellweave-train`: train the model `args.model` and write its directory, the embedding
 /// and the side outputs; `step` (the tool's parsed arguments) goes in their provenance.
 pub fn run_train(args: &TrainArgs, step: &Step) -> Result<()> {
+    if matches!(args.model, ModelKind::Claire) && args.device == "cpu" {
+        // The fused CPU step's long-lived buffers on huge pages (when the binary installs
+        // kernels::huge::HugePageAlloc); the candle models' short-lived tensors are not.
+        crate::kernels::huge::enable();
+    }
     let run = args.run();
     let mut outputs = Outputs::new(&run.inputs())?;
     outputs
