@@ -33,6 +33,21 @@ pub struct Cca {
     pub loadings: Vec<f32>,
 }
 
+impl Cca {
+    /// No canonical vector (no cell or no shared varying gene): empty embeddings and
+    /// loadings over `genes`.
+    fn none(genes: Vec<usize>) -> Self {
+        Cca {
+            k: 0,
+            emb_a: vec![],
+            emb_b: vec![],
+            d: vec![],
+            genes,
+            loadings: vec![],
+        }
+    }
+}
+
 /// Per-gene z-scores within one batch (sd with ddof 1), clipped above at [`SCALE_MAX`];
 /// returns the scaled `n x g` matrix and whether each gene varies in this batch.
 pub fn scale_genes(x: &[f32], n: usize, g: usize) -> (Vec<f32>, Vec<bool>) {
@@ -193,14 +208,7 @@ pub fn cca(xa: &[f32], xb: &[f32], g: usize, opts: &CcaOptions) -> Cca {
     };
     let k = opts.k.min(n_a).min(n_b).min(m);
     if k == 0 {
-        return Cca {
-            k: 0,
-            emb_a: vec![],
-            emb_b: vec![],
-            d: vec![],
-            genes,
-            loadings: vec![],
-        };
+        return Cca::none(genes);
     }
     let mut za = sa.clone();
     standardize_rows(&mut za, m);
@@ -405,14 +413,7 @@ pub fn cca_csr(x: &Csr, rows_a: &[usize], rows_b: &[usize], opts: &CcaOptions) -
     let m = genes.len();
     let k = opts.k.min(n_a).min(n_b).min(m);
     if k == 0 {
-        return Cca {
-            k: 0,
-            emb_a: vec![],
-            emb_b: vec![],
-            d: vec![],
-            genes,
-            loadings: vec![],
-        };
+        return Cca::none(genes);
     }
     let mut za = ScaledRows::new(x, rows_a, (mean_a, sd_a), &genes);
     let mut zb = ScaledRows::new(x, rows_b, (mean_b, sd_b), &genes);
