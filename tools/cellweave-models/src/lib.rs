@@ -6,6 +6,7 @@
 
 pub mod kernels;
 
+pub mod bcscetm;
 pub mod claire;
 pub mod command;
 pub mod deepmnn;
@@ -32,6 +33,10 @@ use candle_core::Device;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
+    /// the batch-corrected scETM: deepMNN with a frozen autoencoder's pair term, then scETM
+    /// without its batch bias on the corrected expression (needs --pairs from
+    /// cellweave-pairs --definition deepmnn)
+    Bcscetm,
     /// CLAIRE: MoCo contrastive encoder on mixed-up inter-batch seed pairs
     Claire,
     /// deepMNN: residual network correcting expression on mutual-nearest-neighbour pairs
@@ -49,6 +54,7 @@ impl ModelKind {
     /// The name on the command line and in model cards.
     pub fn name(self) -> &'static str {
         match self {
+            ModelKind::Bcscetm => "bcscetm",
             ModelKind::Claire => "claire",
             ModelKind::Deepmnn => "deepmnn",
             ModelKind::Invae => "invae",

@@ -3,6 +3,7 @@
 //! the run to the model (`--model` for training, the model directory's card for embedding)
 //! and commit the outputs together.
 
+use crate::bcscetm::{self, BcscetmArgs};
 use crate::claire::command::{self as claire, ClaireArgs};
 use crate::command::{model_kind, EmbedRun, Hyper, TrainRun};
 use crate::deepmnn::command::{self as deepmnn, DeepmnnArgs};
@@ -84,6 +85,9 @@ pub struct TrainArgs {
     /// DeepMNN's flags
     #[command(flatten)]
     deepmnn: DeepmnnArgs,
+    /// The batch-corrected scETM's flags
+    #[command(flatten)]
+    bcscetm: BcscetmArgs,
 }
 
 impl TrainArgs {
@@ -125,12 +129,16 @@ pub fn run_train(args: &TrainArgs, step: &Step) -> Result<()> {
         .file_opt(args.medl.re_embedding.as_deref(), Kind::Table)?
         .file_opt(args.scetm.genes_out.as_deref(), Kind::TableOrTsv)?
         .file_opt(args.deepmnn.corrected.as_deref(), Kind::Table)?;
+    args.bcscetm.check_unused(args.model)?;
     match args.model {
         ModelKind::Claire => claire::train(&run, &args.claire, step)?,
         ModelKind::Invae => invae::train(&run, &args.invae, step)?,
         ModelKind::Medl => medl::train(&run, &args.medl, step)?,
         ModelKind::Scetm => scetm::train(&run, &args.scetm, step)?,
         ModelKind::Deepmnn => deepmnn::train(&run, &args.deepmnn, step)?,
+        ModelKind::Bcscetm => {
+            bcscetm::train(&run, &args.bcscetm, &args.deepmnn, &args.scetm, step)?
+        }
     }
     outputs.commit()
 }
@@ -187,6 +195,7 @@ pub fn run_embed(args: &EmbedArgs, step: &Step) -> Result<()> {
         ModelKind::Invae => invae::embed(&run, step)?,
         ModelKind::Deepmnn => deepmnn::embed(&run, step)?,
         ModelKind::Scetm => scetm::embed(&run, step)?,
+        ModelKind::Bcscetm => bcscetm::embed(&run, step)?,
     }
     outputs.commit()
 }

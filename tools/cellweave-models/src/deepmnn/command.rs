@@ -9,8 +9,9 @@ use cellweave::{info, Error, Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::autoencoder::AeParams;
 use super::network::{Network, Shape};
-use super::train::{self, Data, DeepmnnParams, Trainer};
+use super::train::{self, Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
 use crate::command::{EmbedRun, TrainRun};
 use crate::engine::card::{Genes, Head};
 use crate::engine::checkpoint::load_tensors;
@@ -33,10 +34,33 @@ pub struct DeepmnnArgs {
     #[arg(value_parser = cellweave::cli::range::at_least_1, long,
           default_value_t = DeepmnnParams::default().blocks, value_name = "N")]
     pub blocks: usize,
-    /// Weight of the L1 identity term (corrected cell to its input) (>= 0)
-    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long,
-          default_value_t = DeepmnnParams::default().identity_weight, value_name = "W")]
-    pub identity_weight: f64,
+    /// Where the pair term compares the two corrected cells of a pair: pcs (deepMNN) or
+    /// autoencoder (the batch-corrected scETM: the codes of an autoencoder pre-trained on
+    /// the log1p values, then frozen) [default: pcs; --model bcscetm: autoencoder]
+    #[arg(long, value_enum, value_name = "SPACE")]
+    pub pair_space: Option<PairSpaceKind>,
+    /// Weight of the L1 pair term (>= 0) [default: 1; autoencoder pair space: 0.1]
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long, value_name = "W")]
+    pub pair_weight: Option<f64>,
+    /// Weight of the L1 identity term (corrected cell to its input) (>= 0) [default: 0.001;
+    /// autoencoder pair space: 0.99]
+    #[arg(value_parser = cellweave::cli::range::non_negative::<f64>, long, value_name = "W")]
+    pub identity_weight: Option<f64>,
+    /// Units of the autoencoder's code (at least 1; --pair-space autoencoder) [default: 50]
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub ae_latent: Option<usize>,
+    /// Epochs of the autoencoder's pre-training (at least 1; --pair-space autoencoder)
+    /// [default: 100]
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_name = "N")]
+    pub ae_epochs: Option<usize>,
+    /// Adam learning rate of the autoencoder's pre-training (> 0; --pair-space autoencoder)
+    /// [default: 0.001]
+    #[arg(value_parser = cellweave::cli::range::positive::<f64>, long, value_name = "LR")]
+    pub ae_lr: Option<f64>,
+    /// Cells per minibatch of the autoencoder's pre-training (at least 2; --pair-space
+    /// autoencoder) [default: 128]
+    #[arg(value_parser = cellweave::cli::range::at_least_2, long, value_name = "N")]
+    pub ae_batch_size: Option<usize>,
     /// Principal components the pair term compares the corrected cells on (at least 1)
     #[arg(value_parser = cellweave::cli::range::at_least_1, long,
           default_value_t = DeepmnnParams::default().projection_pcs, value_name = "N")]
@@ -63,6 +87,30 @@ impl DeepmnnArgs {
         if h.dropout.is_some() {
             return Err(Error::new("deepMNN has no dropout").flag("--dropout"));
         }
+        let space = self.pair_space.unwrap_or_default();
+        let (alpha, beta) = space.weights();
+        let ae_flags = [
+            self.ae_latent.is_some(),
+            self.ae_epochs.is_some(),
+            self.ae_lr.is_some(),
+            self.ae_batch_size.is_some(),
+        ];
+        let a = AeParams::default();
+        let autoencoder = match space {
+            PairSpaceKind::Autoencoder => Some(AeParams {
+                latent: self.ae_latent.unwrap_or(a.latent),
+                epochs: self.ae_epochs.unwrap_or(a.epochs),
+                lr: self.ae_lr.unwrap_or(a.lr),
+                batch_size: self.ae_batch_size.unwrap_or(a.batch_size),
+            }),
+            PairSpaceKind::Pcs if ae_flags.contains(&true) => {
+                return Err(Error::new(
+                    "the --ae-* flags shape the autoencoder of --pair-space autoencoder",
+                )
+                .flag("--pair-space"))
+            }
+            PairSpaceKind::Pcs => None,
+        };
         Ok(DeepmnnParams {
             epochs: h.epochs.unwrap_or(d.epochs),
             batch_size: h.batch_size.unwrap_or(d.batch_size),
@@ -71,8 +119,11 @@ impl DeepmnnArgs {
             patience: self.patience,
             min_improvement: self.min_improvement,
             blocks: self.blocks,
-            identity_weight: self.identity_weight,
+            pair_space: space,
+            pair_weight: self.pair_weight.unwrap_or(alpha),
+            identity_weight: self.identity_weight.unwrap_or(beta),
             projection_pcs: self.projection_pcs,
+            autoencoder,
             seed: run.seed,
             ..d
         })
@@ -117,6 +168,10 @@ pub struct Summary {
     pub epochs: usize,
     /// Whether the plateau rule ended the run.
     pub stopped_early: bool,
+    /// The autoencoder pair space: the autoencoder's mean squared error after its last
+    /// pre-training epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoencoder_mse: Option<f64>,
     /// Optimiser steps done.
     pub steps: u64,
     /// The last epoch's loss.
@@ -269,12 +324,23 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     }
     let g = cells.n_genes();
     let sp = deepmnn::space(&cells, params.projection_pcs, params.seed);
+    let pair_input = match params.pair_space {
+        PairSpaceKind::Pcs => PairInput::Axes {
+            pcs: axes(&sp.pca.components, sp.pca.k, g),
+            k: sp.pca.k,
+        },
+        PairSpaceKind::Autoencoder => PairInput::Autoencoder {
+            log1p: cells
+                .x
+                .to_dense_rows(&(0..cells.n_cells()).collect::<Vec<_>>()),
+            scaling: sp.scaling.clone(),
+        },
+    };
     let data = Data {
         x: sp.scaled,
         g,
         pairs: seeds,
-        pcs: axes(&sp.pca.components, sp.pca.k, g),
-        k: sp.pca.k,
+        pair_input,
     };
     run.clean_stale()?;
     let mut t = Trainer::new(
@@ -286,11 +352,15 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         device.clone(),
     )?;
     info!(
-        "deepmnn: {} cells x {} genes, {} batches, {} pairs ({definition}); epochs {}..{} (at most) of {} minibatch(es)",
+        "deepmnn: {} cells x {} genes, {} batches, {} pairs ({definition}), pair space {}; epochs {}..{} (at most) of {} minibatch(es)",
         cells.n_cells(),
         g,
         cells.batch.categories.len(),
         data.pairs.len(),
+        match params.pair_space {
+            PairSpaceKind::Pcs => format!("{} principal axes", params.projection_pcs),
+            PairSpaceKind::Autoencoder => "a frozen autoencoder's codes".to_string(),
+        },
         t.progress.epoch + 1,
         t.progress.end_epoch,
         data.pairs.len().div_ceil(params.batch_size)
@@ -326,6 +396,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
             pairs_definition: definition,
             epochs: t.progress.epoch,
             stopped_early: t.progress.stopped,
+            autoencoder_mse: t.progress.autoencoder_mse.last().copied(),
             steps: t.progress.steps,
             final_loss: t.progress.log.last().map(|r| r.loss).unwrap_or(f64::NAN),
             seconds: t.progress.seconds,
@@ -437,13 +508,15 @@ fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>>
     Ok(out)
 }
 
-/// Correct and embed new cells of the batches the model was trained on.
-pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
-    atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
-    let device = crate::device(&run.device)?;
-    let m = load(&run.model_dir, &device)?;
-    let cells = table::read_cells(&run.cells)?;
-    check_values(cells.values, &run.cells)?;
+/// The corrected values (on the scaled scale, the model's genes in its order) of new
+/// cells of the batches `m` was trained on; a cell of another batch is refused.
+pub fn correct_cells(
+    m: &Saved,
+    cells: &CellsTable,
+    path: &Path,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    check_values(cells.values, path)?;
     if let Some(b) = cells
         .batch
         .categories
@@ -454,14 +527,22 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
             "batch '{b}' is not one the model was trained on ({}); deepMNN corrects only its training batches",
             m.card.batches.join(", ")
         ))
-        .file(&run.cells)
+        .file(path)
         .field("batch"));
     }
-    let g = m.card.genes.n_genes;
-    let mut x = model_genes(&m.card, &cells, &run.cells)?;
+    let mut x = model_genes(&m.card, cells, path)?;
     m.scaling.apply(&mut x);
-    let corrected = train::correct_rows(&m.net, &x, g, &device)?;
-    let k = m.card.embedding_pcs;
+    train::correct_rows(&m.net, &x, m.card.genes.n_genes, device)
+}
+
+/// Correct and embed new cells of the batches the model was trained on.
+pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
+    atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
+    let device = crate::device(&run.device)?;
+    let m = load(&run.model_dir, &device)?;
+    let cells = table::read_cells(&run.cells)?;
+    let corrected = correct_cells(&m, &cells, &run.cells, &device)?;
+    let (g, k) = (m.card.genes.n_genes, m.card.embedding_pcs);
     let scores = project(&corrected, g, &m.mean, &m.components, k);
     table::write_embedding(
         &run.output,

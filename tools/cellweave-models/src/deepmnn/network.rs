@@ -8,13 +8,17 @@
 //! `+-1/sqrt(fan_in)`).
 //!
 //! Loss of a minibatch of `m` pairs, rows `0..m` the first cells and `m..2m` their
-//! partners (`x` on the scaled gene scale, `pcs` the `g x k` principal axes):
-//! `sum_pairs mean_k |(f(x_a) - f(x_b)) P| + beta x sum_cells mean_g |f(x) - x|`
-//! (deepMNN's `training_step` with its defaults: no gene-space pair term, beta = 0.001).
+//! partners (`x` on the scaled gene scale):
+//! `alpha x sum_pairs mean_k |h(f(x_a)) - h(f(x_b))| + beta x sum_cells mean_g |f(x) - x|`
+//! with `h` the pair space ([`PairSpace`]): deepMNN's projection on the `g x k` principal
+//! axes `P` (`h(y) = y P`, alpha = 1, beta = 0.001: deepMNN's `training_step` with its
+//! defaults, no gene-space pair term), or the batch-corrected scETM's frozen encoder
+//! (`h(y) = ReLU(y W^T + b)`, alpha = 0.1, beta = 0.99; [`super::autoencoder`]).
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
+use super::autoencoder::Autoencoder;
 use crate::engine::checkpoint::named_tensor;
 use crate::engine::state::Tensors;
 use crate::nn::{torch_uniform, BN_EPS};
@@ -30,6 +34,38 @@ pub struct Shape {
     pub n_genes: usize,
     /// Residual blocks.
     pub blocks: usize,
+    /// Units of the frozen autoencoder of the pair term (0: none, the pair term projects
+    /// on principal axes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pair_code: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Where the pair term compares the two corrected cells of a pair.
+pub enum PairSpace {
+    /// deepMNN: their projections on the principal axes `P` (`g x k`).
+    Axes(Tensor),
+    /// The batch-corrected scETM: the codes of a frozen encoder, `ReLU(y W^T + b)` with
+    /// `w_t` = `W^T` (`g x c`), read on the scaled values.
+    Codes {
+        /// `W^T`, `g x c`.
+        w_t: Tensor,
+        /// `b`, `c`.
+        b: Tensor,
+    },
+}
+
+impl PairSpace {
+    /// The rows `y` (`n x g`) in the pair space.
+    pub fn map(&self, y: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            PairSpace::Axes(p) => y.matmul(p),
+            PairSpace::Codes { w_t, b } => y.matmul(w_t)?.broadcast_add(b)?.relu(),
+        }
+    }
 }
 
 /// Variables of one block, in order (torch's names under `model.{b}.block.`).
@@ -71,8 +107,10 @@ impl Part {
     }
 }
 
-/// The network: trainable variables (10 per block, [`PER_BLOCK`] order) and the running
-/// statistics of its BatchNorms (2 per block: mean and variance of each).
+/// The network: trainable variables (10 per block, [`PER_BLOCK`] order), the running
+/// statistics of its BatchNorms (2 per block: mean and variance of each) and, for the
+/// autoencoder pair space, the frozen autoencoder (saved with the network, never trained
+/// with it).
 pub struct Network {
     /// The network's shape.
     pub shape: Shape,
@@ -80,6 +118,8 @@ pub struct Network {
     pub vars: Vec<Var>,
     /// Per BatchNorm (block-major): running mean and running variance.
     pub running: Vec<(Tensor, Tensor)>,
+    /// The frozen autoencoder of the pair term (`shape.pair_code` units), if any.
+    pub autoencoder: Option<Autoencoder>,
 }
 
 /// A forward pass: the output and, in training mode, each BatchNorm's batch mean and
@@ -108,7 +148,8 @@ fn prelu(x: &Tensor, a: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 impl Network {
-    /// New weights drawn from `rng` as torch initialises them.
+    /// New weights drawn from `rng` as torch initialises them (and no autoencoder: a
+    /// pre-trained one is set afterwards).
     pub fn init(shape: Shape, rng: &mut Rng, device: &Device) -> candle_core::Result<Self> {
         let d = shape.n_genes;
         let mut vars = Vec::new();
@@ -132,6 +173,7 @@ impl Network {
             shape,
             vars,
             running,
+            autoencoder: None,
         })
     }
 
@@ -178,6 +220,9 @@ impl Network {
             out.insert(nm, m.to_device(&Device::Cpu)?);
             out.insert(nv, v.to_device(&Device::Cpu)?);
         }
+        if let Some(ae) = &self.autoencoder {
+            out.extend(ae.named()?);
+        }
         Ok(out)
     }
 
@@ -197,10 +242,15 @@ impl Network {
             let (nm, nv) = Self::running_names(i / 2, i % 2);
             running.push((get(&nm, &[w])?, get(&nv, &[w])?));
         }
+        let autoencoder = match shape.pair_code {
+            0 => None,
+            c => Some(Autoencoder::from_named(t, d, c, device)?),
+        };
         Ok(Network {
             shape,
             vars,
             running,
+            autoencoder,
         })
     }
 
@@ -240,15 +290,22 @@ impl Network {
     }
 
     /// The training loss of `m` pairs: `x` holds the first cells in rows `0..m` and their
-    /// partners in rows `m..2m`; `pcs` is `g x k`.
-    pub fn loss(&self, x: &Tensor, pcs: &Tensor, beta: f64) -> candle_core::Result<Loss> {
+    /// partners in rows `m..2m`; the pair term compares them in `space`, weighted by
+    /// `alpha`, the identity term by `beta`.
+    pub fn loss(
+        &self,
+        x: &Tensor,
+        space: &PairSpace,
+        alpha: f64,
+        beta: f64,
+    ) -> candle_core::Result<Loss> {
         let m = x.dim(0)? / 2;
         let f = self.forward(x, true)?;
-        let proj = f.out.matmul(pcs)?;
-        let diff = (proj.narrow(0, 0, m)? - proj.narrow(0, m, m)?)?;
+        let h = space.map(&f.out)?;
+        let diff = (h.narrow(0, 0, m)? - h.narrow(0, m, m)?)?;
         let pair = diff.abs()?.mean(D::Minus1)?.sum_all()?;
         let identity = (&f.out - x)?.abs()?.mean(D::Minus1)?.sum_all()?;
-        let loss = (&pair + (&identity * beta)?)?;
+        let loss = ((&pair * alpha)? + (&identity * beta)?)?;
         Ok(Loss {
             loss,
             pair,

@@ -5,9 +5,15 @@ independently of cellweave's candle code:
   block    y = PReLU(BN(PReLU(BN(h W1^T + b1)) W2^T + b2)),  h <- h + y
            (training-mode BatchNorm: batch mean, biased variance, eps 1e-5, affine;
             PReLU(z) = max(z, 0) + a min(z, 0))
-  loss     sum_pairs mean_k |(f(x_a) - f(x_b)) P| + beta sum_cells mean_g |f(x) - x|
-           rows 0..m of x are the first cells, rows m..2m their partners, P is g x k.
-Gradients by central finite differences of that loss.
+  loss     alpha sum_pairs mean_k |h(f(x_a)) - h(f(x_b))| + beta sum_cells mean_g |f(x) - x|
+           rows 0..m of x are the first cells, rows m..2m their partners;
+           h(y) = y P (deepMNN: P is g x k, alpha = 1), or, for the batch-corrected scETM
+           (the fixture's "encoder"), the frozen encoder read on the input scale:
+           h(y) = ReLU((y * sd + mean) W^T + b) (the scaling undone gene by gene, then the
+           encoder as it was pre-trained; no folding of the two)
+  autoencoder (the fixture's "ae": the pre-training loss)
+           mean over every value of (ReLU(ReLU(x W1^T + b1) W2^T + b2) - x)^2
+Gradients by central finite differences of those losses.
 
 usage: python oracle.py FIXTURE.json OUT.json
 """
@@ -40,38 +46,68 @@ def net(p, x, blocks):
     return h
 
 
+def relu(z):
+    return np.maximum(z, 0.0)
+
+
+def pair_space(f, y):
+    if f["encoder"] is None:
+        return y @ f["pcs"]
+    e = f["encoder"]
+    return relu((y * e["sd"] + e["mean"]) @ e["w"].T + e["b"])
+
+
 def loss_parts(p, f):
-    x, pcs, beta = f["x"], f["pcs"], f["beta"]
+    x, alpha, beta = f["x"], f["alpha"], f["beta"]
     m = x.shape[0] // 2
     out = net(p, x, f["blocks"])
-    proj = out @ pcs
-    pair = np.abs(proj[:m] - proj[m:]).mean(axis=1).sum()
+    h = pair_space(f, out)
+    pair = np.abs(h[:m] - h[m:]).mean(axis=1).sum()
     identity = np.abs(out - x).mean(axis=1).sum()
-    return pair + beta * identity, pair, identity
+    return alpha * pair + beta * identity, pair, identity
+
+
+def ae_mse(q, x):
+    code = relu(x @ q["pair_autoencoder.encoder.weight"].T + q["pair_autoencoder.encoder.bias"])
+    rec = relu(code @ q["pair_autoencoder.decoder.weight"].T + q["pair_autoencoder.decoder.bias"])
+    return ((rec - x) ** 2).mean()
+
+
+def fd(params, names, loss):
+    grads = {}
+    h = 1e-6
+    for name in names:
+        g = np.zeros(len(names[name]))
+        for n, i in enumerate(names[name]):
+            flat = params[name].reshape(-1)
+            old = flat[i]
+            flat[i] = old + h
+            up = loss()
+            flat[i] = old - h
+            down = loss()
+            flat[i] = old
+            g[n] = (up - down) / (2 * h)
+        grads[name] = g.tolist()
+    return grads
 
 
 def main():
     raw = json.load(open(sys.argv[1]))
     arr = lambda a: np.array(a["data"], dtype=np.float64).reshape(a["shape"])
     p = {k: arr(v) for k, v in raw["params"].items()}
-    f = {"x": arr(raw["x"]), "pcs": arr(raw["pcs"]), "beta": raw["beta"], "blocks": raw["blocks"]}
+    enc = raw.get("encoder")
+    f = {"x": arr(raw["x"]), "pcs": arr(raw["pcs"]) if "pcs" in raw else None,
+         "alpha": raw["alpha"], "beta": raw["beta"], "blocks": raw["blocks"],
+         "encoder": None if enc is None else {k: arr(v) for k, v in enc.items()}}
     loss, pair, identity = loss_parts(p, f)
-    grads = {}
-    h = 1e-6
-    for name in raw["check"]:
-        g = np.zeros(len(raw["check"][name]))
-        for n, i in enumerate(raw["check"][name]):
-            flat = p[name].reshape(-1)
-            old = flat[i]
-            flat[i] = old + h
-            up = loss_parts(p, f)[0]
-            flat[i] = old - h
-            down = loss_parts(p, f)[0]
-            flat[i] = old
-            g[n] = (up - down) / (2 * h)
-        grads[name] = g.tolist()
-    json.dump({"loss": loss, "pair": pair, "identity": identity, "grads": grads},
-              open(sys.argv[2], "w"))
+    out = {"loss": loss, "pair": pair, "identity": identity,
+           "grads": fd(p, raw["check"], lambda: loss_parts(p, f)[0])}
+    if "ae" in raw:
+        q = {k: arr(v) for k, v in raw["ae"]["params"].items()}
+        xa = arr(raw["ae"]["x"])
+        out["ae_mse"] = ae_mse(q, xa)
+        out["ae_grads"] = fd(q, raw["ae"]["check"], lambda: ae_mse(q, xa))
+    json.dump(out, open(sys.argv[2], "w"))
 
 
 main()

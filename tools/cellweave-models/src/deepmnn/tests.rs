@@ -4,9 +4,12 @@
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
 
+use super::autoencoder::{Autoencoder, NAMES};
+use super::network::PairSpace;
 use super::network::{Network, Shape};
-use super::train::{Data, DeepmnnParams, Trainer};
+use super::train::{Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
 use crate::rng::Rng;
+use cellweave::integrate::deepmnn::Scaling;
 
 const ORACLE: &str = include_str!("oracle.py");
 
@@ -39,13 +42,48 @@ fn data(n: usize, g: usize, k: usize, seed: u64) -> Data {
         x,
         g,
         pairs,
-        pcs,
-        k,
+        pair_input: PairInput::Axes { pcs, k },
     }
 }
 
-#[test]
-fn loss_and_gradients_match_the_numpy_transcription() {
+fn close(got: f64, want: f64, tol: f64, what: &str) {
+    assert!(
+        (got - want).abs() <= tol * (1.0 + want.abs()),
+        "{what}: cellweave {got}, oracle {want}"
+    );
+}
+
+/// Gradients of `loss` for the variables `vars` (by name) at the indices `check` against
+/// the oracle's `want[key]`: within 2e-3 of 1 + |oracle|.
+fn check_grads(
+    loss: &Tensor,
+    vars: &std::collections::HashMap<String, candle_core::Var>,
+    check: &serde_json::Map<String, Value>,
+    want: &Value,
+) {
+    let grads = loss.backward().unwrap();
+    for (name, idx) in check {
+        let got = host(grads.get(vars[name].as_tensor()).unwrap());
+        for (n, i) in idx.as_array().unwrap().iter().enumerate() {
+            close(
+                got[i.as_u64().unwrap() as usize] as f64,
+                want[name][n].as_f64().unwrap(),
+                2e-3,
+                &format!("d loss / d {name}[{i}]"),
+            );
+        }
+    }
+}
+
+fn indices(v: &[(&str, Vec<usize>)]) -> serde_json::Map<String, Value> {
+    v.iter().map(|(n, i)| (n.to_string(), json!(i))).collect()
+}
+
+/// The loss of one minibatch and its gradients against `oracle.py`, in deepMNN's pair
+/// space (principal axes) or, with `code` > 0, the batch-corrected scETM's (a frozen
+/// autoencoder of `code` units read through the scaling), whose autoencoder's
+/// pre-training loss and gradients are checked too.
+fn loss_matches_the_transcription(code: usize, alpha: f64, beta: f64) {
     let Some(py) = cellweave_tests::reference_python(&["numpy"]) else {
         return;
     };
@@ -53,10 +91,11 @@ fn loss_and_gradients_match_the_numpy_transcription() {
     let shape = Shape {
         n_genes: g,
         blocks: 2,
+        pair_code: code,
     };
     let dev = Device::Cpu;
     let mut rng = Rng::new(3);
-    let net = Network::init(shape, &mut rng, &dev).unwrap();
+    let mut net = Network::init(shape, &mut rng, &dev).unwrap();
     // PReLU slopes other than the initial 0.25, BN affine away from 1/0
     for (i, v) in net.vars.iter().enumerate() {
         if v.dims() == [1] {
@@ -78,37 +117,68 @@ fn loss_and_gradients_match_the_numpy_transcription() {
         }
     }
     let x = Tensor::from_vec(xs, (2 * m, g), &dev).unwrap();
-    let pcs = Tensor::from_vec(d.pcs.clone(), (g, k), &dev).unwrap();
-    let beta = 0.3; // larger than deepMNN's 0.001 so the identity term shows in the gradients
+    let PairInput::Axes { pcs, .. } = &d.pair_input else {
+        unreachable!()
+    };
+    let pcs = Tensor::from_vec(pcs.clone(), (g, k), &dev).unwrap();
+    let mut fixture = json!({"x": arr(&x), "alpha": alpha, "beta": beta, "blocks": 2});
+    let space = if code == 0 {
+        fixture["pcs"] = arr(&pcs);
+        PairSpace::Axes(pcs)
+    } else {
+        // an autoencoder with biases that keep most codes active, and a scaling far from
+        // the identity
+        let ae = Autoencoder::init(g, code, &mut rng, &dev).unwrap();
+        ae.vars[1]
+            .set(&Tensor::new(&[0.3f32, 0.5, 0.2, 0.4][..code], &dev).unwrap())
+            .unwrap();
+        let scaling = Scaling {
+            mean: (0..g).map(|j| 0.5 + 0.1 * j as f32).collect(),
+            sd: (0..g).map(|j| 0.7 + 0.2 * j as f32).collect(),
+        };
+        let t = |v: &[f32]| Tensor::from_vec(v.to_vec(), v.len(), &dev).unwrap();
+        fixture["encoder"] = json!({
+            "w": arr(ae.vars[0].as_tensor()), "b": arr(ae.vars[1].as_tensor()),
+            "sd": arr(&t(&scaling.sd)), "mean": arr(&t(&scaling.mean)),
+        });
+        // the autoencoder's pre-training loss on non-negative (log1p-like) values
+        let xa: Vec<f32> = d.x[..6 * g].iter().map(|v| v.abs()).collect();
+        let xa = Tensor::from_vec(xa, (6, g), &dev).unwrap();
+        let check = indices(&[
+            (NAMES[0], vec![0, 9, 20]),
+            (NAMES[1], vec![1]),
+            (NAMES[2], vec![3, 17]),
+            (NAMES[3], vec![2]),
+        ]);
+        let params: serde_json::Map<String, Value> = ae
+            .named()
+            .unwrap()
+            .iter()
+            .map(|(n, t)| (n.clone(), arr(t)))
+            .collect();
+        fixture["ae"] = json!({"x": arr(&xa), "params": params, "check": check});
+        let (w_t, b) = ae.folded(&scaling, &dev).unwrap();
+        net.autoencoder = Some(ae);
+        PairSpace::Codes { w_t, b }
+    };
     let named = net.named().unwrap();
     let params: serde_json::Map<String, Value> = named
         .iter()
-        .filter(|(n, _)| !n.contains("running"))
+        .filter(|(n, _)| n.starts_with("model.") && !n.contains("running"))
         .map(|(n, t)| (n.clone(), arr(t)))
         .collect();
-    let check: serde_json::Map<String, Value> = [
+    let check = indices(&[
         ("model.0.block.0.weight", vec![0, 5, 17]),
         ("model.0.block.2.weight", vec![0]),
         ("model.1.block.3.weight", vec![1, 30]),
         ("model.1.block.4.bias", vec![2]),
         ("model.1.block.5.weight", vec![0]),
-    ]
-    .into_iter()
-    .map(|(n, v)| (n.to_string(), json!(v)))
-    .collect();
-    let fixture = json!({
-        "params": params, "x": arr(&x), "pcs": arr(&pcs), "beta": beta, "blocks": 2,
-        "check": check,
-    });
+    ]);
+    fixture["params"] = json!(params);
+    fixture["check"] = json!(check);
     let want = crate::testing::run_oracle(&py, ORACLE, &fixture);
 
-    let l = net.loss(&x, &pcs, beta).unwrap();
-    let close = |got: f64, want: f64, tol: f64, what: &str| {
-        assert!(
-            (got - want).abs() <= tol * (1.0 + want.abs()),
-            "{what}: cellweave {got}, oracle {want}"
-        );
-    };
+    let l = net.loss(&x, &space, alpha, beta).unwrap();
     let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
     close(
         scalar(&l.loss),
@@ -128,37 +198,59 @@ fn loss_and_gradients_match_the_numpy_transcription() {
         1e-5,
         "identity term",
     );
-    let grads = l.loss.backward().unwrap();
-    let by_name: std::collections::HashMap<String, &candle_core::Var> = named
-        .keys()
-        .filter_map(|n| {
-            let names: Vec<String> = (0..2)
-                .flat_map(|b| {
-                    [
-                        "0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "3.weight",
-                        "3.bias", "4.weight", "4.bias", "5.weight",
-                    ]
-                    .map(|s| format!("model.{b}.block.{s}"))
-                })
-                .collect();
-            names
-                .iter()
-                .position(|x| x == n)
-                .map(|i| (n.clone(), &net.vars[i]))
+    assert!(scalar(&l.pair) > 0.0, "the pair term is not empty");
+    // the trained variables by name (the network's; the autoencoder is frozen)
+    let names: Vec<String> = (0..2)
+        .flat_map(|b| {
+            [
+                "0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "3.weight", "3.bias",
+                "4.weight", "4.bias", "5.weight",
+            ]
+            .map(|s| format!("model.{b}.block.{s}"))
         })
         .collect();
-    for (name, idx) in check {
-        let got = host(grads.get(by_name[&name].as_tensor()).unwrap());
-        for (n, i) in idx.as_array().unwrap().iter().enumerate() {
-            let w = want["grads"][&name][n].as_f64().unwrap();
-            close(
-                got[i.as_u64().unwrap() as usize] as f64,
-                w,
-                2e-3,
-                &format!("d loss / d {name}[{i}]"),
-            );
-        }
+    let vars = names.into_iter().zip(net.vars.iter().cloned()).collect();
+    check_grads(&l.loss, &vars, &check, &want["grads"]);
+    if let Some(ae) = &net.autoencoder {
+        let xa = Tensor::from_vec(
+            d.x[..6 * g].iter().map(|v| v.abs()).collect::<Vec<f32>>(),
+            (6, g),
+            &dev,
+        )
+        .unwrap();
+        let mse = ae.mse(&xa).unwrap();
+        close(
+            scalar(&mse),
+            want["ae_mse"].as_f64().unwrap(),
+            1e-5,
+            "autoencoder mse",
+        );
+        let vars = NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .zip(ae.vars.iter().cloned())
+            .collect();
+        let check = fixture["ae"]["check"].as_object().unwrap();
+        check_grads(&mse, &vars, check, &want["ae_grads"]);
+        // the frozen autoencoder gets no gradient from deepMNN's loss: its codes are read
+        // through detached, folded weights
+        let grads = l.loss.backward().unwrap();
+        assert!(ae.vars.iter().all(|v| grads.get(v.as_tensor()).is_none()));
     }
+}
+
+#[test]
+fn loss_and_gradients_match_the_numpy_transcription() {
+    // beta larger than deepMNN's 0.001 so that the identity term shows in the gradients
+    loss_matches_the_transcription(0, 1.0, 0.3);
+}
+
+#[test]
+fn autoencoder_pair_loss_and_gradients_match_the_numpy_transcription() {
+    // the batch-corrected scETM's weights: 0.1 L_batch + 0.99 L_rec
+    let (alpha, beta) = PairSpaceKind::Autoencoder.weights();
+    assert_eq!((alpha, beta), (0.1, 0.99));
+    loss_matches_the_transcription(4, alpha, beta);
 }
 
 #[test]
@@ -260,4 +352,132 @@ fn plateau_rule_stops_the_run() {
     assert!(t.run(0, None).unwrap());
     assert_eq!(t.progress.epoch, 4);
     assert!(t.progress.stopped);
+}
+
+/// `d` with the batch-corrected scETM's pair input: an autoencoder trained on the
+/// non-negative values `|x|` through the scaling fitted to them.
+fn with_autoencoder(mut d: Data) -> Data {
+    let log1p: Vec<f32> = d.x.iter().map(|v| v.abs()).collect();
+    let scaling = Scaling::fit(&log1p, d.g);
+    d.x = log1p.clone();
+    scaling.apply(&mut d.x);
+    d.pair_input = PairInput::Autoencoder { log1p, scaling };
+    d
+}
+
+fn ae_params(epochs: usize) -> DeepmnnParams {
+    let (pair_weight, identity_weight) = PairSpaceKind::Autoencoder.weights();
+    DeepmnnParams {
+        pair_space: PairSpaceKind::Autoencoder,
+        pair_weight,
+        identity_weight,
+        autoencoder: Some(super::autoencoder::AeParams {
+            latent: 4,
+            epochs: 30,
+            lr: 1e-2,
+            batch_size: 16,
+        }),
+        ..params(epochs)
+    }
+}
+
+fn ae_weights(t: &Trainer) -> Vec<Vec<f32>> {
+    let ae = t.net.autoencoder.as_ref().expect("an autoencoder");
+    ae.vars.iter().map(|v| host(v.as_tensor())).collect()
+}
+
+#[test]
+fn autoencoder_pair_space_is_deterministic_and_resumes_exactly() {
+    let d = with_autoencoder(data(40, 6, 3, 1));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |sub: &str, p: DeepmnnParams, stop: Option<usize>, resume: bool| {
+        let mut t = Trainer::new(
+            &d,
+            p,
+            "fp".into(),
+            &dir.path().join(sub),
+            resume,
+            Device::Cpu,
+        )
+        .unwrap();
+        let done = t.run(1, stop).unwrap();
+        (done, weights(&t), ae_weights(&t), t.progress.clone())
+    };
+    let (_, a, ae_a, pa) = run("a", ae_params(4), None, false);
+    let (_, b, ae_b, _) = run("b", ae_params(4), None, false);
+    assert_eq!((&a, &ae_a), (&b, &ae_b), "same seed, same weights");
+    let mse = &pa.autoencoder_mse;
+    assert_eq!(mse.len(), 30);
+    assert!(mse[29] < 0.5 * mse[0], "the autoencoder learns: {mse:?}");
+    assert!(
+        pa.log[3].loss < pa.log[0].loss,
+        "the loss falls: {:?}",
+        pa.log
+    );
+    // the frozen autoencoder is not trained with the network
+    let fresh = Trainer::new(
+        &d,
+        ae_params(4),
+        "fp".into(),
+        &dir.path().join("f"),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        ae_weights(&fresh),
+        ae_a,
+        "the autoencoder stays as pre-trained"
+    );
+    // a run killed after epoch 2 and resumed: the autoencoder comes back from the
+    // checkpoint, and the run ends as the uninterrupted one
+    let (done, _, _, _) = run("c", ae_params(4), Some(2), false);
+    assert!(!done);
+    let (done, c, ae_c, pc) = run("c", ae_params(4), None, true);
+    assert!(done);
+    assert_eq!(
+        (&c, &ae_c),
+        (&a, &ae_a),
+        "resumed run equals the uninterrupted one"
+    );
+    // (from the checkpoint's JSON: to the last bit or one below it)
+    for (u, v) in pc.autoencoder_mse.iter().zip(&pa.autoencoder_mse) {
+        assert!((u - v).abs() <= 1e-12 * v.abs(), "{u} vs {v}");
+    }
+    assert_eq!(pc.autoencoder_mse.len(), 30);
+    // deepMNN's own pair space on the same cells and pairs gives other weights
+    let axes = with_autoencoder(data(40, 6, 3, 1)).into_axes();
+    let mut t = Trainer::new(
+        &axes,
+        params(4),
+        "fp".into(),
+        &dir.path().join("p"),
+        false,
+        Device::Cpu,
+    )
+    .unwrap();
+    t.run(0, None).unwrap();
+    assert_ne!(weights(&t), a);
+    let (_, other, ae_other, _) = run(
+        "d",
+        DeepmnnParams {
+            seed: 5,
+            ..ae_params(4)
+        },
+        None,
+        false,
+    );
+    assert_ne!((other, ae_other), (a, ae_a), "another seed, other weights");
+}
+
+impl Data {
+    /// The same cells and pairs with deepMNN's pair space (3 random axes).
+    fn into_axes(self) -> Data {
+        let mut pcs = vec![0f32; self.g * 3];
+        Rng::new(8).fill_normal(&mut pcs);
+        Data {
+            pair_input: PairInput::Axes { pcs, k: 3 },
+            ..self
+        }
+    }
 }

@@ -8,18 +8,59 @@
 //! by more than `min_improvement` becomes the best; `patience` epochs in a row without
 //! one end the run (deepMNN: 0.01 and 10). The final weights are the last ones, as in
 //! deepMNN. Initial weights come from `Rng::derive(seed, [INIT])`.
+//!
+//! With the autoencoder pair space (the batch-corrected scETM's stage 1), a new run first
+//! pre-trains the autoencoder ([`super::autoencoder::pretrain`]) on the log1p values and
+//! freezes it; it is saved with the network, so a resumed run reads it back from the
+//! checkpoint instead of training it again.
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::Frame;
+use cellweave::integrate::deepmnn::Scaling;
 use cellweave::{bail, Error, Result};
 use std::path::Path;
 
-use super::network::{Network, Shape};
+use super::autoencoder::{self, AeParams};
+use super::network::{Network, PairSpace, Shape};
+use crate::engine::checkpoint::Checkpoints;
 use crate::engine::log::{LogTable, Row};
 use crate::engine::state::RunState;
 use crate::engine::{self, EpochRecord, Schedule, Trainable};
 use crate::optim::AdamConfig;
 use crate::CandleExt;
+
+/// Where the pair term compares the corrected cells of a pair.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PairSpaceKind {
+    /// deepMNN: their projections on the principal axes of the scaled values
+    #[default]
+    Pcs,
+    /// the batch-corrected scETM: the codes of an autoencoder pre-trained on the log1p
+    /// values, then frozen
+    Autoencoder,
+}
+
+impl PairSpaceKind {
+    /// The default weights of the pair and identity terms: deepMNN's 1 and 0.001, the
+    /// batch-corrected scETM's 0.1 and 0.99.
+    pub fn weights(self) -> (f64, f64) {
+        match self {
+            PairSpaceKind::Pcs => (1.0, 1e-3),
+            PairSpaceKind::Autoencoder => (0.1, 0.99),
+        }
+    }
+}
 
 /// Everything that decides the result of a run (recorded in the model card, checked on
 /// `--resume`).
@@ -45,10 +86,19 @@ pub struct DeepmnnParams {
     pub min_improvement: f64,
     /// Residual blocks of the network.
     pub blocks: usize,
+    /// Where the pair term compares the corrected cells.
+    #[serde(default)]
+    pub pair_space: PairSpaceKind,
+    /// Weight of the pair term.
+    #[serde(default = "one")]
+    pub pair_weight: f64,
     /// Weight of the identity term.
     pub identity_weight: f64,
-    /// Principal components of the pair term's projection.
+    /// Principal components of the pair term's projection (and of the pair search).
     pub projection_pcs: usize,
+    /// How the frozen autoencoder of the autoencoder pair space is pre-trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoencoder: Option<AeParams>,
     /// Seed of the initial weights and the shuffles.
     pub seed: u64,
 }
@@ -66,11 +116,18 @@ impl Default for DeepmnnParams {
             patience: 10,
             min_improvement: 0.01,
             blocks: 2,
+            pair_space: PairSpaceKind::Pcs,
+            pair_weight: 1.0,
             identity_weight: 1e-3,
             projection_pcs: 50,
+            autoencoder: None,
             seed: 0,
         }
     }
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl DeepmnnParams {
@@ -89,6 +146,22 @@ impl DeepmnnParams {
         if self.epochs == 0 {
             return bad("--epochs", "must be at least 1");
         }
+        match (self.pair_space, &self.autoencoder) {
+            (PairSpaceKind::Autoencoder, Some(ae)) => ae.validate()?,
+            (PairSpaceKind::Autoencoder, None) => {
+                return bad(
+                    "--pair-space",
+                    "the autoencoder pair space needs its parameters",
+                )
+            }
+            (PairSpaceKind::Pcs, Some(_)) => {
+                return bad(
+                    "--pair-space",
+                    "autoencoder parameters without --pair-space autoencoder",
+                )
+            }
+            (PairSpaceKind::Pcs, None) => {}
+        }
         Ok(())
     }
     fn adam(&self) -> AdamConfig {
@@ -101,7 +174,7 @@ impl DeepmnnParams {
     }
 }
 
-/// The training data: scaled values of every cell, the pairs, the projection axes.
+/// The training data: scaled values of every cell, the pairs, what the pair term needs.
 pub struct Data {
     /// `n x g`, row-major, on the scaled scale.
     pub x: Vec<f32>,
@@ -109,10 +182,27 @@ pub struct Data {
     pub g: usize,
     /// Pairs of cell rows.
     pub pairs: Vec<(u32, u32)>,
-    /// `g x k` principal axes of the pair term.
-    pub pcs: Vec<f32>,
-    /// Principal components (columns of `pcs`).
-    pub k: usize,
+    /// What the pair space is made of.
+    pub pair_input: PairInput,
+}
+
+/// What the pair space of a run is made of.
+pub enum PairInput {
+    /// deepMNN: the `g x k` principal axes of the scaled values.
+    Axes {
+        /// `g x k`, row-major.
+        pcs: Vec<f32>,
+        /// Principal components (columns of `pcs`).
+        k: usize,
+    },
+    /// The batch-corrected scETM: the autoencoder's training values (the log1p values of
+    /// every cell, `n x g`) and the scaling between them and `x`.
+    Autoencoder {
+        /// `n x g`, row-major, the log1p values.
+        log1p: Vec<f32>,
+        /// The per-gene scaling of `x`.
+        scaling: Scaling,
+    },
 }
 
 impl Data {
@@ -168,16 +258,19 @@ pub struct Progress {
     pub stopped: bool,
     /// The training log rows, one per epoch.
     pub log: Vec<LogRow>,
+    /// The autoencoder pair space: the mean squared error of each pre-training epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub autoencoder_mse: Vec<f64>,
 }
 
 crate::engine::state::run_progress!(Progress);
 
 /// A training run: the network, Adam and progress ([`RunState`]), the data and the
-/// projection axes.
+/// pair space.
 pub struct Trainer<'a> {
     s: RunState<Network, DeepmnnParams, Progress>,
     data: &'a Data,
-    pcs: Tensor,
+    space: PairSpace,
     device: Device,
 }
 
@@ -197,11 +290,28 @@ impl<'a> Trainer<'a> {
         if data.pairs.is_empty() {
             bail!("deepmnn needs at least one pair");
         }
+        let ae = match (&data.pair_input, &params.autoencoder) {
+            (PairInput::Autoencoder { .. }, Some(ae)) => Some(ae),
+            (PairInput::Axes { .. }, None) => None,
+            _ => bail!("the data do not match --pair-space"),
+        };
         let shape = Shape {
             n_genes: data.g,
             blocks: params.blocks,
+            pair_code: ae.map_or(0, |a| a.latent),
         };
-        let pcs = Tensor::from_vec(data.pcs.clone(), (data.g, data.k), &device).ce()?;
+        // A new run pre-trains the autoencoder; a resumed one reads it from its checkpoint.
+        let resuming = resume && Checkpoints::of(dir, "deepmnn").latest()?.is_some();
+        let pretrained = match (&data.pair_input, ae) {
+            (PairInput::Autoencoder { log1p, .. }, Some(ae)) if !resuming => Some(
+                autoencoder::pretrain(log1p, data.g, ae, params.seed, &device)?,
+            ),
+            _ => None,
+        };
+        let (pretrained, mse) = match pretrained {
+            Some((a, m)) => (Some(a), m),
+            None => (None, Vec::new()),
+        };
         let fresh = Progress {
             epoch: 0,
             end_epoch: params.epochs,
@@ -211,8 +321,9 @@ impl<'a> Trainer<'a> {
             since: 0,
             stopped: false,
             log: Vec::new(),
+            autoencoder_mse: mse,
         };
-        let (seed, adam) = (params.seed, params.adam());
+        let (seed, adam, dev) = (params.seed, params.adam(), &device);
         let s = RunState::start(
             "deepmnn",
             dir,
@@ -222,13 +333,27 @@ impl<'a> Trainer<'a> {
             true,
             adam,
             |t| Network::from_named(t, shape, &device),
-            || Network::init(shape, &mut engine::init_rng(seed), &device),
+            move || {
+                let mut net = Network::init(shape, &mut engine::init_rng(seed), dev)?;
+                net.autoencoder = pretrained;
+                Ok(net)
+            },
             fresh,
         )?;
+        let space = match (&data.pair_input, &s.net.autoencoder) {
+            (PairInput::Axes { pcs, k }, _) => {
+                PairSpace::Axes(Tensor::from_vec(pcs.clone(), (data.g, *k), &device).ce()?)
+            }
+            (PairInput::Autoencoder { scaling, .. }, Some(ae)) => {
+                let (w_t, b) = ae.folded(scaling, &device)?;
+                PairSpace::Codes { w_t, b }
+            }
+            (PairInput::Autoencoder { .. }, None) => bail!("the run has no autoencoder"),
+        };
         Ok(Trainer {
             s,
             data,
-            pcs,
+            space,
             device,
         })
     }
@@ -259,9 +384,10 @@ impl<'a> Trainer<'a> {
             &self.device,
         )
         .ce()?;
+        let p = &self.s.params;
         let l = self
             .net
-            .loss(&x, &self.pcs, self.s.params.identity_weight)
+            .loss(&x, &self.space, p.pair_weight, p.identity_weight)
             .ce()?;
         let scalar = |x: &Tensor| x.to_scalar::<f32>().map(|v| v as f64).ce();
         let (loss, pair, identity) = (scalar(&l.loss)?, scalar(&l.pair)?, scalar(&l.identity)?);

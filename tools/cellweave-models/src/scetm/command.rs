@@ -115,7 +115,8 @@ pub struct Card {
     pub shape: Shape,
     /// Batches of the batch bias rows, in order (empty without a bias).
     pub batches: Vec<String>,
-    /// Scale the inputs must be on: raw counts.
+    /// Scale the inputs must be on: raw counts, or (the batch-corrected scETM's stage 2)
+    /// corrected values, read as their pseudo-counts ([`pseudo_counts`]).
     pub values: ValueKind,
     /// The genes it models.
     #[serde(flatten)]
@@ -171,6 +172,78 @@ pub fn check_counts(x: &Csr, values: ValueKind, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Total of every cell's pseudo-counts ([`pseudo_counts`]).
+pub const PSEUDO_LIBRARY: f64 = 1e4;
+
+/// The pseudo-counts of corrected expression on the log1p scale (deepMNN's `--corrected`
+/// output, the batch-corrected scETM's stage 2 input): `expm1(max(v, 0))`, each cell then
+/// rescaled to a total of [`PSEUDO_LIBRARY`] (in float64). scETM reads a cell only through
+/// `x / library` (its encoder's input and the weights of its likelihood terms), so the
+/// rescaling changes nothing but keeps a cell finite whatever its corrected values (a
+/// value above 88 would overflow float32 after expm1); expm1 undoes the log1p, so that the
+/// weights are shares of normalized expression as with counts, and a corrected value below
+/// the log1p zero (deepMNN's output can be negative) counts as none.
+pub fn pseudo_counts(x: &Csr, path: &Path) -> Result<Csr> {
+    if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
+        return Err(Error::new(format!(
+            "holds the value {v}, not a corrected expression value"
+        ))
+        .file(path)
+        .field("values"));
+    }
+    let mut out = x.clone();
+    for r in 0..out.n_rows() {
+        let (a, b) = (out.indptr[r] as usize, out.indptr[r + 1] as usize);
+        let row: Vec<f64> = out.data[a..b]
+            .iter()
+            .map(|&v| (v.max(0.0) as f64).exp_m1())
+            .collect();
+        let total: f64 = row.iter().sum();
+        let scale = if total > 0.0 {
+            PSEUDO_LIBRARY / total
+        } else {
+            0.0
+        };
+        for (o, v) in out.data[a..b].iter_mut().zip(row) {
+            *o = (v * scale) as f32;
+        }
+    }
+    Ok(out)
+}
+
+/// scETM's input: the raw counts of `--counts` (matched to the cells and genes of the
+/// cells table), or, for the batch-corrected scETM, the pseudo-counts of a corrected cells
+/// table given as the cells table itself.
+fn input(run: &TrainRun, cells: &CellsTable) -> Result<(Csr, ValueKind)> {
+    if cells.values == ValueKind::Corrected {
+        if run.counts.is_some() {
+            return Err(Error::new(
+                "the cells table holds corrected values, which scETM reads itself (the batch-corrected scETM): leave out --counts",
+            )
+            .flag("--counts"));
+        }
+        return Ok((pseudo_counts(&cells.x, &run.cells)?, ValueKind::Corrected));
+    }
+    let counts_path = run.require_counts(ModelKind::Scetm)?;
+    let (counts, values) = cellweave::convert::export::read_aligned_counts(
+        &cells.cell_ids,
+        &cells.gene_ids,
+        counts_path,
+    )?;
+    check_counts(&counts, values, counts_path)?;
+    Ok((counts, ValueKind::Counts))
+}
+
+/// The name of the embedding of a scETM of `values`: `scetm` on counts, `bcscetm` (the
+/// batch-corrected scETM) on corrected values.
+pub fn embedding_name(values: ValueKind) -> &'static str {
+    if values == ValueKind::Corrected {
+        "bcscetm"
+    } else {
+        "scetm"
+    }
+}
+
 /// The batch of every cell (`key`), as codes and names.
 fn batches(cells: &CellsTable, key: &str, path: &Path) -> Result<(Vec<u32>, Vec<String>)> {
     let cat = if key == "batch" {
@@ -224,7 +297,6 @@ fn genes_frame(net: &Network, cells: &CellsTable, step: &Step) -> Result<Frame> 
 
 /// Train scETM and write the model directory, the embedding, the log and the genes table.
 pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
-    let counts_path = run.require_counts(ModelKind::Scetm)?;
     if run.init.is_some() {
         return Err(
             Error::new("scetm does not continue another model directory (use --resume)")
@@ -239,12 +311,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&run.cells));
     }
-    let (counts, values) = cellweave::convert::export::read_aligned_counts(
-        &cells.cell_ids,
-        &cells.gene_ids,
-        counts_path,
-    )?;
-    check_counts(&counts, values, counts_path)?;
+    let (counts, values) = input(run, &cells)?;
     let (codes, batch_names) = batches(&cells, &run.batch_key, &run.cells)?;
     let data = Data::new(counts, codes, batch_names.len());
     run.clean_stale()?;
@@ -257,9 +324,14 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         device.clone(),
     )?;
     info!(
-        "scetm: {} cells x {} genes, {} batches{}, {} topics; epochs {}..{} of {} minibatch(es)",
+        "scetm: {} cells x {} genes{}, {} batches{}, {} topics; epochs {}..{} of {} minibatch(es)",
         cells.n_cells(),
         cells.n_genes(),
+        if values == ValueKind::Corrected {
+            " (pseudo-counts of corrected values)"
+        } else {
+            ""
+        },
         batch_names.len(),
         if t.net.shape.bias_batches > 0 {
             " (batch bias)"
@@ -279,7 +351,8 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         Embed::Mu => mu,
         Embed::Theta => train::softmax_rows(&mu, params.topics),
     };
-    let emb = EmbeddingTable::of_cells(&cells, "scetm", params.topics, data_emb, step);
+    let name = embedding_name(values);
+    let emb = EmbeddingTable::of_cells(&cells, name, params.topics, data_emb, step);
     let genes = genes_frame(&t.net, &cells, step)?;
     let card = Card {
         head: Head::of::<Card>(),
@@ -289,7 +362,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         } else {
             Vec::new()
         },
-        values: ValueKind::Counts,
+        values,
         genes: Genes::of(&cells),
         embed: args.embed,
         hyperparameters: params,
@@ -330,16 +403,39 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
 
 crate::engine::card::model_card!(Card: head, genes; "scetm", "scETM", CARD_VERSION, shape);
 
-/// Embed a raw-counts cells table with a saved scETM model (the encoder reads no batch:
-/// cells of any batch, seen or not).
+/// Load a scETM model directory: its card and network.
+pub fn load(dir: &Path, device: &candle_core::Device) -> Result<(Card, Network)> {
+    let card: Card = crate::engine::card::read(dir)?;
+    let wpath = dir.join(WEIGHTS);
+    let net = Network::from_named(&load_tensors(&wpath)?, card.shape, device)
+        .ce()
+        .at(&wpath)?;
+    Ok((card, net))
+}
+
+/// The embedding (the card's mu or theta) of the cells of `x` (the model's genes: counts,
+/// or pseudo-counts for a model of corrected values).
+pub fn embed_values(
+    card: &Card,
+    net: &Network,
+    x: Csr,
+    device: &candle_core::Device,
+) -> Result<Vec<f32>> {
+    let n = x.n_rows();
+    let data = Data::new(x, vec![0; n], 1);
+    let mu = train::embed_rows(net, &data, device)?;
+    Ok(match card.embed {
+        Embed::Mu => mu,
+        Embed::Theta => train::softmax_rows(&mu, card.shape.topics),
+    })
+}
+
+/// Embed a cells table with a saved scETM model: raw counts, or corrected values for a
+/// model trained on them (the encoder reads no batch: cells of any batch, seen or not).
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
     let device = crate::device(&run.device)?;
-    let card: Card = crate::engine::card::read(&run.model_dir)?;
-    let wpath = run.model_dir.join(WEIGHTS);
-    let net = Network::from_named(&load_tensors(&wpath)?, card.shape, &device)
-        .ce()
-        .at(&wpath)?;
+    let (card, net) = load(&run.model_dir, &device)?;
     let cells = table::read_cells(&run.cells)?;
     let a = align_gene_lists(&card.genes.gene_ids, &card.genes.gene_names, &cells);
     if a.missing as f64 > run.max_missing * card.genes.n_genes as f64 {
@@ -354,18 +450,26 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
         .field("genes"));
     }
     let x = aligned_matrix(&cells, &a);
-    check_counts(&x, cells.values, &run.cells)?;
-    let n = cells.n_cells();
-    let data = Data::new(x, vec![0; n], 1);
-    let mu = train::embed_rows(&net, &data, &device)?;
-    let k = card.shape.topics;
-    let values = match card.embed {
-        Embed::Mu => mu,
-        Embed::Theta => train::softmax_rows(&mu, k),
+    let x = if card.values == ValueKind::Corrected {
+        if cells.values != ValueKind::Corrected {
+            return Err(Error::new(format!(
+                "holds {} values; this scETM was trained on corrected values (give deepMNN-corrected cells, or embed with the bcscetm model)",
+                cells.values.as_str()
+            ))
+            .file(&run.cells)
+            .field("values"));
+        }
+        pseudo_counts(&x, &run.cells)?
+    } else {
+        check_counts(&x, cells.values, &run.cells)?;
+        x
     };
+    let n = cells.n_cells();
+    let values = embed_values(&card, &net, x, &device)?;
+    let k = card.shape.topics;
     table::write_embedding(
         &run.output,
-        &EmbeddingTable::of_cells(&cells, "scetm", k, values, step),
+        &EmbeddingTable::of_cells(&cells, embedding_name(card.values), k, values, step),
     )?;
     info!(
         "embedded {n} cells with scETM {} into {}",
