@@ -5,9 +5,11 @@
 //! bit; the card and provenance record both stages; embed == train's embedding; a run
 //! killed in either stage resumes to the same result; and the one-line errors with no
 //! output (counts or normalized values where the other is needed, pairs of other cells,
-//! an unknown model, flags of another model, a batch the model has not seen).
+//! an unknown model, flags of another model, a batch the model has not seen); and the
+//! Snakemake workflow plans the chain for `models: [..., bcscetm]`.
 
 mod train_support;
+mod workflow_support;
 
 use cellweave::contract::ValueKind;
 use cellweave::io::table::{read_cells, read_embedding, write_cells};
@@ -407,4 +409,34 @@ fn bad_input_fails_with_one_line_and_no_output() {
         &out,
     );
     assert_has(&err, &["filtered.arrow", "values", "counts", "corrected"]);
+}
+
+#[test]
+fn snakemake_runs_the_chain_for_models_bcscetm() {
+    let Some(smk) = workflow_support::venv_bin("snakemake") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let config = t.path().join("sim.yaml");
+    std::fs::write(
+        &config,
+        "outdir: out\ndatasets:\n  two: {simulate: {batches: 2}, label_key: cell_type, models: [claire, bcscetm]}\n",
+    )
+    .unwrap();
+    let args = ["--configfile", s(&config), "--dry-run", "--printshellcmds"];
+    let out = workflow_support::snakemake(&smk, t.path(), None, &args);
+    let text = workflow_support::text(&out);
+    assert!(out.status.success(), "dry run failed:\n{text}");
+    let jobs = workflow_support::job_counts(&text);
+    assert_eq!(jobs.get("pairs_deepmnn"), Some(&1), "{jobs:?}");
+    assert_eq!(jobs.get("train_model"), Some(&1), "{jobs:?}");
+    assert_has(
+        &text,
+        &[
+            "cellweave-pairs out/two/04_hvg.arrow --definition deepmnn",
+            "cellweave-train out/two/04_hvg.arrow --model bcscetm --pairs out/two/05_pairs_deepmnn.arrow",
+            "out/two/12_bcscetm_embedding.arrow",
+            "--model bcscetm out/two/benchmarks/05_pairs_deepmnn.tsv out/two/benchmarks/12_train_bcscetm.tsv",
+        ],
+    );
 }
