@@ -302,15 +302,12 @@ impl<'a> Trainer<'a> {
         };
         // A new run pre-trains the autoencoder; a resumed one reads it from its checkpoint.
         let resuming = resume && Checkpoints::of(dir, "deepmnn").latest()?.is_some();
-        let pretrained = match (&data.pair_input, ae) {
-            (PairInput::Autoencoder { log1p, .. }, Some(ae)) if !resuming => Some(
-                autoencoder::pretrain(log1p, data.g, ae, params.seed, &device)?,
-            ),
-            _ => None,
-        };
-        let (pretrained, mse) = match pretrained {
-            Some((a, m)) => (Some(a), m),
-            None => (None, Vec::new()),
+        let (pretrained, mse) = match (&data.pair_input, ae) {
+            (PairInput::Autoencoder { log1p, .. }, Some(ae)) if !resuming => {
+                let (a, mse) = autoencoder::pretrain(log1p, data.g, ae, params.seed, &device)?;
+                (Some(a), mse)
+            }
+            _ => (None, Vec::new()),
         };
         let fresh = Progress {
             epoch: 0,
