@@ -456,12 +456,17 @@ impl<'a> Trainer<'a> {
             refined_seeds: None,
             seconds: 0.0,
             log: Vec::new(),
-            seed_advice: seed_check::pairs_advice(
-                &seed_check::count_by_batch_pair(pairs, &cells.batch),
-                None,
-            )
-            .into_iter()
-            .collect(),
+            // the pairs stage's own line (it knows whether its filter acted), else the
+            // seeds-per-batch-pair check on the table
+            seed_advice: seed_check::recorded_pairs_advice(pairs)
+                .or_else(|| {
+                    seed_check::pairs_advice(
+                        &seed_check::count_by_batch_pair(pairs, &cells.batch),
+                        None,
+                    )
+                })
+                .into_iter()
+                .collect(),
         };
         let t = (moco, progress, None, seeds);
         Ok(Self::assemble(
