@@ -3,7 +3,9 @@
 //! For anchor `i`: `view1 = l1 * x_i + (1 - l1) * x_n` with `n` a random KNN neighbour of
 //! `i`; `p` a random seed partner of `i` (`i` itself if none); `view2 = l2 * x_p +
 //! (1 - l2) * x_n'` with `n'` a random KNN neighbour of `p`; `l1, l2 ~ U(alpha, 1)`.
-//! The training cells (anchors) are the cells in at least one seed pair.
+//! The training cells (anchors) are the cells in at least one seed pair. With
+//! `--nearest-share P > 0`, `p` is instead, with probability `P`, the anchor's
+//! relative-nearest seed partner ([`relative_nearest_partners`]).
 
 use cellweave::contract::{Csr, PairKind, PairsTable};
 use cellweave::{bail, Result};
