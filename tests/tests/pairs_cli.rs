@@ -329,6 +329,41 @@ fn filter_scales_with_batch_size_and_few_seeds_are_reported() {
         err.contains("the filter kept every mutual pair of all 3 batch pairs"),
         "{err}"
     );
+    // cellweave-train repeats the pairs stage's line in its log and its model card
+    let (model, emb) = (
+        dir.path().join("small_model"),
+        dir.path().join("small.arrow"),
+    );
+    let out = run_ok(
+        "train",
+        &[
+            s(&small),
+            "--pairs",
+            s(&p),
+            "-o",
+            s(&model),
+            "--embedding",
+            s(&emb),
+            "--epochs",
+            "2",
+        ],
+    );
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("seeds look unreliable"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("the filter kept every mutual pair of all 3 batch pairs"),
+        "{}",
+        lines[0]
+    );
+    let card = std::fs::read_to_string(model.join("card.yaml")).unwrap();
+    assert_has(
+        &card,
+        &["seed_advice:", "the filter kept every mutual pair of all 3"],
+    );
     let out = run_ok("pairs", &[s(&small), "-o", s(&p), "--k-filter-frac", "0.1"]);
     assert!(
         !stderr(&out).contains("seeds look unreliable"),

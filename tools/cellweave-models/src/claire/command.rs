@@ -50,6 +50,12 @@ pub struct ClaireArgs {
           default_value_t = TrainParams::default().refine_max_overlap, value_name = "P")]
     #[serde(default = "max_overlap_default")]
     pub refine_max_overlap: f64,
+    /// Probability that an anchor's second view comes from its relative-nearest seed
+    /// partner (smallest distance over its batch pair's median seed distance) instead of a
+    /// uniformly drawn partner (0 to 1; 0: CLAIRE)
+    #[arg(value_parser = cellweave::cli::range::fraction::<f32>, long, default_value_t = 0.0, value_name = "P")]
+    #[serde(default)]
+    pub nearest_share: f32,
     /// Mix-up coefficients are drawn from U(alpha, 1) (0 to 1)
     #[arg(value_parser = cellweave::cli::range::fraction::<f32>, long,
           default_value_t = TrainParams::default().alpha)]
@@ -109,6 +115,7 @@ impl ClaireArgs {
             refine: !self.no_refine,
             refine_threshold: self.refine_threshold,
             refine_max_overlap: self.refine_max_overlap,
+            nearest_share: self.nearest_share,
             batch_size: hyper.batch_size.unwrap_or(d.batch_size),
             lr: hyper.lr.unwrap_or(d.lr),
             weight_decay: hyper.weight_decay.unwrap_or(d.weight_decay),

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::cpu_step::{Precision, Workspace};
 use super::encoder::{draw_masks, Encoder, Linear, Masks};
 use super::moco::{info_nce, Moco, MocoParams};
-use super::views::{batch_views, draw_views, PairSets};
+use super::views::{batch_views, draw_views, relative_nearest_partners, PairSets};
 use crate::optim::AdamConfig;
 use crate::rng::Rng;
 use cellweave::contract::{Csr, PairKind, PairsTable};
@@ -485,4 +485,56 @@ fn automatic_epochs_are_bounded_in_steps() {
     assert_eq!(auto_epochs(3, 100, 600, 3900), 1);
     // --min-steps above --max-steps wins.
     assert_eq!(auto_epochs(80, 10_000, 6000, 190), 53);
+}
+
+#[test]
+fn relative_nearest_partner_keeps_far_batch_pairs() {
+    // batches: A = {0, 1}, B = {2, 3} (close to A), C = {4, 5} (far from A)
+    let batch = [0u32, 0, 1, 1, 2, 2];
+    let mut p = PairsTable {
+        n_cells: 6,
+        fingerprint: "x".into(),
+        ..Default::default()
+    };
+    p.push(PairKind::Knn, 0, 1, 0.1, f32::NAN);
+    // A-B: median 0.3
+    p.push(PairKind::Mnn, 0, 2, 0.2, f32::NAN);
+    p.push(PairKind::Mnn, 1, 3, 0.4, f32::NAN);
+    // A-C: median 1.05
+    p.push(PairKind::Mnn, 0, 4, 0.9, f32::NAN);
+    p.push(PairKind::Mnn, 1, 5, 1.1, f32::NAN);
+    p.push(PairKind::Mnn, 0, 5, 1.0, f32::NAN);
+    p.push(PairKind::Mnn, 1, 4, 1.2, f32::NAN);
+    // cell 1's nearest seed is (1, 3) in distance (0.4) but (1, 5) relative to the batch
+    // pairs' medians (1.33 vs 1.05); cell 5's is (0, 5) (0.95 vs 1.05); cell 4 keeps (0, 4)
+    let nearest = relative_nearest_partners(&p, &batch);
+    assert_eq!(nearest, vec![2, 5, 0, 1, 0, 0]);
+    // share 1: view 2 always comes from that partner; share 0 draws as before
+    let mut sets = PairSets::from_pairs(&p).unwrap();
+    let before = {
+        let mut rng = Rng::new(3);
+        (0..50)
+            .map(|_| draw_views(&sets, 1, 0.5, &mut rng))
+            .collect::<Vec<_>>()
+    };
+    sets.nearest = nearest;
+    let mut rng = Rng::new(3);
+    let same: Vec<_> = (0..50)
+        .map(|_| draw_views(&sets, 1, 0.5, &mut rng))
+        .collect();
+    assert_eq!(same, before);
+    assert!(before.iter().any(|v| v.1.a != 5));
+    sets.nearest_share = 1.0;
+    let mut rng = Rng::new(3);
+    for _ in 0..50 {
+        let (_, v2) = draw_views(&sets, 1, 0.5, &mut rng);
+        assert_eq!(v2.a, 5);
+    }
+    // a cell in no seed has none
+    let mut q = p.clone();
+    q.n_cells = 7;
+    assert_eq!(
+        relative_nearest_partners(&q, &[0, 0, 1, 1, 2, 2, 2])[6],
+        u32::MAX
+    );
 }

@@ -20,7 +20,7 @@ use super::cpu_step::{Precision, Workspace};
 use super::encoder::{widths, Encoder};
 use super::moco::{Moco, MocoParams};
 use super::model::{self, Architecture, Card, TrainingSummary};
-use super::views::{batch_views, PairSets};
+use super::views::{batch_views, relative_nearest_partners, PairSets};
 use super::CandleExt;
 use crate::engine::checkpoint::Checkpoints;
 use crate::engine::state;
@@ -101,6 +101,10 @@ pub struct TrainParams {
     /// this (`Gmm::overlap`); else it keeps every seed.
     #[serde(default = "max_overlap_default")]
     pub refine_max_overlap: f64,
+    /// The probability that an anchor's view 2 comes from its relative-nearest seed partner
+    /// instead of a uniformly drawn one (`--nearest-share`; 0: CLAIRE).
+    #[serde(default)]
+    pub nearest_share: f32,
     /// Anchors per step (each gives two views, so a step encodes `2 x batch_size` rows).
     pub batch_size: usize,
     /// Adam's learning rate.
@@ -160,6 +164,7 @@ impl Default for TrainParams {
             refine: true,
             refine_threshold: 0.5,
             refine_max_overlap: seed_check::MAX_OVERLAP,
+            nearest_share: 0.0,
             batch_size: 256,
             lr: 1e-4,
             weight_decay: 1e-5,
@@ -191,6 +196,9 @@ impl TrainParams {
         }
         if !(0.0..=1.0).contains(&self.refine_threshold) {
             return bad("refine-threshold", "must be in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.nearest_share) {
+            return bad("nearest-share", "must be in [0, 1]");
         }
         if !(0.0..=1.0).contains(&self.refine_max_overlap) {
             return bad("refine-max-overlap", "must be in [0, 1]");
@@ -332,6 +340,16 @@ fn seed_list(p: &PairsTable) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Each cell's relative-nearest partner among `seeds`, drawn with probability `share`.
+fn set_nearest(sets: &mut PairSets, seeds: &PairsTable, cells: &CellsTable, share: f32) {
+    sets.nearest_share = share;
+    sets.nearest = if share > 0.0 {
+        relative_nearest_partners(seeds, &cells.batch.codes)
+    } else {
+        Vec::new()
+    };
+}
+
 /// Steps per epoch and batch size for `n` training cells (drop last).
 fn batching(n: usize, batch_size: usize) -> (usize, usize) {
     let b = batch_size.min(n);
@@ -456,12 +474,17 @@ impl<'a> Trainer<'a> {
             refined_seeds: None,
             seconds: 0.0,
             log: Vec::new(),
-            seed_advice: seed_check::pairs_advice(
-                &seed_check::count_by_batch_pair(pairs, &cells.batch),
-                None,
-            )
-            .into_iter()
-            .collect(),
+            // the pairs stage's own line (it knows whether its filter acted), else the
+            // seeds-per-batch-pair check on the table
+            seed_advice: seed_check::recorded_pairs_advice(pairs)
+                .or_else(|| {
+                    seed_check::pairs_advice(
+                        &seed_check::count_by_batch_pair(pairs, &cells.batch),
+                        None,
+                    )
+                })
+                .into_iter()
+                .collect(),
         };
         let t = (moco, progress, None, seeds);
         Ok(Self::assemble(
@@ -488,6 +511,7 @@ impl<'a> Trainer<'a> {
         ),
     ) -> Self {
         sets.set_seeds(&seed_list(&seeds));
+        set_nearest(&mut sets, &seeds, cells, params.nearest_share);
         let ws = Workspace::with_precision(params.precision);
         Trainer {
             params,
@@ -621,6 +645,12 @@ impl<'a> Trainer<'a> {
         let before = self.sets.n_seeds();
         self.seeds = seed_rows(&kept);
         self.sets.set_seeds(&seed_list(&self.seeds));
+        set_nearest(
+            &mut self.sets,
+            &self.seeds,
+            self.cells,
+            self.params.nearest_share,
+        );
         let n_train = self.sets.training_cells().len();
         info!(
             "refinement kept {} of {} seed pairs; {} training cells",

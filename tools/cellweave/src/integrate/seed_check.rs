@@ -147,6 +147,22 @@ pub fn pairs_advice(counts: &[PairCount], space: Option<Space>) -> Option<String
     ))
 }
 
+/// The key of the pairs stage's advice line in its provenance step's parameters, so that
+/// cellweave-train can repeat it (it cannot tell an inactive filter from the table).
+pub const ADVICE_KEY: &str = "seed_advice";
+
+/// The advice line the pairs stage recorded in the newest `cellweave-pairs` step of the
+/// table's provenance ([`ADVICE_KEY`]), if any.
+pub fn recorded_pairs_advice(t: &PairsTable) -> Option<String> {
+    t.provenance
+        .iter()
+        .rev()
+        .find(|s| s.tool == "cellweave-pairs")
+        .and_then(|s| s.params.get(ADVICE_KEY))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
 /// One line when the low-similarity component of the refinement mixture carries more than
 /// [`MAX_LOW_WEIGHT`] of the seeds.
 pub fn mixture_advice(g: &Gmm) -> Option<String> {
@@ -214,6 +230,26 @@ mod tests {
         let line = pairs_advice(&[m(250, 250), m(30, 30)], Some(Space::Pca)).unwrap();
         assert!(line.contains("compare with --space cca"), "{line}");
         assert_eq!(pairs_advice(&[m(250, 250), m(30, 31)], None), None);
+    }
+
+    #[test]
+    fn recorded_advice_is_read_back() {
+        let mut t = PairsTable::default();
+        assert_eq!(recorded_pairs_advice(&t), None);
+        t.provenance.push(crate::contract::Step {
+            tool: "cellweave-pairs".into(),
+            version: "x".into(),
+            params: serde_json::json!({ ADVICE_KEY: "seeds look unreliable: x" }),
+        });
+        t.provenance.push(crate::contract::Step {
+            tool: "cellweave-refine".into(),
+            version: "x".into(),
+            params: serde_json::json!({}),
+        });
+        assert_eq!(
+            recorded_pairs_advice(&t).as_deref(),
+            Some("seeds look unreliable: x")
+        );
     }
 
     #[test]

@@ -212,7 +212,8 @@ pub fn run_pairs(args: &PairsArgs, step: &Step) -> Result<()> {
     .at(input)?;
     timer.done();
     report(&t, labels.as_ref());
-    if let Some(advice) = seed_check::pairs_advice(&counts, Some(params.space)) {
+    let advice = seed_check::pairs_advice(&counts, Some(params.space));
+    if let Some(advice) = &advice {
         crate::cli::log(format_args!("{advice}"));
     }
     t.provenance = cells.provenance.clone();
@@ -222,6 +223,10 @@ pub fn run_pairs(args: &PairsArgs, step: &Step) -> Result<()> {
             "nn_used".into(),
             pairs::searches_used(&cells, &shard, &params.search),
         );
+        // for cellweave-train's log and model card (seed_check::recorded_pairs_advice)
+        if let Some(a) = advice {
+            m.insert(seed_check::ADVICE_KEY.into(), a.into());
+        }
     }
     t.provenance.push(step);
     table::write_pairs(output, &t)?;
