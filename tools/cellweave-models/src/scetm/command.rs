@@ -8,7 +8,7 @@ use cellweave::{info, Error, Result, ResultExt};
 use std::path::Path;
 
 use super::network::{Network, Shape};
-use super::train::{self, Data, ScetmParams, Trainer};
+use super::train::{self, default_epochs, Data, ScetmParams, Trainer};
 use crate::claire::model::{align_gene_lists, aligned_matrix};
 use crate::command::{EmbedRun, TrainRun};
 use crate::engine::card::{Genes, Head};
@@ -45,7 +45,7 @@ pub enum Embed {
 }
 
 /// scETM's own flags of `cellweave-train` (the shared ones are [`crate::command::Hyper`]:
-/// --epochs 800, --lr 5e-3, --batch-size 2000, --dropout 0.1, --latent = --topics; no
+/// --epochs (automatic: [`default_epochs`], 6,000 steps), --lr 5e-3, --batch-size 2000, --dropout 0.1, --latent = --topics; no
 /// weight decay).
 #[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone)]
 #[command(next_help_heading = "scETM options (--model scetm; needs --counts)")]
@@ -314,6 +314,10 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     let (counts, values) = input(run, &cells)?;
     let (codes, batch_names) = batches(&cells, &run.batch_key, &run.cells)?;
     let data = Data::new(counts, codes, batch_names.len());
+    let mut params = params;
+    if run.hyper.epochs.is_none() {
+        params.epochs = default_epochs(cells.n_cells(), params.batch_size);
+    }
     run.clean_stale()?;
     let mut t = Trainer::new(
         &data,

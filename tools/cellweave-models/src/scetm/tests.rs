@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 
 use super::network::{Minibatch, Network, Shape, NAMES};
-use super::train::{parts, Data, ScetmParams, Trainer};
+use super::train::{default_epochs, parts, Data, ScetmParams, Trainer, MAX_STEPS};
 use crate::optim::{Adam, AdamConfig};
 use crate::rng::Rng;
 
@@ -228,4 +228,26 @@ fn minibatch_parts_and_kl_warmup() {
     assert_eq!(t.kl_weight(20), 1e-7);
     assert_eq!(t.kl_weight(50), 1e-7);
     assert!((t.lr(1000) - 5e-3 * (-0.06f64).exp()).abs() < 1e-15);
+}
+
+#[test]
+fn default_length_is_a_step_budget() {
+    // Small data: one minibatch an epoch, so 6,000 epochs (scETM's 800 would be 800 steps).
+    assert_eq!(default_epochs(499, 2000), 6000);
+    assert_eq!(default_epochs(2999, 2000), 6000);
+    // 3,000 cells: two minibatches an epoch.
+    assert_eq!(default_epochs(3000, 2000), 3000);
+    // 100,000 cells: 50 minibatches; 800 epochs would be 40,000 steps.
+    assert_eq!(default_epochs(100_000, 2000), 120);
+    // A million cells: 500 minibatches, 12 epochs; never fewer than one.
+    assert_eq!(default_epochs(1_000_000, 2000), 12);
+    assert_eq!(default_epochs(100_000_000, 2000), 1);
+    for n in [499, 1556, 3000, 7001, 100_000, 1_000_000] {
+        let spe = parts(n, 2000).len() - 1;
+        let steps = default_epochs(n, 2000) * spe;
+        assert!(
+            (MAX_STEPS..MAX_STEPS + spe).contains(&steps),
+            "{n} cells: {steps} steps"
+        );
+    }
 }

@@ -62,10 +62,32 @@ pub struct ScetmParams {
     pub seed: u64,
 }
 
+/// Epochs when `--epochs` is not given: scETM's 800, bounded in steps to [`MIN_STEPS`] ..
+/// [`MAX_STEPS`] ([`default_epochs`]).
+pub const DEFAULT_EPOCHS: usize = 800;
+/// The fewest steps a run with automatic epochs takes. scETM's 800 epochs are 800 steps on a
+/// data set of up to 3,000 cells (one minibatch per epoch), where the embedding is far from
+/// converged: on the three dev sets (seed 0, classic scIB total) 800 / 3,000 / 6,000 steps
+/// gave 0.485 / 0.641 / 0.699 (kang_ifnb), 0.610 / 0.779 / - (cellbench_3tech) and
+/// 0.553 / 0.831 / 0.824 (cellbench_2tech_fullgenes); docs/models.md has the curves.
+pub const MIN_STEPS: usize = 6000;
+/// The most steps a run with automatic epochs takes (whole epochs, at least one), as for
+/// every model of the engine: the length stops growing with the number of cells (800
+/// epochs would be 40,000 steps at 100,000 cells).
+pub const MAX_STEPS: usize = 6000;
+
+/// The epochs of a run on `n` cells in minibatches of about `batch_size` when `--epochs`
+/// is not given: [`DEFAULT_EPOCHS`] cut to [`MAX_STEPS`] and raised to [`MIN_STEPS`]
+/// (whole epochs of [`parts`]`(n, batch_size)` steps).
+pub fn default_epochs(n: usize, batch_size: usize) -> usize {
+    let spe = parts(n, batch_size).len() - 1;
+    crate::engine::auto_epochs(DEFAULT_EPOCHS, MIN_STEPS, MAX_STEPS, spe)
+}
+
 impl Default for ScetmParams {
     fn default() -> Self {
         ScetmParams {
-            epochs: 800,
+            epochs: DEFAULT_EPOCHS,
             batch_size: 2000,
             lr: 5e-3,
             lr_decay: 6e-5,
