@@ -186,6 +186,22 @@ def embedding_of(name, model):
     return f"{OUT}/{name}/12_{model}_embedding.arrow"
 
 
+def scores_of(name, model):
+    """The scores table of a model's embedding (CLAIRE's: scores.tsv, the others: 13_scores/)."""
+    if model == "claire":
+        return f"{OUT}/{name}/scores.tsv"
+    return f"{OUT}/{name}/13_scores/{model}.tsv"
+
+
+if "--min-max-scale" in config["score"]["extra"]:
+    raise WorkflowError(
+        "config score.extra: --min-max-scale is not supported by the workflow: every embedding is"
+        " scored by its own job and the rows are joined into benchmark.tsv, which min-max scaling"
+        " across embeddings would make depend on the others (run cellweave-score on the"
+        " embeddings together for that)"
+    )
+
+
 def model_inputs(name, model):
     """The input files of a model's cellweave-train call, by flag (cells = the positional)."""
     where = {

@@ -16,7 +16,9 @@ rule plot:
         tool=tool("plot"),
         colors=lambda w: colors(w.name),
         args=" ".join(x for x in [flag("seed", config["plot"]["seed"]), extra("plot")] if x),
-    threads: config["threads"]
+    # the UMAP layout runs on one thread (only its neighbour search and spectral start use
+    # more): one thread, so that export or a scoring job runs beside it
+    threads: min(config["threads"], config["plot"]["threads"])
     resources:
         mem_mb=mem("default"),
     conda:
@@ -52,7 +54,7 @@ rule export:
     shell:
         "{params.tool} {input.cells:q} --counts {input.counts:q} --hvg {input.hvg:q}"
         " --embedding {input.claire:q} --embedding {input.umap:q} {params.others}"
-        " -o {output:q} > {log:q} 2>&1"
+        " --threads {threads} -o {output:q} > {log:q} 2>&1"
 
 
 rule score:
@@ -72,7 +74,7 @@ rule score:
         tool=tool("score"),
         label=lambda w: shlex.quote(label_key(w.name)),
         args=extra("score"),
-    threads: config["threads"]
+    threads: min(config["threads"], config["score"]["threads"])
     resources:
         mem_mb=mem("score"),
     conda:

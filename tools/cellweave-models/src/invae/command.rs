@@ -136,11 +136,20 @@ pub use crate::engine::card::Summary;
 use crate::engine::card::{Genes, Head};
 
 /// Epochs when `--epochs` is not given: enough for about 3,000 steps, between 20 and 200
-/// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells).
+/// (the reference trains 500 epochs; scVI's rule gives 400 up to 20,000 cells), then cut to
+/// the whole epochs that fit in [`MAX_STEPS`] (at least one; `engine::auto_epochs`, as
+/// CLAIRE and MEDL), so that the length stops growing with the number of cells: the
+/// 20-epoch floor alone would run 20 passes over any data set (about 78,000 steps at a
+/// million cells). Below about 77,000 cells (300 steps of 256 per epoch) nothing changes.
 pub fn default_epochs(n_cells: usize, batch_size: usize) -> usize {
     let steps = n_cells.div_ceil(batch_size.max(1)).max(1);
-    3000usize.div_ceil(steps).clamp(20, 200)
+    let epochs = 3000usize.div_ceil(steps).clamp(20, 200);
+    crate::engine::auto_epochs(epochs, 0, MAX_STEPS, steps)
 }
+
+/// The most steps a run with automatic epochs takes (whole epochs, at least one): twice the
+/// 3,000 steps a small data set trains, the budget of CLAIRE and MEDL.
+pub const MAX_STEPS: usize = 6000;
 
 /// The raw counts of `cells` (its cells and genes, by id): `--counts`, or the table itself
 /// when it holds counts. Anything but non-negative integer counts is refused.

@@ -570,3 +570,28 @@ fn batch_only_gives_the_batch_to_the_decoder() {
     assert!(!card.shape.inject_spur);
     assert_eq!(card.shape.latent_spur, 1);
 }
+
+#[test]
+fn default_length_is_bounded_in_steps() {
+    use super::command::{default_epochs, MAX_STEPS};
+    // small data sets as before: about 3,000 steps, 20..200 epochs
+    assert_eq!(default_epochs(1_000, 256), 200);
+    assert_eq!(default_epochs(20_000, 256), 38);
+    assert_eq!(default_epochs(50_000, 256), 20);
+    assert_eq!(default_epochs(76_800, 256), 20);
+    // large ones: whole epochs within MAX_STEPS, at least one
+    for n in [100_000usize, 200_000, 1_000_000, 5_000_000] {
+        let spe = n.div_ceil(256);
+        let e = default_epochs(n, 256);
+        assert!(
+            e >= 1 && (e * spe <= MAX_STEPS || e == 1),
+            "{n} cells: {e} epochs of {spe}"
+        );
+        assert!(
+            e == 1 || (e + 1) * spe > MAX_STEPS,
+            "{n} cells: {e} epochs of {spe}"
+        );
+    }
+    assert_eq!(default_epochs(1_000_000, 256), 1);
+    assert_eq!(default_epochs(100_000, 256), 15);
+}

@@ -17,7 +17,7 @@ use crate::io::atomic::{Kind, Outputs};
 use crate::io::formats::h5ad::{anndata_of, provenance_mapping, write_h5ad, AnnData};
 use crate::io::formats::{dense, mtx};
 use crate::io::{table, Format};
-use crate::numerics::neighbors::Metric;
+use crate::numerics::neighbors::{Method, Metric, Search};
 use crate::{info, Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -148,7 +148,44 @@ pub fn align_to(
 ) -> Result<Csr> {
     let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", path)?;
     let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", path)?;
-    Ok(raw.x.select_rows(&rows).select_cols(&cols))
+    Ok(
+        match (
+            is_identity(&rows, raw.x.n_rows()),
+            is_identity(&cols, raw.x.n_cols),
+        ) {
+            (true, true) => raw.x.clone(),
+            (true, false) => raw.x.select_cols(&cols),
+            (false, true) => raw.x.select_rows(&rows),
+            (false, false) => raw.x.select_rows(&rows).select_cols(&cols),
+        },
+    )
+}
+
+/// [`align_to`] taking the table: the matrix itself (no copy) when the table's cells and
+/// genes are already these, in this order (the workflow's filtered counts and normalized
+/// values); else one selected copy.
+fn align_owned(
+    raw: CellsTable,
+    cell_ids: &[String],
+    gene_ids: &[String],
+    path: &Path,
+) -> Result<Csr> {
+    let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", path)?;
+    let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", path)?;
+    let x = raw.x;
+    Ok(
+        match (is_identity(&rows, x.n_rows()), is_identity(&cols, x.n_cols)) {
+            (true, true) => x,
+            (true, false) => x.select_cols(&cols),
+            (false, true) => x.select_rows(&rows),
+            (false, false) => x.select_rows(&rows).select_cols(&cols),
+        },
+    )
+}
+
+/// `idx` is `0..n` in order.
+fn is_identity(idx: &[usize], n: usize) -> bool {
+    idx.len() == n && idx.iter().enumerate().all(|(i, &j)| i == j)
 }
 
 /// The matrix of the cells table `counts_path` aligned to these cells and genes (by id;
@@ -160,8 +197,9 @@ pub fn read_aligned_counts(
     counts_path: &Path,
 ) -> Result<(Csr, ValueKind)> {
     let raw = table::read_cells(counts_path)?;
-    let x = align_to(&raw, cell_ids, gene_ids, counts_path)?;
-    Ok((x, raw.values))
+    let values = raw.values;
+    let x = align_owned(raw, cell_ids, gene_ids, counts_path)?;
+    Ok((x, values))
 }
 
 /// An embedding aligned to these cells: (obsm name, dim, values).
@@ -254,8 +292,13 @@ fn hvg_pca(x: &Csr, hvg: &[bool], n_comps: usize) -> Option<(usize, Vec<f32>, Ve
     if k == 0 {
         return None;
     }
-    let dense = x.select_cols(&cols).to_dense();
-    let p = crate::numerics::pca::pca(&dense, n, d, k, 0);
+    // on the sparse rows a block at a time (no dense cells x genes copy; the exact route is
+    // bit for bit the dense PCA's, the randomized one equal within rounding)
+    let sub = x.select_cols(&cols);
+    let all: Vec<usize> = (0..n).collect();
+    let p =
+        crate::numerics::blocked::pca_of_rows(&sub, &all, k, 0, crate::numerics::pca::Solver::Auto);
+    drop(sub);
     let mut pcs = vec![0f32; hvg.len() * p.k];
     for (j, &g) in cols.iter().enumerate() {
         for c in 0..p.k {
@@ -335,9 +378,18 @@ fn add_scanpy_elements<'a>(
         return Ok(String::new());
     };
     let k = opts.n_neighbors;
+    // exact search up to about 200,000 cells, the inverted file above (neighbors::auto_method)
+    let n = data.len().checked_div(dim).unwrap_or(0);
+    let method = Method::Auto.resolve(n, n, dim);
     let (distances, connectivities): &'a (Csr, Csr) = Option::insert(
         graph,
-        crate::numerics::graph::neighbor_graph(data, dim, k, Metric::Euclidean),
+        crate::numerics::graph::neighbor_graph_with(
+            data,
+            dim,
+            k,
+            Metric::Euclidean,
+            &Search::new(method, 0),
+        ),
     );
     a.obsp.push(("distances".into(), distances));
     a.obsp.push(("connectivities".into(), connectivities));
@@ -355,7 +407,10 @@ fn add_scanpy_elements<'a>(
             },
         }),
     ));
-    Ok(format!(", {k}-neighbour graph of {rep} in obsp"))
+    Ok(format!(
+        ", {k}-neighbour graph of {rep} in obsp ({} search)",
+        method.name()
+    ))
 }
 
 /// Export `input` (a cells or embedding table) to `output`; returns a one-line summary.
@@ -415,10 +470,8 @@ fn export_cells(
             ))
         }
         _ => {
-            let counts = match &opts.counts {
-                Some(p) => Some(aligned_counts(&t.cell_ids, &t.gene_ids, p)?),
-                None => None,
-            };
+            // The PCA and the neighbour graph first, the raw counts after: the counts matrix
+            // (as large as X) is not held while they are computed (peak memory at 1M cells).
             let embs = opts
                 .embeddings
                 .iter()
@@ -449,16 +502,9 @@ fn export_cells(
                 // scanpy's mark of log-transformed X (base None: natural log).
                 a.uns.push(("log1p".into(), json!({ "base": null })));
             }
-            if let Some(c) = &counts {
-                let mt = add_qc(&mut a.obs, c, &t.gene_names, &opts.mito_prefix);
-                a.var.push(("mt".into(), mt));
-            }
             if let Some((cols, uns)) = hvg {
                 a.var.extend(cols);
                 a.uns.push(("hvg".into(), uns));
-            }
-            if let Some(c) = &counts {
-                a.layers.push(("counts".to_string(), c));
             }
             add_obsm(&mut a, &embs)?;
             if let Some((k, scores, pcs, uns)) = &pca {
@@ -475,6 +521,16 @@ fn export_cells(
             }
             let mut graph = None;
             let graph_note = add_scanpy_elements(&mut a, &mut graph, opts)?;
+            let counts = match &opts.counts {
+                Some(p) => Some(aligned_counts(&t.cell_ids, &t.gene_ids, p)?),
+                None => None,
+            };
+            if let Some(c) = &counts {
+                // var['mt'] before the HVG columns, the QC columns at the end of obs
+                let mt = add_qc(&mut a.obs, c, &t.gene_names, &opts.mito_prefix);
+                a.var.insert(0, ("mt".into(), mt));
+                a.layers.push(("counts".to_string(), c));
+            }
             write_h5ad(output, &a)?;
             Ok(format!(
                 "{} cells x {} genes{}{}{}{graph_note}",

@@ -210,31 +210,61 @@ pub fn pca_rows(
     seed: u64,
     solver: Solver,
 ) -> (usize, Vec<f32>, Vec<f32>) {
+    let p = pca_rows_inner(x, rows, n_comps, seed, solver, false);
+    (p.k, p.scores, p.components)
+}
+
+/// [`pca_rows`] with everything [`pca::pca_with`] returns: the variance along each axis
+/// (ddof 1) and its fraction of the total variance (summed a block of rows at a time).
+pub fn pca_of_rows(x: &Csr, rows: &[usize], n_comps: usize, seed: u64, solver: Solver) -> pca::Pca {
+    pca_rows_inner(x, rows, n_comps, seed, solver, true)
+}
+
+/// The PCA of [`pca_rows`]; the total variance (one more pass over the rows) only when
+/// `ratio`, else the ratios are 0.
+fn pca_rows_inner(
+    x: &Csr,
+    rows: &[usize],
+    n_comps: usize,
+    seed: u64,
+    solver: Solver,
+    ratio: bool,
+) -> pca::Pca {
     let src = CsrRows { x, rows };
     let (n, d) = (rows.len(), x.n_cols);
     let k = n_comps.min(n).min(d);
-    if k == 0 {
-        return (0, vec![], vec![]);
-    }
     let mean = column_means(x, rows);
+    if k == 0 {
+        return pca::Pca {
+            k: 0,
+            scores: vec![],
+            components: vec![],
+            explained_variance: vec![],
+            explained_variance_ratio: vec![],
+            mean,
+        };
+    }
     let solver = match solver {
         Solver::Auto => pca::auto_solver(n, d, k),
         s => s,
     };
-    let mut components = match solver {
+    let (mut components, variance) = match solver {
         Solver::Randomized { n_iter } => {
             let op = Centered {
                 src: &src,
                 mean: &mean,
             };
-            krylov_svd(&op, k, k + 10, n_iter, seed, false).vt
+            let svd = krylov_svd(&op, k, k + 10, n_iter, seed, false);
+            let var = svd
+                .s
+                .iter()
+                .map(|s| (s * s) / (n.max(2) - 1) as f64)
+                .collect::<Vec<_>>();
+            (svd.vt, var)
         }
-        _ => {
-            pca::covariance_eigen_of(src.n_rows(), d, &mean, k, |start, block| {
-                src.fill(start, block)
-            })
-            .0
-        }
+        _ => pca::covariance_eigen_of(src.n_rows(), d, &mean, k, |start, block| {
+            src.fill(start, block)
+        }),
     };
     flip_signs(&mut components, k, d);
     // scores = (x - mean) . components^T, as pca::project
@@ -254,7 +284,57 @@ pub fn pca_rows(
     scores
         .par_chunks_mut(k)
         .for_each(|row| row.iter_mut().zip(&shift).for_each(|(s, m)| *s -= m));
-    (k, scores, components)
+    let total_var = if ratio {
+        total_variance_of(&src, &mean)
+    } else {
+        0.0
+    };
+    let explained_variance_ratio = variance
+        .iter()
+        .map(|&v| {
+            if total_var > 0.0 {
+                (v / total_var) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    pca::Pca {
+        k,
+        scores,
+        components,
+        explained_variance: variance.iter().map(|&v| v as f32).collect(),
+        explained_variance_ratio,
+        mean,
+    }
+}
+
+/// Total variance (ddof 1) of the rows of `src` about `mean`, as `pca`'s: blocks of 1,024
+/// rows densified one at a time, summed in f64.
+fn total_variance_of(src: &impl RowSource, mean: &[f32]) -> f64 {
+    let (n, d) = (src.n_rows(), src.n_cols());
+    if n < 2 || d == 0 {
+        return 0.0;
+    }
+    const ROWS: usize = 1024;
+    let parts: Vec<f64> = (0..n.div_ceil(ROWS))
+        .into_par_iter()
+        .map(|b| {
+            let start = b * ROWS;
+            let rows = ROWS.min(n - start);
+            let mut buf = vec![0f32; rows * d];
+            src.fill(start, &mut buf);
+            let mut s = 0f64;
+            for row in buf.chunks(d) {
+                for (&v, &m) in row.iter().zip(mean) {
+                    let c = (v - m) as f64;
+                    s += c * c;
+                }
+            }
+            s
+        })
+        .collect();
+    parts.iter().sum::<f64>() / (n - 1) as f64
 }
 
 /// Rows per chunk of the tall-skinny QR at least (and at least twice the columns).
@@ -517,5 +597,39 @@ mod tests {
         let one = with_threads(1, || pca_rows(&csr, &rows, k, 5, solver));
         let two = with_threads(2, || pca_rows(&csr, &rows, k, 5, solver));
         assert_eq!(one, two);
+    }
+
+    #[test]
+    fn pca_of_rows_gives_the_dense_pcas_variances() {
+        // what the h5ad export stores in uns['pca']: variance and ratio as pca_with's
+        let (n, d, k) = (2500, 30, 5);
+        let (_, csr) = data(n, d, 3);
+        let rows: Vec<usize> = (0..n).collect();
+        let dense = csr.to_dense_rows(&rows);
+        for solver in [Solver::Covariance, Solver::Randomized { n_iter: 4 }] {
+            let want = pca_with(&dense, n, d, k, 1, solver);
+            let got = pca_of_rows(&csr, &rows, k, 1, solver);
+            assert_eq!(got.k, want.k);
+            assert_eq!(got.mean, want.mean);
+            if solver == Solver::Covariance {
+                assert_eq!(got.components, want.components);
+                assert_eq!(got.explained_variance, want.explained_variance);
+            }
+            for c in 0..k {
+                let (a, b) = (got.explained_variance[c], want.explained_variance[c]);
+                assert!(
+                    (a - b).abs() <= 1e-4 * b,
+                    "{solver:?} variance {c}: {a} vs {b}"
+                );
+                let (a, b) = (
+                    got.explained_variance_ratio[c],
+                    want.explained_variance_ratio[c],
+                );
+                assert!(
+                    a > 0.0 && (a - b).abs() <= 1e-5 * b.max(1e-3),
+                    "{solver:?} ratio {c}: {a} vs {b}"
+                );
+            }
+        }
     }
 }

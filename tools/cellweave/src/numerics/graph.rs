@@ -2,7 +2,7 @@
 //! scanpy builds them), strongly connected components, and sub-graphs.
 
 use crate::contract::Csr;
-use crate::numerics::neighbors::{knn, Knn, Metric};
+use crate::numerics::neighbors::{knn_with, Knn, Method, Metric, Search};
 
 /// Strongly connected components of a directed graph given as adjacency lists over `0..n`
 /// (Tarjan's algorithm, iterative). Returns the component of each node and the count.
@@ -223,9 +223,20 @@ pub fn fuzzy_connectivities(knn: &Knn) -> Csr {
 /// `k - 1` nearest other cells, exact, ascending column positions) and the fuzzy
 /// `connectivities` ([`fuzzy_connectivities`]), both `n x n`.
 pub fn neighbor_graph(data: &[f32], d: usize, k: usize, metric: Metric) -> (Csr, Csr) {
+    neighbor_graph_with(data, d, k, metric, &Search::new(Method::Exact, 0))
+}
+
+/// [`neighbor_graph`] with a choice of search (`knn_with`).
+pub fn neighbor_graph_with(
+    data: &[f32],
+    d: usize,
+    k: usize,
+    metric: Metric,
+    search: &Search,
+) -> (Csr, Csr) {
     let n = data.len().checked_div(d).unwrap_or(0);
     let k = k.clamp(1, n.max(1));
-    let neighbours = knn(data, d, k, metric, true);
+    let neighbours = knn_with(data, d, k, metric, true, search);
     let mut distances = Csr::empty(n);
     distances.indptr = Vec::with_capacity(n + 1);
     distances.indptr.push(0);

@@ -365,6 +365,17 @@ pub(crate) fn check_cells_meta(schema: &Schema, n_rows: usize, fingerprint: &str
 
 /// Build a cells table from record batches read from `path` (errors name the path).
 pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<CellsTable> {
+    cells_from_batches_releasing(schema, batches, |_| {})
+}
+
+/// [`cells_from_batches`], calling `release(i)` once record batch `i`'s matrix is copied (a
+/// memory-mapped file hands that batch's pages back, so the mapped file and its copy are not
+/// both resident: peak memory is the table plus one batch, not twice the table).
+pub(crate) fn cells_from_batches_releasing(
+    schema: &Schema,
+    batches: &[RecordBatch],
+    release: impl Fn(usize),
+) -> Result<CellsTable> {
     let (provenance, gene_ids, gene_names, values) = cells_header(schema)?;
     let cell_ids = required_strings(batches, schema, COL_CELL_ID)?;
     check_cells_meta(
@@ -391,11 +402,12 @@ pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Ce
         ..Default::default()
     };
     let mut indptr2 = vec![0u64];
-    for a in get_arrays(batches, schema, COL_GENE_INDEX)? {
-        append_list::<UInt32Type>(a, &mut x.indptr, &mut x.indices, COL_GENE_INDEX)?;
-    }
-    for a in get_arrays(batches, schema, COL_EXPRESSION)? {
-        append_list::<Float32Type>(a, &mut indptr2, &mut x.data, COL_EXPRESSION)?;
+    let genes = get_arrays(batches, schema, COL_GENE_INDEX)?;
+    let exprs = get_arrays(batches, schema, COL_EXPRESSION)?;
+    for (i, (g, v)) in genes.into_iter().zip(exprs).enumerate() {
+        append_list::<UInt32Type>(g, &mut x.indptr, &mut x.indices, COL_GENE_INDEX)?;
+        append_list::<Float32Type>(v, &mut indptr2, &mut x.data, COL_EXPRESSION)?;
+        release(i);
     }
     if indptr2 != x.indptr {
         return Err(
@@ -418,6 +430,20 @@ pub fn cells_from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Ce
 
 /// Read and validate a cells table.
 pub fn read_cells(path: &Path) -> Result<CellsTable> {
+    if let Some(m) = super::map_arrow_file(path)? {
+        // each record batch's pages handed back once copied (MADV_DONTNEED: they stay in
+        // the page cache; the map is read-only and shared, so the bytes are unchanged)
+        let release = |i: usize| {
+            let (offset, len) = m.blocks[i];
+            // SAFETY: see io::stream::CellsInput::release; nothing is written through the map.
+            unsafe {
+                let _ =
+                    m.map
+                        .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len);
+            }
+        };
+        return cells_from_batches_releasing(&m.schema, &m.batches, release).at(path);
+    }
     let (schema, batches) = read_batches(path)?;
     cells_from_batches(&schema, &batches).at(path)
 }

@@ -212,6 +212,28 @@ pub fn read_batches(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     inner().at(path)
 }
 
+/// `path` memory-mapped when it is an Arrow IPC file (None for Parquet or an IPC stream:
+/// read those with [`read_batches`]).
+pub(crate) fn map_arrow_file(path: &Path) -> Result<Option<MappedIpc>> {
+    if Format::of(path) != Some(Format::Arrow) || !path.exists() {
+        return Ok(None);
+    }
+    let inner = || -> Result<Option<MappedIpc>> {
+        let file = File::open(path)?;
+        let mut head = [0u8; 6];
+        let n = {
+            use std::io::Read;
+            let mut f = &file;
+            f.read(&mut head)?
+        };
+        if n < 6 || &head != b"ARROW1" {
+            return Ok(None);
+        }
+        Ok(Some(map_ipc_file(&file)?))
+    };
+    inner().at(path)
+}
+
 /// An Arrow IPC file read through a memory map.
 pub(crate) struct MappedIpc {
     pub schema: SchemaRef,
