@@ -128,8 +128,32 @@ pub fn undocumented(cmd: &clap::Command) -> Vec<String> {
     missing
 }
 
+/// Long flags, short flags or argument ids that a command (or one of its subcommands) declares
+/// more than once. clap checks this only in debug builds (`debug_assert` does nothing in a
+/// release build, where the tests run), and a flattened struct can silently take another's
+/// flag: a flag of one model once shadowed CLAIRE's flag of the same name.
+pub fn duplicated(cmd: &clap::Command) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut twice = Vec::new();
+    for a in cmd.get_arguments() {
+        let mut names = vec![format!("id {}", a.get_id())];
+        names.extend(a.get_long().map(|l| format!("--{l}")));
+        names.extend(a.get_short().map(|c| format!("-{c}")));
+        for name in names {
+            if !seen.insert(name.clone()) {
+                twice.push(name);
+            }
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        twice.extend(duplicated(sub));
+    }
+    twice
+}
+
 /// A test that fails when a flag of the binary's command (its `Args` and the common flags)
-/// has no help text, or when clap finds the command malformed (e.g. a flag given twice):
+/// has no help text, when a flag is declared twice ([`duplicated`]), or when clap finds the
+/// command malformed (debug builds only):
 /// `cellweave::help_test!(Args);` at the end of a `main.rs`.
 #[macro_export]
 macro_rules! help_test {
@@ -142,6 +166,8 @@ macro_rules! help_test {
                 cmd.clone().debug_assert();
                 let missing = $crate::cli::undocumented(&cmd);
                 assert!(missing.is_empty(), "flags without help text: {missing:?}");
+                let twice = $crate::cli::duplicated(&cmd);
+                assert!(twice.is_empty(), "flags declared twice: {twice:?}");
             }
         }
     };
@@ -358,5 +384,28 @@ pub mod range {
     /// A percentage in [0, 100].
     pub fn percent(s: &str) -> Result<f64, String> {
         number(s, |v| (0.0..=100.0).contains(&v), "a number in [0, 100]")
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use clap::{Arg, Command};
+
+    #[test]
+    fn a_flag_declared_twice_is_found() {
+        let ok = Command::new("t")
+            .arg(Arg::new("a").long("alpha").short('a'))
+            .arg(Arg::new("b").long("beta"));
+        assert!(super::duplicated(&ok).is_empty());
+        let twice = Command::new("t")
+            .arg(Arg::new("a").long("epochs"))
+            .arg(Arg::new("b").long("epochs"));
+        assert_eq!(super::duplicated(&twice), vec!["--epochs".to_string()]);
+        let in_sub = Command::new("t").subcommand(
+            Command::new("s")
+                .arg(Arg::new("x").short('x'))
+                .arg(Arg::new("x").long("other")),
+        );
+        assert_eq!(super::duplicated(&in_sub), vec!["id x".to_string()]);
     }
 }
