@@ -20,6 +20,7 @@ use crate::io::{table, Format};
 use crate::numerics::neighbors::{Method, Metric, Search};
 use crate::{info, Error, Result};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Options of an export (the flags of `cellweave-export` after its input and output).
@@ -146,19 +147,8 @@ pub fn align_to(
     gene_ids: &[String],
     path: &Path,
 ) -> Result<Csr> {
-    let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", path)?;
-    let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", path)?;
-    Ok(
-        match (
-            is_identity(&rows, raw.x.n_rows()),
-            is_identity(&cols, raw.x.n_cols),
-        ) {
-            (true, true) => raw.x.clone(),
-            (true, false) => raw.x.select_cols(&cols),
-            (false, true) => raw.x.select_rows(&rows),
-            (false, false) => raw.x.select_rows(&rows).select_cols(&cols),
-        },
-    )
+    let x = Cow::Borrowed(&raw.x);
+    select(x, &raw.cell_ids, &raw.gene_ids, cell_ids, gene_ids, path)
 }
 
 /// [`align_to`] taking the table: the matrix itself (no copy) when the table's cells and
@@ -170,12 +160,26 @@ fn align_owned(
     gene_ids: &[String],
     path: &Path,
 ) -> Result<Csr> {
-    let rows = rows_by_id(cell_ids, &raw.cell_ids, "cells", path)?;
-    let cols = rows_by_id(gene_ids, &raw.gene_ids, "genes", path)?;
-    let x = raw.x;
+    let x = Cow::Owned(raw.x);
+    select(x, &raw.cell_ids, &raw.gene_ids, cell_ids, gene_ids, path)
+}
+
+/// `x` (whose rows are `have_cells`, columns `have_genes`) with the rows of `cell_ids` and
+/// the columns of `gene_ids`, matched by id: `x` itself when both are already in order
+/// (a copy only if `x` is borrowed).
+fn select(
+    x: Cow<'_, Csr>,
+    have_cells: &[String],
+    have_genes: &[String],
+    cell_ids: &[String],
+    gene_ids: &[String],
+    path: &Path,
+) -> Result<Csr> {
+    let rows = rows_by_id(cell_ids, have_cells, "cells", path)?;
+    let cols = rows_by_id(gene_ids, have_genes, "genes", path)?;
     Ok(
         match (is_identity(&rows, x.n_rows()), is_identity(&cols, x.n_cols)) {
-            (true, true) => x,
+            (true, true) => x.into_owned(),
             (true, false) => x.select_cols(&cols),
             (false, true) => x.select_rows(&rows),
             (false, false) => x.select_rows(&rows).select_cols(&cols),

@@ -289,16 +289,7 @@ fn pca_rows_inner(
     } else {
         0.0
     };
-    let explained_variance_ratio = variance
-        .iter()
-        .map(|&v| {
-            if total_var > 0.0 {
-                (v / total_var) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let explained_variance_ratio = pca::variance_ratio(&variance, total_var);
     pca::Pca {
         k,
         scores,

@@ -113,16 +113,7 @@ pub fn pca_with(
     flip_signs(&mut components, k, d);
     let scores = project(data, n, d, &mean, &components, k);
     let explained_variance: Vec<f32> = variance.iter().map(|&v| v as f32).collect();
-    let explained_variance_ratio = variance
-        .iter()
-        .map(|&v| {
-            if total_var > 0.0 {
-                (v / total_var) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let explained_variance_ratio = variance_ratio(&variance, total_var);
     Pca {
         k,
         scores,
@@ -505,6 +496,20 @@ pub fn block_krylov_svd(
         s: (0..k).map(|c| s[c]).collect(),
         vt,
     }
+}
+
+/// Each component's share of the total variance (all 0 when the total is 0).
+pub(crate) fn variance_ratio(variance: &[f64], total_var: f64) -> Vec<f32> {
+    variance
+        .iter()
+        .map(|&v| {
+            if total_var > 0.0 {
+                (v / total_var) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
