@@ -274,6 +274,88 @@ fn n_seeds(p: &Path) -> usize {
     t.kind.iter().filter(|k| **k == PairKind::Mnn).count()
 }
 
+/// Every batch pair as its own shard, the KNN as another, merged: the merged table.
+fn sharded(dir: &Path, cells: &Path, tag: &str, extra: &[&str]) -> PathBuf {
+    let mut shards = Vec::new();
+    for (a, b) in [("b0", "b1"), ("b2", "b0"), ("b1", "b2")] {
+        let p = dir.join(format!("{tag}_{a}{b}.arrow"));
+        let mut args = vec![s(cells), "-o", s(&p), "--batch-a", a, "--batch-b", b];
+        args.extend(extra);
+        run_ok("pairs", &args);
+        shards.push(p);
+    }
+    let knn = dir.join(format!("{tag}_knn.arrow"));
+    let mut args = vec![s(cells), "-o", s(&knn), "--knn-only"];
+    args.extend(extra);
+    run_ok("pairs", &args);
+    shards.push(knn);
+    let merged = dir.join(format!("{tag}_merged.arrow"));
+    let mut args: Vec<&str> = vec!["--merge"];
+    args.extend(shards.iter().map(|p| s(p)));
+    args.extend(["-o", s(&merged)]);
+    run_ok("pairs", &args);
+    merged
+}
+
+#[test]
+fn merged_shards_carry_the_advice_of_one_run() {
+    use cellweave::integrate::seed_check::recorded_pairs_advice;
+    let dir = tempfile::tempdir().unwrap();
+    let advice = |p: &Path| recorded_pairs_advice(&read_pairs(p).unwrap());
+    // ~100 cells per batch: the filter keeps every mutual pair; ~20 with one neighbour
+    // checked: few seeds; ~300: nothing to say
+    let (_, small) = simulated(dir.path(), 300, 8);
+    let (_, tiny) = simulated(dir.path(), 60, 7);
+    let (_, large) = simulated(dir.path(), 900, 6);
+    let cases: [(&Path, &str, &[&str], Option<&str>); 3] = [
+        (
+            &small,
+            "small",
+            &[],
+            Some("the filter kept every mutual pair of all 3 batch pairs"),
+        ),
+        (
+            &tiny,
+            "tiny",
+            &["--k-anchor", "1"],
+            Some("of 3 batch pairs have fewer than 20 seeds"),
+        ),
+        (&large, "large", &[], None),
+    ];
+    for (cells, tag, extra, expect) in cases {
+        let single = dir.path().join(format!("{tag}_single.arrow"));
+        let mut args = vec![s(cells), "-o", s(&single)];
+        args.extend(extra);
+        run_ok("pairs", &args);
+        let merged = sharded(dir.path(), cells, tag, extra);
+        let (one, joined) = (advice(&single), advice(&merged));
+        assert_eq!(joined, one, "{tag}: merged vs one run");
+        match expect {
+            Some(text) => assert!(
+                one.as_deref().unwrap_or("").contains(text),
+                "{tag}: {one:?}"
+            ),
+            None => assert_eq!(one, None, "{tag}"),
+        }
+    }
+    // a merge of shards that recorded no counts (an older cellweave) says nothing
+    let mut old = read_pairs(&dir.path().join("small_b0b1.arrow")).unwrap();
+    let step = old.provenance.last_mut().unwrap();
+    if let serde_json::Value::Object(m) = &mut step.params {
+        m.remove("seed_counts");
+    }
+    let old_path = dir.path().join("old_b0b1.arrow");
+    cellweave::io::table::write_pairs(&old_path, &old).unwrap();
+    let merged = dir.path().join("old_merged.arrow");
+    let shards =
+        ["small_b2b0", "small_b1b2", "small_knn"].map(|t| dir.path().join(format!("{t}.arrow")));
+    let mut args: Vec<&str> = vec!["--merge", s(&old_path)];
+    args.extend(shards.iter().map(|p| s(p)));
+    args.extend(["-o", s(&merged)]);
+    run_ok("pairs", &args);
+    assert_eq!(advice(&merged), None);
+}
+
 #[test]
 fn filter_scales_with_batch_size_and_few_seeds_are_reported() {
     let dir = tempfile::tempdir().unwrap();

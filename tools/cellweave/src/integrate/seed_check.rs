@@ -65,7 +65,7 @@ pub const MAX_LOW_WEIGHT: f64 = 0.5;
 pub const MAX_OVERLAP: f64 = 0.1;
 
 /// Seeds of one batch pair.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairCount {
     /// First batch of the pair.
     pub a: String,
@@ -150,6 +150,75 @@ pub fn pairs_advice(counts: &[PairCount], space: Option<Space>) -> Option<String
 /// The key of the pairs stage's advice line in its provenance step's parameters, so that
 /// cellweave-train can repeat it (it cannot tell an inactive filter from the table).
 pub const ADVICE_KEY: &str = "seed_advice";
+
+/// The key of a pairs run's seeds per batch pair ([`PairCount`]s) in its provenance step,
+/// so that `cellweave-pairs --merge` can judge the whole set of shards as one run would.
+pub const COUNTS_KEY: &str = "seed_counts";
+/// The key of the seed search's space (`cca` or `pca`, `--space auto` resolved) in a pairs
+/// run's provenance step.
+pub const SPACE_KEY: &str = "seed_space";
+
+/// Record a pairs run's seed counts, its space and its advice line (if any) in the
+/// parameters of its provenance step.
+pub fn record(
+    params: &mut serde_json::Map<String, serde_json::Value>,
+    counts: &[PairCount],
+    space: Space,
+    advice: Option<&str>,
+) {
+    params.insert(
+        COUNTS_KEY.into(),
+        serde_json::to_value(counts).unwrap_or_default(),
+    );
+    params.insert(
+        SPACE_KEY.into(),
+        serde_json::to_value(space).unwrap_or_default(),
+    );
+    if let Some(a) = advice {
+        params.insert(ADVICE_KEY.into(), a.into());
+    }
+}
+
+/// The advice line of shards merged into one table: their recorded seed counts joined, in
+/// the order of `pairs` (every batch pair, in batch order, as one run over all of them
+/// counts them), judged by [`pairs_advice`] as that run would. `steps` are the shards' own
+/// provenance steps. None when a shard with seeds recorded no counts (an older cellweave),
+/// or when the counts do not cover `pairs`; the space is given only when every shard with
+/// seeds recorded the same one.
+pub fn merged_advice(
+    steps: &[&crate::contract::Step],
+    pairs: &[(String, String)],
+) -> Option<String> {
+    let mut by_pair: Vec<Option<PairCount>> = vec![None; pairs.len()];
+    let mut spaces: Vec<Option<Space>> = Vec::new();
+    for step in steps {
+        let counts: Vec<PairCount> = match step.params.get(COUNTS_KEY) {
+            Some(v) => serde_json::from_value(v.clone()).ok()?,
+            None => Vec::new(),
+        };
+        if counts.is_empty() {
+            continue;
+        }
+        spaces.push(
+            step.params
+                .get(SPACE_KEY)
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+        );
+        for c in counts {
+            let pos = pairs
+                .iter()
+                .position(|(a, b)| (a, b) == (&c.a, &c.b) || (a, b) == (&c.b, &c.a))?;
+            let (a, b) = pairs[pos].clone();
+            by_pair[pos] = Some(PairCount { a, b, ..c });
+        }
+    }
+    let counts: Vec<PairCount> = by_pair.into_iter().collect::<Option<_>>()?;
+    let space = match spaces.split_first() {
+        Some((first, rest)) if rest.iter().all(|s| s == first) => *first,
+        _ => None,
+    };
+    pairs_advice(&counts, space)
+}
 
 /// The advice line the pairs stage recorded in the newest `cellweave-pairs` step of the
 /// table's provenance ([`ADVICE_KEY`]), if any.

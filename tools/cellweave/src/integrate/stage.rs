@@ -223,9 +223,10 @@ pub fn run_pairs(args: &PairsArgs, step: &Step) -> Result<()> {
             "nn_used".into(),
             pairs::searches_used(&cells, &shard, &params.search),
         );
-        // for cellweave-train's log and model card (seed_check::recorded_pairs_advice)
-        if let Some(a) = advice {
-            m.insert(seed_check::ADVICE_KEY.into(), a.into());
+        // for cellweave-train's log and model card (seed_check::recorded_pairs_advice),
+        // and for --merge to judge the shards together (seed_check::merged_advice)
+        if !shard.pairs.is_empty() {
+            seed_check::record(m, &counts, params.space, advice.as_deref());
         }
     }
     t.provenance.push(step);
@@ -252,8 +253,17 @@ fn merge_shards(shards: &[PathBuf], output: &Path, step: &Step) -> Result<()> {
     let names: Vec<String> = shards.iter().map(|p| p.display().to_string()).collect();
     let (mut t, full) = pairs::merge(&tables, &names)?;
     report(&t, None);
-    t.provenance
-        .push(pairs::step_with_shard(&step.tool, &step.params, &full));
+    let own: Vec<&Step> = tables.iter().filter_map(|t| t.provenance.last()).collect();
+    let advice = seed_check::merged_advice(&own, &full.pairs);
+    if let Some(advice) = &advice {
+        crate::cli::log(format_args!("{advice}"));
+    }
+    let mut step = pairs::step_with_shard(&step.tool, &step.params, &full);
+    if let (serde_json::Value::Object(m), Some(a)) = (&mut step.params, advice) {
+        // what one run over every batch pair would have recorded
+        m.insert(seed_check::ADVICE_KEY.into(), a.into());
+    }
+    t.provenance.push(step);
     table::write_pairs(output, &t)
 }
 
