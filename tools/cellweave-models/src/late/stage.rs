@@ -39,9 +39,14 @@ pub struct Options {
     /// Hidden layer widths [default: 800,400,800] (at least 1)
     #[arg(value_parser = cellweave::cli::range::at_least_1, long, value_delimiter = ',', value_name = "W,W,...")]
     pub hidden: Option<Vec<usize>>,
-    /// Maximum training epochs (0: apply the --init model as it is)
-    #[arg(long, default_value_t = 100)]
-    pub epochs: usize,
+    /// Maximum training epochs [default: 100, fewer on large data so that at most --max-steps
+    /// steps run] (0: apply the --init model as it is)
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Bound of the automatic length in optimiser steps (whole epochs, at least one; ignored
+    /// with --epochs) (at least 1)
+    #[arg(value_parser = cellweave::cli::range::at_least_1, long, default_value_t = DEFAULT_MAX_STEPS)]
+    pub max_steps: usize,
     /// Stop after this many epochs without a lower validation loss (0: never)
     #[arg(long, default_value_t = 10)]
     pub patience: usize,
@@ -101,6 +106,25 @@ pub const LR_LATE: f64 = 3e-4;
 pub const LR_TRANSLATE: f64 = 3e-5;
 /// Hidden layer widths when `--hidden` is not given.
 pub const DEFAULT_HIDDEN: [usize; 3] = [800, 400, 800];
+
+/// LATE's maximum length without `--epochs` (early stopping usually ends it sooner).
+pub const DEFAULT_EPOCHS: usize = 100;
+
+/// The step bound of the automatic length (`--max-steps`): on 100,000 simulated cells x
+/// 1,000 genes the validation loss flattened after 5,000-7,000 steps (docs/scale.md), and
+/// this is about three times that, as CLAIRE's 6,000 is for its curves. It binds from about
+/// 60,000 cells (200 steps of 256 training cells per epoch), so smaller data train as before.
+pub const DEFAULT_MAX_STEPS: usize = 20_000;
+
+/// The epochs LATE trains: `--epochs` when given, else [`DEFAULT_EPOCHS`] cut to the whole
+/// epochs that fit in `--max-steps` (at least one) for `n_cells` cells.
+pub fn resolved_epochs(o: &Options, n_cells: usize) -> usize {
+    o.epochs.unwrap_or_else(|| {
+        let (train, _) = crate::late::split_cells(n_cells, o.val_fraction, o.seed);
+        let per_epoch = train.len().div_ceil(o.batch_size);
+        crate::engine::auto_epochs(DEFAULT_EPOCHS, 0, o.max_steps, per_epoch)
+    })
+}
 
 /// Option values that cannot work, before any file is read.
 fn check_options(o: &Options) -> Result<()> {
@@ -220,6 +244,7 @@ pub fn run(o: &Options, mut step: Step) -> Result<()> {
         m.insert("value_scale".into(), o.scale.as_str().into());
         if o.method == Method::Late {
             m.insert("lr".into(), resolved_lr(o).into());
+            m.insert("epochs".into(), resolved_epochs(o, cells.n_cells()).into());
         }
     }
 
@@ -375,7 +400,7 @@ fn run_late(
         }
     };
     let opts = TrainOptions {
-        epochs: o.epochs,
+        epochs: resolved_epochs(o, x.n_rows()),
         patience: o.patience,
         lr: resolved_lr(o),
         batch_size: o.batch_size,
@@ -387,7 +412,7 @@ fn run_late(
         bail!("training needs at least 2 cells");
     }
     info!(
-        "LATE {:?} on {} cells x {} genes{}, lr {:.0e}, batch {}, up to {} epochs (patience {})",
+        "LATE {:?} on {} cells x {} genes{}, lr {:.0e}, batch {}, up to {} epochs{} (patience {})",
         model.config.dims(),
         x.n_rows(),
         x.n_cols,
@@ -399,6 +424,11 @@ fn run_late(
         opts.lr,
         opts.batch_size,
         opts.epochs,
+        if o.epochs.is_none() && opts.epochs < DEFAULT_EPOCHS {
+            format!(" (at most --max-steps {} steps)", o.max_steps)
+        } else {
+            String::new()
+        },
         opts.patience
     );
     let t0 = std::time::Instant::now();

@@ -376,3 +376,36 @@ fn split_is_seeded_and_complete() {
     assert_eq!(split_cells(100, 0.15, 1), (t, v.clone()));
     assert_ne!(split_cells(100, 0.15, 2).1, v);
 }
+
+#[test]
+fn automatic_length_is_bounded_in_steps() {
+    use super::stage::{resolved_epochs, Options, DEFAULT_EPOCHS, DEFAULT_MAX_STEPS};
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        o: Options,
+    }
+    let parse = |extra: &[&str]| {
+        let mut args = vec!["impute", "in.arrow", "-o", "out.arrow"];
+        args.extend(extra);
+        Cli::try_parse_from(args).unwrap().o
+    };
+    let o = parse(&[]);
+    assert_eq!((o.epochs, o.max_steps), (None, DEFAULT_MAX_STEPS));
+    // 0.85 x 60,000 = 51,000 training cells: 200 steps of 256 per epoch, 100 epochs = 20,000
+    assert_eq!(resolved_epochs(&o, 60_000), DEFAULT_EPOCHS);
+    assert_eq!(resolved_epochs(&o, 2_000), DEFAULT_EPOCHS);
+    // 100,000 cells: 333 steps per epoch, 60 whole epochs in 20,000 steps
+    assert_eq!(resolved_epochs(&o, 100_000), 60);
+    // 1M: 3,321 steps per epoch, 6 epochs
+    assert_eq!(resolved_epochs(&o, 1_000_000), 6);
+    // at least one epoch, whatever the bound
+    assert_eq!(resolved_epochs(&parse(&["--max-steps", "1"]), 100_000), 1);
+    // --epochs is taken as given (0: apply an --init model as it is)
+    assert_eq!(
+        resolved_epochs(&parse(&["--epochs", "500"]), 1_000_000),
+        500
+    );
+    assert_eq!(resolved_epochs(&parse(&["--epochs", "0"]), 100_000), 0);
+}
