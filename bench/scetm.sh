@@ -38,7 +38,8 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may b
   --checkpoint-every 0 --log "$WORK/log.tsv"
 ours=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "seconds") c = i; next }
                    { s += $c; n++ } END { printf "%.3f", s / n }' "$WORK/log.tsv")
-echo "cellweave scetm: $CELLS cells x 2000 HVGs, $EPOCHS epochs: $ours s per epoch (1 thread)"
+genes=$(awk -F': ' '/^n_genes:/ { print $2; exit }' "$WORK/model/card.yaml")
+echo "cellweave scetm: $CELLS cells x $genes genes (HVGs), $EPOCHS epochs: $ours s per epoch (1 thread)"
 
 if [ -z "${REF_PYTHON:-}" ] || ! "$REF_PYTHON" -c 'import scETM, torch' 2>/dev/null; then
   echo "reference scETM 0.5.0: not run (set REF_PYTHON to a Python with scETM 0.5.0 and torch)"
