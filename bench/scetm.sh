@@ -9,9 +9,12 @@
 # figure is the mean wall time of an epoch (cellweave: the training log's seconds column;
 # scETM: the training loop's time / epochs).
 #
-# The reference runs only when REF_PYTHON names a Python with scETM 0.5.0 and torch
-# (e.g. a venv made with `pip install scETM==0.5.0`; torch is large); without it the
-# script prints cellweave's figure alone and says so.
+# The reference runs only when REF_PYTHON names a Python with scETM 0.5.0 and torch (e.g.
+# the shared reference tools' CPU torch, ../shared/reference/tools/torchpy, with
+# `pip install --no-deps scETM==0.5.0 psutil` in its venv); without it the script prints
+# cellweave's figure alone and says so. The reference runs on one thread
+# (torch.set_num_threads(1), OMP/OpenBLAS/MKL_NUM_THREADS=1), its log and progress lines
+# silenced.
 #
 # usage: bench/scetm.sh            (after `cargo build --release --workspace`)
 # env:   CELLS (default 10000), EPOCHS (default 20), REF_PYTHON, CARGO_TARGET_DIR
@@ -35,7 +38,8 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may b
   --checkpoint-every 0 --log "$WORK/log.tsv"
 ours=$(awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "seconds") c = i; next }
                    { s += $c; n++ } END { printf "%.3f", s / n }' "$WORK/log.tsv")
-echo "cellweave scetm: $CELLS cells x 2000 HVGs, $EPOCHS epochs: $ours s per epoch (1 thread)"
+genes=$(awk -F': ' '/^n_genes:/ { print $2; exit }' "$WORK/model/card.yaml")
+echo "cellweave scetm: $CELLS cells x $genes genes (HVGs), $EPOCHS epochs: $ours s per epoch (1 thread)"
 
 if [ -z "${REF_PYTHON:-}" ] || ! "$REF_PYTHON" -c 'import scETM, torch' 2>/dev/null; then
   echo "reference scETM 0.5.0: not run (set REF_PYTHON to a Python with scETM 0.5.0 and torch)"
@@ -43,11 +47,13 @@ if [ -z "${REF_PYTHON:-}" ] || ! "$REF_PYTHON" -c 'import scETM, torch' 2>/dev/n
 fi
 "$BIN/cellweave-export" -q "$WORK/filtered.arrow" -o "$WORK/filtered.h5ad"
 "$BIN/cellweave-export" -q "$WORK/hvg.arrow" -o "$WORK/hvg.h5ad"
-"$REF_PYTHON" - "$WORK/filtered.h5ad" "$WORK/hvg.h5ad" "$EPOCHS" "$WORK/ckpt" <<'EOF'
-import sys, time
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+  "$REF_PYTHON" - "$WORK/filtered.h5ad" "$WORK/hvg.h5ad" "$EPOCHS" "$WORK/ckpt" <<'EOF'
+import contextlib, io, logging, sys, time
 import anndata, torch
 from scETM import scETM, UnsupervisedTrainer
 torch.set_num_threads(1)
+logging.disable(logging.INFO)
 counts, hvg, epochs, ckpt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 a = anndata.read_h5ad(counts)
 a = a[:, anndata.read_h5ad(hvg).var_names].copy()
@@ -55,6 +61,7 @@ a.obs["batch_indices"] = a.obs["batch"].astype("category").cat.codes
 model = scETM(a.n_vars, a.obs["batch"].nunique())
 trainer = UnsupervisedTrainer(model, a, init_lr=5e-3, batch_size=2000, seed=0, ckpt_dir=ckpt)
 t0 = time.time()
-trainer.train(n_epochs=epochs, eval_every=epochs, n_samplers=1, eval=False, save_model_ckpt=False)
+with contextlib.redirect_stdout(io.StringIO()):
+    trainer.train(n_epochs=epochs, eval_every=epochs, n_samplers=1, eval=False, save_model_ckpt=False)
 print(f"reference scETM 0.5.0 (torch {torch.__version__}): {(time.time() - t0) / epochs:.3f} s per epoch (1 thread)")
 EOF

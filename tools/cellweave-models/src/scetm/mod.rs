@@ -4,6 +4,7 @@
 //! gene embedding rho users read as biology (the topic-gene matrix alpha rho).
 //!
 //! - [`network`]: the network and loss in candle ops (autograd; CPU and CUDA).
+//! - [`nll`]: the reconstruction term, fused on the CPU (value and gradient in one pass).
 //! - [`train`]: minibatches, KL warm-up, learning-rate decay, clipping, Adam, checkpoints
 //!   on the training engine.
 //! - [`command`]: `cellweave-train --model scetm` and `cellweave-embed` (model directory,
@@ -11,6 +12,7 @@
 
 pub mod command;
 pub mod network;
+pub mod nll;
 pub mod train;
 
 #[cfg(test)]

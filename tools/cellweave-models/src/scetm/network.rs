@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use crate::engine::checkpoint::named_tensor;
 use crate::engine::state::Tensors;
+use crate::invae::linear::matmul_wt;
 use crate::nn::{torch_uniform, BN_EPS};
 use crate::rng::Rng;
 
@@ -141,11 +142,7 @@ fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     x.matmul(&w.t()?)?.broadcast_add(b)
 }
 
-/// log_softmax over the last dimension.
-pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    let z = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    z.broadcast_sub(&z.exp()?.sum_keepdim(D::Minus1)?.log()?)
-}
+pub use super::nll::log_softmax;
 
 /// softmax over the last dimension.
 pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -241,7 +238,10 @@ impl Network {
 
     /// The training forward pass and loss (`kl_weight` x KL).
     pub fn forward_train(&self, mb: &Minibatch, kl_weight: f64) -> candle_core::Result<Forward> {
-        let h = linear(&mb.x, self.t(W1), self.t(B1))?.relu()?;
+        // The counts need no gradient: on the CPU the first layer computes only dW1.
+        let h = matmul_wt(&mb.x, self.t(W1))?
+            .broadcast_add(self.t(B1))?
+            .relu()?;
         let bn_mean = h.mean_keepdim(0)?;
         let centred = h.broadcast_sub(&bn_mean)?;
         let bn_var = centred.sqr()?.mean_keepdim(0)?;
@@ -254,9 +254,10 @@ impl Network {
         let logsigma =
             linear(&hd, self.t(W_LS), self.t(B_LS))?.clamp(-LOGSIGMA_BOUND, LOGSIGMA_BOUND)?;
         let delta = (&mu + (logsigma.exp()? * &mb.eps)?)?;
-        let recon = self.decode(&softmax(&delta)?, mb.batch.as_ref())?;
+        let bias = self.bias(mb.batch.as_ref())?;
         let n = mb.x.dim(0)? as f64;
-        let nll = ((recon * &mb.x)?.sum_all()? * (-1.0 / n))?;
+        let s = super::nll::nll_sum(&softmax(&delta)?, &self.beta()?, bias, &mb.x)?;
+        let nll = (s * (1.0 / n))?;
         // KL(N(mu, sigma) || N(0, 1)) = -1/2 sum(1 + 2 log sigma - mu^2 - sigma^2)
         let two_ls = (logsigma * 2.0)?;
         let kl_terms = ((two_ls.clone() + 1.0)? - mu.sqr()? - two_ls.exp()?)?;
@@ -274,15 +275,28 @@ impl Network {
     /// log p (cells x genes) of topic proportions `theta` (with the batch bias of
     /// `batch` when the network has one).
     pub fn decode(&self, theta: &Tensor, batch: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let beta = self.t(ALPHA).matmul(self.t(RHO))?;
-        let mut logit = theta.matmul(&beta)?;
-        if self.shape.bias_batches > 0 {
-            let b = batch.ok_or_else(|| {
-                candle_core::Error::Msg("the batch bias needs the batch of every cell".into())
-            })?;
-            logit = (logit + self.t(BIAS).index_select(b, 0)?)?;
+        log_softmax(&self.logits(theta, batch)?)
+    }
+
+    /// The batch bias and the batch codes of a minibatch (`None` without a bias).
+    fn bias<'a>(&'a self, batch: Option<&'a Tensor>) -> candle_core::Result<super::nll::Bias<'a>> {
+        if self.shape.bias_batches == 0 {
+            return Ok(None);
         }
-        log_softmax(&logit)
+        let b = batch.ok_or_else(|| {
+            candle_core::Error::Msg("the batch bias needs the batch of every cell".into())
+        })?;
+        Ok(Some((self.t(BIAS), b)))
+    }
+
+    /// The decoder's logits `theta (alpha rho) + lambda_s` (cells x genes) of topic
+    /// proportions `theta` (with the batch bias of `batch` when the network has one).
+    pub fn logits(&self, theta: &Tensor, batch: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let logit = theta.matmul(&self.beta()?)?;
+        match self.bias(batch)? {
+            Some((lambda, b)) => logit + lambda.index_select(b, 0)?,
+            None => Ok(logit),
+        }
     }
 
     /// Evaluation mode: mu of the library-normalized counts `x` (running BatchNorm

@@ -100,6 +100,7 @@ fn one_step_matches_the_numpy_transcription() {
     let (grads, norm) = net.clipped_grads(&f.loss).unwrap();
     close(norm, want["norm"].as_f64().unwrap(), "gradient norm");
     let mut by_name: HashMap<&str, Vec<f32>> = HashMap::new();
+    let mut oracle_zero: HashMap<&str, bool> = HashMap::new();
     for (name, gt) in NAMES.iter().zip(&grads) {
         let got = host(gt);
         let w: Vec<f64> = serde_json::from_value(want["grads"][*name].clone()).unwrap();
@@ -110,12 +111,17 @@ fn one_step_matches_the_numpy_transcription() {
             scale > 0.0 || *name == "q_delta.0.bias",
             "{name}: the oracle's gradient is zero"
         );
+        // Where the oracle's gradient is exactly zero, float32 autograd leaves the noise of
+        // the cancelled sum over the cells (about 1e-6 here; every other gradient is of
+        // order 0.1-0.7 and checked to 1e-6 + 2e-3 of its scale).
+        let floor = if scale == 0.0 { 1e-5 } else { 1e-6 };
         for (i, (&a, &b)) in got.iter().zip(&w).enumerate() {
             assert!(
-                (a as f64 - b).abs() <= 1e-6 + 2e-3 * scale,
+                (a as f64 - b).abs() <= floor + 2e-3 * scale,
                 "{name}[{i}]: gradient {a} vs oracle {b} (scale {scale})"
             );
         }
+        oracle_zero.insert(name, scale == 0.0);
         by_name.insert(name, got);
     }
 
@@ -132,6 +138,10 @@ fn one_step_matches_the_numpy_transcription() {
     for (name, var) in NAMES.iter().zip(&net.vars) {
         let got = host(var.as_tensor());
         let w: Vec<f64> = serde_json::from_value(want["stepped"][*name].clone()).unwrap();
+        if oracle_zero[name] {
+            // Adam's first step moves by lr x sign(noise) here and not at all in the oracle.
+            continue;
+        }
         let g = &by_name[name];
         let scale = g.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (i, (&a, &b)) in got.iter().zip(&w).enumerate() {
@@ -249,5 +259,74 @@ fn default_length_is_a_step_budget() {
             (MAX_STEPS..MAX_STEPS + spe).contains(&steps),
             "{n} cells: {steps} steps"
         );
+    }
+}
+
+#[test]
+fn fused_nll_equals_the_candle_ops() {
+    // Topic proportions, a topic-gene matrix of spread scales, a batch bias, normalized counts
+    // with a cell without counts.
+    let (n, k, g) = (37, 5, 23);
+    let mut rng = Rng::new(4);
+    let normal = |rng: &mut Rng, len: usize| {
+        let mut v = vec![0f32; len];
+        rng.fill_normal(&mut v);
+        v
+    };
+    let theta = super::train::softmax_rows(&normal(&mut rng, n * k), k);
+    let mut beta = normal(&mut rng, k * g);
+    beta.iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v *= 1.0 + (i % 7) as f32);
+    let lambda = normal(&mut rng, 3 * g);
+    let (x, _) = counts(n, g, 8);
+    let mut x = x.to_dense();
+    x[..g].fill(0.0);
+    let batch: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+    let data = Data::new(Csr::from_dense(n, g, &x), batch.clone(), 3);
+    let rows: Vec<usize> = (0..n).collect();
+    let dev = Device::Cpu;
+    let x = Tensor::from_vec(data.normalized_rows(&rows), (n, g), &dev).unwrap();
+    let batch = Tensor::from_vec(batch, n, &dev).unwrap();
+    let theta = candle_core::Var::from_vec(theta, (n, k), &dev).unwrap();
+    let beta = candle_core::Var::from_vec(beta, (k, g), &dev).unwrap();
+    let lambda = candle_core::Var::from_vec(lambda, (3, g), &dev).unwrap();
+    type Nll = fn(&Tensor, &Tensor, super::nll::Bias, &Tensor) -> candle_core::Result<Tensor>;
+    let run = |f: Nll, with_bias: bool| {
+        let bias = with_bias.then_some((lambda.as_tensor(), &batch));
+        let s = (f(theta.as_tensor(), beta.as_tensor(), bias, &x).unwrap() * 0.5).unwrap();
+        let grads = s.backward().unwrap();
+        let grad = |v: &candle_core::Var| grads.get(v.as_tensor()).map(host);
+        (
+            s.to_scalar::<f32>().unwrap(),
+            [grad(&theta), grad(&beta), grad(&lambda)],
+        )
+    };
+    for with_bias in [true, false] {
+        let (v_fused, g_fused) = run(super::nll::fused, with_bias);
+        let (v_ops, g_ops) = run(super::nll::ops, with_bias);
+        assert!(
+            (v_fused - v_ops).abs() <= 1e-5 * v_ops.abs(),
+            "value: fused {v_fused}, ops {v_ops}"
+        );
+        assert!(v_ops > 1.0, "the term is exercised: {v_ops}");
+        for (what, (a, b)) in ["theta", "beta", "lambda"]
+            .iter()
+            .zip(g_fused.iter().zip(&g_ops))
+        {
+            let expected = *what != "lambda" || with_bias;
+            assert_eq!(a.is_some(), expected, "{what}: fused gradient");
+            assert_eq!(b.is_some(), expected, "{what}: ops gradient");
+            if let (Some(a), Some(b)) = (a, b) {
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{what}: the gradient is exercised");
+                for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * scale,
+                        "{what}[{i}]: fused {p}, ops {q} (scale {scale})"
+                    );
+                }
+            }
+        }
     }
 }
