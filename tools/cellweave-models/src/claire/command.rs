@@ -158,7 +158,9 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         .field("resume"));
     }
     let device = crate::device(&o.device)?;
-    let cells = table::read_cells(&o.cells)?;
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table).
+    let input = cellweave::io::rows::read_cells_rows(&o.cells)?;
+    let cells = &input.cells;
     let pairs = table::read_pairs(pairs_path)?;
     pairs.check_cells(&cells.fingerprint()).at(pairs_path)?;
     if cells.n_genes() == 0 {
@@ -171,7 +173,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         .file(&o.cells)
         .field("values"));
     }
-    let labels = cellweave::integrate::pairs::labels(&cells, &o.labels);
+    let labels = cellweave::integrate::pairs::labels(cells, &o.labels);
     let start = match (&o.init, o.resume) {
         (Some(d), _) => Start::Init(d.clone()),
         (None, true) => Start::Resume,
@@ -179,11 +181,12 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     };
     o.clean_stale()?;
     let mut trainer =
-        Trainer::new(&cells, &pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
+        Trainer::new(&input, &pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
     info!(
-        "claire: {} cells x {} genes, {} seed pairs, {} training cells; epochs {}..{} of batch {}{}",
+        "claire: {} cells x {} genes (rows {}), {} seed pairs, {} training cells; epochs {}..{} of batch {}{}",
         cells.n_cells(),
         cells.n_genes(),
+        if input.is_mapped() { "read from the mapped file" } else { "in memory" },
         trainer.progress.seeds,
         trainer.training_cells(),
         trainer.progress.epoch + 1,

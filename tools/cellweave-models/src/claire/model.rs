@@ -16,6 +16,7 @@
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, Csr, ValueKind};
+use cellweave::io::rows::Rows;
 use cellweave::{info, Error, Result, ResultExt};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,7 +145,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Model> {
 }
 
 /// Eval-mode embedding of every row of `x` (dense chunks of `chunk` rows).
-pub fn embed_rows(encoder: &Encoder, x: &Csr, device: &Device) -> Result<Vec<f32>> {
+pub fn embed_rows(encoder: &Encoder, x: &dyn Rows, device: &Device) -> Result<Vec<f32>> {
     const CHUNK: usize = 1024;
     let n = x.n_rows();
     let d = encoder.latent();
@@ -154,7 +155,7 @@ pub fn embed_rows(encoder: &Encoder, x: &Csr, device: &Device) -> Result<Vec<f32
         let end = (start + CHUNK).min(n);
         let rows: Vec<usize> = (start..end).collect();
         let dense = x.to_dense_rows(&rows);
-        let t = Tensor::from_vec(dense, (end - start, x.n_cols), device).ce()?;
+        let t = Tensor::from_vec(dense, (end - start, x.n_cols()), device).ce()?;
         let e = encoder.forward(&t).ce()?.to_device(&Device::Cpu).ce()?;
         out.extend(e.flatten_all().ce()?.to_vec1::<f32>().ce()?);
         start = end;

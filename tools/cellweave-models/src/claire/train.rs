@@ -10,6 +10,7 @@ use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, EmbeddingTable, Frame, PairKind, PairsTable, Step};
 use cellweave::integrate::seed_check;
+use cellweave::io::rows::{CellsRows, Rows};
 use cellweave::{bail, info, Error, Result, ResultExt};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -297,6 +298,8 @@ pub struct Trainer<'a> {
     /// The run's parameters.
     pub params: TrainParams,
     cells: &'a CellsTable,
+    /// The expression rows of the cells (mapped from the file, or `cells.x`).
+    x: &'a dyn Rows,
     /// The pairs given (seeds and KNN lists).
     pairs: PairsTable,
     /// The seed pairs in use (MNN rows only).
@@ -360,9 +363,9 @@ fn batching(n: usize, batch_size: usize) -> (usize, usize) {
 }
 
 impl<'a> Trainer<'a> {
-    /// Prepare a run writing into `dir`.
+    /// Prepare a run over `input`'s cells writing into `dir`.
     pub fn new(
-        cells: &'a CellsTable,
+        input: &'a CellsRows,
         pairs: &PairsTable,
         params: TrainParams,
         dir: &Path,
@@ -370,6 +373,7 @@ impl<'a> Trainer<'a> {
         device: Device,
     ) -> Result<Self> {
         params.validate()?;
+        let cells = &input.cells;
         pairs.check_cells(&cells.fingerprint())?;
         if pairs.n_cells != cells.n_cells() {
             bail!(
@@ -421,7 +425,7 @@ impl<'a> Trainer<'a> {
                 };
                 let t = (moco, progress, refined, seeds);
                 return Ok(Self::assemble(
-                    cells, pairs, params, dir, ckpt, device, sets, t,
+                    input, pairs, params, dir, ckpt, device, sets, t,
                 ));
             }
             if dir.join(model::STATE_JSON).exists() && !dir.join(model::CARD).exists() {
@@ -488,7 +492,7 @@ impl<'a> Trainer<'a> {
         };
         let t = (moco, progress, None, seeds);
         Ok(Self::assemble(
-            cells, pairs, params, dir, ckpt, device, sets, t,
+            input, pairs, params, dir, ckpt, device, sets, t,
         ))
     }
 
@@ -496,7 +500,7 @@ impl<'a> Trainer<'a> {
     /// refined pairs, seeds in use)`.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn assemble(
-        cells: &'a CellsTable,
+        input: &'a CellsRows,
         pairs: &PairsTable,
         params: TrainParams,
         dir: &Path,
@@ -511,11 +515,12 @@ impl<'a> Trainer<'a> {
         ),
     ) -> Self {
         sets.set_seeds(&seed_list(&seeds));
-        set_nearest(&mut sets, &seeds, cells, params.nearest_share);
+        set_nearest(&mut sets, &seeds, &input.cells, params.nearest_share);
         let ws = Workspace::with_precision(params.precision);
         Trainer {
             params,
-            cells,
+            cells: &input.cells,
+            x: input.x(),
             pairs: pairs.clone(),
             seeds,
             sets,
@@ -612,7 +617,7 @@ impl<'a> Trainer<'a> {
 
     /// Eval-mode embedding of every cell by the output encoder.
     pub fn embed_all(&self) -> Result<Vec<f32>> {
-        model::embed_rows(self.encoder(), &self.cells.x, &self.device)
+        model::embed_rows(self.encoder(), self.x, &self.device)
     }
 
     /// The embedding table of every cell (name "claire", obs carried from the cells).
@@ -631,7 +636,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn refine_now(&mut self, refiner: &mut Refiner, step: &Step) -> Result<()> {
-        let query = model::embed_rows(&self.moco.query, &self.cells.x, &self.device)?;
+        let query = model::embed_rows(&self.moco.query, self.x, &self.device)?;
         let emb = self.table_of(query, step)?;
         let Refined {
             pairs: mut kept,
@@ -867,7 +872,7 @@ impl Trainable for Epochs<'_, '_, '_, '_> {
     fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
         let (t, b) = (&mut *self.t, self.batch);
         batch_views(
-            &t.cells.x,
+            t.x,
             &t.sets,
             &self.anchors[s * b..(s + 1) * b],
             t.params.alpha,
