@@ -5,7 +5,7 @@ use cellweave::io::{atomic, table};
 use cellweave::{info, Error, Result, ResultExt};
 use std::path::PathBuf;
 
-use super::fit::{train_cells, Outputs, RunOptions};
+use super::fit::{train_rows, Outputs, RunOptions};
 use super::model;
 use super::train::{self, MedlParams};
 use crate::command::{EmbedRun, Hyper, TrainRun};
@@ -85,7 +85,9 @@ pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
     if run.pairs.is_some() || run.counts.is_some() {
         info!("note: MEDL uses neither --pairs nor --counts (ignored)");
     }
-    let cells = table::read_cells(&run.cells)?;
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table).
+    let input = cellweave::io::rows::read_cells_rows(&run.cells)?;
+    let cells = &input.cells;
     let params = args.params(&run.hyper, run.seed, cells.n_cells());
     let opts = RunOptions {
         batch_key: run.batch_key.clone(),
@@ -100,7 +102,7 @@ pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
         re_embedding: args.re_embedding.clone(),
         log: run.log.clone(),
     };
-    train_cells(&cells, &params, &opts, &out, step).at(&run.cells)?;
+    train_rows(cells, input.x(), &params, &opts, &out, step).at(&run.cells)?;
     Ok(())
 }
 
