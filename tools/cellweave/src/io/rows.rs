@@ -35,6 +35,21 @@ pub trait Rows: Sync {
         }
         out
     }
+    /// An owned copy of every row.
+    fn to_csr(&self) -> Csr {
+        let mut m = Csr::empty(self.n_cols());
+        let nnz = (0..self.n_rows()).map(|r| self.row(r).0.len()).sum();
+        m.indices.reserve_exact(nnz);
+        m.data.reserve_exact(nnz);
+        m.indptr.reserve_exact(self.n_rows());
+        for r in 0..self.n_rows() {
+            let (idx, val) = self.row(r);
+            m.indices.extend_from_slice(idx);
+            m.data.extend_from_slice(val);
+            m.indptr.push(m.indices.len() as u64);
+        }
+        m
+    }
 }
 
 impl Rows for Csr {
@@ -182,6 +197,7 @@ mod tests {
         }
         let rows = [3, 0, a.n_rows() - 1, 3];
         assert_eq!(a.to_dense_rows(&rows), b.to_dense_rows(&rows));
+        assert_eq!(a.to_csr(), b.to_csr());
     }
 
     #[test]
@@ -202,6 +218,7 @@ mod tests {
         assert!(m.is_mapped());
         assert_eq!(m.cells.x.n_rows(), 0);
         same_rows(m.x(), &t.x);
+        assert_eq!(m.x().to_csr(), t.x);
         let whole = table::read_cells(&arrow).unwrap();
         let mut meta = whole.clone();
         meta.x = Csr::empty(t.n_genes());
