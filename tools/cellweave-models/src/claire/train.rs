@@ -297,6 +297,8 @@ pub struct Refined {
 pub struct Trainer<'a> {
     /// The run's parameters.
     pub params: TrainParams,
+    /// The cells' metadata (its matrix is empty when the rows are mapped: read them
+    /// through `x`).
     cells: &'a CellsTable,
     /// The expression rows of the cells (mapped from the file, or `cells.x`).
     x: &'a dyn Rows,

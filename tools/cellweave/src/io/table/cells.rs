@@ -396,8 +396,10 @@ pub(crate) fn cells_from_batches_releasing(
 }
 
 /// A cells table from record batches without its expression rows: the metadata and the
-/// per-cell columns, checked as [`cells_from_batches`] checks them, and `x` a matrix of the
-/// table's genes with no rows (`x.n_rows()` is 0, not the number of cells).
+/// per-cell columns, read as [`cells_from_batches`] reads them, and `x` a matrix of the
+/// table's genes with no rows (`x.n_rows()` is 0, not the number of cells). The checks of
+/// the whole table (unique cell ids, a batch for every cell) are the caller's:
+/// `CellsTable::validate` after the rows, or `io::stream::CellsInput`'s.
 pub(crate) fn cells_without_rows(schema: &Schema, batches: &[RecordBatch]) -> Result<CellsTable> {
     let (provenance, gene_ids, gene_names, values) = cells_header(schema)?;
     let cell_ids = required_strings(batches, schema, COL_CELL_ID)?;
