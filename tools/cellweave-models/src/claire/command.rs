@@ -282,10 +282,26 @@ pub fn embed(o: &EmbedRun, step: &Step) -> Result<()> {
     }
     let device = crate::device(&o.device)?;
     let m = model::load(&o.model_dir, &device)?;
-    let cells = table::read_cells(&o.cells)?;
-    let x = model::prepare_cells(&m.card, &cells, &o.cells, o.max_missing)?;
-    let data = model::embed_rows(&m.encoder, &x, &device)?;
-    let emb = EmbeddingTable::of_cells(&cells, &m.card.model, m.encoder.latent(), data, step);
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table) and
+    // its genes are the model's; else they are copied onto the model's genes.
+    let input = cellweave::io::rows::read_cells_rows(&o.cells)?;
+    let cells = &input.cells;
+    let c = &m.card;
+    let a = model::alignment_for(
+        &c.gene_ids,
+        &c.gene_names,
+        c.values,
+        cells,
+        &o.cells,
+        o.max_missing,
+    )?;
+    let aligned = model::aligned_rows(input.x(), &a);
+    let x: &dyn cellweave::io::rows::Rows = match &aligned {
+        Some(m) => m,
+        None => input.x(),
+    };
+    let data = model::embed_rows(&m.encoder, x, &device)?;
+    let emb = EmbeddingTable::of_cells(cells, &m.card.model, m.encoder.latent(), data, step);
     table::write_embedding(&o.output, &emb)?;
     info!(
         "embedded {} cells with {} into {}",

@@ -213,13 +213,19 @@ pub fn align_gene_lists(
 
 /// The cells' expression re-indexed onto the model's genes (missing genes are zero).
 pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
+    aligned_rows(&cells.x, a).unwrap_or_else(|| cells.x.clone())
+}
+
+/// The rows `x` re-indexed onto the model's genes (missing genes are zero); `None` when
+/// the model's genes are the table's, in order (use `x` as it is).
+pub fn aligned_rows(x: &dyn Rows, a: &GeneAlignment) -> Option<Csr> {
     if a.missing == 0
         && a.columns.iter().enumerate().all(|(i, c)| *c == Some(i))
-        && cells.n_genes() == a.columns.len()
+        && x.n_cols() == a.columns.len()
     {
-        return cells.x.clone();
+        return None;
     }
-    let mut to_model = vec![u32::MAX; cells.n_genes()];
+    let mut to_model = vec![u32::MAX; x.n_cols()];
     for (m, c) in a.columns.iter().enumerate() {
         if let Some(c) = c {
             to_model[*c] = m as u32;
@@ -227,8 +233,8 @@ pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
     }
     let mut out = Csr::empty(a.columns.len());
     let mut row: Vec<(u32, f32)> = Vec::new();
-    for r in 0..cells.n_cells() {
-        let (idx, val) = cells.x.row(r);
+    for r in 0..x.n_rows() {
+        let (idx, val) = x.row(r);
         row.clear();
         row.extend(idx.iter().zip(val).filter_map(|(&c, &v)| {
             let m = to_model[c as usize];
@@ -241,28 +247,11 @@ pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
         }
         out.indptr.push(out.indices.len() as u64);
     }
-    out
+    Some(out)
 }
 
-/// Check a cells table can be embedded by a model and return its aligned matrix.
-/// `max_missing` is the largest tolerated fraction of model genes absent from the table.
-pub fn prepare_cells(
-    card: &Card,
-    cells: &CellsTable,
-    cells_path: &Path,
-    max_missing: f64,
-) -> Result<Csr> {
-    prepare_cells_for(
-        &card.gene_ids,
-        &card.gene_names,
-        card.values,
-        cells,
-        cells_path,
-        max_missing,
-    )
-}
-
-/// [`prepare_cells`] for any model: its genes (ids, names) and the values it takes.
+/// Check a cells table can be embedded by a model (its genes: ids, names; the values it
+/// takes) and return the table's matrix on the model's genes ([`alignment_for`]).
 pub fn prepare_cells_for(
     gene_ids: &[String],
     gene_names: &[String],
@@ -271,6 +260,20 @@ pub fn prepare_cells_for(
     cells_path: &Path,
     max_missing: f64,
 ) -> Result<Csr> {
+    let a = alignment_for(gene_ids, gene_names, values, cells, cells_path, max_missing)?;
+    Ok(aligned_matrix(cells, &a))
+}
+
+/// Check a cells table can be embedded by a model (its values, the share of the model's
+/// genes it lacks: at most `max_missing`) and match the genes.
+pub fn alignment_for(
+    gene_ids: &[String],
+    gene_names: &[String],
+    values: ValueKind,
+    cells: &CellsTable,
+    cells_path: &Path,
+    max_missing: f64,
+) -> Result<GeneAlignment> {
     let n_genes = gene_ids.len();
     if cells.values != values {
         return Err(Error::new(format!(
@@ -303,7 +306,7 @@ pub fn prepare_cells_for(
             a.by
         );
     }
-    Ok(aligned_matrix(cells, &a))
+    Ok(a)
 }
 
 /// Paths of a model directory's files.
