@@ -181,7 +181,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     };
     o.clean_stale()?;
     let mut trainer =
-        Trainer::new(&input, &pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
+        Trainer::new(&input, pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
     info!(
         "claire: {} cells x {} genes (rows {}), {} seed pairs, {} training cells; epochs {}..{} of batch {}{}",
         cells.n_cells(),

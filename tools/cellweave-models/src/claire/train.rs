@@ -365,10 +365,11 @@ fn batching(n: usize, batch_size: usize) -> (usize, usize) {
 }
 
 impl<'a> Trainer<'a> {
-    /// Prepare a run over `input`'s cells writing into `dir`.
+    /// Prepare a run over `input`'s cells and the pairs table `pairs` (kept, not copied)
+    /// writing into `dir`.
     pub fn new(
         input: &'a CellsRows,
-        pairs: &PairsTable,
+        pairs: PairsTable,
         params: TrainParams,
         dir: &Path,
         start: Start,
@@ -384,8 +385,8 @@ impl<'a> Trainer<'a> {
                 cells.n_cells()
             );
         }
-        let sets = PairSets::from_pairs(pairs)?;
-        let seeds = seed_rows(pairs);
+        let sets = PairSets::from_pairs(&pairs)?;
+        let seeds = seed_rows(&pairs);
         let n_train = sets.training_cells().len();
         if n_train < 2 {
             bail!("only {n_train} cell(s) are in a seed pair: nothing to train on (check the pairs stage)");
@@ -482,10 +483,10 @@ impl<'a> Trainer<'a> {
             log: Vec::new(),
             // the pairs stage's own line (it knows whether its filter acted), else the
             // seeds-per-batch-pair check on the table
-            seed_advice: seed_check::recorded_pairs_advice(pairs)
+            seed_advice: seed_check::recorded_pairs_advice(&pairs)
                 .or_else(|| {
                     seed_check::pairs_advice(
-                        &seed_check::count_by_batch_pair(pairs, &cells.batch),
+                        &seed_check::count_by_batch_pair(&pairs, &cells.batch),
                         None,
                     )
                 })
@@ -503,7 +504,7 @@ impl<'a> Trainer<'a> {
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn assemble(
         input: &'a CellsRows,
-        pairs: &PairsTable,
+        pairs: PairsTable,
         params: TrainParams,
         dir: &Path,
         ckpt: Checkpoints,
@@ -523,7 +524,7 @@ impl<'a> Trainer<'a> {
             params,
             cells: &input.cells,
             x: input.x(),
-            pairs: pairs.clone(),
+            pairs,
             seeds,
             sets,
             ws,
