@@ -774,3 +774,97 @@ fn few_seeds_are_reported_in_the_log_and_the_card() {
     let card = std::fs::read_to_string(d.path("few").join("card.yaml")).unwrap();
     assert_has(&card, &["seed_advice:", "a / b, 12"]);
 }
+
+/// The rows of a cellweave Arrow table are read from the memory-mapped file (issue 18),
+/// those of other inputs from the table read whole: on simulated data (cellweave-simulate,
+/// filter, normalize, hvg, pairs), the same cells as an Arrow file of one record batch, of
+/// three (mapped rows across batches) and as Parquet (read whole) train the same model and
+/// embedding bit for bit, in one call (stage 1, refinement, stage 2) and stage by stage.
+#[test]
+fn mapped_rows_train_as_the_table_read_whole() {
+    use cellweave::io::table::{cells_to_batches, read_cells, write_batches};
+    let d = Data::named("cells.arrow", "pairs.arrow", "");
+    let p = |n: &str| d.path(n);
+    let sim = [
+        "--cells",
+        "600",
+        "--genes",
+        "300",
+        "--batches",
+        "3",
+        "--cell-types",
+        "4",
+        "--density",
+        "0.2",
+        "--seed",
+        "3",
+        "-q",
+    ];
+    run_ok(
+        "simulate",
+        &[&["-o", s(&p("sim.arrow"))][..], &sim].concat(),
+    );
+    run_ok(
+        "filter",
+        &[s(&p("sim.arrow")), "-o", s(&p("f.arrow")), "-q"],
+    );
+    run_ok(
+        "normalize",
+        &[s(&p("f.arrow")), "-o", s(&p("n.arrow")), "-q"],
+    );
+    let hvg = ["--n-top-genes", "100", "-q"];
+    run_ok(
+        "hvg",
+        &[&[s(&p("n.arrow")), "-o", s(&d.cells)][..], &hvg].concat(),
+    );
+    run_ok("pairs", &[s(&d.cells), "-o", s(&d.pairs), "-q"]);
+    let t = read_cells(&d.cells).unwrap();
+    let (schema, batches) = cells_to_batches(&t).unwrap();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    let pieces = [
+        b.slice(0, 250),
+        b.slice(250, 1),
+        b.slice(251, b.num_rows() - 251),
+    ];
+    write_batches(&p("three.arrow"), schema, &pieces).unwrap();
+    write_cells(&p("whole.parquet"), &t).unwrap();
+
+    // The embedding's bits, the weights' bytes and the losses of the log.
+    let run = |cells: &str, name: &str, extra: &[&str]| {
+        let mut a = train_args(&d, name, &format!("{name}_emb.arrow"), extra);
+        a[0] = s(&p(cells)).into();
+        let out = run_ok("train", &strs(&a));
+        let mapped = !cells.ends_with(".parquet");
+        let rows = ["(rows in memory)", "(rows read from the mapped file)"][mapped as usize];
+        assert_has(&String::from_utf8_lossy(&out.stderr), &[rows]);
+        let weights = std::fs::read(p(name).join("model.safetensors")).unwrap();
+        let log = read_frame(&p(name).join("training_log.arrow"), TableKind::TrainingLog);
+        let loss = log.unwrap().column("loss").cloned().unwrap();
+        (
+            d.bits(&format!("{name}_emb.arrow")),
+            weights,
+            format!("{loss:?}"),
+        )
+    };
+    let one = run("cells.arrow", "one", &[]);
+    assert_eq!(one, run("three.arrow", "three", &[]));
+    assert_eq!(one, run("whole.parquet", "parquet", &[]));
+    // Stage 1 alone, then stage 2 from it (--init), on mapped and on whole rows.
+    let s1 = ["--stage1-only", "--stage1-epochs", "2"];
+    let a = run("three.arrow", "s1_mapped", &s1);
+    let b = run("whole.parquet", "s1_whole", &s1);
+    assert_eq!(a, b);
+    let (i1, i2) = (p("s1_mapped"), p("s1_whole"));
+    let a2 = run(
+        "three.arrow",
+        "s2_mapped",
+        &["--epochs", "4", "--no-refine", "--init", s(&i1)],
+    );
+    let b2 = run(
+        "whole.parquet",
+        "s2_whole",
+        &["--epochs", "4", "--no-refine", "--init", s(&i2)],
+    );
+    assert_eq!(a2, b2);
+}

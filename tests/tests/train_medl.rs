@@ -254,3 +254,30 @@ fn medl_errors_are_one_line_without_output() {
     let args = embed_args(&raw, &m, &["--as-batch", "b0"], &out);
     assert!(run_fails_one_line("embed", &args, &out).contains("values"));
 }
+
+/// MEDL reads the rows of a cellweave Arrow table from the memory-mapped file (issue 18)
+/// and those of other inputs from the table read whole: an Arrow file of one record batch,
+/// of two and a Parquet file give the same weights and FE / RE embeddings bit for bit.
+#[test]
+fn medl_mapped_rows_train_as_the_table_read_whole() {
+    use cellweave::io::table::{cells_to_batches, write_batches, write_cells};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cells = simulate(d, "300", "60", "3");
+    let t = read_cells(&cells).unwrap();
+    let (schema, batches) = cells_to_batches(&t).unwrap();
+    let pieces = [batches[0].slice(0, 110), batches[0].slice(110, 190)];
+    write_batches(&d.join("two.arrow"), schema, &pieces).unwrap();
+    write_cells(&d.join("whole.parquet"), &t).unwrap();
+    let outputs = |name: &str, input: &Path| {
+        let dir = d.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        train(&dir, input, &["--epochs", "3", "--batch-size", "64"]);
+        let bits = |f: &str| cellweave_tests::embedding_bits(&dir.join(f));
+        let weights = std::fs::read(dir.join("model/model.safetensors")).unwrap();
+        (bits("fe.arrow"), bits("re.arrow"), weights)
+    };
+    let one = outputs("one", &cells);
+    assert_eq!(one, outputs("two", &d.join("two.arrow")));
+    assert_eq!(one, outputs("whole", &d.join("whole.parquet")));
+}

@@ -158,7 +158,9 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         .field("resume"));
     }
     let device = crate::device(&o.device)?;
-    let cells = table::read_cells(&o.cells)?;
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table).
+    let input = cellweave::io::rows::read_cells_rows(&o.cells)?;
+    let cells = &input.cells;
     let pairs = table::read_pairs(pairs_path)?;
     pairs.check_cells(&cells.fingerprint()).at(pairs_path)?;
     if cells.n_genes() == 0 {
@@ -171,7 +173,7 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
         .file(&o.cells)
         .field("values"));
     }
-    let labels = cellweave::integrate::pairs::labels(&cells, &o.labels);
+    let labels = cellweave::integrate::pairs::labels(cells, &o.labels);
     let start = match (&o.init, o.resume) {
         (Some(d), _) => Start::Init(d.clone()),
         (None, true) => Start::Resume,
@@ -179,11 +181,12 @@ pub fn train(o: &TrainRun, args: &ClaireArgs, step: &Step) -> Result<()> {
     };
     o.clean_stale()?;
     let mut trainer =
-        Trainer::new(&cells, &pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
+        Trainer::new(&input, pairs, params.clone(), &o.model_dir, start, device).at(pairs_path)?;
     info!(
-        "claire: {} cells x {} genes, {} seed pairs, {} training cells; epochs {}..{} of batch {}{}",
+        "claire: {} cells x {} genes (rows {}), {} seed pairs, {} training cells; epochs {}..{} of batch {}{}",
         cells.n_cells(),
         cells.n_genes(),
+        if input.is_mapped() { "read from the mapped file" } else { "in memory" },
         trainer.progress.seeds,
         trainer.training_cells(),
         trainer.progress.epoch + 1,
@@ -279,10 +282,26 @@ pub fn embed(o: &EmbedRun, step: &Step) -> Result<()> {
     }
     let device = crate::device(&o.device)?;
     let m = model::load(&o.model_dir, &device)?;
-    let cells = table::read_cells(&o.cells)?;
-    let x = model::prepare_cells(&m.card, &cells, &o.cells, o.max_missing)?;
-    let data = model::embed_rows(&m.encoder, &x, &device)?;
-    let emb = EmbeddingTable::of_cells(&cells, &m.card.model, m.encoder.latent(), data, step);
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table) and
+    // its genes are the model's; else they are copied onto the model's genes.
+    let input = cellweave::io::rows::read_cells_rows(&o.cells)?;
+    let cells = &input.cells;
+    let c = &m.card;
+    let a = model::alignment_for(
+        &c.gene_ids,
+        &c.gene_names,
+        c.values,
+        cells,
+        &o.cells,
+        o.max_missing,
+    )?;
+    let aligned = model::aligned_rows(input.x(), &a);
+    let x: &dyn cellweave::io::rows::Rows = match &aligned {
+        Some(m) => m,
+        None => input.x(),
+    };
+    let data = model::embed_rows(&m.encoder, x, &device)?;
+    let emb = EmbeddingTable::of_cells(cells, &m.card.model, m.encoder.latent(), data, step);
     table::write_embedding(&o.output, &emb)?;
     info!(
         "embedded {} cells with {} into {}",

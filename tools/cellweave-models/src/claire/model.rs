@@ -16,6 +16,7 @@
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, Csr, ValueKind};
+use cellweave::io::rows::Rows;
 use cellweave::{info, Error, Result, ResultExt};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,7 +145,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Model> {
 }
 
 /// Eval-mode embedding of every row of `x` (dense chunks of `chunk` rows).
-pub fn embed_rows(encoder: &Encoder, x: &Csr, device: &Device) -> Result<Vec<f32>> {
+pub fn embed_rows(encoder: &Encoder, x: &dyn Rows, device: &Device) -> Result<Vec<f32>> {
     const CHUNK: usize = 1024;
     let n = x.n_rows();
     let d = encoder.latent();
@@ -154,7 +155,7 @@ pub fn embed_rows(encoder: &Encoder, x: &Csr, device: &Device) -> Result<Vec<f32
         let end = (start + CHUNK).min(n);
         let rows: Vec<usize> = (start..end).collect();
         let dense = x.to_dense_rows(&rows);
-        let t = Tensor::from_vec(dense, (end - start, x.n_cols), device).ce()?;
+        let t = Tensor::from_vec(dense, (end - start, x.n_cols()), device).ce()?;
         let e = encoder.forward(&t).ce()?.to_device(&Device::Cpu).ce()?;
         out.extend(e.flatten_all().ce()?.to_vec1::<f32>().ce()?);
         start = end;
@@ -212,13 +213,19 @@ pub fn align_gene_lists(
 
 /// The cells' expression re-indexed onto the model's genes (missing genes are zero).
 pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
+    aligned_rows(&cells.x, a).unwrap_or_else(|| cells.x.clone())
+}
+
+/// The rows `x` re-indexed onto the model's genes (missing genes are zero); `None` when
+/// the model's genes are the table's, in order (use `x` as it is).
+pub fn aligned_rows(x: &dyn Rows, a: &GeneAlignment) -> Option<Csr> {
     if a.missing == 0
         && a.columns.iter().enumerate().all(|(i, c)| *c == Some(i))
-        && cells.n_genes() == a.columns.len()
+        && x.n_cols() == a.columns.len()
     {
-        return cells.x.clone();
+        return None;
     }
-    let mut to_model = vec![u32::MAX; cells.n_genes()];
+    let mut to_model = vec![u32::MAX; x.n_cols()];
     for (m, c) in a.columns.iter().enumerate() {
         if let Some(c) = c {
             to_model[*c] = m as u32;
@@ -226,8 +233,8 @@ pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
     }
     let mut out = Csr::empty(a.columns.len());
     let mut row: Vec<(u32, f32)> = Vec::new();
-    for r in 0..cells.n_cells() {
-        let (idx, val) = cells.x.row(r);
+    for r in 0..x.n_rows() {
+        let (idx, val) = x.row(r);
         row.clear();
         row.extend(idx.iter().zip(val).filter_map(|(&c, &v)| {
             let m = to_model[c as usize];
@@ -240,28 +247,11 @@ pub fn aligned_matrix(cells: &CellsTable, a: &GeneAlignment) -> Csr {
         }
         out.indptr.push(out.indices.len() as u64);
     }
-    out
+    Some(out)
 }
 
-/// Check a cells table can be embedded by a model and return its aligned matrix.
-/// `max_missing` is the largest tolerated fraction of model genes absent from the table.
-pub fn prepare_cells(
-    card: &Card,
-    cells: &CellsTable,
-    cells_path: &Path,
-    max_missing: f64,
-) -> Result<Csr> {
-    prepare_cells_for(
-        &card.gene_ids,
-        &card.gene_names,
-        card.values,
-        cells,
-        cells_path,
-        max_missing,
-    )
-}
-
-/// [`prepare_cells`] for any model: its genes (ids, names) and the values it takes.
+/// Check a cells table can be embedded by a model (its genes: ids, names; the values it
+/// takes) and return the table's matrix on the model's genes ([`alignment_for`]).
 pub fn prepare_cells_for(
     gene_ids: &[String],
     gene_names: &[String],
@@ -270,6 +260,20 @@ pub fn prepare_cells_for(
     cells_path: &Path,
     max_missing: f64,
 ) -> Result<Csr> {
+    let a = alignment_for(gene_ids, gene_names, values, cells, cells_path, max_missing)?;
+    Ok(aligned_matrix(cells, &a))
+}
+
+/// Check a cells table can be embedded by a model (its values, the share of the model's
+/// genes it lacks: at most `max_missing`) and match the genes.
+pub fn alignment_for(
+    gene_ids: &[String],
+    gene_names: &[String],
+    values: ValueKind,
+    cells: &CellsTable,
+    cells_path: &Path,
+    max_missing: f64,
+) -> Result<GeneAlignment> {
     let n_genes = gene_ids.len();
     if cells.values != values {
         return Err(Error::new(format!(
@@ -302,7 +306,7 @@ pub fn prepare_cells_for(
             a.by
         );
     }
-    Ok(aligned_matrix(cells, &a))
+    Ok(a)
 }
 
 /// Paths of a model directory's files.

@@ -10,6 +10,7 @@ use crate::engine::log::LogTable;
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, EmbeddingTable, Frame, PairKind, PairsTable, Step};
 use cellweave::integrate::seed_check;
+use cellweave::io::rows::{CellsRows, Rows};
 use cellweave::{bail, info, Error, Result, ResultExt};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
@@ -296,7 +297,11 @@ pub struct Refined {
 pub struct Trainer<'a> {
     /// The run's parameters.
     pub params: TrainParams,
+    /// The cells' metadata (its matrix is empty when the rows are mapped: read them
+    /// through `x`).
     cells: &'a CellsTable,
+    /// The expression rows of the cells (mapped from the file, or `cells.x`).
+    x: &'a dyn Rows,
     /// The pairs given (seeds and KNN lists).
     pairs: PairsTable,
     /// The seed pairs in use (MNN rows only).
@@ -360,16 +365,18 @@ fn batching(n: usize, batch_size: usize) -> (usize, usize) {
 }
 
 impl<'a> Trainer<'a> {
-    /// Prepare a run writing into `dir`.
+    /// Prepare a run over `input`'s cells and the pairs table `pairs` (kept, not copied)
+    /// writing into `dir`.
     pub fn new(
-        cells: &'a CellsTable,
-        pairs: &PairsTable,
+        input: &'a CellsRows,
+        pairs: PairsTable,
         params: TrainParams,
         dir: &Path,
         start: Start,
         device: Device,
     ) -> Result<Self> {
         params.validate()?;
+        let cells = &input.cells;
         pairs.check_cells(&cells.fingerprint())?;
         if pairs.n_cells != cells.n_cells() {
             bail!(
@@ -378,8 +385,8 @@ impl<'a> Trainer<'a> {
                 cells.n_cells()
             );
         }
-        let sets = PairSets::from_pairs(pairs)?;
-        let seeds = seed_rows(pairs);
+        let sets = PairSets::from_pairs(&pairs)?;
+        let seeds = seed_rows(&pairs);
         let n_train = sets.training_cells().len();
         if n_train < 2 {
             bail!("only {n_train} cell(s) are in a seed pair: nothing to train on (check the pairs stage)");
@@ -421,7 +428,7 @@ impl<'a> Trainer<'a> {
                 };
                 let t = (moco, progress, refined, seeds);
                 return Ok(Self::assemble(
-                    cells, pairs, params, dir, ckpt, device, sets, t,
+                    input, pairs, params, dir, ckpt, device, sets, t,
                 ));
             }
             if dir.join(model::STATE_JSON).exists() && !dir.join(model::CARD).exists() {
@@ -476,10 +483,10 @@ impl<'a> Trainer<'a> {
             log: Vec::new(),
             // the pairs stage's own line (it knows whether its filter acted), else the
             // seeds-per-batch-pair check on the table
-            seed_advice: seed_check::recorded_pairs_advice(pairs)
+            seed_advice: seed_check::recorded_pairs_advice(&pairs)
                 .or_else(|| {
                     seed_check::pairs_advice(
-                        &seed_check::count_by_batch_pair(pairs, &cells.batch),
+                        &seed_check::count_by_batch_pair(&pairs, &cells.batch),
                         None,
                     )
                 })
@@ -488,7 +495,7 @@ impl<'a> Trainer<'a> {
         };
         let t = (moco, progress, None, seeds);
         Ok(Self::assemble(
-            cells, pairs, params, dir, ckpt, device, sets, t,
+            input, pairs, params, dir, ckpt, device, sets, t,
         ))
     }
 
@@ -496,8 +503,8 @@ impl<'a> Trainer<'a> {
     /// refined pairs, seeds in use)`.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn assemble(
-        cells: &'a CellsTable,
-        pairs: &PairsTable,
+        input: &'a CellsRows,
+        pairs: PairsTable,
         params: TrainParams,
         dir: &Path,
         ckpt: Checkpoints,
@@ -511,12 +518,13 @@ impl<'a> Trainer<'a> {
         ),
     ) -> Self {
         sets.set_seeds(&seed_list(&seeds));
-        set_nearest(&mut sets, &seeds, cells, params.nearest_share);
+        set_nearest(&mut sets, &seeds, &input.cells, params.nearest_share);
         let ws = Workspace::with_precision(params.precision);
         Trainer {
             params,
-            cells,
-            pairs: pairs.clone(),
+            cells: &input.cells,
+            x: input.x(),
+            pairs,
             seeds,
             sets,
             ws,
@@ -612,7 +620,7 @@ impl<'a> Trainer<'a> {
 
     /// Eval-mode embedding of every cell by the output encoder.
     pub fn embed_all(&self) -> Result<Vec<f32>> {
-        model::embed_rows(self.encoder(), &self.cells.x, &self.device)
+        model::embed_rows(self.encoder(), self.x, &self.device)
     }
 
     /// The embedding table of every cell (name "claire", obs carried from the cells).
@@ -631,7 +639,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn refine_now(&mut self, refiner: &mut Refiner, step: &Step) -> Result<()> {
-        let query = model::embed_rows(&self.moco.query, &self.cells.x, &self.device)?;
+        let query = model::embed_rows(&self.moco.query, self.x, &self.device)?;
         let emb = self.table_of(query, step)?;
         let Refined {
             pairs: mut kept,
@@ -867,7 +875,7 @@ impl Trainable for Epochs<'_, '_, '_, '_> {
     fn step(&mut self, e: usize, s: usize) -> Result<(f64, usize)> {
         let (t, b) = (&mut *self.t, self.batch);
         batch_views(
-            &t.cells.x,
+            t.x,
             &t.sets,
             &self.anchors[s * b..(s + 1) * b],
             t.params.alpha,

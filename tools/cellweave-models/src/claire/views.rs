@@ -7,7 +7,8 @@
 //! `--nearest-share P > 0`, `p` is instead, with probability `P`, the anchor's
 //! relative-nearest seed partner ([`relative_nearest_partners`]).
 
-use cellweave::contract::{Csr, PairKind, PairsTable};
+use cellweave::contract::{PairKind, PairsTable};
+use cellweave::io::rows::Rows;
 use cellweave::{bail, Result};
 
 use crate::rng::Rng;
@@ -204,7 +205,7 @@ pub fn draw_views(sets: &PairSets, i: u32, alpha: f32, rng: &mut Rng) -> (Mix, M
 /// `out`, and the cell each row mainly comes from into `sources` (`sources[r]`: the mix's
 /// first cell, of the same batch as its second): the batch of every row.
 pub fn batch_views(
-    x: &Csr,
+    x: &dyn Rows,
     sets: &PairSets,
     anchors: &[u32],
     alpha: f32,
@@ -213,7 +214,7 @@ pub fn batch_views(
     sources: &mut Vec<u32>,
 ) {
     let b = anchors.len();
-    let g = x.n_cols;
+    let g = x.n_cols();
     out.clear();
     out.resize(2 * b * g, 0.0);
     sources.clear();
@@ -228,7 +229,7 @@ pub fn batch_views(
 }
 
 /// Add `l * x_a + (1 - l) * x_b` into a zeroed dense row.
-pub fn mix_into(x: &Csr, m: Mix, row: &mut [f32]) {
+pub fn mix_into(x: &dyn Rows, m: Mix, row: &mut [f32]) {
     let (ia, va) = x.row(m.a as usize);
     for (&c, &v) in ia.iter().zip(va) {
         row[c as usize] += m.l * v;

@@ -25,7 +25,7 @@ pub const CARD_VERSION: u32 = 1;
 pub const EMBEDDING_PCS: usize = 50;
 
 /// deepMNN's own flags of `cellweave-train` (the shared ones are [`crate::command::Hyper`]:
-/// --epochs 200 at most, --lr 0.1, --batch-size 1024 pairs, --weight-decay 1e-4, --latent
+/// --epochs 200 at most (fewer above 30,720 pairs: at most 6,000 steps), --lr 0.1, --batch-size 1024 pairs, --weight-decay 1e-4, --latent
 /// 50 principal components of the corrected values; no dropout).
 #[derive(clap::Args, serde::Serialize, serde::Deserialize, Debug, Clone)]
 #[command(next_help_heading = "deepMNN options (--model deepmnn; needs --pairs)")]
@@ -295,7 +295,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         )
         .flag("--batch-key"));
     }
-    let params = args.params(run)?;
+    let mut params = args.params(run)?;
     params.validate()?;
     let emb_pcs = run.hyper.latent.unwrap_or(EMBEDDING_PCS);
     run.check_outputs(&run.inputs(), &[args.corrected.as_deref()])?;
@@ -321,6 +321,9 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         )
         .file(pairs_path)
         .field("kind"));
+    }
+    if run.hyper.epochs.is_none() {
+        params.epochs = train::default_epochs(seeds.len(), params.batch_size);
     }
     let g = cells.n_genes();
     let sp = deepmnn::space(&cells, params.projection_pcs, params.seed);

@@ -481,3 +481,24 @@ impl Data {
         }
     }
 }
+
+#[test]
+fn automatic_epochs_are_bounded_in_steps() {
+    use super::train::{default_epochs, MAX_STEPS};
+    let bs = DeepmnnParams::default().batch_size;
+    // Up to 30 minibatches of 1,024 pairs: deepMNN's 200 epochs, as before.
+    assert_eq!(default_epochs(1, bs), 200);
+    assert_eq!(default_epochs(2_528, bs), 200);
+    assert_eq!(default_epochs(30 * 1024, bs), 200);
+    // From 30,721 pairs (31 minibatches): the whole epochs that fit in 6,000 steps.
+    assert_eq!(default_epochs(30 * 1024 + 1, bs), 193);
+    assert_eq!(default_epochs(1_000_000, bs), 6);
+    assert_eq!(default_epochs(20_000_000, bs), 1);
+    for n in [30_721usize, 100_000, 1_000_000, 5_000_000] {
+        let spe = n.div_ceil(bs);
+        let e = default_epochs(n, bs);
+        assert!(e * spe <= MAX_STEPS && (e + 1) * spe > MAX_STEPS, "{n}");
+    }
+    // Counted in the run's own minibatches.
+    assert_eq!(default_epochs(30_000, 100), 20);
+}

@@ -103,6 +103,20 @@ pub struct DeepmnnParams {
     pub seed: u64,
 }
 
+/// The most steps a run with automatic epochs takes (whole epochs, at least one), as for
+/// CLAIRE, MEDL, inVAE and scETM ([`default_epochs`]).
+pub const MAX_STEPS: usize = 6000;
+
+/// Epochs when `--epochs` is not given: deepMNN's 200 (the default `epochs`), cut to the
+/// whole epochs of `n_pairs` pairs in minibatches of `batch_size` that fit in [`MAX_STEPS`]
+/// (at least one; `engine::auto_epochs`), so that the length stops growing with the number
+/// of pairs. Up to 30,720 pairs (30 minibatches of 1,024) nothing changes; the plateau rule
+/// (`patience`) may stop a run earlier either way.
+pub fn default_epochs(n_pairs: usize, batch_size: usize) -> usize {
+    let steps = n_pairs.div_ceil(batch_size.max(1));
+    engine::auto_epochs(DeepmnnParams::default().epochs, 0, MAX_STEPS, steps)
+}
+
 impl Default for DeepmnnParams {
     fn default() -> Self {
         DeepmnnParams {

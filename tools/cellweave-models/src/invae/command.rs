@@ -12,6 +12,7 @@
 
 use crate::engine::log::LogTable;
 use cellweave::contract::{CellsTable, Column, Csr, EmbeddingTable, Frame, Step, ValueKind};
+use cellweave::io::rows::Rows;
 use cellweave::io::{atomic, table};
 use cellweave::{info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
@@ -151,9 +152,15 @@ pub fn default_epochs(n_cells: usize, batch_size: usize) -> usize {
 /// 3,000 steps a small data set trains, the budget of CLAIRE and MEDL.
 pub const MAX_STEPS: usize = 6000;
 
-/// The raw counts of `cells` (its cells and genes, by id): `--counts`, or the table itself
-/// when it holds counts. Anything but non-negative integer counts is refused.
-pub fn counts_of(cells: &CellsTable, cells_path: &Path, counts: Option<&Path>) -> Result<Csr> {
+/// The raw counts of `cells` (its cells and genes, by id): `--counts`, or a copy of the
+/// table's rows `x` when it holds counts. Anything but non-negative integer counts is
+/// refused.
+pub fn counts_of(
+    cells: &CellsTable,
+    x: &dyn Rows,
+    cells_path: &Path,
+    counts: Option<&Path>,
+) -> Result<Csr> {
     let (x, path) = match counts {
         Some(p) => {
             let raw = table::read_cells(p)?;
@@ -168,7 +175,7 @@ pub fn counts_of(cells: &CellsTable, cells_path: &Path, counts: Option<&Path>) -
             let x = cellweave::convert::export::align_to(&raw, &cells.cell_ids, &cells.gene_ids, p)?;
             (x, p)
         }
-        None if cells.values == ValueKind::Counts => (cells.x.clone(), cells_path),
+        None if cells.values == ValueKind::Counts => (x.to_csr(), cells_path),
         None => {
             return Err(Error::new(format!(
                 "holds '{}' values; this model reads raw counts: give them with --counts FILTERED.arrow (cellweave-filter's output)",
@@ -322,16 +329,19 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     i.check_outputs(&inputs, &[a.spur_embedding.as_deref()])?;
     let inject_spur = inject(i, a)?;
     let device = crate::device(&i.device)?;
-    let cells = table::read_cells(&i.cells)?;
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table): with
+    // --counts they are not read, else the counts are one copy of them.
+    let input = cellweave::io::rows::read_cells_rows(&i.cells)?;
+    let cells = &input.cells;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&i.cells));
     }
-    let counts = counts_of(&cells, &i.cells, i.counts.as_deref())?;
+    let counts = counts_of(cells, input.x(), &i.cells, i.counts.as_deref())?;
     let p = params(i, a, cells.n_cells(), inject_spur);
     let data = Data {
         counts,
-        inv: covariates(&cells, &p.inv_covariates, None)?,
-        spur: covariates(&cells, &p.spur_covariates, None)?,
+        inv: covariates(cells, &p.inv_covariates, None)?,
+        spur: covariates(cells, &p.spur_covariates, None)?,
     };
     i.clean_stale()?;
     let mut t = Trainer::new(
@@ -379,10 +389,10 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
         inv_covariates: data.inv.iter().map(|(c, _)| c.clone()).collect(),
         spur_covariates: data.spur.iter().map(|(c, _)| c.clone()).collect(),
         values: ValueKind::Counts,
-        genes: Genes::of(&cells),
+        genes: Genes::of(cells),
         hyperparameters: p.clone(),
         training: Summary::new(
-            &cells,
+            cells,
             p.seed,
             &t.progress,
             t.progress.final_loss(),
@@ -392,12 +402,12 @@ pub fn train(i: &TrainRun, a: &InvaeArgs, step: &Step) -> Result<()> {
     let log = log_frame(&t, step);
     let mut embeddings = vec![(
         i.embedding.as_path(),
-        EmbeddingTable::of_cells(&cells, "invae", p.latent_inv, zi, step),
+        EmbeddingTable::of_cells(cells, "invae", p.latent_inv, zi, step),
     )];
     if let Some(sp) = &a.spur_embedding {
         embeddings.push((
             sp.as_path(),
-            EmbeddingTable::of_cells(&cells, "invae_spur", p.latent_spur, zs, step),
+            EmbeddingTable::of_cells(cells, "invae_spur", p.latent_spur, zs, step),
         ));
     }
     Finish {
@@ -469,7 +479,7 @@ pub fn embed_with(e: &EmbedInputs, step: &Step) -> Result<()> {
     let mut model_cells = cells.clone();
     let cols: Vec<usize> = a.columns.iter().flatten().copied().collect();
     model_cells = model_cells.select_genes(&cols);
-    let counts_sub = counts_of(&model_cells, &o.cells, counts)?;
+    let counts_sub = counts_of(&model_cells, &model_cells.x, &o.cells, counts)?;
     // Back onto the model's gene order, missing genes zero.
     let x = place_columns(&counts_sub, &a.columns);
     let names = |b: &[Covariate]| b.iter().map(|c| c.name.clone()).collect::<Vec<_>>();

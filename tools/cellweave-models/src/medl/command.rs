@@ -5,7 +5,7 @@ use cellweave::io::{atomic, table};
 use cellweave::{info, Error, Result, ResultExt};
 use std::path::PathBuf;
 
-use super::fit::{train_cells, Outputs, RunOptions};
+use super::fit::{train_rows, Outputs, RunOptions};
 use super::model;
 use super::train::{self, MedlParams};
 use crate::command::{EmbedRun, Hyper, TrainRun};
@@ -85,7 +85,9 @@ pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
     if run.pairs.is_some() || run.counts.is_some() {
         info!("note: MEDL uses neither --pairs nor --counts (ignored)");
     }
-    let cells = table::read_cells(&run.cells)?;
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table).
+    let input = cellweave::io::rows::read_cells_rows(&run.cells)?;
+    let cells = &input.cells;
     let params = args.params(&run.hyper, run.seed, cells.n_cells());
     let opts = RunOptions {
         batch_key: run.batch_key.clone(),
@@ -100,7 +102,7 @@ pub fn train(run: &TrainRun, args: &MedlArgs, step: &Step) -> Result<()> {
         re_embedding: args.re_embedding.clone(),
         log: run.log.clone(),
     };
-    train_cells(&cells, &params, &opts, &out, step).at(&run.cells)?;
+    train_rows(cells, input.x(), &params, &opts, &out, step).at(&run.cells)?;
     Ok(())
 }
 
@@ -140,16 +142,24 @@ pub fn embed(run: &EmbedRun, args: &MedlEmbedArgs, step: &Step) -> Result<()> {
     atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
     let dev = crate::device(&run.device)?;
     let mut m = model::load(&run.model_dir, &dev)?;
-    let cells = table::read_cells(&run.cells)?;
-    let x = crate::claire::model::prepare_cells_for(
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table) and
+    // its genes are the model's; else they are copied onto the model's genes.
+    let input = cellweave::io::rows::read_cells_rows(&run.cells)?;
+    let cells = &input.cells;
+    let a = crate::claire::model::alignment_for(
         &m.card.genes.gene_ids,
         &m.card.genes.gene_names,
         m.card.values,
-        &cells,
+        cells,
         &run.cells,
         run.max_missing,
     )?;
-    let batch = crate::medl::fit::batches_of(&cells, &m.card.batch_key).at(&run.cells)?;
+    let aligned = crate::claire::model::aligned_rows(input.x(), &a);
+    let x: &dyn cellweave::io::rows::Rows = match &aligned {
+        Some(m) => m,
+        None => input.x(),
+    };
+    let batch = crate::medl::fit::batches_of(cells, &m.card.batch_key).at(&run.cells)?;
     let (codes, unseen) = model::batch_codes(&m.card, &batch.categories, &batch.codes);
     if unseen > 0 {
         info!(
@@ -167,8 +177,8 @@ pub fn embed(run: &EmbedRun, args: &MedlEmbedArgs, step: &Step) -> Result<()> {
             .field("as-batch"));
         };
         let as_codes = vec![target as u32; codes.len()];
-        let v = model::reconstruct(&mut m.net, &x, &codes, &as_codes, &s, &dev)?;
-        let out = counterfactual_table(&cells, &m.card, b, v, step);
+        let v = model::reconstruct(&mut m.net, x, &codes, &as_codes, &s, &dev)?;
+        let out = counterfactual_table(cells, &m.card, b, v, step);
         table::write_cells(&run.output, &out)?;
         info!(
             "{} counterfactual cells as if from batch {b} ({} values) into {}",
@@ -180,13 +190,13 @@ pub fn embed(run: &EmbedRun, args: &MedlEmbedArgs, step: &Step) -> Result<()> {
     }
     let (data, name) = if args.random_effects {
         (
-            model::re_latent(&mut m.net, &x, &codes, &s, &dev)?,
+            model::re_latent(&mut m.net, x, &codes, &s, &dev)?,
             "medl_re",
         )
     } else {
-        (model::fe_latent(&mut m.net, &x, &s, &dev)?, "medl")
+        (model::fe_latent(&mut m.net, x, &s, &dev)?, "medl")
     };
-    let emb = EmbeddingTable::of_cells(&cells, name, m.card.architecture.latent, data, step);
+    let emb = EmbeddingTable::of_cells(cells, name, m.card.architecture.latent, data, step);
     table::write_embedding(&run.output, &emb)?;
     info!(
         "embedded {} cells ({} latent) into {}",

@@ -4,6 +4,7 @@
 
 use candle_core::Device;
 use cellweave::contract::{Categorical, CellsTable, EmbeddingTable, Step, ValueKind};
+use cellweave::io::rows::Rows;
 use cellweave::{bail, info, Error, Result, ResultExt};
 use std::path::{Path, PathBuf};
 
@@ -152,11 +153,24 @@ pub fn train_cells(
     out: &Outputs,
     step: &Step,
 ) -> Result<bool> {
+    train_rows(cells, &cells.x, params, o, out, step)
+}
+
+/// [`train_cells`] on the expression rows `x` of `cells` (e.g. read from the memory-mapped
+/// file: `cells.x` is not read).
+pub fn train_rows(
+    cells: &CellsTable,
+    x: &dyn Rows,
+    params: &MedlParams,
+    o: &RunOptions,
+    out: &Outputs,
+    step: &Step,
+) -> Result<bool> {
     params.validate()?;
     check_cells(cells)?;
     let dev = crate::device(&o.device)?;
     let batch = batches_of(cells, &o.batch_key)?;
-    let scaling = Scaling::of(&cells.x)?;
+    let scaling = Scaling::of(x)?;
     let arch = Arch::new(cells.n_genes(), params.latent, batch.categories.len());
     for p in [Some(&out.model_dir), Some(&out.embedding)]
         .into_iter()
@@ -199,7 +213,7 @@ pub fn train_cells(
         opt,
         params.clone(),
         progress,
-        &cells.x,
+        x,
         &batch.codes,
         scaling,
         dev.clone(),
@@ -228,13 +242,13 @@ pub fn train_cells(
         ),
     };
     let log = log_frame(&run.progress, cells.fingerprint(), step);
-    let fe = model::fe_latent(&mut run.model, &cells.x, &scaling, &dev)?;
+    let fe = model::fe_latent(&mut run.model, x, &scaling, &dev)?;
     let mut embeddings = vec![(
         out.embedding.as_path(),
         EmbeddingTable::of_cells(cells, "medl", arch.latent, fe, step),
     )];
     if let Some(p) = &out.re_embedding {
-        let re = model::re_latent(&mut run.model, &cells.x, &batch.codes, &scaling, &dev)?;
+        let re = model::re_latent(&mut run.model, x, &batch.codes, &scaling, &dev)?;
         embeddings.push((
             p.as_path(),
             EmbeddingTable::of_cells(cells, "medl_re", arch.latent, re, step),

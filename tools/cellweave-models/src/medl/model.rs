@@ -13,7 +13,8 @@
 //! ```
 
 use candle_core::{Device, Tensor};
-use cellweave::contract::{Csr, ValueKind};
+use cellweave::contract::ValueKind;
+use cellweave::io::rows::Rows;
 use cellweave::{Result, ResultExt};
 use std::collections::HashMap;
 use std::path::Path;
@@ -122,7 +123,7 @@ const CHUNK: usize = 1024;
 /// Run `f` on the scaled dense rows of `x`, `CHUNK` rows at a time, and concatenate
 /// what it returns.
 fn by_chunks(
-    x: &Csr,
+    x: &dyn Rows,
     scaling: &Scaling,
     dev: &Device,
     mut f: impl FnMut(&Tensor, std::ops::Range<usize>) -> candle_core::Result<Tensor>,
@@ -135,7 +136,7 @@ fn by_chunks(
         let rows: Vec<usize> = (start..end).collect();
         let mut dense = x.to_dense_rows(&rows);
         scaling.apply(&mut dense);
-        let t = Tensor::from_vec(dense, (end - start, x.n_cols), dev).ce()?;
+        let t = Tensor::from_vec(dense, (end - start, x.n_cols()), dev).ce()?;
         let y = f(&t, start..end).ce()?;
         out.extend(y.flatten_all().ce()?.to_vec1::<f32>().ce()?);
         start = end;
@@ -144,7 +145,7 @@ fn by_chunks(
 }
 
 /// The FE latent of every row of `x` (log values on the model's genes).
-pub fn fe_latent(m: &mut Medl, x: &Csr, scaling: &Scaling, dev: &Device) -> Result<Vec<f32>> {
+pub fn fe_latent(m: &mut Medl, x: &dyn Rows, scaling: &Scaling, dev: &Device) -> Result<Vec<f32>> {
     by_chunks(x, scaling, dev, |t, _| {
         Ok(m.fe.encode(t, Pass::Eval)?.latent().clone())
     })
@@ -154,7 +155,7 @@ pub fn fe_latent(m: &mut Medl, x: &Csr, scaling: &Scaling, dev: &Device) -> Resu
 /// batches: an unseen batch, the zero vector).
 pub fn re_latent(
     m: &mut Medl,
-    x: &Csr,
+    x: &dyn Rows,
     codes: &[u32],
     scaling: &Scaling,
     dev: &Device,
@@ -173,7 +174,7 @@ pub fn re_latent(
 /// counterfactual.
 pub fn reconstruct(
     m: &mut Medl,
-    x: &Csr,
+    x: &dyn Rows,
     codes: &[u32],
     as_codes: &[u32],
     scaling: &Scaling,

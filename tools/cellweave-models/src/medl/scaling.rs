@@ -2,7 +2,7 @@
 //! (of the training cells, implicit zeros included), recorded in the model card so that
 //! `cellweave-embed` applies the same map.
 
-use cellweave::contract::Csr;
+use cellweave::io::rows::Rows;
 use cellweave::{bail, Result};
 
 /// The global min-max scaling of the input values.
@@ -17,14 +17,15 @@ pub struct Scaling {
 impl Scaling {
     /// The global minimum and maximum of `x` (a row with fewer stored values than columns
     /// has zeros).
-    pub fn of(x: &Csr) -> Result<Self> {
-        let sparse = x.data.len() < x.n_rows() * x.n_cols;
+    pub fn of(x: &dyn Rows) -> Result<Self> {
+        let values = || (0..x.n_rows()).flat_map(|r| x.row(r).1);
+        let sparse = values().count() < x.n_rows() * x.n_cols();
         let (mut lo, mut hi) = if sparse {
             (0f32, 0f32)
         } else {
             (f32::INFINITY, f32::NEG_INFINITY)
         };
-        for &v in &x.data {
+        for &v in values() {
             if !v.is_finite() {
                 bail!("a value is {v}: the cells table must hold finite values");
             }

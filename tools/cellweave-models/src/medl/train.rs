@@ -7,7 +7,8 @@
 
 use crate::engine::log::{LogTable, Row};
 use candle_core::{Device, Tensor};
-use cellweave::contract::{Csr, Frame, Step};
+use cellweave::contract::{Frame, Step};
+use cellweave::io::rows::Rows;
 use cellweave::{bail, Error, Result};
 
 use super::layers::{cross_entropy, mse, Pass};
@@ -215,7 +216,7 @@ pub struct Minibatch {
 impl Minibatch {
     /// The minibatch of `rows` of `x` (scaled) and their batches, on `dev`.
     pub fn gather(
-        x: &Csr,
+        x: &dyn Rows,
         scaling: &Scaling,
         batch: &[u32],
         rows: &[usize],
@@ -226,7 +227,7 @@ impl Minibatch {
         scaling.apply(&mut dense);
         let codes: Vec<u32> = rows.iter().map(|&r| batch[r]).collect();
         Ok(Minibatch {
-            x: Tensor::from_vec(dense, (rows.len(), x.n_cols), dev).ce()?,
+            x: Tensor::from_vec(dense, (rows.len(), x.n_cols()), dev).ce()?,
             z: one_hot(&codes, n_batches, dev).ce()?,
             codes: Tensor::from_vec(codes, rows.len(), dev).ce()?,
         })
@@ -311,7 +312,7 @@ pub struct Run<'a> {
     /// Where the run stands.
     pub progress: Progress,
     /// The training cells (unscaled).
-    pub x: &'a Csr,
+    pub x: &'a dyn Rows,
     /// Each cell's batch code.
     pub batch: &'a [u32],
     /// The input scaling.
@@ -336,7 +337,7 @@ impl<'a> Run<'a> {
         opt: Optimisers,
         params: MedlParams,
         progress: Progress,
-        x: &'a Csr,
+        x: &'a dyn Rows,
         batch: &'a [u32],
         scaling: Scaling,
         device: Device,

@@ -3,6 +3,7 @@
 use cellweave::contract::{
     CellsTable, Column, Csr, EmbeddingTable, Frame, Step, TableKind, ValueKind,
 };
+use cellweave::io::rows::Rows;
 use cellweave::io::{atomic, table};
 use cellweave::{info, Error, Result, ResultExt};
 use std::path::Path;
@@ -183,30 +184,28 @@ pub const PSEUDO_LIBRARY: f64 = 1e4;
 /// value above 88 would overflow float32 after expm1); expm1 undoes the log1p, so that the
 /// weights are shares of normalized expression as with counts, and a corrected value below
 /// the log1p zero (deepMNN's output can be negative) counts as none.
-pub fn pseudo_counts(x: &Csr, path: &Path) -> Result<Csr> {
-    if let Some(v) = x.data.iter().find(|v| !v.is_finite()) {
+pub fn pseudo_counts(x: &dyn Rows, path: &Path) -> Result<Csr> {
+    let values = || (0..x.n_rows()).flat_map(|r| x.row(r).1);
+    if let Some(v) = values().find(|v| !v.is_finite()) {
         return Err(Error::new(format!(
             "holds the value {v}, not a corrected expression value"
         ))
         .file(path)
         .field("values"));
     }
-    let mut out = x.clone();
-    for r in 0..out.n_rows() {
-        let (a, b) = (out.indptr[r] as usize, out.indptr[r + 1] as usize);
-        let row: Vec<f64> = out.data[a..b]
-            .iter()
-            .map(|&v| (v.max(0.0) as f64).exp_m1())
-            .collect();
+    let mut out = Csr::empty(x.n_cols());
+    for r in 0..x.n_rows() {
+        let (idx, val) = x.row(r);
+        let row: Vec<f64> = val.iter().map(|&v| (v.max(0.0) as f64).exp_m1()).collect();
         let total: f64 = row.iter().sum();
         let scale = if total > 0.0 {
             PSEUDO_LIBRARY / total
         } else {
             0.0
         };
-        for (o, v) in out.data[a..b].iter_mut().zip(row) {
-            *o = (v * scale) as f32;
-        }
+        out.indices.extend_from_slice(idx);
+        out.data.extend(row.iter().map(|v| (v * scale) as f32));
+        out.indptr.push(out.indices.len() as u64);
     }
     Ok(out)
 }
@@ -214,7 +213,7 @@ pub fn pseudo_counts(x: &Csr, path: &Path) -> Result<Csr> {
 /// scETM's input: the raw counts of `--counts` (matched to the cells and genes of the
 /// cells table), or, for the batch-corrected scETM, the pseudo-counts of a corrected cells
 /// table given as the cells table itself.
-fn input(run: &TrainRun, cells: &CellsTable) -> Result<(Csr, ValueKind)> {
+fn input(run: &TrainRun, cells: &CellsTable, x: &dyn Rows) -> Result<(Csr, ValueKind)> {
     if cells.values == ValueKind::Corrected {
         if run.counts.is_some() {
             return Err(Error::new(
@@ -222,7 +221,7 @@ fn input(run: &TrainRun, cells: &CellsTable) -> Result<(Csr, ValueKind)> {
             )
             .flag("--counts"));
         }
-        return Ok((pseudo_counts(&cells.x, &run.cells)?, ValueKind::Corrected));
+        return Ok((pseudo_counts(x, &run.cells)?, ValueKind::Corrected));
     }
     let counts_path = run.require_counts(ModelKind::Scetm)?;
     let (counts, values) = cellweave::convert::export::read_aligned_counts(
@@ -307,12 +306,15 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     params.validate()?;
     run.check_outputs(&run.inputs(), &[args.genes_out.as_deref()])?;
     let device = crate::device(&run.device)?;
-    let cells = table::read_cells(&run.cells)?;
+    // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table):
+    // scETM reads only the corrected values' pseudo-counts from them, or none (--counts).
+    let input_rows = cellweave::io::rows::read_cells_rows(&run.cells)?;
+    let cells = &input_rows.cells;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&run.cells));
     }
-    let (counts, values) = input(run, &cells)?;
-    let (codes, batch_names) = batches(&cells, &run.batch_key, &run.cells)?;
+    let (counts, values) = input(run, cells, input_rows.x())?;
+    let (codes, batch_names) = batches(cells, &run.batch_key, &run.cells)?;
     let data = Data::new(counts, codes, batch_names.len());
     let mut params = params;
     if run.hyper.epochs.is_none() {
@@ -356,8 +358,8 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         Embed::Theta => train::softmax_rows(&mu, params.topics),
     };
     let name = embedding_name(values);
-    let emb = EmbeddingTable::of_cells(&cells, name, params.topics, data_emb, step);
-    let genes = genes_frame(&t.net, &cells, step)?;
+    let emb = EmbeddingTable::of_cells(cells, name, params.topics, data_emb, step);
+    let genes = genes_frame(&t.net, cells, step)?;
     let card = Card {
         head: Head::of::<Card>(),
         shape: t.net.shape,
@@ -367,7 +369,7 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
             Vec::new()
         },
         values,
-        genes: Genes::of(&cells),
+        genes: Genes::of(cells),
         embed: args.embed,
         hyperparameters: params,
         training: Summary {

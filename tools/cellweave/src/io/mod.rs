@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod formats;
 pub mod mapped;
+pub mod rows;
 pub mod stream;
 pub mod table;
 

@@ -114,6 +114,20 @@ impl CellsInput {
     /// Open a cells table (`.arrow` or `.parquet`) and check everything but the rows.
     pub fn open(path: &Path) -> Result<CellsInput> {
         table::keep_freed_memory();
+        match Self::open_mapped(path)? {
+            Some(input) => Ok(input),
+            None => {
+                let t = table::read_cells(path)?;
+                let (schema, batches) = table::cells_to_batches(&t).at(path)?;
+                Self::new(path, schema, batches, None, true).at(path)
+            }
+        }
+    }
+
+    /// Open a cells table through a memory map when it is an Arrow IPC file in the
+    /// contract's own column types (what every cellweave stage writes), checking everything
+    /// but the rows; `None` for any other input (read it whole with [`table::read_cells`]).
+    pub fn open_mapped(path: &Path) -> Result<Option<CellsInput>> {
         if !path.exists() {
             return Err(Error::new("no such file").file(path));
         }
@@ -137,14 +151,11 @@ impl CellsInput {
                 m.batches,
                 Some((file, m.map, m.blocks)),
                 false,
-            ),
-            _ => {
-                let t = table::read_cells(path)?;
-                let (schema, batches) = table::cells_to_batches(&t).at(path)?;
-                Self::new(path, schema, batches, None, true)
-            }
+            )
+            .map(Some)
+            .at(path),
+            _ => Ok(None),
         }
-        .at(path)
     }
 
     fn new(
@@ -269,6 +280,23 @@ impl CellsInput {
         table::column_from_arrow(name, &arrays)
     }
 
+    /// The table without its expression rows (`x` has the genes and no rows): the
+    /// metadata and the per-cell columns, as [`table::read_cells`] reads them.
+    pub fn table_without_rows(&self) -> Result<crate::contract::CellsTable> {
+        table::cells_without_rows(&self.schema, &self.batches).at(&self.path)
+    }
+
+    /// Batch `i`'s expression values (shared with the input, not copied).
+    pub fn expression_values(&self, i: usize) -> ScalarBuffer<f32> {
+        let l = self.batches[i].column(self.expression).as_list::<i32>();
+        let o = l.offsets();
+        let (a, b) = (o[0] as usize, o[o.len() - 1] as usize);
+        l.values()
+            .as_primitive::<Float32Type>()
+            .values()
+            .slice(a, b - a)
+    }
+
     /// The per-cell columns of batch `i` (`cell_id`, `batch`, then the others), as stored.
     pub fn per_cell_columns(&self, i: usize) -> Vec<ArrayRef> {
         let b = &self.batches[i];
@@ -327,17 +355,9 @@ impl CellsInput {
     /// Batch `i`'s two list columns, as stored (not copied).
     pub fn lists(&self, i: usize) -> (ArrayRef, ArrayRef) {
         let offsets = self.offsets(i);
-        let l = self.batches[i].column(self.expression).as_list::<i32>();
-        let o = l.offsets();
-        let (a, b) = (o[0] as usize, o[o.len() - 1] as usize);
-        let values = l
-            .values()
-            .as_primitive::<Float32Type>()
-            .values()
-            .slice(a, b - a);
         (
             table::list_of::<UInt32Type>(offsets.clone(), self.gene_index_values(i)),
-            table::list_of::<Float32Type>(offsets, values),
+            table::list_of::<Float32Type>(offsets, self.expression_values(i)),
         )
     }
 

@@ -376,6 +376,31 @@ pub(crate) fn cells_from_batches_releasing(
     batches: &[RecordBatch],
     release: impl Fn(usize),
 ) -> Result<CellsTable> {
+    let mut t = cells_without_rows(schema, batches)?;
+    let mut indptr2 = vec![0u64];
+    let genes = get_arrays(batches, schema, COL_GENE_INDEX)?;
+    let exprs = get_arrays(batches, schema, COL_EXPRESSION)?;
+    let x = &mut t.x;
+    for (i, (g, v)) in genes.into_iter().zip(exprs).enumerate() {
+        append_list::<UInt32Type>(g, &mut x.indptr, &mut x.indices, COL_GENE_INDEX)?;
+        append_list::<Float32Type>(v, &mut indptr2, &mut x.data, COL_EXPRESSION)?;
+        release(i);
+    }
+    if indptr2 != x.indptr {
+        return Err(
+            Error::new("row lengths differ from those of 'gene_index'").field(COL_EXPRESSION)
+        );
+    }
+    t.validate()?;
+    Ok(t)
+}
+
+/// A cells table from record batches without its expression rows: the metadata and the
+/// per-cell columns, read as [`cells_from_batches`] reads them, and `x` a matrix of the
+/// table's genes with no rows (`x.n_rows()` is 0, not the number of cells). The checks of
+/// the whole table (unique cell ids, a batch for every cell) are the caller's:
+/// `CellsTable::validate` after the rows, or `io::stream::CellsInput`'s.
+pub(crate) fn cells_without_rows(schema: &Schema, batches: &[RecordBatch]) -> Result<CellsTable> {
     let (provenance, gene_ids, gene_names, values) = cells_header(schema)?;
     let cell_ids = required_strings(batches, schema, COL_CELL_ID)?;
     check_cells_meta(
@@ -396,36 +421,16 @@ pub(crate) fn cells_from_batches_releasing(
             column_from_arrow(n, &get_arrays(batches, schema, n)?)?,
         ));
     }
-    let mut x = crate::contract::Csr {
-        n_cols: gene_ids.len(),
-        indptr: vec![0],
-        ..Default::default()
-    };
-    let mut indptr2 = vec![0u64];
-    let genes = get_arrays(batches, schema, COL_GENE_INDEX)?;
-    let exprs = get_arrays(batches, schema, COL_EXPRESSION)?;
-    for (i, (g, v)) in genes.into_iter().zip(exprs).enumerate() {
-        append_list::<UInt32Type>(g, &mut x.indptr, &mut x.indices, COL_GENE_INDEX)?;
-        append_list::<Float32Type>(v, &mut indptr2, &mut x.data, COL_EXPRESSION)?;
-        release(i);
-    }
-    if indptr2 != x.indptr {
-        return Err(
-            Error::new("row lengths differ from those of 'gene_index'").field(COL_EXPRESSION)
-        );
-    }
-    let t = CellsTable {
+    Ok(CellsTable {
         cell_ids,
         batch,
         obs,
+        x: crate::contract::Csr::empty(gene_ids.len()),
         gene_ids,
         gene_names,
-        x,
         values,
         provenance,
-    };
-    t.validate()?;
-    Ok(t)
+    })
 }
 
 /// Read and validate a cells table.
