@@ -2,7 +2,8 @@
 
 use candle_core::{Device, Tensor};
 use cellweave::contract::{CellsTable, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind};
-use cellweave::integrate::deepmnn::{self, Scaling};
+use cellweave::integrate::deepmnn::Scaling;
+use cellweave::io::rows::read_cells_rows;
 use cellweave::io::{atomic, table};
 use cellweave::numerics::pca::{pca_with, Solver};
 use cellweave::{info, Error, Result, ResultExt};
@@ -11,7 +12,7 @@ use std::path::Path;
 
 use super::autoencoder::AeParams;
 use super::network::{Network, Shape};
-use super::train::{self, Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
+use super::train::{self, Cells, Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
 use crate::command::{EmbedRun, TrainRun};
 use crate::engine::card::{Genes, Head};
 use crate::engine::checkpoint::load_tensors;
@@ -300,7 +301,10 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     let emb_pcs = run.hyper.latent.unwrap_or(EMBEDDING_PCS);
     run.check_outputs(&run.inputs(), &[args.corrected.as_deref()])?;
     let device = crate::device(&run.device)?;
-    let cells = table::read_cells(&run.cells)?;
+    // The rows stay in the (memory-mapped) table: they are z-scored when a minibatch or a
+    // chunk of the final correction reads them.
+    let input = read_cells_rows(&run.cells)?;
+    let (cells, x) = (&input.cells, input.x());
     check_values(cells.values, &run.cells)?;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&run.cells));
@@ -325,22 +329,40 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     if run.hyper.epochs.is_none() {
         params.epochs = train::default_epochs(seeds.len(), params.batch_size);
     }
-    let g = cells.n_genes();
-    let sp = deepmnn::space(&cells, params.projection_pcs, params.seed);
+    let (n, g) = (cells.n_cells(), cells.n_genes());
+    let scaling = train::fit_scaling(x);
+    let all: Vec<usize> = (0..n).collect();
     let pair_input = match params.pair_space {
-        PairSpaceKind::Pcs => PairInput::Axes {
-            pcs: axes(&sp.pca.components, sp.pca.k, g),
-            k: sp.pca.k,
-        },
+        PairSpaceKind::Pcs => {
+            // The projection's PCA (`deepmnn::space`'s, bit for bit) still reads a dense
+            // copy of the scaled values, dropped before the training starts.
+            let mut scaled = x.to_dense_rows(&all);
+            scaling.apply(&mut scaled);
+            let pca = pca_with(
+                &scaled,
+                n,
+                g,
+                params.projection_pcs,
+                params.seed,
+                Solver::Auto,
+            );
+            drop(scaled);
+            PairInput::Axes {
+                pcs: axes(&pca.components, pca.k, g),
+                k: pca.k,
+            }
+        }
         PairSpaceKind::Autoencoder => PairInput::Autoencoder {
-            log1p: cells
-                .x
-                .to_dense_rows(&(0..cells.n_cells()).collect::<Vec<_>>()),
-            scaling: sp.scaling.clone(),
+            log1p: x.to_dense_rows(&all),
+            scaling: scaling.clone(),
         },
     };
+    drop(all);
     let data = Data {
-        x: sp.scaled,
+        x: Cells::Rows {
+            rows: x,
+            scaling: scaling.clone(),
+        },
         g,
         pairs: seeds,
         pair_input,
@@ -355,9 +377,14 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         device.clone(),
     )?;
     info!(
-        "deepmnn: {} cells x {} genes, {} batches, {} pairs ({definition}), pair space {}; epochs {}..{} (at most) of {} minibatch(es)",
+        "deepmnn: {} cells x {} genes {}, {} batches, {} pairs ({definition}), pair space {}; epochs {}..{} (at most) of {} minibatch(es)",
         cells.n_cells(),
         g,
+        if input.is_mapped() {
+            "(rows read from the mapped file)"
+        } else {
+            "(rows in memory)"
+        },
         cells.batch.categories.len(),
         data.pairs.len(),
         match params.pair_space {
@@ -372,24 +399,18 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         return Err(crate::engine::stopped_as_asked(t.progress.epoch));
     }
     let corrected = train::correct_rows(&t.net, &data.x, g, &device)?;
-    let pca = pca_with(
-        &corrected,
-        cells.n_cells(),
-        g,
-        emb_pcs,
-        params.seed,
-        Solver::Auto,
-    );
+    // The embedding's PCA reads the corrected values of every cell (dense).
+    let pca = pca_with(&corrected, n, g, emb_pcs, params.seed, Solver::Auto);
     let k = pca.k;
-    let emb = EmbeddingTable::of_cells(&cells, "deepmnn", k, pca.scores.clone(), step);
+    let emb = EmbeddingTable::of_cells(cells, "deepmnn", k, pca.scores.clone(), step);
     let mut on_input_scale = corrected;
-    sp.scaling.invert(&mut on_input_scale);
+    scaling.invert(&mut on_input_scale);
     let card = Card {
         head: Head::of::<Card>(),
         shape: t.net.shape,
         batches: cells.batch.categories.clone(),
         values: cells.values,
-        genes: Genes::of(&cells),
+        genes: Genes::of(cells),
         embedding_pcs: k,
         hyperparameters: params,
         training: Summary {
@@ -407,8 +428,8 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         },
     };
     let mut weights = t.net.named().ce()?;
-    weights.insert("scaling.mean".into(), host_tensor(&sp.scaling.mean, &[g])?);
-    weights.insert("scaling.sd".into(), host_tensor(&sp.scaling.sd, &[g])?);
+    weights.insert("scaling.mean".into(), host_tensor(&scaling.mean, &[g])?);
+    weights.insert("scaling.sd".into(), host_tensor(&scaling.sd, &[g])?);
     weights.insert("embedding.mean".into(), host_tensor(&pca.mean, &[g])?);
     weights.insert(
         "embedding.components".into(),
@@ -436,7 +457,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         |staged| t.write_state(staged),
         |_| Ok(()),
         || match &args.corrected {
-            Some(c) => table::write_cells(c, &corrected_table(&cells, &on_input_scale, step)),
+            Some(c) => table::write_cells(c, &corrected_table(cells, &on_input_scale, step)),
             None => Ok(()),
         },
     )
@@ -535,7 +556,7 @@ pub fn correct_cells(
     }
     let mut x = model_genes(&m.card, cells, path)?;
     m.scaling.apply(&mut x);
-    train::correct_rows(&m.net, &x, m.card.genes.n_genes, device)
+    train::correct_rows(&m.net, &Cells::Dense(x), m.card.genes.n_genes, device)
 }
 
 /// Correct and embed new cells of the batches the model was trained on.
