@@ -1,7 +1,9 @@
 //! What `cellweave-train --model deepmnn` and `cellweave-embed` do with a deepMNN model.
 
 use candle_core::{Device, Tensor};
-use cellweave::contract::{CellsTable, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind};
+use cellweave::contract::{
+    CellsTable, Column, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind,
+};
 use cellweave::integrate::deepmnn::Scaling;
 use cellweave::io::rows::read_cells_rows;
 use cellweave::io::{atomic, table};
@@ -271,13 +273,48 @@ fn host_vec(t: &HashMap<String, Tensor>, name: &str, len: usize, path: &Path) ->
     Ok(v)
 }
 
-/// The corrected values (input scale) as a cells table.
-fn corrected_table(cells: &CellsTable, values: &[f32], step: &Step) -> CellsTable {
-    let mut t = cells.clone();
-    t.x = Csr::from_dense(cells.n_cells(), cells.n_genes(), values);
-    t.values = ValueKind::Corrected;
-    t.provenance.push(step.clone());
-    t
+/// Cells per record batch of the corrected cells table.
+const WRITE_CHUNK: usize = 8192;
+
+/// Write the corrected values (input scale, `n x g`) as a cells table (`values:
+/// corrected`), a record batch of [`WRITE_CHUNK`] cells at a time: only one chunk's
+/// sparse copy is held, not the whole table's.
+fn write_corrected(path: &Path, cells: &CellsTable, values: &[f32], step: &Step) -> Result<()> {
+    let (n, g) = (cells.n_cells(), cells.n_genes());
+    let mut provenance = cells.provenance.clone();
+    provenance.push(step.clone());
+    let obs = |rows: &[usize]| -> Vec<(String, Column)> {
+        cells
+            .obs
+            .iter()
+            .map(|(k, c)| (k.clone(), c.select(rows)))
+            .collect()
+    };
+    let header = CellsTable {
+        cell_ids: Vec::new(),
+        batch: cells.batch.select(&[]),
+        obs: obs(&[]),
+        gene_ids: cells.gene_ids.clone(),
+        gene_names: cells.gene_names.clone(),
+        x: Csr::empty(g),
+        values: ValueKind::Corrected,
+        provenance,
+    };
+    table::write_cells_streaming(path, &header, n, &cells.fingerprint(), |put| {
+        for a in (0..n).step_by(WRITE_CHUNK) {
+            let b = (a + WRITE_CHUNK).min(n);
+            let rows: Vec<usize> = (a..b).collect();
+            let chunk = CellsTable {
+                cell_ids: cells.cell_ids[a..b].to_vec(),
+                batch: cells.batch.select(&rows),
+                obs: obs(&rows),
+                x: Csr::from_dense(b - a, g, &values[a * g..b * g]),
+                ..header.clone()
+            };
+            put(&chunk)?;
+        }
+        Ok(())
+    })
 }
 
 /// Train deepMNN and write the model directory, the embedding, the log and (when asked)
@@ -457,7 +494,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         |staged| t.write_state(staged),
         |_| Ok(()),
         || match &args.corrected {
-            Some(c) => table::write_cells(c, &corrected_table(cells, &on_input_scale, step)),
+            Some(c) => write_corrected(c, cells, &on_input_scale, step),
             None => Ok(()),
         },
     )
