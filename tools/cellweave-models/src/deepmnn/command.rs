@@ -5,7 +5,7 @@ use cellweave::contract::{
     CellsTable, Column, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind,
 };
 use cellweave::integrate::deepmnn::Scaling;
-use cellweave::io::rows::read_cells_rows;
+use cellweave::io::rows::{read_cells_rows, Rows};
 use cellweave::io::{atomic, table};
 use cellweave::numerics::pca::{pca_with, Solver};
 use cellweave::{info, Error, Result, ResultExt};
@@ -537,9 +537,9 @@ pub fn load(dir: &Path, device: &Device) -> Result<Saved> {
     })
 }
 
-/// The model's genes of `cells`, in the model's order, exactly: deepMNN corrects the
-/// genes it was trained on and no others.
-fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>> {
+/// The positions in `cells` of the model's genes, in the model's order, exactly: deepMNN
+/// corrects the genes it was trained on and no others.
+fn gene_columns(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<usize>> {
     let pos: HashMap<&str, usize> = cells
         .gene_ids
         .iter()
@@ -559,24 +559,32 @@ fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>>
             }
         }
     }
-    let rows: Vec<usize> = (0..cells.n_cells()).collect();
-    let dense = cells.x.to_dense_rows(&rows);
-    let g_in = cells.n_genes();
-    let mut out = Vec::with_capacity(rows.len() * cols.len());
-    for r in 0..rows.len() {
-        out.extend(cols.iter().map(|&c| dense[r * g_in + c]));
-    }
-    Ok(out)
+    Ok(cols)
 }
 
-/// The corrected values (on the scaled scale, the model's genes in its order) of new
-/// cells of the batches `m` was trained on; a cell of another batch is refused.
-pub fn correct_cells(
-    m: &Saved,
-    cells: &CellsTable,
-    path: &Path,
-    device: &Device,
-) -> Result<Vec<f32>> {
+/// The dense values (`rows.len() x cols.len()`) of the model's genes (`cols`, their
+/// positions in the input) in the given rows of `x`.
+fn model_rows(x: &dyn Rows, cols: &[usize], rows: std::ops::Range<usize>) -> Vec<f32> {
+    let mut to_model = vec![None; x.n_cols()];
+    for (j, &c) in cols.iter().enumerate() {
+        to_model[c] = Some(j);
+    }
+    let g = cols.len();
+    let mut out = vec![0f32; rows.len() * g];
+    for (o, r) in rows.enumerate() {
+        let (idx, val) = x.row(r);
+        for (&c, &v) in idx.iter().zip(val) {
+            if let Some(j) = to_model[c as usize] {
+                out[o * g + j] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Refuse cells deepMNN model `m` cannot correct: other values than log-normalized, or
+/// a batch it was not trained on.
+fn check_cells(m: &Saved, cells: &CellsTable, path: &Path) -> Result<()> {
     check_values(cells.values, path)?;
     if let Some(b) = cells
         .batch
@@ -591,23 +599,47 @@ pub fn correct_cells(
         .file(path)
         .field("batch"));
     }
-    let mut x = model_genes(&m.card, cells, path)?;
+    Ok(())
+}
+
+/// The corrected values (on the scaled scale, the model's genes in its order) of new
+/// cells of the batches `m` was trained on; a cell of another batch is refused.
+pub fn correct_cells(
+    m: &Saved,
+    cells: &CellsTable,
+    path: &Path,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    check_cells(m, cells, path)?;
+    let cols = gene_columns(&m.card, cells, path)?;
+    let mut x = model_rows(&cells.x, &cols, 0..cells.n_cells());
     m.scaling.apply(&mut x);
     train::correct_rows(&m.net, &Cells::Dense(x), m.card.genes.n_genes, device)
 }
 
-/// Correct and embed new cells of the batches the model was trained on.
+/// Correct and embed new cells of the batches the model was trained on, a chunk of
+/// [`train::CORRECT_CHUNK`] rows at a time (the rows read from the memory-mapped table
+/// when it allows it): the same scores as correcting them all at once.
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
     let device = crate::device(&run.device)?;
     let m = load(&run.model_dir, &device)?;
-    let cells = table::read_cells(&run.cells)?;
-    let corrected = correct_cells(&m, &cells, &run.cells, &device)?;
-    let (g, k) = (m.card.genes.n_genes, m.card.embedding_pcs);
-    let scores = project(&corrected, g, &m.mean, &m.components, k);
+    let input = read_cells_rows(&run.cells)?;
+    let cells = &input.cells;
+    check_cells(&m, cells, &run.cells)?;
+    let cols = gene_columns(&m.card, cells, &run.cells)?;
+    let (n, g, k) = (cells.n_cells(), m.card.genes.n_genes, m.card.embedding_pcs);
+    let mut scores = Vec::with_capacity(n * k);
+    for a in (0..n).step_by(train::CORRECT_CHUNK) {
+        let b = (a + train::CORRECT_CHUNK).min(n);
+        let mut x = model_rows(input.x(), &cols, a..b);
+        m.scaling.apply(&mut x);
+        let corrected = train::correct_rows(&m.net, &Cells::Dense(x), g, &device)?;
+        scores.extend(project(&corrected, g, &m.mean, &m.components, k));
+    }
     table::write_embedding(
         &run.output,
-        &EmbeddingTable::of_cells(&cells, "deepmnn", k, scores, step),
+        &EmbeddingTable::of_cells(cells, "deepmnn", k, scores, step),
     )?;
     info!(
         "corrected and embedded {} cells with deepMNN {} into {}",

@@ -504,14 +504,16 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Rows per forward pass of the final correction.
+pub const CORRECT_CHUNK: usize = 1024;
+
 /// Evaluation-mode corrected values (scaled scale, `n x g`) of every cell of `x`, scaled
 /// and corrected a chunk of 1,024 rows at a time.
 pub fn correct_rows(net: &Network, x: &Cells, g: usize, device: &Device) -> Result<Vec<f32>> {
-    const CHUNK: usize = 1024;
     let n = x.n_rows(g);
     let mut out = Vec::with_capacity(n * g);
-    for start in (0..n).step_by(CHUNK) {
-        let end = (start + CHUNK).min(n);
+    for start in (0..n).step_by(CORRECT_CHUNK) {
+        let end = (start + CORRECT_CHUNK).min(n);
         let rows = x.scaled_rows(g, start..end);
         let t = Tensor::from_vec(rows, (end - start, g), device).ce()?;
         let y = net
