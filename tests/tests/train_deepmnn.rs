@@ -98,6 +98,57 @@ fn deepmnn_pairs_train_and_outputs() {
     assert!(d.path("m").join("training_log.arrow").exists());
 }
 
+/// The same cells as one record batch (mapped), three record batches (mapped) and Parquet
+/// (read whole) train to the same bits: weights, embedding, corrected table and log.
+#[test]
+fn deepmnn_mapped_rows_train_as_the_table_read_whole() {
+    use cellweave::contract::TableKind;
+    use cellweave::io::table::{cells_to_batches, read_frame, write_batches};
+    let d = data();
+    let p = |n: &str| d.path(n);
+    let t = read_cells(&d.cells).unwrap();
+    let (schema, batches) = cells_to_batches(&t).unwrap();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    let pieces = [
+        b.slice(0, 61),
+        b.slice(61, 1),
+        b.slice(62, b.num_rows() - 62),
+    ];
+    write_batches(&p("three.arrow"), schema, &pieces).unwrap();
+    write_cells(&p("whole.parquet"), &t).unwrap();
+    let run = |cells: &str, name: &str| {
+        let corrected = format!("{name}_corr.arrow");
+        let mut a = train_args(
+            &d,
+            name,
+            &format!("{name}_emb.arrow"),
+            &["--corrected", s(&p(&corrected))],
+        );
+        a[0] = s(&p(cells)).into();
+        let out = run_ok("train", &strs(&a));
+        let mapped = !cells.ends_with(".parquet");
+        let rows = ["(rows in memory)", "(rows read from the mapped file)"][mapped as usize];
+        assert_has(&String::from_utf8_lossy(&out.stderr), &[rows]);
+        let weights = std::fs::read(p(name).join("model.safetensors")).unwrap();
+        let log = read_frame(&p(name).join("training_log.arrow"), TableKind::TrainingLog);
+        let loss = format!("{:?}", log.unwrap().column("loss").cloned().unwrap());
+        let c = read_cells(&p(&corrected)).unwrap();
+        let x: Vec<u32> = c.x.data.iter().map(|v| v.to_bits()).collect();
+        let shape = (c.x.indptr.clone(), c.x.indices.clone());
+        (
+            d.bits(&format!("{name}_emb.arrow")),
+            weights,
+            x,
+            shape,
+            loss,
+        )
+    };
+    let one = run("hvg.arrow", "one");
+    assert_eq!(one, run("three.arrow", "three"));
+    assert_eq!(one, run("whole.parquet", "parquet"));
+}
+
 #[test]
 fn deepmnn_is_deterministic_resumes_exactly_and_embeds_as_trained() {
     let d = data();

@@ -1,8 +1,11 @@
 //! What `cellweave-train --model deepmnn` and `cellweave-embed` do with a deepMNN model.
 
 use candle_core::{Device, Tensor};
-use cellweave::contract::{CellsTable, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind};
-use cellweave::integrate::deepmnn::{self, Scaling};
+use cellweave::contract::{
+    CellsTable, Column, Csr, EmbeddingTable, PairKind, PairsTable, Step, ValueKind,
+};
+use cellweave::integrate::deepmnn::Scaling;
+use cellweave::io::rows::{read_cells_rows, Rows};
 use cellweave::io::{atomic, table};
 use cellweave::numerics::pca::{pca_with, Solver};
 use cellweave::{info, Error, Result, ResultExt};
@@ -11,7 +14,7 @@ use std::path::Path;
 
 use super::autoencoder::AeParams;
 use super::network::{Network, Shape};
-use super::train::{self, Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
+use super::train::{self, Cells, Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
 use crate::command::{EmbedRun, TrainRun};
 use crate::engine::card::{Genes, Head};
 use crate::engine::checkpoint::load_tensors;
@@ -270,13 +273,48 @@ fn host_vec(t: &HashMap<String, Tensor>, name: &str, len: usize, path: &Path) ->
     Ok(v)
 }
 
-/// The corrected values (input scale) as a cells table.
-fn corrected_table(cells: &CellsTable, values: &[f32], step: &Step) -> CellsTable {
-    let mut t = cells.clone();
-    t.x = Csr::from_dense(cells.n_cells(), cells.n_genes(), values);
-    t.values = ValueKind::Corrected;
-    t.provenance.push(step.clone());
-    t
+/// Cells per record batch of the corrected cells table.
+const WRITE_CHUNK: usize = 8192;
+
+/// Write the corrected values (input scale, `n x g`) as a cells table (`values:
+/// corrected`), a record batch of [`WRITE_CHUNK`] cells at a time: only one chunk's
+/// sparse copy is held, not the whole table's.
+fn write_corrected(path: &Path, cells: &CellsTable, values: &[f32], step: &Step) -> Result<()> {
+    let (n, g) = (cells.n_cells(), cells.n_genes());
+    let mut provenance = cells.provenance.clone();
+    provenance.push(step.clone());
+    let obs = |rows: &[usize]| -> Vec<(String, Column)> {
+        cells
+            .obs
+            .iter()
+            .map(|(k, c)| (k.clone(), c.select(rows)))
+            .collect()
+    };
+    let header = CellsTable {
+        cell_ids: Vec::new(),
+        batch: cells.batch.select(&[]),
+        obs: obs(&[]),
+        gene_ids: cells.gene_ids.clone(),
+        gene_names: cells.gene_names.clone(),
+        x: Csr::empty(g),
+        values: ValueKind::Corrected,
+        provenance,
+    };
+    table::write_cells_streaming(path, &header, n, &cells.fingerprint(), |put| {
+        for a in (0..n).step_by(WRITE_CHUNK) {
+            let b = (a + WRITE_CHUNK).min(n);
+            let rows: Vec<usize> = (a..b).collect();
+            let chunk = CellsTable {
+                cell_ids: cells.cell_ids[a..b].to_vec(),
+                batch: cells.batch.select(&rows),
+                obs: obs(&rows),
+                x: Csr::from_dense(b - a, g, &values[a * g..b * g]),
+                ..header.clone()
+            };
+            put(&chunk)?;
+        }
+        Ok(())
+    })
 }
 
 /// Train deepMNN and write the model directory, the embedding, the log and (when asked)
@@ -300,7 +338,10 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     let emb_pcs = run.hyper.latent.unwrap_or(EMBEDDING_PCS);
     run.check_outputs(&run.inputs(), &[args.corrected.as_deref()])?;
     let device = crate::device(&run.device)?;
-    let cells = table::read_cells(&run.cells)?;
+    // The rows stay in the (memory-mapped) table: they are z-scored when a minibatch or a
+    // chunk of the final correction reads them.
+    let input = read_cells_rows(&run.cells)?;
+    let (cells, x) = (&input.cells, input.x());
     check_values(cells.values, &run.cells)?;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&run.cells));
@@ -325,22 +366,40 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
     if run.hyper.epochs.is_none() {
         params.epochs = train::default_epochs(seeds.len(), params.batch_size);
     }
-    let g = cells.n_genes();
-    let sp = deepmnn::space(&cells, params.projection_pcs, params.seed);
+    let (n, g) = (cells.n_cells(), cells.n_genes());
+    let scaling = train::fit_scaling(x);
+    let all: Vec<usize> = (0..n).collect();
     let pair_input = match params.pair_space {
-        PairSpaceKind::Pcs => PairInput::Axes {
-            pcs: axes(&sp.pca.components, sp.pca.k, g),
-            k: sp.pca.k,
-        },
+        PairSpaceKind::Pcs => {
+            // The projection's PCA (`deepmnn::space`'s, bit for bit) still reads a dense
+            // copy of the scaled values, dropped before the training starts.
+            let mut scaled = x.to_dense_rows(&all);
+            scaling.apply(&mut scaled);
+            let pca = pca_with(
+                &scaled,
+                n,
+                g,
+                params.projection_pcs,
+                params.seed,
+                Solver::Auto,
+            );
+            drop(scaled);
+            PairInput::Axes {
+                pcs: axes(&pca.components, pca.k, g),
+                k: pca.k,
+            }
+        }
         PairSpaceKind::Autoencoder => PairInput::Autoencoder {
-            log1p: cells
-                .x
-                .to_dense_rows(&(0..cells.n_cells()).collect::<Vec<_>>()),
-            scaling: sp.scaling.clone(),
+            log1p: x.to_dense_rows(&all),
+            scaling: scaling.clone(),
         },
     };
+    drop(all);
     let data = Data {
-        x: sp.scaled,
+        x: Cells::Rows {
+            rows: x,
+            scaling: scaling.clone(),
+        },
         g,
         pairs: seeds,
         pair_input,
@@ -355,9 +414,14 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         device.clone(),
     )?;
     info!(
-        "deepmnn: {} cells x {} genes, {} batches, {} pairs ({definition}), pair space {}; epochs {}..{} (at most) of {} minibatch(es)",
+        "deepmnn: {} cells x {} genes {}, {} batches, {} pairs ({definition}), pair space {}; epochs {}..{} (at most) of {} minibatch(es)",
         cells.n_cells(),
         g,
+        if input.is_mapped() {
+            "(rows read from the mapped file)"
+        } else {
+            "(rows in memory)"
+        },
         cells.batch.categories.len(),
         data.pairs.len(),
         match params.pair_space {
@@ -372,24 +436,18 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         return Err(crate::engine::stopped_as_asked(t.progress.epoch));
     }
     let corrected = train::correct_rows(&t.net, &data.x, g, &device)?;
-    let pca = pca_with(
-        &corrected,
-        cells.n_cells(),
-        g,
-        emb_pcs,
-        params.seed,
-        Solver::Auto,
-    );
+    // The embedding's PCA reads the corrected values of every cell (dense).
+    let pca = pca_with(&corrected, n, g, emb_pcs, params.seed, Solver::Auto);
     let k = pca.k;
-    let emb = EmbeddingTable::of_cells(&cells, "deepmnn", k, pca.scores.clone(), step);
+    let emb = EmbeddingTable::of_cells(cells, "deepmnn", k, pca.scores.clone(), step);
     let mut on_input_scale = corrected;
-    sp.scaling.invert(&mut on_input_scale);
+    scaling.invert(&mut on_input_scale);
     let card = Card {
         head: Head::of::<Card>(),
         shape: t.net.shape,
         batches: cells.batch.categories.clone(),
         values: cells.values,
-        genes: Genes::of(&cells),
+        genes: Genes::of(cells),
         embedding_pcs: k,
         hyperparameters: params,
         training: Summary {
@@ -407,8 +465,8 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         },
     };
     let mut weights = t.net.named().ce()?;
-    weights.insert("scaling.mean".into(), host_tensor(&sp.scaling.mean, &[g])?);
-    weights.insert("scaling.sd".into(), host_tensor(&sp.scaling.sd, &[g])?);
+    weights.insert("scaling.mean".into(), host_tensor(&scaling.mean, &[g])?);
+    weights.insert("scaling.sd".into(), host_tensor(&scaling.sd, &[g])?);
     weights.insert("embedding.mean".into(), host_tensor(&pca.mean, &[g])?);
     weights.insert(
         "embedding.components".into(),
@@ -436,7 +494,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         |staged| t.write_state(staged),
         |_| Ok(()),
         || match &args.corrected {
-            Some(c) => table::write_cells(c, &corrected_table(&cells, &on_input_scale, step)),
+            Some(c) => write_corrected(c, cells, &on_input_scale, step),
             None => Ok(()),
         },
     )
@@ -479,9 +537,9 @@ pub fn load(dir: &Path, device: &Device) -> Result<Saved> {
     })
 }
 
-/// The model's genes of `cells`, in the model's order, exactly: deepMNN corrects the
-/// genes it was trained on and no others.
-fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>> {
+/// The positions in `cells` of the model's genes, in the model's order, exactly: deepMNN
+/// corrects the genes it was trained on and no others.
+fn gene_columns(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<usize>> {
     let pos: HashMap<&str, usize> = cells
         .gene_ids
         .iter()
@@ -501,24 +559,32 @@ fn model_genes(card: &Card, cells: &CellsTable, path: &Path) -> Result<Vec<f32>>
             }
         }
     }
-    let rows: Vec<usize> = (0..cells.n_cells()).collect();
-    let dense = cells.x.to_dense_rows(&rows);
-    let g_in = cells.n_genes();
-    let mut out = Vec::with_capacity(rows.len() * cols.len());
-    for r in 0..rows.len() {
-        out.extend(cols.iter().map(|&c| dense[r * g_in + c]));
-    }
-    Ok(out)
+    Ok(cols)
 }
 
-/// The corrected values (on the scaled scale, the model's genes in its order) of new
-/// cells of the batches `m` was trained on; a cell of another batch is refused.
-pub fn correct_cells(
-    m: &Saved,
-    cells: &CellsTable,
-    path: &Path,
-    device: &Device,
-) -> Result<Vec<f32>> {
+/// The dense values (`rows.len() x cols.len()`) of the model's genes (`cols`, their
+/// positions in the input) in the given rows of `x`.
+fn model_rows(x: &dyn Rows, cols: &[usize], rows: std::ops::Range<usize>) -> Vec<f32> {
+    let mut to_model = vec![None; x.n_cols()];
+    for (j, &c) in cols.iter().enumerate() {
+        to_model[c] = Some(j);
+    }
+    let g = cols.len();
+    let mut out = vec![0f32; rows.len() * g];
+    for (o, r) in rows.enumerate() {
+        let (idx, val) = x.row(r);
+        for (&c, &v) in idx.iter().zip(val) {
+            if let Some(j) = to_model[c as usize] {
+                out[o * g + j] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Refuse cells deepMNN model `m` cannot correct: other values than log-normalized, or
+/// a batch it was not trained on.
+fn check_cells(m: &Saved, cells: &CellsTable, path: &Path) -> Result<()> {
     check_values(cells.values, path)?;
     if let Some(b) = cells
         .batch
@@ -533,23 +599,47 @@ pub fn correct_cells(
         .file(path)
         .field("batch"));
     }
-    let mut x = model_genes(&m.card, cells, path)?;
-    m.scaling.apply(&mut x);
-    train::correct_rows(&m.net, &x, m.card.genes.n_genes, device)
+    Ok(())
 }
 
-/// Correct and embed new cells of the batches the model was trained on.
+/// The corrected values (on the scaled scale, the model's genes in its order) of new
+/// cells of the batches `m` was trained on; a cell of another batch is refused.
+pub fn correct_cells(
+    m: &Saved,
+    cells: &CellsTable,
+    path: &Path,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    check_cells(m, cells, path)?;
+    let cols = gene_columns(&m.card, cells, path)?;
+    let mut x = model_rows(&cells.x, &cols, 0..cells.n_cells());
+    m.scaling.apply(&mut x);
+    train::correct_rows(&m.net, &Cells::Dense(x), m.card.genes.n_genes, device)
+}
+
+/// Correct and embed new cells of the batches the model was trained on, a chunk of
+/// [`train::CORRECT_CHUNK`] rows at a time (the rows read from the memory-mapped table
+/// when it allows it): the same scores as correcting them all at once.
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
     let device = crate::device(&run.device)?;
     let m = load(&run.model_dir, &device)?;
-    let cells = table::read_cells(&run.cells)?;
-    let corrected = correct_cells(&m, &cells, &run.cells, &device)?;
-    let (g, k) = (m.card.genes.n_genes, m.card.embedding_pcs);
-    let scores = project(&corrected, g, &m.mean, &m.components, k);
+    let input = read_cells_rows(&run.cells)?;
+    let cells = &input.cells;
+    check_cells(&m, cells, &run.cells)?;
+    let cols = gene_columns(&m.card, cells, &run.cells)?;
+    let (n, g, k) = (cells.n_cells(), m.card.genes.n_genes, m.card.embedding_pcs);
+    let mut scores = Vec::with_capacity(n * k);
+    for a in (0..n).step_by(train::CORRECT_CHUNK) {
+        let b = (a + train::CORRECT_CHUNK).min(n);
+        let mut x = model_rows(input.x(), &cols, a..b);
+        m.scaling.apply(&mut x);
+        let corrected = train::correct_rows(&m.net, &Cells::Dense(x), g, &device)?;
+        scores.extend(project(&corrected, g, &m.mean, &m.components, k));
+    }
     table::write_embedding(
         &run.output,
-        &EmbeddingTable::of_cells(&cells, "deepmnn", k, scores, step),
+        &EmbeddingTable::of_cells(cells, "deepmnn", k, scores, step),
     )?;
     info!(
         "corrected and embedded {} cells with deepMNN {} into {}",

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::autoencoder::{Autoencoder, NAMES};
 use super::network::PairSpace;
 use super::network::{Network, Shape};
-use super::train::{Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
+use super::train::{Cells, Data, DeepmnnParams, PairInput, PairSpaceKind, Trainer};
 use crate::rng::Rng;
 use cellweave::integrate::deepmnn::Scaling;
 
@@ -23,7 +23,7 @@ fn arr(t: &Tensor) -> Value {
 
 /// `n` cells x `g` genes in two batches (batch 1 shifted), pairs joining cell `2i` (batch
 /// 0) to cell `2i + 1` (batch 1), and `k` orthonormal-ish axes.
-fn data(n: usize, g: usize, k: usize, seed: u64) -> Data {
+fn data(n: usize, g: usize, k: usize, seed: u64) -> Data<'static> {
     let mut rng = Rng::new(seed);
     let mut x = vec![0f32; n * g];
     rng.fill_normal(&mut x);
@@ -39,7 +39,7 @@ fn data(n: usize, g: usize, k: usize, seed: u64) -> Data {
     rng.fill_normal(&mut pcs);
     pcs.iter_mut().for_each(|v| *v /= (g as f32).sqrt());
     Data {
-        x,
+        x: Cells::Dense(x),
         g,
         pairs,
         pair_input: PairInput::Axes { pcs, k },
@@ -113,7 +113,7 @@ fn loss_matches_the_transcription(code: usize, alpha: f64, beta: f64) {
             } else {
                 d.pairs[p].1
             } as usize;
-            xs.extend_from_slice(&d.x[c * g..(c + 1) * g]);
+            xs.extend_from_slice(&d.dense()[c * g..(c + 1) * g]);
         }
     }
     let x = Tensor::from_vec(xs, (2 * m, g), &dev).unwrap();
@@ -142,7 +142,7 @@ fn loss_matches_the_transcription(code: usize, alpha: f64, beta: f64) {
             "sd": arr(&t(&scaling.sd)), "mean": arr(&t(&scaling.mean)),
         });
         // the autoencoder's pre-training loss on non-negative (log1p-like) values
-        let xa: Vec<f32> = d.x[..6 * g].iter().map(|v| v.abs()).collect();
+        let xa: Vec<f32> = d.dense()[..6 * g].iter().map(|v| v.abs()).collect();
         let xa = Tensor::from_vec(xa, (6, g), &dev).unwrap();
         let check = indices(&[
             (NAMES[0], vec![0, 9, 20]),
@@ -213,7 +213,10 @@ fn loss_matches_the_transcription(code: usize, alpha: f64, beta: f64) {
     check_grads(&l.loss, &vars, &check, &want["grads"]);
     if let Some(ae) = &net.autoencoder {
         let xa = Tensor::from_vec(
-            d.x[..6 * g].iter().map(|v| v.abs()).collect::<Vec<f32>>(),
+            d.dense()[..6 * g]
+                .iter()
+                .map(|v| v.abs())
+                .collect::<Vec<f32>>(),
             (6, g),
             &dev,
         )
@@ -356,11 +359,12 @@ fn plateau_rule_stops_the_run() {
 
 /// `d` with the batch-corrected scETM's pair input: an autoencoder trained on the
 /// non-negative values `|x|` through the scaling fitted to them.
-fn with_autoencoder(mut d: Data) -> Data {
-    let log1p: Vec<f32> = d.x.iter().map(|v| v.abs()).collect();
+fn with_autoencoder(mut d: Data<'static>) -> Data<'static> {
+    let log1p: Vec<f32> = d.dense().iter().map(|v| v.abs()).collect();
     let scaling = Scaling::fit(&log1p, d.g);
-    d.x = log1p.clone();
-    scaling.apply(&mut d.x);
+    let mut x = log1p.clone();
+    scaling.apply(&mut x);
+    d.x = Cells::Dense(x);
     d.pair_input = PairInput::Autoencoder { log1p, scaling };
     d
 }
@@ -470,9 +474,16 @@ fn autoencoder_pair_space_is_deterministic_and_resumes_exactly() {
     assert_ne!((other, ae_other), (a, ae_a), "another seed, other weights");
 }
 
-impl Data {
+impl Data<'_> {
+    /// The dense scaled values of a test's cells.
+    fn dense(&self) -> &[f32] {
+        match &self.x {
+            Cells::Dense(x) => x,
+            Cells::Rows { .. } => panic!("test data are dense"),
+        }
+    }
     /// The same cells and pairs with deepMNN's pair space (3 random axes).
-    fn into_axes(self) -> Data {
+    fn into_axes(self) -> Self {
         let mut pcs = vec![0f32; self.g * 3];
         Rng::new(8).fill_normal(&mut pcs);
         Data {

@@ -17,6 +17,7 @@
 use candle_core::{Device, Tensor};
 use cellweave::contract::Frame;
 use cellweave::integrate::deepmnn::Scaling;
+use cellweave::io::rows::Rows;
 use cellweave::{bail, Error, Result};
 use std::path::Path;
 
@@ -188,16 +189,100 @@ impl DeepmnnParams {
     }
 }
 
-/// The training data: scaled values of every cell, the pairs, what the pair term needs.
-pub struct Data {
-    /// `n x g`, row-major, on the scaled scale.
-    pub x: Vec<f32>,
+/// The training data: the cells (read, and z-scored, when a minibatch needs them), the
+/// pairs, what the pair term needs.
+pub struct Data<'r> {
+    /// The cells, on the scaled scale when read through [`Cells::scaled_rows`].
+    pub x: Cells<'r>,
     /// Genes (columns of `x`).
     pub g: usize,
     /// Pairs of cell rows.
     pub pairs: Vec<(u32, u32)>,
     /// What the pair space is made of.
     pub pair_input: PairInput,
+}
+
+/// The cells of a run: scaled rows held in memory, or the input's sparse rows (a
+/// memory-mapped table's, or a table's own matrix) z-scored only when gathered, so that no
+/// dense copy of the whole data set is held.
+pub enum Cells<'r> {
+    /// `n x g`, row-major, already on the scaled scale.
+    Dense(Vec<f32>),
+    /// The input rows and the per-gene scaling (clip 10) that puts them on the scaled scale.
+    Rows {
+        /// The input rows (the model's genes, in its order).
+        rows: &'r dyn Rows,
+        /// The scaling applied to each gathered row.
+        scaling: Scaling,
+    },
+}
+
+impl Cells<'_> {
+    /// Number of cells.
+    pub fn n_rows(&self, g: usize) -> usize {
+        match self {
+            Cells::Dense(x) => x.len() / g.max(1),
+            Cells::Rows { rows, .. } => rows.n_rows(),
+        }
+    }
+    /// The scaled values of the given rows (`rows.len() x g`, row-major): a copy of the
+    /// dense rows, or the sparse rows densified and z-scored (the same values as scaling
+    /// the whole densified matrix: every entry goes through the same operations).
+    pub fn scaled_rows(&self, g: usize, rows: impl IntoIterator<Item = usize>) -> Vec<f32> {
+        let mut out = Vec::new();
+        for r in rows {
+            match self {
+                Cells::Dense(x) => out.extend_from_slice(&x[r * g..(r + 1) * g]),
+                Cells::Rows { rows, scaling } => {
+                    let start = out.len();
+                    out.resize(start + g, 0.0);
+                    let dst = &mut out[start..];
+                    let (idx, val) = rows.row(r);
+                    for (&c, &v) in idx.iter().zip(val) {
+                        dst[c as usize] = v;
+                    }
+                    scaling.apply(dst);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The per-gene mean and sample sd of sparse rows, as [`Scaling::fit`] of their dense copy
+/// bit for bit: the same f64 sums in the same row order (the zeros it adds change no sum).
+pub fn fit_scaling(x: &dyn Rows) -> Scaling {
+    let (n, g) = (x.n_rows(), x.n_cols());
+    let mut sum = vec![0f64; g];
+    let mut sq = vec![0f64; g];
+    for r in 0..n {
+        let (idx, val) = x.row(r);
+        for (&c, &v) in idx.iter().zip(val) {
+            let j = c as usize;
+            sum[j] += v as f64;
+            sq[j] += v as f64 * v as f64;
+        }
+    }
+    let nf = n as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / nf.max(1.0)).collect();
+    let sd = (0..g)
+        .map(|j| {
+            let var = if n > 1 {
+                ((sq[j] - nf * mean[j] * mean[j]) / (nf - 1.0)).max(0.0)
+            } else {
+                0.0
+            };
+            if var > 0.0 {
+                var.sqrt() as f32
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Scaling {
+        mean: mean.iter().map(|&m| m as f32).collect(),
+        sd,
+    }
 }
 
 /// What the pair space of a run is made of.
@@ -219,23 +304,16 @@ pub enum PairInput {
     },
 }
 
-impl Data {
+impl Data<'_> {
     /// Number of cells (rows of `x`).
     pub fn n_cells(&self) -> usize {
-        self.x.len() / self.g.max(1)
+        self.x.n_rows(self.g)
     }
     /// The rows of a minibatch: first cells, then their partners.
     fn minibatch(&self, pairs: &[usize]) -> Vec<f32> {
-        let g = self.g;
-        let mut out = Vec::with_capacity(2 * pairs.len() * g);
-        for side in 0..2 {
-            for &p in pairs {
-                let (a, b) = self.pairs[p];
-                let c = if side == 0 { a } else { b } as usize;
-                out.extend_from_slice(&self.x[c * g..(c + 1) * g]);
-            }
-        }
-        out
+        let firsts = pairs.iter().map(|&p| self.pairs[p].0 as usize);
+        let partners = pairs.iter().map(|&p| self.pairs[p].1 as usize);
+        self.x.scaled_rows(self.g, firsts.chain(partners))
     }
 }
 
@@ -283,7 +361,7 @@ crate::engine::state::run_progress!(Progress);
 /// pair space.
 pub struct Trainer<'a> {
     s: RunState<Network, DeepmnnParams, Progress>,
-    data: &'a Data,
+    data: &'a Data<'a>,
     space: PairSpace,
     device: Device,
 }
@@ -293,7 +371,7 @@ crate::engine::state::deref_run_state!(Trainer, RunState<Network, DeepmnnParams,
 impl<'a> Trainer<'a> {
     /// A new run (`resume`: continue the newest checkpoint of `dir` when there is one).
     pub fn new(
-        data: &'a Data,
+        data: &'a Data<'a>,
         params: DeepmnnParams,
         fingerprint: String,
         dir: &Path,
@@ -426,12 +504,18 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Evaluation-mode corrected values of dense scaled rows `x` (`n x g`), in chunks.
-pub fn correct_rows(net: &Network, x: &[f32], g: usize, device: &Device) -> Result<Vec<f32>> {
-    const CHUNK: usize = 1024;
-    let mut out = Vec::with_capacity(x.len());
-    for rows in x.chunks(CHUNK * g) {
-        let t = Tensor::from_vec(rows.to_vec(), (rows.len() / g, g), device).ce()?;
+/// Rows per forward pass of the final correction.
+pub const CORRECT_CHUNK: usize = 1024;
+
+/// Evaluation-mode corrected values (scaled scale, `n x g`) of every cell of `x`, scaled
+/// and corrected a chunk of 1,024 rows at a time.
+pub fn correct_rows(net: &Network, x: &Cells, g: usize, device: &Device) -> Result<Vec<f32>> {
+    let n = x.n_rows(g);
+    let mut out = Vec::with_capacity(n * g);
+    for start in (0..n).step_by(CORRECT_CHUNK) {
+        let end = (start + CORRECT_CHUNK).min(n);
+        let rows = x.scaled_rows(g, start..end);
+        let t = Tensor::from_vec(rows, (end - start, g), device).ce()?;
         let y = net
             .forward(&t, false)
             .ce()?
