@@ -367,7 +367,7 @@ pub fn train(run: &TrainRun, args: &DeepmnnArgs, step: &Step) -> Result<()> {
         params.epochs = train::default_epochs(seeds.len(), params.batch_size);
     }
     let (n, g) = (cells.n_cells(), cells.n_genes());
-    let scaling = train::fit_scaling(x);
+    let scaling = Scaling::fit_rows(x);
     let all: Vec<usize> = (0..n).collect();
     let pair_input = match params.pair_space {
         PairSpaceKind::Pcs => {

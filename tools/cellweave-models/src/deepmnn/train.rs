@@ -249,42 +249,6 @@ impl Cells<'_> {
     }
 }
 
-/// The per-gene mean and sample sd of sparse rows, as [`Scaling::fit`] of their dense copy
-/// bit for bit: the same f64 sums in the same row order (the zeros it adds change no sum).
-pub fn fit_scaling(x: &dyn Rows) -> Scaling {
-    let (n, g) = (x.n_rows(), x.n_cols());
-    let mut sum = vec![0f64; g];
-    let mut sq = vec![0f64; g];
-    for r in 0..n {
-        let (idx, val) = x.row(r);
-        for (&c, &v) in idx.iter().zip(val) {
-            let j = c as usize;
-            sum[j] += v as f64;
-            sq[j] += v as f64 * v as f64;
-        }
-    }
-    let nf = n as f64;
-    let mean: Vec<f64> = sum.iter().map(|s| s / nf.max(1.0)).collect();
-    let sd = (0..g)
-        .map(|j| {
-            let var = if n > 1 {
-                ((sq[j] - nf * mean[j] * mean[j]) / (nf - 1.0)).max(0.0)
-            } else {
-                0.0
-            };
-            if var > 0.0 {
-                var.sqrt() as f32
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    Scaling {
-        mean: mean.iter().map(|&m| m as f32).collect(),
-        sd,
-    }
-}
-
 /// What the pair space of a run is made of.
 pub enum PairInput {
     /// deepMNN: the `g x k` principal axes of the scaled values.

@@ -67,9 +67,29 @@ impl Scaling {
                 sq[j] += v as f64 * v as f64;
             }
         }
+        Self::from_sums(n, &sum, &sq)
+    }
+    /// [`Scaling::fit`] of sparse rows, bit for bit as of their dense copy: the same f64 sums
+    /// in the same row order (the zeros the dense copy adds change no sum).
+    pub fn fit_rows(x: &dyn crate::io::rows::Rows) -> Scaling {
+        let g = x.n_cols();
+        let mut sum = vec![0f64; g];
+        let mut sq = vec![0f64; g];
+        for r in 0..x.n_rows() {
+            let (idx, val) = x.row(r);
+            for (&c, &v) in idx.iter().zip(val) {
+                sum[c as usize] += v as f64;
+                sq[c as usize] += v as f64 * v as f64;
+            }
+        }
+        Self::from_sums(x.n_rows(), &sum, &sq)
+    }
+    /// The mean and sample sd (1 where it is 0) of `n` rows from their per-gene sums and
+    /// sums of squares.
+    fn from_sums(n: usize, sum: &[f64], sq: &[f64]) -> Scaling {
         let nf = n as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / nf.max(1.0)).collect();
-        let sd = (0..g)
+        let sd = (0..sum.len())
             .map(|j| {
                 let var = if n > 1 {
                     ((sq[j] - nf * mean[j] * mean[j]) / (nf - 1.0)).max(0.0)
