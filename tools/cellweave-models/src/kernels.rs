@@ -397,7 +397,7 @@ fn lanes_sum(x: &[f32]) -> f32 {
 
 /// Maximum in 8 lanes (exact whatever the order; NaN-free inputs).
 #[inline(always)]
-fn lanes_max(x: &[f32]) -> f32 {
+pub(crate) fn lanes_max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {

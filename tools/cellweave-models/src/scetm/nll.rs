@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Stora
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-use crate::kernels::{exp_fast, gemm_on, Op};
+use crate::kernels::{exp_fast, gemm_on, lanes_max, Op};
 use crate::optim::storage_slice;
 
 /// Cells per parallel task; the partial sums are added in task order, so the value and the
@@ -99,23 +99,6 @@ struct FusedNll {
 
 fn lock_error() -> candle_core::Error {
     candle_core::Error::Msg("scetm nll: gradient store poisoned".into())
-}
-
-/// The largest value (exact whatever the order).
-#[inline(always)]
-fn lanes_max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v);
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .chain(&acc)
-        .fold(f32::NEG_INFINITY, |a, &v| a.max(v))
 }
 
 /// `sum_j a_j b_j` (`sum_j a_j` without `b`) in f64, in 8 interleaved partial sums (a fixed
