@@ -557,6 +557,12 @@ impl Engine {
     }
 }
 
+/// How many of `n` cells [`split_cells`] holds out for validation (at least one is left to
+/// train on).
+pub fn n_validation(n: usize, val_fraction: f64) -> usize {
+    ((val_fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n.saturating_sub(1))
+}
+
 /// The train/validation split: a seeded shuffle of the cells, the first
 /// `round(val_fraction * n)` for validation (at least one cell for training).
 pub fn split_cells(n: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -566,8 +572,7 @@ pub fn split_cells(n: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<u
         let j = rng.random_range(0..=i);
         idx.swap(i, j);
     }
-    let n_val =
-        ((val_fraction.clamp(0.0, 1.0) * n as f64).round() as usize).min(n.saturating_sub(1));
+    let n_val = n_validation(n, val_fraction);
     let mut val = idx[..n_val].to_vec();
     let mut train = idx[n_val..].to_vec();
     train.sort_unstable();

@@ -120,8 +120,8 @@ pub const DEFAULT_MAX_STEPS: usize = 20_000;
 /// epochs that fit in `--max-steps` (at least one) for `n_cells` cells.
 pub fn resolved_epochs(o: &Options, n_cells: usize) -> usize {
     o.epochs.unwrap_or_else(|| {
-        let (train, _) = crate::late::split_cells(n_cells, o.val_fraction, o.seed);
-        let per_epoch = train.len().div_ceil(o.batch_size);
+        let train = n_cells - crate::late::n_validation(n_cells, o.val_fraction);
+        let per_epoch = train.div_ceil(o.batch_size);
         crate::engine::auto_epochs(DEFAULT_EPOCHS, 0, o.max_steps, per_epoch)
     })
 }
