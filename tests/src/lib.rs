@@ -213,3 +213,25 @@ pub fn embedding_bits(p: &Path) -> Vec<u32> {
         .map(|v| v.to_bits())
         .collect()
 }
+
+/// The cells table at `cells` (one record batch) written again as an Arrow file of several
+/// record batches, cut before the rows `cuts` (`split`: rows read through the map across
+/// batches), and as Parquet (`parquet`: a table read whole), so that a test can check that
+/// all three inputs give the same results.
+pub fn write_split_and_parquet(cells: &Path, cuts: &[usize], split: &Path, parquet: &Path) {
+    use cellweave::io::table::{cells_to_batches, read_cells, write_batches, write_cells};
+    let t = read_cells(cells).unwrap();
+    let (schema, batches) = cells_to_batches(&t).unwrap();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(cuts.iter().copied())
+        .chain(std::iter::once(b.num_rows()))
+        .collect();
+    let pieces: Vec<_> = bounds
+        .windows(2)
+        .map(|w| b.slice(w[0], w[1] - w[0]))
+        .collect();
+    write_batches(split, schema, &pieces).unwrap();
+    write_cells(parquet, &t).unwrap();
+}

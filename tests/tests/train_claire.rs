@@ -782,7 +782,6 @@ fn few_seeds_are_reported_in_the_log_and_the_card() {
 /// embedding bit for bit, in one call (stage 1, refinement, stage 2) and stage by stage.
 #[test]
 fn mapped_rows_train_as_the_table_read_whole() {
-    use cellweave::io::table::{cells_to_batches, read_cells, write_batches};
     let d = Data::named("cells.arrow", "pairs.arrow", "");
     let p = |n: &str| d.path(n);
     let sim = [
@@ -818,17 +817,12 @@ fn mapped_rows_train_as_the_table_read_whole() {
         &[&[s(&p("n.arrow")), "-o", s(&d.cells)][..], &hvg].concat(),
     );
     run_ok("pairs", &[s(&d.cells), "-o", s(&d.pairs), "-q"]);
-    let t = read_cells(&d.cells).unwrap();
-    let (schema, batches) = cells_to_batches(&t).unwrap();
-    assert_eq!(batches.len(), 1);
-    let b = &batches[0];
-    let pieces = [
-        b.slice(0, 250),
-        b.slice(250, 1),
-        b.slice(251, b.num_rows() - 251),
-    ];
-    write_batches(&p("three.arrow"), schema, &pieces).unwrap();
-    write_cells(&p("whole.parquet"), &t).unwrap();
+    cellweave_tests::write_split_and_parquet(
+        &d.cells,
+        &[250, 251],
+        &p("three.arrow"),
+        &p("whole.parquet"),
+    );
 
     // The embedding's bits, the weights' bytes and the losses of the log.
     let run = |cells: &str, name: &str, extra: &[&str]| {

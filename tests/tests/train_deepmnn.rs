@@ -103,20 +103,15 @@ fn deepmnn_pairs_train_and_outputs() {
 #[test]
 fn deepmnn_mapped_rows_train_as_the_table_read_whole() {
     use cellweave::contract::TableKind;
-    use cellweave::io::table::{cells_to_batches, read_frame, write_batches};
+    use cellweave::io::table::read_frame;
     let d = data();
     let p = |n: &str| d.path(n);
-    let t = read_cells(&d.cells).unwrap();
-    let (schema, batches) = cells_to_batches(&t).unwrap();
-    assert_eq!(batches.len(), 1);
-    let b = &batches[0];
-    let pieces = [
-        b.slice(0, 61),
-        b.slice(61, 1),
-        b.slice(62, b.num_rows() - 62),
-    ];
-    write_batches(&p("three.arrow"), schema, &pieces).unwrap();
-    write_cells(&p("whole.parquet"), &t).unwrap();
+    cellweave_tests::write_split_and_parquet(
+        &d.cells,
+        &[61, 62],
+        &p("three.arrow"),
+        &p("whole.parquet"),
+    );
     let run = |cells: &str, name: &str| {
         let corrected = format!("{name}_corr.arrow");
         let mut a = train_args(

@@ -3,7 +3,6 @@
 //! same weights and embedding bit for bit, whether the counts are the cells table itself or
 //! come from --counts.
 
-use cellweave::io::table::{cells_to_batches, read_cells, write_batches, write_cells};
 use cellweave_tests::{embedding_bits, run_ok, s};
 
 #[test]
@@ -31,11 +30,12 @@ fn invae_mapped_rows_train_as_the_table_read_whole() {
     );
     // Each table also as two record batches (mapped) and as Parquet (read whole).
     for name in ["raw", "norm"] {
-        let t = read_cells(&p(&format!("{name}.arrow"))).unwrap();
-        let (schema, batches) = cells_to_batches(&t).unwrap();
-        let pieces = [batches[0].slice(0, 150), batches[0].slice(150, 250)];
-        write_batches(&p(&format!("{name}_two.arrow")), schema, &pieces).unwrap();
-        write_cells(&p(&format!("{name}.parquet")), &t).unwrap();
+        cellweave_tests::write_split_and_parquet(
+            &p(&format!("{name}.arrow")),
+            &[150],
+            &p(&format!("{name}_two.arrow")),
+            &p(&format!("{name}.parquet")),
+        );
     }
     let train = |out: &str, cells: &str, counts: Option<&str>| {
         let (input, m, e) = (p(cells), p(out), p(&format!("{out}.arrow")));

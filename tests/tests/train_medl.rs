@@ -260,15 +260,15 @@ fn medl_errors_are_one_line_without_output() {
 /// of two and a Parquet file give the same weights and FE / RE embeddings bit for bit.
 #[test]
 fn medl_mapped_rows_train_as_the_table_read_whole() {
-    use cellweave::io::table::{cells_to_batches, write_batches, write_cells};
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let cells = simulate(d, "300", "60", "3");
-    let t = read_cells(&cells).unwrap();
-    let (schema, batches) = cells_to_batches(&t).unwrap();
-    let pieces = [batches[0].slice(0, 110), batches[0].slice(110, 190)];
-    write_batches(&d.join("two.arrow"), schema, &pieces).unwrap();
-    write_cells(&d.join("whole.parquet"), &t).unwrap();
+    cellweave_tests::write_split_and_parquet(
+        &cells,
+        &[110],
+        &d.join("two.arrow"),
+        &d.join("whole.parquet"),
+    );
     let outputs = |name: &str, input: &Path| {
         let dir = d.join(name);
         std::fs::create_dir_all(&dir).unwrap();
