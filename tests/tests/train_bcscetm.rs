@@ -202,7 +202,14 @@ fn stages_by_hand_and_one_call_give_the_same_model() {
     ];
     train_ok(&args(&[&stage2[..], &split(STAGE2)].concat(), &[]));
     let card2 = std::fs::read_to_string(o("stage2").join("card.yaml")).unwrap();
-    assert_has(&card2, &["values: corrected", "batch_bias: false"]);
+    assert_has(
+        &card2,
+        &[
+            "values: corrected",
+            "batch_bias: false",
+            "corrected_as: log1p",
+        ],
+    );
 
     // One call.
     let log = o("log.tsv");
@@ -250,7 +257,8 @@ fn stages_by_hand_and_one_call_give_the_same_model() {
             "model: bcscetm",
             "- deepmnn",
             "- scetm",
-            "pseudo_counts: expm1(max(corrected, 0)), each cell rescaled to a total of 1e4",
+            "stage2_input: max(corrected, 0), each cell rescaled to a total of 1e4",
+            "corrected_as: log1p",
             "pair_space: autoencoder",
             "pair_weight: 0.1",
             "identity_weight: 0.99",
@@ -291,6 +299,37 @@ fn stages_by_hand_and_one_call_give_the_same_model() {
         &one.data,
         "stage 2 embed",
     );
+    // The pseudo-count reading: recorded, another model, and embed reads new cells as it
+    // read the training cells, also for a card written before the choice (no
+    // corrected_as: every such model read pseudo-counts).
+    let (dir_x, emb_x) = (o("stage2_expm1"), o("expm1.arrow"));
+    let mut stage2_x = stage2;
+    stage2_x[5] = s(&dir_x);
+    stage2_x[7] = s(&emb_x);
+    train_ok(&args(
+        &[&stage2_x[..], &split(STAGE2)].concat(),
+        &["--corrected-as", "expm1"],
+    ));
+    let card_x = std::fs::read_to_string(dir_x.join("card.yaml")).unwrap();
+    assert_has(&card_x, &["corrected_as: expm1"]);
+    let trained_x = read_embedding(&emb_x).unwrap();
+    assert_ne!(
+        bits(&trained_x.data),
+        bits(&by_hand.data),
+        "another reading"
+    );
+    let embed_x = |out: &str| {
+        let out = o(out);
+        let c = s(&corrected);
+        run_ok("embed", &[c, "--model", s(&dir_x), "-o", s(&out)]);
+        read_embedding(&out).unwrap().data
+    };
+    let e_x = embed_x("e_x.arrow");
+    near(&e_x, &trained_x.data, "expm1 embed");
+    let legacy = card_x.replace("  corrected_as: expm1\n", "");
+    assert_ne!(legacy, card_x, "the line is there to remove");
+    std::fs::write(dir_x.join("card.yaml"), legacy).unwrap();
+    assert_eq!(bits(&embed_x("e_legacy.arrow")), bits(&e_x), "legacy card");
     // another seed, another model
     train_ok(&one_call(
         t.path(),
@@ -384,6 +423,17 @@ fn bad_input_fails_with_one_line_and_no_output() {
     write_cells(&corrected, &c).unwrap();
     let err = fails(sc(&corrected, &["--counts", s(&f.p("filtered.arrow"))]));
     assert_has(&err, &["--counts", "corrected"]);
+    // ... and a reading of corrected values given for counts.
+    let err = fails(sc(
+        &f.p("hvg.arrow"),
+        &[
+            "--counts",
+            s(&f.p("filtered.arrow")),
+            "--corrected-as",
+            "log1p",
+        ],
+    ));
+    assert_has(&err, &["--corrected-as", "corrected", "hvg.arrow", "log1p"]);
     // embed: a batch the model was not trained on; a stage-2 model given counts
     train_ok(&one_call(t.path(), "ok", "ok.arrow", &[]));
     let mut new = read_cells(&f.p("hvg.arrow")).unwrap();

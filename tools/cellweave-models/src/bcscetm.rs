@@ -8,8 +8,9 @@
 //!    `L_rec` deepMNN's L1 identity term; it writes the corrected expression
 //!    (`--corrected`, `values: corrected`, on the log1p scale);
 //! 2. scETM without the per-batch bias lambda_s (`--no-batch-bias`) on that corrected table,
-//!    read as pseudo-counts `expm1(max(v, 0))` (each cell rescaled to a total of 1e4,
-//!    [`crate::scetm::command::pseudo_counts`]).
+//!    its values read as the weights scETM models: `max(v, 0)` (`--corrected-as log1p`, as
+//!    the report's scETM reads them) or `expm1(max(v, 0))` (`--corrected-as expm1`), each
+//!    cell rescaled to a total of 1e4 ([`crate::scetm::command::corrected_weights`]).
 //!
 //! By hand, stage by stage:
 //!
@@ -41,7 +42,7 @@ use crate::deepmnn::train::{DeepmnnParams, PairSpaceKind};
 use crate::engine::card::{self, Genes, Head};
 use crate::engine::checkpoint::write_model_dir;
 use crate::scetm::command::{self as scetm, ScetmArgs};
-use crate::scetm::train::ScetmParams;
+use crate::scetm::train::{CorrectedAs, ScetmParams};
 use crate::ModelKind;
 
 /// The model card format version.
@@ -52,8 +53,13 @@ pub const DEEPMNN: &str = "deepmnn";
 pub const SCETM: &str = "scetm";
 /// The corrected cells table among the stages of an unfinished run.
 const CORRECTED: &str = "corrected.arrow";
-/// How stage 2 reads the corrected values (recorded in the card).
-pub const PSEUDO_COUNTS: &str = "expm1(max(corrected, 0)), each cell rescaled to a total of 1e4";
+/// How stage 2 reads the corrected values, in words (recorded in the card).
+pub fn stage2_input(how: CorrectedAs) -> &'static str {
+    match how {
+        CorrectedAs::Log1p => "max(corrected, 0), each cell rescaled to a total of 1e4",
+        CorrectedAs::Expm1 => "expm1(max(corrected, 0)), each cell rescaled to a total of 1e4",
+    }
+}
 
 /// The batch-corrected scETM's own flags of `cellweave-train` (deepMNN's flags shape stage
 /// 1, scETM's and the shared ones stage 2).
@@ -92,8 +98,10 @@ pub struct Card {
     pub batches: Vec<String>,
     /// The stages' model directories inside this one, in order.
     pub stages: Vec<String>,
-    /// How stage 2 reads stage 1's corrected values.
-    pub pseudo_counts: String,
+    /// How stage 2 reads stage 1's corrected values (`pseudo_counts` in cards written
+    /// before `--corrected-as`).
+    #[serde(alias = "pseudo_counts")]
+    pub stage2_input: String,
     /// The genes of both stages.
     #[serde(flatten)]
     pub genes: Genes,
@@ -222,7 +230,7 @@ pub fn train(
         head: Head::of::<Card>(),
         batches: card1.batches.clone(),
         stages: vec![DEEPMNN.into(), SCETM.into()],
-        pseudo_counts: PSEUDO_COUNTS.into(),
+        stage2_input: stage2_input(scetm::reading(&card2.hyperparameters)).into(),
         genes: card2.genes.clone(),
         hyperparameters: StageParams {
             deepmnn: card1.hyperparameters,
@@ -248,8 +256,8 @@ pub fn train(
     Ok(())
 }
 
-/// Embed new cells of the batches stage 1 was trained on: corrected by stage 1, read as
-/// pseudo-counts by stage 2.
+/// Embed new cells of the batches stage 1 was trained on: corrected by stage 1, read by
+/// stage 2 as it read its training cells.
 pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     atomic::check_not_input(&run.output, &[run.cells.as_path()])?;
     let device = crate::device(&run.device)?;
@@ -265,7 +273,8 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
     let mut x = deepmnn::correct_cells(&m, &cells, &run.cells, &device)?;
     m.scaling.invert(&mut x);
     let (n, g) = (cells.n_cells(), m.card.genes.n_genes);
-    let counts = scetm::pseudo_counts(&Csr::from_dense(n, g, &x), &run.cells)?;
+    let how = scetm::reading(&card2.hyperparameters);
+    let counts = scetm::corrected_weights(&Csr::from_dense(n, g, &x), &run.cells, how)?;
     let values = scetm::embed_values(&card2, &net, counts, &device)?;
     let k = card2.shape.topics;
     table::write_embedding(

@@ -9,7 +9,7 @@ use cellweave::{info, Error, Result, ResultExt};
 use std::path::Path;
 
 use super::network::{Network, Shape};
-use super::train::{self, default_epochs, Data, ScetmParams, Trainer};
+use super::train::{self, default_epochs, CorrectedAs, Data, ScetmParams, Trainer};
 use crate::claire::model::{align_gene_lists, aligned_matrix};
 use crate::command::{EmbedRun, TrainRun};
 use crate::engine::card::{Genes, Head};
@@ -72,6 +72,11 @@ pub struct ScetmArgs {
     /// the model directory always holds it as genes.arrow)
     #[arg(long, value_name = "GENES")]
     pub genes_out: Option<std::path::PathBuf>,
+    /// How a corrected cells table (deepMNN's --corrected output: the batch-corrected
+    /// scETM's stage 2) is read: log1p (its values, negatives as 0) or expm1 (pseudo-counts)
+    /// [default: log1p; only for corrected cells]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub corrected_as: Option<CorrectedAs>,
 }
 
 impl ScetmArgs {
@@ -117,7 +122,7 @@ pub struct Card {
     /// Batches of the batch bias rows, in order (empty without a bias).
     pub batches: Vec<String>,
     /// Scale the inputs must be on: raw counts, or (the batch-corrected scETM's stage 2)
-    /// corrected values, read as their pseudo-counts ([`pseudo_counts`]).
+    /// corrected values, read as `hyperparameters.corrected_as` says ([`corrected_weights`]).
     pub values: ValueKind,
     /// The genes it models.
     #[serde(flatten)]
@@ -173,18 +178,26 @@ pub fn check_counts(x: &Csr, values: ValueKind, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Total of every cell's pseudo-counts ([`pseudo_counts`]).
+/// Total of every cell's weights read from a corrected table ([`corrected_weights`]).
 pub const PSEUDO_LIBRARY: f64 = 1e4;
 
-/// The pseudo-counts of corrected expression on the log1p scale (deepMNN's `--corrected`
-/// output, the batch-corrected scETM's stage 2 input): `expm1(max(v, 0))`, each cell then
-/// rescaled to a total of [`PSEUDO_LIBRARY`] (in float64). scETM reads a cell only through
-/// `x / library` (its encoder's input and the weights of its likelihood terms), so the
-/// rescaling changes nothing but keeps a cell finite whatever its corrected values (a
-/// value above 88 would overflow float32 after expm1); expm1 undoes the log1p, so that the
-/// weights are shares of normalized expression as with counts, and a corrected value below
-/// the log1p zero (deepMNN's output can be negative) counts as none.
-pub fn pseudo_counts(x: &dyn Rows, path: &Path) -> Result<Csr> {
+/// The weights scETM models for corrected expression on the log1p scale (deepMNN's
+/// `--corrected` output, the batch-corrected scETM's stage 2 input), each cell rescaled to a
+/// total of [`PSEUDO_LIBRARY`] (in float64); a value below the log1p zero (deepMNN's output
+/// can be negative) counts as none:
+/// - [`CorrectedAs::Log1p`] (the default): `max(v, 0)`, the corrected values themselves, as
+///   the batch-corrected scETM report's scETM reads deepMNN's output;
+/// - [`CorrectedAs::Expm1`]: the pseudo-counts `expm1(max(v, 0))`. deepMNN constrains its
+///   output only on the principal axes of its pair term (the identity term weighs 0.001), so
+///   off them corrected values leave the data's range (cellbench_3tech, 20 epochs: -26 to
+///   38 against 0 to 8 in the input), and expm1 turns one such gene into most of its cell
+///   (median largest share of a cell 0.82-0.87, against 0.064 for the input's
+///   `expm1(log1p)`; 0.013 for the log1p reading, 0.007 in the input).
+///
+/// scETM reads a cell only through `x / library` (its encoder's input and the weights of
+/// its likelihood terms), so the rescaling changes nothing but keeps a cell finite whatever
+/// its corrected values (a value above 88 would overflow float32 after expm1).
+pub fn corrected_weights(x: &dyn Rows, path: &Path, how: CorrectedAs) -> Result<Csr> {
     let values = || (0..x.n_rows()).flat_map(|r| x.row(r).1);
     if let Some(v) = values().find(|v| !v.is_finite()) {
         return Err(Error::new(format!(
@@ -193,10 +206,17 @@ pub fn pseudo_counts(x: &dyn Rows, path: &Path) -> Result<Csr> {
         .file(path)
         .field("values"));
     }
+    let weight = |v: f32| {
+        let v = v.max(0.0) as f64;
+        match how {
+            CorrectedAs::Log1p => v,
+            CorrectedAs::Expm1 => v.exp_m1(),
+        }
+    };
     let mut out = Csr::empty(x.n_cols());
     for r in 0..x.n_rows() {
         let (idx, val) = x.row(r);
-        let row: Vec<f64> = val.iter().map(|&v| (v.max(0.0) as f64).exp_m1()).collect();
+        let row: Vec<f64> = val.iter().map(|&v| weight(v)).collect();
         let total: f64 = row.iter().sum();
         let scale = if total > 0.0 {
             PSEUDO_LIBRARY / total
@@ -210,10 +230,21 @@ pub fn pseudo_counts(x: &dyn Rows, path: &Path) -> Result<Csr> {
     Ok(out)
 }
 
+/// How a scETM model of `values` read corrected cells: its card's choice, or, for a card
+/// that predates the choice, [`CorrectedAs::Expm1`] (what every such model read).
+pub fn reading(params: &ScetmParams) -> CorrectedAs {
+    params.corrected_as.unwrap_or(CorrectedAs::Expm1)
+}
+
 /// scETM's input: the raw counts of `--counts` (matched to the cells and genes of the
-/// cells table), or, for the batch-corrected scETM, the pseudo-counts of a corrected cells
-/// table given as the cells table itself.
-fn input(run: &TrainRun, cells: &CellsTable, x: &dyn Rows) -> Result<(Csr, ValueKind)> {
+/// cells table), or, for the batch-corrected scETM, the weights of a corrected cells table
+/// given as the cells table itself, read as `how` says ([`corrected_weights`]).
+fn input(
+    run: &TrainRun,
+    cells: &CellsTable,
+    x: &dyn Rows,
+    how: Option<CorrectedAs>,
+) -> Result<(Csr, ValueKind)> {
     if cells.values == ValueKind::Corrected {
         if run.counts.is_some() {
             return Err(Error::new(
@@ -221,7 +252,16 @@ fn input(run: &TrainRun, cells: &CellsTable, x: &dyn Rows) -> Result<(Csr, Value
             )
             .flag("--counts"));
         }
-        return Ok((pseudo_counts(x, &run.cells)?, ValueKind::Corrected));
+        let how = how.unwrap_or_default();
+        return Ok((corrected_weights(x, &run.cells, how)?, ValueKind::Corrected));
+    }
+    if how.is_some() {
+        return Err(Error::new(format!(
+            "is for a cells table of corrected values (deepMNN's --corrected output); {} holds {} values",
+            run.cells.display(),
+            cells.values.as_str()
+        ))
+        .flag("--corrected-as"));
     }
     let counts_path = run.require_counts(ModelKind::Scetm)?;
     let (counts, values) = cellweave::convert::export::read_aligned_counts(
@@ -307,16 +347,18 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
     run.check_outputs(&run.inputs(), &[args.genes_out.as_deref()])?;
     let device = crate::device(&run.device)?;
     // The rows stay in the memory-mapped file when it is one (a cellweave Arrow table):
-    // scETM reads only the corrected values' pseudo-counts from them, or none (--counts).
+    // scETM reads only the corrected values' weights from them, or none (--counts).
     let input_rows = cellweave::io::rows::read_cells_rows(&run.cells)?;
     let cells = &input_rows.cells;
     if cells.n_genes() == 0 {
         return Err(Error::new("no genes").file(&run.cells));
     }
-    let (counts, values) = input(run, cells, input_rows.x())?;
+    let (counts, values) = input(run, cells, input_rows.x(), args.corrected_as)?;
     let (codes, batch_names) = batches(cells, &run.batch_key, &run.cells)?;
     let data = Data::new(counts, codes, batch_names.len());
     let mut params = params;
+    params.corrected_as =
+        (values == ValueKind::Corrected).then(|| args.corrected_as.unwrap_or_default());
     if run.hyper.epochs.is_none() {
         params.epochs = default_epochs(cells.n_cells(), params.batch_size);
     }
@@ -333,10 +375,10 @@ pub fn train(run: &TrainRun, args: &ScetmArgs, step: &Step) -> Result<()> {
         "scetm: {} cells x {} genes{}, {} batches{}, {} topics; epochs {}..{} of {} minibatch(es)",
         cells.n_cells(),
         cells.n_genes(),
-        if values == ValueKind::Corrected {
-            " (pseudo-counts of corrected values)"
-        } else {
-            ""
+        match params.corrected_as {
+            Some(CorrectedAs::Log1p) => " (corrected values, read as log1p weights)",
+            Some(CorrectedAs::Expm1) => " (corrected values, read as pseudo-counts)",
+            None => "",
         },
         batch_names.len(),
         if t.net.shape.bias_batches > 0 {
@@ -420,7 +462,7 @@ pub fn load(dir: &Path, device: &candle_core::Device) -> Result<(Card, Network)>
 }
 
 /// The embedding (the card's mu or theta) of the cells of `x` (the model's genes: counts,
-/// or pseudo-counts for a model of corrected values).
+/// or the weights of corrected values for a model of them, [`corrected_weights`]).
 pub fn embed_values(
     card: &Card,
     net: &Network,
@@ -465,7 +507,7 @@ pub fn embed(run: &EmbedRun, step: &Step) -> Result<()> {
             .file(&run.cells)
             .field("values"));
         }
-        pseudo_counts(&x, &run.cells)?
+        corrected_weights(&x, &run.cells, reading(&card.hyperparameters))?
     } else {
         check_counts(&x, cells.values, &run.cells)?;
         x

@@ -330,3 +330,52 @@ fn fused_nll_equals_the_candle_ops() {
         }
     }
 }
+
+#[test]
+fn corrected_values_are_read_as_log1p_weights_or_pseudo_counts() {
+    use super::command::{corrected_weights, reading, PSEUDO_LIBRARY};
+    use super::train::CorrectedAs;
+    use std::path::Path;
+    let ln3 = 3f32.ln();
+    // cell 0: log1p values 0, ln 3, 2 ln 3 and a negative value; cell 1: nothing above 0
+    let x = Csr::from_dense(2, 4, &[0.0, ln3, 2.0 * ln3, -1.5, -0.2, 0.0, 0.0, 0.0]);
+    let p = Path::new("c.arrow");
+    let dense = |m: &Csr| {
+        let mut d = vec![0f64; 8];
+        for r in 0..2 {
+            let (lo, hi) = (m.indptr[r] as usize, m.indptr[r + 1] as usize);
+            for (j, v) in m.indices[lo..hi].iter().zip(&m.data[lo..hi]) {
+                d[r * 4 + *j as usize] = *v as f64;
+            }
+        }
+        d
+    };
+    let close = |a: &[f64], b: &[f64]| {
+        for (u, v) in a.iter().zip(b) {
+            assert!((u - v).abs() <= 1e-3 * v.abs().max(1.0), "{a:?} vs {b:?}");
+        }
+    };
+    // log1p: shares 1/3 and 2/3 of ln 3 + 2 ln 3; expm1: 2 and 8 of 10
+    let l = PSEUDO_LIBRARY;
+    let want_log = [0.0, l / 3.0, 2.0 * l / 3.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let want_exp = [0.0, 0.2 * l, 0.8 * l, 0.0, 0.0, 0.0, 0.0, 0.0];
+    close(
+        &dense(&corrected_weights(&x, p, CorrectedAs::Log1p).unwrap()),
+        &want_log,
+    );
+    close(
+        &dense(&corrected_weights(&x, p, CorrectedAs::Expm1).unwrap()),
+        &want_exp,
+    );
+    // a value that is not finite is refused, naming the file and the field
+    let bad = Csr::from_dense(1, 2, &[f32::NAN, 1.0]);
+    let err = corrected_weights(&bad, p, CorrectedAs::Log1p)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c.arrow") && err.contains("values"), "{err}");
+    // a card without the choice predates it: pseudo-counts
+    let mut params = ScetmParams::default();
+    assert_eq!(reading(&params), CorrectedAs::Expm1);
+    params.corrected_as = Some(CorrectedAs::Log1p);
+    assert_eq!(reading(&params), CorrectedAs::Log1p);
+}

@@ -60,6 +60,35 @@ pub struct ScetmParams {
     pub batch_bias: bool,
     /// Seed of the initial weights, the shuffles, the dropout masks and the noise.
     pub seed: u64,
+    /// How a corrected cells table is read (the batch-corrected scETM's stage 2); absent
+    /// for raw counts. A model of corrected values whose card lacks it predates the choice
+    /// and read [`CorrectedAs::Expm1`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrected_as: Option<CorrectedAs>,
+}
+
+/// How scETM reads a corrected cells table (deepMNN's `--corrected` output, log1p scale)
+/// as the non-negative weights it models ([`crate::scetm::command::corrected_weights`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CorrectedAs {
+    /// the corrected log1p values themselves, negatives as 0 (as the batch-corrected scETM
+    /// report's scETM reads deepMNN's output)
+    #[default]
+    Log1p,
+    /// pseudo-counts expm1(max(v, 0)) (cellweave 0.x before this choice; a corrected value
+    /// far above the data's range then outweighs every other gene of its cell)
+    Expm1,
 }
 
 /// Epochs when `--epochs` is not given: scETM's 800, bounded in steps to [`MIN_STEPS`] ..
@@ -99,6 +128,7 @@ impl Default for ScetmParams {
             kl_warmup: 1.0 / 3.0,
             batch_bias: true,
             seed: 0,
+            corrected_as: None,
         }
     }
 }
