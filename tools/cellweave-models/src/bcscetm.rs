@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use crate::command::{EmbedRun, Hyper, TrainRun};
 use crate::deepmnn::command::{self as deepmnn, DeepmnnArgs};
-use crate::deepmnn::train::{DeepmnnParams, PairSpaceKind};
+use crate::deepmnn::train::DeepmnnParams;
 use crate::engine::card::{self, Genes, Head};
 use crate::engine::checkpoint::write_model_dir;
 use crate::scetm::command::{self as scetm, ScetmArgs};
@@ -193,7 +193,6 @@ pub fn train(
             ..run.clone()
         };
         let deep1 = DeepmnnArgs {
-            pair_space: Some(deep.pair_space.unwrap_or(PairSpaceKind::Autoencoder)),
             corrected: Some(corrected.clone()),
             ..deep.clone()
         };

@@ -37,9 +37,10 @@ pub struct DeepmnnArgs {
     #[arg(value_parser = cellweave::cli::range::at_least_1, long,
           default_value_t = DeepmnnParams::default().blocks, value_name = "N")]
     pub blocks: usize,
-    /// Where the pair term compares the two corrected cells of a pair: pcs (deepMNN) or
-    /// autoencoder (the batch-corrected scETM: the codes of an autoencoder pre-trained on
-    /// the log1p values, then frozen) [default: pcs; --model bcscetm: autoencoder]
+    /// Where the pair term compares the two corrected cells of a pair: pcs (deepMNN, and the
+    /// default of --model bcscetm) or autoencoder (the batch-corrected scETM report's form:
+    /// the codes of an autoencoder pre-trained on the log1p values, then frozen; with its
+    /// weights 0.1 / 0.99 stage 1 stays near the identity, docs/models.md) [default: pcs]
     #[arg(long, value_enum, value_name = "SPACE")]
     pub pair_space: Option<PairSpaceKind>,
     /// Weight of the L1 pair term (>= 0) [default: 1; autoencoder pair space: 0.1]
