@@ -235,3 +235,23 @@ pub fn write_split_and_parquet(cells: &Path, cuts: &[usize], split: &Path, parqu
     write_batches(split, schema, &pieces).unwrap();
     write_cells(parquet, &t).unwrap();
 }
+
+/// Run `cellweave-train` with `args` (the cells table first), check that its log says how
+/// the rows were read (from the memory-mapped file, or in memory for Parquet), and return
+/// the model's weights (the bytes of `model.safetensors`) and its training log's losses, for
+/// the checks that mapped and whole rows train to the same bits.
+pub fn train_reading_rows(args: &[String], model_dir: &Path) -> (Vec<u8>, String) {
+    use cellweave::contract::TableKind;
+    use cellweave::io::table::read_frame;
+    let out = run_ok("train", &strs(args));
+    let mapped = !args[0].ends_with(".parquet");
+    let rows = ["(rows in memory)", "(rows read from the mapped file)"][mapped as usize];
+    assert_has(&String::from_utf8_lossy(&out.stderr), &[rows]);
+    let weights = std::fs::read(model_dir.join("model.safetensors")).unwrap();
+    let log = read_frame(
+        &model_dir.join("training_log.arrow"),
+        TableKind::TrainingLog,
+    );
+    let loss = log.unwrap().column("loss").cloned().unwrap();
+    (weights, format!("{loss:?}"))
+}

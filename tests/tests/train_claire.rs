@@ -828,18 +828,8 @@ fn mapped_rows_train_as_the_table_read_whole() {
     let run = |cells: &str, name: &str, extra: &[&str]| {
         let mut a = train_args(&d, name, &format!("{name}_emb.arrow"), extra);
         a[0] = s(&p(cells)).into();
-        let out = run_ok("train", &strs(&a));
-        let mapped = !cells.ends_with(".parquet");
-        let rows = ["(rows in memory)", "(rows read from the mapped file)"][mapped as usize];
-        assert_has(&String::from_utf8_lossy(&out.stderr), &[rows]);
-        let weights = std::fs::read(p(name).join("model.safetensors")).unwrap();
-        let log = read_frame(&p(name).join("training_log.arrow"), TableKind::TrainingLog);
-        let loss = log.unwrap().column("loss").cloned().unwrap();
-        (
-            d.bits(&format!("{name}_emb.arrow")),
-            weights,
-            format!("{loss:?}"),
-        )
+        let (weights, loss) = cellweave_tests::train_reading_rows(&a, &p(name));
+        (d.bits(&format!("{name}_emb.arrow")), weights, loss)
     };
     let one = run("cells.arrow", "one", &[]);
     assert_eq!(one, run("three.arrow", "three", &[]));

@@ -102,8 +102,6 @@ fn deepmnn_pairs_train_and_outputs() {
 /// (read whole) train to the same bits: weights, embedding, corrected table and log.
 #[test]
 fn deepmnn_mapped_rows_train_as_the_table_read_whole() {
-    use cellweave::contract::TableKind;
-    use cellweave::io::table::read_frame;
     let d = data();
     let p = |n: &str| d.path(n);
     cellweave_tests::write_split_and_parquet(
@@ -121,13 +119,7 @@ fn deepmnn_mapped_rows_train_as_the_table_read_whole() {
             &["--corrected", s(&p(&corrected))],
         );
         a[0] = s(&p(cells)).into();
-        let out = run_ok("train", &strs(&a));
-        let mapped = !cells.ends_with(".parquet");
-        let rows = ["(rows in memory)", "(rows read from the mapped file)"][mapped as usize];
-        assert_has(&String::from_utf8_lossy(&out.stderr), &[rows]);
-        let weights = std::fs::read(p(name).join("model.safetensors")).unwrap();
-        let log = read_frame(&p(name).join("training_log.arrow"), TableKind::TrainingLog);
-        let loss = format!("{:?}", log.unwrap().column("loss").cloned().unwrap());
+        let (weights, loss) = cellweave_tests::train_reading_rows(&a, &p(name));
         let c = read_cells(&p(&corrected)).unwrap();
         let x: Vec<u32> = c.x.data.iter().map(|v| v.to_bits()).collect();
         let shape = (c.x.indptr.clone(), c.x.indices.clone());
