@@ -113,8 +113,13 @@ fn split(flags: &str) -> Vec<&str> {
 }
 
 /// A `--model bcscetm` command line writing the model `model` and the embedding `emb`
-/// into `out`.
+/// into `out`, stage 1 with the autoencoder pair space ([`STAGE1`]).
 fn one_call(out: &Path, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
+    one_call_with(STAGE1, out, model, emb, extra)
+}
+
+/// [`one_call`] with the stage-1 flags `stage1` (empty: stage 1 at its defaults).
+fn one_call_with(stage1: &str, out: &Path, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
     let f = fx();
     let (m, e) = (out.join(model), out.join(emb));
     let (hvg, pairs) = (f.p("hvg.arrow"), f.p("pairs.arrow"));
@@ -135,7 +140,7 @@ fn one_call(out: &Path, model: &str, emb: &str, extra: &[&str]) -> Vec<String> {
         "--threads",
         "1",
     ];
-    args(&[&head[..], &split(STAGE1), &split(STAGE2)].concat(), extra)
+    args(&[&head[..], &split(stage1), &split(STAGE2)].concat(), extra)
 }
 
 fn near(a: &[f32], b: &[f32], what: &str) {
@@ -370,26 +375,9 @@ fn one_call_killed_in_either_stage_resumes_to_the_same_model() {
 fn stage_1_defaults_to_deepmnns_own_pair_term() {
     // With the autoencoder's 0.1 / 0.99 stage 1 stays near the identity (docs/models.md),
     // so the one call's stage 1 is plain deepMNN unless --pair-space autoencoder is given.
-    let f = fx();
     let t = tempfile::tempdir().unwrap();
     let (m, e) = (t.path().join("m"), t.path().join("e.arrow"));
-    let (hvg, pairs) = (f.p("hvg.arrow"), f.p("pairs.arrow"));
-    let head = [
-        s(&hvg),
-        "--model",
-        "bcscetm",
-        "--pairs",
-        s(&pairs),
-        "--deepmnn-epochs",
-        "2",
-        "-o",
-        s(&m),
-        "--embedding",
-        s(&e),
-        "--threads",
-        "1",
-    ];
-    train_ok(&args(&[&head[..], &split(STAGE2)].concat(), &[]));
+    train_ok(&one_call_with("", t.path(), "m", "e.arrow", &[]));
     let card = std::fs::read_to_string(m.join("card.yaml")).unwrap();
     assert_has(
         &card,
